@@ -1,0 +1,330 @@
+//! The one place that knows database connections.
+//!
+//! A [`Database`] is SQLite (the default: a file under the service's `--data` directory) or
+//! PostgreSQL (`--database postgres://...`), behind one connection type, [`AnyConnection`], and one
+//! pool. Each service embeds its own migrations (`migrations/<service>/{sqlite,postgres}`) and hands
+//! them to [`Database::open`], which runs the pending ones before anything else touches the schema.
+//!
+//! Invariants:
+//! - No domain logic lives here: no table of any service is named in this crate.
+//! - Blocking database work never runs on async worker threads: [`Database::run`] moves the
+//!   closure to tokio's blocking pool; dedicated writers get their own connection
+//!   ([`Database::connect`]) and run on their own thread.
+//! - SQLite connections are in WAL mode with `synchronous=FULL`, so a committed transaction
+//!   survives a crash or power loss (ledgers rely on it).
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+pub use diesel;
+
+/// Readers in the pool; the ledger writer has its own connection on top.
+pub const POOL_SIZE_MAX: u32 = 8;
+/// How long a caller waits for a pooled connection before `pool_timeout`.
+pub const POOL_WAIT_MS_MAX: u64 = 5_000;
+/// How long SQLite waits on a lock held by another connection before `SQLITE_BUSY`.
+pub const SQLITE_BUSY_MS_MAX: u64 = 5_000;
+
+/// One connection type over both backends; the diesel query builder works on it directly.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("no database connection free within the pool wait: {0}")]
+    Pool(String),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("the blocking database task failed: {0}")]
+    Task(String),
+}
+
+/// Which backend a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A service's migrations, one set per backend (SQL dialects differ). Build it where the
+/// `embed_migrations!` constants are: `EmbeddedMigrations` is neither `Clone` nor `Debug`.
+pub struct Migrations {
+    pub sqlite: EmbeddedMigrations,
+    pub postgres: EmbeddedMigrations,
+}
+
+/// Where the database is: a PostgreSQL URL, or a SQLite file path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub backend: Backend,
+    /// The URL for PostgreSQL; the file path for SQLite.
+    pub target: String,
+}
+
+impl Location {
+    /// `postgres://` and `postgresql://` are PostgreSQL; `sqlite://PATH` or a bare path is SQLite.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location {
+                backend: Backend::Postgres,
+                target: text.to_owned(),
+            }
+        } else {
+            Location {
+                backend: Backend::Sqlite,
+                target: text.strip_prefix("sqlite://").unwrap_or(text).to_owned(),
+            }
+        }
+    }
+
+    /// The SQLite file `name` inside `data_dir`.
+    pub fn sqlite_in(data_dir: &Path, name: &str) -> Location {
+        Location {
+            backend: Backend::Sqlite,
+            target: data_dir.join(name).to_string_lossy().into_owned(),
+        }
+    }
+
+    /// For logs: the URL without any password.
+    pub fn redacted(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite {}", self.target),
+            Backend::Postgres => match (self.target.find("://"), self.target.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    format!("{}://***{}", &self.target[..scheme_end], &self.target[at..])
+                }
+                _ => self.target.clone(),
+            },
+        }
+    }
+}
+
+/// Opens connections for the pool and for dedicated writers, with the per-backend settings.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    location: Location,
+}
+
+impl Manager {
+    fn open(&self) -> Result<AnyConnection, DbError> {
+        match self.location.backend {
+            Backend::Postgres => PgConnection::establish(&self.location.target)
+                .map(AnyConnection::Postgresql)
+                .map_err(|e| DbError::Connect(format!("{}: {e}", self.location.redacted()))),
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.location.target)
+                    .map_err(|e| DbError::Connect(format!("{}: {e}", self.location.redacted())))?;
+                // WAL lets readers run beside the one writer; FULL sync makes every commit durable.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_MS_MAX};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(|e| DbError::Connect(format!("sqlite settings: {e}")))?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        self.open().map_err(|e| r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(e.to_string())))
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+pub type PooledConnection = ::r2d2::PooledConnection<Manager>;
+
+/// A migrated database with a pool of connections.
+#[derive(Clone)]
+pub struct Database {
+    manager: Manager,
+    pool: ::r2d2::Pool<Manager>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.manager.location.redacted())
+    }
+}
+
+impl Database {
+    /// Connect, run pending migrations, and build the pool. Blocking: call before serving, or
+    /// from a blocking thread.
+    pub fn open(location: Location, migrations: Migrations) -> Result<Database, DbError> {
+        let manager = Manager { location };
+        let mut conn = manager.open()?;
+        run_migrations(&mut conn, migrations)?;
+        drop(conn);
+        let pool = ::r2d2::Pool::builder()
+            .max_size(POOL_SIZE_MAX)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_millis(POOL_WAIT_MS_MAX))
+            .build(manager.clone())
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        Ok(Database { manager, pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.manager.location.backend
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.manager.location
+    }
+
+    /// A connection of its own, outside the pool: for a dedicated writer thread.
+    pub fn connect(&self) -> Result<AnyConnection, DbError> {
+        self.manager.open()
+    }
+
+    /// A pooled connection. Blocking: only from blocking threads.
+    pub fn get(&self) -> Result<PooledConnection, DbError> {
+        self.pool.get().map_err(|e| DbError::Pool(e.to_string()))
+    }
+
+    /// Run `work` with a pooled connection on tokio's blocking pool.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.get()?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+}
+
+fn run_migrations(conn: &mut AnyConnection, migrations: Migrations) -> Result<(), DbError> {
+    let result = match conn {
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(migrations.sqlite).map(|v| v.len()),
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(migrations.postgres).map(|v| v.len()),
+    };
+    let applied = result.map_err(|e| DbError::Migration(e.to_string()))?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
+    }
+    Ok(())
+}
+
+pub mod testing {
+    //! Helpers for tests that run against SQLite and, when `TEST_DATABASE_URL` is set, PostgreSQL.
+
+    use super::*;
+
+    /// The PostgreSQL URL for tests, or `None` to skip PostgreSQL variants. When `CI=true` and
+    /// `TEST_DATABASE_URL` is set but unreachable, panics so CI fails instead of skipping.
+    pub fn postgres_url() -> Option<String> {
+        let url = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        match PgConnection::establish(&url) {
+            Ok(_) => Some(url),
+            Err(e) => {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("CI=true and TEST_DATABASE_URL is unreachable: {e}");
+                }
+                eprintln!("skipping PostgreSQL: TEST_DATABASE_URL unreachable: {e}");
+                None
+            }
+        }
+    }
+
+    /// A fresh, empty PostgreSQL schema for one test: the returned URL pins `search_path` to it,
+    /// so tests never see each other's tables.
+    pub fn fresh_postgres(base_url: &str, label: &str) -> Result<String, DbError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let clean: String = label
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(30)
+            .collect();
+        let schema = format!("t_{}_{}_{}", clean.to_lowercase(), std::process::id(), nanos % 1_000_000_000);
+        let mut conn = PgConnection::establish(base_url).map_err(|e| DbError::Connect(e.to_string()))?;
+        conn.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        Ok(format!("{base_url}{sep}options=-csearch_path%3D{schema}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_redact() {
+        let pg = Location::parse("postgres://user:secret@127.0.0.1:5432/db");
+        assert_eq!(pg.backend, Backend::Postgres);
+        assert!(!pg.redacted().contains("secret"));
+        assert_eq!(Location::parse("sqlite:///tmp/x.db").target, "/tmp/x.db");
+        assert_eq!(Location::parse("/tmp/x.db").backend, Backend::Sqlite);
+    }
+
+    #[test]
+    fn sqlite_connections_are_wal_and_full_sync() {
+        use diesel::sql_types::{BigInt, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = Text)]
+            journal_mode: String,
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Sync {
+            #[diesel(sql_type = BigInt)]
+            synchronous: i64,
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = Manager { location: Location::sqlite_in(dir.path(), "t.sqlite") };
+        let AnyConnection::Sqlite(mut conn) = manager.open().expect("open") else {
+            panic!("expected sqlite");
+        };
+        let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(&mut conn).expect("pragma");
+        assert_eq!(mode.journal_mode, "wal");
+        let sync: Sync = diesel::sql_query("PRAGMA synchronous").get_result(&mut conn).expect("pragma");
+        assert_eq!(sync.synchronous, 2, "2 = FULL");
+    }
+}
+
+/// Run `$body` with `$c` bound to the concrete connection of either backend: for the few query
+/// forms diesel's multi-backend connection lacks (multi-row INSERT).
+#[macro_export]
+macro_rules! with_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::AnyConnection::Sqlite($c) => $body,
+            $crate::AnyConnection::Postgresql($c) => $body,
+        }
+    };
+}

@@ -1,0 +1,105 @@
+//! The one error enum of the `lcp` crate, each variant mapped to an HTTP status and a stable code.
+
+use actix_web::http::StatusCode;
+use protocol::{AuthError, ErrorBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("the request body is not valid JSON for this call: {0}")]
+    InvalidJson(String),
+    #[error("the query string is invalid: {0}")]
+    InvalidQuery(String),
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("amount must be a whole number of minor units from 1 to {max}")]
+    InvalidAmount { max: u64 },
+    #[error("invalid recipient: {0}")]
+    InvalidRecipient(String),
+    #[error("transaction_id must be 1 to {max} printable ASCII characters")]
+    InvalidTransactionId { max: usize },
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds { balance: i64, needed: u64 },
+    #[error("the supply cap of {cap} would be exceeded")]
+    SupplyCapReached { cap: u64 },
+    #[error("counter {counter} was already used with a different body")]
+    CounterReused { counter: u64 },
+    #[error("counter must be at most {max}")]
+    CounterTooLarge { max: u64 },
+    #[error("the ledger queue is full; retry shortly")]
+    Overloaded,
+    #[error("not found")]
+    NotFound,
+    #[error("storage failure")]
+    Storage(String),
+    #[error("database: {0}")]
+    Db(#[from] db::DbError),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
+            Error::Auth(_) => StatusCode::UNAUTHORIZED,
+            Error::InvalidJson(_)
+            | Error::InvalidQuery(_)
+            | Error::InvalidAmount { .. }
+            | Error::InvalidRecipient(_)
+            | Error::InvalidTransactionId { .. }
+            | Error::CounterTooLarge { .. } => StatusCode::BAD_REQUEST,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::InsufficientFunds { .. } | Error::SupplyCapReached { .. } => {
+                StatusCode::PAYMENT_REQUIRED
+            }
+            Error::CounterReused { .. } => StatusCode::CONFLICT,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::Overloaded | Error::Storage(_) | Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(e) => e.code(),
+            Error::InvalidJson(_) => "invalid_json",
+            Error::InvalidQuery(_) => "invalid_query",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::InvalidAmount { .. } => "invalid_amount",
+            Error::InvalidRecipient(_) => "invalid_recipient",
+            Error::InvalidTransactionId { .. } => "invalid_transaction_id",
+            Error::InsufficientFunds { .. } => "insufficient_funds",
+            Error::SupplyCapReached { .. } => "supply_cap_reached",
+            Error::CounterReused { .. } => "counter_reused",
+            Error::CounterTooLarge { .. } => "invalid_header",
+            Error::Overloaded => "overloaded",
+            Error::NotFound => "not_found",
+            Error::Storage(_) | Error::Db(_) => "unavailable",
+        }
+    }
+
+    /// The JSON body clients see. Internal causes stay in the log.
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            Error::Storage(_) | Error::Db(_) => "the ledger is temporarily unavailable".to_owned(),
+            other => other.to_string(),
+        };
+        ErrorBody::new(self.code(), message)
+    }
+}
+
+impl actix_web::ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        if matches!(self, Error::Storage(_) | Error::Db(_)) {
+            tracing::error!(error = %self, "request failed on storage");
+        }
+        let mut resp = actix_web::HttpResponse::build(self.status());
+        if matches!(self, Error::Overloaded) {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.json(self.body())
+    }
+}

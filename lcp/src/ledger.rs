@@ -1,0 +1,507 @@
+//! The issuer's ledger: one writer thread applies transfers in batches (group commit); readers
+//! query committed state through the pool.
+//!
+//! Invariants (each asserted or tested):
+//! - Only the writer thread changes `accounts`, `transfers` and `commands`; so its in-memory
+//!   balance cache is exact for every account it holds, and `seq` is dense and increasing.
+//! - The sum of all balances, the issuer's included, is zero after every committed batch: every
+//!   transfer moves `amount + fee` out of one account and `amount` and `fee` into two others.
+//! - No account but the issuer's goes below zero; the issuer's goes no lower than `-supply_cap`.
+//! - A transfer is answered only after the batch holding it committed (durable), so an answered
+//!   transfer survives kill -9.
+//! - A command (sender, counter) executes at most once; its stored answer is replayed.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use db::{AnyConnection, Database};
+use diesel::prelude::*;
+use protocol::{fee_for, Amount, EntityId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch, Semaphore};
+
+use crate::config::IssuerConfig;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::schema::{accounts, commands, transfers};
+
+/// Deposits returned by one getDeposits call at most; `next` lets the caller page on.
+pub const DEPOSITS_PAGE_MAX: i64 = 1_000;
+/// Rows per INSERT statement (stays far below SQLite's and PostgreSQL's bound-parameter limits).
+const INSERT_ROWS_MAX: usize = 500;
+/// Cached balances the writer keeps before it starts over (bounds its memory).
+const BALANCE_CACHE_MAX: usize = 1_000_000;
+
+/// A validated transfer command, ready for the writer.
+#[derive(Debug, Clone)]
+pub struct TransferOrder {
+    pub sender: EntityId,
+    pub counter: u64,
+    pub body_sha256: String,
+    pub recipient: EntityId,
+    pub amount: u64,
+    pub transaction_id: Option<String>,
+}
+
+/// A command's answer as first sent: replayed byte for byte on repetition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferReceipt {
+    pub result: String,
+    pub seq: u64,
+    pub fee: u64,
+    pub balance: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deposit {
+    pub seq: u64,
+    pub from: String,
+    pub amount: u64,
+    pub transaction_id: Option<String>,
+    /// Unix milliseconds when the transfer was executed.
+    pub time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositsPage {
+    pub deposits: Vec<Deposit>,
+    pub next: u64,
+    pub balance: i64,
+}
+
+struct Job {
+    order: TransferOrder,
+    reply: oneshot::Sender<Result<StoredAnswer, Error>>,
+}
+
+/// Handle to the ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    jobs: SyncSender<Job>,
+    db: Database,
+    committed_seq: watch::Receiver<u64>,
+    waiters: Arc<Semaphore>,
+    config: Arc<IssuerConfig>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ledger {
+    /// Start the writer thread on its own connection.
+    pub fn start(db: Database, issuer: EntityId, config: IssuerConfig, metrics: Arc<Metrics>) -> Result<Ledger, Error> {
+        let conn = db.connect()?;
+        let (jobs, queue) = mpsc::sync_channel(config.queue_max);
+        let mut writer = Writer {
+            conn,
+            state: WriterState { issuer, config: config.clone(), cache: HashMap::new(), next_seq: 0 },
+            committed: None,
+            metrics: metrics.clone(),
+        };
+        writer.reload()?;
+        let last = writer.state.next_seq - 1;
+        let (tx, committed_seq) = watch::channel(u64::try_from(last).unwrap_or(0));
+        writer.committed = Some(tx);
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| Error::Storage(format!("cannot start the ledger writer: {e}")))?;
+        Ok(Ledger {
+            jobs,
+            db,
+            committed_seq,
+            waiters: Arc::new(Semaphore::new(config.waiters_max)),
+            config: Arc::new(config),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &IssuerConfig {
+        &self.config
+    }
+
+    /// Queue a transfer and wait for its durable answer (or the stored one, for a repetition).
+    pub async fn transfer(&self, order: TransferOrder) -> Result<StoredAnswer, Error> {
+        let (reply, answer) = oneshot::channel();
+        match self.jobs.try_send(Job { order, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Storage("ledger writer stopped".into())),
+        }
+        self.metrics.queued.fetch_add(1, Ordering::Relaxed);
+        answer.await.map_err(|_| Error::Storage("ledger writer dropped a transfer".into()))?
+    }
+
+    pub async fn balance(&self, entity: &EntityId) -> Result<i64, Error> {
+        let entity = entity.to_string();
+        self.db.run(move |conn| Ok(read_balance(conn, &entity)?)).await
+    }
+
+    /// getDeposits: deposits to `entity` with `seq > after`, oldest first; with `wait_ms` > 0 and
+    /// nothing new, held until a deposit commits or the wait (capped at `wait_ms_max`) ends.
+    pub async fn deposits(&self, entity: &EntityId, after: u64, wait_ms: u64, transaction_id: Option<String>) -> Result<DepositsPage, Error> {
+        let wait = Duration::from_millis(wait_ms.min(self.config.wait_ms_max));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut committed = self.committed_seq.clone();
+        // Holding a permit is what makes this caller a waiter; without one it answers at once.
+        let permit = if wait.is_zero() { None } else { self.waiters.clone().try_acquire_owned().ok() };
+        loop {
+            // Mark the current commit as seen before querying, so a commit racing the query wakes us.
+            committed.borrow_and_update();
+            let entity_text = entity.to_string();
+            let txid = transaction_id.clone();
+            let page = self
+                .db
+                .run(move |conn| read_deposits(conn, &entity_text, after, txid.as_deref()))
+                .await?;
+            if !page.deposits.is_empty() || permit.is_none() || tokio::time::Instant::now() >= deadline {
+                return Ok(page);
+            }
+            match tokio::time::timeout_at(deadline, committed.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => return Ok(page),
+            }
+        }
+    }
+
+    /// Sum of all balances, for invariant checks (must be zero). i128: cannot overflow.
+    pub async fn sum_of_balances(&self) -> Result<i128, Error> {
+        self.db
+            .run(|conn| {
+                let all: Vec<i64> = accounts::table.select(accounts::balance).load(conn).map_err(db::DbError::from)?;
+                Ok(all.into_iter().map(i128::from).sum())
+            })
+            .await
+    }
+}
+
+fn read_balance(conn: &mut AnyConnection, entity: &str) -> Result<i64, db::DbError> {
+    Ok(accounts::table
+        .find(entity)
+        .select(accounts::balance)
+        .first::<i64>(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+type DepositRow = (i64, String, i64, Option<String>, i64);
+
+fn read_deposits(conn: &mut AnyConnection, entity: &str, after: u64, transaction_id: Option<&str>) -> Result<DepositsPage, Error> {
+    let after_i = i64::try_from(after).map_err(|_| Error::InvalidQuery("after is too large".into()))?;
+    let columns = (transfers::seq, transfers::sender, transfers::amount, transfers::transaction_id, transfers::time_ms);
+    let base = transfers::table
+        .filter(transfers::recipient.eq(entity))
+        .filter(transfers::seq.gt(after_i));
+    let rows: Vec<DepositRow> = match transaction_id {
+        Some(t) => base
+            .filter(transfers::transaction_id.eq(t))
+            .select(columns)
+            .order(transfers::seq.asc())
+            .limit(DEPOSITS_PAGE_MAX)
+            .load(conn),
+        None => base.select(columns).order(transfers::seq.asc()).limit(DEPOSITS_PAGE_MAX).load(conn),
+    }
+    .map_err(db::DbError::from)?;
+    let balance = read_balance(conn, entity)?;
+    let deposits: Vec<Deposit> = rows
+        .into_iter()
+        .map(|(seq, from, amount, transaction_id, time_ms)| Deposit {
+            // Stored values were written from u64s by the writer; they are never negative.
+            seq: seq.unsigned_abs(),
+            from,
+            amount: amount.unsigned_abs(),
+            transaction_id,
+            time: time_ms.unsigned_abs(),
+        })
+        .collect();
+    let next = deposits.last().map(|d| d.seq).unwrap_or(after);
+    Ok(DepositsPage { deposits, next, balance })
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = transfers)]
+struct NewTransfer {
+    seq: i64,
+    sender: String,
+    recipient: String,
+    amount: i64,
+    fee: i64,
+    transaction_id: Option<String>,
+    time_ms: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = commands)]
+struct NewCommand {
+    entity: String,
+    counter: i64,
+    body_sha256: String,
+    status: i32,
+    response: String,
+}
+
+/// What became of one job in a batch, decided before the batch commits.
+enum Outcome {
+    Executed(StoredAnswer),
+    Replayed(StoredAnswer),
+    Failed(Error),
+}
+
+struct Writer {
+    conn: AnyConnection,
+    state: WriterState,
+    committed: Option<watch::Sender<u64>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Everything the writer knows besides its connection (split so a transaction closure can
+/// borrow both).
+struct WriterState {
+    issuer: EntityId,
+    config: IssuerConfig,
+    /// Balances of accounts known to exist in the database, exactly as committed.
+    cache: HashMap<String, i64>,
+    next_seq: i64,
+}
+
+impl Writer {
+    /// Forget cached state and read the next seq from the database (at start and after a failed batch).
+    fn reload(&mut self) -> Result<(), Error> {
+        self.state.cache.clear();
+        let max: Option<i64> = transfers::table
+            .select(diesel::dsl::max(transfers::seq))
+            .first(&mut self.conn)
+            .map_err(db::DbError::from)?;
+        self.state.next_seq = max.unwrap_or(0) + 1;
+        Ok(())
+    }
+
+    fn run(mut self, queue: Receiver<Job>) {
+        let batch_max = self.state.config.batch_max;
+        let mut batch = Vec::with_capacity(batch_max);
+        // Blocks for the first job; then takes whatever queued up meanwhile (group commit).
+        while let Ok(first) = queue.recv() {
+            batch.push(first);
+            while batch.len() < batch_max {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            self.process(&mut batch);
+            batch.clear();
+        }
+        tracing::info!("ledger writer stopped: all handles dropped");
+    }
+
+    fn process(&mut self, batch: &mut Vec<Job>) {
+        let started = Instant::now();
+        let now_ms = crate::now_ms();
+        let state = &mut self.state;
+        let mut overlay: HashMap<String, i64> = HashMap::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut new_transfers = Vec::new();
+        let mut new_commands = Vec::new();
+        let result = self.conn.transaction::<_, db::DbError, _>(|conn| {
+            let mut seen: HashMap<(&str, u64), usize> = HashMap::new();
+            for (index, job) in batch.iter().enumerate() {
+                let o = &job.order;
+                let outcome = match seen.get(&(o.sender.as_str(), o.counter)) {
+                    Some(&earlier) => replay_of_earlier(&outcomes[earlier], &batch[earlier].order, o),
+                    None => match stored_answer(conn, o)? {
+                        Some(outcome) => outcome,
+                        None => state.execute(conn, o, now_ms, &mut overlay, &mut new_transfers, &mut new_commands)?,
+                    },
+                };
+                if matches!(outcome, Outcome::Executed(_)) {
+                    seen.insert((o.sender.as_str(), o.counter), index);
+                }
+                outcomes.push(outcome);
+            }
+            for chunk in new_transfers.chunks(INSERT_ROWS_MAX) {
+                db::with_backend!(&mut *conn, c => diesel::insert_into(transfers::table).values(chunk).execute(c))?;
+            }
+            for chunk in new_commands.chunks(INSERT_ROWS_MAX) {
+                db::with_backend!(&mut *conn, c => diesel::insert_into(commands::table).values(chunk).execute(c))?;
+            }
+            for (entity, balance) in &overlay {
+                if state.cache.contains_key(entity) {
+                    diesel::update(accounts::table.find(entity)).set(accounts::balance.eq(balance)).execute(conn)?;
+                } else {
+                    diesel::insert_into(accounts::table)
+                        .values((accounts::entity.eq(entity), accounts::balance.eq(balance)))
+                        .execute(conn)?;
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                if state.cache.len() + overlay.len() > BALANCE_CACHE_MAX {
+                    state.cache.clear();
+                } else {
+                    state.cache.extend(overlay);
+                }
+                let executed = new_transfers.len() as u64;
+                self.metrics.record_batch(executed, started.elapsed());
+                if executed > 0 {
+                    if let Some(tx) = &self.committed {
+                        tx.send_replace(u64::try_from(state.next_seq - 1).unwrap_or(0));
+                    }
+                }
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let answer = match outcome {
+                        Outcome::Executed(a) => Ok(a),
+                        Outcome::Replayed(a) => {
+                            self.metrics.replayed.fetch_add(1, Ordering::Relaxed);
+                            Ok(a)
+                        }
+                        Outcome::Failed(e) => {
+                            self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                            Err(e)
+                        }
+                    };
+                    // The requester may have gone away; its transfer stands either way.
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = batch.len(), "ledger batch failed; nothing in it was applied");
+                if let Err(e) = self.reload() {
+                    tracing::error!(error = %e, "ledger reload failed");
+                }
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Error::Storage(e.to_string())));
+                }
+            }
+        }
+    }
+
+}
+
+impl WriterState {
+    /// Check and apply one new transfer to the batch's overlay; rows are written at batch end.
+    fn execute(
+        &mut self,
+        conn: &mut AnyConnection,
+        o: &TransferOrder,
+        now_ms: u64,
+        overlay: &mut HashMap<String, i64>,
+        new_transfers: &mut Vec<NewTransfer>,
+        new_commands: &mut Vec<NewCommand>,
+    ) -> Result<Outcome, db::DbError> {
+        let from_issuer = o.sender == self.issuer;
+        let fee = if from_issuer {
+            Amount::ZERO
+        } else {
+            match fee_for(Amount(o.amount), self.config.fee_flat, self.config.fee_bps) {
+                Ok(f) => f,
+                Err(_) => return Ok(Outcome::Failed(Error::InvalidAmount { max: self.config.max_amount })),
+            }
+        };
+        let Ok(total) = Amount(o.amount).checked_add(fee) else {
+            return Ok(Outcome::Failed(Error::InvalidAmount { max: self.config.max_amount }));
+        };
+        // Config validation bounds max_amount and fees well inside i64 (see IssuerConfig::validate).
+        let (amount_i, fee_i, total_i) = (to_i64(o.amount)?, to_i64(fee.0)?, to_i64(total.0)?);
+        let sender_balance = self.balance_of(conn, o.sender.as_str(), overlay)?;
+        let floor = if from_issuer { -to_i64(self.config.supply_cap)? } else { 0 };
+        let after = sender_balance.checked_sub(total_i).ok_or_else(overflow)?;
+        if after < floor {
+            return Ok(Outcome::Failed(if from_issuer {
+                Error::SupplyCapReached { cap: self.config.supply_cap }
+            } else {
+                Error::InsufficientFunds { balance: sender_balance, needed: total.0 }
+            }));
+        }
+        overlay.insert(o.sender.to_string(), after);
+        let recipient_balance = self.balance_of(conn, o.recipient.as_str(), overlay)?;
+        overlay.insert(o.recipient.to_string(), recipient_balance.checked_add(amount_i).ok_or_else(overflow)?);
+        if fee_i > 0 {
+            let issuer = self.issuer.to_string();
+            let issuer_balance = self.balance_of(conn, &issuer, overlay)?;
+            overlay.insert(issuer, issuer_balance.checked_add(fee_i).ok_or_else(overflow)?);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let receipt = TransferReceipt {
+            result: "success".into(),
+            seq: seq.unsigned_abs(),
+            fee: fee.0,
+            balance: overlay.get(o.sender.as_str()).copied().unwrap_or(after),
+        };
+        let body = serde_json::to_string(&receipt).map_err(|e| db::DbError::Task(e.to_string()))?;
+        new_transfers.push(NewTransfer {
+            seq,
+            sender: o.sender.to_string(),
+            recipient: o.recipient.to_string(),
+            amount: amount_i,
+            fee: fee_i,
+            transaction_id: o.transaction_id.clone(),
+            time_ms: to_i64(now_ms)?,
+        });
+        new_commands.push(NewCommand {
+            entity: o.sender.to_string(),
+            counter: to_i64(o.counter)?,
+            body_sha256: o.body_sha256.clone(),
+            status: 200,
+            response: body.clone(),
+        });
+        Ok(Outcome::Executed(StoredAnswer { status: 200, body }))
+    }
+
+    /// Balance as of this point in the batch: overlay, then cache, then the database.
+    fn balance_of(&mut self, conn: &mut AnyConnection, entity: &str, overlay: &HashMap<String, i64>) -> Result<i64, db::DbError> {
+        if let Some(b) = overlay.get(entity).or_else(|| self.cache.get(entity)) {
+            return Ok(*b);
+        }
+        let stored: Option<i64> = accounts::table.find(entity).select(accounts::balance).first(conn).optional()?;
+        if let Some(b) = stored {
+            self.cache.insert(entity.to_owned(), b);
+        }
+        Ok(stored.unwrap_or(0))
+    }
+}
+
+fn overflow() -> db::DbError {
+    db::DbError::Task("balance arithmetic overflowed".into())
+}
+
+fn to_i64(value: u64) -> Result<i64, db::DbError> {
+    i64::try_from(value).map_err(|_| overflow())
+}
+
+/// The stored answer for (sender, counter), or `counter_reused` when the body differs.
+fn stored_answer(conn: &mut AnyConnection, o: &TransferOrder) -> Result<Option<Outcome>, db::DbError> {
+    let counter = to_i64(o.counter)?;
+    let row: Option<(String, i32, String)> = commands::table
+        .find((o.sender.as_str(), counter))
+        .select((commands::body_sha256, commands::status, commands::response))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(hash, status, body)| {
+        if hash == o.body_sha256 {
+            Outcome::Replayed(StoredAnswer { status: u16::try_from(status).unwrap_or(200), body })
+        } else {
+            Outcome::Failed(Error::CounterReused { counter: o.counter })
+        }
+    }))
+}
+
+fn replay_of_earlier(earlier: &Outcome, earlier_order: &TransferOrder, o: &TransferOrder) -> Outcome {
+    match earlier {
+        Outcome::Executed(a) if earlier_order.body_sha256 == o.body_sha256 => Outcome::Replayed(a.clone()),
+        _ => Outcome::Failed(Error::CounterReused { counter: o.counter }),
+    }
+}

@@ -1,0 +1,30 @@
+//! Diesel table definitions of the issuer's ledger (migrations/lcp/*).
+
+diesel::table! {
+    accounts (entity) {
+        entity -> Text,
+        balance -> BigInt,
+    }
+}
+
+diesel::table! {
+    transfers (seq) {
+        seq -> BigInt,
+        sender -> Text,
+        recipient -> Text,
+        amount -> BigInt,
+        fee -> BigInt,
+        transaction_id -> Nullable<Text>,
+        time_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    commands (entity, counter) {
+        entity -> Text,
+        counter -> BigInt,
+        body_sha256 -> Text,
+        status -> Integer,
+        response -> Text,
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE commands;
+DROP TABLE transfers;
+DROP TABLE accounts;

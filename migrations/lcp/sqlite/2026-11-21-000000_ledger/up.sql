@@ -1,0 +1,28 @@
+-- One row per entity that ever held this currency. Only the issuer's balance may be negative.
+CREATE TABLE accounts (
+    entity  TEXT PRIMARY KEY NOT NULL,
+    balance BIGINT NOT NULL
+);
+
+-- Every executed transfer; seq is the global order, assigned by the one ledger writer.
+CREATE TABLE transfers (
+    seq            INTEGER PRIMARY KEY NOT NULL,
+    sender         TEXT NOT NULL,
+    recipient      TEXT NOT NULL,
+    amount         BIGINT NOT NULL,
+    fee            BIGINT NOT NULL,
+    transaction_id TEXT,
+    time_ms        BIGINT NOT NULL
+);
+CREATE INDEX transfers_by_recipient ON transfers (recipient, seq);
+CREATE INDEX transfers_by_transaction ON transfers (recipient, transaction_id, seq);
+
+-- Successful commands by (sender, counter): the stored answer replayed on repetition.
+CREATE TABLE commands (
+    entity      TEXT NOT NULL,
+    counter     BIGINT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    response    TEXT NOT NULL,
+    PRIMARY KEY (entity, counter)
+);

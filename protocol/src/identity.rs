@@ -1,0 +1,180 @@
+//! Ed25519 identities (ring). An entity id is `ed25519:` + 64 lowercase hex digits of the public key.
+
+use std::fmt;
+
+use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+
+pub const ENTITY_PREFIX: &str = "ed25519:";
+const PUBLIC_KEY_BYTES: usize = 32;
+const SIGNATURE_BYTES: usize = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    #[error("entity id must be `ed25519:` followed by 64 lowercase hex digits")]
+    InvalidEntityId,
+    #[error("not a valid Ed25519 PKCS#8 private key")]
+    InvalidKey,
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// A validated entity id. Construct with [`EntityId::parse`]; the inner string is canonical.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EntityId(String);
+
+impl EntityId {
+    pub fn parse(text: &str) -> Result<Self, IdentityError> {
+        let hex_part = text
+            .strip_prefix(ENTITY_PREFIX)
+            .ok_or(IdentityError::InvalidEntityId)?;
+        let well_formed = hex_part.len() == PUBLIC_KEY_BYTES * 2
+            && hex_part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !well_formed {
+            return Err(IdentityError::InvalidEntityId);
+        }
+        Ok(EntityId(text.to_owned()))
+    }
+
+    pub fn from_public_key(public_key: &[u8]) -> Self {
+        EntityId(format!("{ENTITY_PREFIX}{}", hex::encode(public_key)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        // Invariant: `parse`/`from_public_key` only admit valid hex after the prefix.
+        hex::decode(&self.0[ENTITY_PREFIX.len()..]).unwrap_or_default()
+    }
+
+    /// True when `signature` is this entity's Ed25519 signature of `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        if signature.len() != SIGNATURE_BYTES {
+            return false;
+        }
+        UnparsedPublicKey::new(&ED25519, self.public_key())
+            .verify(message, signature)
+            .is_ok()
+    }
+
+    /// Verify a base64url signature.
+    pub fn verify_b64(&self, message: &[u8], signature_b64: &str) -> bool {
+        match crate::b64_decode(signature_b64) {
+            Some(sig) => self.verify(message, &sig),
+            None => false,
+        }
+    }
+}
+
+impl fmt::Display for EntityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EntityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EntityId({})", self.0)
+    }
+}
+
+impl TryFrom<String> for EntityId {
+    type Error = IdentityError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        EntityId::parse(&value)
+    }
+}
+
+impl From<EntityId> for String {
+    fn from(value: EntityId) -> Self {
+        value.0
+    }
+}
+
+impl std::str::FromStr for EntityId {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EntityId::parse(s)
+    }
+}
+
+/// An Ed25519 key pair with its PKCS#8 document (the key file's content).
+pub struct KeyPair {
+    pair: Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+    entity: EntityId,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print private key material.
+        write!(f, "KeyPair({})", self.entity)
+    }
+}
+
+impl KeyPair {
+    pub fn generate() -> Result<Self, IdentityError> {
+        let rng = ring::rand::SystemRandom::new();
+        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| IdentityError::Random)?;
+        Self::from_pkcs8(doc.as_ref())
+    }
+
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, IdentityError> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| IdentityError::InvalidKey)?;
+        let entity = EntityId::from_public_key(pair.public_key().as_ref());
+        Ok(KeyPair {
+            pair,
+            pkcs8: pkcs8.to_vec(),
+            entity,
+        })
+    }
+
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    pub fn entity(&self) -> &EntityId {
+        &self.entity
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+
+    pub fn sign_b64(&self, message: &[u8]) -> String {
+        crate::b64_encode(self.pair.sign(message).as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_ids_are_validated() {
+        let key = KeyPair::generate().expect("keygen");
+        let id = key.entity().as_str();
+        assert!(id.starts_with("ed25519:") && id.len() == 8 + 64);
+        assert_eq!(EntityId::parse(id).expect("valid"), *key.entity());
+        assert!(EntityId::parse(&id.to_uppercase()).is_err());
+        assert!(EntityId::parse(&id[..id.len() - 1]).is_err());
+        assert!(EntityId::parse(&id.replace("ed25519:", "rsa:")).is_err());
+        assert!(EntityId::parse("").is_err());
+    }
+
+    #[test]
+    fn pkcs8_round_trip_keeps_identity() {
+        let key = KeyPair::generate().expect("keygen");
+        let again = KeyPair::from_pkcs8(key.pkcs8()).expect("reload");
+        assert_eq!(key.entity(), again.entity());
+        let sig = key.sign(b"hello");
+        assert!(again.entity().verify(b"hello", &sig));
+        assert!(!again.entity().verify(b"hellO", &sig));
+        assert!(KeyPair::from_pkcs8(b"not a key").is_err());
+    }
+}
