@@ -1,1 +1,115 @@
-pub fn x(){}
+//! `lcp bench`: a load generator. Funds N fresh wallets from the issuer's key, then runs M signed
+//! transfers over HTTP from N concurrent clients (each waits for its answer and checks the
+//! receipt, as a real wallet does) and reports throughput and latency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::{fee_for, Amount, KeyPair};
+use serde::Serialize;
+
+use crate::client::{ClientError, ClientOptions, IssuerClient};
+
+/// Amount of each benchmark transfer, in minor units.
+const BENCH_AMOUNT: u64 = 1;
+/// Longest the whole measured phase may run before the bench gives up.
+const BENCH_S_MAX: u64 = 600;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub issuer_url: String,
+    pub clients: usize,
+    pub transfers: usize,
+    pub client: ClientOptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub transfers: usize,
+    pub clients: usize,
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub elapsed_s: f64,
+    pub transfers_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub async fn run(options: BenchOptions, issuer_key: Arc<KeyPair>, issuer_counters: crate::client::CounterStore) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(options.clients >= 1, "--clients must be at least 1");
+    anyhow::ensure!(options.transfers >= options.clients, "--transfers must be at least --clients");
+    let http = crate::client::http_client(&options.client)?;
+    let issuer = IssuerClient::new(http.clone(), &options.issuer_url, issuer_key, Some(issuer_counters));
+    let descriptor = issuer.signed().descriptor().await?;
+    let fee_flat = descriptor["fees"]["transfer_flat"].as_u64().unwrap_or(0);
+    let fee_bps = descriptor["fees"]["transfer_bps"].as_u64().unwrap_or(0);
+    let per_transfer = Amount(BENCH_AMOUNT).checked_add(fee_for(Amount(BENCH_AMOUNT), fee_flat, fee_bps)?)?;
+    let per_client = options.transfers.div_ceil(options.clients) as u64;
+
+    // Fund every wallet; each sends per_client transfers.
+    let wallets: Vec<Arc<KeyPair>> = (0..options.clients)
+        .map(|_| KeyPair::generate().map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    for w in &wallets {
+        let funding = per_transfer.0.checked_mul(per_client).ok_or_else(|| anyhow::anyhow!("funding overflows"))?;
+        issuer.transfer(w.entity(), funding, Some("bench-funding")).await?;
+    }
+
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(options.clients);
+    let total = options.transfers;
+    for (i, w) in wallets.iter().enumerate() {
+        let client = IssuerClient::new(http.clone(), &options.issuer_url, w.clone(), None);
+        let to = wallets[(i + 1) % wallets.len()].entity().clone();
+        // Spread M transfers over N clients as evenly as possible.
+        let count = total / options.clients + usize::from(i < total % options.clients);
+        tasks.push(tokio::spawn(async move {
+            // Fresh keys: any increasing counters work; start at the clock like a wallet would.
+            let base = crate::now_ms() * 1000;
+            let mut latencies = Vec::with_capacity(count);
+            let mut errors: Vec<ClientError> = Vec::new();
+            for n in 0..count as u64 {
+                let t = Instant::now();
+                match client.transfer_with_counter(base + n, &to, BENCH_AMOUNT, None).await {
+                    Ok(_) => latencies.push(t.elapsed()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(total);
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        let (l, e) = tokio::time::timeout(Duration::from_secs(BENCH_S_MAX), task).await??;
+        latencies.extend(l);
+        errors += e.len();
+        if first_error.is_none() {
+            first_error = e.first().map(|e| e.to_string());
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i].as_secs_f64() * 1000.0
+    };
+    Ok(BenchReport {
+        transfers: latencies.len(),
+        clients: options.clients,
+        errors,
+        first_error,
+        elapsed_s: elapsed,
+        transfers_per_s: latencies.len() as f64 / elapsed.max(1e-9),
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+    })
+}

@@ -1,1 +1,402 @@
-pub fn x(){}
+//! Clients: the generic signed HTTP client every service's client builds on, the issuer client,
+//! and the wallet's persisted counters.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{sign_request, verify_response, EntityId, ErrorBody, KeyPair};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::ledger::{DepositsPage, TransferReceipt};
+
+/// Longest a request may take, on top of any long-poll wait it asks for.
+pub const REQUEST_MS_MAX: u64 = 30_000;
+/// Longest a connection attempt may take.
+pub const CONNECT_MS_MAX: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{code}: {message} (HTTP {status})")]
+    Api { status: u16, code: String, message: String },
+    #[error("the server's answer could not be understood: {0}")]
+    Decode(String),
+    #[error("the server's receipt signature does not verify: the answer may be forged")]
+    BadReceipt,
+    #[error("{0}")]
+    Config(String),
+    #[error("wallet state file {path}: {message}")]
+    State { path: String, message: String },
+}
+
+impl ClientError {
+    /// The stable code of an API error, if this is one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Options shared by every client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Extra PEM root certificate to trust (for self-signed test or private deployments).
+    pub ca_cert: Option<PathBuf>,
+}
+
+pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(CONNECT_MS_MAX))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true);
+    if let Some(path) = &options.ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|e| ClientError::Config(format!("cannot read CA certificate {}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ClientError::Config(format!("{} is not a PEM certificate: {e}", path.display())))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// A command's answer, with the server's receipt checked.
+#[derive(Debug, Clone)]
+pub struct CommandAnswer<T> {
+    pub value: T,
+    pub counter: u64,
+    /// The server's signature over (sender, counter, status, body): proof of the answer.
+    pub receipt: String,
+}
+
+/// Signs every request for one server with one key (DESIGN section 3).
+#[derive(Clone)]
+pub struct SignedClient {
+    http: reqwest::Client,
+    base: String,
+    key: Arc<KeyPair>,
+    audience: Arc<OnceCell<EntityId>>,
+}
+
+impl SignedClient {
+    pub fn new(http: reqwest::Client, base_url: &str, key: Arc<KeyPair>) -> SignedClient {
+        SignedClient {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            key,
+            audience: Arc::new(OnceCell::new()),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Unreachable { url: self.base.clone(), message: error_chain(&e) }
+    }
+
+    /// `GET /.well-known/lcp`, unsigned.
+    pub async fn descriptor(&self) -> Result<serde_json::Value, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/.well-known/lcp", self.base))
+            .timeout(Duration::from_millis(REQUEST_MS_MAX))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        decode(resp).await
+    }
+
+    /// The server's entity id (the audience requests are signed for), fetched once.
+    pub async fn audience(&self) -> Result<&EntityId, ClientError> {
+        self.audience
+            .get_or_try_init(|| async {
+                let d = self.descriptor().await?;
+                let entity = d["entity"].as_str().unwrap_or_default();
+                EntityId::parse(entity)
+                    .map_err(|_| ClientError::Decode(format!("{} has no valid entity in /.well-known/lcp", self.base)))
+            })
+            .await
+    }
+
+    /// A signed query (no counter). `path_and_query` must already be percent-encoded.
+    pub async fn query<T: DeserializeOwned>(&self, path_and_query: &str, extra_wait_ms: u64) -> Result<T, ClientError> {
+        let audience = self.audience().await?.to_string();
+        let auth = sign_request(&self.key, &audience, "GET", path_and_query, crate::now_ms(), None, b"");
+        let mut req = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .timeout(Duration::from_millis(REQUEST_MS_MAX + extra_wait_ms));
+        for (name, value) in auth.headers() {
+            req = req.header(name, value);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        decode(resp).await
+    }
+
+    /// A signed command with `counter`; the answer's receipt is verified before it is returned.
+    pub async fn command<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        counter: u64,
+    ) -> Result<CommandAnswer<T>, ClientError> {
+        let audience = self.audience().await?.clone();
+        let auth = sign_request(&self.key, audience.as_str(), method, path, crate::now_ms(), Some(counter), &body);
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ClientError::Config(format!("bad HTTP method {method}")))?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(Duration::from_millis(REQUEST_MS_MAX))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in auth.headers() {
+            req = req.header(name, value);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let receipt = resp
+            .headers()
+            .get(protocol::HEADER_SIGNATURE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        let receipt = match receipt {
+            Some(sig) if verify_response(&audience, self.key.entity().as_str(), counter, status, &bytes, &sig) => sig,
+            // Errors raised before the server knew the counter (e.g. a bad signature) carry no
+            // receipt; surface them as API errors rather than as forgeries.
+            None if status >= 400 => return Err(api_error(status, &bytes)),
+            _ => return Err(ClientError::BadReceipt),
+        };
+        if status >= 400 {
+            return Err(api_error(status, &bytes));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(CommandAnswer { value, counter, receipt })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(b) => ClientError::Api { status, code: b.error.code, message: b.error.message },
+        Err(_) => ClientError::Api {
+            status,
+            code: "http_error".into(),
+            message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        },
+    }
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(error_chain(&e)))?;
+    if status >= 400 {
+        return Err(api_error(status, &bytes));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+/// Percent-encode a query value (everything but RFC 3986 unreserved characters).
+pub fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The wallet's next counter per server, persisted in `<key file>.counters` beside the key.
+///
+/// A counter is reserved (written and fsynced) before the request that uses it is sent, so a
+/// crash can skip counters but never reuse one. If the state file is lost, counters restart at
+/// the current time in microseconds, which is above any counter issued before (as long as the
+/// clock does not go back), so even then none is reused.
+#[derive(Debug, Clone)]
+pub struct CounterStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CounterFile {
+    /// Next unused counter per server entity id.
+    next: BTreeMap<String, u64>,
+}
+
+impl CounterStore {
+    pub fn beside_key(key_path: &Path) -> CounterStore {
+        let mut name = key_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".counters");
+        let path = key_path.with_file_name(name);
+        let mut lock = path.clone().into_os_string();
+        lock.push(".lock");
+        CounterStore { path, lock_path: PathBuf::from(lock) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reserve `count` consecutive counters for `server`; answers the first. Blocking file IO,
+    /// serialised across processes by an exclusive lock on `<state>.lock`.
+    pub fn reserve(&self, server: &str, count: u64) -> Result<u64, ClientError> {
+        let err = |message: String| ClientError::State { path: self.path.display().to_string(), message };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|e| err(format!("cannot open lock file: {e}")))?;
+        lock.lock().map_err(|e| err(format!("cannot lock: {e}")))?;
+        let mut state: CounterFile = match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(format!("corrupt ({e}); move it aside to start fresh counters")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CounterFile::default(),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let now_us = crate::now_ms().saturating_mul(1000);
+        let first = state.next.get(server).copied().unwrap_or(0).max(now_us).max(1);
+        let next = first.checked_add(count).ok_or_else(|| err("counter space exhausted".into()))?;
+        state.next.insert(server.to_owned(), next);
+        let tmp = self.path.with_extension("counters.tmp");
+        let text = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
+        write_synced(&tmp, &text).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| err(e.to_string()))?;
+        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // The rename is durable only once the directory is synced.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        drop(lock);
+        Ok(first)
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceAnswer {
+    pub balance: i64,
+    pub currency: String,
+}
+
+/// A wallet's view of one issuer.
+#[derive(Clone)]
+pub struct IssuerClient {
+    signed: SignedClient,
+    counters: Option<CounterStore>,
+}
+
+impl IssuerClient {
+    /// `counters`: where to persist counters; `None` for callers that manage counters themselves
+    /// (they must pass them to [`IssuerClient::transfer_with_counter`]).
+    pub fn new(http: reqwest::Client, issuer_url: &str, key: Arc<KeyPair>, counters: Option<CounterStore>) -> Self {
+        IssuerClient { signed: SignedClient::new(http, issuer_url, key), counters }
+    }
+
+    /// A wallet from a key file, with counters persisted beside it.
+    pub fn from_key_file(issuer_url: &str, key_path: &Path, options: &ClientOptions) -> anyhow::Result<Self> {
+        let key = crate::keyfile::load(key_path)?;
+        Ok(IssuerClient::new(http_client(options)?, issuer_url, Arc::new(key), Some(CounterStore::beside_key(key_path))))
+    }
+
+    pub fn signed(&self) -> &SignedClient {
+        &self.signed
+    }
+
+    pub async fn transfer(&self, to: &EntityId, amount: u64, transaction_id: Option<&str>) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let store = self
+            .counters
+            .clone()
+            .ok_or_else(|| ClientError::Config("this client has no counter store".into()))?;
+        let audience = self.signed.audience().await?.to_string();
+        let counter = tokio::task::spawn_blocking(move || store.reserve(&audience, 1))
+            .await
+            .map_err(|e| ClientError::Config(e.to_string()))??;
+        self.transfer_with_counter(counter, to, amount, transaction_id).await
+    }
+
+    pub async fn transfer_with_counter(&self, counter: u64, to: &EntityId, amount: u64, transaction_id: Option<&str>) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let mut body = serde_json::json!({"recipient": to.as_str(), "amount": amount});
+        if let Some(t) = transaction_id {
+            body["transaction_id"] = serde_json::Value::from(t);
+        }
+        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed.command("POST", "/lcp/v1/transfers", bytes, counter).await
+    }
+
+    pub async fn balance(&self) -> Result<BalanceAnswer, ClientError> {
+        self.signed.query("/lcp/v1/balance", 0).await
+    }
+
+    pub async fn deposits(&self, after: u64, wait_ms: u64, transaction_id: Option<&str>) -> Result<DepositsPage, ClientError> {
+        let mut pq = format!("/lcp/v1/deposits?after={after}&wait_ms={wait_ms}");
+        if let Some(t) = transaction_id {
+            pq.push_str("&transaction_id=");
+            pq.push_str(&encode_query_value(t));
+        }
+        self.signed.query(&pq, wait_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_never_go_back_even_across_instances() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("w.key");
+        let a = CounterStore::beside_key(&key);
+        let first = a.reserve("issuer-a", 5).expect("reserve");
+        let second = CounterStore::beside_key(&key).reserve("issuer-a", 1).expect("reserve");
+        assert!(second >= first + 5, "{second} must follow the reserved range of {first}");
+        let other = a.reserve("issuer-b", 1).expect("reserve");
+        assert!(other >= 1);
+        // A lost state file restarts at the clock, still above what was handed out.
+        std::fs::remove_file(a.path()).expect("rm");
+        let after_loss = a.reserve("issuer-a", 1).expect("reserve");
+        assert!(after_loss > second);
+        std::fs::write(a.path(), b"garbage").expect("write");
+        assert!(matches!(a.reserve("issuer-a", 1), Err(ClientError::State { .. })));
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("order 1/ä"), "order%201%2F%C3%A4");
+        assert_eq!(encode_query_value("a-b_c.d~"), "a-b_c.d~");
+    }
+}

@@ -1,1 +1,111 @@
-pub fn x(){}
+//! `lcp demo`: the README's first command. Starts a real issuer (this binary, as a child process)
+//! on embedded SQLite, makes two fresh wallets, funds one from the issuer and pays the other,
+//! printing each step with the CLI command that does the same.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::client::{ClientOptions, CounterStore, IssuerClient};
+
+/// Longest the demo waits for its issuer to print its address.
+const ISSUER_START_MS_MAX: u64 = 30_000;
+
+/// Kills the issuer child when the demo ends for any reason.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `lcp issuer serve` as a child and read its `listening on` line.
+fn spawn_issuer(exe: &Path, data: &Path, listen: &str) -> anyhow::Result<(ChildGuard, String)> {
+    let mut child = Command::new(exe)
+        .args(["issuer", "serve", "--data"])
+        .arg(data)
+        .args(["--listen", listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let stdout = child.stdout.take().context("issuer stdout")?;
+    let guard = ChildGuard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_millis(ISSUER_START_MS_MAX))
+        .context("the issuer did not start in time")?;
+    Ok((guard, url))
+}
+
+fn wallet(path: &Path) -> anyhow::Result<protocol::KeyPair> {
+    Ok(crate::keyfile::load_or_create(path)?)
+}
+
+pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the lcp binary")?;
+    let issuer_dir = dir.join("issuer");
+    let (guard, url) = spawn_issuer(&exe, &issuer_dir, &listen)?;
+    let d = dir.display();
+    println!("1. issuer running at {url} (SQLite in {}/issuer)", d);
+    println!("   $ lcp issuer serve --data {d}/issuer --listen {listen}");
+
+    let alice_path = dir.join("alice.key");
+    let bob_path = dir.join("bob.key");
+    let alice = wallet(&alice_path)?;
+    let bob = wallet(&bob_path)?;
+    println!("2. wallets: alice {}  bob {}", alice.entity(), bob.entity());
+    println!("   $ lcp keygen --out {d}/alice.key");
+
+    let options = ClientOptions::default();
+    let issuer_key_path = issuer_dir.join("identity.key");
+    let issuer = IssuerClient::from_key_file(&url, &issuer_key_path, &options)?;
+    let funded = issuer.transfer(alice.entity(), 1_000, Some("demo-funding")).await?;
+    println!("3. the issuer mints 1000 to alice: seq {}", funded.value.seq);
+    println!("   $ lcp transfer --key {d}/issuer/identity.key --issuer {url} --to {} --amount 1000", alice.entity());
+
+    let http = crate::client::http_client(&options)?;
+    let alice_client = IssuerClient::new(http.clone(), &url, Arc::new(alice), Some(CounterStore::beside_key(&alice_path)));
+    let bob_id = bob.entity().clone();
+    let bob_client = IssuerClient::new(http, &url, Arc::new(bob), Some(CounterStore::beside_key(&bob_path)));
+    let paid = alice_client.transfer(&bob_id, 250, Some("order-42")).await?;
+    println!(
+        "4. alice pays bob 250 for order-42: seq {}, fee {}, alice's balance {}, receipt {}…",
+        paid.value.seq,
+        paid.value.fee,
+        paid.value.balance,
+        &paid.receipt[..16.min(paid.receipt.len())]
+    );
+    println!("   $ lcp transfer --key {d}/alice.key --issuer {url} --to {bob_id} --amount 250 --transaction-id order-42");
+
+    let page = bob_client.deposits(0, 1_000, Some("order-42")).await?;
+    let got: u64 = page.deposits.iter().map(|d| d.amount).sum();
+    println!("5. bob checks order-42 was paid: {} deposit(s), {got} received, balance {}", page.deposits.len(), page.balance);
+    println!("   $ lcp deposits --key {d}/bob.key --issuer {url} --transaction-id order-42");
+    anyhow::ensure!(got >= 250, "bob did not see alice's payment");
+
+    let alice_balance = alice_client.balance().await?;
+    println!("6. balances: alice {} {}, bob {} {}", alice_balance.balance, alice_balance.currency, page.balance, alice_balance.currency);
+    println!("   $ lcp balance --key {d}/alice.key --issuer {url}");
+    if stay {
+        println!("issuer still running at {url}; Ctrl-C stops it");
+        tokio::signal::ctrl_c().await.ok();
+    }
+    drop(guard);
+    Ok(())
+}

@@ -1,1 +1,301 @@
-fn main() {}
+//! The `lcp` binary: wallet commands, the issuer server, the load generator and the demo.
+//! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use lcp::client::{ClientOptions, CounterStore, IssuerClient};
+use lcp::config::IssuerConfig;
+use protocol::EntityId;
+
+#[derive(Parser)]
+#[command(name = "lcp", version, about = "Lightweight Currency Protocol: wallet and issuer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a new key (mode 0600) and print its entity id
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the entity id of a key file
+    Id {
+        #[arg(long, env = "LCP_KEY")]
+        key: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the currency issuer
+    Issuer {
+        #[command(subcommand)]
+        command: IssuerCmd,
+    },
+    /// Send funds
+    Transfer {
+        #[command(flatten)]
+        wallet: WalletArgs,
+        /// Recipient entity id
+        #[arg(long)]
+        to: String,
+        /// Amount in minor units
+        #[arg(long)]
+        amount: u64,
+        #[arg(long)]
+        transaction_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show this wallet's balance
+    Balance {
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deposits to this wallet after a cursor, optionally waiting for new ones
+    Deposits {
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u64,
+        #[arg(long)]
+        transaction_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load generator: fund N wallets from the issuer's key and run M transfers concurrently
+    Bench {
+        #[arg(long, env = "LCP_ISSUER")]
+        issuer: String,
+        /// The issuer's own key (DIR/identity.key), used to fund the wallets
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        transfers: usize,
+        #[arg(long, env = "LCP_CA_CERT")]
+        ca_cert: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an issuer on SQLite, make two wallets and show a transfer end to end
+    Demo {
+        #[arg(long, default_value = "lcp-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Keep the issuer running after the walk-through until Ctrl-C
+        #[arg(long)]
+        stay: bool,
+    },
+}
+
+#[derive(Args)]
+struct WalletArgs {
+    #[arg(long, env = "LCP_KEY")]
+    key: PathBuf,
+    /// Issuer URL, e.g. http://127.0.0.1:7000
+    #[arg(long, env = "LCP_ISSUER")]
+    issuer: String,
+    /// Extra PEM root certificate to trust (self-signed issuers)
+    #[arg(long, env = "LCP_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl WalletArgs {
+    fn client(&self) -> anyhow::Result<IssuerClient> {
+        IssuerClient::from_key_file(&self.issuer, &self.key, &ClientOptions { ca_cert: self.ca_cert.clone() })
+    }
+}
+
+#[derive(Subcommand)]
+enum IssuerCmd {
+    /// Serve the issuer API; prints `listening on http://HOST:PORT` once it accepts connections
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// State directory: identity.key, issuer.sqlite, issuer.toml
+    #[arg(long, env = "LCP_DATA")]
+    data: PathBuf,
+    #[arg(long, env = "LCP_LISTEN", default_value = "127.0.0.1:7000")]
+    listen: String,
+    /// PostgreSQL URL (postgres://...); SQLite under --data when absent
+    #[arg(long, env = "LCP_DATABASE")]
+    database: Option<String>,
+    /// Configuration file (default DIR/issuer.toml)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, env = "LCP_CURRENCY")]
+    currency: Option<String>,
+    #[arg(long, env = "LCP_FEE_FLAT")]
+    fee_flat: Option<u64>,
+    #[arg(long, env = "LCP_FEE_BPS")]
+    fee_bps: Option<u64>,
+    /// How far below zero the issuer's account may go
+    #[arg(long, env = "LCP_SUPPLY_CAP")]
+    supply_cap: Option<u64>,
+    /// Transfers per group commit; 1 turns group commit off
+    #[arg(long, env = "LCP_BATCH_MAX")]
+    batch_max: Option<usize>,
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Cmd::Issuer { .. });
+    let default_level = if serving { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        // One line: the chain of causes joined.
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Keygen { out, json } => {
+            let key = lcp::keyfile::generate(&out)?;
+            if json {
+                print_json(&serde_json::json!({"entity": key.entity(), "key": out}))
+            } else {
+                println!("{}", key.entity());
+                Ok(())
+            }
+        }
+        Cmd::Id { key, json } => {
+            let key = lcp::keyfile::load(&key)?;
+            if json {
+                print_json(&serde_json::json!({"entity": key.entity()}))
+            } else {
+                println!("{}", key.entity());
+                Ok(())
+            }
+        }
+        Cmd::Issuer { command: IssuerCmd::Serve(args) } => serve(args),
+        Cmd::Transfer { wallet, to, amount, transaction_id, json } => {
+            let to = EntityId::parse(&to).map_err(|_| anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}"))?;
+            let client = wallet.client()?;
+            let answer = runtime()?.block_on(client.transfer(&to, amount, transaction_id.as_deref()))?;
+            let r = &answer.value;
+            if json {
+                print_json(&serde_json::json!({
+                    "result": r.result, "seq": r.seq, "fee": r.fee, "balance": r.balance,
+                    "counter": answer.counter, "receipt": answer.receipt,
+                }))
+            } else {
+                println!("sent {amount} to {to}: seq {}, fee {}, balance {}", r.seq, r.fee, r.balance);
+                Ok(())
+            }
+        }
+        Cmd::Balance { wallet, json } => {
+            let client = wallet.client()?;
+            let b = runtime()?.block_on(client.balance())?;
+            if json {
+                print_json(&b)
+            } else {
+                println!("{} {}", b.balance, b.currency);
+                Ok(())
+            }
+        }
+        Cmd::Deposits { wallet, after, wait_ms, transaction_id, json } => {
+            let client = wallet.client()?;
+            let page = runtime()?.block_on(client.deposits(after, wait_ms, transaction_id.as_deref()))?;
+            if json {
+                return print_json(&page);
+            }
+            for d in &page.deposits {
+                println!("{}\t{}\t{}\t{}\t{}", d.seq, d.amount, d.from, d.transaction_id.as_deref().unwrap_or("-"), d.time);
+            }
+            println!("next {}  balance {}", page.next, page.balance);
+            Ok(())
+        }
+        Cmd::Bench { issuer, key, clients, transfers, ca_cert, json } => {
+            let issuer_key = Arc::new(lcp::keyfile::load(&key)?);
+            let options = lcp::bench::BenchOptions { issuer_url: issuer, clients, transfers, client: ClientOptions { ca_cert } };
+            let report = runtime()?.block_on(lcp::bench::run(options, issuer_key, CounterStore::beside_key(&key)))?;
+            if json {
+                print_json(&report)
+            } else {
+                println!(
+                    "{} transfers from {} clients in {:.2} s: {:.0} transfers/s, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+                    report.transfers, report.clients, report.elapsed_s, report.transfers_per_s, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms, report.errors
+                );
+                Ok(())
+            }
+        }
+        Cmd::Demo { dir, listen, stay } => runtime()?.block_on(lcp::demo::run(dir, listen, stay)),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config_path = args.config.clone().unwrap_or_else(|| args.data.join("issuer.toml"));
+    if args.config.is_some() && !config_path.exists() {
+        anyhow::bail!("configuration file {} does not exist", config_path.display());
+    }
+    let mut config = IssuerConfig::load_file(&config_path)?;
+    if let Some(c) = args.currency {
+        config.currency_code = c;
+    }
+    if let Some(v) = args.fee_flat {
+        config.fee_flat = v;
+    }
+    if let Some(v) = args.fee_bps {
+        config.fee_bps = v;
+    }
+    if let Some(v) = args.supply_cap {
+        config.supply_cap = v;
+    }
+    if let Some(v) = args.batch_max {
+        config.batch_max = v;
+    }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(lcp::server::TlsFiles { cert, key }),
+        _ => None,
+    };
+    let running = lcp::server::start(lcp::server::ServeOptions {
+        data_dir: args.data,
+        listen: args.listen,
+        database: args.database,
+        config,
+        tls,
+    })
+    .context("the issuer could not start")?;
+    println!("listening on {}", running.url);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    running.wait()?;
+    Ok(())
+}
