@@ -1,0 +1,125 @@
+//! Shared test helpers: an issuer per test in its own temporary directory, on SQLite or (when
+//! `TEST_DATABASE_URL` is set) on a fresh PostgreSQL schema, stopped when dropped.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use lcp::config::IssuerConfig;
+use lcp::server::{RunningIssuer, ServeOptions};
+use protocol::KeyPair;
+
+/// Longest any test waits for a spawned binary to print its address.
+pub const SPAWN_WAIT_MS_MAX: u64 = 30_000;
+
+/// The databases every ledger test runs against: SQLite always, PostgreSQL when configured.
+pub fn backends(label: &str) -> Vec<(&'static str, Option<String>)> {
+    let mut out = vec![("sqlite", None)];
+    if let Some(base) = db::testing::postgres_url() {
+        let url = db::testing::fresh_postgres(&base, label).expect("fresh postgres schema");
+        out.push(("postgres", Some(url)));
+    }
+    out
+}
+
+pub struct TestIssuer {
+    pub dir: tempfile::TempDir,
+    pub running: RunningIssuer,
+    pub key: Arc<KeyPair>,
+    pub http: reqwest::Client,
+}
+
+impl TestIssuer {
+    pub fn start(database: Option<String>, config: IssuerConfig) -> TestIssuer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = lcp::server::start(ServeOptions {
+            data_dir: dir.path().join("issuer"),
+            listen: "127.0.0.1:0".into(),
+            database,
+            config,
+            tls: None,
+        })
+        .expect("issuer starts");
+        let key = Arc::new(lcp::keyfile::load(&dir.path().join("issuer/identity.key")).expect("issuer key"));
+        TestIssuer { dir, running, key, http: http_client(&ClientOptions::default()).expect("http client") }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.running.url
+    }
+
+    /// A client acting as the issuer itself (the mint).
+    pub fn mint(&self) -> IssuerClient {
+        IssuerClient::new(self.http.clone(), self.url(), self.key.clone(), Some(CounterStore::beside_key(&self.dir.path().join("issuer/identity.key"))))
+    }
+
+    /// A fresh wallet with its key file and counter state in the test directory.
+    pub fn wallet(&self, name: &str) -> (IssuerClient, PathBuf) {
+        let path = self.dir.path().join(format!("{name}.key"));
+        let key = lcp::keyfile::generate(&path).expect("wallet key");
+        (IssuerClient::new(self.http.clone(), self.url(), Arc::new(key), Some(CounterStore::beside_key(&path))), path)
+    }
+
+    pub async fn funded_wallet(&self, name: &str, amount: u64) -> IssuerClient {
+        let (w, _) = self.wallet(name);
+        self.mint().transfer(w.signed().key().entity(), amount, Some("funding")).await.expect("funding");
+        w
+    }
+
+    pub async fn assert_sum_zero(&self) {
+        assert_eq!(self.running.ledger.sum_of_balances().await.expect("sum"), 0, "balances must sum to zero");
+    }
+}
+
+pub fn lcp_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lcp"))
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawn `lcp issuer serve` and wait for its `listening on` line.
+pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (ChildGuard, String) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(lcp_bin());
+    cmd.args(["issuer", "serve", "--listen", "127.0.0.1:0", "--data"]).arg(data).args(extra);
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn").spawn().expect("spawn lcp");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let guard = ChildGuard(child);
+    let url = rx.recv_timeout(Duration::from_millis(SPAWN_WAIT_MS_MAX)).expect("issuer printed its address in time");
+    (guard, url)
+}
+
+/// Run the `lcp` binary to completion; print everything when it fails unexpectedly.
+pub fn lcp(args: &[&str]) -> std::process::Output {
+    let out = Command::new(lcp_bin()).args(args).env("RUST_LOG", "warn").output().expect("run lcp");
+    eprintln!(
+        "$ lcp {}\n-> {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
