@@ -32,6 +32,12 @@ pub const POOL_WAIT_MS_MAX: u64 = 5_000;
 /// How long SQLite waits on a lock held by another connection before `SQLITE_BUSY`.
 pub const SQLITE_BUSY_MS_MAX: u64 = 5_000;
 
+/// Page cache per SQLite connection, in KiB (SQLite's default is 2 MiB).
+pub const SQLITE_CACHE_KIB: u64 = 64 * 1024;
+/// WAL pages between automatic checkpoints; larger than SQLite's 1000 so a page rewritten by
+/// many group commits is copied back to the database once, not once per thousand frames.
+pub const SQLITE_CHECKPOINT_PAGES: u64 = 8_000;
+
 /// One connection type over both backends; the diesel query builder works on it directly.
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
@@ -133,7 +139,9 @@ impl Manager {
                     "PRAGMA busy_timeout = {SQLITE_BUSY_MS_MAX};
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
-                     PRAGMA foreign_keys = ON;"
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA cache_size = -{SQLITE_CACHE_KIB};
+                     PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES};"
                 ))
                 .map_err(|e| DbError::Connect(format!("sqlite settings: {e}")))?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -294,6 +302,7 @@ mod tests {
 
     #[test]
     fn sqlite_connections_are_wal_and_full_sync() {
+        use diesel::RunQueryDsl;
         use diesel::sql_types::{BigInt, Text};
         #[derive(diesel::QueryableByName)]
         struct Mode {

@@ -329,11 +329,26 @@ impl Writer {
                 }
                 outcomes.push(outcome);
             }
-            for chunk in new_transfers.chunks(INSERT_ROWS_MAX) {
-                db::with_backend!(&mut *conn, c => diesel::insert_into(transfers::table).values(chunk).execute(c))?;
-            }
-            for chunk in new_commands.chunks(INSERT_ROWS_MAX) {
-                db::with_backend!(&mut *conn, c => diesel::insert_into(commands::table).values(chunk).execute(c))?;
+            match conn {
+                // One row per statement: a single-row INSERT needs no statement journal, which
+                // a multi-row one does (it costs more than the per-statement overhead saved).
+                AnyConnection::Sqlite(c) => {
+                    for row in &new_transfers {
+                        diesel::insert_into(transfers::table).values(row).execute(c)?;
+                    }
+                    for row in &new_commands {
+                        diesel::insert_into(commands::table).values(row).execute(c)?;
+                    }
+                }
+                // Multi-row statements: each statement is a network round trip.
+                AnyConnection::Postgresql(c) => {
+                    for chunk in new_transfers.chunks(INSERT_ROWS_MAX) {
+                        diesel::insert_into(transfers::table).values(chunk).execute(c)?;
+                    }
+                    for chunk in new_commands.chunks(INSERT_ROWS_MAX) {
+                        diesel::insert_into(commands::table).values(chunk).execute(c)?;
+                    }
+                }
             }
             for (entity, balance) in &overlay {
                 if state.cache.contains_key(entity) {
@@ -486,7 +501,7 @@ fn to_i64(value: u64) -> Result<i64, db::DbError> {
 fn stored_answer(conn: &mut AnyConnection, o: &TransferOrder) -> Result<Option<Outcome>, db::DbError> {
     let counter = to_i64(o.counter)?;
     let row: Option<(String, i32, String)> = commands::table
-        .find((o.sender.as_str(), counter))
+        .find((counter, o.sender.as_str()))
         .select((commands::body_sha256, commands::status, commands::response))
         .first(conn)
         .optional()?;

@@ -86,6 +86,9 @@ enum Cmd {
         transfers: usize,
         #[arg(long, env = "LCP_CA_CERT")]
         ca_cert: Option<PathBuf>,
+        /// Check every receipt signature (costs client CPU on the machine being measured)
+        #[arg(long)]
+        verify_receipts: bool,
         #[arg(long)]
         json: bool,
     },
@@ -242,9 +245,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("next {}  balance {}", page.next, page.balance);
             Ok(())
         }
-        Cmd::Bench { issuer, key, clients, transfers, ca_cert, json } => {
+        Cmd::Bench { issuer, key, clients, transfers, ca_cert, verify_receipts, json } => {
             let issuer_key = Arc::new(lcp::keyfile::load(&key)?);
-            let options = lcp::bench::BenchOptions { issuer_url: issuer, clients, transfers, client: ClientOptions { ca_cert } };
+            let options = lcp::bench::BenchOptions { issuer_url: issuer, clients, transfers, client: ClientOptions { ca_cert }, verify_receipts };
             let report = runtime()?.block_on(lcp::bench::run(options, issuer_key, CounterStore::beside_key(&key)))?;
             if json {
                 print_json(&report)

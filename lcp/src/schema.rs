@@ -20,9 +20,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    commands (entity, counter) {
-        entity -> Text,
+    commands (counter, entity) {
         counter -> BigInt,
+        entity -> Text,
         body_sha256 -> Text,
         status -> Integer,
         response -> Text,

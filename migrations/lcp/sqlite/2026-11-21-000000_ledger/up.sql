@@ -2,7 +2,7 @@
 CREATE TABLE accounts (
     entity  TEXT PRIMARY KEY NOT NULL,
     balance BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Every executed transfer; seq is the global order, assigned by the one ledger writer.
 CREATE TABLE transfers (
@@ -18,11 +18,14 @@ CREATE INDEX transfers_by_recipient ON transfers (recipient, seq);
 CREATE INDEX transfers_by_transaction ON transfers (recipient, transaction_id, seq);
 
 -- Successful commands by (sender, counter): the stored answer replayed on repetition.
+-- Keyed counter first: wallets start counters at the clock in microseconds, so new rows land
+-- at the end of the tree (appends) instead of at one random page per sender, which keeps the
+-- pages each group commit writes few.
 CREATE TABLE commands (
-    entity      TEXT NOT NULL,
     counter     BIGINT NOT NULL,
+    entity      TEXT NOT NULL,
     body_sha256 TEXT NOT NULL,
     status      INTEGER NOT NULL,
     response    TEXT NOT NULL,
-    PRIMARY KEY (entity, counter)
-);
+    PRIMARY KEY (counter, entity)
+) WITHOUT ROWID;
