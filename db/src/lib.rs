@@ -155,11 +155,14 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
-        self.open().map_err(|e| r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(e.to_string())))
+        self.open().map_err(|e| {
+            r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(e.to_string()))
+        })
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
@@ -237,7 +240,9 @@ impl Database {
 fn run_migrations(conn: &mut AnyConnection, migrations: Migrations) -> Result<(), DbError> {
     let result = match conn {
         AnyConnection::Sqlite(c) => c.run_pending_migrations(migrations.sqlite).map(|v| v.len()),
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(migrations.postgres).map(|v| v.len()),
+        AnyConnection::Postgresql(c) => c
+            .run_pending_migrations(migrations.postgres)
+            .map(|v| v.len()),
     };
     let applied = result.map_err(|e| DbError::Migration(e.to_string()))?;
     if applied > 0 {
@@ -254,7 +259,9 @@ pub mod testing {
     /// The PostgreSQL URL for tests, or `None` to skip PostgreSQL variants. When `CI=true` and
     /// `TEST_DATABASE_URL` is set but unreachable, panics so CI fails instead of skipping.
     pub fn postgres_url() -> Option<String> {
-        let url = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let url = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
         match PgConnection::establish(&url) {
             Ok(_) => Some(url),
             Err(e) => {
@@ -279,8 +286,14 @@ pub mod testing {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(30)
             .collect();
-        let schema = format!("t_{}_{}_{}", clean.to_lowercase(), std::process::id(), nanos % 1_000_000_000);
-        let mut conn = PgConnection::establish(base_url).map_err(|e| DbError::Connect(e.to_string()))?;
+        let schema = format!(
+            "t_{}_{}_{}",
+            clean.to_lowercase(),
+            std::process::id(),
+            nanos % 1_000_000_000
+        );
+        let mut conn =
+            PgConnection::establish(base_url).map_err(|e| DbError::Connect(e.to_string()))?;
         conn.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
         let sep = if base_url.contains('?') { '&' } else { '?' };
         Ok(format!("{base_url}{sep}options=-csearch_path%3D{schema}"))
@@ -302,8 +315,8 @@ mod tests {
 
     #[test]
     fn sqlite_connections_are_wal_and_full_sync() {
-        use diesel::RunQueryDsl;
         use diesel::sql_types::{BigInt, Text};
+        use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
         struct Mode {
             #[diesel(sql_type = Text)]
@@ -315,25 +328,19 @@ mod tests {
             synchronous: i64,
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let manager = Manager { location: Location::sqlite_in(dir.path(), "t.sqlite") };
+        let manager = Manager {
+            location: Location::sqlite_in(dir.path(), "t.sqlite"),
+        };
         let AnyConnection::Sqlite(mut conn) = manager.open().expect("open") else {
             panic!("expected sqlite");
         };
-        let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(&mut conn).expect("pragma");
+        let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
+            .get_result(&mut conn)
+            .expect("pragma");
         assert_eq!(mode.journal_mode, "wal");
-        let sync: Sync = diesel::sql_query("PRAGMA synchronous").get_result(&mut conn).expect("pragma");
+        let sync: Sync = diesel::sql_query("PRAGMA synchronous")
+            .get_result(&mut conn)
+            .expect("pragma");
         assert_eq!(sync.synchronous, 2, "2 = FULL");
     }
-}
-
-/// Run `$body` with `$c` bound to the concrete connection of either backend: for the few query
-/// forms diesel's multi-backend connection lacks (multi-row INSERT).
-#[macro_export]
-macro_rules! with_backend {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            $crate::AnyConnection::Sqlite($c) => $body,
-            $crate::AnyConnection::Postgresql($c) => $body,
-        }
-    };
 }

@@ -41,15 +41,28 @@ pub struct BenchReport {
     pub max_ms: f64,
 }
 
-pub async fn run(options: BenchOptions, issuer_key: Arc<KeyPair>, issuer_counters: crate::client::CounterStore) -> anyhow::Result<BenchReport> {
+pub async fn run(
+    options: BenchOptions,
+    issuer_key: Arc<KeyPair>,
+    issuer_counters: crate::client::CounterStore,
+) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.clients >= 1, "--clients must be at least 1");
-    anyhow::ensure!(options.transfers >= options.clients, "--transfers must be at least --clients");
+    anyhow::ensure!(
+        options.transfers >= options.clients,
+        "--transfers must be at least --clients"
+    );
     let http = crate::client::http_client(&options.client)?;
-    let issuer = IssuerClient::new(http.clone(), &options.issuer_url, issuer_key, Some(issuer_counters));
+    let issuer = IssuerClient::new(
+        http.clone(),
+        &options.issuer_url,
+        issuer_key,
+        Some(issuer_counters),
+    );
     let descriptor = issuer.signed().descriptor().await?;
     let fee_flat = descriptor["fees"]["transfer_flat"].as_u64().unwrap_or(0);
     let fee_bps = descriptor["fees"]["transfer_bps"].as_u64().unwrap_or(0);
-    let per_transfer = Amount(BENCH_AMOUNT).checked_add(fee_for(Amount(BENCH_AMOUNT), fee_flat, fee_bps)?)?;
+    let per_transfer =
+        Amount(BENCH_AMOUNT).checked_add(fee_for(Amount(BENCH_AMOUNT), fee_flat, fee_bps)?)?;
     let per_client = options.transfers.div_ceil(options.clients) as u64;
 
     // Fund every wallet; each sends per_client transfers.
@@ -57,8 +70,13 @@ pub async fn run(options: BenchOptions, issuer_key: Arc<KeyPair>, issuer_counter
         .map(|_| KeyPair::generate().map(Arc::new))
         .collect::<Result<_, _>>()?;
     for w in &wallets {
-        let funding = per_transfer.0.checked_mul(per_client).ok_or_else(|| anyhow::anyhow!("funding overflows"))?;
-        issuer.transfer(w.entity(), funding, Some("bench-funding")).await?;
+        let funding = per_transfer
+            .0
+            .checked_mul(per_client)
+            .ok_or_else(|| anyhow::anyhow!("funding overflows"))?;
+        issuer
+            .transfer(w.entity(), funding, Some("bench-funding"))
+            .await?;
     }
 
     let started = Instant::now();
@@ -81,7 +99,10 @@ pub async fn run(options: BenchOptions, issuer_key: Arc<KeyPair>, issuer_counter
             for _ in 0..count {
                 counter = (counter + 1).max(crate::now_ms() * 1000);
                 let t = Instant::now();
-                match client.transfer_with_counter(counter, &to, BENCH_AMOUNT, None).await {
+                match client
+                    .transfer_with_counter(counter, &to, BENCH_AMOUNT, None)
+                    .await
+                {
                     Ok(_) => latencies.push(t.elapsed()),
                     Err(e) => errors.push(e),
                 }

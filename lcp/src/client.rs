@@ -23,7 +23,11 @@ pub enum ClientError {
     #[error("cannot reach {url}: {message}")]
     Unreachable { url: String, message: String },
     #[error("{code}: {message} (HTTP {status})")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("the server's answer could not be understood: {0}")]
     Decode(String),
     #[error("the server's receipt signature does not verify: the answer may be forged")]
@@ -57,13 +61,20 @@ pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientErr
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true);
     if let Some(path) = &options.ca_cert {
-        let pem = std::fs::read(path)
-            .map_err(|e| ClientError::Config(format!("cannot read CA certificate {}: {e}", path.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| ClientError::Config(format!("{} is not a PEM certificate: {e}", path.display())))?;
+        let pem = std::fs::read(path).map_err(|e| {
+            ClientError::Config(format!(
+                "cannot read CA certificate {}: {e}",
+                path.display()
+            ))
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            ClientError::Config(format!("{} is not a PEM certificate: {e}", path.display()))
+        })?;
         builder = builder.add_root_certificate(cert);
     }
-    builder.build().map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
+    builder
+        .build()
+        .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// A command's answer, with the server's receipt checked.
@@ -112,7 +123,10 @@ impl SignedClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
-        ClientError::Unreachable { url: self.base.clone(), message: error_chain(&e) }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            message: error_chain(&e),
+        }
     }
 
     /// `GET /.well-known/lcp`, unsigned.
@@ -133,16 +147,32 @@ impl SignedClient {
             .get_or_try_init(|| async {
                 let d = self.descriptor().await?;
                 let entity = d["entity"].as_str().unwrap_or_default();
-                EntityId::parse(entity)
-                    .map_err(|_| ClientError::Decode(format!("{} has no valid entity in /.well-known/lcp", self.base)))
+                EntityId::parse(entity).map_err(|_| {
+                    ClientError::Decode(format!(
+                        "{} has no valid entity in /.well-known/lcp",
+                        self.base
+                    ))
+                })
             })
             .await
     }
 
     /// A signed query (no counter). `path_and_query` must already be percent-encoded.
-    pub async fn query<T: DeserializeOwned>(&self, path_and_query: &str, extra_wait_ms: u64) -> Result<T, ClientError> {
+    pub async fn query<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        extra_wait_ms: u64,
+    ) -> Result<T, ClientError> {
         let audience = self.audience().await?.to_string();
-        let auth = sign_request(&self.key, &audience, "GET", path_and_query, crate::now_ms(), None, b"");
+        let auth = sign_request(
+            &self.key,
+            &audience,
+            "GET",
+            path_and_query,
+            crate::now_ms(),
+            None,
+            b"",
+        );
         let mut req = self
             .http
             .get(format!("{}{path_and_query}", self.base))
@@ -163,7 +193,15 @@ impl SignedClient {
         counter: u64,
     ) -> Result<CommandAnswer<T>, ClientError> {
         let audience = self.audience().await?.clone();
-        let auth = sign_request(&self.key, audience.as_str(), method, path, crate::now_ms(), Some(counter), &body);
+        let auth = sign_request(
+            &self.key,
+            audience.as_str(),
+            method,
+            path,
+            crate::now_ms(),
+            Some(counter),
+            &body,
+        );
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ClientError::Config(format!("bad HTTP method {method}")))?;
         let mut req = self
@@ -185,7 +223,18 @@ impl SignedClient {
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         let receipt = match receipt {
             Some(sig) if !self.verify_receipts => sig,
-            Some(sig) if verify_response(&audience, self.key.entity().as_str(), counter, status, &bytes, &sig) => sig,
+            Some(sig)
+                if verify_response(
+                    &audience,
+                    self.key.entity().as_str(),
+                    counter,
+                    status,
+                    &bytes,
+                    &sig,
+                ) =>
+            {
+                sig
+            }
             // Errors raised before the server knew the counter (e.g. a bad signature) carry no
             // receipt; surface them as API errors rather than as forgeries.
             None if status >= 400 => return Err(api_error(status, &bytes)),
@@ -194,8 +243,13 @@ impl SignedClient {
         if status >= 400 {
             return Err(api_error(status, &bytes));
         }
-        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
-        Ok(CommandAnswer { value, counter, receipt })
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(CommandAnswer {
+            value,
+            counter,
+            receipt,
+        })
     }
 }
 
@@ -212,7 +266,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn api_error(status: u16, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {
-        Ok(b) => ClientError::Api { status, code: b.error.code, message: b.error.message },
+        Ok(b) => ClientError::Api {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+        },
         Err(_) => ClientError::Api {
             status,
             code: "http_error".into(),
@@ -223,7 +281,10 @@ fn api_error(status: u16, bytes: &[u8]) -> ClientError {
 
 async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
     let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(error_chain(&e)))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Decode(error_chain(&e)))?;
     if status >= 400 {
         return Err(api_error(status, &bytes));
     }
@@ -263,12 +324,18 @@ struct CounterFile {
 
 impl CounterStore {
     pub fn beside_key(key_path: &Path) -> CounterStore {
-        let mut name = key_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = key_path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         name.push(".counters");
         let path = key_path.with_file_name(name);
         let mut lock = path.clone().into_os_string();
         lock.push(".lock");
-        CounterStore { path, lock_path: PathBuf::from(lock) }
+        CounterStore {
+            path,
+            lock_path: PathBuf::from(lock),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -278,7 +345,10 @@ impl CounterStore {
     /// Reserve `count` consecutive counters for `server`; answers the first. Blocking file IO,
     /// serialised across processes by an exclusive lock on `<state>.lock`.
     pub fn reserve(&self, server: &str, count: u64) -> Result<u64, ClientError> {
-        let err = |message: String| ClientError::State { path: self.path.display().to_string(), message };
+        let err = |message: String| ClientError::State {
+            path: self.path.display().to_string(),
+            message,
+        };
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -287,13 +357,25 @@ impl CounterStore {
             .map_err(|e| err(format!("cannot open lock file: {e}")))?;
         lock.lock().map_err(|e| err(format!("cannot lock: {e}")))?;
         let mut state: CounterFile = match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(format!("corrupt ({e}); move it aside to start fresh counters")))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                err(format!(
+                    "corrupt ({e}); move it aside to start fresh counters"
+                ))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CounterFile::default(),
             Err(e) => return Err(err(e.to_string())),
         };
         let now_us = crate::now_ms().saturating_mul(1000);
-        let first = state.next.get(server).copied().unwrap_or(0).max(now_us).max(1);
-        let next = first.checked_add(count).ok_or_else(|| err("counter space exhausted".into()))?;
+        let first = state
+            .next
+            .get(server)
+            .copied()
+            .unwrap_or(0)
+            .max(now_us)
+            .max(1);
+        let next = first
+            .checked_add(count)
+            .ok_or_else(|| err("counter space exhausted".into()))?;
         state.next.insert(server.to_owned(), next);
         let tmp = self.path.with_extension("counters.tmp");
         let text = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
@@ -333,14 +415,31 @@ pub struct IssuerClient {
 impl IssuerClient {
     /// `counters`: where to persist counters; `None` for callers that manage counters themselves
     /// (they must pass them to [`IssuerClient::transfer_with_counter`]).
-    pub fn new(http: reqwest::Client, issuer_url: &str, key: Arc<KeyPair>, counters: Option<CounterStore>) -> Self {
-        IssuerClient { signed: SignedClient::new(http, issuer_url, key), counters }
+    pub fn new(
+        http: reqwest::Client,
+        issuer_url: &str,
+        key: Arc<KeyPair>,
+        counters: Option<CounterStore>,
+    ) -> Self {
+        IssuerClient {
+            signed: SignedClient::new(http, issuer_url, key),
+            counters,
+        }
     }
 
     /// A wallet from a key file, with counters persisted beside it.
-    pub fn from_key_file(issuer_url: &str, key_path: &Path, options: &ClientOptions) -> anyhow::Result<Self> {
+    pub fn from_key_file(
+        issuer_url: &str,
+        key_path: &Path,
+        options: &ClientOptions,
+    ) -> anyhow::Result<Self> {
         let key = crate::keyfile::load(key_path)?;
-        Ok(IssuerClient::new(http_client(options)?, issuer_url, Arc::new(key), Some(CounterStore::beside_key(key_path))))
+        Ok(IssuerClient::new(
+            http_client(options)?,
+            issuer_url,
+            Arc::new(key),
+            Some(CounterStore::beside_key(key_path)),
+        ))
     }
 
     pub fn signed(&self) -> &SignedClient {
@@ -349,10 +448,18 @@ impl IssuerClient {
 
     /// See [`SignedClient::without_receipt_checks`].
     pub fn without_receipt_checks(self) -> Self {
-        IssuerClient { signed: self.signed.without_receipt_checks(), counters: self.counters }
+        IssuerClient {
+            signed: self.signed.without_receipt_checks(),
+            counters: self.counters,
+        }
     }
 
-    pub async fn transfer(&self, to: &EntityId, amount: u64, transaction_id: Option<&str>) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+    pub async fn transfer(
+        &self,
+        to: &EntityId,
+        amount: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
         let store = self
             .counters
             .clone()
@@ -361,23 +468,37 @@ impl IssuerClient {
         let counter = tokio::task::spawn_blocking(move || store.reserve(&audience, 1))
             .await
             .map_err(|e| ClientError::Config(e.to_string()))??;
-        self.transfer_with_counter(counter, to, amount, transaction_id).await
+        self.transfer_with_counter(counter, to, amount, transaction_id)
+            .await
     }
 
-    pub async fn transfer_with_counter(&self, counter: u64, to: &EntityId, amount: u64, transaction_id: Option<&str>) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+    pub async fn transfer_with_counter(
+        &self,
+        counter: u64,
+        to: &EntityId,
+        amount: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
         let mut body = serde_json::json!({"recipient": to.as_str(), "amount": amount});
         if let Some(t) = transaction_id {
             body["transaction_id"] = serde_json::Value::from(t);
         }
         let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.signed.command("POST", "/lcp/v1/transfers", bytes, counter).await
+        self.signed
+            .command("POST", "/lcp/v1/transfers", bytes, counter)
+            .await
     }
 
     pub async fn balance(&self) -> Result<BalanceAnswer, ClientError> {
         self.signed.query("/lcp/v1/balance", 0).await
     }
 
-    pub async fn deposits(&self, after: u64, wait_ms: u64, transaction_id: Option<&str>) -> Result<DepositsPage, ClientError> {
+    pub async fn deposits(
+        &self,
+        after: u64,
+        wait_ms: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<DepositsPage, ClientError> {
         let mut pq = format!("/lcp/v1/deposits?after={after}&wait_ms={wait_ms}");
         if let Some(t) = transaction_id {
             pq.push_str("&transaction_id=");
@@ -397,8 +518,13 @@ mod tests {
         let key = dir.path().join("w.key");
         let a = CounterStore::beside_key(&key);
         let first = a.reserve("issuer-a", 5).expect("reserve");
-        let second = CounterStore::beside_key(&key).reserve("issuer-a", 1).expect("reserve");
-        assert!(second >= first + 5, "{second} must follow the reserved range of {first}");
+        let second = CounterStore::beside_key(&key)
+            .reserve("issuer-a", 1)
+            .expect("reserve");
+        assert!(
+            second >= first + 5,
+            "{second} must follow the reserved range of {first}"
+        );
         let other = a.reserve("issuer-b", 1).expect("reserve");
         assert!(other >= 1);
         // A lost state file restarts at the clock, still above what was handed out.
@@ -406,7 +532,10 @@ mod tests {
         let after_loss = a.reserve("issuer-a", 1).expect("reserve");
         assert!(after_loss > second);
         std::fs::write(a.path(), b"garbage").expect("write");
-        assert!(matches!(a.reserve("issuer-a", 1), Err(ClientError::State { .. })));
+        assert!(matches!(
+            a.reserve("issuer-a", 1),
+            Err(ClientError::State { .. })
+        ));
     }
 
     #[test]

@@ -63,7 +63,10 @@ impl Default for IssuerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid configuration in {path}: {message}")]
     Parse { path: String, message: String },
     #[error("invalid configuration: {0}")]
@@ -77,13 +80,25 @@ impl IssuerConfig {
             return Ok(IssuerConfig::default());
         }
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.to_string(),
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.currency_code.is_empty() || self.currency_code.len() > 12 || !self.currency_code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if self.currency_code.is_empty()
+            || self.currency_code.len() > 12
+            || !self
+                .currency_code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        {
             return bad("currency_code must be 1 to 12 ASCII letters or digits");
         }
         if self.fee_bps > protocol::amount::BPS_PER_WHOLE {

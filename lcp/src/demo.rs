@@ -33,7 +33,10 @@ fn spawn_issuer(exe: &Path, data: &Path, listen: &str) -> anyhow::Result<(ChildG
         .args(["--listen", listen])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
     let stdout = child.stdout.take().context("issuer stdout")?;
@@ -75,15 +78,35 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
     let options = ClientOptions::default();
     let issuer_key_path = issuer_dir.join("identity.key");
     let issuer = IssuerClient::from_key_file(&url, &issuer_key_path, &options)?;
-    let funded = issuer.transfer(alice.entity(), 1_000, Some("demo-funding")).await?;
-    println!("3. the issuer mints 1000 to alice: seq {}", funded.value.seq);
-    println!("   $ lcp transfer --key {d}/issuer/identity.key --issuer {url} --to {} --amount 1000", alice.entity());
+    let funded = issuer
+        .transfer(alice.entity(), 1_000, Some("demo-funding"))
+        .await?;
+    println!(
+        "3. the issuer mints 1000 to alice: seq {}",
+        funded.value.seq
+    );
+    println!(
+        "   $ lcp transfer --key {d}/issuer/identity.key --issuer {url} --to {} --amount 1000",
+        alice.entity()
+    );
 
     let http = crate::client::http_client(&options)?;
-    let alice_client = IssuerClient::new(http.clone(), &url, Arc::new(alice), Some(CounterStore::beside_key(&alice_path)));
+    let alice_client = IssuerClient::new(
+        http.clone(),
+        &url,
+        Arc::new(alice),
+        Some(CounterStore::beside_key(&alice_path)),
+    );
     let bob_id = bob.entity().clone();
-    let bob_client = IssuerClient::new(http, &url, Arc::new(bob), Some(CounterStore::beside_key(&bob_path)));
-    let paid = alice_client.transfer(&bob_id, 250, Some("order-42")).await?;
+    let bob_client = IssuerClient::new(
+        http,
+        &url,
+        Arc::new(bob),
+        Some(CounterStore::beside_key(&bob_path)),
+    );
+    let paid = alice_client
+        .transfer(&bob_id, 250, Some("order-42"))
+        .await?;
     println!(
         "4. alice pays bob 250 for order-42: seq {}, fee {}, alice's balance {}, receipt {}…",
         paid.value.seq,
@@ -95,12 +118,19 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
 
     let page = bob_client.deposits(0, 1_000, Some("order-42")).await?;
     let got: u64 = page.deposits.iter().map(|d| d.amount).sum();
-    println!("5. bob checks order-42 was paid: {} deposit(s), {got} received, balance {}", page.deposits.len(), page.balance);
+    println!(
+        "5. bob checks order-42 was paid: {} deposit(s), {got} received, balance {}",
+        page.deposits.len(),
+        page.balance
+    );
     println!("   $ lcp deposits --key {d}/bob.key --issuer {url} --transaction-id order-42");
     anyhow::ensure!(got >= 250, "bob did not see alice's payment");
 
     let alice_balance = alice_client.balance().await?;
-    println!("6. balances: alice {} {}, bob {} {}", alice_balance.balance, alice_balance.currency, page.balance, alice_balance.currency);
+    println!(
+        "6. balances: alice {} {}, bob {} {}",
+        alice_balance.balance, alice_balance.currency, page.balance, alice_balance.currency
+    );
     println!("   $ lcp balance --key {d}/alice.key --issuer {url}");
     if stay {
         println!("issuer still running at {url}; Ctrl-C stops it");

@@ -10,10 +10,18 @@ use protocol::KeyPair;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
-    #[error("key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}"
+    )]
     Permissions { path: String, mode: u32 },
     #[error("key file {path} does not hold an Ed25519 PKCS#8 key")]
     Invalid { path: String },
@@ -28,7 +36,10 @@ const GROUP_OTHER_BITS: u32 = 0o077;
 
 pub fn load(path: &Path) -> Result<KeyPair, KeyFileError> {
     let shown = path.display().to_string();
-    let meta = fs::metadata(path).map_err(|source| KeyFileError::Read { path: shown.clone(), source })?;
+    let meta = fs::metadata(path).map_err(|source| KeyFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -39,14 +50,20 @@ pub fn load(path: &Path) -> Result<KeyPair, KeyFileError> {
     }
     #[cfg(not(unix))]
     let _ = meta;
-    let bytes = fs::read(path).map_err(|source| KeyFileError::Read { path: shown.clone(), source })?;
+    let bytes = fs::read(path).map_err(|source| KeyFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     KeyPair::from_pkcs8(&bytes).map_err(|_| KeyFileError::Invalid { path: shown })
 }
 
 /// Write `key` to a new file with mode 0600 (created with that mode: never briefly readable).
 pub fn save_new(path: &Path, key: &KeyPair) -> Result<(), KeyFileError> {
     let shown = path.display().to_string();
-    let write_err = |source| KeyFileError::Write { path: shown.clone(), source };
+    let write_err = |source| KeyFileError::Write {
+        path: shown.clone(),
+        source,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(write_err)?;
     }
@@ -59,9 +76,14 @@ pub fn save_new(path: &Path, key: &KeyPair) -> Result<(), KeyFileError> {
     }
     let mut file = options.open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
-            KeyFileError::Exists { path: shown.clone() }
+            KeyFileError::Exists {
+                path: shown.clone(),
+            }
         } else {
-            KeyFileError::Write { path: shown.clone(), source }
+            KeyFileError::Write {
+                path: shown.clone(),
+                source,
+            }
         }
     })?;
     file.write_all(key.pkcs8()).map_err(write_err)?;
@@ -98,7 +120,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+                0o600
+            );
             fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
             let err = load(&path).expect_err("group-readable key must be refused");
             assert!(err.to_string().contains("chmod 600"), "{err}");
@@ -107,8 +132,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir.path().join("bad.key"), fs::Permissions::from_mode(0o600)).expect("chmod");
+            fs::set_permissions(
+                dir.path().join("bad.key"),
+                fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod");
         }
-        assert!(matches!(load(&dir.path().join("bad.key")), Err(KeyFileError::Invalid { .. })));
+        assert!(matches!(
+            load(&dir.path().join("bad.key")),
+            Err(KeyFileError::Invalid { .. })
+        ));
     }
 }

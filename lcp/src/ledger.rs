@@ -96,12 +96,22 @@ pub struct Ledger {
 
 impl Ledger {
     /// Start the writer thread on its own connection.
-    pub fn start(db: Database, issuer: EntityId, config: IssuerConfig, metrics: Arc<Metrics>) -> Result<Ledger, Error> {
+    pub fn start(
+        db: Database,
+        issuer: EntityId,
+        config: IssuerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Ledger, Error> {
         let conn = db.connect()?;
         let (jobs, queue) = mpsc::sync_channel(config.queue_max);
         let mut writer = Writer {
             conn,
-            state: WriterState { issuer, config: config.clone(), cache: HashMap::new(), next_seq: 0 },
+            state: WriterState {
+                issuer,
+                config: config.clone(),
+                cache: HashMap::new(),
+                next_seq: 0,
+            },
             committed: None,
             metrics: metrics.clone(),
         };
@@ -136,25 +146,41 @@ impl Ledger {
                 self.metrics.overloaded.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::Overloaded);
             }
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Storage("ledger writer stopped".into())),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Error::Storage("ledger writer stopped".into()))
+            }
         }
         self.metrics.queued.fetch_add(1, Ordering::Relaxed);
-        answer.await.map_err(|_| Error::Storage("ledger writer dropped a transfer".into()))?
+        answer
+            .await
+            .map_err(|_| Error::Storage("ledger writer dropped a transfer".into()))?
     }
 
     pub async fn balance(&self, entity: &EntityId) -> Result<i64, Error> {
         let entity = entity.to_string();
-        self.db.run(move |conn| Ok(read_balance(conn, &entity)?)).await
+        self.db
+            .run(move |conn| Ok(read_balance(conn, &entity)?))
+            .await
     }
 
     /// getDeposits: deposits to `entity` with `seq > after`, oldest first; with `wait_ms` > 0 and
     /// nothing new, held until a deposit commits or the wait (capped at `wait_ms_max`) ends.
-    pub async fn deposits(&self, entity: &EntityId, after: u64, wait_ms: u64, transaction_id: Option<String>) -> Result<DepositsPage, Error> {
+    pub async fn deposits(
+        &self,
+        entity: &EntityId,
+        after: u64,
+        wait_ms: u64,
+        transaction_id: Option<String>,
+    ) -> Result<DepositsPage, Error> {
         let wait = Duration::from_millis(wait_ms.min(self.config.wait_ms_max));
         let deadline = tokio::time::Instant::now() + wait;
         let mut committed = self.committed_seq.clone();
         // Holding a permit is what makes this caller a waiter; without one it answers at once.
-        let permit = if wait.is_zero() { None } else { self.waiters.clone().try_acquire_owned().ok() };
+        let permit = if wait.is_zero() {
+            None
+        } else {
+            self.waiters.clone().try_acquire_owned().ok()
+        };
         loop {
             // Mark the current commit as seen before querying, so a commit racing the query wakes us.
             committed.borrow_and_update();
@@ -164,7 +190,10 @@ impl Ledger {
                 .db
                 .run(move |conn| read_deposits(conn, &entity_text, after, txid.as_deref()))
                 .await?;
-            if !page.deposits.is_empty() || permit.is_none() || tokio::time::Instant::now() >= deadline {
+            if !page.deposits.is_empty()
+                || permit.is_none()
+                || tokio::time::Instant::now() >= deadline
+            {
                 return Ok(page);
             }
             match tokio::time::timeout_at(deadline, committed.changed()).await {
@@ -178,7 +207,10 @@ impl Ledger {
     pub async fn sum_of_balances(&self) -> Result<i128, Error> {
         self.db
             .run(|conn| {
-                let all: Vec<i64> = accounts::table.select(accounts::balance).load(conn).map_err(db::DbError::from)?;
+                let all: Vec<i64> = accounts::table
+                    .select(accounts::balance)
+                    .load(conn)
+                    .map_err(db::DbError::from)?;
                 Ok(all.into_iter().map(i128::from).sum())
             })
             .await
@@ -196,9 +228,21 @@ fn read_balance(conn: &mut AnyConnection, entity: &str) -> Result<i64, db::DbErr
 
 type DepositRow = (i64, String, i64, Option<String>, i64);
 
-fn read_deposits(conn: &mut AnyConnection, entity: &str, after: u64, transaction_id: Option<&str>) -> Result<DepositsPage, Error> {
-    let after_i = i64::try_from(after).map_err(|_| Error::InvalidQuery("after is too large".into()))?;
-    let columns = (transfers::seq, transfers::sender, transfers::amount, transfers::transaction_id, transfers::time_ms);
+fn read_deposits(
+    conn: &mut AnyConnection,
+    entity: &str,
+    after: u64,
+    transaction_id: Option<&str>,
+) -> Result<DepositsPage, Error> {
+    let after_i =
+        i64::try_from(after).map_err(|_| Error::InvalidQuery("after is too large".into()))?;
+    let columns = (
+        transfers::seq,
+        transfers::sender,
+        transfers::amount,
+        transfers::transaction_id,
+        transfers::time_ms,
+    );
     let base = transfers::table
         .filter(transfers::recipient.eq(entity))
         .filter(transfers::seq.gt(after_i));
@@ -209,7 +253,11 @@ fn read_deposits(conn: &mut AnyConnection, entity: &str, after: u64, transaction
             .order(transfers::seq.asc())
             .limit(DEPOSITS_PAGE_MAX)
             .load(conn),
-        None => base.select(columns).order(transfers::seq.asc()).limit(DEPOSITS_PAGE_MAX).load(conn),
+        None => base
+            .select(columns)
+            .order(transfers::seq.asc())
+            .limit(DEPOSITS_PAGE_MAX)
+            .load(conn),
     }
     .map_err(db::DbError::from)?;
     let balance = read_balance(conn, entity)?;
@@ -225,7 +273,11 @@ fn read_deposits(conn: &mut AnyConnection, entity: &str, after: u64, transaction
         })
         .collect();
     let next = deposits.last().map(|d| d.seq).unwrap_or(after);
-    Ok(DepositsPage { deposits, next, balance })
+    Ok(DepositsPage {
+        deposits,
+        next,
+        balance,
+    })
 }
 
 #[derive(Insertable)]
@@ -298,7 +350,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.metrics.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            self.metrics
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             self.process(&mut batch);
             batch.clear();
         }
@@ -318,10 +372,19 @@ impl Writer {
             for (index, job) in batch.iter().enumerate() {
                 let o = &job.order;
                 let outcome = match seen.get(&(o.sender.as_str(), o.counter)) {
-                    Some(&earlier) => replay_of_earlier(&outcomes[earlier], &batch[earlier].order, o),
+                    Some(&earlier) => {
+                        replay_of_earlier(&outcomes[earlier], &batch[earlier].order, o)
+                    }
                     None => match stored_answer(conn, o)? {
                         Some(outcome) => outcome,
-                        None => state.execute(conn, o, now_ms, &mut overlay, &mut new_transfers, &mut new_commands)?,
+                        None => state.execute(
+                            conn,
+                            o,
+                            now_ms,
+                            &mut overlay,
+                            &mut new_transfers,
+                            &mut new_commands,
+                        )?,
                     },
                 };
                 if matches!(outcome, Outcome::Executed(_)) {
@@ -334,25 +397,35 @@ impl Writer {
                 // a multi-row one does (it costs more than the per-statement overhead saved).
                 AnyConnection::Sqlite(c) => {
                     for row in &new_transfers {
-                        diesel::insert_into(transfers::table).values(row).execute(c)?;
+                        diesel::insert_into(transfers::table)
+                            .values(row)
+                            .execute(c)?;
                     }
                     for row in &new_commands {
-                        diesel::insert_into(commands::table).values(row).execute(c)?;
+                        diesel::insert_into(commands::table)
+                            .values(row)
+                            .execute(c)?;
                     }
                 }
                 // Multi-row statements: each statement is a network round trip.
                 AnyConnection::Postgresql(c) => {
                     for chunk in new_transfers.chunks(INSERT_ROWS_MAX) {
-                        diesel::insert_into(transfers::table).values(chunk).execute(c)?;
+                        diesel::insert_into(transfers::table)
+                            .values(chunk)
+                            .execute(c)?;
                     }
                     for chunk in new_commands.chunks(INSERT_ROWS_MAX) {
-                        diesel::insert_into(commands::table).values(chunk).execute(c)?;
+                        diesel::insert_into(commands::table)
+                            .values(chunk)
+                            .execute(c)?;
                     }
                 }
             }
             for (entity, balance) in &overlay {
                 if state.cache.contains_key(entity) {
-                    diesel::update(accounts::table.find(entity)).set(accounts::balance.eq(balance)).execute(conn)?;
+                    diesel::update(accounts::table.find(entity))
+                        .set(accounts::balance.eq(balance))
+                        .execute(conn)?;
                 } else {
                     diesel::insert_into(accounts::table)
                         .values((accounts::entity.eq(entity), accounts::balance.eq(balance)))
@@ -402,7 +475,6 @@ impl Writer {
             }
         }
     }
-
 }
 
 impl WriterState {
@@ -422,31 +494,54 @@ impl WriterState {
         } else {
             match fee_for(Amount(o.amount), self.config.fee_flat, self.config.fee_bps) {
                 Ok(f) => f,
-                Err(_) => return Ok(Outcome::Failed(Error::InvalidAmount { max: self.config.max_amount })),
+                Err(_) => {
+                    return Ok(Outcome::Failed(Error::InvalidAmount {
+                        max: self.config.max_amount,
+                    }))
+                }
             }
         };
         let Ok(total) = Amount(o.amount).checked_add(fee) else {
-            return Ok(Outcome::Failed(Error::InvalidAmount { max: self.config.max_amount }));
+            return Ok(Outcome::Failed(Error::InvalidAmount {
+                max: self.config.max_amount,
+            }));
         };
         // Config validation bounds max_amount and fees well inside i64 (see IssuerConfig::validate).
         let (amount_i, fee_i, total_i) = (to_i64(o.amount)?, to_i64(fee.0)?, to_i64(total.0)?);
         let sender_balance = self.balance_of(conn, o.sender.as_str(), overlay)?;
-        let floor = if from_issuer { -to_i64(self.config.supply_cap)? } else { 0 };
+        let floor = if from_issuer {
+            -to_i64(self.config.supply_cap)?
+        } else {
+            0
+        };
         let after = sender_balance.checked_sub(total_i).ok_or_else(overflow)?;
         if after < floor {
             return Ok(Outcome::Failed(if from_issuer {
-                Error::SupplyCapReached { cap: self.config.supply_cap }
+                Error::SupplyCapReached {
+                    cap: self.config.supply_cap,
+                }
             } else {
-                Error::InsufficientFunds { balance: sender_balance, needed: total.0 }
+                Error::InsufficientFunds {
+                    balance: sender_balance,
+                    needed: total.0,
+                }
             }));
         }
         overlay.insert(o.sender.to_string(), after);
         let recipient_balance = self.balance_of(conn, o.recipient.as_str(), overlay)?;
-        overlay.insert(o.recipient.to_string(), recipient_balance.checked_add(amount_i).ok_or_else(overflow)?);
+        overlay.insert(
+            o.recipient.to_string(),
+            recipient_balance
+                .checked_add(amount_i)
+                .ok_or_else(overflow)?,
+        );
         if fee_i > 0 {
             let issuer = self.issuer.to_string();
             let issuer_balance = self.balance_of(conn, &issuer, overlay)?;
-            overlay.insert(issuer, issuer_balance.checked_add(fee_i).ok_or_else(overflow)?);
+            overlay.insert(
+                issuer,
+                issuer_balance.checked_add(fee_i).ok_or_else(overflow)?,
+            );
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -477,11 +572,20 @@ impl WriterState {
     }
 
     /// Balance as of this point in the batch: overlay, then cache, then the database.
-    fn balance_of(&mut self, conn: &mut AnyConnection, entity: &str, overlay: &HashMap<String, i64>) -> Result<i64, db::DbError> {
+    fn balance_of(
+        &mut self,
+        conn: &mut AnyConnection,
+        entity: &str,
+        overlay: &HashMap<String, i64>,
+    ) -> Result<i64, db::DbError> {
         if let Some(b) = overlay.get(entity).or_else(|| self.cache.get(entity)) {
             return Ok(*b);
         }
-        let stored: Option<i64> = accounts::table.find(entity).select(accounts::balance).first(conn).optional()?;
+        let stored: Option<i64> = accounts::table
+            .find(entity)
+            .select(accounts::balance)
+            .first(conn)
+            .optional()?;
         if let Some(b) = stored {
             self.cache.insert(entity.to_owned(), b);
         }
@@ -498,7 +602,10 @@ fn to_i64(value: u64) -> Result<i64, db::DbError> {
 }
 
 /// The stored answer for (sender, counter), or `counter_reused` when the body differs.
-fn stored_answer(conn: &mut AnyConnection, o: &TransferOrder) -> Result<Option<Outcome>, db::DbError> {
+fn stored_answer(
+    conn: &mut AnyConnection,
+    o: &TransferOrder,
+) -> Result<Option<Outcome>, db::DbError> {
     let counter = to_i64(o.counter)?;
     let row: Option<(String, i32, String)> = commands::table
         .find((counter, o.sender.as_str()))
@@ -507,16 +614,25 @@ fn stored_answer(conn: &mut AnyConnection, o: &TransferOrder) -> Result<Option<O
         .optional()?;
     Ok(row.map(|(hash, status, body)| {
         if hash == o.body_sha256 {
-            Outcome::Replayed(StoredAnswer { status: u16::try_from(status).unwrap_or(200), body })
+            Outcome::Replayed(StoredAnswer {
+                status: u16::try_from(status).unwrap_or(200),
+                body,
+            })
         } else {
             Outcome::Failed(Error::CounterReused { counter: o.counter })
         }
     }))
 }
 
-fn replay_of_earlier(earlier: &Outcome, earlier_order: &TransferOrder, o: &TransferOrder) -> Outcome {
+fn replay_of_earlier(
+    earlier: &Outcome,
+    earlier_order: &TransferOrder,
+    o: &TransferOrder,
+) -> Outcome {
     match earlier {
-        Outcome::Executed(a) if earlier_order.body_sha256 == o.body_sha256 => Outcome::Replayed(a.clone()),
+        Outcome::Executed(a) if earlier_order.body_sha256 == o.body_sha256 => {
+            Outcome::Replayed(a.clone())
+        }
         _ => Outcome::Failed(Error::CounterReused { counter: o.counter }),
     }
 }

@@ -35,5 +35,8 @@ pub fn migrations() -> db::Migrations {
     use diesel_migrations::{embed_migrations, EmbeddedMigrations};
     const SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/lcp/sqlite");
     const POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/lcp/postgres");
-    db::Migrations { sqlite: SQLITE, postgres: POSTGRES }
+    db::Migrations {
+        sqlite: SQLITE,
+        postgres: POSTGRES,
+    }
 }

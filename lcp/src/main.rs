@@ -11,7 +11,11 @@ use lcp::config::IssuerConfig;
 use protocol::EntityId;
 
 #[derive(Parser)]
-#[command(name = "lcp", version, about = "Lightweight Currency Protocol: wallet and issuer")]
+#[command(
+    name = "lcp",
+    version,
+    about = "Lightweight Currency Protocol: wallet and issuer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -118,7 +122,13 @@ struct WalletArgs {
 
 impl WalletArgs {
     fn client(&self) -> anyhow::Result<IssuerClient> {
-        IssuerClient::from_key_file(&self.issuer, &self.key, &ClientOptions { ca_cert: self.ca_cert.clone() })
+        IssuerClient::from_key_file(
+            &self.issuer,
+            &self.key,
+            &ClientOptions {
+                ca_cert: self.ca_cert.clone(),
+            },
+        )
     }
 }
 
@@ -179,7 +189,9 @@ fn main() {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -207,11 +219,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Cmd::Issuer { command: IssuerCmd::Serve(args) } => serve(args),
-        Cmd::Transfer { wallet, to, amount, transaction_id, json } => {
-            let to = EntityId::parse(&to).map_err(|_| anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}"))?;
+        Cmd::Issuer {
+            command: IssuerCmd::Serve(args),
+        } => serve(args),
+        Cmd::Transfer {
+            wallet,
+            to,
+            amount,
+            transaction_id,
+            json,
+        } => {
+            let to = EntityId::parse(&to).map_err(|_| {
+                anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}")
+            })?;
             let client = wallet.client()?;
-            let answer = runtime()?.block_on(client.transfer(&to, amount, transaction_id.as_deref()))?;
+            let answer =
+                runtime()?.block_on(client.transfer(&to, amount, transaction_id.as_deref()))?;
             let r = &answer.value;
             if json {
                 print_json(&serde_json::json!({
@@ -219,7 +242,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "counter": answer.counter, "receipt": answer.receipt,
                 }))
             } else {
-                println!("sent {amount} to {to}: seq {}, fee {}, balance {}", r.seq, r.fee, r.balance);
+                println!(
+                    "sent {amount} to {to}: seq {}, fee {}, balance {}",
+                    r.seq, r.fee, r.balance
+                );
                 Ok(())
             }
         }
@@ -233,22 +259,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Cmd::Deposits { wallet, after, wait_ms, transaction_id, json } => {
+        Cmd::Deposits {
+            wallet,
+            after,
+            wait_ms,
+            transaction_id,
+            json,
+        } => {
             let client = wallet.client()?;
-            let page = runtime()?.block_on(client.deposits(after, wait_ms, transaction_id.as_deref()))?;
+            let page =
+                runtime()?.block_on(client.deposits(after, wait_ms, transaction_id.as_deref()))?;
             if json {
                 return print_json(&page);
             }
             for d in &page.deposits {
-                println!("{}\t{}\t{}\t{}\t{}", d.seq, d.amount, d.from, d.transaction_id.as_deref().unwrap_or("-"), d.time);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    d.seq,
+                    d.amount,
+                    d.from,
+                    d.transaction_id.as_deref().unwrap_or("-"),
+                    d.time
+                );
             }
             println!("next {}  balance {}", page.next, page.balance);
             Ok(())
         }
-        Cmd::Bench { issuer, key, clients, transfers, ca_cert, verify_receipts, json } => {
+        Cmd::Bench {
+            issuer,
+            key,
+            clients,
+            transfers,
+            ca_cert,
+            verify_receipts,
+            json,
+        } => {
             let issuer_key = Arc::new(lcp::keyfile::load(&key)?);
-            let options = lcp::bench::BenchOptions { issuer_url: issuer, clients, transfers, client: ClientOptions { ca_cert }, verify_receipts };
-            let report = runtime()?.block_on(lcp::bench::run(options, issuer_key, CounterStore::beside_key(&key)))?;
+            let options = lcp::bench::BenchOptions {
+                issuer_url: issuer,
+                clients,
+                transfers,
+                client: ClientOptions { ca_cert },
+                verify_receipts,
+            };
+            let report = runtime()?.block_on(lcp::bench::run(
+                options,
+                issuer_key,
+                CounterStore::beside_key(&key),
+            ))?;
             if json {
                 print_json(&report)
             } else {
@@ -264,9 +322,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config_path = args.config.clone().unwrap_or_else(|| args.data.join("issuer.toml"));
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| args.data.join("issuer.toml"));
     if args.config.is_some() && !config_path.exists() {
-        anyhow::bail!("configuration file {} does not exist", config_path.display());
+        anyhow::bail!(
+            "configuration file {} does not exist",
+            config_path.display()
+        );
     }
     let mut config = IssuerConfig::load_file(&config_path)?;
     if let Some(c) = args.currency {

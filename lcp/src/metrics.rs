@@ -28,14 +28,54 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let rows: [(&str, &str, &str, u64); 8] = [
-            ("lcp_http_requests_total", "counter", "HTTP requests received", get(&self.requests)),
-            ("lcp_transfers_total", "counter", "transfers executed and committed", get(&self.transfers)),
-            ("lcp_transfers_rejected_total", "counter", "transfers refused by the ledger (funds, counters)", get(&self.rejected)),
-            ("lcp_commands_replayed_total", "counter", "repeated commands answered from the stored answer", get(&self.replayed)),
-            ("lcp_overloaded_total", "counter", "transfers refused because the ledger queue was full", get(&self.overloaded)),
-            ("lcp_ledger_batches_total", "counter", "ledger batches committed (group commits)", get(&self.batches)),
-            ("lcp_ledger_batch_seconds_sum", "counter", "time spent applying and committing batches", 0),
-            ("lcp_ledger_queue_depth", "gauge", "transfers waiting for the ledger writer", get(&self.queued)),
+            (
+                "lcp_http_requests_total",
+                "counter",
+                "HTTP requests received",
+                get(&self.requests),
+            ),
+            (
+                "lcp_transfers_total",
+                "counter",
+                "transfers executed and committed",
+                get(&self.transfers),
+            ),
+            (
+                "lcp_transfers_rejected_total",
+                "counter",
+                "transfers refused by the ledger (funds, counters)",
+                get(&self.rejected),
+            ),
+            (
+                "lcp_commands_replayed_total",
+                "counter",
+                "repeated commands answered from the stored answer",
+                get(&self.replayed),
+            ),
+            (
+                "lcp_overloaded_total",
+                "counter",
+                "transfers refused because the ledger queue was full",
+                get(&self.overloaded),
+            ),
+            (
+                "lcp_ledger_batches_total",
+                "counter",
+                "ledger batches committed (group commits)",
+                get(&self.batches),
+            ),
+            (
+                "lcp_ledger_batch_seconds_sum",
+                "counter",
+                "time spent applying and committing batches",
+                0,
+            ),
+            (
+                "lcp_ledger_queue_depth",
+                "gauge",
+                "transfers waiting for the ledger writer",
+                get(&self.queued),
+            ),
         ];
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -10,7 +10,9 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt;
-use protocol::{verify_request, EntityId, ErrorBody, KeyPair, RequestAuth, RequestKind, VerifiedRequest};
+use protocol::{
+    verify_request, EntityId, ErrorBody, KeyPair, RequestAuth, RequestKind, VerifiedRequest,
+};
 use serde::Deserialize;
 
 use crate::config::{IssuerConfig, TRANSACTION_ID_CHARS_MAX};
@@ -62,7 +64,9 @@ impl RunningIssuer {
     /// Block until the server stops (on SIGINT/SIGTERM, or [`RunningIssuer::stop`] elsewhere).
     pub fn wait(mut self) -> std::io::Result<()> {
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(std::io::Error::other("server thread panicked"))),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("server thread panicked"))),
             None => Ok(()),
         }
     }
@@ -83,8 +87,12 @@ impl Drop for RunningIssuer {
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     use anyhow::Context;
     options.config.validate()?;
-    std::fs::create_dir_all(&options.data_dir)
-        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    std::fs::create_dir_all(&options.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            options.data_dir.display()
+        )
+    })?;
     let key = crate::keyfile::load_or_create(&options.data_dir.join("identity.key"))?;
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
@@ -93,7 +101,12 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     tracing::info!(database = %location.redacted(), entity = %key.entity(), "starting issuer");
     let database = db::Database::open(location, crate::migrations())?;
     let metrics = Arc::new(Metrics::default());
-    let ledger = Ledger::start(database, key.entity().clone(), options.config.clone(), metrics.clone())?;
+    let ledger = Ledger::start(
+        database,
+        key.entity().clone(),
+        options.config.clone(),
+        metrics.clone(),
+    )?;
     let entity = key.entity().clone();
     let state = web::Data::new(AppState {
         entity: key.entity().to_string(),
@@ -105,40 +118,46 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     let tls = options.tls.as_ref().map(load_tls).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let workers = match options.config.workers {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
         n => n,
     };
     let listen = options.listen.clone();
     let (ready_tx, ready_rx) = mpsc::channel();
-    let thread = std::thread::Builder::new().name("issuer-http".into()).spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app_state = state.clone();
-            let server = HttpServer::new(move || app(app_state.clone()))
-                .workers(workers)
-                .backlog(4096)
-                .max_connection_rate(4096);
-            let bound = match tls {
-                Some(config) => server.bind_rustls_0_23(&listen, config),
-                None => server.bind(&listen),
-            };
-            let server = match bound {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return Ok(());
-                }
-            };
-            let addrs = server.addrs();
-            let running = server.run();
-            let _ = ready_tx.send(Ok((addrs, running.handle())));
-            running.await
-        })
-    })?;
+    let thread = std::thread::Builder::new()
+        .name("issuer-http".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app_state = state.clone();
+                let server = HttpServer::new(move || app(app_state.clone()))
+                    .workers(workers)
+                    .backlog(4096)
+                    .max_connection_rate(4096);
+                let bound = match tls {
+                    Some(config) => server.bind_rustls_0_23(&listen, config),
+                    None => server.bind(&listen),
+                };
+                let server = match bound {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return Ok(());
+                    }
+                };
+                let addrs = server.addrs();
+                let running = server.run();
+                let _ = ready_tx.send(Ok((addrs, running.handle())));
+                running.await
+            })
+        })?;
     let (addrs, handle) = ready_rx
         .recv_timeout(Duration::from_millis(BIND_WAIT_MS_MAX))
         .map_err(|_| anyhow::anyhow!("the HTTP server did not start within {BIND_WAIT_MS_MAX} ms"))?
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
-    let addr = *addrs.first().ok_or_else(|| anyhow::anyhow!("the server bound no address"))?;
+    let addr = *addrs
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the server bound no address"))?;
     Ok(RunningIssuer {
         url: format!("{scheme}://{addr}"),
         entity,
@@ -151,19 +170,23 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
 
 fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     use anyhow::Context;
-    let cert_pem = std::fs::read(&files.cert).with_context(|| format!("cannot read {}", files.cert.display()))?;
-    let key_pem = std::fs::read(&files.key).with_context(|| format!("cannot read {}", files.key.display()))?;
+    let cert_pem = std::fs::read(&files.cert)
+        .with_context(|| format!("cannot read {}", files.cert.display()))?;
+    let key_pem = std::fs::read(&files.key)
+        .with_context(|| format!("cannot read {}", files.key.display()))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{} is not a PEM certificate chain", files.cert.display()))?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .with_context(|| format!("{} is not a PEM private key", files.key.display()))?
         .ok_or_else(|| anyhow::anyhow!("{} holds no private key", files.key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not form a usable pair")?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not form a usable pair")?;
     Ok(config)
 }
 
@@ -218,7 +241,11 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Read the whole body, refusing more than `limit` bytes before buffering them.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Error> {
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
     let declared = req
         .headers()
         .get("content-length")
@@ -229,7 +256,8 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Error::InvalidJson(format!("the body could not be read: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| Error::InvalidJson(format!("the body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(Error::BodyTooLarge { limit });
         }
@@ -238,10 +266,28 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     Ok(body)
 }
 
-fn authenticate(req: &HttpRequest, body: &[u8], audience: &str, kind: RequestKind) -> Result<VerifiedRequest, Error> {
-    let auth = RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
-    let path_and_query = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-    Ok(verify_request(&auth, audience, req.method().as_str(), path_and_query, body, crate::now_ms(), kind)?)
+fn authenticate(
+    req: &HttpRequest,
+    body: &[u8],
+    audience: &str,
+    kind: RequestKind,
+) -> Result<VerifiedRequest, Error> {
+    let auth =
+        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    Ok(verify_request(
+        &auth,
+        audience,
+        req.method().as_str(),
+        path_and_query,
+        body,
+        crate::now_ms(),
+        kind,
+    )?)
 }
 
 /// The wire form of a transfer. `amount` is a raw JSON number so that negative or fractional
@@ -255,25 +301,41 @@ struct TransferBody {
     transaction_id: Option<String>,
 }
 
-fn parse_transfer(body: &[u8], verified: &VerifiedRequest, max_amount: u64) -> Result<TransferOrder, Error> {
-    let parsed: TransferBody = serde_json::from_slice(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+fn parse_transfer(
+    body: &[u8],
+    verified: &VerifiedRequest,
+    max_amount: u64,
+) -> Result<TransferOrder, Error> {
+    let parsed: TransferBody =
+        serde_json::from_slice(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
     let amount = parsed
         .amount
         .as_u64()
         .filter(|a| (1..=max_amount).contains(a))
         .ok_or(Error::InvalidAmount { max: max_amount })?;
-    let recipient = EntityId::parse(&parsed.recipient)
-        .map_err(|_| Error::InvalidRecipient("recipient must be an entity id (ed25519:<64 hex>)".into()))?;
+    let recipient = EntityId::parse(&parsed.recipient).map_err(|_| {
+        Error::InvalidRecipient("recipient must be an entity id (ed25519:<64 hex>)".into())
+    })?;
     if recipient == verified.entity {
-        return Err(Error::InvalidRecipient("an account cannot pay itself".into()));
+        return Err(Error::InvalidRecipient(
+            "an account cannot pay itself".into(),
+        ));
     }
     let transaction_id = match parsed.transaction_id {
-        Some(t) if t.is_empty() || t.len() > TRANSACTION_ID_CHARS_MAX || !t.bytes().all(|b| b.is_ascii_graphic()) => {
-            return Err(Error::InvalidTransactionId { max: TRANSACTION_ID_CHARS_MAX });
+        Some(t)
+            if t.is_empty()
+                || t.len() > TRANSACTION_ID_CHARS_MAX
+                || !t.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            return Err(Error::InvalidTransactionId {
+                max: TRANSACTION_ID_CHARS_MAX,
+            });
         }
         other => other,
     };
-    let counter = verified.counter.ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
+    let counter = verified
+        .counter
+        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
     if counter > COUNTER_MAX {
         return Err(Error::CounterTooLarge { max: COUNTER_MAX });
     }
@@ -287,7 +349,11 @@ fn parse_transfer(body: &[u8], verified: &VerifiedRequest, max_amount: u64) -> R
     })
 }
 
-async fn transfer(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+async fn transfer(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let verified = authenticate(&req, &body, &state.entity, RequestKind::Command)?;
@@ -308,9 +374,19 @@ async fn transfer(req: HttpRequest, payload: web::Payload, state: web::Data<AppS
 }
 
 /// Attach the receipt: the server's signature over sender, counter, status and body.
-fn signed_answer(state: &AppState, verified: &VerifiedRequest, answer: StoredAnswer) -> HttpResponse {
+fn signed_answer(
+    state: &AppState,
+    verified: &VerifiedRequest,
+    answer: StoredAnswer,
+) -> HttpResponse {
     let counter = verified.counter.unwrap_or(0);
-    let signature = protocol::sign_response(&state.key, verified.entity.as_str(), counter, answer.status, answer.body.as_bytes());
+    let signature = protocol::sign_response(
+        &state.key,
+        verified.entity.as_str(),
+        counter,
+        answer.status,
+        answer.body.as_bytes(),
+    );
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .insert_header((protocol::HEADER_ENTITY, state.entity.as_str()))
@@ -323,7 +399,8 @@ async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let verified = authenticate(&req, b"", &state.entity, RequestKind::Query)?;
     let balance = state.ledger.balance(&verified.entity).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"balance": balance, "currency": state.config.currency_code})))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"balance": balance, "currency": state.config.currency_code})))
 }
 
 #[derive(Deserialize)]
@@ -340,10 +417,16 @@ struct DepositsQuery {
 async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let verified = authenticate(&req, b"", &state.entity, RequestKind::Query)?;
-    let q = web::Query::<DepositsQuery>::from_query(req.query_string()).map_err(|e| Error::InvalidQuery(e.to_string()))?;
+    let q = web::Query::<DepositsQuery>::from_query(req.query_string())
+        .map_err(|e| Error::InvalidQuery(e.to_string()))?;
     let page = state
         .ledger
-        .deposits(&verified.entity, q.after, q.wait_ms, q.transaction_id.clone())
+        .deposits(
+            &verified.entity,
+            q.after,
+            q.wait_ms,
+            q.transaction_id.clone(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

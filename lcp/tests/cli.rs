@@ -13,14 +13,18 @@ fn stderr(o: &std::process::Output) -> String {
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", stdout(o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", stdout(o)))
 }
 
 fn assert_one_line_error(o: &std::process::Output, needle: &str) {
     assert_eq!(o.status.code(), Some(1), "exit code 1 on error");
     let err = stderr(o);
     assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
-    assert!(err.starts_with("error: ") && err.contains(needle), "{err} should mention {needle}");
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "{err} should mention {needle}"
+    );
 }
 
 #[test]
@@ -35,10 +39,16 @@ fn keygen_and_id() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
     }
     assert_eq!(stdout(&lcp(&["id", "--key", p])), id);
-    assert_eq!(json(&lcp(&["id", "--key", p, "--json"]))["entity"], id.as_str());
+    assert_eq!(
+        json(&lcp(&["id", "--key", p, "--json"]))["entity"],
+        id.as_str()
+    );
     assert_one_line_error(&lcp(&["keygen", "--out", p]), "already exists");
     #[cfg(unix)]
     {
@@ -46,8 +56,15 @@ fn keygen_and_id() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         assert_one_line_error(&lcp(&["id", "--key", p]), "chmod 600");
     }
-    assert_one_line_error(&lcp(&["id", "--key", "/nonexistent/k.key"]), "cannot read key file");
-    assert_eq!(lcp(&["transfer"]).status.code(), Some(2), "usage errors exit 2");
+    assert_one_line_error(
+        &lcp(&["id", "--key", "/nonexistent/k.key"]),
+        "cannot read key file",
+    );
+    assert_eq!(
+        lcp(&["transfer"]).status.code(),
+        Some(2),
+        "usage errors exit 2"
+    );
 }
 
 #[test]
@@ -64,33 +81,100 @@ fn transfer_balance_and_deposits_from_the_command_line() {
     let alice_id = stdout(&lcp(&["keygen", "--out", alice]));
     let bob_id = stdout(&lcp(&["keygen", "--out", bob]));
 
-    let funded = json(&lcp(&["transfer", "--key", mint, "--issuer", &url, "--to", &alice_id, "--amount", "1000", "--json"]));
+    let funded = json(&lcp(&[
+        "transfer", "--key", mint, "--issuer", &url, "--to", &alice_id, "--amount", "1000",
+        "--json",
+    ]));
     assert_eq!(funded["result"], "success");
     assert_eq!(funded["fee"], 0, "the issuer pays no fee");
     let paid = json(&lcp(&[
-        "transfer", "--key", alice, "--issuer", &url, "--to", &bob_id, "--amount", "250", "--transaction-id", "order-7", "--json",
+        "transfer",
+        "--key",
+        alice,
+        "--issuer",
+        &url,
+        "--to",
+        &bob_id,
+        "--amount",
+        "250",
+        "--transaction-id",
+        "order-7",
+        "--json",
     ]));
-    assert_eq!((paid["fee"].as_u64(), paid["balance"].as_i64()), (Some(1), Some(749)));
+    assert_eq!(
+        (paid["fee"].as_u64(), paid["balance"].as_i64()),
+        (Some(1), Some(749))
+    );
     assert!(paid["receipt"].as_str().is_some_and(|r| !r.is_empty()));
 
     let balance = json(&lcp(&["balance", "--key", bob, "--issuer", &url, "--json"]));
-    assert_eq!((balance["balance"].as_i64(), balance["currency"].as_str()), (Some(250), Some("EUR")));
-    assert_eq!(stdout(&lcp(&["balance", "--key", bob, "--issuer", &url])), "250 EUR");
+    assert_eq!(
+        (balance["balance"].as_i64(), balance["currency"].as_str()),
+        (Some(250), Some("EUR"))
+    );
+    assert_eq!(
+        stdout(&lcp(&["balance", "--key", bob, "--issuer", &url])),
+        "250 EUR"
+    );
 
-    let deposits = json(&lcp(&["deposits", "--key", bob, "--issuer", &url, "--transaction-id", "order-7", "--json"]));
+    let deposits = json(&lcp(&[
+        "deposits",
+        "--key",
+        bob,
+        "--issuer",
+        &url,
+        "--transaction-id",
+        "order-7",
+        "--json",
+    ]));
     let list = deposits["deposits"].as_array().expect("deposits");
     assert_eq!(list.len(), 1);
-    assert_eq!((list[0]["from"].as_str(), list[0]["amount"].as_u64()), (Some(alice_id.as_str()), Some(250)));
+    assert_eq!(
+        (list[0]["from"].as_str(), list[0]["amount"].as_u64()),
+        (Some(alice_id.as_str()), Some(250))
+    );
     let next = deposits["next"].as_u64().expect("next").to_string();
-    let none = json(&lcp(&["deposits", "--key", bob, "--issuer", &url, "--after", &next, "--wait-ms", "100", "--json"]));
+    let none = json(&lcp(&[
+        "deposits",
+        "--key",
+        bob,
+        "--issuer",
+        &url,
+        "--after",
+        &next,
+        "--wait-ms",
+        "100",
+        "--json",
+    ]));
     assert_eq!(none["deposits"].as_array().map(Vec::len), Some(0));
 
     // Errors: one line, exit 1, nothing moved.
-    assert_one_line_error(&lcp(&["transfer", "--key", bob, "--issuer", &url, "--to", &alice_id, "--amount", "999999"]), "insufficient_funds");
-    assert_one_line_error(&lcp(&["transfer", "--key", bob, "--issuer", &url, "--to", "bob", "--amount", "1"]), "--to must be an entity id");
-    assert_one_line_error(&lcp(&["transfer", "--key", bob, "--issuer", &url, "--to", &alice_id, "--amount", "0"]), "invalid_amount");
-    assert_one_line_error(&lcp(&["balance", "--key", bob, "--issuer", "http://127.0.0.1:1"]), "cannot reach");
-    assert_eq!(json(&lcp(&["balance", "--key", bob, "--issuer", &url, "--json"]))["balance"], 250);
+    assert_one_line_error(
+        &lcp(&[
+            "transfer", "--key", bob, "--issuer", &url, "--to", &alice_id, "--amount", "999999",
+        ]),
+        "insufficient_funds",
+    );
+    assert_one_line_error(
+        &lcp(&[
+            "transfer", "--key", bob, "--issuer", &url, "--to", "bob", "--amount", "1",
+        ]),
+        "--to must be an entity id",
+    );
+    assert_one_line_error(
+        &lcp(&[
+            "transfer", "--key", bob, "--issuer", &url, "--to", &alice_id, "--amount", "0",
+        ]),
+        "invalid_amount",
+    );
+    assert_one_line_error(
+        &lcp(&["balance", "--key", bob, "--issuer", "http://127.0.0.1:1"]),
+        "cannot reach",
+    );
+    assert_eq!(
+        json(&lcp(&["balance", "--key", bob, "--issuer", &url, "--json"]))["balance"],
+        250
+    );
 }
 
 #[test]
@@ -99,11 +183,25 @@ fn bench_reports_figures() {
     let data = dir.path().join("issuer");
     let (_issuer, url) = spawn_issuer(&data, None, &[]);
     let key = data.join("identity.key");
-    let report = json(&lcp(&["bench", "--issuer", &url, "--key", key.to_str().expect("utf8"), "--clients", "4", "--transfers", "200", "--json"]));
+    let report = json(&lcp(&[
+        "bench",
+        "--issuer",
+        &url,
+        "--key",
+        key.to_str().expect("utf8"),
+        "--clients",
+        "4",
+        "--transfers",
+        "200",
+        "--json",
+    ]));
     assert_eq!(report["transfers"], 200);
     assert_eq!(report["errors"], 0);
     for field in ["transfers_per_s", "p50_ms", "p99_ms"] {
-        assert!(report[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {report}");
+        assert!(
+            report[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field}: {report}"
+        );
     }
 }
 

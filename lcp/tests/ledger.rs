@@ -13,7 +13,13 @@ const WAIT_MS_MAX: u64 = 10_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_transfers_never_overdraw() {
     for (backend, database) in backends("overdraw") {
-        let issuer = TestIssuer::start(database, IssuerConfig { fee_flat: 1, ..IssuerConfig::default() });
+        let issuer = TestIssuer::start(
+            database,
+            IssuerConfig {
+                fee_flat: 1,
+                ..IssuerConfig::default()
+            },
+        );
         // 60 concurrent transfers of 10 (+1 fee) from an account holding 300: exactly 27 fit.
         let payer = issuer.funded_wallet("payer", 300).await;
         let (payee, _) = issuer.wallet("payee");
@@ -22,11 +28,17 @@ async fn concurrent_transfers_never_overdraw() {
         for i in 0..60u64 {
             let payer = payer.clone();
             let to = to.clone();
-            tasks.push(tokio::spawn(async move { payer.transfer_with_counter(1_000 + i, &to, 10, None).await }));
+            tasks.push(tokio::spawn(async move {
+                payer.transfer_with_counter(1_000 + i, &to, 10, None).await
+            }));
         }
         let (mut ok, mut refused) = (0, 0);
         for t in tasks {
-            match tokio::time::timeout(Duration::from_millis(WAIT_MS_MAX), t).await.expect("in time").expect("task") {
+            match tokio::time::timeout(Duration::from_millis(WAIT_MS_MAX), t)
+                .await
+                .expect("in time")
+                .expect("task")
+            {
                 Ok(_) => ok += 1,
                 Err(e) => {
                     assert_eq!(e.code(), Some("insufficient_funds"), "{backend}: {e}");
@@ -35,8 +47,16 @@ async fn concurrent_transfers_never_overdraw() {
             }
         }
         assert_eq!((ok, refused), (27, 33), "{backend}");
-        assert_eq!(payer.balance().await.expect("balance").balance, 300 - 27 * 11, "{backend}");
-        assert_eq!(payee.balance().await.expect("balance").balance, 270, "{backend}");
+        assert_eq!(
+            payer.balance().await.expect("balance").balance,
+            300 - 27 * 11,
+            "{backend}"
+        );
+        assert_eq!(
+            payee.balance().await.expect("balance").balance,
+            270,
+            "{backend}"
+        );
         issuer.assert_sum_zero().await;
     }
 }
@@ -49,19 +69,48 @@ async fn repeated_commands_execute_once() {
         let (payee, _) = issuer.wallet("payee");
         let to = payee.signed().key().entity().clone();
 
-        let first = payer.transfer_with_counter(77, &to, 10, Some("t1")).await.expect("first");
-        let again = payer.transfer_with_counter(77, &to, 10, Some("t1")).await.expect("repeat");
-        assert_eq!(first.value, again.value, "{backend}: the stored answer is replayed");
-        assert_eq!(first.receipt, again.receipt, "{backend}: byte-identical answer, identical receipt");
-        assert_eq!(payer.balance().await.expect("balance").balance, 90, "{backend}: executed once");
+        let first = payer
+            .transfer_with_counter(77, &to, 10, Some("t1"))
+            .await
+            .expect("first");
+        let again = payer
+            .transfer_with_counter(77, &to, 10, Some("t1"))
+            .await
+            .expect("repeat");
+        assert_eq!(
+            first.value, again.value,
+            "{backend}: the stored answer is replayed"
+        );
+        assert_eq!(
+            first.receipt, again.receipt,
+            "{backend}: byte-identical answer, identical receipt"
+        );
+        assert_eq!(
+            payer.balance().await.expect("balance").balance,
+            90,
+            "{backend}: executed once"
+        );
 
-        let changed = payer.transfer_with_counter(77, &to, 11, Some("t1")).await.expect_err("changed body");
+        let changed = payer
+            .transfer_with_counter(77, &to, 11, Some("t1"))
+            .await
+            .expect_err("changed body");
         assert_eq!(changed.code(), Some("counter_reused"), "{backend}");
-        assert!(matches!(changed, lcp::client::ClientError::Api { status: 409, .. }));
-        assert_eq!(payee.balance().await.expect("balance").balance, 10, "{backend}");
+        assert!(matches!(
+            changed,
+            lcp::client::ClientError::Api { status: 409, .. }
+        ));
+        assert_eq!(
+            payee.balance().await.expect("balance").balance,
+            10,
+            "{backend}"
+        );
 
         // A failed command is not recorded: the same counter may succeed once funds exist.
-        let poor = payer.transfer_with_counter(78, &to, 1_000, None).await.expect_err("too much");
+        let poor = payer
+            .transfer_with_counter(78, &to, 1_000, None)
+            .await
+            .expect_err("too much");
         assert_eq!(poor.code(), Some("insufficient_funds"));
         issuer.assert_sum_zero().await;
     }
@@ -71,19 +120,31 @@ async fn repeated_commands_execute_once() {
 async fn a_restarted_wallet_never_reuses_a_counter() {
     let issuer = TestIssuer::start(None, IssuerConfig::default());
     let (payer, path) = issuer.wallet("payer");
-    issuer.mint().transfer(payer.signed().key().entity(), 100, None).await.expect("fund");
+    issuer
+        .mint()
+        .transfer(payer.signed().key().entity(), 100, None)
+        .await
+        .expect("fund");
     let (payee, _) = issuer.wallet("payee");
     let to = payee.signed().key().entity().clone();
     let options = lcp::client::ClientOptions::default();
     let mut counters = Vec::new();
     for _ in 0..3 {
         // A new client from the key file each time, as a restarted CLI would be.
-        let wallet = lcp::client::IssuerClient::from_key_file(issuer.url(), &path, &options).expect("wallet");
+        let wallet = lcp::client::IssuerClient::from_key_file(issuer.url(), &path, &options)
+            .expect("wallet");
         let answer = wallet.transfer(&to, 5, None).await.expect("transfer");
         counters.push(answer.counter);
     }
-    assert!(counters.windows(2).all(|w| w[1] > w[0]), "counters increase across restarts: {counters:?}");
-    assert_eq!(payee.balance().await.expect("balance").balance, 15, "all three executed");
+    assert!(
+        counters.windows(2).all(|w| w[1] > w[0]),
+        "counters increase across restarts: {counters:?}"
+    );
+    assert_eq!(
+        payee.balance().await.expect("balance").balance,
+        15,
+        "all three executed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,10 +165,16 @@ async fn deposits_long_poll_answers_promptly_and_never_loses_one() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let answered = payer.transfer(&to, 7, Some("order-1")).await.expect("pay");
         let sent_at = Instant::now();
-        let (page, woke_at) = tokio::time::timeout(Duration::from_millis(WAIT_MS_MAX), waiting).await.expect("in time").expect("task");
+        let (page, woke_at) = tokio::time::timeout(Duration::from_millis(WAIT_MS_MAX), waiting)
+            .await
+            .expect("in time")
+            .expect("task");
         let page = page.expect("deposits");
         let delay = woke_at.saturating_duration_since(sent_at);
-        assert!(delay < Duration::from_millis(100), "{backend}: long poll answered {delay:?} after the deposit");
+        assert!(
+            delay < Duration::from_millis(100),
+            "{backend}: long poll answered {delay:?} after the deposit"
+        );
         assert_eq!(page.deposits.len(), 1);
         assert_eq!(page.deposits[0].seq, answered.value.seq);
         assert_eq!(page.deposits[0].amount, 7);
@@ -119,23 +186,40 @@ async fn deposits_long_poll_answers_promptly_and_never_loses_one() {
         // Paging on from `next` gives only newer deposits; the transaction filter narrows.
         payer.transfer(&to, 3, Some("order-2")).await.expect("pay");
         let newer = payee.deposits(page.next, 0, None).await.expect("deposits");
-        assert_eq!(newer.deposits.iter().map(|d| d.amount).collect::<Vec<_>>(), vec![3]);
-        let only = payee.deposits(0, 0, Some("order-1")).await.expect("deposits");
+        assert_eq!(
+            newer.deposits.iter().map(|d| d.amount).collect::<Vec<_>>(),
+            vec![3]
+        );
+        let only = payee
+            .deposits(0, 0, Some("order-1"))
+            .await
+            .expect("deposits");
         assert_eq!(only.deposits.len(), 1);
         assert_eq!(only.deposits[0].transaction_id.as_deref(), Some("order-1"));
         assert_eq!(only.balance, 10);
         // Nothing new: a bounded wait returns empty with the cursor unchanged.
         let t = Instant::now();
-        let empty = payee.deposits(newer.next, 200, None).await.expect("deposits");
+        let empty = payee
+            .deposits(newer.next, 200, None)
+            .await
+            .expect("deposits");
         assert!(empty.deposits.is_empty() && empty.next == newer.next);
-        assert!(t.elapsed() >= Duration::from_millis(190), "the poll was held");
+        assert!(
+            t.elapsed() >= Duration::from_millis(190),
+            "the poll was held"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fees_go_to_the_issuer_and_the_mint_is_capped() {
     for (backend, database) in backends("fees") {
-        let config = IssuerConfig { fee_flat: 2, fee_bps: 100, supply_cap: 1_000, ..IssuerConfig::default() };
+        let config = IssuerConfig {
+            fee_flat: 2,
+            fee_bps: 100,
+            supply_cap: 1_000,
+            ..IssuerConfig::default()
+        };
         let issuer = TestIssuer::start(database, config);
         let payer = issuer.funded_wallet("payer", 600).await;
         let (payee, _) = issuer.wallet("payee");
@@ -145,11 +229,23 @@ async fn fees_go_to_the_issuer_and_the_mint_is_capped() {
         assert_eq!(answer.value.fee, 4, "{backend}");
         assert_eq!(answer.value.balance, 600 - 154);
         let mint_balance = issuer.mint().balance().await.expect("balance").balance;
-        assert_eq!(mint_balance, -600 + 4, "{backend}: the fee shrinks the money supply");
+        assert_eq!(
+            mint_balance,
+            -600 + 4,
+            "{backend}: the fee shrinks the money supply"
+        );
         // The mint may go down to -supply_cap and no further.
-        let err = issuer.mint().transfer(&to, 500, None).await.expect_err("over the cap");
+        let err = issuer
+            .mint()
+            .transfer(&to, 500, None)
+            .await
+            .expect_err("over the cap");
         assert_eq!(err.code(), Some("supply_cap_reached"));
-        issuer.mint().transfer(&to, 404, None).await.expect("exactly to the cap");
+        issuer
+            .mint()
+            .transfer(&to, 404, None)
+            .await
+            .expect("exactly to the cap");
         issuer.assert_sum_zero().await;
     }
 }

@@ -18,7 +18,12 @@ struct Step {
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
-        (0usize..5, 0usize..5, 1u64..400, 1u64..30).prop_map(|(from, to, amount, counter)| Step { from, to, amount, counter }),
+        (0usize..5, 0usize..5, 1u64..400, 1u64..30).prop_map(|(from, to, amount, counter)| Step {
+            from,
+            to,
+            amount,
+            counter,
+        }),
         1..40,
     )
 }

@@ -10,7 +10,9 @@ use lcp::server::{ServeOptions, TlsFiles};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_over_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("cert");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("cert");
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
@@ -20,7 +22,10 @@ async fn a_transfer_over_tls() {
         listen: "127.0.0.1:0".into(),
         database: None,
         config: Default::default(),
-        tls: Some(TlsFiles { cert: cert_path.clone(), key: key_path }),
+        tls: Some(TlsFiles {
+            cert: cert_path.clone(),
+            key: key_path,
+        }),
     })
     .expect("TLS issuer starts");
     assert!(running.url.starts_with("https://"), "{}", running.url);
@@ -29,13 +34,29 @@ async fn a_transfer_over_tls() {
     let untrusting = http_client(&ClientOptions::default()).expect("http");
     let mint_key = dir.path().join("issuer/identity.key");
     let key = Arc::new(lcp::keyfile::load(&mint_key).expect("key"));
-    let refused = IssuerClient::new(untrusting, &running.url, key.clone(), None).balance().await;
-    assert!(matches!(refused, Err(lcp::client::ClientError::Unreachable { .. })), "{refused:?}");
+    let refused = IssuerClient::new(untrusting, &running.url, key.clone(), None)
+        .balance()
+        .await;
+    assert!(
+        matches!(refused, Err(lcp::client::ClientError::Unreachable { .. })),
+        "{refused:?}"
+    );
 
-    let http = http_client(&ClientOptions { ca_cert: Some(cert_path) }).expect("http");
-    let mint = IssuerClient::new(http.clone(), &running.url, key, Some(CounterStore::beside_key(&mint_key)));
+    let http = http_client(&ClientOptions {
+        ca_cert: Some(cert_path),
+    })
+    .expect("http");
+    let mint = IssuerClient::new(
+        http.clone(),
+        &running.url,
+        key,
+        Some(CounterStore::beside_key(&mint_key)),
+    );
     let wallet = Arc::new(protocol::KeyPair::generate().expect("key"));
-    let answer = mint.transfer(wallet.entity(), 123, Some("tls")).await.expect("transfer over TLS");
+    let answer = mint
+        .transfer(wallet.entity(), 123, Some("tls"))
+        .await
+        .expect("transfer over TLS");
     assert_eq!(answer.value.seq, 1);
     let w = IssuerClient::new(http, &running.url, wallet, None);
     assert_eq!(w.balance().await.expect("balance").balance, 123);

@@ -14,7 +14,9 @@ pub enum AmountError {
 }
 
 /// An amount of some currency in minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Amount(pub u64);
 
@@ -22,11 +24,17 @@ impl Amount {
     pub const ZERO: Amount = Amount(0);
 
     pub fn checked_add(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0.checked_add(other.0).map(Amount).ok_or(AmountError::Overflow)
+        self.0
+            .checked_add(other.0)
+            .map(Amount)
+            .ok_or(AmountError::Overflow)
     }
 
     pub fn checked_sub(self, other: Amount) -> Result<Amount, AmountError> {
-        self.0.checked_sub(other.0).map(Amount).ok_or(AmountError::Underflow)
+        self.0
+            .checked_sub(other.0)
+            .map(Amount)
+            .ok_or(AmountError::Underflow)
     }
 }
 
@@ -52,13 +60,22 @@ mod tests {
         assert_eq!(fee_for(Amount(100), 5, 0), Ok(Amount(5)));
         assert_eq!(fee_for(Amount(100), 5, 250), Ok(Amount(8)));
         assert_eq!(fee_for(Amount(u64::MAX), 0, 10_000), Ok(Amount(u64::MAX)));
-        assert_eq!(fee_for(Amount(u64::MAX), 1, 10_000), Err(AmountError::Overflow));
+        assert_eq!(
+            fee_for(Amount(u64::MAX), 1, 10_000),
+            Err(AmountError::Overflow)
+        );
     }
 
     #[test]
     fn checked_arithmetic() {
-        assert_eq!(Amount(1).checked_sub(Amount(2)), Err(AmountError::Underflow));
-        assert_eq!(Amount(u64::MAX).checked_add(Amount(1)), Err(AmountError::Overflow));
+        assert_eq!(
+            Amount(1).checked_sub(Amount(2)),
+            Err(AmountError::Underflow)
+        );
+        assert_eq!(
+            Amount(u64::MAX).checked_add(Amount(1)),
+            Err(AmountError::Overflow)
+        );
         assert_eq!(Amount(2).checked_add(Amount(3)), Ok(Amount(5)));
     }
 }

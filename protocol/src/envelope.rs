@@ -47,9 +47,13 @@ impl Envelope {
     }
 
     /// Serialize `document` and sign it.
-    pub fn sign_json<T: Serialize>(key: &KeyPair, kind: &str, document: &T) -> Result<Envelope, EnvelopeError> {
-        let payload =
-            serde_json::to_string(document).map_err(|e| EnvelopeError::InvalidPayload(e.to_string()))?;
+    pub fn sign_json<T: Serialize>(
+        key: &KeyPair,
+        kind: &str,
+        document: &T,
+    ) -> Result<Envelope, EnvelopeError> {
+        let payload = serde_json::to_string(document)
+            .map_err(|e| EnvelopeError::InvalidPayload(e.to_string()))?;
         Ok(Envelope::sign(key, kind, payload))
     }
 
@@ -64,7 +68,10 @@ impl Envelope {
     }
 
     /// Verify, check the type and parse the payload.
-    pub fn open<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<(EntityId, T), EnvelopeError> {
+    pub fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<(EntityId, T), EnvelopeError> {
         if self.kind != kind {
             return Err(EnvelopeError::WrongType {
                 expected: kind.to_owned(),
@@ -98,11 +105,15 @@ mod tests {
     fn envelopes_verify_open_and_countersign() {
         let buyer = KeyPair::generate().expect("keygen");
         let agent = KeyPair::generate().expect("keygen");
-        let env = Envelope::sign_json(&buyer, "contract", &serde_json::json!({"a": 1})).expect("sign");
+        let env =
+            Envelope::sign_json(&buyer, "contract", &serde_json::json!({"a": 1})).expect("sign");
         assert_eq!(env.verify().expect("verifies"), *buyer.entity());
         let (_, doc): (_, serde_json::Value) = env.open("contract").expect("opens");
         assert_eq!(doc["a"], 1);
-        assert!(matches!(env.open::<serde_json::Value>("offer"), Err(EnvelopeError::WrongType { .. })));
+        assert!(matches!(
+            env.open::<serde_json::Value>("offer"),
+            Err(EnvelopeError::WrongType { .. })
+        ));
         let counter = env.countersign(&agent);
         assert!(env.verify_countersignature(agent.entity(), &counter));
         assert!(!env.verify_countersignature(buyer.entity(), &counter));

@@ -197,7 +197,13 @@ pub fn response_signing_string(sender: &str, counter: u64, status: u16, body: &[
 }
 
 /// The server's receipt signature over a command's response.
-pub fn sign_response(key: &KeyPair, sender: &str, counter: u64, status: u16, body: &[u8]) -> String {
+pub fn sign_response(
+    key: &KeyPair,
+    sender: &str,
+    counter: u64,
+    status: u16,
+    body: &[u8],
+) -> String {
     key.sign_b64(response_signing_string(sender, counter, status, body).as_bytes())
 }
 
@@ -240,8 +246,16 @@ mod tests {
     fn a_signed_command_verifies_and_reports_its_counter() {
         let k = key();
         let auth = sign_request(&k, "aud", "POST", "/p", NOW, Some(9), b"{}");
-        let v = verify_request(&auth, "aud", "POST", "/p", b"{}", NOW + 1000, RequestKind::Command)
-            .expect("verifies");
+        let v = verify_request(
+            &auth,
+            "aud",
+            "POST",
+            "/p",
+            b"{}",
+            NOW + 1000,
+            RequestKind::Command,
+        )
+        .expect("verifies");
         assert_eq!(v.counter, Some(9));
         assert_eq!(&v.entity, k.entity());
     }
@@ -253,23 +267,46 @@ mod tests {
         let check = |auth: &RequestAuth, aud: &str, now: u64, kind| {
             verify_request(auth, aud, "POST", "/p", b"{}", now, kind)
         };
-        assert_eq!(check(&cmd, "other", NOW, RequestKind::Command), Err(AuthError::InvalidSignature));
         assert_eq!(
-            check(&cmd, "aud", NOW + FRESHNESS_MS_MAX + 1, RequestKind::Command),
+            check(&cmd, "other", NOW, RequestKind::Command),
+            Err(AuthError::InvalidSignature)
+        );
+        assert_eq!(
+            check(
+                &cmd,
+                "aud",
+                NOW + FRESHNESS_MS_MAX + 1,
+                RequestKind::Command
+            ),
             Err(AuthError::StaleTime)
         );
-        assert_eq!(check(&cmd, "aud", NOW, RequestKind::Query), Err(AuthError::InvalidHeader(HEADER_COUNTER)));
+        assert_eq!(
+            check(&cmd, "aud", NOW, RequestKind::Query),
+            Err(AuthError::InvalidHeader(HEADER_COUNTER))
+        );
         let query = sign_request(&k, "aud", "POST", "/p", NOW, None, b"{}");
-        assert_eq!(check(&query, "aud", NOW, RequestKind::Command), Err(AuthError::MissingCounter));
+        assert_eq!(
+            check(&query, "aud", NOW, RequestKind::Command),
+            Err(AuthError::MissingCounter)
+        );
         let mut padded = cmd.clone();
         padded.counter = "01".into();
-        assert_eq!(check(&padded, "aud", NOW, RequestKind::Command), Err(AuthError::InvalidHeader(HEADER_COUNTER)));
+        assert_eq!(
+            check(&padded, "aud", NOW, RequestKind::Command),
+            Err(AuthError::InvalidHeader(HEADER_COUNTER))
+        );
         let mut zero = sign_request(&k, "aud", "POST", "/p", NOW, Some(0), b"{}");
         zero.counter = "0".into();
-        assert_eq!(check(&zero, "aud", NOW, RequestKind::Command), Err(AuthError::InvalidHeader(HEADER_COUNTER)));
+        assert_eq!(
+            check(&zero, "aud", NOW, RequestKind::Command),
+            Err(AuthError::InvalidHeader(HEADER_COUNTER))
+        );
         let mut bad_entity = cmd.clone();
         bad_entity.entity = "bob".into();
-        assert_eq!(check(&bad_entity, "aud", NOW, RequestKind::Command), Err(AuthError::InvalidHeader(HEADER_ENTITY)));
+        assert_eq!(
+            check(&bad_entity, "aud", NOW, RequestKind::Command),
+            Err(AuthError::InvalidHeader(HEADER_ENTITY))
+        );
         let missing = RequestAuth::from_headers(|name| (name != HEADER_SIGNATURE).then_some("x"));
         assert_eq!(missing, Err(AuthError::MissingHeader(HEADER_SIGNATURE)));
     }
@@ -278,8 +315,29 @@ mod tests {
     fn receipts_verify_only_for_the_same_response() {
         let server = key();
         let sig = sign_response(&server, "ed25519:bb", 3, 200, b"{\"ok\":1}");
-        assert!(verify_response(server.entity(), "ed25519:bb", 3, 200, b"{\"ok\":1}", &sig));
-        assert!(!verify_response(server.entity(), "ed25519:bb", 4, 200, b"{\"ok\":1}", &sig));
-        assert!(!verify_response(server.entity(), "ed25519:bb", 3, 409, b"{\"ok\":1}", &sig));
+        assert!(verify_response(
+            server.entity(),
+            "ed25519:bb",
+            3,
+            200,
+            b"{\"ok\":1}",
+            &sig
+        ));
+        assert!(!verify_response(
+            server.entity(),
+            "ed25519:bb",
+            4,
+            200,
+            b"{\"ok\":1}",
+            &sig
+        ));
+        assert!(!verify_response(
+            server.entity(),
+            "ed25519:bb",
+            3,
+            409,
+            b"{\"ok\":1}",
+            &sig
+        ));
     }
 }

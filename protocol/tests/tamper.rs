@@ -39,7 +39,11 @@ fn mutate_text(text: &str, index: usize, bit: u8) -> String {
     let i = index % out.len();
     out[i] ^= 1 << (bit % 7);
     if out[i] == b'\n' || out[i] >= 0x80 {
-        out[i] = if text.as_bytes()[i] == b'z' { b'y' } else { b'z' };
+        out[i] = if text.as_bytes()[i] == b'z' {
+            b'y'
+        } else {
+            b'z'
+        };
     }
     String::from_utf8(out).unwrap_or_else(|_| "x".into())
 }

@@ -43,8 +43,15 @@ impl TestIssuer {
             tls: None,
         })
         .expect("issuer starts");
-        let key = Arc::new(lcp::keyfile::load(&dir.path().join("issuer/identity.key")).expect("issuer key"));
-        TestIssuer { dir, running, key, http: http_client(&ClientOptions::default()).expect("http client") }
+        let key = Arc::new(
+            lcp::keyfile::load(&dir.path().join("issuer/identity.key")).expect("issuer key"),
+        );
+        TestIssuer {
+            dir,
+            running,
+            key,
+            http: http_client(&ClientOptions::default()).expect("http client"),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -53,24 +60,46 @@ impl TestIssuer {
 
     /// A client acting as the issuer itself (the mint).
     pub fn mint(&self) -> IssuerClient {
-        IssuerClient::new(self.http.clone(), self.url(), self.key.clone(), Some(CounterStore::beside_key(&self.dir.path().join("issuer/identity.key"))))
+        IssuerClient::new(
+            self.http.clone(),
+            self.url(),
+            self.key.clone(),
+            Some(CounterStore::beside_key(
+                &self.dir.path().join("issuer/identity.key"),
+            )),
+        )
     }
 
     /// A fresh wallet with its key file and counter state in the test directory.
     pub fn wallet(&self, name: &str) -> (IssuerClient, PathBuf) {
         let path = self.dir.path().join(format!("{name}.key"));
         let key = lcp::keyfile::generate(&path).expect("wallet key");
-        (IssuerClient::new(self.http.clone(), self.url(), Arc::new(key), Some(CounterStore::beside_key(&path))), path)
+        (
+            IssuerClient::new(
+                self.http.clone(),
+                self.url(),
+                Arc::new(key),
+                Some(CounterStore::beside_key(&path)),
+            ),
+            path,
+        )
     }
 
     pub async fn funded_wallet(&self, name: &str, amount: u64) -> IssuerClient {
         let (w, _) = self.wallet(name);
-        self.mint().transfer(w.signed().key().entity(), amount, Some("funding")).await.expect("funding");
+        self.mint()
+            .transfer(w.signed().key().entity(), amount, Some("funding"))
+            .await
+            .expect("funding");
         w
     }
 
     pub async fn assert_sum_zero(&self) {
-        assert_eq!(self.running.ledger.sum_of_balances().await.expect("sum"), 0, "balances must sum to zero");
+        assert_eq!(
+            self.running.ledger.sum_of_balances().await.expect("sum"),
+            0,
+            "balances must sum to zero"
+        );
     }
 }
 
@@ -92,11 +121,18 @@ impl Drop for ChildGuard {
 pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (ChildGuard, String) {
     use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(lcp_bin());
-    cmd.args(["issuer", "serve", "--listen", "127.0.0.1:0", "--data"]).arg(data).args(extra);
+    cmd.args(["issuer", "serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra);
     if let Some(url) = database {
         cmd.args(["--database", url]);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn").spawn().expect("spawn lcp");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn lcp");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -107,13 +143,19 @@ pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (Chi
         }
     });
     let guard = ChildGuard(child);
-    let url = rx.recv_timeout(Duration::from_millis(SPAWN_WAIT_MS_MAX)).expect("issuer printed its address in time");
+    let url = rx
+        .recv_timeout(Duration::from_millis(SPAWN_WAIT_MS_MAX))
+        .expect("issuer printed its address in time");
     (guard, url)
 }
 
 /// Run the `lcp` binary to completion; print everything when it fails unexpectedly.
 pub fn lcp(args: &[&str]) -> std::process::Output {
-    let out = Command::new(lcp_bin()).args(args).env("RUST_LOG", "warn").output().expect("run lcp");
+    let out = Command::new(lcp_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run lcp");
     eprintln!(
         "$ lcp {}\n-> {}\nstdout: {}\nstderr: {}",
         args.join(" "),
