@@ -34,9 +34,13 @@ pub const SQLITE_BUSY_MS_MAX: u64 = 5_000;
 
 /// Page cache per SQLite connection, in KiB (SQLite's default is 2 MiB).
 pub const SQLITE_CACHE_KIB: u64 = 64 * 1024;
-/// WAL pages between automatic checkpoints; larger than SQLite's 1000 so a page rewritten by
-/// many group commits is copied back to the database once, not once per thousand frames.
-pub const SQLITE_CHECKPOINT_PAGES: u64 = 8_000;
+/// How often the background checkpointer copies the WAL back into a SQLite database. Commits
+/// never checkpoint themselves (`wal_autocheckpoint = 0`): a checkpoint inside the ledger
+/// writer's commit stalled every transfer waiting on it.
+pub const SQLITE_CHECKPOINT_INTERVAL_MS: u64 = 250;
+/// Past this WAL size the checkpointer runs a TRUNCATE checkpoint, which briefly blocks the
+/// writer but resets the WAL: PASSIVE ones alone never catch up under constant load.
+pub const SQLITE_WAL_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// One connection type over both backends; the diesel query builder works on it directly.
 #[derive(diesel::MultiConnection)]
@@ -141,7 +145,7 @@ impl Manager {
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA cache_size = -{SQLITE_CACHE_KIB};
-                     PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES};"
+                     PRAGMA wal_autocheckpoint = 0;"
                 ))
                 .map_err(|e| DbError::Connect(format!("sqlite settings: {e}")))?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -177,6 +181,8 @@ pub type PooledConnection = ::r2d2::PooledConnection<Manager>;
 pub struct Database {
     manager: Manager,
     pool: ::r2d2::Pool<Manager>,
+    /// The SQLite checkpointer runs while any clone of this is alive.
+    _alive: std::sync::Arc<()>,
 }
 
 impl std::fmt::Debug for Database {
@@ -199,7 +205,16 @@ impl Database {
             .connection_timeout(Duration::from_millis(POOL_WAIT_MS_MAX))
             .build(manager.clone())
             .map_err(|e| DbError::Pool(e.to_string()))?;
-        Ok(Database { manager, pool })
+        let alive = std::sync::Arc::new(());
+        if manager.location.backend == Backend::Sqlite {
+            let wal = std::path::PathBuf::from(format!("{}-wal", manager.location.target));
+            start_checkpointer(manager.open()?, wal, std::sync::Arc::downgrade(&alive))?;
+        }
+        Ok(Database {
+            manager,
+            pool,
+            _alive: alive,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -235,6 +250,67 @@ impl Database {
         .await
         .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
+}
+
+/// Run `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite, so the write lock is taken
+/// up front. A deferred transaction that reads first fails at once with SQLITE_BUSY_SNAPSHOT
+/// when a checkpoint resets the WAL before its first write; an immediate one waits its turn.
+/// Commits when `work` succeeds; rolls back otherwise.
+pub fn write_transaction<T, E>(
+    conn: &mut AnyConnection,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    let begin = match conn {
+        AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+        AnyConnection::Postgresql(_) => "BEGIN",
+    };
+    conn.batch_execute(begin)
+        .map_err(|e| E::from(DbError::Query(e)))?;
+    match work(conn) {
+        Ok(value) => {
+            if let Err(e) = conn.batch_execute("COMMIT") {
+                // A failed COMMIT may leave the transaction open; close it so the next one starts clean.
+                let _ = conn.batch_execute("ROLLBACK");
+                return Err(E::from(DbError::Query(e)));
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Copy the WAL back into the database file in the background until every `Database` clone is
+/// dropped: PASSIVE (never blocks the writer or readers) while the WAL is small, TRUNCATE when it
+/// passes `SQLITE_WAL_BYTES_MAX`.
+fn start_checkpointer(
+    mut conn: AnyConnection,
+    wal: std::path::PathBuf,
+    alive: std::sync::Weak<()>,
+) -> Result<(), DbError> {
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(Duration::from_millis(SQLITE_CHECKPOINT_INTERVAL_MS));
+                let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                let mode = if wal_bytes > SQLITE_WAL_BYTES_MAX {
+                    "TRUNCATE"
+                } else {
+                    "PASSIVE"
+                };
+                if let Err(e) = conn.batch_execute(&format!("PRAGMA wal_checkpoint({mode})")) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; will retry");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| DbError::Connect(format!("cannot start the SQLite checkpointer: {e}")))
 }
 
 fn run_migrations(conn: &mut AnyConnection, migrations: Migrations) -> Result<(), DbError> {
@@ -274,9 +350,25 @@ pub mod testing {
         }
     }
 
-    /// A fresh, empty PostgreSQL schema for one test: the returned URL pins `search_path` to it,
-    /// so tests never see each other's tables.
-    pub fn fresh_postgres(base_url: &str, label: &str) -> Result<String, DbError> {
+    /// A fresh, empty PostgreSQL schema for one test, dropped (with everything in it) when this
+    /// guard is dropped. Its URL pins `search_path` to the schema, so tests never see each
+    /// other's tables.
+    pub struct PgTestSchema {
+        pub url: String,
+        base_url: String,
+        schema: String,
+    }
+
+    impl Drop for PgTestSchema {
+        fn drop(&mut self) {
+            if let Ok(mut conn) = PgConnection::establish(&self.base_url) {
+                let _ =
+                    conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        }
+    }
+
+    pub fn fresh_postgres(base_url: &str, label: &str) -> Result<PgTestSchema, DbError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -296,7 +388,11 @@ pub mod testing {
             PgConnection::establish(base_url).map_err(|e| DbError::Connect(e.to_string()))?;
         conn.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
         let sep = if base_url.contains('?') { '&' } else { '?' };
-        Ok(format!("{base_url}{sep}options=-csearch_path%3D{schema}"))
+        Ok(PgTestSchema {
+            url: format!("{base_url}{sep}options=-csearch_path%3D{schema}"),
+            base_url: base_url.to_owned(),
+            schema,
+        })
     }
 }
 

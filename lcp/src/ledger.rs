@@ -367,7 +367,7 @@ impl Writer {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut new_transfers = Vec::new();
         let mut new_commands = Vec::new();
-        let result = self.conn.transaction::<_, db::DbError, _>(|conn| {
+        let result = db::write_transaction::<_, db::DbError>(&mut self.conn, |conn| {
             let mut seen: HashMap<(&str, u64), usize> = HashMap::new();
             for (index, job) in batch.iter().enumerate() {
                 let o = &job.order;

@@ -67,7 +67,7 @@ fn code(v: &serde_json::Value) -> &str {
 async fn bad_inputs_get_their_codes_and_move_no_money() {
     for (backend, database) in backends("badinput") {
         let issuer = TestIssuer::start(
-            database,
+            database.url(),
             IssuerConfig {
                 max_amount: 1_000,
                 max_body_bytes: 1_024,

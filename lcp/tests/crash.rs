@@ -21,7 +21,7 @@ async fn kill_9_loses_no_answered_transfer() {
     for (backend, database) in backends("crash") {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("issuer");
-        let (mut child, url) = spawn_issuer(&data, database.as_deref(), &[]);
+        let (mut child, url) = spawn_issuer(&data, database.url().as_deref(), &[]);
         let http = http_client(&ClientOptions::default()).expect("http");
         let mint_key = data.join("identity.key");
         let mint = IssuerClient::new(
@@ -81,7 +81,7 @@ async fn kill_9_loses_no_answered_transfer() {
         );
 
         // Restart on the same data and database.
-        let (_child, url) = spawn_issuer(&data, database.as_deref(), &[]);
+        let (_child, url) = spawn_issuer(&data, database.url().as_deref(), &[]);
         let sink_client = IssuerClient::new(http.clone(), &url, sink.clone(), None);
         let mut seen = std::collections::HashMap::new();
         let mut after = 0;

@@ -14,7 +14,7 @@ const WAIT_MS_MAX: u64 = 10_000;
 async fn concurrent_transfers_never_overdraw() {
     for (backend, database) in backends("overdraw") {
         let issuer = TestIssuer::start(
-            database,
+            database.url(),
             IssuerConfig {
                 fee_flat: 1,
                 ..IssuerConfig::default()
@@ -64,7 +64,7 @@ async fn concurrent_transfers_never_overdraw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_commands_execute_once() {
     for (backend, database) in backends("idempotent") {
-        let issuer = TestIssuer::start(database, IssuerConfig::default());
+        let issuer = TestIssuer::start(database.url(), IssuerConfig::default());
         let payer = issuer.funded_wallet("payer", 100).await;
         let (payee, _) = issuer.wallet("payee");
         let to = payee.signed().key().entity().clone();
@@ -150,7 +150,7 @@ async fn a_restarted_wallet_never_reuses_a_counter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_long_poll_answers_promptly_and_never_loses_one() {
     for (backend, database) in backends("longpoll") {
-        let issuer = TestIssuer::start(database, IssuerConfig::default());
+        let issuer = TestIssuer::start(database.url(), IssuerConfig::default());
         let payer = issuer.funded_wallet("payer", 100).await;
         let (payee, _) = issuer.wallet("payee");
         let to = payee.signed().key().entity().clone();
@@ -220,7 +220,7 @@ async fn fees_go_to_the_issuer_and_the_mint_is_capped() {
             supply_cap: 1_000,
             ..IssuerConfig::default()
         };
-        let issuer = TestIssuer::start(database, config);
+        let issuer = TestIssuer::start(database.url(), config);
         let payer = issuer.funded_wallet("payer", 600).await;
         let (payee, _) = issuer.wallet("payee");
         let to = payee.signed().key().entity().clone();

@@ -15,12 +15,23 @@ use protocol::KeyPair;
 /// Longest any test waits for a spawned binary to print its address.
 pub const SPAWN_WAIT_MS_MAX: u64 = 30_000;
 
+/// A test's database: SQLite under the test's directory (`None`), or a fresh PostgreSQL schema
+/// that is dropped with this value.
+pub struct TestDb(Option<db::testing::PgTestSchema>);
+
+impl TestDb {
+    /// The `--database` URL, `None` for SQLite.
+    pub fn url(&self) -> Option<String> {
+        self.0.as_ref().map(|s| s.url.clone())
+    }
+}
+
 /// The databases every ledger test runs against: SQLite always, PostgreSQL when configured.
-pub fn backends(label: &str) -> Vec<(&'static str, Option<String>)> {
-    let mut out = vec![("sqlite", None)];
+pub fn backends(label: &str) -> Vec<(&'static str, TestDb)> {
+    let mut out = vec![("sqlite", TestDb(None))];
     if let Some(base) = db::testing::postgres_url() {
-        let url = db::testing::fresh_postgres(&base, label).expect("fresh postgres schema");
-        out.push(("postgres", Some(url)));
+        let schema = db::testing::fresh_postgres(&base, label).expect("fresh postgres schema");
+        out.push(("postgres", TestDb(Some(schema))));
     }
     out
 }
