@@ -1,5 +1,6 @@
 //! The shared language of every service: identities, signed requests and responses, signed
-//! envelopes and money amounts (DESIGN sections 3 and 4).
+//! envelopes, money amounts (DESIGN sections 3 and 4), offers, contracts and their pricing
+//! (sections 5 and 6), and the Merkle tree of audits and CDN pieces (section 5).
 //!
 //! Invariant: this crate does no IO. It never touches files, sockets or databases; callers hand
 //! it bytes and clocks (`now_ms`) and get verdicts back. Key files live in `lcp::keyfile`.
@@ -8,6 +9,8 @@ pub mod amount;
 pub mod envelope;
 pub mod error;
 pub mod identity;
+pub mod market;
+pub mod merkle;
 pub mod request;
 
 pub use amount::{fee_for, Amount, AmountError};
