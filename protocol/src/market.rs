@@ -347,13 +347,15 @@ mod tests {
         assert_eq!(request_price(c, 1024, 60, 2048), Ok(50 + 1 + 4));
     }
 
+    type Change = Box<dyn Fn(&mut Contract)>;
+
     #[test]
     fn acceptable_contracts_pass_and_each_refusal_has_its_code() {
         let (agent, issuer, buyer) = (id(), id(), id());
         let o = offer(&agent, &issuer);
         let good = contract(&o, &buyer);
         assert_eq!(check_contract(&good, &o, NOW + 10, o.free_bytes), Ok(()));
-        let cases: Vec<(&str, Box<dyn Fn(&mut Contract)>, u64)> = vec![
+        let cases: Vec<(&str, Change, u64)> = vec![
             (
                 "invalid_contract_id",
                 Box::new(|c| c.id = "not-a-uuid".into()),
