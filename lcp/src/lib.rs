@@ -6,6 +6,7 @@
 //! - [`ledger`]: the one ledger writer (group commit) and the read queries.
 //! - [`client`]: the generic signed HTTP client (every service's clients build on it), the issuer
 //!   client and the wallet's persisted counters.
+//! - [`http`]: running any service's actix-web server (thread, bind, TLS, stop on drop).
 //! - [`keyfile`]: key files (0600, refused when readable by others).
 //! - [`bench`], [`demo`]: the load generator and the README's walk-through.
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod http;
 pub mod keyfile;
 pub mod ledger;
 pub mod metrics;

@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use protocol::{
     verify_request, EntityId, ErrorBody, KeyPair, RequestAuth, RequestKind, VerifiedRequest,
@@ -20,8 +19,6 @@ use crate::error::Error;
 use crate::ledger::{Ledger, StoredAnswer, TransferOrder};
 use crate::metrics::Metrics;
 
-/// How long `start` waits for the server thread to bind before giving up.
-const BIND_WAIT_MS_MAX: u64 = 10_000;
 /// Counters are stored as signed 64-bit integers.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
 
@@ -36,11 +33,7 @@ pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
 }
 
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::http::TlsFiles;
 
 struct AppState {
     key: KeyPair,
@@ -56,30 +49,13 @@ pub struct RunningIssuer {
     pub entity: EntityId,
     pub addr: SocketAddr,
     pub ledger: Ledger,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    pub http: crate::http::HttpHandle,
 }
 
 impl RunningIssuer {
-    /// Block until the server stops (on SIGINT/SIGTERM, or [`RunningIssuer::stop`] elsewhere).
-    pub fn wait(mut self) -> std::io::Result<()> {
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("server thread panicked"))),
-            None => Ok(()),
-        }
-    }
-
-    pub fn stop(&self) {
-        // The stop command is sent when called; the returned future only awaits completion.
-        drop(self.handle.stop(false));
-    }
-}
-
-impl Drop for RunningIssuer {
-    fn drop(&mut self) {
-        self.stop();
+    /// Block until the server stops (on SIGINT/SIGTERM).
+    pub fn wait(self) -> std::io::Result<()> {
+        self.http.wait()
     }
 }
 
@@ -115,100 +91,31 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         config: options.config.clone(),
         metrics,
     });
-    let tls = options.tls.as_ref().map(load_tls).transpose()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let workers = match options.config.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-        n => n,
-    };
-    let listen = options.listen.clone();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("issuer-http".into())
-        .spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let app_state = state.clone();
-                let server = HttpServer::new(move || app(app_state.clone()))
-                    .workers(workers)
-                    .backlog(4096)
-                    .max_connection_rate(4096);
-                let bound = match tls {
-                    Some(config) => server.bind_rustls_0_23(&listen, config),
-                    None => server.bind(&listen),
-                };
-                let server = match bound {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return Ok(());
-                    }
-                };
-                let addrs = server.addrs();
-                let running = server.run();
-                let _ = ready_tx.send(Ok((addrs, running.handle())));
-                running.await
-            })
-        })?;
-    let (addrs, handle) = ready_rx
-        .recv_timeout(Duration::from_millis(BIND_WAIT_MS_MAX))
-        .map_err(|_| anyhow::anyhow!("the HTTP server did not start within {BIND_WAIT_MS_MAX} ms"))?
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
-    let addr = *addrs
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("the server bound no address"))?;
+    let http = crate::http::spawn(
+        "issuer",
+        &options.listen,
+        options.tls.as_ref(),
+        options.config.workers,
+        move |cfg| routes(cfg, state.clone()),
+        || {},
+    )?;
     Ok(RunningIssuer {
-        url: format!("{scheme}://{addr}"),
+        url: http.url.clone(),
         entity,
-        addr,
+        addr: http.addr,
         ledger,
-        handle,
-        thread: Some(thread),
+        http,
     })
 }
 
-fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
-    use anyhow::Context;
-    let cert_pem = std::fs::read(&files.cert)
-        .with_context(|| format!("cannot read {}", files.cert.display()))?;
-    let key_pem = std::fs::read(&files.key)
-        .with_context(|| format!("cannot read {}", files.key.display()))?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} is not a PEM certificate chain", files.cert.display()))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .with_context(|| format!("{} is not a PEM private key", files.key.display()))?
-        .ok_or_else(|| anyhow::anyhow!("{} holds no private key", files.key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("the TLS certificate and key do not form a usable pair")?;
-    Ok(config)
-}
-
-fn app(
-    state: web::Data<AppState>,
-) -> App<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    App::new()
-        .app_data(state)
+fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    cfg.app_data(state)
         .route("/.well-known/lcp", web::get().to(descriptor))
         .route("/lcp/v1/transfers", web::post().to(transfer))
         .route("/lcp/v1/deposits", web::get().to(deposits))
         .route("/lcp/v1/balance", web::get().to(balance))
         .route("/metrics", web::get().to(metrics))
-        .default_service(web::to(not_found))
+        .default_service(web::to(not_found));
 }
 
 async fn not_found(state: web::Data<AppState>) -> HttpResponse {

@@ -1,0 +1,141 @@
+//! Running an actix-web server for any service: on its own thread with its own actix system,
+//! bound before `spawn` returns (port 0 allowed), TLS with rustls, stopped when dropped.
+//! Every service's `serve` builds on this, so they all print the same `listening on` line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+
+/// How long `spawn` waits for the server thread to bind before giving up.
+const BIND_WAIT_MS_MAX: u64 = 10_000;
+/// Connections waiting to be accepted, per listener.
+const BACKLOG_MAX: u32 = 4096;
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A running HTTP server. Dropping it stops the server.
+pub struct HttpHandle {
+    /// `http://HOST:PORT` or `https://HOST:PORT`, with the real port.
+    pub url: String,
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl HttpHandle {
+    /// Block until the server stops (SIGINT/SIGTERM, or [`HttpHandle::stop`] from elsewhere).
+    pub fn wait(mut self) -> std::io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn stop(&self) {
+        // The stop command is sent when called; the returned future only awaits completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+impl Drop for HttpHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Bind `listen` and serve the routes `configure` registers. `on_start` runs inside the server's
+/// actix system once it is bound: spawn background tasks (`actix_web::rt::spawn`) there.
+/// `workers` 0 means one per core.
+pub fn spawn<C, S>(
+    name: &str,
+    listen: &str,
+    tls: Option<&TlsFiles>,
+    workers: usize,
+    configure: C,
+    on_start: S,
+) -> anyhow::Result<HttpHandle>
+where
+    C: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    S: FnOnce() + Send + 'static,
+{
+    let tls = tls.map(load_tls).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let workers = match workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let listen_owned = listen.to_owned();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("{name}-http"))
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || App::new().configure(configure.clone()))
+                    .workers(workers)
+                    .backlog(BACKLOG_MAX)
+                    .max_connection_rate(4096);
+                let bound = match tls {
+                    Some(config) => server.bind_rustls_0_23(&listen_owned, config),
+                    None => server.bind(&listen_owned),
+                };
+                let server = match bound {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return Ok(());
+                    }
+                };
+                let addrs = server.addrs();
+                let running = server.run();
+                let _ = ready_tx.send(Ok((addrs, running.handle())));
+                on_start();
+                running.await
+            })
+        })?;
+    let (addrs, handle) = ready_rx
+        .recv_timeout(Duration::from_millis(BIND_WAIT_MS_MAX))
+        .map_err(|_| anyhow::anyhow!("the HTTP server did not start within {BIND_WAIT_MS_MAX} ms"))?
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = *addrs
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the server bound no address"))?;
+    Ok(HttpHandle {
+        url: format!("{scheme}://{addr}"),
+        addr,
+        handle,
+        thread: Some(thread),
+    })
+}
+
+fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    use anyhow::Context;
+    let cert_pem = std::fs::read(&files.cert)
+        .with_context(|| format!("cannot read {}", files.cert.display()))?;
+    let key_pem = std::fs::read(&files.key)
+        .with_context(|| format!("cannot read {}", files.key.display()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", files.cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .with_context(|| format!("{} is not a PEM private key", files.key.display()))?
+        .ok_or_else(|| anyhow::anyhow!("{} holds no private key", files.key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not form a usable pair")?;
+    Ok(config)
+}
