@@ -157,34 +157,39 @@ impl SignedClient {
             .await
     }
 
-    /// A signed query (no counter). `path_and_query` must already be percent-encoded.
+    /// A signed query (no counter) with a JSON answer. `path_and_query` must be percent-encoded.
     pub async fn query<T: DeserializeOwned>(
         &self,
         path_and_query: &str,
         extra_wait_ms: u64,
     ) -> Result<T, ClientError> {
-        let audience = self.audience().await?.to_string();
-        let auth = sign_request(
-            &self.key,
-            &audience,
-            "GET",
-            path_and_query,
-            crate::now_ms(),
-            None,
-            b"",
-        );
-        let mut req = self
-            .http
-            .get(format!("{}{path_and_query}", self.base))
-            .timeout(Duration::from_millis(REQUEST_MS_MAX + extra_wait_ms));
-        for (name, value) in auth.headers() {
-            req = req.header(name, value);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .send("GET", path_and_query, Vec::new(), None, &[], extra_wait_ms)
+            .await?;
         decode(resp).await
     }
 
-    /// A signed command with `counter`; the answer's receipt is verified before it is returned.
+    /// A signed query with a JSON body (e.g. an audit challenge sent with POST).
+    pub async fn query_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .send(
+                method,
+                path,
+                body,
+                None,
+                &[("content-type", "application/json".to_owned())],
+                0,
+            )
+            .await?;
+        decode(resp).await
+    }
+
+    /// A signed command with a JSON body; the answer's receipt is verified before it is returned.
     pub async fn command<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -192,28 +197,30 @@ impl SignedClient {
         body: Vec<u8>,
         counter: u64,
     ) -> Result<CommandAnswer<T>, ClientError> {
+        self.command_with(method, path, body, "application/json", counter)
+            .await
+    }
+
+    /// A signed command with any body (e.g. object bytes) and a JSON answer.
+    pub async fn command_with<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        counter: u64,
+    ) -> Result<CommandAnswer<T>, ClientError> {
         let audience = self.audience().await?.clone();
-        let auth = sign_request(
-            &self.key,
-            audience.as_str(),
-            method,
-            path,
-            crate::now_ms(),
-            Some(counter),
-            &body,
-        );
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| ClientError::Config(format!("bad HTTP method {method}")))?;
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(Duration::from_millis(REQUEST_MS_MAX))
-            .header("content-type", "application/json")
-            .body(body);
-        for (name, value) in auth.headers() {
-            req = req.header(name, value);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .send(
+                method,
+                path,
+                body,
+                Some(counter),
+                &[("content-type", content_type.to_owned())],
+                0,
+            )
+            .await?;
         let status = resp.status().as_u16();
         let receipt = resp
             .headers()
@@ -251,6 +258,54 @@ impl SignedClient {
             receipt,
         })
     }
+
+    /// Send a signed request (a command when `counter` is set) and answer the raw response;
+    /// HTTP error statuses are the caller's to interpret. `path` must be percent-encoded.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        counter: Option<u64>,
+        headers: &[(&str, String)],
+        extra_wait_ms: u64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let audience = self.audience().await?.to_string();
+        let auth = sign_request(
+            &self.key,
+            &audience,
+            method,
+            path,
+            crate::now_ms(),
+            counter,
+            &body,
+        );
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ClientError::Config(format!("bad HTTP method {method}")))?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(Duration::from_millis(REQUEST_MS_MAX + extra_wait_ms))
+            .body(body);
+        for (name, value) in auth
+            .headers()
+            .into_iter()
+            .chain(headers.iter().map(|(n, v)| (*n, v.clone())))
+        {
+            req = req.header(name, value);
+        }
+        req.send().await.map_err(|e| self.unreachable(e))
+    }
+}
+
+/// Turn an error response into [`ClientError::Api`]; pass successes through.
+pub async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = resp.status().as_u16();
+    if status < 400 {
+        return Ok(resp);
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    Err(api_error(status, &bytes))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -139,3 +139,89 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     .context("the TLS certificate and key do not form a usable pair")?;
     Ok(config)
 }
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the body could not be read: {0}")]
+    Read(String),
+}
+
+/// Read the whole body, refusing more than `limit` bytes before buffering them.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+    limit: u64,
+) -> Result<bytes::Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let capacity = usize::try_from(declared.unwrap_or(0)).unwrap_or(0);
+    let mut body = bytes::BytesMut::with_capacity(capacity);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Verify a signed request (DESIGN section 3) against this server's entity id and clock.
+pub fn authenticate(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+    audience: &str,
+    kind: protocol::RequestKind,
+) -> Result<protocol::VerifiedRequest, protocol::AuthError> {
+    let auth = protocol::RequestAuth::from_headers(|name| {
+        req.headers().get(name).and_then(|v| v.to_str().ok())
+    })?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    protocol::verify_request(
+        &auth,
+        audience,
+        req.method().as_str(),
+        path_and_query,
+        body,
+        crate::now_ms(),
+        kind,
+    )
+}
+
+/// Sign a command's answer (the receipt) and build the response.
+pub fn signed_response(
+    key: &protocol::KeyPair,
+    verified: &protocol::VerifiedRequest,
+    status: u16,
+    body: String,
+) -> actix_web::HttpResponse {
+    let counter = verified.counter.unwrap_or(0);
+    let signature = protocol::sign_response(
+        key,
+        verified.entity.as_str(),
+        counter,
+        status,
+        body.as_bytes(),
+    );
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    actix_web::HttpResponse::build(code)
+        .insert_header((protocol::HEADER_ENTITY, key.entity().as_str()))
+        .insert_header((protocol::HEADER_SIGNATURE, signature))
+        .content_type("application/json")
+        .body(body)
+}

@@ -6,12 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
-use protocol::{
-    verify_request, EntityId, ErrorBody, KeyPair, RequestAuth, RequestKind, VerifiedRequest,
-};
+use protocol::{EntityId, ErrorBody, KeyPair, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
 use crate::config::{IssuerConfig, TRANSACTION_ID_CHARS_MAX};
@@ -147,56 +143,6 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// Read the whole body, refusing more than `limit` bytes before buffering them.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Vec<u8>, Error> {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::BodyTooLarge { limit });
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| Error::InvalidJson(format!("the body could not be read: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(Error::BodyTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-fn authenticate(
-    req: &HttpRequest,
-    body: &[u8],
-    audience: &str,
-    kind: RequestKind,
-) -> Result<VerifiedRequest, Error> {
-    let auth =
-        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))?;
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    Ok(verify_request(
-        &auth,
-        audience,
-        req.method().as_str(),
-        path_and_query,
-        body,
-        crate::now_ms(),
-        kind,
-    )?)
-}
-
 /// The wire form of a transfer. `amount` is a raw JSON number so that negative or fractional
 /// amounts get `invalid_amount`, not a generic JSON error.
 #[derive(Deserialize)]
@@ -262,8 +208,15 @@ async fn transfer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
-    let verified = authenticate(&req, &body, &state.entity, RequestKind::Command)?;
+    let body = crate::http::read_body(&req, payload, state.config.max_body_bytes as u64)
+        .await
+        .map_err(|e| match e {
+            crate::http::BodyError::TooLarge { .. } => Error::BodyTooLarge {
+                limit: state.config.max_body_bytes,
+            },
+            crate::http::BodyError::Read(m) => Error::InvalidJson(m),
+        })?;
+    let verified = crate::http::authenticate(&req, &body, &state.entity, RequestKind::Command)?;
     let answer = match parse_transfer(&body, &verified, state.config.max_amount) {
         Ok(order) => state.ledger.transfer(order).await,
         Err(e) => Err(e),
@@ -286,25 +239,12 @@ fn signed_answer(
     verified: &VerifiedRequest,
     answer: StoredAnswer,
 ) -> HttpResponse {
-    let counter = verified.counter.unwrap_or(0);
-    let signature = protocol::sign_response(
-        &state.key,
-        verified.entity.as_str(),
-        counter,
-        answer.status,
-        answer.body.as_bytes(),
-    );
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status)
-        .insert_header((protocol::HEADER_ENTITY, state.entity.as_str()))
-        .insert_header((protocol::HEADER_SIGNATURE, signature))
-        .content_type("application/json")
-        .body(answer.body)
+    crate::http::signed_response(&state.key, verified, answer.status, answer.body)
 }
 
 async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = authenticate(&req, b"", &state.entity, RequestKind::Query)?;
+    let verified = crate::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
     let balance = state.ledger.balance(&verified.entity).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"balance": balance, "currency": state.config.currency_code})))
@@ -323,7 +263,7 @@ struct DepositsQuery {
 
 async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = authenticate(&req, b"", &state.entity, RequestKind::Query)?;
+    let verified = crate::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
     let q = web::Query::<DepositsQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?;
     let page = state
