@@ -1,0 +1,92 @@
+//! `DIR/config.toml`, written by `storage-agent init`. Serde defaults for everything but the
+//! currencies, so a config stays valid as fields are added.
+
+use serde::{Deserialize, Serialize};
+
+pub const CONFIG_FILE: &str = "config.toml";
+/// Default space sold: 10 GiB.
+pub const CAPACITY_DEFAULT: u64 = 10 * (1 << 30);
+/// After a contract's end, objects are kept this long before deletion.
+pub const GRACE_S_DEFAULT: u64 = 24 * 3600;
+/// Largest single object accepted in one PUT (buffered in memory while hashed).
+pub const OBJECT_BYTES_MAX: u64 = 64 * (1 << 20);
+/// An offer is valid this long after it is issued; heartbeats re-issue it.
+pub const OFFER_TTL_S: i64 = 600;
+/// Unpaid contracts release their reservation after this long.
+pub const PENDING_TTL_S: i64 = 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencyConfig {
+    pub issuer_url: String,
+    /// Filled in by `init` from the issuer's descriptor.
+    pub issuer: String,
+    pub storage_per_gib_day: u64,
+    pub write_per_kib: u64,
+    pub read_per_kib: u64,
+    pub contract_min: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub capacity_bytes: u64,
+    pub block_bytes_max: u64,
+    pub duration_s_max: u64,
+    pub grace_s: u64,
+    /// `file` (objects under DATA/objects), `memory://` (tests), or `s3://bucket/prefix`.
+    pub store: String,
+    /// Public URL buyers reach this agent at; the listen address when empty.
+    pub endpoint: String,
+    /// How far a contract's credit may go below zero before reads and writes get 402
+    /// (a running tab, seed 001); 0 turns tabs off.
+    pub tab_limit: u64,
+    pub currencies: Vec<CurrencyConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            capacity_bytes: CAPACITY_DEFAULT,
+            block_bytes_max: CAPACITY_DEFAULT,
+            duration_s_max: 365 * 86_400,
+            grace_s: GRACE_S_DEFAULT,
+            store: "file".into(),
+            endpoint: String::new(),
+            tab_limit: 0,
+            currencies: Vec::new(),
+        }
+    }
+}
+
+impl AgentConfig {
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<AgentConfig> {
+        use anyhow::Context;
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {} (run `storage-agent init --data {}` first)", path.display(), dir.display()))?;
+        let config: AgentConfig = toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        let text = toml::to_string_pretty(self)?;
+        std::fs::write(dir.join(CONFIG_FILE), text)?;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.currencies.is_empty(), "the configuration accepts no currency: add one with --issuer");
+        anyhow::ensure!(self.capacity_bytes > 0, "capacity must be at least 1 byte");
+        anyhow::ensure!(self.capacity_bytes <= i64::MAX as u64 && self.tab_limit <= i64::MAX as u64, "capacity and tab_limit must fit in 63 bits");
+        for c in &self.currencies {
+            protocol::EntityId::parse(&c.issuer).map_err(|_| anyhow::anyhow!("currency {}: issuer is not an entity id", c.issuer_url))?;
+            anyhow::ensure!(
+                [c.storage_per_gib_day, c.write_per_kib, c.read_per_kib, c.contract_min].iter().all(|v| *v <= i64::MAX as u64 / 1024),
+                "currency {}: prices are absurdly large", c.issuer_url
+            );
+        }
+        Ok(())
+    }
+}

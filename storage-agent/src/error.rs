@@ -1,0 +1,119 @@
+//! The agent's one error enum, each variant mapped to an HTTP status and a stable code.
+
+use actix_web::http::StatusCode;
+use protocol::market::ContractRefusal;
+use protocol::{AuthError, ErrorBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Refused(#[from] ContractRefusal),
+    #[error("the request body is not valid for this call: {0}")]
+    InvalidJson(String),
+    #[error("the contract envelope's signature does not verify: {0}")]
+    BadContractSignature(String),
+    #[error("object names are 1 to 128 of A-Z a-z 0-9 . _ - and do not start with a dot")]
+    InvalidName,
+    #[error("invalid range: {0}")]
+    InvalidRange(String),
+    #[error("the range does not overlap the object's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("no such contract")]
+    UnknownContract,
+    #[error("no such object")]
+    UnknownObject,
+    #[error("no such retrieval token, or it is used up or expired")]
+    UnknownToken,
+    #[error("only the contract's buyer{} may do this", if *.auditors { " or a listed auditor" } else { "" })]
+    NotYourContract { auditors: bool },
+    #[error("the contract is not active now (outside its window)")]
+    ContractNotActive,
+    #[error("payment required: {amount_due} more is due")]
+    PaymentRequired { amount_due: u64 },
+    #[error("the object would overflow the block of {block_bytes} bytes")]
+    BlockFull { block_bytes: u64 },
+    #[error("the body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("counter {counter} was already used with a different body")]
+    CounterReused { counter: u64 },
+    #[error("not found")]
+    NotFound,
+    #[error("object storage failed")]
+    Store(String),
+    #[error("database: {0}")]
+    Db(#[from] db::DbError),
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::Db(db::DbError::Query(e))
+    }
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
+            Error::Auth(_) | Error::BadContractSignature(_) => StatusCode::UNAUTHORIZED,
+            Error::NotYourContract { .. } => StatusCode::FORBIDDEN,
+            Error::Refused(ContractRefusal::InsufficientSpace { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Refused(_) | Error::InvalidJson(_) | Error::InvalidName | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
+            Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Error::UnknownContract | Error::UnknownObject | Error::UnknownToken | Error::NotFound => StatusCode::NOT_FOUND,
+            Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
+            Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Store(_) | Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(e) => e.code(),
+            Error::Refused(r) => r.code(),
+            Error::InvalidJson(_) => "invalid_json",
+            Error::BadContractSignature(_) => "invalid_contract_signature",
+            Error::InvalidName => "invalid_name",
+            Error::InvalidRange(_) => "invalid_range",
+            Error::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            Error::UnknownContract => "unknown_contract",
+            Error::UnknownObject => "unknown_object",
+            Error::UnknownToken => "unknown_token",
+            Error::NotYourContract { .. } => "forbidden",
+            Error::ContractNotActive => "contract_not_active",
+            Error::PaymentRequired { .. } => "payment_required",
+            Error::BlockFull { .. } => "block_full",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::CounterReused { .. } => "counter_reused",
+            Error::NotFound => "not_found",
+            Error::Store(_) | Error::Db(_) => "unavailable",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            Error::Store(_) | Error::Db(_) => "the agent's storage is temporarily unavailable".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = ErrorBody::new(self.code(), message);
+        if let Error::PaymentRequired { amount_due } = self {
+            body.error.details = Some(serde_json::json!({ "amount_due": amount_due }));
+        }
+        body
+    }
+}
+
+impl actix_web::ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        if matches!(self, Error::Store(_) | Error::Db(_)) {
+            tracing::error!(error = %self, "request failed on storage");
+        }
+        actix_web::HttpResponse::build(self.status()).json(self.body())
+    }
+}

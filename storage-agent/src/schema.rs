@@ -1,0 +1,72 @@
+//! Diesel tables of the agent's metadata (migrations/storage-agent/*).
+
+diesel::table! {
+    contracts (id) {
+        id -> Text,
+        buyer -> Text,
+        issuer -> Text,
+        block_bytes -> BigInt,
+        start_s -> BigInt,
+        end_s -> BigInt,
+        contract_price -> BigInt,
+        write_per_kib -> BigInt,
+        read_per_kib -> BigInt,
+        auditors -> Text,
+        envelope -> Text,
+        agent_signature -> Text,
+        paid -> BigInt,
+        spent -> BigInt,
+        used_bytes -> BigInt,
+        reaped -> Integer,
+        created_s -> BigInt,
+    }
+}
+
+diesel::table! {
+    objects (contract_id, name) {
+        contract_id -> Text,
+        name -> Text,
+        path -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+        merkle_root -> Text,
+        leaf_count -> BigInt,
+    }
+}
+
+diesel::table! {
+    retrievals (token) {
+        token -> Text,
+        contract_id -> Text,
+        object -> Text,
+        uses_left -> BigInt,
+        expires_s -> BigInt,
+    }
+}
+
+diesel::table! {
+    payment_cursors (issuer) {
+        issuer -> Text,
+        next -> BigInt,
+        income -> BigInt,
+    }
+}
+
+diesel::table! {
+    commands (counter, entity) {
+        counter -> BigInt,
+        entity -> Text,
+        body_sha256 -> Text,
+        status -> Integer,
+        response -> Text,
+    }
+}
+
+diesel::table! {
+    stats (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(contracts, objects, retrievals);
