@@ -63,9 +63,15 @@ impl AgentConfig {
     pub fn load(dir: &std::path::Path) -> anyhow::Result<AgentConfig> {
         use anyhow::Context;
         let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {} (run `storage-agent init --data {}` first)", path.display(), dir.display()))?;
-        let config: AgentConfig = toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (run `storage-agent init --data {}` first)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let config: AgentConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))?;
         config.validate()?;
         Ok(config)
     }
@@ -77,14 +83,30 @@ impl AgentConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.currencies.is_empty(), "the configuration accepts no currency: add one with --issuer");
+        anyhow::ensure!(
+            !self.currencies.is_empty(),
+            "the configuration accepts no currency: add one with --issuer"
+        );
         anyhow::ensure!(self.capacity_bytes > 0, "capacity must be at least 1 byte");
-        anyhow::ensure!(self.capacity_bytes <= i64::MAX as u64 && self.tab_limit <= i64::MAX as u64, "capacity and tab_limit must fit in 63 bits");
+        anyhow::ensure!(
+            self.capacity_bytes <= i64::MAX as u64 && self.tab_limit <= i64::MAX as u64,
+            "capacity and tab_limit must fit in 63 bits"
+        );
         for c in &self.currencies {
-            protocol::EntityId::parse(&c.issuer).map_err(|_| anyhow::anyhow!("currency {}: issuer is not an entity id", c.issuer_url))?;
+            protocol::EntityId::parse(&c.issuer).map_err(|_| {
+                anyhow::anyhow!("currency {}: issuer is not an entity id", c.issuer_url)
+            })?;
             anyhow::ensure!(
-                [c.storage_per_gib_day, c.write_per_kib, c.read_per_kib, c.contract_min].iter().all(|v| *v <= i64::MAX as u64 / 1024),
-                "currency {}: prices are absurdly large", c.issuer_url
+                [
+                    c.storage_per_gib_day,
+                    c.write_per_kib,
+                    c.read_per_kib,
+                    c.contract_min
+                ]
+                .iter()
+                .all(|v| *v <= i64::MAX as u64 / 1024),
+                "currency {}: prices are absurdly large",
+                c.issuer_url
             );
         }
         Ok(())

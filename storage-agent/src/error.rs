@@ -58,10 +58,18 @@ impl Error {
             Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
             Error::Auth(_) | Error::BadContractSignature(_) => StatusCode::UNAUTHORIZED,
             Error::NotYourContract { .. } => StatusCode::FORBIDDEN,
-            Error::Refused(ContractRefusal::InsufficientSpace { .. }) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Refused(_) | Error::InvalidJson(_) | Error::InvalidName | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
+            Error::Refused(ContractRefusal::InsufficientSpace { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            Error::Refused(_)
+            | Error::InvalidJson(_)
+            | Error::InvalidName
+            | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            Error::UnknownContract | Error::UnknownObject | Error::UnknownToken | Error::NotFound => StatusCode::NOT_FOUND,
+            Error::UnknownContract
+            | Error::UnknownObject
+            | Error::UnknownToken
+            | Error::NotFound => StatusCode::NOT_FOUND,
             Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
             Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,7 +102,9 @@ impl Error {
 
     pub fn body(&self) -> ErrorBody {
         let message = match self {
-            Error::Store(_) | Error::Db(_) => "the agent's storage is temporarily unavailable".to_owned(),
+            Error::Store(_) | Error::Db(_) => {
+                "the agent's storage is temporarily unavailable".to_owned()
+            }
             other => other.to_string(),
         };
         let mut body = ErrorBody::new(self.code(), message);

@@ -1,1 +1,251 @@
-fn main() {}
+//! The `storage-agent` binary: `init`, `serve`, `status`.
+//! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use storage_agent::config::{AgentConfig, CurrencyConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "storage-agent",
+    version,
+    about = "Sell spare disk as signed, paid, audited storage contracts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write DIR/config.toml and DIR/identity.key; repeat --issuer to accept several currencies
+    Init {
+        #[arg(long)]
+        data: PathBuf,
+        /// Issuer URL of an accepted currency (repeatable)
+        #[arg(long, required = true)]
+        issuer: Vec<String>,
+        /// Space to sell, in bytes
+        #[arg(long, default_value_t = storage_agent::config::CAPACITY_DEFAULT)]
+        capacity: u64,
+        #[arg(long, default_value_t = 100)]
+        storage_per_gib_day: u64,
+        #[arg(long, default_value_t = 1)]
+        write_per_kib: u64,
+        #[arg(long, default_value_t = 1)]
+        read_per_kib: u64,
+        #[arg(long, default_value_t = 10)]
+        contract_min: u64,
+        /// Seconds objects are kept after a contract ends
+        #[arg(long, default_value_t = storage_agent::config::GRACE_S_DEFAULT)]
+        grace_s: u64,
+        /// `file` (default: DIR/objects) or `memory://`
+        #[arg(long, default_value = "file")]
+        store: String,
+        /// Replace an existing configuration
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve contracts; prints `listening on http://HOST:PORT`
+    Serve {
+        #[arg(long, env = "AGENT_DATA")]
+        data: PathBuf,
+        #[arg(long, env = "AGENT_LISTEN", default_value = "127.0.0.1:7300")]
+        listen: String,
+        /// Market to post the signed offer to, at start and every --heartbeat-s
+        #[arg(long, env = "AGENT_MARKET")]
+        market: Option<String>,
+        #[arg(long, default_value_t = 60)]
+        heartbeat_s: u64,
+        /// PostgreSQL URL for the metadata; SQLite under --data when absent
+        #[arg(long, env = "AGENT_DATABASE")]
+        database: Option<String>,
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Space, contracts and earnings, read from the data directory
+    Status {
+        #[arg(long, env = "AGENT_DATA")]
+        data: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if matches!(cli.command, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Init {
+            data,
+            issuer,
+            capacity,
+            storage_per_gib_day,
+            write_per_kib,
+            read_per_kib,
+            contract_min,
+            grace_s,
+            store,
+            force,
+        } => {
+            let config_path = data.join(storage_agent::config::CONFIG_FILE);
+            anyhow::ensure!(
+                force || !config_path.exists(),
+                "{} exists; pass --force to replace it",
+                config_path.display()
+            );
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("cannot create {}", data.display()))?;
+            let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+            let rt = runtime()?;
+            let mut currencies = Vec::new();
+            for url in issuer {
+                let probe = lcp::client::SignedClient::new(
+                    http.clone(),
+                    &url,
+                    std::sync::Arc::new(protocol::KeyPair::generate()?),
+                );
+                let d = rt
+                    .block_on(probe.descriptor())
+                    .with_context(|| format!("cannot read the issuer descriptor at {url}"))?;
+                anyhow::ensure!(
+                    d["role"] == "issuer",
+                    "{url} is not an LCP issuer (role {})",
+                    d["role"]
+                );
+                let entity = d["entity"].as_str().unwrap_or_default().to_owned();
+                currencies.push(CurrencyConfig {
+                    issuer_url: url,
+                    issuer: entity,
+                    storage_per_gib_day,
+                    write_per_kib,
+                    read_per_kib,
+                    contract_min,
+                });
+            }
+            let config = AgentConfig {
+                capacity_bytes: capacity,
+                block_bytes_max: capacity,
+                grace_s,
+                store,
+                currencies,
+                ..AgentConfig::default()
+            };
+            config.validate()?;
+            let key = lcp::keyfile::load_or_create(&data.join("identity.key"))?;
+            config.save(&data)?;
+            println!("{}", key.entity());
+            eprintln!(
+                "wrote {} and {}",
+                config_path.display(),
+                data.join("identity.key").display()
+            );
+            Ok(())
+        }
+        Cmd::Serve {
+            data,
+            listen,
+            market,
+            heartbeat_s,
+            database,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
+                _ => None,
+            };
+            let running = storage_agent::serve::start(storage_agent::serve::ServeOptions {
+                data_dir: data,
+                listen,
+                database,
+                market,
+                heartbeat_s,
+                tls,
+            })
+            .context("the agent could not start")?;
+            println!("listening on {}", running.url);
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            running.wait()?;
+            Ok(())
+        }
+        Cmd::Status {
+            data,
+            database,
+            json,
+        } => {
+            let config = AgentConfig::load(&data)?;
+            let key = lcp::keyfile::load(&data.join("identity.key"))?;
+            let location = match database {
+                Some(url) => db::Location::parse(&url),
+                None => db::Location::sqlite_in(&data, "agent.sqlite"),
+            };
+            let rt = runtime()?;
+            let summary = rt.block_on(async {
+                let database = db::Database::open(location, storage_agent::migrations())?;
+                storage_agent::agent::summarize(&database, &config, key.entity())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("agent     {}", summary.entity);
+                println!(
+                    "space     {} free, {} used, {} reserved of {} bytes",
+                    summary.free_bytes,
+                    summary.used_bytes,
+                    summary.reserved_bytes,
+                    summary.capacity_bytes
+                );
+                println!(
+                    "contracts {} active, {} pending payment, {} ended; {} objects",
+                    summary.contracts_active,
+                    summary.contracts_pending,
+                    summary.contracts_ended,
+                    summary.objects
+                );
+                for e in &summary.earnings {
+                    println!(
+                        "earned    {} from {} ({})",
+                        e.income, e.issuer_url, e.issuer
+                    );
+                }
+                println!("audits    {} answered", summary.audits_answered);
+            }
+            Ok(())
+        }
+    }
+}

@@ -68,5 +68,3 @@ diesel::table! {
         value -> BigInt,
     }
 }
-
-diesel::allow_tables_to_appear_in_same_query!(contracts, objects, retrievals);

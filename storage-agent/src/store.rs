@@ -40,9 +40,15 @@ impl Store {
                 let root = data_dir.join("objects");
                 std::fs::create_dir_all(&root)?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&root)?;
-                Ok(Store { inner: Arc::new(fs), local_root: Some(root) })
+                Ok(Store {
+                    inner: Arc::new(fs),
+                    local_root: Some(root),
+                })
             }
-            "memory://" | "memory" => Ok(Store { inner: Arc::new(object_store::memory::InMemory::new()), local_root: None }),
+            "memory://" | "memory" => Ok(Store {
+                inner: Arc::new(object_store::memory::InMemory::new()),
+                local_root: None,
+            }),
             other => anyhow::bail!("unsupported store {other:?}: use `file` or `memory://`"),
         }
     }
@@ -79,11 +85,18 @@ impl Store {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        self.inner.get_range(&StorePath::from(key), range).await.map_err(store_err)
+        self.inner
+            .get_range(&StorePath::from(key), range)
+            .await
+            .map_err(store_err)
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, Error> {
-        let result = self.inner.get(&StorePath::from(key)).await.map_err(store_err)?;
+        let result = self
+            .inner
+            .get(&StorePath::from(key))
+            .await
+            .map_err(store_err)?;
         result.bytes().await.map_err(store_err)
     }
 
@@ -96,7 +109,12 @@ impl Store {
 
     /// Delete every stored key `keep` does not name (crash leftovers). Answers how many went.
     pub async fn sweep(&self, keep: &std::collections::HashSet<String>) -> Result<usize, Error> {
-        let listed: Vec<_> = self.inner.list(Some(&StorePath::from("c"))).try_collect().await.map_err(store_err)?;
+        let listed: Vec<_> = self
+            .inner
+            .list(Some(&StorePath::from("c")))
+            .try_collect()
+            .await
+            .map_err(store_err)?;
         let mut removed = 0;
         for meta in listed {
             if !keep.contains(meta.location.as_ref()) {

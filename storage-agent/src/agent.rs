@@ -1,0 +1,1256 @@
+//! The agent's domain: offers, contracts, charging, objects, retrievals, audits, payments and
+//! expiry. HTTP handlers call these; nothing here knows HTTP.
+//!
+//! Invariants:
+//! - `contracts.used_bytes` is the sum of the sizes of that contract's `objects` rows: both are
+//!   changed in the same transaction, and bytes are stored (durably) before the row names them.
+//! - Credit never goes below `-tab_limit`: every charge is checked and applied in one
+//!   transaction, under the contract's lock.
+//! - Reserved space (blocks of live contracts) never exceeds capacity: contracts are admitted
+//!   one at a time under `admit_lock`.
+//! - A deposit credits a contract once: the issuer cursor moves in the transaction that credits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use db::{AnyConnection, Database};
+use diesel::prelude::*;
+use protocol::market::{self, Contract, Offer, OfferCurrency};
+use protocol::{EntityId, Envelope, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AgentConfig, OBJECT_BYTES_MAX, OFFER_TTL_S, PENDING_TTL_S};
+use crate::error::Error;
+use crate::schema::{commands, contracts, objects, payment_cursors, retrievals, stats};
+use crate::store::Store;
+
+/// Longest object name.
+pub const NAME_CHARS_MAX: usize = 128;
+/// Most uses one retrieval token may grant.
+pub const RETRIEVAL_USES_MAX: u64 = 1_000;
+/// Longest a retrieval token may live.
+pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
+/// Recent errors kept for the dashboard.
+const RECENT_ERRORS_MAX: usize = 20;
+
+pub fn now_s() -> i64 {
+    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
+}
+
+/// `[A-Za-z0-9._-]{1,128}`, not starting with a dot: no path can leave the contract's prefix.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_CHARS_MAX
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub merkle_root: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContractView {
+    pub id: String,
+    pub status: String,
+    pub used_bytes: u64,
+    pub block_bytes: u64,
+    /// Prepaid credit left (negative: a running tab).
+    pub credit: i64,
+    pub paid: u64,
+    pub contract_price: u64,
+    pub start: String,
+    pub end: String,
+    pub objects: Vec<ObjectInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Retrieval {
+    pub url: String,
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditAnswer {
+    /// Standard base64 of the leaf's bytes.
+    pub leaf_data: String,
+    /// Sibling hashes from the leaf up, hex.
+    pub proof: Vec<String>,
+    pub leaf_count: u64,
+    pub root: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Earning {
+    pub issuer: String,
+    pub issuer_url: String,
+    pub income: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub entity: String,
+    pub capacity_bytes: u64,
+    pub reserved_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub contracts_pending: u64,
+    pub contracts_active: u64,
+    pub contracts_ended: u64,
+    pub objects: u64,
+    pub earnings: Vec<Earning>,
+    pub audits_answered: u64,
+    pub recent_errors: Vec<String>,
+    pub contracts: Vec<ContractView>,
+}
+
+#[derive(Queryable, Insertable, Clone, Debug)]
+#[diesel(table_name = contracts)]
+struct ContractRow {
+    id: String,
+    buyer: String,
+    issuer: String,
+    block_bytes: i64,
+    start_s: i64,
+    end_s: i64,
+    contract_price: i64,
+    write_per_kib: i64,
+    read_per_kib: i64,
+    auditors: String,
+    envelope: String,
+    agent_signature: String,
+    paid: i64,
+    spent: i64,
+    used_bytes: i64,
+    reaped: i32,
+    created_s: i64,
+}
+
+impl ContractRow {
+    fn status(&self, now: i64) -> &'static str {
+        if self.reaped != 0 || now >= self.end_s {
+            "ended"
+        } else if self.paid < self.contract_price {
+            "pending_payment"
+        } else {
+            "active"
+        }
+    }
+
+    fn credit(&self) -> i64 {
+        self.paid - self.contract_price - self.spent
+    }
+
+    fn auditors(&self) -> Vec<String> {
+        serde_json::from_str(&self.auditors).unwrap_or_default()
+    }
+
+    /// Check that `charge` can be drawn now; answers the new `spent`.
+    fn draw(&self, charge: u64, tab_limit: u64) -> Result<i64, Error> {
+        let charge =
+            i64::try_from(charge).map_err(|_| Error::PaymentRequired { amount_due: charge })?;
+        if self.paid < self.contract_price {
+            let due = (self.contract_price - self.paid).saturating_add(charge);
+            return Err(Error::PaymentRequired {
+                amount_due: due.unsigned_abs(),
+            });
+        }
+        let available = self
+            .credit()
+            .saturating_add(i64::try_from(tab_limit).unwrap_or(i64::MAX));
+        if charge > available {
+            return Err(Error::PaymentRequired {
+                amount_due: (charge - available).unsigned_abs(),
+            });
+        }
+        Ok(self.spent + charge)
+    }
+}
+
+#[derive(Queryable, Insertable, Clone, Debug)]
+#[diesel(table_name = objects)]
+struct ObjectRow {
+    contract_id: String,
+    name: String,
+    path: String,
+    size: i64,
+    sha256: String,
+    merkle_root: String,
+    leaf_count: i64,
+}
+
+impl From<&ObjectRow> for ObjectInfo {
+    fn from(r: &ObjectRow) -> Self {
+        ObjectInfo {
+            name: r.name.clone(),
+            size: r.size.unsigned_abs(),
+            sha256: r.sha256.clone(),
+            merkle_root: r.merkle_root.clone(),
+        }
+    }
+}
+
+/// One async lock per contract: commands on a contract run one at a time.
+#[derive(Default)]
+struct ContractLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl ContractLocks {
+    fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned map only means another thread panicked mid-insert; the map is still usable.
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+pub struct Agent {
+    pub key: Arc<KeyPair>,
+    pub config: AgentConfig,
+    pub db: Database,
+    pub store: Store,
+    endpoint: OnceLock<String>,
+    locks: ContractLocks,
+    admit_lock: tokio::sync::Mutex<()>,
+    recent_errors: Mutex<VecDeque<String>>,
+}
+
+/// A stored command answer (replayed on repetition).
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Agent {
+    pub fn new(key: Arc<KeyPair>, config: AgentConfig, db: Database, store: Store) -> Agent {
+        Agent {
+            key,
+            config,
+            db,
+            store,
+            endpoint: OnceLock::new(),
+            locks: ContractLocks::default(),
+            admit_lock: tokio::sync::Mutex::new(()),
+            recent_errors: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn set_endpoint(&self, url: &str) {
+        let _ = self.endpoint.set(url.trim_end_matches('/').to_owned());
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.get().map(String::as_str).unwrap_or("")
+    }
+
+    pub fn note_error(&self, message: String) {
+        let mut q = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == RECENT_ERRORS_MAX {
+            q.pop_front();
+        }
+        q.push_back(format!("{} {message}", market::format_rfc3339(now_s())));
+    }
+
+    fn currencies(&self) -> Vec<OfferCurrency> {
+        self.config
+            .currencies
+            .iter()
+            .filter_map(|c| {
+                Some(OfferCurrency {
+                    issuer: EntityId::parse(&c.issuer).ok()?,
+                    issuer_url: c.issuer_url.clone(),
+                    storage_per_gib_day: c.storage_per_gib_day,
+                    write_per_kib: c.write_per_kib,
+                    read_per_kib: c.read_per_kib,
+                    contract_min: c.contract_min,
+                })
+            })
+            .collect()
+    }
+
+    fn offer_doc(&self, free_bytes: u64, now: i64) -> Offer {
+        Offer {
+            agent: self.key.entity().clone(),
+            endpoint: self.endpoint().to_owned(),
+            issued_at: market::format_rfc3339(now),
+            expires_at: market::format_rfc3339(now + OFFER_TTL_S),
+            free_bytes,
+            block_bytes_max: self.config.block_bytes_max.min(free_bytes),
+            duration_s_max: self.config.duration_s_max,
+            currencies: self.currencies(),
+        }
+    }
+
+    /// The current signed offer.
+    pub async fn offer(&self) -> Result<Envelope, Error> {
+        let now = now_s();
+        let capacity = self.config.capacity_bytes;
+        let reserved = self.db.run(move |c| reserved_bytes(c, now)).await?;
+        let doc = self.offer_doc(capacity.saturating_sub(reserved), now);
+        Envelope::sign_json(&self.key, market::OFFER_TYPE, &doc)
+            .map_err(|e| Error::InvalidJson(e.to_string()))
+    }
+
+    /// Check a buyer-signed contract against the offer and free space, countersign and record it.
+    pub async fn create_contract(
+        &self,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+        envelope: Envelope,
+    ) -> Result<Answer, Error> {
+        if let Some(a) = self.replay(sender, counter, body_sha256).await? {
+            return Ok(a);
+        }
+        let (signer, contract): (EntityId, Contract) =
+            envelope.open(market::CONTRACT_TYPE).map_err(|e| match e {
+                protocol::EnvelopeError::InvalidPayload(m) => Error::InvalidJson(m),
+                other => Error::BadContractSignature(other.to_string()),
+            })?;
+        if signer != contract.buyer {
+            return Err(Error::BadContractSignature(
+                "the envelope is not signed by the contract's buyer".into(),
+            ));
+        }
+        if &contract.buyer != sender {
+            return Err(Error::NotYourContract { auditors: false });
+        }
+        let _admit = self.admit_lock.lock().await;
+        let now = now_s();
+        let reserved = self.db.run(move |c| reserved_bytes(c, now)).await?;
+        let free = self.config.capacity_bytes.saturating_sub(reserved);
+        let offer = self.offer_doc(free, now);
+        market::check_contract(&contract, &offer, now, free)?;
+        let (start_s, end_s) = market::contract_window(&contract)?;
+        let agent_signature = envelope.countersign(&self.key);
+        let envelope_json =
+            serde_json::to_string(&envelope).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        let answer = serde_json::to_string(&serde_json::json!({
+            "contract": envelope, "agent_signature": agent_signature, "status": "pending_payment",
+        }))
+        .map_err(|e| Error::InvalidJson(e.to_string()))?;
+        let row = ContractRow {
+            id: contract.id.clone(),
+            buyer: contract.buyer.to_string(),
+            issuer: contract.issuer.to_string(),
+            block_bytes: to_i64(contract.block_bytes)?,
+            start_s,
+            end_s,
+            contract_price: to_i64(contract.contract_price)?,
+            write_per_kib: to_i64(contract.write_per_kib)?,
+            read_per_kib: to_i64(contract.read_per_kib)?,
+            auditors: serde_json::to_string(&contract.auditors).unwrap_or_else(|_| "[]".into()),
+            envelope: envelope_json,
+            agent_signature,
+            paid: 0,
+            spent: 0,
+            used_bytes: 0,
+            reaped: 0,
+            created_s: now,
+        };
+        let cmd = command_row(sender, counter, body_sha256, 201, &answer)?;
+        let body = answer.clone();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let exists: i64 = contracts::table
+                        .filter(contracts::id.eq(&row.id))
+                        .count()
+                        .get_result(conn)?;
+                    if exists > 0 {
+                        return Err(Error::Refused(market::ContractRefusal::InvalidId));
+                    }
+                    diesel::insert_into(contracts::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    diesel::insert_into(commands::table)
+                        .values(&cmd)
+                        .execute(conn)?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(Answer { status: 201, body })
+    }
+
+    async fn replay(
+        &self,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+    ) -> Result<Option<Answer>, Error> {
+        let (entity, hash) = (sender.to_string(), body_sha256.to_owned());
+        let counter_i = to_i64(counter)?;
+        let row: Option<(String, i32, String)> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    commands::table
+                        .find((counter_i, entity))
+                        .select((commands::body_sha256, commands::status, commands::response))
+                        .first(conn)
+                        .optional()?,
+                )
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some((stored, status, body)) if stored == hash => Ok(Some(Answer {
+                status: u16::try_from(status).unwrap_or(200),
+                body,
+            })),
+            Some(_) => Err(Error::CounterReused { counter }),
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<(ContractRow, Vec<ObjectRow>), Error> {
+        let id = id.to_owned();
+        self.db
+            .run(move |conn| {
+                let row: ContractRow = contracts::table
+                    .find(&id)
+                    .first(conn)
+                    .optional()?
+                    .ok_or(Error::UnknownContract)?;
+                let objs: Vec<ObjectRow> = objects::table
+                    .filter(objects::contract_id.eq(&id))
+                    .order(objects::name.asc())
+                    .load(conn)?;
+                Ok((row, objs))
+            })
+            .await
+    }
+
+    fn require_buyer(row: &ContractRow, who: &EntityId, auditors_too: bool) -> Result<(), Error> {
+        let ok = row.buyer == who.as_str()
+            || (auditors_too && row.auditors().iter().any(|a| a == who.as_str()));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::NotYourContract {
+                auditors: auditors_too,
+            })
+        }
+    }
+
+    pub async fn contract(&self, id: &str, who: &EntityId) -> Result<ContractView, Error> {
+        let (row, objs) = self.load(id).await?;
+        Self::require_buyer(&row, who, true)?;
+        Ok(view(&row, &objs, now_s()))
+    }
+
+    /// Store an object under a contract, charged `write_per_kib` per KiB.
+    pub async fn put_object(
+        &self,
+        id: &str,
+        name: &str,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+        bytes: Bytes,
+    ) -> Result<Answer, Error> {
+        if !valid_name(name) {
+            return Err(Error::InvalidName);
+        }
+        if bytes.len() as u64 > OBJECT_BYTES_MAX {
+            return Err(Error::BodyTooLarge {
+                limit: OBJECT_BYTES_MAX,
+            });
+        }
+        let lock = self.locks.get(id);
+        let _guard = lock.lock().await;
+        if let Some(a) = self.replay(sender, counter, body_sha256).await? {
+            return Ok(a);
+        }
+        let (row, objs) = self.load(id).await?;
+        Self::require_buyer(&row, sender, false)?;
+        let now = now_s();
+        if row.reaped != 0 || now < row.start_s || now >= row.end_s {
+            return Err(Error::ContractNotActive);
+        }
+        let size = bytes.len() as u64;
+        let old = objs.iter().find(|o| o.name == name).cloned();
+        let new_used = row.used_bytes - old.as_ref().map(|o| o.size).unwrap_or(0) + to_i64(size)?;
+        if new_used > row.block_bytes {
+            return Err(Error::BlockFull {
+                block_bytes: row.block_bytes.unsigned_abs(),
+            });
+        }
+        let charge = market::per_kib_charge(row.write_per_kib.unsigned_abs(), size)
+            .map_err(|_| Error::BlockFull { block_bytes: 0 })?;
+        let new_spent = row.draw(charge, self.config.tab_limit)?;
+        // Hash off the async workers: a 64 MiB object is tens of milliseconds of CPU.
+        let hashed = bytes.clone();
+        let (sha256, tree) = tokio::task::spawn_blocking(move || {
+            (
+                protocol::sha256_hex(&hashed),
+                protocol::merkle::MerkleTree::from_bytes(&hashed),
+            )
+        })
+        .await
+        .map_err(|e| Error::Store(e.to_string()))?;
+        let key = Store::new_key(id, name);
+        self.store.put(&key, bytes).await?;
+        let info = ObjectInfo {
+            name: name.to_owned(),
+            size,
+            sha256,
+            merkle_root: tree.root_hex(),
+        };
+        let answer = serde_json::to_string(&info).map_err(|e| Error::InvalidJson(e.to_string()))?;
+        let obj = ObjectRow {
+            contract_id: id.to_owned(),
+            name: name.to_owned(),
+            path: key.clone(),
+            size: to_i64(size)?,
+            sha256: info.sha256.clone(),
+            merkle_root: info.merkle_root.clone(),
+            leaf_count: to_i64(tree.leaf_count())?,
+        };
+        let cmd = command_row(sender, counter, body_sha256, 200, &answer)?;
+        let contract_id = id.to_owned();
+        let committed = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<(), Error> {
+                    diesel::delete(objects::table.find((&obj.contract_id, &obj.name)))
+                        .execute(conn)?;
+                    diesel::insert_into(objects::table)
+                        .values(&obj)
+                        .execute(conn)?;
+                    diesel::update(contracts::table.find(&contract_id))
+                        .set((
+                            contracts::used_bytes.eq(new_used),
+                            contracts::spent.eq(new_spent),
+                        ))
+                        .execute(conn)?;
+                    diesel::insert_into(commands::table)
+                        .values(&cmd)
+                        .execute(conn)?;
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(e) = committed {
+            // The row still names the old bytes; the new ones are garbage.
+            let _ = self.store.delete(&key).await;
+            return Err(e);
+        }
+        if let Some(old) = old {
+            if let Err(e) = self.store.delete(&old.path).await {
+                tracing::warn!(error = %e, path = old.path, "old object version not deleted; the start-up sweep will");
+            }
+        }
+        Ok(Answer {
+            status: 200,
+            body: answer,
+        })
+    }
+
+    pub async fn delete_object(
+        &self,
+        id: &str,
+        name: &str,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+    ) -> Result<Answer, Error> {
+        if !valid_name(name) {
+            return Err(Error::InvalidName);
+        }
+        let lock = self.locks.get(id);
+        let _guard = lock.lock().await;
+        if let Some(a) = self.replay(sender, counter, body_sha256).await? {
+            return Ok(a);
+        }
+        let (row, objs) = self.load(id).await?;
+        Self::require_buyer(&row, sender, false)?;
+        let obj = objs
+            .into_iter()
+            .find(|o| o.name == name)
+            .ok_or(Error::UnknownObject)?;
+        let answer =
+            serde_json::to_string(&serde_json::json!({"deleted": name, "freed_bytes": obj.size}))
+                .unwrap_or_default();
+        let cmd = command_row(sender, counter, body_sha256, 200, &answer)?;
+        let path = obj.path.clone();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<(), Error> {
+                    diesel::delete(objects::table.find((&obj.contract_id, &obj.name)))
+                        .execute(conn)?;
+                    diesel::update(contracts::table.find(&obj.contract_id))
+                        .set(contracts::used_bytes.eq(contracts::used_bytes - obj.size))
+                        .execute(conn)?;
+                    diesel::insert_into(commands::table)
+                        .values(&cmd)
+                        .execute(conn)?;
+                    Ok(())
+                })
+            })
+            .await?;
+        self.store.delete(&path).await?;
+        Ok(Answer {
+            status: 200,
+            body: answer,
+        })
+    }
+
+    /// Charge a read of `range` of `name` and answer the bytes with the object's size.
+    async fn charged_read(
+        &self,
+        row: &ContractRow,
+        obj: &ObjectRow,
+        range: Option<RangeSpec>,
+    ) -> Result<(Bytes, Range<u64>, u64), Error> {
+        let size = obj.size.unsigned_abs();
+        let range = match range {
+            Some(r) => r.resolve(size)?,
+            None => 0..size,
+        };
+        let charge =
+            market::per_kib_charge(row.read_per_kib.unsigned_abs(), range.end - range.start)
+                .unwrap_or(u64::MAX);
+        let new_spent = row.draw(charge, self.config.tab_limit)?;
+        let id = row.id.clone();
+        let old_spent = row.spent;
+        // Conditional on `spent` being unchanged, so two concurrent reads cannot both draw the
+        // last of the credit; the loser retries from fresh numbers.
+        let applied = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    diesel::update(
+                        contracts::table
+                            .filter(contracts::id.eq(&id))
+                            .filter(contracts::spent.eq(old_spent)),
+                    )
+                    .set(contracts::spent.eq(new_spent))
+                    .execute(conn)?,
+                )
+            })
+            .await?;
+        if applied == 0 {
+            return Err(Error::Store("concurrent charge; retry".into()));
+        }
+        let bytes = self.store.get_range(&obj.path, range.clone()).await?;
+        Ok((bytes, range, size))
+    }
+
+    pub async fn read_object(
+        &self,
+        id: &str,
+        name: &str,
+        who: &EntityId,
+        range: Option<RangeSpec>,
+    ) -> Result<(Bytes, Range<u64>, u64), Error> {
+        if !valid_name(name) {
+            return Err(Error::InvalidName);
+        }
+        let lock = self.locks.get(id);
+        let _guard = lock.lock().await;
+        let (row, objs) = self.load(id).await?;
+        Self::require_buyer(&row, who, false)?;
+        if row.reaped != 0 {
+            return Err(Error::ContractNotActive);
+        }
+        let obj = objs
+            .iter()
+            .find(|o| o.name == name)
+            .ok_or(Error::UnknownObject)?;
+        self.charged_read(&row, obj, range).await
+    }
+
+    pub async fn create_retrieval(
+        &self,
+        id: &str,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+        object: &str,
+        uses: u64,
+        expires_in_s: u64,
+    ) -> Result<Answer, Error> {
+        if !valid_name(object) {
+            return Err(Error::InvalidName);
+        }
+        if !(1..=RETRIEVAL_USES_MAX).contains(&uses)
+            || !(1..=RETRIEVAL_TTL_S_MAX).contains(&expires_in_s)
+        {
+            return Err(Error::InvalidJson(format!(
+                "uses must be 1..={RETRIEVAL_USES_MAX} and expires_in_s 1..={RETRIEVAL_TTL_S_MAX}"
+            )));
+        }
+        let lock = self.locks.get(id);
+        let _guard = lock.lock().await;
+        if let Some(a) = self.replay(sender, counter, body_sha256).await? {
+            return Ok(a);
+        }
+        let (row, objs) = self.load(id).await?;
+        Self::require_buyer(&row, sender, false)?;
+        if !objs.iter().any(|o| o.name == object) {
+            return Err(Error::UnknownObject);
+        }
+        let mut raw = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+            .map_err(|_| Error::Store("no randomness".into()))?;
+        let token = protocol::b64_encode(&raw);
+        let expires_s = now_s().saturating_add(to_i64(expires_in_s)?);
+        let answer = serde_json::to_string(&Retrieval {
+            url: format!("{}/v1/r/{token}", self.endpoint()),
+            token: token.clone(),
+            expires_at: market::format_rfc3339(expires_s),
+        })
+        .unwrap_or_default();
+        let cmd = command_row(sender, counter, body_sha256, 201, &answer)?;
+        let (contract_id, object, uses_i) = (id.to_owned(), object.to_owned(), to_i64(uses)?);
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<(), Error> {
+                    diesel::insert_into(retrievals::table)
+                        .values((
+                            retrievals::token.eq(&token),
+                            retrievals::contract_id.eq(&contract_id),
+                            retrievals::object.eq(&object),
+                            retrievals::uses_left.eq(uses_i),
+                            retrievals::expires_s.eq(expires_s),
+                        ))
+                        .execute(conn)?;
+                    diesel::insert_into(commands::table)
+                        .values(&cmd)
+                        .execute(conn)?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(Answer {
+            status: 201,
+            body: answer,
+        })
+    }
+
+    /// Read through a retrieval token: one use, charged to the contract.
+    pub async fn redeem(
+        &self,
+        token: &str,
+        range: Option<RangeSpec>,
+    ) -> Result<(Bytes, Range<u64>, u64), Error> {
+        let t = token.to_owned();
+        let found: Option<(String, String, i64, i64)> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    retrievals::table
+                        .find(&t)
+                        .select((
+                            retrievals::contract_id,
+                            retrievals::object,
+                            retrievals::uses_left,
+                            retrievals::expires_s,
+                        ))
+                        .first(conn)
+                        .optional()?,
+                )
+            })
+            .await?;
+        let (id, object, _, _) = found
+            .filter(|(_, _, uses, exp)| *uses > 0 && *exp > now_s())
+            .ok_or(Error::UnknownToken)?;
+        let lock = self.locks.get(&id);
+        let _guard = lock.lock().await;
+        let (row, objs) = self.load(&id).await?;
+        if row.reaped != 0 {
+            return Err(Error::UnknownToken);
+        }
+        let obj = objs
+            .iter()
+            .find(|o| o.name == object)
+            .ok_or(Error::UnknownObject)?;
+        // Use up the token first (conditionally, so concurrent holders cannot overspend it).
+        let t = token.to_owned();
+        let used = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    diesel::update(
+                        retrievals::table
+                            .filter(retrievals::token.eq(&t))
+                            .filter(retrievals::uses_left.gt(0)),
+                    )
+                    .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
+                    .execute(conn)?,
+                )
+            })
+            .await?;
+        if used == 0 {
+            return Err(Error::UnknownToken);
+        }
+        self.charged_read(&row, obj, range).await
+    }
+
+    /// Answer an audit from the stored bytes: leaf `leaf` of `object` and its Merkle proof.
+    pub async fn audit(
+        &self,
+        id: &str,
+        who: &EntityId,
+        object: &str,
+        leaf: u64,
+    ) -> Result<AuditAnswer, Error> {
+        let (row, objs) = self.load(id).await?;
+        Self::require_buyer(&row, who, true)?;
+        let obj = objs
+            .iter()
+            .find(|o| o.name == object)
+            .ok_or(Error::UnknownObject)?;
+        // Recomputed from the bytes on every audit: a precomputed answer would pass after the
+        // data is gone.
+        let bytes = self.store.get(&obj.path).await?;
+        let answer = tokio::task::spawn_blocking(move || {
+            let tree = protocol::merkle::MerkleTree::from_bytes(&bytes);
+            let proof = tree.proof(leaf)?;
+            let start = usize::try_from(leaf).ok()? * protocol::merkle::LEAF_BYTES;
+            let end = (start + protocol::merkle::LEAF_BYTES).min(bytes.len());
+            use base64::Engine;
+            Some(AuditAnswer {
+                leaf_data: base64::engine::general_purpose::STANDARD
+                    .encode(&bytes[start.min(end)..end]),
+                proof: proof.iter().map(hex::encode).collect(),
+                leaf_count: tree.leaf_count(),
+                root: tree.root_hex(),
+            })
+        })
+        .await
+        .map_err(|e| Error::Store(e.to_string()))?
+        .ok_or(Error::InvalidJson(format!(
+            "leaf must be below {}",
+            obj.leaf_count
+        )))?;
+        self.db
+            .run(|conn| {
+                bump_stat(conn, "audits_answered")?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(answer)
+    }
+
+    /// Apply one page of deposits from `issuer`: credit contracts named by `transaction_id`,
+    /// count income, and move the cursor, all in one transaction.
+    pub async fn apply_deposits(
+        &self,
+        issuer: &str,
+        page: lcp::ledger::DepositsPage,
+    ) -> Result<u64, Error> {
+        let issuer = issuer.to_owned();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<u64, Error> {
+                    let mut credited = 0;
+                    let mut income: i64 = 0;
+                    for d in &page.deposits {
+                        let amount = to_i64(d.amount)?;
+                        income = income.saturating_add(amount);
+                        if let Some(t) = &d.transaction_id {
+                            credited += diesel::update(
+                                contracts::table
+                                    .filter(contracts::id.eq(t))
+                                    .filter(contracts::issuer.eq(&issuer)),
+                            )
+                            .set(contracts::paid.eq(contracts::paid + amount))
+                            .execute(conn)? as u64;
+                        }
+                    }
+                    let next = to_i64(page.next)?;
+                    let updated = diesel::update(payment_cursors::table.find(&issuer))
+                        .set((
+                            payment_cursors::next.eq(next),
+                            payment_cursors::income.eq(payment_cursors::income + income),
+                        ))
+                        .execute(conn)?;
+                    if updated == 0 {
+                        diesel::insert_into(payment_cursors::table)
+                            .values((
+                                payment_cursors::issuer.eq(&issuer),
+                                payment_cursors::next.eq(next),
+                                payment_cursors::income.eq(income),
+                            ))
+                            .execute(conn)?;
+                    }
+                    Ok(credited)
+                })
+            })
+            .await
+    }
+
+    pub async fn cursor(&self, issuer: &str) -> Result<u64, Error> {
+        let issuer = issuer.to_owned();
+        let next: Option<i64> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    payment_cursors::table
+                        .find(&issuer)
+                        .select(payment_cursors::next)
+                        .first(conn)
+                        .optional()?,
+                )
+            })
+            .await?;
+        Ok(next.unwrap_or(0).unsigned_abs())
+    }
+
+    /// Delete the objects of contracts past `end + grace` (and unpaid ones past their TTL) and
+    /// release their space. Answers how many contracts were reaped.
+    pub async fn reap(&self) -> Result<usize, Error> {
+        let now = now_s();
+        let grace = to_i64(self.config.grace_s)?;
+        let due: Vec<ContractRow> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    contracts::table
+                        .filter(contracts::reaped.eq(0))
+                        .load::<ContractRow>(conn)?,
+                )
+            })
+            .await?
+            .into_iter()
+            .filter(|c| {
+                now >= c.end_s.saturating_add(grace)
+                    || (c.paid < c.contract_price && now >= c.created_s + PENDING_TTL_S)
+            })
+            .collect();
+        for c in &due {
+            let lock = self.locks.get(&c.id);
+            let _guard = lock.lock().await;
+            let id = c.id.clone();
+            let paths: Vec<String> = self
+                .db
+                .run(move |conn| {
+                    Ok::<_, Error>(
+                        objects::table
+                            .filter(objects::contract_id.eq(&id))
+                            .select(objects::path)
+                            .load(conn)?,
+                    )
+                })
+                .await?;
+            for p in &paths {
+                self.store.delete(p).await?;
+            }
+            let id = c.id.clone();
+            self.db
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| -> Result<(), Error> {
+                        diesel::delete(objects::table.filter(objects::contract_id.eq(&id)))
+                            .execute(conn)?;
+                        diesel::delete(retrievals::table.filter(retrievals::contract_id.eq(&id)))
+                            .execute(conn)?;
+                        diesel::update(contracts::table.find(&id))
+                            .set((contracts::reaped.eq(1), contracts::used_bytes.eq(0)))
+                            .execute(conn)?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            self.locks.forget(&c.id);
+            tracing::info!(contract = %c.id, objects = paths.len(), "contract ended; objects deleted, space released");
+        }
+        Ok(due.len())
+    }
+
+    /// Remove stored bytes no object row names (leftovers of a crash mid-write).
+    pub async fn sweep(&self) -> Result<usize, Error> {
+        let keep: HashSet<String> = self
+            .db
+            .run(|conn| Ok::<_, Error>(objects::table.select(objects::path).load::<String>(conn)?))
+            .await?
+            .into_iter()
+            .collect();
+        self.store.sweep(&keep).await
+    }
+
+    pub async fn summary(&self) -> Result<Summary, Error> {
+        let recent: Vec<String> = self
+            .recent_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        let mut s = summarize(&self.db, &self.config, self.key.entity()).await?;
+        s.recent_errors = recent;
+        Ok(s)
+    }
+}
+
+/// The summary the dashboard and `storage-agent status` show, straight from the database.
+pub async fn summarize(
+    db: &Database,
+    config: &AgentConfig,
+    entity: &EntityId,
+) -> Result<Summary, Error> {
+    let now = now_s();
+    let (rows, objs, cursors, audits) = db
+        .run(move |conn| {
+            let rows: Vec<ContractRow> = contracts::table
+                .order(contracts::created_s.desc())
+                .load(conn)?;
+            let objs: Vec<ObjectRow> = objects::table.load(conn)?;
+            let cursors: Vec<(String, i64)> = payment_cursors::table
+                .select((payment_cursors::issuer, payment_cursors::income))
+                .load(conn)?;
+            let audits: Option<i64> = stats::table
+                .find("audits_answered")
+                .select(stats::value)
+                .first(conn)
+                .optional()?;
+            Ok::<_, Error>((rows, objs, cursors, audits))
+        })
+        .await?;
+    let reserved = reserved_of(&rows, now);
+    let mut by_contract: HashMap<&str, Vec<ObjectRow>> = HashMap::new();
+    for o in &objs {
+        by_contract
+            .entry(o.contract_id.as_str())
+            .or_default()
+            .push(o.clone());
+    }
+    let count = |s: &str| rows.iter().filter(|r| r.status(now) == s).count() as u64;
+    let earnings = config
+        .currencies
+        .iter()
+        .map(|c| Earning {
+            issuer: c.issuer.clone(),
+            issuer_url: c.issuer_url.clone(),
+            income: cursors
+                .iter()
+                .find(|(i, _)| i == &c.issuer)
+                .map(|(_, v)| v.unsigned_abs())
+                .unwrap_or(0),
+        })
+        .collect();
+    Ok(Summary {
+        entity: entity.to_string(),
+        capacity_bytes: config.capacity_bytes,
+        reserved_bytes: reserved,
+        used_bytes: rows.iter().map(|r| r.used_bytes.unsigned_abs()).sum(),
+        free_bytes: config.capacity_bytes.saturating_sub(reserved),
+        contracts_pending: count("pending_payment"),
+        contracts_active: count("active"),
+        contracts_ended: count("ended"),
+        objects: objs.len() as u64,
+        earnings,
+        audits_answered: audits.unwrap_or(0).unsigned_abs(),
+        recent_errors: Vec::new(),
+        contracts: rows
+            .iter()
+            .map(|r| {
+                view(
+                    r,
+                    by_contract
+                        .get(r.id.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]),
+                    now,
+                )
+            })
+            .collect(),
+    })
+}
+
+fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
+    ContractView {
+        id: row.id.clone(),
+        status: row.status(now).to_owned(),
+        used_bytes: row.used_bytes.unsigned_abs(),
+        block_bytes: row.block_bytes.unsigned_abs(),
+        credit: if row.paid < row.contract_price {
+            0
+        } else {
+            row.credit()
+        },
+        paid: row.paid.unsigned_abs(),
+        contract_price: row.contract_price.unsigned_abs(),
+        start: market::format_rfc3339(row.start_s),
+        end: market::format_rfc3339(row.end_s),
+        objects: objs.iter().map(ObjectInfo::from).collect(),
+    }
+}
+
+/// Blocks held by contracts that still hold (or may still receive) data.
+fn reserved_of(rows: &[ContractRow], now: i64) -> u64 {
+    rows.iter()
+        .filter(|r| {
+            r.reaped == 0 && !(r.paid < r.contract_price && now >= r.created_s + PENDING_TTL_S)
+        })
+        .map(|r| r.block_bytes.unsigned_abs())
+        .sum()
+}
+
+fn reserved_bytes(conn: &mut AnyConnection, now: i64) -> Result<u64, Error> {
+    let rows: Vec<ContractRow> = contracts::table
+        .filter(contracts::reaped.eq(0))
+        .load(conn)?;
+    Ok(reserved_of(&rows, now))
+}
+
+fn bump_stat(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
+    let n = diesel::update(stats::table.find(name))
+        .set(stats::value.eq(stats::value + 1))
+        .execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(stats::table)
+            .values((stats::name.eq(name), stats::value.eq(1i64)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = commands)]
+struct CommandRow {
+    counter: i64,
+    entity: String,
+    body_sha256: String,
+    status: i32,
+    response: String,
+}
+
+fn command_row(
+    sender: &EntityId,
+    counter: u64,
+    body_sha256: &str,
+    status: i32,
+    response: &str,
+) -> Result<CommandRow, Error> {
+    Ok(CommandRow {
+        counter: to_i64(counter)?,
+        entity: sender.to_string(),
+        body_sha256: body_sha256.to_owned(),
+        status,
+        response: response.to_owned(),
+    })
+}
+
+fn to_i64(v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::InvalidJson(format!("{v} is too large")))
+}
+
+/// A single HTTP byte range as sent (`bytes=a-b`, `bytes=a-`, `bytes=-n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    From(u64, Option<u64>),
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    pub fn parse(header: &str) -> Result<RangeSpec, Error> {
+        let bad = || {
+            Error::InvalidRange(format!(
+                "unsupported Range {header:?}; use one bytes=a-b range"
+            ))
+        };
+        let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        if spec.contains(',') {
+            return Err(bad());
+        }
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        match (a.trim(), b.trim()) {
+            ("", n) => Ok(RangeSpec::Suffix(n.parse().map_err(|_| bad())?)),
+            (a, "") => Ok(RangeSpec::From(a.parse().map_err(|_| bad())?, None)),
+            (a, b) => {
+                let (a, b): (u64, u64) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if b < a {
+                    return Err(bad());
+                }
+                Ok(RangeSpec::From(a, Some(b)))
+            }
+        }
+    }
+
+    /// The half-open byte range within an object of `size` bytes.
+    pub fn resolve(self, size: u64) -> Result<Range<u64>, Error> {
+        let r = match self {
+            RangeSpec::From(a, _) if a >= size => return Err(Error::RangeNotSatisfiable { size }),
+            RangeSpec::From(a, b) => a..b.map(|b| b + 1).unwrap_or(size).min(size),
+            RangeSpec::Suffix(0) => return Err(Error::RangeNotSatisfiable { size }),
+            RangeSpec::Suffix(n) => size.saturating_sub(n)..size,
+        };
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for good in ["a", "pack-0001.bin", "A_b.c-d", &"x".repeat(128)] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".x",
+            "a/b",
+            "a\\b",
+            "é",
+            "a b",
+            &"x".repeat(129),
+            "../etc",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_parse_and_resolve() {
+        assert_eq!(
+            RangeSpec::parse("bytes=0-9")
+                .and_then(|r| r.resolve(100))
+                .ok(),
+            Some(0..10)
+        );
+        assert_eq!(
+            RangeSpec::parse("bytes=90-")
+                .and_then(|r| r.resolve(100))
+                .ok(),
+            Some(90..100)
+        );
+        assert_eq!(
+            RangeSpec::parse("bytes=-5")
+                .and_then(|r| r.resolve(100))
+                .ok(),
+            Some(95..100)
+        );
+        assert_eq!(
+            RangeSpec::parse("bytes=50-500")
+                .and_then(|r| r.resolve(100))
+                .ok(),
+            Some(50..100)
+        );
+        assert!(matches!(
+            RangeSpec::parse("bytes=100-").and_then(|r| r.resolve(100)),
+            Err(Error::RangeNotSatisfiable { .. })
+        ));
+        assert!(RangeSpec::parse("bytes=5-1").is_err());
+        assert!(RangeSpec::parse("bytes=0-1,5-6").is_err());
+        assert!(RangeSpec::parse("items=0-1").is_err());
+    }
+}

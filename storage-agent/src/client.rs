@@ -1,0 +1,282 @@
+//! The buyer's library (used by backup and cdn): read an agent's offer, form a contract, pay it,
+//! put / get / delete objects, hand out retrieval tokens, and audit with an independent check.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lcp::client::{check_status, ClientError, CommandAnswer, IssuerClient, SignedClient};
+use protocol::market::{self, Contract, Offer};
+use protocol::{EntityId, Envelope, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AuditAnswer, ContractView, ObjectInfo, Retrieval};
+
+/// A contract the agent accepted: the buyer's envelope and the agent's countersignature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedContract {
+    pub contract: Envelope,
+    pub agent_signature: String,
+    pub status: String,
+}
+
+impl SignedContract {
+    pub fn terms(&self) -> Result<Contract, ClientError> {
+        serde_json::from_str(&self.contract.payload).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+pub struct AgentClient {
+    signed: SignedClient,
+    /// Counters from the clock in microseconds, so a restarted buyer never reuses one.
+    last_counter: AtomicU64,
+}
+
+impl AgentClient {
+    pub fn new(http: reqwest::Client, endpoint: &str, key: Arc<KeyPair>) -> AgentClient {
+        AgentClient {
+            signed: SignedClient::new(http, endpoint, key),
+            last_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn signed(&self) -> &SignedClient {
+        &self.signed
+    }
+
+    fn next_counter(&self) -> u64 {
+        let now_us = lcp::now_ms() * 1000;
+        let mut prev = self.last_counter.load(Ordering::Relaxed);
+        loop {
+            let next = (prev + 1).max(now_us);
+            match self.last_counter.compare_exchange(
+                prev,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    /// The agent's offer, with its signature checked against the agent's own identity.
+    pub async fn offer(&self) -> Result<(Envelope, Offer), ClientError> {
+        let resp = self
+            .signed
+            .send("GET", "/v1/offer", Vec::new(), None, &[], 0)
+            .await?;
+        let env: Envelope = check_status(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let (signer, offer): (EntityId, Offer) = env
+            .open(market::OFFER_TYPE)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let agent = self.signed.audience().await?;
+        if &signer != agent || &offer.agent != agent {
+            return Err(ClientError::Decode(
+                "the offer is not signed by the agent that served it".into(),
+            ));
+        }
+        Ok((env, offer))
+    }
+
+    /// Terms at the offer's prices for `block_bytes` over `duration_s` starting now.
+    pub fn terms_from_offer(
+        offer: &Offer,
+        buyer: &EntityId,
+        issuer: &EntityId,
+        block_bytes: u64,
+        duration_s: u64,
+        auditors: Vec<EntityId>,
+    ) -> Result<Contract, ClientError> {
+        let c = offer
+            .currency(issuer)
+            .ok_or_else(|| ClientError::Config(format!("the agent does not accept {issuer}")))?;
+        let start = i64::try_from(lcp::now_ms() / 1000).unwrap_or(0);
+        Ok(Contract {
+            id: uuid::Uuid::new_v4().to_string(),
+            agent: offer.agent.clone(),
+            buyer: buyer.clone(),
+            issuer: issuer.clone(),
+            block_bytes,
+            start: market::format_rfc3339(start),
+            end: market::format_rfc3339(start + i64::try_from(duration_s).unwrap_or(i64::MAX / 2)),
+            contract_price: market::contract_price_min(c, block_bytes, duration_s)
+                .map_err(|e| ClientError::Config(e.to_string()))?,
+            write_per_kib: c.write_per_kib,
+            read_per_kib: c.read_per_kib,
+            auditors,
+        })
+    }
+
+    /// Sign `terms` as the buyer and have the agent countersign them.
+    pub async fn propose(
+        &self,
+        terms: &Contract,
+    ) -> Result<CommandAnswer<SignedContract>, ClientError> {
+        let env = Envelope::sign_json(self.signed.key(), market::CONTRACT_TYPE, terms)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body = serde_json::to_vec(&env).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let answer: CommandAnswer<SignedContract> = self
+            .signed
+            .command("POST", "/v1/contracts", body, self.next_counter())
+            .await?;
+        let agent = self.signed.audience().await?;
+        if !answer
+            .value
+            .contract
+            .verify_countersignature(agent, &answer.value.agent_signature)
+        {
+            return Err(ClientError::Decode(
+                "the agent's countersignature does not verify".into(),
+            ));
+        }
+        Ok(answer)
+    }
+
+    pub async fn contract(&self, id: &str) -> Result<ContractView, ClientError> {
+        self.signed.query(&format!("/v1/contracts/{id}"), 0).await
+    }
+
+    pub async fn put(
+        &self,
+        id: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<ObjectInfo, ClientError> {
+        let path = format!(
+            "/v1/contracts/{id}/objects/{}",
+            lcp::client::encode_query_value(name)
+        );
+        Ok(self
+            .signed
+            .command_with(
+                "PUT",
+                &path,
+                bytes,
+                "application/octet-stream",
+                self.next_counter(),
+            )
+            .await?
+            .value)
+    }
+
+    /// Read an object, or the inclusive byte range `range`.
+    pub async fn get(
+        &self,
+        id: &str,
+        name: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Bytes, ClientError> {
+        let path = format!(
+            "/v1/contracts/{id}/objects/{}",
+            lcp::client::encode_query_value(name)
+        );
+        let headers: Vec<(&str, String)> = range
+            .map(|(a, b)| ("range", format!("bytes={a}-{b}")))
+            .into_iter()
+            .collect();
+        let resp = check_status(
+            self.signed
+                .send("GET", &path, Vec::new(), None, &headers, 0)
+                .await?,
+        )
+        .await?;
+        resp.bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn delete(&self, id: &str, name: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!(
+            "/v1/contracts/{id}/objects/{}",
+            lcp::client::encode_query_value(name)
+        );
+        Ok(self
+            .signed
+            .command_with(
+                "DELETE",
+                &path,
+                Vec::new(),
+                "application/json",
+                self.next_counter(),
+            )
+            .await?
+            .value)
+    }
+
+    pub async fn retrieval(
+        &self,
+        id: &str,
+        object: &str,
+        uses: u64,
+        expires_in_s: u64,
+    ) -> Result<Retrieval, ClientError> {
+        let body = serde_json::to_vec(
+            &serde_json::json!({"object": object, "uses": uses, "expires_in_s": expires_in_s}),
+        )
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(self
+            .signed
+            .command(
+                "POST",
+                &format!("/v1/contracts/{id}/retrievals"),
+                body,
+                self.next_counter(),
+            )
+            .await?
+            .value)
+    }
+
+    pub async fn audit(
+        &self,
+        id: &str,
+        object: &str,
+        leaf: u64,
+    ) -> Result<AuditAnswer, ClientError> {
+        let body = serde_json::to_vec(&serde_json::json!({"object": object, "leaf": leaf}))
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .query_json("POST", &format!("/v1/contracts/{id}/audit"), body)
+            .await
+    }
+}
+
+/// Pay a contract's price (or `extra` on top, as prepaid credit) with `transaction_id` = contract id.
+pub async fn pay(
+    wallet: &IssuerClient,
+    contract: &Contract,
+    extra: u64,
+) -> Result<(), ClientError> {
+    let amount = contract
+        .contract_price
+        .checked_add(extra)
+        .ok_or_else(|| ClientError::Config("amount overflows".into()))?;
+    wallet
+        .transfer(&contract.agent, amount, Some(&contract.id))
+        .await?;
+    Ok(())
+}
+
+/// Check an audit answer independently against the root the buyer recorded at upload.
+pub fn verify_audit(answer: &AuditAnswer, expected_root_hex: &str, leaf: u64) -> bool {
+    use base64::Engine;
+    let Some(root) = protocol::merkle::parse_hash(expected_root_hex) else {
+        return false;
+    };
+    let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&answer.leaf_data) else {
+        return false;
+    };
+    let proof: Option<Vec<protocol::merkle::Hash>> = answer
+        .proof
+        .iter()
+        .map(|h| protocol::merkle::parse_hash(h))
+        .collect();
+    let Some(proof) = proof else { return false };
+    answer.root == expected_root_hex
+        && protocol::merkle::verify_proof(&root, leaf, answer.leaf_count, &data, &proof)
+}

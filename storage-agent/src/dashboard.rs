@@ -1,0 +1,108 @@
+//! `GET /`: the home user's page. Server-rendered HTML, no script needed.
+
+use actix_web::HttpResponse;
+
+use crate::error::Error;
+use crate::server::State;
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub async fn page(agent: State) -> Result<HttpResponse, Error> {
+    let s = agent.summary().await?;
+    let mut rows = String::new();
+    for c in &s.contracts {
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.id),
+            esc(&c.status),
+            human(c.used_bytes),
+            human(c.block_bytes),
+            c.objects.len(),
+            c.credit,
+            esc(&c.end)
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=6>No contracts yet. Buyers find this agent through its offer.</td></tr>");
+    }
+    let earnings: String = s
+        .earnings
+        .iter()
+        .map(|e| {
+            format!(
+                "<li><span class=income>{}</span> from <code>{}</code> ({})</li>",
+                e.income,
+                esc(&e.issuer),
+                esc(&e.issuer_url)
+            )
+        })
+        .collect();
+    let errors: String = if s.recent_errors.is_empty() {
+        "<li>none</li>".into()
+    } else {
+        s.recent_errors
+            .iter()
+            .map(|e| format!("<li>{}</li>", esc(e)))
+            .collect()
+    };
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Storage agent</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+.cards {{ display: flex; gap: 1rem; flex-wrap: wrap; }}
+.card {{ border: 1px solid #ccc; border-radius: 8px; padding: 1rem; min-width: 10rem; }}
+.card b {{ display: block; font-size: 1.4rem; }}
+table {{ border-collapse: collapse; margin-top: 1rem; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left; }}
+</style></head>
+<body>
+<h1>Storage agent</h1>
+<p>Entity <code id="entity">{entity}</code></p>
+<div class="cards">
+ <div class="card">Free<b id="free">{free}</b></div>
+ <div class="card">Used<b id="used">{used}</b></div>
+ <div class="card">Reserved by contracts<b id="reserved">{reserved}</b></div>
+ <div class="card">Capacity<b id="capacity">{capacity}</b></div>
+ <div class="card">Active contracts<b id="active">{active}</b></div>
+ <div class="card">Audits answered<b id="audits">{audits}</b></div>
+</div>
+<h2>Earnings</h2><ul id="earnings">{earnings}</ul>
+<h2>Reliability</h2><p id="reliability">Not rated yet: the market reports reliability once it audits this agent.</p>
+<h2>Contracts</h2>
+<table id="contracts"><tr><th>id</th><th>status</th><th>used / block</th><th>objects</th><th>credit</th><th>ends</th></tr>{rows}</table>
+<h2>Recent errors</h2><ul id="errors">{errors}</ul>
+</body></html>"#,
+        entity = esc(&s.entity),
+        free = human(s.free_bytes),
+        used = human(s.used_bytes),
+        reserved = human(s.reserved_bytes),
+        capacity = human(s.capacity_bytes),
+        active = s.contracts_active,
+        audits = s.audits_answered,
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}

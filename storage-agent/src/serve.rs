@@ -1,0 +1,92 @@
+//! `storage-agent serve`: open the database and store, sweep crash leftovers, start the HTTP
+//! server and the background tasks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::Agent;
+use crate::config::AgentConfig;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub database: Option<String>,
+    pub market: Option<String>,
+    pub heartbeat_s: u64,
+    pub tls: Option<lcp::http::TlsFiles>,
+}
+
+pub struct RunningAgent {
+    pub url: String,
+    pub agent: Arc<Agent>,
+    pub http: lcp::http::HttpHandle,
+}
+
+impl RunningAgent {
+    pub fn wait(self) -> std::io::Result<()> {
+        self.http.wait()
+    }
+}
+
+pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
+    let config = AgentConfig::load(&options.data_dir)?;
+    let key = Arc::new(lcp::keyfile::load(&options.data_dir.join("identity.key"))?);
+    let location = match &options.database {
+        Some(url) => db::Location::parse(url),
+        None => db::Location::sqlite_in(&options.data_dir, "agent.sqlite"),
+    };
+    let database = db::Database::open(location, crate::migrations())?;
+    let store = Store::open(&config.store, &options.data_dir)?;
+    let agent = Arc::new(Agent::new(key, config.clone(), database, store));
+    let for_routes = agent.clone();
+    let for_tasks = agent.clone();
+    let market = options.market.clone();
+    let every = Duration::from_secs(options.heartbeat_s.max(1));
+    let http = lcp::http::spawn(
+        "agent",
+        &options.listen,
+        options.tls.as_ref(),
+        0,
+        move |cfg| crate::server::routes(cfg, for_routes.clone()),
+        move || {
+            let a = for_tasks;
+            actix_web::rt::spawn({
+                let a = a.clone();
+                async move {
+                    match a.sweep().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(removed = n, "removed unreferenced object versions")
+                        }
+                        Err(e) => a.note_error(format!("start-up sweep: {e}")),
+                    }
+                }
+            });
+            for c in &a.config.currencies {
+                actix_web::rt::spawn(crate::tasks::watch_payments(
+                    a.clone(),
+                    c.issuer.clone(),
+                    c.issuer_url.clone(),
+                ));
+            }
+            actix_web::rt::spawn(crate::tasks::reap(a.clone()));
+            if let Some(m) = market {
+                actix_web::rt::spawn(crate::tasks::heartbeat(a.clone(), m, every));
+            }
+        },
+    )?;
+    let url = if config.endpoint.is_empty() {
+        http.url.clone()
+    } else {
+        config.endpoint.clone()
+    };
+    agent.set_endpoint(&url);
+    Ok(RunningAgent {
+        url: http.url.clone(),
+        agent,
+        http,
+    })
+}

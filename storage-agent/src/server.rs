@@ -1,0 +1,312 @@
+//! The agent's HTTP API (DESIGN section 5). Handlers parse, authenticate, call [`Agent`] and map
+//! the result; commands' answers are signed (receipts).
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use protocol::{EntityId, Envelope, ErrorBody, RequestKind, VerifiedRequest};
+use serde::Deserialize;
+
+use crate::agent::{Agent, Answer, RangeSpec};
+use crate::config::OBJECT_BYTES_MAX;
+use crate::error::Error;
+
+/// Largest JSON body (contracts, retrieval and audit requests).
+const JSON_BODY_BYTES_MAX: u64 = 64 * 1024;
+
+pub type State = web::Data<Arc<Agent>>;
+
+pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
+    cfg.app_data(web::Data::new(agent))
+        .route("/", web::get().to(crate::dashboard::page))
+        .route("/.well-known/lcp", web::get().to(descriptor))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/offer", web::get().to(offer))
+        .route("/v1/status", web::get().to(status))
+        .route("/v1/contracts", web::post().to(create_contract))
+        .route("/v1/contracts/{id}", web::get().to(get_contract))
+        .route(
+            "/v1/contracts/{id}/objects/{name}",
+            web::put().to(put_object),
+        )
+        .route(
+            "/v1/contracts/{id}/objects/{name}",
+            web::get().to(get_object),
+        )
+        .route(
+            "/v1/contracts/{id}/objects/{name}",
+            web::delete().to(delete_object),
+        )
+        .route(
+            "/v1/contracts/{id}/retrievals",
+            web::post().to(create_retrieval),
+        )
+        .route("/v1/contracts/{id}/audit", web::post().to(audit))
+        .route("/v1/r/{token}", web::get().to(redeem))
+        .default_service(web::to(|| async {
+            HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
+        }));
+}
+
+async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<Bytes, Error> {
+    lcp::http::read_body(req, payload, limit)
+        .await
+        .map_err(|e| match e {
+            lcp::http::BodyError::TooLarge { limit } => Error::BodyTooLarge { limit },
+            lcp::http::BodyError::Read(m) => Error::InvalidJson(m),
+        })
+}
+
+fn auth(
+    req: &HttpRequest,
+    body: &[u8],
+    agent: &Agent,
+    kind: RequestKind,
+) -> Result<VerifiedRequest, Error> {
+    Ok(lcp::http::authenticate(
+        req,
+        body,
+        agent.key.entity().as_str(),
+        kind,
+    )?)
+}
+
+fn counter(v: &VerifiedRequest) -> Result<u64, Error> {
+    v.counter
+        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))
+}
+
+/// A command's outcome, success or refusal, signed for the sender.
+fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> HttpResponse {
+    let (status, body) = match result {
+        Ok(a) => (a.status, a.body),
+        Err(e) => {
+            if matches!(e, Error::Store(_) | Error::Db(_)) {
+                tracing::error!(error = %e, "command failed on storage");
+                agent.note_error(e.to_string());
+            }
+            (
+                e.status().as_u16(),
+                serde_json::to_string(&e.body()).unwrap_or_default(),
+            )
+        }
+    };
+    lcp::http::signed_response(&agent.key, v, status, body)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson(e.to_string()))
+}
+
+async fn descriptor(agent: State) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "protocol": "lcp/1",
+        "role": "storage-agent",
+        "entity": agent.key.entity(),
+        "endpoint": agent.endpoint(),
+    }))
+}
+
+async fn metrics(agent: State) -> Result<HttpResponse, Error> {
+    let s = agent.summary().await?;
+    let mut out = String::new();
+    for (name, kind, value) in [
+        ("agent_capacity_bytes", "gauge", s.capacity_bytes),
+        ("agent_reserved_bytes", "gauge", s.reserved_bytes),
+        ("agent_used_bytes", "gauge", s.used_bytes),
+        ("agent_contracts_active", "gauge", s.contracts_active),
+        ("agent_contracts_pending", "gauge", s.contracts_pending),
+        ("agent_objects", "gauge", s.objects),
+        ("agent_audits_answered_total", "counter", s.audits_answered),
+    ] {
+        out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    for e in &s.earnings {
+        out.push_str(&format!(
+            "agent_income_total{{issuer=\"{}\"}} {}\n",
+            e.issuer, e.income
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out))
+}
+
+async fn offer(agent: State) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse::Ok().json(agent.offer().await?))
+}
+
+async fn status(agent: State) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse::Ok().json(agent.summary().await?))
+}
+
+async fn create_contract(
+    req: HttpRequest,
+    payload: web::Payload,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let result = async {
+        let envelope: Envelope = parse_json(&bytes)?;
+        agent
+            .create_contract(&v.entity, counter(&v)?, &v.body_sha256, envelope)
+            .await
+    }
+    .await;
+    Ok(signed(&agent, &v, result))
+}
+
+async fn get_contract(
+    req: HttpRequest,
+    path: web::Path<String>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let v = auth(&req, b"", &agent, RequestKind::Query)?;
+    Ok(HttpResponse::Ok().json(agent.contract(&path, &v.entity).await?))
+}
+
+async fn put_object(
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<(String, String)>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, OBJECT_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let (id, name) = path.into_inner();
+    let result = async {
+        agent
+            .put_object(&id, &name, &v.entity, counter(&v)?, &v.body_sha256, bytes)
+            .await
+    }
+    .await;
+    Ok(signed(&agent, &v, result))
+}
+
+async fn delete_object(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let v = auth(&req, b"", &agent, RequestKind::Command)?;
+    let (id, name) = path.into_inner();
+    let result = async {
+        agent
+            .delete_object(&id, &name, &v.entity, counter(&v)?, &v.body_sha256)
+            .await
+    }
+    .await;
+    Ok(signed(&agent, &v, result))
+}
+
+fn range_of(req: &HttpRequest) -> Result<Option<RangeSpec>, Error> {
+    match req.headers().get("range") {
+        None => Ok(None),
+        Some(h) => RangeSpec::parse(
+            h.to_str()
+                .map_err(|_| Error::InvalidRange("not ASCII".into()))?,
+        )
+        .map(Some),
+    }
+}
+
+/// 200 with the whole object, or 206 with `Content-Range` for a range request.
+fn bytes_response(
+    ranged: bool,
+    (bytes, range, size): (Bytes, std::ops::Range<u64>, u64),
+) -> HttpResponse {
+    let mut resp = if ranged {
+        HttpResponse::PartialContent()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.insert_header(("accept-ranges", "bytes"))
+        .content_type("application/octet-stream");
+    if ranged {
+        let last = range.end.saturating_sub(1);
+        resp.insert_header((
+            "content-range",
+            format!("bytes {}-{last}/{size}", range.start),
+        ));
+    }
+    resp.body(bytes)
+}
+
+async fn get_object(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let v = auth(&req, b"", &agent, RequestKind::Query)?;
+    let (id, name) = path.into_inner();
+    let range = range_of(&req)?;
+    let read = agent.read_object(&id, &name, &v.entity, range).await?;
+    Ok(bytes_response(range.is_some(), read))
+}
+
+async fn redeem(
+    req: HttpRequest,
+    token: web::Path<String>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let range = range_of(&req)?;
+    let read = agent.redeem(&token, range).await?;
+    Ok(bytes_response(range.is_some(), read))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrievalRequest {
+    object: String,
+    uses: u64,
+    expires_in_s: u64,
+}
+
+async fn create_retrieval(
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<String>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let result = async {
+        let r: RetrievalRequest = parse_json(&bytes)?;
+        agent
+            .create_retrieval(
+                &path,
+                &v.entity,
+                counter(&v)?,
+                &v.body_sha256,
+                &r.object,
+                r.uses,
+                r.expires_in_s,
+            )
+            .await
+    }
+    .await;
+    Ok(signed(&agent, &v, result))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditRequest {
+    object: String,
+    leaf: u64,
+}
+
+/// Audits are signed queries (no counter): answering one changes nothing the buyer pays for.
+async fn audit(
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<String>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &agent, RequestKind::Query)?;
+    let a: AuditRequest = parse_json(&bytes)?;
+    let who: &EntityId = &v.entity;
+    Ok(HttpResponse::Ok().json(agent.audit(&path, who, &a.object, a.leaf).await?))
+}

@@ -1,0 +1,112 @@
+//! Background loops: the payment watcher (one per accepted currency), the reaper of ended
+//! contracts, and the market heartbeat. Each retries with a bounded backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lcp::client::{http_client, ClientOptions, IssuerClient, SignedClient};
+
+use crate::agent::Agent;
+
+/// How long one deposits long poll waits for news.
+pub const WATCH_WAIT_MS: u64 = 20_000;
+/// Backoff bounds after a failed poll or post.
+const BACKOFF_MS_MIN: u64 = 500;
+const BACKOFF_MS_MAX: u64 = 30_000;
+/// Steps of 10 ms the heartbeat waits for the endpoint to be known.
+const ENDPOINT_WAIT_STEPS_MAX: u32 = 500;
+/// How often ended contracts are looked for.
+pub const REAP_INTERVAL_MS: u64 = 1_000;
+
+/// Follow `issuer`'s deposits to this agent and credit contracts, forever.
+pub async fn watch_payments(agent: Arc<Agent>, issuer: String, issuer_url: String) {
+    let http = match http_client(&ClientOptions::default()) {
+        Ok(h) => h,
+        Err(e) => {
+            agent.note_error(format!(
+                "payment watcher for {issuer_url} cannot start: {e}"
+            ));
+            return;
+        }
+    };
+    let client = IssuerClient::new(http, &issuer_url, agent.key.clone(), None);
+    let mut backoff = BACKOFF_MS_MIN;
+    loop {
+        let step = async {
+            let after = agent.cursor(&issuer).await.map_err(|e| e.to_string())?;
+            let page = client
+                .deposits(after, WATCH_WAIT_MS, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !page.deposits.is_empty() {
+                let credited = agent
+                    .apply_deposits(&issuer, page)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(issuer = %issuer_url, credited, "deposits applied");
+            }
+            Ok::<_, String>(())
+        };
+        match step.await {
+            Ok(()) => backoff = BACKOFF_MS_MIN,
+            Err(e) => {
+                tracing::warn!(issuer = %issuer_url, error = %e, "payment watcher");
+                agent.note_error(format!("payments from {issuer_url}: {e}"));
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MS_MAX);
+            }
+        }
+    }
+}
+
+/// Delete the data of ended contracts, forever.
+pub async fn reap(agent: Arc<Agent>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(REAP_INTERVAL_MS)).await;
+        if let Err(e) = agent.reap().await {
+            tracing::warn!(error = %e, "reaper");
+            agent.note_error(format!("reaper: {e}"));
+        }
+    }
+}
+
+/// Post the signed offer to the market now and every `every`, forever.
+pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
+    let http = match http_client(&ClientOptions::default()) {
+        Ok(h) => h,
+        Err(e) => {
+            agent.note_error(format!("heartbeat cannot start: {e}"));
+            return;
+        }
+    };
+    let market = SignedClient::new(http, &market_url, agent.key.clone());
+    let mut last_counter = 0;
+    // The endpoint is known once the server bound; the offer must carry it.
+    for _ in 0..ENDPOINT_WAIT_STEPS_MAX {
+        if !agent.endpoint().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    loop {
+        let result = async {
+            let offer = agent.offer().await.map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec(&offer).map_err(|e| e.to_string())?;
+            // Counters from the clock: increasing across restarts without a state file.
+            last_counter = (last_counter + 1).max(lcp::now_ms() * 1000);
+            market
+                .command::<serde_json::Value>("POST", "/v1/offers", body, last_counter)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(_) => tracing::debug!(market = %market_url, "offer posted"),
+            Err(e) => {
+                tracing::warn!(market = %market_url, error = %e, "heartbeat");
+                agent.note_error(format!("heartbeat to {market_url}: {e}"));
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
