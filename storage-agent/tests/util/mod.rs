@@ -1,0 +1,149 @@
+//! Test harness: a real issuer and a real agent per test, in one temporary directory, over
+//! loopback HTTP; both stopped when dropped.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use protocol::KeyPair;
+use storage_agent::client::AgentClient;
+use storage_agent::config::{AgentConfig, CurrencyConfig};
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub issuer: lcp::server::RunningIssuer,
+    pub agent: storage_agent::serve::RunningAgent,
+    pub http: reqwest::Client,
+    pub mint: IssuerClient,
+}
+
+pub struct Prices {
+    pub storage_per_gib_day: u64,
+    pub write_per_kib: u64,
+    pub read_per_kib: u64,
+    pub contract_min: u64,
+}
+
+pub const PRICES: Prices = Prices {
+    storage_per_gib_day: 1_000_000,
+    write_per_kib: 2,
+    read_per_kib: 1,
+    contract_min: 100,
+};
+
+impl World {
+    pub fn start(capacity_bytes: u64, grace_s: u64, database: Option<String>) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let issuer = lcp::server::start(lcp::server::ServeOptions {
+            data_dir: dir.path().join("issuer"),
+            listen: "127.0.0.1:0".into(),
+            database: None,
+            config: Default::default(),
+            tls: None,
+        })
+        .expect("issuer");
+        let agent_dir = dir.path().join("agent");
+        std::fs::create_dir_all(&agent_dir).expect("agent dir");
+        lcp::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
+        let config = AgentConfig {
+            capacity_bytes,
+            block_bytes_max: capacity_bytes,
+            grace_s,
+            currencies: vec![CurrencyConfig {
+                issuer_url: issuer.url.clone(),
+                issuer: issuer.entity.to_string(),
+                storage_per_gib_day: PRICES.storage_per_gib_day,
+                write_per_kib: PRICES.write_per_kib,
+                read_per_kib: PRICES.read_per_kib,
+                contract_min: PRICES.contract_min,
+            }],
+            ..AgentConfig::default()
+        };
+        config.save(&agent_dir).expect("config");
+        let agent = storage_agent::serve::start(storage_agent::serve::ServeOptions {
+            data_dir: agent_dir,
+            listen: "127.0.0.1:0".into(),
+            database,
+            market: None,
+            heartbeat_s: 60,
+            tls: None,
+        })
+        .expect("agent");
+        let http = http_client(&ClientOptions::default()).expect("http");
+        let mint_key = dir.path().join("issuer/identity.key");
+        let mint = IssuerClient::new(
+            http.clone(),
+            &issuer.url,
+            Arc::new(lcp::keyfile::load(&mint_key).expect("mint key")),
+            Some(CounterStore::beside_key(&mint_key)),
+        );
+        World {
+            dir,
+            issuer,
+            agent,
+            http,
+            mint,
+        }
+    }
+
+    /// A funded buyer: its agent client and wallet.
+    pub async fn buyer(&self, funds: u64) -> (AgentClient, IssuerClient, Arc<KeyPair>) {
+        let path = self.dir.path().join(format!("buyer-{}.key", lcp::now_ms()));
+        let key = Arc::new(lcp::keyfile::generate(&path).expect("buyer key"));
+        self.mint
+            .transfer(key.entity(), funds, Some("funding"))
+            .await
+            .expect("fund buyer");
+        let wallet = IssuerClient::new(
+            self.http.clone(),
+            &self.issuer.url,
+            key.clone(),
+            Some(CounterStore::beside_key(&path)),
+        );
+        (
+            AgentClient::new(self.http.clone(), &self.agent.url, key.clone()),
+            wallet,
+            key,
+        )
+    }
+
+    pub fn objects_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("agent/objects")
+    }
+}
+
+/// Poll `check` every 50 ms until it holds or `wait_ms_max` passes.
+pub async fn eventually<F, Fut>(wait_ms_max: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_millis(wait_ms_max);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {wait_ms_max} ms waiting for {what}");
+}
+
+/// Bytes stored under the local object directory (every version of every object).
+pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
