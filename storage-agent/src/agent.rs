@@ -226,6 +226,14 @@ pub struct Agent {
     recent_errors: Mutex<VecDeque<String>>,
 }
 
+/// Who sent a command and its idempotency key: the verified signer, counter and body hash.
+#[derive(Debug, Clone, Copy)]
+pub struct Cmd<'a> {
+    pub sender: &'a EntityId,
+    pub counter: u64,
+    pub body_sha256: &'a str,
+}
+
 /// A stored command answer (replayed on repetition).
 pub struct Answer {
     pub status: u16,
@@ -303,13 +311,12 @@ impl Agent {
     }
 
     /// Check a buyer-signed contract against the offer and free space, countersign and record it.
-    pub async fn create_contract(
-        &self,
-        sender: &EntityId,
-        counter: u64,
-        body_sha256: &str,
-        envelope: Envelope,
-    ) -> Result<Answer, Error> {
+    pub async fn create_contract(&self, cmd: Cmd<'_>, envelope: Envelope) -> Result<Answer, Error> {
+        let Cmd {
+            sender,
+            counter,
+            body_sha256,
+        } = cmd;
         if let Some(a) = self.replay(sender, counter, body_sha256).await? {
             return Ok(a);
         }
@@ -330,7 +337,10 @@ impl Agent {
         let now = now_s();
         let reserved = self.db.run(move |c| reserved_bytes(c, now)).await?;
         let free = self.config.capacity_bytes.saturating_sub(reserved);
-        let offer = self.offer_doc(free, now);
+        let mut offer = self.offer_doc(free, now);
+        // The published offer caps blocks at the free space; here the configured maximum
+        // applies, so a block that fits the agent but not its free space says so.
+        offer.block_bytes_max = self.config.block_bytes_max;
         market::check_contract(&contract, &offer, now, free)?;
         let (start_s, end_s) = market::contract_window(&contract)?;
         let agent_signature = envelope.countersign(&self.key);
@@ -455,11 +465,14 @@ impl Agent {
         &self,
         id: &str,
         name: &str,
-        sender: &EntityId,
-        counter: u64,
-        body_sha256: &str,
+        cmd: Cmd<'_>,
         bytes: Bytes,
     ) -> Result<Answer, Error> {
+        let Cmd {
+            sender,
+            counter,
+            body_sha256,
+        } = cmd;
         if !valid_name(name) {
             return Err(Error::InvalidName);
         }
@@ -558,14 +571,12 @@ impl Agent {
         })
     }
 
-    pub async fn delete_object(
-        &self,
-        id: &str,
-        name: &str,
-        sender: &EntityId,
-        counter: u64,
-        body_sha256: &str,
-    ) -> Result<Answer, Error> {
+    pub async fn delete_object(&self, id: &str, name: &str, cmd: Cmd<'_>) -> Result<Answer, Error> {
+        let Cmd {
+            sender,
+            counter,
+            body_sha256,
+        } = cmd;
         if !valid_name(name) {
             return Err(Error::InvalidName);
         }
@@ -675,13 +686,16 @@ impl Agent {
     pub async fn create_retrieval(
         &self,
         id: &str,
-        sender: &EntityId,
-        counter: u64,
-        body_sha256: &str,
+        cmd: Cmd<'_>,
         object: &str,
         uses: u64,
         expires_in_s: u64,
     ) -> Result<Answer, Error> {
+        let Cmd {
+            sender,
+            counter,
+            body_sha256,
+        } = cmd;
         if !valid_name(object) {
             return Err(Error::InvalidName);
         }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use protocol::{EntityId, Envelope, ErrorBody, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
-use crate::agent::{Agent, Answer, RangeSpec};
+use crate::agent::{Agent, Answer, Cmd, RangeSpec};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::error::Error;
 
@@ -72,9 +72,15 @@ fn auth(
     )?)
 }
 
-fn counter(v: &VerifiedRequest) -> Result<u64, Error> {
-    v.counter
-        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))
+fn cmd(v: &VerifiedRequest) -> Result<Cmd<'_>, Error> {
+    let counter = v
+        .counter
+        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
+    Ok(Cmd {
+        sender: &v.entity,
+        counter,
+        body_sha256: &v.body_sha256,
+    })
 }
 
 /// A command's outcome, success or refusal, signed for the sender.
@@ -150,9 +156,7 @@ async fn create_contract(
     let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
     let result = async {
         let envelope: Envelope = parse_json(&bytes)?;
-        agent
-            .create_contract(&v.entity, counter(&v)?, &v.body_sha256, envelope)
-            .await
+        agent.create_contract(cmd(&v)?, envelope).await
     }
     .await;
     Ok(signed(&agent, &v, result))
@@ -176,12 +180,7 @@ async fn put_object(
     let bytes = body(&req, payload, OBJECT_BYTES_MAX).await?;
     let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
     let (id, name) = path.into_inner();
-    let result = async {
-        agent
-            .put_object(&id, &name, &v.entity, counter(&v)?, &v.body_sha256, bytes)
-            .await
-    }
-    .await;
+    let result = async { agent.put_object(&id, &name, cmd(&v)?, bytes).await }.await;
     Ok(signed(&agent, &v, result))
 }
 
@@ -192,12 +191,7 @@ async fn delete_object(
 ) -> Result<HttpResponse, Error> {
     let v = auth(&req, b"", &agent, RequestKind::Command)?;
     let (id, name) = path.into_inner();
-    let result = async {
-        agent
-            .delete_object(&id, &name, &v.entity, counter(&v)?, &v.body_sha256)
-            .await
-    }
-    .await;
+    let result = async { agent.delete_object(&id, &name, cmd(&v)?).await }.await;
     Ok(signed(&agent, &v, result))
 }
 
@@ -275,15 +269,7 @@ async fn create_retrieval(
     let result = async {
         let r: RetrievalRequest = parse_json(&bytes)?;
         agent
-            .create_retrieval(
-                &path,
-                &v.entity,
-                counter(&v)?,
-                &v.body_sha256,
-                &r.object,
-                r.uses,
-                r.expires_in_s,
-            )
+            .create_retrieval(&path, cmd(&v)?, &r.object, r.uses, r.expires_in_s)
             .await
     }
     .await;
