@@ -12,7 +12,14 @@ const CAPACITY: u64 = 1 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_from_offer_to_expiry() {
-    let world = World::start(CAPACITY, 1, None);
+    for (backend, database) in util::backends("life") {
+        eprintln!("backend: {backend}");
+        a_contract_from_offer_to_expiry_on(database.url()).await;
+    }
+}
+
+async fn a_contract_from_offer_to_expiry_on(database: Option<String>) {
+    let world = World::start(CAPACITY, 1, database);
     let (client, wallet, buyer) = world.buyer(1_000_000).await;
 
     // Offer: signed by the agent, with our prices and all space free.

@@ -31,7 +31,14 @@ fn code(v: &serde_json::Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_codes_and_change_nothing() {
-    let world = World::start(CAPACITY, 60, None);
+    for (backend, database) in util::backends("refusals") {
+        eprintln!("backend: {backend}");
+        refusals_have_codes_and_change_nothing_on(database.url()).await;
+    }
+}
+
+async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
+    let world = World::start(CAPACITY, 60, database);
     let (client, wallet, buyer) = world.buyer(1_000_000).await;
     let (_, offer) = client.offer().await.expect("offer");
     let issuer = world.issuer.entity.clone();

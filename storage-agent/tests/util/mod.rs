@@ -10,6 +10,29 @@ use protocol::KeyPair;
 use storage_agent::client::AgentClient;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 
+/// A test's metadata database: SQLite (`None`), or a fresh PostgreSQL schema dropped with it.
+pub struct TestDb(Option<db::testing::PgTestSchema>);
+
+impl TestDb {
+    pub fn url(&self) -> Option<String> {
+        self.0.as_ref().map(|s| s.url.clone())
+    }
+}
+
+/// SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (CI=true: must be reachable).
+pub fn backends(label: &str) -> Vec<(&'static str, TestDb)> {
+    let mut out = vec![("sqlite", TestDb(None))];
+    if let Some(base) = db::testing::postgres_url() {
+        out.push((
+            "postgres",
+            TestDb(Some(
+                db::testing::fresh_postgres(&base, label).expect("schema"),
+            )),
+        ));
+    }
+    out
+}
+
 pub struct World {
     pub dir: tempfile::TempDir,
     pub issuer: lcp::server::RunningIssuer,
