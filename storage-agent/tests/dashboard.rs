@@ -1,0 +1,147 @@
+//! The home user's dashboard, rendered by a real headless Chromium (Debian's `chromium`, which
+//! `.ci/run` installs). Without it the test is skipped, except under CI=true where it fails.
+
+mod util;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use storage_agent::client::{pay, AgentClient};
+use util::{eventually, World};
+
+/// Longest Chromium may take to render the page.
+const BROWSER_WAIT_MS_MAX: u64 = 60_000;
+
+fn chromium() -> Option<&'static str> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+/// Run headless Chromium with `args` (plus the sandbox-free, offline flags) and answer stdout.
+fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> String {
+    let mut child = Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let deadline = Instant::now() + Duration::from_millis(BROWSER_WAIT_MS_MAX);
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(_) => break,
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!("chromium did not finish within {BROWSER_WAIT_MS_MAX} ms");
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let out = child.wait_with_output().expect("output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_in_a_browser() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but chromium is not installed (.ci/run installs it)"
+        );
+        eprintln!("skipping: chromium not installed (apt-get install -y chromium)");
+        return;
+    };
+    let world = World::start(4 << 20, 60, None);
+    let (client, wallet, buyer) = world.buyer(1_000_000).await;
+    let (_, offer) = client.offer().await.expect("offer");
+    let terms = AgentClient::terms_from_offer(
+        &offer,
+        buyer.entity(),
+        &world.issuer.entity,
+        1 << 20,
+        3600,
+        vec![],
+    )
+    .expect("terms");
+    client.propose(&terms).await.expect("contract");
+    pay(&wallet, &terms, 5_000).await.expect("pay");
+    eventually(5_000, "active", || async {
+        client
+            .contract(&terms.id)
+            .await
+            .map(|v| v.status == "active")
+            .unwrap_or(false)
+    })
+    .await;
+    client
+        .put(&terms.id, "photo.jpg", vec![7; 3 * 1024])
+        .await
+        .expect("put");
+
+    let profile = world.dir.path().join("chromium-profile");
+    let url = format!("{}/", world.agent.url);
+    let dom = tokio::task::spawn_blocking({
+        let profile = profile.clone();
+        let url = url.clone();
+        move || run_chromium(binary, &profile, &["--dump-dom", &url])
+    })
+    .await
+    .expect("chromium task");
+    assert!(
+        dom.contains("<h1>Storage agent</h1>"),
+        "the browser rendered the page: {dom}"
+    );
+    assert!(
+        dom.contains(world.agent.agent.key.entity().as_str()),
+        "entity shown"
+    );
+    assert!(dom.contains(&terms.id), "the contract is listed");
+    assert!(
+        dom.contains(r#"<b id="free">3.0 MiB</b>"#),
+        "free space: 4 MiB less the 1 MiB block"
+    );
+    assert!(dom.contains(r#"<b id="used">3.0 KiB</b>"#), "used space");
+    assert!(
+        dom.contains(r#"<b id="active">1</b>"#),
+        "one active contract"
+    );
+    assert!(
+        dom.contains(&format!(
+            "<span class=\"income\">{}</span>",
+            terms.contract_price + 5_000
+        )),
+        "earnings in the currency"
+    );
+
+    // A screenshot for people reviewing the page (not asserted beyond being written).
+    let shot = world.dir.path().join("dashboard.png");
+    let shot_arg = format!("--screenshot={}", shot.display());
+    tokio::task::spawn_blocking(move || {
+        run_chromium(
+            binary,
+            &profile,
+            &["--window-size=1000,900", &shot_arg, &url],
+        )
+    })
+    .await
+    .expect("chromium task");
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
+        "screenshot written"
+    );
+    if let Ok(keep) = std::env::var("DASHBOARD_SCREENSHOT") {
+        let _ = std::fs::copy(&shot, keep);
+    }
+}
