@@ -34,7 +34,8 @@ pub struct AgentConfig {
     pub block_bytes_max: u64,
     pub duration_s_max: u64,
     pub grace_s: u64,
-    /// `file` (objects under DATA/objects), `memory://` (tests), or `s3://bucket/prefix`.
+    /// `file` (objects under DATA/objects), `memory://` (tests), or `s3://bucket/prefix`
+    /// (credentials, region and endpoint from the AWS_* environment variables).
     pub store: String,
     /// Public URL buyers reach this agent at; the listen address when empty.
     pub endpoint: String,

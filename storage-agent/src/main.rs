@@ -41,7 +41,7 @@ enum Cmd {
         /// Seconds objects are kept after a contract ends
         #[arg(long, default_value_t = storage_agent::config::GRACE_S_DEFAULT)]
         grace_s: u64,
-        /// `file` (default: DIR/objects) or `memory://`
+        /// `file` (default: DIR/objects), `s3://bucket/prefix` (credentials from AWS_* variables) or `memory://`
         #[arg(long, default_value = "file")]
         store: String,
         /// Replace an existing configuration

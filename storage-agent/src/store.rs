@@ -33,7 +33,8 @@ fn store_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Store {
-    /// `file` (or empty): `data_dir/objects`; `memory://`: in memory.
+    /// `file` (or empty): `data_dir/objects`; `memory://`: in memory; `s3://bucket/prefix`:
+    /// S3-compatible storage configured from the environment.
     pub fn open(spec: &str, data_dir: &std::path::Path) -> anyhow::Result<Store> {
         match spec {
             "" | "file" => {
@@ -49,7 +50,34 @@ impl Store {
                 inner: Arc::new(object_store::memory::InMemory::new()),
                 local_root: None,
             }),
-            other => anyhow::bail!("unsupported store {other:?}: use `file` or `memory://`"),
+            s3 if s3.starts_with("s3://") => {
+                let rest = &s3["s3://".len()..];
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                anyhow::ensure!(
+                    !bucket.is_empty(),
+                    "s3 store needs a bucket: s3://bucket/prefix"
+                );
+                // Credentials, region and endpoint come from the environment (AWS_ACCESS_KEY_ID,
+                // AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT for S3-compatible servers,
+                // AWS_ALLOW_HTTP=true for plain-HTTP endpoints).
+                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("cannot configure S3 store {s3}: {e}"))?;
+                let prefix = prefix.trim_matches('/');
+                let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+                };
+                Ok(Store {
+                    inner,
+                    local_root: None,
+                })
+            }
+            other => anyhow::bail!(
+                "unsupported store {other:?}: use `file`, `memory://` or `s3://bucket/prefix`"
+            ),
         }
     }
 

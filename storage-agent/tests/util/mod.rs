@@ -57,6 +57,15 @@ pub const PRICES: Prices = Prices {
 
 impl World {
     pub fn start(capacity_bytes: u64, grace_s: u64, database: Option<String>) -> World {
+        World::start_with_store(capacity_bytes, grace_s, database, "file")
+    }
+
+    pub fn start_with_store(
+        capacity_bytes: u64,
+        grace_s: u64,
+        database: Option<String>,
+        store: &str,
+    ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let issuer = lcp::server::start(lcp::server::ServeOptions {
             data_dir: dir.path().join("issuer"),
@@ -73,6 +82,7 @@ impl World {
             capacity_bytes,
             block_bytes_max: capacity_bytes,
             grace_s,
+            store: store.to_owned(),
             currencies: vec![CurrencyConfig {
                 issuer_url: issuer.url.clone(),
                 issuer: issuer.entity.to_string(),
