@@ -29,7 +29,7 @@ use crate::store::Store;
 /// Longest object name.
 pub const NAME_CHARS_MAX: usize = 128;
 /// Most uses one retrieval token may grant.
-pub const RETRIEVAL_USES_MAX: u64 = 1_000;
+pub const RETRIEVAL_USES_MAX: u64 = 1_000_000;
 /// Longest a retrieval token may live.
 pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
 /// Recent errors kept for the dashboard.
@@ -619,11 +619,14 @@ impl Agent {
     }
 
     /// Charge a read of `range` of `name` and answer the bytes with the object's size.
+    /// Charge a read of `range` (and use up one use of `token`, when reading through one) in one
+    /// transaction, then read the bytes.
     async fn charged_read(
         &self,
         row: &ContractRow,
         obj: &ObjectRow,
         range: Option<RangeSpec>,
+        token: Option<&str>,
     ) -> Result<(Bytes, Range<u64>, u64), Error> {
         let size = obj.size.unsigned_abs();
         let range = match range {
@@ -638,18 +641,37 @@ impl Agent {
         let old_spent = row.spent;
         // Conditional on `spent` being unchanged, so two concurrent reads cannot both draw the
         // last of the credit; the loser retries from fresh numbers.
+        let token = token.map(str::to_owned);
         let applied = self
             .db
             .run(move |conn| {
-                Ok::<_, Error>(
-                    diesel::update(
+                db::write_transaction(conn, |conn| -> Result<usize, Error> {
+                    if let Some(t) = &token {
+                        // Conditional, so concurrent holders cannot overspend the token.
+                        let used = diesel::update(
+                            retrievals::table
+                                .filter(retrievals::token.eq(t))
+                                .filter(retrievals::uses_left.gt(0)),
+                        )
+                        .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
+                        .execute(conn)?;
+                        if used == 0 {
+                            return Err(Error::UnknownToken);
+                        }
+                    }
+                    let charged = diesel::update(
                         contracts::table
                             .filter(contracts::id.eq(&id))
                             .filter(contracts::spent.eq(old_spent)),
                     )
                     .set(contracts::spent.eq(new_spent))
-                    .execute(conn)?,
-                )
+                    .execute(conn)?;
+                    if charged == 0 {
+                        // Undo the token use too: the read did not happen.
+                        return Err(Error::Store("concurrent charge; retry".into()));
+                    }
+                    Ok(charged)
+                })
             })
             .await?;
         if applied == 0 {
@@ -680,7 +702,7 @@ impl Agent {
             .iter()
             .find(|o| o.name == name)
             .ok_or(Error::UnknownObject)?;
-        self.charged_read(&row, obj, range).await
+        self.charged_read(&row, obj, range, None).await
     }
 
     pub async fn create_retrieval(
@@ -791,26 +813,7 @@ impl Agent {
             .iter()
             .find(|o| o.name == object)
             .ok_or(Error::UnknownObject)?;
-        // Use up the token first (conditionally, so concurrent holders cannot overspend it).
-        let t = token.to_owned();
-        let used = self
-            .db
-            .run(move |conn| {
-                Ok::<_, Error>(
-                    diesel::update(
-                        retrievals::table
-                            .filter(retrievals::token.eq(&t))
-                            .filter(retrievals::uses_left.gt(0)),
-                    )
-                    .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
-                    .execute(conn)?,
-                )
-            })
-            .await?;
-        if used == 0 {
-            return Err(Error::UnknownToken);
-        }
-        self.charged_read(&row, obj, range).await
+        self.charged_read(&row, obj, range, Some(token)).await
     }
 
     /// Answer an audit from the stored bytes: leaf `leaf` of `object` and its Merkle proof.
