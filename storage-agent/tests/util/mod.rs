@@ -66,6 +66,16 @@ impl World {
         database: Option<String>,
         store: &str,
     ) -> World {
+        World::start_full(capacity_bytes, grace_s, database, store, 0)
+    }
+
+    pub fn start_full(
+        capacity_bytes: u64,
+        grace_s: u64,
+        database: Option<String>,
+        store: &str,
+        tab_limit: u64,
+    ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let issuer = lcp::server::start(lcp::server::ServeOptions {
             data_dir: dir.path().join("issuer"),
@@ -83,6 +93,7 @@ impl World {
             block_bytes_max: capacity_bytes,
             grace_s,
             store: store.to_owned(),
+            tab_limit,
             currencies: vec![CurrencyConfig {
                 issuer_url: issuer.url.clone(),
                 issuer: issuer.entity.to_string(),
