@@ -4,8 +4,8 @@
 //! Invariants:
 //! - `contracts.used_bytes` is the sum of the sizes of that contract's `objects` rows: both are
 //!   changed in the same transaction, and bytes are stored (durably) before the row names them.
-//! - Credit never goes below `-tab_limit`: every charge is checked and applied in one
-//!   transaction, under the contract's lock.
+//! - A buyer's debt (across its contracts) never exceeds `tab_limit`: every charge is checked
+//!   and applied in one transaction, under the contract's lock and, with tabs on, the buyer's.
 //! - Reserved space (blocks of live contracts) never exceeds capacity: contracts are admitted
 //!   one at a time under `admit_lock`.
 //! - A deposit credits a contract once: the issuer cursor moves in the transaction that credits.
@@ -150,12 +150,22 @@ impl ContractRow {
         self.paid - self.contract_price - self.spent
     }
 
+    /// What the buyer owes on this contract (only active contracts run a tab).
+    fn debt(&self) -> u64 {
+        if self.paid < self.contract_price {
+            0
+        } else {
+            (-self.credit()).max(0).unsigned_abs()
+        }
+    }
+
     fn auditors(&self) -> Vec<String> {
         serde_json::from_str(&self.auditors).unwrap_or_default()
     }
 
-    /// Check that `charge` can be drawn now; answers the new `spent`.
-    fn draw(&self, charge: u64, tab_limit: u64) -> Result<i64, Error> {
+    /// Check that `charge` can be drawn now, with `tab_room` of the buyer's tab left; answers
+    /// the new `spent`.
+    fn draw(&self, charge: u64, tab_room: u64) -> Result<i64, Error> {
         let charge =
             i64::try_from(charge).map_err(|_| Error::PaymentRequired { amount_due: charge })?;
         if self.paid < self.contract_price {
@@ -166,7 +176,7 @@ impl ContractRow {
         }
         let available = self
             .credit()
-            .saturating_add(i64::try_from(tab_limit).unwrap_or(i64::MAX));
+            .saturating_add(i64::try_from(tab_room).unwrap_or(i64::MAX));
         if charge > available {
             return Err(Error::PaymentRequired {
                 amount_due: (charge - available).unsigned_abs(),
@@ -238,6 +248,9 @@ pub struct Cmd<'a> {
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    /// The buyer's tab debt when it is past `tab_threshold`: a request to settle (sent as the
+    /// `LCP-Amount-Due` header; not part of the stored answer).
+    pub settle: Option<u64>,
 }
 
 impl Agent {
@@ -391,7 +404,11 @@ impl Agent {
                 })
             })
             .await?;
-        Ok(Answer { status: 201, body })
+        Ok(Answer {
+            status: 201,
+            body,
+            settle: None,
+        })
     }
 
     async fn replay(
@@ -419,6 +436,7 @@ impl Agent {
             Some((stored, status, body)) if stored == hash => Ok(Some(Answer {
                 status: u16::try_from(status).unwrap_or(200),
                 body,
+                settle: None,
             })),
             Some(_) => Err(Error::CounterReused { counter }),
         }
@@ -452,6 +470,51 @@ impl Agent {
                 auditors: auditors_too,
             })
         }
+    }
+
+    /// Debt on the buyer's other live contracts with this agent: the tab is per buyer.
+    async fn other_debt(&self, row: &ContractRow) -> Result<u64, Error> {
+        if self.config.tab_limit == 0 {
+            return Ok(0);
+        }
+        let (buyer, id) = (row.buyer.clone(), row.id.clone());
+        let others: Vec<ContractRow> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    contracts::table
+                        .filter(contracts::buyer.eq(&buyer))
+                        .filter(contracts::id.ne(&id))
+                        .filter(contracts::reaped.eq(0))
+                        .load(conn)?,
+                )
+            })
+            .await?;
+        Ok(others.iter().map(ContractRow::debt).sum())
+    }
+
+    /// Serialises charges of one buyer across contracts while tabs are on, so two contracts
+    /// cannot both take the last of the tab. Taken after the contract's lock, never before.
+    async fn tab_guard(&self, buyer: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if self.config.tab_limit == 0 {
+            return None;
+        }
+        Some(self.locks.get(&format!("buyer:{buyer}")).lock_owned().await)
+    }
+
+    /// Draw `charge` from `row` within the buyer's tab; answers the new `spent` and the
+    /// settlement request to send, if the buyer's debt passes `tab_threshold` after it.
+    async fn draw(&self, row: &ContractRow, charge: u64) -> Result<(i64, Option<u64>), Error> {
+        let other = self.other_debt(row).await?;
+        let new_spent = row.draw(charge, self.config.tab_limit.saturating_sub(other))?;
+        let after = ContractRow {
+            spent: new_spent,
+            ..row.clone()
+        };
+        let debt = other.saturating_add(after.debt());
+        let settle =
+            (self.config.tab_limit > 0 && debt > self.config.tab_threshold).then_some(debt);
+        Ok((new_spent, settle))
     }
 
     pub async fn contract(&self, id: &str, who: &EntityId) -> Result<ContractView, Error> {
@@ -502,7 +565,8 @@ impl Agent {
         }
         let charge = market::per_kib_charge(row.write_per_kib.unsigned_abs(), size)
             .map_err(|_| Error::BlockFull { block_bytes: 0 })?;
-        let new_spent = row.draw(charge, self.config.tab_limit)?;
+        let _tab = self.tab_guard(&row.buyer).await;
+        let (new_spent, settle) = self.draw(&row, charge).await?;
         // Hash off the async workers: a 64 MiB object is tens of milliseconds of CPU.
         let hashed = bytes.clone();
         let (sha256, tree) = tokio::task::spawn_blocking(move || {
@@ -568,6 +632,7 @@ impl Agent {
         Ok(Answer {
             status: 200,
             body: answer,
+            settle,
         })
     }
 
@@ -615,6 +680,7 @@ impl Agent {
         Ok(Answer {
             status: 200,
             body: answer,
+            settle: None,
         })
     }
 
@@ -627,7 +693,7 @@ impl Agent {
         obj: &ObjectRow,
         range: Option<RangeSpec>,
         token: Option<&str>,
-    ) -> Result<(Bytes, Range<u64>, u64), Error> {
+    ) -> Result<Read, Error> {
         let size = obj.size.unsigned_abs();
         let range = match range {
             Some(r) => r.resolve(size)?,
@@ -636,7 +702,8 @@ impl Agent {
         let charge =
             market::per_kib_charge(row.read_per_kib.unsigned_abs(), range.end - range.start)
                 .unwrap_or(u64::MAX);
-        let new_spent = row.draw(charge, self.config.tab_limit)?;
+        let _tab = self.tab_guard(&row.buyer).await;
+        let (new_spent, settle) = self.draw(row, charge).await?;
         let id = row.id.clone();
         let old_spent = row.spent;
         // Conditional on `spent` being unchanged, so two concurrent reads cannot both draw the
@@ -678,7 +745,12 @@ impl Agent {
             return Err(Error::Store("concurrent charge; retry".into()));
         }
         let bytes = self.store.get_range(&obj.path, range.clone()).await?;
-        Ok((bytes, range, size))
+        Ok(Read {
+            bytes,
+            range,
+            size,
+            settle,
+        })
     }
 
     pub async fn read_object(
@@ -687,7 +759,7 @@ impl Agent {
         name: &str,
         who: &EntityId,
         range: Option<RangeSpec>,
-    ) -> Result<(Bytes, Range<u64>, u64), Error> {
+    ) -> Result<Read, Error> {
         if !valid_name(name) {
             return Err(Error::InvalidName);
         }
@@ -773,15 +845,12 @@ impl Agent {
         Ok(Answer {
             status: 201,
             body: answer,
+            settle: None,
         })
     }
 
     /// Read through a retrieval token: one use, charged to the contract.
-    pub async fn redeem(
-        &self,
-        token: &str,
-        range: Option<RangeSpec>,
-    ) -> Result<(Bytes, Range<u64>, u64), Error> {
+    pub async fn redeem(&self, token: &str, range: Option<RangeSpec>) -> Result<Read, Error> {
         let t = token.to_owned();
         let found: Option<(String, String, i64, i64)> = self
             .db
@@ -1164,6 +1233,16 @@ fn command_row(
 
 fn to_i64(v: u64) -> Result<i64, Error> {
     i64::try_from(v).map_err(|_| Error::InvalidJson(format!("{v} is too large")))
+}
+
+/// Bytes served by a charged read.
+pub struct Read {
+    pub bytes: Bytes,
+    pub range: Range<u64>,
+    /// The whole object's size.
+    pub size: u64,
+    /// See [`Answer::settle`].
+    pub settle: Option<u64>,
 }
 
 /// A single HTTP byte range as sent (`bytes=a-b`, `bytes=a-`, `bytes=-n`).

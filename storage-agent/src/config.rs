@@ -39,9 +39,12 @@ pub struct AgentConfig {
     pub store: String,
     /// Public URL buyers reach this agent at; the listen address when empty.
     pub endpoint: String,
-    /// How far a contract's credit may go below zero before reads and writes get 402
+    /// How much a buyer may owe across all its contracts here before reads and writes get 402
     /// (a running tab, seed 001); 0 turns tabs off.
     pub tab_limit: u64,
+    /// With a tab, once the buyer's debt passes this, answers carry `LCP-Amount-Due` asking
+    /// the buyer to settle (seed 001's settlement threshold). Below `tab_limit` to be useful.
+    pub tab_threshold: u64,
     pub currencies: Vec<CurrencyConfig>,
 }
 
@@ -55,6 +58,7 @@ impl Default for AgentConfig {
             store: "file".into(),
             endpoint: String::new(),
             tab_limit: 0,
+            tab_threshold: 0,
             currencies: Vec::new(),
         }
     }

@@ -8,9 +8,13 @@ use bytes::Bytes;
 use protocol::{EntityId, Envelope, ErrorBody, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
-use crate::agent::{Agent, Answer, Cmd, RangeSpec};
+use crate::agent::{Agent, Answer, Cmd, RangeSpec, Read};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::error::Error;
+
+/// Sent with answers that leave the buyer's running tab past `tab_threshold`: the debt to
+/// settle (pay to any of the buyer's contracts). Lowercase: HTTP/1 header names are case-blind.
+pub const AMOUNT_DUE_HEADER: &str = "lcp-amount-due";
 
 /// Largest JSON body (contracts, retrieval and audit requests).
 const JSON_BODY_BYTES_MAX: u64 = 64 * 1024;
@@ -85,8 +89,8 @@ fn cmd(v: &VerifiedRequest) -> Result<Cmd<'_>, Error> {
 
 /// A command's outcome, success or refusal, signed for the sender.
 fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> HttpResponse {
-    let (status, body) = match result {
-        Ok(a) => (a.status, a.body),
+    let (status, body, settle) = match result {
+        Ok(a) => (a.status, a.body, a.settle),
         Err(e) => {
             if matches!(e, Error::Store(_) | Error::Db(_)) {
                 tracing::error!(error = %e, "command failed on storage");
@@ -95,10 +99,20 @@ fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> 
             (
                 e.status().as_u16(),
                 serde_json::to_string(&e.body()).unwrap_or_default(),
+                None,
             )
         }
     };
-    lcp::http::signed_response(&agent.key, v, status, body)
+    let mut resp = lcp::http::signed_response(&agent.key, v, status, body);
+    if let Some(due) = settle {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&due.to_string()) {
+            resp.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(AMOUNT_DUE_HEADER),
+                value,
+            );
+        }
+    }
+    resp
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
@@ -207,10 +221,13 @@ fn range_of(req: &HttpRequest) -> Result<Option<RangeSpec>, Error> {
 }
 
 /// 200 with the whole object, or 206 with `Content-Range` for a range request.
-fn bytes_response(
-    ranged: bool,
-    (bytes, range, size): (Bytes, std::ops::Range<u64>, u64),
-) -> HttpResponse {
+fn bytes_response(ranged: bool, read: Read) -> HttpResponse {
+    let Read {
+        bytes,
+        range,
+        size,
+        settle,
+    } = read;
     let mut resp = if ranged {
         HttpResponse::PartialContent()
     } else {
@@ -218,6 +235,9 @@ fn bytes_response(
     };
     resp.insert_header(("accept-ranges", "bytes"))
         .content_type("application/octet-stream");
+    if let Some(due) = settle {
+        resp.insert_header((AMOUNT_DUE_HEADER, due.to_string()));
+    }
     if ranged {
         let last = range.end.saturating_sub(1);
         resp.insert_header((

@@ -137,6 +137,15 @@ impl Store {
 
     /// Delete every stored key `keep` does not name (crash leftovers). Answers how many went.
     pub async fn sweep(&self, keep: &std::collections::HashSet<String>) -> Result<usize, Error> {
+        if let Some(root) = self.local_root.clone() {
+            // On disk, walk the files themselves: object_store's listing skips the staging files
+            // (`<key>#<n>`) a write killed half-way leaves behind.
+            let keep = keep.clone();
+            return tokio::task::spawn_blocking(move || sweep_dir(&root, &root.join("c"), &keep))
+                .await
+                .map_err(store_err)?
+                .map_err(store_err);
+        }
         let listed: Vec<_> = self
             .inner
             .list(Some(&StorePath::from("c")))
@@ -157,4 +166,40 @@ impl Store {
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
         self.local_root.as_ref().map(|r| r.join(key))
     }
+}
+
+/// Delete every file under `dir` whose key (path relative to `root`, `/`-separated) `keep` does
+/// not name. Answers how many went.
+fn sweep_dir(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    keep: &std::collections::HashSet<String>,
+) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            removed += sweep_dir(root, &path, keep)?;
+            continue;
+        }
+        let key = path
+            .strip_prefix(root)
+            .map(|rel| {
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_default();
+        if !keep.contains(&key) {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

@@ -153,15 +153,19 @@ async fn kill_9_during_writes_loses_no_answered_write() {
         for (name, sha) in &answered {
             latest.insert(name.clone(), sha.clone());
         }
+        // An unanswered write may or may not have committed: a name may instead hold the bytes
+        // its writer had in flight at the kill.
+        let in_flight = in_flight.lock().expect("lock").clone();
         for (name, sha) in &latest {
             let bytes = client
                 .get(&terms.id, name, None)
                 .await
                 .unwrap_or_else(|e| panic!("{backend}: answered write {name} unreadable: {e}"));
-            assert_eq!(
-                &protocol::sha256_hex(&bytes),
-                sha,
-                "{backend}: {name} holds the answered bytes"
+            let got = protocol::sha256_hex(&bytes);
+            let unanswered_rewrite = in_flight.iter().any(|(n, s)| n == name && s == &got);
+            assert!(
+                &got == sha || unanswered_rewrite,
+                "{backend}: {name} holds neither the last answered bytes nor the write in flight at the kill"
             );
         }
         let view = client.contract(&terms.id).await.expect("view");

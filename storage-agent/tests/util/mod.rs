@@ -66,7 +66,7 @@ impl World {
         database: Option<String>,
         store: &str,
     ) -> World {
-        World::start_full(capacity_bytes, grace_s, database, store, 0)
+        World::start_full(capacity_bytes, grace_s, database, store, (0, 0))
     }
 
     pub fn start_full(
@@ -74,7 +74,7 @@ impl World {
         grace_s: u64,
         database: Option<String>,
         store: &str,
-        tab_limit: u64,
+        (tab_limit, tab_threshold): (u64, u64),
     ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let issuer = lcp::server::start(lcp::server::ServeOptions {
@@ -94,6 +94,7 @@ impl World {
             grace_s,
             store: store.to_owned(),
             tab_limit,
+            tab_threshold,
             currencies: vec![CurrencyConfig {
                 issuer_url: issuer.url.clone(),
                 issuer: issuer.entity.to_string(),
