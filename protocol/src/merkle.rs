@@ -148,7 +148,11 @@ pub fn verify_proof(
         return false;
     }
     // The proof's length is fixed by the padded width; a shorter or longer one is forged.
-    let depth = leaf_count.next_power_of_two().trailing_zeros() as usize;
+    // A hostile leaf_count near u64::MAX has no next power of two: no valid proof.
+    let Some(width) = leaf_count.checked_next_power_of_two() else {
+        return false;
+    };
+    let depth = width.trailing_zeros() as usize;
     if proof.len() != depth {
         return false;
     }
@@ -262,6 +266,16 @@ mod tests {
             );
         }
         assert!(tree.proof(n).is_none());
+        assert!(
+            !verify_proof(
+                &root,
+                0,
+                u64::MAX,
+                &data[..LEAF_BYTES],
+                &tree.proof(0).expect("proof")
+            ),
+            "hostile leaf_count"
+        );
         let single = MerkleTree::from_bytes(b"abc");
         assert!(verify_proof(
             &single.root(),

@@ -32,6 +32,12 @@ pub const NAME_CHARS_MAX: usize = 128;
 pub const RETRIEVAL_USES_MAX: u64 = 1_000_000;
 /// Longest a retrieval token may live.
 pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
+/// PUT bodies buffered at once: bounds memory to PUTS_BUFFERED_MAX x OBJECT_BYTES_MAX.
+pub const PUTS_BUFFERED_MAX: usize = 8;
+/// Per-contract lock entries kept before unused ones are dropped.
+const LOCKS_MAX: usize = 10_000;
+/// Audits answered at once (each holds its object in memory while rehashing it).
+const AUDITS_CONCURRENT_MAX: usize = 4;
 /// Recent errors kept for the dashboard.
 const RECENT_ERRORS_MAX: usize = 20;
 
@@ -217,6 +223,10 @@ impl ContractLocks {
     fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         // A poisoned map only means another thread panicked mid-insert; the map is still usable.
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= LOCKS_MAX {
+            // Requests for unknown ids add entries too; drop every lock nobody holds.
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
         map.entry(id.to_owned()).or_default().clone()
     }
 
@@ -233,15 +243,26 @@ pub struct Agent {
     endpoint: OnceLock<String>,
     locks: ContractLocks,
     admit_lock: tokio::sync::Mutex<()>,
+    audit_slots: tokio::sync::Semaphore,
+    /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX).
+    pub put_slots: Arc<tokio::sync::Semaphore>,
     recent_errors: Mutex<VecDeque<String>>,
 }
 
-/// Who sent a command and its idempotency key: the verified signer, counter and body hash.
+/// Who sent a command and its idempotency key: the verified signer and counter, and a hash
+/// identifying the request (see [`request_key`]); a repeated counter replays the stored answer
+/// only when this hash matches too.
 #[derive(Debug, Clone, Copy)]
 pub struct Cmd<'a> {
     pub sender: &'a EntityId,
     pub counter: u64,
     pub body_sha256: &'a str,
+}
+
+/// The hash a command is remembered by: method, path and body. The body alone is not enough:
+/// a DELETE of another object (empty body) reusing a counter must not replay "deleted a".
+pub fn request_key(method: &str, path: &str, body_sha256: &str) -> String {
+    protocol::sha256_hex(format!("{method}\n{path}\n{body_sha256}").as_bytes())
 }
 
 /// A stored command answer (replayed on repetition).
@@ -263,6 +284,8 @@ impl Agent {
             endpoint: OnceLock::new(),
             locks: ContractLocks::default(),
             admit_lock: tokio::sync::Mutex::new(()),
+            audit_slots: tokio::sync::Semaphore::new(AUDITS_CONCURRENT_MAX),
+            put_slots: Arc::new(tokio::sync::Semaphore::new(PUTS_BUFFERED_MAX)),
             recent_errors: Mutex::new(VecDeque::new()),
         }
     }
@@ -472,7 +495,8 @@ impl Agent {
         }
     }
 
-    /// Debt on the buyer's other live contracts with this agent: the tab is per buyer.
+    /// Debt on the buyer's other contracts with this agent, ended ones included (ending a
+    /// contract does not forgive its debt): the tab is per buyer.
     async fn other_debt(&self, row: &ContractRow) -> Result<u64, Error> {
         if self.config.tab_limit == 0 {
             return Ok(0);
@@ -485,7 +509,6 @@ impl Agent {
                     contracts::table
                         .filter(contracts::buyer.eq(&buyer))
                         .filter(contracts::id.ne(&id))
-                        .filter(contracts::reaped.eq(0))
                         .load(conn)?,
                 )
             })
@@ -893,6 +916,15 @@ impl Agent {
         object: &str,
         leaf: u64,
     ) -> Result<AuditAnswer, Error> {
+        let _slot = self
+            .audit_slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        // Under the contract's lock, so a rewrite cannot remove the bytes mid-audit (which
+        // would look like a failed audit of an honest agent).
+        let lock = self.locks.get(id);
+        let _guard = lock.lock().await;
         let (row, objs) = self.load(id).await?;
         Self::require_buyer(&row, who, true)?;
         let obj = objs
@@ -1012,14 +1044,18 @@ impl Agent {
             })
             .await?
             .into_iter()
-            .filter(|c| {
-                now >= c.end_s.saturating_add(grace)
-                    || (c.paid < c.contract_price && now >= c.created_s + PENDING_TTL_S)
-            })
+            .filter(|c| is_due(c, now, grace))
             .collect();
+        let mut reaped = 0;
         for c in &due {
             let lock = self.locks.get(&c.id);
             let _guard = lock.lock().await;
+            // Re-check under the lock: a payment may have landed since the snapshot.
+            let (fresh, _) = self.load(&c.id).await?;
+            if fresh.reaped != 0 || !is_due(&fresh, now, grace) {
+                continue;
+            }
+            reaped += 1;
             let id = c.id.clone();
             let paths: Vec<String> = self
                 .db
@@ -1053,7 +1089,7 @@ impl Agent {
             self.locks.forget(&c.id);
             tracing::info!(contract = %c.id, objects = paths.len(), "contract ended; objects deleted, space released");
         }
-        Ok(due.len())
+        Ok(reaped)
     }
 
     /// Remove stored bytes no object row names (leftovers of a crash mid-write).
@@ -1176,6 +1212,12 @@ fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
     }
 }
 
+/// Whether a contract's data is due for deletion: past end + grace, or unpaid past its TTL.
+fn is_due(c: &ContractRow, now: i64, grace: i64) -> bool {
+    now >= c.end_s.saturating_add(grace)
+        || (c.paid < c.contract_price && now >= c.created_s + PENDING_TTL_S)
+}
+
 /// Blocks held by contracts that still hold (or may still receive) data.
 fn reserved_of(rows: &[ContractRow], now: i64) -> u64 {
     rows.iter()
@@ -1282,7 +1324,7 @@ impl RangeSpec {
     pub fn resolve(self, size: u64) -> Result<Range<u64>, Error> {
         let r = match self {
             RangeSpec::From(a, _) if a >= size => return Err(Error::RangeNotSatisfiable { size }),
-            RangeSpec::From(a, b) => a..b.map(|b| b + 1).unwrap_or(size).min(size),
+            RangeSpec::From(a, b) => a..b.map(|b| b.saturating_add(1)).unwrap_or(size).min(size),
             RangeSpec::Suffix(0) => return Err(Error::RangeNotSatisfiable { size }),
             RangeSpec::Suffix(n) => size.saturating_sub(n)..size,
         };
@@ -1346,6 +1388,12 @@ mod tests {
             Err(Error::RangeNotSatisfiable { .. })
         ));
         assert!(RangeSpec::parse("bytes=5-1").is_err());
+        assert_eq!(
+            RangeSpec::parse("bytes=5-18446744073709551615")
+                .and_then(|r| r.resolve(100))
+                .ok(),
+            Some(5..100)
+        );
         assert!(RangeSpec::parse("bytes=0-1,5-6").is_err());
         assert!(RangeSpec::parse("items=0-1").is_err());
     }

@@ -97,7 +97,14 @@ impl AgentConfig {
             self.capacity_bytes <= i64::MAX as u64 && self.tab_limit <= i64::MAX as u64,
             "capacity and tab_limit must fit in 63 bits"
         );
+        let mut seen = std::collections::HashSet::new();
         for c in &self.currencies {
+            // Two entries for one issuer would run two payment watchers on one cursor.
+            anyhow::ensure!(
+                seen.insert(&c.issuer),
+                "issuer {} is listed twice",
+                c.issuer_url
+            );
             protocol::EntityId::parse(&c.issuer).map_err(|_| {
                 anyhow::anyhow!("currency {}: issuer is not an entity id", c.issuer_url)
             })?;

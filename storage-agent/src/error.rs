@@ -40,6 +40,8 @@ pub enum Error {
     CounterReused { counter: u64 },
     #[error("not found")]
     NotFound,
+    #[error("too many uploads in progress; retry shortly")]
+    Overloaded,
     #[error("object storage failed")]
     Store(String),
     #[error("database: {0}")]
@@ -73,7 +75,7 @@ impl Error {
             Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
             Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Store(_) | Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(_) | Error::Db(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -96,6 +98,7 @@ impl Error {
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::CounterReused { .. } => "counter_reused",
             Error::NotFound => "not_found",
+            Error::Overloaded => "overloaded",
             Error::Store(_) | Error::Db(_) => "unavailable",
         }
     }

@@ -41,6 +41,21 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let database = db::Database::open(location, crate::migrations())?;
     let store = Store::open(&config.store, &options.data_dir)?;
     let agent = Arc::new(Agent::new(key, config.clone(), database, store));
+    // Before serving: the sweep deletes bytes no row names, and a write committing meanwhile
+    // would be such bytes for a moment. Its own thread and runtime, so a caller inside a tokio
+    // runtime (tests) can call `start` too.
+    let sweeper = agent.clone();
+    let removed = std::thread::spawn(move || -> anyhow::Result<usize> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(rt.block_on(sweeper.sweep())?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the start-up sweep panicked"))??;
+    if removed > 0 {
+        tracing::info!(removed, "removed unreferenced object bytes left by a crash");
+    }
     let for_routes = agent.clone();
     let for_tasks = agent.clone();
     let market = options.market.clone();
@@ -53,18 +68,6 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
         move |cfg| crate::server::routes(cfg, for_routes.clone()),
         move || {
             let a = for_tasks;
-            actix_web::rt::spawn({
-                let a = a.clone();
-                async move {
-                    match a.sweep().await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(removed = n, "removed unreferenced object versions")
-                        }
-                        Err(e) => a.note_error(format!("start-up sweep: {e}")),
-                    }
-                }
-            });
             for c in &a.config.currencies {
                 actix_web::rt::spawn(crate::tasks::watch_payments(
                     a.clone(),

@@ -8,13 +8,16 @@ use bytes::Bytes;
 use protocol::{EntityId, Envelope, ErrorBody, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
-use crate::agent::{Agent, Answer, Cmd, RangeSpec, Read};
+use crate::agent::{request_key, Agent, Answer, Cmd, RangeSpec, Read};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::error::Error;
 
 /// Sent with answers that leave the buyer's running tab past `tab_threshold`: the debt to
 /// settle (pay to any of the buyer's contracts). Lowercase: HTTP/1 header names are case-blind.
 pub const AMOUNT_DUE_HEADER: &str = "lcp-amount-due";
+
+/// Longest an upload waits for one of the agent's upload slots before `503 overloaded`.
+const PUT_SLOT_WAIT_MS_MAX: u64 = 10_000;
 
 /// Largest JSON body (contracts, retrieval and audit requests).
 const JSON_BODY_BYTES_MAX: u64 = 64 * 1024;
@@ -76,15 +79,25 @@ fn auth(
     )?)
 }
 
-fn cmd(v: &VerifiedRequest) -> Result<Cmd<'_>, Error> {
+fn cmd<'a>(v: &'a VerifiedRequest, key: &'a str) -> Result<Cmd<'a>, Error> {
     let counter = v
         .counter
         .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
     Ok(Cmd {
         sender: &v.entity,
         counter,
-        body_sha256: &v.body_sha256,
+        body_sha256: key,
     })
+}
+
+/// What a command is remembered by: its method, path and body (see `agent::request_key`).
+fn key_of(req: &HttpRequest, v: &VerifiedRequest) -> String {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    request_key(req.method().as_str(), path, &v.body_sha256)
 }
 
 /// A command's outcome, success or refusal, signed for the sender.
@@ -157,8 +170,14 @@ async fn offer(agent: State) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(agent.offer().await?))
 }
 
+/// Public: space, counts and earnings. Object names and hashes are the buyers' business, so
+/// they are left out (the dashboard shows counts only).
 async fn status(agent: State) -> Result<HttpResponse, Error> {
-    Ok(HttpResponse::Ok().json(agent.summary().await?))
+    let mut summary = agent.summary().await?;
+    for c in &mut summary.contracts {
+        c.objects.clear();
+    }
+    Ok(HttpResponse::Ok().json(summary))
 }
 
 async fn create_contract(
@@ -168,9 +187,10 @@ async fn create_contract(
 ) -> Result<HttpResponse, Error> {
     let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
     let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let key = key_of(&req, &v);
     let result = async {
         let envelope: Envelope = parse_json(&bytes)?;
-        agent.create_contract(cmd(&v)?, envelope).await
+        agent.create_contract(cmd(&v, &key)?, envelope).await
     }
     .await;
     Ok(signed(&agent, &v, result))
@@ -191,10 +211,19 @@ async fn put_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
+    // Bounded: each upload is buffered whole (up to OBJECT_BYTES_MAX) before it is verified.
+    let _slot = tokio::time::timeout(
+        std::time::Duration::from_millis(PUT_SLOT_WAIT_MS_MAX),
+        agent.put_slots.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| Error::Overloaded)?
+    .map_err(|_| Error::Overloaded)?;
     let bytes = body(&req, payload, OBJECT_BYTES_MAX).await?;
     let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let key = key_of(&req, &v);
     let (id, name) = path.into_inner();
-    let result = async { agent.put_object(&id, &name, cmd(&v)?, bytes).await }.await;
+    let result = async { agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await }.await;
     Ok(signed(&agent, &v, result))
 }
 
@@ -204,8 +233,9 @@ async fn delete_object(
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let v = auth(&req, b"", &agent, RequestKind::Command)?;
+    let key = key_of(&req, &v);
     let (id, name) = path.into_inner();
-    let result = async { agent.delete_object(&id, &name, cmd(&v)?).await }.await;
+    let result = async { agent.delete_object(&id, &name, cmd(&v, &key)?).await }.await;
     Ok(signed(&agent, &v, result))
 }
 
@@ -286,10 +316,11 @@ async fn create_retrieval(
 ) -> Result<HttpResponse, Error> {
     let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
     let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let key = key_of(&req, &v);
     let result = async {
         let r: RetrievalRequest = parse_json(&bytes)?;
         agent
-            .create_retrieval(&path, cmd(&v)?, &r.object, r.uses, r.expires_in_s)
+            .create_retrieval(&path, cmd(&v, &key)?, &r.object, r.uses, r.expires_in_s)
             .await
     }
     .await;
