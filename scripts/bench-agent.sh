@@ -53,7 +53,9 @@ cmp <(curl -s "$token_url") "$work/www/obj-0" && echo "token and nginx serve ide
 run_wrk() { wrk -t2 -c16 -d"${secs}s" --latency "$1" 2>&1; }
 status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:18089/obj-0")
 [ "$status" = 200 ] || { echo "nginx answers $status: $(cat "$work/nginx-error.log")" >&2; exit 1; }
+[ -n "${PERF_AGENT:-}" ] && { perf record -F 499 -g -p "$agent_pid" -o "$PERF_AGENT" >/dev/null 2>&1 & }
 agent_out=$(run_wrk "$token_url")
+[ -n "${PERF_AGENT:-}" ] && { pkill -INT -f "perf record -F 499" || true; sleep 1; }
 nginx_out=$(run_wrk "http://127.0.0.1:18089/obj-0")
 peak_kib=$(awk '/VmHWM/ {print $2}' /proc/$agent_pid/status)
 contract=$(echo "$setup" | python3 -c 'import json,sys; print(json.load(sys.stdin)["contract"])')
