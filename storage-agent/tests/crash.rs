@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storage_agent::client::{pay, AgentClient};
+use storage_agent::client::AgentClient;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 use util::{eventually, stored_files, World, PRICES};
 
@@ -81,26 +81,9 @@ async fn kill_9_during_writes_loses_no_answered_write() {
         .expect("config");
         let (mut child, url) = spawn_agent(&data, database.url().as_deref());
         let client = Arc::new(AgentClient::new(world.http.clone(), &url, buyer.clone()));
-        let (_, offer) = client.offer().await.expect("offer");
-        let terms = AgentClient::terms_from_offer(
-            &offer,
-            buyer.entity(),
-            &world.issuer.entity,
-            32 << 20,
-            3600,
-            vec![],
-        )
-        .expect("terms");
-        client.propose(&terms).await.expect("contract");
-        pay(&wallet, &terms, 10_000_000).await.expect("pay");
-        eventually(5_000, "active", || async {
-            client
-                .contract(&terms.id)
-                .await
-                .map(|v| v.status == "active")
-                .unwrap_or(false)
-        })
-        .await;
+        let terms = world
+            .active_contract(&client, &wallet, &buyer, 32 << 20, 3600, 10_000_000)
+            .await;
 
         let answered: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         // The write each writer had in flight at the kill: it may or may not have committed.

@@ -6,8 +6,7 @@ mod util;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use storage_agent::client::{pay, AgentClient};
-use util::{eventually, World};
+use util::World;
 
 /// Longest Chromium may take to render the page.
 const BROWSER_WAIT_MS_MAX: u64 = 60_000;
@@ -63,26 +62,9 @@ async fn the_dashboard_renders_in_a_browser() {
     };
     let world = World::start(4 << 20, 60, None);
     let (client, wallet, buyer) = world.buyer(1_000_000).await;
-    let (_, offer) = client.offer().await.expect("offer");
-    let terms = AgentClient::terms_from_offer(
-        &offer,
-        buyer.entity(),
-        &world.issuer.entity,
-        1 << 20,
-        3600,
-        vec![],
-    )
-    .expect("terms");
-    client.propose(&terms).await.expect("contract");
-    pay(&wallet, &terms, 5_000).await.expect("pay");
-    eventually(5_000, "active", || async {
-        client
-            .contract(&terms.id)
-            .await
-            .map(|v| v.status == "active")
-            .unwrap_or(false)
-    })
-    .await;
+    let terms = world
+        .active_contract(&client, &wallet, &buyer, 1 << 20, 3600, 5_000)
+        .await;
     client
         .put(&terms.id, "photo.jpg", vec![7; 3 * 1024])
         .await

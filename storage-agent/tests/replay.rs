@@ -3,33 +3,15 @@
 
 mod util;
 
-use storage_agent::client::{pay, AgentClient};
-use util::{eventually, World};
+use util::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_names_one_request() {
     let world = World::start(1 << 20, 60, None);
     let (client, wallet, buyer) = world.buyer(1_000_000).await;
-    let (_, offer) = client.offer().await.expect("offer");
-    let terms = AgentClient::terms_from_offer(
-        &offer,
-        buyer.entity(),
-        &world.issuer.entity,
-        64 * 1024,
-        3600,
-        vec![],
-    )
-    .expect("terms");
-    client.propose(&terms).await.expect("contract");
-    pay(&wallet, &terms, 10_000).await.expect("pay");
-    eventually(5_000, "active", || async {
-        client
-            .contract(&terms.id)
-            .await
-            .map(|v| v.status == "active")
-            .unwrap_or(false)
-    })
-    .await;
+    let terms = world
+        .active_contract(&client, &wallet, &buyer, 64 * 1024, 3600, 10_000)
+        .await;
     client
         .put(&terms.id, "a", vec![1; 100])
         .await

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::merkle::MerkleTree;
-use storage_agent::client::{pay, verify_audit, AgentClient};
-use util::{eventually, World};
+use storage_agent::client::verify_audit;
+use util::World;
 
 const BUCKET: &str = "agent-objects";
 /// Longest moto may take to start answering.
@@ -112,26 +112,9 @@ async fn objects_live_in_s3() {
 
     let world = World::start_with_store(1 << 20, 60, None, &format!("s3://{BUCKET}/agent-1"));
     let (client, wallet, buyer) = world.buyer(1_000_000).await;
-    let (_, offer) = client.offer().await.expect("offer");
-    let terms = AgentClient::terms_from_offer(
-        &offer,
-        buyer.entity(),
-        &world.issuer.entity,
-        256 * 1024,
-        3600,
-        vec![],
-    )
-    .expect("terms");
-    client.propose(&terms).await.expect("contract");
-    pay(&wallet, &terms, 10_000).await.expect("pay");
-    eventually(5_000, "active", || async {
-        client
-            .contract(&terms.id)
-            .await
-            .map(|v| v.status == "active")
-            .unwrap_or(false)
-    })
-    .await;
+    let terms = world
+        .active_contract(&client, &wallet, &buyer, 256 * 1024, 3600, 10_000)
+        .await;
 
     let data: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
     let info = client

@@ -153,6 +153,42 @@ impl World {
         )
     }
 
+    /// Buy a contract at the offer's prices, pay its price plus `credit`, and wait until the
+    /// agent's payment watcher has turned it active.
+    pub async fn active_contract(
+        &self,
+        client: &AgentClient,
+        wallet: &IssuerClient,
+        buyer: &KeyPair,
+        block_bytes: u64,
+        duration_s: u64,
+        credit: u64,
+    ) -> protocol::market::Contract {
+        let (_, offer) = client.offer().await.expect("offer");
+        let terms = AgentClient::terms_from_offer(
+            &offer,
+            buyer.entity(),
+            &self.issuer.entity,
+            block_bytes,
+            duration_s,
+            vec![],
+        )
+        .expect("terms");
+        client.propose(&terms).await.expect("contract accepted");
+        storage_agent::client::pay(wallet, &terms, credit)
+            .await
+            .expect("pay");
+        eventually(5_000, "the contract to turn active", || async {
+            client
+                .contract(&terms.id)
+                .await
+                .map(|v| v.status == "active")
+                .unwrap_or(false)
+        })
+        .await;
+        terms
+    }
+
     pub fn objects_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("agent/objects")
     }
