@@ -11,6 +11,7 @@
 //! - [`bench`], [`demo`]: the load generator and the README's walk-through.
 
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -173,19 +173,8 @@ fn main() {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Cmd::Issuer { .. });
     let default_level = if serving { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(cli) {
-        // One line: the chain of causes joined.
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
-        std::process::exit(1);
-    }
+    lcp::cli::init_logging(default_level);
+    lcp::cli::exit_on_error(run(cli));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

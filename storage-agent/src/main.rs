@@ -85,18 +85,8 @@ fn main() {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(cli) {
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
-        std::process::exit(1);
-    }
+    lcp::cli::init_logging(level);
+    lcp::cli::exit_on_error(run(cli));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
