@@ -40,6 +40,7 @@ const BALANCE_CACHE_MAX: usize = 1_000_000;
 pub struct TransferOrder {
     pub sender: EntityId,
     pub counter: u64,
+    /// `protocol::request_key` of the request: what the stored answer is matched against.
     pub body_sha256: String,
     pub recipient: EntityId,
     pub amount: u64,

@@ -157,6 +157,7 @@ struct TransferBody {
 fn parse_transfer(
     body: &[u8],
     verified: &VerifiedRequest,
+    request_key: String,
     max_amount: u64,
 ) -> Result<TransferOrder, Error> {
     let parsed: TransferBody =
@@ -195,7 +196,7 @@ fn parse_transfer(
     Ok(TransferOrder {
         sender: verified.entity.clone(),
         counter,
-        body_sha256: verified.body_sha256.clone(),
+        body_sha256: request_key,
         recipient,
         amount,
         transaction_id,
@@ -217,7 +218,13 @@ async fn transfer(
             crate::http::BodyError::Read(m) => Error::InvalidJson(m),
         })?;
     let verified = crate::http::authenticate(&req, &body, &state.entity, RequestKind::Command)?;
-    let answer = match parse_transfer(&body, &verified, state.config.max_amount) {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let key = protocol::request_key(req.method().as_str(), path, &verified.body_sha256);
+    let answer = match parse_transfer(&body, &verified, key, state.config.max_amount) {
         Ok(order) => state.ledger.transfer(order).await,
         Err(e) => Err(e),
     };

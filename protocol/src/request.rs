@@ -188,6 +188,19 @@ pub fn verify_request(
     })
 }
 
+/// What a server remembers a command by, beside (sender, counter): a hash of its method, path
+/// and body. The body alone is not enough: two requests to different paths may carry the same
+/// body (a DELETE has none), and a reused counter must not replay the other's answer.
+pub fn request_key(method: &str, path_and_query: &str, body_sha256: &str) -> String {
+    crate::sha256_hex(
+        format!(
+            "{}\n{path_and_query}\n{body_sha256}",
+            method.to_ascii_uppercase()
+        )
+        .as_bytes(),
+    )
+}
+
 /// The response signing string: `LCP-RESPONSE-1\n<sender>\n<counter>\n<status>\n<sha256 of body>`.
 pub fn response_signing_string(sender: &str, counter: u64, status: u16, body: &[u8]) -> String {
     format!(

@@ -259,11 +259,7 @@ pub struct Cmd<'a> {
     pub body_sha256: &'a str,
 }
 
-/// The hash a command is remembered by: method, path and body. The body alone is not enough:
-/// a DELETE of another object (empty body) reusing a counter must not replay "deleted a".
-pub fn request_key(method: &str, path: &str, body_sha256: &str) -> String {
-    protocol::sha256_hex(format!("{method}\n{path}\n{body_sha256}").as_bytes())
-}
+pub use protocol::request_key;
 
 /// A stored command answer (replayed on repetition).
 pub struct Answer {
