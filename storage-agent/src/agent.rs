@@ -403,31 +403,43 @@ impl Agent {
         };
         let cmd = command_row(sender, counter, body_sha256, 201, &answer)?;
         let body = answer.clone();
+        self.commit_command(cmd, move |conn| {
+            let exists: i64 = contracts::table
+                .filter(contracts::id.eq(&row.id))
+                .count()
+                .get_result(conn)?;
+            if exists > 0 {
+                return Err(Error::Refused(market::ContractRefusal::InvalidId));
+            }
+            diesel::insert_into(contracts::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(())
+        })
+        .await?;
+        Ok(Answer {
+            status: 201,
+            body,
+            settle: None,
+        })
+    }
+
+    /// Apply `work` and record the command's answer (for replays) in one durable transaction.
+    async fn commit_command<F>(&self, cmd: CommandRow, work: F) -> Result<(), Error>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<(), Error> + Send + 'static,
+    {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    let exists: i64 = contracts::table
-                        .filter(contracts::id.eq(&row.id))
-                        .count()
-                        .get_result(conn)?;
-                    if exists > 0 {
-                        return Err(Error::Refused(market::ContractRefusal::InvalidId));
-                    }
-                    diesel::insert_into(contracts::table)
-                        .values(&row)
-                        .execute(conn)?;
+                    work(conn)?;
                     diesel::insert_into(commands::table)
                         .values(&cmd)
                         .execute(conn)?;
                     Ok(())
                 })
             })
-            .await?;
-        Ok(Answer {
-            status: 201,
-            body,
-            settle: None,
-        })
+            .await
     }
 
     async fn replay(
@@ -617,25 +629,18 @@ impl Agent {
         let cmd = command_row(sender, counter, body_sha256, 200, &answer)?;
         let contract_id = id.to_owned();
         let committed = self
-            .db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| -> Result<(), Error> {
-                    diesel::delete(objects::table.find((&obj.contract_id, &obj.name)))
-                        .execute(conn)?;
-                    diesel::insert_into(objects::table)
-                        .values(&obj)
-                        .execute(conn)?;
-                    diesel::update(contracts::table.find(&contract_id))
-                        .set((
-                            contracts::used_bytes.eq(new_used),
-                            contracts::spent.eq(new_spent),
-                        ))
-                        .execute(conn)?;
-                    diesel::insert_into(commands::table)
-                        .values(&cmd)
-                        .execute(conn)?;
-                    Ok(())
-                })
+            .commit_command(cmd, move |conn| {
+                diesel::delete(objects::table.find((&obj.contract_id, &obj.name))).execute(conn)?;
+                diesel::insert_into(objects::table)
+                    .values(&obj)
+                    .execute(conn)?;
+                diesel::update(contracts::table.find(&contract_id))
+                    .set((
+                        contracts::used_bytes.eq(new_used),
+                        contracts::spent.eq(new_spent),
+                    ))
+                    .execute(conn)?;
+                Ok(())
             })
             .await;
         if let Err(e) = committed {
@@ -680,21 +685,14 @@ impl Agent {
                 .unwrap_or_default();
         let cmd = command_row(sender, counter, body_sha256, 200, &answer)?;
         let path = obj.path.clone();
-        self.db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| -> Result<(), Error> {
-                    diesel::delete(objects::table.find((&obj.contract_id, &obj.name)))
-                        .execute(conn)?;
-                    diesel::update(contracts::table.find(&obj.contract_id))
-                        .set(contracts::used_bytes.eq(contracts::used_bytes - obj.size))
-                        .execute(conn)?;
-                    diesel::insert_into(commands::table)
-                        .values(&cmd)
-                        .execute(conn)?;
-                    Ok(())
-                })
-            })
-            .await?;
+        self.commit_command(cmd, move |conn| {
+            diesel::delete(objects::table.find((&obj.contract_id, &obj.name))).execute(conn)?;
+            diesel::update(contracts::table.find(&obj.contract_id))
+                .set(contracts::used_bytes.eq(contracts::used_bytes - obj.size))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await?;
         self.store.delete(&path).await?;
         Ok(Answer {
             status: 200,
@@ -842,25 +840,19 @@ impl Agent {
         .unwrap_or_default();
         let cmd = command_row(sender, counter, body_sha256, 201, &answer)?;
         let (contract_id, object, uses_i) = (id.to_owned(), object.to_owned(), to_i64(uses)?);
-        self.db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| -> Result<(), Error> {
-                    diesel::insert_into(retrievals::table)
-                        .values((
-                            retrievals::token.eq(&token),
-                            retrievals::contract_id.eq(&contract_id),
-                            retrievals::object.eq(&object),
-                            retrievals::uses_left.eq(uses_i),
-                            retrievals::expires_s.eq(expires_s),
-                        ))
-                        .execute(conn)?;
-                    diesel::insert_into(commands::table)
-                        .values(&cmd)
-                        .execute(conn)?;
-                    Ok(())
-                })
-            })
-            .await?;
+        self.commit_command(cmd, move |conn| {
+            diesel::insert_into(retrievals::table)
+                .values((
+                    retrievals::token.eq(&token),
+                    retrievals::contract_id.eq(&contract_id),
+                    retrievals::object.eq(&object),
+                    retrievals::uses_left.eq(uses_i),
+                    retrievals::expires_s.eq(expires_s),
+                ))
+                .execute(conn)?;
+            Ok(())
+        })
+        .await?;
         Ok(Answer {
             status: 201,
             body: answer,

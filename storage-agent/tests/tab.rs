@@ -4,40 +4,8 @@
 
 mod util;
 
-use protocol::market::Contract;
-use storage_agent::client::{pay, AgentClient};
+use storage_agent::client::AgentClient;
 use util::{eventually, World, PRICES};
-
-async fn paid_contract(
-    world: &World,
-    client: &AgentClient,
-    wallet: &lcp::client::IssuerClient,
-    buyer: &protocol::KeyPair,
-) -> Contract {
-    let (_, offer) = client.offer().await.expect("offer");
-    let terms = AgentClient::terms_from_offer(
-        &offer,
-        buyer.entity(),
-        &world.issuer.entity,
-        128 * 1024,
-        3600,
-        vec![],
-    )
-    .expect("terms");
-    client.propose(&terms).await.expect("contract");
-    pay(wallet, &terms, 0)
-        .await
-        .expect("pay the price only: no credit");
-    eventually(5_000, "active", || async {
-        client
-            .contract(&terms.id)
-            .await
-            .map(|v| v.status == "active")
-            .unwrap_or(false)
-    })
-    .await;
-    terms
-}
 
 /// PUT through the raw client to see the settlement header.
 async fn put_raw(client: &AgentClient, id: &str, name: &str, kib: usize) -> (u16, Option<String>) {
@@ -86,8 +54,13 @@ async fn a_tab_per_buyer_with_limit_and_threshold() {
         "unpaid contracts run no tab"
     );
 
-    let one = paid_contract(&world, &client, &wallet, &buyer).await;
-    let two = paid_contract(&world, &client, &wallet, &buyer).await;
+    // Paid at the price only: no prepaid credit, every charge goes on the tab.
+    let one = world
+        .active_contract(&client, &wallet, &buyer, 128 * 1024, 3600, 0)
+        .await;
+    let two = world
+        .active_contract(&client, &wallet, &buyer, 128 * 1024, 3600, 0)
+        .await;
     // 10 KiB at 2 per KiB = 20 owed: under the threshold, no settlement request.
     assert_eq!(put_raw(&client, &one.id, "a", 10).await, (200, None));
     // 10 more KiB on the other contract: the buyer owes 40 > 30, so the answer asks to settle.
