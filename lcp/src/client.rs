@@ -48,6 +48,18 @@ impl ClientError {
     }
 }
 
+/// Refuse a server URL without a scheme up front: the HTTP stack's own error for
+/// `127.0.0.1:7000` is "relative URL without a base".
+pub fn check_url(url: &str) -> Result<(), ClientError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ClientError::Config(format!(
+            "{url:?} is not a URL: write it as http://{url} (or https://)"
+        )))
+    }
+}
+
 /// Options shared by every client.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
@@ -488,6 +500,7 @@ impl IssuerClient {
         key_path: &Path,
         options: &ClientOptions,
     ) -> anyhow::Result<Self> {
+        check_url(issuer_url)?;
         let key = crate::keyfile::load(key_path)?;
         Ok(IssuerClient::new(
             http_client(options)?,

@@ -9,20 +9,16 @@ use protocol::KeyPair;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write key file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read key file {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("cannot write key file {path}: {cause}")]
+    Write { path: String, cause: std::io::Error },
     #[error(
         "key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}"
     )]
     Permissions { path: String, mode: u32 },
+    #[error("key file {path} is not a regular file")]
+    NotAFile { path: String },
     #[error("key file {path} does not hold an Ed25519 PKCS#8 key")]
     Invalid { path: String },
     #[error("key file {path} already exists; refusing to overwrite it")]
@@ -36,10 +32,13 @@ const GROUP_OTHER_BITS: u32 = 0o077;
 
 pub fn load(path: &Path) -> Result<KeyPair, KeyFileError> {
     let shown = path.display().to_string();
-    let meta = fs::metadata(path).map_err(|source| KeyFileError::Read {
+    let meta = fs::metadata(path).map_err(|cause| KeyFileError::Read {
         path: shown.clone(),
-        source,
+        cause,
     })?;
+    if !meta.is_file() {
+        return Err(KeyFileError::NotAFile { path: shown });
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -50,9 +49,9 @@ pub fn load(path: &Path) -> Result<KeyPair, KeyFileError> {
     }
     #[cfg(not(unix))]
     let _ = meta;
-    let bytes = fs::read(path).map_err(|source| KeyFileError::Read {
+    let bytes = fs::read(path).map_err(|cause| KeyFileError::Read {
         path: shown.clone(),
-        source,
+        cause,
     })?;
     KeyPair::from_pkcs8(&bytes).map_err(|_| KeyFileError::Invalid { path: shown })
 }
@@ -60,9 +59,9 @@ pub fn load(path: &Path) -> Result<KeyPair, KeyFileError> {
 /// Write `key` to a new file with mode 0600 (created with that mode: never briefly readable).
 pub fn save_new(path: &Path, key: &KeyPair) -> Result<(), KeyFileError> {
     let shown = path.display().to_string();
-    let write_err = |source| KeyFileError::Write {
+    let write_err = |cause| KeyFileError::Write {
         path: shown.clone(),
-        source,
+        cause,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(write_err)?;
@@ -82,7 +81,7 @@ pub fn save_new(path: &Path, key: &KeyPair) -> Result<(), KeyFileError> {
         } else {
             KeyFileError::Write {
                 path: shown.clone(),
-                source,
+                cause: source,
             }
         }
     })?;

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod http;

@@ -283,6 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             verify_receipts,
             json,
         } => {
+            lcp::client::check_url(&issuer)?;
             let issuer_key = Arc::new(lcp::keyfile::load(&key)?);
             let options = lcp::bench::BenchOptions {
                 issuer_url: issuer,

@@ -46,6 +46,7 @@ pub struct RunningIssuer {
     pub addr: SocketAddr,
     pub ledger: Ledger,
     pub http: crate::http::HttpHandle,
+    _dir_lock: crate::datadir::DirLock,
 }
 
 impl RunningIssuer {
@@ -65,6 +66,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
             options.data_dir.display()
         )
     })?;
+    let dir_lock = crate::datadir::lock(&options.data_dir, "issuer")?;
     let key = crate::keyfile::load_or_create(&options.data_dir.join("identity.key"))?;
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
@@ -101,6 +103,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         addr: http.addr,
         ledger,
         http,
+        _dir_lock: dir_lock,
     })
 }
 

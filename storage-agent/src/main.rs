@@ -121,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = runtime()?;
             let mut currencies = Vec::new();
             for url in issuer {
+                lcp::client::check_url(&url)?;
                 let probe = lcp::client::SignedClient::new(
                     http.clone(),
                     &url,

@@ -23,6 +23,7 @@ pub struct RunningAgent {
     pub url: String,
     pub agent: Arc<Agent>,
     pub http: lcp::http::HttpHandle,
+    _dir_lock: lcp::datadir::DirLock,
 }
 
 impl RunningAgent {
@@ -33,6 +34,7 @@ impl RunningAgent {
 
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let config = AgentConfig::load(&options.data_dir)?;
+    let dir_lock = lcp::datadir::lock(&options.data_dir, "storage-agent")?;
     let key = Arc::new(lcp::keyfile::load(&options.data_dir.join("identity.key"))?);
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
@@ -91,5 +93,6 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
         url: http.url.clone(),
         agent,
         http,
+        _dir_lock: dir_lock,
     })
 }
