@@ -65,9 +65,9 @@ impl Metrics {
                 get(&self.batches),
             ),
             (
-                "lcp_ledger_batch_seconds_sum",
+                "lcp_ledger_busy_seconds_total",
                 "counter",
-                "time spent applying and committing batches",
+                "seconds the ledger writer spent applying and committing batches",
                 0,
             ),
             (
@@ -79,7 +79,7 @@ impl Metrics {
         ];
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            if name == "lcp_ledger_batch_seconds_sum" {
+            if name == "lcp_ledger_busy_seconds_total" {
                 let _ = writeln!(out, "{name} {:.6}", get(&self.commit_us) as f64 / 1e6);
             } else {
                 let _ = writeln!(out, "{name} {value}");
