@@ -2,57 +2,31 @@
 //! on embedded SQLite, makes two fresh wallets, funds one from the issuer and pays the other,
 //! printing each step with the CLI command that does the same.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::process::ChildGuard;
 
 use crate::client::{ClientOptions, CounterStore, IssuerClient};
 
 /// Longest the demo waits for its issuer to print its address.
 const ISSUER_START_MS_MAX: u64 = 30_000;
 
-/// Kills the issuer child when the demo ends for any reason.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start `lcp issuer serve` as a child and read its `listening on` line.
 fn spawn_issuer(exe: &Path, data: &Path, listen: &str) -> anyhow::Result<(ChildGuard, String)> {
-    let mut child = Command::new(exe)
-        .args(["issuer", "serve", "--data"])
+    let mut cmd = Command::new(exe);
+    cmd.args(["issuer", "serve", "--data"])
         .arg(data)
         .args(["--listen", listen])
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .spawn()
-        .with_context(|| format!("cannot start {}", exe.display()))?;
-    let stdout = child.stdout.take().context("issuer stdout")?;
-    let guard = ChildGuard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_millis(ISSUER_START_MS_MAX))
-        .context("the issuer did not start in time")?;
-    Ok((guard, url))
+        );
+    crate::process::spawn_server(cmd, ISSUER_START_MS_MAX)
 }
 
 fn wallet(path: &Path) -> anyhow::Result<protocol::KeyPair> {

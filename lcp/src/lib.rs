@@ -21,6 +21,7 @@ pub mod http;
 pub mod keyfile;
 pub mod ledger;
 pub mod metrics;
+pub mod process;
 pub mod schema;
 pub mod server;
 

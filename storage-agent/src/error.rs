@@ -38,8 +38,6 @@ pub enum Error {
     BodyTooLarge { limit: u64 },
     #[error("counter {counter} was already used with a different body")]
     CounterReused { counter: u64 },
-    #[error("not found")]
-    NotFound,
     #[error("too many uploads in progress; retry shortly")]
     Overloaded,
     #[error("object storage failed")]
@@ -68,10 +66,9 @@ impl Error {
             | Error::InvalidName
             | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            Error::UnknownContract
-            | Error::UnknownObject
-            | Error::UnknownToken
-            | Error::NotFound => StatusCode::NOT_FOUND,
+            Error::UnknownContract | Error::UnknownObject | Error::UnknownToken => {
+                StatusCode::NOT_FOUND
+            }
             Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
             Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -97,7 +94,6 @@ impl Error {
             Error::BlockFull { .. } => "block_full",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::CounterReused { .. } => "counter_reused",
-            Error::NotFound => "not_found",
             Error::Overloaded => "overloaded",
             Error::Store(_) | Error::Db(_) => "unavailable",
         }

@@ -161,11 +161,6 @@ impl Store {
         }
         Ok(removed)
     }
-
-    /// Where a key lives on the local disk (tests alter bytes there); `None` for other stores.
-    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
-        self.local_root.as_ref().map(|r| r.join(key))
-    }
 }
 
 /// Delete every file under `dir` whose key (path relative to `root`, `/`-separated) `keep` does

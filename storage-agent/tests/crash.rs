@@ -3,8 +3,8 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use lcp::process::ChildGuard;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,42 +16,15 @@ const WRITERS: usize = 8;
 const BURST_MS: u64 = 800;
 const SPAWN_WAIT_MS_MAX: u64 = 30_000;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_agent(data: &std::path::Path, database: Option<&str>) -> (Killed, String) {
+fn spawn_agent(data: &std::path::Path, database: Option<&str>) -> (ChildGuard, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_storage-agent"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data);
     if let Some(url) = database {
         cmd.args(["--database", url]);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn agent");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let guard = Killed(child);
-    let url = rx
-        .recv_timeout(Duration::from_millis(SPAWN_WAIT_MS_MAX))
-        .expect("agent printed its address");
-    (guard, url)
+    cmd.stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+    lcp::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("agent printed its address")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

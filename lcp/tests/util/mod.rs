@@ -3,9 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
 use lcp::config::IssuerConfig;
@@ -118,19 +117,10 @@ pub fn lcp_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lcp"))
 }
 
-/// A child process killed (SIGKILL) when dropped.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use lcp::process::ChildGuard;
 
 /// Spawn `lcp issuer serve` and wait for its `listening on` line.
 pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (ChildGuard, String) {
-    use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(lcp_bin());
     cmd.args(["issuer", "serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -138,26 +128,8 @@ pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (Chi
     if let Some(url) = database {
         cmd.args(["--database", url]);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn lcp");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let guard = ChildGuard(child);
-    let url = rx
-        .recv_timeout(Duration::from_millis(SPAWN_WAIT_MS_MAX))
-        .expect("issuer printed its address in time");
-    (guard, url)
+    cmd.stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+    lcp::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("issuer printed its address in time")
 }
 
 /// Run the `lcp` binary to completion; print everything when it fails unexpectedly.
