@@ -18,7 +18,9 @@ wait_line() { for _ in $(seq 200); do grep -q "listening on" "$1" 2>/dev/null &&
 
 "$bin/lcp" issuer serve --data "$work/issuer" --listen 127.0.0.1:0 > "$work/issuer.out" 2>/dev/null &
 issuer=$(wait_line "$work/issuer.out")
-"$bin/storage-agent" init --data "$work/agent" --issuer "$issuer" --capacity $(( (writes + 16) << 20 )) --read-per-kib 1 --write-per-kib 1 >/dev/null 2>&1
+"$bin/storage-agent" init --data "$work/agent" --issuer "$issuer" --capacity $(( 2 * (writes + 16) << 20 )) --read-per-kib 1 --write-per-kib 1 >/dev/null 2>&1
+# READ_CACHE_BYTES=0 measures reads from disk (the page cache) without the hot-object cache.
+[ -n "${READ_CACHE_BYTES:-}" ] && sed -i "s/^read_cache_bytes = .*/read_cache_bytes = $READ_CACHE_BYTES/" "$work/agent/config.toml"
 RUST_LOG=warn "$bin/storage-agent" serve --data "$work/agent" --listen 127.0.0.1:0 > "$work/agent.out" 2>/dev/null &
 agent_pid=$!
 agent=$(wait_line "$work/agent.out")

@@ -285,6 +285,38 @@ where
     }
 }
 
+/// [`write_transaction`] whose commit survives the process being killed but may be lost with
+/// the last moments before a power cut: SQLite commits it with `synchronous = NORMAL` (the WAL
+/// is written, not fsynced), PostgreSQL with `synchronous_commit = off`. For records whose loss
+/// costs only their owner a little and never another party, such as a storage agent's charge
+/// for a read (a lost one is a read the buyer got free).
+pub fn relaxed_write_transaction<T, E>(
+    conn: &mut AnyConnection,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    match conn {
+        AnyConnection::Sqlite(_) => {
+            conn.batch_execute("PRAGMA synchronous = NORMAL")
+                .map_err(|e| E::from(DbError::Query(e)))?;
+            let result = write_transaction(conn, work);
+            // Every other transaction on this pooled connection must stay fully durable.
+            if let Err(e) = conn.batch_execute("PRAGMA synchronous = FULL") {
+                // Not restored: poison the connection's use rather than hand out a weaker one.
+                return Err(E::from(DbError::Query(e)));
+            }
+            result
+        }
+        AnyConnection::Postgresql(_) => write_transaction(conn, |conn| {
+            conn.batch_execute("SET LOCAL synchronous_commit = off")
+                .map_err(|e| E::from(DbError::Query(e)))?;
+            work(conn)
+        }),
+    }
+}
+
 /// Copy the WAL back into the database file in the background until every `Database` clone is
 /// dropped: PASSIVE (never blocks the writer or readers) while the WAL is small, TRUNCATE when it
 /// passes `SQLITE_WAL_BYTES_MAX`.

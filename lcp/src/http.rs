@@ -202,6 +202,47 @@ pub fn authenticate(
     )
 }
 
+/// Bodies at least this large are verified (hashed) on the blocking pool, not on an async
+/// worker: hashing 64 MiB takes tens of milliseconds that would stall every other connection.
+pub const BODY_HASH_INLINE_BYTES_MAX: usize = 64 << 10;
+
+/// [`authenticate`] for requests whose body may be large: the body is hashed off the async
+/// workers when it is over [`BODY_HASH_INLINE_BYTES_MAX`].
+pub async fn authenticate_body(
+    req: &actix_web::HttpRequest,
+    body: bytes::Bytes,
+    audience: &str,
+    kind: protocol::RequestKind,
+) -> Result<protocol::VerifiedRequest, protocol::AuthError> {
+    if body.len() < BODY_HASH_INLINE_BYTES_MAX {
+        return authenticate(req, &body, audience, kind);
+    }
+    let auth = protocol::RequestAuth::from_headers(|name| {
+        req.headers().get(name).and_then(|v| v.to_str().ok())
+    })?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let (method, audience) = (req.method().as_str().to_owned(), audience.to_owned());
+    tokio::task::spawn_blocking(move || {
+        protocol::verify_request(
+            &auth,
+            &audience,
+            &method,
+            &path_and_query,
+            &body,
+            crate::now_ms(),
+            kind,
+        )
+    })
+    .await
+    // Verification does not panic; if it ever did, the request is refused, not accepted.
+    .unwrap_or(Err(protocol::AuthError::InvalidSignature))
+}
+
 /// Sign a command's answer (the receipt) and build the response.
 pub fn signed_response(
     key: &protocol::KeyPair,

@@ -104,10 +104,28 @@ pub fn signing_string(
     counter: &str,
     body: &[u8],
 ) -> String {
+    signing_string_hashed(
+        audience,
+        method,
+        path_and_query,
+        time_ms,
+        counter,
+        &crate::sha256_hex(body),
+    )
+}
+
+/// [`signing_string`] from the body's SHA-256 (hex), so a large body is hashed once.
+fn signing_string_hashed(
+    audience: &str,
+    method: &str,
+    path_and_query: &str,
+    time_ms: &str,
+    counter: &str,
+    body_sha256: &str,
+) -> String {
     format!(
-        "{REQUEST_TAG}\n{audience}\n{}\n{path_and_query}\n{time_ms}\n{counter}\n{}",
+        "{REQUEST_TAG}\n{audience}\n{}\n{path_and_query}\n{time_ms}\n{counter}\n{body_sha256}",
         method.to_ascii_uppercase(),
-        crate::sha256_hex(body)
     )
 }
 
@@ -166,13 +184,14 @@ pub fn verify_request(
             Some(value)
         }
     };
-    let text = signing_string(
+    let body_sha256 = crate::sha256_hex(body);
+    let text = signing_string_hashed(
         audience,
         method,
         path_and_query,
         &auth.time_ms,
         &auth.counter,
-        body,
+        &body_sha256,
     );
     if !entity.verify_b64(text.as_bytes(), &auth.signature) {
         return Err(AuthError::InvalidSignature);
@@ -184,7 +203,7 @@ pub fn verify_request(
         entity,
         time_ms,
         counter,
-        body_sha256: crate::sha256_hex(body),
+        body_sha256,
     })
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
-use storage_agent::client::{pay, AgentClient};
+use storage_agent::client::AgentClient;
 
 const OBJECT_BYTES: usize = 1 << 20;
 
@@ -46,8 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let block = (writes as u64 + 1) * OBJECT_BYTES as u64;
     let terms =
         AgentClient::terms_from_offer(&offer, buyer.entity(), &issuer, block, 3600, vec![])?;
-    client.propose(&terms).await?;
-    pay(&wallet, &terms, 100_000_000_000).await?;
+    client.buy(&wallet, &terms, 100_000_000_000).await?;
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     while client.contract(&terms.id).await?.status != "active" {
         anyhow::ensure!(

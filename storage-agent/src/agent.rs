@@ -4,10 +4,17 @@
 //! Invariants:
 //! - `contracts.used_bytes` is the sum of the sizes of that contract's `objects` rows: both are
 //!   changed in the same transaction, and bytes are stored (durably) before the row names them.
-//! - A buyer's debt (across its contracts) never exceeds `tab_limit`: every charge is checked
-//!   and applied in one transaction, under the contract's lock and, with tabs on, the buyer's.
+//! - A contract's credit (plus the buyer's tab room) never goes below zero: every charge is one
+//!   relative, conditional SQL update ([`charge_contract`]), so concurrent charges cannot both
+//!   draw the last of it. With tabs on, charges also run under the buyer's lock, so a buyer's
+//!   debt across its contracts never exceeds `tab_limit`.
+//! - Reads of local files take no contract lock: they open the file inside the charging
+//!   transaction, and an open file keeps its bytes when a PUT or reap unlinks it. Writes,
+//!   deletes, audits and reads from other stores run under the contract's lock.
 //! - Reserved space (blocks of live contracts) never exceeds capacity: contracts are admitted
 //!   one at a time under `admit_lock`.
+//! - A payment made before its contract (prepaid) is claimed once, by the contract: deposits are
+//!   applied under `admit_lock` too, so a deposit and the contract it pays cannot miss each other.
 //! - A deposit credits a contract once: the issuer cursor moves in the transaction that credits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -21,9 +28,11 @@ use protocol::market::{self, Contract, Offer, OfferCurrency};
 use protocol::{EntityId, Envelope, KeyPair};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AgentConfig, OBJECT_BYTES_MAX, OFFER_TTL_S, PENDING_TTL_S};
+use crate::config::{
+    AgentConfig, OBJECT_BYTES_MAX, OFFER_TTL_S, PENDING_SHARE_PCT_MAX, PENDING_TTL_S,
+};
 use crate::error::Error;
-use crate::schema::{commands, contracts, objects, payment_cursors, retrievals, stats};
+use crate::schema::{commands, contracts, objects, payment_cursors, prepaid, retrievals, stats};
 use crate::store::Store;
 
 /// Longest object name.
@@ -215,6 +224,101 @@ impl From<&ObjectRow> for ObjectInfo {
     }
 }
 
+/// Signed reads seen within the freshness window, by (buyer, counter): a read is charged, so a
+/// captured one must not be served (and charged) again. The set lives in memory, so reads signed
+/// before this process started are refused: they could be replays the set no longer knows.
+struct SeenReads {
+    started_ms: u64,
+    seen: Mutex<HashMap<(String, u64), u64>>,
+}
+
+/// Signed reads remembered at once; past it, new reads wait for old ones to age out (503).
+const SEEN_READS_MAX: usize = 200_000;
+
+impl SeenReads {
+    fn new() -> SeenReads {
+        SeenReads {
+            started_ms: lcp::now_ms(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn admit(&self, who: &EntityId, counter: u64, time_ms: u64) -> Result<(), Error> {
+        if time_ms < self.started_ms {
+            return Err(Error::Auth(protocol::AuthError::StaleTime));
+        }
+        let now = lcp::now_ms();
+        // The map stays usable after a panic elsewhere: entries are independent.
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_READS_MAX {
+            // Older than the freshness window: verification refuses them before they get here.
+            let horizon = now.saturating_sub(2 * protocol::request::FRESHNESS_MS_MAX);
+            seen.retain(|_, t| *t >= horizon);
+            if seen.len() >= SEEN_READS_MAX {
+                return Err(Error::Overloaded);
+            }
+        }
+        match seen.entry((who.as_str().to_owned(), counter)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(Error::CounterReused { counter }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(time_ms);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Recently read whole objects, by store key. A key names one immutable version of an object
+/// (every PUT writes a new key), so an entry is never stale; it is only evicted, oldest
+/// first, to stay within `bytes_max`. Audits never use it: they answer from the disk.
+struct ReadCache {
+    bytes_max: u64,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<String, Bytes>,
+    order: VecDeque<String>,
+    bytes: u64,
+}
+
+/// Largest object the read cache keeps.
+const READ_CACHE_OBJECT_BYTES_MAX: u64 = 4 << 20;
+
+impl ReadCache {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        if self.bytes_max == 0 {
+            return None;
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.entries.get(key).cloned()
+    }
+
+    fn insert(&self, key: &str, bytes: &Bytes) {
+        let len = bytes.len() as u64;
+        if len > READ_CACHE_OBJECT_BYTES_MAX || len > self.bytes_max {
+            return;
+        }
+        // Entries are independent; a panic elsewhere leaves the map consistent enough.
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.entries.contains_key(key) {
+            return;
+        }
+        while inner.bytes + len > self.bytes_max {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = inner.entries.remove(&old) {
+                inner.bytes -= b.len() as u64;
+            }
+        }
+        inner.entries.insert(key.to_owned(), bytes.clone());
+        inner.order.push_back(key.to_owned());
+        inner.bytes += len;
+    }
+}
+
 /// One async lock per contract: commands on a contract run one at a time.
 #[derive(Default)]
 struct ContractLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
@@ -242,6 +346,8 @@ pub struct Agent {
     pub store: Store,
     endpoint: OnceLock<String>,
     locks: ContractLocks,
+    seen_reads: SeenReads,
+    read_cache: Arc<ReadCache>,
     admit_lock: tokio::sync::Mutex<()>,
     audit_slots: tokio::sync::Semaphore,
     /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX).
@@ -272,6 +378,7 @@ pub struct Answer {
 
 impl Agent {
     pub fn new(key: Arc<KeyPair>, config: AgentConfig, db: Database, store: Store) -> Agent {
+        let read_cache_bytes = config.read_cache_bytes;
         Agent {
             key,
             config,
@@ -283,6 +390,11 @@ impl Agent {
             audit_slots: tokio::sync::Semaphore::new(AUDITS_CONCURRENT_MAX),
             put_slots: Arc::new(tokio::sync::Semaphore::new(PUTS_BUFFERED_MAX)),
             recent_errors: Mutex::new(VecDeque::new()),
+            seen_reads: SeenReads::new(),
+            read_cache: Arc::new(ReadCache {
+                bytes_max: read_cache_bytes,
+                inner: Mutex::new(CacheInner::default()),
+            }),
         }
     }
 
@@ -319,25 +431,37 @@ impl Agent {
             .collect()
     }
 
-    fn offer_doc(&self, free_bytes: u64, now: i64) -> Offer {
+    /// The offer with `free_bytes` free; blocks are capped at the free space and at the room
+    /// unpaid contracts have left (`pending_bytes` are reserved by them now).
+    fn offer_doc(&self, free_bytes: u64, pending_bytes: u64, now: i64) -> Offer {
+        let pending_room = self.pending_max().saturating_sub(pending_bytes);
         Offer {
             agent: self.key.entity().clone(),
             endpoint: self.endpoint().to_owned(),
             issued_at: market::format_rfc3339(now),
             expires_at: market::format_rfc3339(now + OFFER_TTL_S),
             free_bytes,
-            block_bytes_max: self.config.block_bytes_max.min(free_bytes),
+            block_bytes_max: self
+                .config
+                .block_bytes_max
+                .min(free_bytes)
+                .min(pending_room),
             duration_s_max: self.config.duration_s_max,
             currencies: self.currencies(),
         }
+    }
+
+    /// Most bytes unpaid contracts may reserve together.
+    fn pending_max(&self) -> u64 {
+        self.config.capacity_bytes / 100 * PENDING_SHARE_PCT_MAX
     }
 
     /// The current signed offer.
     pub async fn offer(&self) -> Result<Envelope, Error> {
         let now = now_s();
         let capacity = self.config.capacity_bytes;
-        let reserved = self.db.run(move |c| reserved_bytes(c, now)).await?;
-        let doc = self.offer_doc(capacity.saturating_sub(reserved), now);
+        let (reserved, pending) = self.db.run(move |c| reservations(c, now)).await?;
+        let doc = self.offer_doc(capacity.saturating_sub(reserved), pending, now);
         Envelope::sign_json(&self.key, market::OFFER_TYPE, &doc)
             .map_err(|e| Error::InvalidJson(e.to_string()))
     }
@@ -367,19 +491,38 @@ impl Agent {
         }
         let _admit = self.admit_lock.lock().await;
         let now = now_s();
-        let reserved = self.db.run(move |c| reserved_bytes(c, now)).await?;
+        let (prepaid_id, prepaid_issuer) = (contract.id.clone(), contract.issuer.to_string());
+        let (reserved, pending, prepaid_amount) = self
+            .db
+            .run(move |c| {
+                let (reserved, pending) = reservations(c, now)?;
+                Ok::<_, Error>((
+                    reserved,
+                    pending,
+                    prepaid_of(c, &prepaid_id, &prepaid_issuer)?,
+                ))
+            })
+            .await?;
         let free = self.config.capacity_bytes.saturating_sub(reserved);
-        let mut offer = self.offer_doc(free, now);
+        let mut offer = self.offer_doc(free, pending, now);
         // The published offer caps blocks at the free space; here the configured maximum
         // applies, so a block that fits the agent but not its free space says so.
         offer.block_bytes_max = self.config.block_bytes_max;
         market::check_contract(&contract, &offer, now, free)?;
+        // A contract paid in advance is not pending: only unpaid ones count against the share.
+        let paid_ahead = prepaid_amount >= contract.contract_price;
+        if !paid_ahead && pending.saturating_add(contract.block_bytes) > self.pending_max() {
+            return Err(Error::TooManyPending {
+                retry_after_s: PENDING_TTL_S.unsigned_abs(),
+            });
+        }
         let (start_s, end_s) = market::contract_window(&contract)?;
         let agent_signature = envelope.countersign(&self.key);
         let envelope_json =
             serde_json::to_string(&envelope).map_err(|e| Error::InvalidJson(e.to_string()))?;
         let answer = serde_json::to_string(&serde_json::json!({
-            "contract": envelope, "agent_signature": agent_signature, "status": "pending_payment",
+            "contract": envelope, "agent_signature": agent_signature,
+            "status": if paid_ahead { "active" } else { "pending_payment" },
         }))
         .map_err(|e| Error::InvalidJson(e.to_string()))?;
         let row = ContractRow {
@@ -411,6 +554,13 @@ impl Agent {
             if exists > 0 {
                 return Err(Error::Refused(market::ContractRefusal::InvalidId));
             }
+            // Claimed in the transaction that records the contract, so it is counted once.
+            let claimed = prepaid_of(conn, &row.id, &row.issuer)?;
+            diesel::delete(prepaid::table.find((&row.id, &row.issuer))).execute(conn)?;
+            let row = ContractRow {
+                paid: to_i64(claimed)?,
+                ..row
+            };
             diesel::insert_into(contracts::table)
                 .values(&row)
                 .execute(conn)?;
@@ -533,11 +683,13 @@ impl Agent {
         Some(self.locks.get(&format!("buyer:{buyer}")).lock_owned().await)
     }
 
-    /// Draw `charge` from `row` within the buyer's tab; answers the new `spent` and the
-    /// settlement request to send, if the buyer's debt passes `tab_threshold` after it.
-    async fn draw(&self, row: &ContractRow, charge: u64) -> Result<(i64, Option<u64>), Error> {
+    /// Check that `charge` can be drawn from `row` within the buyer's tab; answers the tab room
+    /// to apply it with ([`charge_contract`]) and the settlement request to send, if the buyer's
+    /// debt passes `tab_threshold` after it.
+    async fn draw(&self, row: &ContractRow, charge: u64) -> Result<Drawn, Error> {
         let other = self.other_debt(row).await?;
-        let new_spent = row.draw(charge, self.config.tab_limit.saturating_sub(other))?;
+        let tab_room = self.config.tab_limit.saturating_sub(other);
+        let new_spent = row.draw(charge, tab_room)?;
         let after = ContractRow {
             spent: new_spent,
             ..row.clone()
@@ -545,7 +697,11 @@ impl Agent {
         let debt = other.saturating_add(after.debt());
         let settle =
             (self.config.tab_limit > 0 && debt > self.config.tab_threshold).then_some(debt);
-        Ok((new_spent, settle))
+        Ok(Drawn {
+            charge,
+            tab_room,
+            settle,
+        })
     }
 
     pub async fn contract(&self, id: &str, who: &EntityId) -> Result<ContractView, Error> {
@@ -597,7 +753,8 @@ impl Agent {
         let charge = market::per_kib_charge(row.write_per_kib.unsigned_abs(), size)
             .map_err(|_| Error::BlockFull { block_bytes: 0 })?;
         let _tab = self.tab_guard(&row.buyer).await;
-        let (new_spent, settle) = self.draw(&row, charge).await?;
+        let drawn = self.draw(&row, charge).await?;
+        let settle = drawn.settle;
         // Hash off the async workers: a 64 MiB object is tens of milliseconds of CPU.
         let hashed = bytes.clone();
         let (sha256, tree) = tokio::task::spawn_blocking(move || {
@@ -635,12 +792,9 @@ impl Agent {
                     .values(&obj)
                     .execute(conn)?;
                 diesel::update(contracts::table.find(&contract_id))
-                    .set((
-                        contracts::used_bytes.eq(new_used),
-                        contracts::spent.eq(new_spent),
-                    ))
+                    .set(contracts::used_bytes.eq(new_used))
                     .execute(conn)?;
-                Ok(())
+                charge_contract(conn, &contract_id, &drawn)
             })
             .await;
         if let Err(e) = committed {
@@ -701,7 +855,62 @@ impl Agent {
         })
     }
 
-    /// Charge a read of `range` of `name` and answer the bytes with the object's size.
+    /// Where reads may take the fast path of [`Agent::local_read`]: objects on the local disk
+    /// and no running tabs (a tab's room depends on the buyer's other contracts, which the
+    /// general path checks under the buyer's lock).
+    fn fast_read_root(&self) -> Option<std::path::PathBuf> {
+        if self.config.tab_limit > 0 {
+            return None;
+        }
+        self.store.local_root().map(std::path::Path::to_path_buf)
+    }
+
+    /// A read on the local disk in one blocking task and without the contract's lock: resolve,
+    /// open the file and charge in one transaction, then read from the open file. An open file
+    /// keeps its bytes when a concurrent PUT, DELETE or reap unlinks it, so the bytes served are
+    /// always those of the object the read was charged for.
+    async fn local_read(
+        &self,
+        root: std::path::PathBuf,
+        of: ReadOf,
+        range: Option<RangeSpec>,
+    ) -> Result<Read, Error> {
+        let now = now_s();
+        let cache = self.read_cache.clone();
+        self.db
+            .run(move |conn| {
+                // A retry happens only on PostgreSQL, when a PUT replaces the object between
+                // the row being read and the file being opened; the next try sees the new row.
+                for _ in 0..LOCAL_READ_TRIES_MAX {
+                    // Relaxed durability: a power cut may forget the last few charges, in the
+                    // buyer's favour; a kill -9 forgets none. Fsyncing every read's charge
+                    // would bound reads by the disk's fsync rate.
+                    let opened = db::relaxed_write_transaction(conn, |conn| {
+                        resolve_and_charge(conn, &root, &cache, &of, range, now)
+                    })?;
+                    match opened {
+                        Some((Source::Cached(whole), mut read)) => {
+                            let r = &read.range;
+                            // Both ends are within the object's size: `resolve` checked them.
+                            read.bytes = whole.slice(r.start as usize..r.end as usize);
+                            return Ok(read);
+                        }
+                        Some((Source::File(file, key), read)) => {
+                            let whole = read.range.start == 0 && read.range.end == read.size;
+                            let read = read_at(&file, read)?;
+                            if whole {
+                                cache.insert(&key, &read.bytes);
+                            }
+                            return Ok(read);
+                        }
+                        None => {}
+                    }
+                }
+                Err(Error::Store("object kept changing during the read".into()))
+            })
+            .await
+    }
+
     /// Charge a read of `range` (and use up one use of `token`, when reading through one) in one
     /// transaction, then read the bytes.
     async fn charged_read(
@@ -720,16 +929,13 @@ impl Agent {
             market::per_kib_charge(row.read_per_kib.unsigned_abs(), range.end - range.start)
                 .unwrap_or(u64::MAX);
         let _tab = self.tab_guard(&row.buyer).await;
-        let (new_spent, settle) = self.draw(row, charge).await?;
+        let drawn = self.draw(row, charge).await?;
+        let settle = drawn.settle;
         let id = row.id.clone();
-        let old_spent = row.spent;
-        // Conditional on `spent` being unchanged, so two concurrent reads cannot both draw the
-        // last of the credit; the loser retries from fresh numbers.
         let token = token.map(str::to_owned);
-        let applied = self
-            .db
+        self.db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| -> Result<usize, Error> {
+                db::write_transaction(conn, |conn| -> Result<(), Error> {
                     if let Some(t) = &token {
                         // Conditional, so concurrent holders cannot overspend the token.
                         let used = diesel::update(
@@ -743,24 +949,11 @@ impl Agent {
                             return Err(Error::UnknownToken);
                         }
                     }
-                    let charged = diesel::update(
-                        contracts::table
-                            .filter(contracts::id.eq(&id))
-                            .filter(contracts::spent.eq(old_spent)),
-                    )
-                    .set(contracts::spent.eq(new_spent))
-                    .execute(conn)?;
-                    if charged == 0 {
-                        // Undo the token use too: the read did not happen.
-                        return Err(Error::Store("concurrent charge; retry".into()));
-                    }
-                    Ok(charged)
+                    // An error here rolls the token use back too: the read did not happen.
+                    charge_contract(conn, &id, &drawn)
                 })
             })
             .await?;
-        if applied == 0 {
-            return Err(Error::Store("concurrent charge; retry".into()));
-        }
         let bytes = self.store.get_range(&obj.path, range.clone()).await?;
         Ok(Read {
             bytes,
@@ -770,15 +963,28 @@ impl Agent {
         })
     }
 
+    /// A buyer's signed read of `name`, or of `range` of it. Reads carry a counter like
+    /// commands (their answers are not stored): each is charged, so each is served once.
     pub async fn read_object(
         &self,
         id: &str,
         name: &str,
-        who: &EntityId,
+        cmd: Cmd<'_>,
+        time_ms: u64,
         range: Option<RangeSpec>,
     ) -> Result<Read, Error> {
         if !valid_name(name) {
             return Err(Error::InvalidName);
+        }
+        let who = cmd.sender;
+        self.seen_reads.admit(who, cmd.counter, time_ms)?;
+        if let Some(root) = self.fast_read_root() {
+            let of = ReadOf::Object {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                who: who.clone(),
+            };
+            return self.local_read(root, of, range).await;
         }
         let lock = self.locks.get(id);
         let _guard = lock.lock().await;
@@ -862,6 +1068,11 @@ impl Agent {
 
     /// Read through a retrieval token: one use, charged to the contract.
     pub async fn redeem(&self, token: &str, range: Option<RangeSpec>) -> Result<Read, Error> {
+        if let Some(root) = self.fast_read_root() {
+            return self
+                .local_read(root, ReadOf::Token(token.to_owned()), range)
+                .await;
+        }
         let t = token.to_owned();
         let found: Option<(String, String, i64, i64)> = self
             .db
@@ -942,10 +1153,25 @@ impl Agent {
             "leaf must be below {}",
             obj.leaf_count
         )))?;
+        // The leaf is data the buyer receives: charged as a read of it, or audits would be a
+        // free way to download an object leaf by leaf.
+        let leaf_bytes = protocol::merkle::LEAF_BYTES as u64;
+        let leaf_len = obj
+            .size
+            .unsigned_abs()
+            .saturating_sub(leaf.saturating_mul(leaf_bytes))
+            .min(leaf_bytes);
+        let charge =
+            market::per_kib_charge(row.read_per_kib.unsigned_abs(), leaf_len).unwrap_or(u64::MAX);
+        let _tab = self.tab_guard(&row.buyer).await;
+        let drawn = self.draw(&row, charge).await?;
+        let id = row.id.clone();
         self.db
-            .run(|conn| {
-                bump_stat(conn, "audits_answered")?;
-                Ok::<_, Error>(())
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    charge_contract(conn, &id, &drawn)?;
+                    bump_stat(conn, "audits_answered")
+                })
             })
             .await?;
         Ok(answer)
@@ -959,6 +1185,10 @@ impl Agent {
         page: lcp::ledger::DepositsPage,
     ) -> Result<u64, Error> {
         let issuer = issuer.to_owned();
+        // Serialised with contract admission: on PostgreSQL, a deposit that finds no contract
+        // (so is held as prepaid) and a contract committed meanwhile (which found nothing held)
+        // would otherwise miss each other.
+        let _admit = self.admit_lock.lock().await;
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<u64, Error> {
@@ -968,13 +1198,18 @@ impl Agent {
                         let amount = to_i64(d.amount)?;
                         income = income.saturating_add(amount);
                         if let Some(t) = &d.transaction_id {
-                            credited += diesel::update(
+                            let n = diesel::update(
                                 contracts::table
                                     .filter(contracts::id.eq(t))
                                     .filter(contracts::issuer.eq(&issuer)),
                             )
                             .set(contracts::paid.eq(contracts::paid + amount))
-                            .execute(conn)? as u64;
+                            .execute(conn)?;
+                            credited += n as u64;
+                            if n == 0 && market::is_uuid_v4(t) {
+                                // Paid before proposing: held for the contract with this id.
+                                add_prepaid(conn, t, &issuer, amount)?;
+                            }
                         }
                     }
                     let next = to_i64(page.next)?;
@@ -1181,6 +1416,225 @@ pub async fn summarize(
     })
 }
 
+/// A charge checked by [`Agent::draw`], to apply with [`charge_contract`].
+struct Drawn {
+    charge: u64,
+    tab_room: u64,
+    settle: Option<u64>,
+}
+
+/// Add `drawn.charge` to the contract's `spent`, relative and conditional in SQL: reads on the
+/// local disk do not take the contract's lock, so `spent` may have moved since the row was read,
+/// and a PostgreSQL transaction does not see a concurrent one's uncommitted draw. Refused with
+/// `payment_required` when the credit (plus the tab's room) no longer covers it.
+fn charge_contract(conn: &mut AnyConnection, id: &str, drawn: &Drawn) -> Result<(), Error> {
+    let charge = to_i64(drawn.charge)?;
+    // credit + room >= charge, as credit >= charge - room: computed here, where it saturates,
+    // rather than in SQL, where PostgreSQL would fail on a huge room.
+    let need = charge.saturating_sub(i64::try_from(drawn.tab_room).unwrap_or(i64::MAX));
+    let charged = diesel::update(
+        contracts::table
+            .filter(contracts::id.eq(id))
+            .filter(contracts::paid.ge(contracts::contract_price))
+            .filter((contracts::paid - contracts::contract_price - contracts::spent).ge(need)),
+    )
+    .set(contracts::spent.eq(contracts::spent + charge))
+    .execute(conn)?;
+    if charged == 0 {
+        return Err(Error::PaymentRequired {
+            amount_due: drawn.charge,
+        });
+    }
+    Ok(())
+}
+
+/// What a read names.
+enum ReadOf {
+    Token(String),
+    Object {
+        id: String,
+        name: String,
+        who: EntityId,
+    },
+}
+
+/// Tries of a local read whose object is replaced under it (PostgreSQL only).
+const LOCAL_READ_TRIES_MAX: usize = 3;
+
+/// In a write transaction: find what `of` names, check it may be read, open its file, use the
+/// token and charge the contract. `None` when the file is gone because the object was just
+/// replaced (nothing is charged then).
+fn resolve_and_charge(
+    conn: &mut AnyConnection,
+    root: &std::path::Path,
+    cache: &ReadCache,
+    of: &ReadOf,
+    range: Option<RangeSpec>,
+    now: i64,
+) -> Result<Option<(Source, Read)>, Error> {
+    let (id, name) = match of {
+        ReadOf::Token(token) => {
+            let found: Option<(String, String, i64, i64)> = retrievals::table
+                .find(token)
+                .select((
+                    retrievals::contract_id,
+                    retrievals::object,
+                    retrievals::uses_left,
+                    retrievals::expires_s,
+                ))
+                .first(conn)
+                .optional()?;
+            let (id, name, _, _) = found
+                .filter(|(_, _, uses, exp)| *uses > 0 && *exp > now)
+                .ok_or(Error::UnknownToken)?;
+            (id, name)
+        }
+        ReadOf::Object { id, name, .. } => (id.clone(), name.clone()),
+    };
+    let row: ContractRow = contracts::table
+        .find(&id)
+        .first(conn)
+        .optional()?
+        .ok_or(match of {
+            ReadOf::Token(_) => Error::UnknownToken,
+            ReadOf::Object { .. } => Error::UnknownContract,
+        })?;
+    match of {
+        ReadOf::Token(_) if row.reaped != 0 => return Err(Error::UnknownToken),
+        ReadOf::Object { who, .. } => {
+            Agent::require_buyer(&row, who, false)?;
+            if row.reaped != 0 {
+                return Err(Error::ContractNotActive);
+            }
+        }
+        ReadOf::Token(_) => {}
+    }
+    let obj: ObjectRow = objects::table
+        .find((&id, &name))
+        .first(conn)
+        .optional()?
+        .ok_or(Error::UnknownObject)?;
+    let size = obj.size.unsigned_abs();
+    let range = match range {
+        Some(r) => r.resolve(size)?,
+        None => 0..size,
+    };
+    let source = match cache.get(&obj.path) {
+        Some(bytes) => Source::Cached(bytes),
+        None => match std::fs::File::open(root.join(&obj.path)) {
+            Ok(f) => Source::File(f, obj.path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::Store(format!("open {}: {e}", obj.path))),
+        },
+    };
+    let charge = market::per_kib_charge(row.read_per_kib.unsigned_abs(), range.end - range.start)
+        .unwrap_or(u64::MAX);
+    row.draw(charge, 0)?;
+    if let ReadOf::Token(token) = of {
+        let used = diesel::update(
+            retrievals::table
+                .filter(retrievals::token.eq(token))
+                .filter(retrievals::uses_left.gt(0)),
+        )
+        .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
+        .execute(conn)?;
+        if used == 0 {
+            return Err(Error::UnknownToken);
+        }
+    }
+    // An error here rolls the token use back.
+    charge_contract(
+        conn,
+        &id,
+        &Drawn {
+            charge,
+            tab_room: 0,
+            settle: None,
+        },
+    )?;
+    let read = Read {
+        bytes: Bytes::new(),
+        range,
+        size,
+        settle: None,
+    };
+    Ok(Some((source, read)))
+}
+
+/// Where a local read's bytes come from: the whole object from the read cache, or an open file
+/// (with its store key, to cache it).
+enum Source {
+    Cached(Bytes),
+    File(std::fs::File, String),
+}
+
+/// Fill `read.bytes` with its range of `file`, in a recycled buffer.
+fn read_at(file: &std::fs::File, mut read: Read) -> Result<Read, Error> {
+    use std::io::{Read as _, Seek as _};
+    let len = read.range.end - read.range.start;
+    let mut buf = ReadBuf::take(usize::try_from(len).unwrap_or(usize::MAX));
+    let mut reader = file;
+    reader
+        .seek(std::io::SeekFrom::Start(read.range.start))
+        .map_err(|e| Error::Store(format!("seek: {e}")))?;
+    // `read_to_end` reads into spare capacity without zeroing it first.
+    let got = reader
+        .take(len)
+        .read_to_end(&mut buf.0)
+        .map_err(|e| Error::Store(format!("read: {e}")))?;
+    if got as u64 != len {
+        return Err(Error::Store(format!(
+            "object file is {got} bytes short of its recorded size"
+        )));
+    }
+    read.bytes = Bytes::from_owner(buf);
+    Ok(read)
+}
+
+/// A read buffer that goes back to [`READ_BUFS`] when the response that owns it is sent:
+/// allocating, page-faulting and freeing a fresh megabyte per read costs more CPU than the
+/// read itself.
+struct ReadBuf(Vec<u8>);
+
+/// Idle read buffers kept for reuse.
+static READ_BUFS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Idle buffers kept at most; beyond it they are freed.
+const READ_BUFS_IDLE_MAX: usize = 64;
+/// Buffers larger than this are freed rather than kept (bounds idle memory to 256 MiB).
+const READ_BUF_KEPT_BYTES_MAX: usize = 4 << 20;
+
+impl ReadBuf {
+    fn take(len: usize) -> ReadBuf {
+        let mut idle = READ_BUFS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = match idle.iter().position(|b| b.capacity() >= len) {
+            Some(i) => idle.swap_remove(i),
+            None => Vec::new(),
+        };
+        drop(idle);
+        buf.clear();
+        buf.reserve_exact(len);
+        ReadBuf(buf)
+    }
+}
+
+impl AsRef<[u8]> for ReadBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() > READ_BUF_KEPT_BYTES_MAX {
+            return;
+        }
+        let mut idle = READ_BUFS.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < READ_BUFS_IDLE_MAX {
+            idle.push(std::mem::take(&mut self.0));
+        }
+    }
+}
+
 fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
     ContractView {
         id: row.id.clone(),
@@ -1216,11 +1670,43 @@ fn reserved_of(rows: &[ContractRow], now: i64) -> u64 {
         .sum()
 }
 
-fn reserved_bytes(conn: &mut AnyConnection, now: i64) -> Result<u64, Error> {
+/// What was paid ahead for the contract `id` in the currency of `issuer`.
+fn prepaid_of(conn: &mut AnyConnection, id: &str, issuer: &str) -> Result<u64, Error> {
+    let amount: Option<i64> = prepaid::table
+        .find((id, issuer))
+        .select(prepaid::amount)
+        .first(conn)
+        .optional()?;
+    Ok(amount.unwrap_or(0).unsigned_abs())
+}
+
+fn add_prepaid(conn: &mut AnyConnection, id: &str, issuer: &str, amount: i64) -> Result<(), Error> {
+    let n = diesel::update(prepaid::table.find((id, issuer)))
+        .set(prepaid::amount.eq(prepaid::amount + amount))
+        .execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(prepaid::table)
+            .values((
+                prepaid::transaction_id.eq(id),
+                prepaid::issuer.eq(issuer),
+                prepaid::amount.eq(amount),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Bytes reserved by live contracts, and by those of them still unpaid.
+fn reservations(conn: &mut AnyConnection, now: i64) -> Result<(u64, u64), Error> {
     let rows: Vec<ContractRow> = contracts::table
         .filter(contracts::reaped.eq(0))
         .load(conn)?;
-    Ok(reserved_of(&rows, now))
+    let pending: Vec<ContractRow> = rows
+        .iter()
+        .filter(|r| r.paid < r.contract_price)
+        .cloned()
+        .collect();
+    Ok((reserved_of(&rows, now), reserved_of(&pending, now)))
 }
 
 fn bump_stat(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {

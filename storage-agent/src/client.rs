@@ -138,6 +138,31 @@ impl AgentClient {
         Ok(answer)
     }
 
+    /// Pay first, then propose: the contract is active from its first moment and never counts
+    /// against the agent's share for unpaid contracts, so this is how to buy a block larger
+    /// than half an agent's capacity. `extra` on top of the price is prepaid credit. The
+    /// proposal is retried while the agent has not yet seen the payment.
+    pub async fn buy(
+        &self,
+        wallet: &IssuerClient,
+        terms: &Contract,
+        extra: u64,
+    ) -> Result<CommandAnswer<SignedContract>, ClientError> {
+        pay(wallet, terms, extra).await?;
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(PREPAID_WAIT_MS_MAX);
+        loop {
+            match self.propose(terms).await {
+                Err(ClientError::Api { code, .. })
+                    if code == "too_many_pending" && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(PREPAID_POLL_MS)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub async fn contract(&self, id: &str) -> Result<ContractView, ClientError> {
         self.signed.query(&format!("/v1/contracts/{id}"), 0).await
     }
@@ -182,7 +207,14 @@ impl AgentClient {
             .collect();
         let resp = check_status(
             self.signed
-                .send("GET", &path, Vec::new(), None, &headers, 0)
+                .send(
+                    "GET",
+                    &path,
+                    Vec::new(),
+                    Some(self.next_counter()),
+                    &headers,
+                    0,
+                )
                 .await?,
         )
         .await?;
@@ -245,6 +277,11 @@ impl AgentClient {
             .await
     }
 }
+
+/// How long [`AgentClient::buy`] waits for the agent to see a payment made ahead.
+pub const PREPAID_WAIT_MS_MAX: u64 = 15_000;
+/// Pause between its proposals meanwhile.
+const PREPAID_POLL_MS: u64 = 100;
 
 /// Pay a contract's price (or `extra` on top, as prepaid credit) with `transaction_id` = contract id.
 pub async fn pay(

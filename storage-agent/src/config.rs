@@ -12,8 +12,14 @@ pub const GRACE_S_DEFAULT: u64 = 24 * 3600;
 pub const OBJECT_BYTES_MAX: u64 = 64 * (1 << 20);
 /// An offer is valid this long after it is issued; heartbeats re-issue it.
 pub const OFFER_TTL_S: i64 = 600;
-/// Unpaid contracts release their reservation after this long.
-pub const PENDING_TTL_S: i64 = 3600;
+/// Unpaid contracts release their reservation after this long: long enough for a buyer to pay
+/// (one LCP transfer), short enough that unpaid contracts cannot hold the disk for long.
+pub const PENDING_TTL_S: i64 = 900;
+/// Unpaid contracts together reserve at most this share (percent) of capacity, so a flood of
+/// contracts nobody pays for cannot lock every paying buyer out.
+pub const PENDING_SHARE_PCT_MAX: u64 = 50;
+/// Default memory for the hot-object read cache.
+pub const READ_CACHE_BYTES_DEFAULT: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +51,9 @@ pub struct AgentConfig {
     /// With a tab, once the buyer's debt passes this, answers carry `LCP-Amount-Due` asking
     /// the buyer to settle (seed 001's settlement threshold). Below `tab_limit` to be useful.
     pub tab_threshold: u64,
+    /// Memory for recently read objects (whole objects up to 4 MiB), so popular content is
+    /// served without touching the disk; 0 turns the cache off.
+    pub read_cache_bytes: u64,
     pub currencies: Vec<CurrencyConfig>,
 }
 
@@ -59,6 +68,7 @@ impl Default for AgentConfig {
             endpoint: String::new(),
             tab_limit: 0,
             tab_threshold: 0,
+            read_cache_bytes: READ_CACHE_BYTES_DEFAULT,
             currencies: Vec::new(),
         }
     }

@@ -5,14 +5,16 @@ use actix_web::HttpResponse;
 use crate::error::Error;
 use crate::server::State;
 
-fn esc(text: &str) -> String {
+/// Escape text for HTML element content and quoted attributes.
+pub fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn human(bytes: u64) -> String {
+/// Bytes in binary units, one decimal.
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;

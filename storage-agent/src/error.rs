@@ -40,6 +40,8 @@ pub enum Error {
     CounterReused { counter: u64 },
     #[error("too many uploads in progress; retry shortly")]
     Overloaded,
+    #[error("unpaid contracts already hold the share of space they may; pay pending contracts or retry within {retry_after_s} s")]
+    TooManyPending { retry_after_s: u64 },
     #[error("object storage failed")]
     Store(String),
     #[error("database: {0}")]
@@ -72,7 +74,9 @@ impl Error {
             Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
             Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Store(_) | Error::Db(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(_) | Error::Db(_) | Error::Overloaded | Error::TooManyPending { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -95,6 +99,7 @@ impl Error {
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::CounterReused { .. } => "counter_reused",
             Error::Overloaded => "overloaded",
+            Error::TooManyPending { .. } => "too_many_pending",
             Error::Store(_) | Error::Db(_) => "unavailable",
         }
     }

@@ -68,3 +68,11 @@ diesel::table! {
         value -> BigInt,
     }
 }
+
+diesel::table! {
+    prepaid (transaction_id, issuer) {
+        transaction_id -> Text,
+        issuer -> Text,
+        amount -> BigInt,
+    }
+}

@@ -220,7 +220,8 @@ async fn put_object(
     .map_err(|_| Error::Overloaded)?
     .map_err(|_| Error::Overloaded)?;
     let bytes = body(&req, payload, OBJECT_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let entity = agent.key.entity().as_str();
+    let v = lcp::http::authenticate_body(&req, bytes.clone(), entity, RequestKind::Command).await?;
     let key = key_of(&req, &v);
     let (id, name) = path.into_inner();
     let result = async { agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await }.await;
@@ -283,10 +284,12 @@ async fn get_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = auth(&req, b"", &agent, RequestKind::Query)?;
+    let v = auth(&req, b"", &agent, RequestKind::Command)?;
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
-    let read = agent.read_object(&id, &name, &v.entity, range).await?;
+    let read = agent
+        .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range)
+        .await?;
     Ok(bytes_response(range.is_some(), read))
 }
 

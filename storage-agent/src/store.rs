@@ -81,6 +81,11 @@ impl Store {
         }
     }
 
+    /// The directory keys live under when objects are on the local filesystem.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
     pub fn new_key(contract_id: &str, name: &str) -> String {
         format!("c/{contract_id}/{name}.{}", uuid::Uuid::new_v4().simple())
     }

@@ -126,14 +126,30 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         let (s, v) = propose_env(env).await;
         assert_eq!((s, code(&v)), (status, expected), "{v}");
     }
-    // Fill most of the space, then ask for more than is free.
-    let big = client
-        .propose(&terms(CAPACITY - 100 * 1024, 3600))
+    // Unpaid contracts may reserve half the capacity together, no more.
+    let unpaid = CAPACITY / 100 * 40;
+    client
+        .propose(&terms(unpaid, 3600))
         .await
-        .expect("big contract")
-        .value
-        .terms()
-        .expect("terms");
+        .expect("unpaid contract within the pending share");
+    let err = client
+        .propose(&terms(CAPACITY / 100 * 20, 3600))
+        .await
+        .expect_err("pending share exceeded");
+    assert_eq!(err.code(), Some("too_many_pending"));
+    assert!(matches!(
+        err,
+        lcp::client::ClientError::Api { status: 503, .. }
+    ));
+    // Paid ahead, a contract is not pending: fill most of the rest, then ask for more than is
+    // free.
+    let big_terms = terms(CAPACITY - unpaid - 100 * 1024, 3600);
+    let bought = client
+        .buy(&wallet, &big_terms, 0)
+        .await
+        .expect("big contract paid ahead");
+    assert_eq!(bought.value.status, "active");
+    let big = bought.value.terms().expect("terms");
     let err = client
         .propose(&terms(200 * 1024, 3600))
         .await
@@ -234,10 +250,20 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         "GET",
         &format!("/v1/contracts/{}/objects/nothing", c.id),
         vec![],
-        None,
+        Some(lcp::now_ms() * 1000 + 1),
     )
     .await;
     assert_eq!((s, code(&v)), (404, "unknown_object"));
+    // Signed reads are charged, so each needs a fresh counter: none, or a repeated one, is
+    // refused.
+    let read_path = format!("/v1/contracts/{}/objects/nothing", c.id);
+    let (s, v) = raw_status(&client, "GET", &read_path, vec![], None).await;
+    assert_eq!((s, code(&v)), (401, "missing_counter"));
+    let counter = lcp::now_ms() * 1000 + 2;
+    let (s, _) = raw_status(&client, "GET", &read_path, vec![], Some(counter)).await;
+    assert_eq!(s, 404);
+    let (s, v) = raw_status(&client, "GET", &read_path, vec![], Some(counter)).await;
+    assert_eq!((s, code(&v)), (409, "counter_reused"));
     // Unsigned and wrongly signed requests.
     let unsigned = world
         .http
@@ -317,7 +343,8 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         "no stray bytes stored"
     );
     let big_view = client.contract(&big.id).await.expect("view");
-    assert_eq!(big_view.status, "pending_payment");
+    assert_eq!(big_view.status, "active", "paid ahead");
+    assert_eq!(big_view.used_bytes, 0);
 }
 
 /// One signed PUT over a plain TCP connection, path sent exactly as given.

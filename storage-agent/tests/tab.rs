@@ -90,7 +90,7 @@ async fn a_tab_per_buyer_with_limit_and_threshold() {
     let path = format!("/v1/contracts/{}/objects/a", one.id);
     let resp = client
         .signed()
-        .send("GET", &path, Vec::new(), None, &[], 0)
+        .send("GET", &path, Vec::new(), Some(lcp::now_ms() * 1000), &[], 0)
         .await
         .expect("read");
     assert_eq!(resp.status().as_u16(), 200);

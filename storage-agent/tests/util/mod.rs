@@ -174,10 +174,10 @@ impl World {
             vec![],
         )
         .expect("terms");
-        client.propose(&terms).await.expect("contract accepted");
-        storage_agent::client::pay(wallet, &terms, credit)
+        client
+            .buy(wallet, &terms, credit)
             .await
-            .expect("pay");
+            .expect("contract paid ahead and accepted");
         eventually(5_000, "the contract to turn active", || async {
             client
                 .contract(&terms.id)
