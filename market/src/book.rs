@@ -1,0 +1,954 @@
+//! The market's domain over its database: the offer book, matching, registered contracts,
+//! buyers' reports and agents' reputations. Handlers and the auditor call these; nothing here
+//! knows HTTP.
+//!
+//! Invariants:
+//! - Every offer in the book verified: signed by its agent, who also signed the request that
+//!   posted it, and its endpoint answered `/.well-known/lcp` as that agent within
+//!   [`ENDPOINT_RECHECK_S`].
+//! - Listings and matches only use offers that have not expired (`offer_expires_s > now`): an
+//!   agent that stops heartbeating drops out when its last offer expires.
+//! - Reputation changes are read-modify-write under `reputation_lock`, one at a time, so
+//!   concurrent audits and reports never lose an update.
+//! - A report counts once per (buyer, counter).
+
+use std::sync::Arc;
+
+use db::{AnyConnection, Database};
+use diesel::prelude::*;
+use protocol::market::{self, Contract, Offer, OfferCurrency};
+use protocol::{EntityId, Envelope, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::reliability::{Outcome, Reputation};
+use crate::schema::{agents, registered, registered_objects, reports};
+use crate::select::{self, Candidate};
+
+/// An endpoint that answered as its agent is not asked again for this long.
+pub const ENDPOINT_RECHECK_S: i64 = 600;
+/// Longest wait for an agent's `/.well-known/lcp` when checking an offer.
+pub const ENDPOINT_WAIT_MS_MAX: u64 = 3_000;
+/// Longest validity an offer may claim (agents re-issue theirs every heartbeat).
+pub const OFFER_VALIDITY_S_MAX: i64 = 86_400;
+/// How far in the future an offer's `issued_at` may be (clock skew).
+pub const ISSUED_SKEW_S_MAX: i64 = 300;
+/// Currencies one offer may list.
+pub const OFFER_CURRENCIES_MAX: usize = 16;
+/// Largest free space an offer may claim (1 EiB): beyond is an error or a lie.
+pub const OFFER_BYTES_MAX: u64 = 1 << 60;
+/// Longest endpoint URL.
+pub const ENDPOINT_CHARS_MAX: usize = 512;
+/// Objects one registration may list.
+pub const REGISTERED_OBJECTS_MAX: usize = 10_000;
+/// Longest a report's free-text detail may be.
+pub const REPORT_DETAIL_CHARS_MAX: usize = 1_000;
+
+pub fn now_s() -> i64 {
+    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
+}
+
+#[derive(Queryable, Insertable, Clone, Debug)]
+#[diesel(table_name = agents)]
+pub struct AgentRow {
+    pub entity: String,
+    pub endpoint: String,
+    pub network: String,
+    pub offer: String,
+    pub offer_expires_s: i64,
+    pub last_heartbeat_s: i64,
+    pub endpoint_checked_s: i64,
+    pub alpha: f64,
+    pub beta: f64,
+    pub audits_passed: i64,
+    pub audits_failed: i64,
+    pub online: i32,
+    pub first_seen_s: i64,
+}
+
+impl AgentRow {
+    pub fn reputation(&self) -> Reputation {
+        Reputation {
+            alpha: self.alpha,
+            beta: self.beta,
+            audits_passed: self.audits_passed.unsigned_abs(),
+            audits_failed: self.audits_failed.unsigned_abs(),
+            online: self.online != 0,
+        }
+    }
+
+    /// The stored offer, already verified when it was posted.
+    pub fn offer(&self) -> Option<(Envelope, Offer)> {
+        let env: Envelope = serde_json::from_str(&self.offer).ok()?;
+        let (_, offer) = env.open::<Offer>(market::OFFER_TYPE).ok()?;
+        Some((env, offer))
+    }
+}
+
+/// One line of `GET /v1/offers` (DESIGN section 6).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Listing {
+    pub agent: String,
+    pub endpoint: String,
+    pub offer: Envelope,
+    /// The issuer whose prices the figures below use.
+    pub currency: String,
+    /// Failure probability over the reference 30 days.
+    pub p_fail: f64,
+    /// The price of the reference request: 1 GiB for 30 days, no reads.
+    pub reference_price: u64,
+    /// `reference_price / nines`.
+    pub adjusted_price: f64,
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+    pub online: bool,
+    pub vetted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRequest {
+    pub currency: String,
+    pub shard_bytes: u64,
+    pub data_shards: u64,
+    #[serde(default)]
+    pub total_shards: Option<u64>,
+    pub duration_s: u64,
+    #[serde(default)]
+    pub expected_read_bytes: u64,
+    pub max_failure_probability: f64,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Chosen {
+    pub agent: String,
+    pub endpoint: String,
+    pub offer: Envelope,
+    pub p_fail: f64,
+    pub price: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Considered {
+    pub agent: String,
+    pub p_fail: f64,
+    pub price: u64,
+    pub vetted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MatchAnswer {
+    pub agents: Vec<Chosen>,
+    pub failure_probability: f64,
+    pub total_price: u64,
+    pub candidates: Vec<Considered>,
+}
+
+/// An object of a registered contract, as the buyer recorded it at upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredObject {
+    pub name: String,
+    pub merkle_root: String,
+    pub leaf_count: u64,
+    pub size: u64,
+}
+
+/// `POST /v1/contracts`: a dual-signed contract and its objects' roots.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub contract: Envelope,
+    pub agent_signature: String,
+    pub objects: Vec<RegisteredObject>,
+}
+
+/// `POST /v1/reports`: a buyer's signed word on how an agent served a contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub contract: String,
+    /// `ok`, `lost`, `corrupt` or `unavailable`.
+    pub outcome: String,
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// A registered contract the auditor may challenge.
+#[derive(Debug, Clone)]
+pub struct AuditTarget {
+    pub agent: String,
+    pub endpoint: String,
+    pub contract: String,
+    pub objects: Vec<RegisteredObject>,
+}
+
+pub struct Market {
+    pub key: Arc<KeyPair>,
+    pub db: Database,
+    pub http: reqwest::Client,
+    /// Choices may put two agents on one network (devnet, a LAN).
+    pub same_network_ok: bool,
+    reputation_lock: tokio::sync::Mutex<()>,
+    endpoint: std::sync::OnceLock<String>,
+}
+
+impl Market {
+    pub fn new(
+        key: Arc<KeyPair>,
+        db: Database,
+        http: reqwest::Client,
+        same_network_ok: bool,
+    ) -> Market {
+        Market {
+            key,
+            db,
+            http,
+            same_network_ok,
+            reputation_lock: tokio::sync::Mutex::new(()),
+            endpoint: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn set_endpoint(&self, url: &str) {
+        let _ = self.endpoint.set(url.trim_end_matches('/').to_owned());
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.get().map(String::as_str).unwrap_or("")
+    }
+
+    /// Take an agent's signed offer (a heartbeat). `sender` signed the request.
+    pub async fn post_offer(
+        &self,
+        sender: &EntityId,
+        envelope: Envelope,
+    ) -> Result<serde_json::Value, Error> {
+        let (signer, offer): (EntityId, Offer) =
+            envelope.open(market::OFFER_TYPE).map_err(|e| match e {
+                protocol::EnvelopeError::InvalidPayload(m) => Error::InvalidOffer(m),
+                other => Error::BadOfferSignature(other.to_string()),
+            })?;
+        if signer != offer.agent || &signer != sender {
+            return Err(Error::BadOfferSignature(
+                "the offer must be signed by its agent, who must also sign the request".into(),
+            ));
+        }
+        let now = now_s();
+        let expires_s = check_offer(&offer, now)?;
+        let network = network_of(&offer.endpoint)?;
+        let entity = offer.agent.to_string();
+        let known = {
+            let entity = entity.clone();
+            self.db
+                .run(move |conn| {
+                    Ok::<_, Error>(
+                        agents::table
+                            .find(&entity)
+                            .first::<AgentRow>(conn)
+                            .optional()?,
+                    )
+                })
+                .await?
+        };
+        let fresh_check = known.as_ref().is_some_and(|a| {
+            a.endpoint == offer.endpoint && now - a.endpoint_checked_s < ENDPOINT_RECHECK_S
+        });
+        let checked_s = if fresh_check {
+            known.as_ref().map_or(now, |a| a.endpoint_checked_s)
+        } else {
+            self.check_endpoint(&offer.endpoint, &offer.agent).await?;
+            now
+        };
+        let offer_json =
+            serde_json::to_string(&envelope).map_err(|e| Error::InvalidOffer(e.to_string()))?;
+        let row = AgentRow {
+            entity: entity.clone(),
+            endpoint: offer.endpoint.clone(),
+            network,
+            offer: offer_json,
+            offer_expires_s: expires_s,
+            last_heartbeat_s: now,
+            endpoint_checked_s: checked_s,
+            alpha: Reputation::default().alpha,
+            beta: Reputation::default().beta,
+            audits_passed: 0,
+            audits_failed: 0,
+            online: 1,
+            first_seen_s: now,
+        };
+        let _rep = self.reputation_lock.lock().await;
+        let vetted = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<bool, Error> {
+                    let existing: Option<AgentRow> =
+                        agents::table.find(&row.entity).first(conn).optional()?;
+                    match existing {
+                        Some(a) => {
+                            // A heartbeat proves the agent is up: it is online again.
+                            diesel::update(agents::table.find(&row.entity))
+                                .set((
+                                    agents::endpoint.eq(&row.endpoint),
+                                    agents::network.eq(&row.network),
+                                    agents::offer.eq(&row.offer),
+                                    agents::offer_expires_s.eq(row.offer_expires_s),
+                                    agents::last_heartbeat_s.eq(row.last_heartbeat_s),
+                                    agents::endpoint_checked_s.eq(row.endpoint_checked_s),
+                                    agents::online.eq(1),
+                                ))
+                                .execute(conn)?;
+                            Ok(a.reputation().vetted())
+                        }
+                        None => {
+                            diesel::insert_into(agents::table)
+                                .values(&row)
+                                .execute(conn)?;
+                            Ok(false)
+                        }
+                    }
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({
+            "agent": entity,
+            "expires_at": market::format_rfc3339(expires_s),
+            "vetted": vetted,
+        }))
+    }
+
+    /// Ask `endpoint` who it is; it must be `agent`.
+    async fn check_endpoint(&self, endpoint: &str, agent: &EntityId) -> Result<(), Error> {
+        let url = format!("{}/.well-known/lcp", endpoint.trim_end_matches('/'));
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_millis(ENDPOINT_WAIT_MS_MAX))
+            .send()
+            .await
+            .map_err(|e| Error::EndpointUnreachable(format!("{url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(Error::EndpointUnreachable(format!(
+                "{url}: HTTP {}",
+                resp.status()
+            )));
+        }
+        let doc: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| Error::EndpointUnreachable(format!("{url}: not a descriptor: {e}")))?;
+        let answered = doc.get("entity").and_then(|v| v.as_str()).unwrap_or("");
+        if answered != agent.as_str() {
+            return Err(Error::EndpointMismatch(if answered.is_empty() {
+                "no entity".into()
+            } else {
+                answered.to_owned()
+            }));
+        }
+        Ok(())
+    }
+
+    /// Every agent row, live offers or not (for the auditor and the page).
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, Error> {
+        self.db
+            .run(|conn| Ok::<_, Error>(agents::table.order(agents::entity).load(conn)?))
+            .await
+    }
+
+    /// The book: live offers, in `currency` when given (else each offer's first currency),
+    /// cheapest reliability-adjusted price first.
+    pub async fn offers(&self, currency: Option<&str>) -> Result<Vec<Listing>, Error> {
+        let now = now_s();
+        let rows = self.agents().await?;
+        let mut out = Vec::new();
+        for row in rows.into_iter().filter(|r| r.offer_expires_s > now) {
+            let Some((env, offer)) = row.offer() else {
+                continue;
+            };
+            let cur = match currency {
+                Some(c) => offer.currencies.iter().find(|x| x.issuer.as_str() == c),
+                None => offer.currencies.first(),
+            };
+            let Some(cur) = cur else {
+                continue;
+            };
+            let rep = row.reputation();
+            let p_fail = rep.p_fail(market::REFERENCE_DURATION_S);
+            let reference_price = market::request_price(
+                cur,
+                market::REFERENCE_BYTES,
+                market::REFERENCE_DURATION_S,
+                0,
+            )
+            .unwrap_or(u64::MAX);
+            out.push(Listing {
+                agent: row.entity.clone(),
+                endpoint: row.endpoint.clone(),
+                offer: env,
+                currency: cur.issuer.to_string(),
+                p_fail,
+                reference_price,
+                adjusted_price: select::adjusted_price(reference_price, p_fail),
+                audits_passed: rep.audits_passed,
+                audits_failed: rep.audits_failed,
+                online: rep.online,
+                vetted: rep.vetted(),
+            });
+        }
+        out.sort_by(|a, b| a.adjusted_price.total_cmp(&b.adjusted_price));
+        Ok(out)
+    }
+
+    /// `POST /v1/match` (DESIGN section 6).
+    pub async fn match_agents(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
+        let k = check_match(req)?;
+        let now = now_s();
+        let rows = self.agents().await?;
+        let mut known_currency = false;
+        let mut pool: Vec<(AgentRow, Envelope, Offer, u64)> = Vec::new();
+        for row in rows.into_iter().filter(|r| r.offer_expires_s > now) {
+            let Some((env, offer)) = row.offer() else {
+                continue;
+            };
+            let Some(cur) = offer
+                .currencies
+                .iter()
+                .find(|c| c.issuer.as_str() == req.currency)
+            else {
+                continue;
+            };
+            known_currency = true;
+            if req.exclude.contains(&row.entity)
+                || offer.block_bytes_max < req.shard_bytes
+                || offer.duration_s_max < req.duration_s
+            {
+                continue;
+            }
+            let Some(price) = price_for(cur, req) else {
+                continue;
+            };
+            pool.push((row, env, offer, price));
+        }
+        if !known_currency {
+            return Err(Error::UnknownCurrency(req.currency.clone()));
+        }
+        let candidates: Vec<Candidate> = pool
+            .iter()
+            .map(|(row, _, _, price)| {
+                let rep = row.reputation();
+                Candidate {
+                    agent: row.entity.clone(),
+                    p_fail: rep.p_fail(req.duration_s),
+                    price: *price,
+                    network: row.network.clone(),
+                    vetted: rep.vetted(),
+                }
+            })
+            .collect();
+        let request = select::Request {
+            data_shards: k,
+            total_shards: req.total_shards.map(|n| n as usize),
+            max_failure_probability: req.max_failure_probability,
+            same_network_ok: self.same_network_ok,
+        };
+        let considered: Vec<Considered> = candidates
+            .iter()
+            .map(|c| Considered {
+                agent: c.agent.clone(),
+                p_fail: c.p_fail,
+                price: c.price,
+                vetted: c.vetted,
+            })
+            .collect();
+        let chosen_of = |choice: &select::Choice| -> Vec<Chosen> {
+            choice
+                .chosen
+                .iter()
+                .map(|&i| Chosen {
+                    agent: pool[i].0.entity.clone(),
+                    endpoint: pool[i].0.endpoint.clone(),
+                    offer: pool[i].1.clone(),
+                    p_fail: candidates[i].p_fail,
+                    price: candidates[i].price,
+                })
+                .collect()
+        };
+        // Selection is CPU work (up to EXHAUSTIVE_SUBSETS_MAX subsets per n): off the workers.
+        let outcome = {
+            let (candidates, request) = (candidates.clone(), request.clone());
+            tokio::task::spawn_blocking(move || select::select(&candidates, &request))
+                .await
+                .map_err(|e| Error::Db(db::DbError::Task(e.to_string())))?
+        };
+        match outcome {
+            select::Outcome::Met(choice) => Ok(MatchAnswer {
+                agents: chosen_of(&choice),
+                failure_probability: choice.failure_probability,
+                total_price: choice.total_price,
+                candidates: considered,
+            }),
+            select::Outcome::CannotMeet(best) => Err(Error::CannotMeetTarget {
+                details: serde_json::json!({
+                    "best_failure_probability": best.as_ref().map(|b| b.failure_probability),
+                    "best": best.as_ref().map(|b| serde_json::json!({
+                        "agents": chosen_of(b),
+                        "total_price": b.total_price,
+                    })),
+                    "candidates": considered,
+                }),
+            }),
+        }
+    }
+
+    /// `POST /v1/contracts`: register a dual-signed contract (sent by its buyer) for auditing.
+    pub async fn register(
+        &self,
+        sender: &EntityId,
+        reg: Registration,
+    ) -> Result<serde_json::Value, Error> {
+        let (signer, contract): (EntityId, Contract) = reg
+            .contract
+            .open(market::CONTRACT_TYPE)
+            .map_err(|e| match e {
+                protocol::EnvelopeError::InvalidPayload(m) => Error::InvalidContract(m),
+                other => Error::BadContractSignature(other.to_string()),
+            })?;
+        if signer != contract.buyer {
+            return Err(Error::BadContractSignature(
+                "not signed by the contract's buyer".into(),
+            ));
+        }
+        if &contract.buyer != sender {
+            return Err(Error::NotYourContract);
+        }
+        if !reg
+            .contract
+            .verify_countersignature(&contract.agent, &reg.agent_signature)
+        {
+            return Err(Error::BadContractSignature(
+                "the agent's countersignature does not verify".into(),
+            ));
+        }
+        if !contract.auditors.contains(self.key.entity()) {
+            return Err(Error::MarketNotAuditor);
+        }
+        let (_, end_s) = market::contract_window(&contract)
+            .map_err(|e| Error::InvalidContract(e.to_string()))?;
+        check_objects(&reg.objects)?;
+        let agent = contract.agent.to_string();
+        let known = {
+            let agent = agent.clone();
+            self.db
+                .run(move |conn| {
+                    Ok::<_, Error>(agents::table.find(&agent).count().get_result::<i64>(conn)?)
+                })
+                .await?
+        };
+        if known == 0 {
+            return Err(Error::UnknownAgent(agent));
+        }
+        let envelope = serde_json::to_string(&reg.contract)
+            .map_err(|e| Error::InvalidContract(e.to_string()))?;
+        let (id, buyer, sig, objects) = (
+            contract.id.clone(),
+            contract.buyer.to_string(),
+            reg.agent_signature,
+            reg.objects,
+        );
+        let count = objects.len();
+        let now = now_s();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<(), Error> {
+                    diesel::delete(
+                        registered_objects::table.filter(registered_objects::contract_id.eq(&id)),
+                    )
+                    .execute(conn)?;
+                    diesel::delete(registered::table.find(&id)).execute(conn)?;
+                    diesel::insert_into(registered::table)
+                        .values((
+                            registered::id.eq(&id),
+                            registered::agent.eq(&agent),
+                            registered::buyer.eq(&buyer),
+                            registered::envelope.eq(&envelope),
+                            registered::agent_signature.eq(&sig),
+                            registered::end_s.eq(end_s),
+                            registered::registered_s.eq(now),
+                        ))
+                        .execute(conn)?;
+                    for o in &objects {
+                        diesel::insert_into(registered_objects::table)
+                            .values((
+                                registered_objects::contract_id.eq(&id),
+                                registered_objects::name.eq(&o.name),
+                                registered_objects::merkle_root.eq(&o.merkle_root),
+                                registered_objects::leaf_count.eq(to_i64(o.leaf_count)?),
+                                registered_objects::size.eq(to_i64(o.size)?),
+                            ))
+                            .execute(conn)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({ "contract": contract.id, "objects": count }))
+    }
+
+    /// `POST /v1/reports`: a buyer's outcome report on one of its registered contracts.
+    pub async fn report(
+        &self,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+        report: Report,
+    ) -> Result<serde_json::Value, Error> {
+        let outcome = match report.outcome.as_str() {
+            "ok" => Outcome::ReportGood,
+            "lost" | "corrupt" | "unavailable" => Outcome::ReportBad,
+            other => {
+                return Err(Error::InvalidJson(format!(
+                    "outcome {other:?} is not one of ok, lost, corrupt, unavailable"
+                )))
+            }
+        };
+        if report.detail.chars().count() > REPORT_DETAIL_CHARS_MAX {
+            return Err(Error::InvalidJson(format!(
+                "detail is over {REPORT_DETAIL_CHARS_MAX} characters"
+            )));
+        }
+        let id = report.contract.clone();
+        let found: Option<(String, String)> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    registered::table
+                        .find(&id)
+                        .select((registered::agent, registered::buyer))
+                        .first(conn)
+                        .optional()?,
+                )
+            })
+            .await?;
+        let (agent, buyer) = found.ok_or(Error::UnknownContract)?;
+        if buyer != sender.as_str() {
+            return Err(Error::NotYourContract);
+        }
+        let _rep = self.reputation_lock.lock().await;
+        let (entity, hash, counter_i) =
+            (sender.to_string(), body_sha256.to_owned(), to_i64(counter)?);
+        let (agent_c, contract) = (agent.clone(), report.contract.clone());
+        let outcome_text = report.outcome.clone();
+        let counted = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<bool, Error> {
+                    let prior: Option<String> = reports::table
+                        .find((counter_i, &entity))
+                        .select(reports::body_sha256)
+                        .first(conn)
+                        .optional()?;
+                    if let Some(prior) = prior {
+                        return if prior == hash {
+                            Ok(false)
+                        } else {
+                            Err(Error::CounterReused { counter })
+                        };
+                    }
+                    diesel::insert_into(reports::table)
+                        .values((
+                            reports::entity.eq(&entity),
+                            reports::counter.eq(counter_i),
+                            reports::body_sha256.eq(&hash),
+                            reports::contract_id.eq(&contract),
+                            reports::agent.eq(&agent_c),
+                            reports::outcome.eq(&outcome_text),
+                            reports::created_s.eq(now_s()),
+                        ))
+                        .execute(conn)?;
+                    apply_outcome(conn, &agent_c, outcome)?;
+                    Ok(true)
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({ "agent": agent, "counted": counted }))
+    }
+
+    /// Record what was observed about `agent`.
+    pub async fn observe(&self, agent: &str, outcome: Outcome) -> Result<(), Error> {
+        let _rep = self.reputation_lock.lock().await;
+        let agent = agent.to_owned();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| apply_outcome(conn, &agent, outcome))
+            })
+            .await
+    }
+
+    /// Registered contracts still running, with their objects, for the auditor.
+    pub async fn audit_targets(&self) -> Result<Vec<AuditTarget>, Error> {
+        let now = now_s();
+        self.db
+            .run(move |conn| {
+                let rows: Vec<(String, String, String)> = registered::table
+                    .inner_join(agents::table.on(agents::entity.eq(registered::agent)))
+                    .filter(registered::end_s.gt(now))
+                    .select((registered::id, registered::agent, agents::endpoint))
+                    .load(conn)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (contract, agent, endpoint) in rows {
+                    let objects: Vec<(String, String, i64, i64)> = registered_objects::table
+                        .filter(registered_objects::contract_id.eq(&contract))
+                        .select((
+                            registered_objects::name,
+                            registered_objects::merkle_root,
+                            registered_objects::leaf_count,
+                            registered_objects::size,
+                        ))
+                        .load(conn)?;
+                    if objects.is_empty() {
+                        continue;
+                    }
+                    out.push(AuditTarget {
+                        agent,
+                        endpoint,
+                        contract,
+                        objects: objects
+                            .into_iter()
+                            .map(|(name, merkle_root, leaf_count, size)| RegisteredObject {
+                                name,
+                                merkle_root,
+                                leaf_count: leaf_count.unsigned_abs(),
+                                size: size.unsigned_abs(),
+                            })
+                            .collect(),
+                    });
+                }
+                Ok::<_, Error>(out)
+            })
+            .await
+    }
+}
+
+/// Apply one outcome to the agent's stored reputation (in the caller's transaction).
+fn apply_outcome(conn: &mut AnyConnection, agent: &str, outcome: Outcome) -> Result<(), Error> {
+    let Some(row) = agents::table
+        .find(agent)
+        .first::<AgentRow>(conn)
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let mut rep = row.reputation();
+    rep.observe(outcome);
+    diesel::update(agents::table.find(agent))
+        .set((
+            agents::alpha.eq(rep.alpha),
+            agents::beta.eq(rep.beta),
+            agents::audits_passed.eq(to_i64(rep.audits_passed)?),
+            agents::audits_failed.eq(to_i64(rep.audits_failed)?),
+            agents::online.eq(i32::from(rep.online)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn to_i64(v: u64) -> Result<i64, Error> {
+    i64::try_from(v).map_err(|_| Error::InvalidJson(format!("{v} is out of range")))
+}
+
+/// An agent's price for the request, or `None` when it overflows.
+fn price_for(cur: &OfferCurrency, req: &MatchRequest) -> Option<u64> {
+    market::request_price(
+        cur,
+        req.shard_bytes,
+        req.duration_s,
+        req.expected_read_bytes,
+    )
+    .ok()
+}
+
+/// Check an offer's values; answers its expiry (Unix seconds).
+pub fn check_offer(offer: &Offer, now: i64) -> Result<i64, Error> {
+    let expires = market::parse_rfc3339(&offer.expires_at).ok_or_else(|| {
+        Error::InvalidOffer(format!("expires_at {:?} is not RFC 3339", offer.expires_at))
+    })?;
+    let issued = market::parse_rfc3339(&offer.issued_at).ok_or_else(|| {
+        Error::InvalidOffer(format!("issued_at {:?} is not RFC 3339", offer.issued_at))
+    })?;
+    if expires <= now {
+        return Err(Error::OfferExpired(offer.expires_at.clone()));
+    }
+    if issued > now + ISSUED_SKEW_S_MAX {
+        return Err(Error::InvalidOffer("issued_at is in the future".into()));
+    }
+    if expires - issued > OFFER_VALIDITY_S_MAX || expires <= issued {
+        return Err(Error::InvalidOffer(format!(
+            "an offer may be valid for at most {OFFER_VALIDITY_S_MAX} s after it is issued"
+        )));
+    }
+    let url_ok = (offer.endpoint.starts_with("http://") || offer.endpoint.starts_with("https://"))
+        && offer.endpoint.len() <= ENDPOINT_CHARS_MAX
+        && host_of(&offer.endpoint).is_some_and(|h| !h.is_empty());
+    if !url_ok {
+        return Err(Error::InvalidOffer(format!(
+            "endpoint {:?} is not an http(s) URL",
+            offer.endpoint
+        )));
+    }
+    if offer.currencies.is_empty() || offer.currencies.len() > OFFER_CURRENCIES_MAX {
+        return Err(Error::InvalidOffer(format!(
+            "an offer lists 1 to {OFFER_CURRENCIES_MAX} currencies"
+        )));
+    }
+    if offer.free_bytes > OFFER_BYTES_MAX || offer.block_bytes_max > OFFER_BYTES_MAX {
+        return Err(Error::InvalidOffer(
+            "free_bytes or block_bytes_max is absurdly large".into(),
+        ));
+    }
+    if offer.duration_s_max == 0 || offer.block_bytes_max == 0 {
+        return Err(Error::InvalidOffer(
+            "duration_s_max and block_bytes_max must be positive".into(),
+        ));
+    }
+    let price_max = i64::MAX as u64 / 1024;
+    for c in &offer.currencies {
+        let prices = [
+            c.storage_per_gib_day,
+            c.write_per_kib,
+            c.read_per_kib,
+            c.contract_min,
+        ];
+        if prices.iter().any(|p| *p > price_max) {
+            return Err(Error::InvalidOffer(format!(
+                "prices in {} are absurdly large",
+                c.issuer
+            )));
+        }
+        if c.storage_per_gib_day == 0 && c.contract_min == 0 {
+            return Err(Error::InvalidOffer(format!(
+                "storage in {} would be free: storage_per_gib_day or contract_min must be positive",
+                c.issuer
+            )));
+        }
+    }
+    Ok(expires)
+}
+
+fn check_match(req: &MatchRequest) -> Result<usize, Error> {
+    let bad = |m: &str| Err(Error::InvalidMatch(m.to_owned()));
+    if req.data_shards == 0 {
+        return bad("data_shards (k) must be at least 1");
+    }
+    if let Some(n) = req.total_shards {
+        if n < req.data_shards {
+            return bad("total_shards (n) must be at least data_shards (k)");
+        }
+        if n > select::TOTAL_SHARDS_MAX as u64 {
+            return Err(Error::InvalidMatch(format!(
+                "total_shards (n) must be at most {}",
+                select::TOTAL_SHARDS_MAX
+            )));
+        }
+    }
+    if req.data_shards > select::TOTAL_SHARDS_MAX as u64 {
+        return Err(Error::InvalidMatch(format!(
+            "data_shards (k) must be at most {}",
+            select::TOTAL_SHARDS_MAX
+        )));
+    }
+    let p = req.max_failure_probability;
+    if !(p > 0.0 && p < 1.0) {
+        return bad("max_failure_probability must be strictly between 0 and 1");
+    }
+    if req.shard_bytes == 0 || req.duration_s == 0 {
+        return bad("shard_bytes and duration_s must be positive");
+    }
+    if EntityId::parse(&req.currency).is_err() {
+        return Err(Error::UnknownCurrency(req.currency.clone()));
+    }
+    Ok(req.data_shards as usize)
+}
+
+fn check_objects(objects: &[RegisteredObject]) -> Result<(), Error> {
+    if objects.len() > REGISTERED_OBJECTS_MAX {
+        return Err(Error::InvalidContract(format!(
+            "at most {REGISTERED_OBJECTS_MAX} objects per registration"
+        )));
+    }
+    for o in objects {
+        if !storage_agent::agent::valid_name(&o.name) {
+            return Err(Error::InvalidContract(format!(
+                "object name {:?} is not valid",
+                o.name
+            )));
+        }
+        if protocol::merkle::parse_hash(&o.merkle_root).is_none() {
+            return Err(Error::InvalidContract(format!(
+                "{}: merkle_root is not 64 hex digits",
+                o.name
+            )));
+        }
+        let leaves = o.size.div_ceil(protocol::merkle::LEAF_BYTES as u64).max(1);
+        if o.leaf_count != leaves {
+            return Err(Error::InvalidContract(format!(
+                "{}: {} bytes make {leaves} leaves, not {}",
+                o.name, o.size, o.leaf_count
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The host of an `http(s)://host[:port]/...` URL (brackets kept off IPv6 literals).
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
+}
+
+/// The network an endpoint is on, for the one-agent-per-network rule: the /24 of an IPv4
+/// address, the /48 of an IPv6 one, else the host name.
+pub fn network_of(endpoint: &str) -> Result<String, Error> {
+    let host = host_of(endpoint)
+        .ok_or_else(|| Error::InvalidOffer(format!("endpoint {endpoint:?} has no host")))?;
+    if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
+        let o = v4.octets();
+        return Ok(format!("{}.{}.{}.0/24", o[0], o[1], o[2]));
+    }
+    if let Ok(v6) = host.parse::<std::net::Ipv6Addr>() {
+        let s = v6.segments();
+        return Ok(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_group_by_prefix() {
+        assert_eq!(
+            network_of("http://10.1.2.3:80/x").ok(),
+            Some("10.1.2.0/24".into())
+        );
+        assert_eq!(
+            network_of("http://10.1.2.200").ok(),
+            Some("10.1.2.0/24".into())
+        );
+        assert_eq!(
+            network_of("https://[2001:db8:1:2::1]:443").ok(),
+            Some("2001:db8:1::/48".into())
+        );
+        assert_eq!(
+            network_of("https://Agent.Example:8080").ok(),
+            Some("agent.example".into())
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The typed client for buyers (and tests): the book, matches, contract registration and
+//! outcome reports. Signed calls carry counters from the clock, like the agent client's.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use lcp::client::{check_status, ClientError, CommandAnswer, SignedClient};
+use protocol::KeyPair;
+
+use crate::book::{Listing, MatchAnswer, MatchRequest, Registration, Report};
+
+pub struct MarketClient {
+    signed: SignedClient,
+    http: reqwest::Client,
+    base: String,
+    last_counter: AtomicU64,
+}
+
+impl MarketClient {
+    pub fn new(http: reqwest::Client, market_url: &str, key: Arc<KeyPair>) -> MarketClient {
+        MarketClient {
+            signed: SignedClient::new(http.clone(), market_url, key),
+            http,
+            base: market_url.trim_end_matches('/').to_owned(),
+            last_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn signed(&self) -> &SignedClient {
+        &self.signed
+    }
+
+    /// Counters from the clock in microseconds: increasing across restarts without a file.
+    fn next_counter(&self) -> u64 {
+        let now_us = lcp::now_ms() * 1000;
+        let mut prev = self.last_counter.load(Ordering::Relaxed);
+        loop {
+            let next = (prev + 1).max(now_us);
+            match self.last_counter.compare_exchange(
+                prev,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(
+        url: &str,
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let resp = resp.map_err(|e| ClientError::Unreachable {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
+        check_status(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The live offers, priced in `currency` (each offer's first currency when `None`).
+    pub async fn offers(&self, currency: Option<&str>) -> Result<Vec<Listing>, ClientError> {
+        let mut url = format!("{}/v1/offers", self.base);
+        if let Some(c) = currency {
+            url.push_str(&format!("?currency={}", lcp::client::encode_query_value(c)));
+        }
+        #[derive(serde::Deserialize)]
+        struct Book {
+            offers: Vec<Listing>,
+        }
+        let book: Book = Self::decode(&url, self.http.get(&url).send().await).await?;
+        Ok(book.offers)
+    }
+
+    /// Agents for k-of-n storage at the lowest price meeting the target; `409
+    /// cannot_meet_target` as [`ClientError::Api`] when none does.
+    pub async fn match_agents(&self, request: &MatchRequest) -> Result<MatchAnswer, ClientError> {
+        let url = format!("{}/v1/match", self.base);
+        Self::decode(&url, self.http.post(&url).json(request).send().await).await
+    }
+
+    /// Register a dual-signed contract and its objects' roots, so the market audits the agent.
+    pub async fn register(
+        &self,
+        registration: &Registration,
+    ) -> Result<CommandAnswer<serde_json::Value>, ClientError> {
+        let body =
+            serde_json::to_vec(registration).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .command("POST", "/v1/contracts", body, self.next_counter())
+            .await
+    }
+
+    /// Report how an agent served one of the sender's registered contracts.
+    pub async fn report(
+        &self,
+        report: &Report,
+    ) -> Result<CommandAnswer<serde_json::Value>, ClientError> {
+        let body = serde_json::to_vec(report).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .command("POST", "/v1/reports", body, self.next_counter())
+            .await
+    }
+}

@@ -1,0 +1,123 @@
+//! The market's one error enum, each variant mapped to an HTTP status and a stable code.
+
+use actix_web::http::StatusCode;
+use protocol::{AuthError, ErrorBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("the request body is not valid for this call: {0}")]
+    InvalidJson(String),
+    #[error("the offer's signature does not verify, or it is not the sender's: {0}")]
+    BadOfferSignature(String),
+    #[error("the offer expired at {0}")]
+    OfferExpired(String),
+    #[error("the offer is not acceptable: {0}")]
+    InvalidOffer(String),
+    #[error("the agent's endpoint does not answer /.well-known/lcp: {0}")]
+    EndpointUnreachable(String),
+    #[error("the agent's endpoint answers as another entity ({0})")]
+    EndpointMismatch(String),
+    #[error("invalid match request: {0}")]
+    InvalidMatch(String),
+    #[error("no live offer accepts currency {0}")]
+    UnknownCurrency(String),
+    #[error("no set of agents meets the durability target; `details` has the best achievable")]
+    CannotMeetTarget { details: serde_json::Value },
+    #[error("the contract is not acceptable: {0}")]
+    InvalidContract(String),
+    #[error("the contract's signatures do not verify: {0}")]
+    BadContractSignature(String),
+    #[error("the market is not among the contract's auditors, so it could not audit it")]
+    MarketNotAuditor,
+    #[error("the market does not know agent {0}; its offer must be in the book")]
+    UnknownAgent(String),
+    #[error("no such registered contract")]
+    UnknownContract,
+    #[error("only the contract's buyer may do this")]
+    NotYourContract,
+    #[error("counter {counter} was already used with a different body")]
+    CounterReused { counter: u64 },
+    #[error("database: {0}")]
+    Db(#[from] db::DbError),
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::Db(db::DbError::Query(e))
+    }
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
+            Error::Auth(_) | Error::BadOfferSignature(_) | Error::BadContractSignature(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Error::InvalidJson(_)
+            | Error::OfferExpired(_)
+            | Error::InvalidOffer(_)
+            | Error::InvalidMatch(_)
+            | Error::UnknownCurrency(_)
+            | Error::InvalidContract(_)
+            | Error::MarketNotAuditor => StatusCode::BAD_REQUEST,
+            Error::EndpointUnreachable(_) | Error::EndpointMismatch(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Error::NotYourContract => StatusCode::FORBIDDEN,
+            Error::UnknownAgent(_) | Error::UnknownContract => StatusCode::NOT_FOUND,
+            Error::CannotMeetTarget { .. } | Error::CounterReused { .. } => StatusCode::CONFLICT,
+            Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Auth(e) => e.code(),
+            Error::InvalidJson(_) => "invalid_json",
+            Error::BadOfferSignature(_) => "invalid_offer_signature",
+            Error::OfferExpired(_) => "offer_expired",
+            Error::InvalidOffer(_) => "invalid_offer",
+            Error::EndpointUnreachable(_) => "endpoint_unreachable",
+            Error::EndpointMismatch(_) => "endpoint_mismatch",
+            Error::InvalidMatch(_) => "invalid_match",
+            Error::UnknownCurrency(_) => "unknown_currency",
+            Error::CannotMeetTarget { .. } => "cannot_meet_target",
+            Error::InvalidContract(_) => "invalid_contract",
+            Error::BadContractSignature(_) => "invalid_contract_signature",
+            Error::MarketNotAuditor => "market_not_auditor",
+            Error::UnknownAgent(_) => "unknown_agent",
+            Error::UnknownContract => "unknown_contract",
+            Error::NotYourContract => "forbidden",
+            Error::CounterReused { .. } => "counter_reused",
+            Error::Db(_) => "unavailable",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            Error::Db(_) => "the market's database is temporarily unavailable".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = ErrorBody::new(self.code(), message);
+        if let Error::CannotMeetTarget { details, .. } = self {
+            body.error.details = Some(details.clone());
+        }
+        body
+    }
+}
+
+impl actix_web::ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        if matches!(self, Error::Db(_)) {
+            tracing::error!(error = %self, "request failed on the database");
+        }
+        actix_web::HttpResponse::build(self.status()).json(self.body())
+    }
+}

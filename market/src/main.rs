@@ -1,0 +1,209 @@
+//! The `market` binary: `serve`, and `offers` / `match` to look at a running market.
+//! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use market::book::MatchRequest;
+
+#[derive(Parser)]
+#[command(
+    name = "market",
+    version,
+    about = "Match buyers with storage agents at reliability-adjusted prices"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the offer book, matching, registration and audits; prints `listening on http://HOST:PORT`
+    Serve {
+        #[arg(long, env = "MARKET_DATA")]
+        data: PathBuf,
+        #[arg(long, env = "MARKET_LISTEN", default_value = "127.0.0.1:7200")]
+        listen: String,
+        /// PostgreSQL URL; SQLite under --data when absent
+        #[arg(long, env = "MARKET_DATABASE")]
+        database: Option<String>,
+        /// Let a match choose several agents on one /24 network (a devnet or a LAN)
+        #[arg(long)]
+        allow_same_network: bool,
+        /// Seconds between audit rounds
+        #[arg(long, default_value_t = market::serve::AUDIT_INTERVAL_S_DEFAULT)]
+        audit_interval_s: u64,
+        /// Seconds between uptime probes
+        #[arg(long, default_value_t = market::serve::PROBE_INTERVAL_S_DEFAULT)]
+        probe_interval_s: u64,
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// List the live offers, cheapest reliability-adjusted price first
+    Offers {
+        #[arg(long, env = "MARKET_URL")]
+        market: String,
+        /// Issuer entity id whose prices to show
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for agents: k-of-n storage of SHARD_BYTES for DURATION_S at most at the target loss
+    Match {
+        #[arg(long, env = "MARKET_URL")]
+        market: String,
+        #[arg(long)]
+        currency: String,
+        #[arg(long)]
+        shard_bytes: u64,
+        /// k: shards needed to recover
+        #[arg(long)]
+        data_shards: u64,
+        /// n: shards stored (the market picks when absent)
+        #[arg(long)]
+        total_shards: Option<u64>,
+        #[arg(long, default_value_t = 30 * 86_400)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 0)]
+        expected_read_bytes: u64,
+        #[arg(long, default_value_t = 1e-6)]
+        max_failure_probability: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if matches!(cli.command, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    lcp::cli::init_logging(level);
+    lcp::cli::exit_on_error(run(cli));
+}
+
+fn client(url: &str) -> anyhow::Result<market::client::MarketClient> {
+    lcp::client::check_url(url)?;
+    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+    // Reading the book and matching need no identity; a throwaway key serves.
+    let key = std::sync::Arc::new(protocol::KeyPair::generate()?);
+    Ok(market::client::MarketClient::new(http, url, key))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Serve {
+            data,
+            listen,
+            database,
+            allow_same_network,
+            audit_interval_s,
+            probe_interval_s,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
+                _ => None,
+            };
+            let running = market::serve::start(market::serve::ServeOptions {
+                data_dir: data,
+                listen,
+                database,
+                allow_same_network,
+                audit_interval_s,
+                probe_interval_s,
+                tls,
+            })
+            .context("the market could not start")?;
+            println!("listening on {}", running.url);
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            running.wait()?;
+            Ok(())
+        }
+        Cmd::Offers {
+            market,
+            currency,
+            json,
+        } => {
+            let offers = runtime()?.block_on(client(&market)?.offers(currency.as_deref()))?;
+            if json {
+                println!("{}", serde_json::json!({ "offers": offers }));
+                return Ok(());
+            }
+            println!(
+                "{:<14} {:<28} {:>12} {:>10} {:>12} {:>9} {:>7}",
+                "agent", "endpoint", "price", "p_fail", "adjusted", "audits", "up"
+            );
+            for o in offers {
+                let short: String = o.agent.chars().take(12).collect();
+                println!(
+                    "{:<14} {:<28} {:>12} {:>10.2e} {:>12.1} {:>4}/{:<4} {:>7}",
+                    short,
+                    o.endpoint,
+                    o.reference_price,
+                    o.p_fail,
+                    o.adjusted_price,
+                    o.audits_passed,
+                    o.audits_failed,
+                    if o.online { "yes" } else { "no" }
+                );
+            }
+            Ok(())
+        }
+        Cmd::Match {
+            market,
+            currency,
+            shard_bytes,
+            data_shards,
+            total_shards,
+            duration_s,
+            expected_read_bytes,
+            max_failure_probability,
+            json,
+        } => {
+            let request = MatchRequest {
+                currency,
+                shard_bytes,
+                data_shards,
+                total_shards,
+                duration_s,
+                expected_read_bytes,
+                max_failure_probability,
+                exclude: Vec::new(),
+            };
+            let answer = runtime()?.block_on(client(&market)?.match_agents(&request))?;
+            if json {
+                println!("{}", serde_json::to_string(&answer)?);
+                return Ok(());
+            }
+            println!(
+                "{} agents, total price {}, failure probability {:.3e}",
+                answer.agents.len(),
+                answer.total_price,
+                answer.failure_probability
+            );
+            for a in &answer.agents {
+                println!(
+                    "  {} {} price {} p_fail {:.2e}",
+                    a.agent, a.endpoint, a.price, a.p_fail
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The market's HTTP API (DESIGN section 6). Handlers parse, authenticate, call [`Market`] and
+//! map the result; signed commands' answers are signed (receipts).
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use protocol::{Envelope, ErrorBody, RequestKind, VerifiedRequest};
+use serde::Deserialize;
+
+use crate::book::{Market, MatchRequest, Registration, Report};
+use crate::error::Error;
+
+/// Largest request body: offers, match requests, reports (registrations may list many objects).
+const BODY_BYTES_MAX: u64 = 64 * 1024;
+const REGISTRATION_BYTES_MAX: u64 = 4 << 20;
+
+pub type State = web::Data<Arc<Market>>;
+
+pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
+    cfg.app_data(web::Data::new(market))
+        .route("/", web::get().to(crate::page::page))
+        .route("/.well-known/lcp", web::get().to(descriptor))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/offers", web::post().to(post_offer))
+        .route("/v1/offers", web::get().to(get_offers))
+        .route("/v1/match", web::post().to(match_agents))
+        .route("/v1/contracts", web::post().to(register))
+        .route("/v1/reports", web::post().to(report))
+        .default_service(web::to(|| async {
+            HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
+        }));
+}
+
+async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<bytes::Bytes, Error> {
+    lcp::http::read_body(req, payload, limit)
+        .await
+        .map_err(|e| match e {
+            lcp::http::BodyError::TooLarge { limit } => {
+                Error::InvalidJson(format!("the body is larger than {limit} bytes"))
+            }
+            lcp::http::BodyError::Read(m) => Error::InvalidJson(m),
+        })
+}
+
+fn auth(req: &HttpRequest, body: &[u8], market: &Market) -> Result<VerifiedRequest, Error> {
+    Ok(lcp::http::authenticate(
+        req,
+        body,
+        market.key.entity().as_str(),
+        RequestKind::Command,
+    )?)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson(e.to_string()))
+}
+
+/// A command's outcome, success or refusal, signed for the sender.
+fn signed(
+    market: &Market,
+    v: &VerifiedRequest,
+    result: Result<serde_json::Value, Error>,
+) -> HttpResponse {
+    let (status, body) = match result {
+        Ok(value) => (200, value.to_string()),
+        Err(e) => {
+            if matches!(e, Error::Db(_)) {
+                tracing::error!(error = %e, "command failed on the database");
+            }
+            (
+                e.status().as_u16(),
+                serde_json::to_string(&e.body()).unwrap_or_default(),
+            )
+        }
+    };
+    lcp::http::signed_response(&market.key, v, status, body)
+}
+
+async fn descriptor(market: State) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "protocol": "lcp/1",
+        "role": "market",
+        "entity": market.key.entity(),
+        "endpoint": market.endpoint(),
+    }))
+}
+
+async fn metrics(market: State) -> Result<HttpResponse, Error> {
+    let rows = market.agents().await?;
+    let now = crate::book::now_s();
+    let live = rows.iter().filter(|r| r.offer_expires_s > now).count();
+    let online = rows
+        .iter()
+        .filter(|r| r.offer_expires_s > now && r.online != 0)
+        .count();
+    let passed: i64 = rows.iter().map(|r| r.audits_passed).sum();
+    let failed: i64 = rows.iter().map(|r| r.audits_failed).sum();
+    let out = format!(
+        "# TYPE market_agents_known gauge\nmarket_agents_known {}\n\
+         # TYPE market_offers_live gauge\nmarket_offers_live {live}\n\
+         # TYPE market_agents_online gauge\nmarket_agents_online {online}\n\
+         # TYPE market_audits_passed_total counter\nmarket_audits_passed_total {passed}\n\
+         # TYPE market_audits_failed_total counter\nmarket_audits_failed_total {failed}\n",
+        rows.len()
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out))
+}
+
+async fn post_offer(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &market)?;
+    let result = async {
+        let envelope: Envelope = parse_json(&bytes)?;
+        market.post_offer(&v.entity, envelope).await
+    }
+    .await;
+    Ok(signed(&market, &v, result))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OffersQuery {
+    currency: Option<String>,
+}
+
+async fn get_offers(query: web::Query<OffersQuery>, market: State) -> Result<HttpResponse, Error> {
+    let offers = market.offers(query.currency.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "offers": offers })))
+}
+
+async fn match_agents(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
+    let request: MatchRequest = parse_json(&bytes)?;
+    Ok(HttpResponse::Ok().json(market.match_agents(&request).await?))
+}
+
+async fn register(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, REGISTRATION_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &market)?;
+    let result = async {
+        let registration: Registration = parse_json(&bytes)?;
+        market.register(&v.entity, registration).await
+    }
+    .await;
+    Ok(signed(&market, &v, result))
+}
+
+async fn report(
+    req: HttpRequest,
+    payload: web::Payload,
+    market: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
+    let v = auth(&req, &bytes, &market)?;
+    let result = async {
+        let r: Report = parse_json(&bytes)?;
+        let counter = v
+            .counter
+            .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
+        market.report(&v.entity, counter, &v.body_sha256, r).await
+    }
+    .await;
+    Ok(signed(&market, &v, result))
+}

@@ -1,0 +1,4 @@
+DROP TABLE reports;
+DROP TABLE registered_objects;
+DROP TABLE registered;
+DROP TABLE agents;
