@@ -382,6 +382,29 @@ pub mod testing {
         }
     }
 
+    /// A test's database: SQLite (`None`: the service's default file), or a fresh PostgreSQL
+    /// schema dropped with it.
+    pub struct TestDb(Option<PgTestSchema>);
+
+    impl TestDb {
+        /// The `--database` URL to pass, or `None` for SQLite.
+        pub fn url(&self) -> Option<String> {
+            self.0.as_ref().map(|s| s.url.clone())
+        }
+    }
+
+    /// SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (under CI=true it must be
+    /// reachable: `postgres_url` panics otherwise).
+    pub fn backends(label: &str) -> Vec<(&'static str, TestDb)> {
+        let mut out = vec![("sqlite", TestDb(None))];
+        if let Some(base) = postgres_url() {
+            let schema = fresh_postgres(&base, label)
+                .unwrap_or_else(|e| panic!("cannot make a PostgreSQL schema for {label}: {e}"));
+            out.push(("postgres", TestDb(Some(schema))));
+        }
+        out
+    }
+
     /// A fresh, empty PostgreSQL schema for one test, dropped (with everything in it) when this
     /// guard is dropped. Its URL pins `search_path` to the schema, so tests never see each
     /// other's tables.

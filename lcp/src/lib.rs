@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod process;
 pub mod schema;
 pub mod server;
+pub mod testing;
 
 pub use error::Error;
 

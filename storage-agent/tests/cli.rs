@@ -67,14 +67,7 @@ async fn post_offer(
 #[test]
 fn init_serve_status_and_heartbeat() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let issuer = lcp::server::start(lcp::server::ServeOptions {
-        data_dir: dir.path().join("issuer"),
-        listen: "127.0.0.1:0".into(),
-        database: None,
-        config: Default::default(),
-        tls: None,
-    })
-    .expect("issuer");
+    let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
     let market = Arc::new(FakeMarket {
         key: protocol::KeyPair::generate().expect("key"),
         offers: Mutex::default(),

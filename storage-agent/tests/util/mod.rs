@@ -3,35 +3,14 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
 use protocol::KeyPair;
 use storage_agent::client::AgentClient;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 
-/// A test's metadata database: SQLite (`None`), or a fresh PostgreSQL schema dropped with it.
-pub struct TestDb(Option<db::testing::PgTestSchema>);
-
-impl TestDb {
-    pub fn url(&self) -> Option<String> {
-        self.0.as_ref().map(|s| s.url.clone())
-    }
-}
-
-/// SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (CI=true: must be reachable).
-pub fn backends(label: &str) -> Vec<(&'static str, TestDb)> {
-    let mut out = vec![("sqlite", TestDb(None))];
-    if let Some(base) = db::testing::postgres_url() {
-        out.push((
-            "postgres",
-            TestDb(Some(
-                db::testing::fresh_postgres(&base, label).expect("schema"),
-            )),
-        ));
-    }
-    out
-}
+#[allow(unused_imports)]
+pub use db::testing::backends;
 
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -77,14 +56,7 @@ impl World {
         (tab_limit, tab_threshold): (u64, u64),
     ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let issuer = lcp::server::start(lcp::server::ServeOptions {
-            data_dir: dir.path().join("issuer"),
-            listen: "127.0.0.1:0".into(),
-            database: None,
-            config: Default::default(),
-            tls: None,
-        })
-        .expect("issuer");
+        let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
         let agent_dir = dir.path().join("agent");
         std::fs::create_dir_all(&agent_dir).expect("agent dir");
         lcp::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
@@ -116,13 +88,7 @@ impl World {
         })
         .expect("agent");
         let http = http_client(&ClientOptions::default()).expect("http");
-        let mint_key = dir.path().join("issuer/identity.key");
-        let mint = IssuerClient::new(
-            http.clone(),
-            &issuer.url,
-            Arc::new(lcp::keyfile::load(&mint_key).expect("mint key")),
-            Some(CounterStore::beside_key(&mint_key)),
-        );
+        let mint = lcp::testing::mint(&issuer, &dir.path().join("issuer"), &http);
         World {
             dir,
             issuer,
@@ -194,21 +160,7 @@ impl World {
     }
 }
 
-/// Poll `check` every 50 ms until it holds or `wait_ms_max` passes.
-pub async fn eventually<F, Fut>(wait_ms_max: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_millis(wait_ms_max);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {wait_ms_max} ms waiting for {what}");
-}
+pub use lcp::testing::eventually;
 
 /// Bytes stored under the local object directory (every version of every object).
 pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

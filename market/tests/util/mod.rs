@@ -1,0 +1,116 @@
+//! A small network in one process for the market's tests: a real issuer, the market and
+//! storage agents heartbeating to it over loopback HTTP. Each test gets its own directory.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use protocol::KeyPair;
+use storage_agent::config::{AgentConfig, CurrencyConfig};
+
+#[allow(unused_imports)]
+pub use db::testing::backends;
+
+/// Storage prices of agent `i`: agent 0 is the cheapest.
+pub fn storage_price(i: usize) -> u64 {
+    100 * (i as u64 + 1)
+}
+
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub issuer: lcp::server::RunningIssuer,
+    pub market: market::serve::RunningMarket,
+    pub agents: Vec<Option<storage_agent::serve::RunningAgent>>,
+    pub http: reqwest::Client,
+    pub mint: IssuerClient,
+}
+
+impl Net {
+    /// An issuer, a market (on `database`, or SQLite) and `agents` agents heartbeating to it
+    /// every second. The market's loops run rarely: tests drive rounds themselves.
+    pub fn start(agents: usize, database: Option<String>) -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
+        let market = market::serve::start(market::serve::ServeOptions {
+            data_dir: dir.path().join("market"),
+            listen: "127.0.0.1:0".into(),
+            database,
+            allow_same_network: true,
+            audit_interval_s: 3600,
+            probe_interval_s: 3600,
+            tls: None,
+        })
+        .expect("market");
+        let http = http_client(&ClientOptions::default()).expect("http");
+        let mint = lcp::testing::mint(&issuer, &dir.path().join("issuer"), &http);
+        let mut net = Net {
+            dir,
+            issuer,
+            market,
+            agents: Vec::new(),
+            http,
+            mint,
+        };
+        for i in 0..agents {
+            let a = net.start_agent(i);
+            net.agents.push(Some(a));
+        }
+        net
+    }
+
+    /// Start (or restart) agent `i` from its data directory.
+    pub fn start_agent(&self, i: usize) -> storage_agent::serve::RunningAgent {
+        let agent_dir = self.dir.path().join(format!("agent-{i}"));
+        if !agent_dir.join("config.toml").exists() {
+            std::fs::create_dir_all(&agent_dir).expect("agent dir");
+            lcp::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
+            let config = AgentConfig {
+                capacity_bytes: 64 << 20,
+                block_bytes_max: 64 << 20,
+                grace_s: 60,
+                currencies: vec![CurrencyConfig {
+                    issuer_url: self.issuer.url.clone(),
+                    issuer: self.issuer.entity.to_string(),
+                    storage_per_gib_day: storage_price(i),
+                    write_per_kib: 1,
+                    read_per_kib: 1,
+                    contract_min: 10,
+                }],
+                ..AgentConfig::default()
+            };
+            config.save(&agent_dir).expect("config");
+        }
+        storage_agent::serve::start(storage_agent::serve::ServeOptions {
+            data_dir: agent_dir,
+            listen: "127.0.0.1:0".into(),
+            database: None,
+            market: Some(self.market.url.clone()),
+            heartbeat_s: 1,
+            tls: None,
+        })
+        .expect("agent")
+    }
+
+    pub fn agent(&self, i: usize) -> &storage_agent::serve::RunningAgent {
+        self.agents[i].as_ref().expect("agent running")
+    }
+
+    /// A funded buyer's wallet and key.
+    pub async fn buyer(&self, funds: u64) -> (IssuerClient, Arc<KeyPair>) {
+        let path = self.dir.path().join(format!("buyer-{}.key", lcp::now_ms()));
+        let key = Arc::new(lcp::keyfile::generate(&path).expect("buyer key"));
+        self.mint
+            .transfer(key.entity(), funds, Some("funding"))
+            .await
+            .expect("fund buyer");
+        let wallet = IssuerClient::new(
+            self.http.clone(),
+            &self.issuer.url,
+            key.clone(),
+            Some(CounterStore::beside_key(&path)),
+        );
+        (wallet, key)
+    }
+}
+
+pub use lcp::testing::eventually;
