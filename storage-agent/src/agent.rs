@@ -47,6 +47,12 @@ pub const PUTS_BUFFERED_MAX: usize = 8;
 const LOCKS_MAX: usize = 10_000;
 /// Audits answered at once (each holds its object in memory while rehashing it).
 const AUDITS_CONCURRENT_MAX: usize = 4;
+/// One audit per contract per this many seconds is free; others are charged as reads of their
+/// leaf. Auditors (the market) audit far less often, and nobody can download an object for free
+/// through audits faster than one leaf a minute.
+pub const AUDIT_FREE_INTERVAL_S: i64 = 60;
+/// Contracts remembered for free audits; past it, entries older than the interval are dropped.
+const FREE_AUDITS_TRACKED_MAX: usize = 100_000;
 /// Recent errors kept for the dashboard.
 const RECENT_ERRORS_MAX: usize = 20;
 
@@ -348,6 +354,8 @@ pub struct Agent {
     locks: ContractLocks,
     seen_reads: SeenReads,
     read_cache: Arc<ReadCache>,
+    /// When each contract last had a free audit (Unix seconds).
+    free_audits: Mutex<HashMap<String, i64>>,
     admit_lock: tokio::sync::Mutex<()>,
     audit_slots: tokio::sync::Semaphore,
     /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX).
@@ -391,6 +399,7 @@ impl Agent {
             put_slots: Arc::new(tokio::sync::Semaphore::new(PUTS_BUFFERED_MAX)),
             recent_errors: Mutex::new(VecDeque::new()),
             seen_reads: SeenReads::new(),
+            free_audits: Mutex::new(HashMap::new()),
             read_cache: Arc::new(ReadCache {
                 bytes_max: read_cache_bytes,
                 inner: Mutex::new(CacheInner::default()),
@@ -1107,6 +1116,23 @@ impl Agent {
         self.charged_read(&row, obj, range, Some(token)).await
     }
 
+    /// Whether this audit of contract `id` is its free one for the current interval.
+    fn take_free_audit(&self, id: &str) -> bool {
+        let now = now_s();
+        // Entries are independent; a panic elsewhere leaves the map usable.
+        let mut map = self.free_audits.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= FREE_AUDITS_TRACKED_MAX {
+            map.retain(|_, t| now - *t < AUDIT_FREE_INTERVAL_S);
+        }
+        match map.get(id) {
+            Some(t) if now - *t < AUDIT_FREE_INTERVAL_S => false,
+            _ => {
+                map.insert(id.to_owned(), now);
+                true
+            }
+        }
+    }
+
     /// Answer an audit from the stored bytes: leaf `leaf` of `object` and its Merkle proof.
     pub async fn audit(
         &self,
@@ -1153,8 +1179,14 @@ impl Agent {
             "leaf must be below {}",
             obj.leaf_count
         )))?;
-        // The leaf is data the buyer receives: charged as a read of it, or audits would be a
-        // free way to download an object leaf by leaf.
+        // The leaf is data the buyer receives: past one free audit a minute, charged as a read
+        // of it, or audits would be a free way to download an object leaf by leaf.
+        if self.take_free_audit(id) {
+            self.db
+                .run(|conn| db::write_transaction(conn, |conn| bump_stat(conn, "audits_answered")))
+                .await?;
+            return Ok(answer);
+        }
         let leaf_bytes = protocol::merkle::LEAF_BYTES as u64;
         let leaf_len = obj
             .size

@@ -1,7 +1,7 @@
 //! Reads under concurrency: local reads take no contract lock, so these check what the lock
 //! used to guarantee. Concurrent reads never draw more than the credit; a read racing a PUT
 //! that replaces the object gets the old or the new bytes, whole; every served read is charged
-//! exactly once; audits are charged as reads of their leaf.
+//! exactly once; audits past one free a minute are charged as reads of their leaf.
 
 mod util;
 
@@ -79,7 +79,7 @@ async fn concurrent_reads_charge_exactly_and_never_overdraw() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audits_are_charged_as_reads_of_their_leaf() {
+async fn audits_past_the_free_one_are_charged_as_reads_of_their_leaf() {
     let world = World::start(4 << 20, 60, None);
     let (client, wallet, buyer) = world.buyer(10_000_000).await;
     let c = world
@@ -91,6 +91,9 @@ async fn audits_are_charged_as_reads_of_their_leaf() {
         .await
         .expect("put");
     let before = client.contract(&c.id).await.expect("view").credit;
+    // The first audit in a minute is free.
+    client.audit(&c.id, "obj", 0).await.expect("free audit");
+    assert_eq!(client.contract(&c.id).await.expect("view").credit, before);
     client.audit(&c.id, "obj", 0).await.expect("audit leaf 0");
     let after_full = client.contract(&c.id).await.expect("view").credit;
     assert_eq!(before - after_full, (16 * PRICES.read_per_kib) as i64);

@@ -1,0 +1,624 @@
+//! A whole network on one machine (DESIGN section 9): the real `lcp`, `market` and
+//! `storage-agent` binaries as child processes, one issuer, one market and N agents with varied
+//! prices on 127.0.0.1, SQLite and local disk under one directory. The README's first command
+//! and the end-to-end test harness: tests stop, kill and restart any service through [`Devnet`].
+//!
+//! Invariants:
+//! - A directory is one network: keys, data and ports are recorded (`devnet.json`) and reused,
+//!   so `up` on the same directory brings the same entities back at the same URLs (contracts
+//!   name agents' endpoints).
+//! - `up` answers only when every service answers `/.well-known/lcp` as its entity and every
+//!   agent's offer is in the market's book.
+//! - Children die with the [`Devnet`]: dropping it stops them (SIGTERM, then SIGKILL after
+//!   [`STOP_WAIT_MS_MAX`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use lcp::client::{ClientOptions, CounterStore, IssuerClient};
+use lcp::process::ChildGuard;
+use market::book::{MatchRequest, RegisteredObject, Registration};
+use market::client::MarketClient;
+use serde::{Deserialize, Serialize};
+use storage_agent::client::AgentClient;
+
+/// Longest a service may take to print its address.
+pub const START_WAIT_MS_MAX: u64 = 30_000;
+/// Longest `up` waits for every offer to reach the book.
+pub const READY_WAIT_MS_MAX: u64 = 30_000;
+/// Longest a stopped service may take to exit before it is killed.
+pub const STOP_WAIT_MS_MAX: u64 = 5_000;
+/// What the devnet's wallet is funded with on first start.
+pub const WALLET_FUNDS: u64 = 1_000_000_000;
+/// Agents a devnet may have.
+pub const AGENTS_MAX: usize = 64;
+/// Each agent sells this much space.
+pub const AGENT_CAPACITY_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub agents: usize,
+    /// Where the `lcp`, `market` and `storage-agent` binaries are.
+    pub bin_dir: PathBuf,
+    pub heartbeat_s: u64,
+    pub audit_interval_s: u64,
+    pub probe_interval_s: u64,
+}
+
+impl Options {
+    /// Defaults for `dir`: 6 agents, binaries beside the running executable.
+    pub fn new(dir: &Path) -> anyhow::Result<Options> {
+        Ok(Options {
+            dir: dir.to_path_buf(),
+            agents: 6,
+            bin_dir: default_bin_dir()?,
+            heartbeat_s: 5,
+            audit_interval_s: 15,
+            probe_interval_s: 10,
+        })
+    }
+}
+
+/// The directory of the running executable, or of the test binary's profile directory
+/// (`target/<profile>/deps/x` -> `target/<profile>`). `DEVNET_BIN_DIR` overrides both.
+pub fn default_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("DEVNET_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("cannot find the running executable")?;
+    let mut dir = exe
+        .parent()
+        .context("the executable has no directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// One service as `devnet.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub url: String,
+    pub entity: String,
+    pub pid: u32,
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalletInfo {
+    pub key: PathBuf,
+    pub entity: String,
+}
+
+/// `DIR/devnet.json` (DESIGN section 9).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DevnetFile {
+    pub issuer: ServiceInfo,
+    pub market: ServiceInfo,
+    pub agents: Vec<ServiceInfo>,
+    pub wallet: WalletInfo,
+}
+
+impl DevnetFile {
+    pub fn load(dir: &Path) -> anyhow::Result<DevnetFile> {
+        let path = dir.join("devnet.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {} (is a devnet up there?)", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a devnet file", path.display()))
+    }
+}
+
+/// Which service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Issuer,
+    Market,
+    Agent(usize),
+}
+
+/// A running (or stopped) service: how to start it again and what it is.
+pub struct Service {
+    pub name: String,
+    pub url: String,
+    pub entity: String,
+    pub data: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    child: Option<ChildGuard>,
+}
+
+impl Service {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.0.id())
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn info(&self) -> ServiceInfo {
+        ServiceInfo {
+            url: self.url.clone(),
+            entity: self.entity.clone(),
+            pid: self.pid().unwrap_or(0),
+            data: self.data.clone(),
+        }
+    }
+
+    /// Start the process; its stderr goes to `logs/<name>.log` under the devnet directory.
+    fn start(&mut self, log_dir: &Path) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(log_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{}.log", self.name)))?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).stderr(Stdio::from(log)).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        let (guard, url) =
+            lcp::process::spawn_server(cmd, START_WAIT_MS_MAX).with_context(|| {
+                format!(
+                    "{} did not start (see {}/{}.log)",
+                    self.name,
+                    log_dir.display(),
+                    self.name
+                )
+            })?;
+        self.url = url;
+        self.child = Some(guard);
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within [`STOP_WAIT_MS_MAX`].
+    fn stop(&mut self) {
+        let Some(mut guard) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &guard.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_millis(STOP_WAIT_MS_MAX);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = guard.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(guard); // SIGKILL and reap
+    }
+
+    /// SIGKILL now, as a crash would.
+    fn kill(&mut self) {
+        drop(self.child.take());
+    }
+}
+
+pub struct Devnet {
+    pub dir: PathBuf,
+    pub issuer: Service,
+    pub market: Service,
+    pub agents: Vec<Service>,
+    pub wallet: WalletInfo,
+    http: reqwest::Client,
+}
+
+/// The port of a recorded URL, to listen on again.
+fn port_of(url: &str) -> Option<u16> {
+    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
+
+fn listen_for(previous: Option<&ServiceInfo>) -> String {
+    let port = previous.and_then(|p| port_of(&p.url)).unwrap_or(0);
+    format!("127.0.0.1:{port}")
+}
+
+fn bin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the services first (cargo build --release --workspace --bins), \
+             or set DEVNET_BIN_DIR",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn entity_of_key(path: &Path) -> anyhow::Result<String> {
+    Ok(lcp::keyfile::load_or_create(path)?.entity().to_string())
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl Devnet {
+    /// Start (or bring back) the network in `options.dir`. Blocking.
+    pub fn up(options: &Options) -> anyhow::Result<Devnet> {
+        anyhow::ensure!(
+            (1..=AGENTS_MAX).contains(&options.agents),
+            "--agents must be 1 to {AGENTS_MAX}"
+        );
+        let dir = &options.dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let _lock_probe = dir.join("logs");
+        let previous = DevnetFile::load(dir).ok();
+        let (lcp_bin, market_bin, agent_bin) = (
+            bin(&options.bin_dir, "lcp")?,
+            bin(&options.bin_dir, "market")?,
+            bin(&options.bin_dir, "storage-agent")?,
+        );
+        let logs = dir.join("logs");
+        let http = lcp::client::http_client(&ClientOptions::default())?;
+
+        let issuer_data = dir.join("issuer");
+        let mut issuer = Service {
+            name: "issuer".into(),
+            url: String::new(),
+            entity: entity_of_key(&issuer_data.join("identity.key"))?,
+            data: issuer_data.clone(),
+            program: lcp_bin.clone(),
+            args: vec![
+                "issuer".into(),
+                "serve".into(),
+                "--data".into(),
+                path_arg(&issuer_data),
+                "--listen".into(),
+                listen_for(previous.as_ref().map(|p| &p.issuer)),
+            ],
+            child: None,
+        };
+        issuer.start(&logs)?;
+        // The issuer's URL is now fixed; pin the port for restarts.
+        pin_port(&mut issuer);
+
+        let market_data = dir.join("market");
+        let mut market = Service {
+            name: "market".into(),
+            url: String::new(),
+            entity: entity_of_key(&market_data.join("identity.key"))?,
+            data: market_data.clone(),
+            program: market_bin,
+            args: vec![
+                "serve".into(),
+                "--data".into(),
+                path_arg(&market_data),
+                "--listen".into(),
+                listen_for(previous.as_ref().map(|p| &p.market)),
+                "--allow-same-network".into(),
+                "--audit-interval-s".into(),
+                options.audit_interval_s.to_string(),
+                "--probe-interval-s".into(),
+                options.probe_interval_s.to_string(),
+            ],
+            child: None,
+        };
+        market.start(&logs)?;
+        pin_port(&mut market);
+
+        let mut agents = Vec::with_capacity(options.agents);
+        for i in 0..options.agents {
+            let data = dir.join("agents").join(format!("agent-{i}"));
+            if !data.join("config.toml").exists() {
+                init_agent(&agent_bin, &data, &issuer.url, i)?;
+            }
+            let prev = previous.as_ref().and_then(|p| p.agents.get(i));
+            let mut agent = Service {
+                name: format!("agent-{i}"),
+                url: String::new(),
+                entity: entity_of_key(&data.join("identity.key"))?,
+                data: data.clone(),
+                program: agent_bin.clone(),
+                args: vec![
+                    "serve".into(),
+                    "--data".into(),
+                    path_arg(&data),
+                    "--listen".into(),
+                    listen_for(prev),
+                    "--market".into(),
+                    market.url.clone(),
+                    "--heartbeat-s".into(),
+                    options.heartbeat_s.to_string(),
+                ],
+                child: None,
+            };
+            agent.start(&logs)?;
+            pin_port(&mut agent);
+            agents.push(agent);
+        }
+
+        let wallet_key = dir.join("wallet.key");
+        let wallet = WalletInfo {
+            entity: entity_of_key(&wallet_key)?,
+            key: wallet_key,
+        };
+        let devnet = Devnet {
+            dir: dir.clone(),
+            issuer,
+            market,
+            agents,
+            wallet,
+            http,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(devnet.fund_wallet())?;
+        rt.block_on(devnet.wait_ready())?;
+        devnet.write_file()?;
+        Ok(devnet)
+    }
+
+    /// Fund the wallet from the issuer's mint once (first start: its balance is zero).
+    async fn fund_wallet(&self) -> anyhow::Result<()> {
+        let options = ClientOptions::default();
+        let wallet = IssuerClient::from_key_file(&self.issuer.url, &self.wallet.key, &options)?;
+        if wallet.balance().await?.balance > 0 {
+            return Ok(());
+        }
+        let mint_key = self.issuer.data.join("identity.key");
+        let mint = IssuerClient::new(
+            self.http.clone(),
+            &self.issuer.url,
+            Arc::new(lcp::keyfile::load(&mint_key)?),
+            Some(CounterStore::beside_key(&mint_key)),
+        );
+        let to = protocol::EntityId::parse(&self.wallet.entity)
+            .map_err(|_| anyhow::anyhow!("wallet entity is malformed"))?;
+        mint.transfer(&to, WALLET_FUNDS, Some("devnet-funding"))
+            .await?;
+        Ok(())
+    }
+
+    /// Every service answers as its entity and every agent's offer is in the book.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
+        loop {
+            match self.missing().await {
+                None => return Ok(()),
+                Some(what) if Instant::now() >= deadline => {
+                    bail!("the devnet is not ready after {READY_WAIT_MS_MAX} ms: {what}")
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// What is not ready yet, if anything.
+    async fn missing(&self) -> Option<String> {
+        let running = std::iter::once(&self.issuer)
+            .chain(std::iter::once(&self.market))
+            .chain(self.agents.iter())
+            .filter(|s| s.running());
+        for s in running {
+            let url = format!("{}/.well-known/lcp", s.url);
+            let answered = async {
+                let doc: serde_json::Value =
+                    self.http.get(&url).send().await.ok()?.json().await.ok()?;
+                Some(doc.get("entity")?.as_str()? == s.entity)
+            }
+            .await;
+            if answered != Some(true) {
+                return Some(format!("{} does not answer at {}", s.name, s.url));
+            }
+        }
+        if !self.market.running() {
+            return None;
+        }
+        let book: serde_json::Value = async {
+            self.http
+                .get(format!("{}/v1/offers", self.market.url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+        .await
+        .unwrap_or_default();
+        let listed: Vec<&str> = book["offers"]
+            .as_array()
+            .map(|o| o.iter().filter_map(|x| x["agent"].as_str()).collect())
+            .unwrap_or_default();
+        self.agents
+            .iter()
+            .filter(|a| a.running())
+            .find(|a| !listed.contains(&a.entity.as_str()))
+            .map(|a| format!("{}'s offer is not in the market yet", a.name))
+    }
+
+    fn service(&mut self, which: Which) -> anyhow::Result<&mut Service> {
+        Ok(match which {
+            Which::Issuer => &mut self.issuer,
+            Which::Market => &mut self.market,
+            Which::Agent(i) => self
+                .agents
+                .get_mut(i)
+                .with_context(|| format!("no agent {i}"))?,
+        })
+    }
+
+    /// Stop a service gracefully.
+    pub fn stop(&mut self, which: Which) -> anyhow::Result<()> {
+        self.service(which)?.stop();
+        self.write_file()
+    }
+
+    /// Kill a service with SIGKILL, as a crash would.
+    pub fn kill(&mut self, which: Which) -> anyhow::Result<()> {
+        self.service(which)?.kill();
+        self.write_file()
+    }
+
+    /// Start a stopped or killed service again, on its old port and data.
+    pub fn restart(&mut self, which: Which) -> anyhow::Result<()> {
+        let logs = self.dir.join("logs");
+        let s = self.service(which)?;
+        s.stop();
+        s.start(&logs)?;
+        self.write_file()
+    }
+
+    pub fn file(&self) -> DevnetFile {
+        DevnetFile {
+            issuer: self.issuer.info(),
+            market: self.market.info(),
+            agents: self.agents.iter().map(Service::info).collect(),
+            wallet: self.wallet.clone(),
+        }
+    }
+
+    /// Write `DIR/devnet.json` (atomically: a reader never sees half a file).
+    pub fn write_file(&self) -> anyhow::Result<()> {
+        let path = self.dir.join("devnet.json");
+        let tmp = self.dir.join("devnet.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&self.file())?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// Stop every service, agents first.
+    pub fn down(&mut self) {
+        for a in &mut self.agents {
+            a.stop();
+        }
+        self.market.stop();
+        self.issuer.stop();
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// After the first start on port 0, listen on the port it got from now on.
+fn pin_port(s: &mut Service) {
+    if let Some(port) = port_of(&s.url) {
+        if let Some(i) = s.args.iter().position(|a| a == "--listen") {
+            s.args[i + 1] = format!("127.0.0.1:{port}");
+        }
+    }
+}
+
+/// `storage-agent init` with prices that vary by agent: storage from 100 to about 400 per
+/// GiB-day, writes 1 or 2 per KiB, reads 1 to 3 per KiB.
+fn init_agent(agent_bin: &Path, data: &Path, issuer_url: &str, i: usize) -> anyhow::Result<()> {
+    let storage = 100 + 61 * (i as u64 % 6) + 7 * (i as u64 / 6);
+    let read = 1 + (i as u64 % 3);
+    let out = Command::new(agent_bin)
+        .args(["init", "--data"])
+        .arg(data)
+        .args(["--issuer", issuer_url])
+        .args(["--capacity", &AGENT_CAPACITY_BYTES.to_string()])
+        .args(["--storage-per-gib-day", &storage.to_string()])
+        .args(["--write-per-kib", &(1 + i as u64 % 2).to_string()])
+        .args(["--read-per-kib", &read.to_string()])
+        .args(["--contract-min", "10"])
+        .args(["--grace-s", "3600"])
+        .output()
+        .context("cannot run storage-agent init")?;
+    if !out.status.success() {
+        bail!(
+            "storage-agent init failed for {}: {}",
+            data.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The walk-through: match, then per agent form, pay, use and register a contract.
+pub async fn buy(
+    dir: &std::path::Path,
+    mut request: MatchRequest,
+) -> anyhow::Result<serde_json::Value> {
+    let f = DevnetFile::load(dir)?;
+    request.currency = f.issuer.entity.clone();
+    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+    let key = Arc::new(lcp::keyfile::load(&f.wallet.key)?);
+    let wallet = lcp::client::IssuerClient::from_key_file(
+        &f.issuer.url,
+        &f.wallet.key,
+        &lcp::client::ClientOptions::default(),
+    )?;
+    let market = MarketClient::new(http.clone(), &f.market.url, key.clone());
+    let answer = market
+        .match_agents(&request)
+        .await
+        .context("the market found no agents")?;
+    let market_entity = protocol::EntityId::parse(&f.market.entity)
+        .map_err(|_| anyhow::anyhow!("devnet.json: bad market entity"))?;
+    let issuer = protocol::EntityId::parse(&f.issuer.entity)
+        .map_err(|_| anyhow::anyhow!("devnet.json: bad issuer entity"))?;
+    let mut contracts = Vec::new();
+    for (i, chosen) in answer.agents.iter().enumerate() {
+        let agent = AgentClient::new(http.clone(), &chosen.endpoint, key.clone());
+        let (_, offer) = agent.offer().await?;
+        let terms = AgentClient::terms_from_offer(
+            &offer,
+            key.entity(),
+            &issuer,
+            request.shard_bytes,
+            request.duration_s,
+            vec![market_entity.clone()],
+        )?;
+        // Credit for writing the shard and reading it back once, on top of the contract price.
+        let write = protocol::market::per_kib_charge(terms.write_per_kib, request.shard_bytes)?
+            + protocol::market::per_kib_charge(terms.read_per_kib, request.shard_bytes)?;
+        let signed = agent
+            .buy(&wallet, &terms, write)
+            .await
+            .with_context(|| format!("buying from {}", chosen.endpoint))?;
+        let shard: Vec<u8> = (0..request.shard_bytes)
+            .map(|b| (b as u8) ^ (i as u8))
+            .collect();
+        let name = format!("shard-{i}");
+        let info = agent.put(&terms.id, &name, shard).await?;
+        market
+            .register(&Registration {
+                contract: signed.value.contract.clone(),
+                agent_signature: signed.value.agent_signature.clone(),
+                objects: vec![RegisteredObject {
+                    name: name.clone(),
+                    merkle_root: info.merkle_root.clone(),
+                    leaf_count: info
+                        .size
+                        .div_ceil(protocol::merkle::LEAF_BYTES as u64)
+                        .max(1),
+                    size: info.size,
+                }],
+            })
+            .await?;
+        contracts.push(serde_json::json!({
+            "contract": terms.id,
+            "agent": chosen.agent,
+            "endpoint": chosen.endpoint,
+            "paid": terms.contract_price + write,
+            "object": name,
+            "merkle_root": info.merkle_root,
+        }));
+    }
+    let balance = wallet.balance().await?.balance;
+    Ok(serde_json::json!({
+        "agents": answer.agents.iter().map(|a| &a.agent).collect::<Vec<_>>(),
+        "total_price": answer.total_price,
+        "failure_probability": answer.failure_probability,
+        "contracts": contracts,
+        "balance": balance,
+    }))
+}

@@ -1,0 +1,156 @@
+//! The `devnet` binary: `up` runs a whole network on this machine until SIGINT or SIGTERM;
+//! `buy` walks through what a buyer does on it (a match, contracts formed, paid and used).
+//! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use devnet::{Devnet, Options};
+use market::book::MatchRequest;
+
+#[derive(Parser)]
+#[command(
+    name = "devnet",
+    version,
+    about = "A whole storage market on one machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start issuer, market and agents under DIR (or bring them back); stop on Ctrl-C
+    Up {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 6)]
+        agents: usize,
+        /// Seconds between each agent's offer heartbeats
+        #[arg(long, default_value_t = 5)]
+        heartbeat_s: u64,
+        /// Seconds between the market's audit rounds
+        #[arg(long, default_value_t = 15)]
+        audit_interval_s: u64,
+    },
+    /// As a buyer on a running devnet: match k-of-n agents, buy and pay a contract with each,
+    /// store a shard on each, and register the contracts with the market for auditing
+    Buy {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Bytes per shard (each agent stores one shard of this size)
+        #[arg(long, default_value_t = 1 << 20)]
+        shard_bytes: u64,
+        #[arg(long, default_value_t = 3600)]
+        duration_s: u64,
+        /// k: shards needed to recover
+        #[arg(long, default_value_t = 2)]
+        data_shards: u64,
+        /// n: shards stored (the market picks when absent)
+        #[arg(long)]
+        total_shards: Option<u64>,
+        #[arg(long, default_value_t = 1e-3)]
+        max_failure_probability: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    lcp::cli::init_logging("warn");
+    lcp::cli::exit_on_error(run(cli));
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Up {
+            dir,
+            agents,
+            heartbeat_s,
+            audit_interval_s,
+        } => {
+            let mut options = Options::new(&dir)?;
+            options.agents = agents;
+            options.heartbeat_s = heartbeat_s;
+            options.audit_interval_s = audit_interval_s;
+            let devnet = Devnet::up(&options)?;
+            let f = devnet.file();
+            eprintln!("issuer  {}  {}", f.issuer.url, f.issuer.entity);
+            eprintln!("market  {}  {}", f.market.url, f.market.entity);
+            for (i, a) in f.agents.iter().enumerate() {
+                eprintln!("agent-{i} {}  {}", a.url, a.entity);
+            }
+            eprintln!("wallet  {}  {}", f.wallet.key.display(), f.wallet.entity);
+            eprintln!("logs in {}/logs; Ctrl-C stops everything", dir.display());
+            println!("devnet ready: {}", dir.join("devnet.json").display());
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(wait_for_signal())?;
+            eprintln!("stopping the devnet");
+            drop(devnet);
+            Ok(())
+        }
+        Cmd::Buy {
+            dir,
+            shard_bytes,
+            duration_s,
+            data_shards,
+            total_shards,
+            max_failure_probability,
+            json,
+        } => {
+            let request = MatchRequest {
+                currency: String::new(),
+                shard_bytes,
+                data_shards,
+                total_shards,
+                duration_s,
+                expected_read_bytes: 0,
+                max_failure_probability,
+                exclude: vec![],
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let out = rt.block_on(devnet::buy(&dir, request))?;
+            if json {
+                println!("{}", serde_json::to_string(&out)?);
+            } else {
+                println!(
+                    "matched {} agents: total price {}, failure probability {:.2e}",
+                    out["agents"].as_array().map_or(0, Vec::len),
+                    out["total_price"],
+                    out["failure_probability"].as_f64().unwrap_or(f64::NAN)
+                );
+                for c in out["contracts"].as_array().into_iter().flatten() {
+                    println!(
+                        "  contract {} with {} ({}): paid {}, {} stored, registered",
+                        c["contract"].as_str().unwrap_or(""),
+                        c["agent"].as_str().unwrap_or(""),
+                        c["endpoint"].as_str().unwrap_or(""),
+                        c["paid"],
+                        c["object"].as_str().unwrap_or("")
+                    );
+                }
+                println!("wallet balance now {}", out["balance"]);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
