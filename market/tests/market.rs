@@ -221,6 +221,21 @@ async fn book_match_audits_reports_and_outages() {
             "[{backend}] passing audits lower p_fail"
         );
 
+        // The agent reads its rating back after each heartbeat and shows it on its dashboard.
+        let dashboard = format!("{}/", agent0.url);
+        eventually(
+            10_000,
+            "the market's rating on the agent's dashboard",
+            || async {
+                let page = match net.http.get(&dashboard).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => return false,
+                };
+                page.contains(r#"<b id="audits-passed">3 passed</b>"#)
+            },
+        )
+        .await;
+
         // Alter the stored bytes on the agent's disk: the next audit fails, at once.
         let objects = net.dir.path().join("agent-0/objects");
         let file = walk(&objects).into_iter().next().expect("stored file");

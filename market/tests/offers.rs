@@ -172,6 +172,37 @@ async fn bad_offers_are_refused_with_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_that_stop_heartbeating_drop_out_when_they_expire() {
+    let net = Net::start(0, None);
+    // An agent that does not heartbeat; its offer is posted by hand with a 2 s validity.
+    let silent = net.start_agent_without_market(0);
+    let key =
+        Arc::new(lcp::keyfile::load(&net.dir.path().join("agent-0/identity.key")).expect("key"));
+    let mut offer = offer_for(&net, &key, &silent.url);
+    let now = i64::try_from(lcp::now_ms() / 1000).expect("time");
+    offer.expires_at = pm::format_rfc3339(now + 2);
+    let env = Envelope::sign_json(&key, pm::OFFER_TYPE, &offer).expect("sign");
+    assert_eq!(post(&net, &key, &env).await, None);
+    let count = || async {
+        let v: serde_json::Value = net
+            .http
+            .get(format!("{}/v1/offers", net.market.url))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        v["offers"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count().await, 1, "listed while valid");
+    eventually(5_000, "the offer to expire", || async {
+        count().await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_book_renders_in_a_browser() {
     let Some(binary) = lcp::testing::chromium() else {
         return;

@@ -110,6 +110,19 @@ pub struct AuditAnswer {
     pub root: String,
 }
 
+/// How a market rates this agent: its line in the market's book (`GET /v1/offers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarketStanding {
+    #[serde(default)]
+    pub market: String,
+    pub p_fail: f64,
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+    pub online: bool,
+    #[serde(default)]
+    pub vetted: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Earning {
     pub issuer: String,
@@ -361,6 +374,8 @@ pub struct Agent {
     /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX).
     pub put_slots: Arc<tokio::sync::Semaphore>,
     recent_errors: Mutex<VecDeque<String>>,
+    /// How the market last rated this agent (read back after each heartbeat).
+    standing: Mutex<Option<MarketStanding>>,
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -398,6 +413,7 @@ impl Agent {
             audit_slots: tokio::sync::Semaphore::new(AUDITS_CONCURRENT_MAX),
             put_slots: Arc::new(tokio::sync::Semaphore::new(PUTS_BUFFERED_MAX)),
             recent_errors: Mutex::new(VecDeque::new()),
+            standing: Mutex::new(None),
             seen_reads: SeenReads::new(),
             free_audits: Mutex::new(HashMap::new()),
             read_cache: Arc::new(ReadCache {
@@ -413,6 +429,19 @@ impl Agent {
 
     pub fn endpoint(&self) -> &str {
         self.endpoint.get().map(String::as_str).unwrap_or("")
+    }
+
+    /// Record the market's rating of this agent.
+    pub fn set_standing(&self, standing: MarketStanding) {
+        *self.standing.lock().unwrap_or_else(|p| p.into_inner()) = Some(standing);
+    }
+
+    /// The market's last rating of this agent, if a market rated it.
+    pub fn standing(&self) -> Option<MarketStanding> {
+        self.standing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn note_error(&self, message: String) {

@@ -29,6 +29,34 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// The market's rating of this agent, in words.
+fn reliability(standing: Option<crate::agent::MarketStanding>) -> String {
+    match standing {
+        None => "Not rated yet: start the agent with --market URL; the market rates it from \
+                 audits and uptime probes."
+            .to_owned(),
+        Some(m) => format!(
+            "The market at {market} estimates a <b id=\"p-fail\">{p:.2}%</b> chance of losing \
+             data over 30 days; audits <b id=\"audits-passed\">{passed} passed</b>, \
+             <b id=\"audits-failed\">{failed} failed</b>; {status}, {online}.",
+            market = esc(&m.market),
+            p = m.p_fail * 100.0,
+            passed = m.audits_passed,
+            failed = m.audits_failed,
+            status = if m.vetted {
+                "vetted"
+            } else {
+                "not yet vetted (new agents get a small share of matches)"
+            },
+            online = if m.online {
+                "seen online"
+            } else {
+                "seen <b>offline</b>"
+            },
+        ),
+    }
+}
+
 pub async fn page(agent: State) -> Result<HttpResponse, Error> {
     let s = agent.summary().await?;
     let mut rows = String::new();
@@ -91,12 +119,13 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left;
  <div class="card">Audits answered<b id="audits">{audits}</b></div>
 </div>
 <h2>Earnings</h2><ul id="earnings">{earnings}</ul>
-<h2>Reliability</h2><p id="reliability">Not rated yet: the market reports reliability once it audits this agent.</p>
+<h2>Reliability</h2><p id="reliability">{reliability}</p>
 <h2>Contracts</h2>
 <table id="contracts"><tr><th>id</th><th>status</th><th>used / block</th><th>objects</th><th>credit</th><th>ends</th></tr>{rows}</table>
 <h2>Recent errors</h2><ul id="errors">{errors}</ul>
 </body></html>"#,
         entity = esc(&s.entity),
+        reliability = reliability(agent.standing()),
         free = human(s.free_bytes),
         used = human(s.used_bytes),
         reserved = human(s.reserved_bytes),

@@ -79,7 +79,7 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
             return;
         }
     };
-    let market = SignedClient::new(http, &market_url, agent.key.clone());
+    let market = SignedClient::new(http.clone(), &market_url, agent.key.clone());
     let mut last_counter = 0;
     // The endpoint is known once the server bound; the offer must carry it.
     for _ in 0..ENDPOINT_WAIT_STEPS_MAX {
@@ -101,7 +101,12 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         }
         .await;
         match result {
-            Ok(_) => tracing::debug!(market = %market_url, "offer posted"),
+            Ok(_) => {
+                tracing::debug!(market = %market_url, "offer posted");
+                if let Some(standing) = read_standing(&http, &market_url, &agent).await {
+                    agent.set_standing(standing);
+                }
+            }
             Err(e) => {
                 tracing::warn!(market = %market_url, error = %e, "heartbeat");
                 agent.note_error(format!("heartbeat to {market_url}: {e}"));
@@ -109,4 +114,23 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// This agent's line in the market's book, if it is there. The market crate depends on this
+/// one, so the book is read as plain JSON.
+async fn read_standing(
+    http: &reqwest::Client,
+    market_url: &str,
+    agent: &Agent,
+) -> Option<crate::agent::MarketStanding> {
+    let url = format!("{}/v1/offers", market_url.trim_end_matches('/'));
+    let book: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+    let me = agent.key.entity().as_str();
+    let line = book["offers"]
+        .as_array()?
+        .iter()
+        .find(|o| o["agent"].as_str() == Some(me))?;
+    let mut standing: crate::agent::MarketStanding = serde_json::from_value(line.clone()).ok()?;
+    standing.market = market_url.to_owned();
+    Some(standing)
 }

@@ -58,8 +58,21 @@ impl Net {
         net
     }
 
-    /// Start (or restart) agent `i` from its data directory.
+    /// Start (or restart) agent `i` from its data directory, heartbeating to the market.
     pub fn start_agent(&self, i: usize) -> storage_agent::serve::RunningAgent {
+        self.start_agent_with(i, Some(self.market.url.clone()))
+    }
+
+    /// Agent `i`, not telling the market about itself.
+    pub fn start_agent_without_market(&self, i: usize) -> storage_agent::serve::RunningAgent {
+        self.start_agent_with(i, None)
+    }
+
+    fn start_agent_with(
+        &self,
+        i: usize,
+        market: Option<String>,
+    ) -> storage_agent::serve::RunningAgent {
         let agent_dir = self.dir.path().join(format!("agent-{i}"));
         if !agent_dir.join("config.toml").exists() {
             std::fs::create_dir_all(&agent_dir).expect("agent dir");
@@ -84,7 +97,7 @@ impl Net {
             data_dir: agent_dir,
             listen: "127.0.0.1:0".into(),
             database: None,
-            market: Some(self.market.url.clone()),
+            market,
             heartbeat_s: 1,
             tls: None,
         })
