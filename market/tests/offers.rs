@@ -35,6 +35,18 @@ fn offer_for(net: &Net, key: &KeyPair, endpoint: &str) -> Offer {
     }
 }
 
+/// The market's book, as JSON.
+async fn book(net: &Net) -> serde_json::Value {
+    net.http
+        .get(format!("{}/v1/offers", net.market.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Post `envelope` signed (the request) by `sender`; answers the error code, if refused.
 async fn post(net: &Net, sender: &Arc<KeyPair>, envelope: &Envelope) -> Option<String> {
     let client = SignedClient::new(net.http.clone(), &net.market.url, sender.clone());
@@ -152,15 +164,7 @@ async fn bad_offers_are_refused_with_codes() {
         );
     }
     // Nothing refused reached the book: only the genuine agent is listed, with its offer.
-    let book: serde_json::Value = net
-        .http
-        .get(format!("{}/v1/offers", net.market.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let book = book(&net).await;
     let offers = book["offers"].as_array().expect("offers");
     assert_eq!(offers.len(), 1);
     assert_eq!(offers[0]["agent"], agent_key.entity().as_str());
@@ -183,18 +187,7 @@ async fn offers_that_stop_heartbeating_drop_out_when_they_expire() {
     offer.expires_at = pm::format_rfc3339(now + 2);
     let env = Envelope::sign_json(&key, pm::OFFER_TYPE, &offer).expect("sign");
     assert_eq!(post(&net, &key, &env).await, None);
-    let count = || async {
-        let v: serde_json::Value = net
-            .http
-            .get(format!("{}/v1/offers", net.market.url))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        v["offers"].as_array().map_or(0, Vec::len)
-    };
+    let count = || async { book(&net).await["offers"].as_array().map_or(0, Vec::len) };
     assert_eq!(count().await, 1, "listed while valid");
     eventually(5_000, "the offer to expire", || async {
         count().await == 0
