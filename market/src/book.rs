@@ -176,6 +176,19 @@ pub struct Report {
     pub detail: String,
 }
 
+/// A running contract a buyer registered, as `GET /v1/contracts` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisteredContract {
+    pub id: String,
+    pub agent: String,
+    /// The agent's endpoint as its latest offer gives it.
+    pub endpoint: String,
+    pub contract: Envelope,
+    pub agent_signature: String,
+    pub end: String,
+    pub objects: Vec<RegisteredObject>,
+}
+
 /// A registered contract the auditor may challenge.
 #[derive(Debug, Clone)]
 pub struct AuditTarget {
@@ -596,6 +609,46 @@ impl Market {
         Ok(serde_json::json!({ "contract": contract.id, "objects": count }))
     }
 
+    /// `GET /v1/contracts`: the contracts `buyer` registered that are still running, with their
+    /// agents and objects. How a buyer on a fresh machine finds where its data is.
+    pub async fn contracts_of(&self, buyer: &EntityId) -> Result<Vec<RegisteredContract>, Error> {
+        let buyer = buyer.to_string();
+        let now = now_s();
+        self.db
+            .run(move |conn| {
+                let rows: Vec<(String, String, String, String, String, i64)> = registered::table
+                    .inner_join(agents::table.on(agents::entity.eq(registered::agent)))
+                    .filter(registered::buyer.eq(&buyer))
+                    .filter(registered::end_s.gt(now))
+                    .order(registered::registered_s)
+                    .select((
+                        registered::id,
+                        registered::agent,
+                        agents::endpoint,
+                        registered::envelope,
+                        registered::agent_signature,
+                        registered::end_s,
+                    ))
+                    .load(conn)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (id, agent, endpoint, envelope, agent_signature, end_s) in rows {
+                    let objects = objects_of(conn, &id)?;
+                    out.push(RegisteredContract {
+                        id,
+                        agent,
+                        endpoint,
+                        contract: serde_json::from_str(&envelope)
+                            .map_err(|e| Error::InvalidContract(e.to_string()))?,
+                        agent_signature,
+                        end: market::format_rfc3339(end_s),
+                        objects,
+                    });
+                }
+                Ok::<_, Error>(out)
+            })
+            .await
+    }
+
     /// `POST /v1/reports`: a buyer's outcome report on one of its registered contracts.
     pub async fn report(
         &self,
@@ -698,15 +751,7 @@ impl Market {
                     .load(conn)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for (contract, agent, endpoint) in rows {
-                    let objects: Vec<(String, String, i64, i64)> = registered_objects::table
-                        .filter(registered_objects::contract_id.eq(&contract))
-                        .select((
-                            registered_objects::name,
-                            registered_objects::merkle_root,
-                            registered_objects::leaf_count,
-                            registered_objects::size,
-                        ))
-                        .load(conn)?;
+                    let objects = objects_of(conn, &contract)?;
                     if objects.is_empty() {
                         continue;
                     }
@@ -714,21 +759,35 @@ impl Market {
                         agent,
                         endpoint,
                         contract,
-                        objects: objects
-                            .into_iter()
-                            .map(|(name, merkle_root, leaf_count, size)| RegisteredObject {
-                                name,
-                                merkle_root,
-                                leaf_count: leaf_count.unsigned_abs(),
-                                size: size.unsigned_abs(),
-                            })
-                            .collect(),
+                        objects,
                     });
                 }
                 Ok::<_, Error>(out)
             })
             .await
     }
+}
+
+/// The registered objects of contract `id`.
+fn objects_of(conn: &mut AnyConnection, id: &str) -> Result<Vec<RegisteredObject>, Error> {
+    let rows: Vec<(String, String, i64, i64)> = registered_objects::table
+        .filter(registered_objects::contract_id.eq(id))
+        .select((
+            registered_objects::name,
+            registered_objects::merkle_root,
+            registered_objects::leaf_count,
+            registered_objects::size,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, merkle_root, leaf_count, size)| RegisteredObject {
+            name,
+            merkle_root,
+            leaf_count: leaf_count.unsigned_abs(),
+            size: size.unsigned_abs(),
+        })
+        .collect())
 }
 
 /// Apply one outcome to the agent's stored reputation (in the caller's transaction).

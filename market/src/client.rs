@@ -7,7 +7,7 @@ use std::sync::Arc;
 use lcp::client::{check_status, ClientError, CommandAnswer, SignedClient};
 use protocol::KeyPair;
 
-use crate::book::{Listing, MatchAnswer, MatchRequest, Registration, Report};
+use crate::book::{Listing, MatchAnswer, MatchRequest, RegisteredContract, Registration, Report};
 
 pub struct MarketClient {
     signed: SignedClient,
@@ -94,6 +94,16 @@ impl MarketClient {
         self.signed
             .command("POST", "/v1/contracts", body, self.next_counter())
             .await
+    }
+
+    /// The running contracts this client's key registered, with their agents and objects.
+    pub async fn my_contracts(&self) -> Result<Vec<RegisteredContract>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            contracts: Vec<RegisteredContract>,
+        }
+        let a: Answer = self.signed.query("/v1/contracts", 0).await?;
+        Ok(a.contracts)
     }
 
     /// Report how an agent served one of the sender's registered contracts.

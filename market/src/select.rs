@@ -343,7 +343,7 @@ fn subsets(n: usize, r: usize) -> u128 {
 
 /// Advance `pick` (strictly increasing indices below `n`) to the next combination in
 /// lexicographic order; false after the last.
-fn next_combination(pick: &mut [usize], n: usize) -> bool {
+pub fn next_combination(pick: &mut [usize], n: usize) -> bool {
     let r = pick.len();
     let mut i = r;
     while i > 0 {

@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
         .route("/v1/offers", web::get().to(get_offers))
         .route("/v1/match", web::post().to(match_agents))
         .route("/v1/contracts", web::post().to(register))
+        .route("/v1/contracts", web::get().to(contracts_of))
         .route("/v1/reports", web::post().to(report))
         .default_service(web::to(|| async {
             HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
@@ -157,6 +158,13 @@ async fn register(
     }
     .await;
     Ok(signed(&market, &v, result))
+}
+
+/// The sender's own registered contracts (a signed query).
+async fn contracts_of(req: HttpRequest, market: State) -> Result<HttpResponse, Error> {
+    let v = lcp::http::authenticate(&req, b"", market.key.entity().as_str(), RequestKind::Query)?;
+    let contracts = market.contracts_of(&v.entity).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "contracts": contracts })))
 }
 
 async fn report(

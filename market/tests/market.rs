@@ -177,6 +177,15 @@ async fn book_match_audits_reports_and_outages() {
             }],
         };
         client.register(&registration).await.expect("registered");
+        let mine = client.my_contracts().await.expect("my contracts");
+        assert_eq!(
+            mine.len(),
+            1,
+            "[{backend}] the buyer finds its registered contract"
+        );
+        assert_eq!(mine[0].id, terms.id);
+        assert_eq!(mine[0].endpoint, agent0.url);
+        assert_eq!(mine[0].objects, registration.objects);
         // Wrong leaf counts, a forged countersignature and another buyer are refused.
         let mut wrong = registration.clone();
         wrong.objects[0].leaf_count = 2;

@@ -141,7 +141,8 @@ impl AgentClient {
     /// Pay first, then propose: the contract is active from its first moment and never counts
     /// against the agent's share for unpaid contracts, so this is how to buy a block larger
     /// than half an agent's capacity. `extra` on top of the price is prepaid credit. The
-    /// proposal is retried while the agent has not yet seen the payment.
+    /// proposal is retried while the agent has not yet seen the payment, and the answer comes
+    /// once the contract is active (or after `PREPAID_WAIT_MS_MAX`, still pending).
     pub async fn buy(
         &self,
         wallet: &IssuerClient,
@@ -151,16 +152,24 @@ impl AgentClient {
         pay(wallet, terms, extra).await?;
         let deadline =
             std::time::Instant::now() + std::time::Duration::from_millis(PREPAID_WAIT_MS_MAX);
-        loop {
+        let mut answer = loop {
             match self.propose(terms).await {
                 Err(ClientError::Api { code, .. })
                     if code == "too_many_pending" && std::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(PREPAID_POLL_MS)).await;
                 }
-                other => return other,
+                other => break other?,
+            }
+        };
+        // Accepted before the agent saw the payment: it turns active as soon as it does.
+        while answer.value.status != "active" && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(PREPAID_POLL_MS)).await;
+            if self.contract(&terms.id).await?.status == "active" {
+                answer.value.status = "active".into();
             }
         }
+        Ok(answer)
     }
 
     pub async fn contract(&self, id: &str) -> Result<ContractView, ClientError> {

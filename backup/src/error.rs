@@ -1,0 +1,49 @@
+//! The backup library's one error enum. The CLI maps each to an exit code (README).
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("wrong password for this repository")]
+    WrongPassword,
+    #[error("{0}")]
+    Usage(String),
+    #[error("no repository here: {0}")]
+    NoRepository(String),
+    #[error("data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("only {present} of the {needed} shards needed could be read")]
+    NotEnoughShards { present: usize, needed: usize },
+    #[error("{0}")]
+    Crypto(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("{context}: {source}")]
+    Remote {
+        context: String,
+        source: lcp::client::ClientError,
+    },
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+impl Error {
+    /// The CLI's exit code: 3 wrong password, 4 data missing or corrupt, 5 a service failed,
+    /// 1 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::WrongPassword => 3,
+            Error::Corrupt(_) | Error::NotEnoughShards { .. } => 4,
+            Error::Remote { .. } => 5,
+            _ => 1,
+        }
+    }
+}
+
+/// Context for a failed call to a service.
+pub fn remote(context: impl Into<String>) -> impl FnOnce(lcp::client::ClientError) -> Error {
+    let context = context.into();
+    move |source| Error::Remote { context, source }
+}

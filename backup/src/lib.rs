@@ -1,0 +1,18 @@
+//! Archival backup (DESIGN section 7): restic's model spread across the market. Files are cut
+//! by content-defined chunking, deduplicated by keyed hash, compressed, encrypted, gathered into
+//! packs, and every pack is erasure-coded into k data + m parity shards, each on a different
+//! agent, under contracts bought through the market and paid through LCP.
+//!
+//! Code map: [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
+//! [`tree`] what a snapshot records; [`repo`] slots, objects on agents, the local cache and
+//! recovery through the market; [`commands`] init, create, snapshots, restore.
+
+pub mod commands;
+pub mod crypto;
+pub mod erasure;
+pub mod error;
+pub mod pack;
+pub mod repo;
+pub mod tree;
+
+pub use error::Error;

@@ -1,0 +1,292 @@
+//! The `backup` binary. Errors are one line on stderr; exit codes: 0 success, 1 error,
+//! 2 bad usage, 3 wrong password, 4 data missing or corrupt, 5 a service failed.
+
+use std::path::{Path, PathBuf};
+
+use backup::commands::{self, InitOptions};
+use backup::repo::{Repo, Wallet};
+use backup::Error;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "backup",
+    version,
+    about = "Encrypted, deduplicated backups, erasure-coded across storage agents"
+)]
+struct Cli {
+    /// Local configuration and cache (the repository itself lives on the agents)
+    #[arg(long, env = "BACKUP_CONFIG_DIR", global = true)]
+    config_dir: Option<PathBuf>,
+    /// Read the password from this file (else BACKUP_PASSWORD, else a prompt)
+    #[arg(long, global = true)]
+    password_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a repository: buy k + m contracts through the market; prints its id
+    Init {
+        #[arg(long, env = "BACKUP_MARKET")]
+        market: String,
+        /// LCP key that pays for and owns the contracts
+        #[arg(long, env = "BACKUP_WALLET")]
+        wallet: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        data_shards: usize,
+        /// Agents that may be lost without losing data
+        #[arg(long, default_value_t = 2)]
+        parity_shards: usize,
+        /// Space bought on each agent
+        #[arg(long, default_value_t = 1 << 30)]
+        slot_bytes: u64,
+        #[arg(long, default_value_t = 30 * 86_400)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 0.05)]
+        max_failure_probability: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up PATHs as a new snapshot
+    Create {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        exclude: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots
+    Snapshots {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the files of a snapshot (an id, an id prefix or `latest`)
+    Ls {
+        snapshot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot into --target; on a fresh machine give --repo, --market and --wallet
+    Restore {
+        snapshot: String,
+        #[arg(long)]
+        target: PathBuf,
+        #[arg(long)]
+        include: Vec<String>,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long, env = "BACKUP_MARKET")]
+        market: Option<String>,
+        #[arg(long, env = "BACKUP_WALLET")]
+        wallet: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    lcp::cli::init_logging("warn");
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn config_dir(cli: &Option<PathBuf>) -> PathBuf {
+    cli.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".config/lcp-backup")
+    })
+}
+
+fn password(file: &Option<PathBuf>) -> Result<String, Error> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Error::Usage(format!("{}: {e}", f.display())))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if let Ok(p) = std::env::var("BACKUP_PASSWORD") {
+        return Ok(p);
+    }
+    rpassword::prompt_password("repository password: ").map_err(|e| {
+        Error::Usage(format!(
+            "no password: set BACKUP_PASSWORD, --password-file, or run on a terminal ({e})"
+        ))
+    })
+}
+
+fn wallet_key(path: &Path) -> Result<Wallet, Error> {
+    Wallet::load(path)
+}
+
+fn http() -> Result<reqwest::Client, Error> {
+    lcp::client::http_client(&lcp::client::ClientOptions::default())
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// The wallet path remembered beside the local config.
+fn remembered_wallet(dir: &Path) -> Result<PathBuf, Error> {
+    std::fs::read_to_string(dir.join("wallet"))
+        .map(|s| PathBuf::from(s.trim()))
+        .map_err(|_| {
+            Error::NoRepository(format!(
+                "{} has no repository (run `backup init`)",
+                dir.display()
+            ))
+        })
+}
+
+fn remember_wallet(dir: &Path, wallet: &Path) -> Result<(), Error> {
+    let abs = std::fs::canonicalize(wallet)?;
+    std::fs::write(dir.join("wallet"), abs.to_string_lossy().as_bytes())?;
+    Ok(())
+}
+
+async fn open(dir: &Path, password_file: &Option<PathBuf>) -> Result<Repo, Error> {
+    let wallet = remembered_wallet(dir)?;
+    let pw = password(password_file)?;
+    Repo::open_local(dir, &pw, &wallet_key(&wallet)?, http()?)
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<(), Error> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(value).map_err(|e| Error::Io(e.to_string()))?
+        );
+    } else {
+        human();
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let dir = config_dir(&cli.config_dir);
+    match cli.command {
+        Cmd::Init {
+            market,
+            wallet,
+            data_shards,
+            parity_shards,
+            slot_bytes,
+            duration_s,
+            max_failure_probability,
+            json,
+        } => {
+            let buyer = wallet_key(&wallet)?;
+            let pw = password(&cli.password_file)?;
+            let options = InitOptions {
+                market,
+                data_shards,
+                parity_shards,
+                slot_bytes,
+                duration_s,
+                max_failure_probability,
+            };
+            let id = commands::init(&dir, &options, &pw, &buyer, http()?).await?;
+            remember_wallet(&dir, &wallet)?;
+            print(json, &serde_json::json!({ "repository": id }), || {
+                println!("{id}")
+            })
+        }
+        Cmd::Create {
+            paths,
+            exclude,
+            json,
+        } => {
+            let mut repo = open(&dir, &cli.password_file).await?;
+            let s = commands::create(&mut repo, &paths, &exclude).await?;
+            print(json, &s, || {
+                println!(
+                    "snapshot {} saved: {} files, {} dirs, {:.1} MiB read, {:.1} MiB added ({} new chunks, {} known), {:.1} s",
+                    s.snapshot,
+                    s.files,
+                    s.dirs,
+                    s.bytes as f64 / 1048576.0,
+                    s.data_added as f64 / 1048576.0,
+                    s.chunks_new,
+                    s.chunks_known,
+                    s.seconds
+                )
+            })
+        }
+        Cmd::Snapshots { json } => {
+            let repo = open(&dir, &cli.password_file).await?;
+            let all = repo.snapshots().await?;
+            let brief: Vec<_> = all
+                .iter()
+                .map(|s| serde_json::json!({"id": s.id, "time": s.time, "hostname": s.hostname, "paths": s.paths, "files": s.files, "bytes": s.bytes, "data_added": s.data_added}))
+                .collect();
+            print(json, &brief, || {
+                for s in &all {
+                    println!(
+                        "{}  {}  {:>8} files  {:>10.1} MiB  {}",
+                        s.id,
+                        s.time,
+                        s.files,
+                        s.bytes as f64 / 1048576.0,
+                        s.paths.join(" ")
+                    );
+                }
+            })
+        }
+        Cmd::Ls { snapshot, json } => {
+            let repo = open(&dir, &cli.password_file).await?;
+            let s = commands::find_snapshot(&repo, &snapshot).await?;
+            let nodes: Vec<_> = s
+                .nodes
+                .iter()
+                .map(|n| serde_json::json!({"path": n.path, "type": n.kind, "mode": format!("{:o}", n.mode), "size": n.size, "mtime_ns": n.mtime_ns.to_string(), "target": n.target}))
+                .collect();
+            print(json, &nodes, || {
+                for n in &s.nodes {
+                    println!("{:?} {:o} {:>12} {}", n.kind, n.mode, n.size, n.path);
+                }
+            })
+        }
+        Cmd::Restore {
+            snapshot,
+            target,
+            include,
+            repo,
+            market,
+            wallet,
+            json,
+        } => {
+            let mut r = match (repo, market, wallet) {
+                (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
+                    let pw = password(&cli.password_file)?;
+                    let buyer = wallet_key(&wallet)?;
+                    let r = Repo::recover(&dir, &id, &market, &pw, &buyer, http()?).await?;
+                    remember_wallet(&dir, &wallet)?;
+                    r
+                }
+                _ => open(&dir, &cli.password_file).await?,
+            };
+            let s = commands::restore(&mut r, &snapshot, &target, &include).await?;
+            print(json, &s, || {
+                println!(
+                    "restored snapshot {}: {} files, {} dirs, {} symlinks, {:.1} MiB, {} packs read, {} damaged or missing shards worked around, {:.1} s",
+                    s.snapshot, s.files, s.dirs, s.symlinks, s.bytes as f64 / 1048576.0, s.packs_read, s.shards_bad, s.seconds
+                )
+            })
+        }
+    }
+}

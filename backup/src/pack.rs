@@ -1,0 +1,79 @@
+//! Packs: sealed blobs (zstd-compressed, encrypted chunks) gathered into one object of about
+//! [`PACK_BYTES_TARGET`], so a repository of many small files still makes few, large shards.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Keys;
+use crate::error::Error;
+
+/// A pack is closed once it holds this much.
+pub const PACK_BYTES_TARGET: usize = 16 << 20;
+/// zstd level: fast, and most of the gain.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Where a chunk's sealed blob lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Location {
+    pub pack: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// Compress then seal one chunk.
+pub fn seal_chunk(keys: &Keys, chunk: &[u8]) -> Result<Vec<u8>, Error> {
+    let compressed =
+        zstd::bulk::compress(chunk, ZSTD_LEVEL).map_err(|e| Error::Io(format!("zstd: {e}")))?;
+    keys.seal(&compressed)
+}
+
+/// Open then decompress one blob; `max_len` bounds the chunk's size.
+pub fn open_chunk(keys: &Keys, blob: &[u8], max_len: usize) -> Result<Vec<u8>, Error> {
+    let compressed = keys.open(blob)?;
+    zstd::bulk::decompress(&compressed, max_len).map_err(|e| Error::Corrupt(format!("zstd: {e}")))
+}
+
+#[derive(Default)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<(String, u64, u64)>,
+}
+
+impl PackBuilder {
+    pub fn add(&mut self, id: String, blob: &[u8]) {
+        let offset = self.buf.len() as u64;
+        self.buf.extend_from_slice(blob);
+        self.entries.push((id, offset, blob.len() as u64));
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.iter().any(|(e, _, _)| e == id)
+    }
+
+    /// The pack's bytes, its id (SHA-256 of them, hex) and where each blob is.
+    pub fn finish(self) -> (String, Vec<u8>, Vec<(String, Location)>) {
+        let id = protocol::sha256_hex(&self.buf);
+        let locations = self
+            .entries
+            .into_iter()
+            .map(|(chunk, offset, length)| {
+                (
+                    chunk,
+                    Location {
+                        pack: id.clone(),
+                        offset,
+                        length,
+                    },
+                )
+            })
+            .collect();
+        (id, self.buf, locations)
+    }
+}

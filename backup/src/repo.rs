@@ -1,0 +1,532 @@
+//! A repository: its slots (one agent and contract per shard position), its keys, and the
+//! objects it keeps on the agents. Every object but the key file is sealed; packs, indexes and
+//! snapshots are erasure-coded, shard `i` on slot `i`.
+//!
+//! On each slot's contract:
+//! - `key-<repo>`: the password-wrapped key file (the same on every slot);
+//! - `cfg-<repo>`: the sealed repository config, slot order included (the same on every slot);
+//! - `p-<pack>-<i>`, `i-<index>-<i>`, `s-<snapshot>-<i>`: shard `i` of a pack, an index or a
+//!   snapshot.
+//!
+//! The local configuration directory only caches: `repo.json`, `key.json` and `index.json` can
+//! all be rebuilt from the agents with the market URL, the repository id, the password and the
+//! wallet that bought the contracts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use lcp::client::{ClientError, IssuerClient};
+use market::client::MarketClient;
+use protocol::market::Contract;
+use protocol::{EntityId, Envelope, KeyPair};
+use serde::{Deserialize, Serialize};
+use storage_agent::client::AgentClient;
+
+use crate::crypto::{KeyFile, Keys};
+use crate::erasure;
+use crate::error::{remote, Error};
+use crate::pack::Location;
+use crate::tree::Snapshot;
+
+/// Longest a write or read waits for the agent to see a top-up payment.
+pub const PAYMENT_WAIT_MS_MAX: u64 = 20_000;
+/// Pause between retries meanwhile.
+const PAYMENT_POLL_MS: u64 = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Slot {
+    pub agent: String,
+    pub endpoint: String,
+    pub contract: String,
+    pub write_per_kib: u64,
+    pub read_per_kib: u64,
+}
+
+/// What identifies a repository and where its shards are.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RepoConfig {
+    pub repository: String,
+    pub market: String,
+    pub issuer: String,
+    pub issuer_url: String,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub slots: Vec<Slot>,
+}
+
+/// The local cache of where every chunk is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Index {
+    pub chunks: HashMap<String, Location>,
+    /// Index objects already folded in.
+    pub loaded: Vec<String>,
+    /// Locations uploaded by a backup that has not finished (written after every pack, so an
+    /// interrupted backup resumes without uploading them again).
+    #[serde(default)]
+    pub pending: HashMap<String, Location>,
+}
+
+/// The wallet key: the buyer's identity on agents and market, and the payer in LCP. Its path
+/// matters: the wallet's counters live beside it (`<key>.counters`).
+#[derive(Clone)]
+pub struct Wallet {
+    pub key: Arc<KeyPair>,
+    pub path: PathBuf,
+}
+
+impl Wallet {
+    pub fn load(path: &Path) -> Result<Wallet, Error> {
+        let key = lcp::keyfile::load(path)
+            .map_err(|e| Error::Usage(format!("wallet {}: {e}", path.display())))?;
+        Ok(Wallet {
+            key: Arc::new(key),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A client of `issuer_url` paying with this key.
+    pub fn client(&self, http: &reqwest::Client, issuer_url: &str) -> IssuerClient {
+        IssuerClient::new(
+            http.clone(),
+            issuer_url,
+            self.key.clone(),
+            Some(lcp::client::CounterStore::beside_key(&self.path)),
+        )
+    }
+}
+
+pub struct Repo {
+    pub dir: PathBuf,
+    pub config: RepoConfig,
+    pub keys: Keys,
+    pub index: Index,
+    pub buyer: Arc<KeyPair>,
+    pub wallet: IssuerClient,
+    pub http: reqwest::Client,
+    agents: Vec<AgentClient>,
+}
+
+pub fn key_name(repo: &str) -> String {
+    format!("key-{repo}")
+}
+
+pub fn config_name(repo: &str) -> String {
+    format!("cfg-{repo}")
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(value).map_err(|e| Error::Io(e.to_string()))?,
+    )?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Contract terms from a dual-signed contract envelope.
+pub fn terms_of(envelope: &Envelope) -> Result<Contract, Error> {
+    envelope
+        .open::<Contract>(protocol::market::CONTRACT_TYPE)
+        .map(|(_, c)| c)
+        .map_err(|e| Error::Corrupt(format!("contract envelope: {e}")))
+}
+
+impl Repo {
+    pub fn new(
+        dir: &Path,
+        config: RepoConfig,
+        keys: Keys,
+        payer: &Wallet,
+        http: reqwest::Client,
+    ) -> Repo {
+        let buyer = payer.key.clone();
+        let wallet = payer.client(&http, &config.issuer_url);
+        let agents = config
+            .slots
+            .iter()
+            .map(|s| AgentClient::new(http.clone(), &s.endpoint, buyer.clone()))
+            .collect();
+        let index = read_json(&dir.join("index.json")).unwrap_or_default();
+        Repo {
+            dir: dir.to_path_buf(),
+            config,
+            keys,
+            index,
+            buyer,
+            wallet,
+            http,
+            agents,
+        }
+    }
+
+    /// Open the repository cached in `dir`.
+    pub fn open_local(
+        dir: &Path,
+        password: &str,
+        payer: &Wallet,
+        http: reqwest::Client,
+    ) -> Result<Repo, Error> {
+        let config: RepoConfig = read_json(&dir.join("repo.json")).map_err(|_| {
+            Error::NoRepository(format!(
+                "{} has no repository (run `backup init`, or give --repo, --market and --wallet)",
+                dir.display()
+            ))
+        })?;
+        let key: KeyFile = read_json(&dir.join("key.json"))?;
+        let keys = key.unwrap(password)?;
+        Ok(Repo::new(dir, config, keys, payer, http))
+    }
+
+    /// Rebuild the local cache in `dir` from the agents: find the slots through the market
+    /// (the contracts this wallet registered that hold `key-<repo>`), read the key file and the
+    /// sealed config from the first slot that answers.
+    pub async fn recover(
+        dir: &Path,
+        repository: &str,
+        market_url: &str,
+        password: &str,
+        payer: &Wallet,
+        http: reqwest::Client,
+    ) -> Result<Repo, Error> {
+        let buyer = payer.key.clone();
+        let market = MarketClient::new(http.clone(), market_url, buyer.clone());
+        let mine = market
+            .my_contracts()
+            .await
+            .map_err(remote("listing this wallet's contracts at the market"))?;
+        let key_obj = key_name(repository);
+        let holders: Vec<_> = mine
+            .iter()
+            .filter(|c| c.objects.iter().any(|o| o.name == key_obj))
+            .collect();
+        if holders.is_empty() {
+            return Err(Error::NoRepository(format!(
+                "the market knows no contract of this wallet holding repository {repository}"
+            )));
+        }
+        let mut last_err = None;
+        for c in holders {
+            let agent = AgentClient::new(http.clone(), &c.endpoint, buyer.clone());
+            let attempt = async {
+                let key_bytes = get_paying(&agent, &c.id, &key_obj, None).await?;
+                let key: KeyFile = serde_json::from_slice(&key_bytes)
+                    .map_err(|e| Error::Corrupt(format!("key file: {e}")))?;
+                let keys = key.unwrap(password)?;
+                let sealed = get_paying(&agent, &c.id, &config_name(repository), None).await?;
+                let config: RepoConfig = serde_json::from_slice(&keys.open(&sealed)?)
+                    .map_err(|e| Error::Corrupt(format!("config: {e}")))?;
+                Ok::<_, Error>((key, keys, config))
+            }
+            .await;
+            match attempt {
+                Ok((key, keys, mut config)) => {
+                    // Endpoints may have moved since the config was written; the market knows.
+                    for slot in &mut config.slots {
+                        if let Some(m) = mine.iter().find(|m| m.id == slot.contract) {
+                            slot.endpoint = m.endpoint.clone();
+                        }
+                    }
+                    config.market = market_url.to_owned();
+                    std::fs::create_dir_all(dir)?;
+                    write_json(&dir.join("key.json"), &key)?;
+                    write_json(&dir.join("repo.json"), &config)?;
+                    return Ok(Repo::new(dir, config, keys, payer, http));
+                }
+                Err(Error::WrongPassword) => return Err(Error::WrongPassword),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::NoRepository(repository.to_owned())))
+    }
+
+    pub fn save_config(&self, key: &KeyFile) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.dir)?;
+        write_json(&self.dir.join("key.json"), key)?;
+        write_json(&self.dir.join("repo.json"), &self.config)
+    }
+
+    pub fn save_index(&self) -> Result<(), Error> {
+        write_json(&self.dir.join("index.json"), &self.index)
+    }
+
+    pub fn k(&self) -> usize {
+        self.config.data_shards
+    }
+
+    pub fn n(&self) -> usize {
+        self.config.data_shards + self.config.parity_shards
+    }
+
+    /// Store `bytes` under `name` on every slot (small objects: key file, config).
+    pub async fn put_replicated(&self, name: &str, bytes: Vec<u8>) -> Result<Vec<String>, Error> {
+        let puts = self.agents.iter().enumerate().map(|(i, a)| {
+            let bytes = bytes.clone();
+            async move { self.put_paying(i, a, name, bytes).await }
+        });
+        join_all(puts).await.into_iter().collect()
+    }
+
+    /// Erasure-code `data` and store shard `i` as `<name>-<i>` on slot `i`. Answers the
+    /// Merkle roots of the shards.
+    pub async fn put_sharded(&self, name: &str, data: &[u8]) -> Result<Vec<String>, Error> {
+        let shards = erasure::encode(data, self.k(), self.config.parity_shards)?;
+        let puts = shards.into_iter().enumerate().map(|(i, shard)| {
+            let a = &self.agents[i];
+            async move { self.put_paying(i, a, &format!("{name}-{i}"), shard).await }
+        });
+        join_all(puts).await.into_iter().collect()
+    }
+
+    /// Fetch every shard of `name` (missing ones as `None`).
+    pub async fn fetch_shards(&self, name: &str) -> Vec<Option<Vec<u8>>> {
+        let gets = self.agents.iter().enumerate().map(|(i, a)| {
+            let slot = &self.config.slots[i];
+            async move {
+                get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}"))
+                    .await
+                    .ok()
+            }
+        });
+        join_all(gets).await
+    }
+
+    /// Rebuild `name` from its shards, accepting only data that `verify` accepts. Answers the
+    /// data and the indices of shards that are missing or disagree with it.
+    pub async fn get_sharded<F>(
+        &self,
+        name: &str,
+        verify: F,
+    ) -> Result<(Vec<u8>, Vec<usize>), Error>
+    where
+        F: Fn(&[u8]) -> bool,
+    {
+        let shards = self.fetch_shards(name).await;
+        rebuild_verified(shards, self.k(), self.config.parity_shards, verify)
+    }
+
+    /// Write `bytes` as `name` on slot `i`, topping up the contract's credit when the agent
+    /// asks for payment. Answers the object's Merkle root.
+    async fn put_paying(
+        &self,
+        i: usize,
+        agent: &AgentClient,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, Error> {
+        let slot = &self.config.slots[i];
+        let deadline = Instant::now() + Duration::from_millis(PAYMENT_WAIT_MS_MAX);
+        let mut paid = false;
+        loop {
+            match agent.put(&slot.contract, name, bytes.clone()).await {
+                Ok(info) => return Ok(info.merkle_root),
+                Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
+                    if !paid {
+                        // Enough for this write and a few more like it.
+                        let charge = protocol::market::per_kib_charge(
+                            slot.write_per_kib,
+                            bytes.len() as u64,
+                        )
+                        .unwrap_or(u64::MAX / 8);
+                        top_up(&self.wallet, slot, charge.saturating_mul(8).max(1024)).await?;
+                        paid = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(PAYMENT_POLL_MS)).await;
+                }
+                Err(e) => return Err(remote(format!("writing {name} to {}", slot.endpoint))(e)),
+            }
+        }
+    }
+
+    /// Pay ahead, to every slot's contract, for `bytes_per_slot` at the per-KiB price `price`
+    /// picks from the slot with the highest one (a bulk top-up before a large write or read).
+    pub async fn prepay(&self, bytes_per_slot: u64, price: fn(&Slot) -> u64) -> Result<(), Error> {
+        let per_kib = self.config.slots.iter().map(price).max().unwrap_or(0);
+        self.prepay_all(protocol::market::per_kib_charge(per_kib, bytes_per_slot).unwrap_or(0))
+            .await
+    }
+
+    /// Pay `amount` ahead to every slot's contract.
+    pub async fn prepay_all(&self, amount_per_slot: u64) -> Result<(), Error> {
+        for slot in &self.config.slots {
+            if amount_per_slot > 0 {
+                top_up(&self.wallet, slot, amount_per_slot).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of the objects on the first slot that answers (a free query).
+    pub async fn object_names(&self) -> Result<Vec<String>, Error> {
+        let mut last = None;
+        for (i, a) in self.agents.iter().enumerate() {
+            match a.contract(&self.config.slots[i].contract).await {
+                Ok(view) => return Ok(view.objects.into_iter().map(|o| o.name).collect()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Usage("the repository has no slots".into()),
+            remote("listing the repository's objects"),
+        ))
+    }
+
+    /// Fold in every index object not yet in the local cache.
+    pub async fn sync_index(&mut self) -> Result<(), Error> {
+        let names = self.object_names().await?;
+        let mut indexes: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("i-").and_then(|r| r.strip_suffix("-0")))
+            .map(str::to_owned)
+            .collect();
+        indexes.sort();
+        for id in indexes {
+            if self.index.loaded.contains(&id) {
+                continue;
+            }
+            let keys = &self.keys;
+            let (plain, _) = self
+                .get_sharded(&format!("i-{id}"), |d| keys.open(d).is_ok())
+                .await?;
+            let entries: HashMap<String, Location> =
+                serde_json::from_slice(&self.keys.open(&plain)?)
+                    .map_err(|e| Error::Corrupt(format!("index {id}: {e}")))?;
+            self.index.chunks.extend(entries);
+            self.index.loaded.push(id);
+        }
+        self.save_index()
+    }
+
+    /// Every snapshot, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>, Error> {
+        let names = self.object_names().await?;
+        let mut out = Vec::new();
+        for id in names
+            .iter()
+            .filter_map(|n| n.strip_prefix("s-").and_then(|r| r.strip_suffix("-0")))
+        {
+            out.push(self.snapshot(id).await?);
+        }
+        out.sort_by_key(|s| s.unix_s);
+        Ok(out)
+    }
+
+    pub async fn snapshot(&self, id: &str) -> Result<Snapshot, Error> {
+        let keys = &self.keys;
+        let (sealed, _) = self
+            .get_sharded(&format!("s-{id}"), |d| keys.open(d).is_ok())
+            .await?;
+        serde_json::from_slice(&self.keys.open(&sealed)?)
+            .map_err(|e| Error::Corrupt(format!("snapshot {id}: {e}")))
+    }
+}
+
+/// Pay `amount` to the slot's contract (LCP transfer with the contract id).
+async fn top_up(wallet: &IssuerClient, slot: &Slot, amount: u64) -> Result<(), Error> {
+    let agent = EntityId::parse(&slot.agent).map_err(|_| Error::Corrupt("slot agent id".into()))?;
+    wallet
+        .transfer(&agent, amount, Some(&slot.contract))
+        .await
+        .map_err(remote("paying the agent"))?;
+    Ok(())
+}
+
+/// Read a whole object from `agent`, paying through `wallet` when asked.
+async fn get_paying_slot(
+    agent: &AgentClient,
+    wallet: &IssuerClient,
+    slot: &Slot,
+    name: &str,
+) -> Result<Vec<u8>, Error> {
+    get_paying(agent, &slot.contract, name, Some((wallet, slot))).await
+}
+
+/// Read a whole object; with a wallet, top up the contract's read credit on `402` and retry.
+pub async fn get_paying(
+    agent: &AgentClient,
+    contract: &str,
+    name: &str,
+    payer: Option<(&IssuerClient, &Slot)>,
+) -> Result<Vec<u8>, Error> {
+    let deadline = Instant::now() + Duration::from_millis(PAYMENT_WAIT_MS_MAX);
+    let mut paid = false;
+    loop {
+        match agent.get(contract, name, None).await {
+            Ok(bytes) => return Ok(bytes.to_vec()),
+            Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
+                let Some((wallet, slot)) = payer else {
+                    return Err(remote(format!("reading {name}"))(e));
+                };
+                if !paid {
+                    let charge = protocol::market::per_kib_charge(slot.read_per_kib, 64 << 20)
+                        .unwrap_or(u64::MAX / 8);
+                    top_up(wallet, slot, charge.max(1024)).await?;
+                    paid = true;
+                }
+                tokio::time::sleep(Duration::from_millis(PAYMENT_POLL_MS)).await;
+            }
+            Err(e) => return Err(remote(format!("reading {name}"))(e)),
+        }
+    }
+}
+
+/// Rebuild from shards, trying subsets of `k` present shards (data shards first) until
+/// `verify` accepts the result; then name the shards that are missing or disagree with it.
+pub fn rebuild_verified<F>(
+    shards: Vec<Option<Vec<u8>>>,
+    k: usize,
+    m: usize,
+    verify: F,
+) -> Result<(Vec<u8>, Vec<usize>), Error>
+where
+    F: Fn(&[u8]) -> bool,
+{
+    let present: Vec<usize> = (0..shards.len()).filter(|&i| shards[i].is_some()).collect();
+    if present.len() < k {
+        return Err(Error::NotEnoughShards {
+            present: present.len(),
+            needed: k,
+        });
+    }
+    // Shards of one object have one length; a shard of another length is damaged.
+    let mut pick: Vec<usize> = (0..k).collect();
+    loop {
+        let chosen: Vec<usize> = pick.iter().map(|&p| present[p]).collect();
+        let subset: Vec<Option<Vec<u8>>> = (0..shards.len())
+            .map(|i| {
+                if chosen.contains(&i) {
+                    shards[i].clone()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if let Ok(data) = erasure::decode(subset, k, m) {
+            if verify(&data) {
+                let good = erasure::encode(&data, k, m)?;
+                let bad = (0..shards.len())
+                    .filter(|&i| shards[i].as_ref() != Some(&good[i]))
+                    .collect();
+                return Ok((data, bad));
+            }
+        }
+        if !market::select::next_combination(&mut pick, present.len()) {
+            return Err(Error::Corrupt(
+                "no combination of the shards rebuilds verified data".into(),
+            ));
+        }
+    }
+}
+
+/// Is this a transport failure (the agent did not answer) rather than an answer?
+pub fn unreachable(e: &ClientError) -> bool {
+    matches!(e, ClientError::Unreachable { .. })
+}
