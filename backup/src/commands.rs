@@ -133,6 +133,8 @@ pub async fn init(
             contract: terms.id.clone(),
             write_per_kib: terms.write_per_kib,
             read_per_kib: terms.read_per_kib,
+            block_bytes: options.slot_bytes,
+            end_s: protocol::market::parse_rfc3339(&terms.end).unwrap_or(0),
         });
         signed.push(bought.value);
     }
@@ -409,6 +411,7 @@ pub async fn create(
         id: uuid().replace('-', "")[..16].to_owned(),
         time: protocol::market::format_rfc3339(now_s()),
         unix_s: now_s(),
+        unix_ms: lcp::now_ms(),
         hostname: std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default(),

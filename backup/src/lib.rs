@@ -5,12 +5,14 @@
 //!
 //! Code map: [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
 //! [`tree`] what a snapshot records; [`repo`] slots, objects on agents, the local cache and
-//! recovery through the market; [`commands`] init, create, snapshots, restore.
+//! recovery through the market; [`commands`] init, create, snapshots, restore; [`maintain`]
+//! check, repair, forget, prune, stats.
 
 pub mod commands;
 pub mod crypto;
 pub mod erasure;
 pub mod error;
+pub mod maintain;
 pub mod pack;
 pub mod repo;
 pub mod tree;

@@ -69,6 +69,48 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Verify the repository; --read-data reads and checks every shard. Exit 4 on any problem
+    Check {
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild missing or damaged shards from the survivors (new agents replace dead ones)
+    Repair {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove snapshots the policy does not keep; --prune then deletes unused data
+    Forget {
+        #[arg(long, default_value_t = 0)]
+        keep_last: usize,
+        #[arg(long, default_value_t = 0)]
+        keep_daily: usize,
+        #[arg(long, default_value_t = 0)]
+        keep_weekly: usize,
+        #[arg(long, default_value_t = 0)]
+        keep_monthly: usize,
+        #[arg(long)]
+        prune: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete data no snapshot uses
+    Prune {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repository size and layout
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The password-wrapped key
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+    },
     /// Restore a snapshot into --target; on a fresh machine give --repo, --market and --wallet
     Restore {
         snapshot: String,
@@ -84,6 +126,15 @@ enum Cmd {
         wallet: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Write the repository's key file (still needs the password to use)
+    Export {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -259,6 +310,111 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 for n in &s.nodes {
                     println!("{:?} {:o} {:>12} {}", n.kind, n.mode, n.size, n.path);
                 }
+            })
+        }
+        Cmd::Check { read_data, json } => {
+            let mut repo = open(&dir, &cli.password_file).await?;
+            let r = backup::maintain::check(&mut repo, read_data).await?;
+            print(json, &r, || {
+                println!(
+                    "{} snapshots, {} packs, {} shards read: {} problems",
+                    r.snapshots,
+                    r.packs,
+                    r.shards_read,
+                    r.problems.len()
+                );
+                for p in &r.problems {
+                    println!("  {} slots {:?}: {}", p.object, p.slots, p.what);
+                }
+            })?;
+            if !r.problems.is_empty() {
+                return Err(Error::Corrupt(format!(
+                    "{} problems found",
+                    r.problems.len()
+                )));
+            }
+            Ok(())
+        }
+        Cmd::Repair { json } => {
+            let mut repo = open(&dir, &cli.password_file).await?;
+            let r = backup::maintain::repair(&mut repo).await?;
+            print(json, &r, || {
+                println!(
+                    "{} objects checked, {} shards rewritten, slots replaced: {:?}",
+                    r.objects_checked, r.shards_rewritten, r.slots_replaced
+                )
+            })
+        }
+        Cmd::Forget {
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            prune,
+            json,
+        } => {
+            let mut repo = open(&dir, &cli.password_file).await?;
+            let keep = backup::maintain::Keep {
+                last: keep_last,
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+            };
+            if keep.last + keep.daily + keep.weekly + keep.monthly == 0 {
+                return Err(Error::Usage(
+                    "give at least one --keep-* rule (forget would remove every snapshot)".into(),
+                ));
+            }
+            let f = backup::maintain::forget(&mut repo, keep).await?;
+            let p = if prune {
+                Some(backup::maintain::prune(&mut repo).await?)
+            } else {
+                None
+            };
+            print(json, &serde_json::json!({"forget": f, "prune": p}), || {
+                println!(
+                    "kept {} snapshots, removed {}",
+                    f.kept.len(),
+                    f.removed.len()
+                );
+                if let Some(p) = &p {
+                    println!(
+                        "pruned {} packs ({} bytes freed), {} kept",
+                        p.packs_deleted, p.bytes_freed, p.packs_kept
+                    );
+                }
+            })
+        }
+        Cmd::Prune { json } => {
+            let mut repo = open(&dir, &cli.password_file).await?;
+            let p = backup::maintain::prune(&mut repo).await?;
+            print(json, &p, || {
+                println!(
+                    "pruned {} packs ({} bytes freed), {} kept",
+                    p.packs_deleted, p.bytes_freed, p.packs_kept
+                )
+            })
+        }
+        Cmd::Stats { json } => {
+            let mut repo = open(&dir, &cli.password_file).await?;
+            let s = backup::maintain::stats(&mut repo).await?;
+            print(json, &s, || {
+                println!("repository {}: {} snapshots, latest {} files ({:.1} MiB), {} chunks in {} packs, {}+{} shards on {}",
+                    s.repository, s.snapshots, s.files, s.latest_bytes as f64 / 1048576.0, s.chunks, s.packs, s.data_shards, s.parity_shards, s.agents.join(" "))
+            })
+        }
+        Cmd::Key {
+            command: KeyCmd::Export { out },
+        } => {
+            // Opening proves the password, so an export never hands out a key nobody can use.
+            let repo = open(&dir, &cli.password_file).await?;
+            std::fs::copy(dir.join("key.json"), &out)?;
+            print(false, &(), || {
+                println!(
+                    "key file of {} written to {}",
+                    repo.config.repository,
+                    out.display()
+                )
             })
         }
         Cmd::Restore {

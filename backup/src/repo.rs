@@ -35,6 +35,8 @@ use crate::tree::Snapshot;
 pub const PAYMENT_WAIT_MS_MAX: u64 = 20_000;
 /// Pause between retries meanwhile.
 const PAYMENT_POLL_MS: u64 = 100;
+/// Agents tried in turn when replacing a lost one.
+const REPLACE_TRIES_MAX: usize = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Slot {
@@ -43,6 +45,11 @@ pub struct Slot {
     pub contract: String,
     pub write_per_kib: u64,
     pub read_per_kib: u64,
+    /// The contract's block and end (Unix s): what a replacement buys.
+    #[serde(default)]
+    pub block_bytes: u64,
+    #[serde(default)]
+    pub end_s: i64,
 }
 
 /// What identifies a repository and where its shards are.
@@ -364,6 +371,188 @@ impl Repo {
         Ok(())
     }
 
+    pub fn agent(&self, i: usize) -> &AgentClient {
+        &self.agents[i]
+    }
+
+    /// Write shards `which` of `name` again, from the object's `data`. Answers how many.
+    pub async fn rewrite_shards(
+        &self,
+        name: &str,
+        data: &[u8],
+        which: &[usize],
+    ) -> Result<usize, Error> {
+        let shards = erasure::encode(data, self.k(), self.config.parity_shards)?;
+        for &i in which {
+            self.put_paying(
+                i,
+                &self.agents[i],
+                &format!("{name}-{i}"),
+                shards[i].clone(),
+            )
+            .await?;
+        }
+        Ok(which.len())
+    }
+
+    /// Delete every shard of `name` (a slot that does not answer is skipped: its contract
+    /// lapses). Answers the bytes freed on the agents.
+    pub async fn delete_sharded(&self, name: &str) -> Result<u64, Error> {
+        let mut freed = 0;
+        for (i, a) in self.agents.iter().enumerate() {
+            match a
+                .delete(&self.config.slots[i].contract, &format!("{name}-{i}"))
+                .await
+            {
+                Ok(v) => freed += v["freed_bytes"].as_u64().unwrap_or(0),
+                Err(e) if e.code() == Some("unknown_object") || unreachable(&e) => {}
+                Err(e) => return Err(remote(format!("deleting {name}-{i}"))(e)),
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Replace slot `i` (its agent is gone) with a new agent the market matches, excluding the
+    /// repository's other agents: buy a contract like the old one, store the key file there,
+    /// and store the updated config on every slot. Its shards are written by `repair` next.
+    pub async fn replace_slot(&mut self, i: usize) -> Result<(), Error> {
+        let market = MarketClient::new(self.http.clone(), &self.config.market, self.buyer.clone());
+        let market_entity = market
+            .signed()
+            .audience()
+            .await
+            .map_err(remote("asking the market who it is"))?
+            .clone();
+        let old = self.config.slots[i].clone();
+        let now = i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX);
+        let duration_s = u64::try_from(old.end_s - now).unwrap_or(0).max(86_400);
+        let block = old.block_bytes.max(1 << 20);
+        // The book may still list an agent that just died: skip those that do not answer.
+        let mut exclude: Vec<String> = self.config.slots.iter().map(|s| s.agent.clone()).collect();
+        let mut found = None;
+        for _ in 0..REPLACE_TRIES_MAX {
+            let answer = market
+                .match_agents(&market::book::MatchRequest {
+                    currency: self.config.issuer.clone(),
+                    shard_bytes: block,
+                    data_shards: 1,
+                    total_shards: Some(1),
+                    duration_s,
+                    expected_read_bytes: 0,
+                    max_failure_probability: 0.5,
+                    exclude: exclude.clone(),
+                })
+                .await
+                .map_err(remote("finding a replacement agent"))?;
+            let chosen =
+                answer.agents.into_iter().next().ok_or_else(|| {
+                    Error::Usage("the market offered no replacement agent".into())
+                })?;
+            let agent = AgentClient::new(self.http.clone(), &chosen.endpoint, self.buyer.clone());
+            match agent.offer().await {
+                Ok((_, offer)) => {
+                    found = Some((chosen, agent, offer));
+                    break;
+                }
+                Err(_) => exclude.push(chosen.agent.clone()),
+            }
+        }
+        let (chosen, agent, offer) = found.ok_or_else(|| {
+            Error::Usage("no replacement agent the market offered answers".into())
+        })?;
+        let issuer =
+            EntityId::parse(&self.config.issuer).map_err(|_| Error::Corrupt("issuer id".into()))?;
+        let terms = AgentClient::terms_from_offer(
+            &offer,
+            self.buyer.entity(),
+            &issuer,
+            block,
+            duration_s,
+            vec![market_entity],
+        )
+        .map_err(remote("forming a contract"))?;
+        let credit = protocol::market::per_kib_charge(terms.write_per_kib, 1 << 20).unwrap_or(0);
+        let bought = agent
+            .buy(&self.wallet, &terms, credit)
+            .await
+            .map_err(remote(format!(
+                "buying a contract from {}",
+                chosen.endpoint
+            )))?;
+        self.config.slots[i] = Slot {
+            agent: chosen.agent.clone(),
+            endpoint: chosen.endpoint.clone(),
+            contract: terms.id.clone(),
+            write_per_kib: terms.write_per_kib,
+            read_per_kib: terms.read_per_kib,
+            block_bytes: block,
+            end_s: now.saturating_add(i64::try_from(duration_s).unwrap_or(i64::MAX)),
+        };
+        self.agents[i] = agent;
+        let key: KeyFile = read_json(&self.dir.join("key.json"))?;
+        let key_bytes = serde_json::to_vec(&key).map_err(|e| Error::Io(e.to_string()))?;
+        let key_root = self
+            .put_paying(
+                i,
+                &self.agents[i],
+                &key_name(&self.config.repository),
+                key_bytes.clone(),
+            )
+            .await?;
+        let sealed = self
+            .keys
+            .seal(&serde_json::to_vec(&self.config).map_err(|e| Error::Io(e.to_string()))?)?;
+        let mut cfg_root = String::new();
+        for j in 0..self.n() {
+            if j != i
+                && self.agents[j]
+                    .contract(&self.config.slots[j].contract)
+                    .await
+                    .is_err()
+            {
+                continue; // another dead slot: repaired in its turn
+            }
+            let root = self
+                .put_paying(
+                    j,
+                    &self.agents[j],
+                    &config_name(&self.config.repository),
+                    sealed.clone(),
+                )
+                .await?;
+            if j == i {
+                cfg_root = root;
+            }
+        }
+        let leaves = |size: usize| {
+            (size as u64)
+                .div_ceil(protocol::merkle::LEAF_BYTES as u64)
+                .max(1)
+        };
+        market
+            .register(&market::book::Registration {
+                contract: bought.value.contract.clone(),
+                agent_signature: bought.value.agent_signature.clone(),
+                objects: vec![
+                    market::book::RegisteredObject {
+                        name: key_name(&self.config.repository),
+                        merkle_root: key_root,
+                        leaf_count: leaves(key_bytes.len()),
+                        size: key_bytes.len() as u64,
+                    },
+                    market::book::RegisteredObject {
+                        name: config_name(&self.config.repository),
+                        merkle_root: cfg_root,
+                        leaf_count: leaves(sealed.len()),
+                        size: sealed.len() as u64,
+                    },
+                ],
+            })
+            .await
+            .map_err(remote("registering the new contract"))?;
+        self.save_config(&key)
+    }
+
     /// Names of the objects on the first slot that answers (a free query).
     pub async fn object_names(&self) -> Result<Vec<String>, Error> {
         let mut last = None;
@@ -415,7 +604,7 @@ impl Repo {
         {
             out.push(self.snapshot(id).await?);
         }
-        out.sort_by_key(|s| s.unix_s);
+        out.sort_by_key(|s| (s.unix_s, s.unix_ms));
         Ok(out)
     }
 

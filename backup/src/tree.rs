@@ -34,6 +34,9 @@ pub struct Snapshot {
     /// RFC 3339.
     pub time: String,
     pub unix_s: i64,
+    /// Milliseconds, to order snapshots taken within one second.
+    #[serde(default)]
+    pub unix_ms: u64,
     pub hostname: String,
     pub paths: Vec<String>,
     pub nodes: Vec<Node>,

@@ -133,7 +133,8 @@ fn listing(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
 fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut opts = Options::new(&tmp.path().join("net")).expect("options");
-    opts.agents = 6;
+    // Six agents hold the repository; two more can replace lost ones.
+    opts.agents = 8;
     opts.heartbeat_s = 1;
     let mut net = Devnet::up(&opts).expect("devnet");
     let file = net.file();
@@ -196,8 +197,21 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
     );
 
     // Two agents holding shards die.
-    net.kill(Which::Agent(1)).expect("kill");
-    net.kill(Which::Agent(4)).expect("kill");
+    let repo_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("repo.json")).expect("repo.json"))
+            .expect("json");
+    let slot_agent = |net: &Devnet, slot: usize| -> usize {
+        let url = repo_json["slots"][slot]["endpoint"]
+            .as_str()
+            .expect("endpoint");
+        net.agents
+            .iter()
+            .position(|a| a.url == url)
+            .expect("a devnet agent")
+    };
+    let (dead_a, dead_b) = (slot_agent(&net, 1), slot_agent(&net, 4));
+    net.kill(Which::Agent(dead_a)).expect("kill");
+    net.kill(Which::Agent(dead_b)).expect("kill");
 
     // A fresh machine: only the market, the repository id, the password and the wallet.
     let fresh = tmp.path().join("config-b");
@@ -228,10 +242,144 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         .expect("name")
         .to_string_lossy()
         .into_owned();
+    same_tree(&target.join(&name), &src);
+
+    // check sees the dead agents; repair moves their shards to new agents; then all is well.
+    let (code, out, _) = cli.run(&fresh, PASSWORD, &["check", "--json"]);
+    assert_eq!(code, 4, "check fails while agents are down: {out}");
+    let repaired = cli.ok(&fresh, &["repair", "--json"]);
     assert_eq!(
-        listing(&target.join(name)),
-        listing(&src),
-        "the restored tree is identical"
+        repaired["slots_replaced"],
+        serde_json::json!([1, 4]),
+        "{repaired}"
     );
+    assert!(repaired["shards_rewritten"].as_u64().expect("n") > 0);
+    cli.ok(&fresh, &["check", "--read-data", "--json"]);
+
+    // A shard altered on an agent's disk: check --read-data reports it, restore is still
+    // exact, repair heals it.
+    let victim = slot_agent(&net, 2);
+    let objects = net.agents[victim].data.join("objects");
+    let shard = walk_files(&objects)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("p-"))
+        })
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack shard on disk");
+    let mut bytes = std::fs::read(&shard).expect("read shard");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&shard, bytes).expect("alter shard");
+    net.restart(Which::Agent(victim))
+        .expect("restart: no cached copy");
+    let (code, out, _) = cli.run(&fresh, PASSWORD, &["check", "--read-data", "--json"]);
+    assert_eq!(code, 4, "the altered shard is reported: {out}");
+    assert!(out.contains("damaged"), "{out}");
+    let again = tmp.path().join("restored-again");
+    cli.ok(
+        &fresh,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &again.to_string_lossy(),
+            "--json",
+        ],
+    );
+    same_tree(&again.join(&name), &src);
+    cli.ok(&fresh, &["repair", "--json"]);
+    cli.ok(&fresh, &["check", "--read-data", "--json"]);
+
+    // forget + prune: the older snapshots' unique data goes; the agents' used bytes drop.
+    std::fs::remove_file(src.join("big.bin")).expect("rm");
+    cli.ok(&fresh, &["create", &src_arg, "--json"]);
+    let before = used_bytes(&net);
+    let f = cli.ok(&fresh, &["forget", "--keep-last", "1", "--prune", "--json"]);
+    assert_eq!(
+        f["forget"]["removed"].as_array().map(Vec::len),
+        Some(2),
+        "{f}"
+    );
+    let p = &f["prune"];
+    assert!(
+        p["packs_deleted"].as_u64().expect("n") + p["packs_repacked"].as_u64().expect("n") >= 1,
+        "{f}"
+    );
+    let after = used_bytes(&net);
+    assert!(
+        after + (2 << 20) < before,
+        "used bytes drop: {before} -> {after}"
+    );
+    // What remains restores exactly (repacked blobs included).
+    let last = tmp.path().join("restored-after-prune");
+    cli.ok(
+        &fresh,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &last.to_string_lossy(),
+            "--json",
+        ],
+    );
+    same_tree(&last.join(&name), &src);
     drop(net);
+}
+
+/// Bytes stored on the running agents, from their status.
+fn used_bytes(net: &Devnet) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut sum = 0;
+        for a in net.agents.iter().filter(|a| a.running()) {
+            let v: serde_json::Value = http
+                .get(format!("{}/v1/status", a.url))
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            sum += v["used_bytes"].as_u64().expect("used_bytes");
+        }
+        sum
+    })
+}
+
+/// The trees are identical; on a difference, name the first differing entry (not its bytes).
+fn same_tree(restored: &Path, original: &Path) {
+    let (a, b) = (listing(restored), listing(original));
+    let brief = |e: &(String, String, u32, i64, Vec<u8>)| {
+        format!(
+            "{} {} mode {:o} mtime {} {} bytes",
+            e.0,
+            e.1,
+            e.2,
+            e.3,
+            e.4.len()
+        )
+    };
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert!(x == y, "restored {} != original {}", brief(x), brief(y));
+    }
+    assert_eq!(a.len(), b.len(), "entry counts differ");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -1,0 +1,382 @@
+//! Keeping a repository healthy: `check` (structure, contracts, and with `--read-data` every
+//! shard), `repair` (rebuild missing or damaged shards from the survivors, onto the same agent
+//! or onto a new one bought through the market), `forget` (retention) and `prune` (delete packs
+//! no snapshot needs), `stats`.
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::pack::{Location, PackBuilder};
+use crate::repo::Repo;
+use crate::tree::Snapshot;
+
+/// One problem `check` found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The object (`p-<pack>`, `s-<id>`, `i-<id>`, `key-...`), or the contract.
+    pub object: String,
+    /// Shard positions (slots) affected.
+    pub slots: Vec<usize>,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub packs: usize,
+    pub shards_read: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// The sharded objects of the repository: packs, indexes and snapshots, by name prefix.
+async fn sharded_objects(repo: &Repo) -> Result<Vec<String>, Error> {
+    let names = repo.object_names().await?;
+    let mut out: BTreeSet<String> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("-0"))
+        .filter(|n| n.starts_with("p-") || n.starts_with("s-") || n.starts_with("i-"))
+        .map(str::to_owned)
+        .collect();
+    // Packs the index names but the first slot lost are still the repository's.
+    for loc in repo.index.chunks.values() {
+        out.insert(format!("p-{}", loc.pack));
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// What `verify` accepts for an object: packs hash to their id; the rest must open.
+fn verifier<'a>(repo: &'a Repo, name: &'a str) -> impl Fn(&[u8]) -> bool + 'a {
+    move |data: &[u8]| match name.strip_prefix("p-") {
+        Some(id) => protocol::sha256_hex(data) == id,
+        None => repo.keys.open(data).is_ok(),
+    }
+}
+
+/// `backup check`: snapshots readable and complete against the index, every slot's contract
+/// active and holding a shard of every object; with `read_data`, every shard read and checked.
+pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Error> {
+    repo.sync_index().await?;
+    let mut problems = Vec::new();
+    let snapshots = repo.snapshots().await?;
+    for s in &snapshots {
+        for n in &s.nodes {
+            for c in &n.chunks {
+                if !repo.index.chunks.contains_key(c) {
+                    problems.push(Problem {
+                        object: format!("s-{}", s.id),
+                        slots: vec![],
+                        what: format!("{}: chunk {c} is in no index", n.path),
+                    });
+                }
+            }
+        }
+    }
+    let objects = sharded_objects(repo).await?;
+    // Each slot: the contract is active and lists a shard of every object.
+    for (i, slot) in repo.config.slots.iter().enumerate() {
+        match repo.agent(i).contract(&slot.contract).await {
+            Ok(view) => {
+                if view.status != "active" {
+                    problems.push(Problem {
+                        object: slot.contract.clone(),
+                        slots: vec![i],
+                        what: format!("contract with {} is {}", slot.endpoint, view.status),
+                    });
+                }
+                let held: HashSet<String> = view.objects.into_iter().map(|o| o.name).collect();
+                for o in &objects {
+                    if !held.contains(&format!("{o}-{i}")) {
+                        problems.push(Problem {
+                            object: o.clone(),
+                            slots: vec![i],
+                            what: format!("shard {i} missing on {}", slot.endpoint),
+                        });
+                    }
+                }
+            }
+            Err(e) => problems.push(Problem {
+                object: slot.contract.clone(),
+                slots: vec![i],
+                what: format!("agent {} does not answer: {e}", slot.endpoint),
+            }),
+        }
+    }
+    let mut shards_read = 0;
+    if read_data {
+        for o in &objects {
+            let shards = repo.fetch_shards(o).await;
+            shards_read += shards.iter().filter(|s| s.is_some()).count();
+            match crate::repo::rebuild_verified(
+                shards,
+                repo.k(),
+                repo.config.parity_shards,
+                verifier(repo, o),
+            ) {
+                Ok((_, bad)) if bad.is_empty() => {}
+                Ok((_, bad)) => problems.push(Problem {
+                    object: o.clone(),
+                    slots: bad,
+                    what: "shards missing or damaged (the object is still recoverable)".into(),
+                }),
+                Err(e) => problems.push(Problem {
+                    object: o.clone(),
+                    slots: vec![],
+                    what: format!("cannot be rebuilt: {e}"),
+                }),
+            }
+        }
+    }
+    let packs = objects.iter().filter(|o| o.starts_with("p-")).count();
+    Ok(CheckReport {
+        snapshots: snapshots.len(),
+        packs,
+        shards_read,
+        problems,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairReport {
+    pub objects_checked: usize,
+    pub shards_rewritten: usize,
+    pub slots_replaced: Vec<usize>,
+}
+
+/// `backup repair`: a slot whose agent does not answer gets a new agent (bought through the
+/// market); then every object is rebuilt from its shards and each missing or damaged shard is
+/// written again.
+pub async fn repair(repo: &mut Repo) -> Result<RepairReport, Error> {
+    let mut replaced = Vec::new();
+    for i in 0..repo.n() {
+        let slot = repo.config.slots[i].clone();
+        if repo.agent(i).contract(&slot.contract).await.is_err() {
+            repo.replace_slot(i).await?;
+            replaced.push(i);
+        }
+    }
+    repo.sync_index().await?;
+    let objects = sharded_objects(repo).await?;
+    let mut rewritten = 0;
+    for o in &objects {
+        let shards = repo.fetch_shards(o).await;
+        let (data, bad) = crate::repo::rebuild_verified(
+            shards,
+            repo.k(),
+            repo.config.parity_shards,
+            verifier(repo, o),
+        )?;
+        if bad.is_empty() {
+            continue;
+        }
+        rewritten += repo.rewrite_shards(o, &data, &bad).await?;
+    }
+    Ok(RepairReport {
+        objects_checked: objects.len(),
+        shards_rewritten: rewritten,
+        slots_replaced: replaced,
+    })
+}
+
+/// Retention: which snapshots to keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    pub last: usize,
+    pub daily: usize,
+    pub weekly: usize,
+    pub monthly: usize,
+}
+
+/// The snapshots `keep` keeps (restic's rules: the newest in each of the last N days, weeks,
+/// months, plus the last N), by id.
+pub fn kept(snapshots: &[Snapshot], keep: Keep) -> HashSet<String> {
+    let mut by_new: Vec<&Snapshot> = snapshots.iter().collect();
+    by_new.sort_by_key(|s| std::cmp::Reverse((s.unix_s, s.unix_ms)));
+    let mut out: HashSet<String> = by_new
+        .iter()
+        .take(keep.last)
+        .map(|s| s.id.clone())
+        .collect();
+    for (n, period_s) in [
+        (keep.daily, 86_400),
+        (keep.weekly, 7 * 86_400),
+        (keep.monthly, 30 * 86_400),
+    ] {
+        let mut seen = HashSet::new();
+        for s in &by_new {
+            if seen.len() >= n {
+                break;
+            }
+            if seen.insert(s.unix_s.div_euclid(period_s)) {
+                out.insert(s.id.clone());
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub kept: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// `backup forget`: delete the snapshots `keep` does not keep.
+pub async fn forget(repo: &mut Repo, keep: Keep) -> Result<ForgetReport, Error> {
+    let all = repo.snapshots().await?;
+    let keep_ids = kept(&all, keep);
+    let mut removed = Vec::new();
+    for s in &all {
+        if !keep_ids.contains(&s.id) {
+            repo.delete_sharded(&format!("s-{}", s.id)).await?;
+            removed.push(s.id.clone());
+        }
+    }
+    let mut kept: Vec<String> = keep_ids.into_iter().collect();
+    kept.sort();
+    Ok(ForgetReport { kept, removed })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub packs_deleted: usize,
+    /// Partly unused packs rewritten with only their used blobs.
+    pub packs_repacked: usize,
+    pub packs_kept: usize,
+    pub bytes_freed: u64,
+}
+
+/// A pack with more than this share (percent) of unused bytes is repacked by `prune`.
+pub const REPACK_UNUSED_PCT: u64 = 5;
+
+/// `backup prune`: delete every pack no remaining snapshot uses, repack those partly unused,
+/// and write a fresh index of what remains (replacing the old index objects).
+pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
+    repo.sync_index().await?;
+    let snapshots = repo.snapshots().await?;
+    let used_chunks: HashSet<&String> = snapshots
+        .iter()
+        .flat_map(|s| s.nodes.iter().flat_map(|n| n.chunks.iter()))
+        .collect();
+    let used_packs: HashSet<String> = repo
+        .index
+        .chunks
+        .iter()
+        .filter(|(c, _)| used_chunks.contains(c))
+        .map(|(_, l)| l.pack.clone())
+        .collect();
+    let all_packs: HashSet<String> = repo.index.chunks.values().map(|l| l.pack.clone()).collect();
+    let mut freed = 0;
+    let mut deleted = 0;
+    for pack in all_packs.difference(&used_packs) {
+        freed += repo.delete_sharded(&format!("p-{pack}")).await?;
+        deleted += 1;
+    }
+    // Chunks of deleted packs leave the index.
+    repo.index
+        .chunks
+        .retain(|_, l| used_packs.contains(&l.pack));
+    // Packs that are partly unused are rewritten with their used blobs only (the blobs stay
+    // sealed: nothing is decrypted), then deleted.
+    let mut repacked = 0;
+    for pack in &used_packs {
+        let entries: Vec<(String, Location)> = repo
+            .index
+            .chunks
+            .iter()
+            .filter(|(_, l)| &l.pack == pack)
+            .map(|(c, l)| (c.clone(), l.clone()))
+            .collect();
+        let total: u64 = entries.iter().map(|(_, l)| l.length).sum();
+        let unused: u64 = entries
+            .iter()
+            .filter(|(c, _)| !used_chunks.contains(c))
+            .map(|(_, l)| l.length)
+            .sum();
+        if unused * 100 <= total * REPACK_UNUSED_PCT {
+            continue;
+        }
+        let name = format!("p-{pack}");
+        let (bytes, _) = repo
+            .get_sharded(&name, |d| protocol::sha256_hex(d) == *pack)
+            .await?;
+        let mut builder = PackBuilder::default();
+        for (chunk, loc) in entries.iter().filter(|(c, _)| used_chunks.contains(c)) {
+            let start = usize::try_from(loc.offset).map_err(|_| Error::Corrupt("offset".into()))?;
+            let end =
+                start + usize::try_from(loc.length).map_err(|_| Error::Corrupt("length".into()))?;
+            let blob = bytes
+                .get(start..end)
+                .ok_or_else(|| Error::Corrupt(format!("chunk {chunk} outside pack {pack}")))?;
+            builder.add(chunk.clone(), blob);
+        }
+        let (new_id, new_bytes, locations) = builder.finish();
+        repo.put_sharded(&format!("p-{new_id}"), &new_bytes).await?;
+        for (chunk, loc) in locations {
+            repo.index.chunks.insert(chunk, loc);
+        }
+        for (chunk, _) in entries.iter().filter(|(c, _)| !used_chunks.contains(c)) {
+            repo.index.chunks.remove(chunk);
+        }
+        freed += repo.delete_sharded(&name).await?;
+        repacked += 1;
+    }
+    let packs_kept: HashSet<&String> = repo.index.chunks.values().map(|l| &l.pack).collect();
+    let packs_kept = packs_kept.len();
+    // A new index object replaces the old ones.
+    let old_indexes = std::mem::take(&mut repo.index.loaded);
+    let id = uuid::Uuid::new_v4().to_string();
+    let sealed = repo
+        .keys
+        .seal(&serde_json::to_vec(&repo.index.chunks).map_err(|e| Error::Io(e.to_string()))?)?;
+    repo.put_sharded(&format!("i-{id}"), &sealed).await?;
+    repo.index.loaded.push(id);
+    for old in old_indexes {
+        repo.delete_sharded(&format!("i-{old}")).await?;
+    }
+    repo.save_index()?;
+    Ok(PruneReport {
+        packs_deleted: deleted,
+        packs_repacked: repacked,
+        packs_kept,
+        bytes_freed: freed,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub repository: String,
+    pub snapshots: usize,
+    pub files: u64,
+    /// Bytes of the latest snapshot's files.
+    pub latest_bytes: u64,
+    pub chunks: usize,
+    pub packs: usize,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub agents: Vec<String>,
+}
+
+/// `backup stats`.
+pub async fn stats(repo: &mut Repo) -> Result<Stats, Error> {
+    repo.sync_index().await?;
+    let snapshots = repo.snapshots().await?;
+    let packs: HashSet<&String> = repo.index.chunks.values().map(|l| &l.pack).collect();
+    Ok(Stats {
+        repository: repo.config.repository.clone(),
+        snapshots: snapshots.len(),
+        files: snapshots.last().map_or(0, |s| s.files),
+        latest_bytes: snapshots.last().map_or(0, |s| s.bytes),
+        chunks: repo.index.chunks.len(),
+        packs: packs.len(),
+        data_shards: repo.k(),
+        parity_shards: repo.config.parity_shards,
+        agents: repo
+            .config
+            .slots
+            .iter()
+            .map(|s| s.endpoint.clone())
+            .collect(),
+    })
+}
