@@ -383,3 +383,94 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_backup_killed_half_way_resumes_without_uploading_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options::new(&tmp.path().join("net")).expect("options");
+    opts.agents = 6;
+    opts.heartbeat_s = 1;
+    let net = Devnet::up(&opts).expect("devnet");
+    let file = net.file();
+    let cli = Cli {
+        wallet: file.wallet.key.clone(),
+        market: file.market.url.clone(),
+    };
+    let wallet = cli.wallet.to_string_lossy().into_owned();
+    let home = tmp.path().join("config");
+    cli.ok(
+        &home,
+        &[
+            "init",
+            "--market",
+            &cli.market,
+            "--wallet",
+            &wallet,
+            "--slot-bytes",
+            "134217728",
+            "--json",
+        ],
+    );
+    // 48 MiB that does not compress: three packs or more.
+    let src = tmp.path().join("big");
+    std::fs::create_dir(&src).expect("dir");
+    for i in 0..4 {
+        std::fs::write(src.join(format!("part-{i}")), noise(12 << 20, 100 + i)).expect("write");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backup"))
+        .arg("--config-dir")
+        .arg(&home)
+        .args(["create", &src.to_string_lossy(), "--json"])
+        .env("BACKUP_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn create");
+    // Kill it once the first pack is stored (the local index records it as pending).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let pending = std::fs::read(home.join("index.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["pending"].as_object().map(|o| o.len()))
+            .unwrap_or(0);
+        if pending > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "create ended before a pack was stored"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pack stored within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let resumed = cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    let known = resumed["chunks_known"].as_u64().expect("known");
+    let added = resumed["data_added"].as_u64().expect("added");
+    assert!(
+        known >= 1,
+        "chunks stored before the kill are not uploaded again: {resumed}"
+    );
+    assert!(
+        added < 40 << 20,
+        "the resumed backup uploads less than everything: {resumed}"
+    );
+    // And the snapshot is whole.
+    let target = tmp.path().join("restored");
+    cli.ok(
+        &home,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &target.to_string_lossy(),
+            "--json",
+        ],
+    );
+    same_tree(&target.join("big"), &src);
+}
