@@ -84,13 +84,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             eprintln!("wallet  {}  {}", f.wallet.key.display(), f.wallet.entity);
             eprintln!("logs in {}/logs; Ctrl-C stops everything", dir.display());
-            println!("devnet ready: {}", dir.join("devnet.json").display());
-            use std::io::Write;
-            std::io::stdout().flush()?;
-            tokio::runtime::Builder::new_current_thread()
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?
-                .block_on(wait_for_signal())?;
+                .build()?;
+            rt.block_on(async {
+                // Handlers first, then the ready line: a signal sent as soon as a supervisor
+                // reads it must find them installed.
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term = signal(SignalKind::terminate())?;
+                let mut int = signal(SignalKind::interrupt())?;
+                println!("devnet ready: {}", dir.join("devnet.json").display());
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
             eprintln!("stopping the devnet");
             drop(devnet);
             Ok(())
@@ -143,14 +154,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
