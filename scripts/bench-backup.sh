@@ -21,7 +21,7 @@ for _ in $(seq 600); do grep -q "devnet ready" "$work/devnet.out" 2>/dev/null &&
 market=$(python3 -c "import json; print(json.load(open('$work/net/devnet.json'))['market']['url'])")
 export BACKUP_PASSWORD=bench RESTIC_PASSWORD=bench
 "$bin/backup" --config-dir "$work/cfg" init --market "$market" --wallet "$work/net/wallet.key" \
-    --slot-bytes $(( bytes / 2 + (256 << 20) )) >/dev/null
+    --slot-bytes $(( bytes / 3 + (64 << 20) )) >/dev/null
 
 measure() { # label, command...: prints seconds and peak RSS (KiB)
   local label=$1; shift
@@ -38,5 +38,21 @@ measure "restic backup (local)" restic --repo "$work/restic" backup "$tree" --qu
 measure "backup restore (devnet)" "$bin/backup" --config-dir "$work/cfg" restore latest --target "$work/r1" --json
 measure "restic restore (local)" restic --repo "$work/restic" restore latest --target "$work/r2" --quiet
 name=$(basename "$tree")
-diff -r "$work/r1/$name" "$tree" >/dev/null 2>&1 && echo "backup restore identical to the source" || echo "backup restore DIFFERS from the source"
+python3 - "$work/r1/$name" "$tree" <<'PY'
+import hashlib, os, stat, sys
+a, b = sys.argv[1], sys.argv[2]
+def entries(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n); st = os.lstat(p); rel = os.path.relpath(p, root)
+            if stat.S_ISLNK(st.st_mode): out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode): out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), int(st.st_mtime), hashlib.sha256(open(p, "rb").read()).hexdigest())
+    return out
+x, y = entries(a), entries(b)
+diff = [k for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+print(f"restore check: {len(y)} entries in the source, {len(diff)} differ" + (f", first: {diff[0]} {x.get(diff[0])} vs {y.get(diff[0])}" if diff else " (contents, link targets, modes, file mtimes)"))
+PY
 echo "== backup create summary: $(cat "$work/create.json")"
