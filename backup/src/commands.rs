@@ -489,7 +489,7 @@ pub struct RestoreSummary {
 }
 
 /// Packs kept in memory during a restore.
-const PACK_CACHE_MAX: usize = 4;
+const PACK_CACHE_MAX: usize = 2;
 
 /// `backup restore`: rebuild the snapshot's tree under `target`.
 pub async fn restore(

@@ -113,6 +113,7 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
                 repo.k(),
                 repo.config.parity_shards,
                 verifier(repo, o),
+                true,
             ) {
                 Ok((_, bad)) if bad.is_empty() => {}
                 Ok((_, bad)) => problems.push(Problem {
@@ -166,6 +167,7 @@ pub async fn repair(repo: &mut Repo) -> Result<RepairReport, Error> {
             repo.k(),
             repo.config.parity_shards,
             verifier(repo, o),
+            true,
         )?;
         if bad.is_empty() {
             continue;

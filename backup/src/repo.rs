@@ -307,7 +307,9 @@ impl Repo {
     }
 
     /// Rebuild `name` from its shards, accepting only data that `verify` accepts. Answers the
-    /// data and the indices of shards that are missing or disagree with it.
+    /// data and the indices of shards that were missing. Present but damaged shards are
+    /// skipped when the result fails verification; only `check` and `repair` name them, since
+    /// that takes a second encoding.
     pub async fn get_sharded<F>(
         &self,
         name: &str,
@@ -317,7 +319,7 @@ impl Repo {
         F: Fn(&[u8]) -> bool,
     {
         let shards = self.fetch_shards(name).await;
-        rebuild_verified(shards, self.k(), self.config.parity_shards, verify)
+        rebuild_verified(shards, self.k(), self.config.parity_shards, verify, false)
     }
 
     /// Write `bytes` as `name` on slot `i`, topping up the contract's credit when the agent
@@ -668,12 +670,14 @@ pub async fn get_paying(
 }
 
 /// Rebuild from shards, trying subsets of `k` present shards (data shards first) until
-/// `verify` accepts the result; then name the shards that are missing or disagree with it.
+/// `verify` accepts the result; then name the shards that are missing and, with
+/// `name_damaged`, those that disagree with it.
 pub fn rebuild_verified<F>(
     shards: Vec<Option<Vec<u8>>>,
     k: usize,
     m: usize,
     verify: F,
+    name_damaged: bool,
 ) -> Result<(Vec<u8>, Vec<usize>), Error>
 where
     F: Fn(&[u8]) -> bool,
@@ -700,6 +704,10 @@ where
             .collect();
         if let Ok(data) = erasure::decode(subset, k, m) {
             if verify(&data) {
+                if !name_damaged {
+                    let missing = (0..shards.len()).filter(|&i| shards[i].is_none()).collect();
+                    return Ok((data, missing));
+                }
                 let good = erasure::encode(&data, k, m)?;
                 let bad = (0..shards.len())
                     .filter(|&i| shards[i].as_ref() != Some(&good[i]))
