@@ -98,6 +98,31 @@ pub struct CommandAnswer<T> {
     pub receipt: String,
 }
 
+/// Counters from the clock in microseconds, strictly increasing within the process: for
+/// clients that keep no counter file (agents' and markets' buyers, heartbeats). A restarted
+/// process starts above its predecessor's counters as long as it makes fewer than a million
+/// requests a second.
+#[derive(Debug, Default)]
+pub struct ClockCounter(std::sync::atomic::AtomicU64);
+
+impl ClockCounter {
+    pub fn next(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now_us = crate::now_ms().saturating_mul(1000);
+        let mut prev = self.0.load(Ordering::Relaxed);
+        loop {
+            let next = (prev + 1).max(now_us);
+            match self
+                .0
+                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+}
+
 /// Signs every request for one server with one key (DESIGN section 3).
 #[derive(Clone)]
 pub struct SignedClient {

@@ -1,7 +1,6 @@
 //! The typed client for buyers (and tests): the book, matches, contract registration and
 //! outcome reports. Signed calls carry counters from the clock, like the agent client's.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lcp::client::{check_status, ClientError, CommandAnswer, SignedClient};
@@ -13,7 +12,7 @@ pub struct MarketClient {
     signed: SignedClient,
     http: reqwest::Client,
     base: String,
-    last_counter: AtomicU64,
+    counters: lcp::client::ClockCounter,
 }
 
 impl MarketClient {
@@ -22,7 +21,7 @@ impl MarketClient {
             signed: SignedClient::new(http.clone(), market_url, key),
             http,
             base: market_url.trim_end_matches('/').to_owned(),
-            last_counter: AtomicU64::new(0),
+            counters: lcp::client::ClockCounter::default(),
         }
     }
 
@@ -32,20 +31,7 @@ impl MarketClient {
 
     /// Counters from the clock in microseconds: increasing across restarts without a file.
     fn next_counter(&self) -> u64 {
-        let now_us = lcp::now_ms() * 1000;
-        let mut prev = self.last_counter.load(Ordering::Relaxed);
-        loop {
-            let next = (prev + 1).max(now_us);
-            match self.last_counter.compare_exchange(
-                prev,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(p) => prev = p,
-            }
-        }
+        self.counters.next()
     }
 
     async fn decode<T: serde::de::DeserializeOwned>(

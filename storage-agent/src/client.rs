@@ -1,7 +1,6 @@
 //! The buyer's library (used by backup and cdn): read an agent's offer, form a contract, pay it,
 //! put / get / delete objects, hand out retrieval tokens, and audit with an independent check.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,14 +28,14 @@ impl SignedContract {
 pub struct AgentClient {
     signed: SignedClient,
     /// Counters from the clock in microseconds, so a restarted buyer never reuses one.
-    last_counter: AtomicU64,
+    counters: lcp::client::ClockCounter,
 }
 
 impl AgentClient {
     pub fn new(http: reqwest::Client, endpoint: &str, key: Arc<KeyPair>) -> AgentClient {
         AgentClient {
             signed: SignedClient::new(http, endpoint, key),
-            last_counter: AtomicU64::new(0),
+            counters: lcp::client::ClockCounter::default(),
         }
     }
 
@@ -45,20 +44,7 @@ impl AgentClient {
     }
 
     fn next_counter(&self) -> u64 {
-        let now_us = lcp::now_ms() * 1000;
-        let mut prev = self.last_counter.load(Ordering::Relaxed);
-        loop {
-            let next = (prev + 1).max(now_us);
-            match self.last_counter.compare_exchange(
-                prev,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(p) => prev = p,
-            }
-        }
+        self.counters.next()
     }
 
     /// The agent's offer, with its signature checked against the agent's own identity.

@@ -80,7 +80,7 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         }
     };
     let market = SignedClient::new(http.clone(), &market_url, agent.key.clone());
-    let mut last_counter = 0;
+    let counters = lcp::client::ClockCounter::default();
     // The endpoint is known once the server bound; the offer must carry it.
     for _ in 0..ENDPOINT_WAIT_STEPS_MAX {
         if !agent.endpoint().is_empty() {
@@ -92,10 +92,8 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         let result = async {
             let offer = agent.offer().await.map_err(|e| e.to_string())?;
             let body = serde_json::to_vec(&offer).map_err(|e| e.to_string())?;
-            // Counters from the clock: increasing across restarts without a state file.
-            last_counter = (last_counter + 1).max(lcp::now_ms() * 1000);
             market
-                .command::<serde_json::Value>("POST", "/v1/offers", body, last_counter)
+                .command::<serde_json::Value>("POST", "/v1/offers", body, counters.next())
                 .await
                 .map_err(|e| e.to_string())
         }
