@@ -129,19 +129,25 @@ fn listing(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
     out
 }
 
-#[test]
-fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
+/// A devnet of `agents` agents in a fresh directory, and the CLI pointed at it.
+fn network(agents: usize) -> (tempfile::TempDir, Devnet, Cli) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut opts = Options::new(&tmp.path().join("net")).expect("options");
-    // Six agents hold the repository; two more can replace lost ones.
-    opts.agents = 8;
+    opts.agents = agents;
     opts.heartbeat_s = 1;
-    let mut net = Devnet::up(&opts).expect("devnet");
+    let net = Devnet::up(&opts).expect("devnet");
     let file = net.file();
     let cli = Cli {
         wallet: file.wallet.key.clone(),
         market: file.market.url.clone(),
     };
+    (tmp, net, cli)
+}
+
+#[test]
+fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
+    // Six agents hold the repository; two more can replace lost ones.
+    let (tmp, mut net, cli) = network(8);
     let src = tmp.path().join("data");
     make_tree(&src);
     let home = tmp.path().join("config-a");
@@ -386,16 +392,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_backup_killed_half_way_resumes_without_uploading_again() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut opts = Options::new(&tmp.path().join("net")).expect("options");
-    opts.agents = 6;
-    opts.heartbeat_s = 1;
-    let net = Devnet::up(&opts).expect("devnet");
-    let file = net.file();
-    let cli = Cli {
-        wallet: file.wallet.key.clone(),
-        market: file.market.url.clone(),
-    };
+    let (tmp, _net, cli) = network(6);
     let wallet = cli.wallet.to_string_lossy().into_owned();
     let home = tmp.path().join("config");
     cli.ok(

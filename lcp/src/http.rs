@@ -183,23 +183,32 @@ pub fn authenticate(
     audience: &str,
     kind: protocol::RequestKind,
 ) -> Result<protocol::VerifiedRequest, protocol::AuthError> {
-    let auth = protocol::RequestAuth::from_headers(|name| {
-        req.headers().get(name).and_then(|v| v.to_str().ok())
-    })?;
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
+    let auth = auth_headers(req)?;
     protocol::verify_request(
         &auth,
         audience,
         req.method().as_str(),
-        path_and_query,
+        path_and_query(req),
         body,
         crate::now_ms(),
         kind,
     )
+}
+
+fn auth_headers(
+    req: &actix_web::HttpRequest,
+) -> Result<protocol::RequestAuth, protocol::AuthError> {
+    protocol::RequestAuth::from_headers(|name| {
+        req.headers().get(name).and_then(|v| v.to_str().ok())
+    })
+}
+
+/// The path and query as signed (DESIGN section 3).
+fn path_and_query(req: &actix_web::HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
 }
 
 /// Bodies at least this large are verified (hashed) on the blocking pool, not on an async
@@ -217,15 +226,8 @@ pub async fn authenticate_body(
     if body.len() < BODY_HASH_INLINE_BYTES_MAX {
         return authenticate(req, &body, audience, kind);
     }
-    let auth = protocol::RequestAuth::from_headers(|name| {
-        req.headers().get(name).and_then(|v| v.to_str().ok())
-    })?;
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/")
-        .to_owned();
+    let auth = auth_headers(req)?;
+    let path_and_query = path_and_query(req).to_owned();
     let (method, audience) = (req.method().as_str().to_owned(), audience.to_owned());
     tokio::task::spawn_blocking(move || {
         protocol::verify_request(

@@ -975,17 +975,7 @@ impl Agent {
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<(), Error> {
                     if let Some(t) = &token {
-                        // Conditional, so concurrent holders cannot overspend the token.
-                        let used = diesel::update(
-                            retrievals::table
-                                .filter(retrievals::token.eq(t))
-                                .filter(retrievals::uses_left.gt(0)),
-                        )
-                        .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
-                        .execute(conn)?;
-                        if used == 0 {
-                            return Err(Error::UnknownToken);
-                        }
+                        use_token(conn, t)?;
                     }
                     // An error here rolls the token use back too: the read did not happen.
                     charge_contract(conn, &id, &drawn)
@@ -1477,6 +1467,22 @@ pub async fn summarize(
     })
 }
 
+/// Use up one use of retrieval `token`, conditionally in SQL so concurrent holders cannot
+/// overspend it; `unknown_token` when none is left.
+fn use_token(conn: &mut AnyConnection, token: &str) -> Result<(), Error> {
+    let used = diesel::update(
+        retrievals::table
+            .filter(retrievals::token.eq(token))
+            .filter(retrievals::uses_left.gt(0)),
+    )
+    .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
+    .execute(conn)?;
+    if used == 0 {
+        return Err(Error::UnknownToken);
+    }
+    Ok(())
+}
+
 /// A charge checked by [`Agent::draw`], to apply with [`charge_contract`].
 struct Drawn {
     charge: u64,
@@ -1592,16 +1598,7 @@ fn resolve_and_charge(
         .unwrap_or(u64::MAX);
     row.draw(charge, 0)?;
     if let ReadOf::Token(token) = of {
-        let used = diesel::update(
-            retrievals::table
-                .filter(retrievals::token.eq(token))
-                .filter(retrievals::uses_left.gt(0)),
-        )
-        .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
-        .execute(conn)?;
-        if used == 0 {
-            return Err(Error::UnknownToken);
-        }
+        use_token(conn, token)?;
     }
     // An error here rolls the token use back.
     charge_contract(
