@@ -35,6 +35,8 @@ pub const STOP_WAIT_MS_MAX: u64 = 5_000;
 pub const WALLET_FUNDS: u64 = 1_000_000_000;
 /// Agents a devnet may have.
 pub const AGENTS_MAX: usize = 64;
+/// What the publisher is funded with from the wallet on first start (`--cdn`).
+pub const PUBLISHER_FUNDS: u64 = 200_000_000;
 /// Each agent sells this much space.
 pub const AGENT_CAPACITY_BYTES: u64 = 1 << 30;
 
@@ -47,6 +49,10 @@ pub struct Options {
     pub heartbeat_s: u64,
     pub audit_interval_s: u64,
     pub probe_interval_s: u64,
+    /// Also start a publisher (`cdn serve`), funded from the wallet.
+    pub cdn: bool,
+    /// Extra flags for `cdn serve` (tests shorten its scaling rounds).
+    pub cdn_args: Vec<String>,
 }
 
 impl Options {
@@ -59,6 +65,8 @@ impl Options {
             heartbeat_s: 5,
             audit_interval_s: 15,
             probe_interval_s: 10,
+            cdn: false,
+            cdn_args: Vec::new(),
         })
     }
 }
@@ -102,6 +110,9 @@ pub struct DevnetFile {
     pub market: ServiceInfo,
     pub agents: Vec<ServiceInfo>,
     pub wallet: WalletInfo,
+    /// The publisher (`cdn serve`), when started with `--cdn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdn: Option<ServiceInfo>,
 }
 
 impl DevnetFile {
@@ -120,6 +131,7 @@ pub enum Which {
     Issuer,
     Market,
     Agent(usize),
+    Cdn,
 }
 
 /// A running (or stopped) service: how to start it again and what it is.
@@ -211,6 +223,8 @@ pub struct Devnet {
     pub market: Service,
     pub agents: Vec<Service>,
     pub wallet: WalletInfo,
+    /// The publisher, with `--cdn`.
+    pub cdn: Option<Service>,
     http: reqwest::Client,
 }
 
@@ -350,13 +364,45 @@ impl Devnet {
             market,
             agents,
             wallet,
+            cdn: None,
             http,
         };
+        let mut devnet = devnet;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         rt.block_on(devnet.fund_wallet())?;
         rt.block_on(devnet.wait_ready())?;
+        if options.cdn {
+            let cdn_data = dir.join("cdn");
+            let entity = entity_of_key(&cdn_data.join("identity.key"))?;
+            rt.block_on(devnet.fund_publisher(&entity))?;
+            let mut args = vec![
+                "serve".into(),
+                "--data".into(),
+                path_arg(&cdn_data),
+                "--listen".into(),
+                listen_for(previous.as_ref().and_then(|p| p.cdn.as_ref())),
+                "--market".into(),
+                devnet.market.url.clone(),
+                "--agents".into(),
+                options.agents.min(6).to_string(),
+            ];
+            args.extend(options.cdn_args.iter().cloned());
+            let mut cdn = Service {
+                name: "cdn".into(),
+                url: String::new(),
+                entity,
+                data: cdn_data,
+                program: bin(&options.bin_dir, "cdn")?,
+                args,
+                child: None,
+            };
+            cdn.start(&logs)?;
+            pin_port(&mut cdn);
+            devnet.cdn = Some(cdn);
+            rt.block_on(devnet.wait_ready())?;
+        }
         devnet.write_file()?;
         Ok(devnet)
     }
@@ -382,6 +428,24 @@ impl Devnet {
         Ok(())
     }
 
+    /// Fund the publisher from the wallet once (first start: its balance is zero).
+    async fn fund_publisher(&self, entity: &str) -> anyhow::Result<()> {
+        let options = ClientOptions::default();
+        let wallet = IssuerClient::from_key_file(&self.issuer.url, &self.wallet.key, &options)?;
+        let to = protocol::EntityId::parse(entity)
+            .map_err(|_| anyhow::anyhow!("publisher entity is malformed"))?;
+        // The publisher's own key answers its balance; read it through the key file.
+        let key = self.dir.join("cdn").join("identity.key");
+        let publisher = IssuerClient::from_key_file(&self.issuer.url, &key, &options)?;
+        if publisher.balance().await?.balance > 0 {
+            return Ok(());
+        }
+        wallet
+            .transfer(&to, PUBLISHER_FUNDS, Some("devnet-publisher-funding"))
+            .await?;
+        Ok(())
+    }
+
     /// Every service answers as its entity and every agent's offer is in the book.
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_millis(READY_WAIT_MS_MAX);
@@ -401,6 +465,7 @@ impl Devnet {
         let running = std::iter::once(&self.issuer)
             .chain(std::iter::once(&self.market))
             .chain(self.agents.iter())
+            .chain(self.cdn.iter())
             .filter(|s| s.running());
         for s in running {
             let url = format!("{}/.well-known/lcp", s.url);
@@ -448,6 +513,7 @@ impl Devnet {
                 .agents
                 .get_mut(i)
                 .with_context(|| format!("no agent {i}"))?,
+            Which::Cdn => self.cdn.as_mut().context("this devnet has no publisher")?,
         })
     }
 
@@ -478,6 +544,7 @@ impl Devnet {
             market: self.market.info(),
             agents: self.agents.iter().map(Service::info).collect(),
             wallet: self.wallet.clone(),
+            cdn: self.cdn.as_ref().map(Service::info),
         }
     }
 
@@ -492,6 +559,9 @@ impl Devnet {
 
     /// Stop every service, agents first.
     pub fn down(&mut self) {
+        if let Some(c) = &mut self.cdn {
+            c.stop();
+        }
         for a in &mut self.agents {
             a.stop();
         }

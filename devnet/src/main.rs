@@ -33,6 +33,9 @@ enum Cmd {
         /// Seconds between the market's audit rounds
         #[arg(long, default_value_t = 15)]
         audit_interval_s: u64,
+        /// Also start a publisher (`cdn serve`), funded from the wallet
+        #[arg(long)]
+        cdn: bool,
     },
     /// As a buyer on a running devnet: match k-of-n agents, buy and pay a contract with each,
     /// store a shard on each, and register the contracts with the market for auditing
@@ -70,8 +73,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agents,
             heartbeat_s,
             audit_interval_s,
+            cdn,
         } => {
             let mut options = Options::new(&dir)?;
+            options.cdn = cdn;
             options.agents = agents;
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
@@ -83,6 +88,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("agent-{i} {}  {}", a.url, a.entity);
             }
             eprintln!("wallet  {}  {}", f.wallet.key.display(), f.wallet.entity);
+            if let Some(c) = &f.cdn {
+                eprintln!(
+                    "cdn     {}  {}  (key {}/identity.key)",
+                    c.url,
+                    c.entity,
+                    c.data.display()
+                );
+            }
             eprintln!("logs in {}/logs; Ctrl-C stops everything", dir.display());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

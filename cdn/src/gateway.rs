@@ -1,0 +1,663 @@
+//! The viewer's gateway (`cdn gateway`): a local HTTP server any player can use. On the first
+//! request for a content it buys a view (LCP transfer to the publisher, then `POST /v1/views`),
+//! then serves the content with `Range` support from pieces fetched in parallel ahead of the
+//! reader, each verified against the signed manifest, moving to another replica when one is
+//! slow, wrong or gone.
+//!
+//! Invariants:
+//! - No unverified byte reaches the player: a piece is served only once its SHA-256 matches
+//!   the publisher-signed manifest.
+//! - One view per content per gateway while the view lasts: concurrent first requests wait
+//!   for one purchase.
+//! - Memory is bounded: at most `cache_pieces` pieces are held, plus one response channel of
+//!   [`STREAM_CHUNKS_MAX`] slices per open response.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use lcp::client::{ClientError, ClientOptions, IssuerClient, SignedClient};
+use protocol::{EntityId, Envelope, KeyPair};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::error::Error;
+use crate::manifest::{self, Manifest};
+use crate::publisher::{PieceInstructions, Source, ViewAnswer};
+
+/// Slices queued per open response (each at most a piece).
+pub const STREAM_CHUNKS_MAX: usize = 2;
+/// Times the gateway asks the publisher again for a piece whose every source failed.
+pub const REINSTRUCT_MAX: u32 = 2;
+/// Pieces asked for in one instructions request.
+pub const WINDOW_PIECES: u64 = 8;
+
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub listen: String,
+    pub publisher_url: String,
+    pub wallet_key: PathBuf,
+    /// Pieces fetched ahead of the reader.
+    pub ahead_pieces: u64,
+    /// Pieces kept in memory.
+    pub cache_pieces: usize,
+    /// A source slower than this for one piece is given up for the next replica.
+    pub piece_timeout_ms: u64,
+}
+
+impl GatewayOptions {
+    pub fn new(publisher_url: &str, wallet_key: PathBuf) -> GatewayOptions {
+        GatewayOptions {
+            listen: "127.0.0.1:0".into(),
+            publisher_url: publisher_url.trim_end_matches('/').to_owned(),
+            wallet_key,
+            ahead_pieces: 6,
+            cache_pieces: 48,
+            piece_timeout_ms: 3_000,
+        }
+    }
+}
+
+/// What the player page shows, per content.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub content: String,
+    pub title: String,
+    pub view: String,
+    pub size: u64,
+    /// What the view cost.
+    pub spend: u64,
+    pub bytes_per_agent: BTreeMap<String, u64>,
+    pub pieces_per_agent: BTreeMap<String, u64>,
+    pub pieces_fetched: u64,
+    pub bytes_fetched: u64,
+    pub bytes_served: u64,
+    /// Sources given up (error, slow, wrong bytes) for another replica.
+    pub failovers: u64,
+    /// Pieces an agent answered with bytes that did not match the manifest.
+    pub corrupt: u64,
+    /// Sources that took longer than the piece timeout.
+    pub slow: u64,
+    /// Fetched bytes per second of fetching.
+    pub throughput_bytes_per_s: f64,
+    /// The player's position, as the watch page reports it.
+    pub current_time_s: f64,
+    #[serde(skip)]
+    fetch_time: Duration,
+}
+
+pub struct Session {
+    pub manifest: Manifest,
+    pub view: ViewAnswer,
+    sources: tokio::sync::Mutex<HashMap<u64, VecDeque<Source>>>,
+    pieces: Mutex<(HashMap<u64, Arc<OnceCell<Bytes>>>, VecDeque<u64>)>,
+    pub stats: Mutex<Stats>,
+    expires_s: i64,
+}
+
+pub struct Gateway {
+    options: GatewayOptions,
+    key: Arc<KeyPair>,
+    http: reqwest::Client,
+    publisher: SignedClient,
+    counters: lcp::client::ClockCounter,
+    sessions: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
+    /// Bytes the gateway received from the publisher (manifests, views, instructions).
+    pub publisher_bytes: AtomicU64,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|e| Error::Upstream(format!("the publisher's answer: {e}")))
+}
+
+fn from_publisher(e: ClientError) -> Error {
+    match &e {
+        ClientError::Api { code, message, .. } if code == "unknown_content" => {
+            Error::UnknownContent(message.clone())
+        }
+        _ => Error::Upstream(format!("the publisher: {e}")),
+    }
+}
+
+impl Gateway {
+    pub fn new(options: GatewayOptions) -> anyhow::Result<Gateway> {
+        lcp::client::check_url(&options.publisher_url)?;
+        let key = Arc::new(lcp::keyfile::load(&options.wallet_key).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot load the wallet key {}: {e}",
+                options.wallet_key.display()
+            )
+        })?);
+        let http = lcp::client::http_client(&ClientOptions::default())?;
+        Ok(Gateway {
+            publisher: SignedClient::new(http.clone(), &options.publisher_url, key.clone()),
+            key,
+            http,
+            options,
+            counters: Default::default(),
+            sessions: Default::default(),
+            publisher_bytes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn entity(&self) -> &EntityId {
+        self.key.entity()
+    }
+
+    fn count_publisher<T: Serialize>(&self, v: &T) {
+        let n = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0) as u64;
+        self.publisher_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The publisher's catalog.
+    pub async fn catalog(&self) -> Result<serde_json::Value, Error> {
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/v1/contents", self.options.publisher_url))
+            .send()
+            .await
+            .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?
+            .json()
+            .await
+            .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?;
+        self.count_publisher(&v);
+        Ok(v)
+    }
+
+    /// The session for `content`: the view bought on first use (and again once it expires).
+    pub async fn session(&self, content: &str) -> Result<Arc<Session>, Error> {
+        if content.len() != 32 || !content.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::UnknownContent(content.to_owned()));
+        }
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(content) {
+            if s.expires_s > crate::publisher::now_s() + 60 {
+                return Ok(s.clone());
+            }
+        }
+        let s = Arc::new(self.buy(content).await?);
+        sessions.insert(content.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    async fn buy(&self, content: &str) -> Result<Session, Error> {
+        let publisher = self
+            .publisher
+            .audience()
+            .await
+            .map_err(from_publisher)?
+            .clone();
+        let resp = self
+            .http
+            .get(format!(
+                "{}/v1/contents/{content}",
+                self.options.publisher_url
+            ))
+            .send()
+            .await
+            .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?;
+        if resp.status().as_u16() == 404 {
+            return Err(Error::UnknownContent(content.to_owned()));
+        }
+        let env: Envelope = resp
+            .error_for_status()
+            .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?
+            .json()
+            .await
+            .map_err(|e| Error::Upstream(format!("the publisher's manifest: {e}")))?;
+        self.count_publisher(&env);
+        let manifest = Manifest::open(&env, &publisher).map_err(Error::Upstream)?;
+        if manifest.content != content {
+            return Err(Error::Upstream(
+                "the publisher sent another content's manifest".into(),
+            ));
+        }
+        let view = uuid::Uuid::new_v4().to_string();
+        if manifest.price_per_view > 0 {
+            let wallet = IssuerClient::from_key_file(
+                &manifest.issuer_url,
+                &self.options.wallet_key,
+                &ClientOptions::default(),
+            )
+            .map_err(|e| Error::Upstream(e.to_string()))?;
+            match wallet
+                .transfer(&publisher, manifest.price_per_view, Some(&view))
+                .await
+            {
+                Ok(_) => {}
+                Err(ClientError::Api { code, message, .. })
+                    if code == "insufficient_funds" || code == "not_found" =>
+                {
+                    return Err(Error::CannotPay {
+                        price: manifest.price_per_view,
+                        reason: message,
+                    });
+                }
+                Err(e) => return Err(Error::Upstream(format!("paying the publisher: {e}"))),
+            }
+        }
+        let body = serde_json::to_vec(&serde_json::json!({"content": content, "view": view}))
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let answer: ViewAnswer = self
+            .publisher
+            .command("POST", "/v1/views", body, self.counters.next())
+            .await
+            .map_err(from_publisher)?
+            .value;
+        self.count_publisher(&answer);
+        let expires_s = protocol::market::parse_rfc3339(&answer.expires_at).unwrap_or(0);
+        tracing::info!(content, view = %answer.view, paid = answer.paid, "bought a view");
+        Ok(Session {
+            stats: Mutex::new(Stats {
+                content: content.to_owned(),
+                title: manifest.title.clone(),
+                view: answer.view.clone(),
+                size: manifest.size,
+                spend: answer.paid,
+                ..Default::default()
+            }),
+            manifest,
+            view: answer,
+            sources: Default::default(),
+            pieces: Default::default(),
+            expires_s,
+        })
+    }
+
+    /// Piece `i` of the session's content, verified; fetched once, shared by every reader.
+    pub async fn piece(self: &Arc<Self>, s: &Arc<Session>, i: u64) -> Result<Bytes, Error> {
+        let cell = {
+            let mut guard = s.pieces.lock().unwrap_or_else(|p| p.into_inner());
+            let (map, order) = &mut *guard;
+            let cell = match map.get(&i) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(OnceCell::new());
+                    map.insert(i, c.clone());
+                    order.push_back(i);
+                    c
+                }
+            };
+            while map.len() > self.options.cache_pieces.max(2) {
+                match order.pop_front() {
+                    Some(old) if old != i => {
+                        map.remove(&old);
+                    }
+                    Some(old) => order.push_back(old),
+                    None => break,
+                }
+            }
+            cell
+        };
+        cell.get_or_try_init(|| self.fetch_piece(s, i))
+            .await
+            .cloned()
+    }
+
+    /// Start fetching pieces `from ..= to` in the background (ahead of the reader).
+    fn prefetch(self: &Arc<Self>, s: &Arc<Session>, from: u64, to: u64) {
+        for i in from..=to {
+            let (g, s) = (self.clone(), s.clone());
+            let known = s
+                .pieces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .contains_key(&i);
+            if !known {
+                tokio::spawn(async move {
+                    let _ = g.piece(&s, i).await;
+                });
+            }
+        }
+    }
+
+    /// The next untried source of piece `i`, asking the publisher for instructions when none
+    /// is left. `None` when the publisher has no more for this view.
+    async fn next_source(
+        &self,
+        s: &Session,
+        i: u64,
+        asked: &mut u32,
+    ) -> Result<Option<Source>, Error> {
+        let mut sources = s.sources.lock().await;
+        if let Some(q) = sources.get_mut(&i) {
+            if let Some(src) = q.pop_front() {
+                return Ok(Some(src));
+            }
+            if *asked >= REINSTRUCT_MAX {
+                return Ok(None);
+            }
+            *asked += 1;
+            let fresh = self.instructions(s, i, 1).await?;
+            for p in fresh {
+                sources.insert(p.index, p.sources.into());
+            }
+        } else {
+            // A window of pieces that have no instructions yet, starting at i.
+            let n = manifest::piece_count(s.manifest.size, s.manifest.piece_bytes);
+            let mut count = 0;
+            while count < WINDOW_PIECES && i + count < n && !sources.contains_key(&(i + count)) {
+                count += 1;
+            }
+            let fresh = self.instructions(s, i, count.max(1)).await?;
+            for p in fresh {
+                sources.insert(p.index, p.sources.into());
+            }
+        }
+        Ok(sources.get_mut(&i).and_then(VecDeque::pop_front))
+    }
+
+    async fn instructions(
+        &self,
+        s: &Session,
+        from: u64,
+        count: u64,
+    ) -> Result<Vec<PieceInstructions>, Error> {
+        let body = serde_json::to_vec(&serde_json::json!({"from": from, "count": count}))
+            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let v: serde_json::Value = self
+            .publisher
+            .command(
+                "POST",
+                &format!("/v1/views/{}/pieces", s.view.view),
+                body,
+                self.counters.next(),
+            )
+            .await
+            .map_err(from_publisher)?
+            .value;
+        self.count_publisher(&v);
+        decode(v["pieces"].clone())
+    }
+
+    async fn fetch_piece(&self, s: &Session, i: u64) -> Result<Bytes, Error> {
+        let expected = s
+            .manifest
+            .pieces
+            .get(usize::try_from(i).unwrap_or(usize::MAX))
+            .cloned()
+            .ok_or_else(|| Error::InvalidRequest(format!("piece {i} is out of range")))?;
+        let timeout = Duration::from_millis(self.options.piece_timeout_ms);
+        let mut asked = 0;
+        while let Some(src) = self.next_source(s, i, &mut asked).await? {
+            let started = Instant::now();
+            let got = tokio::time::timeout(timeout, async {
+                let resp = self.http.get(&src.url).send().await?.error_for_status()?;
+                resp.bytes().await
+            })
+            .await;
+            let fail = |s: &Session, slow: bool, corrupt: bool| {
+                let mut st = s.stats.lock().unwrap_or_else(|p| p.into_inner());
+                st.failovers += 1;
+                st.slow += u64::from(slow);
+                st.corrupt += u64::from(corrupt);
+            };
+            match got {
+                Ok(Ok(bytes)) => {
+                    let b = bytes.clone();
+                    let digest = tokio::task::spawn_blocking(move || protocol::sha256_hex(&b))
+                        .await
+                        .unwrap_or_default();
+                    if digest == expected {
+                        let mut st = s.stats.lock().unwrap_or_else(|p| p.into_inner());
+                        *st.bytes_per_agent.entry(src.agent.clone()).or_insert(0) +=
+                            bytes.len() as u64;
+                        *st.pieces_per_agent.entry(src.agent.clone()).or_insert(0) += 1;
+                        st.pieces_fetched += 1;
+                        st.bytes_fetched += bytes.len() as u64;
+                        st.fetch_time += started.elapsed();
+                        return Ok(bytes);
+                    }
+                    tracing::warn!(piece = i, agent = %src.agent, "a piece did not match its hash");
+                    fail(s, false, true);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(piece = i, agent = %src.agent, error = %e, "a source failed");
+                    fail(s, false, false);
+                }
+                Err(_) => {
+                    tracing::warn!(piece = i, agent = %src.agent, "a source was too slow");
+                    fail(s, true, false);
+                }
+            }
+        }
+        Err(Error::Upstream(format!(
+            "piece {i}: every replica failed and the publisher has no other"
+        )))
+    }
+
+    /// The bytes `range` (inclusive) of the content as a stream of slices, fetched ahead.
+    pub fn stream(
+        self: &Arc<Self>,
+        s: Arc<Session>,
+        (start, end): (u64, u64),
+    ) -> tokio::sync::mpsc::Receiver<Result<Bytes, Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS_MAX);
+        let g = self.clone();
+        tokio::spawn(async move {
+            let pb = s.manifest.piece_bytes;
+            let last_piece = manifest::piece_count(s.manifest.size, pb).saturating_sub(1);
+            let (first, last) = (start / pb, end / pb);
+            for p in first..=last {
+                g.prefetch(&s, p + 1, (p + g.options.ahead_pieces).min(last_piece));
+                let piece = match g.piece(&s, p).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let base = p * pb;
+                let a = usize::try_from(start.max(base) - base).unwrap_or(0);
+                let b = usize::try_from(end.min(base + pb - 1) - base + 1).unwrap_or(0);
+                let slice = piece.slice(a.min(piece.len())..b.min(piece.len()));
+                s.stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .bytes_served += slice.len() as u64;
+                if tx.send(Ok(slice)).await.is_err() {
+                    return; // the player went away
+                }
+            }
+        });
+        rx
+    }
+
+    pub fn stats(&self, s: &Session) -> Stats {
+        let mut st = s.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let secs = st.fetch_time.as_secs_f64();
+        st.throughput_bytes_per_s = if secs > 0.0 {
+            st.bytes_fetched as f64 / secs
+        } else {
+            0.0
+        };
+        st
+    }
+
+    pub async fn existing(&self, content: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().await.get(content).cloned()
+    }
+}
+
+// ---- HTTP ----
+
+pub type State = web::Data<Arc<Gateway>>;
+
+pub fn routes(cfg: &mut web::ServiceConfig, gateway: Arc<Gateway>) {
+    cfg.app_data(web::Data::new(gateway))
+        .route("/", web::get().to(index))
+        .route("/v/{content}", web::get().to(video))
+        .route("/v/{content}", web::head().to(video))
+        .route("/watch/{content}", web::get().to(watch))
+        .route("/v1/stats/{content}", web::get().to(stats))
+        .route("/v1/stats/{content}/player", web::post().to(player_report))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(|| async {
+            HttpResponse::NotFound().json(protocol::ErrorBody::new("not_found", "no such endpoint"))
+        }));
+}
+
+/// Browsers get the clear page for an error; other clients the JSON body.
+fn error_response(req: &HttpRequest, e: &Error) -> HttpResponse {
+    let wants_html = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        HttpResponse::build(e.status())
+            .content_type("text/html; charset=utf-8")
+            .body(crate::page::error_page(e))
+    } else {
+        actix_web::ResponseError::error_response(e)
+    }
+}
+
+async fn index(g: State) -> HttpResponse {
+    match g.catalog().await {
+        Ok(c) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(crate::page::gateway_index(&c)),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
+}
+
+async fn video(req: HttpRequest, path: web::Path<String>, g: State) -> HttpResponse {
+    let s = match g.session(&path).await {
+        Ok(s) => s,
+        Err(e) => return error_response(&req, &e),
+    };
+    let size = s.manifest.size;
+    let header = req.headers().get("range").and_then(|v| v.to_str().ok());
+    let range = match manifest::parse_range(header, size) {
+        Ok(r) => r,
+        Err(()) => return error_response(&req, &Error::RangeNotSatisfiable { size }),
+    };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    let mut resp = if range.is_some() {
+        let mut r = HttpResponse::PartialContent();
+        r.insert_header(("content-range", format!("bytes {start}-{end}/{size}")));
+        r
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.insert_header(("accept-ranges", "bytes"))
+        .insert_header(("cache-control", "no-store"))
+        .content_type(s.manifest.mime.as_str());
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    if req.method() == actix_web::http::Method::HEAD || len == 0 {
+        resp.insert_header(("content-length", len.to_string()));
+        return resp.finish();
+    }
+    let rx = g.stream(s, (start, end));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    resp.no_chunking(len).streaming(body)
+}
+
+async fn watch(req: HttpRequest, path: web::Path<String>, g: State) -> HttpResponse {
+    match g.session(&path).await {
+        Ok(s) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(crate::page::player_page(&s.manifest)),
+        Err(e) => {
+            let mut r = HttpResponse::build(e.status());
+            r.content_type("text/html; charset=utf-8");
+            let _ = &req;
+            r.body(crate::page::error_page(&e))
+        }
+    }
+}
+
+async fn stats(path: web::Path<String>, g: State) -> HttpResponse {
+    match g.existing(&path).await {
+        Some(s) => {
+            let mut v = serde_json::to_value(g.stats(&s)).unwrap_or_default();
+            v["publisher_bytes"] = g.publisher_bytes.load(Ordering::Relaxed).into();
+            HttpResponse::Ok().json(v)
+        }
+        None => actix_web::ResponseError::error_response(&Error::UnknownView(format!(
+            "no view of {path} yet"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct PlayerReport {
+    current_time_s: f64,
+}
+
+async fn player_report(
+    path: web::Path<String>,
+    body: web::Json<PlayerReport>,
+    g: State,
+) -> HttpResponse {
+    if let Some(s) = g.existing(&path).await {
+        if body.current_time_s.is_finite() && body.current_time_s >= 0.0 {
+            s.stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .current_time_s = body.current_time_s;
+        }
+    }
+    HttpResponse::NoContent().finish()
+}
+
+async fn metrics(g: State) -> HttpResponse {
+    let sessions: Vec<Arc<Session>> = g.sessions.lock().await.values().cloned().collect();
+    let (mut fetched, mut served, mut failovers, mut corrupt) = (0, 0, 0, 0);
+    for s in &sessions {
+        let st = g.stats(s);
+        fetched += st.bytes_fetched;
+        served += st.bytes_served;
+        failovers += st.failovers;
+        corrupt += st.corrupt;
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(format!(
+            "# TYPE cdn_gateway_views gauge\ncdn_gateway_views {}\n\
+             # TYPE cdn_gateway_bytes_fetched_total counter\ncdn_gateway_bytes_fetched_total {fetched}\n\
+             # TYPE cdn_gateway_bytes_served_total counter\ncdn_gateway_bytes_served_total {served}\n\
+             # TYPE cdn_gateway_failovers_total counter\ncdn_gateway_failovers_total {failovers}\n\
+             # TYPE cdn_gateway_corrupt_total counter\ncdn_gateway_corrupt_total {corrupt}\n",
+            sessions.len()
+        ))
+}
+
+pub struct RunningGateway {
+    pub url: String,
+    pub gateway: Arc<Gateway>,
+    pub http: lcp::http::HttpHandle,
+}
+
+impl RunningGateway {
+    pub fn wait(self) -> std::io::Result<()> {
+        self.http.wait()
+    }
+}
+
+pub fn start(options: GatewayOptions) -> anyhow::Result<RunningGateway> {
+    let listen = options.listen.clone();
+    let gateway = Arc::new(Gateway::new(options)?);
+    let for_routes = gateway.clone();
+    let http = lcp::http::spawn(
+        "cdn-gateway",
+        &listen,
+        None,
+        0,
+        move |cfg| routes(cfg, for_routes.clone()),
+        || {},
+    )?;
+    Ok(RunningGateway {
+        url: http.url.clone(),
+        gateway,
+        http,
+    })
+}

@@ -1,0 +1,32 @@
+//! Video distribution (DESIGN section 8): the publisher service sells views and hands out
+//! retrieval instructions, `cdn publish` cuts a file into verified pieces stored on several
+//! agents, and the viewer's gateway streams a content with `Range` support from the agents,
+//! verifying every piece and failing over between replicas.
+//!
+//! Code map: [`manifest`] is pure (manifest, piece arithmetic, `Range`); [`publisher`] the
+//! publisher's domain over its database; [`server`] its thin HTTP layer and [`serve`] the
+//! wiring; [`gateway`] the viewer's side (domain and HTTP); [`publish`] the publishing client;
+//! [`page`] the HTML pages.
+
+pub mod error;
+pub mod gateway;
+pub mod manifest;
+pub mod page;
+pub mod publish;
+pub mod publisher;
+pub mod schema;
+pub mod serve;
+pub mod server;
+
+pub use error::Error;
+
+/// The publisher's migrations, embedded at build time.
+pub fn migrations() -> db::Migrations {
+    use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+    const SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/cdn/sqlite");
+    const POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/cdn/postgres");
+    db::Migrations {
+        sqlite: SQLITE,
+        postgres: POSTGRES,
+    }
+}

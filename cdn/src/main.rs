@@ -1,0 +1,284 @@
+//! The `cdn` binary: `serve` (the publisher), `publish`, `gateway` (the viewer's side) and
+//! `status`. Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cdn::publisher::PublisherOptions;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cdn",
+    version,
+    about = "Sell video views; agents serve the bytes; viewers stream through a local gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the publisher service; prints `listening on http://HOST:PORT`
+    Serve {
+        #[arg(long, env = "CDN_DATA")]
+        data: PathBuf,
+        #[arg(long, env = "CDN_LISTEN", default_value = "127.0.0.1:7300")]
+        listen: String,
+        #[arg(long, env = "MARKET_URL")]
+        market: String,
+        /// PostgreSQL URL; SQLite under --data when absent
+        #[arg(long, env = "CDN_DATABASE")]
+        database: Option<String>,
+        /// The issuer views are priced in (default: the currency most agents accept)
+        #[arg(long)]
+        issuer_url: Option<String>,
+        /// Agents to hold contracts with
+        #[arg(long, default_value_t = PublisherOptions::default().agents)]
+        agents: usize,
+        /// Block bought on each agent, MiB
+        #[arg(long, default_value_t = PublisherOptions::default().block_bytes >> 20)]
+        block_mib: u64,
+        #[arg(long, default_value_t = PublisherOptions::default().contract_days)]
+        contract_days: u64,
+        /// Whole-content reads per replica in one round that add a replica
+        #[arg(long, default_value_t = PublisherOptions::default().hot_reads_per_replica)]
+        hot_reads_per_replica: u64,
+        /// Seconds without demand after which extra replicas lapse
+        #[arg(long, default_value_t = PublisherOptions::default().cold_after_s)]
+        cold_after_s: u64,
+        /// Seconds between scaling rounds
+        #[arg(long, default_value_t = PublisherOptions::default().scale_interval_s)]
+        scale_interval_s: u64,
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Publish FILE: pieces stored on several agents, a signed manifest
+    Publish {
+        file: PathBuf,
+        #[arg(long, env = "CDN_PUBLISHER")]
+        publisher: String,
+        /// The publisher's key (its DIR/identity.key)
+        #[arg(long, env = "CDN_KEY")]
+        key: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        replicas: u32,
+        #[arg(long, default_value_t = 100)]
+        price_per_view: u64,
+        #[arg(long, default_value_t = 1024)]
+        piece_kib: u64,
+        #[arg(long)]
+        title: Option<String>,
+        /// MIME type (default from the file's extension)
+        #[arg(long)]
+        mime: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the viewer's gateway: GET /v/{content} streams, /watch/{content} plays
+    Gateway {
+        #[arg(long, env = "CDN_GATEWAY_LISTEN", default_value = "127.0.0.1:7400")]
+        listen: String,
+        #[arg(long, env = "CDN_PUBLISHER")]
+        publisher: String,
+        /// The viewer's wallet key (pays for views)
+        #[arg(long, env = "CDN_WALLET")]
+        wallet: PathBuf,
+        /// Pieces fetched ahead of the player
+        #[arg(long, default_value_t = 6)]
+        ahead_pieces: u64,
+        /// Pieces kept in memory
+        #[arg(long, default_value_t = 48)]
+        cache_pieces: usize,
+        /// Milliseconds before a slow replica is given up for another
+        #[arg(long, default_value_t = 3000)]
+        piece_timeout_ms: u64,
+    },
+    /// The publisher's status: catalog, replicas, views, contracts, scaling events
+    Status {
+        #[arg(long, env = "CDN_PUBLISHER")]
+        publisher: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if matches!(cli.command, Cmd::Serve { .. } | Cmd::Gateway { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    lcp::cli::init_logging(level);
+    lcp::cli::exit_on_error(run(cli));
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn listening(url: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    println!("listening on {url}");
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Serve {
+            data,
+            listen,
+            market,
+            database,
+            issuer_url,
+            agents,
+            block_mib,
+            contract_days,
+            hot_reads_per_replica,
+            cold_after_s,
+            scale_interval_s,
+            tls_cert,
+            tls_key,
+        } => {
+            anyhow::ensure!((1..=64).contains(&agents), "--agents must be 1 to 64");
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
+                _ => None,
+            };
+            let running = cdn::serve::start(cdn::serve::ServeOptions {
+                data_dir: data,
+                listen,
+                market,
+                database,
+                issuer_url,
+                publisher: PublisherOptions {
+                    agents,
+                    block_bytes: block_mib
+                        .checked_mul(1 << 20)
+                        .context("--block-mib is too large")?,
+                    contract_days,
+                    hot_reads_per_replica,
+                    cold_after_s,
+                    scale_interval_s,
+                },
+                tls,
+            })
+            .context("the publisher could not start")?;
+            listening(&running.url)?;
+            running.wait()?;
+            Ok(())
+        }
+        Cmd::Publish {
+            file,
+            publisher,
+            key,
+            replicas,
+            price_per_view,
+            piece_kib,
+            title,
+            mime,
+            json,
+        } => {
+            let key = Arc::new(
+                lcp::keyfile::load(&key)
+                    .with_context(|| format!("cannot load the key {}", key.display()))?,
+            );
+            let options = cdn::publish::PublishOptions {
+                publisher_url: publisher.trim_end_matches('/').to_owned(),
+                title,
+                mime,
+                replicas,
+                price_per_view,
+                piece_bytes: piece_kib
+                    .checked_mul(1024)
+                    .context("--piece-kib is too large")?,
+                progress: !json,
+            };
+            let summary = runtime()?.block_on(cdn::publish::publish(&file, key, &options))?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "published {} ({} bytes, {} pieces x {} replicas, {} per view)",
+                    summary.content,
+                    summary.size,
+                    summary.pieces,
+                    summary.replicas,
+                    summary.price_per_view
+                );
+                println!("watch it through a gateway at /watch/{}", summary.content);
+            }
+            Ok(())
+        }
+        Cmd::Gateway {
+            listen,
+            publisher,
+            wallet,
+            ahead_pieces,
+            cache_pieces,
+            piece_timeout_ms,
+        } => {
+            let mut options = cdn::gateway::GatewayOptions::new(&publisher, wallet);
+            options.listen = listen;
+            options.ahead_pieces = ahead_pieces.clamp(0, 64);
+            options.cache_pieces = cache_pieces.clamp(2, 4096);
+            options.piece_timeout_ms = piece_timeout_ms.max(100);
+            let running = cdn::gateway::start(options).context("the gateway could not start")?;
+            listening(&running.url)?;
+            running.wait()?;
+            Ok(())
+        }
+        Cmd::Status { publisher, json } => {
+            lcp::client::check_url(&publisher)?;
+            let status: serde_json::Value = runtime()?.block_on(async {
+                let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+                let v = http
+                    .get(format!("{}/v1/status", publisher.trim_end_matches('/')))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                anyhow::Ok(v)
+            })?;
+            if json {
+                println!("{status}");
+                return Ok(());
+            }
+            println!(
+                "publisher {} balance {}",
+                status["publisher"], status["balance"]
+            );
+            for c in status["contents"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {:<30} {:>10} bytes  replicas {}-{} (base {})  views {}  income {}",
+                    c["content"].as_str().unwrap_or(""),
+                    c["title"].as_str().unwrap_or(""),
+                    c["size"],
+                    c["replicas_min"],
+                    c["replicas_max"],
+                    c["replicas_base"],
+                    c["views"],
+                    c["income"]
+                );
+            }
+            for e in status["events"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {}",
+                    e["time"].as_str().unwrap_or(""),
+                    e["what"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+    }
+}

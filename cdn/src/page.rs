@@ -1,0 +1,149 @@
+//! The HTML pages: the publisher's status page, the gateway's index, the player page with live
+//! figures, and the clear error page (402 when the viewer cannot pay). Every value is escaped.
+
+use crate::error::Error;
+use crate::manifest::Manifest;
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}.bad{color:#a00}";
+
+fn shell(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        esc(title)
+    )
+}
+
+/// `GET /` of the publisher.
+pub async fn status_page(p: crate::server::State) -> actix_web::HttpResponse {
+    let body = match p.status().await {
+        Ok(s) => render_status(&s),
+        Err(e) => format!("<p class=bad>{}</p>", esc(&e.to_string())),
+    };
+    actix_web::HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(shell("Publisher", &body))
+}
+
+fn render_status(s: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => esc(s),
+        other => esc(&other.to_string()),
+    };
+    let mut out = format!(
+        "<h1>Publisher</h1><p>Entity <code>{}</code>, balance {} in <code>{}</code></p>",
+        text(&s["publisher"]),
+        text(&s["balance"]),
+        text(&s["currency"])
+    );
+    out.push_str("<h2>Catalog</h2><table><tr><th>content</th><th>title</th><th>size</th><th>price per view</th><th>replicas (min-max, base)</th><th>views</th><th>income</th><th>piece reads this round</th></tr>");
+    for c in s["contents"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}-{} ({})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&c["content"]), text(&c["title"]), text(&c["size"]), text(&c["price_per_view"]),
+            text(&c["replicas_min"]), text(&c["replicas_max"]), text(&c["replicas_base"]),
+            text(&c["views"]), text(&c["income"]), text(&c["pieces_asked_this_round"])
+        ));
+    }
+    out.push_str("</table><h2>Contracts</h2><table><tr><th>agent</th><th>endpoint</th><th>read per KiB</th><th>used / block bytes</th><th>credit (estimate)</th><th>ends</th></tr>");
+    for c in s["contracts"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
+            text(&c["agent"]), text(&c["endpoint"]), text(&c["read_per_kib"]),
+            text(&c["used_bytes"]), text(&c["block_bytes"]), text(&c["credit_estimate"]), text(&c["ends"])
+        ));
+    }
+    out.push_str("</table><h2>Scaling events</h2><ul>");
+    for e in s["events"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "<li>{} <code>{}</code> {}</li>",
+            text(&e["time"]),
+            text(&e["content"]),
+            text(&e["what"])
+        ));
+    }
+    out.push_str("</ul>");
+    out
+}
+
+/// `GET /` of the gateway: the publisher's catalog with links to watch.
+pub fn gateway_index(catalog: &serde_json::Value) -> String {
+    let mut out = String::from("<h1>Catalog</h1><table><tr><th>title</th><th>size</th><th>price per view</th><th></th></tr>");
+    for c in catalog["contents"].as_array().into_iter().flatten() {
+        let id = esc(c["content"].as_str().unwrap_or(""));
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/watch/{id}\">watch</a></td></tr>",
+            esc(c["title"].as_str().unwrap_or("")),
+            c["size"],
+            c["price_per_view"]
+        ));
+    }
+    out.push_str("</table>");
+    shell("Catalog", &out)
+}
+
+/// `GET /watch/{content}`: the player and its live figures.
+pub fn player_page(m: &Manifest) -> String {
+    let id = esc(&m.content);
+    let body = format!(
+        "<h1>{title}</h1>\
+<video id=v src=\"/v/{id}\" controls autoplay muted playsinline width=640></video>\
+<table id=figures><tr><th>position</th><td id=pos>0</td></tr>\
+<tr><th>throughput</th><td id=tp>-</td></tr><tr><th>failovers</th><td id=fo>0</td></tr>\
+<tr><th>corrupt pieces rejected</th><td id=bad>0</td></tr><tr><th>spend</th><td id=spend>-</td></tr></table>\
+<h2>Bytes per agent</h2><table id=agents></table>\
+<script>\
+const v=document.getElementById('v');const id='{id}';\
+function fmt(n){{return n>1e6?(n/1e6).toFixed(1)+' MB':n+' B'}}\
+async function tick(){{\
+ try{{await fetch('/v1/stats/'+id+'/player',{{method:'POST',headers:{{'content-type':'application/json'}},body:JSON.stringify({{current_time_s:v.currentTime}})}});\
+ const s=await (await fetch('/v1/stats/'+id)).json();\
+ document.getElementById('pos').textContent=v.currentTime.toFixed(2)+' s';\
+ document.getElementById('tp').textContent=fmt(s.throughput_bytes_per_s)+'/s';\
+ document.getElementById('fo').textContent=s.failovers;\
+ document.getElementById('bad').textContent=s.corrupt;\
+ document.getElementById('spend').textContent=s.spend;\
+ const t=document.getElementById('agents');t.textContent='';\
+ for(const [a,b] of Object.entries(s.bytes_per_agent)){{const r=t.insertRow();r.insertCell().textContent=a.slice(0,20)+'…';r.insertCell().textContent=fmt(b)}}\
+ }}catch(e){{}}\
+}}\
+setInterval(tick,500);v.play().catch(()=>{{}});\
+</script>",
+        title = esc(&m.title)
+    );
+    shell(&m.title, &body)
+}
+
+/// The page a browser gets for an error; for 402 it says what to do.
+pub fn error_page(e: &Error) -> String {
+    let advice = match e {
+        Error::CannotPay { .. } => {
+            "<p>Your wallet cannot pay for this view. Fund the wallet this gateway uses \
+             (<code>--wallet</code>) in the publisher's currency, then reload.</p>"
+        }
+        Error::UnknownContent(_) => "<p>The publisher has no such content.</p>",
+        _ => "",
+    };
+    shell(
+        "Cannot play",
+        &format!(
+            "<h1>{} {}</h1><p class=bad>{}</p>{advice}",
+            e.status().as_u16(),
+            if matches!(e, Error::CannotPay { .. }) {
+                "Payment required"
+            } else {
+                "Cannot play"
+            },
+            esc(&e.to_string())
+        ),
+    )
+}

@@ -1,0 +1,164 @@
+//! `cdn serve`: open the database, find the currency, start the publisher's HTTP server and its
+//! scaling loop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lcp::client::{ClientOptions, CounterStore, IssuerClient};
+
+use crate::publisher::{Publisher, PublisherOptions};
+
+/// Longest start-up waits for the market to list an agent (to learn the currency).
+pub const MARKET_WAIT_MS_MAX: u64 = 30_000;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub market: String,
+    pub database: Option<String>,
+    /// The issuer of the currency views are sold in; by default the one most agents in the
+    /// market's book accept.
+    pub issuer_url: Option<String>,
+    pub publisher: PublisherOptions,
+    pub tls: Option<lcp::http::TlsFiles>,
+}
+
+pub struct RunningPublisher {
+    pub url: String,
+    pub publisher: Arc<Publisher>,
+    pub http: lcp::http::HttpHandle,
+    _dir_lock: lcp::datadir::DirLock,
+}
+
+impl RunningPublisher {
+    pub fn wait(self) -> std::io::Result<()> {
+        self.http.wait()
+    }
+}
+
+/// The issuer most live offers accept: (url, entity).
+async fn market_currency(
+    http: &reqwest::Client,
+    market: &str,
+) -> anyhow::Result<(String, protocol::EntityId)> {
+    let deadline = Instant::now() + Duration::from_millis(MARKET_WAIT_MS_MAX);
+    loop {
+        let listed: anyhow::Result<Vec<market::book::Listing>> = async {
+            let v: serde_json::Value = http
+                .get(format!("{market}/v1/offers"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok(serde_json::from_value(v["offers"].clone())?)
+        }
+        .await;
+        let mut votes: std::collections::BTreeMap<(String, String), usize> = Default::default();
+        for l in listed.unwrap_or_default() {
+            if let Ok((_, offer)) = l
+                .offer
+                .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
+            {
+                for c in offer.currencies {
+                    *votes
+                        .entry((c.issuer_url.clone(), c.issuer.to_string()))
+                        .or_insert(0) += 1;
+                }
+            }
+        }
+        if let Some(((url, entity), _)) = votes.into_iter().max_by_key(|(_, n)| *n) {
+            let entity = protocol::EntityId::parse(&entity)
+                .map_err(|_| anyhow::anyhow!("the market lists a malformed issuer id"))?;
+            return Ok((url, entity));
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the market at {market} lists no agent offer after {MARKET_WAIT_MS_MAX} ms, so \
+                 the currency is unknown; pass --issuer-url"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
+    std::fs::create_dir_all(&options.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            options.data_dir.display()
+        )
+    })?;
+    lcp::client::check_url(&options.market)?;
+    let dir_lock = lcp::datadir::lock(&options.data_dir, "cdn")?;
+    let key_path = options.data_dir.join("identity.key");
+    let key = Arc::new(lcp::keyfile::load_or_create(&key_path)?);
+    let location = match &options.database {
+        Some(url) => db::Location::parse(url),
+        None => db::Location::sqlite_in(&options.data_dir, "cdn.sqlite"),
+    };
+    tracing::info!(database = %location.redacted(), entity = %key.entity(), "starting publisher");
+    let database = db::Database::open(location, crate::migrations())?;
+    let http_client = lcp::client::http_client(&ClientOptions::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (issuer_url, currency) = match &options.issuer_url {
+        Some(url) => {
+            let signed = lcp::client::SignedClient::new(http_client.clone(), url, key.clone());
+            let entity = rt
+                .block_on(signed.audience())
+                .with_context(|| format!("the issuer at {url} does not answer"))?
+                .clone();
+            (url.clone(), entity)
+        }
+        None => rt.block_on(market_currency(&http_client, &options.market))?,
+    };
+    let wallet = IssuerClient::new(
+        http_client.clone(),
+        &issuer_url,
+        key.clone(),
+        Some(CounterStore::beside_key(&key_path)),
+    );
+    let every = Duration::from_secs(options.publisher.scale_interval_s.max(1));
+    let publisher = Arc::new(Publisher::new(
+        key,
+        database,
+        http_client,
+        &options.market,
+        wallet,
+        currency,
+        issuer_url,
+        options.publisher.clone(),
+    ));
+    let for_routes = publisher.clone();
+    let for_tasks = publisher.clone();
+    let http = lcp::http::spawn(
+        "cdn",
+        &options.listen,
+        options.tls.as_ref(),
+        0,
+        move |cfg| crate::server::routes(cfg, for_routes.clone()),
+        move || {
+            actix_web::rt::spawn(scale_loop(for_tasks, every));
+        },
+    )?;
+    Ok(RunningPublisher {
+        url: http.url.clone(),
+        publisher,
+        http,
+        _dir_lock: dir_lock,
+    })
+}
+
+async fn scale_loop(publisher: Arc<Publisher>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = publisher.scale_round().await {
+            tracing::warn!(error = %e, "scaling round failed");
+        }
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE views;
+DROP TABLE replicas;
+DROP TABLE contents;
+DROP TABLE contracts;
