@@ -1,10 +1,10 @@
 //! The commands: `init`, `create`, `snapshots`, `ls`, `restore`. The CLI (`main.rs`) only
 //! parses arguments and prints.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use market::book::{MatchRequest, RegisteredObject, Registration};
@@ -13,8 +13,10 @@ use serde::Serialize;
 use storage_agent::client::AgentClient;
 
 use crate::crypto::{KeyFile, Keys};
+use crate::erasure;
 use crate::error::{remote, Error};
 use crate::pack::{self, Location, PackBuilder, PACK_BYTES_TARGET};
+use crate::progress::Progress;
 use crate::repo::{self, Repo, RepoConfig, Slot};
 use crate::tree::{Kind, Node, Snapshot};
 
@@ -205,43 +207,6 @@ pub struct CreateSummary {
     pub seconds: f64,
 }
 
-/// Progress on a terminal: one line, rewritten.
-struct Progress {
-    on: bool,
-    start: Instant,
-    total_bytes: u64,
-}
-
-impl Progress {
-    fn show(&self, done: u64, added: u64) {
-        if !self.on {
-            return;
-        }
-        let secs = self.start.elapsed().as_secs_f64().max(0.001);
-        let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
-            (self.total_bytes.saturating_sub(done)) as f64 / rate
-        } else {
-            0.0
-        };
-        eprint!(
-            "\r{:>6.1}% {:>8.1} MiB of {:.1} MiB, {:.1} MiB/s, {:.1} MiB new, ETA {:.0} s   ",
-            100.0 * done as f64 / self.total_bytes.max(1) as f64,
-            done as f64 / 1048576.0,
-            self.total_bytes as f64 / 1048576.0,
-            rate / 1048576.0,
-            added as f64 / 1048576.0,
-            eta
-        );
-    }
-
-    fn done(&self) {
-        if self.on {
-            eprintln!();
-        }
-    }
-}
-
 /// Walk `root`, answering nodes (paths relative to the parent of `root`), skipping excluded
 /// paths.
 fn walk(
@@ -312,8 +277,95 @@ fn walk(
     Ok(())
 }
 
-/// `backup create`: chunk, dedup, compress, encrypt, pack, erasure-code and upload; then the
-/// index and the snapshot.
+/// Finished packs waiting for their upload, at most. Each is about [`PACK_BYTES_TARGET`]
+/// (16 MiB): with one pack queued, one being filled and one being coded and uploaded, `create`
+/// holds about 3 packs' worth (plus the shards of one), which keeps its peak memory below
+/// restic's.
+pub const PACKS_IN_FLIGHT_MAX: usize = 1;
+
+/// A closed pack on its way from the chunking thread to the uploader.
+struct ClosedPack {
+    id: String,
+    bytes: Vec<u8>,
+    locations: Vec<(String, Location)>,
+}
+
+/// What the chunking thread counted.
+#[derive(Default)]
+struct Chunked {
+    nodes: Vec<Node>,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    chunks_new: u64,
+    chunks_known: u64,
+}
+
+/// The chunking side of `create`, on a thread of its own: read, cut, dedup against `known`,
+/// compress, seal and pack; each full pack goes to `packs` (blocking while the uploader is
+/// [`PACKS_IN_FLIGHT_MAX`] packs behind). Adds the bytes read to `read`.
+fn chunk_all(
+    found: Vec<(PathBuf, Node)>,
+    keys: &Keys,
+    mut known: HashSet<String>,
+    packs: &tokio::sync::mpsc::Sender<ClosedPack>,
+    read: &AtomicU64,
+) -> Result<Chunked, Error> {
+    let send = |packer: PackBuilder| {
+        let (id, bytes, locations) = packer.finish();
+        packs
+            .blocking_send(ClosedPack {
+                id,
+                bytes,
+                locations,
+            })
+            // The uploader stopped: its error is the one reported.
+            .map_err(|_| Error::Io("the uploader stopped".into()))
+    };
+    let mut out = Chunked {
+        nodes: Vec::with_capacity(found.len()),
+        ..Chunked::default()
+    };
+    let mut packer = PackBuilder::default();
+    for (path, mut node) in found {
+        match node.kind {
+            Kind::Dir => out.dirs += 1,
+            Kind::Symlink => {}
+            Kind::File => {
+                out.files += 1;
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                let chunker = fastcdc::v2020::StreamCDC::new(file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+                for chunk in chunker {
+                    let chunk = chunk.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                    let id = keys.chunk_id(&chunk.data);
+                    out.bytes += chunk.data.len() as u64;
+                    read.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                    if known.contains(&id) {
+                        out.chunks_known += 1;
+                    } else {
+                        out.chunks_new += 1;
+                        let blob = pack::seal_chunk(keys, &chunk.data)?;
+                        packer.add(id.clone(), &blob);
+                        known.insert(id.clone());
+                        if packer.len() >= PACK_BYTES_TARGET {
+                            send(std::mem::take(&mut packer))?;
+                        }
+                    }
+                    node.chunks.push(id);
+                }
+            }
+        }
+        out.nodes.push(node);
+    }
+    if !packer.is_empty() {
+        send(packer)?;
+    }
+    Ok(out)
+}
+
+/// `backup create`: chunk, dedup, compress, encrypt and pack on one thread while the packs it
+/// closes are erasure-coded and uploaded; then the index and the snapshot.
 pub async fn create(
     repo: &mut Repo,
     paths: &[PathBuf],
@@ -334,11 +386,6 @@ pub async fn create(
     let mut added_locations: HashMap<String, Location> = pending;
 
     let total: u64 = found.iter().map(|(_, n)| n.size).sum();
-    let progress = Progress {
-        on: std::io::stderr().is_terminal(),
-        start: Instant::now(),
-        total_bytes: total,
-    };
     // Bulk credit for the expected writes: shards of about total / k on each slot.
     let per_slot = total / repo.k() as u64 + (1 << 20);
     repo.prepay(per_slot, |s| s.write_per_kib).await?;
@@ -355,46 +402,32 @@ pub async fn create(
         packs: 0,
         seconds: 0.0,
     };
-    let mut packer = PackBuilder::default();
-    let mut nodes = Vec::with_capacity(found.len());
-    let mut done = 0u64;
-    for (path, mut node) in found {
-        match node.kind {
-            Kind::Dir => summary.dirs += 1,
-            Kind::Symlink => {}
-            Kind::File => {
-                summary.files += 1;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                let chunker = fastcdc::v2020::StreamCDC::new(file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
-                for chunk in chunker {
-                    let chunk = chunk.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                    let id = repo.keys.chunk_id(&chunk.data);
-                    summary.bytes += chunk.data.len() as u64;
-                    done += chunk.data.len() as u64;
-                    if repo.index.chunks.contains_key(&id) || packer.contains(&id) {
-                        summary.chunks_known += 1;
-                    } else {
-                        summary.chunks_new += 1;
-                        let blob = pack::seal_chunk(&repo.keys, &chunk.data)?;
-                        packer.add(id.clone(), &blob);
-                        if packer.len() >= PACK_BYTES_TARGET {
-                            let full = std::mem::take(&mut packer);
-                            upload_pack(repo, full, &mut summary, &mut added_locations).await?;
-                            progress.show(done, summary.data_added);
-                        }
-                    }
-                    node.chunks.push(id);
-                }
-            }
+    let progress = Progress::start(total);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ClosedPack>(PACKS_IN_FLIGHT_MAX);
+    let known: HashSet<String> = repo.index.chunks.keys().cloned().collect();
+    let (keys, read) = (repo.keys.clone(), progress.counter());
+    let chunker = tokio::task::spawn_blocking(move || chunk_all(found, &keys, known, &tx, &read));
+    let uploaded = async {
+        while let Some(pack) = rx.recv().await {
+            upload_pack(repo, pack, &mut summary, &mut added_locations).await?;
         }
-        nodes.push(node);
+        Ok::<_, Error>(())
     }
-    if !packer.is_empty() {
-        upload_pack(repo, packer, &mut summary, &mut added_locations).await?;
-    }
-    progress.show(done, summary.data_added);
-    progress.done();
+    .await;
+    // On an upload error the channel closes, so the chunking thread stops too.
+    drop(rx);
+    let chunked = chunker
+        .await
+        .map_err(|e| Error::Io(format!("the chunking thread failed: {e}")));
+    uploaded?;
+    let chunked = chunked??;
+    progress.finish();
+    summary.files = chunked.files;
+    summary.dirs = chunked.dirs;
+    summary.bytes = chunked.bytes;
+    summary.chunks_new = chunked.chunks_new;
+    summary.chunks_known = chunked.chunks_known;
+    let nodes = chunked.nodes;
 
     // The index of what this backup added, then the snapshot that refers to it.
     if !added_locations.is_empty() {
@@ -434,16 +467,28 @@ pub async fn create(
     Ok(summary)
 }
 
+/// Erasure-code one closed pack (on a blocking thread: it is CPU work), store its shards,
+/// and record its chunks as pending in the local index.
 async fn upload_pack(
     repo: &mut Repo,
-    packer: PackBuilder,
+    pack: ClosedPack,
     summary: &mut CreateSummary,
     added: &mut HashMap<String, Location>,
 ) -> Result<(), Error> {
-    let (id, bytes, locations) = packer.finish();
-    repo.put_sharded(&format!("p-{id}"), &bytes).await?;
-    summary.data_added += bytes.len() as u64;
-    summary.bytes_stored += (bytes.len() as u64 + 8).div_ceil(repo.k() as u64) * repo.n() as u64;
+    let ClosedPack {
+        id,
+        bytes,
+        locations,
+    } = pack;
+    let (k, m) = (repo.k(), repo.config.parity_shards);
+    let len = bytes.len() as u64;
+    // The pack's bytes are freed once coded: only its shards travel on.
+    let shards = tokio::task::spawn_blocking(move || erasure::encode(&bytes, k, m))
+        .await
+        .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))??;
+    repo.put_shards(&format!("p-{id}"), shards).await?;
+    summary.data_added += len;
+    summary.bytes_stored += erasure::shard_len(len as usize, k) as u64 * repo.n() as u64;
     summary.packs += 1;
     for (chunk, loc) in locations {
         repo.index.chunks.insert(chunk.clone(), loc.clone());
@@ -488,10 +533,46 @@ pub struct RestoreSummary {
     pub seconds: f64,
 }
 
-/// Packs kept in memory during a restore.
+/// Packs kept in memory during a restore (a file's chunks may span two packs).
 const PACK_CACHE_MAX: usize = 2;
+/// Packs fetched ahead of the writer and waiting for it, at most (one more is being fetched).
+/// Each is about 16 MiB: with the cache, a restore holds about 4 packs.
+pub const PACKS_AHEAD_MAX: usize = 1;
 
-/// `backup restore`: rebuild the snapshot's tree under `target`.
+/// The packs a restore keeps: the oldest loaded goes first. Both the planner (which only
+/// records ids, to know the order of loads in advance) and the writer use it, so the fetcher
+/// reads exactly the packs the writer will ask for, in that order.
+struct PackCache<T> {
+    entries: Vec<(String, T)>,
+}
+
+impl<T> PackCache<T> {
+    fn new() -> Self {
+        PackCache {
+            entries: Vec::with_capacity(PACK_CACHE_MAX),
+        }
+    }
+
+    fn get(&self, pack: &str) -> Option<&T> {
+        self.entries.iter().find(|(p, _)| p == pack).map(|(_, t)| t)
+    }
+
+    fn insert(&mut self, pack: String, value: T) {
+        if self.entries.len() == PACK_CACHE_MAX {
+            self.entries.remove(0);
+        }
+        self.entries.push((pack, value));
+    }
+}
+
+/// A pack read by the fetcher: its id, its bytes, and how many shards were bad.
+type Fetched = Result<(String, Vec<u8>, usize), Error>;
+
+/// `backup restore`: rebuild the snapshot's tree under `target`. A task fetches the packs in
+/// the order the writer needs them (planned in advance), [`PACKS_AHEAD_MAX`] ahead, while a
+/// blocking thread decrypts, decompresses and writes. Files are not synced one by one
+/// (restic does not either): the data is in the page cache when this returns, and on disk
+/// once the system writes it back (run `sync` for that).
 pub async fn restore(
     repo: &mut Repo,
     which: &str,
@@ -502,17 +583,49 @@ pub async fn restore(
     let snap = find_snapshot(repo, which).await?;
     repo.sync_index().await?;
     let include_set = glob_set(include, "--include")?;
-    let wanted = |n: &Node| include.is_empty() || include_set.is_match(&n.path);
-    // Read credit for everything, up front.
-    let needed: u64 = snap
+    let nodes: Vec<Node> = snap
         .nodes
-        .iter()
-        .filter(|n| wanted(n))
-        .map(|n| n.size)
-        .sum();
+        .into_iter()
+        .filter(|n| include.is_empty() || include_set.is_match(&n.path))
+        .collect();
+    // Where every chunk is, and the order the packs will be loaded in.
+    let mut locations: HashMap<String, Location> = HashMap::new();
+    let mut loads = Vec::new();
+    let mut planned = PackCache::new();
+    for id in nodes.iter().flat_map(|n| n.chunks.iter()) {
+        let loc = repo
+            .index
+            .chunks
+            .get(id)
+            .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))?;
+        if planned.get(&loc.pack).is_none() {
+            planned.insert(loc.pack.clone(), ());
+            loads.push(loc.pack.clone());
+        }
+        locations.insert(id.clone(), loc.clone());
+    }
+    // Read credit for everything, up front.
+    let needed: u64 = nodes.iter().map(|n| n.size).sum();
     repo.prepay(needed / repo.k() as u64 + (4 << 20), |s| s.read_per_kib)
         .await?;
     std::fs::create_dir_all(target)?;
+
+    let progress = Progress::start(needed);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(PACKS_AHEAD_MAX);
+    let reader = repo.reader();
+    let fetcher = tokio::spawn(async move {
+        for pack in loads {
+            let got = reader
+                .get(&format!("p-{pack}"), |d| protocol::sha256_hex(d) == pack)
+                .await
+                .map(|(bytes, bad)| (pack, bytes, bad.len()));
+            let failed = got.is_err();
+            // A closed channel: the writer stopped, and reports why.
+            if tx.send(got).await.is_err() || failed {
+                break;
+            }
+        }
+    });
     let mut summary = RestoreSummary {
         snapshot: snap.id.clone(),
         files: 0,
@@ -523,9 +636,44 @@ pub async fn restore(
         shards_bad: 0,
         seconds: 0.0,
     };
-    let mut cache: Vec<(String, Vec<u8>)> = Vec::new();
+    let (keys, target, written) = (repo.keys.clone(), target.to_path_buf(), progress.counter());
+    let writer = tokio::task::spawn_blocking(move || {
+        write_tree(
+            &nodes,
+            &locations,
+            &keys,
+            &target,
+            rx,
+            &written,
+            &mut summary,
+        )
+        .map(|()| summary)
+    });
+    let result = writer
+        .await
+        .map_err(|e| Error::Io(format!("the restore thread failed: {e}")));
+    fetcher.abort();
+    progress.finish();
+    let mut summary = result??;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The writing side of `restore`: every node under `target`, chunks from the packs `packs`
+/// delivers in the planned order.
+fn write_tree(
+    nodes: &[Node],
+    locations: &HashMap<String, Location>,
+    keys: &Keys,
+    target: &Path,
+    mut packs: tokio::sync::mpsc::Receiver<Fetched>,
+    written: &AtomicU64,
+    summary: &mut RestoreSummary,
+) -> Result<(), Error> {
+    use std::io::Write;
+    let mut cache: PackCache<Vec<u8>> = PackCache::new();
     let mut dirs = Vec::new();
-    for node in snap.nodes.iter().filter(|n| wanted(n)) {
+    for node in nodes {
         let path = safe_join(target, &node.path)?;
         match node.kind {
             Kind::Dir => {
@@ -539,38 +687,38 @@ pub async fn restore(
                 }
                 let _ = std::fs::remove_file(&path);
                 std::os::unix::fs::symlink(node.target.as_deref().unwrap_or(""), &path)?;
+                set_symlink_mtime(&path, node.mtime_ns)?;
                 summary.symlinks += 1;
             }
             Kind::File => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                let mut out = std::fs::File::create(&path)?;
+                let mut out = std::io::BufWriter::with_capacity(
+                    CHUNK_MAX as usize,
+                    std::fs::File::create(&path)?,
+                );
                 for id in &node.chunks {
-                    let loc = repo
-                        .index
-                        .chunks
+                    let loc = locations
                         .get(id)
-                        .cloned()
                         .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))?;
-                    let pos = match cache.iter().position(|(p, _)| *p == loc.pack) {
-                        Some(p) => p,
-                        None => {
-                            let (bytes, bad) = repo
-                                .get_sharded(&format!("p-{}", loc.pack), |d| {
-                                    protocol::sha256_hex(d) == loc.pack
-                                })
-                                .await?;
-                            summary.packs_read += 1;
-                            summary.shards_bad += bad.len() as u64;
-                            if cache.len() == PACK_CACHE_MAX {
-                                cache.remove(0);
-                            }
-                            cache.push((loc.pack.clone(), bytes));
-                            cache.len() - 1
+                    if cache.get(&loc.pack).is_none() {
+                        let (pack, bytes, bad) = packs
+                            .blocking_recv()
+                            .ok_or_else(|| Error::Io("the pack fetcher stopped early".into()))??;
+                        if pack != loc.pack {
+                            return Err(Error::Io(format!(
+                                "pack {pack} arrived where {} was planned",
+                                loc.pack
+                            )));
                         }
-                    };
-                    let pack_bytes = &cache[pos].1;
+                        summary.packs_read += 1;
+                        summary.shards_bad += bad as u64;
+                        cache.insert(pack, bytes);
+                    }
+                    let pack_bytes = cache
+                        .get(&loc.pack)
+                        .ok_or_else(|| Error::Io("a pack left the cache early".into()))?;
                     let start =
                         usize::try_from(loc.offset).map_err(|_| Error::Corrupt("offset".into()))?;
                     let end = start
@@ -579,15 +727,14 @@ pub async fn restore(
                     let blob = pack_bytes.get(start..end).ok_or_else(|| {
                         Error::Corrupt(format!("chunk {id} lies outside its pack"))
                     })?;
-                    let chunk = pack::open_chunk(&repo.keys, blob, CHUNK_MAX as usize)?;
-                    use std::io::Write;
+                    let chunk = pack::open_chunk(keys, blob, CHUNK_MAX as usize)?;
                     out.write_all(&chunk)?;
                     summary.bytes += chunk.len() as u64;
+                    written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
-                out.sync_all()?;
-                drop(out);
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(node.mode))?;
-                set_mtime(&path, node.mtime_ns)?;
+                let file = out.into_inner().map_err(|e| Error::Io(e.to_string()))?;
+                file.set_permissions(std::fs::Permissions::from_mode(node.mode))?;
+                file.set_modified(mtime(node.mtime_ns))?;
                 summary.files += 1;
             }
         }
@@ -596,23 +743,23 @@ pub async fn restore(
     // read-only directory must still be written into first.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, node) in dirs {
-        set_mtime(&path, node.mtime_ns)?;
+        std::fs::File::open(&path)?.set_modified(mtime(node.mtime_ns))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(node.mode))?;
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(())
 }
 
-fn set_mtime(path: &Path, mtime_ns: i128) -> Result<(), Error> {
-    let t = if mtime_ns >= 0 {
-        std::time::UNIX_EPOCH
-            + std::time::Duration::from_nanos(u64::try_from(mtime_ns).unwrap_or(u64::MAX))
-    } else {
-        std::time::UNIX_EPOCH
-    };
-    let f = std::fs::File::open(path)?;
-    f.set_modified(t)?;
-    Ok(())
+/// A snapshot's mtime (ns since the epoch) as a time; before 1970 counts as 1970.
+fn mtime(mtime_ns: i128) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(mtime_ns.max(0)).unwrap_or(u64::MAX))
+}
+
+/// Set a symlink's own mtime (not its target's).
+fn set_symlink_mtime(path: &Path, mtime_ns: i128) -> Result<(), Error> {
+    let t = filetime::FileTime::from_system_time(mtime(mtime_ns));
+    filetime::set_symlink_file_times(path, t, t)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }
 
 /// The patterns given with `flag`, as one matcher.

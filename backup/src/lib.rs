@@ -14,6 +14,7 @@ pub mod erasure;
 pub mod error;
 pub mod maintain;
 pub mod pack;
+pub mod progress;
 pub mod repo;
 pub mod tree;
 

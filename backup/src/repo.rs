@@ -108,12 +108,87 @@ impl Wallet {
 pub struct Repo {
     pub dir: PathBuf,
     pub config: RepoConfig,
-    pub keys: Keys,
+    /// Shared with the threads of `create` and `restore`.
+    pub keys: Arc<Keys>,
     pub index: Index,
     pub buyer: Arc<KeyPair>,
     pub wallet: IssuerClient,
     pub http: reqwest::Client,
-    agents: Vec<AgentClient>,
+    agents: Vec<Arc<AgentClient>>,
+}
+
+/// What reading shards needs, owned, so a spawned task can read ahead while the caller works
+/// (`restore`'s prefetch). Cheap to make: [`Repo::reader`].
+#[derive(Clone)]
+pub struct Reader {
+    agents: Vec<Arc<AgentClient>>,
+    slots: Vec<Slot>,
+    wallet: IssuerClient,
+    k: usize,
+    m: usize,
+}
+
+impl Reader {
+    /// Fetch shards `which` of `name` concurrently into `shards` (a missing one stays `None`).
+    async fn fetch_into(
+        &self,
+        name: &str,
+        which: std::ops::Range<usize>,
+        shards: &mut [Option<Vec<u8>>],
+    ) {
+        let gets = which.clone().map(|i| {
+            let (a, slot) = (&self.agents[i], &self.slots[i]);
+            async move {
+                get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}"))
+                    .await
+                    .ok()
+            }
+        });
+        for (i, got) in which.zip(join_all(gets).await) {
+            shards[i] = got;
+        }
+    }
+
+    /// Fetch every shard of `name` (missing ones as `None`).
+    pub async fn fetch_shards(&self, name: &str) -> Vec<Option<Vec<u8>>> {
+        let mut shards = vec![None; self.k + self.m];
+        self.fetch_into(name, 0..self.k + self.m, &mut shards).await;
+        shards
+    }
+
+    /// Read `name`, accepting only data that `verify` accepts. The k data shards are read
+    /// first: when all arrive and their join verifies, that is the object (no decoding, no
+    /// parity read). Otherwise the parity shards are read too and the object is rebuilt from
+    /// any k that verify. Answers the data and the shards that were missing or damaged (of
+    /// those read).
+    pub async fn get<F>(&self, name: &str, verify: F) -> Result<(Vec<u8>, Vec<usize>), Error>
+    where
+        F: Fn(&[u8]) -> bool,
+    {
+        let (k, n) = (self.k, self.k + self.m);
+        let mut shards = vec![None; n];
+        self.fetch_into(name, 0..k, &mut shards).await;
+        if shards.iter().take(k).all(Option::is_some) {
+            let data: Vec<Vec<u8>> = shards.iter_mut().take(k).filter_map(Option::take).collect();
+            match erasure::unframe(data) {
+                Ok(object) if verify(&object) => return Ok((object, vec![])),
+                Ok(object) => {
+                    // Damaged yet well framed: the shards again, to find which.
+                    for (i, s) in erasure::data_shards(&object, k).into_iter().enumerate() {
+                        shards[i] = Some(s);
+                    }
+                }
+                Err(back) => {
+                    for (i, s) in back.into_iter().enumerate() {
+                        shards[i] = Some(s);
+                    }
+                }
+            }
+        }
+        self.fetch_into(name, k..n, &mut shards).await;
+        // A rare path (an agent lost or a shard damaged): name the bad shards precisely.
+        rebuild_verified(shards, k, self.m, verify, true)
+    }
 }
 
 pub fn key_name(repo: &str) -> String {
@@ -160,13 +235,13 @@ impl Repo {
         let agents = config
             .slots
             .iter()
-            .map(|s| AgentClient::new(http.clone(), &s.endpoint, buyer.clone()))
+            .map(|s| Arc::new(AgentClient::new(http.clone(), &s.endpoint, buyer.clone())))
             .collect();
         let index = read_json(&dir.join("index.json")).unwrap_or_default();
         Repo {
             dir: dir.to_path_buf(),
             config,
-            keys,
+            keys: Arc::new(keys),
             index,
             buyer,
             wallet,
@@ -286,6 +361,11 @@ impl Repo {
     /// Merkle roots of the shards.
     pub async fn put_sharded(&self, name: &str, data: &[u8]) -> Result<Vec<String>, Error> {
         let shards = erasure::encode(data, self.k(), self.config.parity_shards)?;
+        self.put_shards(name, shards).await
+    }
+
+    /// Store shard `i` of `shards` (from [`erasure::encode`]) as `<name>-<i>` on slot `i`.
+    pub async fn put_shards(&self, name: &str, shards: Vec<Vec<u8>>) -> Result<Vec<String>, Error> {
         let puts = shards.into_iter().enumerate().map(|(i, shard)| {
             let a = &self.agents[i];
             async move { self.put_paying(i, a, &format!("{name}-{i}"), shard).await }
@@ -293,23 +373,23 @@ impl Repo {
         join_all(puts).await.into_iter().collect()
     }
 
-    /// Fetch every shard of `name` (missing ones as `None`).
-    pub async fn fetch_shards(&self, name: &str) -> Vec<Option<Vec<u8>>> {
-        let gets = self.agents.iter().enumerate().map(|(i, a)| {
-            let slot = &self.config.slots[i];
-            async move {
-                get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}"))
-                    .await
-                    .ok()
-            }
-        });
-        join_all(gets).await
+    /// An owned reader of this repository's shards.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            agents: self.agents.clone(),
+            slots: self.config.slots.clone(),
+            wallet: self.wallet.clone(),
+            k: self.k(),
+            m: self.config.parity_shards,
+        }
     }
 
-    /// Rebuild `name` from its shards, accepting only data that `verify` accepts. Answers the
-    /// data and the indices of shards that were missing. Present but damaged shards are
-    /// skipped when the result fails verification; only `check` and `repair` name them, since
-    /// that takes a second encoding.
+    /// Fetch every shard of `name` (missing ones as `None`).
+    pub async fn fetch_shards(&self, name: &str) -> Vec<Option<Vec<u8>>> {
+        self.reader().fetch_shards(name).await
+    }
+
+    /// Read `name`, accepting only data that `verify` accepts ([`Reader::get`]).
     pub async fn get_sharded<F>(
         &self,
         name: &str,
@@ -318,8 +398,7 @@ impl Repo {
     where
         F: Fn(&[u8]) -> bool,
     {
-        let shards = self.fetch_shards(name).await;
-        rebuild_verified(shards, self.k(), self.config.parity_shards, verify, false)
+        self.reader().get(name, verify).await
     }
 
     /// Write `bytes` as `name` on slot `i`, topping up the contract's credit when the agent
@@ -490,7 +569,7 @@ impl Repo {
             block_bytes: block,
             end_s: now.saturating_add(i64::try_from(duration_s).unwrap_or(i64::MAX)),
         };
-        self.agents[i] = agent;
+        self.agents[i] = Arc::new(agent);
         let key: KeyFile = read_json(&self.dir.join("key.json"))?;
         let key_bytes = serde_json::to_vec(&key).map_err(|e| Error::Io(e.to_string()))?;
         let key_root = self
@@ -651,7 +730,8 @@ pub async fn get_paying(
     let mut paid = false;
     loop {
         match agent.get(contract, name, None).await {
-            Ok(bytes) => return Ok(bytes.to_vec()),
+            // No copy when the body is one buffer.
+            Ok(bytes) => return Ok(Vec::from(bytes)),
             Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
                 let Some((wallet, slot)) = payer else {
                     return Err(remote(format!("reading {name}"))(e));

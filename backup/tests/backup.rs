@@ -2,8 +2,8 @@
 //! small files, a large file, empty files, unicode names, symlinks and restrictive permissions
 //! is backed up; a second backup after a small change uploads little; two agents are killed;
 //! a fresh config directory restores it with only the market URL, the repository id, the
-//! password and the wallet, identical in contents, links, modes and mtimes. A wrong password
-//! fails fast and writes nothing.
+//! password and the wallet, identical in contents, links, modes and mtimes (symlinks' own
+//! mtimes too). A wrong password fails fast and writes nothing.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -74,6 +74,9 @@ fn make_tree(root: &Path) {
     std::fs::write(t("docs/Überschrift – 日本語 🎉.txt"), "unicode name\n").expect("unicode");
     std::os::unix::fs::symlink("big.bin", t("link-to-big")).expect("symlink");
     std::os::unix::fs::symlink("/nonexistent/target", t("docs/dangling")).expect("symlink");
+    // A link older than its creation: a restore that left links at "now" would differ.
+    let old_link = filetime::FileTime::from_unix_time(1_100_000_000, 0);
+    filetime::set_symlink_file_times(t("docs/dangling"), old_link, old_link).expect("lutimes");
     std::fs::create_dir(t("private")).expect("dir");
     std::fs::write(t("private/secret"), "s3cret\n").expect("secret");
     std::fs::set_permissions(t("private/secret"), std::fs::Permissions::from_mode(0o600))
@@ -103,12 +106,12 @@ fn listing(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
             let mode = m.mode() & 0o7777;
             if m.file_type().is_symlink() {
                 let target = std::fs::read_link(&p).expect("link");
-                // Symlink mtimes are not restored (that needs lutimes); their targets are.
+                // The link's own mtime (lstat); its mode is always 0777 on Linux.
                 out.push((
                     rel,
                     "link".into(),
                     0,
-                    0,
+                    m.mtime(),
                     target.to_string_lossy().as_bytes().to_vec(),
                 ));
             } else if m.is_dir() {
