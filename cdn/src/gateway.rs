@@ -90,11 +90,15 @@ pub struct Stats {
     fetch_time: Duration,
 }
 
+/// Pieces by index (each fetched once, shared by every reader) and their insertion order, for
+/// eviction.
+type PieceCache = (HashMap<u64, Arc<OnceCell<Bytes>>>, VecDeque<u64>);
+
 pub struct Session {
     pub manifest: Manifest,
     pub view: ViewAnswer,
     sources: tokio::sync::Mutex<HashMap<u64, VecDeque<Source>>>,
-    pieces: Mutex<(HashMap<u64, Arc<OnceCell<Bytes>>>, VecDeque<u64>)>,
+    pieces: Mutex<PieceCache>,
     pub stats: Mutex<Stats>,
     expires_s: i64,
 }

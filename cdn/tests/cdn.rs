@@ -1,0 +1,629 @@
+//! The cdn end to end on a devnet (real binaries for the issuer, the market, the agents and,
+//! with `--cdn`, the publisher; the gateway in-process; loopback only):
+//! - a real MP4 (made here with ffmpeg) is published and read through the gateway
+//!   byte-identical, whole and in ranges; ffprobe reads it through the gateway URL; headless
+//!   Chromium plays it on the watch page (its `currentTime` advances);
+//! - an unfunded viewer gets 402; a funded one pays the per-view price once per view; the
+//!   agents are paid their read price; the publisher serves no piece bytes;
+//! - pieces altered on an agent's disk are detected and fetched from another replica; an agent
+//!   killed mid-stream does not stop the stream;
+//! - replicas grow under demand and lapse when cold, on SQLite and on PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdn::gateway::{Gateway, GatewayOptions};
+use devnet::{Devnet, Options, Which};
+use lcp::client::{ClientOptions, IssuerClient};
+use lcp::testing::eventually;
+use storage_agent::client::AgentClient;
+
+/// Longest a request in these tests may take.
+const REQUEST_WAIT_MS_MAX: u64 = 30_000;
+
+/// ffmpeg, or `None` (skip) when it is not installed; under `CI=true` a missing ffmpeg fails,
+/// since `.ci/run` installs it.
+fn ffmpeg() -> Option<()> {
+    let found = Path::new("/usr/bin/ffmpeg").exists() && Path::new("/usr/bin/ffprobe").exists();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but ffmpeg is not installed (.ci/run installs it)"
+        );
+        eprintln!("skipping: ffmpeg not installed (apt-get install -y ffmpeg)");
+        return None;
+    }
+    Some(())
+}
+
+/// An H.264 MP4 of `seconds` with the index up front (plays before it is all there).
+fn make_mp4(path: &Path, seconds: u32) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=duration={seconds}:size=320x240:rate=25"))
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-movflags",
+            "+faststart",
+        ])
+        .arg(path)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn devnet_up(opts: Options) -> Devnet {
+    tokio::task::spawn_blocking(move || Devnet::up(&opts))
+        .await
+        .expect("join")
+        .expect("devnet")
+}
+
+/// A new wallet key under `dir`, funded with `amount` from the devnet's wallet (0: unfunded).
+async fn viewer(net: &Devnet, dir: &Path, name: &str, amount: u64) -> PathBuf {
+    let path = dir.join(format!("{name}.key"));
+    let key = lcp::keyfile::generate(&path).expect("key");
+    if amount > 0 {
+        let wallet = IssuerClient::from_key_file(
+            &net.issuer.url,
+            &net.wallet.key,
+            &ClientOptions::default(),
+        )
+        .expect("wallet");
+        wallet
+            .transfer(key.entity(), amount, None)
+            .await
+            .expect("fund viewer");
+    }
+    path
+}
+
+async fn balance(net: &Devnet, key: &Path) -> i64 {
+    IssuerClient::from_key_file(&net.issuer.url, key, &ClientOptions::default())
+        .expect("wallet")
+        .balance()
+        .await
+        .expect("balance")
+        .balance
+}
+
+fn publish(publisher: &str, key: &Path, file: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
+        .args(["publish"])
+        .arg(file)
+        .args(["--publisher", publisher, "--key"])
+        .arg(key)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run cdn publish");
+    assert!(
+        out.status.success(),
+        "cdn publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("publish --json")
+}
+
+fn gateway(publisher: &str, wallet: &Path) -> cdn::gateway::RunningGateway {
+    let mut o = GatewayOptions::new(publisher, wallet.to_path_buf());
+    o.ahead_pieces = 3;
+    cdn::gateway::start(o).expect("gateway")
+}
+
+async fn get(url: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let http = reqwest::Client::new();
+    let mut req = http
+        .get(url)
+        .timeout(Duration::from_millis(REQUEST_WAIT_MS_MAX));
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.expect("body").to_vec())
+}
+
+async fn stats(gw: &str, content: &str) -> serde_json::Value {
+    let (status, body) = get(&format!("{gw}/v1/stats/{content}"), None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).expect("stats")
+}
+
+async fn status(publisher: &str) -> serde_json::Value {
+    let (code, body) = get(&format!("{publisher}/v1/status"), None).await;
+    assert_eq!(code, 200);
+    serde_json::from_slice(&body).expect("status")
+}
+
+/// Every object file on agent `i` whose name starts with `prefix`.
+fn objects_on(net: &Devnet, i: usize, prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(&net.agents[i].data.join("objects"), &mut all);
+    all.into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect()
+}
+
+/// The read credit left on each of the publisher's contracts, asked of the agents.
+async fn credits(
+    net: &Devnet,
+    publisher_key: &Path,
+) -> std::collections::BTreeMap<String, (i64, u64)> {
+    let st = status(&net.cdn.as_ref().expect("cdn").url).await;
+    let key = Arc::new(lcp::keyfile::load(publisher_key).expect("key"));
+    let http = reqwest::Client::new();
+    let mut out = std::collections::BTreeMap::new();
+    for c in st["contracts"].as_array().expect("contracts") {
+        let endpoint = c["endpoint"].as_str().expect("endpoint");
+        let agent = AgentClient::new(http.clone(), endpoint, key.clone());
+        if let Ok(v) = agent.contract(c["id"].as_str().expect("id")).await {
+            out.insert(
+                c["agent"].as_str().expect("agent").to_owned(),
+                (v.credit, c["read_per_kib"].as_u64().expect("price")),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_stream_pay_verify_and_fail_over() {
+    if ffmpeg().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options::new(&tmp.path().join("net")).expect("options");
+    opts.heartbeat_s = 1;
+    opts.cdn = true;
+    let mut net = devnet_up(opts).await;
+    let cdn_info = net.cdn.as_ref().expect("the devnet started a publisher");
+    let publisher = cdn_info.url.clone();
+    let publisher_key = cdn_info.data.join("identity.key");
+
+    // A real MP4, in 16 KiB pieces on 2 agents each.
+    let video = tmp.path().join("clip.mp4");
+    make_mp4(&video, 6);
+    let original = std::fs::read(&video).expect("read clip");
+    assert!(
+        original.len() > 64 << 10,
+        "the clip is {} bytes",
+        original.len()
+    );
+    let published = publish(
+        &publisher,
+        &publisher_key,
+        &video,
+        &[
+            "--piece-kib",
+            "16",
+            "--replicas",
+            "2",
+            "--price-per-view",
+            "250",
+        ],
+    );
+    let content = published["content"].as_str().expect("content").to_owned();
+    assert_eq!(published["size"], original.len() as u64);
+
+    // Publishing again uploads nothing (it resumes from what the publisher holds).
+    let again = publish(&publisher, &publisher_key, &video, &["--piece-kib", "16"]);
+    assert_eq!(again["content"], content);
+    assert_eq!(again["uploaded"], 0);
+
+    // Only the publisher may publish.
+    let stranger = viewer(&net, tmp.path(), "stranger", 0).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
+        .args(["publish"])
+        .arg(&video)
+        .args(["--publisher", &publisher, "--key"])
+        .arg(&stranger)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("forbidden") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    // An unfunded viewer: 402, with a clear page for a browser.
+    let broke = gateway(&publisher, &stranger);
+    let (code, body) = get(&format!("{}/v/{content}", broke.url), None).await;
+    assert_eq!(code, 402, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert_eq!(v["error"]["code"], "cannot_pay");
+    let page = reqwest::Client::new()
+        .get(format!("{}/watch/{content}", broke.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(page.status().as_u16(), 402);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("Payment required") && html.contains("Fund the wallet"),
+        "{html}"
+    );
+    drop(broke);
+
+    // A funded viewer.
+    let wallet = viewer(&net, tmp.path(), "viewer", 10_000).await;
+    let before = balance(&net, &wallet).await;
+    let credit_before = credits(&net, &publisher_key).await;
+    let gw = gateway(&publisher, &wallet);
+    let url = format!("{}/v/{content}", gw.url);
+    let started = Instant::now();
+    let (code, whole) = get(&url, None).await;
+    let cold_ms = started.elapsed().as_millis();
+    assert_eq!(code, 200);
+    assert!(whole == original, "the whole stream differs from the file");
+    eprintln!("cold whole read of {} bytes: {cold_ms} ms", whole.len());
+    let n = original.len() as u64;
+    for (range, a, b) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=16380-16390", 16380, 16390),
+        ("bytes=40000-", 40000, n - 1),
+        ("bytes=-1000", n - 1000, n - 1),
+    ] {
+        let (code, part) = get(&url, Some(range)).await;
+        assert_eq!(code, 206, "{range}");
+        assert_eq!(part, original[a as usize..=b as usize], "{range}");
+    }
+    let (code, _) = get(&url, Some(&format!("bytes={n}-"))).await;
+    assert_eq!(code, 416);
+    let (code, body) = get(&format!("{}/v/{}", gw.url, "0".repeat(32)), None).await;
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&body).contains("unknown_content"));
+
+    // ffprobe reads it through the gateway URL.
+    let probe = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "format=duration:stream=codec_name",
+                    "-of",
+                    "json",
+                ])
+                .arg(&url)
+                .output()
+                .expect("run ffprobe")
+        }
+    })
+    .await
+    .expect("join");
+    assert!(
+        probe.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let probed: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
+    assert_eq!(probed["streams"][0]["codec_name"], "h264");
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("duration");
+    assert!((duration - 6.0).abs() < 0.5, "duration {duration}");
+
+    // Headless Chromium plays it on the watch page: the position it reports advances.
+    if let Some(browser) = lcp::testing::chromium() {
+        let profile = tmp.path().join("chromium");
+        let mut child = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("{}/watch/{content}", gw.url))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromium");
+        let gw_url = gw.url.clone();
+        let content2 = content.clone();
+        let played = async {
+            eventually(
+                60_000,
+                "the video's currentTime to advance in Chromium",
+                || {
+                    let (gw_url, content2) = (gw_url.clone(), content2.clone());
+                    async move {
+                        stats(&gw_url, &content2).await["current_time_s"].as_f64() >= Some(1.0)
+                    }
+                },
+            )
+            .await;
+        };
+        played.await;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // One view was bought, once, for the per-view price.
+    let after = balance(&net, &wallet).await;
+    assert_eq!(
+        before - after,
+        250,
+        "the viewer pays the per-view price once"
+    );
+    let st = stats(&gw.url, &content).await;
+    assert_eq!(st["spend"], 250);
+    let pst = status(&publisher).await;
+    let entry = pst["contents"]
+        .as_array()
+        .expect("contents")
+        .iter()
+        .find(|c| c["content"] == content.as_str())
+        .expect("listed");
+    assert_eq!(entry["views"], 1);
+    assert_eq!(entry["income"], 250);
+
+    // The agents were paid their read price for what they served, and the publisher served
+    // no piece bytes: everything came from the agents.
+    let credit_after = credits(&net, &publisher_key).await;
+    let mut charged_expected = 0i64;
+    for (agent, bytes) in st["bytes_per_agent"].as_object().expect("per agent") {
+        let price = credit_before
+            .get(agent)
+            .expect("a contract with the agent")
+            .1;
+        // Pieces are whole KiB except the file's last one.
+        charged_expected += (bytes.as_u64().expect("bytes").div_ceil(1024) * price) as i64;
+    }
+    let mut drawn = 0i64;
+    for (agent, (c0, _)) in &credit_before {
+        // Top-ups only add; reads draw; the difference of the two is the reads' charge.
+        let c1 = credit_after.get(agent).map(|c| c.0).unwrap_or(*c0);
+        drawn += c0 - c1;
+    }
+    assert!(
+        drawn <= charged_expected && charged_expected > 0,
+        "credit drawn {drawn}, charges for the bytes served {charged_expected}"
+    );
+    assert!(st["bytes_fetched"].as_u64().expect("fetched") >= n);
+    assert!(
+        st["publisher_bytes"].as_u64().expect("publisher bytes") < n / 4,
+        "the publisher sent {} bytes for a {n}-byte video",
+        st["publisher_bytes"]
+    );
+    drop(gw);
+
+    // Pieces altered on one agent's disk: detected, fetched from another replica, exact.
+    let victim = (0..net.agents.len())
+        .max_by_key(|&i| objects_on(&net, i, &format!("c-{content}-")).len())
+        .expect("an agent");
+    let altered = objects_on(&net, victim, &format!("c-{content}-"));
+    assert!(
+        altered.len() >= 2,
+        "agent {victim} holds {} pieces",
+        altered.len()
+    );
+    for p in &altered {
+        let mut bytes = std::fs::read(p).expect("read piece");
+        bytes[0] ^= 0xff;
+        std::fs::write(p, bytes).expect("alter piece");
+    }
+    // Restart: the agent's in-memory read cache must not hide the altered bytes.
+    net.restart(Which::Agent(victim))
+        .expect("restart the agent");
+    let wallet2 = viewer(&net, tmp.path(), "viewer2", 10_000).await;
+    let gw2 = gateway(&publisher, &wallet2);
+    let (code, whole) = get(&format!("{}/v/{content}", gw2.url), None).await;
+    assert_eq!(code, 200);
+    assert!(
+        whole == original,
+        "a stream with altered pieces differs from the file"
+    );
+    let st2 = stats(&gw2.url, &content).await;
+    assert!(
+        st2["corrupt"].as_u64().expect("corrupt") >= 1,
+        "no altered piece was detected: {st2}"
+    );
+    assert!(st2["failovers"].as_u64() >= st2["corrupt"].as_u64());
+    drop(gw2);
+
+    // An agent killed mid-stream: the stream completes, identical.
+    let wallet3 = viewer(&net, tmp.path(), "viewer3", 10_000).await;
+    let mut o = GatewayOptions::new(&publisher, wallet3.clone());
+    o.ahead_pieces = 1;
+    let gw3 = cdn::gateway::start(o).expect("gateway");
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v/{content}", gw3.url))
+        .timeout(Duration::from_millis(REQUEST_WAIT_MS_MAX))
+        .send()
+        .await
+        .expect("stream");
+    let mut resp = resp;
+    let mut got = Vec::new();
+    let first = resp.chunk().await.expect("chunk").expect("a first chunk");
+    got.extend_from_slice(&first);
+    let st3 = stats(&gw3.url, &content).await;
+    let busiest = st3["pieces_per_agent"]
+        .as_object()
+        .expect("per agent")
+        .iter()
+        .max_by_key(|(_, v)| v.as_u64())
+        .map(|(k, _)| k.clone())
+        .expect("an agent served");
+    let killed = net
+        .agents
+        .iter()
+        .position(|a| a.entity == busiest)
+        .expect("the agent is in the devnet");
+    net.kill(Which::Agent(killed)).expect("kill");
+    while let Some(c) = resp.chunk().await.expect("the stream goes on") {
+        got.extend_from_slice(&c);
+    }
+    assert!(
+        got == original,
+        "the stream with a killed agent differs from the file"
+    );
+    let st3 = stats(&gw3.url, &content).await;
+    assert!(
+        st3["failovers"].as_u64().expect("failovers") >= 1,
+        "no failover after the kill: {st3}"
+    );
+}
+
+/// Demand on a publisher run in-process on `database` (SQLite when `None`).
+async fn scaling_on(net: &Devnet, dir: &Path, database: Option<String>) {
+    let data = dir.join("publisher");
+    let key_path = data.join("identity.key");
+    std::fs::create_dir_all(&data).expect("dir");
+    let key = lcp::keyfile::load_or_create(&key_path).expect("key");
+    let wallet =
+        IssuerClient::from_key_file(&net.issuer.url, &net.wallet.key, &ClientOptions::default())
+            .expect("wallet");
+    wallet
+        .transfer(key.entity(), 50_000_000, None)
+        .await
+        .expect("fund the publisher");
+    let options = cdn::serve::ServeOptions {
+        data_dir: data.clone(),
+        listen: "127.0.0.1:0".into(),
+        market: net.market.url.clone(),
+        database,
+        issuer_url: None,
+        publisher: cdn::publisher::PublisherOptions {
+            agents: 4,
+            block_bytes: 16 << 20,
+            contract_days: 1,
+            hot_reads_per_replica: 2,
+            cold_after_s: 2,
+            scale_interval_s: 1,
+        },
+        tls: None,
+    };
+    let running = tokio::task::spawn_blocking(move || cdn::serve::start(options))
+        .await
+        .expect("join")
+        .expect("publisher");
+    let url = running.url.clone();
+    let file = dir.join("clip.bin");
+    let bytes: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).expect("write");
+    let published = publish(
+        &url,
+        &key_path,
+        &file,
+        &[
+            "--piece-kib",
+            "64",
+            "--replicas",
+            "1",
+            "--price-per-view",
+            "5",
+        ],
+    );
+    let content = published["content"].as_str().expect("content").to_owned();
+    let replicas = |s: &serde_json::Value| {
+        let c = &s["contents"][0];
+        (
+            c["replicas_min"].as_u64().unwrap_or(0),
+            c["replicas_max"].as_u64().unwrap_or(0),
+        )
+    };
+    assert_eq!(replicas(&status(&url).await), (1, 1));
+    let used = |s: &serde_json::Value| -> u64 {
+        s["contracts"]
+            .as_array()
+            .expect("contracts")
+            .iter()
+            .filter_map(|c| c["used_bytes"].as_u64())
+            .sum()
+    };
+    let used_before = used(&status(&url).await);
+
+    // Demand: views bought one after another, each reading every piece.
+    let viewer_key = viewer(net, dir, "demand", 1_000_000).await;
+    let deadline = Instant::now() + Duration::from_millis(60_000);
+    loop {
+        let g =
+            Arc::new(Gateway::new(GatewayOptions::new(&url, viewer_key.clone())).expect("gateway"));
+        let s = g.session(&content).await.expect("view");
+        for i in 0..s.manifest.pieces.len() as u64 {
+            let piece = g.piece(&s, i).await.expect("piece");
+            assert_eq!(piece.len() as u64, s.manifest.piece_len(i));
+        }
+        if replicas(&status(&url).await).0 >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not grow under demand"
+        );
+    }
+    let hot = status(&url).await;
+    assert!(used(&hot) > used_before, "more replicas take more space");
+    assert!(
+        hot["events"].to_string().contains("hot"),
+        "the status shows the scaling: {}",
+        hot["events"]
+    );
+
+    // No demand: the extra replicas lapse, and the agents' space is freed.
+    eventually(30_000, "extra replicas to lapse when cold", || {
+        let url = url.clone();
+        async move { replicas(&status(&url).await) == (1, 1) }
+    })
+    .await;
+    let cold = status(&url).await;
+    assert_eq!(used(&cold), used_before, "lapsed replicas free their space");
+    assert!(cold["events"].to_string().contains("cold"));
+    // The content still streams from its remaining replica.
+    let g = Arc::new(Gateway::new(GatewayOptions::new(&url, viewer_key)).expect("gateway"));
+    let s = g.session(&content).await.expect("view");
+    let mut all = Vec::new();
+    for i in 0..s.manifest.pieces.len() as u64 {
+        all.extend_from_slice(&g.piece(&s, i).await.expect("piece"));
+    }
+    assert!(all == bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_grow_under_demand_and_lapse_when_cold() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options::new(&tmp.path().join("net")).expect("options");
+    opts.agents = 4;
+    opts.heartbeat_s = 1;
+    let net = devnet_up(opts).await;
+    for (label, db) in db::testing::backends("cdn_scaling") {
+        eprintln!("backend {label}");
+        let dir = tmp.path().join(label);
+        scaling_on(&net, &dir, db.url()).await;
+    }
+}
