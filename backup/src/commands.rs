@@ -137,6 +137,7 @@ pub async fn init(
             read_per_kib: terms.read_per_kib,
             block_bytes: options.slot_bytes,
             end_s: protocol::market::parse_rfc3339(&terms.end).unwrap_or(0),
+            duration_s: options.duration_s,
         });
         signed.push(bought.value);
     }

@@ -162,6 +162,53 @@ impl KeyFile {
     }
 }
 
+/// An exported key: the repository's master key in the clear (`backup key export`), which
+/// opens the repository instead of the password. Whoever holds it can read every backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedKey {
+    pub version: u32,
+    pub repository: String,
+    /// Base64 of the master key.
+    pub master: String,
+}
+
+impl ExportedKey {
+    pub fn new(keys: &Keys, repository: &str) -> ExportedKey {
+        ExportedKey {
+            version: 1,
+            repository: repository.to_owned(),
+            master: b64(&keys.raw),
+        }
+    }
+
+    /// Read an exported key file.
+    pub fn load(path: &std::path::Path) -> Result<ExportedKey, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Usage(format!("key file {}: {e}", path.display())))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Usage(format!(
+                "{} is not an exported key file (`backup key export`): {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// The master key, for `repository` only.
+    pub fn keys(&self, repository: &str) -> Result<Keys, Error> {
+        if self.repository != repository || self.version != 1 {
+            return Err(Error::WrongKey(format!(
+                "the key file is for repository {}, not {repository}",
+                self.repository
+            )));
+        }
+        let raw: [u8; MASTER_BYTES] = unb64(&self.master)?
+            .try_into()
+            .map_err(|_| Error::Corrupt("key file: wrong key length".into()))?;
+        Keys::from_raw(raw)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +235,24 @@ mod tests {
         let back = f.unwrap("correct horse").expect("unwrap");
         assert_eq!(back.chunk_id(b"x"), k.chunk_id(b"x"));
         assert!(matches!(f.unwrap("wrong"), Err(Error::WrongPassword)));
+    }
+
+    #[test]
+    fn an_exported_key_opens_its_repository_only() {
+        let k = Keys::generate().expect("keys");
+        let e = ExportedKey::new(&k, "repo");
+        let text = serde_json::to_string(&e).expect("json");
+        let back: ExportedKey = serde_json::from_str(&text).expect("parse");
+        let opened = back.keys("repo").expect("keys");
+        assert_eq!(opened.chunk_id(b"x"), k.chunk_id(b"x"));
+        assert_eq!(
+            opened.open(&k.seal(b"hi").expect("seal")).expect("open"),
+            b"hi"
+        );
+        assert!(matches!(back.keys("other"), Err(Error::WrongKey(_))));
+        // A password-wrapped key file is not an exported key.
+        let wrapped =
+            serde_json::to_string(&KeyFile::wrap(&k, "repo", "pw").expect("wrap")).expect("json");
+        assert!(serde_json::from_str::<ExportedKey>(&wrapped).is_err());
     }
 }

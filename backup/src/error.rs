@@ -4,6 +4,9 @@
 pub enum Error {
     #[error("wrong password for this repository")]
     WrongPassword,
+    /// An exported key file that does not open this repository.
+    #[error("wrong key file: {0}")]
+    WrongKey(String),
     #[error("{0}")]
     Usage(String),
     #[error("no repository here: {0}")]
@@ -30,11 +33,11 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
-    /// The CLI's exit code: 3 wrong password, 4 data missing or corrupt, 5 a service failed,
+    /// The CLI's exit code: 3 wrong password or key file, 4 data missing or corrupt, 5 a service failed,
     /// 1 anything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::WrongPassword => 3,
+            Error::WrongPassword | Error::WrongKey(_) => 3,
             Error::Corrupt(_) | Error::NotEnoughShards { .. } => 4,
             Error::Remote { .. } => 5,
             _ => 1,

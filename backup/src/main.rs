@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use backup::commands::{self, InitOptions};
-use backup::repo::{Repo, Wallet};
+use backup::crypto::ExportedKey;
+use backup::repo::{Repo, Secret, Wallet};
 use backup::Error;
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,10 @@ struct Cli {
     /// Read the password from this file (else BACKUP_PASSWORD, else a prompt)
     #[arg(long, global = true)]
     password_file: Option<PathBuf>,
+    /// Open the repository with this exported key file (`backup key export`) instead of the
+    /// password
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -76,8 +81,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild missing or damaged shards from the survivors (new agents replace dead ones)
+    /// Rebuild missing or damaged shards from the survivors (new agents replace dead ones) and
+    /// renew contracts that end soon
     Repair {
+        /// Renew contracts ending within N days (default: within a quarter of their term)
+        #[arg(long)]
+        renew_within_days: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -131,7 +140,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum KeyCmd {
-    /// Write the repository's key file (still needs the password to use)
+    /// Write the repository's key in the clear (mode 0600): with `--key-file FILE` it opens
+    /// the repository instead of the password. Keep it as safe as the data itself
     Export {
         #[arg(long)]
         out: PathBuf,
@@ -210,10 +220,23 @@ fn remember_wallet(dir: &Path, wallet: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-async fn open(dir: &Path, password_file: &Option<PathBuf>) -> Result<Repo, Error> {
+/// Where the repository's key comes from: `--key-file`, else the password.
+struct Auth {
+    password_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+/// The exported key file when `--key-file` is given, else the password.
+fn secret(auth: &Auth) -> Result<Secret, Error> {
+    match &auth.key_file {
+        Some(f) => Ok(Secret::Key(ExportedKey::load(f)?)),
+        None => Ok(Secret::Password(password(&auth.password_file)?)),
+    }
+}
+
+async fn open(dir: &Path, auth: &Auth) -> Result<Repo, Error> {
     let wallet = remembered_wallet(dir)?;
-    let pw = password(password_file)?;
-    Repo::open_local(dir, &pw, &wallet_key(&wallet)?, http()?)
+    Repo::open_local(dir, &secret(auth)?, &wallet_key(&wallet)?, http()?)
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<(), Error> {
@@ -230,6 +253,10 @@ fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Re
 
 async fn run(cli: Cli) -> Result<(), Error> {
     let dir = config_dir(&cli.config_dir);
+    let auth = Auth {
+        password_file: cli.password_file.clone(),
+        key_file: cli.key_file.clone(),
+    };
     match cli.command {
         Cmd::Init {
             market,
@@ -262,7 +289,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             exclude,
             json,
         } => {
-            let mut repo = open(&dir, &cli.password_file).await?;
+            let mut repo = open(&dir, &auth).await?;
             let s = commands::create(&mut repo, &paths, &exclude).await?;
             print(json, &s, || {
                 println!(
@@ -279,7 +306,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Cmd::Snapshots { json } => {
-            let repo = open(&dir, &cli.password_file).await?;
+            let repo = open(&dir, &auth).await?;
             let all = repo.snapshots().await?;
             let brief: Vec<_> = all
                 .iter()
@@ -299,7 +326,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Cmd::Ls { snapshot, json } => {
-            let repo = open(&dir, &cli.password_file).await?;
+            let repo = open(&dir, &auth).await?;
             let s = commands::find_snapshot(&repo, &snapshot).await?;
             let nodes: Vec<_> = s
                 .nodes
@@ -313,7 +340,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Cmd::Check { read_data, json } => {
-            let mut repo = open(&dir, &cli.password_file).await?;
+            let mut repo = open(&dir, &auth).await?;
             let r = backup::maintain::check(&mut repo, read_data).await?;
             print(json, &r, || {
                 println!(
@@ -335,13 +362,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Cmd::Repair { json } => {
-            let mut repo = open(&dir, &cli.password_file).await?;
-            let r = backup::maintain::repair(&mut repo).await?;
+        Cmd::Repair {
+            renew_within_days,
+            json,
+        } => {
+            let mut repo = open(&dir, &auth).await?;
+            let within_s = renew_within_days.map(|d| d.saturating_mul(86_400));
+            let r = backup::maintain::repair(&mut repo, within_s).await?;
             print(json, &r, || {
                 println!(
-                    "{} objects checked, {} shards rewritten, slots replaced: {:?}",
-                    r.objects_checked, r.shards_rewritten, r.slots_replaced
+                    "{} objects checked, {} shards rewritten, slots replaced: {:?}, renewed: {:?}",
+                    r.objects_checked, r.shards_rewritten, r.slots_replaced, r.slots_renewed
                 )
             })
         }
@@ -353,7 +384,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             prune,
             json,
         } => {
-            let mut repo = open(&dir, &cli.password_file).await?;
+            let mut repo = open(&dir, &auth).await?;
             let keep = backup::maintain::Keep {
                 last: keep_last,
                 daily: keep_daily,
@@ -386,7 +417,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Cmd::Prune { json } => {
-            let mut repo = open(&dir, &cli.password_file).await?;
+            let mut repo = open(&dir, &auth).await?;
             let p = backup::maintain::prune(&mut repo).await?;
             print(json, &p, || {
                 println!(
@@ -396,7 +427,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Cmd::Stats { json } => {
-            let mut repo = open(&dir, &cli.password_file).await?;
+            let mut repo = open(&dir, &auth).await?;
             let s = backup::maintain::stats(&mut repo).await?;
             print(json, &s, || {
                 println!("repository {}: {} snapshots, latest {} files ({:.1} MiB), {} chunks in {} packs, {}+{} shards on {}",
@@ -407,8 +438,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
             command: KeyCmd::Export { out },
         } => {
             // Opening proves the password, so an export never hands out a key nobody can use.
-            let repo = open(&dir, &cli.password_file).await?;
-            std::fs::copy(dir.join("key.json"), &out)?;
+            let repo = open(&dir, &auth).await?;
+            let exported = ExportedKey::new(&repo.keys, &repo.config.repository);
+            let text =
+                serde_json::to_vec_pretty(&exported).map_err(|e| Error::Io(e.to_string()))?;
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&out)
+                .and_then(|mut f| f.write_all(&text))
+                .map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
             print(false, &(), || {
                 println!(
                     "key file of {} written to {}",
@@ -428,13 +471,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let mut r = match (repo, market, wallet) {
                 (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
-                    let pw = password(&cli.password_file)?;
                     let buyer = wallet_key(&wallet)?;
-                    let r = Repo::recover(&dir, &id, &market, &pw, &buyer, http()?).await?;
+                    let r =
+                        Repo::recover(&dir, &id, &market, &secret(&auth)?, &buyer, http()?).await?;
                     remember_wallet(&dir, &wallet)?;
                     r
                 }
-                _ => open(&dir, &cli.password_file).await?,
+                _ => open(&dir, &auth).await?,
             };
             let s = commands::restore(&mut r, &snapshot, &target, &include).await?;
             print(json, &s, || {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::pack::{Location, PackBuilder};
-use crate::repo::Repo;
+use crate::repo::{Repo, Slot};
 use crate::tree::Snapshot;
 
 /// One problem `check` found.
@@ -34,10 +34,8 @@ pub struct CheckReport {
 async fn sharded_objects(repo: &Repo) -> Result<Vec<String>, Error> {
     let names = repo.object_names().await?;
     let mut out: BTreeSet<String> = names
-        .iter()
-        .filter_map(|n| n.strip_suffix("-0"))
+        .into_iter()
         .filter(|n| n.starts_with("p-") || n.starts_with("s-") || n.starts_with("i-"))
-        .map(str::to_owned)
         .collect();
     // Packs the index names but the first slot lost are still the repository's.
     for loc in repo.index.chunks.values() {
@@ -141,14 +139,37 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairReport {
     pub objects_checked: usize,
+    /// Shards written: rebuilt ones, and every shard of a renewed slot.
     pub shards_rewritten: usize,
     pub slots_replaced: Vec<usize>,
+    /// Slots whose contract ended within the renewal window: each has a new contract (the
+    /// same agent when the market still lists it) holding its shards; the old one lapses.
+    pub slots_renewed: Vec<usize>,
+}
+
+/// The renewal window when the contract's term is not recorded (repositories made before it
+/// was): a week.
+pub const RENEW_WITHIN_S_UNKNOWN_TERM: u64 = 7 * 86_400;
+/// A renewal of a contract whose term is not recorded buys this long: 30 days.
+pub const RENEW_TERM_S_UNKNOWN: u64 = 30 * 86_400;
+
+/// Does `slot`'s contract end within the window: `renew_within_s`, else a quarter of the
+/// contract's term?
+pub fn due_for_renewal(slot: &Slot, now_s: i64, renew_within_s: Option<u64>) -> bool {
+    let window = renew_within_s.unwrap_or(if slot.duration_s > 0 {
+        slot.duration_s / 4
+    } else {
+        RENEW_WITHIN_S_UNKNOWN_TERM
+    });
+    slot.end_s.saturating_sub(now_s) <= i64::try_from(window).unwrap_or(i64::MAX)
 }
 
 /// `backup repair`: a slot whose agent does not answer gets a new agent (bought through the
-/// market); then every object is rebuilt from its shards and each missing or damaged shard is
-/// written again.
-pub async fn repair(repo: &mut Repo) -> Result<RepairReport, Error> {
+/// market); a slot whose contract ends within the renewal window gets a new contract for
+/// another term ([`due_for_renewal`]). Then every object is rebuilt from its shards (read
+/// where they were before the renewals) and each missing or damaged shard, and every shard of
+/// a renewed slot, is written. Last, the config naming the new contracts goes to every slot.
+pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<RepairReport, Error> {
     let mut replaced = Vec::new();
     for i in 0..repo.n() {
         let slot = repo.config.slots[i].clone();
@@ -159,25 +180,48 @@ pub async fn repair(repo: &mut Repo) -> Result<RepairReport, Error> {
     }
     repo.sync_index().await?;
     let objects = sharded_objects(repo).await?;
+    // Shards are read from the contracts as they are now, and written to the renewed ones.
+    let before = repo.reader();
+    let now = i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX);
+    let mut renewed = Vec::new();
+    for i in 0..repo.n() {
+        let slot = &repo.config.slots[i];
+        if replaced.contains(&i) || !due_for_renewal(slot, now, renew_within_s) {
+            continue;
+        }
+        let term = match slot.duration_s {
+            0 => RENEW_TERM_S_UNKNOWN,
+            d => d,
+        };
+        let bought = repo.buy_slot(i, term, true).await?;
+        renewed.push((i, repo.adopt(i, bought)));
+    }
+    let renewed_slots: Vec<usize> = renewed.iter().map(|(i, _)| *i).collect();
     let mut rewritten = 0;
     for o in &objects {
-        let shards = repo.fetch_shards(o).await;
-        let (data, bad) = crate::repo::rebuild_verified(
+        let shards = before.fetch_shards(o).await;
+        let (data, mut write) = crate::repo::rebuild_verified(
             shards,
             repo.k(),
             repo.config.parity_shards,
             verifier(repo, o),
             true,
         )?;
-        if bad.is_empty() {
-            continue;
+        write.extend(renewed_slots.iter().copied());
+        write.sort_unstable();
+        write.dedup();
+        if !write.is_empty() {
+            rewritten += repo.rewrite_shards(o, &data, &write).await?;
         }
-        rewritten += repo.rewrite_shards(o, &data, &bad).await?;
+    }
+    if !renewed.is_empty() {
+        repo.publish(&renewed).await?;
     }
     Ok(RepairReport {
         objects_checked: objects.len(),
         shards_rewritten: rewritten,
         slots_replaced: replaced,
+        slots_renewed: renewed_slots,
     })
 }
 

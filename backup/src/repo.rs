@@ -23,9 +23,9 @@ use market::client::MarketClient;
 use protocol::market::Contract;
 use protocol::{EntityId, Envelope, KeyPair};
 use serde::{Deserialize, Serialize};
-use storage_agent::client::AgentClient;
+use storage_agent::client::{AgentClient, SignedContract};
 
-use crate::crypto::{KeyFile, Keys};
+use crate::crypto::{ExportedKey, KeyFile, Keys};
 use crate::erasure;
 use crate::error::{remote, Error};
 use crate::pack::Location;
@@ -50,6 +50,21 @@ pub struct Slot {
     pub block_bytes: u64,
     #[serde(default)]
     pub end_s: i64,
+    /// The contract's length, which a renewal buys again (0: unknown, from before it was
+    /// recorded).
+    #[serde(default)]
+    pub duration_s: u64,
+}
+
+/// A contract bought for a slot, not yet in use.
+pub struct BoughtSlot {
+    pub slot: Slot,
+    pub agent: AgentClient,
+    pub signed: SignedContract,
+}
+
+fn now_s() -> i64 {
+    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
 }
 
 /// What identifies a repository and where its shards are.
@@ -191,6 +206,22 @@ impl Reader {
     }
 }
 
+/// What opens the repository's key: the password, or an exported key file.
+pub enum Secret {
+    Password(String),
+    Key(ExportedKey),
+}
+
+impl Secret {
+    /// The master key of `repository`, whose password-wrapped key file is `key`.
+    pub fn keys(&self, key: &KeyFile, repository: &str) -> Result<Keys, Error> {
+        match self {
+            Secret::Password(p) => key.unwrap(p),
+            Secret::Key(k) => k.keys(repository),
+        }
+    }
+}
+
 pub fn key_name(repo: &str) -> String {
     format!("key-{repo}")
 }
@@ -253,7 +284,7 @@ impl Repo {
     /// Open the repository cached in `dir`.
     pub fn open_local(
         dir: &Path,
-        password: &str,
+        secret: &Secret,
         payer: &Wallet,
         http: reqwest::Client,
     ) -> Result<Repo, Error> {
@@ -264,7 +295,7 @@ impl Repo {
             ))
         })?;
         let key: KeyFile = read_json(&dir.join("key.json"))?;
-        let keys = key.unwrap(password)?;
+        let keys = secret.keys(&key, &config.repository)?;
         Ok(Repo::new(dir, config, keys, payer, http))
     }
 
@@ -275,7 +306,7 @@ impl Repo {
         dir: &Path,
         repository: &str,
         market_url: &str,
-        password: &str,
+        secret: &Secret,
         payer: &Wallet,
         http: reqwest::Client,
     ) -> Result<Repo, Error> {
@@ -286,10 +317,15 @@ impl Repo {
             .await
             .map_err(remote("listing this wallet's contracts at the market"))?;
         let key_obj = key_name(repository);
-        let holders: Vec<_> = mine
+        let mut holders: Vec<_> = mine
             .iter()
             .filter(|c| c.objects.iter().any(|o| o.name == key_obj))
             .collect();
+        // Latest end first: after a renewal, the old contracts still hold the config as it
+        // was before it (naming themselves); the renewed ones hold the current one.
+        holders.sort_by_key(|c| {
+            std::cmp::Reverse(protocol::market::parse_rfc3339(&c.end).unwrap_or(0))
+        });
         if holders.is_empty() {
             return Err(Error::NoRepository(format!(
                 "the market knows no contract of this wallet holding repository {repository}"
@@ -302,9 +338,15 @@ impl Repo {
                 let key_bytes = get_paying(&agent, &c.id, &key_obj, None).await?;
                 let key: KeyFile = serde_json::from_slice(&key_bytes)
                     .map_err(|e| Error::Corrupt(format!("key file: {e}")))?;
-                let keys = key.unwrap(password)?;
+                let keys = secret.keys(&key, repository)?;
                 let sealed = get_paying(&agent, &c.id, &config_name(repository), None).await?;
-                let config: RepoConfig = serde_json::from_slice(&keys.open(&sealed)?)
+                let plain = keys.open(&sealed).map_err(|e| match secret {
+                    Secret::Key(_) => {
+                        Error::WrongKey("it does not open the repository's config".into())
+                    }
+                    Secret::Password(_) => e,
+                })?;
+                let config: RepoConfig = serde_json::from_slice(&plain)
                     .map_err(|e| Error::Corrupt(format!("config: {e}")))?;
                 Ok::<_, Error>((key, keys, config))
             }
@@ -323,7 +365,7 @@ impl Repo {
                     write_json(&dir.join("repo.json"), &config)?;
                     return Ok(Repo::new(dir, config, keys, payer, http));
                 }
-                Err(Error::WrongPassword) => return Err(Error::WrongPassword),
+                Err(e @ (Error::WrongPassword | Error::WrongKey(_))) => return Err(e),
                 Err(e) => last_err = Some(e),
             }
         }
@@ -494,9 +536,27 @@ impl Repo {
     }
 
     /// Replace slot `i` (its agent is gone) with a new agent the market matches, excluding the
-    /// repository's other agents: buy a contract like the old one, store the key file there,
-    /// and store the updated config on every slot. Its shards are written by `repair` next.
+    /// repository's other agents: buy a contract like the old one for what is left of its
+    /// term, store the key file there, and store the updated config on every slot. Its shards
+    /// are written by `repair` next.
     pub async fn replace_slot(&mut self, i: usize) -> Result<(), Error> {
+        let old = &self.config.slots[i];
+        let duration_s = u64::try_from(old.end_s - now_s()).unwrap_or(0).max(86_400);
+        let bought = self.buy_slot(i, duration_s, false).await?;
+        let signed = self.adopt(i, bought);
+        self.publish(&[(i, signed)]).await
+    }
+
+    /// Buy a new contract for slot `i` lasting `duration_s`, with the same block size: from
+    /// the slot's own agent when `same_agent` and the market still lists it, else from an
+    /// agent the market matches that holds no other slot (agents that do not answer are
+    /// skipped). Nothing is written yet: [`Repo::adopt`], then [`Repo::publish`].
+    pub async fn buy_slot(
+        &self,
+        i: usize,
+        duration_s: u64,
+        same_agent: bool,
+    ) -> Result<BoughtSlot, Error> {
         let market = MarketClient::new(self.http.clone(), &self.config.market, self.buyer.clone());
         let market_entity = market
             .signed()
@@ -505,13 +565,28 @@ impl Repo {
             .map_err(remote("asking the market who it is"))?
             .clone();
         let old = self.config.slots[i].clone();
-        let now = i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX);
-        let duration_s = u64::try_from(old.end_s - now).unwrap_or(0).max(86_400);
         let block = old.block_bytes.max(1 << 20);
+        let mut found = None;
+        if same_agent {
+            let listed = market
+                .offers(Some(&self.config.issuer))
+                .await
+                .map_err(remote("reading the market's book"))?
+                .into_iter()
+                .find(|l| l.agent == old.agent);
+            if let Some(l) = listed {
+                let agent = AgentClient::new(self.http.clone(), &l.endpoint, self.buyer.clone());
+                if let Ok((_, offer)) = agent.offer().await {
+                    found = Some((l.agent, l.endpoint, agent, offer));
+                }
+            }
+        }
         // The book may still list an agent that just died: skip those that do not answer.
         let mut exclude: Vec<String> = self.config.slots.iter().map(|s| s.agent.clone()).collect();
-        let mut found = None;
         for _ in 0..REPLACE_TRIES_MAX {
+            if found.is_some() {
+                break;
+            }
             let answer = market
                 .match_agents(&market::book::MatchRequest {
                     currency: self.config.issuer.clone(),
@@ -531,14 +606,11 @@ impl Repo {
                 })?;
             let agent = AgentClient::new(self.http.clone(), &chosen.endpoint, self.buyer.clone());
             match agent.offer().await {
-                Ok((_, offer)) => {
-                    found = Some((chosen, agent, offer));
-                    break;
-                }
-                Err(_) => exclude.push(chosen.agent.clone()),
+                Ok((_, offer)) => found = Some((chosen.agent, chosen.endpoint, agent, offer)),
+                Err(_) => exclude.push(chosen.agent),
             }
         }
-        let (chosen, agent, offer) = found.ok_or_else(|| {
+        let (agent_id, endpoint, agent, offer) = found.ok_or_else(|| {
             Error::Usage("no replacement agent the market offered answers".into())
         })?;
         let issuer =
@@ -556,44 +628,52 @@ impl Repo {
         let bought = agent
             .buy(&self.wallet, &terms, credit)
             .await
-            .map_err(remote(format!(
-                "buying a contract from {}",
-                chosen.endpoint
-            )))?;
-        self.config.slots[i] = Slot {
-            agent: chosen.agent.clone(),
-            endpoint: chosen.endpoint.clone(),
-            contract: terms.id.clone(),
-            write_per_kib: terms.write_per_kib,
-            read_per_kib: terms.read_per_kib,
-            block_bytes: block,
-            end_s: now.saturating_add(i64::try_from(duration_s).unwrap_or(i64::MAX)),
-        };
-        self.agents[i] = Arc::new(agent);
+            .map_err(remote(format!("buying a contract from {endpoint}")))?;
+        Ok(BoughtSlot {
+            slot: Slot {
+                agent: agent_id,
+                endpoint,
+                contract: terms.id.clone(),
+                write_per_kib: terms.write_per_kib,
+                read_per_kib: terms.read_per_kib,
+                block_bytes: block,
+                end_s: now_s().saturating_add(i64::try_from(duration_s).unwrap_or(i64::MAX)),
+                duration_s,
+            },
+            agent,
+            signed: bought.value,
+        })
+    }
+
+    /// Use a bought contract for slot `i` from now on (writes go there; the config is saved
+    /// by [`Repo::publish`]).
+    pub fn adopt(&mut self, i: usize, bought: BoughtSlot) -> SignedContract {
+        self.config.slots[i] = bought.slot;
+        self.agents[i] = Arc::new(bought.agent);
+        bought.signed
+    }
+
+    /// After slots `new` were adopted: store the key file on each, the updated config on every
+    /// slot that answers, register the new contracts with the market, and save the config.
+    pub async fn publish(&mut self, new: &[(usize, SignedContract)]) -> Result<(), Error> {
+        let market = MarketClient::new(self.http.clone(), &self.config.market, self.buyer.clone());
         let key: KeyFile = read_json(&self.dir.join("key.json"))?;
         let key_bytes = serde_json::to_vec(&key).map_err(|e| Error::Io(e.to_string()))?;
-        let key_root = self
-            .put_paying(
-                i,
-                &self.agents[i],
-                &key_name(&self.config.repository),
-                key_bytes.clone(),
-            )
-            .await?;
         let sealed = self
             .keys
             .seal(&serde_json::to_vec(&self.config).map_err(|e| Error::Io(e.to_string()))?)?;
-        let mut cfg_root = String::new();
-        for j in 0..self.n() {
-            if j != i
+        let mut cfg_roots = vec![String::new(); self.n()];
+        for (j, root) in cfg_roots.iter_mut().enumerate() {
+            let fresh = new.iter().any(|(i, _)| *i == j);
+            if !fresh
                 && self.agents[j]
                     .contract(&self.config.slots[j].contract)
                     .await
                     .is_err()
             {
-                continue; // another dead slot: repaired in its turn
+                continue; // a dead slot: repaired in its turn
             }
-            let root = self
+            *root = self
                 .put_paying(
                     j,
                     &self.agents[j],
@@ -601,52 +681,73 @@ impl Repo {
                     sealed.clone(),
                 )
                 .await?;
-            if j == i {
-                cfg_root = root;
-            }
         }
         let leaves = |size: usize| {
             (size as u64)
                 .div_ceil(protocol::merkle::LEAF_BYTES as u64)
                 .max(1)
         };
-        market
-            .register(&market::book::Registration {
-                contract: bought.value.contract.clone(),
-                agent_signature: bought.value.agent_signature.clone(),
-                objects: vec![
-                    market::book::RegisteredObject {
-                        name: key_name(&self.config.repository),
-                        merkle_root: key_root,
-                        leaf_count: leaves(key_bytes.len()),
-                        size: key_bytes.len() as u64,
-                    },
-                    market::book::RegisteredObject {
-                        name: config_name(&self.config.repository),
-                        merkle_root: cfg_root,
-                        leaf_count: leaves(sealed.len()),
-                        size: sealed.len() as u64,
-                    },
-                ],
-            })
-            .await
-            .map_err(remote("registering the new contract"))?;
+        for (i, signed) in new {
+            let key_root = self
+                .put_paying(
+                    *i,
+                    &self.agents[*i],
+                    &key_name(&self.config.repository),
+                    key_bytes.clone(),
+                )
+                .await?;
+            market
+                .register(&market::book::Registration {
+                    contract: signed.contract.clone(),
+                    agent_signature: signed.agent_signature.clone(),
+                    objects: vec![
+                        market::book::RegisteredObject {
+                            name: key_name(&self.config.repository),
+                            merkle_root: key_root,
+                            leaf_count: leaves(key_bytes.len()),
+                            size: key_bytes.len() as u64,
+                        },
+                        market::book::RegisteredObject {
+                            name: config_name(&self.config.repository),
+                            merkle_root: cfg_roots[*i].clone(),
+                            leaf_count: leaves(sealed.len()),
+                            size: sealed.len() as u64,
+                        },
+                    ],
+                })
+                .await
+                .map_err(remote("registering the new contract"))?;
+        }
         self.save_config(&key)
     }
 
-    /// Names of the objects on the first slot that answers (a free query).
+    /// The repository's objects, by name without the shard suffix (`p-<pack>`, `s-<id>`,
+    /// `i-<id>`, `key-..`, `cfg-..`): the union over every slot that answers (free queries),
+    /// so a slot just replaced or renewed, still empty, hides nothing.
     pub async fn object_names(&self) -> Result<Vec<String>, Error> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut answered = false;
         let mut last = None;
         for (i, a) in self.agents.iter().enumerate() {
             match a.contract(&self.config.slots[i].contract).await {
-                Ok(view) => return Ok(view.objects.into_iter().map(|o| o.name).collect()),
+                Ok(view) => {
+                    answered = true;
+                    let suffix = format!("-{i}");
+                    for o in view.objects {
+                        let base = o.name.strip_suffix(&suffix).map(str::to_owned);
+                        names.insert(base.unwrap_or(o.name));
+                    }
+                }
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.map_or_else(
-            || Error::Usage("the repository has no slots".into()),
-            remote("listing the repository's objects"),
-        ))
+        if !answered {
+            return Err(last.map_or_else(
+                || Error::Usage("the repository has no slots".into()),
+                remote("listing the repository's objects"),
+            ));
+        }
+        Ok(names.into_iter().collect())
     }
 
     /// Fold in every index object not yet in the local cache.
@@ -654,7 +755,7 @@ impl Repo {
         let names = self.object_names().await?;
         let mut indexes: Vec<String> = names
             .iter()
-            .filter_map(|n| n.strip_prefix("i-").and_then(|r| r.strip_suffix("-0")))
+            .filter_map(|n| n.strip_prefix("i-"))
             .map(str::to_owned)
             .collect();
         indexes.sort();
@@ -679,10 +780,7 @@ impl Repo {
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, Error> {
         let names = self.object_names().await?;
         let mut out = Vec::new();
-        for id in names
-            .iter()
-            .filter_map(|n| n.strip_prefix("s-").and_then(|r| r.strip_suffix("-0")))
-        {
+        for id in names.iter().filter_map(|n| n.strip_prefix("s-")) {
             out.push(self.snapshot(id).await?);
         }
         out.sort_by_key(|s| (s.unix_s, s.unix_ms));

@@ -38,6 +38,43 @@ impl Cli {
         (code, o, e)
     }
 
+    /// `restore latest` into `target` on a fresh machine: `repository` found through the
+    /// market with the devnet's wallet.
+    fn recover_args(&self, target: &Path, repository: &str) -> Vec<String> {
+        let wallet = self.wallet.to_string_lossy().into_owned();
+        let target = target.to_string_lossy().into_owned();
+        [
+            "restore",
+            "latest",
+            "--target",
+            &target,
+            "--repo",
+            repository,
+            "--market",
+            &self.market,
+            "--wallet",
+            &wallet,
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// `backup init` on the devnet's market with its wallet, and `extra` flags.
+    fn init(&self, config_dir: &Path, extra: &[&str]) -> serde_json::Value {
+        let wallet = self.wallet.to_string_lossy().into_owned();
+        let mut args = vec![
+            "init",
+            "--market",
+            &self.market,
+            "--wallet",
+            &wallet,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(config_dir, &args)
+    }
+
     fn ok(&self, config_dir: &Path, args: &[&str]) -> serde_json::Value {
         let (code, out, err) = self.run(config_dir, PASSWORD, args);
         assert_eq!(code, 0, "backup {args:?} failed: {err}\n{out}");
@@ -155,20 +192,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
     make_tree(&src);
     let home = tmp.path().join("config-a");
 
-    let wallet = cli.wallet.to_string_lossy().into_owned();
-    let init = cli.ok(
-        &home,
-        &[
-            "init",
-            "--market",
-            &cli.market,
-            "--wallet",
-            &wallet,
-            "--slot-bytes",
-            "67108864",
-            "--json",
-        ],
-    );
+    let init = cli.init(&home, &["--slot-bytes", "67108864"]);
     let repository = init["repository"]
         .as_str()
         .expect("repository id")
@@ -225,23 +249,8 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
     // A fresh machine: only the market, the repository id, the password and the wallet.
     let fresh = tmp.path().join("config-b");
     let target = tmp.path().join("restored");
-    let target_arg = target.to_string_lossy().into_owned();
-    let restored = cli.ok(
-        &fresh,
-        &[
-            "restore",
-            "latest",
-            "--target",
-            &target_arg,
-            "--repo",
-            &repository,
-            "--market",
-            &cli.market,
-            "--wallet",
-            &wallet,
-            "--json",
-        ],
-    );
+    let args = cli.recover_args(&target, &repository);
+    let restored = cli.ok(&fresh, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         restored["shards_bad"].as_u64().expect("bad") > 0,
         "two agents were down: {restored}"
@@ -263,6 +272,11 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         "{repaired}"
     );
     assert!(repaired["shards_rewritten"].as_u64().expect("n") > 0);
+    assert_eq!(
+        repaired["slots_renewed"],
+        serde_json::json!([]),
+        "30-day contracts are not due: {repaired}"
+    );
     cli.ok(&fresh, &["check", "--read-data", "--json"]);
 
     // A shard altered on an agent's disk: check --read-data reports it, restore is still
@@ -396,21 +410,8 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_backup_killed_half_way_resumes_without_uploading_again() {
     let (tmp, _net, cli) = network(6);
-    let wallet = cli.wallet.to_string_lossy().into_owned();
     let home = tmp.path().join("config");
-    cli.ok(
-        &home,
-        &[
-            "init",
-            "--market",
-            &cli.market,
-            "--wallet",
-            &wallet,
-            "--slot-bytes",
-            "134217728",
-            "--json",
-        ],
-    );
+    cli.init(&home, &["--slot-bytes", "134217728"]);
     // 48 MiB that does not compress: three packs or more.
     let src = tmp.path().join("big");
     std::fs::create_dir(&src).expect("dir");
@@ -473,4 +474,106 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
         ],
     );
     same_tree(&target.join("big"), &src);
+}
+
+#[test]
+fn repair_renews_contracts_that_end_soon_and_an_exported_key_restores_without_the_password() {
+    let (tmp, _net, cli) = network(6);
+    let home = tmp.path().join("config");
+    // Ten-minute contracts: the default window (a quarter of the term) is 150 s away.
+    cli.init(&home, &["--slot-bytes", "67108864", "--duration-s", "600"]);
+    let src = tmp.path().join("data");
+    make_tree(&src);
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    let slots = |dir: &Path| -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("repo.json")).expect("repo.json"))
+                .expect("json");
+        v["slots"].as_array().expect("slots").clone()
+    };
+    let before = slots(&home);
+
+    let quiet = cli.ok(&home, &["repair", "--json"]);
+    assert_eq!(quiet["slots_renewed"], serde_json::json!([]), "{quiet}");
+    assert_eq!(quiet["shards_rewritten"], 0, "{quiet}");
+
+    let key = tmp.path().join("exported.key");
+    let (code, out, err) = cli.run(
+        &home,
+        PASSWORD,
+        &["key", "export", "--out", &key.to_string_lossy()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mode = std::fs::metadata(&key).expect("key file").mode() & 0o777;
+    assert_eq!(mode, 0o600, "the exported key is private");
+
+    // Within a day of their end: every contract is renewed, with the same agents.
+    let renewed = cli.ok(&home, &["repair", "--renew-within-days", "1", "--json"]);
+    assert_eq!(
+        renewed["slots_renewed"],
+        serde_json::json!([0, 1, 2, 3, 4, 5]),
+        "{renewed}"
+    );
+    let objects = renewed["objects_checked"].as_u64().expect("objects");
+    assert!(objects >= 3, "a pack, an index, a snapshot: {renewed}");
+    assert_eq!(
+        renewed["shards_rewritten"].as_u64(),
+        Some(objects * 6),
+        "every shard moved to the new contracts: {renewed}"
+    );
+    let after = slots(&home);
+    for (old, new) in before.iter().zip(after.iter()) {
+        assert_ne!(old["contract"], new["contract"], "a new contract");
+        assert_eq!(old["agent"], new["agent"], "the same agent, still offered");
+        assert!(
+            new["end_s"].as_i64() > old["end_s"].as_i64(),
+            "ends later: {old} {new}"
+        );
+    }
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+
+    // A fresh machine with the exported key instead of the password (a wrong one is set, and
+    // not used): the renewed contracts' config is found, and the restore is exact.
+    let fresh = tmp.path().join("config-fresh");
+    let target = tmp.path().join("restored");
+    let repository = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(home.join("repo.json")).expect("repo.json"),
+    )
+    .expect("json")["repository"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let restore_args = |key: &Path| -> Vec<String> {
+        let mut args = vec!["--key-file".to_owned(), key.to_string_lossy().into_owned()];
+        args.extend(cli.recover_args(&target, &repository));
+        args
+    };
+    // A key file of another repository is refused (exit 3) and nothing is restored.
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key).expect("key")).expect("json");
+    other["repository"] = serde_json::json!("another-repository");
+    let other_key = tmp.path().join("other.key");
+    std::fs::write(&other_key, other.to_string()).expect("write");
+    let args = restore_args(&other_key);
+    let (code, _, err) = cli.run(
+        &tmp.path().join("config-other"),
+        "not the password",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("key file"), "{err}");
+    assert!(!target.exists(), "nothing restored");
+
+    let args = restore_args(&key);
+    let (code, out, err) = cli.run(
+        &fresh,
+        "not the password",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    same_tree(&target.join("data"), &src);
+    let recovered = slots(&fresh);
+    for (a, b) in recovered.iter().zip(after.iter()) {
+        assert_eq!(a["contract"], b["contract"], "the renewed config");
+    }
 }
