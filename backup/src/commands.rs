@@ -206,6 +206,21 @@ pub struct CreateSummary {
     pub chunks_known: u64,
     pub packs: u64,
     pub seconds: f64,
+    /// Where the time went: see [`CreateStages`].
+    pub stage_seconds: CreateStages,
+}
+
+/// Time per stage of `create`, in seconds. The stages overlap (they run at once).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CreateStages {
+    /// The chunking thread: reading, chunking, hashing, compressing, sealing, packing (less
+    /// its waits for the uploader).
+    pub chunk: f64,
+    pub erasure_code: f64,
+    /// Storing shards (a pack's k + m uploads at once), payments included.
+    pub upload: f64,
+    /// The uploader waiting for the chunking thread's next pack.
+    pub upload_idle: f64,
 }
 
 /// Walk `root`, answering nodes (paths relative to the parent of `root`), skipping excluded
@@ -300,6 +315,8 @@ struct Chunked {
     bytes: u64,
     chunks_new: u64,
     chunks_known: u64,
+    /// Time spent waiting for the uploader to take a pack.
+    send_wait: std::time::Duration,
 }
 
 /// The chunking side of `create`, on a thread of its own: read, cut, dedup against `known`,
@@ -312,16 +329,20 @@ fn chunk_all(
     packs: &tokio::sync::mpsc::Sender<ClosedPack>,
     read: &AtomicU64,
 ) -> Result<Chunked, Error> {
-    let send = |packer: PackBuilder| {
+    let mut send_wait = std::time::Duration::ZERO;
+    let mut send = |packer: PackBuilder| {
         let (id, bytes, locations) = packer.finish();
-        packs
+        let t = Instant::now();
+        let sent = packs
             .blocking_send(ClosedPack {
                 id,
                 bytes,
                 locations,
             })
             // The uploader stopped: its error is the one reported.
-            .map_err(|_| Error::Io("the uploader stopped".into()))
+            .map_err(|_| Error::Io("the uploader stopped".into()));
+        send_wait += t.elapsed();
+        sent
     };
     let mut out = Chunked {
         nodes: Vec::with_capacity(found.len()),
@@ -362,6 +383,7 @@ fn chunk_all(
     if !packer.is_empty() {
         send(packer)?;
     }
+    out.send_wait = send_wait;
     Ok(out)
 }
 
@@ -402,14 +424,22 @@ pub async fn create(
         chunks_known: 0,
         packs: 0,
         seconds: 0.0,
+        stage_seconds: CreateStages::default(),
     };
     let progress = Progress::start(total);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ClosedPack>(PACKS_IN_FLIGHT_MAX);
     let known: HashSet<String> = repo.index.chunks.keys().cloned().collect();
     let (keys, read) = (repo.keys.clone(), progress.counter());
-    let chunker = tokio::task::spawn_blocking(move || chunk_all(found, &keys, known, &tx, &read));
+    let chunk_started = Instant::now();
+    let chunker = tokio::task::spawn_blocking(move || {
+        let chunked = chunk_all(found, &keys, known, &tx, &read);
+        (chunked, chunk_started.elapsed())
+    });
     let uploaded = async {
-        while let Some(pack) = rx.recv().await {
+        loop {
+            let idle = Instant::now();
+            let Some(pack) = rx.recv().await else { break };
+            summary.stage_seconds.upload_idle += idle.elapsed().as_secs_f64();
             upload_pack(repo, pack, &mut summary, &mut added_locations).await?;
         }
         Ok::<_, Error>(())
@@ -421,7 +451,9 @@ pub async fn create(
         .await
         .map_err(|e| Error::Io(format!("the chunking thread failed: {e}")));
     uploaded?;
-    let chunked = chunked??;
+    let (chunked, chunk_time) = chunked?;
+    let chunked = chunked?;
+    summary.stage_seconds.chunk = chunk_time.saturating_sub(chunked.send_wait).as_secs_f64();
     progress.finish();
     summary.files = chunked.files;
     summary.dirs = chunked.dirs;
@@ -484,10 +516,14 @@ async fn upload_pack(
     let (k, m) = (repo.k(), repo.config.parity_shards);
     let len = bytes.len() as u64;
     // The pack's bytes are freed once coded: only its shards travel on.
+    let t = Instant::now();
     let shards = tokio::task::spawn_blocking(move || erasure::encode(&bytes, k, m))
         .await
         .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))??;
+    summary.stage_seconds.erasure_code += t.elapsed().as_secs_f64();
+    let t = Instant::now();
     repo.put_shards(&format!("p-{id}"), shards).await?;
+    summary.stage_seconds.upload += t.elapsed().as_secs_f64();
     summary.data_added += len;
     summary.bytes_stored += erasure::shard_len(len as usize, k) as u64 * repo.n() as u64;
     summary.packs += 1;
@@ -532,6 +568,20 @@ pub struct RestoreSummary {
     /// Shards that were missing or damaged (the data was rebuilt from the others).
     pub shards_bad: u64,
     pub seconds: f64,
+    /// Where the time went: see [`RestoreStages`].
+    pub stage_seconds: RestoreStages,
+}
+
+/// Time per stage of `restore`, in seconds (the fetcher and the writer run at once).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreStages {
+    /// The fetcher reading packs (k shard reads at once, payments included) and verifying
+    /// them.
+    pub fetch: f64,
+    /// The writer decrypting, decompressing and writing.
+    pub write: f64,
+    /// The writer waiting for the fetcher's next pack.
+    pub write_idle: f64,
 }
 
 /// Packs kept in memory during a restore (a file's chunks may span two packs).
@@ -615,17 +665,21 @@ pub async fn restore(
     let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(PACKS_AHEAD_MAX);
     let reader = repo.reader();
     let fetcher = tokio::spawn(async move {
+        let mut busy = std::time::Duration::ZERO;
         for pack in loads {
+            let t = Instant::now();
             let got = reader
                 .get(&format!("p-{pack}"), |d| protocol::sha256_hex(d) == pack)
                 .await
                 .map(|(bytes, bad)| (pack, bytes, bad.len()));
+            busy += t.elapsed();
             let failed = got.is_err();
             // A closed channel: the writer stopped, and reports why.
             if tx.send(got).await.is_err() || failed {
                 break;
             }
         }
+        busy
     });
     let mut summary = RestoreSummary {
         snapshot: snap.id.clone(),
@@ -636,10 +690,12 @@ pub async fn restore(
         packs_read: 0,
         shards_bad: 0,
         seconds: 0.0,
+        stage_seconds: RestoreStages::default(),
     };
     let (keys, target, written) = (repo.keys.clone(), target.to_path_buf(), progress.counter());
     let writer = tokio::task::spawn_blocking(move || {
-        write_tree(
+        let t = Instant::now();
+        let written = write_tree(
             &nodes,
             &locations,
             &keys,
@@ -647,15 +703,24 @@ pub async fn restore(
             rx,
             &written,
             &mut summary,
-        )
-        .map(|()| summary)
+        );
+        let idle = summary.stage_seconds.write_idle;
+        summary.stage_seconds.write = t.elapsed().as_secs_f64() - idle;
+        written.map(|()| summary)
     });
     let result = writer
         .await
         .map_err(|e| Error::Io(format!("the restore thread failed: {e}")));
-    fetcher.abort();
     progress.finish();
+    if !matches!(result, Ok(Ok(_))) {
+        fetcher.abort();
+    }
     let mut summary = result??;
+    // The writer took every planned pack, so the fetcher has finished.
+    summary.stage_seconds.fetch = fetcher
+        .await
+        .map_err(|e| Error::Io(format!("the pack fetcher failed: {e}")))?
+        .as_secs_f64();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -704,9 +769,11 @@ fn write_tree(
                         .get(id)
                         .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))?;
                     if cache.get(&loc.pack).is_none() {
-                        let (pack, bytes, bad) = packs
-                            .blocking_recv()
-                            .ok_or_else(|| Error::Io("the pack fetcher stopped early".into()))??;
+                        let t = Instant::now();
+                        let got = packs.blocking_recv();
+                        summary.stage_seconds.write_idle += t.elapsed().as_secs_f64();
+                        let (pack, bytes, bad) =
+                            got.ok_or_else(|| Error::Io("the pack fetcher stopped early".into()))??;
                         if pack != loc.pack {
                             return Err(Error::Io(format!(
                                 "pack {pack} arrived where {} was planned",
