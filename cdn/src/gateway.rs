@@ -33,6 +33,8 @@ use crate::publisher::{PieceInstructions, Source, ViewAnswer};
 pub const STREAM_CHUNKS_MAX: usize = 2;
 /// Times the gateway asks the publisher again for a piece whose every source failed.
 pub const REINSTRUCT_MAX: u32 = 2;
+/// Upcoming pieces the stats list.
+pub const UPCOMING_MAX: usize = 16;
 /// Pieces asked for in one instructions request.
 pub const WINDOW_PIECES: u64 = 8;
 
@@ -483,6 +485,29 @@ impl Gateway {
         st
     }
 
+    /// Where the next pieces will come from: for pieces with instructions whose fetch has not
+    /// started, the agent that will be tried first (at most [`UPCOMING_MAX`]).
+    pub async fn upcoming(&self, s: &Session) -> BTreeMap<u64, String> {
+        let started: std::collections::HashSet<u64> = s
+            .pieces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .keys()
+            .copied()
+            .collect();
+        let sources = s.sources.lock().await;
+        let mut out: BTreeMap<u64, String> = sources
+            .iter()
+            .filter(|(i, _)| !started.contains(i))
+            .filter_map(|(i, q)| q.front().map(|src| (*i, src.agent.clone())))
+            .collect();
+        while out.len() > UPCOMING_MAX {
+            out.pop_last();
+        }
+        out
+    }
+
     pub async fn existing(&self, content: &str) -> Option<Arc<Session>> {
         self.sessions.lock().await.get(content).cloned()
     }
@@ -565,17 +590,14 @@ async fn video(req: HttpRequest, path: web::Path<String>, g: State) -> HttpRespo
     resp.no_chunking(len).streaming(body)
 }
 
-async fn watch(req: HttpRequest, path: web::Path<String>, g: State) -> HttpResponse {
+async fn watch(path: web::Path<String>, g: State) -> HttpResponse {
     match g.session(&path).await {
         Ok(s) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(crate::page::player_page(&s.manifest)),
-        Err(e) => {
-            let mut r = HttpResponse::build(e.status());
-            r.content_type("text/html; charset=utf-8");
-            let _ = &req;
-            r.body(crate::page::error_page(&e))
-        }
+        Err(e) => HttpResponse::build(e.status())
+            .content_type("text/html; charset=utf-8")
+            .body(crate::page::error_page(&e)),
     }
 }
 
@@ -584,6 +606,7 @@ async fn stats(path: web::Path<String>, g: State) -> HttpResponse {
         Some(s) => {
             let mut v = serde_json::to_value(g.stats(&s)).unwrap_or_default();
             v["publisher_bytes"] = g.publisher_bytes.load(Ordering::Relaxed).into();
+            v["upcoming"] = serde_json::to_value(g.upcoming(&s).await).unwrap_or_default();
             HttpResponse::Ok().json(v)
         }
         None => actix_web::ResponseError::error_response(&Error::UnknownView(format!(

@@ -983,10 +983,12 @@ impl Publisher {
         let tokens = placed.iter().map(|(p, c)| {
             let name = object_name(&content, *p as u64);
             async move {
-                let r = self
-                    .agent(&c.endpoint)
-                    .retrieval(&c.id, &name, 1, TOKEN_TTL_S)
-                    .await;
+                let agent = self.agent(&c.endpoint);
+                let mut r = agent.retrieval(&c.id, &name, 1, TOKEN_TTL_S).await;
+                if matches!(r, Err(ClientError::Unreachable { .. })) {
+                    // Once more: a pooled connection to an agent that restarted fails once.
+                    r = agent.retrieval(&c.id, &name, 1, TOKEN_TTL_S).await;
+                }
                 (*p as u64, c.agent.clone(), r)
             }
         });
@@ -1000,9 +1002,9 @@ impl Publisher {
                 Err(e) => tracing::warn!(error = %e, agent, "no token from an agent"),
             }
         }
-        // Rotate replicas by view and piece: load spreads, and consecutive pieces start on
-        // different agents.
-        let spin = u64::from(view.as_bytes().first().copied().unwrap_or(0));
+        // Which replica a viewer tries first is a hash of (view, piece): load spreads over
+        // every holder, independently per piece (a fixed rotation can leave a holder never
+        // first when placement repeats with an even period).
         let mut out = Vec::with_capacity((to - from) as usize);
         for i in from..to {
             let mut sources = by_piece.remove(&i).unwrap_or_default();
@@ -1012,7 +1014,9 @@ impl Publisher {
                 )));
             }
             let k = sources.len();
-            sources.rotate_left(((spin + i) % k as u64) as usize);
+            let h = protocol::sha256_hex(format!("{view}/{i}").as_bytes());
+            let first = u64::from_str_radix(&h[..8], 16).unwrap_or(0) % k as u64;
+            sources.rotate_left(first as usize);
             out.push(PieceInstructions {
                 index: i,
                 sha256: pieces[i as usize].clone(),
