@@ -35,8 +35,10 @@ pub const STREAM_CHUNKS_MAX: usize = 2;
 pub const REINSTRUCT_MAX: u32 = 2;
 /// Upcoming pieces the stats list.
 pub const UPCOMING_MAX: usize = 16;
-/// Pieces asked for in one instructions request.
-pub const WINDOW_PIECES: u64 = 8;
+/// Pieces asked for in the first instructions request (the first byte waits for it).
+pub const FIRST_WINDOW_PIECES: u64 = 4;
+/// Pieces asked for in later instructions requests (the publisher's `WINDOW_PIECES_MAX`).
+pub const WINDOW_PIECES: u64 = 32;
 
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -99,7 +101,10 @@ type PieceCache = (HashMap<u64, Arc<OnceCell<Bytes>>>, VecDeque<u64>);
 pub struct Session {
     pub manifest: Manifest,
     pub view: ViewAnswer,
-    sources: tokio::sync::Mutex<HashMap<u64, VecDeque<Source>>>,
+    /// Untried sources per piece (a short-held lock: never across an await).
+    sources: Mutex<HashMap<u64, VecDeque<Source>>>,
+    /// Held while asking the publisher for instructions, so one window is asked once.
+    instructing: tokio::sync::Mutex<()>,
     pieces: Mutex<PieceCache>,
     pub stats: Mutex<Stats>,
     expires_s: i64,
@@ -269,6 +274,7 @@ impl Gateway {
             manifest,
             view: answer,
             sources: Default::default(),
+            instructing: Default::default(),
             pieces: Default::default(),
             expires_s,
         })
@@ -322,6 +328,70 @@ impl Gateway {
         }
     }
 
+    fn pop_source(s: &Session, i: u64) -> Option<Source> {
+        s.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&i)
+            .and_then(VecDeque::pop_front)
+    }
+
+    fn has_instructions(s: &Session, i: u64) -> bool {
+        s.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&i)
+    }
+
+    fn add_instructions(s: &Session, fresh: Vec<PieceInstructions>) {
+        let mut sources = s.sources.lock().unwrap_or_else(|p| p.into_inner());
+        for p in fresh {
+            sources.insert(p.index, p.sources.into());
+        }
+    }
+
+    /// Ask the publisher for a window of instructions from piece `from`, unless another task
+    /// already has: the first window is small (the first byte waits for it), later ones large.
+    async fn instruct_window(&self, s: &Session, from: u64) -> Result<(), Error> {
+        let _one = s.instructing.lock().await;
+        if Self::has_instructions(s, from) {
+            return Ok(());
+        }
+        let n = manifest::piece_count(s.manifest.size, s.manifest.piece_bytes);
+        let first = s
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        let window = if first {
+            FIRST_WINDOW_PIECES
+        } else {
+            WINDOW_PIECES
+        };
+        let mut count = 0;
+        while count < window && from + count < n && !Self::has_instructions(s, from + count) {
+            count += 1;
+        }
+        let fresh = self.instructions(s, from, count.max(1)).await?;
+        Self::add_instructions(s, fresh);
+        Ok(())
+    }
+
+    /// Fetch the instructions for piece `from` and after in the background, so the fetches
+    /// ahead of the reader never wait for the publisher.
+    fn prefetch_instructions(self: &Arc<Self>, s: &Arc<Session>, from: u64) {
+        let n = manifest::piece_count(s.manifest.size, s.manifest.piece_bytes);
+        if from >= n || Self::has_instructions(s, from) {
+            return;
+        }
+        let (g, s) = (self.clone(), s.clone());
+        tokio::spawn(async move {
+            if let Err(e) = g.instruct_window(&s, from).await {
+                tracing::warn!(error = %e, "instructions ahead failed");
+            }
+        });
+    }
+
     /// The next untried source of piece `i`, asking the publisher for instructions when none
     /// is left. `None` when the publisher has no more for this view.
     async fn next_source(
@@ -330,32 +400,25 @@ impl Gateway {
         i: u64,
         asked: &mut u32,
     ) -> Result<Option<Source>, Error> {
-        let mut sources = s.sources.lock().await;
-        if let Some(q) = sources.get_mut(&i) {
-            if let Some(src) = q.pop_front() {
-                return Ok(Some(src));
-            }
-            if *asked >= REINSTRUCT_MAX {
-                return Ok(None);
-            }
-            *asked += 1;
-            let fresh = self.instructions(s, i, 1).await?;
-            for p in fresh {
-                sources.insert(p.index, p.sources.into());
-            }
-        } else {
-            // A window of pieces that have no instructions yet, starting at i.
-            let n = manifest::piece_count(s.manifest.size, s.manifest.piece_bytes);
-            let mut count = 0;
-            while count < WINDOW_PIECES && i + count < n && !sources.contains_key(&(i + count)) {
-                count += 1;
-            }
-            let fresh = self.instructions(s, i, count.max(1)).await?;
-            for p in fresh {
-                sources.insert(p.index, p.sources.into());
-            }
+        if let Some(src) = Self::pop_source(s, i) {
+            return Ok(Some(src));
         }
-        Ok(sources.get_mut(&i).and_then(VecDeque::pop_front))
+        if !Self::has_instructions(s, i) {
+            self.instruct_window(s, i).await?;
+            return Ok(Self::pop_source(s, i));
+        }
+        // Every source of the piece was tried: ask again, a bounded number of times.
+        let _one = s.instructing.lock().await;
+        if let Some(src) = Self::pop_source(s, i) {
+            return Ok(Some(src));
+        }
+        if *asked >= REINSTRUCT_MAX {
+            return Ok(None);
+        }
+        *asked += 1;
+        let fresh = self.instructions(s, i, 1).await?;
+        Self::add_instructions(s, fresh);
+        Ok(Self::pop_source(s, i))
     }
 
     async fn instructions(
@@ -451,6 +514,7 @@ impl Gateway {
             let (first, last) = (start / pb, end / pb);
             for p in first..=last {
                 g.prefetch(&s, p + 1, (p + g.options.ahead_pieces).min(last_piece));
+                g.prefetch_instructions(&s, p + g.options.ahead_pieces + 1);
                 let piece = match g.piece(&s, p).await {
                     Ok(b) => b,
                     Err(e) => {
@@ -487,7 +551,7 @@ impl Gateway {
 
     /// Where the next pieces will come from: for pieces with instructions whose fetch has not
     /// started, the agent that will be tried first (at most [`UPCOMING_MAX`]).
-    pub async fn upcoming(&self, s: &Session) -> BTreeMap<u64, String> {
+    pub fn upcoming(&self, s: &Session) -> BTreeMap<u64, String> {
         let started: std::collections::HashSet<u64> = s
             .pieces
             .lock()
@@ -496,7 +560,7 @@ impl Gateway {
             .keys()
             .copied()
             .collect();
-        let sources = s.sources.lock().await;
+        let sources = s.sources.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: BTreeMap<u64, String> = sources
             .iter()
             .filter(|(i, _)| !started.contains(i))
@@ -606,7 +670,7 @@ async fn stats(path: web::Path<String>, g: State) -> HttpResponse {
         Some(s) => {
             let mut v = serde_json::to_value(g.stats(&s)).unwrap_or_default();
             v["publisher_bytes"] = g.publisher_bytes.load(Ordering::Relaxed).into();
-            v["upcoming"] = serde_json::to_value(g.upcoming(&s).await).unwrap_or_default();
+            v["upcoming"] = serde_json::to_value(g.upcoming(&s)).unwrap_or_default();
             HttpResponse::Ok().json(v)
         }
         None => actix_web::ResponseError::error_response(&Error::UnknownView(format!(

@@ -979,28 +979,45 @@ impl Publisher {
             need.entry(c.id.clone()).or_insert((c.clone(), 0)).1 += charge;
         }
         self.cover_reads(&need).await?;
+        // One command per agent for the whole window.
+        let mut per_contract: HashMap<String, (ContractRow, Vec<u64>)> = HashMap::new();
+        for (p, c) in &placed {
+            per_contract
+                .entry(c.id.clone())
+                .or_insert_with(|| (c.clone(), Vec::new()))
+                .1
+                .push(*p as u64);
+        }
         let content = v.1.clone();
-        let tokens = placed.iter().map(|(p, c)| {
-            let name = object_name(&content, *p as u64);
+        let tokens = per_contract.into_values().map(|(c, pieces)| {
+            let names: Vec<String> = pieces.iter().map(|p| object_name(&content, *p)).collect();
             async move {
                 let agent = self.agent(&c.endpoint);
-                let mut r = agent.retrieval(&c.id, &name, 1, TOKEN_TTL_S).await;
+                let mut r = agent.retrievals(&c.id, &names, 1, TOKEN_TTL_S).await;
                 if matches!(r, Err(ClientError::Unreachable { .. })) {
                     // Once more: a pooled connection to an agent that restarted fails once.
-                    r = agent.retrieval(&c.id, &name, 1, TOKEN_TTL_S).await;
+                    r = agent.retrievals(&c.id, &names, 1, TOKEN_TTL_S).await;
                 }
-                (*p as u64, c.agent.clone(), r)
+                (pieces, c.agent.clone(), r)
             }
         });
         let mut by_piece: HashMap<u64, Vec<Source>> = HashMap::new();
-        for (p, agent, r) in join_all(tokens).await {
+        for (pieces, agent, r) in join_all(tokens).await {
             match r {
-                Ok(t) => by_piece
-                    .entry(p)
-                    .or_default()
-                    .push(Source { agent, url: t.url }),
-                Err(e) => tracing::warn!(error = %e, agent, "no token from an agent"),
+                Ok(list) => {
+                    for (p, t) in pieces.into_iter().zip(list) {
+                        by_piece.entry(p).or_default().push(Source {
+                            agent: agent.clone(),
+                            url: t.url,
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, agent, "no tokens from an agent"),
             }
+        }
+        // Holders in a stable order before the per-piece choice of who goes first.
+        for sources in by_piece.values_mut() {
+            sources.sort_by(|a, b| a.agent.cmp(&b.agent));
         }
         // Which replica a viewer tries first is a hash of (view, piece): load spreads over
         // every holder, independently per piece (a fixed rotation can leave a holder never

@@ -41,6 +41,8 @@ pub const NAME_CHARS_MAX: usize = 128;
 pub const RETRIEVAL_USES_MAX: u64 = 1_000_000;
 /// Longest a retrieval token may live.
 pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
+/// Most tokens one retrievals request may ask for.
+pub const RETRIEVALS_PER_REQUEST_MAX: usize = 256;
 /// PUT bodies buffered at once: bounds memory to PUTS_BUFFERED_MAX x OBJECT_BYTES_MAX.
 pub const PUTS_BUFFERED_MAX: usize = 8;
 /// Per-contract lock entries kept before unused ones are dropped.
@@ -617,15 +619,34 @@ impl Agent {
     where
         F: FnOnce(&mut AnyConnection) -> Result<(), Error> + Send + 'static,
     {
+        self.commit_command_as(cmd, work, false).await
+    }
+
+    /// [`Agent::commit_command`], with relaxed durability when `relaxed` (for commands whose
+    /// loss in a power cut costs nothing: the buyer asks again, e.g. retrieval tokens).
+    async fn commit_command_as<F>(
+        &self,
+        cmd: CommandRow,
+        work: F,
+        relaxed: bool,
+    ) -> Result<(), Error>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<(), Error> + Send + 'static,
+    {
         self.db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
+                let all = move |conn: &mut AnyConnection| -> Result<(), Error> {
                     work(conn)?;
                     diesel::insert_into(commands::table)
                         .values(&cmd)
                         .execute(conn)?;
                     Ok(())
-                })
+                };
+                if relaxed {
+                    db::relaxed_write_transaction(conn, all)
+                } else {
+                    db::write_transaction(conn, all)
+                }
             })
             .await
     }
@@ -1028,20 +1049,27 @@ impl Agent {
         self.charged_read(&row, obj, range, None).await
     }
 
-    pub async fn create_retrieval(
+    /// Retrieval tokens for `objects` (one each). `batch` answers `{"retrievals": [...]}`;
+    /// otherwise the one retrieval. Tokens commit with relaxed durability: one lost in a power
+    /// cut costs nothing but the buyer asking again.
+    pub async fn create_retrievals(
         &self,
         id: &str,
         cmd: Cmd<'_>,
-        object: &str,
+        objects: &[String],
         uses: u64,
         expires_in_s: u64,
+        batch: bool,
     ) -> Result<Answer, Error> {
         let Cmd {
             sender,
             counter,
             body_sha256,
         } = cmd;
-        if !valid_name(object) {
+        if objects.is_empty()
+            || objects.len() > RETRIEVALS_PER_REQUEST_MAX
+            || !objects.iter().all(|o| valid_name(o))
+        {
             return Err(Error::InvalidName);
         }
         if !(1..=RETRIEVAL_USES_MAX).contains(&uses)
@@ -1058,34 +1086,52 @@ impl Agent {
         }
         let (row, objs) = self.load(id).await?;
         Self::require_buyer(&row, sender, false)?;
-        if !objs.iter().any(|o| o.name == object) {
+        if !objects.iter().all(|o| objs.iter().any(|x| &x.name == o)) {
             return Err(Error::UnknownObject);
         }
-        let mut raw = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
-            .map_err(|_| Error::Store("no randomness".into()))?;
-        let token = protocol::b64_encode(&raw);
         let expires_s = now_s().saturating_add(to_i64(expires_in_s)?);
-        let answer = serde_json::to_string(&Retrieval {
-            url: format!("{}/v1/r/{token}", self.endpoint()),
-            token: token.clone(),
-            expires_at: market::format_rfc3339(expires_s),
-        })
-        .unwrap_or_default();
+        let rng = ring::rand::SystemRandom::new();
+        let mut made = Vec::with_capacity(objects.len());
+        for object in objects {
+            let mut raw = [0u8; 32];
+            ring::rand::SecureRandom::fill(&rng, &mut raw)
+                .map_err(|_| Error::Store("no randomness".into()))?;
+            let token = protocol::b64_encode(&raw);
+            made.push((
+                object.clone(),
+                Retrieval {
+                    url: format!("{}/v1/r/{token}", self.endpoint()),
+                    token,
+                    expires_at: market::format_rfc3339(expires_s),
+                },
+            ));
+        }
+        let answer = if batch {
+            let list: Vec<&Retrieval> = made.iter().map(|(_, r)| r).collect();
+            serde_json::json!({ "retrievals": list }).to_string()
+        } else {
+            serde_json::to_string(&made[0].1).unwrap_or_default()
+        };
         let cmd = command_row(sender, counter, body_sha256, 201, &answer)?;
-        let (contract_id, object, uses_i) = (id.to_owned(), object.to_owned(), to_i64(uses)?);
-        self.commit_command(cmd, move |conn| {
-            diesel::insert_into(retrievals::table)
-                .values((
-                    retrievals::token.eq(&token),
-                    retrievals::contract_id.eq(&contract_id),
-                    retrievals::object.eq(&object),
-                    retrievals::uses_left.eq(uses_i),
-                    retrievals::expires_s.eq(expires_s),
-                ))
-                .execute(conn)?;
-            Ok(())
-        })
+        let (contract_id, uses_i) = (id.to_owned(), to_i64(uses)?);
+        self.commit_command_as(
+            cmd,
+            move |conn| {
+                for (object, r) in &made {
+                    diesel::insert_into(retrievals::table)
+                        .values((
+                            retrievals::token.eq(&r.token),
+                            retrievals::contract_id.eq(&contract_id),
+                            retrievals::object.eq(object),
+                            retrievals::uses_left.eq(uses_i),
+                            retrievals::expires_s.eq(expires_s),
+                        ))
+                        .execute(conn)?;
+                }
+                Ok(())
+            },
+            true,
+        )
         .await?;
         Ok(Answer {
             status: 201,

@@ -259,6 +259,41 @@ impl AgentClient {
             .value)
     }
 
+    /// One token per object in `objects`, in one command (the CDN asks for a window of pieces
+    /// at once). Answers them in the same order.
+    pub async fn retrievals(
+        &self,
+        id: &str,
+        objects: &[String],
+        uses: u64,
+        expires_in_s: u64,
+    ) -> Result<Vec<Retrieval>, ClientError> {
+        let body = serde_json::to_vec(
+            &serde_json::json!({"objects": objects, "uses": uses, "expires_in_s": expires_in_s}),
+        )
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+        #[derive(Deserialize)]
+        struct Many {
+            retrievals: Vec<Retrieval>,
+        }
+        let many: Many = self
+            .signed
+            .command(
+                "POST",
+                &format!("/v1/contracts/{id}/retrievals"),
+                body,
+                self.next_counter(),
+            )
+            .await?
+            .value;
+        if many.retrievals.len() != objects.len() {
+            return Err(ClientError::Decode(
+                "the agent answered another number of tokens".into(),
+            ));
+        }
+        Ok(many.retrievals)
+    }
+
     pub async fn audit(
         &self,
         id: &str,

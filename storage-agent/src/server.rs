@@ -306,7 +306,12 @@ async fn redeem(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetrievalRequest {
-    object: String,
+    /// One object (the answer is one retrieval) ...
+    #[serde(default)]
+    object: Option<String>,
+    /// ... or several (the answer is `{"retrievals": [...]}`, in the same order).
+    #[serde(default)]
+    objects: Option<Vec<String>>,
     uses: u64,
     expires_in_s: u64,
 }
@@ -322,8 +327,20 @@ async fn create_retrieval(
     let key = key_of(&req, &v);
     let result = async {
         let r: RetrievalRequest = parse_json(&bytes)?;
+        let (objects, batch) = match (r.object, r.objects) {
+            (Some(o), None) => (vec![o], false),
+            (None, Some(list)) => (list, true),
+            _ => return Err(Error::InvalidJson("give either object or objects".into())),
+        };
         agent
-            .create_retrieval(&path, cmd(&v, &key)?, &r.object, r.uses, r.expires_in_s)
+            .create_retrievals(
+                &path,
+                cmd(&v, &key)?,
+                &objects,
+                r.uses,
+                r.expires_in_s,
+                batch,
+            )
             .await
     }
     .await;

@@ -155,6 +155,29 @@ async fn a_contract_from_offer_to_expiry_on(database: Option<String>) {
         "the token was good for one use"
     );
 
+    // Several tokens in one command, in order; an unknown object refuses them all.
+    let many = client
+        .retrievals(&terms.id, &["a.bin".to_owned(), "a.bin".to_owned()], 1, 60)
+        .await
+        .expect("retrievals");
+    assert_eq!(many.len(), 2);
+    assert_ne!(many[0].token, many[1].token);
+    for r in &many {
+        let got = third_party.get(&r.url).send().await.expect("fetch");
+        assert_eq!(got.status().as_u16(), 200);
+        assert_eq!(got.bytes().await.expect("bytes").as_ref(), &data[..]);
+    }
+    let err = client
+        .retrievals(&terms.id, &["a.bin".to_owned(), "nope".to_owned()], 1, 60)
+        .await
+        .expect_err("unknown object");
+    assert_eq!(err.code(), Some("unknown_object"));
+    let err = client
+        .retrievals(&terms.id, &[], 1, 60)
+        .await
+        .expect_err("no objects");
+    assert_eq!(err.code(), Some("invalid_name"));
+
     // The dashboard and status show the contract and the income.
     let summary = world.agent.agent.summary().await.expect("summary");
     assert_eq!(summary.contracts_active, 1);
