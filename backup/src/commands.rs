@@ -213,9 +213,10 @@ pub struct CreateSummary {
 /// Time per stage of `create`, in seconds. The stages overlap (they run at once).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CreateStages {
-    /// The chunking thread: reading, chunking, hashing, compressing, sealing, packing (less
-    /// its waits for the uploader).
+    /// The chunking thread: reading, chunking, keyed hashing, dedup (less its waits).
     pub chunk: f64,
+    /// The sealing thread: compressing, encrypting, packing, hashing packs (less its waits).
+    pub seal: f64,
     pub erasure_code: f64,
     /// Storing shards (a pack's k + m uploads at once), payments included.
     pub upload: f64,
@@ -294,9 +295,9 @@ fn walk(
 }
 
 /// Finished packs waiting for their upload, at most. Each is about [`PACK_BYTES_TARGET`]
-/// (16 MiB): with one pack queued, one being filled and one being coded and uploaded, `create`
-/// holds about 3 packs' worth (plus the shards of one), which keeps its peak memory below
-/// restic's.
+/// (16 MiB), and the sealing thread also waits until the uploader has taken its pack before
+/// it fills the next: `create` holds one pack being filled and one being coded and uploaded
+/// (with its shards), which keeps its peak memory below restic's.
 pub const PACKS_IN_FLIGHT_MAX: usize = 1;
 
 /// A closed pack on its way from the chunking thread to the uploader.
@@ -315,75 +316,128 @@ struct Chunked {
     bytes: u64,
     chunks_new: u64,
     chunks_known: u64,
-    /// Time spent waiting for the uploader to take a pack.
-    send_wait: std::time::Duration,
+    /// Time the chunking and the sealing thread spent working.
+    chunk_busy: std::time::Duration,
+    seal_busy: std::time::Duration,
 }
 
-/// The chunking side of `create`, on a thread of its own: read, cut, dedup against `known`,
-/// compress, seal and pack; each full pack goes to `packs` (blocking while the uploader is
-/// [`PACKS_IN_FLIGHT_MAX`] packs behind). Adds the bytes read to `read`.
+/// New chunks waiting for the sealing thread, at most (each at most [`CHUNK_MAX`]).
+const SEAL_QUEUE_CHUNKS: usize = 2;
+
+/// The sealing thread of `create`: compress, seal and pack each new chunk from `chunks`; each
+/// full pack goes to `packs`, and the thread waits until the uploader has taken it before it
+/// fills the next (so `create` holds one pack being filled and one being uploaded). Answers
+/// the time it spent working (not waiting).
+fn seal_all(
+    chunks: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    keys: &Keys,
+    packs: &tokio::sync::mpsc::Sender<ClosedPack>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<std::time::Duration, Error> {
+    let mut waited = std::time::Duration::ZERO;
+    let started = Instant::now();
+    let send = |packer: PackBuilder, waited: &mut std::time::Duration| {
+        let (id, bytes, locations) = packer.finish();
+        let t = Instant::now();
+        let pack = ClosedPack {
+            id,
+            bytes,
+            locations,
+        };
+        // The uploader stopped: its error is the one reported.
+        fn stopped<T>(_: T) -> Error {
+            Error::Io("the uploader stopped".into())
+        }
+        packs.blocking_send(pack).map_err(stopped)?;
+        // Taken once the channel has room again.
+        drop(runtime.block_on(packs.reserve()).map_err(stopped)?);
+        *waited += t.elapsed();
+        Ok::<_, Error>(())
+    };
+    let mut packer = PackBuilder::default();
+    loop {
+        let t = Instant::now();
+        let Ok((id, data)) = chunks.recv() else { break };
+        waited += t.elapsed();
+        let blob = pack::seal_chunk(keys, &data)?;
+        packer.add(id, &blob);
+        if packer.len() >= PACK_BYTES_TARGET {
+            send(std::mem::take(&mut packer), &mut waited)?;
+        }
+    }
+    if !packer.is_empty() {
+        send(packer, &mut waited)?;
+    }
+    Ok(started.elapsed().saturating_sub(waited))
+}
+
+/// The chunking side of `create`, on two threads of its own: this one reads, cuts, hashes
+/// and dedups against `known`; new chunks go to a sealing thread ([`seal_all`]), which
+/// compresses, seals and packs them (compression is the larger part of the work, so the two
+/// run at once). Adds the bytes read to `read`.
 fn chunk_all(
     found: Vec<(PathBuf, Node)>,
     keys: &Keys,
     mut known: HashSet<String>,
     packs: &tokio::sync::mpsc::Sender<ClosedPack>,
     read: &AtomicU64,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<Chunked, Error> {
-    let mut send_wait = std::time::Duration::ZERO;
-    let mut send = |packer: PackBuilder| {
-        let (id, bytes, locations) = packer.finish();
-        let t = Instant::now();
-        let sent = packs
-            .blocking_send(ClosedPack {
-                id,
-                bytes,
-                locations,
-            })
-            // The uploader stopped: its error is the one reported.
-            .map_err(|_| Error::Io("the uploader stopped".into()));
-        send_wait += t.elapsed();
-        sent
-    };
     let mut out = Chunked {
         nodes: Vec::with_capacity(found.len()),
         ..Chunked::default()
     };
-    let mut packer = PackBuilder::default();
-    for (path, mut node) in found {
-        match node.kind {
-            Kind::Dir => out.dirs += 1,
-            Kind::Symlink => {}
-            Kind::File => {
-                out.files += 1;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                let chunker = fastcdc::v2020::StreamCDC::new(file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
-                for chunk in chunker {
-                    let chunk = chunk.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                    let id = keys.chunk_id(&chunk.data);
-                    out.bytes += chunk.data.len() as u64;
-                    read.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
-                    if known.contains(&id) {
-                        out.chunks_known += 1;
-                    } else {
-                        out.chunks_new += 1;
-                        let blob = pack::seal_chunk(keys, &chunk.data)?;
-                        packer.add(id.clone(), &blob);
-                        known.insert(id.clone());
-                        if packer.len() >= PACK_BYTES_TARGET {
-                            send(std::mem::take(&mut packer))?;
+    let (to_seal, chunks) = std::sync::mpsc::sync_channel(SEAL_QUEUE_CHUNKS);
+    std::thread::scope(|scope| {
+        let sealer = scope.spawn(move || seal_all(chunks, keys, packs, runtime));
+        let started = Instant::now();
+        let mut waited = std::time::Duration::ZERO;
+        let chunk_files = || -> Result<(), Error> {
+            for (path, mut node) in found {
+                match node.kind {
+                    Kind::Dir => out.dirs += 1,
+                    Kind::Symlink => {}
+                    Kind::File => {
+                        out.files += 1;
+                        let file = std::fs::File::open(&path)
+                            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                        let chunker =
+                            fastcdc::v2020::StreamCDC::new(file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+                        for chunk in chunker {
+                            let chunk =
+                                chunk.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                            let id = keys.chunk_id(&chunk.data);
+                            out.bytes += chunk.data.len() as u64;
+                            read.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                            if known.contains(&id) {
+                                out.chunks_known += 1;
+                            } else {
+                                out.chunks_new += 1;
+                                known.insert(id.clone());
+                                let t = Instant::now();
+                                to_seal
+                                    .send((id.clone(), chunk.data))
+                                    .map_err(|_| Error::Io("the sealing thread stopped".into()))?;
+                                waited += t.elapsed();
+                            }
+                            node.chunks.push(id);
                         }
                     }
-                    node.chunks.push(id);
                 }
+                out.nodes.push(node);
             }
-        }
-        out.nodes.push(node);
-    }
-    if !packer.is_empty() {
-        send(packer)?;
-    }
-    out.send_wait = send_wait;
+            Ok(())
+        };
+        let chunked = chunk_files();
+        drop(to_seal);
+        out.chunk_busy = started.elapsed().saturating_sub(waited);
+        let sealed = sealer
+            .join()
+            .map_err(|_| Error::Io("the sealing thread panicked".into()));
+        // The sealer's error first: when it stops, the chunker only sees a closed channel.
+        out.seal_busy = sealed??;
+        chunked
+    })?;
     Ok(out)
 }
 
@@ -430,11 +484,9 @@ pub async fn create(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ClosedPack>(PACKS_IN_FLIGHT_MAX);
     let known: HashSet<String> = repo.index.chunks.keys().cloned().collect();
     let (keys, read) = (repo.keys.clone(), progress.counter());
-    let chunk_started = Instant::now();
-    let chunker = tokio::task::spawn_blocking(move || {
-        let chunked = chunk_all(found, &keys, known, &tx, &read);
-        (chunked, chunk_started.elapsed())
-    });
+    let runtime = tokio::runtime::Handle::current();
+    let chunker =
+        tokio::task::spawn_blocking(move || chunk_all(found, &keys, known, &tx, &read, &runtime));
     let uploaded = async {
         loop {
             let idle = Instant::now();
@@ -451,9 +503,9 @@ pub async fn create(
         .await
         .map_err(|e| Error::Io(format!("the chunking thread failed: {e}")));
     uploaded?;
-    let (chunked, chunk_time) = chunked?;
-    let chunked = chunked?;
-    summary.stage_seconds.chunk = chunk_time.saturating_sub(chunked.send_wait).as_secs_f64();
+    let chunked = chunked??;
+    summary.stage_seconds.chunk = chunked.chunk_busy.as_secs_f64();
+    summary.stage_seconds.seal = chunked.seal_busy.as_secs_f64();
     progress.finish();
     summary.files = chunked.files;
     summary.dirs = chunked.dirs;
@@ -586,8 +638,9 @@ pub struct RestoreStages {
 
 /// Packs kept in memory during a restore (a file's chunks may span two packs).
 const PACK_CACHE_MAX: usize = 2;
-/// Packs fetched ahead of the writer and waiting for it, at most (one more is being fetched).
-/// Each is about 16 MiB: with the cache, a restore holds about 4 packs.
+/// Packs fetched ahead of the writer, at most: the fetcher reads the next pack while the
+/// writer works through the last, then waits for the writer to take it. Each is about 16 MiB:
+/// with the cache, a restore holds about 3 packs.
 pub const PACKS_AHEAD_MAX: usize = 1;
 
 /// The packs a restore keeps: the oldest loaded goes first. Both the planner (which only
@@ -674,8 +727,10 @@ pub async fn restore(
                 .map(|(bytes, bad)| (pack, bytes, bad.len()));
             busy += t.elapsed();
             let failed = got.is_err();
-            // A closed channel: the writer stopped, and reports why.
-            if tx.send(got).await.is_err() || failed {
+            // A closed channel: the writer stopped, and reports why. After the send, wait
+            // for the writer to take the pack before fetching the next: a restore holds its
+            // cache, one pack being fetched, and no more.
+            if tx.send(got).await.is_err() || failed || tx.reserve().await.is_err() {
                 break;
             }
         }
