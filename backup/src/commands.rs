@@ -330,6 +330,7 @@ const SEAL_QUEUE_CHUNKS: usize = 2;
 /// the time it spent working (not waiting).
 fn seal_all(
     chunks: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
     keys: &Keys,
     packs: &tokio::sync::mpsc::Sender<ClosedPack>,
     runtime: &tokio::runtime::Handle,
@@ -354,7 +355,9 @@ fn seal_all(
         *waited += t.elapsed();
         Ok::<_, Error>(())
     };
-    let mut packer = PackBuilder::default();
+    // Buffers of packs already coded come back, so two pack buffers serve the whole backup.
+    let new_pack = || PackBuilder::with_buffer(recycled.try_recv().unwrap_or_default());
+    let mut packer = new_pack();
     loop {
         let t = Instant::now();
         let Ok((id, data)) = chunks.recv() else { break };
@@ -362,7 +365,7 @@ fn seal_all(
         let blob = pack::seal_chunk(keys, &data)?;
         packer.add(id, &blob);
         if packer.len() >= PACK_BYTES_TARGET {
-            send(std::mem::take(&mut packer), &mut waited)?;
+            send(std::mem::replace(&mut packer, new_pack()), &mut waited)?;
         }
     }
     if !packer.is_empty() {
@@ -382,6 +385,7 @@ fn chunk_all(
     packs: &tokio::sync::mpsc::Sender<ClosedPack>,
     read: &AtomicU64,
     runtime: &tokio::runtime::Handle,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<Chunked, Error> {
     let mut out = Chunked {
         nodes: Vec::with_capacity(found.len()),
@@ -389,7 +393,7 @@ fn chunk_all(
     };
     let (to_seal, chunks) = std::sync::mpsc::sync_channel(SEAL_QUEUE_CHUNKS);
     std::thread::scope(|scope| {
-        let sealer = scope.spawn(move || seal_all(chunks, keys, packs, runtime));
+        let sealer = scope.spawn(move || seal_all(chunks, &recycled, keys, packs, runtime));
         let started = Instant::now();
         let mut waited = std::time::Duration::ZERO;
         let chunk_files = || -> Result<(), Error> {
@@ -485,14 +489,16 @@ pub async fn create(
     let known: HashSet<String> = repo.index.chunks.keys().cloned().collect();
     let (keys, read) = (repo.keys.clone(), progress.counter());
     let runtime = tokio::runtime::Handle::current();
-    let chunker =
-        tokio::task::spawn_blocking(move || chunk_all(found, &keys, known, &tx, &read, &runtime));
+    let (recycle, recycled) = std::sync::mpsc::sync_channel(PACKS_IN_FLIGHT_MAX + 1);
+    let chunker = tokio::task::spawn_blocking(move || {
+        chunk_all(found, &keys, known, &tx, &read, &runtime, recycled)
+    });
     let uploaded = async {
         loop {
             let idle = Instant::now();
             let Some(pack) = rx.recv().await else { break };
             summary.stage_seconds.upload_idle += idle.elapsed().as_secs_f64();
-            upload_pack(repo, pack, &mut summary, &mut added_locations).await?;
+            upload_pack(repo, pack, &recycle, &mut summary, &mut added_locations).await?;
         }
         Ok::<_, Error>(())
     }
@@ -557,6 +563,7 @@ pub async fn create(
 async fn upload_pack(
     repo: &mut Repo,
     pack: ClosedPack,
+    recycle: &std::sync::mpsc::SyncSender<Vec<u8>>,
     summary: &mut CreateSummary,
     added: &mut HashMap<String, Location>,
 ) -> Result<(), Error> {
@@ -569,9 +576,12 @@ async fn upload_pack(
     let len = bytes.len() as u64;
     // The pack's bytes are freed once coded: only its shards travel on.
     let t = Instant::now();
-    let shards = tokio::task::spawn_blocking(move || erasure::encode(&bytes, k, m))
-        .await
-        .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))??;
+    let (shards, bytes) =
+        tokio::task::spawn_blocking(move || erasure::encode(&bytes, k, m).map(|s| (s, bytes)))
+            .await
+            .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))??;
+    // Back to the sealing thread for its next pack (dropped if it has enough).
+    let _ = recycle.try_send(bytes);
     summary.stage_seconds.erasure_code += t.elapsed().as_secs_f64();
     let t = Instant::now();
     repo.put_shards(&format!("p-{id}"), shards).await?;
@@ -661,16 +671,22 @@ impl<T> PackCache<T> {
         self.entries.iter().find(|(p, _)| p == pack).map(|(_, t)| t)
     }
 
-    fn insert(&mut self, pack: String, value: T) {
-        if self.entries.len() == PACK_CACHE_MAX {
-            self.entries.remove(0);
-        }
+    /// Keep `value`; answers the one it evicts.
+    fn insert(&mut self, pack: String, value: T) -> Option<T> {
+        let evicted = (self.entries.len() == PACK_CACHE_MAX).then(|| self.entries.remove(0).1);
         self.entries.push((pack, value));
+        evicted
     }
 }
 
 /// A pack read by the fetcher: its id, its bytes, and how many shards were bad.
 type Fetched = Result<(String, Vec<u8>, usize), Error>;
+
+/// The writer's side of the fetcher: packs in planned order, and the way back for buffers.
+struct PackFeed {
+    packs: tokio::sync::mpsc::Receiver<Fetched>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
 
 /// `backup restore`: rebuild the snapshot's tree under `target`. A task fetches the packs in
 /// the order the writer needs them (planned in advance), [`PACKS_AHEAD_MAX`] ahead, while a
@@ -717,12 +733,19 @@ pub async fn restore(
     let progress = Progress::start(needed);
     let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(PACKS_AHEAD_MAX);
     let reader = repo.reader();
+    // Evicted packs' buffers go back to the fetcher, so a restore reuses a few buffers.
+    let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<u8>>(PACK_CACHE_MAX);
     let fetcher = tokio::spawn(async move {
         let mut busy = std::time::Duration::ZERO;
         for pack in loads {
             let t = Instant::now();
+            let buffer = recycled.try_recv().unwrap_or_default();
             let got = reader
-                .get(&format!("p-{pack}"), |d| protocol::sha256_hex(d) == pack)
+                .get_into(
+                    &format!("p-{pack}"),
+                    |d| protocol::sha256_hex(d) == pack,
+                    buffer,
+                )
                 .await
                 .map(|(bytes, bad)| (pack, bytes, bad.len()));
             busy += t.elapsed();
@@ -755,7 +778,7 @@ pub async fn restore(
             &locations,
             &keys,
             &target,
-            rx,
+            PackFeed { packs: rx, recycle },
             &written,
             &mut summary,
         );
@@ -787,11 +810,12 @@ fn write_tree(
     locations: &HashMap<String, Location>,
     keys: &Keys,
     target: &Path,
-    mut packs: tokio::sync::mpsc::Receiver<Fetched>,
+    feed: PackFeed,
     written: &AtomicU64,
     summary: &mut RestoreSummary,
 ) -> Result<(), Error> {
     use std::io::Write;
+    let PackFeed { mut packs, recycle } = feed;
     let mut cache: PackCache<Vec<u8>> = PackCache::new();
     let mut dirs = Vec::new();
     for node in nodes {
@@ -837,7 +861,10 @@ fn write_tree(
                         }
                         summary.packs_read += 1;
                         summary.shards_bad += bad as u64;
-                        cache.insert(pack, bytes);
+                        if let Some(old) = cache.insert(pack, bytes) {
+                            // Dropped if the fetcher has enough buffers.
+                            let _ = recycle.try_send(old);
+                        }
                     }
                     let pack_bytes = cache
                         .get(&loc.pack)

@@ -55,16 +55,18 @@ pub fn data_shards(data: &[u8], k: usize) -> Vec<Vec<u8>> {
 
 /// The data shards joined and unframed: the object, without any decoding. `Err` gives the
 /// shards back unchanged when they cannot be an object's data shards (lengths differ, or the
-/// prefix names more bytes than they hold).
-pub fn unframe(shards: Vec<Vec<u8>>) -> Result<Vec<u8>, Vec<Vec<u8>>> {
+/// prefix names more bytes than they hold). The object is built in `into` (cleared first): a
+/// caller that reads many objects hands back a buffer it is done with, so memory is reused
+/// rather than freed and allocated again.
+pub fn unframe(shards: Vec<Vec<u8>>, into: Vec<u8>) -> Result<Vec<u8>, Vec<Vec<u8>>> {
     let sl = shards.first().map_or(0, Vec::len);
     if sl == 0 || shards.iter().any(|s| s.len() != sl) {
         return Err(shards);
     }
-    let mut it = shards.into_iter();
-    let mut framed = it.next().unwrap_or_default();
-    framed.reserve(sl * it.len());
-    for s in it {
+    let mut framed = into;
+    framed.clear();
+    framed.reserve(sl * shards.len());
+    for s in shards {
         // Each shard is freed as soon as it is copied.
         framed.extend_from_slice(&s);
     }
@@ -96,7 +98,7 @@ pub fn decode(mut shards: Vec<Option<Vec<u8>>>, k: usize, m: usize) -> Result<Ve
         .take(k)
         .map(|s| s.ok_or_else(|| Error::Corrupt("shard not rebuilt".into())))
         .collect::<Result<_, _>>()?;
-    unframe(data).map_err(|_| Error::Corrupt("pack length beyond its shards".into()))
+    unframe(data, Vec::new()).map_err(|_| Error::Corrupt("pack length beyond its shards".into()))
 }
 
 #[cfg(test)]
@@ -144,7 +146,7 @@ mod tests {
             for k in [1, 3, 4, 10] {
                 let shards = encode(&data, k, 2).expect("encode");
                 assert_eq!(shards.len(), k + 2);
-                let joined = unframe(shards[..k].to_vec()).expect("unframe");
+                let joined = unframe(shards[..k].to_vec(), vec![9; 3]).expect("unframe");
                 assert_eq!(joined, data, "len {len}, k {k}");
                 // The data shards are the framed object: decoding from parity agrees.
                 let mut s: Vec<Option<Vec<u8>>> = shards.into_iter().map(Some).collect();
@@ -154,7 +156,7 @@ mod tests {
         }
         // A prefix naming more than the shards hold gives the shards back.
         let bad = vec![vec![0xff; 4], vec![0; 4]];
-        assert_eq!(unframe(bad.clone()), Err(bad));
-        assert!(unframe(vec![vec![1, 2], vec![3]]).is_err());
+        assert_eq!(unframe(bad.clone(), Vec::new()), Err(bad));
+        assert!(unframe(vec![vec![1, 2], vec![3]], Vec::new()).is_err());
     }
 }

@@ -32,6 +32,10 @@ pub fn open_chunk(keys: &Keys, blob: &[u8], max_len: usize) -> Result<Vec<u8>, E
     zstd::bulk::decompress(&compressed, max_len).map_err(|e| Error::Corrupt(format!("zstd: {e}")))
 }
 
+/// Room for a pack: it closes at the first blob that takes it to [`PACK_BYTES_TARGET`], and
+/// a blob is at most a sealed 4 MiB chunk (zstd's bound, nonce and tag included).
+pub const PACK_BYTES_MAX: usize = PACK_BYTES_TARGET + (4 << 20) + (64 << 10);
+
 #[derive(Default)]
 pub struct PackBuilder {
     buf: Vec<u8>,
@@ -39,6 +43,17 @@ pub struct PackBuilder {
 }
 
 impl PackBuilder {
+    /// An empty pack built in `buf` (cleared; a finished pack's buffer, to reuse its memory),
+    /// with room for a whole pack, so it never grows by copying.
+    pub fn with_buffer(mut buf: Vec<u8>) -> PackBuilder {
+        buf.clear();
+        buf.reserve(PACK_BYTES_MAX);
+        PackBuilder {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
     pub fn add(&mut self, id: String, blob: &[u8]) {
         let offset = self.buf.len() as u64;
         self.buf.extend_from_slice(blob);

@@ -180,12 +180,25 @@ impl Reader {
     where
         F: Fn(&[u8]) -> bool,
     {
+        self.get_into(name, verify, Vec::new()).await
+    }
+
+    /// [`Reader::get`], building the object in `into` (a buffer the caller is done with).
+    pub async fn get_into<F>(
+        &self,
+        name: &str,
+        verify: F,
+        into: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<usize>), Error>
+    where
+        F: Fn(&[u8]) -> bool,
+    {
         let (k, n) = (self.k, self.k + self.m);
         let mut shards = vec![None; n];
         self.fetch_into(name, 0..k, &mut shards).await;
         if shards.iter().take(k).all(Option::is_some) {
             let data: Vec<Vec<u8>> = shards.iter_mut().take(k).filter_map(Option::take).collect();
-            match erasure::unframe(data) {
+            match erasure::unframe(data, into) {
                 Ok(object) if verify(&object) => return Ok((object, vec![])),
                 Ok(object) => {
                     // Damaged yet well framed: the shards again, to find which.
