@@ -580,12 +580,16 @@ async fn upload_pack(
         tokio::task::spawn_blocking(move || erasure::encode(&bytes, k, m).map(|s| (s, bytes)))
             .await
             .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))??;
-    // Back to the sealing thread for its next pack (dropped if it has enough).
-    let _ = recycle.try_send(bytes);
     summary.stage_seconds.erasure_code += t.elapsed().as_secs_f64();
     let t = Instant::now();
-    repo.put_shards(&format!("p-{id}"), shards).await?;
+    // The pack stays until its shards are stored, to make one again should a write repeat.
+    repo.put_shards(&format!("p-{id}"), shards, &|i| {
+        erasure::shard(&bytes, k, m, i)
+    })
+    .await?;
     summary.stage_seconds.upload += t.elapsed().as_secs_f64();
+    // Back to the sealing thread for its next pack (dropped if it has enough).
+    let _ = recycle.try_send(bytes);
     summary.data_added += len;
     summary.bytes_stored += erasure::shard_len(len as usize, k) as u64 * repo.n() as u64;
     summary.packs += 1;

@@ -30,6 +30,15 @@ pub fn encode(data: &[u8], k: usize, m: usize) -> Result<Vec<Vec<u8>>, Error> {
     Ok(shards)
 }
 
+/// Shard `i` of `data` alone (a repeated write; it costs a whole encoding).
+pub fn shard(data: &[u8], k: usize, m: usize, i: usize) -> Result<Vec<u8>, Error> {
+    let mut shards = encode(data, k, m)?;
+    if i >= shards.len() {
+        return Err(Error::Corrupt(format!("no shard {i} of {}", k + m)));
+    }
+    Ok(shards.swap_remove(i))
+}
+
 /// The `k` data shards of `data`: prefix, data and zero padding, cut in `k`.
 pub fn data_shards(data: &[u8], k: usize) -> Vec<Vec<u8>> {
     let sl = shard_len(data.len(), k);

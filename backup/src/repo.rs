@@ -415,15 +415,27 @@ impl Repo {
     /// Erasure-code `data` and store shard `i` as `<name>-<i>` on slot `i`. Answers the
     /// Merkle roots of the shards.
     pub async fn put_sharded(&self, name: &str, data: &[u8]) -> Result<Vec<String>, Error> {
-        let shards = erasure::encode(data, self.k(), self.config.parity_shards)?;
-        self.put_shards(name, shards).await
+        let (k, m) = (self.k(), self.config.parity_shards);
+        let shards = erasure::encode(data, k, m)?;
+        self.put_shards(name, shards, &|i| erasure::shard(data, k, m, i))
+            .await
     }
 
     /// Store shard `i` of `shards` (from [`erasure::encode`]) as `<name>-<i>` on slot `i`.
-    pub async fn put_shards(&self, name: &str, shards: Vec<Vec<u8>>) -> Result<Vec<String>, Error> {
+    /// Each shard is handed over, not copied; `again(i)` makes shard `i` anew in the rare case
+    /// that a write must be repeated (the agent asked for payment first).
+    pub async fn put_shards(
+        &self,
+        name: &str,
+        shards: Vec<Vec<u8>>,
+        again: &(dyn Fn(usize) -> Result<Vec<u8>, Error> + Sync),
+    ) -> Result<Vec<String>, Error> {
         let puts = shards.into_iter().enumerate().map(|(i, shard)| {
             let a = &self.agents[i];
-            async move { self.put_paying(i, a, &format!("{name}-{i}"), shard).await }
+            async move {
+                self.put_paying_with(i, a, &format!("{name}-{i}"), shard, &|| again(i))
+                    .await
+            }
         });
         join_all(puts).await.into_iter().collect()
     }
@@ -465,20 +477,36 @@ impl Repo {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<String, Error> {
+        self.put_paying_with(i, agent, name, bytes.clone(), &|| Ok(bytes.clone()))
+            .await
+    }
+
+    /// [`Repo::put_paying`] handing `first` over; `again` makes the bytes anew for a retry.
+    async fn put_paying_with(
+        &self,
+        i: usize,
+        agent: &AgentClient,
+        name: &str,
+        first: Vec<u8>,
+        again: &(dyn Fn() -> Result<Vec<u8>, Error> + Sync),
+    ) -> Result<String, Error> {
         let slot = &self.config.slots[i];
         let deadline = Instant::now() + Duration::from_millis(PAYMENT_WAIT_MS_MAX);
         let mut paid = false;
+        let len = first.len() as u64;
+        let mut bytes = Some(first);
         loop {
-            match agent.put(&slot.contract, name, bytes.clone()).await {
+            let body = match bytes.take() {
+                Some(b) => b,
+                None => again()?,
+            };
+            match agent.put(&slot.contract, name, body).await {
                 Ok(info) => return Ok(info.merkle_root),
                 Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
                     if !paid {
                         // Enough for this write and a few more like it.
-                        let charge = protocol::market::per_kib_charge(
-                            slot.write_per_kib,
-                            bytes.len() as u64,
-                        )
-                        .unwrap_or(u64::MAX / 8);
+                        let charge = protocol::market::per_kib_charge(slot.write_per_kib, len)
+                            .unwrap_or(u64::MAX / 8);
                         top_up(&self.wallet, slot, charge.saturating_mul(8).max(1024)).await?;
                         paid = true;
                     }
