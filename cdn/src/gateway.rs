@@ -444,6 +444,23 @@ impl Gateway {
         decode(v["pieces"].clone())
     }
 
+    /// Tell the publisher, in the background, that `agent` served bad bytes for piece `i`
+    /// (it checks, deletes the bad replica and places the piece again).
+    fn report_bad(&self, s: &Session, i: u64, agent: &str) {
+        let publisher = self.publisher.clone();
+        let counter = self.counters.next();
+        let path = format!("/v1/views/{}/reports", s.view.view);
+        let body = serde_json::json!({"piece": i, "agent": agent}).to_string();
+        tokio::spawn(async move {
+            let r = publisher
+                .command::<serde_json::Value>("POST", &path, body.into_bytes(), counter)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, piece = i, "the publisher did not take the report");
+            }
+        });
+    }
+
     async fn fetch_piece(&self, s: &Session, i: u64) -> Result<Bytes, Error> {
         let expected = s
             .manifest
@@ -484,6 +501,7 @@ impl Gateway {
                     }
                     tracing::warn!(piece = i, agent = %src.agent, "a piece did not match its hash");
                     fail(s, false, true);
+                    self.report_bad(s, i, &src.agent);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(piece = i, agent = %src.agent, error = %e, "a source failed");

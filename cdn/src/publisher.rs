@@ -1151,37 +1151,108 @@ impl Publisher {
         let Some(victim) = holders.last() else {
             return Ok(0);
         };
+        self.delete_replica(content, i, victim).await
+    }
+
+    /// Delete piece `i` from `holder` and forget the replica. Answers the bytes freed.
+    async fn delete_replica(
+        &self,
+        content: &str,
+        i: u64,
+        holder: &ContractRow,
+    ) -> Result<u64, Error> {
         let name = object_name(content, i);
-        let answer = self.agent(&victim.endpoint).delete(&victim.id, &name).await;
-        let freed = match answer {
-            Ok(v) => v["freed_bytes"].as_u64().unwrap_or(0),
-            Err(e) if e.code() == Some("unknown_object") => 0,
+        let answer = self.agent(&holder.endpoint).delete(&holder.id, &name).await;
+        match answer {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("unknown_object") => {}
             Err(e) => return Err(Error::Upstream(format!("deleting {name}: {e}"))),
-        };
+        }
+        let row = self.content(content).await?;
+        // What this publisher placed, whatever the agent says it freed.
+        let len = manifest::piece_len(row.size as u64, row.piece_bytes as u64, i);
         let (cid, contract, piece) = (
             content.to_owned(),
-            victim.id.clone(),
+            holder.id.clone(),
             i32::try_from(i).unwrap_or(i32::MAX),
         );
-        let size = i64::try_from(freed).unwrap_or(0);
+        let size = i64::try_from(len).unwrap_or(0);
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    diesel::delete(
+                    let gone = diesel::delete(
                         replicas::table
                             .filter(replicas::content_id.eq(&cid))
                             .filter(replicas::piece.eq(piece))
                             .filter(replicas::contract_id.eq(&contract)),
                     )
                     .execute(conn)?;
-                    diesel::update(contracts::table.find(&contract))
-                        .set(contracts::used_bytes.eq(contracts::used_bytes - size))
-                        .execute(conn)?;
+                    if gone > 0 {
+                        diesel::update(contracts::table.find(&contract))
+                            .set(contracts::used_bytes.eq(contracts::used_bytes - size))
+                            .execute(conn)?;
+                    }
                     Ok::<_, Error>(())
                 })
             })
             .await?;
-        Ok(freed)
+        Ok(len)
+    }
+
+    /// A viewer reports that `agent` served piece `i` with bytes that do not match the
+    /// manifest. The publisher checks for itself (a paid read); when the replica is bad it is
+    /// deleted and the piece is placed again from a good holder. Answers whether it was bad.
+    pub async fn report_bad_piece(
+        &self,
+        viewer: &EntityId,
+        view: &str,
+        i: u64,
+        agent: &str,
+    ) -> Result<bool, Error> {
+        let v = self
+            .view(view)
+            .await?
+            .ok_or_else(|| Error::UnknownView(view.to_owned()))?;
+        if v.2 != viewer.as_str() {
+            return Err(Error::UnknownView(view.to_owned()));
+        }
+        {
+            let mut asked = self.view_pieces.lock().unwrap_or_else(|p| p.into_inner());
+            // Reports count against the same per-piece bound as instructions.
+            let times = asked.entry((format!("report:{view}"), i)).or_insert(0);
+            if *times >= PIECE_REQUESTS_PER_VIEW_MAX {
+                return Err(Error::TooManyRequests {
+                    piece: i,
+                    times: *times,
+                });
+            }
+            *times += 1;
+        }
+        let content = v.1.clone();
+        let holders = self.holders(&content, i).await?;
+        let Some(suspect) = holders.iter().find(|h| h.agent == agent).cloned() else {
+            return Ok(false);
+        };
+        let row = self.content(&content).await?;
+        let pieces: Vec<String> =
+            serde_json::from_str(&row.pieces).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let expected = pieces
+            .get(usize::try_from(i).unwrap_or(usize::MAX))
+            .ok_or_else(|| Error::InvalidRequest(format!("piece {i} is out of range")))?;
+        let name = object_name(&content, i);
+        let bytes =
+            storage_agent_read(&self.agent(&suspect.endpoint), &suspect, &name, self).await?;
+        if &protocol::sha256_hex(&bytes) == expected {
+            return Ok(false);
+        }
+        let want = holders.len();
+        self.delete_replica(&content, i, &suspect).await?;
+        let now = self.replicate(&content, i, want).await?;
+        self.event(
+            &content,
+            format!("repaired piece {i}: agent {agent} served bad bytes; {now} good replicas"),
+        );
+        Ok(true)
     }
 
     /// Everything the status page shows.

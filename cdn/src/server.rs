@@ -11,6 +11,7 @@
 //! | `POST /v1/uploads/{id}/publish` | the publisher (command) | sign and list the manifest |
 //! | `POST /v1/views` | a viewer (command) | `{content, view}`: buy a view paid with transaction id `view` |
 //! | `POST /v1/views/{view}/pieces` | the view's viewer (command) | `{from, count}`: retrieval instructions |
+//! | `POST /v1/views/{view}/reports` | the view's viewer (command) | `{piece, agent}`: an agent served bad bytes |
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, publisher: Arc<Publisher>) {
         .route("/v1/uploads/{id}/publish", web::post().to(publish))
         .route("/v1/views", web::post().to(buy_view))
         .route("/v1/views/{view}/pieces", web::post().to(instructions))
+        .route("/v1/views/{view}/reports", web::post().to(report))
         .default_service(web::to(|| async {
             HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
         }));
@@ -231,6 +233,32 @@ async fn instructions(
         let w: Window = parse_json(&bytes)?;
         let pieces = p.instructions(&v.entity, &path, w.from, w.count).await?;
         Ok(serde_json::json!({"pieces": pieces}))
+    }
+    .await;
+    Ok(signed(&p, &v, result))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BadPiece {
+    piece: u64,
+    agent: String,
+}
+
+async fn report(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    p: State,
+) -> Result<HttpResponse, Error> {
+    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
+    let v = auth(&req, bytes.clone(), &p).await?;
+    let result = async {
+        let b: BadPiece = parse_json(&bytes)?;
+        let bad = p
+            .report_bad_piece(&v.entity, &path, b.piece, &b.agent)
+            .await?;
+        Ok(serde_json::json!({"piece": b.piece, "confirmed": bad}))
     }
     .await;
     Ok(signed(&p, &v, result))
