@@ -381,6 +381,36 @@ async fn publish_stream_pay_verify_and_fail_over() {
         played.await;
         let _ = child.kill();
         let _ = child.wait();
+
+        // The publisher's status page and the gateway's catalog, as a browser renders them.
+        let pages = tokio::task::spawn_blocking({
+            let (publisher, gw_url, profile) = (
+                publisher.clone(),
+                gw.url.clone(),
+                tmp.path().join("chromium-pages"),
+            );
+            move || {
+                (
+                    lcp::testing::run_chromium(browser, &profile, &["--dump-dom", &publisher]),
+                    lcp::testing::run_chromium(browser, &profile, &["--dump-dom", &gw_url]),
+                )
+            }
+        })
+        .await
+        .expect("join");
+        assert!(
+            pages.0.contains("Catalog")
+                && pages.0.contains(&content)
+                && pages.0.contains("Scaling events")
+                && pages.0.contains("sold a view"),
+            "publisher page: {}",
+            pages.0
+        );
+        assert!(
+            pages.1.contains("clip.mp4") && pages.1.contains(&format!("/watch/{content}")),
+            "gateway page: {}",
+            pages.1
+        );
     }
 
     // Fetches a closed stream started ahead of the reader may still be running: wait until
