@@ -226,9 +226,13 @@ pub struct CreateStages {
 
 /// Walk `root`, answering nodes (paths relative to the parent of `root`), skipping excluded
 /// paths.
+/// First path seen of each file with several names, by (device, inode).
+type FirstNames = HashMap<(u64, u64), String>;
+
 fn walk(
     root: &Path,
     exclude: &globset::GlobSet,
+    first_names: &mut FirstNames,
     out: &mut Vec<(PathBuf, Node)>,
 ) -> Result<(), Error> {
     let name = root
@@ -255,6 +259,7 @@ fn walk(
                 size: 0,
                 chunks: vec![],
                 target: Some(target.to_string_lossy().into_owned()),
+                link: None,
             }
         } else if ft.is_dir() {
             let mut entries: Vec<_> = std::fs::read_dir(&path)
@@ -275,8 +280,20 @@ fn walk(
                 size: 0,
                 chunks: vec![],
                 target: None,
+                link: None,
             }
         } else if ft.is_file() {
+            let link = if meta.nlink() > 1 {
+                match first_names.entry((meta.dev(), meta.ino())) {
+                    std::collections::hash_map::Entry::Occupied(first) => Some(first.get().clone()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(rel.clone());
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             Node {
                 path: rel.clone(),
                 kind: Kind::File,
@@ -285,6 +302,7 @@ fn walk(
                 size: meta.len(),
                 chunks: vec![],
                 target: None,
+                link,
             }
         } else {
             continue; // sockets, fifos, devices: not backed up
@@ -392,6 +410,9 @@ fn chunk_all(
         ..Chunked::default()
     };
     let (to_seal, chunks) = std::sync::mpsc::sync_channel(SEAL_QUEUE_CHUNKS);
+    // Files that other names link to, and their chunks once read.
+    let linked: HashSet<String> = found.iter().filter_map(|(_, n)| n.link.clone()).collect();
+    let mut linked_chunks: HashMap<String, Vec<String>> = HashMap::new();
     std::thread::scope(|scope| {
         let sealer = scope.spawn(move || seal_all(chunks, &recycled, keys, packs, runtime));
         let started = Instant::now();
@@ -401,6 +422,11 @@ fn chunk_all(
                 match node.kind {
                     Kind::Dir => out.dirs += 1,
                     Kind::Symlink => {}
+                    Kind::File if node.link.is_some() => {
+                        out.files += 1;
+                        let first = node.link.as_deref().unwrap_or_default();
+                        node.chunks = linked_chunks.get(first).cloned().unwrap_or_default();
+                    }
                     Kind::File => {
                         out.files += 1;
                         let file = std::fs::File::open(&path)
@@ -425,6 +451,9 @@ fn chunk_all(
                                 waited += t.elapsed();
                             }
                             node.chunks.push(id);
+                        }
+                        if linked.contains(&node.path) {
+                            linked_chunks.insert(node.path.clone(), node.chunks.clone());
                         }
                     }
                 }
@@ -455,10 +484,11 @@ pub async fn create(
     let started = Instant::now();
     let exclude = glob_set(exclude, "--exclude")?;
     let mut found = Vec::new();
+    let mut first_names = FirstNames::new();
     for p in paths {
         let p =
             std::fs::canonicalize(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
-        walk(&p, &exclude, &mut found)?;
+        walk(&p, &exclude, &mut first_names, &mut found)?;
     }
     repo.sync_index().await?;
     // Chunks an interrupted backup already uploaded count as stored.
@@ -466,7 +496,12 @@ pub async fn create(
     repo.index.chunks.extend(pending.clone());
     let mut added_locations: HashMap<String, Location> = pending;
 
-    let total: u64 = found.iter().map(|(_, n)| n.size).sum();
+    // Hard links are not read again.
+    let total: u64 = found
+        .iter()
+        .filter(|(_, n)| n.link.is_none())
+        .map(|(_, n)| n.size)
+        .sum();
     // Bulk credit for the expected writes: shards of about total / k on each slot.
     let per_slot = total / repo.k() as u64 + (1 << 20);
     repo.prepay(per_slot, |s| s.write_per_kib).await?;
@@ -707,11 +742,25 @@ pub async fn restore(
     let snap = find_snapshot(repo, which).await?;
     repo.sync_index().await?;
     let include_set = glob_set(include, "--include")?;
-    let nodes: Vec<Node> = snap
+    let mut nodes: Vec<Node> = snap
         .nodes
         .into_iter()
         .filter(|n| include.is_empty() || include_set.is_match(&n.path))
         .collect();
+    // A hard link whose first name is restored becomes a link to it; otherwise (left out by
+    // --include) a file with its own copy of the contents.
+    let written: HashSet<String> = nodes
+        .iter()
+        .filter(|n| n.kind == Kind::File && n.link.is_none())
+        .map(|n| n.path.clone())
+        .collect();
+    for n in &mut nodes {
+        match &n.link {
+            Some(first) if written.contains(first) => n.chunks.clear(),
+            Some(_) => n.link = None,
+            None => {}
+        }
+    }
     // Where every chunk is, and the order the packs will be loaded in.
     let mut locations: HashMap<String, Location> = HashMap::new();
     let mut loads = Vec::new();
@@ -729,7 +778,11 @@ pub async fn restore(
         locations.insert(id.clone(), loc.clone());
     }
     // Read credit for everything, up front.
-    let needed: u64 = nodes.iter().map(|n| n.size).sum();
+    let needed: u64 = nodes
+        .iter()
+        .filter(|n| n.link.is_none())
+        .map(|n| n.size)
+        .sum();
     repo.prepay(needed / repo.k() as u64 + (4 << 20), |s| s.read_per_kib)
         .await?;
     std::fs::create_dir_all(target)?;
@@ -838,6 +891,16 @@ fn write_tree(
                 std::os::unix::fs::symlink(node.target.as_deref().unwrap_or(""), &path)?;
                 set_symlink_mtime(&path, node.mtime_ns)?;
                 summary.symlinks += 1;
+            }
+            Kind::File if node.link.is_some() => {
+                let first = safe_join(target, node.link.as_deref().unwrap_or_default())?;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let _ = std::fs::remove_file(&path);
+                std::fs::hard_link(&first, &path)
+                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                summary.files += 1;
             }
             Kind::File => {
                 if let Some(parent) = path.parent() {

@@ -1,5 +1,6 @@
 //! What a snapshot records: every file, directory and symlink under the backed-up paths, with
-//! its mode and modification time, and each file's chunks in order.
+//! its mode and modification time, and each file's chunks in order. Hard links to one file
+//! are recorded as links to its first path.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,10 @@ pub struct Node {
     pub chunks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A file that is a hard link to an earlier file of the snapshot (this path): it has that
+    /// file's chunks, and a restore that restores that file links to it (like restic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The backup CLI end to end on a 6-agent devnet (real binaries, loopback): a tree with many
-//! small files, a large file, empty files, unicode names, symlinks and restrictive permissions
-//! is backed up; a second backup after a small change uploads little; two agents are killed;
+//! small files, a large file, empty files, unicode names, symlinks, a hard link and restrictive
+//! permissions is backed up; a second backup after a small change uploads little; two agents are killed;
 //! a fresh config directory restores it with only the market URL, the repository id, the
 //! password and the wallet, identical in contents, links, modes and mtimes (symlinks' own
 //! mtimes too). A wrong password fails fast and writes nothing.
@@ -122,6 +122,8 @@ fn make_tree(root: &Path) {
     std::fs::write(t("script.sh"), "#!/bin/sh\necho hi\n").expect("script");
     std::fs::set_permissions(t("script.sh"), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
+    // Two names of one file: read once, restored as a hard link.
+    std::fs::hard_link(t("script.sh"), t("docs/script-link.sh")).expect("hard link");
     let old = std::fs::File::open(t("docs/notes/note-000.txt")).expect("open");
     old.set_modified(UNIX_EPOCH + Duration::from_secs(1_000_000_000))
         .expect("mtime");
@@ -204,7 +206,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         first["data_added"].as_u64().expect("data_added") > 3 << 20,
         "{first}"
     );
-    assert_eq!(first["files"], 156);
+    assert_eq!(first["files"], 157);
 
     // A small change: one note edited. Only its chunk (and the metadata) is new.
     std::fs::write(src.join("docs/notes/note-007.txt"), "changed\n").expect("edit");
@@ -261,6 +263,16 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         .to_string_lossy()
         .into_owned();
     same_tree(&target.join(&name), &src);
+    let ino = |p: &str| {
+        std::fs::metadata(target.join(&name).join(p))
+            .expect("restored")
+            .ino()
+    };
+    assert_eq!(
+        ino("script.sh"),
+        ino("docs/script-link.sh"),
+        "a hard link again"
+    );
 
     // check sees the dead agents; repair moves their shards to new agents; then all is well.
     let (code, out, _) = cli.run(&fresh, PASSWORD, &["check", "--json"]);
