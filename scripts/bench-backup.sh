@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the backup figures in docs/BENCHMARKS.md: backup and restore of one tree by the
 # `backup` CLI to a 6-agent devnet (4 data + 2 parity shards, every write and read paid through
-# LCP) and by restic to a local repository, side by side: MB/s and peak RSS.
+# LCP) and by restic to a local repository, side by side: MB/s and peak RSS. The `backup`
+# summaries at the end give the seconds per stage (`stage_seconds`).
 # Needs restic (Debian package: apt-get install -y restic) and GNU time (apt-get install -y time).
 # Usage: scripts/bench-backup.sh [TREE=/usr/lib/x86_64-linux-gnu]
 set -euo pipefail
@@ -36,6 +37,7 @@ restic init --repo "$work/restic" >/dev/null 2>&1
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 measure "restic backup (local)" restic --repo "$work/restic" backup "$tree" --quiet
 measure "backup restore (devnet)" "$bin/backup" --config-dir "$work/cfg" restore latest --target "$work/r1" --json
+cp "$work/out" "$work/restore.json"
 measure "restic restore (local)" restic --repo "$work/restic" restore latest --target "$work/r2" --quiet
 name=$(basename "$tree")
 python3 - "$work/r1/$name" "$tree" <<'PY'
@@ -56,3 +58,4 @@ diff = [k for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
 print(f"restore check: {len(y)} entries in the source, {len(diff)} differ" + (f", first: {diff[0]} {x.get(diff[0])} vs {y.get(diff[0])}" if diff else " (contents, link targets, modes, file mtimes)"))
 PY
 echo "== backup create summary: $(cat "$work/create.json")"
+echo "== backup restore summary: $(cat "$work/restore.json")"

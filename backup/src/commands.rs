@@ -874,6 +874,7 @@ fn write_tree(
     use std::io::Write;
     let PackFeed { mut packs, recycle } = feed;
     let mut cache: PackCache<Vec<u8>> = PackCache::new();
+    let mut opener = pack::ChunkOpener::new(CHUNK_MAX as usize)?;
     let mut dirs = Vec::new();
     for node in nodes {
         let path = safe_join(target, &node.path)?;
@@ -906,10 +907,8 @@ fn write_tree(
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                let mut out = std::io::BufWriter::with_capacity(
-                    CHUNK_MAX as usize,
-                    std::fs::File::create(&path)?,
-                );
+                // Whole chunks are written at once: no buffering needed.
+                let mut out = std::fs::File::create(&path)?;
                 for id in &node.chunks {
                     let loc = locations
                         .get(id)
@@ -944,12 +943,12 @@ fn write_tree(
                     let blob = pack_bytes.get(start..end).ok_or_else(|| {
                         Error::Corrupt(format!("chunk {id} lies outside its pack"))
                     })?;
-                    let chunk = pack::open_chunk(keys, blob, CHUNK_MAX as usize)?;
-                    out.write_all(&chunk)?;
+                    let chunk = opener.open(keys, blob)?;
+                    out.write_all(chunk)?;
                     summary.bytes += chunk.len() as u64;
                     written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
-                let file = out.into_inner().map_err(|e| Error::Io(e.to_string()))?;
+                let file = out;
                 file.set_permissions(std::fs::Permissions::from_mode(node.mode))?;
                 file.set_modified(mtime(node.mtime_ns))?;
                 summary.files += 1;

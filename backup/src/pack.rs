@@ -26,15 +26,43 @@ pub fn seal_chunk(keys: &Keys, chunk: &[u8]) -> Result<Vec<u8>, Error> {
     keys.seal(&compressed)
 }
 
-/// Open then decompress one blob; `max_len` bounds the chunk's size.
-pub fn open_chunk(keys: &Keys, blob: &[u8], max_len: usize) -> Result<Vec<u8>, Error> {
-    let compressed = keys.open(blob)?;
-    zstd::bulk::decompress(&compressed, max_len).map_err(|e| Error::Corrupt(format!("zstd: {e}")))
-}
-
 /// Room for a pack: it closes at the first blob that takes it to [`PACK_BYTES_TARGET`], and
 /// a blob is at most a sealed 4 MiB chunk (zstd's bound, nonce and tag included).
 pub const PACK_BYTES_MAX: usize = PACK_BYTES_TARGET + (4 << 20) + (64 << 10);
+
+/// Opens many chunks one after another into one reused buffer (a restore): no allocation
+/// of a chunk-sized output per chunk.
+pub struct ChunkOpener {
+    zstd: zstd::bulk::Decompressor<'static>,
+    plain: Vec<u8>,
+}
+
+impl std::fmt::Debug for ChunkOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkOpener(..)")
+    }
+}
+
+impl ChunkOpener {
+    /// For chunks of at most `max_len` bytes.
+    pub fn new(max_len: usize) -> Result<ChunkOpener, Error> {
+        Ok(ChunkOpener {
+            zstd: zstd::bulk::Decompressor::new().map_err(|e| Error::Io(format!("zstd: {e}")))?,
+            plain: Vec::with_capacity(max_len),
+        })
+    }
+
+    /// Open then decompress one blob (a chunk of at most `max_len` bytes, else an error),
+    /// into the reused buffer.
+    pub fn open(&mut self, keys: &Keys, blob: &[u8]) -> Result<&[u8], Error> {
+        let compressed = keys.open(blob)?;
+        self.plain.clear();
+        self.zstd
+            .decompress_to_buffer(&compressed, &mut self.plain)
+            .map_err(|e| Error::Corrupt(format!("zstd: {e}")))?;
+        Ok(&self.plain)
+    }
+}
 
 #[derive(Default)]
 pub struct PackBuilder {
