@@ -200,11 +200,10 @@ impl Reader {
             let data: Vec<Vec<u8>> = shards.iter_mut().take(k).filter_map(Option::take).collect();
             match erasure::unframe(data, into) {
                 Ok(object) if verify(&object) => return Ok((object, vec![])),
-                Ok(object) => {
-                    // Damaged yet well framed: the shards again, to find which.
-                    for (i, s) in erasure::data_shards(&object, k).into_iter().enumerate() {
-                        shards[i] = Some(s);
-                    }
+                Ok(_) => {
+                    // Damaged yet well framed (the prefix itself may be what is damaged, so
+                    // the join does not give the shards back exactly): read them again.
+                    self.fetch_into(name, 0..k, &mut shards).await;
                 }
                 Err(back) => {
                     for (i, s) in back.into_iter().enumerate() {
