@@ -33,6 +33,8 @@ use crate::publisher::{PieceInstructions, Source, ViewAnswer};
 pub const STREAM_CHUNKS_MAX: usize = 2;
 /// Times the gateway asks the publisher again for a piece whose every source failed.
 pub const REINSTRUCT_MAX: u32 = 2;
+/// Threads that fetch and verify pieces.
+pub const FETCH_THREADS: usize = 2;
 /// Upcoming pieces the stats list.
 pub const UPCOMING_MAX: usize = 16;
 /// Pieces asked for in the first instructions request (the first byte waits for it).
@@ -119,6 +121,18 @@ pub struct Gateway {
     sessions: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
     /// Bytes the gateway received from the publisher (manifests, views, instructions).
     pub publisher_bytes: AtomicU64,
+    /// Where pieces are fetched and verified (see [`Gateway::piece`]).
+    fetch: tokio::runtime::Handle,
+    fetch_rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // Without blocking: the gateway may be dropped inside another runtime.
+        if let Some(rt) = self.fetch_rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
@@ -136,6 +150,11 @@ fn from_publisher(e: ClientError) -> Error {
 
 impl Gateway {
     pub fn new(options: GatewayOptions) -> anyhow::Result<Gateway> {
+        let fetch_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(FETCH_THREADS)
+            .thread_name("cdn-fetch")
+            .enable_all()
+            .build()?;
         lcp::client::check_url(&options.publisher_url)?;
         let key = Arc::new(lcp::keyfile::load(&options.wallet_key).map_err(|e| {
             anyhow::anyhow!(
@@ -152,6 +171,8 @@ impl Gateway {
             counters: Default::default(),
             sessions: Default::default(),
             publisher_bytes: AtomicU64::new(0),
+            fetch: fetch_rt.handle().clone(),
+            fetch_rt: Some(fetch_rt),
         })
     }
 
@@ -305,9 +326,16 @@ impl Gateway {
             }
             cell
         };
-        cell.get_or_try_init(|| self.fetch_piece(s, i))
+        if let Some(b) = cell.get() {
+            return Ok(b.clone());
+        }
+        // Fetching runs on the gateway's own multi-threaded runtime: an HTTP server thread
+        // would otherwise carry every agent connection of a stream and the stream itself.
+        let (g, s) = (self.clone(), s.clone());
+        self.fetch
+            .spawn(async move { cell.get_or_try_init(|| g.fetch_piece(&s, i)).await.cloned() })
             .await
-            .cloned()
+            .map_err(|e| Error::Upstream(format!("a piece fetch stopped: {e}")))?
     }
 
     /// Start fetching pieces `from ..= to` in the background (ahead of the reader).
@@ -321,7 +349,7 @@ impl Gateway {
                 .0
                 .contains_key(&i);
             if !known {
-                tokio::spawn(async move {
+                self.fetch.spawn(async move {
                     let _ = g.piece(&s, i).await;
                 });
             }
@@ -385,7 +413,7 @@ impl Gateway {
             return;
         }
         let (g, s) = (self.clone(), s.clone());
-        tokio::spawn(async move {
+        self.fetch.spawn(async move {
             if let Err(e) = g.instruct_window(&s, from).await {
                 tracing::warn!(error = %e, "instructions ahead failed");
             }
@@ -451,7 +479,7 @@ impl Gateway {
         let counter = self.counters.next();
         let path = format!("/v1/views/{}/reports", s.view.view);
         let body = serde_json::json!({"piece": i, "agent": agent}).to_string();
-        tokio::spawn(async move {
+        self.fetch.spawn(async move {
             let r = publisher
                 .command::<serde_json::Value>("POST", &path, body.into_bytes(), counter)
                 .await;
