@@ -376,11 +376,12 @@ fn seal_all(
     // Buffers of packs already coded come back, so two pack buffers serve the whole backup.
     let new_pack = || PackBuilder::with_buffer(recycled.try_recv().unwrap_or_default());
     let mut packer = new_pack();
+    let mut sealer = pack::Sealer::new()?;
     loop {
         let t = Instant::now();
         let Ok((id, data)) = chunks.recv() else { break };
         waited += t.elapsed();
-        let blob = pack::seal_chunk(keys, &data)?;
+        let blob = sealer.seal(keys, &data)?;
         packer.add(id, &blob);
         if packer.len() >= PACK_BYTES_TARGET {
             send(std::mem::replace(&mut packer, new_pack()), &mut waited)?;

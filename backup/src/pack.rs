@@ -19,11 +19,27 @@ pub struct Location {
     pub length: u64,
 }
 
-/// Compress then seal one chunk.
-pub fn seal_chunk(keys: &Keys, chunk: &[u8]) -> Result<Vec<u8>, Error> {
-    let compressed =
-        zstd::bulk::compress(chunk, ZSTD_LEVEL).map_err(|e| Error::Io(format!("zstd: {e}")))?;
-    keys.seal(&compressed)
+/// Compresses and seals chunks with one zstd context for all of them: a context is costly to
+/// set up (its tables are allocated and cleared), and a backup seals thousands of chunks.
+pub struct Sealer {
+    zstd: zstd::bulk::Compressor<'static>,
+}
+
+impl Sealer {
+    pub fn new() -> Result<Sealer, Error> {
+        Ok(Sealer {
+            zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                .map_err(|e| Error::Io(format!("zstd: {e}")))?,
+        })
+    }
+
+    pub fn seal(&mut self, keys: &Keys, chunk: &[u8]) -> Result<Vec<u8>, Error> {
+        let compressed = self
+            .zstd
+            .compress(chunk)
+            .map_err(|e| Error::Io(format!("zstd: {e}")))?;
+        keys.seal(&compressed)
+    }
 }
 
 /// Room for a pack: it closes at the first blob that takes it to [`PACK_BYTES_TARGET`], and
