@@ -202,7 +202,7 @@ impl Gateway {
 
     /// The session for `content`: the view bought on first use (and again once it expires).
     pub async fn session(&self, content: &str) -> Result<Arc<Session>, Error> {
-        if content.len() != 32 || !content.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !manifest::valid_content_id(content) {
             return Err(Error::UnknownContent(content.to_owned()));
         }
         let mut sessions = self.sessions.lock().await;

@@ -64,10 +64,18 @@ pub fn piece_len(size: u64, piece_bytes: u64, i: u64) -> u64 {
     size.saturating_sub(i * piece_bytes).min(piece_bytes)
 }
 
+fn lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub fn valid_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && lower_hex(s)
+}
+
+/// A content id as [`content_id`] makes them: 32 lowercase hex digits.
+pub fn valid_content_id(s: &str) -> bool {
+    s.len() == 32 && lower_hex(s)
 }
 
 impl Manifest {
@@ -167,5 +175,8 @@ mod tests {
         assert_ne!(id, content_id(6, 4, &p));
         assert!(valid_sha256_hex(&p[0]));
         assert!(!valid_sha256_hex("AB"));
+        assert!(valid_content_id(&id));
+        assert!(!valid_content_id(&id.to_uppercase()));
+        assert!(!valid_content_id(&id[..31]));
     }
 }

@@ -178,6 +178,31 @@ struct ContentRow {
     created_s: i64,
 }
 
+impl ContentRow {
+    /// The pieces' SHA-256 (hex), as stored at upload.
+    fn piece_hashes(&self) -> Result<Vec<String>, Error> {
+        serde_json::from_str(&self.pieces)
+            .map_err(|e| Error::InvalidRequest(format!("stored piece list: {e}")))
+    }
+
+    fn piece_len(&self, i: u64) -> u64 {
+        manifest::piece_len(self.size as u64, self.piece_bytes as u64, i)
+    }
+}
+
+/// A sold view, as stored.
+#[derive(Debug, Clone, Queryable)]
+struct ViewRow {
+    #[allow(dead_code)]
+    id: String,
+    content_id: String,
+    viewer: String,
+    paid: i64,
+    #[allow(dead_code)]
+    created_s: i64,
+    expires_s: i64,
+}
+
 pub fn now_s() -> i64 {
     i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
 }
@@ -516,12 +541,11 @@ impl Publisher {
         bytes: bytes::Bytes,
     ) -> Result<usize, Error> {
         let row = self.content(content).await?;
-        let pieces: Vec<String> =
-            serde_json::from_str(&row.pieces).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let pieces = row.piece_hashes()?;
         let expected = pieces
             .get(usize::try_from(i).unwrap_or(usize::MAX))
             .ok_or_else(|| Error::InvalidRequest(format!("piece {i} is out of range")))?;
-        let len = manifest::piece_len(row.size as u64, row.piece_bytes as u64, i);
+        let len = row.piece_len(i);
         let b = bytes.clone();
         let digest = tokio::task::spawn_blocking(move || protocol::sha256_hex(&b))
             .await
@@ -545,7 +569,7 @@ impl Publisher {
         if holders.len() >= want {
             return Ok(holders.len());
         }
-        let mut candidates: Vec<ContractRow> = self
+        let candidates: Vec<ContractRow> = self
             .live_contracts()
             .await?
             .into_iter()
@@ -554,11 +578,10 @@ impl Publisher {
             .collect();
         // Least used first; ties broken by a rotation on the piece index, to spread pieces.
         let n = candidates.len().max(1);
-        let rot: Vec<usize> = (0..candidates.len()).collect();
         let mut keyed: Vec<(i64, usize, ContractRow)> = candidates
-            .drain(..)
-            .zip(rot)
-            .map(|(c, k)| (c.used_bytes, (k + n - (i as usize % n)) % n, c))
+            .into_iter()
+            .enumerate()
+            .map(|(k, c)| (c.used_bytes, (k + n - (i as usize % n)) % n, c))
             .collect();
         keyed.sort_by_key(|(used, r, _)| (*used / (1 << 20), *r));
         let chosen: Vec<ContractRow> = keyed
@@ -662,6 +685,28 @@ impl Publisher {
         }
     }
 
+    /// Read an object of the publisher's own contract, paying ahead on `402`.
+    async fn read_paying(&self, c: &ContractRow, name: &str) -> Result<bytes::Bytes, Error> {
+        let agent = self.agent(&c.endpoint);
+        match agent.get(&c.id, name, None).await {
+            Ok(b) => Ok(b),
+            Err(e) if e.code() == Some("payment_required") => {
+                let charge = protocol::market::per_kib_charge(
+                    c.read_per_kib as u64,
+                    CREDIT_TOPUP_KIB * 1024,
+                )
+                .unwrap_or(0);
+                self.top_up(c, charge.max(1024)).await?;
+                self.wait_for_credit(c, charge.min(1024)).await;
+                agent
+                    .get(&c.id, name, None)
+                    .await
+                    .map_err(|e| Error::Upstream(format!("reading {name}: {e}")))
+            }
+            Err(e) => Err(Error::Upstream(format!("reading {name}: {e}"))),
+        }
+    }
+
     async fn top_up(&self, c: &ContractRow, amount: u64) -> Result<(), Error> {
         let agent = EntityId::parse(&c.agent).map_err(|_| Error::Upstream("agent id".into()))?;
         self.wallet
@@ -737,8 +782,7 @@ impl Publisher {
     /// Sign and list the manifest once every piece is stored.
     pub async fn publish(&self, content: &str) -> Result<serde_json::Value, Error> {
         let row = self.content(content).await?;
-        let pieces: Vec<String> =
-            serde_json::from_str(&row.pieces).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let pieces = row.piece_hashes()?;
         let cid = content.to_owned();
         let counts = self.db.run(move |conn| replica_counts(conn, &cid)).await?;
         let missing = (0..pieces.len() as u64)
@@ -829,14 +873,14 @@ impl Publisher {
             return Err(Error::UnknownContent(content.to_owned()));
         }
         if let Some(v) = self.view(view).await? {
-            if v.2 != viewer.as_str() || v.1 != content {
+            if v.viewer != viewer.as_str() || v.content_id != content {
                 return Err(Error::InvalidRequest("this view id is taken".into()));
             }
             return Ok(ViewAnswer {
                 view: view.to_owned(),
                 content: content.to_owned(),
-                paid: v.3 as u64,
-                expires_at: protocol::market::format_rfc3339(v.5),
+                paid: v.paid as u64,
+                expires_at: protocol::market::format_rfc3339(v.expires_s),
             });
         }
         let price = row.price_per_view as u64;
@@ -888,21 +932,21 @@ impl Publisher {
         })
     }
 
-    async fn view(
-        &self,
-        id: &str,
-    ) -> Result<Option<(String, String, String, i64, i64, i64)>, Error> {
+    async fn view(&self, id: &str) -> Result<Option<ViewRow>, Error> {
         let id = id.to_owned();
         self.db
             .run(move |conn| {
-                Ok::<_, Error>(
-                    views::table
-                        .find(&id)
-                        .first::<(String, String, String, i64, i64, i64)>(conn)
-                        .optional()?,
-                )
+                Ok::<_, Error>(views::table.find(&id).first::<ViewRow>(conn).optional()?)
             })
             .await
+    }
+
+    /// The view `id` if `viewer` bought it (another's view is as unknown as a missing one).
+    async fn view_of(&self, viewer: &EntityId, id: &str) -> Result<ViewRow, Error> {
+        match self.view(id).await? {
+            Some(v) if v.viewer == viewer.as_str() => Ok(v),
+            _ => Err(Error::UnknownView(id.to_owned())),
+        }
     }
 
     /// Retrieval instructions for pieces `from .. from + count` of a bought view (seed 000
@@ -915,19 +959,12 @@ impl Publisher {
         from: u64,
         count: u64,
     ) -> Result<Vec<PieceInstructions>, Error> {
-        let v = self
-            .view(view)
-            .await?
-            .ok_or_else(|| Error::UnknownView(view.to_owned()))?;
-        if v.2 != viewer.as_str() {
-            return Err(Error::UnknownView(view.to_owned()));
-        }
-        if v.5 <= now_s() {
+        let v = self.view_of(viewer, view).await?;
+        if v.expires_s <= now_s() {
             return Err(Error::ViewExpired);
         }
-        let row = self.content(&v.1).await?;
-        let pieces: Vec<String> =
-            serde_json::from_str(&row.pieces).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let row = self.content(&v.content_id).await?;
+        let pieces = row.piece_hashes()?;
         let n = pieces.len() as u64;
         if from >= n || count == 0 {
             return Err(Error::InvalidRequest(format!(
@@ -953,7 +990,7 @@ impl Publisher {
         }
         // Which contracts hold which pieces.
         let (cid, lo, hi) = (
-            v.1.clone(),
+            v.content_id.clone(),
             i32::try_from(from).unwrap_or(i32::MAX),
             i32::try_from(to).unwrap_or(i32::MAX),
         );
@@ -974,7 +1011,7 @@ impl Publisher {
             .await?;
         let mut need: HashMap<String, (ContractRow, u64)> = HashMap::new();
         for (p, c) in &placed {
-            let len = manifest::piece_len(row.size as u64, row.piece_bytes as u64, *p as u64);
+            let len = row.piece_len(*p as u64);
             let charge = protocol::market::per_kib_charge(c.read_per_kib as u64, len).unwrap_or(0);
             need.entry(c.id.clone()).or_insert((c.clone(), 0)).1 += charge;
         }
@@ -988,7 +1025,7 @@ impl Publisher {
                 .1
                 .push(*p as u64);
         }
-        let content = v.1.clone();
+        let content = v.content_id.clone();
         let tokens = per_contract.into_values().map(|(c, pieces)| {
             let names: Vec<String> = pieces.iter().map(|p| object_name(&content, *p)).collect();
             async move {
@@ -1037,12 +1074,12 @@ impl Publisher {
             out.push(PieceInstructions {
                 index: i,
                 sha256: pieces[i as usize].clone(),
-                size: manifest::piece_len(row.size as u64, row.piece_bytes as u64, i),
+                size: row.piece_len(i),
                 sources,
             });
         }
         let mut demand = self.demand.lock().unwrap_or_else(|p| p.into_inner());
-        let d = demand.entry(v.1.clone()).or_default();
+        let d = demand.entry(v.content_id.clone()).or_default();
         d.pieces_asked += to - from;
         d.last_demand = Some(Instant::now());
         Ok(out)
@@ -1125,14 +1162,11 @@ impl Publisher {
             return Ok(holders.len());
         }
         let row = self.content(content).await?;
-        let pieces: Vec<String> =
-            serde_json::from_str(&row.pieces).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let pieces = row.piece_hashes()?;
         let name = object_name(content, i);
         for h in &holders {
-            let agent = self.agent(&h.endpoint);
-            let got = storage_agent_read(&agent, h, &name, self).await;
-            if let Ok(bytes) = got {
-                if protocol::sha256_hex(&bytes) == pieces[i as usize] {
+            if let Ok(bytes) = self.read_paying(h, &name).await {
+                if pieces.get(i as usize) == Some(&protocol::sha256_hex(&bytes)) {
                     self.replication_bytes
                         .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     return self.add_replicas(content, i, bytes, target).await;
@@ -1170,7 +1204,7 @@ impl Publisher {
         }
         let row = self.content(content).await?;
         // What this publisher placed, whatever the agent says it freed.
-        let len = manifest::piece_len(row.size as u64, row.piece_bytes as u64, i);
+        let len = row.piece_len(i);
         let (cid, contract, piece) = (
             content.to_owned(),
             holder.id.clone(),
@@ -1209,13 +1243,7 @@ impl Publisher {
         i: u64,
         agent: &str,
     ) -> Result<bool, Error> {
-        let v = self
-            .view(view)
-            .await?
-            .ok_or_else(|| Error::UnknownView(view.to_owned()))?;
-        if v.2 != viewer.as_str() {
-            return Err(Error::UnknownView(view.to_owned()));
-        }
+        let v = self.view_of(viewer, view).await?;
         {
             let mut asked = self.view_pieces.lock().unwrap_or_else(|p| p.into_inner());
             // Reports count against the same per-piece bound as instructions.
@@ -1228,20 +1256,18 @@ impl Publisher {
             }
             *times += 1;
         }
-        let content = v.1.clone();
+        let content = v.content_id.clone();
         let holders = self.holders(&content, i).await?;
         let Some(suspect) = holders.iter().find(|h| h.agent == agent).cloned() else {
             return Ok(false);
         };
         let row = self.content(&content).await?;
-        let pieces: Vec<String> =
-            serde_json::from_str(&row.pieces).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let pieces = row.piece_hashes()?;
         let expected = pieces
             .get(usize::try_from(i).unwrap_or(usize::MAX))
             .ok_or_else(|| Error::InvalidRequest(format!("piece {i} is out of range")))?;
         let name = object_name(&content, i);
-        let bytes =
-            storage_agent_read(&self.agent(&suspect.endpoint), &suspect, &name, self).await?;
+        let bytes = self.read_paying(&suspect, &name).await?;
         if &protocol::sha256_hex(&bytes) == expected {
             return Ok(false);
         }
@@ -1351,30 +1377,6 @@ impl Publisher {
                 "interval_s": self.options.scale_interval_s,
             },
         }))
-    }
-}
-
-/// Read an object of the publisher's own contract, paying on `402`.
-async fn storage_agent_read(
-    agent: &AgentClient,
-    c: &ContractRow,
-    name: &str,
-    publisher: &Publisher,
-) -> Result<bytes::Bytes, Error> {
-    match agent.get(&c.id, name, None).await {
-        Ok(b) => Ok(b),
-        Err(e) if e.code() == Some("payment_required") => {
-            let charge =
-                protocol::market::per_kib_charge(c.read_per_kib as u64, CREDIT_TOPUP_KIB * 1024)
-                    .unwrap_or(0);
-            publisher.top_up(c, charge.max(1024)).await?;
-            publisher.wait_for_credit(c, charge.min(1024)).await;
-            agent
-                .get(&c.id, name, None)
-                .await
-                .map_err(|e| Error::Upstream(format!("reading {name}: {e}")))
-        }
-        Err(e) => Err(Error::Upstream(format!("reading {name}: {e}"))),
     }
 }
 
