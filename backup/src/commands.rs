@@ -12,6 +12,7 @@ use market::client::MarketClient;
 use serde::Serialize;
 use storage_agent::client::AgentClient;
 
+use crate::chunker::Chunker;
 use crate::crypto::{KeyFile, Keys};
 use crate::erasure;
 use crate::error::{remote, Error};
@@ -376,13 +377,12 @@ fn seal_all(
     // Buffers of packs already coded come back, so two pack buffers serve the whole backup.
     let new_pack = || PackBuilder::with_buffer(recycled.try_recv().unwrap_or_default());
     let mut packer = new_pack();
-    let mut sealer = pack::Sealer::new()?;
+    let mut sealer = pack::Sealer::new(CHUNK_MAX as usize)?;
     loop {
         let t = Instant::now();
         let Ok((id, data)) = chunks.recv() else { break };
         waited += t.elapsed();
-        let blob = sealer.seal(keys, &data)?;
-        packer.add(id, &blob);
+        packer.add(id, sealer.seal(keys, &data)?);
         if packer.len() >= PACK_BYTES_TARGET {
             send(std::mem::replace(&mut packer, new_pack()), &mut waited)?;
         }
@@ -418,6 +418,7 @@ fn chunk_all(
         let sealer = scope.spawn(move || seal_all(chunks, &recycled, keys, packs, runtime));
         let started = Instant::now();
         let mut waited = std::time::Duration::ZERO;
+        let mut chunker = Chunker::new(CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
         let chunk_files = || -> Result<(), Error> {
             for (path, mut node) in found {
                 match node.kind {
@@ -432,14 +433,10 @@ fn chunk_all(
                         out.files += 1;
                         let file = std::fs::File::open(&path)
                             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                        let chunker =
-                            fastcdc::v2020::StreamCDC::new(file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
-                        for chunk in chunker {
-                            let chunk =
-                                chunk.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                            let id = keys.chunk_id(&chunk.data);
-                            out.bytes += chunk.data.len() as u64;
-                            read.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                        chunker.chunks(file, &path, |data| {
+                            let id = keys.chunk_id(data);
+                            out.bytes += data.len() as u64;
+                            read.fetch_add(data.len() as u64, Ordering::Relaxed);
                             if known.contains(&id) {
                                 out.chunks_known += 1;
                             } else {
@@ -447,12 +444,13 @@ fn chunk_all(
                                 known.insert(id.clone());
                                 let t = Instant::now();
                                 to_seal
-                                    .send((id.clone(), chunk.data))
+                                    .send((id.clone(), data.to_vec()))
                                     .map_err(|_| Error::Io("the sealing thread stopped".into()))?;
                                 waited += t.elapsed();
                             }
                             node.chunks.push(id);
-                        }
+                            Ok(())
+                        })?;
                         if linked.contains(&node.path) {
                             linked_chunks.insert(node.path.clone(), node.chunks.clone());
                         }
@@ -686,36 +684,90 @@ pub struct RestoreStages {
     pub write_idle: f64,
 }
 
-/// Packs kept in memory during a restore (a file's chunks may span two packs).
-const PACK_CACHE_MAX: usize = 2;
 /// Packs fetched ahead of the writer, at most: the fetcher reads the next pack while the
 /// writer works through the last, then waits for the writer to take it. Each is about 16 MiB:
-/// with the cache, a restore holds about 3 packs.
+/// a restore holds two packs (the writer's and the next), plus the blobs it keeps.
 pub const PACKS_AHEAD_MAX: usize = 1;
+/// Sealed blobs a restore keeps from packs it has left, because deduplicated data needs them
+/// again later, at most. Past it, a pack is read again instead.
+pub const KEPT_BYTES_MAX: u64 = 16 << 20;
 
-/// The packs a restore keeps: the oldest loaded goes first. Both the planner (which only
-/// records ids, to know the order of loads in advance) and the writer use it, so the fetcher
-/// reads exactly the packs the writer will ask for, in that order.
-struct PackCache<T> {
-    entries: Vec<(String, T)>,
+/// How a restore gets every chunk while holding one pack at a time (restic does it the other
+/// way round, writing each pack's chunks into all their files; this keeps files written front
+/// to back). The writer works through the snapshot's chunk references in order; a chunk
+/// comes from the blobs kept so far, else from the pack in hand, else the next pack is
+/// loaded. When a pack is left, the blobs of it that are referenced again later are kept (up
+/// to [`KEPT_BYTES_MAX`]); a kept blob is dropped after its last reference. The fetcher reads
+/// exactly `loads`, in order; both sides follow this one plan.
+struct RestorePlan {
+    loads: Vec<Load>,
+    /// For each chunk reference, in order: is it the chunk's last one?
+    last_use: Vec<bool>,
 }
 
-impl<T> PackCache<T> {
-    fn new() -> Self {
-        PackCache {
-            entries: Vec::with_capacity(PACK_CACHE_MAX),
+/// One pack load of a [`RestorePlan`].
+struct Load {
+    pack: String,
+    /// Chunks of the pack in hand to keep (copied out) before it is replaced by this one.
+    keep: Vec<String>,
+}
+
+impl RestorePlan {
+    fn new(refs: &[&String], locations: &HashMap<String, Location>) -> Result<Self, Error> {
+        let loc = |id: &str| {
+            locations
+                .get(id)
+                .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))
+        };
+        let mut last_at: HashMap<&str, usize> = HashMap::new();
+        let mut chunks_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (i, id) in refs.iter().enumerate() {
+            if last_at.insert(id.as_str(), i).is_none() {
+                chunks_of
+                    .entry(loc(id)?.pack.as_str())
+                    .or_default()
+                    .push(id);
+            }
         }
-    }
-
-    fn get(&self, pack: &str) -> Option<&T> {
-        self.entries.iter().find(|(p, _)| p == pack).map(|(_, t)| t)
-    }
-
-    /// Keep `value`; answers the one it evicts.
-    fn insert(&mut self, pack: String, value: T) -> Option<T> {
-        let evicted = (self.entries.len() == PACK_CACHE_MAX).then(|| self.entries.remove(0).1);
-        self.entries.push((pack, value));
-        evicted
+        let last_use = refs
+            .iter()
+            .enumerate()
+            .map(|(i, id)| last_at.get(id.as_str()) == Some(&i))
+            .collect();
+        let (mut loads, mut kept, mut kept_bytes) = (Vec::new(), HashMap::new(), 0u64);
+        let mut current: Option<&str> = None;
+        for (i, id) in refs.iter().enumerate() {
+            let pack = loc(id)?.pack.as_str();
+            if let Some(len) = kept.get(id.as_str()).copied() {
+                if last_at.get(id.as_str()) == Some(&i) {
+                    kept.remove(id.as_str());
+                    kept_bytes -= len;
+                }
+                continue;
+            }
+            if current == Some(pack) {
+                continue;
+            }
+            let mut keep = Vec::new();
+            for &other in current.and_then(|p| chunks_of.get(p)).into_iter().flatten() {
+                let len = loc(other)?.length;
+                let needed_later = last_at.get(other).is_some_and(|&at| at > i);
+                if needed_later
+                    && !kept.contains_key(other)
+                    && kept_bytes.saturating_add(len) <= KEPT_BYTES_MAX
+                {
+                    kept.insert(other, len);
+                    kept_bytes += len;
+                    keep.push(other.to_string());
+                }
+            }
+            loads.push(Load {
+                pack: pack.to_string(),
+                keep,
+            });
+            current = Some(pack);
+        }
+        Ok(RestorePlan { loads, last_use })
     }
 }
 
@@ -764,20 +816,17 @@ pub async fn restore(
     }
     // Where every chunk is, and the order the packs will be loaded in.
     let mut locations: HashMap<String, Location> = HashMap::new();
-    let mut loads = Vec::new();
-    let mut planned = PackCache::new();
     for id in nodes.iter().flat_map(|n| n.chunks.iter()) {
         let loc = repo
             .index
             .chunks
             .get(id)
             .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))?;
-        if planned.get(&loc.pack).is_none() {
-            planned.insert(loc.pack.clone(), ());
-            loads.push(loc.pack.clone());
-        }
         locations.insert(id.clone(), loc.clone());
     }
+    let refs: Vec<&String> = nodes.iter().flat_map(|n| n.chunks.iter()).collect();
+    let plan = RestorePlan::new(&refs, &locations)?;
+    let loads: Vec<String> = plan.loads.iter().map(|l| l.pack.clone()).collect();
     // Read credit for everything, up front.
     let needed: u64 = nodes
         .iter()
@@ -791,8 +840,9 @@ pub async fn restore(
     let progress = Progress::start(needed);
     let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(PACKS_AHEAD_MAX);
     let reader = repo.reader();
-    // Evicted packs' buffers go back to the fetcher, so a restore reuses a few buffers.
-    let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<u8>>(PACK_CACHE_MAX);
+    // Packs' buffers go back to the fetcher once the writer is done with them, so a restore
+    // reuses two buffers.
+    let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<u8>>(PACKS_AHEAD_MAX + 1);
     let fetcher = tokio::spawn(async move {
         let mut busy = std::time::Duration::ZERO;
         for pack in loads {
@@ -809,8 +859,8 @@ pub async fn restore(
             busy += t.elapsed();
             let failed = got.is_err();
             // A closed channel: the writer stopped, and reports why. After the send, wait
-            // for the writer to take the pack before fetching the next: a restore holds its
-            // cache, one pack being fetched, and no more.
+            // for the writer to take the pack before fetching the next: the writer hands
+            // back its old pack's buffer first, so a restore holds two packs and no more.
             if tx.send(got).await.is_err() || failed || tx.reserve().await.is_err() {
                 break;
             }
@@ -834,6 +884,7 @@ pub async fn restore(
         let written = write_tree(
             &nodes,
             &locations,
+            plan,
             &keys,
             &target,
             PackFeed { packs: rx, recycle },
@@ -863,9 +914,11 @@ pub async fn restore(
 
 /// The writing side of `restore`: every node under `target`, chunks from the packs `packs`
 /// delivers in the planned order.
+#[allow(clippy::too_many_arguments)]
 fn write_tree(
     nodes: &[Node],
     locations: &HashMap<String, Location>,
+    plan: RestorePlan,
     keys: &Keys,
     target: &Path,
     feed: PackFeed,
@@ -874,7 +927,13 @@ fn write_tree(
 ) -> Result<(), Error> {
     use std::io::Write;
     let PackFeed { mut packs, recycle } = feed;
-    let mut cache: PackCache<Vec<u8>> = PackCache::new();
+    let RestorePlan { loads, last_use } = plan;
+    let mut loads = loads.into_iter();
+    // The pack in hand (id and bytes), the blobs kept from packs left behind, and the
+    // position in the plan's chunk references.
+    let mut current: Option<(String, Vec<u8>)> = None;
+    let mut kept: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut at = 0usize;
     let mut opener = pack::ChunkOpener::new(CHUNK_MAX as usize)?;
     let mut dirs = Vec::new();
     for node in nodes {
@@ -914,7 +973,23 @@ fn write_tree(
                     let loc = locations
                         .get(id)
                         .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))?;
-                    if cache.get(&loc.pack).is_none() {
+                    let last = last_use.get(at).copied().unwrap_or(true);
+                    at += 1;
+                    let in_hand = current.as_ref().is_some_and(|(p, _)| *p == loc.pack);
+                    if !kept.contains_key(id) && !in_hand {
+                        let load = loads
+                            .next()
+                            .filter(|l| l.pack == loc.pack)
+                            .ok_or_else(|| Error::Io("the restore plan is out of step".into()))?;
+                        if let Some((_, old)) = current.take() {
+                            for k in load.keep {
+                                let blob = blob_of(&old, locations, &k)?;
+                                kept.insert(k, blob.to_vec());
+                            }
+                            // Handed back before the next is taken, so the fetcher reuses
+                            // it (dropped if it has enough buffers).
+                            let _ = recycle.try_send(old);
+                        }
                         let t = Instant::now();
                         let got = packs.blocking_recv();
                         summary.stage_seconds.write_idle += t.elapsed().as_secs_f64();
@@ -928,23 +1003,18 @@ fn write_tree(
                         }
                         summary.packs_read += 1;
                         summary.shards_bad += bad as u64;
-                        if let Some(old) = cache.insert(pack, bytes) {
-                            // Dropped if the fetcher has enough buffers.
-                            let _ = recycle.try_send(old);
-                        }
+                        current = Some((pack, bytes));
                     }
-                    let pack_bytes = cache
-                        .get(&loc.pack)
-                        .ok_or_else(|| Error::Io("a pack left the cache early".into()))?;
-                    let start =
-                        usize::try_from(loc.offset).map_err(|_| Error::Corrupt("offset".into()))?;
-                    let end = start
-                        + usize::try_from(loc.length)
-                            .map_err(|_| Error::Corrupt("length".into()))?;
-                    let blob = pack_bytes.get(start..end).ok_or_else(|| {
-                        Error::Corrupt(format!("chunk {id} lies outside its pack"))
-                    })?;
-                    let chunk = opener.open(keys, blob)?;
+                    let chunk = match (kept.get(id), &current) {
+                        (Some(blob), _) => opener.open(keys, blob)?,
+                        (None, Some((_, pack_bytes))) => {
+                            opener.open(keys, blob_of(pack_bytes, locations, id)?)?
+                        }
+                        (None, None) => return Err(Error::Io("no pack in hand".into())),
+                    };
+                    if last {
+                        kept.remove(id);
+                    }
                     out.write_all(chunk)?;
                     summary.bytes += chunk.len() as u64;
                     written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -964,6 +1034,21 @@ fn write_tree(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(node.mode))?;
     }
     Ok(())
+}
+
+/// Chunk `id`'s sealed blob in `pack` (the bytes of the pack the index says holds it).
+fn blob_of<'a>(
+    pack: &'a [u8],
+    locations: &HashMap<String, Location>,
+    id: &str,
+) -> Result<&'a [u8], Error> {
+    let loc = locations
+        .get(id)
+        .ok_or_else(|| Error::Corrupt(format!("chunk {id} is in no index")))?;
+    let start = usize::try_from(loc.offset).map_err(|_| Error::Corrupt("offset".into()))?;
+    let end = start + usize::try_from(loc.length).map_err(|_| Error::Corrupt("length".into()))?;
+    pack.get(start..end)
+        .ok_or_else(|| Error::Corrupt(format!("chunk {id} lies outside its pack")))
 }
 
 /// A snapshot's mtime (ns since the epoch) as a time; before 1970 counts as 1970.
@@ -998,4 +1083,61 @@ fn safe_join(target: &Path, rel: &str) -> Result<PathBuf, Error> {
         out.push(part);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(refs: &[(&str, &str, u64)]) -> RestorePlan {
+        let locations: HashMap<String, Location> = refs
+            .iter()
+            .map(|&(id, pack, length)| {
+                let loc = Location {
+                    pack: pack.into(),
+                    offset: 0,
+                    length,
+                };
+                (id.to_string(), loc)
+            })
+            .collect();
+        let ids: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
+        let refs: Vec<&String> = ids.iter().collect();
+        RestorePlan::new(&refs, &locations).expect("plan")
+    }
+
+    fn loads(plan: &RestorePlan) -> Vec<(String, Vec<String>)> {
+        plan.loads
+            .iter()
+            .map(|l| (l.pack.clone(), l.keep.clone()))
+            .collect()
+    }
+
+    /// A chunk needed again after its pack is left is kept, so every pack is read once; past
+    /// the bound on kept bytes the pack is read again instead.
+    #[test]
+    fn a_restore_plan_reads_each_pack_once_keeping_what_is_needed_again() {
+        let small = plan(&[
+            ("a", "p1", 10),
+            ("b", "p1", 10),
+            ("c", "p2", 10),
+            ("a", "p1", 10),
+        ]);
+        assert_eq!(
+            loads(&small),
+            vec![("p1".into(), vec![]), ("p2".into(), vec!["a".into()])]
+        );
+        assert_eq!(small.last_use, vec![false, true, true, true]);
+
+        let big = KEPT_BYTES_MAX;
+        let reread = plan(&[("a", "p1", big + 1), ("c", "p2", 10), ("a", "p1", big + 1)]);
+        assert_eq!(
+            loads(&reread),
+            vec![
+                ("p1".into(), vec![]),
+                ("p2".into(), vec![]),
+                ("p1".into(), vec![])
+            ]
+        );
+    }
 }

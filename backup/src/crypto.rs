@@ -4,7 +4,8 @@
 
 use std::num::NonZeroU32;
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+pub use ring::aead::NONCE_LEN;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ use crate::error::Error;
 /// PBKDF2 rounds for new key files: about 0.1 s on one core, per guess.
 pub const KDF_ITERATIONS: u32 = 300_000;
 const MASTER_BYTES: usize = 64;
+/// AES-256-GCM's tag.
+pub const TAG_LEN: usize = 16;
 const SALT_BYTES: usize = 32;
 
 fn random<const N: usize>() -> Result<[u8; N], Error> {
@@ -57,17 +60,28 @@ impl Keys {
         hex::encode(hmac::sign(&self.id, data).as_ref())
     }
 
+    /// Encrypt `body` in place with a fresh random nonce: answers the nonce and the tag, for
+    /// the caller to lay out as `nonce || body || tag` (what [`Keys::seal`] answers) without
+    /// copying the body.
+    pub fn seal_parts(&self, body: &mut [u8]) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), Error> {
+        let nonce = random::<NONCE_LEN>()?;
+        let tag = self
+            .data
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), body)
+            .map_err(|_| Error::Crypto("encryption failed".into()))?;
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(tag.as_ref());
+        Ok((nonce, tag_bytes))
+    }
+
     /// `nonce || ciphertext || tag`, with a fresh random nonce.
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, Error> {
-        let nonce = random::<NONCE_LEN>()?;
-        let mut buf = Vec::with_capacity(NONCE_LEN + plain.len() + AES_256_GCM.tag_len());
-        buf.extend_from_slice(&nonce);
+        let mut buf = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+        buf.resize(NONCE_LEN, 0);
         buf.extend_from_slice(plain);
-        let mut body = buf.split_off(NONCE_LEN);
-        self.data
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut body)
-            .map_err(|_| Error::Crypto("encryption failed".into()))?;
-        buf.extend_from_slice(&body);
+        let (nonce, tag) = self.seal_parts(&mut buf[NONCE_LEN..])?;
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        buf.extend_from_slice(&tag);
         Ok(buf)
     }
 

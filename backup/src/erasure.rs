@@ -74,11 +74,18 @@ pub fn unframe(shards: Vec<Vec<u8>>, into: Vec<u8>) -> Result<Vec<u8>, Vec<Vec<u
     }
     let mut framed = into;
     framed.clear();
-    framed.reserve(sl * shards.len());
+    // Exactly: `reserve` may double a reused buffer that is a little short.
+    framed.reserve_exact(sl * shards.len());
     for s in shards {
         // Each shard is freed as soon as it is copied.
         framed.extend_from_slice(&s);
     }
+    unframe_in_place(framed).map_err(|framed| framed.chunks(sl).map(<[u8]>::to_vec).collect())
+}
+
+/// The data shards already joined in one buffer (prefix, data, padding), unframed in place.
+/// `Err` gives the buffer back when the prefix names more bytes than it holds.
+pub fn unframe_in_place(mut framed: Vec<u8>) -> Result<Vec<u8>, Vec<u8>> {
     let len = framed
         .get(..PREFIX)
         .and_then(|b| <[u8; PREFIX]>::try_from(b).ok())
@@ -89,7 +96,7 @@ pub fn unframe(shards: Vec<Vec<u8>>, into: Vec<u8>) -> Result<Vec<u8>, Vec<Vec<u
             framed.drain(..PREFIX);
             Ok(framed)
         }
-        _ => Err(framed.chunks(sl).map(<[u8]>::to_vec).collect()),
+        _ => Err(framed),
     }
 }
 

@@ -3,11 +3,12 @@
 //! packs, and every pack is erasure-coded into k data + m parity shards, each on a different
 //! agent, under contracts bought through the market and paid through LCP.
 //!
-//! Code map: [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
+//! Code map: [`chunker`] content-defined chunking; [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
 //! [`tree`] what a snapshot records; [`repo`] slots, objects on agents, the local cache and
 //! recovery through the market; [`commands`] init, create, snapshots, restore; [`maintain`]
 //! check, repair, forget, prune, stats.
 
+pub mod chunker;
 pub mod commands;
 pub mod crypto;
 pub mod erasure;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::Keys;
+use crate::crypto::{Keys, NONCE_LEN, TAG_LEN};
 use crate::error::Error;
 
 /// A pack is closed once it holds this much.
@@ -19,26 +19,44 @@ pub struct Location {
     pub length: u64,
 }
 
-/// Compresses and seals chunks with one zstd context for all of them: a context is costly to
-/// set up (its tables are allocated and cleared), and a backup seals thousands of chunks.
+/// Compresses and seals chunks with one zstd context and one output buffer for all of them:
+/// a context is costly to set up (its tables are allocated and cleared), and a backup seals
+/// thousands of chunks. A chunk is compressed straight into the buffer, after room for the
+/// nonce, and encrypted there: no allocation and no copy per chunk.
 pub struct Sealer {
     zstd: zstd::bulk::Compressor<'static>,
+    sealed: Vec<u8>,
 }
 
 impl Sealer {
-    pub fn new() -> Result<Sealer, Error> {
+    /// For chunks of at most `max_len` bytes.
+    pub fn new(max_len: usize) -> Result<Sealer, Error> {
+        let room = NONCE_LEN + zstd::zstd_safe::compress_bound(max_len) + TAG_LEN;
         Ok(Sealer {
             zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL)
                 .map_err(|e| Error::Io(format!("zstd: {e}")))?,
+            sealed: vec![0; room],
         })
     }
 
-    pub fn seal(&mut self, keys: &Keys, chunk: &[u8]) -> Result<Vec<u8>, Error> {
-        let compressed = self
+    /// The chunk compressed and sealed (`nonce || ciphertext || tag`, as [`Keys::seal`]),
+    /// valid until the next call.
+    pub fn seal(&mut self, keys: &Keys, chunk: &[u8]) -> Result<&[u8], Error> {
+        let body_max = self.sealed.len() - NONCE_LEN - TAG_LEN;
+        if zstd::zstd_safe::compress_bound(chunk.len()) > body_max {
+            return Err(Error::Io(format!(
+                "a chunk of {} bytes is too large",
+                chunk.len()
+            )));
+        }
+        let n = self
             .zstd
-            .compress(chunk)
+            .compress_to_buffer(chunk, &mut self.sealed[NONCE_LEN..NONCE_LEN + body_max])
             .map_err(|e| Error::Io(format!("zstd: {e}")))?;
-        keys.seal(&compressed)
+        let (nonce, tag) = keys.seal_parts(&mut self.sealed[NONCE_LEN..NONCE_LEN + n])?;
+        self.sealed[..NONCE_LEN].copy_from_slice(&nonce);
+        self.sealed[NONCE_LEN + n..NONCE_LEN + n + TAG_LEN].copy_from_slice(&tag);
+        Ok(&self.sealed[..NONCE_LEN + n + TAG_LEN])
     }
 }
 
@@ -134,5 +152,29 @@ impl PackBuilder {
             })
             .collect();
         (id, self.buf, locations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the sealer lays out in its buffer opens again, chunk after chunk, and a chunk
+    /// larger than the sealer was made for is refused rather than cut.
+    #[test]
+    fn sealed_chunks_open_again() {
+        let keys = Keys::generate().expect("keys");
+        let mut sealer = Sealer::new(1 << 16).expect("sealer");
+        let mut opener = ChunkOpener::new(1 << 16).expect("opener");
+        let text: Vec<u8> = b"compressible text ".repeat(3000);
+        let noise: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for chunk in [&b""[..], &b"x"[..], &text[..], &noise[..], &text[..100]] {
+            let sealed = sealer.seal(&keys, chunk).expect("seal").to_vec();
+            assert!(keys.open(&sealed).is_ok());
+            assert_eq!(opener.open(&keys, &sealed).expect("open"), chunk);
+        }
+        assert!(sealer.seal(&keys, &vec![0u8; 1 << 17]).is_err());
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ pub const PAYMENT_WAIT_MS_MAX: u64 = 20_000;
 const PAYMENT_POLL_MS: u64 = 100;
 /// Agents tried in turn when replacing a lost one.
 const REPLACE_TRIES_MAX: usize = 5;
+/// The largest sharded object a read accepts (a pack is about 20 MiB, an index of a million
+/// chunks about 150 MiB): a shard length an agent announces is checked against it before a
+/// buffer is sized from it.
+const OBJECT_BYTES_MAX: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Slot {
@@ -141,17 +146,77 @@ pub struct Reader {
     wallet: IssuerClient,
     k: usize,
     m: usize,
+    /// Slots whose agent did not answer a read: later reads go straight to the rebuilding
+    /// path instead of trying the data shards alone first.
+    down: Arc<[AtomicBool]>,
 }
 
 impl Reader {
-    /// Fetch shards `which` of `name` concurrently into `shards` (a missing one stays `None`).
-    async fn fetch_into(
-        &self,
-        name: &str,
-        which: std::ops::Range<usize>,
-        shards: &mut [Option<Vec<u8>>],
-    ) {
-        let gets = which.clone().map(|i| {
+    /// Read the k data shards of `name` straight into `into`, joined: the framed object, in
+    /// one buffer of exactly its size, with no per-shard copies (a restore's peak memory is
+    /// a few packs, not packs plus their shards). False when a shard is missing or its agent
+    /// is known to be down, when the shards' lengths differ, or when a body does not fill
+    /// its place; `into` is then unspecified.
+    async fn fetch_data_into(&self, name: &str, into: &mut Vec<u8>) -> bool {
+        let k = self.k;
+        if self.down.iter().take(k).any(|d| d.load(Ordering::Relaxed)) {
+            return false;
+        }
+        let opens = (0..k).map(|i| {
+            let (agent, slot) = (&self.agents[i], &self.slots[i]);
+            async move {
+                let got = open_paying(
+                    agent,
+                    &slot.contract,
+                    &format!("{name}-{i}"),
+                    Some((&self.wallet, slot)),
+                )
+                .await;
+                if let Err(Error::Remote { source, .. }) = &got {
+                    if unreachable(source) {
+                        self.down[i].store(true, Ordering::Relaxed);
+                    }
+                }
+                got.ok()
+            }
+        });
+        let Some(bodies) = join_all(opens)
+            .await
+            .into_iter()
+            .collect::<Option<Vec<reqwest::Response>>>()
+        else {
+            return false;
+        };
+        let lens: Vec<Option<u64>> = bodies
+            .iter()
+            .map(reqwest::Response::content_length)
+            .collect();
+        let shard_len = match lens.first().copied().flatten() {
+            Some(l)
+                if l > 0
+                    && lens.iter().all(|x| *x == Some(l))
+                    && l.saturating_mul(k as u64) <= OBJECT_BYTES_MAX =>
+            {
+                // Fits: bounded by OBJECT_BYTES_MAX just above.
+                l as usize
+            }
+            _ => return false,
+        };
+        into.clear();
+        // Exactly the object's size: `reserve` would double a reused buffer that is a
+        // little short (heaptrack showed two 34 MiB buffers where 17 MiB were needed).
+        into.reserve_exact(shard_len * k);
+        into.resize(shard_len * k, 0);
+        let reads = into
+            .chunks_mut(shard_len)
+            .zip(bodies)
+            .map(|(place, body)| read_body_into(body, place));
+        join_all(reads).await.into_iter().all(|filled| filled)
+    }
+
+    /// Fetch every shard of `name` (missing ones as `None`).
+    pub async fn fetch_shards(&self, name: &str) -> Vec<Option<Vec<u8>>> {
+        let gets = (0..self.k + self.m).map(|i| {
             let (a, slot) = (&self.agents[i], &self.slots[i]);
             async move {
                 get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}"))
@@ -159,22 +224,13 @@ impl Reader {
                     .ok()
             }
         });
-        for (i, got) in which.zip(join_all(gets).await) {
-            shards[i] = got;
-        }
-    }
-
-    /// Fetch every shard of `name` (missing ones as `None`).
-    pub async fn fetch_shards(&self, name: &str) -> Vec<Option<Vec<u8>>> {
-        let mut shards = vec![None; self.k + self.m];
-        self.fetch_into(name, 0..self.k + self.m, &mut shards).await;
-        shards
+        join_all(gets).await
     }
 
     /// Read `name`, accepting only data that `verify` accepts. The k data shards are read
     /// first: when all arrive and their join verifies, that is the object (no decoding, no
-    /// parity read). Otherwise the parity shards are read too and the object is rebuilt from
-    /// any k that verify. Answers the data and the shards that were missing or damaged (of
+    /// parity read). Otherwise every shard is read and the object is rebuilt from any k
+    /// that verify. Answers the data and the shards that were missing or damaged (of
     /// those read).
     pub async fn get<F>(&self, name: &str, verify: F) -> Result<(Vec<u8>, Vec<usize>), Error>
     where
@@ -193,28 +249,19 @@ impl Reader {
     where
         F: Fn(&[u8]) -> bool,
     {
-        let (k, n) = (self.k, self.k + self.m);
-        let mut shards = vec![None; n];
-        self.fetch_into(name, 0..k, &mut shards).await;
-        if shards.iter().take(k).all(Option::is_some) {
-            let data: Vec<Vec<u8>> = shards.iter_mut().take(k).filter_map(Option::take).collect();
-            match erasure::unframe(data, into) {
-                Ok(object) if verify(&object) => return Ok((object, vec![])),
-                Ok(_) => {
-                    // Damaged yet well framed (the prefix itself may be what is damaged, so
-                    // the join does not give the shards back exactly): read them again.
-                    self.fetch_into(name, 0..k, &mut shards).await;
-                }
-                Err(back) => {
-                    for (i, s) in back.into_iter().enumerate() {
-                        shards[i] = Some(s);
-                    }
+        let mut framed = into;
+        if self.fetch_data_into(name, &mut framed).await {
+            if let Ok(object) = erasure::unframe_in_place(framed) {
+                if verify(&object) {
+                    return Ok((object, vec![]));
                 }
             }
         }
-        self.fetch_into(name, k..n, &mut shards).await;
-        // A rare path (an agent lost or a shard damaged): name the bad shards precisely.
-        rebuild_verified(shards, k, self.m, verify, true)
+        // The rare path (an agent lost or a shard damaged): read every shard and name the
+        // bad ones precisely. The data shards are read again: they were streamed into one
+        // buffer and cannot be told apart once joined.
+        let shards = self.fetch_shards(name).await;
+        rebuild_verified(shards, self.k, self.m, verify, true)
     }
 }
 
@@ -447,6 +494,7 @@ impl Repo {
             wallet: self.wallet.clone(),
             k: self.k(),
             m: self.config.parity_shards,
+            down: self.agents.iter().map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -857,6 +905,24 @@ async fn get_paying_slot(
     get_paying(agent, &slot.contract, name, Some((wallet, slot))).await
 }
 
+/// Stream `body` into `place`, which it must fill exactly.
+async fn read_body_into(mut body: reqwest::Response, place: &mut [u8]) -> bool {
+    let mut at = 0;
+    loop {
+        match body.chunk().await {
+            Ok(Some(bytes)) => {
+                let Some(dst) = place.get_mut(at..at + bytes.len()) else {
+                    return false;
+                };
+                dst.copy_from_slice(&bytes);
+                at += bytes.len();
+            }
+            Ok(None) => return at == place.len(),
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Read a whole object; with a wallet, top up the contract's read credit on `402` and retry.
 pub async fn get_paying(
     agent: &AgentClient,
@@ -864,12 +930,27 @@ pub async fn get_paying(
     name: &str,
     payer: Option<(&IssuerClient, &Slot)>,
 ) -> Result<Vec<u8>, Error> {
+    let body = open_paying(agent, contract, name, payer).await?;
+    // No copy when the body is one buffer.
+    body.bytes()
+        .await
+        .map(Vec::from)
+        .map_err(|e| remote(format!("reading {name}"))(ClientError::Decode(e.to_string())))
+}
+
+/// Start reading a whole object (its body still to come); with a wallet, top up the
+/// contract's read credit on `402` and retry.
+pub async fn open_paying(
+    agent: &AgentClient,
+    contract: &str,
+    name: &str,
+    payer: Option<(&IssuerClient, &Slot)>,
+) -> Result<reqwest::Response, Error> {
     let deadline = Instant::now() + Duration::from_millis(PAYMENT_WAIT_MS_MAX);
     let mut paid = false;
     loop {
-        match agent.get(contract, name, None).await {
-            // No copy when the body is one buffer.
-            Ok(bytes) => return Ok(Vec::from(bytes)),
+        match agent.open(contract, name, None).await {
+            Ok(body) => return Ok(body),
             Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
                 let Some((wallet, slot)) = payer else {
                     return Err(remote(format!("reading {name}"))(e));

@@ -192,6 +192,21 @@ impl AgentClient {
         name: &str,
         range: Option<(u64, u64)>,
     ) -> Result<Bytes, ClientError> {
+        self.open(id, name, range)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Start reading an object: the answer once its status is a success, with the body still
+    /// to come, so a caller can stream it where it belongs (no whole-body buffer).
+    pub async fn open(
+        &self,
+        id: &str,
+        name: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<reqwest::Response, ClientError> {
         let path = format!(
             "/v1/contracts/{id}/objects/{}",
             lcp::client::encode_query_value(name)
@@ -200,7 +215,7 @@ impl AgentClient {
             .map(|(a, b)| ("range", format!("bytes={a}-{b}")))
             .into_iter()
             .collect();
-        let resp = check_status(
+        check_status(
             self.signed
                 .send(
                     "GET",
@@ -212,10 +227,7 @@ impl AgentClient {
                 )
                 .await?,
         )
-        .await?;
-        resp.bytes()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))
+        .await
     }
 
     pub async fn delete(&self, id: &str, name: &str) -> Result<serde_json::Value, ClientError> {
