@@ -557,9 +557,19 @@ pub async fn create(
     // The index of what this backup added, then the snapshot that refers to it.
     if !added_locations.is_empty() {
         let index_id = uuid();
+        // The roots of the packs this backup stored (an interrupted run's included: the
+        // local index kept them).
+        let packs = added_locations
+            .values()
+            .filter_map(|l| Some((l.pack.clone(), repo.index.packs.get(&l.pack)?.clone())))
+            .collect();
+        let object = repo::IndexObject {
+            chunks: added_locations,
+            packs,
+        };
         let sealed = repo
             .keys
-            .seal(&serde_json::to_vec(&added_locations).map_err(|e| Error::Io(e.to_string()))?)?;
+            .seal(&serde_json::to_vec(&object).map_err(|e| Error::Io(e.to_string()))?)?;
         repo.put_sharded(&format!("i-{index_id}"), &sealed).await?;
         repo.index.loaded.push(index_id);
     }
@@ -610,17 +620,21 @@ async fn upload_pack(
     let len = bytes.len() as u64;
     // The pack's bytes are freed once coded: only its shards travel on.
     let t = Instant::now();
-    let (shards, bytes) =
-        tokio::task::spawn_blocking(move || erasure::encode(&bytes, k, m).map(|s| (s, bytes)))
-            .await
-            .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))??;
+    let (shards, roots, bytes) = tokio::task::spawn_blocking(move || {
+        erasure::encode(&bytes, k, m).map(|s| (repo::shard_roots(&s), s, bytes))
+    })
+    .await
+    .map_err(|e| Error::Io(format!("erasure coding failed: {e}")))?
+    .map(|(roots, shards, bytes)| (shards, roots, bytes))?;
     summary.stage_seconds.erasure_code += t.elapsed().as_secs_f64();
     let t = Instant::now();
     // The pack stays until its shards are stored, to make one again should a write repeat.
-    repo.put_shards(&format!("p-{id}"), shards, &|i| {
-        erasure::shard(&bytes, k, m, i)
-    })
-    .await?;
+    let roots = repo
+        .put_shards(&format!("p-{id}"), shards, roots, &|i| {
+            erasure::shard(&bytes, k, m, i)
+        })
+        .await?;
+    repo.index.packs.insert(id, roots);
     summary.stage_seconds.upload += t.elapsed().as_secs_f64();
     // Back to the sealing thread for its next pack (dropped if it has enough).
     let _ = recycle.try_send(bytes);

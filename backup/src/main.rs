@@ -74,7 +74,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the repository; --read-data reads and checks every shard. Exit 4 on any problem
+    /// Verify the repository and audit every agent (Merkle proofs of random shard leaves);
+    /// --read-data reads and checks every shard. Exit 4 on any problem
     Check {
         #[arg(long)]
         read_data: bool,
@@ -344,9 +345,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let r = backup::maintain::check(&mut repo, read_data).await?;
             print(json, &r, || {
                 println!(
-                    "{} snapshots, {} packs, {} shards read: {} problems",
+                    "{} snapshots, {} packs, {} audits ({} failed), {} shards read: {} problems",
                     r.snapshots,
                     r.packs,
+                    r.audits,
+                    r.audits_failed,
                     r.shards_read,
                     r.problems.len()
                 );

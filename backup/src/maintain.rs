@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::pack::{Location, PackBuilder};
-use crate::repo::{Repo, Slot};
+use crate::repo::{Repo, ShardRoots, Slot};
 use crate::tree::Snapshot;
 
 /// One problem `check` found.
@@ -26,6 +26,10 @@ pub struct Problem {
 pub struct CheckReport {
     pub snapshots: usize,
     pub packs: usize,
+    /// Audits sent (a random leaf of a pack's shard, proven against the root recorded at
+    /// upload), and how many failed.
+    pub audits: usize,
+    pub audits_failed: usize,
     pub shards_read: usize,
     pub problems: Vec<Problem>,
 }
@@ -52,8 +56,69 @@ fn verifier<'a>(repo: &'a Repo, name: &'a str) -> impl Fn(&[u8]) -> bool + 'a {
     }
 }
 
+/// Packs audited on each agent per `check`, at most (chosen at random among those with
+/// recorded roots): a check of a large repository stays a few requests per agent.
+pub const AUDITED_PACKS_PER_SLOT_MAX: usize = 16;
+
+/// A uniformly random number below `n` (> 0), from the OS.
+fn random_below(n: u64) -> Result<u64, Error> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Crypto("the OS random source failed".into()))?;
+    // The bias of a modulo over 64 bits is negligible for counts of packs and leaves.
+    Ok(u64::from_le_bytes(bytes) % n.max(1))
+}
+
+/// Audit slot `i` on up to [`AUDITED_PACKS_PER_SLOT_MAX`] of `packs` (held by its agent, with
+/// recorded roots): for each, a random leaf of the slot's shard, whose Merkle proof must lead
+/// to the root recorded when it was stored. Answers the audits sent and the failures.
+async fn audit_slot(
+    repo: &Repo,
+    i: usize,
+    mut packs: Vec<(&String, &ShardRoots)>,
+) -> Result<(usize, Vec<Problem>), Error> {
+    let slot = &repo.config.slots[i];
+    // A random choice of packs: a partial Fisher-Yates shuffle.
+    let audited = packs.len().min(AUDITED_PACKS_PER_SLOT_MAX);
+    for j in 0..audited {
+        let pick = j + random_below((packs.len() - j) as u64)? as usize;
+        packs.swap(j, pick);
+    }
+    let mut problems = Vec::new();
+    for (pack, roots) in packs.into_iter().take(audited) {
+        let Some(root) = roots.roots.get(i) else {
+            continue;
+        };
+        let leaves = protocol::merkle::leaf_count_for(roots.shard_len);
+        let leaf = random_below(leaves)?;
+        let name = format!("p-{pack}-{i}");
+        let what = match repo.agent(i).audit(&slot.contract, &name, leaf).await {
+            Ok(answer)
+                if answer.leaf_count == leaves
+                    && storage_agent::client::verify_audit(&answer, root, leaf) =>
+            {
+                continue
+            }
+            Ok(_) => format!(
+                "audit failed on {}: leaf {leaf} of shard {i} does not prove its root",
+                slot.endpoint
+            ),
+            Err(e) => format!("audit failed on {}: {e}", slot.endpoint),
+        };
+        problems.push(Problem {
+            object: format!("p-{pack}"),
+            slots: vec![i],
+            what,
+        });
+    }
+    Ok((audited, problems))
+}
+
 /// `backup check`: snapshots readable and complete against the index, every slot's contract
-/// active and holding a shard of every object; with `read_data`, every shard read and checked.
+/// active and holding a shard of every object, every agent audited on random leaves of
+/// random packs; with `read_data`, every shard read and checked.
 pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Error> {
     repo.sync_index().await?;
     let mut problems = Vec::new();
@@ -72,6 +137,7 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
         }
     }
     let objects = sharded_objects(repo).await?;
+    let (mut audits, mut audits_failed) = (0, 0);
     // Each slot: the contract is active and lists a shard of every object.
     for (i, slot) in repo.config.slots.iter().enumerate() {
         match repo.agent(i).contract(&slot.contract).await {
@@ -93,6 +159,16 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
                         });
                     }
                 }
+                let auditable = repo
+                    .index
+                    .packs
+                    .iter()
+                    .filter(|(p, _)| held.contains(&format!("p-{p}-{i}")))
+                    .collect();
+                let (sent, failed) = audit_slot(repo, i, auditable).await?;
+                audits += sent;
+                audits_failed += failed.len();
+                problems.extend(failed);
             }
             Err(e) => problems.push(Problem {
                 object: slot.contract.clone(),
@@ -131,6 +207,8 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
     Ok(CheckReport {
         snapshots: snapshots.len(),
         packs,
+        audits,
+        audits_failed,
         shards_read,
         problems,
     })
@@ -358,7 +436,8 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
             builder.add(chunk.clone(), blob);
         }
         let (new_id, new_bytes, locations) = builder.finish();
-        repo.put_sharded(&format!("p-{new_id}"), &new_bytes).await?;
+        let roots = repo.put_sharded(&format!("p-{new_id}"), &new_bytes).await?;
+        repo.index.packs.insert(new_id, roots);
         for (chunk, loc) in locations {
             repo.index.chunks.insert(chunk, loc);
         }
@@ -368,14 +447,19 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
         freed += repo.delete_sharded(&name).await?;
         repacked += 1;
     }
-    let packs_kept: HashSet<&String> = repo.index.chunks.values().map(|l| &l.pack).collect();
+    let packs_kept: HashSet<String> = repo.index.chunks.values().map(|l| l.pack.clone()).collect();
+    repo.index.packs.retain(|p, _| packs_kept.contains(p));
     let packs_kept = packs_kept.len();
     // A new index object replaces the old ones.
     let old_indexes = std::mem::take(&mut repo.index.loaded);
     let id = uuid::Uuid::new_v4().to_string();
+    let object = crate::repo::IndexObject {
+        chunks: repo.index.chunks.clone(),
+        packs: repo.index.packs.clone(),
+    };
     let sealed = repo
         .keys
-        .seal(&serde_json::to_vec(&repo.index.chunks).map_err(|e| Error::Io(e.to_string()))?)?;
+        .seal(&serde_json::to_vec(&object).map_err(|e| Error::Io(e.to_string()))?)?;
     repo.put_sharded(&format!("i-{id}"), &sealed).await?;
     repo.index.loaded.push(id);
     for old in old_indexes {

@@ -84,10 +84,45 @@ pub struct RepoConfig {
     pub slots: Vec<Slot>,
 }
 
+/// A pack's shards as stored: their length and each one's Merkle root (computed here from
+/// the bytes sent, and acknowledged by the agent), which audits check the agents' proofs
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRoots {
+    pub shard_len: u64,
+    pub roots: Vec<String>,
+}
+
+/// What an index object on the agents holds: chunk locations and the shard roots of the packs
+/// that hold them. Objects written before roots were recorded are a bare location map.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexObject {
+    pub chunks: HashMap<String, Location>,
+    #[serde(default)]
+    pub packs: HashMap<String, ShardRoots>,
+}
+
+impl IndexObject {
+    pub fn parse(bytes: &[u8]) -> Result<IndexObject, serde_json::Error> {
+        serde_json::from_slice(bytes).or_else(|e| {
+            serde_json::from_slice::<HashMap<String, Location>>(bytes)
+                .map(|chunks| IndexObject {
+                    chunks,
+                    packs: HashMap::new(),
+                })
+                .map_err(|_| e)
+        })
+    }
+}
+
 /// The local cache of where every chunk is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Index {
     pub chunks: HashMap<String, Location>,
+    /// Shard roots by pack id (packs stored before roots were recorded have none).
+    #[serde(default)]
+    pub packs: HashMap<String, ShardRoots>,
     /// Index objects already folded in.
     pub loaded: Vec<String>,
     /// Locations uploaded by a backup that has not finished (written after every pack, so an
@@ -459,31 +494,50 @@ impl Repo {
     }
 
     /// Erasure-code `data` and store shard `i` as `<name>-<i>` on slot `i`. Answers the
-    /// Merkle roots of the shards.
-    pub async fn put_sharded(&self, name: &str, data: &[u8]) -> Result<Vec<String>, Error> {
+    /// shards' length and Merkle roots.
+    pub async fn put_sharded(&self, name: &str, data: &[u8]) -> Result<ShardRoots, Error> {
         let (k, m) = (self.k(), self.config.parity_shards);
         let shards = erasure::encode(data, k, m)?;
-        self.put_shards(name, shards, &|i| erasure::shard(data, k, m, i))
+        let roots = shard_roots(&shards);
+        self.put_shards(name, shards, roots, &|i| erasure::shard(data, k, m, i))
             .await
     }
 
     /// Store shard `i` of `shards` (from [`erasure::encode`]) as `<name>-<i>` on slot `i`.
-    /// Each shard is handed over, not copied; `again(i)` makes shard `i` anew in the rare case
-    /// that a write must be repeated (the agent asked for payment first).
+    /// `roots` are the shards' own (see [`shard_roots`]); an agent that acknowledges another
+    /// root stored other bytes, and the write fails. Each shard is handed over, not copied;
+    /// `again(i)` makes shard `i` anew in the rare case that a write must be repeated (the
+    /// agent asked for payment first).
     pub async fn put_shards(
         &self,
         name: &str,
         shards: Vec<Vec<u8>>,
+        roots: ShardRoots,
         again: &(dyn Fn(usize) -> Result<Vec<u8>, Error> + Sync),
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<ShardRoots, Error> {
+        assert_eq!(shards.len(), roots.roots.len(), "a root per shard");
         let puts = shards.into_iter().enumerate().map(|(i, shard)| {
             let a = &self.agents[i];
+            let name = format!("{name}-{i}");
+            let want = &roots.roots[i];
             async move {
-                self.put_paying_with(i, a, &format!("{name}-{i}"), shard, &|| again(i))
-                    .await
+                let got = self
+                    .put_paying_with(i, a, &name, shard, &|| again(i))
+                    .await?;
+                if got != *want {
+                    return Err(Error::Corrupt(format!(
+                        "{} acknowledged {name} with Merkle root {got}, not the {want} sent",
+                        self.config.slots[i].endpoint
+                    )));
+                }
+                Ok(())
             }
         });
-        join_all(puts).await.into_iter().collect()
+        join_all(puts)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, Error>>()?;
+        Ok(roots)
     }
 
     /// An owned reader of this repository's shards.
@@ -855,10 +909,10 @@ impl Repo {
             let (plain, _) = self
                 .get_sharded(&format!("i-{id}"), |d| keys.open(d).is_ok())
                 .await?;
-            let entries: HashMap<String, Location> =
-                serde_json::from_slice(&self.keys.open(&plain)?)
-                    .map_err(|e| Error::Corrupt(format!("index {id}: {e}")))?;
-            self.index.chunks.extend(entries);
+            let object = IndexObject::parse(&self.keys.open(&plain)?)
+                .map_err(|e| Error::Corrupt(format!("index {id}: {e}")))?;
+            self.index.chunks.extend(object.chunks);
+            self.index.packs.extend(object.packs);
             self.index.loaded.push(id);
         }
         self.save_index()
@@ -903,6 +957,18 @@ async fn get_paying_slot(
     name: &str,
 ) -> Result<Vec<u8>, Error> {
     get_paying(agent, &slot.contract, name, Some((wallet, slot))).await
+}
+
+/// The length and Merkle roots (protocol::merkle, as agents compute them) of one object's
+/// shards, which all have one length.
+pub fn shard_roots(shards: &[Vec<u8>]) -> ShardRoots {
+    ShardRoots {
+        shard_len: shards.first().map_or(0, |s| s.len() as u64),
+        roots: shards
+            .iter()
+            .map(|s| protocol::merkle::MerkleTree::from_bytes(s).root_hex())
+            .collect(),
+    }
 }
 
 /// Stream `body` into `place`, which it must fill exactly.
@@ -1025,4 +1091,40 @@ where
 /// Is this a transport failure (the agent did not answer) rather than an answer?
 pub fn unreachable(e: &ClientError) -> bool {
     matches!(e, ClientError::Unreachable { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Index objects stored before shard roots were recorded (a bare location map) still
+    /// load, without roots; new ones keep theirs; anything else is refused.
+    #[test]
+    fn index_objects_old_and_new_parse() {
+        let loc = Location {
+            pack: "ab".into(),
+            offset: 3,
+            length: 4,
+        };
+        let old = serde_json::json!({"c1": loc}).to_string();
+        let parsed = IndexObject::parse(old.as_bytes()).expect("old format");
+        assert_eq!(parsed.chunks.get("c1"), Some(&loc));
+        assert!(parsed.packs.is_empty());
+
+        let roots = ShardRoots {
+            shard_len: 10,
+            roots: vec!["r0".into(), "r1".into()],
+        };
+        let new = IndexObject {
+            chunks: HashMap::from([("c1".to_string(), loc.clone())]),
+            packs: HashMap::from([("ab".to_string(), roots.clone())]),
+        };
+        let parsed =
+            IndexObject::parse(&serde_json::to_vec(&new).expect("json")).expect("new format");
+        assert_eq!(parsed.packs.get("ab"), Some(&roots));
+        assert_eq!(parsed.chunks.get("c1"), Some(&loc));
+
+        assert!(IndexObject::parse(b"[1, 2]").is_err());
+        assert!(IndexObject::parse(br#"{"c1": 5}"#).is_err());
+    }
 }

@@ -289,7 +289,14 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         serde_json::json!([]),
         "30-day contracts are not due: {repaired}"
     );
-    cli.ok(&fresh, &["check", "--read-data", "--json"]);
+    let checked = cli.ok(&fresh, &["check", "--read-data", "--json"]);
+    // Every agent audited (the roots came back with the index, on this fresh machine), the
+    // replacements included, and every proof held.
+    assert!(
+        checked["audits"].as_u64().expect("audits") >= 6,
+        "{checked}"
+    );
+    assert_eq!(checked["audits_failed"], 0, "{checked}");
 
     // A shard altered on an agent's disk: check --read-data reports it, restore is still
     // exact, repair heals it.
@@ -304,11 +311,16 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .expect("a pack shard on disk");
     let mut bytes = std::fs::read(&shard).expect("read shard");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
+    // Every byte, so whichever leaf an audit asks for is wrong.
+    bytes.iter_mut().for_each(|b| *b ^= 0xff);
     std::fs::write(&shard, bytes).expect("alter shard");
     net.restart(Which::Agent(victim))
         .expect("restart: no cached copy");
+    // The agent still lists the shard, so only the audit (a Merkle proof of a random leaf
+    // against the root recorded at upload) can tell, without reading any data.
+    let (code, out, _) = cli.run(&fresh, PASSWORD, &["check", "--json"]);
+    assert_eq!(code, 4, "the audit fails: {out}");
+    assert!(out.contains("audit failed"), "{out}");
     let (code, out, _) = cli.run(&fresh, PASSWORD, &["check", "--read-data", "--json"]);
     assert_eq!(code, 4, "the altered shard is reported: {out}");
     assert!(out.contains("damaged"), "{out}");
