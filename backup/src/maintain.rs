@@ -390,7 +390,23 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
         .filter(|(c, _)| used_chunks.contains(c))
         .map(|(_, l)| l.pack.clone())
         .collect();
-    let all_packs: HashSet<String> = repo.index.chunks.values().map(|l| l.pack.clone()).collect();
+    // Every pack stored: those the index names, an interrupted backup's, and any on the agents
+    // that no index names (a backup killed between storing a pack and recording it). Like
+    // restic's prune, this must not run while a backup of the repository runs elsewhere.
+    let mut all_packs: HashSet<String> = repo
+        .index
+        .chunks
+        .values()
+        .chain(repo.index.pending.values())
+        .map(|l| l.pack.clone())
+        .collect();
+    all_packs.extend(
+        repo.object_names()
+            .await?
+            .iter()
+            .filter_map(|n| n.strip_prefix("p-"))
+            .map(str::to_owned),
+    );
     let mut freed = 0;
     let mut deleted = 0;
     for pack in all_packs.difference(&used_packs) {
@@ -449,6 +465,10 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
     }
     let packs_kept: HashSet<String> = repo.index.chunks.values().map(|l| l.pack.clone()).collect();
     repo.index.packs.retain(|p, _| packs_kept.contains(p));
+    // An interrupted backup's chunks whose packs were just deleted must be uploaded again.
+    repo.index
+        .pending
+        .retain(|_, l| packs_kept.contains(&l.pack));
     let packs_kept = packs_kept.len();
     // A new index object replaces the old ones.
     let old_indexes = std::mem::take(&mut repo.index.loaded);

@@ -892,15 +892,30 @@ impl Repo {
         Ok(names.into_iter().collect())
     }
 
-    /// Fold in every index object not yet in the local cache.
+    /// Fold in every index object not yet in the local cache. When one the cache folded in is
+    /// gone (a prune, perhaps from another machine, replaced it), the cache starts over from
+    /// the agents: it may name packs that no longer exist, and a backup trusting it would
+    /// record chunks nobody stores. Chunks of an interrupted backup count as stored only while
+    /// their packs are listed.
     pub async fn sync_index(&mut self) -> Result<(), Error> {
         let names = self.object_names().await?;
+        let listed: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut indexes: Vec<String> = names
             .iter()
             .filter_map(|n| n.strip_prefix("i-"))
             .map(str::to_owned)
             .collect();
         indexes.sort();
+        if self.index.loaded.iter().any(|id| !indexes.contains(id)) {
+            let pending = std::mem::take(&mut self.index.pending);
+            self.index = Index {
+                pending,
+                ..Index::default()
+            };
+        }
+        self.index
+            .pending
+            .retain(|_, l| listed.contains(format!("p-{}", l.pack).as_str()));
         for id in indexes {
             if self.index.loaded.contains(&id) {
                 continue;

@@ -442,38 +442,7 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
     for i in 0..4 {
         std::fs::write(src.join(format!("part-{i}")), noise(12 << 20, 100 + i)).expect("write");
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backup"))
-        .arg("--config-dir")
-        .arg(&home)
-        .args(["create", &src.to_string_lossy(), "--json"])
-        .env("BACKUP_PASSWORD", PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn create");
-    // Kill it once the first pack is stored (the local index records it as pending).
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let pending = std::fs::read(home.join("index.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["pending"].as_object().map(|o| o.len()))
-            .unwrap_or(0);
-        if pending > 0 {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "create ended before a pack was stored"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no pack stored within 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("kill -9");
-    child.wait().expect("reap");
+    kill_create_after_first_pack(&home, &src);
     let resumed = cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
     let known = resumed["chunks_known"].as_u64().expect("known");
     let added = resumed["data_added"].as_u64().expect("added");
@@ -498,6 +467,76 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
         ],
     );
     same_tree(&target.join("big"), &src);
+
+    // Killed again, then pruned: prune deletes the packs that backup stored (no snapshot uses
+    // them), so the next backup must not count them as stored.
+    let more = tmp.path().join("more");
+    std::fs::create_dir(&more).expect("dir");
+    // Distinct seeds (`noise` sets the low bit), so no file repeats another.
+    for i in 0..3 {
+        std::fs::write(more.join(format!("part-{i}")), noise(12 << 20, 300 + 2 * i))
+            .expect("write");
+    }
+    kill_create_after_first_pack(&home, &more);
+    let pruned = cli.ok(&home, &["prune", "--json"]);
+    assert!(
+        pruned["packs_deleted"].as_u64().expect("deleted") >= 1,
+        "the interrupted backup's packs go: {pruned}"
+    );
+    let again = cli.ok(&home, &["create", &more.to_string_lossy(), "--json"]);
+    assert_eq!(
+        again["chunks_known"], 0,
+        "nothing counts as stored: {again}"
+    );
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    let target = tmp.path().join("restored-more");
+    cli.ok(
+        &home,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &target.to_string_lossy(),
+            "--json",
+        ],
+    );
+    same_tree(&target.join("more"), &more);
+}
+
+/// Start `backup create src` and kill -9 it once its first pack is stored (the local index
+/// records it as pending).
+fn kill_create_after_first_pack(home: &Path, src: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backup"))
+        .arg("--config-dir")
+        .arg(home)
+        .args(["create", &src.to_string_lossy(), "--json"])
+        .env("BACKUP_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn create");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let pending = std::fs::read(home.join("index.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["pending"].as_object().map(|o| o.len()))
+            .unwrap_or(0);
+        if pending > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "create ended before a pack was stored"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pack stored within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
 }
 
 #[test]
