@@ -160,9 +160,7 @@ pub async fn init(
     let sealed = repo
         .keys
         .seal(&serde_json::to_vec(&repo.config).map_err(|e| Error::Io(e.to_string()))?)?;
-    let cfg_size = sealed.len() as u64;
-    let cfg_roots = repo
-        .put_replicated(&repo::config_name(&repository), sealed)
+    repo.put_replicated(&repo::config_name(&repository), sealed)
         .await?;
     for (i, s) in signed.iter().enumerate() {
         let leaves = |size: u64| size.div_ceil(protocol::merkle::LEAF_BYTES as u64).max(1);
@@ -170,20 +168,16 @@ pub async fn init(
             .register(&Registration {
                 contract: s.contract.clone(),
                 agent_signature: s.agent_signature.clone(),
-                objects: vec![
-                    RegisteredObject {
-                        name: repo::key_name(&repository),
-                        merkle_root: key_roots[i].clone(),
-                        leaf_count: leaves(key_size),
-                        size: key_size,
-                    },
-                    RegisteredObject {
-                        name: repo::config_name(&repository),
-                        merkle_root: cfg_roots[i].clone(),
-                        leaf_count: leaves(cfg_size),
-                        size: cfg_size,
-                    },
-                ],
+                // Only the key file, which never changes: the config is rewritten by every
+                // repair and renewal, and an audit against its first root would then fail an
+                // honest agent. Packs are audited by `backup check` (their roots are in the
+                // index, which the market never sees).
+                objects: vec![RegisteredObject {
+                    name: repo::key_name(&repository),
+                    merkle_root: key_roots[i].clone(),
+                    leaf_count: leaves(key_size),
+                    size: key_size,
+                }],
             })
             .await
             .map_err(remote("registering a contract with the market"))?;

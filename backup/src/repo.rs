@@ -804,8 +804,7 @@ impl Repo {
         let sealed = self
             .keys
             .seal(&serde_json::to_vec(&self.config).map_err(|e| Error::Io(e.to_string()))?)?;
-        let mut cfg_roots = vec![String::new(); self.n()];
-        for (j, root) in cfg_roots.iter_mut().enumerate() {
+        for j in 0..self.n() {
             let fresh = new.iter().any(|(i, _)| *i == j);
             if !fresh
                 && self.agents[j]
@@ -815,14 +814,13 @@ impl Repo {
             {
                 continue; // a dead slot: repaired in its turn
             }
-            *root = self
-                .put_paying(
-                    j,
-                    &self.agents[j],
-                    &config_name(&self.config.repository),
-                    sealed.clone(),
-                )
-                .await?;
+            self.put_paying(
+                j,
+                &self.agents[j],
+                &config_name(&self.config.repository),
+                sealed.clone(),
+            )
+            .await?;
         }
         let leaves = |size: usize| {
             (size as u64)
@@ -842,20 +840,13 @@ impl Repo {
                 .register(&market::book::Registration {
                     contract: signed.contract.clone(),
                     agent_signature: signed.agent_signature.clone(),
-                    objects: vec![
-                        market::book::RegisteredObject {
-                            name: key_name(&self.config.repository),
-                            merkle_root: key_root,
-                            leaf_count: leaves(key_bytes.len()),
-                            size: key_bytes.len() as u64,
-                        },
-                        market::book::RegisteredObject {
-                            name: config_name(&self.config.repository),
-                            merkle_root: cfg_roots[*i].clone(),
-                            leaf_count: leaves(sealed.len()),
-                            size: sealed.len() as u64,
-                        },
-                    ],
+                    // The key file only: it never changes (see `init`).
+                    objects: vec![market::book::RegisteredObject {
+                        name: key_name(&self.config.repository),
+                        merkle_root: key_root,
+                        leaf_count: leaves(key_bytes.len()),
+                        size: key_bytes.len() as u64,
+                    }],
                 })
                 .await
                 .map_err(remote("registering the new contract"))?;

@@ -171,12 +171,55 @@ fn listing(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
     out
 }
 
+/// The market keeps auditing the repository's agents after a repair rewrote the config on
+/// them, and every agent passes: wait for two more audits of each, then no failure anywhere.
+fn market_audits_pass(cli: &Cli, config_dir: &Path) {
+    let repo: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config_dir.join("repo.json")).expect("repo.json"))
+            .expect("json");
+    let agents: Vec<String> = repo["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .map(|s| s["agent"].as_str().expect("agent").to_string())
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let key = std::sync::Arc::new(protocol::KeyPair::generate().expect("key"));
+    let market = market::client::MarketClient::new(reqwest::Client::new(), &cli.market, key);
+    let passed = |listings: &[market::book::Listing]| -> Vec<(u64, u64)> {
+        agents
+            .iter()
+            .map(|a| {
+                listings
+                    .iter()
+                    .find(|l| &l.agent == a)
+                    .map_or((0, 0), |l| (l.audits_passed, l.audits_failed))
+            })
+            .collect()
+    };
+    runtime.block_on(async {
+        let before = passed(&market.offers(None).await.expect("offers"));
+        lcp::testing::eventually(30_000, "two more audits of every agent", || async {
+            let now = passed(&market.offers(None).await.expect("offers"));
+            now.iter().zip(&before).all(|(n, b)| n.0 >= b.0 + 2)
+        })
+        .await;
+        let now = passed(&market.offers(None).await.expect("offers"));
+        assert!(
+            now.iter().all(|(_, failed)| *failed == 0),
+            "audits failed on the repository's agents (passed, failed): {now:?}"
+        );
+    });
+}
+
 /// A devnet of `agents` agents in a fresh directory, and the CLI pointed at it.
 fn network(agents: usize) -> (tempfile::TempDir, Devnet, Cli) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut opts = Options::new(&tmp.path().join("net")).expect("options");
     opts.agents = agents;
     opts.heartbeat_s = 1;
+    // Audits every second, so a test can see the market's verdict on the repository's agents.
+    opts.audit_interval_s = 1;
     let net = Devnet::up(&opts).expect("devnet");
     let file = net.file();
     let cli = Cli {
@@ -290,6 +333,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         "30-day contracts are not due: {repaired}"
     );
     let checked = cli.ok(&fresh, &["check", "--read-data", "--json"]);
+    market_audits_pass(&cli, &fresh);
     // Every agent audited (the roots came back with the index, on this fresh machine), the
     // replacements included, and every proof held.
     assert!(
