@@ -49,7 +49,7 @@ impl Chunker {
                     Ok(0) => eof = true,
                     Ok(n) => end += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::Io(format!("{}: {e}", path.display()))),
+                    Err(e) => return Err(Error::Unreadable(format!("{}: {e}", path.display()))),
                 }
             }
             while end - start >= max || (eof && start < end) {

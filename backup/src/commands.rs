@@ -16,6 +16,7 @@ use crate::chunker::Chunker;
 use crate::crypto::{KeyFile, Keys};
 use crate::erasure;
 use crate::error::{remote, Error};
+use crate::filter::PathFilter;
 use crate::pack::{self, Location, PackBuilder, PACK_BYTES_TARGET};
 use crate::progress::Progress;
 use crate::repo::{self, Repo, RepoConfig, Slot};
@@ -203,6 +204,12 @@ pub struct CreateSummary {
     pub seconds: f64,
     /// Where the time went: see [`CreateStages`].
     pub stage_seconds: CreateStages,
+    /// Paths that could not be read (`path: reason`), left out of the snapshot, which is saved
+    /// without them (the CLI then exits 6, like restic's "incomplete snapshot").
+    pub unreadable: Vec<String>,
+    /// Slots whose agent did not answer: their shards of this backup are missing until
+    /// `backup repair` (at most m - 1 of them, so the backup survives one more loss).
+    pub unwritten_slots: Vec<usize>,
 }
 
 /// Time per stage of `create`, in seconds. The stages overlap (they run at once).
@@ -219,16 +226,18 @@ pub struct CreateStages {
     pub upload_idle: f64,
 }
 
-/// Walk `root`, answering nodes (paths relative to the parent of `root`), skipping excluded
-/// paths.
 /// First path seen of each file with several names, by (device, inode).
 type FirstNames = HashMap<(u64, u64), String>;
 
+/// Walk `root`, answering nodes (paths relative to the parent of `root`), skipping excluded
+/// paths. A path that cannot be read is left out and named in `unreadable` (a directory
+/// that cannot be listed is kept, empty).
 fn walk(
     root: &Path,
-    exclude: &globset::GlobSet,
+    exclude: &PathFilter,
     first_names: &mut FirstNames,
     out: &mut Vec<(PathBuf, Node)>,
+    unreadable: &mut Vec<String>,
 ) -> Result<(), Error> {
     let name = root
         .file_name()
@@ -236,16 +245,27 @@ fn walk(
         .unwrap_or_else(|| "root".into());
     let mut stack = vec![(root.to_path_buf(), name)];
     while let Some((path, rel)) = stack.pop() {
-        if exclude.is_match(&rel) || exclude.is_match(&path) {
+        if exclude.matches(&rel, Some(&path)) {
             continue;
         }
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
         let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         let mode = meta.mode() & 0o7777;
         let ft = meta.file_type();
         let node = if ft.is_symlink() {
-            let target = std::fs::read_link(&path)?;
+            let target = match std::fs::read_link(&path) {
+                Ok(target) => target,
+                Err(e) => {
+                    unreadable.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
             Node {
                 path: rel.clone(),
                 kind: Kind::Symlink,
@@ -257,11 +277,16 @@ fn walk(
                 link: None,
             }
         } else if ft.is_dir() {
-            let mut entries: Vec<_> = std::fs::read_dir(&path)
-                .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?
-                .filter_map(Result::ok)
-                .map(|e| e.file_name())
-                .collect();
+            let mut entries: Vec<_> = match std::fs::read_dir(&path) {
+                Ok(listing) => listing
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name())
+                    .collect(),
+                Err(e) => {
+                    unreadable.push(format!("{}: {e}", path.display()));
+                    Vec::new()
+                }
+            };
             entries.sort();
             for e in entries.into_iter().rev() {
                 let child_rel = format!("{rel}/{}", e.to_string_lossy());
@@ -329,6 +354,8 @@ struct Chunked {
     bytes: u64,
     chunks_new: u64,
     chunks_known: u64,
+    /// Files that could not be read (`path: reason`), left out.
+    unreadable: Vec<String>,
     /// Time the chunking and the sealing thread spent working.
     chunk_busy: std::time::Duration,
     seal_busy: std::time::Duration,
@@ -419,15 +446,25 @@ fn chunk_all(
                     Kind::Dir => out.dirs += 1,
                     Kind::Symlink => {}
                     Kind::File if node.link.is_some() => {
-                        out.files += 1;
                         let first = node.link.as_deref().unwrap_or_default();
-                        node.chunks = linked_chunks.get(first).cloned().unwrap_or_default();
+                        let Some(chunks) = linked_chunks.get(first) else {
+                            // Its first name could not be read: neither can this one.
+                            out.unreadable
+                                .push(format!("{}: unreadable", path.display()));
+                            continue;
+                        };
+                        node.chunks = chunks.clone();
+                        out.files += 1;
                     }
                     Kind::File => {
-                        out.files += 1;
-                        let file = std::fs::File::open(&path)
-                            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                        chunker.chunks(file, &path, |data| {
+                        let file = match std::fs::File::open(&path) {
+                            Ok(file) => file,
+                            Err(e) => {
+                                out.unreadable.push(format!("{}: {e}", path.display()));
+                                continue;
+                            }
+                        };
+                        let chunked = chunker.chunks(file, &path, |data| {
                             let id = keys.chunk_id(data);
                             out.bytes += data.len() as u64;
                             read.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -444,7 +481,16 @@ fn chunk_all(
                             }
                             node.chunks.push(id);
                             Ok(())
-                        })?;
+                        });
+                        match chunked {
+                            Ok(()) => out.files += 1,
+                            // Left out; what it sent to be sealed is stored, unused.
+                            Err(Error::Unreadable(e)) => {
+                                out.unreadable.push(e);
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
                         if linked.contains(&node.path) {
                             linked_chunks.insert(node.path.clone(), node.chunks.clone());
                         }
@@ -475,13 +521,29 @@ pub async fn create(
     exclude: &[String],
 ) -> Result<CreateSummary, Error> {
     let started = Instant::now();
-    let exclude = glob_set(exclude, "--exclude")?;
+    let exclude = PathFilter::new(exclude, "--exclude")?;
     let mut found = Vec::new();
     let mut first_names = FirstNames::new();
+    let mut unreadable = Vec::new();
+    // A snapshot names each backed-up path by its last component: two with the same one
+    // would be merged, and one lost on restore.
+    let mut roots: HashMap<String, PathBuf> = HashMap::new();
+    let mut absolute = Vec::new();
     for p in paths {
         let p =
             std::fs::canonicalize(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
-        walk(&p, &exclude, &mut first_names, &mut found)?;
+        let name = p
+            .file_name()
+            .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
+        if let Some(other) = roots.insert(name.clone(), p.clone()) {
+            return Err(Error::Usage(format!(
+                "{} and {} would both be `{name}` in the snapshot: back them up in separate snapshots",
+                other.display(),
+                p.display()
+            )));
+        }
+        walk(&p, &exclude, &mut first_names, &mut found, &mut unreadable)?;
+        absolute.push(p.to_string_lossy().into_owned());
     }
     repo.sync_index().await?;
     // Chunks an interrupted backup already uploaded count as stored.
@@ -511,6 +573,8 @@ pub async fn create(
         packs: 0,
         seconds: 0.0,
         stage_seconds: CreateStages::default(),
+        unreadable,
+        unwritten_slots: vec![],
     };
     let progress = Progress::start(total);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ClosedPack>(PACKS_IN_FLIGHT_MAX);
@@ -546,6 +610,7 @@ pub async fn create(
     summary.bytes = chunked.bytes;
     summary.chunks_new = chunked.chunks_new;
     summary.chunks_known = chunked.chunks_known;
+    summary.unreadable.extend(chunked.unreadable);
     let nodes = chunked.nodes;
 
     // The index of what this backup added, then the snapshot that refers to it.
@@ -577,10 +642,7 @@ pub async fn create(
         hostname: std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default(),
-        paths: paths
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
+        paths: absolute,
         nodes,
         files: summary.files,
         bytes: summary.bytes,
@@ -589,8 +651,13 @@ pub async fn create(
     let sealed = repo
         .keys
         .seal(&serde_json::to_vec(&snapshot).map_err(|e| Error::Io(e.to_string()))?)?;
-    repo.put_sharded(&format!("s-{}", snapshot.id), &sealed)
-        .await?;
+    let name = format!("s-{}", snapshot.id);
+    if let Err(e) = repo.put_sharded(&name, &sealed).await {
+        // No half-written snapshot is left to be listed as if this backup had succeeded.
+        let _ = repo.delete_sharded(&name).await;
+        return Err(e);
+    }
+    summary.unwritten_slots = repo.unwritten();
     summary.snapshot = snapshot.id;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -802,12 +869,21 @@ pub async fn restore(
     let started = Instant::now();
     let snap = find_snapshot(repo, which).await?;
     repo.sync_index().await?;
-    let include_set = glob_set(include, "--include")?;
+    let include_set = PathFilter::new(include, "--include")?;
     let mut nodes: Vec<Node> = snap
         .nodes
         .into_iter()
-        .filter(|n| include.is_empty() || include_set.is_match(&n.path))
+        .filter(|n| include_set.is_empty() || include_set.matches_here_or_above(&n.path))
         .collect();
+    if nodes.is_empty() && !include_set.is_empty() {
+        return Err(Error::Usage(format!(
+            "--include {}: no path of snapshot {} matches (paths start with the backed-up \
+             directory's name; `backup ls {}` lists them)",
+            include_set.patterns(),
+            snap.id,
+            snap.id
+        )));
+    }
     // A hard link whose first name is restored becomes a link to it; otherwise (left out by
     // --include) a file with its own copy of the contents.
     let written: HashSet<String> = nodes
@@ -1070,15 +1146,6 @@ fn set_symlink_mtime(path: &Path, mtime_ns: i128) -> Result<(), Error> {
     let t = filetime::FileTime::from_system_time(mtime(mtime_ns));
     filetime::set_symlink_file_times(path, t, t)
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
-}
-
-/// The patterns given with `flag`, as one matcher.
-fn glob_set(patterns: &[String], flag: &str) -> Result<globset::GlobSet, Error> {
-    let mut set = globset::GlobSetBuilder::new();
-    for g in patterns {
-        set.add(globset::Glob::new(g).map_err(|e| Error::Usage(format!("{flag} {g}: {e}")))?);
-    }
-    set.build().map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// `target/rel`, refusing paths that would leave `target`.

@@ -216,9 +216,10 @@ impl ExportedKey {
                 self.repository
             )));
         }
-        let raw: [u8; MASTER_BYTES] = unb64(&self.master)?
-            .try_into()
-            .map_err(|_| Error::Corrupt("key file: wrong key length".into()))?;
+        let raw: [u8; MASTER_BYTES] = unb64(&self.master)
+            .ok()
+            .and_then(|raw| raw.try_into().ok())
+            .ok_or_else(|| Error::WrongKey("the key in it is not a repository key".into()))?;
         Keys::from_raw(raw)
     }
 }

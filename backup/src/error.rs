@@ -19,6 +19,12 @@ pub enum Error {
     Crypto(String),
     #[error("{0}")]
     Io(String),
+    /// A file of the backup that could not be read (`path: reason`): `create` leaves it out.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The snapshot was saved, but without paths that could not be read.
+    #[error("{0}")]
+    Incomplete(String),
     #[error("{context}: {source}")]
     Remote {
         context: String,
@@ -33,13 +39,14 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
-    /// The CLI's exit code: 3 wrong password or key file, 4 data missing or corrupt, 5 a service failed,
-    /// 1 anything else.
+    /// The CLI's exit code: 3 wrong password or key file, 4 data missing or corrupt, 5 a service
+    /// failed, 6 a snapshot saved without paths that could not be read, 1 anything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::WrongPassword | Error::WrongKey(_) => 3,
             Error::Corrupt(_) | Error::NotEnoughShards { .. } => 4,
             Error::Remote { .. } => 5,
+            Error::Incomplete(_) => 6,
             _ => 1,
         }
     }

@@ -3,7 +3,7 @@
 //! packs, and every pack is erasure-coded into k data + m parity shards, each on a different
 //! agent, under contracts bought through the market and paid through LCP.
 //!
-//! Code map: [`chunker`] content-defined chunking; [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
+//! Code map: [`chunker`] content-defined chunking; [`filter`] --exclude/--include patterns; [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
 //! [`tree`] what a snapshot records; [`repo`] slots, objects on agents, the local cache and
 //! recovery through the market; [`commands`] init, create, snapshots, restore; [`maintain`]
 //! check, repair, forget, prune, stats.
@@ -13,6 +13,7 @@ pub mod commands;
 pub mod crypto;
 pub mod erasure;
 pub mod error;
+pub mod filter;
 pub mod maintain;
 pub mod pack;
 pub mod progress;

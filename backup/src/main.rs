@@ -237,7 +237,11 @@ fn secret(auth: &Auth) -> Result<Secret, Error> {
 
 async fn open(dir: &Path, auth: &Auth) -> Result<Repo, Error> {
     let wallet = remembered_wallet(dir)?;
-    Repo::open_local(dir, &secret(auth)?, &wallet_key(&wallet)?, http()?)
+    let repo = Repo::open_local(dir, &secret(auth)?, &wallet_key(&wallet)?, http()?)?;
+    if auth.key_file.is_some() {
+        repo.verify_key().await?;
+    }
+    Ok(repo)
 }
 
 fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<(), Error> {
@@ -304,7 +308,29 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     s.chunks_known,
                     s.seconds
                 )
-            })
+            })?;
+            if !s.unwritten_slots.is_empty() {
+                eprintln!(
+                    "warning: the agents of slots {:?} did not answer: their shards of this backup \
+                     are missing (it survives one more lost agent meanwhile); run `backup repair`",
+                    s.unwritten_slots
+                );
+            }
+            if s.unreadable.is_empty() {
+                return Ok(());
+            }
+            const SHOWN_MAX: usize = 20;
+            for u in s.unreadable.iter().take(SHOWN_MAX) {
+                eprintln!("warning: left out: {u}");
+            }
+            if s.unreadable.len() > SHOWN_MAX {
+                eprintln!("warning: and {} more", s.unreadable.len() - SHOWN_MAX);
+            }
+            Err(Error::Incomplete(format!(
+                "snapshot {} saved without {} paths that could not be read",
+                s.snapshot,
+                s.unreadable.len()
+            )))
         }
         Cmd::Snapshots { json } => {
             let repo = open(&dir, &auth).await?;

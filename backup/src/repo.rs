@@ -170,6 +170,9 @@ pub struct Repo {
     pub wallet: IssuerClient,
     pub http: reqwest::Client,
     agents: Vec<Arc<AgentClient>>,
+    /// Slots whose agent did not answer a sharded write: later writes skip them, and their
+    /// shards stay unwritten until `repair` (at most [`Repo::unwritten_max`] slots).
+    unwritten: std::sync::Mutex<std::collections::BTreeSet<usize>>,
 }
 
 /// What reading shards needs, owned, so a spawned task can read ahead while the caller works
@@ -372,7 +375,21 @@ impl Repo {
             wallet,
             http,
             agents,
+            unwritten: Default::default(),
         }
+    }
+
+    /// How many slots a sharded write may leave unwritten because their agents do not answer:
+    /// m - 1, so what is stored still survives the loss of one more agent. An agent at home
+    /// being off does not stop a backup; `repair` writes the missing shards later.
+    pub fn unwritten_max(&self) -> usize {
+        self.config.parity_shards.saturating_sub(1)
+    }
+
+    /// The slots left unwritten so far (see [`Repo::unwritten_max`]).
+    pub fn unwritten(&self) -> Vec<usize> {
+        let set = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        set.iter().copied().collect()
     }
 
     /// Open the repository cached in `dir`.
@@ -391,6 +408,22 @@ impl Repo {
         let key: KeyFile = read_json(&dir.join("key.json"))?;
         let keys = secret.keys(&key, &config.repository)?;
         Ok(Repo::new(dir, config, keys, payer, http))
+    }
+
+    /// Check that the keys open the repository's sealed config, read from the first slot that
+    /// answers (an exported key file carries no check of its own): a wrong key is refused
+    /// up front as such, not later as corrupt data. No slot answering is no verdict.
+    pub async fn verify_key(&self) -> Result<(), Error> {
+        let name = config_name(&self.config.repository);
+        for (i, agent) in self.agents.iter().enumerate() {
+            let contract = &self.config.slots[i].contract;
+            if let Ok(sealed) = get_paying(agent, contract, &name, None).await {
+                return self.keys.open(&sealed).map(drop).map_err(|_| {
+                    Error::WrongKey("it does not open the repository's config".into())
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Rebuild the local cache in `dir` from the agents: find the slots through the market
@@ -516,11 +549,16 @@ impl Repo {
         again: &(dyn Fn(usize) -> Result<Vec<u8>, Error> + Sync),
     ) -> Result<ShardRoots, Error> {
         assert_eq!(shards.len(), roots.roots.len(), "a root per shard");
+        let skipped = self.unwritten();
         let puts = shards.into_iter().enumerate().map(|(i, shard)| {
             let a = &self.agents[i];
             let name = format!("{name}-{i}");
             let want = &roots.roots[i];
+            let skip = skipped.contains(&i);
             async move {
+                if skip {
+                    return Ok(());
+                }
                 let got = self
                     .put_paying_with(i, a, &name, shard, &|| again(i))
                     .await?;
@@ -533,11 +571,27 @@ impl Repo {
                 Ok(())
             }
         });
-        join_all(puts)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, Error>>()?;
-        Ok(roots)
+        let mut failed = Vec::new();
+        for (i, put) in join_all(puts).await.into_iter().enumerate() {
+            if let Err(e) = put {
+                failed.push((i, e));
+            }
+        }
+        let down = |e: &Error| matches!(e, Error::Remote { source, .. } if unreachable(source));
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        let would_be = unwritten.len()
+            + failed
+                .iter()
+                .filter(|(i, _)| !unwritten.contains(i))
+                .count();
+        if failed.iter().all(|(_, e)| down(e)) && would_be <= self.unwritten_max() {
+            unwritten.extend(failed.iter().map(|(i, _)| *i));
+            return Ok(roots);
+        }
+        match failed.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(roots),
+        }
     }
 
     /// An owned reader of this repository's shards.
