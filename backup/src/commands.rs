@@ -87,7 +87,7 @@ pub async fn init(
                 .ok()
                 .and_then(|(_, offer)| offer.currencies.first().cloned())
         })
-        .ok_or_else(|| Error::Usage("the market has no offers yet".into()))?;
+        .ok_or_else(|| Error::Io("the market has no offers yet".into()))?;
     let answer = market
         .match_agents(&MatchRequest {
             currency: currency.issuer.to_string(),

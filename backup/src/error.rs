@@ -39,7 +39,7 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
-    /// The CLI's exit code: 3 wrong password or key file, 4 data missing or corrupt, 5 a service
+    /// The CLI's exit code: 2 bad usage (as clap's own errors), 3 wrong password or key file, 4 data missing or corrupt, 5 a service
     /// failed, 6 a snapshot saved without paths that could not be read, 1 anything else.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -47,6 +47,7 @@ impl Error {
             Error::Corrupt(_) | Error::NotEnoughShards { .. } => 4,
             Error::Remote { .. } => 5,
             Error::Incomplete(_) => 6,
+            Error::Usage(_) => 2,
             _ => 1,
         }
     }

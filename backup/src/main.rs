@@ -146,6 +146,8 @@ enum KeyCmd {
     Export {
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -464,7 +466,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Cmd::Key {
-            command: KeyCmd::Export { out },
+            command: KeyCmd::Export { out, json },
         } => {
             // Opening proves the password, so an export never hands out a key nobody can use.
             let repo = open(&dir, &auth).await?;
@@ -481,7 +483,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 .open(&out)
                 .and_then(|mut f| f.write_all(&text))
                 .map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
-            print(false, &(), || {
+            let written = serde_json::json!({
+                "repository": repo.config.repository,
+                "key_file": out.to_string_lossy(),
+            });
+            print(json, &written, || {
                 println!(
                     "key file of {} written to {}",
                     repo.config.repository,

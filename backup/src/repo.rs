@@ -795,11 +795,18 @@ impl Repo {
                     exclude: exclude.clone(),
                 })
                 .await
-                .map_err(remote("finding a replacement agent"))?;
-            let chosen =
-                answer.agents.into_iter().next().ok_or_else(|| {
-                    Error::Usage("the market offered no replacement agent".into())
+                .map_err(|e| match e.code() {
+                    Some("cannot_meet_target") => Error::Io(format!(
+                        "no spare agent for slot {i}: the market offers none besides the \
+                         repository's own (another agent must join the market first)"
+                    )),
+                    _ => remote("finding a replacement agent")(e),
                 })?;
+            let chosen = answer.agents.into_iter().next().ok_or_else(|| {
+                Error::Io(format!(
+                    "no spare agent for slot {i}: the market offered none"
+                ))
+            })?;
             let agent = AgentClient::new(self.http.clone(), &chosen.endpoint, self.buyer.clone());
             match agent.offer().await {
                 Ok((_, offer)) => found = Some((chosen.agent, chosen.endpoint, agent, offer)),
@@ -807,7 +814,9 @@ impl Repo {
             }
         }
         let (agent_id, endpoint, agent, offer) = found.ok_or_else(|| {
-            Error::Usage("no replacement agent the market offered answers".into())
+            Error::Io(format!(
+                "no spare agent for slot {i}: none the market offered answers"
+            ))
         })?;
         let issuer =
             EntityId::parse(&self.config.issuer).map_err(|_| Error::Corrupt("issuer id".into()))?;
@@ -930,7 +939,7 @@ impl Repo {
         }
         if !answered {
             return Err(last.map_or_else(
-                || Error::Usage("the repository has no slots".into()),
+                || Error::Corrupt("the repository has no slots".into()),
                 remote("listing the repository's objects"),
             ));
         }

@@ -684,3 +684,218 @@ fn repair_renews_contracts_that_end_soon_and_an_exported_key_restores_without_th
         assert_eq!(a["contract"], b["contract"], "the renewed config");
     }
 }
+
+/// What a restic user does wrong, or meets, on an ordinary day: two roots with one name,
+/// exclude patterns, a file they cannot read, an include that matches nothing, a wrong
+/// exported key, and one agent switched off during a backup.
+#[test]
+fn everyday_mistakes_and_an_agent_off_during_a_backup() {
+    // Six agents hold the repository; one more can replace a lost one.
+    let (tmp, mut net, cli) = network(7);
+    let home = tmp.path().join("config");
+    cli.init(&home, &["--slot-bytes", "67108864"]);
+
+    // Two roots that would both be `docs` in the snapshot: refused, exit 2, nothing stored.
+    for side in ["a", "b"] {
+        std::fs::create_dir_all(tmp.path().join(side).join("docs")).expect("dir");
+    }
+    let (a, b) = (tmp.path().join("a/docs"), tmp.path().join("b/docs"));
+    let (code, _, err) = cli.run(
+        &home,
+        PASSWORD,
+        &["create", &a.to_string_lossy(), &b.to_string_lossy()],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("would both be `docs`"), "{err}");
+
+    // Excludes match a name at any depth; `*` stays within a component.
+    let src = tmp.path().join("src");
+    for (path, body) in [
+        ("keep.txt", "keep"),
+        ("skip.tmp", "tmp"),
+        ("sub/also-skip.tmp", "tmp"),
+        ("sub/keep.md", "md"),
+        ("cache/blob", "cache"),
+        ("deep/a/b/notes.txt", "deep"),
+    ] {
+        let p = src.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
+        std::fs::write(&p, body).expect("write");
+    }
+    // As root, reading a mode-000 file needs the DAC capabilities: `setpriv` drops them from
+    // the bounding set, so the CLI meets the file as a user would.
+    let secret = src.join("secret");
+    std::fs::write(&secret, "locked").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let mut create = if nix_uid_is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set=-dac_override,-dac_read_search", "--"])
+            .arg(env!("CARGO_BIN_EXE_backup"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_backup"))
+    };
+    let out = create
+        .arg("--config-dir")
+        .arg(&home)
+        .args(["create", &src.to_string_lossy(), "--json"])
+        .args([
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            "cache",
+            "--exclude",
+            "deep/*.txt",
+        ])
+        .env("BACKUP_PASSWORD", PASSWORD)
+        .output()
+        .expect("run create");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "saved without the unreadable file: {stderr}"
+    );
+    assert!(
+        stderr.contains("left out") && stderr.contains("secret"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert_eq!(
+        summary["unreadable"].as_array().map(Vec::len),
+        Some(1),
+        "{summary}"
+    );
+    let listed = cli.ok(&home, &["ls", "latest", "--json"]).to_string();
+    for gone in ["skip.tmp", "also-skip.tmp", "cache", "secret"] {
+        assert!(
+            !listed.contains(gone),
+            "{gone} is excluded or unreadable: {listed}"
+        );
+    }
+    for kept in ["keep.txt", "keep.md", "deep/a/b/notes.txt"] {
+        assert!(
+            listed.contains(kept),
+            "{kept} is kept (`*` does not cross `/`): {listed}"
+        );
+    }
+    let snapshots = cli.ok(&home, &["snapshots", "--json"]);
+    assert_eq!(
+        snapshots[0]["paths"],
+        serde_json::json!([src.canonicalize().expect("abs").to_string_lossy()]),
+        "paths are absolute: {snapshots}"
+    );
+
+    // An include that matches nothing is an error, and nothing is written.
+    let target = tmp.path().join("restored");
+    let (code, _, err) = cli.run(
+        &home,
+        PASSWORD,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &target.to_string_lossy(),
+            "--include",
+            "nothing-here",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no path of snapshot"), "{err}");
+    assert!(!target.exists());
+    // A directory brings what is under it.
+    cli.ok(
+        &home,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &target.to_string_lossy(),
+            "--include",
+            "src/sub",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("src/sub/keep.md")).expect("md"),
+        "md"
+    );
+    assert!(!target.join("src/keep.txt").exists());
+
+    // A wrong exported key (right repository, another master key) is a wrong key: exit 3.
+    let key = tmp.path().join("key.json");
+    cli.ok(
+        &home,
+        &["key", "export", "--out", &key.to_string_lossy(), "--json"],
+    );
+    let mut exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key).expect("key")).expect("json");
+    use base64::Engine;
+    exported["master"] = base64::engine::general_purpose::STANDARD
+        .encode(noise(64, 7))
+        .into();
+    let wrong = tmp.path().join("wrong-key.json");
+    std::fs::write(&wrong, exported.to_string()).expect("write");
+    let (code, _, err) = cli.run(
+        &home,
+        "",
+        &["--key-file", &wrong.to_string_lossy(), "snapshots"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("wrong key file"), "{err}");
+
+    // One agent of the repository is off: the backup still succeeds (it survives one more
+    // loss), says so, and repair completes it on the spare agent.
+    let repo_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("repo.json")).expect("repo.json"))
+            .expect("json");
+    let url = repo_json["slots"][3]["endpoint"]
+        .as_str()
+        .expect("endpoint");
+    let off = net.agents.iter().position(|a| a.url == url).expect("agent");
+    net.kill(Which::Agent(off)).expect("kill");
+    std::fs::write(src.join("new.bin"), noise(3 << 20, 11)).expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, out, err) = cli.run(
+        &home,
+        PASSWORD,
+        &["create", &src.to_string_lossy(), "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("run `backup repair`"), "{err}");
+    let degraded: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        degraded["unwritten_slots"],
+        serde_json::json!([3]),
+        "{degraded}"
+    );
+    let (code, out, _) = cli.run(&home, PASSWORD, &["check", "--json"]);
+    assert_eq!(code, 4, "the missing shards show: {out}");
+    let repaired = cli.ok(&home, &["repair", "--json"]);
+    assert_eq!(
+        repaired["slots_replaced"],
+        serde_json::json!([3]),
+        "{repaired}"
+    );
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    let again = tmp.path().join("restored-again");
+    cli.ok(
+        &home,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &again.to_string_lossy(),
+            "--json",
+        ],
+    );
+    // This backup had no excludes, and the secret is readable again: the whole tree.
+    same_tree(&again.join("src"), &src);
+}
+
+/// Is this test running as root (who reads any file unless its capabilities are dropped)?
+fn nix_uid_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
