@@ -312,10 +312,27 @@ pub struct Keep {
     pub monthly: usize,
 }
 
-/// The snapshots `keep` keeps (restic's rules: the newest in each of the last N days, weeks,
-/// months, plus the last N), by id.
+/// The snapshots `keep` keeps, by id. As restic does by default, snapshots are grouped by
+/// host and backed-up paths and each group is kept by itself: `--keep-last 1` keeps the last
+/// backup of ~/Documents and the last of ~/Photos.
 pub fn kept(snapshots: &[Snapshot], keep: Keep) -> HashSet<String> {
-    let mut by_new: Vec<&Snapshot> = snapshots.iter().collect();
+    let mut groups: std::collections::BTreeMap<(&str, Vec<&str>), Vec<&Snapshot>> =
+        Default::default();
+    for s in snapshots {
+        let mut paths: Vec<&str> = s.paths.iter().map(String::as_str).collect();
+        paths.sort_unstable();
+        groups.entry((&s.hostname, paths)).or_default().push(s);
+    }
+    groups
+        .into_values()
+        .flat_map(|group| kept_of_group(group, keep))
+        .collect()
+}
+
+/// restic's rules within one group: the newest in each of the last N days, weeks, months,
+/// plus the last N.
+fn kept_of_group(snapshots: Vec<&Snapshot>, keep: Keep) -> HashSet<String> {
+    let mut by_new = snapshots;
     by_new.sort_by_key(|s| std::cmp::Reverse((s.unix_s, s.unix_ms)));
     let mut out: HashSet<String> = by_new
         .iter()
@@ -529,4 +546,48 @@ pub async fn stats(repo: &mut Repo) -> Result<Stats, Error> {
             .map(|s| s.endpoint.clone())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, host: &str, path: &str, unix_s: i64) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            time: String::new(),
+            unix_s,
+            unix_ms: 0,
+            hostname: host.into(),
+            paths: vec![path.into()],
+            nodes: vec![],
+            files: 0,
+            bytes: 0,
+            data_added: 0,
+        }
+    }
+
+    /// Each host and set of paths is kept by itself, as restic does.
+    #[test]
+    fn retention_applies_per_host_and_paths() {
+        let all = vec![
+            snap("docs-old", "h", "/home/me/Documents", 100),
+            snap("docs-new", "h", "/home/me/Documents", 200),
+            snap("photos-old", "h", "/home/me/Photos", 300),
+            snap("photos-new", "h", "/home/me/Photos", 400),
+            snap("other-host", "h2", "/home/me/Photos", 50),
+        ];
+        let last = Keep {
+            last: 1,
+            ..Keep::default()
+        };
+        let mut ids: Vec<String> = kept(&all, last).into_iter().collect();
+        ids.sort();
+        assert_eq!(ids, vec!["docs-new", "other-host", "photos-new"]);
+        let daily = Keep {
+            daily: 1,
+            ..Keep::default()
+        };
+        assert_eq!(kept(&all, daily).len(), 3, "one per group (all in one day)");
+    }
 }
