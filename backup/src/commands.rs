@@ -46,6 +46,9 @@ fn now_s() -> i64 {
     i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
 }
 
+/// Times `init` asks the market again after a matched agent did not answer.
+const MATCH_TRIES_MAX: usize = 3;
+
 /// `backup init`: buy a contract on each of k + m agents the market matches, store the key
 /// file and the sealed config on each, register them with the market. Answers the id.
 pub async fn init(
@@ -68,6 +71,16 @@ pub async fn init(
             "--data-shards and --parity-shards must be at least 1, and at most 32 together".into(),
         ));
     }
+    if options.slot_bytes == 0 || options.duration_s == 0 {
+        return Err(Error::Usage(
+            "--slot-bytes and --duration-s must be more than 0".into(),
+        ));
+    }
+    if !(options.max_failure_probability > 0.0 && options.max_failure_probability < 1.0) {
+        return Err(Error::Usage(
+            "--max-failure-probability must be between 0 and 1".into(),
+        ));
+    }
     let market = MarketClient::new(http.clone(), &options.market, buyer.clone());
     let market_entity = market
         .signed()
@@ -88,33 +101,62 @@ pub async fn init(
                 .and_then(|(_, offer)| offer.currencies.first().cloned())
         })
         .ok_or_else(|| Error::Io("the market has no offers yet".into()))?;
-    let answer = market
-        .match_agents(&MatchRequest {
-            currency: currency.issuer.to_string(),
-            shard_bytes: options.slot_bytes,
-            data_shards: k as u64,
-            total_shards: Some((k + m) as u64),
-            duration_s: options.duration_s,
-            expected_read_bytes: 0,
-            max_failure_probability: options.max_failure_probability,
-            exclude: vec![],
-        })
-        .await
-        .map_err(remote("matching agents"))?;
+    // The market may match an agent that has just gone offline: it is left out and the
+    // market asked again, a few times.
+    let mut exclude = Vec::new();
+    let mut tries = 0;
+    let chosen = loop {
+        let answer = market
+            .match_agents(&MatchRequest {
+                currency: currency.issuer.to_string(),
+                shard_bytes: options.slot_bytes,
+                data_shards: k as u64,
+                total_shards: Some((k + m) as u64),
+                duration_s: options.duration_s,
+                expected_read_bytes: 0,
+                max_failure_probability: options.max_failure_probability,
+                exclude: exclude.clone(),
+            })
+            .await
+            .map_err(|e| match e.code() {
+                Some("cannot_meet_target") => Error::Io(format!(
+                    "the market has no {} agents that together meet the target for blocks of \
+                     {} bytes (answering: {e}); try a smaller --slot-bytes, fewer shards, a \
+                     higher --max-failure-probability, or wait for more agents",
+                    k + m,
+                    options.slot_bytes
+                )),
+                _ => remote("matching agents")(e),
+            })?;
+        let mut answering = Vec::new();
+        for chosen in answer.agents {
+            let agent = AgentClient::new(http.clone(), &chosen.endpoint, buyer.clone());
+            match agent.offer().await {
+                Ok((_, offer)) => answering.push((chosen, agent, offer)),
+                Err(e) if repo::unreachable(&e) && tries < MATCH_TRIES_MAX => {
+                    exclude.push(chosen.agent)
+                }
+                Err(e) => {
+                    return Err(remote(format!("reading the offer of {}", chosen.endpoint))(
+                        e,
+                    ))
+                }
+            }
+        }
+        if answering.len() == k + m {
+            break answering;
+        }
+        tries += 1;
+    };
     let wallet = payer.client(&http, &currency.issuer_url);
     let repository = uuid();
     let keys = Keys::generate()?;
     let key_file = KeyFile::wrap(&keys, &repository, password)?;
     let mut slots = Vec::new();
     let mut signed = Vec::new();
-    for chosen in &answer.agents {
-        let agent = AgentClient::new(http.clone(), &chosen.endpoint, buyer.clone());
-        let (_, offer) = agent
-            .offer()
-            .await
-            .map_err(remote("reading an agent's offer"))?;
+    for (chosen, agent, offer) in &chosen {
         let terms = AgentClient::terms_from_offer(
-            &offer,
+            offer,
             buyer.entity(),
             &currency.issuer,
             options.slot_bytes,

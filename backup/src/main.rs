@@ -180,6 +180,24 @@ fn config_dir(cli: &Option<PathBuf>) -> PathBuf {
     })
 }
 
+/// A new repository's password: asked twice at a prompt (a typo would lock the repository
+/// for good), like restic's `init`.
+fn new_password(file: &Option<PathBuf>) -> Result<String, Error> {
+    if file.is_some() || std::env::var_os("BACKUP_PASSWORD").is_some() {
+        return password(file);
+    }
+    let first = password(file)?;
+    let again = rpassword::prompt_password("repeat the password: ")
+        .map_err(|e| Error::Usage(format!("no password: {e}")))?;
+    if first != again {
+        return Err(Error::Usage("the passwords differ".into()));
+    }
+    if first.is_empty() {
+        return Err(Error::Usage("an empty password protects nothing".into()));
+    }
+    Ok(first)
+}
+
 fn password(file: &Option<PathBuf>) -> Result<String, Error> {
     if let Some(f) = file {
         let text = std::fs::read_to_string(f)
@@ -276,7 +294,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             json,
         } => {
             let buyer = wallet_key(&wallet)?;
-            let pw = password(&cli.password_file)?;
+            let pw = new_password(&cli.password_file)?;
             let options = InitOptions {
                 market,
                 data_shards,

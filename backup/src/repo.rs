@@ -667,6 +667,17 @@ impl Repo {
                     }
                     tokio::time::sleep(Duration::from_millis(PAYMENT_POLL_MS)).await;
                 }
+                Err(e) if e.code() == Some("block_full") => {
+                    return Err(Error::Io(format!(
+                        "the repository is full: slot {i}'s contract ({} on {}) has no room \
+                         for {name}. A repository holds about {} x --slot-bytes of packed data; \
+                         free space with `backup forget ... --prune`, or start a repository \
+                         with a larger --slot-bytes",
+                        slot.contract,
+                        slot.endpoint,
+                        self.k()
+                    )))
+                }
                 Err(e) => return Err(remote(format!("writing {name} to {}", slot.endpoint))(e)),
             }
         }

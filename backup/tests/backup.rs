@@ -693,6 +693,22 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
     // Six agents hold the repository; one more can replace a lost one.
     let (tmp, mut net, cli) = network(7);
     let home = tmp.path().join("config");
+    let wallet = cli.wallet.to_string_lossy().into_owned();
+    let init = |extra: &[&str]| {
+        let mut args = vec!["init", "--market", &cli.market, "--wallet", &wallet];
+        args.extend_from_slice(extra);
+        cli.run(&tmp.path().join("config-refused"), PASSWORD, &args)
+    };
+    // Nonsense is refused before the market is asked (exit 2); a block no agent offers gets
+    // a message that says what to change (the devnet's agents cap blocks at 512 MiB).
+    let (code, _, err) = init(&["--slot-bytes", "0"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = init(&["--max-failure-probability", "2"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = init(&["--slot-bytes", "10737418240"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("try a smaller --slot-bytes"), "{err}");
+    assert!(!tmp.path().join("config-refused/repo.json").exists());
     cli.init(&home, &["--slot-bytes", "67108864"]);
 
     // Two roots that would both be `docs` in the snapshot: refused, exit 2, nothing stored.
