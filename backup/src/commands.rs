@@ -755,6 +755,11 @@ async fn upload_pack(
 
 /// The snapshot `which` names: an id, an id prefix, or `latest`.
 pub async fn find_snapshot(repo: &Repo, which: &str) -> Result<Snapshot, Error> {
+    if which.is_empty() {
+        return Err(Error::Usage(
+            "which snapshot? give an id (or its first characters) or `latest`".into(),
+        ));
+    }
     let all = repo.snapshots().await?;
     let found = if which == "latest" {
         all.into_iter().last()
@@ -961,7 +966,8 @@ pub async fn restore(
         .sum();
     repo.prepay(needed / repo.k() as u64 + (4 << 20), |s| s.read_per_kib)
         .await?;
-    std::fs::create_dir_all(target)?;
+    std::fs::create_dir_all(target)
+        .map_err(|e| Error::Io(format!("--target {}: {e}", target.display())))?;
 
     let progress = Progress::start(needed);
     let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(PACKS_AHEAD_MAX);

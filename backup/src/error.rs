@@ -22,6 +22,9 @@ pub enum Error {
     /// A file of the backup that could not be read (`path: reason`): `create` leaves it out.
     #[error("{0}")]
     Unreadable(String),
+    /// `check` found problems (listed in its report).
+    #[error("{0}")]
+    CheckFailed(String),
     /// The snapshot was saved, but without paths that could not be read.
     #[error("{0}")]
     Incomplete(String),
@@ -44,7 +47,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::WrongPassword | Error::WrongKey(_) => 3,
-            Error::Corrupt(_) | Error::NotEnoughShards { .. } => 4,
+            Error::Corrupt(_) | Error::NotEnoughShards { .. } | Error::CheckFailed(_) => 4,
             Error::Remote { .. } => 5,
             Error::Incomplete(_) => 6,
             Error::Usage(_) => 2,

@@ -360,11 +360,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 .map(|s| serde_json::json!({"id": s.id, "time": s.time, "hostname": s.hostname, "paths": s.paths, "files": s.files, "bytes": s.bytes, "data_added": s.data_added}))
                 .collect();
             print(json, &brief, || {
+                println!(
+                    "{:<16}  {:<20}  {:<12}  {:>8}  {:>10}  paths",
+                    "id", "time", "host", "files", "MiB"
+                );
                 for s in &all {
                     println!(
-                        "{}  {}  {:>8} files  {:>10.1} MiB  {}",
+                        "{:<16}  {:<20}  {:<12}  {:>8}  {:>10.1}  {}",
                         s.id,
                         s.time,
+                        s.hostname,
                         s.files,
                         s.bytes as f64 / 1048576.0,
                         s.paths.join(" ")
@@ -382,7 +387,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 .collect();
             print(json, &nodes, || {
                 for n in &s.nodes {
-                    println!("{:?} {:o} {:>12} {}", n.kind, n.mode, n.size, n.path);
+                    let kind = match n.kind {
+                        backup::tree::Kind::File => '-',
+                        backup::tree::Kind::Dir => 'd',
+                        backup::tree::Kind::Symlink => 'l',
+                    };
+                    match &n.target {
+                        Some(t) => {
+                            println!("{kind} {:04o} {:>12} {} -> {t}", n.mode, n.size, n.path)
+                        }
+                        None => println!("{kind} {:04o} {:>12} {}", n.mode, n.size, n.path),
+                    }
                 }
             })
         }
@@ -404,8 +419,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             })?;
             if !r.problems.is_empty() {
-                return Err(Error::Corrupt(format!(
-                    "{} problems found",
+                return Err(Error::CheckFailed(format!(
+                    "{} problems found; `backup repair` rebuilds what the surviving shards allow",
                     r.problems.len()
                 )));
             }
@@ -522,16 +537,22 @@ async fn run(cli: Cli) -> Result<(), Error> {
             wallet,
             json,
         } => {
-            let mut r = match (repo, market, wallet) {
-                (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
-                    let buyer = wallet_key(&wallet)?;
-                    let r =
-                        Repo::recover(&dir, &id, &market, &secret(&auth)?, &buyer, http()?).await?;
-                    remember_wallet(&dir, &wallet)?;
-                    r
-                }
-                _ => open(&dir, &auth).await?,
-            };
+            let mut r =
+                match (repo, market, wallet) {
+                    (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
+                        let buyer = wallet_key(&wallet)?;
+                        let r = Repo::recover(&dir, &id, &market, &secret(&auth)?, &buyer, http()?)
+                            .await?;
+                        remember_wallet(&dir, &wallet)?;
+                        r
+                    }
+                    (None, None, None) => open(&dir, &auth).await?,
+                    (Some(_), Some(_), Some(_)) => open(&dir, &auth).await?,
+                    _ => return Err(Error::Usage(
+                        "--repo, --market and --wallet go together (a restore on a new machine)"
+                            .into(),
+                    )),
+                };
             let s = commands::restore(&mut r, &snapshot, &target, &include).await?;
             print(json, &s, || {
                 println!(
