@@ -495,7 +495,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let s = backup::maintain::stats(&mut repo).await?;
             print(json, &s, || {
                 println!("repository {}: {} snapshots, latest {} files ({:.1} MiB), {} chunks in {} packs, {}+{} shards on {}",
-                    s.repository, s.snapshots, s.files, s.latest_bytes as f64 / 1048576.0, s.chunks, s.packs, s.data_shards, s.parity_shards, s.agents.join(" "))
+                    s.repository, s.snapshots, s.files, s.latest_bytes as f64 / 1048576.0, s.chunks, s.packs, s.data_shards, s.parity_shards, s.agents.join(" "));
+                println!("packed {:.1} MiB of about {:.1} MiB the contracts hold, {:.1} MiB on the agents with parity; the first contract ends {}",
+                    s.packed_bytes as f64 / 1048576.0, s.capacity_bytes as f64 / 1048576.0, s.stored_bytes as f64 / 1048576.0, s.first_contract_end)
             })
         }
         Cmd::Key {

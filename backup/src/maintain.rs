@@ -523,6 +523,14 @@ pub struct Stats {
     pub data_shards: usize,
     pub parity_shards: usize,
     pub agents: Vec<String>,
+    /// Bytes of packs (deduplicated, compressed, sealed) the index names.
+    pub packed_bytes: u64,
+    /// What that occupies on the agents with parity (packs whose shard length is recorded).
+    pub stored_bytes: u64,
+    /// About how much packed data the contracts hold: k x the smallest slot's block.
+    pub capacity_bytes: u64,
+    /// When the first contract ends (RFC 3339): `repair` renews before then.
+    pub first_contract_end: String,
 }
 
 /// `backup stats`.
@@ -530,7 +538,25 @@ pub async fn stats(repo: &mut Repo) -> Result<Stats, Error> {
     repo.sync_index().await?;
     let snapshots = repo.snapshots().await?;
     let packs: HashSet<&String> = repo.index.chunks.values().map(|l| &l.pack).collect();
+    let packed_bytes = repo.index.chunks.values().map(|l| l.length).sum();
+    let stored_bytes = packs
+        .iter()
+        .filter_map(|p| repo.index.packs.get(*p))
+        .map(|r| r.shard_len.saturating_mul(r.roots.len() as u64))
+        .sum();
+    let block_min = repo
+        .config
+        .slots
+        .iter()
+        .map(|s| s.block_bytes)
+        .min()
+        .unwrap_or(0);
+    let end_min = repo.config.slots.iter().map(|s| s.end_s).min().unwrap_or(0);
     Ok(Stats {
+        packed_bytes,
+        stored_bytes,
+        capacity_bytes: block_min.saturating_mul(repo.k() as u64),
+        first_contract_end: protocol::market::format_rfc3339(end_min),
         repository: repo.config.repository.clone(),
         snapshots: snapshots.len(),
         files: snapshots.last().map_or(0, |s| s.files),

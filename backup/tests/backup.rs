@@ -905,6 +905,15 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
             "--json",
         ],
     );
+    let stats = cli.ok(&home, &["stats", "--json"]);
+    let packed = stats["packed_bytes"].as_u64().expect("packed");
+    assert!(packed > 3 << 20, "new.bin does not compress: {stats}");
+    assert!(
+        stats["stored_bytes"].as_u64().expect("stored") >= packed * 6 / 4,
+        "parity on top: {stats}"
+    );
+    assert_eq!(stats["capacity_bytes"], 4 * 67108864u64, "{stats}");
+    assert_eq!(stats["snapshots"], 2, "{stats}");
     // This backup had no excludes, and the secret is readable again: the whole tree.
     same_tree(&again.join("src"), &src);
 }
