@@ -98,27 +98,54 @@ pub struct CommandAnswer<T> {
     pub receipt: String,
 }
 
-/// Counters from the clock in microseconds, strictly increasing within the process: for
-/// clients that keep no counter file (agents' and markets' buyers, heartbeats). A restarted
-/// process starts above its predecessor's counters as long as it makes fewer than a million
-/// requests a second.
-#[derive(Debug, Default)]
-pub struct ClockCounter(std::sync::atomic::AtomicU64);
+/// Counters from the clock, strictly increasing within the process: for clients that keep no
+/// counter file (agents' and markets' buyers, heartbeats). Servers only need a sender's
+/// counters to be unique, but two processes with one key (two backups from one wallet) once
+/// drew the same values from the clock. So the low [`ClockCounter::TAG_BITS`] bits are a
+/// random tag fixed per instance, and the rest counts milliseconds: two instances collide
+/// only if their tags do (one chance in 65,536). A restarted process starts above its
+/// predecessor's counters as long as it made fewer than a thousand requests a second.
+#[derive(Debug)]
+pub struct ClockCounter {
+    last: std::sync::atomic::AtomicU64,
+    tag: u64,
+}
 
 impl ClockCounter {
+    pub const TAG_BITS: u32 = 16;
+
     pub fn next(&self) -> u64 {
         use std::sync::atomic::Ordering;
-        let now_us = crate::now_ms().saturating_mul(1000);
-        let mut prev = self.0.load(Ordering::Relaxed);
+        let step = 1u64 << Self::TAG_BITS;
+        let now = (crate::now_ms() << Self::TAG_BITS) | self.tag;
+        let mut prev = self.last.load(Ordering::Relaxed);
         loop {
-            let next = (prev + 1).max(now_us);
+            // `prev + step` keeps the tag: every value this instance hands out ends in it.
+            let next = if prev == 0 { now } else { (prev + step).max(now) };
             match self
-                .0
+                .last
                 .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => return next,
                 Err(p) => prev = p,
             }
+        }
+    }
+}
+
+impl Default for ClockCounter {
+    fn default() -> Self {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 2];
+        // Without the OS random source the tag is the process id's low bits: still distinct
+        // for two processes running at once.
+        let tag = match ring::rand::SystemRandom::new().fill(&mut bytes) {
+            Ok(()) => u64::from(u16::from_le_bytes(bytes)),
+            Err(_) => u64::from(std::process::id()) & 0xffff,
+        };
+        ClockCounter {
+            last: std::sync::atomic::AtomicU64::new(0),
+            tag,
         }
     }
 }
@@ -604,6 +631,22 @@ impl IssuerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each instance's counters increase, keep its tag, and two instances (two processes
+    /// with one key) do not hand out the same values even at the same moment.
+    #[test]
+    fn clock_counters_of_two_instances_differ() {
+        let (a, b) = (ClockCounter::default(), ClockCounter::default());
+        if a.tag == b.tag {
+            return; // one chance in 65,536: nothing to compare
+        }
+        let mask = (1u64 << ClockCounter::TAG_BITS) - 1;
+        let xs: Vec<u64> = (0..2000).map(|_| a.next()).collect();
+        let ys: std::collections::HashSet<u64> = (0..2000).map(|_| b.next()).collect();
+        assert!(xs.windows(2).all(|w| w[0] < w[1]), "increasing");
+        assert!(xs.iter().all(|x| x & mask == a.tag), "tagged");
+        assert!(xs.iter().all(|x| !ys.contains(x)), "no value in common");
+    }
 
     #[test]
     fn counters_never_go_back_even_across_instances() {
