@@ -424,13 +424,11 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
             .filter_map(|n| n.strip_prefix("p-"))
             .map(str::to_owned),
     );
-    let mut freed = 0;
-    let mut deleted = 0;
-    for pack in all_packs.difference(&used_packs) {
-        freed += repo.delete_sharded(&format!("p-{pack}")).await?;
-        deleted += 1;
-    }
-    // Chunks of deleted packs leave the index.
+    // Packs are deleted last, once no index object names them: an interrupted prune leaves
+    // extra packs (the next prune deletes them), never an index naming a deleted pack.
+    let mut doomed: Vec<String> = all_packs.difference(&used_packs).cloned().collect();
+    let deleted = doomed.len();
+    // Chunks of unused packs leave the index.
     repo.index
         .chunks
         .retain(|_, l| used_packs.contains(&l.pack));
@@ -477,7 +475,7 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
         for (chunk, _) in entries.iter().filter(|(c, _)| !used_chunks.contains(c)) {
             repo.index.chunks.remove(chunk);
         }
-        freed += repo.delete_sharded(&name).await?;
+        doomed.push(pack.clone());
         repacked += 1;
     }
     let packs_kept: HashSet<String> = repo.index.chunks.values().map(|l| l.pack.clone()).collect();
@@ -503,6 +501,10 @@ pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
         repo.delete_sharded(&format!("i-{old}")).await?;
     }
     repo.save_index()?;
+    let mut freed = 0;
+    for pack in doomed {
+        freed += repo.delete_sharded(&format!("p-{pack}")).await?;
+    }
     Ok(PruneReport {
         packs_deleted: deleted,
         packs_repacked: repacked,

@@ -545,6 +545,51 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
         ],
     );
     same_tree(&target.join("more"), &more);
+
+    // A prune killed at any point loses nothing a kept snapshot needs: the newer snapshot of
+    // `more` leaves part-1 out, so forgetting the older one leaves packs to delete and to
+    // repack; prune is killed early, later, later still, then run to the end.
+    cli.ok(
+        &home,
+        &[
+            "create",
+            &more.to_string_lossy(),
+            "--exclude",
+            "part-1",
+            "--json",
+        ],
+    );
+    cli.ok(&home, &["forget", "--keep-last", "1", "--json"]);
+    std::fs::remove_file(more.join("part-1")).expect("rm");
+    for kill_after_ms in [40, 150, 400] {
+        let mut prune = Command::new(env!("CARGO_BIN_EXE_backup"))
+            .arg("--config-dir")
+            .arg(&home)
+            .args(["prune", "--json"])
+            .env("BACKUP_PASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn prune");
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        let _ = prune.kill();
+        prune.wait().expect("reap");
+        cli.ok(&home, &["check", "--read-data", "--json"]);
+    }
+    cli.ok(&home, &["prune", "--json"]);
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    let target = tmp.path().join("restored-after-prunes");
+    cli.ok(
+        &home,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &target.to_string_lossy(),
+            "--json",
+        ],
+    );
+    same_tree(&target.join("more"), &more);
 }
 
 /// Start `backup create src` and kill -9 it once its first pack is stored (the local index

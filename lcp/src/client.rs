@@ -121,7 +121,11 @@ impl ClockCounter {
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             // `prev + step` keeps the tag: every value this instance hands out ends in it.
-            let next = if prev == 0 { now } else { (prev + step).max(now) };
+            let next = if prev == 0 {
+                now
+            } else {
+                (prev + step).max(now)
+            };
             match self
                 .last
                 .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
