@@ -1072,7 +1072,12 @@ fn write_tree(
         let path = safe_join(target, &node.path)?;
         match node.kind {
             Kind::Dir => {
-                std::fs::create_dir_all(&path)?;
+                // A symlink (or file) already where a directory goes is replaced: following
+                // it would write outside the target.
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                    std::fs::remove_file(&path).map_err(|e| io_at(&path, e))?;
+                }
+                std::fs::create_dir_all(&path).map_err(|e| io_at(&path, e))?;
                 dirs.push((path, node));
                 summary.dirs += 1;
             }
@@ -1100,7 +1105,24 @@ fn write_tree(
                     std::fs::create_dir_all(parent)?;
                 }
                 // Whole chunks are written at once: no buffering needed.
-                let mut out = std::fs::File::create(&path)?;
+                // What is already there is unlinked, not written through: a symlink or a hard
+                // link in the target must not carry the restore outside it (restic does the
+                // same), and `create_new` refuses whatever appears meanwhile.
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {
+                        return Err(Error::Io(format!(
+                            "{}: a directory is where the snapshot has a file",
+                            path.display()
+                        )))
+                    }
+                    Ok(_) => std::fs::remove_file(&path).map_err(|e| io_at(&path, e))?,
+                    Err(_) => {}
+                }
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| io_at(&path, e))?;
                 for id in &node.chunks {
                     let loc = locations
                         .get(id)
@@ -1166,6 +1188,11 @@ fn write_tree(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(node.mode))?;
     }
     Ok(())
+}
+
+/// An IO error at `path`, naming it.
+fn io_at(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
 }
 
 /// Chunk `id`'s sealed blob in `pack` (the bytes of the pack the index says holds it).

@@ -883,6 +883,41 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
     );
     assert!(!target.join("src/keep.txt").exists());
 
+    // Symlinks already in the target are replaced, never written through: nothing outside
+    // the target changes.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("dir")).expect("dir");
+    std::fs::write(outside.join("victim"), "untouched").expect("write");
+    let over = tmp.path().join("restored-over-links");
+    std::fs::create_dir_all(over.join("src")).expect("dir");
+    std::os::unix::fs::symlink(outside.join("victim"), over.join("src/keep.txt")).expect("ln");
+    std::os::unix::fs::symlink(outside.join("dir"), over.join("src/sub")).expect("ln");
+    cli.ok(
+        &home,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &over.to_string_lossy(),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("victim")).expect("victim"),
+        "untouched"
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.join("dir")).expect("dir").count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_to_string(over.join("src/keep.txt")).expect("keep"),
+        "keep"
+    );
+    assert!(std::fs::symlink_metadata(over.join("src/sub"))
+        .expect("sub")
+        .is_dir());
+
     // A wrong exported key (right repository, another master key) is a wrong key: exit 3.
     let key = tmp.path().join("key.json");
     cli.ok(
