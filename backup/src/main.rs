@@ -9,6 +9,17 @@ use backup::repo::{Repo, Secret, Wallet};
 use backup::Error;
 use clap::{Parser, Subcommand};
 
+/// `println!` for the CLI's output: when stdout is closed (`backup ls | head`), stop quietly
+/// with success, as Unix tools do, instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "backup",
@@ -93,6 +104,8 @@ enum Cmd {
     },
     /// Remove snapshots the policy does not keep; --prune then deletes unused data
     Forget {
+        /// Snapshots to remove by id (or its first characters), instead of --keep-* rules
+        snapshots: Vec<String>,
         #[arg(long, default_value_t = 0)]
         keep_last: usize,
         #[arg(long, default_value_t = 0)]
@@ -183,14 +196,13 @@ fn config_dir(cli: &Option<PathBuf>) -> PathBuf {
 /// A new repository's password: asked twice at a prompt (a typo would lock the repository
 /// for good), like restic's `init`.
 fn new_password(file: &Option<PathBuf>) -> Result<String, Error> {
-    if file.is_some() || std::env::var_os("BACKUP_PASSWORD").is_some() {
-        return password(file);
-    }
     let first = password(file)?;
-    let again = rpassword::prompt_password("repeat the password: ")
-        .map_err(|e| Error::Usage(format!("no password: {e}")))?;
-    if first != again {
-        return Err(Error::Usage("the passwords differ".into()));
+    if file.is_none() && std::env::var_os("BACKUP_PASSWORD").is_none() {
+        let again = rpassword::prompt_password("repeat the password: ")
+            .map_err(|e| Error::Usage(format!("no password: {e}")))?;
+        if first != again {
+            return Err(Error::Usage("the passwords differ".into()));
+        }
     }
     if first.is_empty() {
         return Err(Error::Usage("an empty password protects nothing".into()));
@@ -218,9 +230,16 @@ fn wallet_key(path: &Path) -> Result<Wallet, Error> {
     Wallet::load(path)
 }
 
+/// Longest a request waits for an agent's next bytes: one that hangs (a stopped process, a
+/// dead link) then counts as not answering, and reads and writes go on without it.
+const READ_MS_MAX: u64 = 30_000;
+
 fn http() -> Result<reqwest::Client, Error> {
-    lcp::client::http_client(&lcp::client::ClientOptions::default())
-        .map_err(|e| Error::Usage(e.to_string()))
+    lcp::client::http_client(&lcp::client::ClientOptions {
+        read_ms_max: Some(READ_MS_MAX),
+        ..Default::default()
+    })
+    .map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// The wallet path remembered beside the local config.
@@ -264,9 +283,36 @@ async fn open(dir: &Path, auth: &Auth) -> Result<Repo, Error> {
     Ok(repo)
 }
 
+/// Contracts end: a scheduled `create` that never runs `repair` would lose the repository
+/// without a word. Warn (on stderr) when any is within its renewal window or over.
+fn warn_renewal(repo: &Repo) {
+    let now_s = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+    .unwrap_or(i64::MAX);
+    let due: Vec<usize> = (0..repo.config.slots.len())
+        .filter(|&i| backup::maintain::due_for_renewal(&repo.config.slots[i], now_s, None))
+        .collect();
+    let Some(first_end) = due.iter().map(|&i| repo.config.slots[i].end_s).min() else {
+        return;
+    };
+    let when = protocol::market::format_rfc3339(first_end);
+    if first_end <= now_s {
+        eprintln!(
+            "warning: the contracts of slots {due:?} have ended ({when}): run `backup repair` now"
+        );
+    } else {
+        eprintln!(
+            "warning: the contracts of slots {due:?} end soon (first at {when}): run `backup repair` to renew them"
+        );
+    }
+}
+
 fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<(), Error> {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(value).map_err(|e| Error::Io(e.to_string()))?
         );
@@ -306,7 +352,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let id = commands::init(&dir, &options, &pw, &buyer, http()?).await?;
             remember_wallet(&dir, &wallet)?;
             print(json, &serde_json::json!({ "repository": id }), || {
-                println!("{id}")
+                out!("{id}")
             })
         }
         Cmd::Create {
@@ -315,9 +361,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             json,
         } => {
             let mut repo = open(&dir, &auth).await?;
+            warn_renewal(&repo);
             let s = commands::create(&mut repo, &paths, &exclude).await?;
             print(json, &s, || {
-                println!(
+                out!(
                     "snapshot {} saved: {} files, {} dirs, {:.1} MiB read, {:.1} MiB added ({} new chunks, {} known), {:.1} s",
                     s.snapshot,
                     s.files,
@@ -360,12 +407,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 .map(|s| serde_json::json!({"id": s.id, "time": s.time, "hostname": s.hostname, "paths": s.paths, "files": s.files, "bytes": s.bytes, "data_added": s.data_added}))
                 .collect();
             print(json, &brief, || {
-                println!(
+                out!(
                     "{:<16}  {:<20}  {:<12}  {:>8}  {:>10}  paths",
-                    "id", "time", "host", "files", "MiB"
+                    "id",
+                    "time",
+                    "host",
+                    "files",
+                    "MiB"
                 );
                 for s in &all {
-                    println!(
+                    out!(
                         "{:<16}  {:<20}  {:<12}  {:>8}  {:>10.1}  {}",
                         s.id,
                         s.time,
@@ -394,18 +445,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     };
                     match &n.target {
                         Some(t) => {
-                            println!("{kind} {:04o} {:>12} {} -> {t}", n.mode, n.size, n.path)
+                            out!("{kind} {:04o} {:>12} {} -> {t}", n.mode, n.size, n.path)
                         }
-                        None => println!("{kind} {:04o} {:>12} {}", n.mode, n.size, n.path),
+                        None => out!("{kind} {:04o} {:>12} {}", n.mode, n.size, n.path),
                     }
                 }
             })
         }
         Cmd::Check { read_data, json } => {
             let mut repo = open(&dir, &auth).await?;
+            warn_renewal(&repo);
             let r = backup::maintain::check(&mut repo, read_data).await?;
             print(json, &r, || {
-                println!(
+                out!(
                     "{} snapshots, {} packs, {} audits ({} failed), {} shards read: {} problems",
                     r.snapshots,
                     r.packs,
@@ -415,7 +467,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     r.problems.len()
                 );
                 for p in &r.problems {
-                    println!("  {} slots {:?}: {}", p.object, p.slots, p.what);
+                    out!("  {} slots {:?}: {}", p.object, p.slots, p.what);
                 }
             })?;
             if !r.problems.is_empty() {
@@ -434,13 +486,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let within_s = renew_within_days.map(|d| d.saturating_mul(86_400));
             let r = backup::maintain::repair(&mut repo, within_s).await?;
             print(json, &r, || {
-                println!(
+                out!(
                     "{} objects checked, {} shards rewritten, slots replaced: {:?}, renewed: {:?}",
-                    r.objects_checked, r.shards_rewritten, r.slots_replaced, r.slots_renewed
+                    r.objects_checked,
+                    r.shards_rewritten,
+                    r.slots_replaced,
+                    r.slots_renewed
                 )
             })
         }
         Cmd::Forget {
+            snapshots,
             keep_last,
             keep_daily,
             keep_weekly,
@@ -455,27 +511,36 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 weekly: keep_weekly,
                 monthly: keep_monthly,
             };
-            if keep.last + keep.daily + keep.weekly + keep.monthly == 0 {
+            let rules = keep.last + keep.daily + keep.weekly + keep.monthly > 0;
+            if rules == !snapshots.is_empty() {
                 return Err(Error::Usage(
-                    "give at least one --keep-* rule (forget would remove every snapshot)".into(),
+                    "give snapshot ids or --keep-* rules, not both (with neither, forget would \
+                     remove every snapshot)"
+                        .into(),
                 ));
             }
-            let f = backup::maintain::forget(&mut repo, keep).await?;
+            let f = if rules {
+                backup::maintain::forget(&mut repo, keep).await?
+            } else {
+                backup::maintain::forget_ids(&mut repo, &snapshots).await?
+            };
             let p = if prune {
                 Some(backup::maintain::prune(&mut repo).await?)
             } else {
                 None
             };
             print(json, &serde_json::json!({"forget": f, "prune": p}), || {
-                println!(
+                out!(
                     "kept {} snapshots, removed {}",
                     f.kept.len(),
                     f.removed.len()
                 );
                 if let Some(p) = &p {
-                    println!(
+                    out!(
                         "pruned {} packs ({} bytes freed), {} kept",
-                        p.packs_deleted, p.bytes_freed, p.packs_kept
+                        p.packs_deleted,
+                        p.bytes_freed,
+                        p.packs_kept
                     );
                 }
             })
@@ -484,9 +549,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let mut repo = open(&dir, &auth).await?;
             let p = backup::maintain::prune(&mut repo).await?;
             print(json, &p, || {
-                println!(
+                out!(
                     "pruned {} packs ({} bytes freed), {} kept",
-                    p.packs_deleted, p.bytes_freed, p.packs_kept
+                    p.packs_deleted,
+                    p.bytes_freed,
+                    p.packs_kept
                 )
             })
         }
@@ -494,9 +561,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let mut repo = open(&dir, &auth).await?;
             let s = backup::maintain::stats(&mut repo).await?;
             print(json, &s, || {
-                println!("repository {}: {} snapshots, latest {} files ({:.1} MiB), {} chunks in {} packs, {}+{} shards on {}",
+                out!("repository {}: {} snapshots, latest {} files ({:.1} MiB), {} chunks in {} packs, {}+{} shards on {}",
                     s.repository, s.snapshots, s.files, s.latest_bytes as f64 / 1048576.0, s.chunks, s.packs, s.data_shards, s.parity_shards, s.agents.join(" "));
-                println!("packed {:.1} MiB of about {:.1} MiB the contracts hold, {:.1} MiB on the agents with parity; the first contract ends {}",
+                out!("packed {:.1} MiB of about {:.1} MiB the contracts hold, {:.1} MiB on the agents with parity; the first contract ends {}",
                     s.packed_bytes as f64 / 1048576.0, s.capacity_bytes as f64 / 1048576.0, s.stored_bytes as f64 / 1048576.0, s.first_contract_end)
             })
         }
@@ -523,7 +590,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 "key_file": out.to_string_lossy(),
             });
             print(json, &written, || {
-                println!(
+                out!(
                     "key file of {} written to {}",
                     repo.config.repository,
                     out.display()
@@ -557,7 +624,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 };
             let s = commands::restore(&mut r, &snapshot, &target, &include).await?;
             print(json, &s, || {
-                println!(
+                out!(
                     "restored snapshot {}: {} files, {} dirs, {} symlinks, {:.1} MiB, {} packs read, {} damaged or missing shards worked around, {:.1} s",
                     s.snapshot, s.files, s.dirs, s.symlinks, s.bytes as f64 / 1048576.0, s.packs_read, s.shards_bad, s.seconds
                 )

@@ -363,6 +363,24 @@ pub struct ForgetReport {
     pub removed: Vec<String>,
 }
 
+/// `backup forget ID...`: delete these snapshots (each id may be its first characters, as in
+/// `restore`); an unknown or ambiguous one deletes nothing.
+pub async fn forget_ids(repo: &mut Repo, ids: &[String]) -> Result<ForgetReport, Error> {
+    let mut doomed = Vec::new();
+    for id in ids {
+        doomed.push(crate::commands::find_snapshot(repo, id).await?.id);
+    }
+    for id in &doomed {
+        repo.delete_sharded(&format!("s-{id}")).await?;
+    }
+    let mut kept: Vec<String> = repo.snapshots().await?.into_iter().map(|s| s.id).collect();
+    kept.sort();
+    Ok(ForgetReport {
+        kept,
+        removed: doomed,
+    })
+}
+
 /// `backup forget`: delete the snapshots `keep` does not keep.
 pub async fn forget(repo: &mut Repo, keep: Keep) -> Result<ForgetReport, Error> {
     let all = repo.snapshots().await?;

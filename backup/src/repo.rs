@@ -257,9 +257,17 @@ impl Reader {
         let gets = (0..self.k + self.m).map(|i| {
             let (a, slot) = (&self.agents[i], &self.slots[i]);
             async move {
-                get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}"))
-                    .await
-                    .ok()
+                // An agent that did not answer before is not waited for again.
+                if self.down[i].load(Ordering::Relaxed) {
+                    return None;
+                }
+                let got = get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}")).await;
+                if let Err(Error::Remote { source, .. }) = &got {
+                    if unreachable(source) {
+                        self.down[i].store(true, Ordering::Relaxed);
+                    }
+                }
+                got.ok()
             }
         });
         join_all(gets).await

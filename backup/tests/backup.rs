@@ -994,6 +994,18 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
     );
     assert_eq!(stats["capacity_bytes"], 4 * 67108864u64, "{stats}");
     assert_eq!(stats["snapshots"], 2, "{stats}");
+    // The older snapshot removed by (a prefix of) its id; ids and rules do not mix.
+    let listed = cli.ok(&home, &["snapshots", "--json"]);
+    let older = listed[0]["id"].as_str().expect("id")[..8].to_string();
+    let (code, _, err) = cli.run(&home, PASSWORD, &["forget", &older, "--keep-last", "1"]);
+    assert_eq!(code, 2, "{err}");
+    let forgot = cli.ok(&home, &["forget", &older, "--json"])["forget"].clone();
+    assert_eq!(
+        forgot["removed"].as_array().map(Vec::len),
+        Some(1),
+        "{forgot}"
+    );
+    assert_eq!(forgot["kept"].as_array().map(Vec::len), Some(1), "{forgot}");
     // This backup had no excludes, and the secret is readable again: the whole tree.
     same_tree(&again.join("src"), &src);
 }

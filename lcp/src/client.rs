@@ -65,6 +65,9 @@ pub fn check_url(url: &str) -> Result<(), ClientError> {
 pub struct ClientOptions {
     /// Extra PEM root certificate to trust (for self-signed test or private deployments).
     pub ca_cert: Option<PathBuf>,
+    /// Longest wait for the next bytes of an answer (none: as long as the server takes). A
+    /// server that accepts connections and then hangs would otherwise stall its client.
+    pub read_ms_max: Option<u64>,
 }
 
 pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
@@ -72,6 +75,9 @@ pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientErr
         .connect_timeout(Duration::from_millis(CONNECT_MS_MAX))
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true);
+    if let Some(ms) = options.read_ms_max {
+        builder = builder.read_timeout(Duration::from_millis(ms));
+    }
     if let Some(path) = &options.ca_cert {
         let pem = std::fs::read(path).map_err(|e| {
             ClientError::Config(format!(

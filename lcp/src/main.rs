@@ -127,6 +127,7 @@ impl WalletArgs {
             &self.key,
             &ClientOptions {
                 ca_cert: self.ca_cert.clone(),
+                ..ClientOptions::default()
             },
         )
     }
@@ -289,7 +290,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 issuer_url: issuer,
                 clients,
                 transfers,
-                client: ClientOptions { ca_cert },
+                client: ClientOptions {
+                    ca_cert,
+                    ..ClientOptions::default()
+                },
                 verify_receipts,
             };
             let report = runtime()?.block_on(lcp::bench::run(

@@ -44,6 +44,7 @@ async fn a_transfer_over_tls() {
 
     let http = http_client(&ClientOptions {
         ca_cert: Some(cert_path),
+        ..ClientOptions::default()
     })
     .expect("http");
     let mint = IssuerClient::new(
