@@ -512,7 +512,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 monthly: keep_monthly,
             };
             let rules = keep.last + keep.daily + keep.weekly + keep.monthly > 0;
-            if rules == !snapshots.is_empty() {
+            if rules != snapshots.is_empty() {
                 return Err(Error::Usage(
                     "give snapshot ids or --keep-* rules, not both (with neither, forget would \
                      remove every snapshot)"
