@@ -562,6 +562,18 @@ pub async fn create(
     paths: &[PathBuf],
     exclude: &[String],
 ) -> Result<CreateSummary, Error> {
+    // A prune must not delete what this backup counts as stored while it runs.
+    let lock = repo.lock("create").await?;
+    let result = create_locked(repo, paths, exclude).await;
+    repo.unlock(&lock).await;
+    result
+}
+
+async fn create_locked(
+    repo: &mut Repo,
+    paths: &[PathBuf],
+    exclude: &[String],
+) -> Result<CreateSummary, Error> {
     let started = Instant::now();
     let exclude = PathFilter::new(exclude, "--exclude")?;
     let mut found = Vec::new();

@@ -119,6 +119,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the repository's locks: after a killed backup or prune, when none is running
+    Unlock {
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete data no snapshot uses
     Prune {
         #[arg(long)]
@@ -555,6 +560,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     p.bytes_freed,
                     p.packs_kept
                 )
+            })
+        }
+        Cmd::Unlock { json } => {
+            let repo = open(&dir, &auth).await?;
+            let removed = backup::maintain::unlock(&repo).await?;
+            print(json, &serde_json::json!({ "removed": removed }), || {
+                out!("{} locks removed", removed.len())
             })
         }
         Cmd::Stats { json } => {

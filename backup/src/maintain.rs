@@ -412,6 +412,23 @@ pub const REPACK_UNUSED_PCT: u64 = 5;
 /// `backup prune`: delete every pack no remaining snapshot uses, repack those partly unused,
 /// and write a fresh index of what remains (replacing the old index objects).
 pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
+    // Alone: a running backup counts on packs this would delete.
+    let lock = repo.lock("prune").await?;
+    let result = prune_locked(repo).await;
+    repo.unlock(&lock).await;
+    result
+}
+
+/// `backup unlock`: remove every lock (after a killed backup or prune; only when none runs).
+pub async fn unlock(repo: &Repo) -> Result<Vec<String>, Error> {
+    let locks = repo.locks().await?;
+    for (_, _, name) in &locks {
+        repo.unlock(name).await;
+    }
+    Ok(locks.into_iter().map(|(_, _, name)| name).collect())
+}
+
+async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
     repo.sync_index().await?;
     let snapshots = repo.snapshots().await?;
     let used_chunks: HashSet<&String> = snapshots

@@ -36,6 +36,8 @@ use crate::tree::Snapshot;
 pub const PAYMENT_WAIT_MS_MAX: u64 = 20_000;
 /// Pause between retries meanwhile.
 const PAYMENT_POLL_MS: u64 = 100;
+/// A lock older than this is ignored: it belongs to a backup or prune that was killed.
+pub const LOCK_STALE_S: i64 = 24 * 3600;
 /// Agents tried in turn when replacing a lost one.
 const REPLACE_TRIES_MAX: usize = 5;
 /// The largest sharded object a read accepts (a pack is about 20 MiB, an index of a million
@@ -523,6 +525,77 @@ impl Repo {
 
     pub fn n(&self) -> usize {
         self.config.data_shards + self.config.parity_shards
+    }
+
+    /// The repository's locks, from the object listing: (kind, since in Unix s, name).
+    pub async fn locks(&self) -> Result<Vec<(String, i64, String)>, Error> {
+        Ok(self
+            .object_names()
+            .await?
+            .into_iter()
+            .filter_map(|name| {
+                let mut parts = name.strip_prefix("lock-")?.splitn(3, '-');
+                let kind = parts.next()?.to_owned();
+                let since = parts.next()?.parse().ok()?;
+                Some((kind, since, name))
+            })
+            .collect())
+    }
+
+    /// Take a lock of `kind`: `create` (any number at once) or `prune` (alone: it deletes
+    /// what a running backup may be counting on, as restic's exclusive lock). A lock is an
+    /// empty object `lock-<kind>-<since>-<id>` on every slot that answers, so any machine
+    /// sees it in the listing. Refused while a conflicting lock younger than
+    /// [`LOCK_STALE_S`] exists; checked again after taking it, so two that raced both back
+    /// off rather than both go on.
+    pub async fn lock(&self, kind: &str) -> Result<String, Error> {
+        let now = now_s();
+        let conflict = |locks: Vec<(String, i64, String)>, own: Option<&str>| {
+            locks.into_iter().find(|(k, since, name)| {
+                Some(name.as_str()) != own
+                    && now - since < LOCK_STALE_S
+                    && (kind == "prune" || k == "prune")
+            })
+        };
+        let refuse = |(k, since, _): (String, i64, String)| {
+            Error::Io(format!(
+                "the repository is locked by a {k} since {}: wait for it to end; if none is \
+                 running (a killed one leaves its lock), run `backup unlock`",
+                protocol::market::format_rfc3339(since)
+            ))
+        };
+        if let Some(c) = conflict(self.locks().await?, None) {
+            return Err(refuse(c));
+        }
+        let name = format!("lock-{kind}-{now}-{}", uuid::Uuid::new_v4().simple());
+        let puts = self.agents.iter().enumerate().map(|(i, a)| {
+            let name = &name;
+            async move { self.put_paying(i, a, name, b"lock".to_vec()).await }
+        });
+        let stored = join_all(puts).await;
+        if !stored.iter().any(Result::is_ok) {
+            return stored
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(name), Err);
+        }
+        if let Some(c) = conflict(self.locks().await?, Some(&name)) {
+            self.unlock(&name).await;
+            return Err(refuse(c));
+        }
+        Ok(name)
+    }
+
+    /// Remove the lock `name` from every slot that answers (best effort: a lock left behind
+    /// goes stale, or `backup unlock` removes it).
+    pub async fn unlock(&self, name: &str) {
+        let deletes = self.agents.iter().enumerate().map(|(i, a)| {
+            let contract = &self.config.slots[i].contract;
+            async move {
+                let _ = a.delete(contract, name).await;
+            }
+        });
+        join_all(deletes).await;
     }
 
     /// Store `bytes` under `name` on every slot (small objects: key file, config).

@@ -522,6 +522,17 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
             .expect("write");
     }
     kill_create_after_first_pack(&home, &more);
+    // The killed backup left its lock: prune refuses until `unlock` (as restic's).
+    let (code, _, err) = cli.run(&home, PASSWORD, &["prune"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("locked by a create"), "{err}");
+    let unlocked = cli.ok(&home, &["unlock", "--json"]);
+    // This one's, and the first killed backup's.
+    assert_eq!(
+        unlocked["removed"].as_array().map(Vec::len),
+        Some(2),
+        "{unlocked}"
+    );
     let pruned = cli.ok(&home, &["prune", "--json"]);
     assert!(
         pruned["packs_deleted"].as_u64().expect("deleted") >= 1,
@@ -562,6 +573,7 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
     cli.ok(&home, &["forget", "--keep-last", "1", "--json"]);
     std::fs::remove_file(more.join("part-1")).expect("rm");
     for kill_after_ms in [40, 150, 400] {
+        cli.ok(&home, &["unlock", "--json"]);
         let mut prune = Command::new(env!("CARGO_BIN_EXE_backup"))
             .arg("--config-dir")
             .arg(&home)
@@ -576,6 +588,7 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
         prune.wait().expect("reap");
         cli.ok(&home, &["check", "--read-data", "--json"]);
     }
+    cli.ok(&home, &["unlock", "--json"]);
     cli.ok(&home, &["prune", "--json"]);
     cli.ok(&home, &["check", "--read-data", "--json"]);
     let target = tmp.path().join("restored-after-prunes");
