@@ -497,8 +497,28 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     r.shards_rewritten,
                     r.slots_replaced,
                     r.slots_renewed
-                )
-            })
+                );
+                for s in &r.slots_unreplaced {
+                    out!("  not replaced: slot {s}");
+                }
+                for o in &r.objects_lost {
+                    out!("  not rebuilt: {o}");
+                }
+            })?;
+            if !r.objects_lost.is_empty() {
+                return Err(Error::CheckFailed(format!(
+                    "{} objects cannot be rebuilt from the shards that survive",
+                    r.objects_lost.len()
+                )));
+            }
+            if !r.slots_unreplaced.is_empty() {
+                return Err(Error::Io(format!(
+                    "repair did what it could; {} slots have no replacement agent yet: run it \
+                     again once another agent joins the market",
+                    r.slots_unreplaced.len()
+                )));
+            }
+            Ok(())
         }
         Cmd::Forget {
             snapshots,

@@ -223,6 +223,11 @@ pub struct RepairReport {
     /// Slots whose contract ended within the renewal window: each has a new contract (the
     /// same agent when the market still lists it) holding its shards; the old one lapses.
     pub slots_renewed: Vec<usize>,
+    /// Slots whose agent is gone and could not be replaced (`slot: why`): their shards stay
+    /// missing until a later repair finds an agent.
+    pub slots_unreplaced: Vec<String>,
+    /// Objects that could not be rebuilt from what survives (`object: why`).
+    pub objects_lost: Vec<String>,
 }
 
 /// The renewal window when the contract's term is not recorded (repositories made before it
@@ -248,12 +253,19 @@ pub fn due_for_renewal(slot: &Slot, now_s: i64, renew_within_s: Option<u64>) -> 
 /// where they were before the renewals) and each missing or damaged shard, and every shard of
 /// a renewed slot, is written. Last, the config naming the new contracts goes to every slot.
 pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<RepairReport, Error> {
-    let mut replaced = Vec::new();
+    // Everything that can be done is done: a slot without a replacement does not stop the
+    // others, nor the rebuilding of shards onto the slots that answer.
+    let (mut replaced, mut unreplaced, mut dead) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..repo.n() {
         let slot = repo.config.slots[i].clone();
         if repo.agent(i).contract(&slot.contract).await.is_err() {
-            repo.replace_slot(i).await?;
-            replaced.push(i);
+            match repo.replace_slot(i).await {
+                Ok(()) => replaced.push(i),
+                Err(e) => {
+                    unreplaced.push(format!("{i}: {e}"));
+                    dead.push(i);
+                }
+            }
         }
     }
     repo.sync_index().await?;
@@ -264,7 +276,8 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
     let mut renewed = Vec::new();
     for i in 0..repo.n() {
         let slot = &repo.config.slots[i];
-        if replaced.contains(&i) || !due_for_renewal(slot, now, renew_within_s) {
+        if replaced.contains(&i) || dead.contains(&i) || !due_for_renewal(slot, now, renew_within_s)
+        {
             continue;
         }
         let term = match slot.duration_s {
@@ -276,16 +289,24 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
     }
     let renewed_slots: Vec<usize> = renewed.iter().map(|(i, _)| *i).collect();
     let mut rewritten = 0;
+    let mut lost = Vec::new();
     for o in &objects {
         let shards = before.fetch_shards(o).await;
-        let (data, mut write) = crate::repo::rebuild_verified(
+        let (data, mut write) = match crate::repo::rebuild_verified(
             shards,
             repo.k(),
             repo.config.parity_shards,
             verifier(repo, o),
             true,
-        )?;
+        ) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                lost.push(format!("{o}: {e}"));
+                continue;
+            }
+        };
         write.extend(renewed_slots.iter().copied());
+        write.retain(|i| !dead.contains(i));
         write.sort_unstable();
         write.dedup();
         if !write.is_empty() {
@@ -300,6 +321,8 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
         shards_rewritten: rewritten,
         slots_replaced: replaced,
         slots_renewed: renewed_slots,
+        slots_unreplaced: unreplaced,
+        objects_lost: lost,
     })
 }
 

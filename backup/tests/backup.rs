@@ -980,13 +980,39 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
     );
     let (code, out, _) = cli.run(&home, PASSWORD, &["check", "--json"]);
     assert_eq!(code, 4, "the missing shards show: {out}");
-    let repaired = cli.ok(&home, &["repair", "--json"]);
+    // Meanwhile a second agent goes, and there is one spare: repair replaces one slot,
+    // rebuilds its shards, says the other has no replacement yet (exit 1), and stops at
+    // nothing.
+    let url = repo_json["slots"][4]["endpoint"]
+        .as_str()
+        .expect("endpoint");
+    let second = net.agents.iter().position(|a| a.url == url).expect("agent");
+    net.kill(Which::Agent(second)).expect("kill");
+    let (code, out, err) = cli.run(&home, PASSWORD, &["repair", "--json"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no replacement agent yet"), "{err}");
+    let repaired: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(
         repaired["slots_replaced"],
         serde_json::json!([3]),
         "{repaired}"
     );
-    cli.ok(&home, &["check", "--read-data", "--json"]);
+    let unreplaced = repaired["slots_unreplaced"].as_array().expect("unreplaced");
+    assert!(
+        unreplaced.len() == 1 && unreplaced[0].as_str().is_some_and(|s| s.starts_with("4:")),
+        "{repaired}"
+    );
+    assert!(
+        repaired["shards_rewritten"].as_u64().expect("n") > 0,
+        "{repaired}"
+    );
+    // Only slot 4's shards are missing now.
+    let (code, out, _) = cli.run(&home, PASSWORD, &["check", "--json"]);
+    assert_eq!(code, 4, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    for p in report["problems"].as_array().expect("problems") {
+        assert_eq!(p["slots"], serde_json::json!([4]), "{p}");
+    }
     let again = tmp.path().join("restored-again");
     cli.ok(
         &home,
