@@ -37,14 +37,21 @@ pub struct CheckReport {
 /// The sharded objects of the repository: packs, indexes and snapshots, by name prefix.
 async fn sharded_objects(repo: &Repo) -> Result<Vec<String>, Error> {
     let names = repo.object_names().await?;
+    // Packs are the repository's when an index (or an unfinished backup) names them, listed
+    // or not. A listed pack nothing names is left over by a killed backup or prune, maybe
+    // half written: `prune` deletes it, and it is no problem of the repository's.
+    let indexed: BTreeSet<String> = repo
+        .index
+        .chunks
+        .values()
+        .chain(repo.index.pending.values())
+        .map(|l| format!("p-{}", l.pack))
+        .collect();
     let mut out: BTreeSet<String> = names
         .into_iter()
-        .filter(|n| n.starts_with("p-") || n.starts_with("s-") || n.starts_with("i-"))
+        .filter(|n| n.starts_with("s-") || n.starts_with("i-"))
         .collect();
-    // Packs the index names but the first slot lost are still the repository's.
-    for loc in repo.index.chunks.values() {
-        out.insert(format!("p-{}", loc.pack));
-    }
+    out.extend(indexed);
     Ok(out.into_iter().collect())
 }
 
