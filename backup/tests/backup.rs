@@ -75,6 +75,16 @@ impl Cli {
         self.ok(config_dir, &args)
     }
 
+    /// `restore latest` into `target`; the restored `name` must equal `src`.
+    fn restore_exact(&self, config_dir: &Path, target: &Path, name: &str, src: &Path) {
+        let target_arg = target.to_string_lossy();
+        self.ok(
+            config_dir,
+            &["restore", "latest", "--target", &target_arg, "--json"],
+        );
+        same_tree(&target.join(name), src);
+    }
+
     fn ok(&self, config_dir: &Path, args: &[&str]) -> serde_json::Value {
         let (code, out, err) = self.run(config_dir, PASSWORD, args);
         assert_eq!(code, 0, "backup {args:?} failed: {err}\n{out}");
@@ -499,18 +509,7 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
         "the resumed backup uploads less than everything: {resumed}"
     );
     // And the snapshot is whole.
-    let target = tmp.path().join("restored");
-    cli.ok(
-        &home,
-        &[
-            "restore",
-            "latest",
-            "--target",
-            &target.to_string_lossy(),
-            "--json",
-        ],
-    );
-    same_tree(&target.join("big"), &src);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "big", &src);
 
     // Killed again, then pruned: prune deletes the packs that backup stored (no snapshot uses
     // them), so the next backup must not count them as stored.
@@ -544,18 +543,7 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
         "nothing counts as stored: {again}"
     );
     cli.ok(&home, &["check", "--read-data", "--json"]);
-    let target = tmp.path().join("restored-more");
-    cli.ok(
-        &home,
-        &[
-            "restore",
-            "latest",
-            "--target",
-            &target.to_string_lossy(),
-            "--json",
-        ],
-    );
-    same_tree(&target.join("more"), &more);
+    cli.restore_exact(&home, &tmp.path().join("restored-more"), "more", &more);
 
     // A prune killed at any point loses nothing a kept snapshot needs: the newer snapshot of
     // `more` leaves part-1 out, so forgetting the older one leaves packs to delete and to
@@ -591,18 +579,12 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
     cli.ok(&home, &["unlock", "--json"]);
     cli.ok(&home, &["prune", "--json"]);
     cli.ok(&home, &["check", "--read-data", "--json"]);
-    let target = tmp.path().join("restored-after-prunes");
-    cli.ok(
+    cli.restore_exact(
         &home,
-        &[
-            "restore",
-            "latest",
-            "--target",
-            &target.to_string_lossy(),
-            "--json",
-        ],
+        &tmp.path().join("restored-after-prunes"),
+        "more",
+        &more,
     );
-    same_tree(&target.join("more"), &more);
 }
 
 /// Start `backup create src` and kill -9 it once its first pack is stored (the local index
