@@ -192,6 +192,15 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Remember slot `i` as down when `got` says its agent did not answer.
+    fn note_unreachable<T>(&self, i: usize, got: &Result<T, Error>) {
+        if let Err(Error::Remote { source, .. }) = got {
+            if unreachable(source) {
+                self.down[i].store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Read the k data shards of `name` straight into `into`, joined: the framed object, in
     /// one buffer of exactly its size, with no per-shard copies (a restore's peak memory is
     /// a few packs, not packs plus their shards). False when a shard is missing or its agent
@@ -212,11 +221,7 @@ impl Reader {
                     Some((&self.wallet, slot)),
                 )
                 .await;
-                if let Err(Error::Remote { source, .. }) = &got {
-                    if unreachable(source) {
-                        self.down[i].store(true, Ordering::Relaxed);
-                    }
-                }
+                self.note_unreachable(i, &got);
                 got.ok()
             }
         });
@@ -264,11 +269,7 @@ impl Reader {
                     return None;
                 }
                 let got = get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}")).await;
-                if let Err(Error::Remote { source, .. }) = &got {
-                    if unreachable(source) {
-                        self.down[i].store(true, Ordering::Relaxed);
-                    }
-                }
+                self.note_unreachable(i, &got);
                 got.ok()
             }
         });

@@ -222,6 +222,18 @@ fn market_audits_pass(cli: &Cli, config_dir: &Path) {
     });
 }
 
+/// The devnet agent (index) that holds slot `slot` of the repository in `config_dir`.
+fn slot_agent(net: &Devnet, config_dir: &Path, slot: usize) -> usize {
+    let repo: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config_dir.join("repo.json")).expect("repo.json"))
+            .expect("json");
+    let url = repo["slots"][slot]["endpoint"].as_str().expect("endpoint");
+    net.agents
+        .iter()
+        .position(|a| a.url == url)
+        .expect("a devnet agent")
+}
+
 /// A devnet of `agents` agents in a fresh directory, and the CLI pointed at it.
 fn network(agents: usize) -> (tempfile::TempDir, Devnet, Cli) {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -285,19 +297,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
     );
 
     // Two agents holding shards die.
-    let repo_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.join("repo.json")).expect("repo.json"))
-            .expect("json");
-    let slot_agent = |net: &Devnet, slot: usize| -> usize {
-        let url = repo_json["slots"][slot]["endpoint"]
-            .as_str()
-            .expect("endpoint");
-        net.agents
-            .iter()
-            .position(|a| a.url == url)
-            .expect("a devnet agent")
-    };
-    let (dead_a, dead_b) = (slot_agent(&net, 1), slot_agent(&net, 4));
+    let (dead_a, dead_b) = (slot_agent(&net, &home, 1), slot_agent(&net, &home, 4));
     net.kill(Which::Agent(dead_a)).expect("kill");
     net.kill(Which::Agent(dead_b)).expect("kill");
 
@@ -354,7 +354,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
 
     // A shard altered on an agent's disk: check --read-data reports it, restore is still
     // exact, repair heals it.
-    let victim = slot_agent(&net, 2);
+    let victim = slot_agent(&net, &home, 2);
     let objects = net.agents[victim].data.join("objects");
     let shard = walk_files(&objects)
         .into_iter()
@@ -937,13 +937,7 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
 
     // One agent of the repository is off: the backup still succeeds (it survives one more
     // loss), says so, and repair completes it on the spare agent.
-    let repo_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.join("repo.json")).expect("repo.json"))
-            .expect("json");
-    let url = repo_json["slots"][3]["endpoint"]
-        .as_str()
-        .expect("endpoint");
-    let off = net.agents.iter().position(|a| a.url == url).expect("agent");
+    let off = slot_agent(&net, &home, 3);
     net.kill(Which::Agent(off)).expect("kill");
     std::fs::write(src.join("new.bin"), noise(3 << 20, 11)).expect("write");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -965,10 +959,7 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
     // Meanwhile a second agent goes, and there is one spare: repair replaces one slot,
     // rebuilds its shards, says the other has no replacement yet (exit 1), and stops at
     // nothing.
-    let url = repo_json["slots"][4]["endpoint"]
-        .as_str()
-        .expect("endpoint");
-    let second = net.agents.iter().position(|a| a.url == url).expect("agent");
+    let second = slot_agent(&net, &home, 4);
     net.kill(Which::Agent(second)).expect("kill");
     let (code, out, err) = cli.run(&home, PASSWORD, &["repair", "--json"]);
     assert_eq!(code, 1, "{err}");
