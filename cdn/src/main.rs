@@ -25,7 +25,7 @@ enum Cmd {
     Serve {
         #[arg(long, env = "CDN_DATA")]
         data: PathBuf,
-        #[arg(long, env = "CDN_LISTEN", default_value = "127.0.0.1:7300")]
+        #[arg(long, env = "CDN_LISTEN", default_value = "127.0.0.1:7100")]
         listen: String,
         #[arg(long, env = "MARKET_URL")]
         market: String,

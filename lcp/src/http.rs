@@ -145,11 +145,23 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 pub enum BodyError {
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: u64 },
+    /// Slower than [`BODY_RATE_MIN_BYTES_PER_S`]: reported like any unreadable body, so the
+    /// services' error mappings stay as they are.
+    #[error("the body arrived slower than {BODY_RATE_MIN_BYTES_PER_S} bytes/s")]
+    TooSlow,
     #[error("the body could not be read: {0}")]
     Read(String),
 }
 
-/// Read the whole body, refusing more than `limit` bytes before buffering them.
+/// A body may take this long before the minimum rate applies (TLS set-up, a slow start).
+pub const BODY_GRACE_MS: u64 = 10_000;
+/// After the grace period a body must have arrived at this average rate at least, or the
+/// request is dropped: a client trickling a few bytes a second would otherwise hold an upload
+/// slot (and its buffer) for as long as it liked. 16 KiB/s is a 128 kbit/s uplink.
+pub const BODY_RATE_MIN_BYTES_PER_S: u64 = 16 * 1024;
+
+/// Read the whole body, refusing more than `limit` bytes before buffering them, and dropping a
+/// body that arrives slower than [`BODY_RATE_MIN_BYTES_PER_S`] after [`BODY_GRACE_MS`].
 pub async fn read_body(
     req: &actix_web::HttpRequest,
     mut payload: web::Payload,
@@ -166,7 +178,17 @@ pub async fn read_body(
     }
     let capacity = usize::try_from(declared.unwrap_or(0)).unwrap_or(0);
     let mut body = bytes::BytesMut::with_capacity(capacity);
-    while let Some(chunk) = payload.next().await {
+    let started = tokio::time::Instant::now();
+    loop {
+        // The next chunk must come before the bytes so far fall below the minimum rate.
+        let due_ms = BODY_GRACE_MS
+            .saturating_add((body.len() as u64).saturating_mul(1000) / BODY_RATE_MIN_BYTES_PER_S);
+        let deadline = started + Duration::from_millis(due_ms);
+        let next = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(next) => next,
+            Err(_) => return Err(BodyError::TooSlow),
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(BodyError::TooLarge { limit });
@@ -209,6 +231,47 @@ fn path_and_query(req: &actix_web::HttpRequest) -> &str {
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/")
+}
+
+/// Verify a request's signature before its body is read, against the body hash it declares in
+/// `LCP-Content-SHA256`. `Ok(None)` when it declares none (the caller then reads the body and
+/// uses [`authenticate_body`]). After `Ok(Some(v))` the caller must check that the body it reads
+/// hashes to `v.body_sha256` ([`body_matches`]) before acting on it.
+pub fn authenticate_declared(
+    req: &actix_web::HttpRequest,
+    audience: &str,
+    kind: protocol::RequestKind,
+) -> Result<Option<protocol::VerifiedRequest>, protocol::AuthError> {
+    let auth = auth_headers(req)?;
+    if auth.content_sha256.is_empty() {
+        return Ok(None);
+    }
+    let declared = auth
+        .declared_body_sha256()
+        .ok_or(protocol::AuthError::InvalidHeader(
+            protocol::HEADER_CONTENT_SHA256,
+        ))?;
+    protocol::verify_request_prehashed(
+        &auth,
+        audience,
+        req.method().as_str(),
+        path_and_query(req),
+        declared,
+        crate::now_ms(),
+        kind,
+    )
+    .map(Some)
+}
+
+/// Whether `body` hashes to `sha256_hex`, hashed off the async workers when it is large.
+pub async fn body_matches(body: bytes::Bytes, sha256_hex: &str) -> bool {
+    if body.len() < BODY_HASH_INLINE_BYTES_MAX {
+        return protocol::sha256_hex(&body) == sha256_hex;
+    }
+    let expected = sha256_hex.to_owned();
+    tokio::task::spawn_blocking(move || protocol::sha256_hex(&body) == expected)
+        .await
+        .unwrap_or(false)
 }
 
 /// Bodies at least this large are verified (hashed) on the blocking pool, not on an async

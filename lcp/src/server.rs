@@ -219,6 +219,7 @@ async fn transfer(
                 limit: state.config.max_body_bytes,
             },
             crate::http::BodyError::Read(m) => Error::InvalidJson(m),
+            e @ crate::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
         })?;
     let verified = crate::http::authenticate(&req, &body, &state.entity, RequestKind::Command)?;
     let path = req

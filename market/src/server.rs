@@ -40,6 +40,7 @@ async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<by
                 Error::InvalidJson(format!("the body is larger than {limit} bytes"))
             }
             lcp::http::BodyError::Read(m) => Error::InvalidJson(m),
+            e @ lcp::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
         })
 }
 

@@ -19,8 +19,9 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use identity::{EntityId, IdentityError, KeyPair};
 pub use request::{
     request_key, response_signing_string, sign_request, sign_response, signing_string,
-    verify_request, verify_response, AuthError, RequestAuth, RequestKind, VerifiedRequest,
-    FRESHNESS_MS_MAX, HEADER_COUNTER, HEADER_ENTITY, HEADER_SIGNATURE, HEADER_TIME,
+    verify_request, verify_request_prehashed, verify_response, AuthError, RequestAuth, RequestKind,
+    VerifiedRequest, FRESHNESS_MS_MAX, HEADER_CONTENT_SHA256, HEADER_COUNTER, HEADER_ENTITY,
+    HEADER_SIGNATURE, HEADER_TIME,
 };
 
 /// Lowercase hex SHA-256 of `bytes`: the body hash of DESIGN section 3.

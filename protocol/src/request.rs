@@ -6,6 +6,9 @@ pub const HEADER_ENTITY: &str = "LCP-Entity";
 pub const HEADER_TIME: &str = "LCP-Time";
 pub const HEADER_COUNTER: &str = "LCP-Counter";
 pub const HEADER_SIGNATURE: &str = "LCP-Signature";
+/// Optional on requests with a body: the body's SHA-256 (lowercase hex), the signing string's
+/// last line, so a server can verify the signature before it reads the body (DESIGN section 3).
+pub const HEADER_CONTENT_SHA256: &str = "LCP-Content-SHA256";
 
 /// A request's `LCP-Time` may differ from the server's clock by at most this much.
 pub const FRESHNESS_MS_MAX: u64 = 300_000;
@@ -56,6 +59,9 @@ pub struct RequestAuth {
     /// Empty for queries.
     pub counter: String,
     pub signature: String,
+    /// `LCP-Content-SHA256`: the body's hash as the sender declares it; empty when absent (or,
+    /// when signing, when there is no body).
+    pub content_sha256: String,
 }
 
 impl RequestAuth {
@@ -68,10 +74,12 @@ impl RequestAuth {
             time_ms: required(HEADER_TIME)?.to_owned(),
             counter: get(HEADER_COUNTER).unwrap_or("").to_owned(),
             signature: required(HEADER_SIGNATURE)?.to_owned(),
+            content_sha256: get(HEADER_CONTENT_SHA256).unwrap_or("").to_owned(),
         })
     }
 
-    /// The headers as (name, value) pairs; `LCP-Counter` is left out when empty.
+    /// The headers as (name, value) pairs; `LCP-Counter` and `LCP-Content-SHA256` are left
+    /// out when empty.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut out = vec![
             (HEADER_ENTITY, self.entity.clone()),
@@ -81,7 +89,19 @@ impl RequestAuth {
         if !self.counter.is_empty() {
             out.push((HEADER_COUNTER, self.counter.clone()));
         }
+        if !self.content_sha256.is_empty() {
+            out.push((HEADER_CONTENT_SHA256, self.content_sha256.clone()));
+        }
         out
+    }
+
+    /// The declared body hash, when the sender sent a well-formed one (64 lowercase hex).
+    pub fn declared_body_sha256(&self) -> Option<&str> {
+        let h = self.content_sha256.as_str();
+        (h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then_some(h)
     }
 }
 
@@ -141,12 +161,26 @@ pub fn sign_request(
 ) -> RequestAuth {
     let time_ms = time_ms.to_string();
     let counter = counter.map(|c| c.to_string()).unwrap_or_default();
-    let text = signing_string(audience, method, path_and_query, &time_ms, &counter, body);
+    let body_sha256 = crate::sha256_hex(body);
+    let text = signing_string_hashed(
+        audience,
+        method,
+        path_and_query,
+        &time_ms,
+        &counter,
+        &body_sha256,
+    );
     RequestAuth {
         entity: key.entity().to_string(),
         time_ms,
         counter,
         signature: key.sign_b64(text.as_bytes()),
+        // Sent with every body, so a server can refuse a forged upload before reading it.
+        content_sha256: if body.is_empty() {
+            String::new()
+        } else {
+            body_sha256
+        },
     }
 }
 
@@ -160,6 +194,29 @@ pub fn verify_request(
     method: &str,
     path_and_query: &str,
     body: &[u8],
+    now_ms: u64,
+    kind: RequestKind,
+) -> Result<VerifiedRequest, AuthError> {
+    verify_request_prehashed(
+        auth,
+        audience,
+        method,
+        path_and_query,
+        &crate::sha256_hex(body),
+        now_ms,
+        kind,
+    )
+}
+
+/// [`verify_request`] against a body hash the caller already has: the sender's
+/// `LCP-Content-SHA256`, before the body is read. The caller must then check that the body it
+/// reads hashes to `body_sha256`; until it has, only the headers are authenticated.
+pub fn verify_request_prehashed(
+    auth: &RequestAuth,
+    audience: &str,
+    method: &str,
+    path_and_query: &str,
+    body_sha256: &str,
     now_ms: u64,
     kind: RequestKind,
 ) -> Result<VerifiedRequest, AuthError> {
@@ -184,14 +241,13 @@ pub fn verify_request(
             Some(value)
         }
     };
-    let body_sha256 = crate::sha256_hex(body);
     let text = signing_string_hashed(
         audience,
         method,
         path_and_query,
         &auth.time_ms,
         &auth.counter,
-        &body_sha256,
+        body_sha256,
     );
     if !entity.verify_b64(text.as_bytes(), &auth.signature) {
         return Err(AuthError::InvalidSignature);
@@ -203,7 +259,7 @@ pub fn verify_request(
         entity,
         time_ms,
         counter,
-        body_sha256,
+        body_sha256: body_sha256.to_owned(),
     })
 }
 
@@ -290,6 +346,46 @@ mod tests {
         .expect("verifies");
         assert_eq!(v.counter, Some(9));
         assert_eq!(&v.entity, k.entity());
+    }
+
+    #[test]
+    fn a_declared_body_hash_verifies_before_the_body_is_read() {
+        let k = key();
+        let body = vec![5u8; 100_000];
+        let auth = sign_request(&k, "aud", "PUT", "/o", NOW, Some(3), &body);
+        assert_eq!(auth.content_sha256, crate::sha256_hex(&body));
+        let declared = auth.declared_body_sha256().expect("declared");
+        let v = verify_request_prehashed(
+            &auth,
+            "aud",
+            "PUT",
+            "/o",
+            declared,
+            NOW,
+            RequestKind::Command,
+        )
+        .expect("verifies on the declared hash");
+        assert_eq!(v.body_sha256, crate::sha256_hex(&body));
+        // Another declared hash is not what was signed.
+        let other = crate::sha256_hex(b"other");
+        assert_eq!(
+            verify_request_prehashed(&auth, "aud", "PUT", "/o", &other, NOW, RequestKind::Command),
+            Err(AuthError::InvalidSignature)
+        );
+        // The header travels with the others; a malformed one is not a declaration.
+        assert!(auth
+            .headers()
+            .iter()
+            .any(|(n, _)| *n == HEADER_CONTENT_SHA256));
+        let mut bad = auth.clone();
+        bad.content_sha256 = "XYZ".into();
+        assert_eq!(bad.declared_body_sha256(), None);
+        // No body, no header.
+        let get = sign_request(&k, "aud", "GET", "/o", NOW, None, b"");
+        assert!(get
+            .headers()
+            .iter()
+            .all(|(n, _)| *n != HEADER_CONTENT_SHA256));
     }
 
     #[test]

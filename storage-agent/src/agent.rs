@@ -45,6 +45,13 @@ pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
 pub const RETRIEVALS_PER_REQUEST_MAX: usize = 256;
 /// PUT bodies buffered at once: bounds memory to PUTS_BUFFERED_MAX x OBJECT_BYTES_MAX.
 pub const PUTS_BUFFERED_MAX: usize = 8;
+/// Of those, bodies of PUTs that did not declare `LCP-Content-SHA256`, so could not be
+/// authenticated before their body arrived. Kept apart (and small), so forged or trickling
+/// uploads of that kind never hold the slots verified uploads use.
+pub const PUTS_UNVERIFIED_BUFFERED_MAX: usize = 2;
+/// Audits one listed auditor may ask of one contract per [`AUDIT_FREE_INTERVAL_S`]. Auditors
+/// are never charged; past this they get `429 rate_limited`.
+pub const AUDITOR_AUDITS_PER_INTERVAL_MAX: u32 = 8;
 /// Per-contract lock entries kept before unused ones are dropped.
 const LOCKS_MAX: usize = 10_000;
 /// Audits answered at once (each holds its object in memory while rehashing it).
@@ -366,15 +373,21 @@ pub struct Agent {
     pub db: Database,
     pub store: Store,
     endpoint: OnceLock<String>,
+    /// The owner's token for the dashboard from other machines (see `owner`); unset: loopback only.
+    owner_token: OnceLock<String>,
     locks: ContractLocks,
     seen_reads: SeenReads,
     read_cache: Arc<ReadCache>,
     /// When each contract last had a free audit (Unix seconds).
     free_audits: Mutex<HashMap<String, i64>>,
+    /// Per (contract, auditor): the interval's start (Unix seconds) and audits asked in it.
+    auditor_audits: Mutex<HashMap<(String, String), (i64, u32)>>,
     admit_lock: tokio::sync::Mutex<()>,
     audit_slots: tokio::sync::Semaphore,
-    /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX).
+    /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX): uploads
+    /// authenticated before their body, and the others ([`PUTS_UNVERIFIED_BUFFERED_MAX`]).
     pub put_slots: Arc<tokio::sync::Semaphore>,
+    pub unverified_put_slots: Arc<tokio::sync::Semaphore>,
     recent_errors: Mutex<VecDeque<String>>,
     /// How the market last rated this agent (read back after each heartbeat).
     standing: Mutex<Option<MarketStanding>>,
@@ -410,10 +423,17 @@ impl Agent {
             db,
             store,
             endpoint: OnceLock::new(),
+            owner_token: OnceLock::new(),
             locks: ContractLocks::default(),
             admit_lock: tokio::sync::Mutex::new(()),
             audit_slots: tokio::sync::Semaphore::new(AUDITS_CONCURRENT_MAX),
-            put_slots: Arc::new(tokio::sync::Semaphore::new(PUTS_BUFFERED_MAX)),
+            put_slots: Arc::new(tokio::sync::Semaphore::new(
+                PUTS_BUFFERED_MAX - PUTS_UNVERIFIED_BUFFERED_MAX,
+            )),
+            unverified_put_slots: Arc::new(tokio::sync::Semaphore::new(
+                PUTS_UNVERIFIED_BUFFERED_MAX,
+            )),
+            auditor_audits: Mutex::new(HashMap::new()),
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
             seen_reads: SeenReads::new(),
@@ -427,6 +447,14 @@ impl Agent {
 
     pub fn set_endpoint(&self, url: &str) {
         let _ = self.endpoint.set(url.trim_end_matches('/').to_owned());
+    }
+
+    pub fn set_owner_token(&self, token: String) {
+        let _ = self.owner_token.set(token);
+    }
+
+    pub fn owner_token(&self) -> &str {
+        self.owner_token.get().map(String::as_str).unwrap_or("")
     }
 
     pub fn endpoint(&self) -> &str {
@@ -500,8 +528,12 @@ impl Agent {
     pub async fn offer(&self) -> Result<Envelope, Error> {
         let now = now_s();
         let capacity = self.config.capacity_bytes;
-        let (reserved, pending) = self.db.run(move |c| reservations(c, now)).await?;
-        let doc = self.offer_doc(capacity.saturating_sub(reserved), pending, now);
+        let store = self.store.clone();
+        let (r, disk) = self
+            .db
+            .run(move |c| Ok::<_, Error>((reservations(c, now)?, store.available_bytes())))
+            .await?;
+        let doc = self.offer_doc(free_to_sell(capacity, r, disk), r.pending, now);
         Envelope::sign_json(&self.key, market::OFFER_TYPE, &doc)
             .map_err(|e| Error::InvalidJson(e.to_string()))
     }
@@ -532,18 +564,21 @@ impl Agent {
         let _admit = self.admit_lock.lock().await;
         let now = now_s();
         let (prepaid_id, prepaid_issuer) = (contract.id.clone(), contract.issuer.to_string());
-        let (reserved, pending, prepaid_amount) = self
+        let store = self.store.clone();
+        let (r, disk, prepaid_amount) = self
             .db
             .run(move |c| {
-                let (reserved, pending) = reservations(c, now)?;
                 Ok::<_, Error>((
-                    reserved,
-                    pending,
+                    reservations(c, now)?,
+                    store.available_bytes(),
                     prepaid_of(c, &prepaid_id, &prepaid_issuer)?,
                 ))
             })
             .await?;
-        let free = self.config.capacity_bytes.saturating_sub(reserved);
+        let pending = r.pending;
+        // A block that does not fit on the disk is refused even when the capacity (set by the
+        // owner, perhaps larger than the disk) would allow it.
+        let free = free_to_sell(self.config.capacity_bytes, r, disk);
         let mut offer = self.offer_doc(free, pending, now);
         // The published offer caps blocks at the free space; here the configured maximum
         // applies, so a block that fits the agent but not its free space says so.
@@ -767,6 +802,46 @@ impl Agent {
         let (row, objs) = self.load(id).await?;
         Self::require_buyer(&row, who, true)?;
         Ok(view(&row, &objs, now_s()))
+    }
+
+    /// What a PUT must pass before its body is read, once its signature verified against the
+    /// body hash it declared: a valid name, a contract whose buyer signed, inside its window,
+    /// and a declared size that fits the object limit and the block. So a forged or hopeless
+    /// upload is refused before it takes an upload slot. A repeated command passes (it replays).
+    pub async fn precheck_put(
+        &self,
+        id: &str,
+        name: &str,
+        cmd: Cmd<'_>,
+        declared_bytes: Option<u64>,
+    ) -> Result<(), Error> {
+        if !valid_name(name) {
+            return Err(Error::InvalidName);
+        }
+        if self
+            .replay(cmd.sender, cmd.counter, cmd.body_sha256)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        if declared_bytes.is_some_and(|n| n > OBJECT_BYTES_MAX) {
+            return Err(Error::BodyTooLarge {
+                limit: OBJECT_BYTES_MAX,
+            });
+        }
+        let (row, _) = self.load(id).await?;
+        Self::require_buyer(&row, cmd.sender, false)?;
+        let now = now_s();
+        if row.reaped != 0 || now < row.start_s || now >= row.end_s {
+            return Err(Error::ContractNotActive);
+        }
+        if declared_bytes.is_some_and(|n| n > row.block_bytes.unsigned_abs()) {
+            return Err(Error::BlockFull {
+                block_bytes: row.block_bytes.unsigned_abs(),
+            });
+        }
+        Ok(())
     }
 
     /// Store an object under a contract, charged `write_per_kib` per KiB.
@@ -1198,14 +1273,51 @@ impl Agent {
         }
     }
 
+    /// Count one audit by a listed auditor; `429 rate_limited` past
+    /// [`AUDITOR_AUDITS_PER_INTERVAL_MAX`] per contract per interval.
+    fn admit_auditor_audit(&self, id: &str, auditor: &EntityId) -> Result<(), Error> {
+        let now = now_s();
+        // Entries are independent; a panic elsewhere leaves the map usable.
+        let mut map = self
+            .auditor_audits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if map.len() >= FREE_AUDITS_TRACKED_MAX {
+            map.retain(|_, (t, _)| now - *t < AUDIT_FREE_INTERVAL_S);
+        }
+        let entry = map
+            .entry((id.to_owned(), auditor.as_str().to_owned()))
+            .or_insert((now, 0));
+        if now - entry.0 >= AUDIT_FREE_INTERVAL_S {
+            *entry = (now, 0);
+        }
+        if entry.1 >= AUDITOR_AUDITS_PER_INTERVAL_MAX {
+            let retry_after_s = (entry.0 + AUDIT_FREE_INTERVAL_S - now)
+                .max(1)
+                .unsigned_abs();
+            return Err(Error::RateLimited { retry_after_s });
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
     /// Answer an audit from the stored bytes: leaf `leaf` of `object` and its Merkle proof.
+    ///
+    /// A listed auditor (the market) is never charged; it is rate limited instead. The buyer's
+    /// first audit of a contract in an interval is free; past it an audit is charged as a read
+    /// of its leaf and must carry a counter (`auth` is `(counter, LCP-Time)`), served once like
+    /// a read, so a captured audit cannot be replayed to drain the contract's credit.
     pub async fn audit(
         &self,
         id: &str,
         who: &EntityId,
+        auth: Option<(u64, u64)>,
         object: &str,
         leaf: u64,
     ) -> Result<AuditAnswer, Error> {
+        if let Some((counter, time_ms)) = auth {
+            self.seen_reads.admit(who, counter, time_ms)?;
+        }
         let _slot = self
             .audit_slots
             .acquire()
@@ -1217,6 +1329,10 @@ impl Agent {
         let _guard = lock.lock().await;
         let (row, objs) = self.load(id).await?;
         Self::require_buyer(&row, who, true)?;
+        let auditor = row.buyer != who.as_str();
+        if auditor {
+            self.admit_auditor_audit(id, who)?;
+        }
         let obj = objs
             .iter()
             .find(|o| o.name == object)
@@ -1246,7 +1362,7 @@ impl Agent {
         )))?;
         // The leaf is data the buyer receives: past one free audit a minute, charged as a read
         // of it, or audits would be a free way to download an object leaf by leaf.
-        if self.take_free_audit(id) {
+        if auditor || self.take_free_audit(id) {
             self.db
                 .run(|conn| db::write_transaction(conn, |conn| bump_stat(conn, "audits_answered")))
                 .await?;
@@ -1260,6 +1376,10 @@ impl Agent {
             .min(leaf_bytes);
         let charge =
             market::per_kib_charge(row.read_per_kib.unsigned_abs(), leaf_len).unwrap_or(u64::MAX);
+        // Charged, so it must be one that cannot be replayed.
+        if auth.is_none() {
+            return Err(Error::Auth(protocol::AuthError::MissingCounter));
+        }
         let _tab = self.tab_guard(&row.buyer).await;
         let drawn = self.draw(&row, charge).await?;
         let id = row.id.clone();
@@ -1800,8 +1920,18 @@ fn add_prepaid(conn: &mut AnyConnection, id: &str, issuer: &str, amount: i64) ->
     Ok(())
 }
 
-/// Bytes reserved by live contracts, and by those of them still unpaid.
-fn reservations(conn: &mut AnyConnection, now: i64) -> Result<(u64, u64), Error> {
+/// What live contracts hold of the agent's space.
+#[derive(Debug, Clone, Copy)]
+struct Reservations {
+    /// Blocks of live contracts.
+    reserved: u64,
+    /// Of those, blocks of contracts still unpaid.
+    pending: u64,
+    /// Bytes written into live contracts (already on the disk).
+    used: u64,
+}
+
+fn reservations(conn: &mut AnyConnection, now: i64) -> Result<Reservations, Error> {
     let rows: Vec<ContractRow> = contracts::table
         .filter(contracts::reaped.eq(0))
         .load(conn)?;
@@ -1810,7 +1940,32 @@ fn reservations(conn: &mut AnyConnection, now: i64) -> Result<(u64, u64), Error>
         .filter(|r| r.paid < r.contract_price)
         .cloned()
         .collect();
-    Ok((reserved_of(&rows, now), reserved_of(&pending, now)))
+    Ok(Reservations {
+        reserved: reserved_of(&rows, now),
+        pending: reserved_of(&pending, now),
+        used: rows.iter().map(|r| r.used_bytes.unsigned_abs()).sum(),
+    })
+}
+
+/// Bytes left on the disk for objects: the agent keeps this much free for its database, logs
+/// and the filesystem's own needs.
+pub const DISK_HEADROOM_BYTES: u64 = 16 << 20;
+
+/// Free space to sell: the configured capacity less what live contracts reserve, and never more
+/// than the disk can still take once the blocks already sold but not yet written are written
+/// (`disk_available` is `None` when objects are not on a local disk).
+fn free_to_sell(capacity: u64, r: Reservations, disk_available: Option<u64>) -> u64 {
+    let by_capacity = capacity.saturating_sub(r.reserved);
+    match disk_available {
+        Some(disk) => {
+            let promised_unwritten = r.reserved.saturating_sub(r.used);
+            let by_disk = disk
+                .saturating_sub(DISK_HEADROOM_BYTES)
+                .saturating_sub(promised_unwritten);
+            by_capacity.min(by_disk)
+        }
+        None => by_capacity,
+    }
 }
 
 fn bump_stat(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {

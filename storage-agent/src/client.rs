@@ -314,9 +314,24 @@ impl AgentClient {
     ) -> Result<AuditAnswer, ClientError> {
         let body = serde_json::to_vec(&serde_json::json!({"object": object, "leaf": leaf}))
             .map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.signed
-            .query_json("POST", &format!("/v1/contracts/{id}/audit"), body)
+        // With a counter: an audit past the free one is charged, and a counter makes it one a
+        // captured copy cannot repeat (DESIGN section 3).
+        let resp = self
+            .signed
+            .send(
+                "POST",
+                &format!("/v1/contracts/{id}/audit"),
+                body,
+                Some(self.next_counter()),
+                &[("content-type", "application/json".to_owned())],
+                0,
+            )
+            .await?;
+        check_status(resp)
+            .await?
+            .json()
             .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
     }
 }
 

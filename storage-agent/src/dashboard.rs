@@ -57,7 +57,8 @@ fn reliability(standing: Option<crate::agent::MarketStanding>) -> String {
     }
 }
 
-pub async fn page(agent: State) -> Result<HttpResponse, Error> {
+pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpResponse, Error> {
+    crate::server::require_owner(&req, &agent)?;
     let s = agent.summary().await?;
     let mut rows = String::new();
     for c in &s.contracts {

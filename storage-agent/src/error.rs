@@ -40,6 +40,12 @@ pub enum Error {
     CounterReused { counter: u64 },
     #[error("too many uploads in progress; retry shortly")]
     Overloaded,
+    #[error("too many audits of this contract; retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
+    #[error("the body arrived too slowly or could not be read: {0}")]
+    BodyRead(String),
+    #[error("the dashboard is for the agent's owner: open it from this machine, or add ?token= with the token in the data directory's owner.token")]
+    OwnerOnly,
     #[error("unpaid contracts already hold the share of space they may; pay pending contracts or retry within {retry_after_s} s")]
     TooManyPending { retry_after_s: u64 },
     #[error("object storage failed")]
@@ -68,6 +74,9 @@ impl Error {
             | Error::InvalidName
             | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::BodyRead(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::OwnerOnly => StatusCode::FORBIDDEN,
             Error::UnknownContract | Error::UnknownObject | Error::UnknownToken => {
                 StatusCode::NOT_FOUND
             }
@@ -99,6 +108,9 @@ impl Error {
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::CounterReused { .. } => "counter_reused",
             Error::Overloaded => "overloaded",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::BodyRead(_) => "body_incomplete",
+            Error::OwnerOnly => "owner_only",
             Error::TooManyPending { .. } => "too_many_pending",
             Error::Store(_) | Error::Db(_) => "unavailable",
         }
@@ -114,6 +126,9 @@ impl Error {
         let mut body = ErrorBody::new(self.code(), message);
         if let Error::PaymentRequired { amount_due } = self {
             body.error.details = Some(serde_json::json!({ "amount_due": amount_due }));
+        }
+        if let Error::RateLimited { retry_after_s } = self {
+            body.error.details = Some(serde_json::json!({ "retry_after_s": retry_after_s }));
         }
         body
     }

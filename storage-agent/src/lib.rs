@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod owner;
 pub mod schema;
 pub mod serve;
 pub mod server;

@@ -154,13 +154,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..AgentConfig::default()
             };
             config.validate()?;
+            let disk = storage_agent::store::Store::open(&config.store, &data)
+                .ok()
+                .and_then(|s| s.available_bytes());
+            if let Some(disk) = disk.filter(|d| capacity > *d) {
+                eprintln!(
+                    "warning: {}",
+                    storage_agent::serve::capacity_warning(capacity, disk)
+                );
+            }
             let key = lcp::keyfile::load_or_create(&data.join("identity.key"))?;
             config.save(&data)?;
+            let token = storage_agent::owner::load_or_create(&data)?;
             println!("{}", key.entity());
             eprintln!(
-                "wrote {} and {}",
+                "wrote {}, {} and {} (the dashboard's token for other machines: open \
+                 http://HOST:PORT/?token={token}; from this machine no token is needed)",
                 config_path.display(),
-                data.join("identity.key").display()
+                data.join("identity.key").display(),
+                storage_agent::owner::token_path(&data).display()
             );
             Ok(())
         }

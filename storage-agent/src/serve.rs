@@ -32,6 +32,16 @@ impl RunningAgent {
     }
 }
 
+/// What the owner is told when the configured capacity exceeds the disk's free space.
+pub fn capacity_warning(capacity_bytes: u64, disk_available_bytes: u64) -> String {
+    format!(
+        "the capacity ({}) is more than the disk's free space ({}): contracts are accepted \
+         only while they fit on the disk; lower --capacity or free disk space",
+        crate::dashboard::human(capacity_bytes),
+        crate::dashboard::human(disk_available_bytes)
+    )
+}
+
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let config = AgentConfig::load(&options.data_dir)?;
     let dir_lock = lcp::datadir::lock(&options.data_dir, "storage-agent")?;
@@ -42,7 +52,20 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     };
     let database = db::Database::open(location, crate::migrations())?;
     let store = Store::open(&config.store, &options.data_dir)?;
+    let owner_token = crate::owner::load_or_create(&options.data_dir)?;
+    let disk_available = store.available_bytes();
     let agent = Arc::new(Agent::new(key, config.clone(), database, store));
+    agent.set_owner_token(owner_token);
+    // Capacity past the disk's free space is sold only while it fits (see `agent::free_to_sell`);
+    // say so where the owner looks. (Bytes already stored count against the capacity but not
+    // against the free space, so this may warn for a full agent; the offer is exact.)
+    if let Some(disk) = disk_available {
+        if config.capacity_bytes > disk {
+            let message = capacity_warning(config.capacity_bytes, disk);
+            tracing::warn!("{message}");
+            agent.note_error(message);
+        }
+    }
     // Before serving: the sweep deletes bytes no row names, and a write committing meanwhile
     // would be such bytes for a moment. Its own thread and runtime, so a caller inside a tokio
     // runtime (tests) can call `start` too.

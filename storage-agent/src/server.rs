@@ -61,6 +61,7 @@ async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<By
         .await
         .map_err(|e| match e {
             lcp::http::BodyError::TooLarge { limit } => Error::BodyTooLarge { limit },
+            e @ lcp::http::BodyError::TooSlow => Error::BodyRead(e.to_string()),
             lcp::http::BodyError::Read(m) => Error::InvalidJson(m),
         })
 }
@@ -141,7 +142,20 @@ async fn descriptor(agent: State) -> HttpResponse {
     }))
 }
 
-async fn metrics(agent: State) -> Result<HttpResponse, Error> {
+/// The agent's own figures (earnings, contracts, errors) are the owner's: loopback, or a request
+/// with the owner's token (see [`crate::owner`]).
+pub fn require_owner(req: &HttpRequest, agent: &Agent) -> Result<(), Error> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let given = crate::owner::given_token(req);
+    if crate::owner::is_owner(peer, given.as_deref(), agent.owner_token()) {
+        Ok(())
+    } else {
+        Err(Error::OwnerOnly)
+    }
+}
+
+async fn metrics(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> {
+    require_owner(&req, &agent)?;
     let s = agent.summary().await?;
     let mut out = String::new();
     for (name, kind, value) in [
@@ -170,9 +184,10 @@ async fn offer(agent: State) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(agent.offer().await?))
 }
 
-/// Public: space, counts and earnings. Object names and hashes are the buyers' business, so
-/// they are left out (the dashboard shows counts only).
-async fn status(agent: State) -> Result<HttpResponse, Error> {
+/// The owner's: space, counts and earnings. Object names and hashes are the buyers' business,
+/// so they are left out (the dashboard shows counts only).
+async fn status(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> {
+    require_owner(&req, &agent)?;
     let mut summary = agent.summary().await?;
     for c in &mut summary.contracts {
         c.objects.clear();
@@ -211,19 +226,55 @@ async fn put_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    // Bounded: each upload is buffered whole (up to OBJECT_BYTES_MAX) before it is verified.
+    let (id, name) = path.into_inner();
+    let entity = agent.key.entity().as_str();
+    // A client that declares the body's hash is authenticated, and its contract checked,
+    // before the body is read: a forged or hopeless upload never takes an upload slot.
+    let pre = lcp::http::authenticate_declared(&req, entity, RequestKind::Command)?;
+    if let Some(v) = &pre {
+        let key = key_of(&req, v);
+        let declared_bytes = req
+            .headers()
+            .get("content-length")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<u64>().ok());
+        let checked = async {
+            agent
+                .precheck_put(&id, &name, cmd(v, &key)?, declared_bytes)
+                .await
+        }
+        .await;
+        if let Err(e) = checked {
+            return Ok(signed(&agent, v, Err(e)));
+        }
+    }
+    let slots = match pre {
+        Some(_) => agent.put_slots.clone(),
+        None => agent.unverified_put_slots.clone(),
+    };
+    // Bounded: each upload is buffered whole (up to OBJECT_BYTES_MAX) before it is stored.
     let _slot = tokio::time::timeout(
         std::time::Duration::from_millis(PUT_SLOT_WAIT_MS_MAX),
-        agent.put_slots.clone().acquire_owned(),
+        slots.acquire_owned(),
     )
     .await
     .map_err(|_| Error::Overloaded)?
     .map_err(|_| Error::Overloaded)?;
     let bytes = body(&req, payload, OBJECT_BYTES_MAX).await?;
-    let entity = agent.key.entity().as_str();
-    let v = lcp::http::authenticate_body(&req, bytes.clone(), entity, RequestKind::Command).await?;
+    let v = match pre {
+        Some(v) => {
+            // The signature covers the declared hash; a body with another hash is not the
+            // body that was signed.
+            if !lcp::http::body_matches(bytes.clone(), &v.body_sha256).await {
+                return Err(Error::Auth(protocol::AuthError::InvalidSignature));
+            }
+            v
+        }
+        None => {
+            lcp::http::authenticate_body(&req, bytes.clone(), entity, RequestKind::Command).await?
+        }
+    };
     let key = key_of(&req, &v);
-    let (id, name) = path.into_inner();
     let result = async { agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await }.await;
     Ok(signed(&agent, &v, result))
 }
@@ -354,7 +405,9 @@ struct AuditRequest {
     leaf: u64,
 }
 
-/// Audits are signed queries (no counter): answering one changes nothing the buyer pays for.
+/// Audits are signed; the buyer's charged ones (past the free one an interval) carry a counter
+/// like reads (DESIGN section 3), so a captured audit cannot be replayed and charged again.
+/// Listed auditors are never charged. The answer is not stored or signed.
 async fn audit(
     req: HttpRequest,
     payload: web::Payload,
@@ -362,8 +415,25 @@ async fn audit(
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &agent, RequestKind::Query)?;
+    let has_counter = req
+        .headers()
+        .get(protocol::HEADER_COUNTER)
+        .is_some_and(|h| !h.is_empty());
+    let kind = if has_counter {
+        RequestKind::Command
+    } else {
+        RequestKind::Query
+    };
+    let v = auth(&req, &bytes, &agent, kind)?;
     let a: AuditRequest = parse_json(&bytes)?;
     let who: &EntityId = &v.entity;
-    Ok(HttpResponse::Ok().json(agent.audit(&path, who, &a.object, a.leaf).await?))
+    let counted = v.counter.map(|c| (c, v.time_ms));
+    let answer = agent.audit(&path, who, counted, &a.object, a.leaf).await;
+    match answer {
+        Ok(a) => Ok(HttpResponse::Ok().json(a)),
+        Err(e @ Error::RateLimited { retry_after_s }) => Ok(HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", retry_after_s.to_string()))
+            .json(e.body())),
+        Err(e) => Err(e),
+    }
 }

@@ -81,6 +81,15 @@ impl Store {
         }
     }
 
+    /// Bytes free for this process on the filesystem that holds local objects; `None` for other
+    /// stores (their room is the operator's business). A statvfs call: cheap, but a syscall,
+    /// so async callers make it from the blocking pool.
+    pub fn available_bytes(&self) -> Option<u64> {
+        let root = self.local_root.as_ref()?;
+        let st = rustix::fs::statvfs(root).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     /// The directory keys live under when objects are on the local filesystem.
     pub fn local_root(&self) -> Option<&std::path::Path> {
         self.local_root.as_deref()

@@ -53,9 +53,31 @@ impl World {
         grace_s: u64,
         database: Option<String>,
         store: &str,
-        (tab_limit, tab_threshold): (u64, u64),
+        tabs: (u64, u64),
     ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
+        World::start_in_full(dir, capacity_bytes, grace_s, database, store, tabs)
+    }
+
+    /// [`World::start`] in a directory the test prepared (e.g. a small disk mounted at
+    /// `dir/agent/objects`).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        capacity_bytes: u64,
+        grace_s: u64,
+        database: Option<String>,
+    ) -> World {
+        World::start_in_full(dir, capacity_bytes, grace_s, database, "file", (0, 0))
+    }
+
+    fn start_in_full(
+        dir: tempfile::TempDir,
+        capacity_bytes: u64,
+        grace_s: u64,
+        database: Option<String>,
+        store: &str,
+        (tab_limit, tab_threshold): (u64, u64),
+    ) -> World {
         let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
         let agent_dir = dir.path().join("agent");
         std::fs::create_dir_all(&agent_dir).expect("agent dir");
@@ -161,6 +183,29 @@ impl World {
 }
 
 pub use lcp::testing::eventually;
+
+/// An agent's data directory as `init` leaves it: a key and a configuration accepting one
+/// currency at the test prices (the issuer need not be running).
+pub fn write_agent_config(data: &std::path::Path, issuer_url: &str, capacity_bytes: u64) {
+    std::fs::create_dir_all(data).expect("agent dir");
+    lcp::keyfile::generate(&data.join("identity.key")).expect("agent key");
+    let issuer = KeyPair::generate().expect("issuer key");
+    AgentConfig {
+        capacity_bytes,
+        block_bytes_max: capacity_bytes,
+        currencies: vec![CurrencyConfig {
+            issuer_url: issuer_url.to_owned(),
+            issuer: issuer.entity().to_string(),
+            storage_per_gib_day: PRICES.storage_per_gib_day,
+            write_per_kib: PRICES.write_per_kib,
+            read_per_kib: PRICES.read_per_kib,
+            contract_min: PRICES.contract_min,
+        }],
+        ..AgentConfig::default()
+    }
+    .save(data)
+    .expect("config");
+}
 
 /// Bytes stored under the local object directory (every version of every object).
 pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
