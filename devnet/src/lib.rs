@@ -37,8 +37,10 @@ pub const WALLET_FUNDS: u64 = 1_000_000_000;
 pub const AGENTS_MAX: usize = 64;
 /// What the publisher is funded with from the wallet on first start (`--cdn`).
 pub const PUBLISHER_FUNDS: u64 = 200_000_000;
-/// Each agent sells this much space.
-pub const AGENT_CAPACITY_BYTES: u64 = 1 << 30;
+/// Each agent sells this much space: room for the README's walk-throughs together, and for
+/// blocks of the backup's default 1 GiB slot (an offer caps blocks at half the capacity, the
+/// share unpaid contracts may reserve). An agent never sells more than its disk holds.
+pub const AGENT_CAPACITY_BYTES: u64 = 8 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -211,6 +213,16 @@ impl Service {
         drop(guard); // SIGKILL and reap
     }
 
+    /// If the process has exited on its own, reap it (no zombie is left) and say how it ended.
+    fn reap_if_exited(&mut self) -> Option<String> {
+        let guard = self.child.as_mut()?;
+        let pid = guard.0.id();
+        let status = guard.0.try_wait().ok()??;
+        // Reaped by try_wait; the guard's kill and wait on drop are harmless now.
+        self.child = None;
+        Some(format!("{} (pid {pid}) exited: {status}", self.name))
+    }
+
     /// SIGKILL now, as a crash would.
     fn kill(&mut self) {
         drop(self.child.take());
@@ -226,6 +238,7 @@ pub struct Devnet {
     /// The publisher, with `--cdn`.
     pub cdn: Option<Service>,
     http: reqwest::Client,
+    _dir_lock: lcp::datadir::DirLock,
 }
 
 /// The port of a recorded URL, to listen on again.
@@ -267,7 +280,18 @@ impl Devnet {
         );
         let dir = &options.dir;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let _lock_probe = dir.join("logs");
+        // One devnet per directory: a second one would find every service's directory taken
+        // and fail obscurely.
+        let dir_lock =
+            lcp::datadir::lock(dir, "devnet").map_err(|e| {
+                match lcp::datadir::holder_pid(dir, "devnet") {
+                    Some(pid) => anyhow::anyhow!(
+                        "this directory's devnet is already running (pid {pid}): stop it (Ctrl-C, \
+                     or kill {pid}) or use another --dir"
+                    ),
+                    None => e,
+                }
+            })?;
         let previous = DevnetFile::load(dir).ok();
         let (lcp_bin, market_bin, agent_bin) = (
             bin(&options.bin_dir, "lcp")?,
@@ -366,6 +390,7 @@ impl Devnet {
             wallet,
             cdn: None,
             http,
+            _dir_lock: dir_lock,
         };
         let mut devnet = devnet;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -515,6 +540,31 @@ impl Devnet {
                 .with_context(|| format!("no agent {i}"))?,
             Which::Cdn => self.cdn.as_mut().context("this devnet has no publisher")?,
         })
+    }
+
+    /// Reap every service that died on its own and say which (a line for each, naming its
+    /// log); `devnet.json` then shows it stopped (pid 0).
+    pub fn reap_exited(&mut self) -> Vec<String> {
+        let logs = self.dir.join("logs");
+        let mut died = Vec::new();
+        let services = std::iter::once(&mut self.issuer)
+            .chain(std::iter::once(&mut self.market))
+            .chain(self.agents.iter_mut())
+            .chain(self.cdn.iter_mut());
+        for s in services {
+            if let Some(what) = s.reap_if_exited() {
+                died.push(format!(
+                    "{what}; see {}",
+                    logs.join(format!("{}.log", s.name)).display()
+                ));
+            }
+        }
+        if !died.is_empty() {
+            if let Err(e) = self.write_file() {
+                died.push(format!("cannot update devnet.json: {e}"));
+            }
+        }
+        died
     }
 
     /// Stop a service gracefully.

@@ -3,6 +3,10 @@
 //! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often `up` looks for children that died.
+const CHILD_CHECK_MS: u64 = 500;
 
 use clap::{Parser, Subcommand};
 use devnet::{Devnet, Options};
@@ -80,7 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.agents = agents;
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
-            let devnet = Devnet::up(&options)?;
+            let mut devnet = Devnet::up(&options)?;
             let f = devnet.file();
             eprintln!("issuer  {}  {}", f.issuer.url, f.issuer.entity);
             eprintln!("market  {}  {}", f.market.url, f.market.entity);
@@ -109,9 +113,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("devnet ready: {}", dir.join("devnet.json").display());
                 use std::io::Write;
                 std::io::stdout().flush()?;
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                // A child that dies is reaped and named at once (not left a zombie).
+                let mut check = tokio::time::interval(Duration::from_millis(CHILD_CHECK_MS));
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                        _ = check.tick() => {
+                            for line in devnet.reap_exited() {
+                                eprintln!("{line}");
+                            }
+                        }
+                    }
                 }
                 Ok::<_, anyhow::Error>(())
             })?;

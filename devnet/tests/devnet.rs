@@ -191,7 +191,7 @@ fn the_binary_prints_ready_and_stops_on_sigterm() {
         .args(["up", "--agents", "2", "--heartbeat-s", "1", "--dir"])
         .arg(&dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("devnet up");
     let stdout = child.stdout.take().expect("stdout");
@@ -199,6 +199,13 @@ fn the_binary_prints_ready_and_stops_on_sigterm() {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
+        }
+    });
+    let stderr = child.stderr.take().expect("stderr");
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = err_tx.send(line);
         }
     });
     let line = rx
@@ -209,6 +216,42 @@ fn the_binary_prints_ready_and_stops_on_sigterm() {
         format!("devnet ready: {}", dir.join("devnet.json").display())
     );
     let file = DevnetFile::load(&dir).expect("devnet.json");
+
+    // A second `up` on the same directory says what is going on.
+    let second = Command::new(env!("CARGO_BIN_EXE_devnet"))
+        .args(["up", "--agents", "2", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("second devnet up");
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("this directory's devnet is already running")
+            && message.contains(&format!("pid {}", child.id())),
+        "{message}"
+    );
+    assert!(alive(file.agents[0].pid), "the first devnet is untouched");
+
+    // An agent killed behind the devnet's back is reaped (no zombie) and named.
+    let victim = file.agents[1].pid;
+    Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let said = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match err_rx.recv_timeout(left) {
+            Ok(l) if l.contains("agent-1") && l.contains("exited") => break l,
+            Ok(_) => continue,
+            Err(_) => panic!("no line about agent-1 within 20 s"),
+        }
+    };
+    assert!(said.contains(&format!("pid {victim}")), "{said}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{victim}")).exists(),
+        "agent-1 was reaped, not left a zombie"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -231,4 +274,6 @@ fn the_binary_prints_ready_and_stops_on_sigterm() {
     {
         assert!(!alive(s.pid), "{} stopped with the devnet", s.url);
     }
+    // Stopped, the directory is free for the next devnet.
+    assert!(lcp::datadir::lock(&dir, "devnet").is_ok());
 }
