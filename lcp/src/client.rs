@@ -205,6 +205,7 @@ impl SignedClient {
 
     /// `GET /.well-known/lcp`, unsigned.
     pub async fn descriptor(&self) -> Result<serde_json::Value, ClientError> {
+        check_url(&self.base)?;
         let resp = self
             .http
             .get(format!("{}/.well-known/lcp", self.base))
@@ -344,6 +345,7 @@ impl SignedClient {
         headers: &[(&str, String)],
         extra_wait_ms: u64,
     ) -> Result<reqwest::Response, ClientError> {
+        check_url(&self.base)?;
         let audience = self.audience().await?.to_string();
         let auth = sign_request(
             &self.key,
@@ -528,6 +530,22 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A currency as its issuer's descriptor states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Currency {
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+    pub decimals: u32,
+}
+
+impl Currency {
+    /// `amount` minor units for people: `7.90 LCU`.
+    pub fn show(&self, amount: impl Into<i128>) -> String {
+        protocol::format_amount(amount.into(), self.decimals, &self.code)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceAnswer {
     pub balance: i64,
@@ -617,6 +635,24 @@ impl IssuerClient {
         self.signed
             .command("POST", "/lcp/v1/transfers", bytes, counter)
             .await
+    }
+
+    /// The issuer's currency from its descriptor; an error that says what the server is when
+    /// it is not an issuer (a market, an agent), instead of a later "no such endpoint".
+    pub async fn currency(&self) -> Result<Currency, ClientError> {
+        let d = self.signed.descriptor().await?;
+        let role = d["role"].as_str().unwrap_or("unknown");
+        if role != "issuer" {
+            return Err(ClientError::Config(format!(
+                "{} is a {role}, not an issuer: give the issuer's URL",
+                self.signed.base_url()
+            )));
+        }
+        serde_json::from_value(d["currency"].clone()).map_err(|e| {
+            ClientError::Decode(format!(
+                "the issuer's descriptor has no usable currency: {e}"
+            ))
+        })
     }
 
     pub async fn balance(&self) -> Result<BalanceAnswer, ClientError> {

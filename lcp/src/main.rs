@@ -223,8 +223,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}")
             })?;
             let client = wallet.client()?;
-            let answer =
-                runtime()?.block_on(client.transfer(&to, amount, transaction_id.as_deref()))?;
+            let rt = runtime()?;
+            let currency = rt.block_on(client.currency())?;
+            let answer = rt.block_on(client.transfer(&to, amount, transaction_id.as_deref()))?;
             let r = &answer.value;
             if json {
                 print_json(&serde_json::json!({
@@ -233,19 +234,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }))
             } else {
                 println!(
-                    "sent {amount} to {to}: seq {}, fee {}, balance {}",
-                    r.seq, r.fee, r.balance
+                    "sent {} to {to}: seq {}, fee {}, balance {}",
+                    currency.show(amount),
+                    r.seq,
+                    currency.show(r.fee),
+                    currency.show(r.balance)
                 );
                 Ok(())
             }
         }
         Cmd::Balance { wallet, json } => {
             let client = wallet.client()?;
-            let b = runtime()?.block_on(client.balance())?;
+            let rt = runtime()?;
+            let currency = rt.block_on(client.currency())?;
+            let b = rt.block_on(client.balance())?;
             if json {
                 print_json(&b)
             } else {
-                println!("{} {}", b.balance, b.currency);
+                println!("{}", currency.show(b.balance));
                 Ok(())
             }
         }
@@ -257,22 +263,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let client = wallet.client()?;
-            let page =
-                runtime()?.block_on(client.deposits(after, wait_ms, transaction_id.as_deref()))?;
+            let rt = runtime()?;
+            let currency = rt.block_on(client.currency())?;
+            let page = rt.block_on(client.deposits(after, wait_ms, transaction_id.as_deref()))?;
             if json {
                 return print_json(&page);
+            }
+            if !page.deposits.is_empty() {
+                println!("seq\tamount\tfrom\ttransaction\ttime (UTC)");
             }
             for d in &page.deposits {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     d.seq,
-                    d.amount,
+                    currency.show(d.amount),
                     d.from,
                     d.transaction_id.as_deref().unwrap_or("-"),
-                    d.time
+                    protocol::market::format_rfc3339(
+                        i64::try_from(d.time / 1000).unwrap_or(i64::MAX)
+                    )
                 );
             }
-            println!("next {}  balance {}", page.next, page.balance);
+            println!(
+                "next {}  balance {}",
+                page.next,
+                currency.show(page.balance)
+            );
             Ok(())
         }
         Cmd::Bench {

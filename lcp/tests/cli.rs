@@ -112,10 +112,23 @@ fn transfer_balance_and_deposits_from_the_command_line() {
         (balance["balance"].as_i64(), balance["currency"].as_str()),
         (Some(250), Some("EUR"))
     );
+    // People read amounts with the currency's decimals (2 by default); --json keeps minor units.
     assert_eq!(
         stdout(&lcp(&["balance", "--key", bob, "--issuer", &url])),
-        "250 EUR"
+        "2.50 EUR"
     );
+    let listed = stdout(&lcp(&["deposits", "--key", bob, "--issuer", &url]));
+    let row = listed
+        .lines()
+        .find(|l| l.contains("order-7"))
+        .unwrap_or_else(|| panic!("a row for order-7: {listed}"));
+    assert!(row.contains("2.50 EUR"), "{row}");
+    let time = row.rsplit('\t').next().unwrap_or_default();
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.contains('T'),
+        "deposit times are RFC 3339, not epoch ms: {row}"
+    );
+    assert!(listed.contains("balance 2.50 EUR"), "{listed}");
 
     let deposits = json(&lcp(&[
         "deposits",
@@ -171,10 +184,46 @@ fn transfer_balance_and_deposits_from_the_command_line() {
         &lcp(&["balance", "--key", bob, "--issuer", "http://127.0.0.1:1"]),
         "cannot reach",
     );
+    let bare = url.trim_start_matches("http://");
+    assert_one_line_error(
+        &lcp(&["balance", "--key", bob, "--issuer", bare]),
+        &format!("write it as http://{bare}"),
+    );
+    // Pointed at a service that is not an issuer, the wallet says what it is.
+    let (market_url, _server) = fake_service("market");
+    assert_one_line_error(
+        &lcp(&["balance", "--key", bob, "--issuer", &market_url]),
+        "is a market, not an issuer",
+    );
     assert_eq!(
         json(&lcp(&["balance", "--key", bob, "--issuer", &url, "--json"]))["balance"],
         250
     );
+}
+
+/// A server that answers every request with a descriptor of `role` (a market, say): enough for a
+/// wallet to find out it was pointed at the wrong thing. Serves until the test ends.
+fn fake_service(role: &str) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let body = format!(
+        r#"{{"protocol":"lcp/1","role":"{role}","entity":"ed25519:{}"}}"#,
+        "ab".repeat(32)
+    );
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, server)
 }
 
 #[test]

@@ -48,9 +48,55 @@ pub fn fee_for(amount: Amount, flat: u64, bps: u64) -> Result<Amount, AmountErro
         .ok_or(AmountError::Overflow)
 }
 
+/// Most decimals a currency may declare: 10^19 is past u64, so more could not be shown exactly.
+pub const DECIMALS_MAX: u32 = 18;
+
+/// An amount of minor units for people: `790` with 2 decimals is `7.90`. Exact (integer
+/// arithmetic); signed, since an issuer's own balance is negative.
+pub fn format_units(minor: i128, decimals: u32) -> String {
+    let decimals = decimals.min(DECIMALS_MAX);
+    if decimals == 0 {
+        return minor.to_string();
+    }
+    let scale = 10i128.pow(decimals);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    let scale = scale.unsigned_abs();
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / scale,
+        abs % scale,
+        width = decimals as usize
+    )
+}
+
+/// [`format_units`] followed by the currency's code: `7.90 LCU`.
+pub fn format_amount(minor: i128, decimals: u32, code: &str) -> String {
+    if code.is_empty() {
+        format_units(minor, decimals)
+    } else {
+        format!("{} {code}", format_units(minor, decimals))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_show_with_their_decimals() {
+        assert_eq!(format_units(790, 2), "7.90");
+        assert_eq!(format_units(5, 2), "0.05");
+        assert_eq!(format_units(0, 2), "0.00");
+        assert_eq!(format_units(-1_250, 2), "-12.50");
+        assert_eq!(format_units(42, 0), "42");
+        assert_eq!(
+            format_units(i128::from(u64::MAX), 18),
+            "18.446744073709551615"
+        );
+        assert_eq!(format_amount(790, 2, "LCU"), "7.90 LCU");
+        assert_eq!(format_amount(790, 2, ""), "7.90");
+    }
 
     #[test]
     fn fee_rounds_up() {

@@ -13,7 +13,7 @@ pub mod market;
 pub mod merkle;
 pub mod request;
 
-pub use amount::{fee_for, Amount, AmountError};
+pub use amount::{fee_for, format_amount, format_units, Amount, AmountError};
 pub use envelope::{Envelope, EnvelopeError};
 pub use error::{ErrorBody, ErrorDetail};
 pub use identity::{EntityId, IdentityError, KeyPair};
