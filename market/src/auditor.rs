@@ -1,10 +1,15 @@
 //! The market's background loops: the auditor challenges agents on registered contracts
 //! (random object, random leaf, proof checked against the registered root) and the prober asks
 //! every agent with a live offer who it is. Each outcome goes to the agent's reputation at once.
+//!
+//! A refusal to an audit (`402` included: an agent never charges a listed auditor) is a failed
+//! audit; `429` puts it off, for at most [`AUDIT_DEFERRALS_MAX`] rounds in a row; no answer
+//! marks the agent offline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use lcp::client::ClientError;
 use storage_agent::client::{verify_audit, AgentClient};
 
 use crate::book::{now_s, AuditTarget, Market};
@@ -15,8 +20,12 @@ pub const CHALLENGE_WAIT_MS_MAX: u64 = 5_000;
 /// Agents audited per round at most (one contract each).
 pub const AUDITS_PER_ROUND_MAX: usize = 256;
 
+/// Rounds in a row an agent may put an audit off (`429`) before that counts as a failed
+/// audit: an honest agent rate-limits a burst, an agent dodging audits does it every round.
+pub const AUDIT_DEFERRALS_MAX: u32 = 3;
+
 /// A uniformly random number below `bound` (> 0), from the OS source.
-fn random_below(bound: u64) -> u64 {
+pub fn random_below(bound: u64) -> u64 {
     let mut raw = [0u8; 8];
     // SystemRandom reads the OS source; if it ever failed, auditing leaf 0 is still an audit.
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
@@ -46,50 +55,101 @@ pub async fn audit_round(market: &Market) -> Result<usize, crate::Error> {
         let t = &contracts[random_below(contracts.len() as u64) as usize];
         let object = &t.objects[random_below(t.objects.len() as u64) as usize];
         let leaf = random_below(object.leaf_count);
-        let outcome = challenge(market, t, &object.name, &object.merkle_root, leaf).await;
+        let answer = ask(
+            market,
+            &t.endpoint,
+            &t.contract,
+            &object.name,
+            &object.merkle_root,
+            leaf,
+        )
+        .await;
+        let outcome = outcome_of(market, &agent, &answer);
         tracing::debug!(
             agent,
             contract = t.contract,
             object = object.name,
             leaf,
+            ?answer,
             ?outcome,
             "audit"
         );
         if let Some(o) = outcome {
-            market.observe(&agent, o).await?;
+            market.record_audit(&agent, &t.contract, o).await?;
         }
         sent += 1;
     }
     Ok(sent)
 }
 
-/// Ask for one leaf and its proof. `None` when the outcome says nothing about the agent (the
-/// buyer's credit ran out, so the agent rightly refused).
-async fn challenge(
+/// What an agent answered one audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The proof leads to the registered root.
+    Verified,
+    /// An answer whose proof does not lead to the registered root.
+    Mismatch,
+    /// Any refusal but a rate limit: `402` included (an agent must not charge a listed
+    /// auditor), unknown objects, errors, an answer that is not an audit answer.
+    Refused { status: u16, code: String },
+    /// `429`: the agent asks the auditor to come back later.
+    Deferred(String),
+    /// No answer: a network failure or no answer within [`CHALLENGE_WAIT_MS_MAX`].
+    Unreachable(String),
+}
+
+/// Ask the agent at `endpoint` for `leaf` of `object` and its proof, and check the proof
+/// against `root`.
+pub async fn ask(
     market: &Market,
-    t: &AuditTarget,
+    endpoint: &str,
+    contract: &str,
     object: &str,
     root: &str,
     leaf: u64,
-) -> Option<Outcome> {
-    let client = AgentClient::new(market.http.clone(), &t.endpoint, market.key.clone());
+) -> Answer {
+    let client = AgentClient::new(market.http.clone(), endpoint, market.key.clone());
     let answer = tokio::time::timeout(
         Duration::from_millis(CHALLENGE_WAIT_MS_MAX),
-        client.audit(&t.contract, object, leaf),
+        client.audit(contract, object, leaf),
     )
     .await;
     match answer {
-        Err(_) => Some(Outcome::ProbeUnanswered),
-        Ok(Ok(a)) if verify_audit(&a, root, leaf) => Some(Outcome::AuditPassed),
-        Ok(Ok(_)) => Some(Outcome::AuditFailed),
-        Ok(Err(e)) => match e.code() {
-            Some("payment_required") => None,
-            // Any other answer from the agent (unknown object or contract, storage failure):
-            // it cannot serve what it contracted to keep.
-            Some(_) => Some(Outcome::AuditFailed),
-            // No answer at all: the agent is down.
-            None => Some(Outcome::ProbeUnanswered),
+        Err(_) => Answer::Unreachable(format!(
+            "{endpoint}: no answer within {CHALLENGE_WAIT_MS_MAX} ms"
+        )),
+        Ok(Ok(a)) if verify_audit(&a, root, leaf) => Answer::Verified,
+        Ok(Ok(_)) => Answer::Mismatch,
+        Ok(Err(ClientError::Api {
+            status: 429,
+            code,
+            message,
+        })) => Answer::Deferred(format!("{code}: {message}")),
+        Ok(Err(ClientError::Api { status, code, .. })) => Answer::Refused { status, code },
+        Ok(Err(ClientError::Unreachable { url, message })) => {
+            Answer::Unreachable(format!("{url}: {message}"))
+        }
+        // It answered, but not with an audit answer (or a receipt that does not verify).
+        Ok(Err(e)) => Answer::Refused {
+            status: 200,
+            code: format!("undecodable answer: {e}"),
         },
+    }
+}
+
+/// What an audit answer says about the agent: a passed or failed audit, the agent down, or
+/// (a deferral, up to [`AUDIT_DEFERRALS_MAX`] rounds in a row) nothing yet.
+fn outcome_of(market: &Market, agent: &str, answer: &Answer) -> Option<Outcome> {
+    let deferred = matches!(answer, Answer::Deferred(_));
+    let deferrals = market.count_deferral(agent, deferred);
+    match answer {
+        Answer::Verified => Some(Outcome::AuditPassed),
+        // A wrong proof, or a refusal: it cannot (or will not) show what it contracted to keep.
+        Answer::Mismatch | Answer::Refused { .. } => Some(Outcome::AuditFailed),
+        Answer::Deferred(_) if deferrals > AUDIT_DEFERRALS_MAX => Some(Outcome::AuditFailed),
+        Answer::Deferred(_) => None,
+        // No answer at all: the agent is down.
+        Answer::Unreachable(_) => Some(Outcome::ProbeUnanswered),
     }
 }
 

@@ -10,7 +10,11 @@
 //!   agent that stops heartbeating drops out when its last offer expires.
 //! - Reputation changes are read-modify-write under `reputation_lock`, one at a time, so
 //!   concurrent audits and reports never lose an update.
-//! - A report counts once per (buyer, counter).
+//! - A report counts once per (buyer, counter), and one good and one bad report per contract
+//!   count at all, each weighted by what the contract was worth.
+//! - A registered Merkle root was verified with the agent (one audit) before it was kept, and
+//!   is never replaced.
+//! - Matches choose only agents that are online (answered their last probe or heartbeat).
 
 use std::sync::Arc;
 
@@ -21,8 +25,8 @@ use protocol::{EntityId, Envelope, KeyPair};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::reliability::{Outcome, Reputation};
-use crate::schema::{agents, registered, registered_objects, reports};
+use crate::reliability::{contract_worth, report_weight, Outcome, Reputation, AUDIT_CONTRADICTS_S};
+use crate::schema::{agents, counted_reports, registered, registered_objects, reports};
 use crate::select::{self, Candidate};
 
 /// An endpoint that answered as its agent is not asked again for this long.
@@ -41,6 +45,9 @@ pub const OFFER_BYTES_MAX: u64 = 1 << 60;
 pub const ENDPOINT_CHARS_MAX: usize = 512;
 /// Objects one registration may list.
 pub const REGISTERED_OBJECTS_MAX: usize = 10_000;
+/// New objects one registration may add: each is audited once through the agent before its
+/// root is kept, and an agent answers a listed auditor 8 audits per contract a minute.
+pub const REGISTRATION_AUDITS_MAX: usize = 8;
 /// Longest a report's free-text detail may be.
 pub const REPORT_DETAIL_CHARS_MAX: usize = 1_000;
 
@@ -206,6 +213,8 @@ pub struct Market {
     pub same_network_ok: bool,
     reputation_lock: tokio::sync::Mutex<()>,
     endpoint: std::sync::OnceLock<String>,
+    /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
+    audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Market {
@@ -222,6 +231,24 @@ impl Market {
             same_network_ok,
             reputation_lock: tokio::sync::Mutex::new(()),
             endpoint: std::sync::OnceLock::new(),
+            audit_deferrals: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Count an audit `agent` put off (`deferred`), or reset the count when it answered;
+    /// answers the deferrals in a row so far.
+    pub fn count_deferral(&self, agent: &str, deferred: bool) -> u32 {
+        let mut map = self
+            .audit_deferrals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if deferred {
+            let n = map.entry(agent.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        } else {
+            map.remove(agent);
+            0
         }
     }
 
@@ -433,7 +460,11 @@ impl Market {
                 continue;
             };
             known_currency = true;
-            if req.exclude.contains(&row.entity)
+            // An agent that missed its last probe cannot take a contract: never chosen, and
+            // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
+            // back.
+            if row.online == 0
+                || req.exclude.contains(&row.entity)
                 || offer.block_bytes_max < req.shard_bytes
                 || offer.duration_s_max < req.duration_s
             {
@@ -503,6 +534,8 @@ impl Market {
                 candidates: considered,
             }),
             select::Outcome::CannotMeet(best) => Err(Error::CannotMeetTarget {
+                target: req.max_failure_probability,
+                best: best.as_ref().map(|b| b.failure_probability),
                 details: serde_json::json!({
                     "best_failure_probability": best.as_ref().map(|b| b.failure_probability),
                     "best": best.as_ref().map(|b| serde_json::json!({
@@ -551,47 +584,100 @@ impl Market {
             .map_err(|e| Error::InvalidContract(e.to_string()))?;
         check_objects(&reg.objects)?;
         let agent = contract.agent.to_string();
-        let known = {
+        let endpoint = {
             let agent = agent.clone();
             self.db
                 .run(move |conn| {
-                    Ok::<_, Error>(agents::table.find(&agent).count().get_result::<i64>(conn)?)
+                    Ok::<_, Error>(
+                        agents::table
+                            .find(&agent)
+                            .select(agents::endpoint)
+                            .first::<String>(conn)
+                            .optional()?,
+                    )
                 })
                 .await?
-        };
-        if known == 0 {
-            return Err(Error::UnknownAgent(agent));
         }
+        .ok_or_else(|| Error::UnknownAgent(agent.clone()))?;
         let envelope = serde_json::to_string(&reg.contract)
             .map_err(|e| Error::InvalidContract(e.to_string()))?;
-        let (id, buyer, sig, objects) = (
-            contract.id.clone(),
-            contract.buyer.to_string(),
-            reg.agent_signature,
-            reg.objects,
-        );
-        let count = objects.len();
+        let id = contract.id.clone();
+        // A registered root is never replaced: the same root again is nothing new, another
+        // one is refused. Every new root is checked with the agent before it is kept.
+        let known = {
+            let id = id.clone();
+            self.db.run(move |conn| objects_of(conn, &id)).await?
+        };
+        let mut fresh: Vec<RegisteredObject> = Vec::new();
+        for o in reg.objects {
+            match known.iter().find(|k| k.name == o.name) {
+                Some(k) if k.merkle_root == o.merkle_root => {}
+                Some(_) => return Err(Error::RootConflict { name: o.name }),
+                None if fresh.iter().any(|f| f.name == o.name) => {
+                    return Err(Error::InvalidContract(format!(
+                        "object {} is listed twice",
+                        o.name
+                    )))
+                }
+                None => fresh.push(o),
+            }
+        }
+        if fresh.len() > REGISTRATION_AUDITS_MAX {
+            return Err(Error::InvalidContract(format!(
+                "{} new objects: a registration may add at most {REGISTRATION_AUDITS_MAX} (each \
+                 is audited once); register the rest a minute later",
+                fresh.len()
+            )));
+        }
+        for o in &fresh {
+            self.verify_root(&endpoint, &id, o).await?;
+        }
+        let (buyer, sig) = (contract.buyer.to_string(), reg.agent_signature);
+        let count = fresh.len();
         let now = now_s();
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<(), Error> {
-                    diesel::delete(
-                        registered_objects::table.filter(registered_objects::contract_id.eq(&id)),
-                    )
-                    .execute(conn)?;
-                    diesel::delete(registered::table.find(&id)).execute(conn)?;
-                    diesel::insert_into(registered::table)
-                        .values((
-                            registered::id.eq(&id),
-                            registered::agent.eq(&agent),
-                            registered::buyer.eq(&buyer),
-                            registered::envelope.eq(&envelope),
-                            registered::agent_signature.eq(&sig),
-                            registered::end_s.eq(end_s),
-                            registered::registered_s.eq(now),
-                        ))
-                        .execute(conn)?;
-                    for o in &objects {
+                    let exists = registered::table
+                        .find(&id)
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0;
+                    if !exists {
+                        diesel::insert_into(registered::table)
+                            .values((
+                                registered::id.eq(&id),
+                                registered::agent.eq(&agent),
+                                registered::buyer.eq(&buyer),
+                                registered::envelope.eq(&envelope),
+                                registered::agent_signature.eq(&sig),
+                                registered::end_s.eq(end_s),
+                                registered::registered_s.eq(now),
+                                registered::audit_passed_s.eq(if fresh.is_empty() {
+                                    0
+                                } else {
+                                    now
+                                }),
+                            ))
+                            .execute(conn)?;
+                    } else if !fresh.is_empty() {
+                        diesel::update(registered::table.find(&id))
+                            .set(registered::audit_passed_s.eq(now))
+                            .execute(conn)?;
+                    }
+                    // Checked again inside the transaction: a concurrent registration may have
+                    // kept a root for one of these names meanwhile.
+                    let known = objects_of(conn, &id)?;
+                    for o in &fresh {
+                        match known.iter().find(|k| k.name == o.name) {
+                            Some(k) if k.merkle_root == o.merkle_root => continue,
+                            Some(_) => {
+                                return Err(Error::RootConflict {
+                                    name: o.name.clone(),
+                                })
+                            }
+                            None => {}
+                        }
                         diesel::insert_into(registered_objects::table)
                             .values((
                                 registered_objects::contract_id.eq(&id),
@@ -607,6 +693,43 @@ impl Market {
             })
             .await?;
         Ok(serde_json::json!({ "contract": contract.id, "objects": count }))
+    }
+
+    /// Audit `object` once through the agent's audit endpoint, as the auditor does: the root
+    /// the buyer claims is kept only if the agent's proof of a random leaf verifies against
+    /// it. A false claim says nothing about the agent, so nothing goes to its reputation.
+    async fn verify_root(
+        &self,
+        endpoint: &str,
+        contract: &str,
+        object: &RegisteredObject,
+    ) -> Result<(), Error> {
+        use crate::auditor::Answer;
+        let leaf = crate::auditor::random_below(object.leaf_count);
+        let unverified = |why: String| Error::RootUnverified {
+            name: object.name.clone(),
+            why,
+        };
+        match crate::auditor::ask(
+            self,
+            endpoint,
+            contract,
+            &object.name,
+            &object.merkle_root,
+            leaf,
+        )
+        .await
+        {
+            Answer::Verified => Ok(()),
+            Answer::Mismatch => Err(unverified(format!(
+                "the proof of leaf {leaf} leads to another root"
+            ))),
+            Answer::Refused { status, code } => Err(unverified(format!(
+                "the agent answered HTTP {status} {code}"
+            ))),
+            Answer::Deferred(m) => Err(Error::AgentBusy(m)),
+            Answer::Unreachable(m) => Err(Error::EndpointUnreachable(m)),
+        }
     }
 
     /// `GET /v1/contracts`: the contracts `buyer` registered that are still running, with their
@@ -650,6 +773,12 @@ impl Market {
     }
 
     /// `POST /v1/reports`: a buyer's outcome report on one of its registered contracts.
+    ///
+    /// One good and one bad report per contract count (a further one is `409
+    /// already_reported`; the same request again answers `counted: false`). A report weighs
+    /// what the contract was worth against the agent's reference request, and a tenth of that
+    /// when the market's own audits of the contract contradict it
+    /// ([`crate::reliability::report_weight`]).
     pub async fn report(
         &self,
         sender: &EntityId,
@@ -657,37 +786,55 @@ impl Market {
         body_sha256: &str,
         report: Report,
     ) -> Result<serde_json::Value, Error> {
-        let outcome = match report.outcome.as_str() {
-            "ok" => Outcome::ReportGood,
-            "lost" | "corrupt" | "unavailable" => Outcome::ReportBad,
+        let good = match report.outcome.as_str() {
+            "ok" => true,
+            "lost" | "corrupt" | "unavailable" => false,
             other => {
                 return Err(Error::InvalidJson(format!(
                     "outcome {other:?} is not one of ok, lost, corrupt, unavailable"
                 )))
             }
         };
+        let kind = if good { "good" } else { "bad" };
         if report.detail.chars().count() > REPORT_DETAIL_CHARS_MAX {
             return Err(Error::InvalidJson(format!(
                 "detail is over {REPORT_DETAIL_CHARS_MAX} characters"
             )));
         }
         let id = report.contract.clone();
-        let found: Option<(String, String)> = self
+        type Found = (String, String, String, i64, i64);
+        let found: Option<Found> = self
             .db
             .run(move |conn| {
                 Ok::<_, Error>(
                     registered::table
                         .find(&id)
-                        .select((registered::agent, registered::buyer))
+                        .select((
+                            registered::agent,
+                            registered::buyer,
+                            registered::envelope,
+                            registered::audit_passed_s,
+                            registered::audit_failed_s,
+                        ))
                         .first(conn)
                         .optional()?,
                 )
             })
             .await?;
-        let (agent, buyer) = found.ok_or(Error::UnknownContract)?;
+        let (agent, buyer, envelope, passed_s, failed_s) = found.ok_or(Error::UnknownContract)?;
         if buyer != sender.as_str() {
             return Err(Error::NotYourContract);
         }
+        let worth = self.contract_worth(&agent, &envelope).await?;
+        // The market's latest audit of this contract, if recent, against the report.
+        let now = now_s();
+        let recent = |t: i64| t > 0 && now.saturating_sub(t) <= AUDIT_CONTRADICTS_S;
+        let contradicted = if good {
+            recent(failed_s) && failed_s >= passed_s
+        } else {
+            recent(passed_s) && passed_s > failed_s
+        };
+        let weight = report_weight(worth, contradicted);
         let _rep = self.reputation_lock.lock().await;
         let (entity, hash, counter_i) =
             (sender.to_string(), body_sha256.to_owned(), to_i64(counter)?);
@@ -709,6 +856,17 @@ impl Market {
                             Err(Error::CounterReused { counter })
                         };
                     }
+                    let already = counted_reports::table
+                        .find((&contract, kind))
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0;
+                    if already {
+                        return Err(Error::AlreadyReported {
+                            contract: contract.clone(),
+                            kind,
+                        });
+                    }
                     diesel::insert_into(reports::table)
                         .values((
                             reports::entity.eq(&entity),
@@ -717,15 +875,68 @@ impl Market {
                             reports::contract_id.eq(&contract),
                             reports::agent.eq(&agent_c),
                             reports::outcome.eq(&outcome_text),
-                            reports::created_s.eq(now_s()),
+                            reports::created_s.eq(now),
                         ))
                         .execute(conn)?;
-                    apply_outcome(conn, &agent_c, outcome)?;
+                    diesel::insert_into(counted_reports::table)
+                        .values((
+                            counted_reports::contract_id.eq(&contract),
+                            counted_reports::kind.eq(kind),
+                            counted_reports::entity.eq(&entity),
+                            counted_reports::counter.eq(counter_i),
+                            counted_reports::outcome.eq(&outcome_text),
+                            counted_reports::weight.eq(weight),
+                            counted_reports::created_s.eq(now),
+                        ))
+                        .execute(conn)?;
+                    apply_report(conn, &agent_c, good, weight)?;
                     Ok(true)
                 })
             })
             .await?;
-        Ok(serde_json::json!({ "agent": agent, "counted": counted }))
+        Ok(serde_json::json!({
+            "agent": agent,
+            "counted": counted,
+            "weight": if counted { weight } else { 0.0 },
+            "contradicted_by_audits": contradicted,
+        }))
+    }
+
+    /// What the registered contract (its envelope) was worth, as a share of `agent`'s price
+    /// for the reference request in the contract's currency
+    /// ([`crate::reliability::contract_worth`]).
+    async fn contract_worth(&self, agent: &str, envelope: &str) -> Result<f64, Error> {
+        let env: Envelope =
+            serde_json::from_str(envelope).map_err(|e| Error::InvalidContract(e.to_string()))?;
+        let (_, contract): (EntityId, Contract) = env
+            .open(market::CONTRACT_TYPE)
+            .map_err(|e| Error::InvalidContract(e.to_string()))?;
+        let agent = agent.to_owned();
+        let row: Option<AgentRow> = self
+            .db
+            .run(move |conn| Ok::<_, Error>(agents::table.find(&agent).first(conn).optional()?))
+            .await?;
+        let reference = row
+            .and_then(|r| r.offer())
+            .and_then(|(_, offer)| offer.currency(&contract.issuer).cloned())
+            .and_then(|cur| {
+                market::request_price(
+                    &cur,
+                    market::REFERENCE_BYTES,
+                    market::REFERENCE_DURATION_S,
+                    0,
+                )
+                .ok()
+            });
+        let duration_s = market::contract_window(&contract)
+            .map(|(start, end)| end.saturating_sub(start).unsigned_abs())
+            .unwrap_or(0);
+        Ok(contract_worth(
+            contract.contract_price,
+            reference,
+            contract.block_bytes,
+            duration_s,
+        ))
     }
 
     /// Record what was observed about `agent`.
@@ -735,6 +946,41 @@ impl Market {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| apply_outcome(conn, &agent, outcome))
+            })
+            .await
+    }
+
+    /// Record an audit of `contract` on `agent`: its reputation, and when the contract's
+    /// audits last passed or failed (which weighs buyers' reports on it).
+    pub async fn record_audit(
+        &self,
+        agent: &str,
+        contract: &str,
+        outcome: Outcome,
+    ) -> Result<(), Error> {
+        let _rep = self.reputation_lock.lock().await;
+        let (agent, contract) = (agent.to_owned(), contract.to_owned());
+        let now = now_s();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    apply_outcome(conn, &agent, outcome)?;
+                    let row = registered::table.find(&contract);
+                    match outcome {
+                        Outcome::AuditPassed => {
+                            diesel::update(row)
+                                .set(registered::audit_passed_s.eq(now))
+                                .execute(conn)?;
+                        }
+                        Outcome::AuditFailed => {
+                            diesel::update(row)
+                                .set(registered::audit_failed_s.eq(now))
+                                .execute(conn)?;
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })
             })
             .await
     }
@@ -788,6 +1034,29 @@ fn objects_of(conn: &mut AnyConnection, id: &str) -> Result<Vec<RegisteredObject
             size: size.unsigned_abs(),
         })
         .collect())
+}
+
+/// Apply a buyer's report of `weight` to the agent's stored reputation (in the caller's
+/// transaction).
+fn apply_report(
+    conn: &mut AnyConnection,
+    agent: &str,
+    good: bool,
+    weight: f64,
+) -> Result<(), Error> {
+    let Some(row) = agents::table
+        .find(agent)
+        .first::<AgentRow>(conn)
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let mut rep = row.reputation();
+    rep.observe_report(good, weight);
+    diesel::update(agents::table.find(agent))
+        .set((agents::alpha.eq(rep.alpha), agents::beta.eq(rep.beta)))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Apply one outcome to the agent's stored reputation (in the caller's transaction).

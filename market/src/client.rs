@@ -4,9 +4,20 @@
 use std::sync::Arc;
 
 use lcp::client::{check_status, ClientError, CommandAnswer, SignedClient};
-use protocol::KeyPair;
+use protocol::{ErrorBody, KeyPair};
 
 use crate::book::{Listing, MatchAnswer, MatchRequest, RegisteredContract, Registration, Report};
+
+/// The stable code of a match no choice meets.
+pub const CANNOT_MEET_TARGET: &str = "cannot_meet_target";
+
+/// What `POST /v1/match` answered.
+#[derive(Debug, Clone)]
+pub enum MatchOutcome {
+    Met(MatchAnswer),
+    /// `409 cannot_meet_target`: the whole error body, `details` included.
+    CannotMeet(ErrorBody),
+}
 
 pub struct MarketClient {
     signed: SignedClient,
@@ -68,6 +79,38 @@ impl MarketClient {
     pub async fn match_agents(&self, request: &MatchRequest) -> Result<MatchAnswer, ClientError> {
         let url = format!("{}/v1/match", self.base);
         Self::decode(&url, self.http.post(&url).json(request).send().await).await
+    }
+
+    /// Like [`Self::match_agents`], but a `409 cannot_meet_target` comes back whole, with the
+    /// best achievable in `error.details` (`best_failure_probability`, `best`, `candidates`).
+    pub async fn match_or_best(&self, request: &MatchRequest) -> Result<MatchOutcome, ClientError> {
+        let url = format!("{}/v1/match", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        if resp.status().as_u16() != 409 {
+            return Self::decode(&url, Ok(resp)).await.map(MatchOutcome::Met);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) if body.error.code == CANNOT_MEET_TARGET => Ok(MatchOutcome::CannotMeet(body)),
+            Ok(body) => Err(ClientError::Api {
+                status: 409,
+                code: body.error.code,
+                message: body.error.message,
+            }),
+            Err(e) => Err(ClientError::Decode(e.to_string())),
+        }
     }
 
     /// Register a dual-signed contract and its objects' roots, so the market audits the agent.

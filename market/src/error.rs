@@ -23,8 +23,14 @@ pub enum Error {
     InvalidMatch(String),
     #[error("no live offer accepts currency {0}")]
     UnknownCurrency(String),
-    #[error("no set of agents meets the durability target; `details` has the best achievable")]
-    CannotMeetTarget { details: serde_json::Value },
+    #[error("{}", cannot_meet_message(*target, *best))]
+    CannotMeetTarget {
+        /// The `max_failure_probability` asked for.
+        target: f64,
+        /// The lowest failure probability any choice reaches (`None`: too few agents).
+        best: Option<f64>,
+        details: serde_json::Value,
+    },
     #[error("the contract is not acceptable: {0}")]
     InvalidContract(String),
     #[error("the contract's signatures do not verify: {0}")]
@@ -37,10 +43,45 @@ pub enum Error {
     UnknownContract,
     #[error("only the contract's buyer may do this")]
     NotYourContract,
+    #[error(
+        "contract {contract} already has a counted {kind} report: one good and one bad report \
+         per contract count"
+    )]
+    AlreadyReported {
+        contract: String,
+        kind: &'static str,
+    },
+    #[error(
+        "object {name} is already registered with another Merkle root; a registered root is \
+         never replaced"
+    )]
+    RootConflict { name: String },
+    #[error(
+        "the agent's audit of object {name} does not verify against the registered Merkle \
+         root: {why}"
+    )]
+    RootUnverified { name: String, why: String },
+    #[error("the agent is rate limiting the market's audits; register again in a minute ({0})")]
+    AgentBusy(String),
     #[error("counter {counter} was already used with a different body")]
     CounterReused { counter: u64 },
     #[error("database: {0}")]
     Db(#[from] db::DbError),
+}
+
+/// The message of `409 cannot_meet_target`: the target and the best achievable, in words, so
+/// every client shows the value (the figures are also in `details`).
+pub fn cannot_meet_message(target: f64, best: Option<f64>) -> String {
+    match best {
+        Some(best) => format!(
+            "no set of agents meets the durability target {target:.3e}: the best achievable \
+             failure probability is {best:.3e} (`details.best` has that choice)"
+        ),
+        None => format!(
+            "no set of agents meets the durability target {target:.3e}: too few agents can \
+             take this request to choose any"
+        ),
+    }
 }
 
 impl From<diesel::result::Error> for Error {
@@ -68,7 +109,12 @@ impl Error {
             }
             Error::NotYourContract => StatusCode::FORBIDDEN,
             Error::UnknownAgent(_) | Error::UnknownContract => StatusCode::NOT_FOUND,
-            Error::CannotMeetTarget { .. } | Error::CounterReused { .. } => StatusCode::CONFLICT,
+            Error::CannotMeetTarget { .. }
+            | Error::CounterReused { .. }
+            | Error::AlreadyReported { .. }
+            | Error::RootConflict { .. }
+            | Error::RootUnverified { .. } => StatusCode::CONFLICT,
+            Error::AgentBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -92,6 +138,10 @@ impl Error {
             Error::UnknownContract => "unknown_contract",
             Error::NotYourContract => "forbidden",
             Error::CounterReused { .. } => "counter_reused",
+            Error::AlreadyReported { .. } => "already_reported",
+            Error::RootConflict { .. } => "root_conflict",
+            Error::RootUnverified { .. } => "root_unverified",
+            Error::AgentBusy(_) => "agent_busy",
             Error::Db(_) => "unavailable",
         }
     }

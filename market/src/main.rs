@@ -186,7 +186,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_failure_probability,
                 exclude: Vec::new(),
             };
-            let answer = runtime()?.block_on(client(&market)?.match_agents(&request))?;
+            let outcome = runtime()?.block_on(client(&market)?.match_or_best(&request))?;
+            let answer = match outcome {
+                market::client::MatchOutcome::Met(answer) => answer,
+                market::client::MatchOutcome::CannotMeet(body) => {
+                    if json {
+                        // The whole refusal, the best achievable included, on stdout.
+                        println!("{}", serde_json::to_string(&body)?);
+                    }
+                    // The message names the target and the best achievable failure
+                    // probability; the best choice's agents and price follow.
+                    let best = body
+                        .error
+                        .details
+                        .as_ref()
+                        .and_then(|d| d.get("best"))
+                        .filter(|b| !b.is_null());
+                    let tail = match best {
+                        Some(b) => format!(
+                            " (with {} agents at total price {})",
+                            b.get("agents")
+                                .and_then(|a| a.as_array())
+                                .map_or(0, |a| a.len()),
+                            b.get("total_price").and_then(|p| p.as_u64()).unwrap_or(0)
+                        ),
+                        None => String::new(),
+                    };
+                    anyhow::bail!("{}{tail}", body.error.message);
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string(&answer)?);
                 return Ok(());

@@ -29,6 +29,12 @@ pub const AUDIT_WEIGHT: f64 = 1.0;
 pub const PROBE_WEIGHT: f64 = 0.1;
 /// Weight of a buyer's signed report: a buyer may lie, so a report counts less than an audit.
 pub const REPORT_WEIGHT: f64 = 0.5;
+/// A report the market's own audits contradict (a `lost` report on a contract whose latest
+/// audit passed, or an `ok` one on a contract whose latest audit failed, within
+/// [`AUDIT_CONTRADICTS_S`]) keeps this share of its weight.
+pub const CONTRADICTED_REPORT_SHARE: f64 = 0.1;
+/// How long an audit's outcome on a contract contradicts buyers' reports on it: a day.
+pub const AUDIT_CONTRADICTS_S: i64 = 86_400;
 /// Audits passed before an agent is vetted.
 pub const VETTING_AUDITS_MIN: u64 = 5;
 /// `p_fail` of an agent that does not answer, whatever its history.
@@ -96,6 +102,26 @@ impl Reputation {
         debug_assert!(self.alpha >= 0.0 && self.beta >= 0.0);
     }
 
+    /// Record a buyer's report of weight `weight` (at most [`REPORT_WEIGHT`], see
+    /// [`report_weight`]). Old evidence fades in proportion: a report of a tenth of the full
+    /// weight forgets as much as a tenth of one outcome, so many small reports cannot wash out
+    /// an agent's audits either.
+    pub fn observe_report(&mut self, good: bool, weight: f64) {
+        let weight = if weight.is_finite() {
+            weight.clamp(0.0, REPORT_WEIGHT)
+        } else {
+            0.0
+        };
+        let forget = FORGET.powf(weight / REPORT_WEIGHT);
+        self.alpha *= forget;
+        self.beta *= forget;
+        if good {
+            self.alpha += weight;
+        } else {
+            self.beta += weight;
+        }
+    }
+
     /// Estimated failure probability over the 30-day reference period, history only.
     pub fn p30(&self) -> f64 {
         let total = self.alpha + self.beta;
@@ -121,6 +147,49 @@ impl Reputation {
     pub fn vetted(&self) -> bool {
         self.audits_passed >= VETTING_AUDITS_MIN
     }
+}
+
+/// What a contract was worth, as a share (0 to 1) of the agent's reference request (1 GiB for
+/// 30 days, no reads): the larger of `contract_price / reference_price` (money: what the
+/// buyer paid against what the reference request costs at this agent) and the contract's bytes
+/// x seconds against the reference request's (storage: which the agent cannot shrink by
+/// raising its prices after the fact), at most 1. `reference_price` is `None` when the agent's
+/// offer no longer lists the contract's currency.
+pub fn contract_worth(
+    contract_price: u64,
+    reference_price: Option<u64>,
+    block_bytes: u64,
+    duration_s: u64,
+) -> f64 {
+    let by_price = match reference_price {
+        Some(r) if r > 0 => contract_price as f64 / r as f64,
+        _ => 0.0,
+    };
+    let by_storage = (block_bytes as f64 / protocol::market::REFERENCE_BYTES as f64)
+        * (duration_s as f64 / REFERENCE_DURATION_S as f64);
+    let share = by_price.max(by_storage);
+    if share.is_finite() {
+        share.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The weight of a buyer's report: [`REPORT_WEIGHT`] scaled by what the contract was worth
+/// ([`contract_worth`]), so ruining an agent's reputation costs about as much as the contracts
+/// it takes, and by [`CONTRADICTED_REPORT_SHARE`] when the market's own audits contradict it.
+pub fn report_weight(worth: f64, contradicted: bool) -> f64 {
+    let worth = if worth.is_finite() {
+        worth.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let share = if contradicted {
+        CONTRADICTED_REPORT_SHARE
+    } else {
+        1.0
+    };
+    REPORT_WEIGHT * worth * share
 }
 
 #[cfg(test)]
@@ -159,5 +228,75 @@ mod tests {
         assert!(offline.p_fail(REFERENCE_DURATION_S) >= OFFLINE_P_FAIL);
         offline.observe(Outcome::ProbeAnswered);
         assert!(offline.p_fail(REFERENCE_DURATION_S) < OFFLINE_P_FAIL);
+    }
+
+    #[test]
+    fn a_report_weighs_what_its_contract_was_worth() {
+        // A contract priced like the reference request carries a full report's weight; one
+        // at a thousandth of it, a thousandth; never more than the full weight.
+        assert_eq!(
+            report_weight(contract_worth(3000, Some(3000), 0, 0), false),
+            REPORT_WEIGHT
+        );
+        assert_eq!(
+            report_weight(contract_worth(9000, Some(3000), 0, 0), false),
+            REPORT_WEIGHT
+        );
+        let small = report_weight(contract_worth(3, Some(3000), 0, 0), false);
+        assert!((small - REPORT_WEIGHT / 1000.0).abs() < 1e-12);
+        // Contradicted by the market's audits: a tenth of that.
+        let contradicted = report_weight(contract_worth(3000, Some(3000), 0, 0), true);
+        assert!((contradicted - REPORT_WEIGHT * CONTRADICTED_REPORT_SHARE).abs() < 1e-12);
+        // Unknown reference price: the share of the reference bytes x seconds.
+        let half = contract_worth(
+            1,
+            None,
+            protocol::market::REFERENCE_BYTES / 2,
+            REFERENCE_DURATION_S,
+        );
+        assert!((half - 0.5).abs() < 1e-12);
+        assert_eq!(contract_worth(1, Some(0), 0, 0), 0.0);
+        // An agent that raises its prices afterwards does not shrink what a contract of the
+        // reference size and duration was worth.
+        let whole = contract_worth(
+            10,
+            Some(u64::MAX),
+            protocol::market::REFERENCE_BYTES,
+            REFERENCE_DURATION_S,
+        );
+        assert_eq!(whole, 1.0);
+    }
+
+    #[test]
+    fn many_small_reports_move_an_audited_agent_little() {
+        let mut r = Reputation::default();
+        for _ in 0..26 {
+            r.observe(Outcome::AuditPassed);
+        }
+        let before = r.p30();
+        let mut full = r;
+        full.observe(Outcome::ReportBad);
+        let mut reported = r;
+        reported.observe_report(false, REPORT_WEIGHT);
+        assert!(
+            (reported.p30() - full.p30()).abs() < 1e-12,
+            "a full report is a report"
+        );
+        // A thousand reports of a thousandth each forget about as much as one full report.
+        let mut small = r;
+        for _ in 0..1000 {
+            small.observe_report(false, REPORT_WEIGHT / 1000.0);
+        }
+        assert!(
+            (small.p30() - full.p30()).abs() < 1e-3,
+            "{} vs {}",
+            small.p30(),
+            full.p30()
+        );
+        assert!(small.p30() > before);
+        let mut junk = r;
+        junk.observe_report(false, f64::NAN);
+        junk.observe_report(false, -1.0);
+        assert_eq!(junk, r);
     }
 }

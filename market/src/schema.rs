@@ -27,6 +27,8 @@ diesel::table! {
         agent_signature -> Text,
         end_s -> BigInt,
         registered_s -> BigInt,
+        audit_passed_s -> BigInt,
+        audit_failed_s -> BigInt,
     }
 }
 
@@ -48,6 +50,18 @@ diesel::table! {
         contract_id -> Text,
         agent -> Text,
         outcome -> Text,
+        created_s -> BigInt,
+    }
+}
+
+diesel::table! {
+    counted_reports (contract_id, kind) {
+        contract_id -> Text,
+        kind -> Text,
+        entity -> Text,
+        counter -> BigInt,
+        outcome -> Text,
+        weight -> Double,
         created_s -> BigInt,
     }
 }
