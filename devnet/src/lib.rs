@@ -729,12 +729,16 @@ pub async fn buy(
             "agent": chosen.agent,
             "endpoint": chosen.endpoint,
             "paid": terms.contract_price + write,
+            "contract_price": terms.contract_price,
+            "prepaid_credit": write,
             "object": name,
             "merkle_root": info.merkle_root,
         }));
     }
     let balance = wallet.balance().await?.balance;
+    let currency = wallet.currency().await?;
     Ok(serde_json::json!({
+        "currency": currency,
         "agents": answer.agents.iter().map(|a| &a.agent).collect::<Vec<_>>(),
         "total_price": answer.total_price,
         "failure_probability": answer.failure_probability,

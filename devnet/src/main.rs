@@ -27,8 +27,10 @@ struct Cli {
 enum Cmd {
     /// Start issuer, market and agents under DIR (or bring them back); stop on Ctrl-C
     Up {
+        /// Directory holding the whole network (keys, databases, objects, logs, devnet.json)
         #[arg(long)]
         dir: PathBuf,
+        /// Number of storage agents (1 to 64)
         #[arg(long, default_value_t = 6)]
         agents: usize,
         /// Seconds between each agent's offer heartbeats
@@ -44,11 +46,13 @@ enum Cmd {
     /// As a buyer on a running devnet: match k-of-n agents, buy and pay a contract with each,
     /// store a shard on each, and register the contracts with the market for auditing
     Buy {
+        /// The running devnet's directory (as given to `devnet up`)
         #[arg(long)]
         dir: PathBuf,
         /// Bytes per shard (each agent stores one shard of this size)
         #[arg(long, default_value_t = 1 << 20)]
         shard_bytes: u64,
+        /// Contract length, in seconds
         #[arg(long, default_value_t = 3600)]
         duration_s: u64,
         /// k: shards needed to recover
@@ -57,8 +61,10 @@ enum Cmd {
         /// n: shards stored (the market picks when absent)
         #[arg(long)]
         total_shards: Option<u64>,
+        /// Highest acceptable probability of losing the data over the contract (0 to 1)
         #[arg(long, default_value_t = 1e-3)]
         max_failure_probability: f64,
+        /// Print one JSON object (amounts in minor units) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -159,23 +165,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
+                let currency: lcp::client::Currency =
+                    serde_json::from_value(out["currency"].clone())?;
+                let show = |v: &serde_json::Value| {
+                    v.as_i64()
+                        .map(|n| currency.show(n))
+                        .unwrap_or_else(|| v.to_string())
+                };
                 println!(
-                    "matched {} agents: total price {}, failure probability {:.2e}",
+                    "matched {} agents: total contract price {}, failure probability {:.2e}",
                     out["agents"].as_array().map_or(0, Vec::len),
-                    out["total_price"],
+                    show(&out["total_price"]),
                     out["failure_probability"].as_f64().unwrap_or(f64::NAN)
                 );
                 for c in out["contracts"].as_array().into_iter().flatten() {
                     println!(
-                        "  contract {} with {} ({}): paid {}, {} stored, registered",
+                        "  contract {} with {} ({}): paid {} = contract {} + {} prepaid credit \
+                         (for writing and reading the shard); {} stored, registered",
                         c["contract"].as_str().unwrap_or(""),
                         c["agent"].as_str().unwrap_or(""),
                         c["endpoint"].as_str().unwrap_or(""),
-                        c["paid"],
+                        show(&c["paid"]),
+                        show(&c["contract_price"]),
+                        show(&c["prepaid_credit"]),
                         c["object"].as_str().unwrap_or("")
                     );
                 }
-                println!("wallet balance now {}", out["balance"]);
+                println!("wallet balance now {}", show(&out["balance"]));
             }
             Ok(())
         }

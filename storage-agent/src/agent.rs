@@ -391,6 +391,8 @@ pub struct Agent {
     recent_errors: Mutex<VecDeque<String>>,
     /// How the market last rated this agent (read back after each heartbeat).
     standing: Mutex<Option<MarketStanding>>,
+    /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
+    currencies: Mutex<HashMap<String, lcp::client::Currency>>,
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -436,6 +438,7 @@ impl Agent {
             auditor_audits: Mutex::new(HashMap::new()),
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
+            currencies: Mutex::new(HashMap::new()),
             seen_reads: SeenReads::new(),
             free_audits: Mutex::new(HashMap::new()),
             read_cache: Arc::new(ReadCache {
@@ -464,6 +467,33 @@ impl Agent {
     /// Record the market's rating of this agent.
     pub fn set_standing(&self, standing: MarketStanding) {
         *self.standing.lock().unwrap_or_else(|p| p.into_inner()) = Some(standing);
+    }
+
+    /// Remember an issuer's currency (code and decimals), to show amounts in it.
+    pub fn set_currency(&self, issuer: &str, currency: lcp::client::Currency) {
+        self.currencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(issuer.to_owned(), currency);
+    }
+
+    /// An issuer's currency, once its payment watcher has read it.
+    pub fn currency_of(&self, issuer: &str) -> Option<lcp::client::Currency> {
+        self.currencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(issuer)
+            .cloned()
+    }
+
+    /// `amount` minor units of `issuer`'s currency for people: `7.90 LCU` once the currency is
+    /// known, `790 (minor units)` before.
+    pub fn show_amount(&self, issuer: &str, amount: impl Into<i128>) -> String {
+        let amount = amount.into();
+        match self.currency_of(issuer) {
+            Some(c) => c.show(amount),
+            None => format!("{amount} (minor units)"),
+        }
     }
 
     /// The market's last rating of this agent, if a market rated it.

@@ -82,7 +82,7 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
         .map(|e| {
             format!(
                 "<li><span class=income>{}</span> from <code>{}</code> ({})</li>",
-                e.income,
+                esc(&agent.show_amount(&e.issuer, e.income)),
                 esc(&e.issuer),
                 esc(&e.issuer_url)
             )

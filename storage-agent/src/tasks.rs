@@ -33,6 +33,12 @@ pub async fn watch_payments(agent: Arc<Agent>, issuer: String, issuer_url: Strin
     let mut backoff = BACKOFF_MS_MIN;
     loop {
         let step = async {
+            if agent.currency_of(&issuer).is_none() {
+                // For the dashboard's amounts (decimals and code); learned once.
+                if let Ok(c) = client.currency().await {
+                    agent.set_currency(&issuer, c);
+                }
+            }
             let after = agent.cursor(&issuer).await.map_err(|e| e.to_string())?;
             let page = client
                 .deposits(after, WATCH_WAIT_MS, None)

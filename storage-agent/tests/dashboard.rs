@@ -48,12 +48,14 @@ async fn the_dashboard_renders_in_a_browser() {
         dom.contains(r#"<b id="active">1</b>"#),
         "one active contract"
     );
+    // Amounts are shown with the currency's decimals and code, as the issuer states them.
+    let currency = world.mint.currency().await.expect("currency");
     assert!(
         dom.contains(&format!(
             "<span class=\"income\">{}</span>",
-            terms.contract_price + 5_000
+            currency.show(terms.contract_price + 5_000)
         )),
-        "earnings in the currency"
+        "earnings in the currency: {dom}"
     );
 
     // A screenshot for people reviewing the page (not asserted beyond being written).
