@@ -271,21 +271,59 @@ pub struct CreateStages {
 /// First path seen of each file with several names, by (device, inode).
 type FirstNames = HashMap<(u64, u64), String>;
 
-/// Walk `root`, answering nodes (paths relative to the parent of `root`), skipping excluded
-/// paths. A path that cannot be read is left out and named in `unreadable` (a directory
-/// that cannot be listed is kept, empty).
+/// A path given to `create`, as the snapshot records it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Root {
+    /// Absolute, with its last component as typed: a symlink given as an argument is named
+    /// as the user named it (`/usr/share/doc/python3-dev`, not the `python3` it points to).
+    pub absolute: PathBuf,
+    /// Its name in the snapshot: the last component as typed (`root` for `/`).
+    pub name: String,
+    /// Where its contents are read: the path with every symlink resolved, so an argument
+    /// that is a symlink to a directory backs up that directory's contents under `name`.
+    pub read_from: PathBuf,
+}
+
+impl Root {
+    /// `typed` as `create` records it: the parent made absolute (symlinks in it resolved),
+    /// the last component kept as typed. `.`, `..` and `/` have no name of their own and are
+    /// resolved whole.
+    pub fn of(typed: &Path) -> Result<Root, Error> {
+        let usage = |e: std::io::Error| Error::Usage(format!("{}: {e}", typed.display()));
+        let read_from = std::fs::canonicalize(typed).map_err(usage)?;
+        let absolute = match typed.components().next_back() {
+            Some(std::path::Component::Normal(last)) => {
+                let parent = match typed.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                std::fs::canonicalize(parent).map_err(usage)?.join(last)
+            }
+            _ => read_from.clone(),
+        };
+        let name = absolute
+            .file_name()
+            .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
+        Ok(Root {
+            absolute,
+            name,
+            read_from,
+        })
+    }
+}
+
+/// Walk `root`, answering nodes (paths starting with `name`, the root's name in the
+/// snapshot), skipping excluded paths. A path that cannot be read is left out and named in
+/// `unreadable` (a directory that cannot be listed is kept, empty).
 fn walk(
     root: &Path,
+    name: &str,
     exclude: &PathFilter,
     first_names: &mut FirstNames,
     out: &mut Vec<(PathBuf, Node)>,
     unreadable: &mut Vec<String>,
 ) -> Result<(), Error> {
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into());
-    let mut stack = vec![(root.to_path_buf(), name)];
+    let mut stack = vec![(root.to_path_buf(), name.to_owned())];
     while let Some((path, rel)) = stack.pop() {
         if exclude.matches(&rel, Some(&path)) {
             continue;
@@ -562,10 +600,24 @@ pub async fn create(
     paths: &[PathBuf],
     exclude: &[String],
 ) -> Result<CreateSummary, Error> {
-    // A prune must not delete what this backup counts as stored while it runs.
+    // An ended contract refuses every write: say what to do before anything is written.
+    let now = now_s();
+    let ended: Vec<usize> = (0..repo.n())
+        .filter(|&i| repo.config.slots[i].end_s > 0 && repo.config.slots[i].end_s <= now)
+        .collect();
+    if !ended.is_empty() {
+        return Err(Error::Ended(format!(
+            "the contracts have ended: run `backup repair` (it renews them; slots {ended:?} \
+             ended)"
+        )));
+    }
+    // A prune must not delete what this backup counts as stored while it runs. Ctrl-C removes
+    // the lock (caught from before it is taken); what was uploaded stays for the next run.
+    let mut signals = repo::Signals::catch();
+    // A signal during the taking is seen right after it (the lock is then named).
     let lock = repo.lock("create").await?;
-    let result = create_locked(repo, paths, exclude).await;
-    repo.unlock(&lock).await;
+    let result = repo::until_signal(&mut signals, create_locked(repo, paths, exclude)).await;
+    repo.unlock_after(&lock, &result).await;
     result
 }
 
@@ -583,20 +635,25 @@ async fn create_locked(
     // would be merged, and one lost on restore.
     let mut roots: HashMap<String, PathBuf> = HashMap::new();
     let mut absolute = Vec::new();
-    for p in paths {
-        let p =
-            std::fs::canonicalize(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
-        let name = p
-            .file_name()
-            .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
-        if let Some(other) = roots.insert(name.clone(), p.clone()) {
+    for typed in paths {
+        let root = Root::of(typed)?;
+        let p = root.absolute;
+        if let Some(other) = roots.insert(root.name.clone(), p.clone()) {
             return Err(Error::Usage(format!(
-                "{} and {} would both be `{name}` in the snapshot: back them up in separate snapshots",
+                "{} and {} would both be `{}` in the snapshot: back them up in separate snapshots",
                 other.display(),
-                p.display()
+                p.display(),
+                root.name
             )));
         }
-        walk(&p, &exclude, &mut first_names, &mut found, &mut unreadable)?;
+        walk(
+            &root.read_from,
+            &root.name,
+            &exclude,
+            &mut first_names,
+            &mut found,
+            &mut unreadable,
+        )?;
         absolute.push(p.to_string_lossy().into_owned());
     }
     repo.sync_index().await?;
@@ -632,7 +689,12 @@ async fn create_locked(
     };
     let progress = Progress::start(total);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ClosedPack>(PACKS_IN_FLIGHT_MAX);
-    let known: HashSet<String> = repo.index.chunks.keys().cloned().collect();
+    // Deduplication trusts only packs listed on k slots: an index may still name a pack a
+    // killed prune deleted.
+    let known: HashSet<String> = (repo.index.chunks.iter())
+        .filter(|(_, l)| repo.is_stored(&l.pack))
+        .map(|(c, _)| c.clone())
+        .collect();
     let (keys, read) = (repo.keys.clone(), progress.counter());
     let runtime = tokio::runtime::Handle::current();
     let (recycle, recycled) = std::sync::mpsc::sync_channel(PACKS_IN_FLIGHT_MAX + 1);
@@ -654,7 +716,9 @@ async fn create_locked(
     let chunked = chunker
         .await
         .map_err(|e| Error::Io(format!("the chunking thread failed: {e}")));
-    uploaded?;
+    if let Err(e) = uploaded {
+        return Err(forget_uploads_when_full(repo, e, &added_locations).await);
+    }
     let chunked = chunked??;
     summary.stage_seconds.chunk = chunked.chunk_busy.as_secs_f64();
     summary.stage_seconds.seal = chunked.seal_busy.as_secs_f64();
@@ -683,7 +747,13 @@ async fn create_locked(
         let sealed = repo
             .keys
             .seal(&serde_json::to_vec(&object).map_err(|e| Error::Io(e.to_string()))?)?;
-        repo.put_sharded(&format!("i-{index_id}"), &sealed).await?;
+        let name = format!("i-{index_id}");
+        if let Err(e) = repo.put_sharded(&name, &sealed).await {
+            // No half-written index is left, and on a full repository no packs it would
+            // have named.
+            let _ = repo.delete_sharded(&name).await;
+            return Err(forget_uploads_when_full(repo, e, &object.chunks).await);
+        }
         repo.index.loaded.push(index_id);
     }
     repo.index.pending.clear();
@@ -717,6 +787,33 @@ async fn create_locked(
     Ok(summary)
 }
 
+/// After `create` failed with `error`: when the repository is full, the packs this backup
+/// stored (`added`, which no index names yet) are deleted and forgotten, so they do not hold
+/// room that `forget --prune` is meant to free; a resumed backup could not finish either,
+/// with no room for its index. Any other failure keeps them for the next run to resume
+/// from. Answers `error`.
+async fn forget_uploads_when_full(
+    repo: &mut Repo,
+    error: Error,
+    added: &HashMap<String, Location>,
+) -> Error {
+    if !matches!(error, Error::Full(_)) {
+        return error;
+    }
+    let packs: HashSet<String> = added.values().map(|l| l.pack.clone()).collect();
+    for pack in &packs {
+        // Best effort: a pack left behind is deleted by the next prune.
+        let _ = repo.delete_sharded(&format!("p-{pack}")).await;
+    }
+    repo.index.pending.clear();
+    repo.index.chunks.retain(|_, l| !packs.contains(&l.pack));
+    repo.index.packs.retain(|p, _| !packs.contains(p));
+    match repo.save_index() {
+        Ok(()) => error,
+        Err(e) => e,
+    }
+}
+
 /// Erasure-code one closed pack (on a blocking thread: it is CPU work), store its shards,
 /// and record its chunks as pending in the local index.
 async fn upload_pack(
@@ -744,11 +841,20 @@ async fn upload_pack(
     summary.stage_seconds.erasure_code += t.elapsed().as_secs_f64();
     let t = Instant::now();
     // The pack stays until its shards are stored, to make one again should a write repeat.
-    let roots = repo
-        .put_shards(&format!("p-{id}"), shards, roots, &|i| {
-            erasure::shard(&bytes, k, m, i)
-        })
-        .await?;
+    let name = format!("p-{id}");
+    let roots = match repo
+        .put_shards(&name, shards, roots, &|i| erasure::shard(&bytes, k, m, i))
+        .await
+    {
+        Ok(roots) => roots,
+        Err(e) => {
+            // A pack that did not fit everywhere holds room on the slots it did fit.
+            if matches!(e, Error::Full(_)) {
+                let _ = repo.delete_sharded(&name).await;
+            }
+            return Err(e);
+        }
+    };
     repo.index.packs.insert(id, roots);
     summary.stage_seconds.upload += t.elapsed().as_secs_f64();
     // Back to the sealing thread for its next pack (dropped if it has enough).
@@ -1273,6 +1379,28 @@ mod tests {
             .iter()
             .map(|l| (l.pack.clone(), l.keep.clone()))
             .collect()
+    }
+
+    /// A symlink given as an argument keeps the name it was given (and its absolute path is
+    /// not resolved through it), while its contents are read from what it points to.
+    #[test]
+    fn a_symlinked_argument_is_recorded_as_typed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let base = std::fs::canonicalize(tmp.path()).expect("abs");
+        std::fs::create_dir(base.join("python3")).expect("dir");
+        std::os::unix::fs::symlink("python3", base.join("python3-dev")).expect("ln");
+        let root = Root::of(&base.join("python3-dev")).expect("root");
+        assert_eq!(root.name, "python3-dev");
+        assert_eq!(root.absolute, base.join("python3-dev"));
+        assert_eq!(root.read_from, base.join("python3"));
+        // A trailing slash names the same thing.
+        let slash = PathBuf::from(format!("{}/", base.join("python3-dev").display()));
+        assert_eq!(Root::of(&slash).expect("root").name, "python3-dev");
+        assert_eq!(Root::of(Path::new("/")).expect("root").name, "root");
+        assert!(matches!(
+            Root::of(&base.join("missing")),
+            Err(Error::Usage(_))
+        ));
     }
 
     /// A chunk needed again after its pack is left is kept, so every pack is read once; past

@@ -104,7 +104,11 @@ pub fn unframe_in_place(mut framed: Vec<u8>) -> Result<Vec<u8>, Vec<u8>> {
 pub fn decode(mut shards: Vec<Option<Vec<u8>>>, k: usize, m: usize) -> Result<Vec<u8>, Error> {
     let present = shards.iter().filter(|s| s.is_some()).count();
     if present < k {
-        return Err(Error::NotEnoughShards { present, needed: k });
+        return Err(Error::NotEnoughShards {
+            object: String::new(),
+            present,
+            needed: k,
+        });
     }
     codec(k, m)?
         .reconstruct_data(&mut shards)

@@ -13,8 +13,19 @@ pub enum Error {
     NoRepository(String),
     #[error("data is corrupt: {0}")]
     Corrupt(String),
-    #[error("only {present} of the {needed} shards needed could be read")]
-    NotEnoughShards { present: usize, needed: usize },
+    /// `object` (`p-...`, `i-...`, `s-...`; empty when not known yet) cannot be read.
+    #[error("{}only {present} of the {needed} shards needed could be read", prefix(.object))]
+    NotEnoughShards {
+        object: String,
+        present: usize,
+        needed: usize,
+    },
+    /// A slot's contract has no room for a write.
+    #[error("{0}")]
+    Full(String),
+    /// A slot's contract has ended: writes are refused until `repair` renews it.
+    #[error("{0}")]
+    Ended(String),
     #[error("{0}")]
     Crypto(String),
     #[error("{0}")]
@@ -28,6 +39,13 @@ pub enum Error {
     /// The snapshot was saved, but without paths that could not be read.
     #[error("{0}")]
     Incomplete(String),
+    /// The command was stopped by a signal (SIGINT, SIGTERM) after removing its lock; the CLI
+    /// exits 128 + the signal's number, as a shell reports a process killed by it.
+    #[error("interrupted by {signal}: the lock is removed; run the command again to resume")]
+    Interrupted {
+        signal: &'static str,
+        exit_code: i32,
+    },
     #[error("{context}: {source}")]
     Remote {
         context: String,
@@ -51,7 +69,35 @@ impl Error {
             Error::Remote { .. } => 5,
             Error::Incomplete(_) => 6,
             Error::Usage(_) => 2,
+            Error::Interrupted { exit_code, .. } => *exit_code,
             _ => 1,
+        }
+    }
+}
+
+fn prefix(object: &str) -> String {
+    if object.is_empty() {
+        String::new()
+    } else {
+        format!("{object}: ")
+    }
+}
+
+impl Error {
+    /// This error, naming `object` when it is one that could not be read.
+    pub fn naming(self, object: &str) -> Error {
+        match self {
+            Error::NotEnoughShards {
+                present, needed, ..
+            } => Error::NotEnoughShards {
+                object: object.to_owned(),
+                present,
+                needed,
+            },
+            Error::Corrupt(what) if !what.contains(object) => {
+                Error::Corrupt(format!("{object}: {what}"))
+            }
+            other => other,
         }
     }
 }

@@ -493,6 +493,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     r.slots_replaced,
                     r.slots_renewed
                 );
+                if !r.slots_renewed_elsewhere.is_empty() {
+                    out!(
+                        "  renewed on another agent (their own could not renew): slots {:?}",
+                        r.slots_renewed_elsewhere
+                    );
+                }
                 for s in &r.slots_unreplaced {
                     out!("  not replaced: slot {s}");
                 }

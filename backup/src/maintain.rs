@@ -34,25 +34,34 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
 }
 
-/// The sharded objects of the repository: packs, indexes and snapshots, by name prefix.
-async fn sharded_objects(repo: &Repo) -> Result<Vec<String>, Error> {
-    let names = repo.object_names().await?;
-    // Packs are the repository's when an index (or an unfinished backup) names them, listed
-    // or not. A listed pack nothing names is left over by a killed backup or prune, maybe
-    // half written: `prune` deletes it, and it is no problem of the repository's.
-    let indexed: BTreeSet<String> = repo
-        .index
-        .chunks
-        .values()
-        .chain(repo.index.pending.values())
-        .map(|l| format!("p-{}", l.pack))
-        .collect();
-    let mut out: BTreeSet<String> = names
+/// The sharded objects the repository must keep: its snapshots and index objects (those
+/// written half way excepted: they are not the repository's), and every pack a snapshot uses.
+/// A pack no snapshot uses (left by a killed backup, or unused since a `forget`, or half
+/// deleted by a killed prune) is not the repository's problem: `prune` deletes it.
+async fn sharded_objects(repo: &Repo, snapshots: &[Snapshot]) -> Result<Vec<String>, Error> {
+    let listing = repo.listing().await?;
+    let half: HashSet<String> = repo.half_written().into_iter().collect();
+    let mut out: BTreeSet<String> = listing
+        .names()
         .into_iter()
-        .filter(|n| n.starts_with("s-") || n.starts_with("i-"))
+        .filter(|n| (n.starts_with("s-") || n.starts_with("i-")) && !half.contains(n))
         .collect();
-    out.extend(indexed);
+    out.extend(
+        used_packs(repo, snapshots)
+            .into_iter()
+            .map(|p| format!("p-{p}")),
+    );
     Ok(out.into_iter().collect())
+}
+
+/// The packs holding the chunks `snapshots` use (as the index locates them).
+fn used_packs(repo: &Repo, snapshots: &[Snapshot]) -> HashSet<String> {
+    snapshots
+        .iter()
+        .flat_map(|s| s.nodes.iter().flat_map(|n| n.chunks.iter()))
+        .filter_map(|c| repo.index.chunks.get(c))
+        .map(|l| l.pack.clone())
+        .collect()
 }
 
 /// What `verify` accepts for an object: packs hash to their id; the rest must open.
@@ -143,7 +152,7 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
             }
         }
     }
-    let objects = sharded_objects(repo).await?;
+    let objects = sharded_objects(repo, &snapshots).await?;
     let (mut audits, mut audits_failed) = (0, 0);
     // Each slot: the contract is active and lists a shard of every object.
     for (i, slot) in repo.config.slots.iter().enumerate() {
@@ -230,6 +239,9 @@ pub struct RepairReport {
     /// Slots whose contract ended within the renewal window: each has a new contract (the
     /// same agent when the market still lists it) holding its shards; the old one lapses.
     pub slots_renewed: Vec<usize>,
+    /// Renewed slots whose own agent could not renew (short of space, or no longer listed):
+    /// their new contract is with a spare agent, which got their shards rebuilt.
+    pub slots_renewed_elsewhere: Vec<usize>,
     /// Slots whose agent is gone and could not be replaced (`slot: why`): their shards stay
     /// missing until a later repair finds an agent.
     pub slots_unreplaced: Vec<String>,
@@ -276,11 +288,12 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
         }
     }
     repo.sync_index().await?;
-    let objects = sharded_objects(repo).await?;
+    let snapshots = repo.snapshots().await?;
+    let objects = sharded_objects(repo, &snapshots).await?;
     // Shards are read from the contracts as they are now, and written to the renewed ones.
     let before = repo.reader();
     let now = i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX);
-    let mut renewed = Vec::new();
+    let (mut renewed, mut moved) = (Vec::new(), Vec::new());
     for i in 0..repo.n() {
         let slot = &repo.config.slots[i];
         if replaced.contains(&i) || dead.contains(&i) || !due_for_renewal(slot, now, renew_within_s)
@@ -291,8 +304,17 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
             0 => RENEW_TERM_S_UNKNOWN,
             d => d,
         };
-        let bought = repo.buy_slot(i, term, true).await?;
-        renewed.push((i, repo.adopt(i, bought)));
+        // The same agent when it has room, else a spare: the shards are rebuilt onto it
+        // below either way. A slot nobody renews does not stop the others.
+        match repo.buy_slot(i, term, true).await {
+            Ok(bought) => {
+                if bought.slot.agent != repo.config.slots[i].agent {
+                    moved.push(i);
+                }
+                renewed.push((i, repo.adopt(i, bought)));
+            }
+            Err(e) => unreplaced.push(format!("{i}: not renewed: {e}")),
+        }
     }
     let renewed_slots: Vec<usize> = renewed.iter().map(|(i, _)| *i).collect();
     let mut rewritten = 0;
@@ -328,6 +350,7 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
         shards_rewritten: rewritten,
         slots_replaced: replaced,
         slots_renewed: renewed_slots,
+        slots_renewed_elsewhere: moved,
         slots_unreplaced: unreplaced,
         objects_lost: lost,
     })
@@ -434,18 +457,22 @@ pub struct PruneReport {
     pub packs_repacked: usize,
     pub packs_kept: usize,
     pub bytes_freed: u64,
+    /// Index and snapshot objects written half way (by a command that stopped), deleted.
+    pub objects_half_written: Vec<String>,
 }
 
 /// A pack with more than this share (percent) of unused bytes is repacked by `prune`.
 pub const REPACK_UNUSED_PCT: u64 = 5;
 
-/// `backup prune`: delete every pack no remaining snapshot uses, repack those partly unused,
-/// and write a fresh index of what remains (replacing the old index objects).
+/// `backup prune`: delete every pack no remaining snapshot uses and every object written
+/// half way, repack the packs partly unused, and write a fresh index of what remains
+/// (replacing the old index objects). See [`prune_locked`] for the order.
 pub async fn prune(repo: &mut Repo) -> Result<PruneReport, Error> {
     // Alone: a running backup counts on packs this would delete.
+    let mut signals = crate::repo::Signals::catch();
     let lock = repo.lock("prune").await?;
-    let result = prune_locked(repo).await;
-    repo.unlock(&lock).await;
+    let result = crate::repo::until_signal(&mut signals, prune_locked(repo)).await;
+    repo.unlock_after(&lock, &result).await;
     result
 }
 
@@ -458,6 +485,16 @@ pub async fn unlock(repo: &Repo) -> Result<Vec<String>, Error> {
     Ok(locks.into_iter().map(|(_, _, name)| name).collect())
 }
 
+/// The order is what keeps a prune safe when killed at any point, and able to run on a full
+/// repository:
+/// 1. garbage first: packs no snapshot uses and objects written half way. Nothing counts on
+///    them: a backup deduplicates only against packs listed on k slots
+///    ([`Repo::is_stored`]), `check` and `restore` need only the packs snapshots use. Their
+///    room is free before anything is written.
+/// 2. packs partly unused are repacked (stopping, not failing, if the room runs out);
+/// 3. a new index object of what is kept, then the old index objects are deleted;
+/// 4. last, the repacked packs' originals, which the old index objects named for chunks a
+///    snapshot uses.
 async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
     repo.sync_index().await?;
     let snapshots = repo.snapshots().await?;
@@ -465,16 +502,21 @@ async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
         .iter()
         .flat_map(|s| s.nodes.iter().flat_map(|n| n.chunks.iter()))
         .collect();
-    let used_packs: HashSet<String> = repo
-        .index
-        .chunks
+    // A snapshot naming a chunk no index has (its index unreadable): deleting by what the
+    // index says would delete what that snapshot needs.
+    if let Some(lost) = used_chunks
         .iter()
-        .filter(|(c, _)| used_chunks.contains(c))
-        .map(|(_, l)| l.pack.clone())
-        .collect();
+        .find(|c| !repo.index.chunks.contains_key(c.as_str()))
+    {
+        return Err(Error::CheckFailed(format!(
+            "a snapshot uses chunk {lost}, which no readable index locates: prune deletes \
+             nothing until `backup check` and `backup repair` have dealt with it"
+        )));
+    }
+    let used_packs = used_packs(repo, &snapshots);
     // Every pack stored: those the index names, an interrupted backup's, and any on the agents
-    // that no index names (a backup killed between storing a pack and recording it). Like
-    // restic's prune, this must not run while a backup of the repository runs elsewhere.
+    // that no index names (a backup killed between storing a pack and recording it).
+    let listing = repo.listing().await?;
     let mut all_packs: HashSet<String> = repo
         .index
         .chunks
@@ -483,23 +525,32 @@ async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
         .map(|l| l.pack.clone())
         .collect();
     all_packs.extend(
-        repo.object_names()
-            .await?
+        listing
+            .names()
             .iter()
             .filter_map(|n| n.strip_prefix("p-"))
             .map(str::to_owned),
     );
-    // Packs are deleted last, once no index object names them: an interrupted prune leaves
-    // extra packs (the next prune deletes them), never an index naming a deleted pack.
-    let mut doomed: Vec<String> = all_packs.difference(&used_packs).cloned().collect();
-    let deleted = doomed.len();
-    // Chunks of unused packs leave the index.
+    // 1. Garbage, deleted first.
+    let garbage: Vec<String> = all_packs.difference(&used_packs).cloned().collect();
+    let deleted = garbage.len();
+    let mut freed = 0u64;
+    for pack in &garbage {
+        freed = freed.saturating_add(repo.delete_sharded(&format!("p-{pack}")).await?);
+    }
+    let half = repo.half_written();
+    for name in &half {
+        freed = freed.saturating_add(repo.delete_sharded(name).await?);
+    }
     repo.index
         .chunks
         .retain(|_, l| used_packs.contains(&l.pack));
-    // Packs that are partly unused are rewritten with their used blobs only (the blobs stay
-    // sealed: nothing is decrypted), then deleted.
-    let mut repacked = 0;
+    repo.index
+        .pending
+        .retain(|_, l| used_packs.contains(&l.pack));
+    // 2. Packs that are partly unused are rewritten with their used blobs only (the blobs
+    // stay sealed: nothing is decrypted); their originals are deleted at the end.
+    let mut repacked_originals = Vec::new();
     for pack in &used_packs {
         let entries: Vec<(String, Location)> = repo
             .index
@@ -514,7 +565,7 @@ async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
             .filter(|(c, _)| !used_chunks.contains(c))
             .map(|(_, l)| l.length)
             .sum();
-        if unused * 100 <= total * REPACK_UNUSED_PCT {
+        if unused.saturating_mul(100) <= total.saturating_mul(REPACK_UNUSED_PCT) {
             continue;
         }
         let name = format!("p-{pack}");
@@ -532,7 +583,16 @@ async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
             builder.add(chunk.clone(), blob);
         }
         let (new_id, new_bytes, locations) = builder.finish();
-        let roots = repo.put_sharded(&format!("p-{new_id}"), &new_bytes).await?;
+        let new_name = format!("p-{new_id}");
+        let roots = match repo.put_sharded(&new_name, &new_bytes).await {
+            Ok(roots) => roots,
+            // No room for the copy: the pack stays as it is (its unused blobs with it).
+            Err(Error::Full(_)) => {
+                let _ = repo.delete_sharded(&new_name).await;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         repo.index.packs.insert(new_id, roots);
         for (chunk, loc) in locations {
             repo.index.chunks.insert(chunk, loc);
@@ -540,41 +600,49 @@ async fn prune_locked(repo: &mut Repo) -> Result<PruneReport, Error> {
         for (chunk, _) in entries.iter().filter(|(c, _)| !used_chunks.contains(c)) {
             repo.index.chunks.remove(chunk);
         }
-        doomed.push(pack.clone());
-        repacked += 1;
+        repacked_originals.push(pack.clone());
     }
     let packs_kept: HashSet<String> = repo.index.chunks.values().map(|l| l.pack.clone()).collect();
     repo.index.packs.retain(|p, _| packs_kept.contains(p));
-    // An interrupted backup's chunks whose packs were just deleted must be uploaded again.
-    repo.index
-        .pending
-        .retain(|_, l| packs_kept.contains(&l.pack));
     let packs_kept = packs_kept.len();
-    // A new index object replaces the old ones.
-    let old_indexes = std::mem::take(&mut repo.index.loaded);
-    let id = uuid::Uuid::new_v4().to_string();
-    let object = crate::repo::IndexObject {
-        chunks: repo.index.chunks.clone(),
-        packs: repo.index.packs.clone(),
-    };
-    let sealed = repo
-        .keys
-        .seal(&serde_json::to_vec(&object).map_err(|e| Error::Io(e.to_string()))?)?;
-    repo.put_sharded(&format!("i-{id}"), &sealed).await?;
-    repo.index.loaded.push(id);
-    for old in old_indexes {
-        repo.delete_sharded(&format!("i-{old}")).await?;
+    // 3. A new index object replaces the old ones, unless nothing changed (a full repository
+    // with nothing to free must not need room to be pruned).
+    let changed = deleted > 0 || !repacked_originals.is_empty() || repo.index.loaded.len() > 1;
+    if changed {
+        let old_indexes = std::mem::take(&mut repo.index.loaded);
+        let id = uuid::Uuid::new_v4().to_string();
+        let object = crate::repo::IndexObject {
+            chunks: repo.index.chunks.clone(),
+            packs: repo.index.packs.clone(),
+        };
+        let sealed = repo
+            .keys
+            .seal(&serde_json::to_vec(&object).map_err(|e| Error::Io(e.to_string()))?)?;
+        let name = format!("i-{id}");
+        if let Err(e) = repo.put_sharded(&name, &sealed).await {
+            // The old index objects still stand; no half-written one is left beside them.
+            let _ = repo.delete_sharded(&name).await;
+            repo.index.loaded = old_indexes;
+            repo.save_index()?;
+            return Err(e);
+        }
+        repo.index.loaded.push(id);
+        for old in old_indexes {
+            repo.delete_sharded(&format!("i-{old}")).await?;
+        }
     }
     repo.save_index()?;
-    let mut freed = 0;
-    for pack in doomed {
-        freed += repo.delete_sharded(&format!("p-{pack}")).await?;
+    // 4. The repacked originals, which only the old index objects named.
+    let repacked = repacked_originals.len();
+    for pack in repacked_originals {
+        freed = freed.saturating_add(repo.delete_sharded(&format!("p-{pack}")).await?);
     }
     Ok(PruneReport {
         packs_deleted: deleted,
         packs_repacked: repacked,
         packs_kept,
         bytes_freed: freed,
+        objects_half_written: half,
     })
 }
 

@@ -12,7 +12,7 @@
 //! all be rebuilt from the agents with the market URL, the repository id, the password and the
 //! wallet that bought the contracts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,6 +45,56 @@ const REPLACE_TRIES_MAX: usize = 5;
 /// buffer is sized from it.
 const OBJECT_BYTES_MAX: u64 = 1 << 30;
 
+/// Longest an interrupted command spends removing its lock before it exits anyway (an agent
+/// that hangs must not keep a Ctrl-C from ending the command).
+pub const UNLOCK_ON_SIGNAL_MS_MAX: u64 = 10_000;
+
+/// SIGINT and SIGTERM, caught while a command holds a lock: restic removes its lock on
+/// Ctrl-C, and a lock left behind makes the next `prune` refuse until `backup unlock`. Caught
+/// from before the lock is taken, so no signal in between kills the process with it held.
+pub struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Catch SIGINT and SIGTERM from now on (one that cannot be caught keeps its default).
+    pub fn catch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next signal, as the error that ends the command (exit 130 or 143).
+    pub async fn next(&mut self) -> Error {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.int) => Error::Interrupted { signal: "SIGINT", exit_code: 130 },
+            () = recv(&mut self.term) => Error::Interrupted { signal: "SIGTERM", exit_code: 143 },
+        }
+    }
+}
+
+/// Run `work` until it ends or a signal arrives (then [`Error::Interrupted`]).
+pub async fn until_signal<T>(
+    signals: &mut Signals,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        r = work => r,
+        e = signals.next() => Err(e),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Slot {
     pub agent: String,
@@ -61,6 +111,15 @@ pub struct Slot {
     /// recorded).
     #[serde(default)]
     pub duration_s: u64,
+}
+
+/// ` (tried: a: why; b: why)` for the agents that refused, or nothing.
+fn tried(refused: &[String]) -> String {
+    if refused.is_empty() {
+        String::new()
+    } else {
+        format!(" (tried: {})", refused.join("; "))
+    }
 }
 
 /// A contract bought for a slot, not yet in use.
@@ -175,6 +234,14 @@ pub struct Repo {
     /// Slots whose agent did not answer a sharded write: later writes skip them, and their
     /// shards stay unwritten until `repair` (at most [`Repo::unwritten_max`] slots).
     unwritten: std::sync::Mutex<std::collections::BTreeSet<usize>>,
+    /// Objects (`i-..`, `s-..`) fewer than k slots can hold: written half way by a command
+    /// that stopped (killed, or a contract full). They are not the repository's: skipped
+    /// with a warning, and deleted by `prune`.
+    half_written: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Packs listed on at least k slots when the index was last synced: only their chunks
+    /// count as stored for deduplication (an index may still name a pack a killed prune
+    /// deleted, or half deleted).
+    stored_packs: HashSet<String>,
 }
 
 /// What reading shards needs, owned, so a spawned task can read ahead while the caller works
@@ -310,7 +377,7 @@ impl Reader {
         // bad ones precisely. The data shards are read again: they were streamed into one
         // buffer and cannot be told apart once joined.
         let shards = self.fetch_shards(name).await;
-        rebuild_verified(shards, self.k, self.m, verify, true)
+        rebuild_verified(shards, self.k, self.m, verify, true).map_err(|e| e.naming(name))
     }
 }
 
@@ -361,6 +428,45 @@ pub fn terms_of(envelope: &Envelope) -> Result<Contract, Error> {
         .map_err(|e| Error::Corrupt(format!("contract envelope: {e}")))
 }
 
+/// What each slot's contract lists: full object names, shard suffixes included; `None` for
+/// a slot whose agent did not answer.
+pub struct Listing {
+    pub slots: Vec<Option<HashSet<String>>>,
+}
+
+impl Listing {
+    /// Object names without the shard suffix, over every slot that answered.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, held) in self.slots.iter().enumerate() {
+            let suffix = format!("-{i}");
+            for name in held.iter().flatten() {
+                let base = name.strip_suffix(&suffix).unwrap_or(name);
+                names.insert(base.to_owned());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// How many slots list their shard of `base` (`<base>-<i>` on slot `i`).
+    pub fn listed(&self, base: &str) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, held)| {
+                held.as_ref()
+                    .is_some_and(|h| h.contains(&format!("{base}-{i}")))
+            })
+            .count()
+    }
+
+    /// How many slots may hold a shard of `base`: those listing it and those that did not
+    /// answer.
+    pub fn could_hold(&self, base: &str) -> usize {
+        self.listed(base) + self.slots.iter().filter(|h| h.is_none()).count()
+    }
+}
+
 impl Repo {
     pub fn new(
         dir: &Path,
@@ -387,6 +493,8 @@ impl Repo {
             http,
             agents,
             unwritten: Default::default(),
+            half_written: Default::default(),
+            stored_packs: HashSet::new(),
         }
     }
 
@@ -587,6 +695,17 @@ impl Repo {
         Ok(name)
     }
 
+    /// Remove the lock `name` after the work it guarded ended with `result`: after a signal,
+    /// within [`UNLOCK_ON_SIGNAL_MS_MAX`].
+    pub async fn unlock_after<T>(&self, name: &str, result: &Result<T, Error>) {
+        if matches!(result, Err(Error::Interrupted { .. })) {
+            let wait = Duration::from_millis(UNLOCK_ON_SIGNAL_MS_MAX);
+            let _ = tokio::time::timeout(wait, self.unlock(name)).await;
+        } else {
+            self.unlock(name).await;
+        }
+    }
+
     /// Remove the lock `name` from every slot that answers (best effort: a lock left behind
     /// goes stale, or `backup unlock` removes it).
     pub async fn unlock(&self, name: &str) {
@@ -749,8 +868,15 @@ impl Repo {
                     }
                     tokio::time::sleep(Duration::from_millis(PAYMENT_POLL_MS)).await;
                 }
+                Err(e) if e.code() == Some("contract_not_active") => {
+                    return Err(Error::Ended(format!(
+                        "the contracts have ended: run `backup repair` (slot {i}'s contract \
+                         {} on {} refused {name}: {e})",
+                        slot.contract, slot.endpoint
+                    )))
+                }
                 Err(e) if e.code() == Some("block_full") => {
-                    return Err(Error::Io(format!(
+                    return Err(Error::Full(format!(
                         "the repository is full: slot {i}'s contract ({} on {}) has no room \
                          for {name}. A repository holds about {} x --slot-bytes of packed data; \
                          free space with `backup forget ... --prune`, or start a repository \
@@ -837,9 +963,11 @@ impl Repo {
     }
 
     /// Buy a new contract for slot `i` lasting `duration_s`, with the same block size: from
-    /// the slot's own agent when `same_agent` and the market still lists it, else from an
-    /// agent the market matches that holds no other slot (agents that do not answer are
-    /// skipped). Nothing is written yet: [`Repo::adopt`], then [`Repo::publish`].
+    /// the slot's own agent when `same_agent` and the market still lists it, else (or when
+    /// that agent refuses, e.g. short of space) from an agent the market matches that holds
+    /// no other slot. Agents that do not answer or refuse are skipped, up to
+    /// [`REPLACE_TRIES_MAX`]. Nothing is written yet: [`Repo::adopt`], then
+    /// [`Repo::publish`].
     pub async fn buy_slot(
         &self,
         i: usize,
@@ -855,7 +983,35 @@ impl Repo {
             .clone();
         let old = self.config.slots[i].clone();
         let block = old.block_bytes.max(1 << 20);
-        let mut found = None;
+        let buy = |agent_id: String, endpoint: String| {
+            let market_entity = market_entity.clone();
+            async move {
+                let agent = AgentClient::new(self.http.clone(), &endpoint, self.buyer.clone());
+                let (_, offer) = agent
+                    .offer()
+                    .await
+                    .map_err(remote(format!("reading the offer of {endpoint}")))?;
+                // Checked before paying: a payment for a contract the agent then refuses
+                // stays with it.
+                if offer.block_bytes_max < block {
+                    return Err(Error::Io(format!(
+                        "{endpoint} has room for blocks of {} bytes, not {block}",
+                        offer.block_bytes_max
+                    )));
+                }
+                self.buy_from(
+                    i,
+                    (agent_id, endpoint),
+                    agent,
+                    &offer,
+                    block,
+                    duration_s,
+                    market_entity,
+                )
+                .await
+            }
+        };
+        let mut refused = Vec::new();
         if same_agent {
             let listed = market
                 .offers(Some(&self.config.issuer))
@@ -864,18 +1020,16 @@ impl Repo {
                 .into_iter()
                 .find(|l| l.agent == old.agent);
             if let Some(l) = listed {
-                let agent = AgentClient::new(self.http.clone(), &l.endpoint, self.buyer.clone());
-                if let Ok((_, offer)) = agent.offer().await {
-                    found = Some((l.agent, l.endpoint, agent, offer));
+                match buy(l.agent, l.endpoint).await {
+                    Ok(bought) => return Ok(bought),
+                    Err(e) => refused.push(format!("{}: {e}", old.endpoint)),
                 }
             }
         }
-        // The book may still list an agent that just died: skip those that do not answer.
+        // The book may still list an agent that just died, or one short of space: skip those
+        // that do not answer or refuse.
         let mut exclude: Vec<String> = self.config.slots.iter().map(|s| s.agent.clone()).collect();
         for _ in 0..REPLACE_TRIES_MAX {
-            if found.is_some() {
-                break;
-            }
             let answer = market
                 .match_agents(&market::book::MatchRequest {
                     currency: self.config.issuer.clone(),
@@ -891,30 +1045,46 @@ impl Repo {
                 .map_err(|e| match e.code() {
                     Some("cannot_meet_target") => Error::Io(format!(
                         "no spare agent for slot {i}: the market offers none besides the \
-                         repository's own (another agent must join the market first)"
+                         repository's own (another agent must join the market first){}",
+                        tried(&refused)
                     )),
                     _ => remote("finding a replacement agent")(e),
                 })?;
             let chosen = answer.agents.into_iter().next().ok_or_else(|| {
                 Error::Io(format!(
-                    "no spare agent for slot {i}: the market offered none"
+                    "no spare agent for slot {i}: the market offered none{}",
+                    tried(&refused)
                 ))
             })?;
-            let agent = AgentClient::new(self.http.clone(), &chosen.endpoint, self.buyer.clone());
-            match agent.offer().await {
-                Ok((_, offer)) => found = Some((chosen.agent, chosen.endpoint, agent, offer)),
-                Err(_) => exclude.push(chosen.agent),
+            exclude.push(chosen.agent.clone());
+            let endpoint = chosen.endpoint.clone();
+            match buy(chosen.agent, chosen.endpoint).await {
+                Ok(bought) => return Ok(bought),
+                Err(e) => refused.push(format!("{endpoint}: {e}")),
             }
         }
-        let (agent_id, endpoint, agent, offer) = found.ok_or_else(|| {
-            Error::Io(format!(
-                "no spare agent for slot {i}: none the market offered answers"
-            ))
-        })?;
+        Err(Error::Io(format!(
+            "no agent sold a contract for slot {i}{}",
+            tried(&refused)
+        )))
+    }
+
+    /// Buy a contract for slot `i` from `agent`, whose offer is `offer`.
+    #[allow(clippy::too_many_arguments)]
+    async fn buy_from(
+        &self,
+        i: usize,
+        (agent_id, endpoint): (String, String),
+        agent: AgentClient,
+        offer: &protocol::market::Offer,
+        block: u64,
+        duration_s: u64,
+        market_entity: EntityId,
+    ) -> Result<BoughtSlot, Error> {
         let issuer =
             EntityId::parse(&self.config.issuer).map_err(|_| Error::Corrupt("issuer id".into()))?;
         let terms = AgentClient::terms_from_offer(
-            &offer,
+            offer,
             self.buyer.entity(),
             &issuer,
             block,
@@ -926,7 +1096,9 @@ impl Repo {
         let bought = agent
             .buy(&self.wallet, &terms, credit)
             .await
-            .map_err(remote(format!("buying a contract from {endpoint}")))?;
+            .map_err(remote(format!(
+                "buying a contract for slot {i} from {endpoint}"
+            )))?;
         Ok(BoughtSlot {
             slot: Slot {
                 agent: agent_id,
@@ -1010,59 +1182,110 @@ impl Repo {
         self.save_config(&key)
     }
 
-    /// The repository's objects, by name without the shard suffix (`p-<pack>`, `s-<id>`,
-    /// `i-<id>`, `key-..`, `cfg-..`): the union over every slot that answers (free queries),
-    /// so a slot just replaced or renewed, still empty, hides nothing.
-    pub async fn object_names(&self) -> Result<Vec<String>, Error> {
-        let mut names = std::collections::BTreeSet::new();
-        let mut answered = false;
+    /// What every slot's contract lists (free queries, all at once).
+    pub async fn listing(&self) -> Result<Listing, Error> {
+        let views = self
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| async move { a.contract(&self.config.slots[i].contract).await });
+        let mut slots = Vec::with_capacity(self.n());
         let mut last = None;
-        for (i, a) in self.agents.iter().enumerate() {
-            match a.contract(&self.config.slots[i].contract).await {
-                Ok(view) => {
-                    answered = true;
-                    let suffix = format!("-{i}");
-                    for o in view.objects {
-                        let base = o.name.strip_suffix(&suffix).map(str::to_owned);
-                        names.insert(base.unwrap_or(o.name));
-                    }
+        for view in join_all(views).await {
+            match view {
+                Ok(view) => slots.push(Some(view.objects.into_iter().map(|o| o.name).collect())),
+                Err(e) => {
+                    slots.push(None);
+                    last = Some(e);
                 }
-                Err(e) => last = Some(e),
             }
         }
-        if !answered {
+        if slots.iter().all(Option::is_none) {
             return Err(last.map_or_else(
                 || Error::Corrupt("the repository has no slots".into()),
                 remote("listing the repository's objects"),
             ));
         }
-        Ok(names.into_iter().collect())
+        Ok(Listing { slots })
+    }
+
+    /// The repository's objects, by name without the shard suffix (`p-<pack>`, `s-<id>`,
+    /// `i-<id>`, `key-..`, `cfg-..`): the union over every slot that answers, so a slot just
+    /// replaced or renewed, still empty, hides nothing.
+    pub async fn object_names(&self) -> Result<Vec<String>, Error> {
+        Ok(self.listing().await?.names())
+    }
+
+    /// Is `name` (an index or snapshot object) written half way: can fewer than k slots hold
+    /// its shards? Such an object can never be read whole, so it is not the repository's (as
+    /// a half-written pack is not): it is skipped, with a warning the first time, and `prune`
+    /// deletes it. An object that only some agents that do not answer hold is not skipped:
+    /// reading it fails, and nothing is decided without it.
+    fn skip_half_written(&self, listing: &Listing, name: &str) -> bool {
+        let could = listing.could_hold(name);
+        if could >= self.k() {
+            return false;
+        }
+        let mut half = self.half_written.lock().unwrap_or_else(|p| p.into_inner());
+        if half.insert(name.to_owned()) {
+            eprintln!(
+                "warning: {name} cannot be read whole (only {could} of its {} shards were \
+                 written, {} are needed: a backup or prune stopped half way); it is left out, \
+                 and `backup prune` deletes it",
+                self.n(),
+                self.k()
+            );
+        }
+        true
+    }
+
+    /// Objects found written half way so far (see [`Repo::skip_half_written`]).
+    pub fn half_written(&self) -> Vec<String> {
+        let half = self.half_written.lock().unwrap_or_else(|p| p.into_inner());
+        half.iter().cloned().collect()
+    }
+
+    /// Does pack `id` count as stored: listed on at least k slots when the index was last
+    /// synced? Deduplication trusts only such packs.
+    pub fn is_stored(&self, pack: &str) -> bool {
+        self.stored_packs.contains(pack)
     }
 
     /// Fold in every index object not yet in the local cache. When one the cache folded in is
     /// gone (a prune, perhaps from another machine, replaced it), the cache starts over from
     /// the agents: it may name packs that no longer exist, and a backup trusting it would
     /// record chunks nobody stores. Chunks of an interrupted backup count as stored only while
-    /// their packs are listed.
+    /// their packs are listed on k slots, and so does every chunk for deduplication
+    /// ([`Repo::is_stored`]). An index object written half way is skipped
+    /// ([`Repo::skip_half_written`]): it must not hide the good ones.
     pub async fn sync_index(&mut self) -> Result<(), Error> {
-        let names = self.object_names().await?;
-        let listed: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        let listing = self.listing().await?;
+        let names = listing.names();
+        let k = self.k();
+        self.stored_packs = names
+            .iter()
+            .filter(|n| n.starts_with("p-") && listing.listed(n) >= k)
+            .map(|n| n["p-".len()..].to_owned())
+            .collect();
         let mut indexes: Vec<String> = names
             .iter()
+            .filter(|n| n.starts_with("i-") && !self.skip_half_written(&listing, n))
             .filter_map(|n| n.strip_prefix("i-"))
             .map(str::to_owned)
             .collect();
         indexes.sort();
-        if self.index.loaded.iter().any(|id| !indexes.contains(id)) {
+        // A location naming a pack that is no longer stored (a killed prune deleted it while
+        // the index naming it stayed) may have another in some index: fold them all again.
+        let stale = (self.index.chunks.values()).any(|l| !self.stored_packs.contains(&l.pack));
+        if stale || self.index.loaded.iter().any(|id| !indexes.contains(id)) {
             let pending = std::mem::take(&mut self.index.pending);
             self.index = Index {
                 pending,
                 ..Index::default()
             };
         }
-        self.index
-            .pending
-            .retain(|_, l| listed.contains(format!("p-{}", l.pack).as_str()));
+        let stored = &self.stored_packs;
+        self.index.pending.retain(|_, l| stored.contains(&l.pack));
         for id in indexes {
             if self.index.loaded.contains(&id) {
                 continue;
@@ -1073,7 +1296,22 @@ impl Repo {
                 .await?;
             let object = IndexObject::parse(&self.keys.open(&plain)?)
                 .map_err(|e| Error::Corrupt(format!("index {id}: {e}")))?;
-            self.index.chunks.extend(object.chunks);
+            // A chunk stored twice (uploaded again after a killed prune deleted its pack) is
+            // located in a pack that is stored.
+            for (chunk, loc) in object.chunks {
+                match self.index.chunks.entry(chunk) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(loc);
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        if !self.stored_packs.contains(&o.get().pack)
+                            && self.stored_packs.contains(&loc.pack)
+                        {
+                            o.insert(loc);
+                        }
+                    }
+                }
+            }
             self.index.packs.extend(object.packs);
             self.index.loaded.push(id);
         }
@@ -1082,9 +1320,14 @@ impl Repo {
 
     /// Every snapshot, oldest first.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, Error> {
-        let names = self.object_names().await?;
+        let listing = self.listing().await?;
+        let names = listing.names();
         let mut out = Vec::new();
-        for id in names.iter().filter_map(|n| n.strip_prefix("s-")) {
+        for id in names
+            .iter()
+            .filter(|n| n.starts_with("s-") && !self.skip_half_written(&listing, n))
+            .filter_map(|n| n.strip_prefix("s-"))
+        {
             out.push(self.snapshot(id).await?);
         }
         out.sort_by_key(|s| (s.unix_s, s.unix_ms));
@@ -1212,6 +1455,7 @@ where
     let present: Vec<usize> = (0..shards.len()).filter(|&i| shards[i].is_some()).collect();
     if present.len() < k {
         return Err(Error::NotEnoughShards {
+            object: String::new(),
             present: present.len(),
             needed: k,
         });

@@ -1,0 +1,348 @@
+//! Data safety end to end on a devnet (issue 12): Ctrl-C during a backup removes its lock, a
+//! symlinked argument is recorded as typed, a full repository can be pruned and a
+//! half-written index hides nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use backup::repo::{Repo, Secret, Wallet};
+use devnet::Which;
+
+mod util;
+use util::*;
+
+/// The repository in `home`, opened through the library (to do what a killed command or a
+/// full contract leaves behind, which the CLI never does on purpose).
+fn open_repo(cli: &Cli, home: &Path) -> Repo {
+    let wallet = Wallet::load(&cli.wallet).expect("wallet");
+    Repo::open_local(
+        home,
+        &Secret::Password(PASSWORD.into()),
+        &wallet,
+        reqwest::Client::new(),
+    )
+    .expect("open the repository")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Ctrl-C (and SIGTERM) during `backup create` removes its lock, as restic does, and exits
+/// 130 (143); the next `prune` needs no `unlock`, and the backup resumes. A symlinked argument
+/// keeps the name it was given.
+#[test]
+fn ctrl_c_removes_the_lock_and_a_symlinked_argument_keeps_its_name() {
+    let (tmp, _net, cli) = network(6);
+    let home = tmp.path().join("config");
+    cli.init(&home, &["--slot-bytes", "134217728"]);
+    // 48 MiB that does not compress: three packs or more, so the signal comes mid-backup.
+    let src = tmp.path().join("big");
+    std::fs::create_dir(&src).expect("dir");
+    for i in 0..4 {
+        std::fs::write(src.join(format!("part-{i}")), noise(12 << 20, 100 + 2 * i)).expect("write");
+    }
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let child = create_until_first_pack(&home, &src);
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let out = child.wait_with_output().expect("reap");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        // No lock is left: prune runs without `backup unlock`.
+        let (code, out, err) = cli.run(&home, PASSWORD, &["prune", "--json"]);
+        assert_eq!(code, 0, "prune after {signal}: {err}{out}");
+    }
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "big", &src);
+
+    // A symlink given as an argument is recorded by the name it was given (its contents
+    // are those of what it points to), and restores under that name.
+    let real = tmp.path().join("python3");
+    std::fs::create_dir(&real).expect("dir");
+    std::fs::write(real.join("README"), "docs\n").expect("write");
+    let link = tmp.path().join("python3-dev");
+    std::os::unix::fs::symlink("python3", &link).expect("ln");
+    cli.ok(&home, &["create", &link.to_string_lossy(), "--json"]);
+    let snapshots = cli.ok(&home, &["snapshots", "--json"]);
+    let last = snapshots
+        .as_array()
+        .and_then(|a| a.last())
+        .expect("a snapshot");
+    let typed = tmp
+        .path()
+        .canonicalize()
+        .expect("abs")
+        .join("python3-dev")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(last["paths"], serde_json::json!([typed]), "{snapshots}");
+    let listed = cli.ok(&home, &["ls", "latest", "--json"]).to_string();
+    assert!(listed.contains("python3-dev/README"), "{listed}");
+    cli.restore_exact(
+        &home,
+        &tmp.path().join("restored-link"),
+        "python3-dev",
+        &real,
+    );
+}
+
+/// Fill every slot's contract to within `room` bytes with a pack nobody names (what a
+/// backup killed on a full repository leaves).
+fn fill_with_a_leftover_pack(repo: &Repo, room: u64) {
+    runtime().block_on(async {
+        // Credit for the writes below (a few MiB per slot at 1-2 per KiB).
+        repo.prepay_all(100_000).await.expect("prepay");
+        let name = format!("p-{}", "ab".repeat(32));
+        for (i, slot) in repo.config.slots.iter().enumerate() {
+            let view = repo
+                .agent(i)
+                .contract(&slot.contract)
+                .await
+                .expect("contract");
+            let fill = view.block_bytes - view.used_bytes - room;
+            repo.agent(i)
+                .put(
+                    &slot.contract,
+                    &format!("{name}-{i}"),
+                    vec![7u8; fill as usize],
+                )
+                .await
+                .expect("fill");
+        }
+    });
+}
+
+/// Copy shards 0 to 2 of index object `from` as a new index object (fewer than the k = 4
+/// needed to read it): what a prune that ran out of room on slot 3 left.
+fn half_write_an_index(repo: &Repo, from: &str) -> String {
+    let copy = format!("i-{}", uuid_like());
+    runtime().block_on(async {
+        repo.prepay_all(10_000).await.expect("prepay");
+        for i in 0..3 {
+            let contract = &repo.config.slots[i].contract;
+            let shard =
+                backup::repo::get_paying(repo.agent(i), contract, &format!("{from}-{i}"), None)
+                    .await
+                    .expect("read shard");
+            repo.agent(i)
+                .put(contract, &format!("{copy}-{i}"), shard)
+                .await
+                .expect("write shard");
+        }
+    });
+    copy
+}
+
+fn uuid_like() -> String {
+    let n = noise(16, 99);
+    let hex: String = n.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// The repository's index objects, by name (`i-<id>`).
+fn index_objects(repo: &Repo) -> Vec<String> {
+    runtime().block_on(async {
+        repo.object_names()
+            .await
+            .expect("names")
+            .into_iter()
+            .filter(|n| n.starts_with("i-"))
+            .collect()
+    })
+}
+
+/// A repository filled until `create` says it is full stays whole: the failed backup's packs
+/// do not hold room, `prune` works on it (it frees before it writes), a half-written index
+/// object is skipped with a warning naming it (every command works) and prune deletes it,
+/// and `forget --prune` makes room for the backup that did not fit.
+#[test]
+fn a_full_repository_prunes_and_a_half_written_index_hides_nothing() {
+    let (tmp, mut net, cli) = network(6);
+    let home = tmp.path().join("config");
+    // 16 MiB per slot: about 64 MiB of packed data with 4 data shards.
+    cli.init(&home, &["--slot-bytes", "16777216"]);
+    let dir = |name: &str, mib: usize, seed: u64| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir(&d).expect("dir");
+        std::fs::write(d.join("data"), noise(mib << 20, seed)).expect("write");
+        d
+    };
+    let (a, b, c) = (dir("a", 20, 11), dir("b", 20, 13), dir("c", 28, 15));
+    cli.ok(&home, &["create", &a.to_string_lossy(), "--json"]);
+    cli.ok(&home, &["create", &b.to_string_lossy(), "--json"]);
+
+    // c's first pack fits, its second does not: the repository is full, and the pack that
+    // fitted is deleted again (no index names it; it would only hold room).
+    let before = used_bytes(&net);
+    let (code, out, err) = cli.run(&home, PASSWORD, &["create", &c.to_string_lossy()]);
+    assert_eq!(code, 1, "{err}{out}");
+    assert!(err.contains("the repository is full"), "{err}");
+    let after = used_bytes(&net);
+    assert!(
+        after < before + (1 << 20),
+        "the failed backup's packs hold no room: {before} -> {after}"
+    );
+
+    // A leftover pack fills every contract to within 1 KiB: room for a lock, not for an
+    // index. prune deletes what nothing uses before it writes anything.
+    let repo = open_repo(&cli, &home);
+    fill_with_a_leftover_pack(&repo, 1024);
+    let (code, _, err) = cli.run(&home, PASSWORD, &["create", &c.to_string_lossy()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the repository is full"), "{err}");
+    let pruned = cli.ok(&home, &["prune", "--json"]);
+    assert!(
+        pruned["packs_deleted"].as_u64().expect("n") >= 1,
+        "{pruned}"
+    );
+
+    // An index object written on three slots only (fewer than the four needed to read it)
+    // does not hide the good ones: every command works, with a warning that names it.
+    let good = index_objects(&repo);
+    let half = half_write_an_index(&repo, &good[0]);
+    for args in [
+        &["stats", "--json"][..],
+        &["check", "--read-data", "--json"],
+    ] {
+        let (code, out, err) = cli.run(&home, PASSWORD, args);
+        assert_eq!(code, 0, "{args:?}: {err}{out}");
+        assert!(err.contains(&half), "{args:?} names {half}: {err}");
+    }
+    cli.restore_exact(&home, &tmp.path().join("restored-b"), "b", &b);
+    let fresh = tmp.path().join("config-fresh");
+    let target = tmp.path().join("restored-fresh");
+    let repository = cli.ok(&home, &["stats", "--json"])["repository"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let args = cli.recover_args(&target, &repository);
+    cli.ok(&fresh, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    same_tree(&target.join("b"), &b);
+    // prune deletes it.
+    let pruned = cli.ok(&home, &["prune", "--json"]);
+    assert_eq!(
+        pruned["objects_half_written"],
+        serde_json::json!([half]),
+        "{pruned}"
+    );
+    assert!(!index_objects(&repo).contains(&half));
+
+    // The tool's own advice works: forget a snapshot and prune, and the backup that did not
+    // fit fits.
+    let listed = cli.ok(&home, &["snapshots", "--json"]);
+    let first = listed[0]["id"].as_str().expect("id").to_owned();
+    cli.ok(&home, &["forget", &first, "--prune", "--json"]);
+    cli.ok(&home, &["create", &c.to_string_lossy(), "--json"]);
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored-c"), "c", &c);
+
+    // An object that cannot be read because agents do not answer is named in the error.
+    for slot in [0, 1, 2] {
+        let agent = slot_agent(&net, &home, slot);
+        net.kill(Which::Agent(agent)).expect("kill");
+    }
+    let (code, _, err) = cli.run(&home, PASSWORD, &["stats"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("only 3 of the 4 shards needed could be read")
+            && (err.contains("i-") || err.contains("s-")),
+        "{err}"
+    );
+}
+
+/// Take the free space of devnet agent `agent` down below `leave` bytes with contracts of its
+/// own (another buyer's data on a home agent).
+fn crowd(net: &devnet::Devnet, cli: &Cli, agent: usize, leave: u64) {
+    use storage_agent::client::AgentClient;
+    runtime().block_on(async {
+        let key = std::sync::Arc::new(lcp::keyfile::load(&cli.wallet).expect("key"));
+        let http = reqwest::Client::new();
+        let client = AgentClient::new(http.clone(), &net.agents[agent].url, key.clone());
+        let wallet = lcp::client::IssuerClient::new(
+            http,
+            &net.issuer.url,
+            key.clone(),
+            Some(lcp::client::CounterStore::beside_key(&cli.wallet)),
+        );
+        loop {
+            let (_, offer) = client.offer().await.expect("offer");
+            if offer.free_bytes < leave {
+                break;
+            }
+            let block = (offer.free_bytes - leave / 2).min(offer.block_bytes_max);
+            let issuer = offer.currencies[0].issuer.clone();
+            let terms =
+                AgentClient::terms_from_offer(&offer, key.entity(), &issuer, block, 86_400, vec![])
+                    .expect("terms");
+            client.buy(&wallet, &terms, 0).await.expect("buy");
+        }
+    });
+}
+
+/// Contracts that ended cannot be renewed on an agent now short of space: `create` says to
+/// run `repair`, and `repair` renews that slot on a spare agent, rebuilding its shards there.
+#[test]
+fn ended_contracts_renew_on_a_spare_when_their_agent_is_full() {
+    // Six agents hold the repository; the seventh is the spare.
+    let (tmp, net, cli) = network(7);
+    let home = tmp.path().join("config");
+    cli.init(&home, &["--slot-bytes", "67108864", "--duration-s", "90"]);
+    let src = tmp.path().join("data");
+    std::fs::create_dir(&src).expect("dir");
+    std::fs::write(src.join("file"), noise(5 << 20, 21)).expect("write");
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    let full = slot_agent(&net, &home, 0);
+    // Less than one more block free on slot 0's agent.
+    crowd(&net, &cli, full, 32 << 20);
+    let ends = open_repo(&cli, &home)
+        .config
+        .slots
+        .iter()
+        .map(|s| s.end_s)
+        .max()
+        .expect("slots");
+    let wait = ends + 2 - i64::try_from(lcp::now_ms() / 1000).expect("now");
+    std::thread::sleep(std::time::Duration::from_secs(wait.max(0) as u64));
+
+    let (code, _, err) = cli.run(&home, PASSWORD, &["create", &src.to_string_lossy()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the contracts have ended: run `backup repair`"),
+        "{err}"
+    );
+    let repaired = cli.ok(&home, &["repair", "--json"]);
+    assert_eq!(
+        repaired["slots_renewed"],
+        serde_json::json!([0, 1, 2, 3, 4, 5]),
+        "{repaired}"
+    );
+    assert_eq!(
+        repaired["slots_renewed_elsewhere"],
+        serde_json::json!([0]),
+        "{repaired}"
+    );
+    assert_ne!(
+        slot_agent(&net, &home, 0),
+        full,
+        "slot 0 moved to the spare"
+    );
+    std::fs::write(src.join("more"), noise(1 << 20, 23)).expect("write");
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "data", &src);
+}
