@@ -23,10 +23,13 @@ struct Cli {
 enum Cmd {
     /// Run the publisher service; prints `listening on http://HOST:PORT`
     Serve {
+        /// Data directory (key, configuration, database, objects)
         #[arg(long, env = "CDN_DATA")]
         data: PathBuf,
+        /// Address to listen on, HOST:PORT (port 0 picks a free port)
         #[arg(long, env = "CDN_LISTEN", default_value = "127.0.0.1:7100")]
         listen: String,
+        /// Market URL, e.g. http://127.0.0.1:7200
         #[arg(long, env = "MARKET_URL")]
         market: String,
         /// PostgreSQL URL; SQLite under --data when absent
@@ -41,6 +44,7 @@ enum Cmd {
         /// Block bought on each agent, MiB
         #[arg(long, default_value_t = PublisherOptions::default().block_bytes >> 20)]
         block_mib: u64,
+        /// Length of the contracts bought, in days
         #[arg(long, default_value_t = PublisherOptions::default().contract_days)]
         contract_days: u64,
         /// Whole-content reads per replica in one round that add a replica
@@ -52,37 +56,48 @@ enum Cmd {
         /// Seconds between scaling rounds
         #[arg(long, default_value_t = PublisherOptions::default().scale_interval_s)]
         scale_interval_s: u64,
+        /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
     /// Publish FILE: pieces stored on several agents, a signed manifest
     Publish {
+        /// The video file to publish
         file: PathBuf,
+        /// Publisher URL, e.g. http://127.0.0.1:7100
         #[arg(long, env = "CDN_PUBLISHER")]
         publisher: String,
         /// The publisher's key (its DIR/identity.key)
         #[arg(long, env = "CDN_KEY")]
         key: PathBuf,
+        /// Agents each piece is stored on
         #[arg(long, default_value_t = 2)]
         replicas: u32,
+        /// Price of one view, in minor units
         #[arg(long, default_value_t = 100)]
         price_per_view: u64,
+        /// Piece size, in KiB
         #[arg(long, default_value_t = 1024)]
         piece_kib: u64,
+        /// Title shown to viewers (default: the file name)
         #[arg(long)]
         title: Option<String>,
         /// MIME type (default from the file's extension)
         #[arg(long)]
         mime: Option<String>,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
     /// Run the viewer's gateway: GET /v/{content} streams, /watch/{content} plays
     Gateway {
+        /// Address to listen on, HOST:PORT (port 0 picks a free port)
         #[arg(long, env = "CDN_GATEWAY_LISTEN", default_value = "127.0.0.1:7400")]
         listen: String,
+        /// Publisher URL, e.g. http://127.0.0.1:7100
         #[arg(long, env = "CDN_PUBLISHER")]
         publisher: String,
         /// The viewer's wallet key (pays for views)
@@ -100,8 +115,10 @@ enum Cmd {
     },
     /// The publisher's status: catalog, replicas, views, contracts, scaling events
     Status {
+        /// Publisher URL, e.g. http://127.0.0.1:7100
         #[arg(long, env = "CDN_PUBLISHER")]
         publisher: String,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
@@ -280,5 +297,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let missing = lcp::cli::undocumented_args(&super::Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }

@@ -197,3 +197,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let missing = lcp::cli::undocumented_args(&super::Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+}

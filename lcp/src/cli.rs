@@ -22,3 +22,31 @@ pub fn exit_on_error(result: anyhow::Result<()>) {
         std::process::exit(1);
     }
 }
+
+/// The flags (and positional arguments) of `cmd` and its subcommands that have no help text,
+/// as `command path: --flag`. Every binary's tests assert this is empty, so `--help` explains
+/// every flag (with its unit).
+pub fn undocumented_args(cmd: &clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = if path.is_empty() {
+            cmd.get_name().to_owned()
+        } else {
+            format!("{path} {}", cmd.get_name())
+        };
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path}: --{id}"));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            walk(s, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(cmd, "", &mut out);
+    out
+}

@@ -25,15 +25,19 @@ struct Cli {
 enum Cmd {
     /// Write a new key (mode 0600) and print its entity id
     Keygen {
+        /// Where to write the new key file (mode 0600; an existing file is not replaced)
         #[arg(long)]
         out: PathBuf,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
     /// Print the entity id of a key file
     Id {
+        /// The key file
         #[arg(long, env = "LCP_KEY")]
         key: PathBuf,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
@@ -52,8 +56,10 @@ enum Cmd {
         /// Amount in minor units
         #[arg(long)]
         amount: u64,
+        /// A label for the payment (an order or contract id), shown in the recipient's deposits; not a uniqueness key
         #[arg(long)]
         transaction_id: Option<String>,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
@@ -61,6 +67,7 @@ enum Cmd {
     Balance {
         #[command(flatten)]
         wallet: WalletArgs,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
@@ -68,38 +75,49 @@ enum Cmd {
     Deposits {
         #[command(flatten)]
         wallet: WalletArgs,
+        /// Cursor: list deposits after this sequence number (the `next` of the last answer)
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// With nothing new, wait up to this many milliseconds for a deposit (long poll)
         #[arg(long, default_value_t = 0)]
         wait_ms: u64,
+        /// Only deposits with this transaction id ("was order X paid?")
         #[arg(long)]
         transaction_id: Option<String>,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
     /// Load generator: fund N wallets from the issuer's key and run M transfers concurrently
     Bench {
+        /// Issuer URL, e.g. http://127.0.0.1:7000
         #[arg(long, env = "LCP_ISSUER")]
         issuer: String,
         /// The issuer's own key (DIR/identity.key), used to fund the wallets
         #[arg(long)]
         key: PathBuf,
+        /// Concurrent wallets making transfers
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// Transfers to make in all
         #[arg(long, default_value_t = 20_000)]
         transfers: usize,
+        /// Extra PEM root certificate to trust (self-signed servers)
         #[arg(long, env = "LCP_CA_CERT")]
         ca_cert: Option<PathBuf>,
         /// Check every receipt signature (costs client CPU on the machine being measured)
         #[arg(long)]
         verify_receipts: bool,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
     /// Start an issuer on SQLite, make two wallets and show a transfer end to end
     Demo {
+        /// Directory for the demo's issuer and wallets
         #[arg(long, default_value = "lcp-demo")]
         dir: PathBuf,
+        /// Address to listen on, HOST:PORT (port 0 picks a free port)
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// Keep the issuer running after the walk-through until Ctrl-C
@@ -110,6 +128,7 @@ enum Cmd {
 
 #[derive(Args)]
 struct WalletArgs {
+    /// Wallet key file (made by `lcp keygen`)
     #[arg(long, env = "LCP_KEY")]
     key: PathBuf,
     /// Issuer URL, e.g. http://127.0.0.1:7000
@@ -144,6 +163,7 @@ struct ServeArgs {
     /// State directory: identity.key, issuer.sqlite, issuer.toml
     #[arg(long, env = "LCP_DATA")]
     data: PathBuf,
+    /// Address to listen on, HOST:PORT (port 0 picks a free port)
     #[arg(long, env = "LCP_LISTEN", default_value = "127.0.0.1:7000")]
     listen: String,
     /// PostgreSQL URL (postgres://...); SQLite under --data when absent
@@ -152,10 +172,13 @@ struct ServeArgs {
     /// Configuration file (default DIR/issuer.toml)
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Currency code shown to users, e.g. EUR (first start only)
     #[arg(long, env = "LCP_CURRENCY")]
     currency: Option<String>,
+    /// Flat fee per transfer, in minor units
     #[arg(long, env = "LCP_FEE_FLAT")]
     fee_flat: Option<u64>,
+    /// Proportional fee per transfer, in basis points (1 = 0.01%), rounded up
     #[arg(long, env = "LCP_FEE_BPS")]
     fee_bps: Option<u64>,
     /// How far below zero the issuer's account may go
@@ -164,8 +187,10 @@ struct ServeArgs {
     /// Transfers per group commit; 1 turns group commit off
     #[arg(long, env = "LCP_BATCH_MAX")]
     batch_max: Option<usize>,
+    /// PEM certificate chain to serve HTTPS with (needs --tls-key)
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 }
@@ -375,4 +400,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     running.wait()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let missing = lcp::cli::undocumented_args(&super::Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
 }

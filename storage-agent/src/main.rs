@@ -22,6 +22,7 @@ struct Cli {
 enum Cmd {
     /// Write DIR/config.toml and DIR/identity.key; repeat --issuer to accept several currencies
     Init {
+        /// Data directory (key, configuration, database, objects)
         #[arg(long)]
         data: PathBuf,
         /// Issuer URL of an accepted currency (repeatable)
@@ -30,12 +31,16 @@ enum Cmd {
         /// Space to sell, in bytes
         #[arg(long, default_value_t = storage_agent::config::CAPACITY_DEFAULT)]
         capacity: u64,
+        /// Contract price for holding 1 GiB for one day, in minor units (rounded up)
         #[arg(long, default_value_t = 100)]
         storage_per_gib_day: u64,
+        /// Charge per KiB written, in minor units (rounded up)
         #[arg(long, default_value_t = 1)]
         write_per_kib: u64,
+        /// Charge per KiB read, in minor units (rounded up)
         #[arg(long, default_value_t = 1)]
         read_per_kib: u64,
+        /// Least any contract costs, in minor units
         #[arg(long, default_value_t = 10)]
         contract_min: u64,
         /// Seconds objects are kept after a contract ends
@@ -50,29 +55,37 @@ enum Cmd {
     },
     /// Serve contracts; prints `listening on http://HOST:PORT`
     Serve {
+        /// Data directory (key, configuration, database, objects)
         #[arg(long, env = "AGENT_DATA")]
         data: PathBuf,
+        /// Address to listen on, HOST:PORT (port 0 picks a free port)
         #[arg(long, env = "AGENT_LISTEN", default_value = "127.0.0.1:7300")]
         listen: String,
         /// Market to post the signed offer to, at start and every --heartbeat-s
         #[arg(long, env = "AGENT_MARKET")]
         market: Option<String>,
+        /// Seconds between offer heartbeats to the market
         #[arg(long, default_value_t = 60)]
         heartbeat_s: u64,
         /// PostgreSQL URL for the metadata; SQLite under --data when absent
         #[arg(long, env = "AGENT_DATABASE")]
         database: Option<String>,
+        /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
     /// Space, contracts and earnings, read from the data directory
     Status {
+        /// Data directory (key, configuration, database, objects)
         #[arg(long, env = "AGENT_DATA")]
         data: PathBuf,
+        /// PostgreSQL URL (postgres://...); SQLite under --data when absent
         #[arg(long)]
         database: Option<String>,
+        /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
     },
@@ -250,5 +263,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let missing = lcp::cli::undocumented_args(&super::Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }
