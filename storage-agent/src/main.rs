@@ -102,6 +102,34 @@ fn main() {
     lcp::cli::exit_on_error(run(cli));
 }
 
+/// Longest `status` waits for an issuer to say its currency's decimals and code.
+const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
+
+/// `amount` in the issuer's currency (`7.90 LCU`), or in minor units when the issuer does not
+/// answer quickly: `status` works while everything is stopped.
+async fn show_earning(issuer_url: &str, amount: u64) -> String {
+    let wallet = lcp::client::http_client(&lcp::client::ClientOptions::default())
+        .ok()
+        .zip(protocol::KeyPair::generate().ok())
+        .map(|(http, key)| {
+            lcp::client::IssuerClient::new(http, issuer_url, std::sync::Arc::new(key), None)
+        });
+    let currency = match wallet {
+        Some(w) => tokio::time::timeout(
+            std::time::Duration::from_millis(CURRENCY_WAIT_MS_MAX),
+            w.currency(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok),
+        None => None,
+    };
+    match currency {
+        Some(c) => c.show(amount),
+        None => format!("{amount} (minor units)"),
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -256,7 +284,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 for e in &summary.earnings {
                     println!(
                         "earned    {} from {} ({})",
-                        e.income, e.issuer_url, e.issuer
+                        rt.block_on(show_earning(&e.issuer_url, e.income)),
+                        e.issuer_url,
+                        e.issuer
                     );
                 }
                 println!("audits    {} answered", summary.audits_answered);

@@ -148,6 +148,13 @@ fn init_serve_status_and_heartbeat() {
         ),
         (Some(1_000_000), Some(1_000_000), Some(0))
     );
+    // Text output shows earnings in the currency (the issuer is up): decimals and code.
+    let text = String::from_utf8_lossy(&agent(&["status", "--data", d]).stdout).into_owned();
+    let earned = text
+        .lines()
+        .find(|l| l.starts_with("earned"))
+        .unwrap_or_else(|| panic!("an earned line: {text}"));
+    assert!(earned.contains("0.00 "), "{earned}");
 
     // serve, heartbeating every second to the market.
     let mut child = Command::new(env!("CARGO_BIN_EXE_storage-agent"))
