@@ -22,8 +22,10 @@ struct Cli {
 enum Cmd {
     /// Serve the offer book, matching, registration and audits; prints `listening on http://HOST:PORT`
     Serve {
+        /// Data directory: the market's key (identity.key) and its SQLite database
         #[arg(long, env = "MARKET_DATA")]
         data: PathBuf,
+        /// Address to listen on, HOST:PORT (port 0 picks a free one)
         #[arg(long, env = "MARKET_LISTEN", default_value = "127.0.0.1:7200")]
         listen: String,
         /// PostgreSQL URL; SQLite under --data when absent
@@ -38,27 +40,34 @@ enum Cmd {
         /// Seconds between uptime probes
         #[arg(long, default_value_t = market::serve::PROBE_INTERVAL_S_DEFAULT)]
         probe_interval_s: u64,
+        /// TLS certificate chain (PEM); serves HTTPS with --tls-key
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM) for --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
     /// List the live offers, cheapest reliability-adjusted price first
     Offers {
+        /// The market's URL, e.g. http://127.0.0.1:7200
         #[arg(long, env = "MARKET_URL")]
         market: String,
         /// Issuer entity id whose prices to show
         #[arg(long)]
         currency: Option<String>,
+        /// Print JSON (amounts in minor units) instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Ask for agents: k-of-n storage of SHARD_BYTES for DURATION_S at most at the target loss
     Match {
+        /// The market's URL, e.g. http://127.0.0.1:7200
         #[arg(long, env = "MARKET_URL")]
         market: String,
+        /// Issuer entity id of the currency to pay in
         #[arg(long)]
         currency: String,
+        /// Size of one shard (each agent stores one), in bytes
         #[arg(long)]
         shard_bytes: u64,
         /// k: shards needed to recover
@@ -67,12 +76,17 @@ enum Cmd {
         /// n: shards stored (the market picks when absent)
         #[arg(long)]
         total_shards: Option<u64>,
+        /// How long the contracts run, in seconds
         #[arg(long, default_value_t = 30 * 86_400)]
         duration_s: u64,
+        /// Bytes expected to be read back from each agent over the contract
         #[arg(long, default_value_t = 0)]
         expected_read_bytes: u64,
+        /// Target: probability (0 to 1) that fewer than k shards survive the duration
         #[arg(long, default_value_t = 1e-6)]
         max_failure_probability: f64,
+        /// Print JSON (amounts in minor units); an unmet target prints the refusal with its
+        /// details (the best achievable) and exits 1
         #[arg(long)]
         json: bool,
     },
@@ -233,5 +247,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let missing = lcp::cli::undocumented_args(&super::Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 }
