@@ -46,18 +46,104 @@ fn now_s() -> i64 {
     i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
 }
 
-/// Times `init` asks the market again after a matched agent did not answer.
+/// Times `init` asks the market again after a matched agent did not answer or had no room.
 const MATCH_TRIES_MAX: usize = 3;
+/// Room a slot needs besides one pack's shard: the key file, the config, index and snapshot
+/// objects, locks.
+pub const SLOT_METADATA_BYTES: u64 = 1 << 20;
+
+/// The smallest `--slot-bytes` that holds one pack of the largest size (a full pack plus
+/// one more chunk) split k ways, and the repository's small objects: a smaller repository
+/// could not store a single backup.
+pub fn slot_bytes_min(data_shards: usize) -> u64 {
+    let pack_max = (PACK_BYTES_TARGET as u64).saturating_add(u64::from(CHUNK_MAX));
+    pack_max
+        .div_ceil(data_shards.max(1) as u64)
+        .saturating_add(SLOT_METADATA_BYTES)
+}
+
+/// One contract `init` bought (or adopted from an earlier, failed `init`).
+#[derive(Debug, Clone, Serialize)]
+pub struct InitSlot {
+    pub endpoint: String,
+    pub agent: String,
+    pub contract: String,
+    /// The contract's price and the write credit paid with it, in minor units.
+    pub price: u64,
+    pub credit: u64,
+    /// Bought by an earlier `init` in this config directory that failed, and used now.
+    pub adopted: bool,
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitSummary {
+    pub repository: String,
+    pub slots: Vec<InitSlot>,
+    /// Paid now (prices and credit of the contracts not adopted), in minor units.
+    pub paid: u64,
+    /// The currency's descriptor (code and decimals), for showing amounts.
+    pub currency: lcp::client::Currency,
+}
+
+/// Contracts an earlier `init` in `dir` paid for and could not use, still fit for this one:
+/// accepted by their agent and active, of this block size and currency, with at least nine
+/// tenths of the term left, one per agent. At most `n`.
+async fn adoptable(
+    dir: &Path,
+    options: &InitOptions,
+    issuer: &protocol::EntityId,
+    buyer: &std::sync::Arc<protocol::KeyPair>,
+    http: &reqwest::Client,
+    n: usize,
+) -> Result<Vec<(Slot, storage_agent::client::SignedContract)>, Error> {
+    let mut out: Vec<(Slot, storage_agent::client::SignedContract)> = Vec::new();
+    let term_min = i64::try_from(options.duration_s / 10 * 9).unwrap_or(i64::MAX);
+    for p in crate::purchases::load(dir)? {
+        let Some(signed) = p.signed.clone() else {
+            continue;
+        };
+        let end = protocol::market::parse_rfc3339(&p.terms.end).unwrap_or(0);
+        let fits = p.purpose == "init"
+            && p.terms.block_bytes == options.slot_bytes
+            && &p.terms.issuer == issuer
+            && end.saturating_sub(now_s()) >= term_min
+            && !out.iter().any(|(s, _)| s.agent == p.agent);
+        if out.len() >= n || !fits {
+            continue;
+        }
+        let agent = AgentClient::new(http.clone(), &p.endpoint, buyer.clone());
+        if !matches!(agent.contract(&p.terms.id).await, Ok(v) if v.status == "active") {
+            continue;
+        }
+        out.push((
+            Slot {
+                agent: p.agent.clone(),
+                endpoint: p.endpoint.clone(),
+                contract: p.terms.id.clone(),
+                write_per_kib: p.terms.write_per_kib,
+                read_per_kib: p.terms.read_per_kib,
+                block_bytes: p.terms.block_bytes,
+                end_s: end,
+                duration_s: options.duration_s,
+            },
+            signed,
+        ));
+    }
+    Ok(out)
+}
 
 /// `backup init`: buy a contract on each of k + m agents the market matches, store the key
-/// file and the sealed config on each, register them with the market. Answers the id.
+/// file and the sealed config on each, register them with the market. Every purchase is
+/// recorded in the config directory before it is paid ([`crate::purchases`]); contracts an
+/// earlier failed `init` there paid for are used first.
 pub async fn init(
     dir: &Path,
     options: &InitOptions,
     password: &str,
     payer: &repo::Wallet,
     http: reqwest::Client,
-) -> Result<String, Error> {
+) -> Result<InitSummary, Error> {
     let buyer = payer.key.clone();
     if dir.join("repo.json").exists() {
         return Err(Error::Usage(format!(
@@ -71,16 +157,25 @@ pub async fn init(
             "--data-shards and --parity-shards must be at least 1, and at most 32 together".into(),
         ));
     }
-    if options.slot_bytes == 0 || options.duration_s == 0 {
-        return Err(Error::Usage(
-            "--slot-bytes and --duration-s must be more than 0".into(),
-        ));
+    if options.duration_s == 0 {
+        return Err(Error::Usage("--duration-s must be more than 0".into()));
+    }
+    // Checked before anything is bought: a block too small for one pack made every backup
+    // fail after six contracts were paid.
+    let slot_min = slot_bytes_min(k);
+    if options.slot_bytes < slot_min {
+        return Err(Error::Usage(format!(
+            "--slot-bytes {} is too small: each slot must hold a shard of a pack and the \
+             repository's small objects, at least {slot_min} bytes with {k} data shards",
+            options.slot_bytes
+        )));
     }
     if !(options.max_failure_probability > 0.0 && options.max_failure_probability < 1.0) {
         return Err(Error::Usage(
             "--max-failure-probability must be between 0 and 1".into(),
         ));
     }
+    lcp::client::check_url(&options.market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
     let market = MarketClient::new(http.clone(), &options.market, buyer.clone());
     let market_entity = market
         .signed()
@@ -101,17 +196,30 @@ pub async fn init(
                 .and_then(|(_, offer)| offer.currencies.first().cloned())
         })
         .ok_or_else(|| Error::Io("the market has no offers yet".into()))?;
-    // The market may match an agent that has just gone offline: it is left out and the
-    // market asked again, a few times.
-    let mut exclude = Vec::new();
+    let wallet = payer.client(&http, &currency.issuer_url);
+    let money = wallet
+        .currency()
+        .await
+        .map_err(remote("reading the issuer's currency"))?;
+    let adopted = adoptable(dir, options, &currency.issuer, &buyer, &http, k + m).await?;
+    let wanted = k + m - adopted.len();
+    // The market may match an agent that has just gone offline, or filled up since its
+    // offer: it is left out and the market asked again, a few times. Nothing is paid until
+    // every chosen agent answered with room for the block.
+    let mut exclude: Vec<String> = adopted.iter().map(|(s, _)| s.agent.clone()).collect();
     let mut tries = 0;
     let chosen = loop {
+        if wanted == 0 {
+            break Vec::new();
+        }
         let answer = market
             .match_agents(&MatchRequest {
                 currency: currency.issuer.to_string(),
                 shard_bytes: options.slot_bytes,
-                data_shards: k as u64,
-                total_shards: Some((k + m) as u64),
+                // With contracts adopted, the rest: as many data shards as still fit
+                // (the durability of the whole set is what the adopted agents leave).
+                data_shards: wanted.saturating_sub(m).max(1) as u64,
+                total_shards: Some(wanted as u64),
                 duration_s: options.duration_s,
                 expected_read_bytes: 0,
                 max_failure_probability: options.max_failure_probability,
@@ -120,10 +228,9 @@ pub async fn init(
             .await
             .map_err(|e| match e.code() {
                 Some("cannot_meet_target") => Error::Io(format!(
-                    "the market has no {} agents that together meet the target for blocks of \
-                     {} bytes (answering: {e}); try a smaller --slot-bytes, fewer shards, a \
-                     higher --max-failure-probability, or wait for more agents",
-                    k + m,
+                    "the market has no {wanted} agents that together meet the target for \
+                     blocks of {} bytes (answering: {e}); try a smaller --slot-bytes, fewer \
+                     shards, a higher --max-failure-probability, or wait for more agents",
                     options.slot_bytes
                 )),
                 _ => remote("matching agents")(e),
@@ -132,7 +239,12 @@ pub async fn init(
         for chosen in answer.agents {
             let agent = AgentClient::new(http.clone(), &chosen.endpoint, buyer.clone());
             match agent.offer().await {
-                Ok((_, offer)) => answering.push((chosen, agent, offer)),
+                Ok((_, offer))
+                    if offer.block_bytes_max >= options.slot_bytes || tries >= MATCH_TRIES_MAX =>
+                {
+                    answering.push((chosen, agent, offer))
+                }
+                Ok(_) => exclude.push(chosen.agent),
                 Err(e) if repo::unreachable(&e) && tries < MATCH_TRIES_MAX => {
                     exclude.push(chosen.agent)
                 }
@@ -143,17 +255,31 @@ pub async fn init(
                 }
             }
         }
-        if answering.len() == k + m {
+        if answering.len() == wanted {
             break answering;
         }
         tries += 1;
     };
-    let wallet = payer.client(&http, &currency.issuer_url);
     let repository = uuid();
     let keys = Keys::generate()?;
     let key_file = KeyFile::wrap(&keys, &repository, password)?;
     let mut slots = Vec::new();
     let mut signed = Vec::new();
+    let mut summary_slots = Vec::new();
+    for (slot, s) in adopted {
+        let terms = s.terms().map_err(remote("reading an adopted contract"))?;
+        summary_slots.push(InitSlot {
+            endpoint: slot.endpoint.clone(),
+            agent: slot.agent.clone(),
+            contract: slot.contract.clone(),
+            price: terms.contract_price,
+            credit: 0,
+            adopted: true,
+        });
+        slots.push(slot);
+        signed.push(s);
+    }
+    let mut paid = 0u64;
     for (chosen, agent, offer) in &chosen {
         let terms = AgentClient::terms_from_offer(
             offer,
@@ -166,13 +292,31 @@ pub async fn init(
         .map_err(remote("forming a contract"))?;
         // Credit for the key file and config, and a first megabyte of writes.
         let credit = protocol::market::per_kib_charge(terms.write_per_kib, 1 << 20).unwrap_or(0);
-        let bought = agent
-            .buy(&wallet, &terms, credit)
-            .await
-            .map_err(remote(format!(
-                "buying a contract from {}",
-                chosen.endpoint
-            )))?;
+        let amount = terms
+            .contract_price
+            .checked_add(credit)
+            .ok_or_else(|| Error::Corrupt("a contract's price overflows".into()))?;
+        let purchase = crate::purchases::Purchase {
+            purpose: "init".into(),
+            repository: None,
+            slot: slots.len(),
+            agent: chosen.agent.clone(),
+            endpoint: chosen.endpoint.clone(),
+            terms: terms.clone(),
+            amount,
+            signed: None,
+        };
+        let context = format!("a contract from {}", chosen.endpoint);
+        let bought = crate::purchases::buy(dir, purchase, agent, &wallet, credit, &context).await?;
+        paid = paid.saturating_add(amount);
+        summary_slots.push(InitSlot {
+            endpoint: chosen.endpoint.clone(),
+            agent: chosen.agent.clone(),
+            contract: terms.id.clone(),
+            price: terms.contract_price,
+            credit,
+            adopted: false,
+        });
         slots.push(Slot {
             agent: chosen.agent.clone(),
             endpoint: chosen.endpoint.clone(),
@@ -183,7 +327,7 @@ pub async fn init(
             end_s: protocol::market::parse_rfc3339(&terms.end).unwrap_or(0),
             duration_s: options.duration_s,
         });
-        signed.push(bought.value);
+        signed.push(bought);
     }
     let config = RepoConfig {
         repository: repository.clone(),
@@ -226,7 +370,12 @@ pub async fn init(
             .map_err(remote("registering a contract with the market"))?;
     }
     repo.save_config(&key_file)?;
-    Ok(repository)
+    Ok(InitSummary {
+        repository,
+        slots: summary_slots,
+        paid,
+        currency: money,
+    })
 }
 
 /// What `create` did.

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod maintain;
 pub mod pack;
 pub mod progress;
+pub mod purchases;
 pub mod repo;
 pub mod tree;
 

@@ -183,8 +183,13 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let dir = config_dir(&cli.config_dir);
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e}");
+        // Contracts paid for and left unused by a failure are not lost without a word.
+        if let Some(note) = backup::purchases::unused_note(&dir) {
+            eprintln!("note: {note}");
+        }
         std::process::exit(e.exit_code());
     }
 }
@@ -349,10 +354,26 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 duration_s,
                 max_failure_probability,
             };
-            let id = commands::init(&dir, &options, &pw, &buyer, http()?).await?;
+            let s = commands::init(&dir, &options, &pw, &buyer, http()?).await?;
             remember_wallet(&dir, &wallet)?;
-            print(json, &serde_json::json!({ "repository": id }), || {
-                out!("{id}")
+            print(json, &s, || {
+                let money = |amount: u64| s.currency.show(amount);
+                out!("{}", s.repository);
+                out!("agents chosen (contract price + write credit paid ahead):");
+                for (i, slot) in s.slots.iter().enumerate() {
+                    let how = if slot.adopted {
+                        " (bought by an earlier init that failed, used now)"
+                    } else {
+                        ""
+                    };
+                    out!(
+                        "  slot {i}: {}  {} + {}{how}",
+                        slot.endpoint,
+                        money(slot.price),
+                        money(slot.credit)
+                    );
+                }
+                out!("paid {} in all", money(s.paid));
             })
         }
         Cmd::Create {

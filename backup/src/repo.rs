@@ -621,7 +621,15 @@ impl Repo {
     pub fn save_config(&self, key: &KeyFile) -> Result<(), Error> {
         std::fs::create_dir_all(&self.dir)?;
         write_json(&self.dir.join("key.json"), key)?;
-        write_json(&self.dir.join("repo.json"), &self.config)
+        write_json(&self.dir.join("repo.json"), &self.config)?;
+        // Contracts the config now names are the repository's: no longer just purchases.
+        let ids: Vec<&str> = self
+            .config
+            .slots
+            .iter()
+            .map(|s| s.contract.as_str())
+            .collect();
+        crate::purchases::settled(&self.dir, &ids)
     }
 
     pub fn save_index(&self) -> Result<(), Error> {
@@ -983,6 +991,10 @@ impl Repo {
             .clone();
         let old = self.config.slots[i].clone();
         let block = old.block_bytes.max(1 << 20);
+        if let Some(bought) = self.adoptable(i, block, duration_s, same_agent).await? {
+            return Ok(bought);
+        }
+        let purpose = if same_agent { "renewal" } else { "replacement" };
         let buy = |agent_id: String, endpoint: String| {
             let market_entity = market_entity.clone();
             async move {
@@ -1001,6 +1013,7 @@ impl Repo {
                 }
                 self.buy_from(
                     i,
+                    purpose,
                     (agent_id, endpoint),
                     agent,
                     &offer,
@@ -1069,11 +1082,65 @@ impl Repo {
         )))
     }
 
+    /// A contract an earlier repair paid for slot `i` and did not get to use (it failed
+    /// between buying and publishing), still fit: accepted and active, with `block` bytes
+    /// and at least half of `duration_s` left, on an agent no other slot uses (the slot's own
+    /// one only for a renewal).
+    async fn adoptable(
+        &self,
+        i: usize,
+        block: u64,
+        duration_s: u64,
+        same_agent: bool,
+    ) -> Result<Option<BoughtSlot>, Error> {
+        let left_min = i64::try_from(duration_s / 2).unwrap_or(i64::MAX);
+        for p in crate::purchases::load(&self.dir)? {
+            let Some(signed) = p.signed.clone() else {
+                continue;
+            };
+            let end = protocol::market::parse_rfc3339(&p.terms.end).unwrap_or(0);
+            let taken = self
+                .config
+                .slots
+                .iter()
+                .enumerate()
+                .any(|(j, s)| s.agent == p.agent && (j != i || !same_agent));
+            let fits = p.repository.as_deref() == Some(self.config.repository.as_str())
+                && p.slot == i
+                && p.terms.block_bytes >= block
+                && end.saturating_sub(now_s()) >= left_min
+                && !taken;
+            if !fits {
+                continue;
+            }
+            let agent = AgentClient::new(self.http.clone(), &p.endpoint, self.buyer.clone());
+            if !matches!(agent.contract(&p.terms.id).await, Ok(v) if v.status == "active") {
+                continue;
+            }
+            return Ok(Some(BoughtSlot {
+                slot: Slot {
+                    agent: p.agent,
+                    endpoint: p.endpoint,
+                    contract: p.terms.id.clone(),
+                    write_per_kib: p.terms.write_per_kib,
+                    read_per_kib: p.terms.read_per_kib,
+                    block_bytes: p.terms.block_bytes,
+                    end_s: end,
+                    duration_s,
+                },
+                agent,
+                signed,
+            }));
+        }
+        Ok(None)
+    }
+
     /// Buy a contract for slot `i` from `agent`, whose offer is `offer`.
     #[allow(clippy::too_many_arguments)]
     async fn buy_from(
         &self,
         i: usize,
+        purpose: &str,
         (agent_id, endpoint): (String, String),
         agent: AgentClient,
         offer: &protocol::market::Offer,
@@ -1093,12 +1160,26 @@ impl Repo {
         )
         .map_err(remote("forming a contract"))?;
         let credit = protocol::market::per_kib_charge(terms.write_per_kib, 1 << 20).unwrap_or(0);
-        let bought = agent
-            .buy(&self.wallet, &terms, credit)
-            .await
-            .map_err(remote(format!(
-                "buying a contract for slot {i} from {endpoint}"
-            )))?;
+        let amount = terms
+            .contract_price
+            .checked_add(credit)
+            .ok_or_else(|| Error::Corrupt("a contract's price overflows".into()))?;
+        // Recorded before it is paid: a failure from here on leaves it in the journal, and
+        // the next repair adopts it (see `adoptable`).
+        let purchase = crate::purchases::Purchase {
+            purpose: purpose.into(),
+            repository: Some(self.config.repository.clone()),
+            slot: i,
+            agent: agent_id.clone(),
+            endpoint: endpoint.clone(),
+            terms: terms.clone(),
+            amount,
+            signed: None,
+        };
+        let context = format!("a contract for slot {i} from {endpoint}");
+        let signed =
+            crate::purchases::buy(&self.dir, purchase, &agent, &self.wallet, credit, &context)
+                .await?;
         Ok(BoughtSlot {
             slot: Slot {
                 agent: agent_id,
@@ -1111,7 +1192,7 @@ impl Repo {
                 duration_s,
             },
             agent,
-            signed: bought.value,
+            signed,
         })
     }
 

@@ -346,3 +346,124 @@ fn ended_contracts_renew_on_a_spare_when_their_agent_is_full() {
     cli.ok(&home, &["check", "--read-data", "--json"]);
     cli.restore_exact(&home, &tmp.path().join("restored"), "data", &src);
 }
+
+/// A wallet client of the devnet's issuer for the key file `key`.
+fn wallet_client(net: &devnet::Devnet, key: &Path) -> lcp::client::IssuerClient {
+    lcp::client::IssuerClient::new(
+        reqwest::Client::new(),
+        &net.issuer.url,
+        std::sync::Arc::new(lcp::keyfile::load(key).expect("key")),
+        Some(lcp::client::CounterStore::beside_key(key)),
+    )
+}
+
+/// `init` checks sizes before it buys anything; an `init` whose wallet runs dry half way
+/// leaves the contracts it paid for recorded in the config directory (and says so), and
+/// the retry uses them instead of buying them again.
+#[test]
+fn init_checks_sizes_before_paying_and_a_retry_uses_what_a_failed_init_bought() {
+    let (tmp, net, cli) = network(6);
+    let poor = tmp.path().join("poor.key");
+    let key = lcp::keyfile::generate(&poor).expect("key");
+    let rich = wallet_client(&net, &cli.wallet);
+    let pay = |amount: u64| {
+        runtime().block_on(async {
+            rich.transfer(key.entity(), amount, None)
+                .await
+                .expect("fund");
+        })
+    };
+    let balance = || {
+        runtime()
+            .block_on(async { wallet_client(&net, &poor).balance().await.expect("balance") })
+            .balance
+    };
+    // Enough for two or three of the six contracts.
+    pay(5_000);
+    let home = tmp.path().join("config");
+    let init = |slot_bytes: &str| {
+        cli.run(
+            &home,
+            PASSWORD,
+            &[
+                "init",
+                "--market",
+                &cli.market,
+                "--wallet",
+                &poor.to_string_lossy(),
+                "--slot-bytes",
+                slot_bytes,
+                "--json",
+            ],
+        )
+    };
+    let (code, _, err) = init("10");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("too small"), "{err}");
+    assert_eq!(balance(), 5_000, "nothing paid");
+
+    let (code, _, err) = init("67108864");
+    assert_ne!(code, 0, "the wallet runs dry: {err}");
+    assert!(err.contains("purchases.json"), "{err}");
+    let journal: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(home.join("purchases.json")).expect("the journal"))
+            .expect("json");
+    assert!(!journal.is_empty(), "{err}");
+    assert!(
+        journal.iter().all(|p| !p["signed"].is_null()),
+        "accepted: {journal:?}"
+    );
+    assert!(balance() < 5_000);
+
+    pay(100_000);
+    let (code, out, err) = init("67108864");
+    assert_eq!(code, 0, "{err}");
+    let done: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let slots = done["slots"].as_array().expect("slots");
+    assert_eq!(slots.len(), 6, "{done}");
+    let adopted: Vec<&str> = slots
+        .iter()
+        .filter(|s| s["adopted"] == true)
+        .map(|s| s["contract"].as_str().expect("id"))
+        .collect();
+    let bought: Vec<&str> = journal
+        .iter()
+        .map(|p| p["terms"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(adopted.len(), bought.len(), "{done}");
+    assert!(bought.iter().all(|id| adopted.contains(id)), "{done}");
+    assert!(!home.join("purchases.json").exists(), "all in use now");
+    // The human output names the agents and what they cost, in the currency.
+    let src = tmp.path().join("data");
+    std::fs::create_dir(&src).expect("dir");
+    std::fs::write(src.join("f"), noise(1 << 20, 5)).expect("write");
+    let (code, out, err) = cli.run(&home, PASSWORD, &["create", &src.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}{out}");
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+
+    // Without --json, init names the agents and what each cost, in the currency.
+    let code_of = runtime()
+        .block_on(async { wallet_client(&net, &cli.wallet).currency().await })
+        .expect("currency")
+        .code;
+    let (code, out, err) = cli.run(
+        &tmp.path().join("config-human"),
+        PASSWORD,
+        &[
+            "init",
+            "--market",
+            &cli.market,
+            "--wallet",
+            &cli.wallet.to_string_lossy(),
+            "--slot-bytes",
+            "67108864",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("agents chosen") && out.contains("slot 5: http://"),
+        "{out}"
+    );
+    assert!(out.contains(&format!(" {code_of} + ")), "{out}");
+    assert!(out.contains("paid ") && out.contains(" in all"), "{out}");
+}
