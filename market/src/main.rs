@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use market::book::MatchRequest;
+use market::book::{Listing, MatchRequest};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +111,69 @@ fn client(url: &str) -> anyhow::Result<market::client::MarketClient> {
     Ok(market::client::MarketClient::new(http, url, key))
 }
 
+/// Longest wait for an issuer's descriptor when showing amounts; past it, minor units.
+const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
+
+/// `amount` minor units for people: `7.90 LCU`, or the bare minor units when the currency is
+/// unknown (its issuer did not answer).
+fn show(currency: Option<&lcp::client::Currency>, amount: u64) -> String {
+    match currency {
+        Some(c) => c.show(amount),
+        None => amount.to_string(),
+    }
+}
+
+/// Currencies by issuer URL, each issuer asked once.
+#[derive(Default)]
+struct Money {
+    known: std::collections::HashMap<String, Option<lcp::client::Currency>>,
+}
+
+impl Money {
+    async fn of_issuer(&mut self, issuer_url: &str) -> Option<lcp::client::Currency> {
+        if let Some(c) = self.known.get(issuer_url) {
+            return c.clone();
+        }
+        let asked = async {
+            let http = lcp::client::http_client(&lcp::client::ClientOptions::default()).ok()?;
+            let key = std::sync::Arc::new(protocol::KeyPair::generate().ok()?);
+            let issuer = lcp::client::IssuerClient::new(http, issuer_url, key, None);
+            tokio::time::timeout(
+                std::time::Duration::from_millis(CURRENCY_WAIT_MS_MAX),
+                issuer.currency(),
+            )
+            .await
+            .ok()?
+            .ok()
+        }
+        .await;
+        self.known.insert(issuer_url.to_owned(), asked.clone());
+        asked
+    }
+
+    /// The currency a listing's prices are in.
+    async fn of_listing(&mut self, listing: &Listing) -> Option<lcp::client::Currency> {
+        let (_, offer) = listing
+            .offer
+            .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
+            .ok()?;
+        let issuer = protocol::EntityId::parse(&listing.currency).ok()?;
+        let url = offer.currency(&issuer)?.issuer_url.clone();
+        self.of_issuer(&url).await
+    }
+
+    /// The currency of issuer `currency`, through the first offer in the book that takes it.
+    async fn of_book(
+        &mut self,
+        client: &market::client::MarketClient,
+        currency: &str,
+    ) -> Option<lcp::client::Currency> {
+        let offers = client.offers(Some(currency)).await.ok()?;
+        let first = offers.first()?;
+        self.of_listing(first).await
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,24 +217,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             currency,
             json,
         } => {
-            let offers = runtime()?.block_on(client(&market)?.offers(currency.as_deref()))?;
+            let rt = runtime()?;
+            let offers = rt.block_on(client(&market)?.offers(currency.as_deref()))?;
             if json {
                 println!("{}", serde_json::json!({ "offers": offers }));
                 return Ok(());
             }
+            let mut money = Money::default();
             println!(
-                "{:<14} {:<28} {:>12} {:>10} {:>12} {:>9} {:>7}",
+                "{:<14} {:<28} {:>16} {:>10} {:>16} {:>9} {:>7}",
                 "agent", "endpoint", "price", "p_fail", "adjusted", "audits", "up"
             );
             for o in offers {
                 let short: String = o.agent.chars().take(12).collect();
+                let c = rt.block_on(money.of_listing(&o));
+                // Adjusted prices are fractional minor units; shown rounded.
+                let adjusted = if o.adjusted_price.is_finite() {
+                    show(c.as_ref(), o.adjusted_price.round() as u64)
+                } else {
+                    "inf".to_owned()
+                };
                 println!(
-                    "{:<14} {:<28} {:>12} {:>10.2e} {:>12.1} {:>4}/{:<4} {:>7}",
+                    "{:<14} {:<28} {:>16} {:>10.2e} {:>16} {:>4}/{:<4} {:>7}",
                     short,
                     o.endpoint,
-                    o.reference_price,
+                    show(c.as_ref(), o.reference_price),
                     o.p_fail,
-                    o.adjusted_price,
+                    adjusted,
                     o.audits_passed,
                     o.audits_failed,
                     if o.online { "yes" } else { "no" }
@@ -200,7 +272,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_failure_probability,
                 exclude: Vec::new(),
             };
-            let outcome = runtime()?.block_on(client(&market)?.match_or_best(&request))?;
+            let rt = runtime()?;
+            let client = client(&market)?;
+            let outcome = rt.block_on(client.match_or_best(&request))?;
+            // Amounts for people: in the currency's units, from its issuer's descriptor.
+            let c = if json {
+                None
+            } else {
+                rt.block_on(Money::default().of_book(&client, &request.currency))
+            };
             let answer = match outcome {
                 market::client::MatchOutcome::Met(answer) => answer,
                 market::client::MatchOutcome::CannotMeet(body) => {
@@ -222,7 +302,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             b.get("agents")
                                 .and_then(|a| a.as_array())
                                 .map_or(0, |a| a.len()),
-                            b.get("total_price").and_then(|p| p.as_u64()).unwrap_or(0)
+                            show(
+                                c.as_ref(),
+                                b.get("total_price").and_then(|p| p.as_u64()).unwrap_or(0)
+                            )
                         ),
                         None => String::new(),
                     };
@@ -236,13 +319,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{} agents, total price {}, failure probability {:.3e}",
                 answer.agents.len(),
-                answer.total_price,
+                show(c.as_ref(), answer.total_price),
                 answer.failure_probability
             );
             for a in &answer.agents {
                 println!(
                     "  {} {} price {} p_fail {:.2e}",
-                    a.agent, a.endpoint, a.price, a.p_fail
+                    a.agent,
+                    a.endpoint,
+                    show(c.as_ref(), a.price),
+                    a.p_fail
                 );
             }
             Ok(())

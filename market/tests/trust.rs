@@ -556,7 +556,8 @@ fn run_market(args: &[String]) -> (i32, String, String) {
 }
 
 /// Finding 15: `market match` said "`details` has the best achievable" but not the value.
-/// Now the text names it, and `--json` prints the refusal with its details.
+/// Now the text names it, and `--json` prints the refusal with its details. (And finding 19:
+/// human output shows amounts in the currency's units; `--json` keeps minor units.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn market_match_shows_the_best_achievable() {
     let net = Net::start(2, None);
@@ -593,6 +594,38 @@ async fn market_match_shows_the_best_achievable() {
         )) && stderr.contains("with 2 agents at total price"),
         "{stderr}"
     );
+    // Amounts for people are in the currency (the test issuer's LCU, 2 decimals).
+    let two_agents = client
+        .match_agents(&request(&currency, 2, Some(2), 0.5))
+        .await
+        .expect("match");
+    let lcu = |minor: u64| format!("{}.{:02} LCU", minor / 100, minor % 100);
+    let total = lcu(two_agents.total_price);
+    assert!(
+        stderr.contains(&format!("at total price {total})")),
+        "{stderr} (want {total})"
+    );
+    let mut met = args.to_vec();
+    *met.last_mut().expect("args") = "0.5".to_owned();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_market(&met))
+        .await
+        .expect("run");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("2 agents, total price {total},")),
+        "{stdout}"
+    );
+    let book = vec![
+        "offers".to_owned(),
+        "--market".to_owned(),
+        net.market.url.clone(),
+    ];
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_market(&book))
+        .await
+        .expect("run");
+    assert_eq!(code, 0, "{stderr}");
+    let reference = client.offers(Some(&currency)).await.expect("offers")[0].reference_price;
+    assert!(stdout.contains(&lcu(reference)), "{stdout}");
     let mut json_args = args.to_vec();
     json_args.push("--json".to_owned());
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_market(&json_args))
