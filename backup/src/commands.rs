@@ -401,6 +401,10 @@ pub struct CreateSummary {
     /// Slots whose agent did not answer: their shards of this backup are missing until
     /// `backup repair` (at most m - 1 of them, so the backup survives one more loss).
     pub unwritten_slots: Vec<usize>,
+    /// Slots whose agents did not answer, more than a write tolerates: moved to spare agents
+    /// before the backup (their old contracts lapse; `backup repair` rebuilds their shards
+    /// of earlier backups).
+    pub moved_slots: Vec<usize>,
 }
 
 /// Time per stage of `create`, in seconds. The stages overlap (they run at once).
@@ -805,6 +809,8 @@ async fn create_locked(
         )?;
         absolute.push(p.to_string_lossy().into_owned());
     }
+    // Too many agents off: their slots move to spare agents first.
+    let moved_slots = repo.move_unanswering_slots().await?;
     repo.sync_index().await?;
     // Chunks an interrupted backup already uploaded count as stored.
     let pending = std::mem::take(&mut repo.index.pending);
@@ -835,6 +841,7 @@ async fn create_locked(
         stage_seconds: CreateStages::default(),
         unreadable,
         unwritten_slots: vec![],
+        moved_slots,
     };
     let progress = Progress::start(total);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ClosedPack>(PACKS_IN_FLIGHT_MAX);

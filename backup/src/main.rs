@@ -397,6 +397,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     s.seconds
                 )
             })?;
+            if !s.moved_slots.is_empty() {
+                eprintln!(
+                    "warning: the agents of slots {:?} did not answer: those slots moved to spare \
+                     agents (their old contracts lapse); run `backup repair` to rebuild their \
+                     shards of earlier backups",
+                    s.moved_slots
+                );
+            }
             if !s.unwritten_slots.is_empty() {
                 eprintln!(
                     "warning: the agents of slots {:?} did not answer: their shards of this backup \

@@ -958,6 +958,39 @@ impl Repo {
         Ok(freed)
     }
 
+    /// Before a backup: when more slots than a write tolerates ([`Repo::unwritten_max`]) have
+    /// agents that do not answer, move every such slot to a spare agent the market offers
+    /// ([`Repo::replace_slot`], as `repair` does), so the backup can be made whenever
+    /// storage can be had. The old contracts lapse; the moved slots hold no shards of
+    /// earlier backups until `repair` rebuilds them. Answers the slots moved; fails when too
+    /// many stay unanswering.
+    pub async fn move_unanswering_slots(&mut self) -> Result<Vec<usize>, Error> {
+        let listing = self.listing().await?;
+        let down: Vec<usize> = (0..self.n())
+            .filter(|&i| listing.slots[i].is_none())
+            .collect();
+        if down.len() <= self.unwritten_max() {
+            return Ok(Vec::new());
+        }
+        let (mut moved, mut stuck) = (Vec::new(), Vec::new());
+        for i in down {
+            match self.replace_slot(i).await {
+                Ok(()) => moved.push(i),
+                Err(e) => stuck.push(format!("slot {i}: {e}")),
+            }
+        }
+        if stuck.len() > self.unwritten_max() {
+            return Err(Error::Io(format!(
+                "{} of the repository's agents do not answer and no spare agent could take \
+                 their place ({}); a backup needs all but {} of them",
+                stuck.len(),
+                stuck.join("; "),
+                self.unwritten_max()
+            )));
+        }
+        Ok(moved)
+    }
+
     /// Replace slot `i` (its agent is gone) with a new agent the market matches, excluding the
     /// repository's other agents: buy a contract like the old one for what is left of its
     /// term, store the key file there, and store the updated config on every slot. Its shards

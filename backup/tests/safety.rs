@@ -467,3 +467,39 @@ fn init_checks_sizes_before_paying_and_a_retry_uses_what_a_failed_init_bought() 
     assert!(out.contains(&format!(" {code_of} + ")), "{out}");
     assert!(out.contains("paid ") && out.contains(" in all"), "{out}");
 }
+
+/// Two of six agents off, spares in the market: `create` moves their slots to spare agents
+/// and the backup succeeds, saying so; `repair` then rebuilds the earlier backups' shards.
+#[test]
+fn a_backup_with_two_agents_off_moves_their_slots_to_spares() {
+    // Six agents hold the repository; two are spares.
+    let (tmp, mut net, cli) = network(8);
+    let home = tmp.path().join("config");
+    cli.init(&home, &["--slot-bytes", "67108864"]);
+    let src = tmp.path().join("data");
+    std::fs::create_dir(&src).expect("dir");
+    std::fs::write(src.join("first"), noise(2 << 20, 31)).expect("write");
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    let (a, b) = (slot_agent(&net, &home, 1), slot_agent(&net, &home, 4));
+    net.kill(Which::Agent(a)).expect("kill");
+    net.kill(Which::Agent(b)).expect("kill");
+    std::fs::write(src.join("second"), noise(2 << 20, 33)).expect("write");
+    let (code, out, err) = cli.run(
+        &home,
+        PASSWORD,
+        &["create", &src.to_string_lossy(), "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("moved to spare"), "{err}");
+    let made: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(made["moved_slots"], serde_json::json!([1, 4]), "{made}");
+    assert_ne!(slot_agent(&net, &home, 1), a);
+    assert_ne!(slot_agent(&net, &home, 4), b);
+    let repaired = cli.ok(&home, &["repair", "--json"]);
+    assert!(
+        repaired["shards_rewritten"].as_u64().expect("n") > 0,
+        "{repaired}"
+    );
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "data", &src);
+}
