@@ -302,7 +302,7 @@ async fn book_match_audits_reports_and_outages() {
         // An agent that stops answering is offline at the next probe: p_fail at least 0.5.
         let a3 = net.agent(3).agent.key.entity().to_string();
         let mut net = net;
-        drop(net.agents[3].take());
+        net.stop_agent(3).await;
         assert_eq!(
             market::auditor::probe_round(&net.market.market)
                 .await

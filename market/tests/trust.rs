@@ -499,7 +499,7 @@ async fn offline_agents_are_never_chosen() {
         wait_for_offers(&client, &currency, 4).await;
         // The cheapest agent stops; the next probe finds it offline.
         let dead = net.agent(0).agent.key.entity().to_string();
-        drop(net.agents[0].take());
+        net.stop_agent(0).await;
         assert_eq!(
             market::auditor::probe_round(&net.market.market)
                 .await

@@ -104,6 +104,26 @@ impl Net {
         .expect("agent")
     }
 
+    /// Stop agent `i` and wait (bounded) until its endpoint no longer answers: dropping a
+    /// server only asks it to stop, so a probe right after could still find it up.
+    pub async fn stop_agent(&mut self, i: usize) {
+        let agent = self.agents[i].take().expect("agent running");
+        let url = format!("{}/.well-known/lcp", agent.url);
+        drop(agent);
+        let http = self.http.clone();
+        eventually(10_000, "the stopped agent no longer answers", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .timeout(std::time::Duration::from_millis(1_000))
+                    .send()
+                    .await
+                    .is_err()
+            }
+        })
+        .await;
+    }
+
     pub fn agent(&self, i: usize) -> &storage_agent::serve::RunningAgent {
         self.agents[i].as_ref().expect("agent running")
     }
