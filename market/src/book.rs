@@ -447,6 +447,7 @@ impl Market {
         let now = now_s();
         let rows = self.agents().await?;
         let mut known_currency = false;
+        let mut left_out = LeftOut::default();
         let mut pool: Vec<(AgentRow, Envelope, Offer, u64)> = Vec::new();
         for row in rows.into_iter().filter(|r| r.offer_expires_s > now) {
             let Some((env, offer)) = row.offer() else {
@@ -463,11 +464,21 @@ impl Market {
             // An agent that missed its last probe cannot take a contract: never chosen, and
             // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
             // back.
-            if row.online == 0
-                || req.exclude.contains(&row.entity)
-                || offer.block_bytes_max < req.shard_bytes
-                || offer.duration_s_max < req.duration_s
-            {
+            if row.online == 0 {
+                left_out.offline += 1;
+                continue;
+            }
+            if req.exclude.contains(&row.entity) {
+                continue;
+            }
+            if offer.block_bytes_max < req.shard_bytes {
+                left_out.small_blocks += 1;
+                left_out.largest_block = left_out.largest_block.max(offer.block_bytes_max);
+                continue;
+            }
+            if offer.duration_s_max < req.duration_s {
+                left_out.short_durations += 1;
+                left_out.longest_duration_s = left_out.longest_duration_s.max(offer.duration_s_max);
                 continue;
             }
             let Some(price) = price_for(cur, req) else {
@@ -536,6 +547,7 @@ impl Market {
             select::Outcome::CannotMeet(best) => Err(Error::CannotMeetTarget {
                 target: req.max_failure_probability,
                 best: best.as_ref().map(|b| b.failure_probability),
+                left_out: left_out.explain(req),
                 details: serde_json::json!({
                     "best_failure_probability": best.as_ref().map(|b| b.failure_probability),
                     "best": best.as_ref().map(|b| serde_json::json!({
@@ -543,6 +555,13 @@ impl Market {
                         "total_price": b.total_price,
                     })),
                     "candidates": considered,
+                    "left_out": {
+                        "offline": left_out.offline,
+                        "blocks_too_small": left_out.small_blocks,
+                        "largest_block_bytes": left_out.largest_block,
+                        "durations_too_short": left_out.short_durations,
+                        "longest_duration_s": left_out.longest_duration_s,
+                    },
                 }),
             }),
         }
@@ -1254,6 +1273,43 @@ pub fn network_of(endpoint: &str) -> Result<String, Error> {
         return Ok(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]));
     }
     Ok(host.to_ascii_lowercase())
+}
+
+/// Agents offering the match's currency that it left out, and why: said in a refusal, so a
+/// buyer asking for blocks no agent sells learns that, not only that the target was missed.
+#[derive(Debug, Default)]
+struct LeftOut {
+    offline: u64,
+    small_blocks: u64,
+    largest_block: u64,
+    short_durations: u64,
+    longest_duration_s: u64,
+}
+
+impl LeftOut {
+    fn explain(&self, req: &MatchRequest) -> String {
+        let mut out = String::new();
+        if self.small_blocks > 0 {
+            out.push_str(&format!(
+                "; {} agent(s) sell no block as large as the {} bytes asked for per shard \
+                 (the largest offered is {} bytes): ask for smaller shards",
+                self.small_blocks, req.shard_bytes, self.largest_block
+            ));
+        }
+        if self.short_durations > 0 {
+            out.push_str(&format!(
+                "; {} agent(s) sell no contract as long as {} s (the longest offered is {} s)",
+                self.short_durations, req.duration_s, self.longest_duration_s
+            ));
+        }
+        if self.offline > 0 {
+            out.push_str(&format!(
+                "; {} agent(s) were offline at the last probe",
+                self.offline
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

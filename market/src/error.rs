@@ -23,12 +23,15 @@ pub enum Error {
     InvalidMatch(String),
     #[error("no live offer accepts currency {0}")]
     UnknownCurrency(String),
-    #[error("{}", cannot_meet_message(*target, *best))]
+    #[error("{}{}", cannot_meet_message(*target, *best), left_out)]
     CannotMeetTarget {
         /// The `max_failure_probability` asked for.
         target: f64,
         /// The lowest failure probability any choice reaches (`None`: too few agents).
         best: Option<f64>,
+        /// Why agents offering the currency were left out (`; ...` clauses, or empty): the
+        /// real cause when it is a block size or duration no agent sells.
+        left_out: String,
         details: serde_json::Value,
     },
     #[error("the contract is not acceptable: {0}")]

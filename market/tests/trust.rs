@@ -645,3 +645,35 @@ async fn market_match_shows_the_best_achievable() {
         Some(2)
     );
 }
+
+/// Shards larger than any agent's blocks: the refusal names that cause (and the largest block
+/// offered), not only the missed durability target (issue 12, finding 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_for_blocks_nobody_sells_says_so() {
+    let net = Net::start(2, None);
+    let (_, buyer) = net.buyer(10).await;
+    let client = MarketClient::new(net.http.clone(), &net.market.url, buyer);
+    let currency = net.issuer.entity.to_string();
+    wait_for_offers(&client, &currency, 2).await;
+    let largest = client
+        .offers(Some(&currency))
+        .await
+        .expect("offers")
+        .iter()
+        .filter_map(|o| o.offer.open::<protocol::market::Offer>("offer").ok())
+        .map(|(_, offer)| offer.block_bytes_max)
+        .max()
+        .expect("an offer");
+    let mut too_big = request(&currency, 1, Some(2), 0.5);
+    too_big.shard_bytes = largest + 1;
+    let e = client
+        .match_agents(&too_big)
+        .await
+        .expect_err("no agent sells such blocks");
+    let text = e.to_string();
+    assert!(
+        text.contains("2 agent(s) sell no block as large as")
+            && text.contains(&format!("the largest offered is {largest} bytes")),
+        "{text}"
+    );
+}
