@@ -337,6 +337,7 @@ pub async fn init(
         data_shards: k,
         parity_shards: m,
         slots,
+        retired: Vec::new(),
     };
     let repo = Repo::new(dir, config, keys, payer, http);
     let key_bytes = serde_json::to_vec(&key_file).map_err(|e| Error::Io(e.to_string()))?;

@@ -27,112 +27,172 @@ macro_rules! out {
     about = "Encrypted, deduplicated backups, erasure-coded across storage agents"
 )]
 struct Cli {
-    /// Local configuration and cache (the repository itself lives on the agents)
+    /// Local configuration and cache (the repository itself lives on the agents); default
+    /// ~/.config/lcp-backup
     #[arg(long, env = "BACKUP_CONFIG_DIR", global = true)]
     config_dir: Option<PathBuf>,
     /// Read the password from this file (else BACKUP_PASSWORD, else a prompt)
     #[arg(long, global = true)]
     password_file: Option<PathBuf>,
     /// Open the repository with this exported key file (`backup key export`) instead of the
-    /// password
-    #[arg(long, global = true)]
+    /// password (any command but init, which makes a new key)
+    #[arg(long)]
     key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
 
+/// `--key-file` after the command's name too (`backup restore ... --key-file F`); not on
+/// `init`, which makes a new key.
+#[derive(clap::Args)]
+struct KeyFileArg {
+    /// Open the repository with this exported key file (`backup key export`) instead of the
+    /// password
+    #[arg(long = "key-file", value_name = "KEY_FILE")]
+    path: Option<PathBuf>,
+}
+
+/// `--json` on every command.
+#[derive(clap::Args)]
+struct JsonArg {
+    /// Print one JSON document on stdout (amounts in minor units) instead of text
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create a repository: buy k + m contracts through the market; prints its id
+    /// Create a repository: buy k + m contracts through the market; prints its id, the agents
+    /// chosen and what they cost
     Init {
+        /// The market's URL (http://HOST:PORT)
         #[arg(long, env = "BACKUP_MARKET")]
         market: String,
-        /// LCP key that pays for and owns the contracts
+        /// LCP key file that pays for and owns the contracts
         #[arg(long, env = "BACKUP_WALLET")]
         wallet: PathBuf,
+        /// Shards each object is split into (k); any k of the k + m shards rebuild it
         #[arg(long, default_value_t = 4)]
         data_shards: usize,
-        /// Agents that may be lost without losing data
+        /// Agents that may be lost without losing data (m)
         #[arg(long, default_value_t = 2)]
         parity_shards: usize,
-        /// Space bought on each agent
+        /// Space bought on each agent, in bytes: the repository holds about k x this of
+        /// packed (deduplicated, compressed) data
         #[arg(long, default_value_t = 1 << 30)]
         slot_bytes: u64,
+        /// Length of the contracts, in seconds (default 30 days); `backup repair` renews them
         #[arg(long, default_value_t = 30 * 86_400)]
         duration_s: u64,
+        /// Highest acceptable probability (0 to 1) that more than m of the chosen agents fail
+        /// within the contracts' term, by the market's reliability estimates
         #[arg(long, default_value_t = 0.05)]
         max_failure_probability: f64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Back up PATHs as a new snapshot
     Create {
+        /// Files and directories to back up (each recorded by its name as typed)
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Leave out paths matching this glob (repeatable; `*` within a component, `**`
+        /// across)
         #[arg(long)]
         exclude: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// List snapshots
     Snapshots {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
-    /// List the files of a snapshot (an id, an id prefix or `latest`)
+    /// List the files of a snapshot
     Ls {
+        /// A snapshot id, its first characters, or `latest`
         snapshot: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Verify the repository and audit every agent (Merkle proofs of random shard leaves);
-    /// --read-data reads and checks every shard. Exit 4 on any problem
+    /// exit 4 on any problem
     Check {
+        /// Also read every shard and verify it
         #[arg(long)]
         read_data: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
-    /// Rebuild missing or damaged shards from the survivors (new agents replace dead ones) and
-    /// renew contracts that end soon
+    /// Rebuild missing or damaged shards from the survivors (new agents replace dead ones),
+    /// renew contracts that end soon, and grow the repository
     Repair {
-        /// Renew contracts ending within N days (default: within a quarter of their term)
+        /// Renew contracts ending within this many days (default: within the last quarter of
+        /// their term)
         #[arg(long)]
         renew_within_days: Option<u64>,
-        #[arg(long)]
-        json: bool,
+        /// Add about this many bytes of packed capacity: every slot gets a new, larger
+        /// contract (on its agent when it has room, else a spare) holding its shards
+        #[arg(long, value_name = "BYTES")]
+        grow: Option<u64>,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
-    /// Remove snapshots the policy does not keep; --prune then deletes unused data
+    /// Remove snapshots by id, or those the --keep-* rules do not keep; --prune then deletes
+    /// unused data
     Forget {
-        /// Snapshots to remove by id (or its first characters), instead of --keep-* rules
+        /// Snapshots to remove: ids (or their first characters), instead of --keep-* rules
         snapshots: Vec<String>,
-        #[arg(long, default_value_t = 0)]
+        /// Keep the last N snapshots (of each host and set of paths)
+        #[arg(long, default_value_t = 0, value_name = "N")]
         keep_last: usize,
-        #[arg(long, default_value_t = 0)]
+        /// Keep the newest snapshot of each of the last N days
+        #[arg(long, default_value_t = 0, value_name = "N")]
         keep_daily: usize,
-        #[arg(long, default_value_t = 0)]
+        /// Keep the newest snapshot of each of the last N weeks
+        #[arg(long, default_value_t = 0, value_name = "N")]
         keep_weekly: usize,
-        #[arg(long, default_value_t = 0)]
+        /// Keep the newest snapshot of each of the last N months (30 days)
+        #[arg(long, default_value_t = 0, value_name = "N")]
         keep_monthly: usize,
+        /// Then delete the data no remaining snapshot uses (as `backup prune`)
         #[arg(long)]
         prune: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Remove the repository's locks: after a killed backup or prune, when none is running
     Unlock {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Delete data no snapshot uses
     Prune {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
-    /// Repository size and layout
+    /// Repository size, layout, capacity and spending
     Stats {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// The password-wrapped key
     Key {
@@ -141,19 +201,27 @@ enum Cmd {
     },
     /// Restore a snapshot into --target; on a fresh machine give --repo, --market and --wallet
     Restore {
+        /// A snapshot id, its first characters, or `latest`
         snapshot: String,
+        /// Directory to restore into (created if missing; files there are replaced)
         #[arg(long)]
         target: PathBuf,
+        /// Restore only paths matching this glob (repeatable; a directory brings its contents)
         #[arg(long)]
         include: Vec<String>,
+        /// The repository's id (a restore on a new machine)
         #[arg(long)]
         repo: Option<String>,
+        /// The market's URL (a restore on a new machine)
         #[arg(long, env = "BACKUP_MARKET")]
         market: Option<String>,
+        /// The LCP key file that bought the contracts (a restore on a new machine)
         #[arg(long, env = "BACKUP_WALLET")]
         wallet: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
     },
 }
 
@@ -162,11 +230,36 @@ enum KeyCmd {
     /// Write the repository's key in the clear (mode 0600): with `--key-file FILE` it opens
     /// the repository instead of the password. Keep it as safe as the data itself
     Export {
+        /// File to write the key to (created with mode 0600)
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        json: JsonArg,
     },
+}
+
+impl Cmd {
+    /// The `--key-file` given after the command's name, if any (`init` has none).
+    fn key_file(&self) -> Option<&PathBuf> {
+        match self {
+            Cmd::Init { .. } => None,
+            Cmd::Create { key, .. }
+            | Cmd::Snapshots { key, .. }
+            | Cmd::Ls { key, .. }
+            | Cmd::Check { key, .. }
+            | Cmd::Repair { key, .. }
+            | Cmd::Forget { key, .. }
+            | Cmd::Unlock { key, .. }
+            | Cmd::Prune { key, .. }
+            | Cmd::Stats { key, .. }
+            | Cmd::Restore { key, .. }
+            | Cmd::Key {
+                command: KeyCmd::Export { key, .. },
+            } => key.path.as_ref(),
+        }
+    }
 }
 
 fn main() {
@@ -329,9 +422,16 @@ fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Re
 
 async fn run(cli: Cli) -> Result<(), Error> {
     let dir = config_dir(&cli.config_dir);
+    if cli.key_file.is_some() && matches!(cli.command, Cmd::Init { .. }) {
+        return Err(Error::Usage(
+            "--key-file opens an existing repository; `init` makes a new key (export it \
+             afterwards with `backup key export`)"
+                .into(),
+        ));
+    }
     let auth = Auth {
         password_file: cli.password_file.clone(),
-        key_file: cli.key_file.clone(),
+        key_file: cli.command.key_file().or(cli.key_file.as_ref()).cloned(),
     };
     match cli.command {
         Cmd::Init {
@@ -342,7 +442,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             slot_bytes,
             duration_s,
             max_failure_probability,
-            json,
+            out: JsonArg { json },
+            ..
         } => {
             let buyer = wallet_key(&wallet)?;
             let pw = new_password(&cli.password_file)?;
@@ -379,7 +480,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Create {
             paths,
             exclude,
-            json,
+            out: JsonArg { json },
+            ..
         } => {
             let mut repo = open(&dir, &auth).await?;
             warn_renewal(&repo);
@@ -428,7 +530,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 s.unreadable.len()
             )))
         }
-        Cmd::Snapshots { json } => {
+        Cmd::Snapshots {
+            out: JsonArg { json },
+            ..
+        } => {
             let repo = open(&dir, &auth).await?;
             let all = repo.snapshots().await?;
             let brief: Vec<_> = all
@@ -457,7 +562,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             })
         }
-        Cmd::Ls { snapshot, json } => {
+        Cmd::Ls {
+            snapshot,
+            out: JsonArg { json },
+            ..
+        } => {
             let repo = open(&dir, &auth).await?;
             let s = commands::find_snapshot(&repo, &snapshot).await?;
             let nodes: Vec<_> = s
@@ -481,7 +590,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             })
         }
-        Cmd::Check { read_data, json } => {
+        Cmd::Check {
+            read_data,
+            out: JsonArg { json },
+            ..
+        } => {
             let mut repo = open(&dir, &auth).await?;
             warn_renewal(&repo);
             let r = backup::maintain::check(&mut repo, read_data).await?;
@@ -509,11 +622,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Repair {
             renew_within_days,
-            json,
+            grow,
+            out: JsonArg { json },
+            ..
         } => {
             let mut repo = open(&dir, &auth).await?;
             let within_s = renew_within_days.map(|d| d.saturating_mul(86_400));
-            let r = backup::maintain::repair(&mut repo, within_s).await?;
+            let r = backup::maintain::repair(&mut repo, within_s, grow).await?;
             print(json, &r, || {
                 out!(
                     "{} objects checked, {} shards rewritten, slots replaced: {:?}, renewed: {:?}",
@@ -557,9 +672,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             keep_weekly,
             keep_monthly,
             prune,
-            json,
+            out: JsonArg { json },
+            ..
         } => {
-            let mut repo = open(&dir, &auth).await?;
             let keep = backup::maintain::Keep {
                 last: keep_last,
                 daily: keep_daily,
@@ -567,13 +682,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 monthly: keep_monthly,
             };
             let rules = keep.last + keep.daily + keep.weekly + keep.monthly > 0;
-            if rules != snapshots.is_empty() {
+            if !rules && snapshots.is_empty() {
                 return Err(Error::Usage(
-                    "give snapshot ids or --keep-* rules, not both (with neither, forget would \
-                     remove every snapshot)"
+                    "which snapshots? give their ids (`backup snapshots` lists them), or rules \
+                     for those to keep: --keep-last N, --keep-daily N, --keep-weekly N, \
+                     --keep-monthly N"
                         .into(),
                 ));
             }
+            if rules && !snapshots.is_empty() {
+                return Err(Error::Usage(
+                    "give snapshot ids or --keep-* rules, not both".into(),
+                ));
+            }
+            let mut repo = open(&dir, &auth).await?;
             let f = if rules {
                 backup::maintain::forget(&mut repo, keep).await?
             } else {
@@ -600,7 +722,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             })
         }
-        Cmd::Prune { json } => {
+        Cmd::Prune {
+            out: JsonArg { json },
+            ..
+        } => {
             let mut repo = open(&dir, &auth).await?;
             let p = backup::maintain::prune(&mut repo).await?;
             print(json, &p, || {
@@ -612,25 +737,49 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 )
             })
         }
-        Cmd::Unlock { json } => {
+        Cmd::Unlock {
+            out: JsonArg { json },
+            ..
+        } => {
             let repo = open(&dir, &auth).await?;
             let removed = backup::maintain::unlock(&repo).await?;
             print(json, &serde_json::json!({ "removed": removed }), || {
                 out!("{} locks removed", removed.len())
             })
         }
-        Cmd::Stats { json } => {
+        Cmd::Stats {
+            out: JsonArg { json },
+            ..
+        } => {
             let mut repo = open(&dir, &auth).await?;
             let s = backup::maintain::stats(&mut repo).await?;
             print(json, &s, || {
                 out!("repository {}: {} snapshots, latest {} files ({:.1} MiB), {} chunks in {} packs, {}+{} shards on {}",
                     s.repository, s.snapshots, s.files, s.latest_bytes as f64 / 1048576.0, s.chunks, s.packs, s.data_shards, s.parity_shards, s.agents.join(" "));
                 out!("packed {:.1} MiB of about {:.1} MiB the contracts hold, {:.1} MiB on the agents with parity; the first contract ends {}",
-                    s.packed_bytes as f64 / 1048576.0, s.capacity_bytes as f64 / 1048576.0, s.stored_bytes as f64 / 1048576.0, s.first_contract_end)
+                    s.packed_bytes as f64 / 1048576.0, s.capacity_bytes as f64 / 1048576.0, s.stored_bytes as f64 / 1048576.0, s.first_contract_end);
+                let money = |amount: i128| s.currency.show(amount);
+                out!(
+                    "the contracts cost {}; spent so far {} (their prices and paid reads and writes, retired contracts included), {} of it still credit",
+                    money(s.contracts_cost.into()),
+                    money(s.spent.into()),
+                    money(s.credit_left.into())
+                );
+                if s.contracts_unanswered > 0 {
+                    out!(
+                        "  {} contracts' agents did not answer: what was paid to them is not counted",
+                        s.contracts_unanswered
+                    );
+                }
             })
         }
         Cmd::Key {
-            command: KeyCmd::Export { out, json },
+            command:
+                KeyCmd::Export {
+                    out,
+                    json: JsonArg { json },
+                    ..
+                },
         } => {
             // Opening proves the password, so an export never hands out a key nobody can use.
             let repo = open(&dir, &auth).await?;
@@ -666,11 +815,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
             repo,
             market,
             wallet,
-            json,
+            out: JsonArg { json },
+            ..
         } => {
             let mut r =
                 match (repo, market, wallet) {
                     (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
+                        lcp::client::check_url(&market)
+                            .map_err(|e| Error::Usage(format!("--market: {e}")))?;
                         let buyer = wallet_key(&wallet)?;
                         let r = Repo::recover(&dir, &id, &market, &secret(&auth)?, &buyer, http()?)
                             .await?;
@@ -692,5 +844,53 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag of every command says what it is, and flags with units name them.
+    #[test]
+    fn every_flag_has_help_with_its_unit() {
+        fn walk(c: &clap::Command, path: &str) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(!help.is_empty(), "{path} {id} has no help");
+                if id.ends_with("_s") {
+                    assert!(help.contains("seconds"), "{path} {id}: {help}");
+                }
+                if id.ends_with("bytes") || id == "grow" {
+                    assert!(help.contains("bytes"), "{path} {id}: {help}");
+                }
+                if id.ends_with("days") {
+                    assert!(help.contains("days"), "{path} {id}: {help}");
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()));
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        walk(&cli, "backup");
+        // init makes a new key: it offers no --key-file.
+        let init = cli.find_subcommand("init").expect("init");
+        assert!(
+            init.get_arguments()
+                .all(|a| a.get_long() != Some("key-file")),
+            "init offers --key-file"
+        );
+        assert!(cli
+            .find_subcommand("restore")
+            .expect("restore")
+            .get_arguments()
+            .any(|a| a.get_long() == Some("key-file")));
     }
 }

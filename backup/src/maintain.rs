@@ -268,10 +268,23 @@ pub fn due_for_renewal(slot: &Slot, now_s: i64, renew_within_s: Option<u64>) -> 
 
 /// `backup repair`: a slot whose agent does not answer gets a new agent (bought through the
 /// market); a slot whose contract ends within the renewal window gets a new contract for
-/// another term ([`due_for_renewal`]). Then every object is rebuilt from its shards (read
+/// another term ([`due_for_renewal`]); with `grow_bytes`, every slot gets a new contract
+/// with a block larger by its share of them (the repository's packed capacity grows by
+/// about that much), moved like a renewal. Then every object is rebuilt from its shards (read
 /// where they were before the renewals) and each missing or damaged shard, and every shard of
 /// a renewed slot, is written. Last, the config naming the new contracts goes to every slot.
-pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<RepairReport, Error> {
+pub async fn repair(
+    repo: &mut Repo,
+    renew_within_s: Option<u64>,
+    grow_bytes: Option<u64>,
+) -> Result<RepairReport, Error> {
+    // Growing: every slot's block by its share of the bytes added (a repository holds about
+    // k x the block of packed data).
+    let grow_per_slot = match grow_bytes {
+        Some(0) => return Err(Error::Usage("--grow must be more than 0 bytes".into())),
+        Some(g) => Some(g.div_ceil(repo.k() as u64)),
+        None => None,
+    };
     // Everything that can be done is done: a slot without a replacement does not stop the
     // others, nor the rebuilding of shards onto the slots that answer.
     let (mut replaced, mut unreplaced, mut dead) = (Vec::new(), Vec::new(), Vec::new());
@@ -296,8 +309,9 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
     let (mut renewed, mut moved) = (Vec::new(), Vec::new());
     for i in 0..repo.n() {
         let slot = &repo.config.slots[i];
-        if replaced.contains(&i) || dead.contains(&i) || !due_for_renewal(slot, now, renew_within_s)
-        {
+        let grown = grow_per_slot.map(|g| slot.block_bytes.saturating_add(g));
+        let due = grown.is_some() || due_for_renewal(slot, now, renew_within_s);
+        if replaced.contains(&i) || dead.contains(&i) || !due {
             continue;
         }
         let term = match slot.duration_s {
@@ -306,7 +320,7 @@ pub async fn repair(repo: &mut Repo, renew_within_s: Option<u64>) -> Result<Repa
         };
         // The same agent when it has room, else a spare: the shards are rebuilt onto it
         // below either way. A slot nobody renews does not stop the others.
-        match repo.buy_slot(i, term, true).await {
+        match repo.buy_slot(i, term, true, grown).await {
             Ok(bought) => {
                 if bought.slot.agent != repo.config.slots[i].agent {
                     moved.push(i);
@@ -666,6 +680,45 @@ pub struct Stats {
     pub capacity_bytes: u64,
     /// When the first contract ends (RFC 3339): `repair` renews before then.
     pub first_contract_end: String,
+    /// What the current contracts cost (their prices), in minor units.
+    pub contracts_cost: u64,
+    /// Paid so far to the current contracts and those they replaced (prices, and credit for
+    /// writes and reads), in minor units, as the agents report it.
+    pub spent: u64,
+    /// Prepaid credit the current contracts still hold (negative: owed on a tab).
+    pub credit_left: i64,
+    /// Contracts whose agent did not answer: what was paid to them is not in `spent`.
+    pub contracts_unanswered: usize,
+    /// The currency (code and decimals) the amounts are in.
+    pub currency: lcp::client::Currency,
+}
+
+/// What the repository's contracts cost and what was paid to them: (cost of the current
+/// ones, spent on all, credit left on the current ones, contracts that did not answer).
+async fn spending(repo: &Repo) -> Result<(u64, u64, i64, usize), Error> {
+    let (mut cost, mut spent, mut credit, mut unanswered) = (0u64, 0u64, 0i64, 0usize);
+    for (i, slot) in repo.config.slots.iter().enumerate() {
+        match repo.agent(i).contract(&slot.contract).await {
+            Ok(v) => {
+                cost = cost.saturating_add(v.contract_price);
+                spent = spent.saturating_add(v.paid);
+                credit = credit.saturating_add(v.credit);
+            }
+            Err(_) => unanswered += 1,
+        }
+    }
+    for old in &repo.config.retired {
+        let agent = storage_agent::client::AgentClient::new(
+            repo.http.clone(),
+            &old.endpoint,
+            repo.buyer.clone(),
+        );
+        match agent.contract(&old.contract).await {
+            Ok(v) => spent = spent.saturating_add(v.paid),
+            Err(_) => unanswered += 1,
+        }
+    }
+    Ok((cost, spent, credit, unanswered))
 }
 
 /// `backup stats`.
@@ -687,7 +740,18 @@ pub async fn stats(repo: &mut Repo) -> Result<Stats, Error> {
         .min()
         .unwrap_or(0);
     let end_min = repo.config.slots.iter().map(|s| s.end_s).min().unwrap_or(0);
+    let (contracts_cost, spent, credit_left, contracts_unanswered) = spending(repo).await?;
+    let currency = repo
+        .wallet
+        .currency()
+        .await
+        .map_err(crate::error::remote("reading the issuer's currency"))?;
     Ok(Stats {
+        contracts_cost,
+        spent,
+        credit_left,
+        contracts_unanswered,
+        currency,
         packed_bytes,
         stored_bytes,
         capacity_bytes: block_min.saturating_mul(repo.k() as u64),

@@ -45,6 +45,10 @@ const REPLACE_TRIES_MAX: usize = 5;
 /// buffer is sized from it.
 const OBJECT_BYTES_MAX: u64 = 1 << 30;
 
+/// Retired contracts the config remembers, at most (for `stats`' spending; older ones are
+/// dropped, and their payments no longer counted).
+pub const RETIRED_MAX: usize = 64;
+
 /// Longest an interrupted command spends removing its lock before it exits anyway (an agent
 /// that hangs must not keep a Ctrl-C from ending the command).
 pub const UNLOCK_ON_SIGNAL_MS_MAX: u64 = 10_000;
@@ -143,6 +147,10 @@ pub struct RepoConfig {
     pub data_shards: usize,
     pub parity_shards: usize,
     pub slots: Vec<Slot>,
+    /// Contracts the slots held before a renewal, growth or replacement (the latest
+    /// [`RETIRED_MAX`]): they lapse, and `stats` counts what was paid to them.
+    #[serde(default)]
+    pub retired: Vec<Slot>,
 }
 
 /// A pack's shards as stored: their length and each one's Merkle root (computed here from
@@ -998,12 +1006,13 @@ impl Repo {
     pub async fn replace_slot(&mut self, i: usize) -> Result<(), Error> {
         let old = &self.config.slots[i];
         let duration_s = u64::try_from(old.end_s - now_s()).unwrap_or(0).max(86_400);
-        let bought = self.buy_slot(i, duration_s, false).await?;
+        let bought = self.buy_slot(i, duration_s, false, None).await?;
         let signed = self.adopt(i, bought);
         self.publish(&[(i, signed)]).await
     }
 
-    /// Buy a new contract for slot `i` lasting `duration_s`, with the same block size: from
+    /// Buy a new contract for slot `i` lasting `duration_s`, with the same block size (or
+    /// `block`, to grow the repository): from
     /// the slot's own agent when `same_agent` and the market still lists it, else (or when
     /// that agent refuses, e.g. short of space) from an agent the market matches that holds
     /// no other slot. Agents that do not answer or refuse are skipped, up to
@@ -1014,6 +1023,7 @@ impl Repo {
         i: usize,
         duration_s: u64,
         same_agent: bool,
+        block: Option<u64>,
     ) -> Result<BoughtSlot, Error> {
         let market = MarketClient::new(self.http.clone(), &self.config.market, self.buyer.clone());
         let market_entity = market
@@ -1023,7 +1033,7 @@ impl Repo {
             .map_err(remote("asking the market who it is"))?
             .clone();
         let old = self.config.slots[i].clone();
-        let block = old.block_bytes.max(1 << 20);
+        let block = block.unwrap_or(old.block_bytes).max(1 << 20);
         if let Some(bought) = self.adoptable(i, block, duration_s, same_agent).await? {
             return Ok(bought);
         }
@@ -1232,7 +1242,10 @@ impl Repo {
     /// Use a bought contract for slot `i` from now on (writes go there; the config is saved
     /// by [`Repo::publish`]).
     pub fn adopt(&mut self, i: usize, bought: BoughtSlot) -> SignedContract {
-        self.config.slots[i] = bought.slot;
+        let old = std::mem::replace(&mut self.config.slots[i], bought.slot);
+        self.config.retired.push(old);
+        let excess = self.config.retired.len().saturating_sub(RETIRED_MAX);
+        self.config.retired.drain(..excess);
         self.agents[i] = Arc::new(bought.agent);
         bought.signed
     }

@@ -503,3 +503,120 @@ fn a_backup_with_two_agents_off_moves_their_slots_to_spares() {
     cli.ok(&home, &["check", "--read-data", "--json"]);
     cli.restore_exact(&home, &tmp.path().join("restored"), "data", &src);
 }
+
+/// Messages a new user meets before any network is involved: forget with nothing to forget,
+/// a market URL without its scheme, --key-file on init.
+#[test]
+fn usage_mistakes_say_what_is_needed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cli = Cli {
+        wallet: tmp.path().join("wallet.key"),
+        market: "127.0.0.1:7100".into(),
+    };
+    lcp::keyfile::generate(&cli.wallet).expect("key");
+    let home = tmp.path().join("config");
+    let (code, _, err) = cli.run(&home, PASSWORD, &["forget"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("which snapshots?") && err.contains("--keep-last"),
+        "{err}"
+    );
+    let wallet = cli.wallet.to_string_lossy().into_owned();
+    let (code, _, err) = cli.run(
+        &home,
+        PASSWORD,
+        &["init", "--market", &cli.market, "--wallet", &wallet],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("write it as http://127.0.0.1:7100"), "{err}");
+    let (code, _, err) = cli.run(
+        &home,
+        PASSWORD,
+        &[
+            "--key-file",
+            &wallet,
+            "init",
+            "--market",
+            "http://x",
+            "--wallet",
+            &wallet,
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--key-file opens an existing repository"),
+        "{err}"
+    );
+    let (code, _, err) = cli.run(
+        &home,
+        PASSWORD,
+        &[
+            "init",
+            "--key-file",
+            &wallet,
+            "--market",
+            "http://x",
+            "--wallet",
+            &wallet,
+        ],
+    );
+    assert_eq!(code, 2, "clap refuses it: {err}");
+}
+
+/// A full repository grows with `repair --grow`: every slot gets a larger contract holding
+/// its shards, and the backup that did not fit fits; `stats` shows the contracts' cost and
+/// what was spent, in the currency.
+#[test]
+fn a_full_repository_grows_and_stats_shows_spending() {
+    let (tmp, net, cli) = network(6);
+    let home = tmp.path().join("config");
+    cli.init(&home, &["--slot-bytes", "16777216"]);
+    let dir = |name: &str, mib: usize, seed: u64| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir(&d).expect("dir");
+        std::fs::write(d.join("data"), noise(mib << 20, seed)).expect("write");
+        d
+    };
+    let (a, b) = (dir("a", 40, 41), dir("b", 28, 43));
+    cli.ok(&home, &["create", &a.to_string_lossy(), "--json"]);
+    let (code, _, err) = cli.run(&home, PASSWORD, &["create", &b.to_string_lossy()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the repository is full"), "{err}");
+    let before = cli.ok(&home, &["stats", "--json"]);
+    assert_eq!(before["capacity_bytes"], 4 * 16777216u64, "{before}");
+    let grown = cli.ok(&home, &["repair", "--grow", "67108864", "--json"]);
+    assert_eq!(
+        grown["slots_renewed"],
+        serde_json::json!([0, 1, 2, 3, 4, 5]),
+        "{grown}"
+    );
+    let after = cli.ok(&home, &["stats", "--json"]);
+    assert_eq!(
+        after["capacity_bytes"],
+        4 * (16777216u64 + 16777216),
+        "{after}"
+    );
+    cli.ok(&home, &["create", &b.to_string_lossy(), "--json"]);
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "b", &b);
+
+    let stats = cli.ok(&home, &["stats", "--json"]);
+    let cost = stats["contracts_cost"].as_u64().expect("cost");
+    let spent = stats["spent"].as_u64().expect("spent");
+    assert!(cost > 0, "{stats}");
+    assert!(
+        spent > cost + before["contracts_cost"].as_u64().expect("cost"),
+        "the retired contracts count too: {stats}"
+    );
+    assert_eq!(stats["contracts_unanswered"], 0, "{stats}");
+    let code_of = runtime()
+        .block_on(async { wallet_client(&net, &cli.wallet).currency().await })
+        .expect("currency")
+        .code;
+    let (code, out, err) = cli.run(&home, PASSWORD, &["stats"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("the contracts cost") && out.contains(&format!(" {code_of};")),
+        "{out}"
+    );
+}
