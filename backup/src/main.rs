@@ -611,6 +611,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 for p in &r.problems {
                     out!("  {} slots {:?}: {}", p.object, p.slots, p.what);
                 }
+                for o in &r.half_written {
+                    out!("  left over, not a problem: {o} (written half way; `backup prune` deletes it)");
+                }
             })?;
             if !r.problems.is_empty() {
                 return Err(Error::CheckFailed(format!(

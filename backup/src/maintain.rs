@@ -32,6 +32,9 @@ pub struct CheckReport {
     pub audits_failed: usize,
     pub shards_read: usize,
     pub problems: Vec<Problem>,
+    /// Index and snapshot objects written half way (by a command that stopped): not the
+    /// repository's, so no problem; `prune` deletes them.
+    pub half_written: Vec<String>,
 }
 
 /// The sharded objects the repository must keep: its snapshots and index objects (those
@@ -227,6 +230,7 @@ pub async fn check(repo: &mut Repo, read_data: bool) -> Result<CheckReport, Erro
         audits_failed,
         shards_read,
         problems,
+        half_written: repo.half_written(),
     })
 }
 

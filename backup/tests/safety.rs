@@ -223,6 +223,12 @@ fn a_full_repository_prunes_and_a_half_written_index_hides_nothing() {
         assert_eq!(code, 0, "{args:?}: {err}{out}");
         assert!(err.contains(&half), "{args:?} names {half}: {err}");
     }
+    let checked = cli.ok(&home, &["check", "--json"]);
+    assert_eq!(
+        checked["half_written"],
+        serde_json::json!([half]),
+        "{checked}"
+    );
     cli.restore_exact(&home, &tmp.path().join("restored-b"), "b", &b);
     let fresh = tmp.path().join("config-fresh");
     let target = tmp.path().join("restored-fresh");
