@@ -29,6 +29,10 @@ use crate::reliability::{contract_worth, report_weight, Outcome, Reputation, AUD
 use crate::schema::{agents, counted_reports, registered, registered_objects, reports};
 use crate::select::{self, Candidate};
 
+/// Longest a match waits for a chosen agent to say who it is before leaving it out.
+pub const MATCH_PROBE_WAIT_MS_MAX: u64 = 2_000;
+/// Times a match is made again after chosen agents did not answer.
+pub const MATCH_RECHECKS_MAX: usize = 3;
 /// An endpoint that answered as its agent is not asked again for this long.
 pub const ENDPOINT_RECHECK_S: i64 = 600;
 /// Longest wait for an agent's `/.well-known/lcp` when checking an offer.
@@ -442,7 +446,48 @@ impl Market {
     }
 
     /// `POST /v1/match` (DESIGN section 6).
+    /// Choose agents for `req`, each of them answering now: the chosen are asked who they are
+    /// (at once, [`MATCH_PROBE_WAIT_MS_MAX`] each), and one that does not answer is marked
+    /// offline and the choice made again without it, at most [`MATCH_RECHECKS_MAX`] times. So an
+    /// agent that died since the last probe round is not sold (DESIGN section 6).
     pub async fn match_agents(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
+        let mut req = req.clone();
+        for _ in 0..MATCH_RECHECKS_MAX {
+            let answer = self.match_once(&req).await?;
+            let checks = answer.agents.iter().map(|a| async move {
+                let entity = EntityId::parse(&a.agent).ok()?;
+                let alive = tokio::time::timeout(
+                    std::time::Duration::from_millis(MATCH_PROBE_WAIT_MS_MAX),
+                    self.check_endpoint(&a.endpoint, &entity),
+                )
+                .await;
+                match alive {
+                    Ok(Ok(())) => None,
+                    _ => Some(a.agent.clone()),
+                }
+            });
+            let dead: Vec<String> = futures_util::future::join_all(checks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            if dead.is_empty() {
+                return Ok(answer);
+            }
+            for agent in dead {
+                tracing::info!(
+                    agent,
+                    "a matched agent does not answer: offline, matched again"
+                );
+                self.observe(&agent, Outcome::ProbeUnanswered).await?;
+                req.exclude.push(agent);
+            }
+        }
+        // Agents kept dying under us; the last choice is as fresh as the probes allow.
+        self.match_once(&req).await
+    }
+
+    async fn match_once(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
         let k = check_match(req)?;
         let now = now_s();
         let rows = self.agents().await?;

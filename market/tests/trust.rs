@@ -677,3 +677,31 @@ async fn a_match_for_blocks_nobody_sells_says_so() {
         "{text}"
     );
 }
+
+/// An agent that died since the last probe round is not chosen either: the match asks the
+/// agents it chose, and one that does not answer is marked offline and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_dead_since_the_last_probe_is_not_chosen() {
+    let mut net = Net::start(4, None);
+    let (_, buyer) = net.buyer(10).await;
+    let client = MarketClient::new(net.http.clone(), &net.market.url, buyer);
+    let currency = net.issuer.entity.to_string();
+    wait_for_offers(&client, &currency, 4).await;
+    let dead = net.agent(0).agent.key.entity().to_string();
+    net.stop_agent(0).await;
+    // No probe round ran: the book still says online.
+    assert!(listing(&client, &currency, &dead).await.online);
+    let answer = client
+        .match_agents(&request(&currency, 3, Some(3), 0.99))
+        .await
+        .expect("match");
+    assert_eq!(answer.agents.len(), 3);
+    assert!(
+        answer.agents.iter().all(|a| a.agent != dead),
+        "the dead agent was chosen"
+    );
+    assert!(
+        !listing(&client, &currency, &dead).await.online,
+        "the match marked it offline"
+    );
+}
