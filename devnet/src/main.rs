@@ -202,8 +202,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        use clap::CommandFactory;
-        let missing = lcp::cli::undocumented_args(&super::Cli::command());
-        assert!(missing.is_empty(), "flags without help: {missing:?}");
+        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

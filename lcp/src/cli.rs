@@ -50,3 +50,10 @@ pub fn undocumented_args(cmd: &clap::Command) -> Vec<String> {
     walk(cmd, "", &mut out);
     out
 }
+
+/// Panic, naming them, if any flag of `cmd` or its subcommands has no help text (for each
+/// binary's `every_flag_has_help` test).
+pub fn assert_every_flag_has_help(cmd: &clap::Command) {
+    let missing = undocumented_args(cmd);
+    assert!(missing.is_empty(), "flags without help: {missing:?}");
+}

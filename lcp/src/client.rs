@@ -546,6 +546,24 @@ impl Currency {
     }
 }
 
+/// Longest a CLI waits for an issuer's descriptor just to show amounts in its currency.
+pub const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
+
+/// The currency of the issuer at `issuer_url`, or `None` when it does not answer within
+/// [`CURRENCY_WAIT_MS_MAX`] (callers then show minor units): for human output only.
+pub async fn currency_at(issuer_url: &str) -> Option<Currency> {
+    let http = http_client(&ClientOptions::default()).ok()?;
+    let key = Arc::new(KeyPair::generate().ok()?);
+    let issuer = IssuerClient::new(http, issuer_url, key, None);
+    tokio::time::timeout(
+        Duration::from_millis(CURRENCY_WAIT_MS_MAX),
+        issuer.currency(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceAnswer {
     pub balance: i64,

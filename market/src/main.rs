@@ -111,9 +111,6 @@ fn client(url: &str) -> anyhow::Result<market::client::MarketClient> {
     Ok(market::client::MarketClient::new(http, url, key))
 }
 
-/// Longest wait for an issuer's descriptor when showing amounts; past it, minor units.
-const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
-
 /// `amount` minor units for people: `7.90 LCU`, or the bare minor units when the currency is
 /// unknown (its issuer did not answer).
 fn show(currency: Option<&lcp::client::Currency>, amount: u64) -> String {
@@ -134,19 +131,7 @@ impl Money {
         if let Some(c) = self.known.get(issuer_url) {
             return c.clone();
         }
-        let asked = async {
-            let http = lcp::client::http_client(&lcp::client::ClientOptions::default()).ok()?;
-            let key = std::sync::Arc::new(protocol::KeyPair::generate().ok()?);
-            let issuer = lcp::client::IssuerClient::new(http, issuer_url, key, None);
-            tokio::time::timeout(
-                std::time::Duration::from_millis(CURRENCY_WAIT_MS_MAX),
-                issuer.currency(),
-            )
-            .await
-            .ok()?
-            .ok()
-        }
-        .await;
+        let asked = lcp::client::currency_at(issuer_url).await;
         self.known.insert(issuer_url.to_owned(), asked.clone());
         asked
     }
@@ -340,8 +325,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        use clap::CommandFactory;
-        let missing = lcp::cli::undocumented_args(&super::Cli::command());
-        assert!(missing.is_empty(), "flags without help: {missing:?}");
+        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

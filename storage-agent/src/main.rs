@@ -102,29 +102,10 @@ fn main() {
     lcp::cli::exit_on_error(run(cli));
 }
 
-/// Longest `status` waits for an issuer to say its currency's decimals and code.
-const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
-
 /// `amount` in the issuer's currency (`7.90 LCU`), or in minor units when the issuer does not
 /// answer quickly: `status` works while everything is stopped.
 async fn show_earning(issuer_url: &str, amount: u64) -> String {
-    let wallet = lcp::client::http_client(&lcp::client::ClientOptions::default())
-        .ok()
-        .zip(protocol::KeyPair::generate().ok())
-        .map(|(http, key)| {
-            lcp::client::IssuerClient::new(http, issuer_url, std::sync::Arc::new(key), None)
-        });
-    let currency = match wallet {
-        Some(w) => tokio::time::timeout(
-            std::time::Duration::from_millis(CURRENCY_WAIT_MS_MAX),
-            w.currency(),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok),
-        None => None,
-    };
-    match currency {
+    match lcp::client::currency_at(issuer_url).await {
         Some(c) => c.show(amount),
         None => format!("{amount} (minor units)"),
     }
@@ -300,8 +281,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        use clap::CommandFactory;
-        let missing = lcp::cli::undocumented_args(&super::Cli::command());
-        assert!(missing.is_empty(), "flags without help: {missing:?}");
+        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }
