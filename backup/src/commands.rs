@@ -304,6 +304,7 @@ pub async fn init(
             endpoint: chosen.endpoint.clone(),
             terms: terms.clone(),
             amount,
+            currency: Some(money.clone()),
             signed: None,
         };
         let context = format!("a contract from {}", chosen.endpoint);

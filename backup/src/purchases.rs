@@ -28,6 +28,10 @@ pub struct Purchase {
     pub terms: protocol::market::Contract,
     /// What is paid: the contract's price plus prepaid credit, in minor units.
     pub amount: u64,
+    /// The currency of `amount` (code and decimals), to show it to people; none when the
+    /// issuer did not say.
+    #[serde(default)]
+    pub currency: Option<lcp::client::Currency>,
     /// The agent's countersigned contract, once it accepted (a contract the agent refused
     /// after the payment has none: the payment is held by the agent for that id).
     pub signed: Option<SignedContract>,
@@ -161,9 +165,14 @@ pub fn unused_note(dir: &Path) -> Option<String> {
         return None;
     }
     let amount: u64 = all.iter().fold(0u64, |s, p| s.saturating_add(p.amount));
+    // In the currency when every record names the same one, else in minor units.
+    let amount = match all.first().and_then(|p| p.currency.clone()) {
+        Some(c) if all.iter().all(|p| p.currency.as_ref() == Some(&c)) => c.show(amount),
+        _ => format!("{amount} in minor units"),
+    };
     let accepted = all.iter().filter(|p| p.signed.is_some()).count();
     Some(format!(
-        "{} contracts paid for ({amount} in minor units; {accepted} accepted by their agents) \
+        "{} contracts paid for ({amount}; {accepted} accepted by their agents) \
          are not in use yet; they are recorded in {}: `backup init` or `backup repair` in this \
          config directory uses those still active; the others lapse at their end",
         all.len(),
@@ -197,6 +206,11 @@ mod tests {
                 auditors: vec![],
             },
             amount: 1034,
+            currency: Some(lcp::client::Currency {
+                code: "EUR".into(),
+                name: String::new(),
+                decimals: 2,
+            }),
             signed: None,
         }
     }
@@ -213,7 +227,7 @@ mod tests {
         assert_eq!(load(tmp.path()).expect("load").len(), 2);
         let note = unused_note(tmp.path()).expect("a note");
         assert!(
-            note.contains("2 contracts") && note.contains("2068"),
+            note.contains("2 contracts") && note.contains("20.68 EUR"),
             "{note}"
         );
         settled(tmp.path(), &["a"]).expect("settle");

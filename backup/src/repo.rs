@@ -1217,6 +1217,8 @@ impl Repo {
             endpoint: endpoint.clone(),
             terms: terms.clone(),
             amount,
+            // For showing it to people only: a purchase is not stopped by not knowing it.
+            currency: self.wallet.currency().await.ok(),
             signed: None,
         };
         let context = format!("a contract for slot {i} from {endpoint}");

@@ -411,6 +411,14 @@ fn init_checks_sizes_before_paying_and_a_retry_uses_what_a_failed_init_bought() 
     let (code, _, err) = init("67108864");
     assert_ne!(code, 0, "the wallet runs dry: {err}");
     assert!(err.contains("purchases.json"), "{err}");
+    let code_of = runtime()
+        .block_on(async { wallet_client(&net, &cli.wallet).currency().await })
+        .expect("currency")
+        .code;
+    assert!(
+        err.contains(&format!(" {code_of}; ")),
+        "the note shows the amount in the currency: {err}"
+    );
     let journal: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(home.join("purchases.json")).expect("the journal"))
             .expect("json");
@@ -448,10 +456,6 @@ fn init_checks_sizes_before_paying_and_a_retry_uses_what_a_failed_init_bought() 
     cli.ok(&home, &["check", "--read-data", "--json"]);
 
     // Without --json, init names the agents and what each cost, in the currency.
-    let code_of = runtime()
-        .block_on(async { wallet_client(&net, &cli.wallet).currency().await })
-        .expect("currency")
-        .code;
     let (code, out, err) = cli.run(
         &tmp.path().join("config-human"),
         PASSWORD,
