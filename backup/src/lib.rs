@@ -6,7 +6,8 @@
 //! Code map: [`chunker`] content-defined chunking; [`filter`] --exclude/--include patterns; [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
 //! [`tree`] what a snapshot records; [`repo`] slots, objects on agents, the local cache and
 //! recovery through the market; [`commands`] init, create, snapshots, restore; [`maintain`]
-//! check, repair, forget, prune, stats.
+//! check, repair, forget, prune, stats; [`purchases`] the journal of contracts bought, recorded
+//! before they are paid.
 
 pub mod chunker;
 pub mod commands;
