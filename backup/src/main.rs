@@ -761,7 +761,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     s.repository, s.snapshots, s.files, s.latest_bytes as f64 / 1048576.0, s.chunks, s.packs, s.data_shards, s.parity_shards, s.agents.join(" "));
                 out!("packed {:.1} MiB of about {:.1} MiB the contracts hold, {:.1} MiB on the agents with parity; the first contract ends {}",
                     s.packed_bytes as f64 / 1048576.0, s.capacity_bytes as f64 / 1048576.0, s.stored_bytes as f64 / 1048576.0, s.first_contract_end);
-                let money = |amount: i128| s.currency.show(amount);
+                let money = |amount: i128| match &s.currency {
+                    Some(c) => c.show(amount),
+                    None => format!("{amount} (minor units)"),
+                };
                 out!(
                     "the contracts cost {}; spent so far {} (their prices and paid reads and writes, retired contracts included), {} of it still credit",
                     money(s.contracts_cost.into()),
@@ -882,6 +885,7 @@ mod tests {
         }
         let mut cli = Cli::command();
         cli.build();
+        lcp::cli::assert_every_flag_has_help(&cli);
         walk(&cli, "backup");
         // init makes a new key: it offers no --key-file.
         let init = cli.find_subcommand("init").expect("init");

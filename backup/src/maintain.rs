@@ -693,8 +693,10 @@ pub struct Stats {
     pub credit_left: i64,
     /// Contracts whose agent did not answer: what was paid to them is not in `spent`.
     pub contracts_unanswered: usize,
-    /// The currency (code and decimals) the amounts are in.
-    pub currency: lcp::client::Currency,
+    /// The currency (code and decimals) the amounts are in; none when the issuer did not
+    /// answer within [`lcp::client::CURRENCY_WAIT_MS_MAX`] (amounts are then shown in minor
+    /// units).
+    pub currency: Option<lcp::client::Currency>,
 }
 
 /// What the repository's contracts cost and what was paid to them: (cost of the current
@@ -745,11 +747,8 @@ pub async fn stats(repo: &mut Repo) -> Result<Stats, Error> {
         .unwrap_or(0);
     let end_min = repo.config.slots.iter().map(|s| s.end_s).min().unwrap_or(0);
     let (contracts_cost, spent, credit_left, contracts_unanswered) = spending(repo).await?;
-    let currency = repo
-        .wallet
-        .currency()
-        .await
-        .map_err(crate::error::remote("reading the issuer's currency"))?;
+    // For showing amounts only: stats does not fail for want of it.
+    let currency = lcp::client::currency_at(&repo.config.issuer_url).await;
     Ok(Stats {
         contracts_cost,
         spent,

@@ -1218,7 +1218,7 @@ impl Repo {
             terms: terms.clone(),
             amount,
             // For showing it to people only: a purchase is not stopped by not knowing it.
-            currency: self.wallet.currency().await.ok(),
+            currency: lcp::client::currency_at(&self.config.issuer_url).await,
             signed: None,
         };
         let context = format!("a contract for slot {i} from {endpoint}");
