@@ -144,7 +144,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn listening(url: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    println!("listening on {url}");
+    lcp::outln!("listening on {url}");
     std::io::stdout().flush()?;
     Ok(())
 }
@@ -222,9 +222,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let summary = runtime()?.block_on(cdn::publish::publish(&file, key, &options))?;
             if json {
-                println!("{}", serde_json::to_string(&summary)?);
+                lcp::outln!("{}", serde_json::to_string(&summary)?);
             } else {
-                println!(
+                lcp::outln!(
                     "published {} ({} bytes, {} pieces x {} replicas, {} per view)",
                     summary.content,
                     summary.size,
@@ -232,7 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.replicas,
                     summary.price_per_view
                 );
-                println!("watch it through a gateway at /watch/{}", summary.content);
+                lcp::outln!("watch it through a gateway at /watch/{}", summary.content);
             }
             Ok(())
         }
@@ -268,15 +268,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::Ok(v)
             })?;
             if json {
-                println!("{status}");
+                lcp::outln!("{status}");
                 return Ok(());
             }
-            println!(
+            lcp::outln!(
                 "publisher {} balance {}",
                 status["publisher"], status["balance"]
             );
             for c in status["contents"].as_array().into_iter().flatten() {
-                println!(
+                lcp::outln!(
                     "{} {:<30} {:>10} bytes  replicas {}-{} (base {})  views {}  income {}",
                     c["content"].as_str().unwrap_or(""),
                     c["title"].as_str().unwrap_or(""),
@@ -289,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             for e in status["events"].as_array().into_iter().flatten() {
-                println!(
+                lcp::outln!(
                     "{} {}",
                     e["time"].as_str().unwrap_or(""),
                     e["what"].as_str().unwrap_or("")

@@ -30,16 +30,18 @@ enum Cmd {
         /// Directory holding the whole network (keys, databases, objects, logs, devnet.json)
         #[arg(long)]
         dir: PathBuf,
-        /// Number of storage agents (1 to 64)
-        #[arg(long, default_value_t = 6)]
-        agents: usize,
+        /// Number of storage agents (1 to 64; default: as many as this directory's devnet had
+        /// last time, or 6 for a new one)
+        #[arg(long)]
+        agents: Option<usize>,
         /// Seconds between each agent's offer heartbeats
         #[arg(long, default_value_t = 5)]
         heartbeat_s: u64,
         /// Seconds between the market's audit rounds
         #[arg(long, default_value_t = 15)]
         audit_interval_s: u64,
-        /// Also start a publisher (`cdn serve`), funded from the wallet
+        /// Also start a publisher (`cdn serve`), funded from the wallet (a directory whose
+        /// devnet had one brings it back without this flag)
         #[arg(long)]
         cdn: bool,
     },
@@ -86,8 +88,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cdn,
         } => {
             let mut options = Options::new(&dir)?;
-            options.cdn = cdn;
-            options.agents = agents;
+            // Coming back, the same network: as many agents, and the publisher if it had one.
+            let previous = devnet::DevnetFile::load(&dir).ok();
+            options.cdn = cdn || previous.as_ref().is_some_and(|p| p.cdn.is_some());
+            options.agents = agents
+                .or(previous.as_ref().map(|p| p.agents.len()))
+                .unwrap_or(options.agents);
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
             let mut devnet = Devnet::up(&options)?;
@@ -116,7 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 use tokio::signal::unix::{signal, SignalKind};
                 let mut term = signal(SignalKind::terminate())?;
                 let mut int = signal(SignalKind::interrupt())?;
-                println!("devnet ready: {}", dir.join("devnet.json").display());
+                lcp::outln!("devnet ready: {}", dir.join("devnet.json").display());
                 use std::io::Write;
                 std::io::stdout().flush()?;
                 // A child that dies is reaped and named at once (not left a zombie).
@@ -163,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             let out = rt.block_on(devnet::buy(&dir, request))?;
             if json {
-                println!("{}", serde_json::to_string(&out)?);
+                lcp::outln!("{}", serde_json::to_string(&out)?);
             } else {
                 let currency: lcp::client::Currency =
                     serde_json::from_value(out["currency"].clone())?;
@@ -172,14 +178,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .map(|n| currency.show(n))
                         .unwrap_or_else(|| v.to_string())
                 };
-                println!(
+                lcp::outln!(
                     "matched {} agents: total contract price {}, failure probability {:.2e}",
                     out["agents"].as_array().map_or(0, Vec::len),
                     show(&out["total_price"]),
                     out["failure_probability"].as_f64().unwrap_or(f64::NAN)
                 );
                 for c in out["contracts"].as_array().into_iter().flatten() {
-                    println!(
+                    lcp::outln!(
                         "  contract {} with {} ({}): paid {} = contract {} + {} prepaid credit \
                          (for writing and reading the shard); {} stored, registered",
                         c["contract"].as_str().unwrap_or(""),
@@ -191,7 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         c["object"].as_str().unwrap_or("")
                     );
                 }
-                println!("wallet balance now {}", show(&out["balance"]));
+                lcp::outln!("wallet balance now {}", show(&out["balance"]));
             }
             Ok(())
         }

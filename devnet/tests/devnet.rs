@@ -275,5 +275,36 @@ fn the_binary_prints_ready_and_stops_on_sigterm() {
         assert!(!alive(s.pid), "{} stopped with the devnet", s.url);
     }
     // Stopped, the directory is free for the next devnet.
-    assert!(lcp::datadir::lock(&dir, "devnet").is_ok());
+    drop(lcp::datadir::lock(&dir, "devnet").expect("the directory is free"));
+
+    // The README's command with no --agents brings the same network back: two agents.
+    let mut again = Command::new(env!("CARGO_BIN_EXE_devnet"))
+        .args(["up", "--heartbeat-s", "1", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devnet up again");
+    let stdout = again.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .next()
+        .unwrap_or_default();
+    assert!(ready.starts_with("devnet ready"), "{ready}");
+    let back = DevnetFile::load(&dir).expect("devnet.json");
+    assert_eq!(back.agents.len(), 2, "as many agents as before");
+    assert_eq!(
+        back.agents.iter().map(|a| &a.entity).collect::<Vec<_>>(),
+        file.agents.iter().map(|a| &a.entity).collect::<Vec<_>>()
+    );
+    Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while again.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "devnet did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

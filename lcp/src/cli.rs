@@ -57,3 +57,15 @@ pub fn assert_every_flag_has_help(cmd: &clap::Command) {
     let missing = undocumented_args(cmd);
     assert!(missing.is_empty(), "flags without help: {missing:?}");
 }
+
+/// `println!` for a CLI's output: when stdout is closed (`market offers | head -1`), stop
+/// quietly with success, as Unix tools do, instead of panicking on the broken pipe.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}

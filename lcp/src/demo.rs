@@ -39,27 +39,29 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
     let issuer_dir = dir.join("issuer");
     let (guard, url) = spawn_issuer(&exe, &issuer_dir, &listen)?;
     let d = dir.display();
-    println!("1. issuer running at {url} (SQLite in {}/issuer)", d);
-    println!("   $ lcp issuer serve --data {d}/issuer --listen {listen}");
+    crate::outln!("1. issuer running at {url} (SQLite in {}/issuer)", d);
+    crate::outln!("   $ lcp issuer serve --data {d}/issuer --listen {listen}");
 
     let alice_path = dir.join("alice.key");
     let bob_path = dir.join("bob.key");
     let alice = wallet(&alice_path)?;
     let bob = wallet(&bob_path)?;
-    println!("2. wallets: alice {}  bob {}", alice.entity(), bob.entity());
-    println!("   $ lcp keygen --out {d}/alice.key");
+    crate::outln!("2. wallets: alice {}  bob {}", alice.entity(), bob.entity());
+    crate::outln!("   $ lcp keygen --out {d}/alice.key");
 
     let options = ClientOptions::default();
     let issuer_key_path = issuer_dir.join("identity.key");
     let issuer = IssuerClient::from_key_file(&url, &issuer_key_path, &options)?;
+    let currency = issuer.currency().await?;
     let funded = issuer
         .transfer(alice.entity(), 1_000, Some("demo-funding"))
         .await?;
-    println!(
-        "3. the issuer mints 1000 to alice: seq {}",
+    crate::outln!(
+        "3. the issuer mints {} (1000 minor units) to alice: seq {}",
+        currency.show(1_000),
         funded.value.seq
     );
-    println!(
+    crate::outln!(
         "   $ lcp transfer --key {d}/issuer/identity.key --issuer {url} --to {} --amount 1000",
         alice.entity()
     );
@@ -81,33 +83,36 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
     let paid = alice_client
         .transfer(&bob_id, 250, Some("order-42"))
         .await?;
-    println!(
-        "4. alice pays bob 250 for order-42: seq {}, fee {}, alice's balance {}, receipt {}…",
+    crate::outln!(
+        "4. alice pays bob {} for order-42: seq {}, fee {}, alice's balance {}, receipt {}…",
+        currency.show(250),
         paid.value.seq,
-        paid.value.fee,
-        paid.value.balance,
+        currency.show(paid.value.fee),
+        currency.show(paid.value.balance),
         &paid.receipt[..16.min(paid.receipt.len())]
     );
-    println!("   $ lcp transfer --key {d}/alice.key --issuer {url} --to {bob_id} --amount 250 --transaction-id order-42");
+    crate::outln!("   $ lcp transfer --key {d}/alice.key --issuer {url} --to {bob_id} --amount 250 --transaction-id order-42");
 
     let page = bob_client.deposits(0, 1_000, Some("order-42")).await?;
     let got: u64 = page.deposits.iter().map(|d| d.amount).sum();
-    println!(
-        "5. bob checks order-42 was paid: {} deposit(s), {got} received, balance {}",
+    crate::outln!(
+        "5. bob checks order-42 was paid: {} deposit(s), {} received, balance {}",
         page.deposits.len(),
-        page.balance
+        currency.show(got),
+        currency.show(page.balance)
     );
-    println!("   $ lcp deposits --key {d}/bob.key --issuer {url} --transaction-id order-42");
+    crate::outln!("   $ lcp deposits --key {d}/bob.key --issuer {url} --transaction-id order-42");
     anyhow::ensure!(got >= 250, "bob did not see alice's payment");
 
     let alice_balance = alice_client.balance().await?;
-    println!(
-        "6. balances: alice {} {}, bob {} {}",
-        alice_balance.balance, alice_balance.currency, page.balance, alice_balance.currency
+    crate::outln!(
+        "6. balances: alice {}, bob {}",
+        currency.show(alice_balance.balance),
+        currency.show(page.balance)
     );
-    println!("   $ lcp balance --key {d}/alice.key --issuer {url}");
+    crate::outln!("   $ lcp balance --key {d}/alice.key --issuer {url}");
     if stay {
-        println!("issuer still running at {url}; Ctrl-C stops it");
+        crate::outln!("issuer still running at {url}; Ctrl-C stops it");
         tokio::signal::ctrl_c().await.ok();
     }
     drop(guard);

@@ -210,7 +210,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    lcp::outln!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 
@@ -221,7 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&serde_json::json!({"entity": key.entity(), "key": out}))
             } else {
-                println!("{}", key.entity());
+                lcp::outln!("{}", key.entity());
                 Ok(())
             }
         }
@@ -230,7 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&serde_json::json!({"entity": key.entity()}))
             } else {
-                println!("{}", key.entity());
+                lcp::outln!("{}", key.entity());
                 Ok(())
             }
         }
@@ -258,7 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "counter": answer.counter, "receipt": answer.receipt,
                 }))
             } else {
-                println!(
+                lcp::outln!(
                     "sent {} to {to}: seq {}, fee {}, balance {}",
                     currency.show(amount),
                     r.seq,
@@ -276,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&b)
             } else {
-                println!("{}", currency.show(b.balance));
+                lcp::outln!("{}", currency.show(b.balance));
                 Ok(())
             }
         }
@@ -295,10 +295,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return print_json(&page);
             }
             if !page.deposits.is_empty() {
-                println!("seq\tamount\tfrom\ttransaction\ttime (UTC)");
+                lcp::outln!("seq\tamount\tfrom\ttransaction\ttime (UTC)");
             }
             for d in &page.deposits {
-                println!(
+                lcp::outln!(
                     "{}\t{}\t{}\t{}\t{}",
                     d.seq,
                     currency.show(d.amount),
@@ -309,7 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 );
             }
-            println!(
+            lcp::outln!(
                 "next {}  balance {}",
                 page.next,
                 currency.show(page.balance)
@@ -345,7 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&report)
             } else {
-                println!(
+                lcp::outln!(
                     "{} transfers from {} clients in {:.2} s: {:.0} transfers/s, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
                     report.transfers, report.clients, report.elapsed_s, report.transfers_per_s, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms, report.errors
                 );
@@ -395,7 +395,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls,
     })
     .context("the issuer could not start")?;
-    println!("listening on {}", running.url);
+    lcp::outln!("listening on {}", running.url);
     use std::io::Write;
     std::io::stdout().flush()?;
     running.wait()?;

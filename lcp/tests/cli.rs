@@ -260,6 +260,7 @@ fn the_readme_demo_runs() {
     let out = lcp(&["demo", "--dir", dir.path().to_str().expect("utf8")]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("250 received"), "{text}");
-    assert!(text.contains("alice 750"), "{text}");
+    // Amounts in the currency's units: 250 minor units with 2 decimals.
+    assert!(text.contains("2.50 LCU received"), "{text}");
+    assert!(text.contains("alice 7.50 LCU"), "{text}");
 }

@@ -191,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tls,
             })
             .context("the market could not start")?;
-            println!("listening on {}", running.url);
+            lcp::outln!("listening on {}", running.url);
             use std::io::Write;
             std::io::stdout().flush()?;
             running.wait()?;
@@ -205,13 +205,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = runtime()?;
             let offers = rt.block_on(client(&market)?.offers(currency.as_deref()))?;
             if json {
-                println!("{}", serde_json::json!({ "offers": offers }));
+                lcp::outln!("{}", serde_json::json!({ "offers": offers }));
                 return Ok(());
             }
             let mut money = Money::default();
-            println!(
+            lcp::outln!(
                 "{:<14} {:<28} {:>16} {:>10} {:>16} {:>9} {:>7}",
-                "agent", "endpoint", "price", "p_fail", "adjusted", "audits", "up"
+                "agent",
+                "endpoint",
+                "price",
+                "p_fail",
+                "adjusted",
+                "audits",
+                "up"
             );
             for o in offers {
                 let short: String = o.agent.chars().take(12).collect();
@@ -222,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     "inf".to_owned()
                 };
-                println!(
+                lcp::outln!(
                     "{:<14} {:<28} {:>16} {:>10.2e} {:>16} {:>4}/{:<4} {:>7}",
                     short,
                     o.endpoint,
@@ -271,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 market::client::MatchOutcome::CannotMeet(body) => {
                     if json {
                         // The whole refusal, the best achievable included, on stdout.
-                        println!("{}", serde_json::to_string(&body)?);
+                        lcp::outln!("{}", serde_json::to_string(&body)?);
                     }
                     // The message names the target and the best achievable failure
                     // probability; the best choice's agents and price follow.
@@ -298,17 +304,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string(&answer)?);
+                lcp::outln!("{}", serde_json::to_string(&answer)?);
                 return Ok(());
             }
-            println!(
+            lcp::outln!(
                 "{} agents, total price {}, failure probability {:.3e}",
                 answer.agents.len(),
                 show(c.as_ref(), answer.total_price),
                 answer.failure_probability
             );
             for a in &answer.agents {
-                println!(
+                lcp::outln!(
                     "  {} {} price {} p_fail {:.2e}",
                     a.agent,
                     a.endpoint,

@@ -76,6 +76,10 @@ enum Cmd {
         /// PEM private key of --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The URL buyers reach this agent at, e.g. http://203.0.113.7:7300 (needed with
+        /// --listen 0.0.0.0:PORT; default: the listen address, or endpoint in config.toml)
+        #[arg(long, env = "AGENT_ENDPOINT")]
+        endpoint: Option<String>,
     },
     /// Space, contracts and earnings, read from the data directory
     Status {
@@ -188,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let key = lcp::keyfile::load_or_create(&data.join("identity.key"))?;
             config.save(&data)?;
             let token = storage_agent::owner::load_or_create(&data)?;
-            println!("{}", key.entity());
+            lcp::outln!("{}", key.entity());
             eprintln!(
                 "wrote {}, {} and {} (the dashboard's token for other machines: open \
                  http://HOST:PORT/?token={token}; from this machine no token is needed)",
@@ -206,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             database,
             tls_cert,
             tls_key,
+            endpoint,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
@@ -218,9 +223,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 market,
                 heartbeat_s,
                 tls,
+                endpoint,
             })
             .context("the agent could not start")?;
-            println!("listening on {}", running.url);
+            lcp::outln!("listening on {}", running.url);
             use std::io::Write;
             std::io::stdout().flush()?;
             running.wait()?;
@@ -245,17 +251,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::from)
             })?;
             if json {
-                println!("{}", serde_json::to_string(&summary)?);
+                lcp::outln!("{}", serde_json::to_string(&summary)?);
             } else {
-                println!("agent     {}", summary.entity);
-                println!(
+                lcp::outln!("agent     {}", summary.entity);
+                lcp::outln!(
                     "space     {} free, {} used, {} reserved of {} bytes",
                     summary.free_bytes,
                     summary.used_bytes,
                     summary.reserved_bytes,
                     summary.capacity_bytes
                 );
-                println!(
+                lcp::outln!(
                     "contracts {} active, {} pending payment, {} ended; {} objects",
                     summary.contracts_active,
                     summary.contracts_pending,
@@ -263,14 +269,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.objects
                 );
                 for e in &summary.earnings {
-                    println!(
+                    lcp::outln!(
                         "earned    {} from {} ({})",
                         rt.block_on(show_earning(&e.issuer_url, e.income)),
                         e.issuer_url,
                         e.issuer
                     );
                 }
-                println!("audits    {} answered", summary.audits_answered);
+                lcp::outln!("audits    {} answered", summary.audits_answered);
             }
             Ok(())
         }

@@ -17,6 +17,9 @@ pub struct ServeOptions {
     pub market: Option<String>,
     pub heartbeat_s: u64,
     pub tls: Option<lcp::http::TlsFiles>,
+    /// The URL buyers reach this agent at (overrides `endpoint` in config.toml); the listen
+    /// address when neither is set.
+    pub endpoint: Option<String>,
 }
 
 pub struct RunningAgent {
@@ -42,8 +45,33 @@ pub fn capacity_warning(capacity_bytes: u64, disk_available_bytes: u64) -> Strin
     )
 }
 
+/// Whether `url`'s host is the unspecified address (`0.0.0.0`, `[::]`): where one listens on
+/// every interface, not where anyone can be reached.
+fn unspecified_host(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    rest.starts_with("0.0.0.0") || rest.starts_with("[::]")
+}
+
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let config = AgentConfig::load(&options.data_dir)?;
+    if let Some(m) = &options.market {
+        lcp::client::check_url(m).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
+    }
+    let endpoint = options
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| config.endpoint.clone());
+    if !endpoint.is_empty() {
+        lcp::client::check_url(&endpoint).map_err(|e| anyhow::anyhow!("--endpoint: {e}"))?;
+    }
+    // Offers name the endpoint buyers and the market connect to; 0.0.0.0 reaches nobody.
+    if endpoint.is_empty() && options.market.is_some() && unspecified_host(&options.listen) {
+        anyhow::bail!(
+            "listening on {} (every interface), the agent cannot tell buyers where to reach \
+             it: add --endpoint http://THIS-MACHINE'S-ADDRESS:PORT (or endpoint in config.toml)",
+            options.listen
+        );
+    }
     let dir_lock = lcp::datadir::lock(&options.data_dir, "storage-agent")?;
     let key = Arc::new(lcp::keyfile::load(&options.data_dir.join("identity.key"))?);
     let location = match &options.database {
@@ -106,10 +134,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
             }
         },
     )?;
-    let url = if config.endpoint.is_empty() {
+    let url = if endpoint.is_empty() {
         http.url.clone()
     } else {
-        config.endpoint.clone()
+        endpoint
     };
     agent.set_endpoint(&url);
     Ok(RunningAgent {

@@ -155,6 +155,38 @@ fn init_serve_status_and_heartbeat() {
         .find(|l| l.starts_with("earned"))
         .unwrap_or_else(|| panic!("an earned line: {text}"));
     assert!(earned.contains("0.00 "), "{earned}");
+    // A market URL without its scheme, or every interface with no endpoint to advertise:
+    // refused at start, not discovered in the logs later.
+    one_line_error(
+        &agent(&["serve", "--data", d, "--market", "127.0.0.1:7200"]),
+        "write it as http://127.0.0.1:7200",
+    );
+    one_line_error(
+        &agent(&[
+            "serve",
+            "--data",
+            d,
+            "--listen",
+            "0.0.0.0:0",
+            "--market",
+            "http://127.0.0.1:7200",
+        ]),
+        "add --endpoint http://",
+    );
+    // Output into a closed pipe (`status | head -1`) ends quietly, without a panic.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let closed = Command::new(env!("CARGO_BIN_EXE_storage-agent"))
+        .args(["status", "--data", d])
+        .stdout(writer)
+        .output()
+        .expect("status into a closed pipe");
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(
+        closed.status.success() && !stderr.contains("panicked"),
+        "{:?} {stderr}",
+        closed.status
+    );
 
     // serve, heartbeating every second to the market.
     let mut child = Command::new(env!("CARGO_BIN_EXE_storage-agent"))

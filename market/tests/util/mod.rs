@@ -100,6 +100,7 @@ impl Net {
             market,
             heartbeat_s: 1,
             tls: None,
+            endpoint: None,
         })
         .expect("agent")
     }

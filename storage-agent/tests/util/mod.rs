@@ -107,6 +107,7 @@ impl World {
             market: None,
             heartbeat_s: 60,
             tls: None,
+            endpoint: None,
         })
         .expect("agent");
         let http = http_client(&ClientOptions::default()).expect("http");
