@@ -100,6 +100,9 @@ pub struct ContractView {
     pub start: String,
     pub end: String,
     pub objects: Vec<ObjectInfo>,
+    /// The issuer whose currency the contract is paid in.
+    #[serde(default)]
+    pub issuer: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -1905,6 +1908,7 @@ fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
         start: market::format_rfc3339(row.start_s),
         end: market::format_rfc3339(row.end_s),
         objects: objs.iter().map(ObjectInfo::from).collect(),
+        issuer: row.issuer.clone(),
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
             human(c.used_bytes),
             human(c.block_bytes),
             c.objects.len(),
-            c.credit,
+            esc(&agent.show_amount(&c.issuer, c.credit)),
             esc(&c.end)
         ));
     }

@@ -57,6 +57,11 @@ async fn the_dashboard_renders_in_a_browser() {
         )),
         "earnings in the currency: {dom}"
     );
+    let credit = client.contract(&terms.id).await.expect("view").credit;
+    assert!(
+        dom.contains(&format!("<td>{}</td>", currency.show(credit))),
+        "the contract's credit in the currency: {dom}"
+    );
 
     // A screenshot for people reviewing the page (not asserted beyond being written).
     let shot = world.dir.path().join("dashboard.png");
