@@ -219,9 +219,31 @@ pub struct Market {
     endpoint: std::sync::OnceLock<String>,
     /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
     audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Currencies (code, decimals) by issuer URL, for the page; only answers are kept, so an
+    /// issuer that was down is asked again next time.
+    currencies: std::sync::Mutex<std::collections::HashMap<String, lcp::client::Currency>>,
 }
 
 impl Market {
+    /// The currency of the issuer at `issuer_url` (asked once, bounded), for showing amounts.
+    pub async fn currency_at(&self, issuer_url: &str) -> Option<lcp::client::Currency> {
+        let known = self
+            .currencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(issuer_url)
+            .cloned();
+        if known.is_some() {
+            return known;
+        }
+        let asked = lcp::client::currency_at(issuer_url).await?;
+        self.currencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(issuer_url.to_owned(), asked.clone());
+        Some(asked)
+    }
+
     pub fn new(
         key: Arc<KeyPair>,
         db: Database,
@@ -235,6 +257,7 @@ impl Market {
             same_network_ok,
             reputation_lock: tokio::sync::Mutex::new(()),
             endpoint: std::sync::OnceLock::new(),
+            currencies: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_deferrals: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }

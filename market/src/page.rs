@@ -16,26 +16,59 @@ pub struct PageQuery {
     currency: Option<String>,
 }
 
+/// A price of `minor` units (possibly fractional, as adjusted prices are) for people.
+fn show_price(minor: f64, currency: Option<&lcp::client::Currency>) -> String {
+    match currency {
+        Some(c) => {
+            let scale = 10f64.powi(i32::try_from(c.decimals).unwrap_or(0));
+            format!("{:.*} {}", c.decimals as usize, minor / scale, esc(&c.code))
+        }
+        None => format!("{minor:.0} (minor units)"),
+    }
+}
+
 pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpResponse, Error> {
     let offers = market.offers(query.currency.as_deref()).await?;
     let mut rows = String::new();
     for o in &offers {
-        let free = o
+        let opened = o
             .offer
             .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
-            .map(|(_, offer)| human(offer.free_bytes))
+            .ok()
+            .map(|(_, offer)| offer);
+        let free = opened
+            .as_ref()
+            .map(|offer| human(offer.free_bytes))
             .unwrap_or_default();
+        // Each row's prices are in the listing's currency: say which, with its units.
+        let issuer_url = protocol::EntityId::parse(&o.currency)
+            .ok()
+            .and_then(|issuer| Some(opened.as_ref()?.currency(&issuer)?.issuer_url.clone()));
+        let currency = match &issuer_url {
+            Some(url) => market.currency_at(url).await,
+            None => None,
+        };
+        let code = currency
+            .as_ref()
+            .map(|c| c.code.clone())
+            .unwrap_or_default();
+        let issuer_short: String = o.currency.chars().take(16).collect();
         let short: String = o.agent.chars().take(12).collect();
         rows.push_str(&format!(
             "<tr class=\"offer\" data-agent=\"{agent}\"><td><code title=\"{agent}\">{short}…</code></td>\
-             <td>{endpoint}</td><td>{free}</td><td class=\"num\">{price}</td>\
-             <td class=\"num\">{p_fail:.2e}</td><td class=\"num adjusted\">{adjusted:.1}</td>\
+             <td>{endpoint}</td><td>{free}</td>\
+             <td><span class=\"code\">{code}</span> <code title=\"{issuer}\">{issuer_short}…</code></td>\
+             <td class=\"num price\">{price}</td>\
+             <td class=\"num\">{p_fail:.2e}</td><td class=\"num adjusted\">{adjusted}</td>\
              <td class=\"num\">{passed} / {failed}</td><td>{online}</td><td>{vetted}</td></tr>",
             agent = esc(&o.agent),
             endpoint = esc(&o.endpoint),
-            price = o.reference_price,
+            code = esc(&code),
+            issuer = esc(&o.currency),
+            issuer_short = esc(&issuer_short),
+            price = show_price(o.reference_price as f64, currency.as_ref()),
             p_fail = o.p_fail,
-            adjusted = o.adjusted_price,
+            adjusted = show_price(o.adjusted_price, currency.as_ref()),
             passed = o.audits_passed,
             failed = o.audits_failed,
             online = if o.online { "online" } else { "<strong>offline</strong>" },
@@ -43,12 +76,14 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
         ));
     }
     if offers.is_empty() {
-        rows.push_str("<tr><td colspan=\"9\" id=\"empty\">No live offers yet: agents post theirs with <code>storage-agent serve --market URL</code>.</td></tr>");
+        rows.push_str("<tr><td colspan=\"10\" id=\"empty\">No live offers yet: agents post theirs with <code>storage-agent serve --market URL</code>.</td></tr>");
     }
-    let currency = offers
-        .first()
-        .map(|o| o.currency.clone())
-        .unwrap_or_default();
+    let which = match &query.currency {
+        Some(c) => format!("in the currency of issuer <code>{}</code>", esc(c)),
+        None => "in each offer's first currency (add <code>?currency=ISSUER_ID</code> to compare \
+                 offers in one currency)"
+            .to_owned(),
+    };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
@@ -58,15 +93,14 @@ table{{border-collapse:collapse}}td,th{{padding:.3rem .7rem;border-bottom:1px so
 .num{{text-align:right;font-variant-numeric:tabular-nums}}</style></head><body>\
 <h1>Storage market</h1>\
 <p>Market <code>{entity}</code>. <span id=\"count\">{count}</span> live offers, cheapest \
-reliability-adjusted price first. Prices in <code>{currency}</code> for the reference request \
+reliability-adjusted price first. Prices are {which}, for the reference request \
 (1 GiB for 30 days); <em>p_fail</em> is the estimated chance of losing the data over those 30 days; \
 the adjusted price is price / nines, where nines = -log10(p_fail).</p>\
-<table id=\"offers\"><thead><tr><th>agent</th><th>endpoint</th><th>free</th><th>price</th>\
+<table id=\"offers\"><thead><tr><th>agent</th><th>endpoint</th><th>free</th><th>currency</th><th>price</th>\
 <th>p_fail</th><th>adjusted</th><th>audits passed / failed</th><th>up</th><th>status</th></tr></thead>\
 <tbody>{rows}</tbody></table></body></html>",
         entity = esc(market.key.entity().as_str()),
         count = offers.len(),
-        currency = esc(&currency),
     );
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

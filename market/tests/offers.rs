@@ -236,4 +236,22 @@ async fn the_book_renders_in_a_browser() {
         dom[first..].find(&agent0) < dom[first..].find(net.agent(1).agent.key.entity().as_str())
     );
     assert!(dom.contains("new"), "unvetted agents are marked new");
+    // Prices in the currency's units, with its code, as `market offers` shows them.
+    let listing = net
+        .http
+        .get(format!("{}/v1/offers", net.market.url))
+        .send()
+        .await
+        .expect("offers")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    let price = listing["offers"][0]["reference_price"]
+        .as_u64()
+        .expect("a price");
+    let shown = format!("{}.{:02} LCU", price / 100, price % 100);
+    assert!(
+        dom.contains(&format!("<td class=\"num price\">{shown}</td>")),
+        "the reference price as {shown}: {dom}"
+    );
 }
