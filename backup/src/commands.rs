@@ -762,7 +762,7 @@ pub async fn create(
         .collect();
     if !ended.is_empty() {
         return Err(Error::Ended(format!(
-            "the contracts have ended: run `backup repair` (it renews them; slots {ended:?} \
+            "the contracts have ended: run backup repair (it renews them; slots {ended:?} \
              ended)"
         )));
     }

@@ -886,7 +886,7 @@ impl Repo {
                 }
                 Err(e) if e.code() == Some("contract_not_active") => {
                     return Err(Error::Ended(format!(
-                        "the contracts have ended: run `backup repair` (slot {i}'s contract \
+                        "the contracts have ended: run backup repair (slot {i}'s contract \
                          {} on {} refused {name}: {e})",
                         slot.contract, slot.endpoint
                     )))

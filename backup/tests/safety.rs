@@ -328,7 +328,7 @@ fn ended_contracts_renew_on_a_spare_when_their_agent_is_full() {
     let (code, _, err) = cli.run(&home, PASSWORD, &["create", &src.to_string_lossy()]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("the contracts have ended: run `backup repair`"),
+        err.contains("the contracts have ended: run backup repair"),
         "{err}"
     );
     let repaired = cli.ok(&home, &["repair", "--json"]);
