@@ -198,10 +198,11 @@ fn a_full_repository_prunes_and_a_half_written_index_hides_nothing() {
         "the failed backup's packs hold no room: {before} -> {after}"
     );
 
-    // A leftover pack fills every contract to within 1 KiB: room for a lock, not for an
-    // index. prune deletes what nothing uses before it writes anything.
+    // A leftover pack fills every contract to the last byte: no room for an index, nor for
+    // anything but an (empty) lock. prune deletes what nothing uses before it writes
+    // anything.
     let repo = open_repo(&cli, &home);
-    fill_with_a_leftover_pack(&repo, 1024);
+    fill_with_a_leftover_pack(&repo, 0);
     let (code, _, err) = cli.run(&home, PASSWORD, &["create", &c.to_string_lossy()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("the repository is full"), "{err}");
