@@ -124,6 +124,20 @@ enum Cmd {
     },
 }
 
+/// The publisher's `GET /v1/status`.
+async fn publisher_status(publisher: &str) -> anyhow::Result<serde_json::Value> {
+    lcp::client::check_url(publisher)?;
+    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+    let url = format!("{}/v1/status", publisher.trim_end_matches('/'));
+    let resp = http.get(&url).send().await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "{url} answered HTTP {}: is {publisher} a publisher (cdn serve)?",
+        resp.status()
+    );
+    Ok(resp.json().await?)
+}
+
 fn main() {
     let cli = Cli::parse();
     let level = if matches!(cli.command, Cmd::Serve { .. } | Cmd::Gateway { .. }) {
@@ -220,17 +234,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("--piece-kib is too large")?,
                 progress: !json,
             };
-            let summary = runtime()?.block_on(cdn::publish::publish(&file, key, &options))?;
+            let rt = runtime()?;
+            let summary = rt.block_on(cdn::publish::publish(&file, key, &options))?;
             if json {
                 lcp::outln!("{}", serde_json::to_string(&summary)?);
             } else {
+                // The price in the publisher's currency (minor units if it cannot say).
+                let status = rt
+                    .block_on(publisher_status(&options.publisher_url))
+                    .unwrap_or_default();
                 lcp::outln!(
                     "published {} ({} bytes, {} pieces x {} replicas, {} per view)",
                     summary.content,
                     summary.size,
                     summary.pieces,
                     summary.replicas,
-                    summary.price_per_view
+                    cdn::page::show_amount(&status, &summary.price_per_view.into())
                 );
                 lcp::outln!("watch it through a gateway at /watch/{}", summary.content);
             }
@@ -256,24 +275,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Status { publisher, json } => {
             lcp::client::check_url(&publisher)?;
-            let status: serde_json::Value = runtime()?.block_on(async {
-                let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
-                let v = http
-                    .get(format!("{}/v1/status", publisher.trim_end_matches('/')))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                anyhow::Ok(v)
-            })?;
+            let status = runtime()?.block_on(publisher_status(&publisher))?;
             if json {
                 lcp::outln!("{status}");
                 return Ok(());
             }
+            let money = |v: &serde_json::Value| cdn::page::show_amount(&status, v);
             lcp::outln!(
                 "publisher {} balance {}",
-                status["publisher"], status["balance"]
+                status["publisher"].as_str().unwrap_or(""),
+                money(&status["balance"])
             );
             for c in status["contents"].as_array().into_iter().flatten() {
                 lcp::outln!(
@@ -285,7 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     c["replicas_max"],
                     c["replicas_base"],
                     c["views"],
-                    c["income"]
+                    money(&c["income"])
                 );
             }
             for e in status["events"].as_array().into_iter().flatten() {

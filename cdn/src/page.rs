@@ -34,32 +34,45 @@ pub async fn status_page(p: crate::server::State) -> actix_web::HttpResponse {
         .body(shell("Publisher", &body))
 }
 
+/// An amount from a status document (minor units) for people, in the status's
+/// `currency_units` when it has them.
+pub fn show_amount(status: &serde_json::Value, amount: &serde_json::Value) -> String {
+    let units: Option<lcp::client::Currency> =
+        serde_json::from_value(status["currency_units"].clone()).ok();
+    match (amount.as_i64(), units) {
+        (Some(n), Some(c)) => c.show(n),
+        (Some(n), None) => format!("{n} (minor units)"),
+        _ => amount.to_string(),
+    }
+}
+
 fn render_status(s: &serde_json::Value) -> String {
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => esc(s),
         other => esc(&other.to_string()),
     };
+    let money = |v: &serde_json::Value| esc(&show_amount(s, v));
     let mut out = format!(
-        "<h1>Publisher</h1><p>Entity <code>{}</code>, balance {} in <code>{}</code></p>",
+        "<h1>Publisher</h1><p>Entity <code>{}</code>, balance {} (issuer <code>{}</code>)</p>",
         text(&s["publisher"]),
-        text(&s["balance"]),
+        money(&s["balance"]),
         text(&s["currency"])
     );
     out.push_str("<h2>Catalog</h2><table><tr><th>content</th><th>title</th><th>size</th><th>price per view</th><th>replicas (min-max, base)</th><th>views</th><th>income</th><th>piece reads this round</th></tr>");
     for c in s["contents"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}-{} ({})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            text(&c["content"]), text(&c["title"]), text(&c["size"]), text(&c["price_per_view"]),
+            text(&c["content"]), text(&c["title"]), text(&c["size"]), money(&c["price_per_view"]),
             text(&c["replicas_min"]), text(&c["replicas_max"]), text(&c["replicas_base"]),
-            text(&c["views"]), text(&c["income"]), text(&c["pieces_asked_this_round"])
+            text(&c["views"]), money(&c["income"]), text(&c["pieces_asked_this_round"])
         ));
     }
     out.push_str("</table><h2>Contracts</h2><table><tr><th>agent</th><th>endpoint</th><th>read per KiB</th><th>used / block bytes</th><th>credit (estimate)</th><th>ends</th></tr>");
     for c in s["contracts"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
-            text(&c["agent"]), text(&c["endpoint"]), text(&c["read_per_kib"]),
-            text(&c["used_bytes"]), text(&c["block_bytes"]), text(&c["credit_estimate"]), text(&c["ends"])
+            text(&c["agent"]), text(&c["endpoint"]), money(&c["read_per_kib"]),
+            text(&c["used_bytes"]), text(&c["block_bytes"]), money(&c["credit_estimate"]), text(&c["ends"])
         ));
     }
     out.push_str("</table><h2>Scaling events</h2><ul>");

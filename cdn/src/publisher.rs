@@ -731,11 +731,15 @@ impl Publisher {
             let estimate = match known {
                 Some(v) => v,
                 None => {
-                    let view = self
-                        .agent(&c.endpoint)
-                        .contract(id)
-                        .await
-                        .map_err(upstream("reading a contract's credit"))?;
+                    // An agent that does not answer is neither paid nor waited for: its
+                    // replicas get no tokens, and the viewer reads the others.
+                    let view = match self.agent(&c.endpoint).contract(id).await {
+                        Ok(view) => view,
+                        Err(e) => {
+                            tracing::warn!(error = %e, contract = %id, "a replica's agent does not answer; not paid");
+                            continue;
+                        }
+                    };
                     self.credit
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -1362,9 +1366,13 @@ impl Publisher {
             .cloned()
             .collect();
         let balance = self.wallet.balance().await.map(|b| b.balance).ok();
+        // For people: the code and decimals amounts are shown with (absent if the issuer
+        // does not answer).
+        let units = self.wallet.currency().await.ok();
         Ok(serde_json::json!({
             "publisher": self.key.entity(),
             "currency": self.currency,
+            "currency_units": units,
             "issuer_url": self.issuer_url,
             "balance": balance,
             "contents": contents_out,

@@ -406,6 +406,12 @@ async fn publish_stream_pay_verify_and_fail_over() {
             "publisher page: {}",
             pages.0
         );
+        // Amounts on the page are in the currency's units (the devnet's LCU, 2 decimals).
+        assert!(
+            pages.0.contains(" LCU") && !pages.0.contains("(minor units)"),
+            "publisher page amounts: {}",
+            pages.0
+        );
         assert!(
             pages.1.contains("clip.mp4") && pages.1.contains(&format!("/watch/{content}")),
             "gateway page: {}",
