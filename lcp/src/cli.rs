@@ -69,3 +69,94 @@ macro_rules! outln {
         }
     }};
 }
+
+/// Parse a size in bytes for a flag: plain bytes (`50000000000`) or with a unit, decimal
+/// (`50GB`, `500MB`, `1.5TB`) or binary (`512MiB`, `8GiB`; `K`, `M`, `G`, `T` alone are
+/// binary too). For clap's `value_parser`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size: give bytes, or a number with B, KB, MB, GB, TB, KiB, \
+                 MiB, GiB or TiB"
+            ))
+        }
+    };
+    let bad = || format!("{text:?} is not a size in bytes");
+    // Exact for whole numbers; a fraction is rounded down to a whole byte.
+    let bytes = match number.split_once('.') {
+        None => number
+            .parse::<u64>()
+            .map_err(|_| bad())?
+            .checked_mul(scale)
+            .ok_or_else(|| format!("{text:?} is too large"))?,
+        Some((whole, frac)) => {
+            let whole: u64 = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().map_err(|_| bad())?
+            };
+            if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let frac_value: u128 = frac.parse().map_err(|_| bad())?;
+            let frac_scale = 10u128.pow(frac.len() as u32);
+            let total =
+                u128::from(whole) * u128::from(scale) + frac_value * u128::from(scale) / frac_scale;
+            u64::try_from(total).map_err(|_| format!("{text:?} is too large"))?
+        }
+    };
+    Ok(bytes)
+}
+
+/// Parse an amount flag: whole minor units. A decimal point gets a message saying so, since
+/// `1.5` is what a person types for one and a half units.
+pub fn parse_minor_units(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "{text:?} is not an amount: amounts are whole minor units (with 2 decimals, 150 \
+             means 1.50)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("50000000000"), Ok(50_000_000_000));
+        assert_eq!(parse_bytes("50GB"), Ok(50_000_000_000));
+        assert_eq!(parse_bytes("50 gb"), Ok(50_000_000_000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("8G"), Ok(8 << 30));
+        assert_eq!(parse_bytes("1.5TB"), Ok(1_500_000_000_000));
+        assert_eq!(parse_bytes("0.5KiB"), Ok(512));
+        assert!(parse_bytes("12XB").is_err());
+        assert!(parse_bytes("GB").is_err());
+        assert!(parse_bytes("1.2.3GB").is_err());
+        assert!(parse_bytes("99999999999TB").is_err());
+    }
+
+    #[test]
+    fn amounts_are_whole_minor_units() {
+        assert_eq!(parse_minor_units("150"), Ok(150));
+        let e = parse_minor_units("1.5").expect_err("a fraction");
+        assert!(e.contains("whole minor units"), "{e}");
+    }
+}

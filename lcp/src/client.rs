@@ -53,6 +53,10 @@ impl ClientError {
 pub fn check_url(url: &str) -> Result<(), ClientError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
+    } else if url.contains("://") {
+        Err(ClientError::Config(format!(
+            "{url:?}: only http:// and https:// URLs are supported"
+        )))
     } else {
         Err(ClientError::Config(format!(
             "{url:?} is not a URL: write it as http://{url} (or https://)"

@@ -53,8 +53,8 @@ enum Cmd {
         /// Recipient entity id
         #[arg(long)]
         to: String,
-        /// Amount in minor units
-        #[arg(long)]
+        /// Amount in whole minor units (with 2 decimals, 150 is 1.50)
+        #[arg(long, value_parser = lcp::cli::parse_minor_units)]
         amount: u64,
         /// A label for the payment (an order or contract id), shown in the recipient's deposits; not a uniqueness key
         #[arg(long)]

@@ -65,6 +65,11 @@ fn keygen_and_id() {
         Some(2),
         "usage errors exit 2"
     );
+    let fraction = lcp(&[
+        "transfer", "--key", "k", "--issuer", "http://x", "--to", "y", "--amount", "1.5",
+    ]);
+    assert_eq!(fraction.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&fraction.stderr).contains("whole minor units"));
 }
 
 #[test]

@@ -45,6 +45,29 @@ impl MarketClient {
         self.counters.next()
     }
 
+    /// A `404 not_found` from what should be a market: say what the URL is instead (an issuer,
+    /// an agent), as the wallet does, so a swapped --market and --issuer is plain.
+    async fn name_the_service(&self, e: ClientError) -> ClientError {
+        if e.code() != Some("not_found") {
+            return e;
+        }
+        match self.signed.descriptor().await {
+            Ok(d) if d["role"] != "market" => {
+                let role = d["role"].as_str().unwrap_or("server of another kind");
+                let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                ClientError::Config(format!(
+                    "{} is {article} {role}, not a market: give the market's URL",
+                    self.base
+                ))
+            }
+            _ => e,
+        }
+    }
+
     async fn decode<T: serde::de::DeserializeOwned>(
         url: &str,
         resp: Result<reqwest::Response, reqwest::Error>,
@@ -70,20 +93,29 @@ impl MarketClient {
         struct Book {
             offers: Vec<Listing>,
         }
-        let book: Book = Self::decode(&url, self.http.get(&url).send().await).await?;
+        lcp::client::check_url(&self.base)?;
+        let book: Book = match Self::decode(&url, self.http.get(&url).send().await).await {
+            Ok(book) => book,
+            Err(e) => return Err(self.name_the_service(e).await),
+        };
         Ok(book.offers)
     }
 
     /// Agents for k-of-n storage at the lowest price meeting the target; `409
     /// cannot_meet_target` as [`ClientError::Api`] when none does.
     pub async fn match_agents(&self, request: &MatchRequest) -> Result<MatchAnswer, ClientError> {
+        lcp::client::check_url(&self.base)?;
         let url = format!("{}/v1/match", self.base);
-        Self::decode(&url, self.http.post(&url).json(request).send().await).await
+        match Self::decode(&url, self.http.post(&url).json(request).send().await).await {
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(self.name_the_service(e).await),
+        }
     }
 
     /// Like [`Self::match_agents`], but a `409 cannot_meet_target` comes back whole, with the
     /// best achievable in `error.details` (`best_failure_probability`, `best`, `candidates`).
     pub async fn match_or_best(&self, request: &MatchRequest) -> Result<MatchOutcome, ClientError> {
+        lcp::client::check_url(&self.base)?;
         let url = format!("{}/v1/match", self.base);
         let resp = self
             .http
@@ -96,7 +128,10 @@ impl MarketClient {
                 message: e.to_string(),
             })?;
         if resp.status().as_u16() != 409 {
-            return Self::decode(&url, Ok(resp)).await.map(MatchOutcome::Met);
+            return match Self::decode(&url, Ok(resp)).await {
+                Ok(answer) => Ok(MatchOutcome::Met(answer)),
+                Err(e) => Err(self.name_the_service(e).await),
+            };
         }
         let bytes = resp
             .bytes()

@@ -705,3 +705,19 @@ async fn an_agent_dead_since_the_last_probe_is_not_chosen() {
         "the match marked it offline"
     );
 }
+
+/// A market client pointed at the issuer (the two URLs swapped) says what the URL is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_market_client_pointed_at_an_issuer_says_so() {
+    let net = Net::start(1, None);
+    let (_, buyer) = net.buyer(10).await;
+    let wrong = MarketClient::new(net.http.clone(), &net.issuer.url, buyer.clone());
+    let e = wrong.offers(None).await.expect_err("not a market");
+    assert!(e.to_string().contains("is an issuer, not a market"), "{e}");
+    let bare = net.market.url.trim_start_matches("http://").to_owned();
+    let e = MarketClient::new(net.http.clone(), &bare, buyer)
+        .offers(None)
+        .await
+        .expect_err("no scheme");
+    assert!(e.to_string().contains("write it as http://"), "{e}");
+}

@@ -28,8 +28,8 @@ enum Cmd {
         /// Issuer URL of an accepted currency (repeatable)
         #[arg(long, required = true)]
         issuer: Vec<String>,
-        /// Space to sell, in bytes
-        #[arg(long, default_value_t = storage_agent::config::CAPACITY_DEFAULT)]
+        /// Space to sell: bytes, or with a unit (50GB, 500GiB)
+        #[arg(long, default_value_t = storage_agent::config::CAPACITY_DEFAULT, value_parser = lcp::cli::parse_bytes)]
         capacity: u64,
         /// Contract price for holding 1 GiB for one day, in minor units (rounded up)
         #[arg(long, default_value_t = 100)]
