@@ -179,7 +179,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or_else(|| v.to_string())
                 };
                 lcp::outln!(
-                    "matched {} agents: total contract price {}, failure probability {:.2e}",
+                    "matched {} agents: total price {} (the contracts and writing each shard once), \
+                     failure probability {:.2e}",
                     out["agents"].as_array().map_or(0, Vec::len),
                     show(&out["total_price"]),
                     out["failure_probability"].as_f64().unwrap_or(f64::NAN)
