@@ -359,7 +359,8 @@ fn remembered_wallet(dir: &Path) -> Result<PathBuf, Error> {
 
 fn remember_wallet(dir: &Path, wallet: &Path) -> Result<(), Error> {
     let abs = std::fs::canonicalize(wallet)?;
-    std::fs::write(dir.join("wallet"), abs.to_string_lossy().as_bytes())?;
+    use std::io::Write;
+    backup::repo::private_file(&dir.join("wallet"))?.write_all(abs.to_string_lossy().as_bytes())?;
     Ok(())
 }
 

@@ -55,7 +55,7 @@ pub fn load(dir: &Path) -> Result<Vec<Purchase>, Error> {
 /// made only once its record would survive a crash.
 fn save(dir: &Path, all: &[Purchase]) -> Result<(), Error> {
     use std::io::Write;
-    std::fs::create_dir_all(dir)?;
+    crate::repo::private_dir(dir)?;
     let target = path(dir);
     if all.is_empty() {
         return match std::fs::remove_file(&target) {
@@ -65,7 +65,7 @@ fn save(dir: &Path, all: &[Purchase]) -> Result<(), Error> {
     }
     let tmp = target.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(all).map_err(|e| Error::Io(e.to_string()))?;
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = crate::repo::private_file(&tmp)?;
     f.write_all(&bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &target)?;

@@ -413,13 +413,46 @@ pub fn config_name(repo: &str) -> String {
     format!("cfg-{repo}")
 }
 
+/// Write a file of the configuration directory, readable by its owner only: `key.json` holds
+/// the password-wrapped key (an offline guessing target) and the rest names the repository's
+/// contracts and chunks.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(value).map_err(|e| Error::Io(e.to_string()))?,
-    )?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Io(e.to_string()))?;
+    let mut f = private_file(&tmp)?;
+    f.write_all(&bytes)?;
     std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Create (or truncate) `path` with mode 0600.
+pub fn private_file(path: &Path) -> Result<std::fs::File, Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let f = options.open(path)?;
+    // An existing file keeps its old mode through `open`: set it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
+}
+
+/// Create the configuration directory `dir`, private to its owner (mode 0700).
+pub fn private_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     Ok(())
 }
 
@@ -614,7 +647,7 @@ impl Repo {
                         }
                     }
                     config.market = market_url.to_owned();
-                    std::fs::create_dir_all(dir)?;
+                    private_dir(dir)?;
                     write_json(&dir.join("key.json"), &key)?;
                     write_json(&dir.join("repo.json"), &config)?;
                     return Ok(Repo::new(dir, config, keys, payer, http));
@@ -627,7 +660,7 @@ impl Repo {
     }
 
     pub fn save_config(&self, key: &KeyFile) -> Result<(), Error> {
-        std::fs::create_dir_all(&self.dir)?;
+        private_dir(&self.dir)?;
         write_json(&self.dir.join("key.json"), key)?;
         write_json(&self.dir.join("repo.json"), &self.config)?;
         // Contracts the config now names are the repository's: no longer just purchases.
@@ -917,11 +950,30 @@ impl Repo {
             .await
     }
 
-    /// Pay `amount` ahead to every slot's contract.
+    /// Make every slot's contract hold at least `amount` of credit ahead: only what its
+    /// credit does not already cover is paid, so a backup that writes little (a second run
+    /// over the same files) pays little, and unused credit never piles up run after run. A
+    /// slot whose agent does not answer is not paid (writes to it are skipped anyway).
     pub async fn prepay_all(&self, amount_per_slot: u64) -> Result<(), Error> {
-        for slot in &self.config.slots {
-            if amount_per_slot > 0 {
-                top_up(&self.wallet, slot, amount_per_slot).await?;
+        if amount_per_slot == 0 {
+            return Ok(());
+        }
+        let views = self
+            .config
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| async move { (slot, self.agents[i].contract(&slot.contract).await) });
+        for (slot, view) in futures_util::future::join_all(views).await {
+            let credit = match view {
+                Ok(v) => v.credit,
+                Err(e) if unreachable(&e) => continue,
+                Err(e) => return Err(remote("reading a contract's credit")(e)),
+            };
+            let have = u64::try_from(credit).unwrap_or(0);
+            let missing = amount_per_slot.saturating_sub(have);
+            if missing > 0 {
+                top_up(&self.wallet, slot, missing).await?;
             }
         }
         Ok(())

@@ -582,6 +582,18 @@ fn a_full_repository_grows_and_stats_shows_spending() {
     let (tmp, net, cli) = network(6);
     let home = tmp.path().join("config");
     cli.init(&home, &["--slot-bytes", "16777216"]);
+    // The configuration directory is its owner's: the wrapped key is an offline guessing
+    // target for anyone who can read it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&home), 0o700);
+        for f in std::fs::read_dir(&home).expect("dir").flatten() {
+            if f.path().is_file() {
+                assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+            }
+        }
+    }
     let dir = |name: &str, mib: usize, seed: u64| {
         let d = tmp.path().join(name);
         std::fs::create_dir(&d).expect("dir");
@@ -629,5 +641,23 @@ fn a_full_repository_grows_and_stats_shows_spending() {
     assert!(
         out.contains("the contracts cost") && out.contains(&format!(" {code_of};")),
         "{out}"
+    );
+
+    // A second backup of the same files writes almost nothing, so it pays almost nothing:
+    // credit ahead is topped up, not paid again (it used to pay a whole run's worth on every
+    // slot, every time: at least 6 x 8 MiB at 1 per KiB here).
+    let wallet = wallet_client(&net, &cli.wallet);
+    let balance = || {
+        runtime()
+            .block_on(wallet.balance())
+            .expect("balance")
+            .balance
+    };
+    let before_again = balance();
+    cli.ok(&home, &["create", &b.to_string_lossy(), "--json"]);
+    let paid_again = before_again - balance();
+    assert!(
+        (0..8 * 1024).contains(&paid_again),
+        "a backup with nothing new paid {paid_again}"
     );
 }
