@@ -36,6 +36,9 @@ pub struct InitOptions {
     pub slot_bytes: u64,
     pub duration_s: u64,
     pub max_failure_probability: f64,
+    /// The issuer (entity id) whose currency pays the contracts; `None`: the currency most
+    /// online agents in the book accept.
+    pub currency: Option<String>,
 }
 
 fn uuid() -> String {
@@ -44,6 +47,51 @@ fn uuid() -> String {
 
 fn now_s() -> i64 {
     i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
+}
+
+/// The currency a new repository pays in: `wanted` (an issuer id) when given, else the one
+/// the most online agents accept. (Not the cheapest offer's: one cheap agent in a currency
+/// nobody else takes would make every match fail.)
+fn choose_currency(
+    offers: &[market::book::Listing],
+    wanted: Option<&str>,
+) -> Result<protocol::market::OfferCurrency, Error> {
+    let mut counts: Vec<(protocol::market::OfferCurrency, usize)> = Vec::new();
+    for listing in offers.iter().filter(|l| l.online) {
+        let Ok((_, offer)) = listing
+            .offer
+            .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
+        else {
+            continue;
+        };
+        for c in offer.currencies {
+            match counts
+                .iter_mut()
+                .find(|(known, _)| known.issuer == c.issuer)
+            {
+                Some((_, n)) => *n += 1,
+                None => counts.push((c, 1)),
+            }
+        }
+    }
+    if let Some(issuer) = wanted {
+        return counts
+            .into_iter()
+            .find(|(c, _)| c.issuer.as_str() == issuer)
+            .map(|(c, _)| c)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no online agent in the market accepts currency {issuer}"
+                ))
+            });
+    }
+    // Stable: among equally common currencies, the one listed first (the cheapest offer's).
+    let most = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    counts
+        .into_iter()
+        .find(|(_, n)| *n == most && most > 0)
+        .map(|(c, _)| c)
+        .ok_or_else(|| Error::Io("the market has no online agents yet".into()))
 }
 
 /// Times `init` asks the market again after a matched agent did not answer or had no room.
@@ -187,15 +235,7 @@ pub async fn init(
         .offers(None)
         .await
         .map_err(remote("reading the market's book"))?;
-    let currency = offers
-        .first()
-        .and_then(|o| {
-            o.offer
-                .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
-                .ok()
-                .and_then(|(_, offer)| offer.currencies.first().cloned())
-        })
-        .ok_or_else(|| Error::Io("the market has no offers yet".into()))?;
+    let currency = choose_currency(&offers, options.currency.as_deref())?;
     let wallet = payer.client(&http, &currency.issuer_url);
     let money = wallet
         .currency()
@@ -1514,6 +1554,72 @@ fn safe_join(target: &Path, rel: &str) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listing of one agent accepting the currencies of `issuers`, in that order.
+    fn listing(issuers: &[&protocol::KeyPair], online: bool) -> market::book::Listing {
+        let agent = protocol::KeyPair::generate().expect("key");
+        let offer = protocol::market::Offer {
+            agent: agent.entity().clone(),
+            endpoint: "http://127.0.0.1:1".into(),
+            issued_at: protocol::market::format_rfc3339(now_s()),
+            expires_at: protocol::market::format_rfc3339(now_s() + 600),
+            free_bytes: 1 << 30,
+            block_bytes_max: 1 << 30,
+            duration_s_max: 86_400,
+            currencies: issuers
+                .iter()
+                .map(|i| protocol::market::OfferCurrency {
+                    issuer: i.entity().clone(),
+                    issuer_url: format!("http://issuer-{}", &i.entity().as_str()[8..14]),
+                    storage_per_gib_day: 1,
+                    write_per_kib: 1,
+                    read_per_kib: 1,
+                    contract_min: 1,
+                })
+                .collect(),
+        };
+        market::book::Listing {
+            agent: agent.entity().to_string(),
+            endpoint: offer.endpoint.clone(),
+            offer: protocol::Envelope::sign_json(&agent, protocol::market::OFFER_TYPE, &offer)
+                .expect("sign"),
+            currency: issuers[0].entity().to_string(),
+            p_fail: 0.1,
+            reference_price: 1,
+            adjusted_price: 1.0,
+            audits_passed: 0,
+            audits_failed: 0,
+            online,
+            vetted: false,
+        }
+    }
+
+    #[test]
+    fn a_new_repository_pays_in_the_currency_most_agents_take() {
+        let (a, b) = (
+            protocol::KeyPair::generate().expect("key"),
+            protocol::KeyPair::generate().expect("key"),
+        );
+        // The cheapest offer (listed first) is the only one in currency b, and an offline
+        // agent's does not count.
+        let book = vec![
+            listing(&[&b], true),
+            listing(&[&a], true),
+            listing(&[&a], true),
+            listing(&[&b], false),
+            listing(&[&b], false),
+        ];
+        let chosen = choose_currency(&book, None).expect("a currency");
+        assert_eq!(chosen.issuer, *a.entity());
+        let asked = choose_currency(&book, Some(b.entity().as_str())).expect("b");
+        assert_eq!(asked.issuer, *b.entity());
+        let nobody = protocol::KeyPair::generate().expect("key");
+        assert!(matches!(
+            choose_currency(&book, Some(nobody.entity().as_str())),
+            Err(Error::Usage(_))
+        ));
+        assert!(choose_currency(&[listing(&[&a], false)], None).is_err());
+    }
 
     fn plan(refs: &[(&str, &str, u64)]) -> RestorePlan {
         let locations: HashMap<String, Location> = refs

@@ -88,6 +88,10 @@ enum Cmd {
         /// within the contracts' term, by the market's reliability estimates
         #[arg(long, default_value_t = 0.05)]
         max_failure_probability: f64,
+        /// Issuer (entity id, ed25519:...) whose currency pays the contracts (default: the
+        /// currency most online agents accept)
+        #[arg(long, env = "BACKUP_CURRENCY")]
+        currency: Option<String>,
         #[command(flatten)]
         out: JsonArg,
     },
@@ -443,6 +447,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             slot_bytes,
             duration_s,
             max_failure_probability,
+            currency,
             out: JsonArg { json },
             ..
         } => {
@@ -455,6 +460,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 slot_bytes,
                 duration_s,
                 max_failure_probability,
+                currency,
             };
             let s = commands::init(&dir, &options, &pw, &buyer, http()?).await?;
             remember_wallet(&dir, &wallet)?;
