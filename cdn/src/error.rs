@@ -28,8 +28,13 @@ pub enum Error {
         issuer_url: String,
         transaction_id: String,
     },
-    #[error("this viewer cannot pay the view's price of {price}: {reason}")]
-    CannotPay { price: u64, reason: String },
+    /// `price` in minor units; `shown` the same for people (`1.00 LCU`).
+    #[error("this viewer cannot pay the view's price of {shown}: {reason}")]
+    CannotPay {
+        price: u64,
+        shown: String,
+        reason: String,
+    },
     #[error("piece {piece} was already asked for {times} times in this view")]
     TooManyRequests { piece: u64, times: u32 },
     #[error("the publisher has no storage for this: {0}")]

@@ -75,8 +75,9 @@ pub struct Stats {
     pub title: String,
     pub view: String,
     pub size: u64,
-    /// What the view cost.
+    /// What the view cost, in minor units and for people.
     pub spend: u64,
+    pub spend_shown: String,
     pub bytes_per_agent: BTreeMap<String, u64>,
     pub pieces_per_agent: BTreeMap<String, u64>,
     pub pieces_fetched: u64,
@@ -249,6 +250,12 @@ impl Gateway {
             ));
         }
         let view = uuid::Uuid::new_v4().to_string();
+        // For people: the view's price and spend in the currency's units.
+        let currency = lcp::client::currency_at(&manifest.issuer_url).await;
+        let show = |amount: u64| match &currency {
+            Some(c) => c.show(amount),
+            None => format!("{amount} (minor units)"),
+        };
         if manifest.price_per_view > 0 {
             let wallet = IssuerClient::from_key_file(
                 &manifest.issuer_url,
@@ -266,6 +273,7 @@ impl Gateway {
                 {
                     return Err(Error::CannotPay {
                         price: manifest.price_per_view,
+                        shown: show(manifest.price_per_view),
                         reason: message,
                     });
                 }
@@ -290,6 +298,7 @@ impl Gateway {
                 view: answer.view.clone(),
                 size: manifest.size,
                 spend: answer.paid,
+                spend_shown: show(answer.paid),
                 ..Default::default()
             }),
             manifest,

@@ -97,7 +97,7 @@ pub fn gateway_index(catalog: &serde_json::Value) -> String {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/watch/{id}\">watch</a></td></tr>",
             esc(c["title"].as_str().unwrap_or("")),
             c["size"],
-            c["price_per_view"]
+            esc(&show_amount(catalog, &c["price_per_view"]))
         ));
     }
     out.push_str("</table>");
@@ -124,7 +124,7 @@ async function tick(){{\
  document.getElementById('tp').textContent=fmt(s.throughput_bytes_per_s)+'/s';\
  document.getElementById('fo').textContent=s.failovers;\
  document.getElementById('bad').textContent=s.corrupt;\
- document.getElementById('spend').textContent=s.spend;\
+ document.getElementById('spend').textContent=s.spend_shown;\
  const t=document.getElementById('agents');t.textContent='';\
  for(const [a,b] of Object.entries(s.bytes_per_agent)){{const r=t.insertRow();r.insertCell().textContent=a.slice(0,20)+'…';r.insertCell().textContent=fmt(b)}}\
  }}catch(e){{}}\

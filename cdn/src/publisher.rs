@@ -825,6 +825,12 @@ impl Publisher {
         Ok(serde_json::json!({"content": content, "manifest": env}))
     }
 
+    /// The publisher's currency (code and decimals), for showing prices; `None` when the
+    /// issuer does not answer.
+    pub async fn currency_units(&self) -> Option<lcp::client::Currency> {
+        self.wallet.currency().await.ok()
+    }
+
     pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, Error> {
         let rows = self
             .db
@@ -1368,7 +1374,7 @@ impl Publisher {
         let balance = self.wallet.balance().await.map(|b| b.balance).ok();
         // For people: the code and decimals amounts are shown with (absent if the issuer
         // does not answer).
-        let units = self.wallet.currency().await.ok();
+        let units = self.currency_units().await;
         Ok(serde_json::json!({
             "publisher": self.key.entity(),
             "currency": self.currency,

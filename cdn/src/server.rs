@@ -135,7 +135,10 @@ async fn status(p: State) -> Result<HttpResponse, Error> {
 }
 
 async fn catalog(p: State) -> Result<HttpResponse, Error> {
-    Ok(HttpResponse::Ok().json(serde_json::json!({"contents": p.catalog().await?})))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "contents": p.catalog().await?,
+        "currency_units": p.currency_units().await,
+    })))
 }
 
 async fn manifest(path: web::Path<String>, p: State) -> Result<HttpResponse, Error> {

@@ -269,6 +269,13 @@ async fn publish_stream_pay_verify_and_fail_over() {
     assert_eq!(code, 402, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json error");
     assert_eq!(v["error"]["code"], "cannot_pay");
+    // The price is said in the currency's units (250 minor units, 2 decimals).
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("price of 2.50 LCU")),
+        "{v}"
+    );
     let page = reqwest::Client::new()
         .get(format!("{}/watch/{content}", broke.url))
         .header("accept", "text/html")
@@ -413,8 +420,10 @@ async fn publish_stream_pay_verify_and_fail_over() {
             pages.0
         );
         assert!(
-            pages.1.contains("clip.mp4") && pages.1.contains(&format!("/watch/{content}")),
-            "gateway page: {}",
+            pages.1.contains("clip.mp4")
+                && pages.1.contains(&format!("/watch/{content}"))
+                && pages.1.contains("2.50 LCU"),
+            "gateway page (the price in the currency): {}",
             pages.1
         );
     }
@@ -442,6 +451,7 @@ async fn publish_stream_pay_verify_and_fail_over() {
     );
     let st = stats(&gw.url, &content).await;
     assert_eq!(st["spend"], 250);
+    assert_eq!(st["spend_shown"], "2.50 LCU");
     let pst = status(&publisher).await;
     let entry = pst["contents"]
         .as_array()
