@@ -85,6 +85,28 @@ impl Error {
         };
         ErrorBody::new(self.code(), message)
     }
+
+    /// [`Error::body`] with amounts in the issuer's currency for people (`balance 7.50 LCU`);
+    /// `details` keeps them in minor units.
+    pub fn body_in(&self, decimals: u8, code: &str) -> ErrorBody {
+        match self {
+            Error::InsufficientFunds { balance, needed } => {
+                let show = |v: i128| protocol::format_amount(v, u32::from(decimals), code);
+                let mut body = ErrorBody::new(
+                    self.code(),
+                    format!(
+                        "insufficient funds: balance {}, needed {}",
+                        show(i128::from(*balance)),
+                        show(i128::from(*needed))
+                    ),
+                );
+                body.error.details =
+                    Some(serde_json::json!({"balance": balance, "needed": needed}));
+                body
+            }
+            other => other.body(),
+        }
+    }
 }
 
 impl actix_web::ResponseError for Error {

@@ -238,7 +238,10 @@ async fn transfer(
         }
         StoredAnswer {
             status: e.status().as_u16(),
-            body: serde_json::to_string(&e.body()).unwrap_or_default(),
+            body: serde_json::to_string(
+                &e.body_in(state.config.decimals, &state.config.currency_code),
+            )
+            .unwrap_or_default(),
         }
     });
     Ok(signed_answer(&state, &verified, answer))

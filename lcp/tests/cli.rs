@@ -171,7 +171,7 @@ fn transfer_balance_and_deposits_from_the_command_line() {
         &lcp(&[
             "transfer", "--key", bob, "--issuer", &url, "--to", &alice_id, "--amount", "999999",
         ]),
-        "insufficient_funds",
+        "insufficient funds: balance 2.50 EUR, needed 10000.00 EUR",
     );
     assert_one_line_error(
         &lcp(&[
