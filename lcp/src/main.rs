@@ -28,7 +28,7 @@ enum Cmd {
         /// Where to write the new key file (mode 0600; an existing file is not replaced)
         #[arg(long)]
         out: PathBuf,
-        /// Print one JSON object instead of text (amounts in minor units)
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
@@ -37,7 +37,7 @@ enum Cmd {
         /// The key file
         #[arg(long, env = "LCP_KEY")]
         key: PathBuf,
-        /// Print one JSON object instead of text (amounts in minor units)
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
@@ -181,7 +181,8 @@ struct ServeArgs {
     /// Proportional fee per transfer, in basis points (1 = 0.01%), rounded up
     #[arg(long, env = "LCP_FEE_BPS")]
     fee_bps: Option<u64>,
-    /// How far below zero the issuer's account may go
+    /// How far below zero the issuer's account may go, in minor units (the most money it may
+    /// issue)
     #[arg(long, env = "LCP_SUPPLY_CAP")]
     supply_cap: Option<u64>,
     /// Transfers per group commit; 1 turns group commit off

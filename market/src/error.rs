@@ -21,7 +21,7 @@ pub enum Error {
     EndpointMismatch(String),
     #[error("invalid match request: {0}")]
     InvalidMatch(String),
-    #[error("no live offer accepts currency {0}")]
+    #[error("{}", unknown_currency_message(.0))]
     UnknownCurrency(String),
     #[error("{}{}", cannot_meet_message(*target, *best), left_out)]
     CannotMeetTarget {
@@ -74,11 +74,24 @@ pub enum Error {
 
 /// The message of `409 cannot_meet_target`: the target and the best achievable, in words, so
 /// every client shows the value (the figures are also in `details`).
+/// Why a currency is unknown: not an entity id at all (an issuer's URL, say), or one no live
+/// offer accepts.
+fn unknown_currency_message(currency: &str) -> String {
+    if protocol::EntityId::parse(currency).is_err() {
+        format!(
+            "currency must be the issuer's entity id (ed25519:<64 hex>, as `market offers` \
+             lists it), not {currency:?}"
+        )
+    } else {
+        format!("no live offer accepts currency {currency}")
+    }
+}
+
 pub fn cannot_meet_message(target: f64, best: Option<f64>) -> String {
     match best {
         Some(best) => format!(
             "no set of agents meets the durability target {target:.3e}: the best achievable \
-             failure probability is {best:.3e} (`details.best` has that choice)"
+             failure probability is {best:.3e} (the answer's error.details.best, or `market match --json`, has that choice)"
         ),
         None => format!(
             "no set of agents meets the durability target {target:.3e}: too few agents can \

@@ -715,9 +715,15 @@ async fn a_market_client_pointed_at_an_issuer_says_so() {
     let e = wrong.offers(None).await.expect_err("not a market");
     assert!(e.to_string().contains("is an issuer, not a market"), "{e}");
     let bare = net.market.url.trim_start_matches("http://").to_owned();
-    let e = MarketClient::new(net.http.clone(), &bare, buyer)
+    let e = MarketClient::new(net.http.clone(), &bare, buyer.clone())
         .offers(None)
         .await
         .expect_err("no scheme");
     assert!(e.to_string().contains("write it as http://"), "{e}");
+    // A currency given as the issuer's URL instead of its entity id says what is expected.
+    let client = MarketClient::new(net.http.clone(), &net.market.url, buyer.clone());
+    let mut by_url = request(&net.issuer.entity.to_string(), 1, Some(1), 0.5);
+    by_url.currency = net.issuer.url.clone();
+    let e = client.match_agents(&by_url).await.expect_err("a URL");
+    assert!(e.to_string().contains("issuer's entity id"), "{e}");
 }

@@ -119,7 +119,7 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left;
  <div class="card">Active contracts<b id="active">{active}</b></div>
  <div class="card">Audits answered<b id="audits">{audits}</b></div>
 </div>
-<h2>Earnings</h2><ul id="earnings">{earnings}</ul>
+<h2>Payments received</h2><p>Contract prices and the credit buyers paid ahead (some of it not yet used), per currency.</p><ul id="earnings">{earnings}</ul>
 <h2>Reliability</h2><p id="reliability">{reliability}</p>
 <h2>Contracts</h2>
 <table id="contracts"><tr><th>id</th><th>status</th><th>used / block</th><th>objects</th><th>credit</th><th>ends</th></tr>{rows}</table>

@@ -141,8 +141,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{} exists; pass --force to replace it",
                 config_path.display()
             );
-            std::fs::create_dir_all(&data)
-                .with_context(|| format!("cannot create {}", data.display()))?;
             let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
             let rt = runtime()?;
             let mut currencies = Vec::new();
@@ -180,6 +178,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..AgentConfig::default()
             };
             config.validate()?;
+            // Only now: a refused init leaves no empty directory behind.
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("cannot create {}", data.display()))?;
             let disk = storage_agent::store::Store::open(&config.store, &data)
                 .ok()
                 .and_then(|s| s.available_bytes());

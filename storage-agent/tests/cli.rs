@@ -129,6 +129,10 @@ fn init_serve_status_and_heartbeat() {
         ]),
         "cannot read the issuer descriptor",
     );
+    assert!(
+        !dir.path().join("x").exists(),
+        "a refused init leaves no directory behind"
+    );
     one_line_error(
         &agent(&[
             "serve",
