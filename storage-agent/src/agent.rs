@@ -768,6 +768,20 @@ impl Agent {
             .await
     }
 
+    /// The contract's row alone (no objects): for checks that run on every request.
+    async fn load_contract(&self, id: &str) -> Result<ContractRow, Error> {
+        let id = id.to_owned();
+        self.db
+            .run(move |conn| {
+                contracts::table
+                    .find(&id)
+                    .first::<ContractRow>(conn)
+                    .optional()?
+                    .ok_or(Error::UnknownContract)
+            })
+            .await
+    }
+
     fn require_buyer(row: &ContractRow, who: &EntityId, auditors_too: bool) -> Result<(), Error> {
         let ok = row.buyer == who.as_str()
             || (auditors_too && row.auditors().iter().any(|a| a == who.as_str()));
@@ -863,7 +877,7 @@ impl Agent {
                 limit: OBJECT_BYTES_MAX,
             });
         }
-        let (row, _) = self.load(id).await?;
+        let row = self.load_contract(id).await?;
         Self::require_buyer(&row, cmd.sender, false)?;
         let now = now_s();
         if row.reaped != 0 || now < row.start_s || now >= row.end_s {
