@@ -661,3 +661,19 @@ fn a_full_repository_grows_and_stats_shows_spending() {
         "a backup with nothing new paid {paid_again}"
     );
 }
+
+/// The README's `backup init` with only its required flags works on the README's devnet
+/// (issue 12, finding 14: the 1 GiB default block used to exceed every devnet agent's
+/// largest block, and the refusal blamed durability).
+#[test]
+fn init_with_the_readme_defaults_works_on_the_default_devnet() {
+    let (tmp, _net, cli) = network(6);
+    let home = tmp.path().join("config");
+    let made = cli.init(&home, &[]);
+    assert_eq!(made["slots"].as_array().map(Vec::len), Some(6), "{made}");
+    let src = tmp.path().join("docs");
+    std::fs::create_dir(&src).expect("dir");
+    std::fs::write(src.join("a.txt"), noise(300_000, 7)).expect("write");
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "docs", &src);
+}
