@@ -292,15 +292,21 @@ pub async fn repair(
     // Everything that can be done is done: a slot without a replacement does not stop the
     // others, nor the rebuilding of shards onto the slots that answer.
     let (mut replaced, mut unreplaced, mut dead) = (Vec::new(), Vec::new(), Vec::new());
+    let mut down = Vec::new();
     for i in 0..repo.n() {
         let slot = repo.config.slots[i].clone();
         if repo.agent(i).contract(&slot.contract).await.is_err() {
-            match repo.replace_slot(i).await {
-                Ok(()) => replaced.push(i),
-                Err(e) => {
-                    unreplaced.push(format!("{i}: {e}"));
-                    dead.push(i);
-                }
+            down.push(i);
+        }
+    }
+    // More than m silent agents: replacing them would strand every earlier object.
+    repo.refuse_losing_more_than_m(&down)?;
+    for i in down {
+        match repo.replace_slot(i).await {
+            Ok(()) => replaced.push(i),
+            Err(e) => {
+                unreplaced.push(format!("{i}: {e}"));
+                dead.push(i);
             }
         }
     }
@@ -360,15 +366,26 @@ pub async fn repair(
             rewritten += repo.rewrite_shards(o, &data, &write).await?;
         }
     }
-    if !renewed.is_empty() {
+    // A renewed slot is switched to only when every object was written to it: otherwise the
+    // objects that could not be copied would be on none of the new contracts. The new
+    // contracts then lapse unused; the old ones keep the data until the next repair.
+    let switched = lost.is_empty();
+    if !renewed.is_empty() && switched {
         repo.publish(&renewed).await?;
+    } else if !renewed.is_empty() {
+        for (i, _) in &renewed {
+            unreplaced.push(format!(
+                "{i}: renewal not switched to, since {} objects could not be copied",
+                lost.len()
+            ));
+        }
     }
     Ok(RepairReport {
         objects_checked: objects.len(),
         shards_rewritten: rewritten,
         slots_replaced: replaced,
-        slots_renewed: renewed_slots,
-        slots_renewed_elsewhere: moved,
+        slots_renewed: if switched { renewed_slots } else { Vec::new() },
+        slots_renewed_elsewhere: if switched { moved } else { Vec::new() },
         slots_unreplaced: unreplaced,
         objects_lost: lost,
     })

@@ -1034,6 +1034,7 @@ impl Repo {
         if down.len() <= self.unwritten_max() {
             return Ok(Vec::new());
         }
+        self.refuse_losing_more_than_m(&down)?;
         let (mut moved, mut stuck) = (Vec::new(), Vec::new());
         for i in down {
             match self.replace_slot(i).await {
@@ -1051,6 +1052,26 @@ impl Repo {
             )));
         }
         Ok(moved)
+    }
+
+    /// Refuse to give up the contracts of `down` (slots whose agents do not answer) when they
+    /// are more than m: new, empty contracts in their place would leave every earlier object
+    /// on fewer than k slots, so it would read as written half way and `prune` would delete
+    /// it, though the silent agents may well come back with their shards.
+    pub fn refuse_losing_more_than_m(&self, down: &[usize]) -> Result<(), Error> {
+        let m = self.config.parity_shards;
+        if down.len() <= m {
+            return Ok(());
+        }
+        Err(Error::Io(format!(
+            "{} of the repository's {} agents do not answer (slots {down:?}): more than the {m} \
+             it can lose. Nothing was moved: new contracts in their place would leave the \
+             earlier backups on fewer than {} agents. Their contracts still hold the data: \
+             try again when they answer",
+            down.len(),
+            self.n(),
+            self.k()
+        )))
     }
 
     /// Replace slot `i` (its agent is gone) with a new agent the market matches, excluding the

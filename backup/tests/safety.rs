@@ -513,6 +513,44 @@ fn a_backup_with_two_agents_off_moves_their_slots_to_spares() {
     );
     cli.ok(&home, &["check", "--read-data", "--json"]);
     cli.restore_exact(&home, &tmp.path().join("restored"), "data", &src);
+
+    // Three agents off, more than the two the repository can lose: neither create nor
+    // repair gives their contracts up (new, empty ones would strand every earlier backup,
+    // and prune would then delete it as half written), and once they answer again
+    // everything is there.
+    let silent: Vec<usize> = [0, 2, 3]
+        .iter()
+        .map(|s| slot_agent(&net, &home, *s))
+        .collect();
+    let config_before = std::fs::read(home.join("repo.json")).expect("config");
+    for &a in &silent {
+        net.kill(Which::Agent(a)).expect("kill");
+    }
+    for args in [
+        vec!["create", &*src.to_string_lossy()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+        vec!["repair".to_string()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = cli.run(&home, PASSWORD, &args);
+        assert_ne!(code, 0, "{args:?}: {err}");
+        assert!(
+            err.contains("more than the 2 it can lose"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(home.join("repo.json")).expect("config"),
+        config_before,
+        "no slot was given up"
+    );
+    for &a in &silent {
+        net.restart(Which::Agent(a)).expect("restart");
+    }
+    cli.ok(&home, &["check", "--read-data", "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored-again"), "data", &src);
 }
 
 /// Messages a new user meets before any network is involved: forget with nothing to forget,
