@@ -526,14 +526,8 @@ fn a_backup_with_two_agents_off_moves_their_slots_to_spares() {
     for &a in &silent {
         net.kill(Which::Agent(a)).expect("kill");
     }
-    for args in [
-        vec!["create", &*src.to_string_lossy()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
-        vec!["repair".to_string()],
-    ] {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let src_arg = src.to_string_lossy().into_owned();
+    for args in [vec!["create", src_arg.as_str()], vec!["repair"]] {
         let (code, _, err) = cli.run(&home, PASSWORD, &args);
         assert_ne!(code, 0, "{args:?}: {err}");
         assert!(
