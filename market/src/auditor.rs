@@ -60,7 +60,7 @@ pub async fn audit_round(market: &Market) -> Result<usize, crate::Error> {
             &t.endpoint,
             &t.contract,
             &object.name,
-            &object.merkle_root,
+            (&object.merkle_root, object.leaf_count),
             leaf,
         )
         .await;
@@ -105,7 +105,7 @@ pub async fn ask(
     endpoint: &str,
     contract: &str,
     object: &str,
-    root: &str,
+    (root, leaf_count): (&str, u64),
     leaf: u64,
 ) -> Answer {
     let client = AgentClient::new(market.http.clone(), endpoint, market.key.clone());
@@ -118,7 +118,9 @@ pub async fn ask(
         Err(_) => Answer::Unreachable(format!(
             "{endpoint}: no answer within {CHALLENGE_WAIT_MS_MAX} ms"
         )),
-        Ok(Ok(a)) if verify_audit(&a, root, leaf) => Answer::Verified,
+        // The object's size too: a buyer claiming more leaves than the object has would
+        // otherwise have the agent fail audits of leaves that do not exist.
+        Ok(Ok(a)) if verify_audit(&a, root, leaf) && a.leaf_count == leaf_count => Answer::Verified,
         Ok(Ok(_)) => Answer::Mismatch,
         Ok(Err(ClientError::Api {
             status: 429,

@@ -29,6 +29,11 @@ use crate::reliability::{contract_worth, report_weight, Outcome, Reputation, AUD
 use crate::schema::{agents, counted_reports, registered, registered_objects, reports};
 use crate::select::{self, Candidate};
 
+/// An issuer that did not say its currency is asked again after this long (see
+/// `Market::currency_at`).
+pub const CURRENCY_RETRY_S: i64 = 300;
+/// Issuer URLs whose currency the market remembers; past it the memory starts over.
+const CURRENCIES_KNOWN_MAX: usize = 1_024;
 /// Longest a match waits for a chosen agent to say who it is before leaving it out.
 pub const MATCH_PROBE_WAIT_MS_MAX: u64 = 2_000;
 /// Times a match is made again after chosen agents did not answer.
@@ -219,29 +224,35 @@ pub struct Market {
     endpoint: std::sync::OnceLock<String>,
     /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
     audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
-    /// Currencies (code, decimals) by issuer URL, for the page; only answers are kept, so an
-    /// issuer that was down is asked again next time.
-    currencies: std::sync::Mutex<std::collections::HashMap<String, lcp::client::Currency>>,
+    /// Currencies (code, decimals) by issuer URL, for the page. An issuer that did not answer
+    /// is remembered too (with when), and asked again only after [`CURRENCY_RETRY_S`]: the
+    /// URLs come from agents' offers, and a page view must not fan out to them each time.
+    currencies:
+        std::sync::Mutex<std::collections::HashMap<String, (Option<lcp::client::Currency>, i64)>>,
 }
 
 impl Market {
     /// The currency of the issuer at `issuer_url` (asked once, bounded), for showing amounts.
     pub async fn currency_at(&self, issuer_url: &str) -> Option<lcp::client::Currency> {
+        let now = now_s();
         let known = self
             .currencies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(issuer_url)
             .cloned();
-        if known.is_some() {
-            return known;
+        match known {
+            Some((Some(c), _)) => return Some(c),
+            Some((None, when)) if now - when < CURRENCY_RETRY_S => return None,
+            _ => {}
         }
-        let asked = lcp::client::currency_at(issuer_url).await?;
-        self.currencies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(issuer_url.to_owned(), asked.clone());
-        Some(asked)
+        let asked = lcp::client::currency_at(issuer_url).await;
+        let mut map = self.currencies.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CURRENCIES_KNOWN_MAX {
+            map.clear();
+        }
+        map.insert(issuer_url.to_owned(), (asked.clone(), now));
+        asked
     }
 
     pub fn new(
@@ -470,8 +481,8 @@ impl Market {
 
     /// `POST /v1/match` (DESIGN section 6).
     /// Choose agents for `req`, each of them answering now: the chosen are asked who they are
-    /// (at once, [`MATCH_PROBE_WAIT_MS_MAX`] each), and one that does not answer is marked
-    /// offline and the choice made again without it, at most [`MATCH_RECHECKS_MAX`] times. So an
+    /// (at once, [`MATCH_PROBE_WAIT_MS_MAX`] each), and one that does not answer is left out
+    /// and the choice made again without it, at most [`MATCH_RECHECKS_MAX`] times. So an
     /// agent that died since the last probe round is not sold (DESIGN section 6).
     pub async fn match_agents(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
         let mut req = req.clone();
@@ -497,12 +508,13 @@ impl Market {
             if dead.is_empty() {
                 return Ok(answer);
             }
+            // Left out of this match only: anyone may ask for a match, so a silence seen here
+            // does not count against the agent's reputation (the probe rounds judge that).
             for agent in dead {
                 tracing::info!(
                     agent,
-                    "a matched agent does not answer: offline, matched again"
+                    "a matched agent does not answer: matched again without it"
                 );
-                self.observe(&agent, Outcome::ProbeUnanswered).await?;
                 req.exclude.push(agent);
             }
         }
@@ -730,6 +742,19 @@ impl Market {
                         .count()
                         .get_result::<i64>(conn)?
                         > 0;
+                    if exists {
+                        // Whoever registered an id first owns it: a registration of another
+                        // contract under that id must not attach objects to it.
+                        let stored: String = registered::table
+                            .find(&id)
+                            .select(registered::envelope)
+                            .first(conn)?;
+                        if stored != envelope {
+                            return Err(Error::InvalidContract(
+                                "another contract is registered under this id".into(),
+                            ));
+                        }
+                    }
                     if !exists {
                         diesel::insert_into(registered::table)
                             .values((
@@ -802,14 +827,16 @@ impl Market {
             endpoint,
             contract,
             &object.name,
-            &object.merkle_root,
+            (&object.merkle_root, object.leaf_count),
             leaf,
         )
         .await
         {
             Answer::Verified => Ok(()),
             Answer::Mismatch => Err(unverified(format!(
-                "the proof of leaf {leaf} leads to another root"
+                "the proof of leaf {leaf} leads to another root, or the object has another \
+                 number of leaves than {}",
+                object.leaf_count
             ))),
             Answer::Refused { status, code } => Err(unverified(format!(
                 "the agent answered HTTP {status} {code}"
@@ -911,6 +938,12 @@ impl Market {
         let (agent, buyer, envelope, passed_s, failed_s) = found.ok_or(Error::UnknownContract)?;
         if buyer != sender.as_str() {
             return Err(Error::NotYourContract);
+        }
+        // Evidence the contract was paid and used: an object the agent proved it holds (the
+        // registration's audit stamps `audit_passed_s`). Without it a report would be a free
+        // signature on an unpaid contract, and 40 of them could ruin an agent.
+        if passed_s == 0 {
+            return Err(Error::ReportUnverified);
         }
         let worth = self.contract_worth(&agent, &envelope).await?;
         // The market's latest audit of this contract, if recent, against the report.

@@ -47,6 +47,11 @@ pub enum Error {
     #[error("only the contract's buyer may do this")]
     NotYourContract,
     #[error(
+        "the market holds no verified object of this contract: a report counts only for a \
+         contract shown to be paid and used (register it with its objects first)"
+    )]
+    ReportUnverified,
+    #[error(
         "contract {contract} already has a counted {kind} report: one good and one bad report \
          per contract count"
     )]
@@ -128,6 +133,7 @@ impl Error {
             Error::CannotMeetTarget { .. }
             | Error::CounterReused { .. }
             | Error::AlreadyReported { .. }
+            | Error::ReportUnverified
             | Error::RootConflict { .. }
             | Error::RootUnverified { .. } => StatusCode::CONFLICT,
             Error::AgentBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -155,6 +161,7 @@ impl Error {
             Error::NotYourContract => "forbidden",
             Error::CounterReused { .. } => "counter_reused",
             Error::AlreadyReported { .. } => "already_reported",
+            Error::ReportUnverified => "report_unverified",
             Error::RootConflict { .. } => "root_conflict",
             Error::RootUnverified { .. } => "root_unverified",
             Error::AgentBusy(_) => "agent_busy",

@@ -16,6 +16,16 @@ pub struct PageQuery {
     currency: Option<String>,
 }
 
+/// The URL of the issuer a listing's prices are in, from its offer.
+fn issuer_url_of(listing: &crate::book::Listing) -> Option<String> {
+    let (_, offer) = listing
+        .offer
+        .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
+        .ok()?;
+    let issuer = protocol::EntityId::parse(&listing.currency).ok()?;
+    Some(offer.currency(&issuer)?.issuer_url.clone())
+}
+
 /// A price of `minor` units (possibly fractional, as adjusted prices are) for people.
 fn show_price(minor: f64, currency: Option<&lcp::client::Currency>) -> String {
     match currency {
@@ -29,6 +39,21 @@ fn show_price(minor: f64, currency: Option<&lcp::client::Currency>) -> String {
 
 pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpResponse, Error> {
     let offers = market.offers(query.currency.as_deref()).await?;
+    // Each issuer's currency, asked at once (each bounded, failures remembered), so a page
+    // view waits for the slowest issuer once, not for every offer in turn.
+    let mut urls: Vec<String> = offers.iter().filter_map(|o| issuer_url_of(o)).collect();
+    urls.sort();
+    urls.dedup();
+    let m: &crate::book::Market = &market;
+    let known: std::collections::HashMap<String, lcp::client::Currency> =
+        futures_util::future::join_all(
+            urls.iter()
+                .map(|u| async move { m.currency_at(u).await.map(|c| (u.clone(), c)) }),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let mut rows = String::new();
     for o in &offers {
         let opened = o
@@ -41,13 +66,7 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
             .map(|offer| human(offer.free_bytes))
             .unwrap_or_default();
         // Each row's prices are in the listing's currency: say which, with its units.
-        let issuer_url = protocol::EntityId::parse(&o.currency)
-            .ok()
-            .and_then(|issuer| Some(opened.as_ref()?.currency(&issuer)?.issuer_url.clone()));
-        let currency = match &issuer_url {
-            Some(url) => market.currency_at(url).await,
-            None => None,
-        };
+        let currency = issuer_url_of(o).and_then(|u| known.get(&u).cloned());
         let code = currency
             .as_ref()
             .map(|c| c.code.clone())

@@ -700,10 +700,6 @@ async fn an_agent_dead_since_the_last_probe_is_not_chosen() {
         answer.agents.iter().all(|a| a.agent != dead),
         "the dead agent was chosen"
     );
-    assert!(
-        !listing(&client, &currency, &dead).await.online,
-        "the match marked it offline"
-    );
 }
 
 /// A market client pointed at the issuer (the two URLs swapped) says what the URL is.
@@ -726,4 +722,77 @@ async fn a_market_client_pointed_at_an_issuer_says_so() {
     by_url.currency = net.issuer.url.clone();
     let e = client.match_agents(&by_url).await.expect_err("a URL");
     assert!(e.to_string().contains("issuer's entity id"), "{e}");
+}
+
+/// From a review of the trust fixes: a report needs a verified object (an unpaid contract
+/// registered with no objects was a free report); a registration may not claim more leaves
+/// than the object has (the agent would then fail audits of leaves that do not exist), nor
+/// attach objects to another buyer's contract id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_and_registrations_need_what_the_agent_proved() {
+    let net = Net::start(2, None);
+    let (wallet, buyer) = net.buyer(10_000_000).await;
+    let client = MarketClient::new(net.http.clone(), &net.market.url, buyer.clone());
+    let currency = net.issuer.entity.to_string();
+    wait_for_offers(&client, &currency, 2).await;
+    let (id, real) = small_contract(&net, 0, &wallet, &buyer).await;
+
+    // Claiming four leaves for a three-leaf object: refused whichever leaf is asked.
+    let mut inflated = real.clone();
+    inflated.objects[0].leaf_count = 4;
+    inflated.objects[0].size = 4 * protocol::merkle::LEAF_BYTES as u64;
+    let e = client.register(&inflated).await.expect_err("inflated");
+    assert_eq!(e.code(), Some("root_unverified"), "{e}");
+
+    // Registered with no objects, nothing shows the contract was used: no report counts.
+    let mut bare = real.clone();
+    bare.objects.clear();
+    client.register(&bare).await.expect("registered bare");
+    let report = Report {
+        contract: id.clone(),
+        outcome: "lost".into(),
+        detail: String::new(),
+    };
+    let e = client.report(&report).await.expect_err("no evidence");
+    assert_eq!(e.code(), Some("report_unverified"), "{e}");
+    // With its object verified, the report is taken.
+    client.register(&real).await.expect("registered");
+    client
+        .report(&report)
+        .await
+        .expect("a report with evidence");
+
+    // Another buyer's contract, made with another agent under the same id (agents only
+    // refuse ids they already hold), cannot join this registration.
+    let (wallet2, buyer2) = net.buyer(10_000_000).await;
+    let other = MarketClient::new(net.http.clone(), &net.market.url, buyer2.clone());
+    let ac = AgentClient::new(net.http.clone(), &net.agent(1).url, buyer2.clone());
+    let (_, offer) = ac.offer().await.expect("offer");
+    let mut terms = AgentClient::terms_from_offer(
+        &offer,
+        buyer2.entity(),
+        &net.issuer.entity,
+        1 << 20,
+        3600,
+        vec![net.market.market.key.entity().clone()],
+    )
+    .expect("terms");
+    terms.id = id.clone();
+    let signed = ac.buy(&wallet2, &terms, 100_000).await.expect("contract");
+    let info = ac.put(&id, "theirs", vec![9; 40_000]).await.expect("put");
+    let theirs = Registration {
+        contract: signed.value.contract.clone(),
+        agent_signature: signed.value.agent_signature.clone(),
+        objects: vec![RegisteredObject {
+            name: info.name.clone(),
+            merkle_root: info.merkle_root.clone(),
+            leaf_count: 3,
+            size: info.size,
+        }],
+    };
+    let e = other
+        .register(&theirs)
+        .await
+        .expect_err("someone else's id");
+    assert_eq!(e.code(), Some("invalid_contract"), "{e}");
 }
