@@ -41,7 +41,7 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
     let offers = market.offers(query.currency.as_deref()).await?;
     // Each issuer's currency, asked at once (each bounded, failures remembered), so a page
     // view waits for the slowest issuer once, not for every offer in turn.
-    let mut urls: Vec<String> = offers.iter().filter_map(|o| issuer_url_of(o)).collect();
+    let mut urls: Vec<String> = offers.iter().filter_map(issuer_url_of).collect();
     urls.sort();
     urls.dedup();
     let m: &crate::book::Market = &market;
