@@ -45,12 +45,17 @@ pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
 pub const RETRIEVALS_PER_REQUEST_MAX: usize = 256;
 /// PUT bodies buffered at once: bounds memory to PUTS_BUFFERED_MAX x OBJECT_BYTES_MAX.
 pub const PUTS_BUFFERED_MAX: usize = 8;
+/// Uploads one sender may have in progress at once on the signed-ahead path: one key cannot
+/// take every slot with slow bodies.
+pub const PUTS_PER_SENDER_MAX: usize = 2;
 /// Of those, bodies of PUTs that did not declare `LCP-Content-SHA256`, so could not be
 /// authenticated before their body arrived. Kept apart (and small), so forged or trickling
 /// uploads of that kind never hold the slots verified uploads use.
 pub const PUTS_UNVERIFIED_BUFFERED_MAX: usize = 2;
-/// Audits one listed auditor may ask of one contract per [`AUDIT_FREE_INTERVAL_S`]. Auditors
-/// are never charged; past this they get `429 rate_limited`.
+/// Audits a contract's listed auditors together may ask of it per [`AUDIT_FREE_INTERVAL_S`].
+/// Auditors are never charged; past this they get `429 rate_limited`. Shared by all of a
+/// contract's auditors, since the buyer writes that list: a thousand sock-puppet auditors
+/// would otherwise read the contract for free.
 pub const AUDITOR_AUDITS_PER_INTERVAL_MAX: u32 = 8;
 /// Per-contract lock entries kept before unused ones are dropped.
 const LOCKS_MAX: usize = 10_000;
@@ -383,8 +388,10 @@ pub struct Agent {
     read_cache: Arc<ReadCache>,
     /// When each contract last had a free audit (Unix seconds).
     free_audits: Mutex<HashMap<String, i64>>,
-    /// Per (contract, auditor): the interval's start (Unix seconds) and audits asked in it.
-    auditor_audits: Mutex<HashMap<(String, String), (i64, u32)>>,
+    /// Per contract: the interval's start (Unix seconds) and audits its auditors asked in it.
+    auditor_audits: Mutex<HashMap<String, (i64, u32)>>,
+    /// Uploads in progress per sender on the signed-ahead path (see [`PUTS_PER_SENDER_MAX`]).
+    puts_by_sender: Arc<Mutex<HashMap<String, usize>>>,
     admit_lock: tokio::sync::Mutex<()>,
     audit_slots: tokio::sync::Semaphore,
     /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX): uploads
@@ -396,6 +403,25 @@ pub struct Agent {
     standing: Mutex<Option<MarketStanding>>,
     /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
     currencies: Mutex<HashMap<String, lcp::client::Currency>>,
+}
+
+/// An upload in progress, counted against its sender until dropped (see [`Agent::upload_of`]).
+#[derive(Debug)]
+pub struct SenderUpload {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+    sender: String,
+}
+
+impl Drop for SenderUpload {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.sender) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.sender);
+            }
+        }
+    }
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -439,6 +465,7 @@ impl Agent {
                 PUTS_UNVERIFIED_BUFFERED_MAX,
             )),
             auditor_audits: Mutex::new(HashMap::new()),
+            puts_by_sender: Arc::new(Mutex::new(HashMap::new())),
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
             currencies: Mutex::new(HashMap::new()),
@@ -851,6 +878,24 @@ impl Agent {
         Ok(view(&row, &objs, now_s()))
     }
 
+    /// Count an upload of `sender` in progress until the guard drops; `503 overloaded` past
+    /// [`PUTS_PER_SENDER_MAX`].
+    pub fn upload_of(&self, sender: &EntityId) -> Result<SenderUpload, Error> {
+        let mut map = self
+            .puts_by_sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(sender.as_str().to_owned()).or_insert(0);
+        if *n >= PUTS_PER_SENDER_MAX {
+            return Err(Error::Overloaded);
+        }
+        *n += 1;
+        Ok(SenderUpload {
+            map: self.puts_by_sender.clone(),
+            sender: sender.as_str().to_owned(),
+        })
+    }
+
     /// What a PUT must pass before its body is read, once its signature verified against the
     /// body hash it declared: a valid name, a contract whose buyer signed, inside its window,
     /// and a declared size that fits the object limit and the block. So a forged or hopeless
@@ -882,6 +927,12 @@ impl Agent {
         let now = now_s();
         if row.reaped != 0 || now < row.start_s || now >= row.end_s {
             return Err(Error::ContractNotActive);
+        }
+        // An unpaid contract costs nothing to make: it must not hold an upload slot either.
+        if row.paid < row.contract_price {
+            return Err(Error::PaymentRequired {
+                amount_due: (row.contract_price - row.paid).unsigned_abs(),
+            });
         }
         if declared_bytes.is_some_and(|n| n > row.block_bytes.unsigned_abs()) {
             return Err(Error::BlockFull {
@@ -1322,7 +1373,7 @@ impl Agent {
 
     /// Count one audit by a listed auditor; `429 rate_limited` past
     /// [`AUDITOR_AUDITS_PER_INTERVAL_MAX`] per contract per interval.
-    fn admit_auditor_audit(&self, id: &str, auditor: &EntityId) -> Result<(), Error> {
+    fn admit_auditor_audit(&self, id: &str) -> Result<(), Error> {
         let now = now_s();
         // Entries are independent; a panic elsewhere leaves the map usable.
         let mut map = self
@@ -1332,9 +1383,7 @@ impl Agent {
         if map.len() >= FREE_AUDITS_TRACKED_MAX {
             map.retain(|_, (t, _)| now - *t < AUDIT_FREE_INTERVAL_S);
         }
-        let entry = map
-            .entry((id.to_owned(), auditor.as_str().to_owned()))
-            .or_insert((now, 0));
+        let entry = map.entry(id.to_owned()).or_insert((now, 0));
         if now - entry.0 >= AUDIT_FREE_INTERVAL_S {
             *entry = (now, 0);
         }
@@ -1378,7 +1427,7 @@ impl Agent {
         Self::require_buyer(&row, who, true)?;
         let auditor = row.buyer != who.as_str();
         if auditor {
-            self.admit_auditor_audit(id, who)?;
+            self.admit_auditor_audit(id)?;
         }
         let obj = objs
             .iter()

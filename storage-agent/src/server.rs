@@ -228,16 +228,21 @@ async fn put_object(
 ) -> Result<HttpResponse, Error> {
     let (id, name) = path.into_inner();
     let entity = agent.key.entity().as_str();
-    // A client that declares the body's hash is authenticated, and its contract checked,
-    // before the body is read: a forged or hopeless upload never takes an upload slot.
-    let pre = lcp::http::authenticate_declared(&req, entity, RequestKind::Command)?;
+    // A client that declares the body's hash (and its length) is authenticated, and its
+    // contract checked, before the body is read: a forged or hopeless upload never takes an
+    // upload slot. Without a Content-Length (chunked) it goes the unverified way.
+    let declared_bytes = req
+        .headers()
+        .get("content-length")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<u64>().ok());
+    let pre = match declared_bytes {
+        Some(_) => lcp::http::authenticate_declared(&req, entity, RequestKind::Command)?,
+        None => None,
+    };
+    let mut _sender_upload = None;
     if let Some(v) = &pre {
         let key = key_of(&req, v);
-        let declared_bytes = req
-            .headers()
-            .get("content-length")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<u64>().ok());
         let checked = async {
             agent
                 .precheck_put(&id, &name, cmd(v, &key)?, declared_bytes)
@@ -246,6 +251,10 @@ async fn put_object(
         .await;
         if let Err(e) = checked {
             return Ok(signed(&agent, v, Err(e)));
+        }
+        match agent.upload_of(&v.entity) {
+            Ok(guard) => _sender_upload = Some(guard),
+            Err(e) => return Ok(signed(&agent, v, Err(e))),
         }
     }
     let slots = match pre {

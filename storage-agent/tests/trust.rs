@@ -281,3 +281,130 @@ async fn forged_and_trickling_uploads_do_not_block_signed_writes() {
         "only the genuine writes were stored"
     );
 }
+
+/// Headers of a PUT of `len` bytes signed ahead by `key` (declaring the body's hash).
+fn signed_put_headers(
+    key: &protocol::KeyPair,
+    agent_id: &str,
+    path: &str,
+    counter: u64,
+    len: usize,
+) -> Vec<(String, String)> {
+    protocol::sign_request(
+        key,
+        agent_id,
+        "PUT",
+        path,
+        lcp::now_ms(),
+        Some(counter),
+        &vec![5u8; len],
+    )
+    .headers()
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v))
+    .collect()
+}
+
+/// From a review: one key cannot hold every upload slot with slow bodies (two at a time), an
+/// unpaid contract takes no slot, and a contract's auditors share one rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_buyer_holds_two_upload_slots_and_an_unpaid_contract_none() {
+    let world = World::start(8 << 20, 60, None);
+    let agent_id = world.agent.agent.key.entity().to_string();
+    let (client, wallet, buyer) = world.buyer(10_000_000).await;
+    let c = world
+        .active_contract(&client, &wallet, &buyer, 4 << 20, 3600, 100_000)
+        .await;
+    let path = format!("/v1/contracts/{}/objects/slow.bin", c.id);
+    // Two slow signed uploads hold this buyer's share; the third is refused at once.
+    let mut slow = Vec::new();
+    for n in 0..2u64 {
+        let h = signed_put_headers(&buyer, &agent_id, &path, 500 + n, 500_000);
+        slow.push(start_upload(&world.agent.url, &path, &h).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = signed_put_headers(&buyer, &agent_id, &path, 600, 500_000);
+    let mut third = start_upload(&world.agent.url, &path, &h).await;
+    let answer = answer_of(&mut third, 5_000).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("overloaded"),
+        "{answer:?}"
+    );
+    // Another buyer is not held up.
+    let (other, wallet2, buyer2) = world.buyer(10_000_000).await;
+    let c2 = world
+        .active_contract(&other, &wallet2, &buyer2, 1 << 20, 3600, 100_000)
+        .await;
+    other
+        .put(&c2.id, "fine.bin", vec![1; 100_000])
+        .await
+        .expect("another buyer's write");
+
+    // An unpaid contract: refused before its body (402), holding nothing.
+    let (_, offer) = client.offer().await.expect("offer");
+    let terms = AgentClient::terms_from_offer(
+        &offer,
+        buyer2.entity(),
+        &world.issuer.entity,
+        1 << 20,
+        3600,
+        vec![],
+    )
+    .expect("terms");
+    other.propose(&terms).await.expect("countersigned, unpaid");
+    let unpaid = format!("/v1/contracts/{}/objects/x.bin", terms.id);
+    let h = signed_put_headers(&buyer2, &agent_id, &unpaid, 700, 500_000);
+    let mut s = start_upload(&world.agent.url, &unpaid, &h).await;
+    let answer = answer_of(&mut s, 5_000).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 402") && answer.contains("payment_required"),
+        "{answer:?}"
+    );
+    drop(slow);
+
+    // Two auditors of one contract share its limit of free audits.
+    let (a1, a2) = (
+        Arc::new(protocol::KeyPair::generate().expect("key")),
+        Arc::new(protocol::KeyPair::generate().expect("key")),
+    );
+    let audited = AgentClient::terms_from_offer(
+        &offer,
+        buyer.entity(),
+        &world.issuer.entity,
+        1 << 20,
+        3600,
+        vec![a1.entity().clone(), a2.entity().clone()],
+    )
+    .expect("terms");
+    client.buy(&wallet, &audited, 100_000).await.expect("buy");
+    util::eventually(5_000, "active", || async {
+        client
+            .contract(&audited.id)
+            .await
+            .map(|v| v.status == "active")
+            .unwrap_or(false)
+    })
+    .await;
+    client
+        .put(&audited.id, "o", vec![2; 20_000])
+        .await
+        .expect("put");
+    let max = storage_agent::agent::AUDITOR_AUDITS_PER_INTERVAL_MAX;
+    let (c1, c2) = (
+        AgentClient::new(world.http.clone(), &world.agent.url, a1),
+        AgentClient::new(world.http.clone(), &world.agent.url, a2),
+    );
+    for i in 0..max {
+        let who = if i % 2 == 0 { &c1 } else { &c2 };
+        who.audit(&audited.id, "o", 0)
+            .await
+            .expect("within the limit");
+    }
+    for who in [&c1, &c2] {
+        let e = who
+            .audit(&audited.id, "o", 0)
+            .await
+            .expect_err("shared limit");
+        assert_eq!(e.code(), Some("rate_limited"), "{e}");
+    }
+}
