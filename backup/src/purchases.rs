@@ -125,7 +125,9 @@ pub async fn buy(
     record(dir, p)?;
     match storage_agent::client::pay(wallet, &terms, credit).await {
         Ok(()) => {}
-        Err(e @ ClientError::Api { .. }) => {
+        // Only a refusal (4xx) says the payment did not happen; after a 5xx (a proxy, an
+        // issuer failing mid-way) it may have, so the record stays.
+        Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) => {
             settled(dir, &[terms.id.as_str()])?;
             return Err(crate::error::remote(format!("paying for {context}"))(e));
         }

@@ -1359,16 +1359,24 @@ impl Repo {
                 .div_ceil(protocol::merkle::LEAF_BYTES as u64)
                 .max(1)
         };
-        for (i, signed) in new {
-            let key_root = self
-                .put_paying(
+        let mut key_roots = Vec::with_capacity(new.len());
+        for (i, _) in new {
+            key_roots.push(
+                self.put_paying(
                     *i,
                     &self.agents[*i],
                     &key_name(&self.config.repository),
                     key_bytes.clone(),
                 )
-                .await?;
-            market
+                .await?,
+            );
+        }
+        // The agents hold the new config and key file: the local config follows now, before
+        // the market is asked (its registration audits the agent and may fail for reasons of
+        // the agent's), so the local and remote configs never disagree.
+        self.save_config(&key)?;
+        for ((i, signed), key_root) in new.iter().zip(key_roots) {
+            let registered = market
                 .register(&market::book::Registration {
                     contract: signed.contract.clone(),
                     agent_signature: signed.agent_signature.clone(),
@@ -1380,10 +1388,17 @@ impl Repo {
                         size: key_bytes.len() as u64,
                     }],
                 })
-                .await
-                .map_err(remote("registering the new contract"))?;
+                .await;
+            // Best effort: the other slots' config names this contract, so a fresh machine
+            // still finds it; only the market's audits of it wait for a registration.
+            if let Err(e) = registered {
+                eprintln!(
+                    "warning: the market did not register slot {i}'s new contract ({e}); \
+                     the market does not audit that agent until it is registered"
+                );
+            }
         }
-        self.save_config(&key)
+        Ok(())
     }
 
     /// What every slot's contract lists (free queries, all at once).

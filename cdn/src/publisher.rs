@@ -828,7 +828,8 @@ impl Publisher {
     /// The publisher's currency (code and decimals), for showing prices; `None` when the
     /// issuer does not answer.
     pub async fn currency_units(&self) -> Option<lcp::client::Currency> {
-        self.wallet.currency().await.ok()
+        // Bounded: a status page must not wait on an issuer that does not answer.
+        lcp::client::currency_at(&self.issuer_url).await
     }
 
     pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, Error> {
