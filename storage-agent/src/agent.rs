@@ -45,9 +45,12 @@ pub const RETRIEVAL_TTL_S_MAX: u64 = 30 * 86_400;
 pub const RETRIEVALS_PER_REQUEST_MAX: usize = 256;
 /// PUT bodies buffered at once: bounds memory to PUTS_BUFFERED_MAX x OBJECT_BYTES_MAX.
 pub const PUTS_BUFFERED_MAX: usize = 8;
-/// Uploads one sender may have in progress at once on the signed-ahead path: one key cannot
-/// take every slot with slow bodies.
+/// Uploads one sender may have in progress at once on the signed-ahead path; more wait for
+/// one of its own to finish. So one key cannot take every slot with slow bodies, while a
+/// buyer uploading many objects at once only queues behind itself.
 pub const PUTS_PER_SENDER_MAX: usize = 2;
+/// Senders whose upload permits are remembered; past it, idle ones are dropped.
+const PUT_SENDERS_TRACKED_MAX: usize = 10_000;
 /// Of those, bodies of PUTs that did not declare `LCP-Content-SHA256`, so could not be
 /// authenticated before their body arrived. Kept apart (and small), so forged or trickling
 /// uploads of that kind never hold the slots verified uploads use.
@@ -390,8 +393,8 @@ pub struct Agent {
     free_audits: Mutex<HashMap<String, i64>>,
     /// Per contract: the interval's start (Unix seconds) and audits its auditors asked in it.
     auditor_audits: Mutex<HashMap<String, (i64, u32)>>,
-    /// Uploads in progress per sender on the signed-ahead path (see [`PUTS_PER_SENDER_MAX`]).
-    puts_by_sender: Arc<Mutex<HashMap<String, usize>>>,
+    /// Each sender's upload permits on the signed-ahead path (see [`PUTS_PER_SENDER_MAX`]).
+    puts_by_sender: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     admit_lock: tokio::sync::Mutex<()>,
     audit_slots: tokio::sync::Semaphore,
     /// Bounds the PUT bodies buffered at once (each up to OBJECT_BYTES_MAX): uploads
@@ -403,25 +406,6 @@ pub struct Agent {
     standing: Mutex<Option<MarketStanding>>,
     /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
     currencies: Mutex<HashMap<String, lcp::client::Currency>>,
-}
-
-/// An upload in progress, counted against its sender until dropped (see [`Agent::upload_of`]).
-#[derive(Debug)]
-pub struct SenderUpload {
-    map: Arc<Mutex<HashMap<String, usize>>>,
-    sender: String,
-}
-
-impl Drop for SenderUpload {
-    fn drop(&mut self) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.sender) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.sender);
-            }
-        }
-    }
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -465,7 +449,7 @@ impl Agent {
                 PUTS_UNVERIFIED_BUFFERED_MAX,
             )),
             auditor_audits: Mutex::new(HashMap::new()),
-            puts_by_sender: Arc::new(Mutex::new(HashMap::new())),
+            puts_by_sender: Mutex::new(HashMap::new()),
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
             currencies: Mutex::new(HashMap::new()),
@@ -878,22 +862,33 @@ impl Agent {
         Ok(view(&row, &objs, now_s()))
     }
 
-    /// Count an upload of `sender` in progress until the guard drops; `503 overloaded` past
-    /// [`PUTS_PER_SENDER_MAX`].
-    pub fn upload_of(&self, sender: &EntityId) -> Result<SenderUpload, Error> {
-        let mut map = self
-            .puts_by_sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(sender.as_str().to_owned()).or_insert(0);
-        if *n >= PUTS_PER_SENDER_MAX {
-            return Err(Error::Overloaded);
-        }
-        *n += 1;
-        Ok(SenderUpload {
-            map: self.puts_by_sender.clone(),
-            sender: sender.as_str().to_owned(),
-        })
+    /// One of `sender`'s [`PUTS_PER_SENDER_MAX`] upload permits, held until the upload ends;
+    /// waits at most `wait_ms_max` for one of its own uploads to finish, then
+    /// `503 overloaded`.
+    pub async fn upload_of(
+        &self,
+        sender: &EntityId,
+        wait_ms_max: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        let permits = {
+            let mut map = self
+                .puts_by_sender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if map.len() >= PUT_SENDERS_TRACKED_MAX {
+                map.retain(|_, s| s.available_permits() < PUTS_PER_SENDER_MAX);
+            }
+            map.entry(sender.as_str().to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PUTS_PER_SENDER_MAX)))
+                .clone()
+        };
+        tokio::time::timeout(
+            std::time::Duration::from_millis(wait_ms_max),
+            permits.acquire_owned(),
+        )
+        .await
+        .map_err(|_| Error::Overloaded)?
+        .map_err(|_| Error::Overloaded)
     }
 
     /// What a PUT must pass before its body is read, once its signature verified against the

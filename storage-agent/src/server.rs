@@ -252,8 +252,8 @@ async fn put_object(
         if let Err(e) = checked {
             return Ok(signed(&agent, v, Err(e)));
         }
-        match agent.upload_of(&v.entity) {
-            Ok(guard) => _sender_upload = Some(guard),
+        match agent.upload_of(&v.entity, PUT_SLOT_WAIT_MS_MAX).await {
+            Ok(permit) => _sender_upload = Some(permit),
             Err(e) => return Ok(signed(&agent, v, Err(e))),
         }
     }

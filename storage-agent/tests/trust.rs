@@ -316,16 +316,27 @@ async fn one_buyer_holds_two_upload_slots_and_an_unpaid_contract_none() {
         .active_contract(&client, &wallet, &buyer, 4 << 20, 3600, 100_000)
         .await;
     let path = format!("/v1/contracts/{}/objects/slow.bin", c.id);
-    // Two slow signed uploads hold this buyer's share; the third is refused at once.
+    // Two slow signed uploads hold this buyer's share; a third waits for one of them (and
+    // gets 503 overloaded after 10 s), not for anyone else's.
     let mut slow = Vec::new();
     for n in 0..2u64 {
         let h = signed_put_headers(&buyer, &agent_id, &path, 500 + n, 500_000);
-        slow.push(start_upload(&world.agent.url, &path, &h).await);
+        let mut stream = start_upload(&world.agent.url, &path, &h).await;
+        // Slow but above the minimum rate (20 KiB/s): they keep their permits for 14 s.
+        slow.push(tokio::spawn(async move {
+            for _ in 0..14 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if stream.write_all(&[5u8; 20 * 1024]).await.is_err() {
+                    break;
+                }
+            }
+            stream
+        }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let h = signed_put_headers(&buyer, &agent_id, &path, 600, 500_000);
     let mut third = start_upload(&world.agent.url, &path, &h).await;
-    let answer = answer_of(&mut third, 5_000).await;
+    let answer = answer_of(&mut third, 15_000).await;
     assert!(
         answer.starts_with("HTTP/1.1 503") && answer.contains("overloaded"),
         "{answer:?}"
@@ -360,7 +371,9 @@ async fn one_buyer_holds_two_upload_slots_and_an_unpaid_contract_none() {
         answer.starts_with("HTTP/1.1 402") && answer.contains("payment_required"),
         "{answer:?}"
     );
-    drop(slow);
+    for s in slow {
+        s.abort();
+    }
 
     // Two auditors of one contract share its limit of free audits.
     let (a1, a2) = (
