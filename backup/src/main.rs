@@ -77,9 +77,9 @@ enum Cmd {
         /// Agents that may be lost without losing data (m)
         #[arg(long, default_value_t = 2)]
         parity_shards: usize,
-        /// Space bought on each agent, in bytes: the repository holds about k x this of
-        /// packed (deduplicated, compressed) data
-        #[arg(long, default_value_t = 1 << 30)]
+        /// Space bought on each agent, in bytes or with a unit (256MiB, 1GiB): the repository
+        /// holds about k x this of packed (deduplicated, compressed) data
+        #[arg(long, default_value_t = 1 << 30, value_parser = lcp::cli::parse_bytes)]
         slot_bytes: u64,
         /// Length of the contracts, in seconds (default 30 days); `backup repair` renews them
         #[arg(long, default_value_t = 30 * 86_400)]
@@ -145,7 +145,7 @@ enum Cmd {
         renew_within_days: Option<u64>,
         /// Add about this many bytes of packed capacity: every slot gets a new, larger
         /// contract (on its agent when it has room, else a spare) holding its shards
-        #[arg(long, value_name = "BYTES")]
+        #[arg(long, value_name = "BYTES", value_parser = lcp::cli::parse_bytes)]
         grow: Option<u64>,
         #[command(flatten)]
         key: KeyFileArg,

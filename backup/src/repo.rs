@@ -1566,11 +1566,17 @@ impl Repo {
 /// Pay `amount` to the slot's contract (LCP transfer with the contract id).
 async fn top_up(wallet: &IssuerClient, slot: &Slot, amount: u64) -> Result<(), Error> {
     let agent = EntityId::parse(&slot.agent).map_err(|_| Error::Corrupt("slot agent id".into()))?;
-    wallet
-        .transfer(&agent, amount, Some(&slot.contract))
-        .await
-        .map_err(remote("paying the agent"))?;
-    Ok(())
+    match wallet.transfer(&agent, amount, Some(&slot.contract)).await {
+        Ok(_) => Ok(()),
+        // Said as what to do: nothing is lost, the command can simply run again.
+        Err(e) if e.code() == Some("insufficient_funds") => Err(Error::Io(format!(
+            "the wallet cannot pay agent {} ({e}): fund the wallet ({}) and run the command \
+             again; what is stored stays",
+            slot.agent,
+            wallet.signed().key().entity()
+        ))),
+        Err(e) => Err(remote("paying the agent")(e)),
+    }
 }
 
 /// Read a whole object from `agent`, paying through `wallet` when asked.

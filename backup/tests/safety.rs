@@ -639,7 +639,8 @@ fn a_full_repository_grows_and_stats_shows_spending() {
     assert!(err.contains("the repository is full"), "{err}");
     let before = cli.ok(&home, &["stats", "--json"]);
     assert_eq!(before["capacity_bytes"], 4 * 16777216u64, "{before}");
-    let grown = cli.ok(&home, &["repair", "--grow", "67108864", "--json"]);
+    // Sizes take units, as a restic user types them.
+    let grown = cli.ok(&home, &["repair", "--grow", "64MiB", "--json"]);
     assert_eq!(
         grown["slots_renewed"],
         serde_json::json!([0, 1, 2, 3, 4, 5]),
