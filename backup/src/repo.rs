@@ -250,6 +250,10 @@ pub struct Repo {
     /// count as stored for deduplication (an index may still name a pack a killed prune
     /// deleted, or half deleted).
     stored_packs: HashSet<String>,
+    /// Slots whose agent did not answer (a refused connection, or no bytes for the read
+    /// timeout) in this command: not asked again, so one hung agent costs one timeout, not
+    /// one per request. Shared with every [`Reader`]; a slot given to a new agent is cleared.
+    silent: Arc<[AtomicBool]>,
 }
 
 /// What reading shards needs, owned, so a spawned task can read ahead while the caller works
@@ -524,7 +528,13 @@ impl Repo {
             .map(|s| Arc::new(AgentClient::new(http.clone(), &s.endpoint, buyer.clone())))
             .collect();
         let index = read_json(&dir.join("index.json")).unwrap_or_default();
+        let silent = config
+            .slots
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect();
         Repo {
+            silent,
             dir: dir.to_path_buf(),
             config,
             keys: Arc::new(keys),
@@ -807,9 +817,19 @@ impl Repo {
             let name = format!("{name}-{i}");
             let want = &roots.roots[i];
             let skip = skipped.contains(&i);
+            let silent = self.silent[i].load(Ordering::Relaxed);
             async move {
                 if skip {
                     return Ok(());
+                }
+                if silent {
+                    // Known not to answer in this command: not waited for again.
+                    return Err(remote(format!("writing {name}"))(
+                        lcp::client::ClientError::Unreachable {
+                            url: self.config.slots[i].endpoint.clone(),
+                            message: "it did not answer earlier in this command".into(),
+                        },
+                    ));
                 }
                 let got = self
                     .put_paying_with(i, a, &name, shard, &|| again(i))
@@ -830,6 +850,11 @@ impl Repo {
             }
         }
         let down = |e: &Error| matches!(e, Error::Remote { source, .. } if unreachable(source));
+        for (i, e) in &failed {
+            if down(e) {
+                self.silent[*i].store(true, Ordering::Relaxed);
+            }
+        }
         let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
         let would_be = unwritten.len()
             + failed
@@ -854,7 +879,7 @@ impl Repo {
             wallet: self.wallet.clone(),
             k: self.k(),
             m: self.config.parity_shards,
-            down: self.agents.iter().map(|_| AtomicBool::new(false)).collect(),
+            down: self.silent.clone(),
         }
     }
 
@@ -963,11 +988,17 @@ impl Repo {
             .slots
             .iter()
             .enumerate()
-            .map(|(i, slot)| async move { (slot, self.agents[i].contract(&slot.contract).await) });
-        for (slot, view) in futures_util::future::join_all(views).await {
+            .filter(|(i, _)| !self.silent[*i].load(Ordering::Relaxed))
+            .map(
+                |(i, slot)| async move { (i, slot, self.agents[i].contract(&slot.contract).await) },
+            );
+        for (i, slot, view) in futures_util::future::join_all(views).await {
             let credit = match view {
                 Ok(v) => v.credit,
-                Err(e) if unreachable(&e) => continue,
+                Err(e) if unreachable(&e) => {
+                    self.silent[i].store(true, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) => return Err(remote("reading a contract's credit")(e)),
             };
             let have = u64::try_from(credit).unwrap_or(0);
@@ -1324,6 +1355,7 @@ impl Repo {
         let excess = self.config.retired.len().saturating_sub(RETIRED_MAX);
         self.config.retired.drain(..excess);
         self.agents[i] = Arc::new(bought.agent);
+        self.silent[i].store(false, Ordering::Relaxed);
         bought.signed
     }
 
@@ -1338,6 +1370,9 @@ impl Repo {
             .seal(&serde_json::to_vec(&self.config).map_err(|e| Error::Io(e.to_string()))?)?;
         for j in 0..self.n() {
             let fresh = new.iter().any(|(i, _)| *i == j);
+            if !fresh && self.silent[j].load(Ordering::Relaxed) {
+                continue; // did not answer earlier in this command
+            }
             if !fresh
                 && self.agents[j]
                     .contract(&self.config.slots[j].contract)
@@ -1403,20 +1438,27 @@ impl Repo {
 
     /// What every slot's contract lists (free queries, all at once).
     pub async fn listing(&self) -> Result<Listing, Error> {
-        let views = self
-            .agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| async move { a.contract(&self.config.slots[i].contract).await });
+        let views = self.agents.iter().enumerate().map(|(i, a)| async move {
+            if self.silent[i].load(Ordering::Relaxed) {
+                return None;
+            }
+            Some(a.contract(&self.config.slots[i].contract).await)
+        });
         let mut slots = Vec::with_capacity(self.n());
         let mut last = None;
-        for view in join_all(views).await {
+        for (i, view) in join_all(views).await.into_iter().enumerate() {
             match view {
-                Ok(view) => slots.push(Some(view.objects.into_iter().map(|o| o.name).collect())),
-                Err(e) => {
+                Some(Ok(view)) => {
+                    slots.push(Some(view.objects.into_iter().map(|o| o.name).collect()))
+                }
+                Some(Err(e)) => {
+                    if unreachable(&e) {
+                        self.silent[i].store(true, Ordering::Relaxed);
+                    }
                     slots.push(None);
                     last = Some(e);
                 }
+                None => slots.push(None),
             }
         }
         if slots.iter().all(Option::is_none) {
