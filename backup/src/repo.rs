@@ -736,12 +736,18 @@ impl Repo {
             return Err(refuse(c));
         }
         let name = format!("lock-{kind}-{now}-{}", uuid::Uuid::new_v4().simple());
-        let puts = self.agents.iter().enumerate().map(|(i, a)| {
-            let name = &name;
-            // Empty: it takes no room, so even a contract full to the last byte can be
-            // locked, and pruned.
-            async move { self.put_paying(i, a, name, Vec::new()).await }
-        });
+        let puts = self
+            .agents
+            .iter()
+            .enumerate()
+            // A slot found silent by the listing just done is not waited for again.
+            .filter(|(i, _)| !self.silent[*i].load(Ordering::Relaxed))
+            .map(|(i, a)| {
+                let name = &name;
+                // Empty: it takes no room, so even a contract full to the last byte can be
+                // locked, and pruned.
+                async move { self.put_paying(i, a, name, Vec::new()).await }
+            });
         let stored = join_all(puts).await;
         if !stored.iter().any(Result::is_ok) {
             return stored
@@ -770,12 +776,17 @@ impl Repo {
     /// Remove the lock `name` from every slot that answers (best effort: a lock left behind
     /// goes stale, or `backup unlock` removes it).
     pub async fn unlock(&self, name: &str) {
-        let deletes = self.agents.iter().enumerate().map(|(i, a)| {
-            let contract = &self.config.slots[i].contract;
-            async move {
-                let _ = a.delete(contract, name).await;
-            }
-        });
+        let deletes = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.silent[*i].load(Ordering::Relaxed))
+            .map(|(i, a)| {
+                let contract = &self.config.slots[i].contract;
+                async move {
+                    let _ = a.delete(contract, name).await;
+                }
+            });
         join_all(deletes).await;
     }
 
