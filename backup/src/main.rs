@@ -52,6 +52,21 @@ struct KeyFileArg {
     path: Option<PathBuf>,
 }
 
+/// Where a repository is, for a command run on a new machine (no configuration yet):
+/// `restore`, `snapshots` and `ls` take these, as restic users look before they restore.
+#[derive(clap::Args)]
+struct RecoverArgs {
+    /// The repository's id (on a new machine)
+    #[arg(long)]
+    repo: Option<String>,
+    /// The market's URL (on a new machine)
+    #[arg(long, env = "BACKUP_MARKET")]
+    market: Option<String>,
+    /// The LCP key file that bought the contracts (on a new machine)
+    #[arg(long, env = "BACKUP_WALLET")]
+    wallet: Option<PathBuf>,
+}
+
 /// `--json` on every command.
 #[derive(clap::Args)]
 struct JsonArg {
@@ -112,6 +127,8 @@ enum Cmd {
     /// List snapshots
     Snapshots {
         #[command(flatten)]
+        at: RecoverArgs,
+        #[command(flatten)]
         key: KeyFileArg,
         #[command(flatten)]
         out: JsonArg,
@@ -120,6 +137,8 @@ enum Cmd {
     Ls {
         /// A snapshot id, its first characters, or `latest`
         snapshot: String,
+        #[command(flatten)]
+        at: RecoverArgs,
         #[command(flatten)]
         key: KeyFileArg,
         #[command(flatten)]
@@ -213,15 +232,8 @@ enum Cmd {
         /// Restore only paths matching this glob (repeatable; a directory brings its contents)
         #[arg(long)]
         include: Vec<String>,
-        /// The repository's id (a restore on a new machine)
-        #[arg(long)]
-        repo: Option<String>,
-        /// The market's URL (a restore on a new machine)
-        #[arg(long, env = "BACKUP_MARKET")]
-        market: Option<String>,
-        /// The LCP key file that bought the contracts (a restore on a new machine)
-        #[arg(long, env = "BACKUP_WALLET")]
-        wallet: Option<PathBuf>,
+        #[command(flatten)]
+        at: RecoverArgs,
         #[command(flatten)]
         key: KeyFileArg,
         #[command(flatten)]
@@ -288,6 +300,24 @@ fn main() {
             eprintln!("note: {note}");
         }
         std::process::exit(e.exit_code());
+    }
+}
+
+/// The repository configured in `dir`, or, on a new machine (no configuration yet), the one
+/// `at` names, found through the market with the wallet that bought its contracts.
+async fn open_or_recover(dir: &Path, auth: &Auth, at: RecoverArgs) -> Result<Repo, Error> {
+    match (at.repo, at.market, at.wallet) {
+        (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
+            lcp::client::check_url(&market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
+            let buyer = wallet_key(&wallet)?;
+            let r = Repo::recover(dir, &id, &market, &secret(auth)?, &buyer, http()?).await?;
+            remember_wallet(dir, &wallet)?;
+            Ok(r)
+        }
+        (None, None, None) | (Some(_), Some(_), Some(_)) => open(dir, auth).await,
+        _ => Err(Error::Usage(
+            "--repo, --market and --wallet go together (a command on a new machine)".into(),
+        )),
     }
 }
 
@@ -538,10 +568,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             )))
         }
         Cmd::Snapshots {
+            at,
             out: JsonArg { json },
             ..
         } => {
-            let repo = open(&dir, &auth).await?;
+            let repo = open_or_recover(&dir, &auth, at).await?;
             let all = repo.snapshots().await?;
             let brief: Vec<_> = all
                 .iter()
@@ -571,10 +602,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Ls {
             snapshot,
+            at,
             out: JsonArg { json },
             ..
         } => {
-            let repo = open(&dir, &auth).await?;
+            let repo = open_or_recover(&dir, &auth, at).await?;
             let s = commands::find_snapshot(&repo, &snapshot).await?;
             let nodes: Vec<_> = s
                 .nodes
@@ -825,30 +857,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             snapshot,
             target,
             include,
-            repo,
-            market,
-            wallet,
+            at,
             out: JsonArg { json },
             ..
         } => {
-            let mut r =
-                match (repo, market, wallet) {
-                    (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
-                        lcp::client::check_url(&market)
-                            .map_err(|e| Error::Usage(format!("--market: {e}")))?;
-                        let buyer = wallet_key(&wallet)?;
-                        let r = Repo::recover(&dir, &id, &market, &secret(&auth)?, &buyer, http()?)
-                            .await?;
-                        remember_wallet(&dir, &wallet)?;
-                        r
-                    }
-                    (None, None, None) => open(&dir, &auth).await?,
-                    (Some(_), Some(_), Some(_)) => open(&dir, &auth).await?,
-                    _ => return Err(Error::Usage(
-                        "--repo, --market and --wallet go together (a restore on a new machine)"
-                            .into(),
-                    )),
-                };
+            let mut r = open_or_recover(&dir, &auth, at).await?;
             let s = commands::restore(&mut r, &snapshot, &target, &include).await?;
             print(json, &s, || {
                 out!(

@@ -100,6 +100,25 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
     net.kill(Which::Agent(dead_b)).expect("kill");
 
     // A fresh machine: only the market, the repository id, the password and the wallet.
+    // First a look at what is there, as a restic user does before restoring.
+    let look = tmp.path().join("config-look");
+    let wallet_arg = cli.wallet.to_string_lossy().into_owned();
+    let at = [
+        "--repo",
+        repository.as_str(),
+        "--market",
+        cli.market.as_str(),
+        "--wallet",
+        wallet_arg.as_str(),
+    ];
+    let listed = cli.ok(&look, &[&["snapshots", "--json"][..], &at[..]].concat());
+    let here = cli.ok(&home, &["snapshots", "--json"]);
+    assert_eq!(listed, here, "the same snapshots as on the first machine");
+    let files = cli.ok(
+        &tempfile::tempdir().expect("dir").path().join("c"),
+        &[&["ls", "latest", "--json"][..], &at[..]].concat(),
+    );
+    assert!(files.as_array().is_some_and(|f| !f.is_empty()), "{files}");
     let fresh = tmp.path().join("config-b");
     let target = tmp.path().join("restored");
     let args = cli.recover_args(&target, &repository);
