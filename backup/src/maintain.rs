@@ -3,7 +3,7 @@
 //! or onto a new one bought through the market), `forget` (retention) and `prune` (delete packs
 //! no snapshot needs), `stats`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -708,7 +708,8 @@ pub struct Stats {
     pub spent: u64,
     /// Prepaid credit the current contracts still hold (negative: owed on a tab).
     pub credit_left: i64,
-    /// Contracts whose agent did not answer: what was paid to them is not in `spent`.
+    /// Contracts whose agent did not answer and whose payment was never seen: what was paid to
+    /// them is not in `spent` (a contract seen before counts with what it was paid then).
     pub contracts_unanswered: usize,
     /// The currency (code and decimals) the amounts are in; none when the issuer did not
     /// answer within [`lcp::client::CURRENCY_WAIT_MS_MAX`] (amounts are then shown in minor
@@ -716,30 +717,68 @@ pub struct Stats {
     pub currency: Option<lcp::client::Currency>,
 }
 
+/// What each contract was last seen to have been paid (minor units), kept in the
+/// configuration directory, so `spent` does not shrink when an agent is down or reaped a
+/// contract: what was paid stays paid.
+const PAID_SEEN_FILE: &str = "paid_seen.json";
+
 /// What the repository's contracts cost and what was paid to them: (cost of the current
-/// ones, spent on all, credit left on the current ones, contracts that did not answer).
+/// ones, spent on all, credit left on the current ones, contracts that did not answer and
+/// were never seen).
 async fn spending(repo: &Repo) -> Result<(u64, u64, i64, usize), Error> {
-    let (mut cost, mut spent, mut credit, mut unanswered) = (0u64, 0u64, 0i64, 0usize);
-    for (i, slot) in repo.config.slots.iter().enumerate() {
-        match repo.agent(i).contract(&slot.contract).await {
-            Ok(v) => {
-                cost = cost.saturating_add(v.contract_price);
-                spent = spent.saturating_add(v.paid);
-                credit = credit.saturating_add(v.credit);
-            }
-            Err(_) => unanswered += 1,
-        }
-    }
-    for old in &repo.config.retired {
+    let seen_path = repo.dir.join(PAID_SEEN_FILE);
+    let mut seen: HashMap<String, u64> = crate::repo::read_json(&seen_path).unwrap_or_default();
+    let (mut cost, mut credit) = (0u64, 0i64);
+    // Every contract asked at once: an agent that does not answer costs one timeout.
+    let current = repo
+        .config
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| async move {
+            (
+                slot.contract.clone(),
+                repo.agent(i).contract(&slot.contract).await,
+            )
+        });
+    let retired = repo.config.retired.iter().map(|old| async move {
         let agent = storage_agent::client::AgentClient::new(
             repo.http.clone(),
             &old.endpoint,
             repo.buyer.clone(),
         );
-        match agent.contract(&old.contract).await {
-            Ok(v) => spent = spent.saturating_add(v.paid),
-            Err(_) => unanswered += 1,
+        (old.contract.clone(), agent.contract(&old.contract).await)
+    });
+    let (current, retired) = futures_util::future::join(
+        futures_util::future::join_all(current),
+        futures_util::future::join_all(retired),
+    )
+    .await;
+    let mut all = Vec::new();
+    for (id, view) in current {
+        if let Ok(v) = &view {
+            cost = cost.saturating_add(v.contract_price);
+            credit = credit.saturating_add(v.credit);
         }
+        all.push((id, view.map(|v| v.paid)));
+    }
+    all.extend(retired.into_iter().map(|(id, v)| (id, v.map(|v| v.paid))));
+    let (mut spent, mut unanswered) = (0u64, 0usize);
+    for (id, paid) in all {
+        let known = seen.get(&id).copied();
+        match (paid, known) {
+            (Ok(p), k) => {
+                let p = p.max(k.unwrap_or(0));
+                seen.insert(id, p);
+                spent = spent.saturating_add(p);
+            }
+            (Err(_), Some(k)) => spent = spent.saturating_add(k),
+            (Err(_), None) => unanswered += 1,
+        }
+    }
+    // Best effort: a cache of figures the agents gave; losing it only makes stats forget.
+    if let Err(e) = crate::repo::write_json(&seen_path, &seen) {
+        eprintln!("warning: cannot keep what the contracts were paid: {e}");
     }
     Ok((cost, spent, credit, unanswered))
 }

@@ -420,7 +420,7 @@ pub fn config_name(repo: &str) -> String {
 /// Write a file of the configuration directory, readable by its owner only: `key.json` holds
 /// the password-wrapped key (an offline guessing target) and the rest names the repository's
 /// contracts and chunks.
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Io(e.to_string()))?;
@@ -460,7 +460,7 @@ pub fn private_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let bytes = std::fs::read(path)?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
 }

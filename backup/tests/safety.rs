@@ -491,9 +491,20 @@ fn a_backup_with_two_agents_off_moves_their_slots_to_spares() {
     std::fs::create_dir(&src).expect("dir");
     std::fs::write(src.join("first"), noise(2 << 20, 31)).expect("write");
     cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    let spent = |home: &Path| {
+        cli.ok(home, &["stats", "--json"])["spent"]
+            .as_u64()
+            .expect("spent")
+    };
+    let spent_seen = spent(&home);
     let (a, b) = (slot_agent(&net, &home, 1), slot_agent(&net, &home, 4));
     net.kill(Which::Agent(a)).expect("kill");
     net.kill(Which::Agent(b)).expect("kill");
+    // What was paid stays paid: stats does not forget the two agents that went silent.
+    assert!(
+        spent(&home) >= spent_seen,
+        "spent shrank with two agents down"
+    );
     std::fs::write(src.join("second"), noise(2 << 20, 33)).expect("write");
     let (code, out, err) = cli.run(
         &home,
