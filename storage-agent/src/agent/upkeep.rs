@@ -1,0 +1,244 @@
+//! Upkeep: deposits from the issuers, the reaper of ended contracts, the start-up sweep, and
+//! the owner's summary (dashboard, `status`).
+
+use super::*;
+
+impl Agent {
+    /// Apply one page of deposits from `issuer`: credit contracts named by `transaction_id`,
+    /// count income, and move the cursor, all in one transaction.
+    pub async fn apply_deposits(
+        &self,
+        issuer: &str,
+        page: lcp::ledger::DepositsPage,
+    ) -> Result<u64, Error> {
+        let issuer = issuer.to_owned();
+        // Serialised with contract admission: on PostgreSQL, a deposit that finds no contract
+        // (so is held as prepaid) and a contract committed meanwhile (which found nothing held)
+        // would otherwise miss each other.
+        let _admit = self.admit_lock.lock().await;
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<u64, Error> {
+                    let mut credited = 0;
+                    let mut income: i64 = 0;
+                    for d in &page.deposits {
+                        let amount = to_i64(d.amount)?;
+                        income = income.saturating_add(amount);
+                        if let Some(t) = &d.transaction_id {
+                            let n = diesel::update(
+                                contracts::table
+                                    .filter(contracts::id.eq(t))
+                                    .filter(contracts::issuer.eq(&issuer)),
+                            )
+                            .set(contracts::paid.eq(contracts::paid + amount))
+                            .execute(conn)?;
+                            credited += n as u64;
+                            if n == 0 && market::is_uuid_v4(t) {
+                                // Paid before proposing: held for the contract with this id.
+                                add_prepaid(conn, t, &issuer, amount)?;
+                            }
+                        }
+                    }
+                    let next = to_i64(page.next)?;
+                    let updated = diesel::update(payment_cursors::table.find(&issuer))
+                        .set((
+                            payment_cursors::next.eq(next),
+                            payment_cursors::income.eq(payment_cursors::income + income),
+                        ))
+                        .execute(conn)?;
+                    if updated == 0 {
+                        diesel::insert_into(payment_cursors::table)
+                            .values((
+                                payment_cursors::issuer.eq(&issuer),
+                                payment_cursors::next.eq(next),
+                                payment_cursors::income.eq(income),
+                            ))
+                            .execute(conn)?;
+                    }
+                    Ok(credited)
+                })
+            })
+            .await
+    }
+
+    pub async fn cursor(&self, issuer: &str) -> Result<u64, Error> {
+        let issuer = issuer.to_owned();
+        let next: Option<i64> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    payment_cursors::table
+                        .find(&issuer)
+                        .select(payment_cursors::next)
+                        .first(conn)
+                        .optional()?,
+                )
+            })
+            .await?;
+        Ok(next.unwrap_or(0).unsigned_abs())
+    }
+
+    /// Delete the objects of contracts past `end + grace` (and unpaid ones past their TTL) and
+    /// release their space. Answers how many contracts were reaped.
+    pub async fn reap(&self) -> Result<usize, Error> {
+        let now = now_s();
+        let grace = to_i64(self.config.grace_s)?;
+        let due: Vec<ContractRow> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    contracts::table
+                        .filter(contracts::reaped.eq(0))
+                        .load::<ContractRow>(conn)?,
+                )
+            })
+            .await?
+            .into_iter()
+            .filter(|c| is_due(c, now, grace))
+            .collect();
+        let mut reaped = 0;
+        for c in &due {
+            let lock = self.locks.get(&c.id);
+            let _guard = lock.lock().await;
+            // Re-check under the lock: a payment may have landed since the snapshot.
+            let (fresh, _) = self.load(&c.id).await?;
+            if fresh.reaped != 0 || !is_due(&fresh, now, grace) {
+                continue;
+            }
+            reaped += 1;
+            let id = c.id.clone();
+            let paths: Vec<String> = self
+                .db
+                .run(move |conn| {
+                    Ok::<_, Error>(
+                        objects::table
+                            .filter(objects::contract_id.eq(&id))
+                            .select(objects::path)
+                            .load(conn)?,
+                    )
+                })
+                .await?;
+            for p in &paths {
+                self.store.delete(p).await?;
+            }
+            let id = c.id.clone();
+            self.db
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| -> Result<(), Error> {
+                        diesel::delete(objects::table.filter(objects::contract_id.eq(&id)))
+                            .execute(conn)?;
+                        diesel::delete(retrievals::table.filter(retrievals::contract_id.eq(&id)))
+                            .execute(conn)?;
+                        diesel::update(contracts::table.find(&id))
+                            .set((contracts::reaped.eq(1), contracts::used_bytes.eq(0)))
+                            .execute(conn)?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            self.locks.forget(&c.id);
+            tracing::info!(contract = %c.id, objects = paths.len(), "contract ended; objects deleted, space released");
+        }
+        Ok(reaped)
+    }
+
+    /// Remove stored bytes no object row names (leftovers of a crash mid-write).
+    pub async fn sweep(&self) -> Result<usize, Error> {
+        let keep: HashSet<String> = self
+            .db
+            .run(|conn| Ok::<_, Error>(objects::table.select(objects::path).load::<String>(conn)?))
+            .await?
+            .into_iter()
+            .collect();
+        self.store.sweep(&keep).await
+    }
+
+    pub async fn summary(&self) -> Result<Summary, Error> {
+        let recent: Vec<String> = self
+            .recent_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        let mut s = summarize(&self.db, &self.config, self.key.entity()).await?;
+        s.recent_errors = recent;
+        Ok(s)
+    }
+}
+
+/// The summary the dashboard and `storage-agent status` show, straight from the database.
+pub async fn summarize(
+    db: &Database,
+    config: &AgentConfig,
+    entity: &EntityId,
+) -> Result<Summary, Error> {
+    let now = now_s();
+    let (rows, objs, cursors, audits) = db
+        .run(move |conn| {
+            let rows: Vec<ContractRow> = contracts::table
+                .order(contracts::created_s.desc())
+                .load(conn)?;
+            let objs: Vec<ObjectRow> = objects::table.load(conn)?;
+            let cursors: Vec<(String, i64)> = payment_cursors::table
+                .select((payment_cursors::issuer, payment_cursors::income))
+                .load(conn)?;
+            let audits: Option<i64> = stats::table
+                .find("audits_answered")
+                .select(stats::value)
+                .first(conn)
+                .optional()?;
+            Ok::<_, Error>((rows, objs, cursors, audits))
+        })
+        .await?;
+    let reserved = reserved_of(&rows, now);
+    let mut by_contract: HashMap<&str, Vec<ObjectRow>> = HashMap::new();
+    for o in &objs {
+        by_contract
+            .entry(o.contract_id.as_str())
+            .or_default()
+            .push(o.clone());
+    }
+    let count = |s: &str| rows.iter().filter(|r| r.status(now) == s).count() as u64;
+    let earnings = config
+        .currencies
+        .iter()
+        .map(|c| Earning {
+            issuer: c.issuer.clone(),
+            issuer_url: c.issuer_url.clone(),
+            income: cursors
+                .iter()
+                .find(|(i, _)| i == &c.issuer)
+                .map(|(_, v)| v.unsigned_abs())
+                .unwrap_or(0),
+        })
+        .collect();
+    Ok(Summary {
+        entity: entity.to_string(),
+        capacity_bytes: config.capacity_bytes,
+        reserved_bytes: reserved,
+        used_bytes: rows.iter().map(|r| r.used_bytes.unsigned_abs()).sum(),
+        free_bytes: config.capacity_bytes.saturating_sub(reserved),
+        contracts_pending: count("pending_payment"),
+        contracts_active: count("active"),
+        contracts_ended: count("ended"),
+        objects: objs.len() as u64,
+        earnings,
+        audits_answered: audits.unwrap_or(0).unsigned_abs(),
+        recent_errors: Vec::new(),
+        contracts: rows
+            .iter()
+            .map(|r| {
+                view(
+                    r,
+                    by_contract
+                        .get(r.id.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]),
+                    now,
+                )
+            })
+            .collect(),
+    })
+}
