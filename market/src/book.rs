@@ -1156,13 +1156,27 @@ fn objects_of(conn: &mut AnyConnection, id: &str) -> Result<Vec<RegisteredObject
         .collect())
 }
 
-/// Apply a buyer's report of `weight` to the agent's stored reputation (in the caller's
-/// transaction).
+/// Apply a buyer's report to the agent's stored reputation (in the caller's transaction).
 fn apply_report(
     conn: &mut AnyConnection,
     agent: &str,
     good: bool,
     weight: f64,
+) -> Result<(), Error> {
+    update_reputation(conn, agent, |rep| rep.observe_report(good, weight))
+}
+
+/// Apply one outcome to the agent's stored reputation (in the caller's transaction).
+fn apply_outcome(conn: &mut AnyConnection, agent: &str, outcome: Outcome) -> Result<(), Error> {
+    update_reputation(conn, agent, |rep| rep.observe(outcome))
+}
+
+/// Read the agent's reputation, change it with `change`, and store it (an unknown agent is
+/// left alone).
+fn update_reputation(
+    conn: &mut AnyConnection,
+    agent: &str,
+    change: impl FnOnce(&mut Reputation),
 ) -> Result<(), Error> {
     let Some(row) = agents::table
         .find(agent)
@@ -1172,24 +1186,7 @@ fn apply_report(
         return Ok(());
     };
     let mut rep = row.reputation();
-    rep.observe_report(good, weight);
-    diesel::update(agents::table.find(agent))
-        .set((agents::alpha.eq(rep.alpha), agents::beta.eq(rep.beta)))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// Apply one outcome to the agent's stored reputation (in the caller's transaction).
-fn apply_outcome(conn: &mut AnyConnection, agent: &str, outcome: Outcome) -> Result<(), Error> {
-    let Some(row) = agents::table
-        .find(agent)
-        .first::<AgentRow>(conn)
-        .optional()?
-    else {
-        return Ok(());
-    };
-    let mut rep = row.reputation();
-    rep.observe(outcome);
+    change(&mut rep);
     diesel::update(agents::table.find(agent))
         .set((
             agents::alpha.eq(rep.alpha),
