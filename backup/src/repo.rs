@@ -435,21 +435,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 
 /// Create (or truncate) `path` with mode 0600.
 pub fn private_file(path: &Path) -> Result<std::fs::File, Error> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let f = options.open(path)?;
-    // An existing file keeps its old mode through `open`: set it.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(f)
+    Ok(lcp::keyfile::create_private(path)?)
 }
 
 /// Create the configuration directory `dir`, private to its owner (mode 0700).

@@ -56,6 +56,25 @@ pub fn load(path: &Path) -> Result<KeyPair, KeyFileError> {
     KeyPair::from_pkcs8(&bytes).map_err(|_| KeyFileError::Invalid { path: shown })
 }
 
+/// Create or truncate `path` readable by its owner only (mode 0600, also when the file
+/// existed with another mode): for tokens, wrapped keys and other private state.
+pub fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
 /// Write `key` to a new file with mode 0600 (created with that mode: never briefly readable).
 pub fn save_new(path: &Path, key: &KeyPair) -> Result<(), KeyFileError> {
     let shown = path.display().to_string();

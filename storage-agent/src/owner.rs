@@ -33,15 +33,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
     let token = hex::encode(bytes);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&path)
+    let mut file = lcp::keyfile::create_private(&path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     file.write_all(format!("{token}\n").as_bytes())?;
     file.sync_all()?;
