@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use market::book::{MatchRequest, RegisteredObject, Registration};
-use market::client::MarketClient;
+use clients::agent::AgentClient;
+use clients::market::MarketClient;
+use protocol::book::{MatchRequest, RegisteredObject, Registration};
 use serde::Serialize;
-use storage_agent::client::AgentClient;
 
 use crate::chunker::Chunker;
 use crate::crypto::{KeyFile, Keys};
@@ -50,15 +50,13 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn now_s() -> i64 {
-    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
-}
+use node::now_s;
 
 /// The currency a new repository pays in: `wanted` (an issuer id) when given, else the one
 /// the most online agents accept. (Not the cheapest offer's: one cheap agent in a currency
 /// nobody else takes would make every match fail.)
 fn choose_currency(
-    offers: &[market::book::Listing],
+    offers: &[protocol::book::Listing],
     wanted: Option<&str>,
 ) -> Result<protocol::market::OfferCurrency, Error> {
     let mut counts: Vec<(protocol::market::OfferCurrency, usize)> = Vec::new();
@@ -136,7 +134,7 @@ pub struct InitSummary {
     /// Paid now (prices and credit of the contracts not adopted), in minor units.
     pub paid: u64,
     /// The currency's descriptor (code and decimals), for showing amounts.
-    pub currency: lcp::client::Currency,
+    pub currency: protocol::ledger::Currency,
 }
 
 /// Contracts an earlier `init` in `dir` paid for and could not use, still fit for this one:
@@ -149,8 +147,8 @@ async fn adoptable(
     buyer: &std::sync::Arc<protocol::KeyPair>,
     http: &reqwest::Client,
     n: usize,
-) -> Result<Vec<(Slot, storage_agent::client::SignedContract)>, Error> {
-    let mut out: Vec<(Slot, storage_agent::client::SignedContract)> = Vec::new();
+) -> Result<Vec<(Slot, clients::agent::SignedContract)>, Error> {
+    let mut out: Vec<(Slot, clients::agent::SignedContract)> = Vec::new();
     let term_min = i64::try_from(options.duration_s / 10 * 9).unwrap_or(i64::MAX);
     for p in crate::purchases::load(dir)? {
         let Some(signed) = p.signed.clone() else {
@@ -228,7 +226,7 @@ pub async fn init(
             "--max-failure-probability must be between 0 and 1".into(),
         ));
     }
-    lcp::client::check_url(&options.market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
+    node::client::check_url(&options.market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
     let market = MarketClient::new(http.clone(), &options.market, buyer.clone());
     let market_entity = market
         .signed()
@@ -312,7 +310,10 @@ pub async fn init(
     let mut signed = Vec::new();
     let mut summary_slots = Vec::new();
     for (slot, s) in adopted {
-        let terms = s.terms().map_err(remote("reading an adopted contract"))?;
+        let terms = s
+            .terms()
+            .map_err(|e| clients::ClientError::Decode(e.to_string()))
+            .map_err(remote("reading an adopted contract"))?;
         summary_slots.push(InitSlot {
             endpoint: slot.endpoint.clone(),
             agent: slot.agent.clone(),
@@ -455,7 +456,7 @@ mod tests {
     use super::*;
 
     /// A listing of one agent accepting the currencies of `issuers`, in that order.
-    fn listing(issuers: &[&protocol::KeyPair], online: bool) -> market::book::Listing {
+    fn listing(issuers: &[&protocol::KeyPair], online: bool) -> protocol::book::Listing {
         let agent = protocol::KeyPair::generate().expect("key");
         let offer = protocol::market::Offer {
             agent: agent.entity().clone(),
@@ -477,7 +478,7 @@ mod tests {
                 })
                 .collect(),
         };
-        market::book::Listing {
+        protocol::book::Listing {
             agent: agent.entity().to_string(),
             endpoint: offer.endpoint.clone(),
             offer: protocol::Envelope::sign_json(&agent, protocol::market::OFFER_TYPE, &offer)

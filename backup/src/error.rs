@@ -49,7 +49,7 @@ pub enum Error {
     #[error("{context}: {source}")]
     Remote {
         context: String,
-        source: lcp::client::ClientError,
+        source: node::client::ClientError,
     },
 }
 
@@ -103,7 +103,7 @@ impl Error {
 }
 
 /// Context for a failed call to a service.
-pub fn remote(context: impl Into<String>) -> impl FnOnce(lcp::client::ClientError) -> Error {
+pub fn remote(context: impl Into<String>) -> impl FnOnce(node::client::ClientError) -> Error {
     let context = context.into();
     move |source| Error::Remote { context, source }
 }

@@ -94,7 +94,7 @@ enum Cmd {
         parity_shards: usize,
         /// Space bought on each agent, in bytes or with a unit (256MiB, 1GiB): the repository
         /// holds about k x this of packed (deduplicated, compressed) data
-        #[arg(long, default_value_t = 1 << 30, value_parser = lcp::cli::parse_bytes)]
+        #[arg(long, default_value_t = 1 << 30, value_parser = node::cli::parse_bytes)]
         slot_bytes: u64,
         /// Length of the contracts, in seconds (default 30 days); `backup repair` renews them
         #[arg(long, default_value_t = 30 * 86_400)]
@@ -164,7 +164,7 @@ enum Cmd {
         renew_within_days: Option<u64>,
         /// Add about this many bytes of packed capacity: every slot gets a new, larger
         /// contract (on its agent when it has room, else a spare) holding its shards
-        #[arg(long, value_name = "BYTES", value_parser = lcp::cli::parse_bytes)]
+        #[arg(long, value_name = "BYTES", value_parser = node::cli::parse_bytes)]
         grow: Option<u64>,
         #[command(flatten)]
         key: KeyFileArg,
@@ -280,7 +280,7 @@ impl Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    lcp::cli::init_logging("warn");
+    node::cli::init_logging("warn");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -308,7 +308,7 @@ fn main() {
 async fn open_or_recover(dir: &Path, auth: &Auth, at: RecoverArgs) -> Result<Repo, Error> {
     match (at.repo, at.market, at.wallet) {
         (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
-            lcp::client::check_url(&market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
+            node::client::check_url(&market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
             let buyer = wallet_key(&wallet)?;
             let r = Repo::recover(dir, &id, &market, &secret(auth)?, &buyer, http()?).await?;
             remember_wallet(dir, &wallet)?;
@@ -372,7 +372,7 @@ fn wallet_key(path: &Path) -> Result<Wallet, Error> {
 const READ_MS_MAX: u64 = 30_000;
 
 fn http() -> Result<reqwest::Client, Error> {
-    lcp::client::http_client(&lcp::client::ClientOptions {
+    node::client::http_client(&node::client::ClientOptions {
         read_ms_max: Some(READ_MS_MAX),
         ..Default::default()
     })
@@ -424,7 +424,7 @@ async fn open(dir: &Path, auth: &Auth) -> Result<Repo, Error> {
 /// Contracts end: a scheduled `create` that never runs `repair` would lose the repository
 /// without a word. Warn (on stderr) when any is within its renewal window or over.
 fn warn_renewal(repo: &Repo) {
-    let now_s = i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX);
+    let now_s = i64::try_from(node::now_ms() / 1000).unwrap_or(i64::MAX);
     let due: Vec<usize> = (0..repo.config.slots.len())
         .filter(|&i| backup::maintain::due_for_renewal(&repo.config.slots[i], now_s, None))
         .collect();
@@ -905,7 +905,7 @@ mod tests {
         }
         let mut cli = Cli::command();
         cli.build();
-        lcp::cli::assert_every_flag_has_help(&cli);
+        node::cli::assert_every_flag_has_help(&cli);
         walk(&cli, "backup");
         // init makes a new key: it offers no --key-file.
         let init = cli.find_subcommand("init").expect("init");

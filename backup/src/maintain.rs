@@ -116,7 +116,7 @@ async fn audit_slot(
         let what = match repo.agent(i).audit(&slot.contract, &name, leaf).await {
             Ok(answer)
                 if answer.leaf_count == leaves
-                    && storage_agent::client::verify_audit(&answer, root, leaf) =>
+                    && clients::agent::verify_audit(&answer, root, leaf) =>
             {
                 continue
             }
@@ -315,7 +315,7 @@ pub async fn repair(
     let objects = sharded_objects(repo, &snapshots).await?;
     // Shards are read from the contracts as they are now, and written to the renewed ones.
     let before = repo.reader();
-    let now = i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX);
+    let now = i64::try_from(node::now_ms() / 1000).unwrap_or(i64::MAX);
     let (mut renewed, mut moved) = (Vec::new(), Vec::new());
     for i in 0..repo.n() {
         let slot = &repo.config.slots[i];
@@ -712,9 +712,9 @@ pub struct Stats {
     /// them is not in `spent` (a contract seen before counts with what it was paid then).
     pub contracts_unanswered: usize,
     /// The currency (code and decimals) the amounts are in; none when the issuer did not
-    /// answer within [`lcp::client::CURRENCY_WAIT_MS_MAX`] (amounts are then shown in minor
+    /// answer within [`clients::issuer::CURRENCY_WAIT_MS_MAX`] (amounts are then shown in minor
     /// units).
-    pub currency: Option<lcp::client::Currency>,
+    pub currency: Option<protocol::ledger::Currency>,
 }
 
 /// What each contract was last seen to have been paid (minor units), kept in the
@@ -742,11 +742,8 @@ async fn spending(repo: &Repo) -> Result<(u64, u64, i64, usize), Error> {
             )
         });
     let retired = repo.config.retired.iter().map(|old| async move {
-        let agent = storage_agent::client::AgentClient::new(
-            repo.http.clone(),
-            &old.endpoint,
-            repo.buyer.clone(),
-        );
+        let agent =
+            clients::agent::AgentClient::new(repo.http.clone(), &old.endpoint, repo.buyer.clone());
         (old.contract.clone(), agent.contract(&old.contract).await)
     });
     let (current, retired) = futures_util::future::join(
@@ -804,7 +801,7 @@ pub async fn stats(repo: &mut Repo) -> Result<Stats, Error> {
     let end_min = repo.config.slots.iter().map(|s| s.end_s).min().unwrap_or(0);
     let (contracts_cost, spent, credit_left, contracts_unanswered) = spending(repo).await?;
     // For showing amounts only: stats does not fail for want of it.
-    let currency = lcp::client::currency_at(&repo.config.issuer_url).await;
+    let currency = clients::issuer::currency_at(&repo.config.issuer_url).await;
     Ok(Stats {
         contracts_cost,
         spent,

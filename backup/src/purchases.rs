@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use clients::agent::SignedContract;
 use serde::{Deserialize, Serialize};
-use storage_agent::client::SignedContract;
 
 use crate::error::Error;
 
@@ -31,7 +31,7 @@ pub struct Purchase {
     /// The currency of `amount` (code and decimals), to show it to people; none when the
     /// issuer did not say.
     #[serde(default)]
-    pub currency: Option<lcp::client::Currency>,
+    pub currency: Option<protocol::ledger::Currency>,
     /// The agent's countersigned contract, once it accepted (a contract the agent refused
     /// after the payment has none: the payment is held by the agent for that id).
     pub signed: Option<SignedContract>,
@@ -110,20 +110,20 @@ const PROPOSE_POLL_MS: u64 = 100;
 /// refuses the payment (nothing left the wallet), kept with the agent's countersignature
 /// once accepted (until the config names the contract: [`settled`]), and kept without it
 /// when the outcome of the payment is unknown or the agent refused after it. Pays first and
-/// then proposes, as [`storage_agent::client::AgentClient::buy`] does.
+/// then proposes, as [`clients::agent::AgentClient::buy`] does.
 pub async fn buy(
     dir: &Path,
     p: Purchase,
-    agent: &storage_agent::client::AgentClient,
-    wallet: &lcp::client::IssuerClient,
+    agent: &clients::agent::AgentClient,
+    wallet: &clients::issuer::IssuerClient,
     credit: u64,
     context: &str,
 ) -> Result<SignedContract, Error> {
-    use lcp::client::ClientError;
+    use node::client::ClientError;
     use std::time::{Duration, Instant};
     let terms = p.terms.clone();
     record(dir, p)?;
-    match storage_agent::client::pay(wallet, &terms, credit).await {
+    match clients::agent::pay(wallet, &terms, credit).await {
         Ok(()) => {}
         // Only a refusal (4xx) says the payment did not happen; after a 5xx (a proxy, an
         // issuer failing mid-way) it may have, so the record stays.
@@ -133,8 +133,7 @@ pub async fn buy(
         }
         Err(e) => return Err(crate::error::remote(format!("paying for {context}"))(e)),
     }
-    let deadline =
-        Instant::now() + Duration::from_millis(storage_agent::client::PREPAID_WAIT_MS_MAX);
+    let deadline = Instant::now() + Duration::from_millis(clients::agent::PREPAID_WAIT_MS_MAX);
     let mut answer = loop {
         match agent.propose(&terms).await {
             Err(ClientError::Api { code, .. })
@@ -208,7 +207,7 @@ mod tests {
                 auditors: vec![],
             },
             amount: 1034,
-            currency: Some(lcp::client::Currency {
+            currency: Some(protocol::ledger::Currency {
                 code: "EUR".into(),
                 name: String::new(),
                 decimals: 2,

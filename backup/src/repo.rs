@@ -18,13 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clients::agent::{AgentClient, SignedContract};
+use clients::issuer::IssuerClient;
+use clients::market::MarketClient;
 use futures_util::future::join_all;
-use lcp::client::{ClientError, IssuerClient};
-use market::client::MarketClient;
+use node::client::ClientError;
 use protocol::market::Contract;
 use protocol::{EntityId, Envelope, KeyPair};
 use serde::{Deserialize, Serialize};
-use storage_agent::client::{AgentClient, SignedContract};
 
 use crate::crypto::{ExportedKey, KeyFile, Keys};
 use crate::erasure;
@@ -136,9 +137,7 @@ pub struct BoughtSlot {
     pub signed: SignedContract,
 }
 
-fn now_s() -> i64 {
-    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
-}
+use node::now_s;
 
 /// What identifies a repository and where its shards are.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -213,7 +212,7 @@ pub struct Wallet {
 
 impl Wallet {
     pub fn load(path: &Path) -> Result<Wallet, Error> {
-        let key = lcp::keyfile::load(path)
+        let key = node::keyfile::load(path)
             .map_err(|e| Error::Usage(format!("wallet {}: {e}", path.display())))?;
         Ok(Wallet {
             key: Arc::new(key),
@@ -227,7 +226,7 @@ impl Wallet {
             http.clone(),
             issuer_url,
             self.key.clone(),
-            Some(lcp::client::CounterStore::beside_key(&self.path)),
+            Some(node::client::CounterStore::beside_key(&self.path)),
         )
     }
 }
@@ -435,7 +434,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 
 /// Create (or truncate) `path` with mode 0600.
 pub fn private_file(path: &Path) -> Result<std::fs::File, Error> {
-    Ok(lcp::keyfile::create_private(path)?)
+    Ok(node::keyfile::create_private(path)?)
 }
 
 /// Create the configuration directory `dir`, private to its owner (mode 0700).
@@ -730,7 +729,7 @@ impl Repo {
                 if silent {
                     // Known not to answer in this command: not waited for again.
                     return Err(remote(format!("writing {name}"))(
-                        lcp::client::ClientError::Unreachable {
+                        node::client::ClientError::Unreachable {
                             url: self.config.slots[i].endpoint.clone(),
                             message: "it did not answer earlier in this command".into(),
                         },
@@ -1273,7 +1272,7 @@ where
                 return Ok((data, bad));
             }
         }
-        if !market::select::next_combination(&mut pick, present.len()) {
+        if !protocol::book::next_combination(&mut pick, present.len()) {
             return Err(Error::Corrupt(
                 "no combination of the shards rebuilds verified data".into(),
             ));

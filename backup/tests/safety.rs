@@ -275,16 +275,16 @@ fn a_full_repository_prunes_and_a_half_written_index_hides_nothing() {
 /// Take the free space of devnet agent `agent` down below `leave` bytes with contracts of its
 /// own (another buyer's data on a home agent).
 fn crowd(net: &devnet::Devnet, cli: &Cli, agent: usize, leave: u64) {
-    use storage_agent::client::AgentClient;
+    use clients::agent::AgentClient;
     runtime().block_on(async {
-        let key = std::sync::Arc::new(lcp::keyfile::load(&cli.wallet).expect("key"));
+        let key = std::sync::Arc::new(node::keyfile::load(&cli.wallet).expect("key"));
         let http = reqwest::Client::new();
         let client = AgentClient::new(http.clone(), &net.agents[agent].url, key.clone());
-        let wallet = lcp::client::IssuerClient::new(
+        let wallet = clients::issuer::IssuerClient::new(
             http,
             &net.issuer.url,
             key.clone(),
-            Some(lcp::client::CounterStore::beside_key(&cli.wallet)),
+            Some(node::client::CounterStore::beside_key(&cli.wallet)),
         );
         loop {
             let (_, offer) = client.offer().await.expect("offer");
@@ -323,7 +323,7 @@ fn ended_contracts_renew_on_a_spare_when_their_agent_is_full() {
         .map(|s| s.end_s)
         .max()
         .expect("slots");
-    let wait = ends + 2 - i64::try_from(lcp::now_ms() / 1000).expect("now");
+    let wait = ends + 2 - i64::try_from(node::now_ms() / 1000).expect("now");
     std::thread::sleep(std::time::Duration::from_secs(wait.max(0) as u64));
 
     let (code, _, err) = cli.run(&home, PASSWORD, &["create", &src.to_string_lossy()]);
@@ -355,12 +355,12 @@ fn ended_contracts_renew_on_a_spare_when_their_agent_is_full() {
 }
 
 /// A wallet client of the devnet's issuer for the key file `key`.
-fn wallet_client(net: &devnet::Devnet, key: &Path) -> lcp::client::IssuerClient {
-    lcp::client::IssuerClient::new(
+fn wallet_client(net: &devnet::Devnet, key: &Path) -> clients::issuer::IssuerClient {
+    clients::issuer::IssuerClient::new(
         reqwest::Client::new(),
         &net.issuer.url,
-        std::sync::Arc::new(lcp::keyfile::load(key).expect("key")),
-        Some(lcp::client::CounterStore::beside_key(key)),
+        std::sync::Arc::new(node::keyfile::load(key).expect("key")),
+        Some(node::client::CounterStore::beside_key(key)),
     )
 }
 
@@ -371,7 +371,7 @@ fn wallet_client(net: &devnet::Devnet, key: &Path) -> lcp::client::IssuerClient 
 fn init_checks_sizes_before_paying_and_a_retry_uses_what_a_failed_init_bought() {
     let (tmp, net, cli) = network(6);
     let poor = tmp.path().join("poor.key");
-    let key = lcp::keyfile::generate(&poor).expect("key");
+    let key = node::keyfile::generate(&poor).expect("key");
     let rich = wallet_client(&net, &cli.wallet);
     let pay = |amount: u64| {
         runtime().block_on(async {
@@ -567,7 +567,7 @@ fn usage_mistakes_say_what_is_needed() {
         wallet: tmp.path().join("wallet.key"),
         market: "127.0.0.1:7100".into(),
     };
-    lcp::keyfile::generate(&cli.wallet).expect("key");
+    node::keyfile::generate(&cli.wallet).expect("key");
     let home = tmp.path().join("config");
     let (code, _, err) = cli.run(&home, PASSWORD, &["forget"]);
     assert_eq!(code, 2, "{err}");

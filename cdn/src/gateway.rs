@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use lcp::client::{ClientError, ClientOptions, IssuerClient, SignedClient};
+use clients::issuer::IssuerClient;
+use node::client::{ClientError, ClientOptions, SignedClient};
 use protocol::{EntityId, Envelope, KeyPair};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -118,7 +119,7 @@ pub struct Gateway {
     key: Arc<KeyPair>,
     http: reqwest::Client,
     publisher: SignedClient,
-    counters: lcp::client::ClockCounter,
+    counters: node::client::ClockCounter,
     sessions: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
     /// Bytes the gateway received from the publisher (manifests, views, instructions).
     pub publisher_bytes: AtomicU64,
@@ -156,14 +157,14 @@ impl Gateway {
             .thread_name("cdn-fetch")
             .enable_all()
             .build()?;
-        lcp::client::check_url(&options.publisher_url)?;
-        let key = Arc::new(lcp::keyfile::load(&options.wallet_key).map_err(|e| {
+        node::client::check_url(&options.publisher_url)?;
+        let key = Arc::new(node::keyfile::load(&options.wallet_key).map_err(|e| {
             anyhow::anyhow!(
                 "cannot load the wallet key {}: {e}",
                 options.wallet_key.display()
             )
         })?);
-        let http = lcp::client::http_client(&ClientOptions::default())?;
+        let http = node::client::http_client(&ClientOptions::default())?;
         Ok(Gateway {
             publisher: SignedClient::new(http.clone(), &options.publisher_url, key.clone()),
             key,
@@ -251,7 +252,7 @@ impl Gateway {
         }
         let view = uuid::Uuid::new_v4().to_string();
         // For people: the view's price and spend in the currency's units.
-        let currency = lcp::client::currency_at(&manifest.issuer_url).await;
+        let currency = clients::issuer::currency_at(&manifest.issuer_url).await;
         let show = |amount: u64| match &currency {
             Some(c) => c.show(amount),
             None => format!("{amount} (minor units)"),
@@ -780,7 +781,7 @@ async fn metrics(g: State) -> HttpResponse {
 pub struct RunningGateway {
     pub url: String,
     pub gateway: Arc<Gateway>,
-    pub http: lcp::http::HttpHandle,
+    pub http: node::http::HttpHandle,
 }
 
 impl RunningGateway {
@@ -793,7 +794,7 @@ pub fn start(options: GatewayOptions) -> anyhow::Result<RunningGateway> {
     let listen = options.listen.clone();
     let gateway = Arc::new(Gateway::new(options)?);
     let for_routes = gateway.clone();
-    let http = lcp::http::spawn(
+    let http = node::http::spawn(
         "cdn-gateway",
         &listen,
         None,

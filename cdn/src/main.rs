@@ -126,8 +126,8 @@ enum Cmd {
 
 /// The publisher's `GET /v1/status`.
 async fn publisher_status(publisher: &str) -> anyhow::Result<serde_json::Value> {
-    lcp::client::check_url(publisher)?;
-    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+    node::client::check_url(publisher)?;
+    let http = node::client::http_client(&node::client::ClientOptions::default())?;
     let url = format!("{}/v1/status", publisher.trim_end_matches('/'));
     let resp = http.get(&url).send().await?;
     anyhow::ensure!(
@@ -145,8 +145,8 @@ fn main() {
     } else {
         "warn"
     };
-    lcp::cli::init_logging(level);
-    lcp::cli::exit_on_error(run(cli));
+    node::cli::init_logging(level);
+    node::cli::exit_on_error(run(cli));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -158,7 +158,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn listening(url: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    lcp::outln!("listening on {url}");
+    node::outln!("listening on {url}");
     std::io::stdout().flush()?;
     Ok(())
 }
@@ -182,7 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             anyhow::ensure!((1..=64).contains(&agents), "--agents must be 1 to 64");
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
+                (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
                 _ => None,
             };
             let running = cdn::serve::start(cdn::serve::ServeOptions {
@@ -220,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let key = Arc::new(
-                lcp::keyfile::load(&key)
+                node::keyfile::load(&key)
                     .with_context(|| format!("cannot load the key {}", key.display()))?,
             );
             let options = cdn::publish::PublishOptions {
@@ -237,13 +237,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = runtime()?;
             let summary = rt.block_on(cdn::publish::publish(&file, key, &options))?;
             if json {
-                lcp::outln!("{}", serde_json::to_string(&summary)?);
+                node::outln!("{}", serde_json::to_string(&summary)?);
             } else {
                 // The price in the publisher's currency (minor units if it cannot say).
                 let status = rt
                     .block_on(publisher_status(&options.publisher_url))
                     .unwrap_or_default();
-                lcp::outln!(
+                node::outln!(
                     "published {} ({} bytes, {} pieces x {} replicas, {} per view)",
                     summary.content,
                     summary.size,
@@ -251,7 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.replicas,
                     cdn::page::show_amount(&status, &summary.price_per_view.into())
                 );
-                lcp::outln!("watch it through a gateway at /watch/{}", summary.content);
+                node::outln!("watch it through a gateway at /watch/{}", summary.content);
             }
             Ok(())
         }
@@ -274,20 +274,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Status { publisher, json } => {
-            lcp::client::check_url(&publisher)?;
+            node::client::check_url(&publisher)?;
             let status = runtime()?.block_on(publisher_status(&publisher))?;
             if json {
-                lcp::outln!("{status}");
+                node::outln!("{status}");
                 return Ok(());
             }
             let money = |v: &serde_json::Value| cdn::page::show_amount(&status, v);
-            lcp::outln!(
+            node::outln!(
                 "publisher {} balance {}",
                 status["publisher"].as_str().unwrap_or(""),
                 money(&status["balance"])
             );
             for c in status["contents"].as_array().into_iter().flatten() {
-                lcp::outln!(
+                node::outln!(
                     "{} {:<30} {:>10} bytes  replicas {}-{} (base {})  views {}  income {}",
                     c["content"].as_str().unwrap_or(""),
                     c["title"].as_str().unwrap_or(""),
@@ -300,7 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             for e in status["events"].as_array().into_iter().flatten() {
-                lcp::outln!(
+                node::outln!(
                     "{} {}",
                     e["time"].as_str().unwrap_or(""),
                     e["what"].as_str().unwrap_or("")
@@ -315,6 +315,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
+        node::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

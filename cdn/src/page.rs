@@ -4,13 +4,7 @@
 use crate::error::Error;
 use crate::manifest::Manifest;
 
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+pub use node::html::escape as esc;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
@@ -37,7 +31,7 @@ pub async fn status_page(p: crate::server::State) -> actix_web::HttpResponse {
 /// An amount from a status document (minor units) for people, in the status's
 /// `currency_units` when it has them.
 pub fn show_amount(status: &serde_json::Value, amount: &serde_json::Value) -> String {
-    let units: Option<lcp::client::Currency> =
+    let units: Option<protocol::ledger::Currency> =
         serde_json::from_value(status["currency_units"].clone()).ok();
     match (amount.as_i64(), units) {
         (Some(n), Some(c)) => c.show(n),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use lcp::client::SignedClient;
+use node::client::SignedClient;
 use protocol::KeyPair;
 use serde::Serialize;
 
@@ -73,7 +73,7 @@ pub async fn publish(
 ) -> anyhow::Result<PublishSummary> {
     use anyhow::Context;
     let started = Instant::now();
-    lcp::client::check_url(&options.publisher_url)?;
+    node::client::check_url(&options.publisher_url)?;
     anyhow::ensure!(
         (manifest::PIECE_BYTES_MIN..=manifest::PIECE_BYTES_MAX).contains(&options.piece_bytes),
         "--piece-kib must give {} to {} bytes",
@@ -99,9 +99,9 @@ pub async fn publish(
         Ok(out)
     })
     .await??;
-    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+    let http = node::client::http_client(&node::client::ClientOptions::default())?;
     let client = SignedClient::new(http, &options.publisher_url, key);
-    let counters = lcp::client::ClockCounter::default();
+    let counters = node::client::ClockCounter::default();
     let request = UploadRequest {
         title: options.title.clone().unwrap_or_else(|| {
             file.file_name()

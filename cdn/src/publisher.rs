@@ -14,14 +14,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clients::agent::{AgentClient, SignedContract};
+use clients::issuer::IssuerClient;
+use clients::market::MarketClient;
 use diesel::prelude::*;
 use futures_util::future::join_all;
-use lcp::client::{ClientError, IssuerClient};
-use market::book::MatchRequest;
-use market::client::MarketClient;
+use node::client::ClientError;
+use protocol::book::MatchRequest;
 use protocol::{EntityId, KeyPair};
 use serde::{Deserialize, Serialize};
-use storage_agent::client::{AgentClient, SignedContract};
 
 use crate::error::Error;
 use crate::manifest::{self, Manifest};
@@ -206,9 +207,7 @@ struct ViewRow {
     expires_s: i64,
 }
 
-pub fn now_s() -> i64 {
-    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
-}
+pub use node::now_s;
 
 fn i64_of(v: u64) -> Result<i64, Error> {
     i64::try_from(v).map_err(|_| Error::InvalidRequest(format!("{v} is too large")))
@@ -830,9 +829,9 @@ impl Publisher {
 
     /// The publisher's currency (code and decimals), for showing prices; `None` when the
     /// issuer does not answer.
-    pub async fn currency_units(&self) -> Option<lcp::client::Currency> {
+    pub async fn currency_units(&self) -> Option<protocol::ledger::Currency> {
         // Bounded: a status page must not wait on an issuer that does not answer.
-        lcp::client::currency_at(&self.issuer_url).await
+        clients::issuer::currency_at(&self.issuer_url).await
     }
 
     pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, Error> {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lcp::client::{ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
+use node::client::{ClientOptions, CounterStore};
 
 use crate::publisher::{Publisher, PublisherOptions};
 
@@ -23,14 +24,14 @@ pub struct ServeOptions {
     /// market's book accept.
     pub issuer_url: Option<String>,
     pub publisher: PublisherOptions,
-    pub tls: Option<lcp::http::TlsFiles>,
+    pub tls: Option<node::http::TlsFiles>,
 }
 
 pub struct RunningPublisher {
     pub url: String,
     pub publisher: Arc<Publisher>,
-    pub http: lcp::http::HttpHandle,
-    _dir_lock: lcp::datadir::DirLock,
+    pub http: node::http::HttpHandle,
+    _dir_lock: node::datadir::DirLock,
 }
 
 impl RunningPublisher {
@@ -46,7 +47,7 @@ async fn market_currency(
 ) -> anyhow::Result<(String, protocol::EntityId)> {
     let deadline = Instant::now() + Duration::from_millis(MARKET_WAIT_MS_MAX);
     loop {
-        let listed: anyhow::Result<Vec<market::book::Listing>> = async {
+        let listed: anyhow::Result<Vec<protocol::book::Listing>> = async {
             let v: serde_json::Value = http
                 .get(format!("{market}/v1/offers"))
                 .send()
@@ -92,23 +93,23 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
             options.data_dir.display()
         )
     })?;
-    lcp::client::check_url(&options.market)?;
-    let dir_lock = lcp::datadir::lock(&options.data_dir, "cdn")?;
+    node::client::check_url(&options.market)?;
+    let dir_lock = node::datadir::lock(&options.data_dir, "cdn")?;
     let key_path = options.data_dir.join("identity.key");
-    let key = Arc::new(lcp::keyfile::load_or_create(&key_path)?);
+    let key = Arc::new(node::keyfile::load_or_create(&key_path)?);
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
         None => db::Location::sqlite_in(&options.data_dir, "cdn.sqlite"),
     };
     tracing::info!(database = %location.redacted(), entity = %key.entity(), "starting publisher");
     let database = db::Database::open(location, crate::migrations())?;
-    let http_client = lcp::client::http_client(&ClientOptions::default())?;
+    let http_client = node::client::http_client(&ClientOptions::default())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (issuer_url, currency) = match &options.issuer_url {
         Some(url) => {
-            let signed = lcp::client::SignedClient::new(http_client.clone(), url, key.clone());
+            let signed = node::client::SignedClient::new(http_client.clone(), url, key.clone());
             let entity = rt
                 .block_on(signed.audience())
                 .with_context(|| format!("the issuer at {url} does not answer"))?
@@ -136,7 +137,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
     ));
     let for_routes = publisher.clone();
     let for_tasks = publisher.clone();
-    let http = lcp::http::spawn(
+    let http = node::http::spawn(
         "cdn",
         &options.listen,
         options.tls.as_ref(),

@@ -47,7 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, publisher: Arc<Publisher>) {
 }
 
 async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<bytes::Bytes, Error> {
-    lcp::http::read_body(req, payload, limit)
+    node::http::read_body(req, payload, limit)
         .await
         .map_err(|e| Error::InvalidRequest(e.to_string()))
 }
@@ -58,7 +58,7 @@ async fn auth(
     p: &Publisher,
 ) -> Result<VerifiedRequest, Error> {
     Ok(
-        lcp::http::authenticate_body(req, body, p.key.entity().as_str(), RequestKind::Command)
+        node::http::authenticate_body(req, body, p.key.entity().as_str(), RequestKind::Command)
             .await?,
     )
 }
@@ -93,7 +93,7 @@ fn signed(
             )
         }
     };
-    lcp::http::signed_response(&p.key, v, status, body)
+    node::http::signed_response(&p.key, v, status, body)
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, Error> {

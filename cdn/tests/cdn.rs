@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdn::gateway::{Gateway, GatewayOptions};
+use clients::agent::AgentClient;
+use clients::issuer::IssuerClient;
 use devnet::{Devnet, Options, Which};
-use lcp::client::{ClientOptions, IssuerClient};
-use lcp::testing::eventually;
-use storage_agent::client::AgentClient;
+use node::client::ClientOptions;
+use node::testing::eventually;
 
 /// Longest a request in these tests may take.
 const REQUEST_WAIT_MS_MAX: u64 = 30_000;
@@ -77,7 +78,7 @@ async fn devnet_up(opts: Options) -> Devnet {
 /// A new wallet key under `dir`, funded with `amount` from the devnet's wallet (0: unfunded).
 async fn viewer(net: &Devnet, dir: &Path, name: &str, amount: u64) -> PathBuf {
     let path = dir.join(format!("{name}.key"));
-    let key = lcp::keyfile::generate(&path).expect("key");
+    let key = node::keyfile::generate(&path).expect("key");
     if amount > 0 {
         let wallet = IssuerClient::from_key_file(
             &net.issuer.url,
@@ -180,7 +181,7 @@ async fn spent(
     publisher_key: &Path,
 ) -> std::collections::BTreeMap<String, (i64, u64)> {
     let st = status(&net.cdn.as_ref().expect("cdn").url).await;
-    let key = Arc::new(lcp::keyfile::load(publisher_key).expect("key"));
+    let key = Arc::new(node::keyfile::load(publisher_key).expect("key"));
     let http = reqwest::Client::new();
     let mut out = std::collections::BTreeMap::new();
     for c in st["contracts"].as_array().expect("contracts") {
@@ -353,7 +354,7 @@ async fn publish_stream_pay_verify_and_fail_over() {
     assert!((duration - 6.0).abs() < 0.5, "duration {duration}");
 
     // Headless Chromium plays it on the watch page: the position it reports advances.
-    if let Some(browser) = lcp::testing::chromium() {
+    if let Some(browser) = node::testing::chromium() {
         let profile = tmp.path().join("chromium");
         let mut child = Command::new(browser)
             .args([
@@ -398,8 +399,8 @@ async fn publish_stream_pay_verify_and_fail_over() {
             );
             move || {
                 (
-                    lcp::testing::run_chromium(browser, &profile, &["--dump-dom", &publisher]),
-                    lcp::testing::run_chromium(browser, &profile, &["--dump-dom", &gw_url]),
+                    node::testing::run_chromium(browser, &profile, &["--dump-dom", &publisher]),
+                    node::testing::run_chromium(browser, &profile, &["--dump-dom", &gw_url]),
                 )
             }
         })
@@ -622,7 +623,7 @@ async fn scaling_on(net: &Devnet, dir: &Path, database: Option<String>) {
     let data = dir.join("publisher");
     let key_path = data.join("identity.key");
     std::fs::create_dir_all(&data).expect("dir");
-    let key = lcp::keyfile::load_or_create(&key_path).expect("key");
+    let key = node::keyfile::load_or_create(&key_path).expect("key");
     let wallet =
         IssuerClient::from_key_file(&net.issuer.url, &net.wallet.key, &ClientOptions::default())
             .expect("wallet");

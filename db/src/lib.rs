@@ -359,6 +359,7 @@ fn run_migrations(conn: &mut AnyConnection, migrations: Migrations) -> Result<()
     Ok(())
 }
 
+#[cfg(any(test, feature = "testing"))]
 pub mod testing {
     //! Helpers for tests that run against SQLite and, when `TEST_DATABASE_URL` is set, PostgreSQL.
 

@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use lcp::client::{ClientOptions, CounterStore, IssuerClient};
-use lcp::process::ChildGuard;
-use market::book::{MatchRequest, RegisteredObject, Registration};
-use market::client::MarketClient;
+use clients::agent::AgentClient;
+use clients::issuer::IssuerClient;
+use clients::market::MarketClient;
+use node::client::{ClientOptions, CounterStore};
+use node::process::ChildGuard;
+use protocol::book::{MatchRequest, RegisteredObject, Registration};
 use serde::{Deserialize, Serialize};
-use storage_agent::client::AgentClient;
 
 /// Longest a service may take to print its address.
 pub const START_WAIT_MS_MAX: u64 = 30_000;
@@ -181,7 +182,7 @@ impl Service {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
         let (guard, url) =
-            lcp::process::spawn_server(cmd, START_WAIT_MS_MAX).with_context(|| {
+            node::process::spawn_server(cmd, START_WAIT_MS_MAX).with_context(|| {
                 format!(
                     "{} did not start (see {}/{}.log)",
                     self.name,
@@ -238,7 +239,7 @@ pub struct Devnet {
     /// The publisher, with `--cdn`.
     pub cdn: Option<Service>,
     http: reqwest::Client,
-    _dir_lock: lcp::datadir::DirLock,
+    _dir_lock: node::datadir::DirLock,
 }
 
 /// The port of a recorded URL, to listen on again.
@@ -264,7 +265,7 @@ fn bin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn entity_of_key(path: &Path) -> anyhow::Result<String> {
-    Ok(lcp::keyfile::load_or_create(path)?.entity().to_string())
+    Ok(node::keyfile::load_or_create(path)?.entity().to_string())
 }
 
 fn path_arg(p: &Path) -> String {
@@ -282,16 +283,15 @@ impl Devnet {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // One devnet per directory: a second one would find every service's directory taken
         // and fail obscurely.
-        let dir_lock =
-            lcp::datadir::lock(dir, "devnet").map_err(|e| {
-                match lcp::datadir::holder_pid(dir, "devnet") {
-                    Some(pid) => anyhow::anyhow!(
-                        "this directory's devnet is already running (pid {pid}): stop it (Ctrl-C, \
+        let dir_lock = node::datadir::lock(dir, "devnet").map_err(|e| {
+            match node::datadir::holder_pid(dir, "devnet") {
+                Some(pid) => anyhow::anyhow!(
+                    "this directory's devnet is already running (pid {pid}): stop it (Ctrl-C, \
                      or kill {pid}) or use another --dir"
-                    ),
-                    None => e,
-                }
-            })?;
+                ),
+                None => e,
+            }
+        })?;
         let previous = DevnetFile::load(dir).ok();
         let (lcp_bin, market_bin, agent_bin) = (
             bin(&options.bin_dir, "lcp")?,
@@ -299,7 +299,7 @@ impl Devnet {
             bin(&options.bin_dir, "storage-agent")?,
         );
         let logs = dir.join("logs");
-        let http = lcp::client::http_client(&ClientOptions::default())?;
+        let http = node::client::http_client(&ClientOptions::default())?;
 
         let issuer_data = dir.join("issuer");
         let mut issuer = Service {
@@ -443,7 +443,7 @@ impl Devnet {
         let mint = IssuerClient::new(
             self.http.clone(),
             &self.issuer.url,
-            Arc::new(lcp::keyfile::load(&mint_key)?),
+            Arc::new(node::keyfile::load(&mint_key)?),
             Some(CounterStore::beside_key(&mint_key)),
         );
         let to = protocol::EntityId::parse(&self.wallet.entity)
@@ -669,12 +669,12 @@ pub async fn buy(
 ) -> anyhow::Result<serde_json::Value> {
     let f = DevnetFile::load(dir)?;
     request.currency = f.issuer.entity.clone();
-    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
-    let key = Arc::new(lcp::keyfile::load(&f.wallet.key)?);
-    let wallet = lcp::client::IssuerClient::from_key_file(
+    let http = node::client::http_client(&node::client::ClientOptions::default())?;
+    let key = Arc::new(node::keyfile::load(&f.wallet.key)?);
+    let wallet = clients::issuer::IssuerClient::from_key_file(
         &f.issuer.url,
         &f.wallet.key,
-        &lcp::client::ClientOptions::default(),
+        &node::client::ClientOptions::default(),
     )?;
     let market = MarketClient::new(http.clone(), &f.market.url, key.clone());
     let answer = market

@@ -10,7 +10,7 @@ const CHILD_CHECK_MS: u64 = 500;
 
 use clap::{Parser, Subcommand};
 use devnet::{Devnet, Options};
-use market::book::MatchRequest;
+use protocol::book::MatchRequest;
 
 #[derive(Parser)]
 #[command(
@@ -74,8 +74,8 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    lcp::cli::init_logging("warn");
-    lcp::cli::exit_on_error(run(cli));
+    node::cli::init_logging("warn");
+    node::cli::exit_on_error(run(cli));
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -122,7 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 use tokio::signal::unix::{signal, SignalKind};
                 let mut term = signal(SignalKind::terminate())?;
                 let mut int = signal(SignalKind::interrupt())?;
-                lcp::outln!("devnet ready: {}", dir.join("devnet.json").display());
+                node::outln!("devnet ready: {}", dir.join("devnet.json").display());
                 use std::io::Write;
                 std::io::stdout().flush()?;
                 // A child that dies is reaped and named at once (not left a zombie).
@@ -169,16 +169,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             let out = rt.block_on(devnet::buy(&dir, request))?;
             if json {
-                lcp::outln!("{}", serde_json::to_string(&out)?);
+                node::outln!("{}", serde_json::to_string(&out)?);
             } else {
-                let currency: lcp::client::Currency =
+                let currency: protocol::ledger::Currency =
                     serde_json::from_value(out["currency"].clone())?;
                 let show = |v: &serde_json::Value| {
                     v.as_i64()
                         .map(|n| currency.show(n))
                         .unwrap_or_else(|| v.to_string())
                 };
-                lcp::outln!(
+                node::outln!(
                     "matched {} agents: total price {} (the contracts and writing each shard once), \
                      failure probability {:.2e}",
                     out["agents"].as_array().map_or(0, Vec::len),
@@ -186,7 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     out["failure_probability"].as_f64().unwrap_or(f64::NAN)
                 );
                 for c in out["contracts"].as_array().into_iter().flatten() {
-                    lcp::outln!(
+                    node::outln!(
                         "  contract {} with {} ({}): paid {} = contract {} + {} prepaid credit \
                          (for writing and reading the shard); {} stored, registered",
                         c["contract"].as_str().unwrap_or(""),
@@ -198,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         c["object"].as_str().unwrap_or("")
                     );
                 }
-                lcp::outln!("wallet balance now {}", show(&out["balance"]));
+                node::outln!("wallet balance now {}", show(&out["balance"]));
             }
             Ok(())
         }
@@ -209,6 +209,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
+        node::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

@@ -8,9 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clients::agent::AgentClient;
 use devnet::{Devnet, DevnetFile, Options, Which};
-use market::book::MatchRequest;
-use storage_agent::client::AgentClient;
+use protocol::book::MatchRequest;
 
 fn options(dir: &std::path::Path, agents: usize) -> Options {
     let mut o = Options::new(dir).expect("options");
@@ -62,9 +62,9 @@ async fn up_buy_audit_kill_restart_and_come_back() {
     {
         assert!(alive(s.pid), "{} runs", s.url);
     }
-    let http = lcp::client::http_client(&Default::default()).expect("http");
-    let key = std::sync::Arc::new(lcp::keyfile::load(&file.wallet.key).expect("wallet key"));
-    let market = market::client::MarketClient::new(http.clone(), &file.market.url, key.clone());
+    let http = node::client::http_client(&Default::default()).expect("http");
+    let key = std::sync::Arc::new(node::keyfile::load(&file.wallet.key).expect("wallet key"));
+    let market = clients::market::MarketClient::new(http.clone(), &file.market.url, key.clone());
     let offers = market
         .offers(Some(&file.issuer.entity))
         .await
@@ -87,7 +87,7 @@ async fn up_buy_audit_kill_restart_and_come_back() {
     assert!(balance < funds as i64, "the wallet paid");
 
     // The market audits the registered contracts and they pass.
-    lcp::testing::eventually(20_000, "an audit passed on every agent", || async {
+    node::testing::eventually(20_000, "an audit passed on every agent", || async {
         market
             .offers(Some(&file.issuer.entity))
             .await
@@ -111,7 +111,7 @@ async fn up_buy_audit_kill_restart_and_come_back() {
     let pid0 = file.agents[0].pid;
     net.kill(Which::Agent(0)).expect("kill");
     assert!(!alive(pid0));
-    lcp::testing::eventually(10_000, "agent 0 offline in the book", || async {
+    node::testing::eventually(10_000, "agent 0 offline in the book", || async {
         market
             .offers(Some(&file.issuer.entity))
             .await
@@ -157,7 +157,7 @@ async fn up_buy_audit_kill_restart_and_come_back() {
     for (a, b) in again.agents.iter().zip(&file.agents) {
         assert_eq!((&a.entity, &a.url), (&b.entity, &b.url));
     }
-    let wallet = lcp::client::IssuerClient::from_key_file(
+    let wallet = clients::issuer::IssuerClient::from_key_file(
         &again.issuer.url,
         &again.wallet.key,
         &Default::default(),
@@ -275,7 +275,7 @@ fn the_binary_prints_ready_and_stops_on_sigterm() {
         assert!(!alive(s.pid), "{} stopped with the devnet", s.url);
     }
     // Stopped, the directory is free for the next devnet.
-    drop(lcp::datadir::lock(&dir, "devnet").expect("the directory is free"));
+    drop(node::datadir::lock(&dir, "devnet").expect("the directory is free"));
 
     // The README's command with no --agents brings the same network back: two agents.
     let mut again = Command::new(env!("CARGO_BIN_EXE_devnet"))

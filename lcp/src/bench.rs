@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use protocol::{fee_for, Amount, KeyPair};
 use serde::Serialize;
 
-use crate::client::{ClientError, ClientOptions, IssuerClient};
+use clients::issuer::IssuerClient;
+use node::client::{ClientError, ClientOptions};
 
 /// Amount of each benchmark transfer, in minor units.
 const BENCH_AMOUNT: u64 = 1;
@@ -44,14 +45,14 @@ pub struct BenchReport {
 pub async fn run(
     options: BenchOptions,
     issuer_key: Arc<KeyPair>,
-    issuer_counters: crate::client::CounterStore,
+    issuer_counters: node::client::CounterStore,
 ) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(
         options.transfers >= options.clients,
         "--transfers must be at least --clients"
     );
-    let http = crate::client::http_client(&options.client)?;
+    let http = node::client::http_client(&options.client)?;
     let issuer = IssuerClient::new(
         http.clone(),
         &options.issuer_url,
@@ -97,7 +98,7 @@ pub async fn run(
             let mut latencies = Vec::with_capacity(count);
             let mut errors: Vec<ClientError> = Vec::new();
             for _ in 0..count {
-                counter = (counter + 1).max(crate::now_ms() * 1000);
+                counter = (counter + 1).max(node::now_ms() * 1000);
                 let t = Instant::now();
                 match client
                     .transfer_with_counter(counter, &to, BENCH_AMOUNT, None)

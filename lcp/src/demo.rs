@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::process::ChildGuard;
+use node::process::ChildGuard;
 
-use crate::client::{ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
+use node::client::{ClientOptions, CounterStore};
 
 /// Longest the demo waits for its issuer to print its address.
 const ISSUER_START_MS_MAX: u64 = 30_000;
@@ -26,11 +27,11 @@ fn spawn_issuer(exe: &Path, data: &Path, listen: &str) -> anyhow::Result<(ChildG
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         );
-    crate::process::spawn_server(cmd, ISSUER_START_MS_MAX)
+    node::process::spawn_server(cmd, ISSUER_START_MS_MAX)
 }
 
 fn wallet(path: &Path) -> anyhow::Result<protocol::KeyPair> {
-    Ok(crate::keyfile::load_or_create(path)?)
+    Ok(node::keyfile::load_or_create(path)?)
 }
 
 pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()> {
@@ -39,15 +40,15 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
     let issuer_dir = dir.join("issuer");
     let (guard, url) = spawn_issuer(&exe, &issuer_dir, &listen)?;
     let d = dir.display();
-    crate::outln!("1. issuer running at {url} (SQLite in {}/issuer)", d);
-    crate::outln!("   $ lcp issuer serve --data {d}/issuer --listen {listen}");
+    node::outln!("1. issuer running at {url} (SQLite in {}/issuer)", d);
+    node::outln!("   $ lcp issuer serve --data {d}/issuer --listen {listen}");
 
     let alice_path = dir.join("alice.key");
     let bob_path = dir.join("bob.key");
     let alice = wallet(&alice_path)?;
     let bob = wallet(&bob_path)?;
-    crate::outln!("2. wallets: alice {}  bob {}", alice.entity(), bob.entity());
-    crate::outln!("   $ lcp keygen --out {d}/alice.key");
+    node::outln!("2. wallets: alice {}  bob {}", alice.entity(), bob.entity());
+    node::outln!("   $ lcp keygen --out {d}/alice.key");
 
     let options = ClientOptions::default();
     let issuer_key_path = issuer_dir.join("identity.key");
@@ -56,17 +57,17 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
     let funded = issuer
         .transfer(alice.entity(), 1_000, Some("demo-funding"))
         .await?;
-    crate::outln!(
+    node::outln!(
         "3. the issuer mints {} (1000 minor units) to alice: seq {}",
         currency.show(1_000),
         funded.value.seq
     );
-    crate::outln!(
+    node::outln!(
         "   $ lcp transfer --key {d}/issuer/identity.key --issuer {url} --to {} --amount 1000",
         alice.entity()
     );
 
-    let http = crate::client::http_client(&options)?;
+    let http = node::client::http_client(&options)?;
     let alice_client = IssuerClient::new(
         http.clone(),
         &url,
@@ -83,7 +84,7 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
     let paid = alice_client
         .transfer(&bob_id, 250, Some("order-42"))
         .await?;
-    crate::outln!(
+    node::outln!(
         "4. alice pays bob {} for order-42: seq {}, fee {}, alice's balance {}, receipt {}…",
         currency.show(250),
         paid.value.seq,
@@ -91,28 +92,28 @@ pub async fn run(dir: PathBuf, listen: String, stay: bool) -> anyhow::Result<()>
         currency.show(paid.value.balance),
         &paid.receipt[..16.min(paid.receipt.len())]
     );
-    crate::outln!("   $ lcp transfer --key {d}/alice.key --issuer {url} --to {bob_id} --amount 250 --transaction-id order-42");
+    node::outln!("   $ lcp transfer --key {d}/alice.key --issuer {url} --to {bob_id} --amount 250 --transaction-id order-42");
 
     let page = bob_client.deposits(0, 1_000, Some("order-42")).await?;
     let got: u64 = page.deposits.iter().map(|d| d.amount).sum();
-    crate::outln!(
+    node::outln!(
         "5. bob checks order-42 was paid: {} deposit(s), {} received, balance {}",
         page.deposits.len(),
         currency.show(got),
         currency.show(page.balance)
     );
-    crate::outln!("   $ lcp deposits --key {d}/bob.key --issuer {url} --transaction-id order-42");
+    node::outln!("   $ lcp deposits --key {d}/bob.key --issuer {url} --transaction-id order-42");
     anyhow::ensure!(got >= 250, "bob did not see alice's payment");
 
     let alice_balance = alice_client.balance().await?;
-    crate::outln!(
+    node::outln!(
         "6. balances: alice {}, bob {}",
         currency.show(alice_balance.balance),
         currency.show(page.balance)
     );
-    crate::outln!("   $ lcp balance --key {d}/alice.key --issuer {url}");
+    node::outln!("   $ lcp balance --key {d}/alice.key --issuer {url}");
     if stay {
-        crate::outln!("issuer still running at {url}; Ctrl-C stops it");
+        node::outln!("issuer still running at {url}; Ctrl-C stops it");
         tokio::signal::ctrl_c().await.ok();
     }
     drop(guard);

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use db::{AnyConnection, Database};
 use diesel::prelude::*;
+pub use protocol::ledger::{Deposit, DepositsPage, TransferReceipt};
 use protocol::{fee_for, Amount, EntityId};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::config::IssuerConfig;
@@ -52,31 +52,6 @@ pub struct TransferOrder {
 pub struct StoredAnswer {
     pub status: u16,
     pub body: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferReceipt {
-    pub result: String,
-    pub seq: u64,
-    pub fee: u64,
-    pub balance: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deposit {
-    pub seq: u64,
-    pub from: String,
-    pub amount: u64,
-    pub transaction_id: Option<String>,
-    /// Unix milliseconds when the transfer was executed.
-    pub time: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DepositsPage {
-    pub deposits: Vec<Deposit>,
-    pub next: u64,
-    pub balance: i64,
 }
 
 struct Job {
@@ -362,7 +337,7 @@ impl Writer {
 
     fn process(&mut self, batch: &mut Vec<Job>) {
         let started = Instant::now();
-        let now_ms = crate::now_ms();
+        let now_ms = node::now_ms();
         let state = &mut self.state;
         let mut overlay: HashMap<String, i64> = HashMap::new();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());

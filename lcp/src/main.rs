@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use lcp::client::{ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
 use lcp::config::IssuerConfig;
+use node::client::{ClientOptions, CounterStore};
 use protocol::EntityId;
 
 #[derive(Parser)]
@@ -54,7 +55,7 @@ enum Cmd {
         #[arg(long)]
         to: String,
         /// Amount in whole minor units (with 2 decimals, 150 is 1.50)
-        #[arg(long, value_parser = lcp::cli::parse_minor_units)]
+        #[arg(long, value_parser = node::cli::parse_minor_units)]
         amount: u64,
         /// A label for the payment (an order or contract id), shown in the recipient's deposits; not a uniqueness key
         #[arg(long)]
@@ -200,8 +201,8 @@ fn main() {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Cmd::Issuer { .. });
     let default_level = if serving { "info" } else { "warn" };
-    lcp::cli::init_logging(default_level);
-    lcp::cli::exit_on_error(run(cli));
+    node::cli::init_logging(default_level);
+    node::cli::exit_on_error(run(cli));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -211,27 +212,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    lcp::outln!("{}", serde_json::to_string(value)?);
+    node::outln!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Keygen { out, json } => {
-            let key = lcp::keyfile::generate(&out)?;
+            let key = node::keyfile::generate(&out)?;
             if json {
                 print_json(&serde_json::json!({"entity": key.entity(), "key": out}))
             } else {
-                lcp::outln!("{}", key.entity());
+                node::outln!("{}", key.entity());
                 Ok(())
             }
         }
         Cmd::Id { key, json } => {
-            let key = lcp::keyfile::load(&key)?;
+            let key = node::keyfile::load(&key)?;
             if json {
                 print_json(&serde_json::json!({"entity": key.entity()}))
             } else {
-                lcp::outln!("{}", key.entity());
+                node::outln!("{}", key.entity());
                 Ok(())
             }
         }
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "counter": answer.counter, "receipt": answer.receipt,
                 }))
             } else {
-                lcp::outln!(
+                node::outln!(
                     "sent {} to {to}: seq {}, fee {}, balance {}",
                     currency.show(amount),
                     r.seq,
@@ -277,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&b)
             } else {
-                lcp::outln!("{}", currency.show(b.balance));
+                node::outln!("{}", currency.show(b.balance));
                 Ok(())
             }
         }
@@ -296,10 +297,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return print_json(&page);
             }
             if !page.deposits.is_empty() {
-                lcp::outln!("seq\tamount\tfrom\ttransaction\ttime (UTC)");
+                node::outln!("seq\tamount\tfrom\ttransaction\ttime (UTC)");
             }
             for d in &page.deposits {
-                lcp::outln!(
+                node::outln!(
                     "{}\t{}\t{}\t{}\t{}",
                     d.seq,
                     currency.show(d.amount),
@@ -310,7 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 );
             }
-            lcp::outln!(
+            node::outln!(
                 "next {}  balance {}",
                 page.next,
                 currency.show(page.balance)
@@ -326,8 +327,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             verify_receipts,
             json,
         } => {
-            lcp::client::check_url(&issuer)?;
-            let issuer_key = Arc::new(lcp::keyfile::load(&key)?);
+            node::client::check_url(&issuer)?;
+            let issuer_key = Arc::new(node::keyfile::load(&key)?);
             let options = lcp::bench::BenchOptions {
                 issuer_url: issuer,
                 clients,
@@ -346,7 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&report)
             } else {
-                lcp::outln!(
+                node::outln!(
                     "{} transfers from {} clients in {:.2} s: {:.0} transfers/s, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
                     report.transfers, report.clients, report.elapsed_s, report.transfers_per_s, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms, report.errors
                 );
@@ -396,7 +397,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls,
     })
     .context("the issuer could not start")?;
-    lcp::outln!("listening on {}", running.url);
+    node::outln!("listening on {}", running.url);
     use std::io::Write;
     std::io::stdout().flush()?;
     running.wait()?;
@@ -407,6 +408,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
+        node::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

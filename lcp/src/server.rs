@@ -29,7 +29,7 @@ pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
 }
 
-pub use crate::http::TlsFiles;
+pub use node::http::TlsFiles;
 
 struct AppState {
     key: KeyPair,
@@ -45,8 +45,8 @@ pub struct RunningIssuer {
     pub entity: EntityId,
     pub addr: SocketAddr,
     pub ledger: Ledger,
-    pub http: crate::http::HttpHandle,
-    _dir_lock: crate::datadir::DirLock,
+    pub http: node::http::HttpHandle,
+    _dir_lock: node::datadir::DirLock,
 }
 
 impl RunningIssuer {
@@ -66,8 +66,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
             options.data_dir.display()
         )
     })?;
-    let dir_lock = crate::datadir::lock(&options.data_dir, "issuer")?;
-    let key = crate::keyfile::load_or_create(&options.data_dir.join("identity.key"))?;
+    let dir_lock = node::datadir::lock(&options.data_dir, "issuer")?;
+    let key = node::keyfile::load_or_create(&options.data_dir.join("identity.key"))?;
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
         None => db::Location::sqlite_in(&options.data_dir, "issuer.sqlite"),
@@ -89,7 +89,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         config: options.config.clone(),
         metrics,
     });
-    let http = crate::http::spawn(
+    let http = node::http::spawn(
         "issuer",
         &options.listen,
         options.tls.as_ref(),
@@ -212,16 +212,16 @@ async fn transfer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let body = crate::http::read_body(&req, payload, state.config.max_body_bytes as u64)
+    let body = node::http::read_body(&req, payload, state.config.max_body_bytes as u64)
         .await
         .map_err(|e| match e {
-            crate::http::BodyError::TooLarge { .. } => Error::BodyTooLarge {
+            node::http::BodyError::TooLarge { .. } => Error::BodyTooLarge {
                 limit: state.config.max_body_bytes,
             },
-            crate::http::BodyError::Read(m) => Error::InvalidJson(m),
-            e @ crate::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
+            node::http::BodyError::Read(m) => Error::InvalidJson(m),
+            e @ node::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
         })?;
-    let verified = crate::http::authenticate(&req, &body, &state.entity, RequestKind::Command)?;
+    let verified = node::http::authenticate(&req, &body, &state.entity, RequestKind::Command)?;
     let path = req
         .uri()
         .path_and_query()
@@ -253,12 +253,12 @@ fn signed_answer(
     verified: &VerifiedRequest,
     answer: StoredAnswer,
 ) -> HttpResponse {
-    crate::http::signed_response(&state.key, verified, answer.status, answer.body)
+    node::http::signed_response(&state.key, verified, answer.status, answer.body)
 }
 
 async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = crate::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
+    let verified = node::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
     let balance = state.ledger.balance(&verified.entity).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"balance": balance, "currency": state.config.currency_code})))
@@ -277,7 +277,7 @@ struct DepositsQuery {
 
 async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = crate::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
+    let verified = node::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
     let q = web::Query::<DepositsQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?;
     let page = state

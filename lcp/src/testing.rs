@@ -1,61 +1,4 @@
-//! Helpers for the services' browser tests: Debian's headless Chromium, which `.ci/run`
-//! installs. Not used by any service at run time.
-
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Longest Chromium may take to render a page.
-pub const BROWSER_WAIT_MS_MAX: u64 = 60_000;
-
-/// The Chromium binary, or `None` when it is not installed. Under `CI=true` a missing browser
-/// is a failure (panics), since `.ci/run` installs it; elsewhere the caller skips its test.
-pub fn chromium() -> Option<&'static str> {
-    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but chromium is not installed (.ci/run installs it)"
-        );
-        eprintln!("skipping: chromium not installed (apt-get install -y chromium)");
-    }
-    found
-}
-
-/// Run headless Chromium with `args` (plus the sandbox-free, offline flags) and answer its
-/// stdout. Blocking: call it from `spawn_blocking` in async tests.
-pub fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> String {
-    let mut child = Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let deadline = Instant::now() + Duration::from_millis(BROWSER_WAIT_MS_MAX);
-    loop {
-        match child.try_wait().expect("wait") {
-            Some(_) => break,
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                panic!("chromium did not finish within {BROWSER_WAIT_MS_MAX} ms");
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    let out = child.wait_with_output().expect("output");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+//! Test helpers that start an issuer and mint funds (behind the `testing` feature).
 
 /// A real issuer for a test, with its data (SQLite) under `dir`, on a loopback port; stopped
 /// when dropped.
@@ -75,28 +18,12 @@ pub fn mint(
     issuer: &crate::server::RunningIssuer,
     issuer_dir: &std::path::Path,
     http: &reqwest::Client,
-) -> crate::client::IssuerClient {
+) -> clients::issuer::IssuerClient {
     let key_path = issuer_dir.join("identity.key");
-    crate::client::IssuerClient::new(
+    clients::issuer::IssuerClient::new(
         http.clone(),
         &issuer.url,
-        std::sync::Arc::new(crate::keyfile::load(&key_path).expect("mint key")),
-        Some(crate::client::CounterStore::beside_key(&key_path)),
+        std::sync::Arc::new(node::keyfile::load(&key_path).expect("mint key")),
+        Some(node::client::CounterStore::beside_key(&key_path)),
     )
-}
-
-/// Poll `check` every 50 ms until it answers true, or panic after `wait_ms_max`.
-pub async fn eventually<F, Fut>(wait_ms_max: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_millis(wait_ms_max);
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {wait_ms_max} ms waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

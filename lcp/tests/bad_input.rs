@@ -24,8 +24,8 @@ impl Raw<'_> {
             &self.audience,
             "POST",
             "/lcp/v1/transfers",
-            lcp::now_ms(),
-            Some(lcp::now_ms()),
+            node::now_ms(),
+            Some(node::now_ms()),
             body,
         );
         let mut headers = auth.headers();
@@ -49,7 +49,7 @@ impl Raw<'_> {
     }
 
     async fn get(&self, key: &KeyPair, pq: &str) -> (u16, serde_json::Value) {
-        let auth = sign_request(key, &self.audience, "GET", pq, lcp::now_ms(), None, b"");
+        let auth = sign_request(key, &self.audience, "GET", pq, node::now_ms(), None, b"");
         let mut req = self.issuer.http.get(format!("{}{pq}", self.issuer.url()));
         for (n, v) in auth.headers() {
             req = req.header(n, v);
@@ -173,7 +173,7 @@ async fn bad_inputs_get_their_codes_and_move_no_money() {
             &raw.audience,
             "POST",
             "/lcp/v1/transfers",
-            lcp::now_ms(),
+            node::now_ms(),
             Some(42),
             body.as_bytes(),
         );
@@ -271,7 +271,7 @@ async fn bad_inputs_get_their_codes_and_move_no_money() {
         );
 
         // Stale time: a correctly signed request from 301 s ago.
-        let old = lcp::now_ms() - 301_000;
+        let old = node::now_ms() - 301_000;
         let auth = sign_request(
             key,
             &raw.audience,

@@ -6,7 +6,8 @@ mod util;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
+use node::client::{http_client, ClientOptions, CounterStore};
 use protocol::KeyPair;
 use util::{backends, spawn_issuer};
 
@@ -27,7 +28,7 @@ async fn kill_9_loses_no_answered_transfer() {
         let mint = IssuerClient::new(
             http.clone(),
             &url,
-            Arc::new(lcp::keyfile::load(&mint_key).expect("key")),
+            Arc::new(node::keyfile::load(&mint_key).expect("key")),
             Some(CounterStore::beside_key(&mint_key)),
         );
         let sink = Arc::new(KeyPair::generate().expect("key"));

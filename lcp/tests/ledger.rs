@@ -98,7 +98,7 @@ async fn repeated_commands_execute_once() {
         assert_eq!(changed.code(), Some("counter_reused"), "{backend}");
         assert!(matches!(
             changed,
-            lcp::client::ClientError::Api { status: 409, .. }
+            node::client::ClientError::Api { status: 409, .. }
         ));
         assert_eq!(
             payee.balance().await.expect("balance").balance,
@@ -127,11 +127,11 @@ async fn a_restarted_wallet_never_reuses_a_counter() {
         .expect("fund");
     let (payee, _) = issuer.wallet("payee");
     let to = payee.signed().key().entity().clone();
-    let options = lcp::client::ClientOptions::default();
+    let options = node::client::ClientOptions::default();
     let mut counters = Vec::new();
     for _ in 0..3 {
         // A new client from the key file each time, as a restarted CLI would be.
-        let wallet = lcp::client::IssuerClient::from_key_file(issuer.url(), &path, &options)
+        let wallet = clients::issuer::IssuerClient::from_key_file(issuer.url(), &path, &options)
             .expect("wallet");
         let answer = wallet.transfer(&to, 5, None).await.expect("transfer");
         counters.push(answer.counter);

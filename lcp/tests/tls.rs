@@ -4,8 +4,9 @@ mod util;
 
 use std::sync::Arc;
 
-use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
 use lcp::server::{ServeOptions, TlsFiles};
+use node::client::{http_client, ClientOptions, CounterStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_over_tls() {
@@ -33,12 +34,12 @@ async fn a_transfer_over_tls() {
     // Without trusting the certificate the client refuses to talk.
     let untrusting = http_client(&ClientOptions::default()).expect("http");
     let mint_key = dir.path().join("issuer/identity.key");
-    let key = Arc::new(lcp::keyfile::load(&mint_key).expect("key"));
+    let key = Arc::new(node::keyfile::load(&mint_key).expect("key"));
     let refused = IssuerClient::new(untrusting, &running.url, key.clone(), None)
         .balance()
         .await;
     assert!(
-        matches!(refused, Err(lcp::client::ClientError::Unreachable { .. })),
+        matches!(refused, Err(node::client::ClientError::Unreachable { .. })),
         "{refused:?}"
     );
 

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lcp::client::ClientError;
-use storage_agent::client::{verify_audit, AgentClient};
+use clients::agent::{verify_audit, AgentClient};
+use node::client::ClientError;
 
 use crate::book::{now_s, AuditTarget, Market};
 use crate::reliability::Outcome;

@@ -22,7 +22,6 @@ use db::{AnyConnection, Database};
 use diesel::prelude::*;
 use protocol::market::{self, Contract, Offer, OfferCurrency};
 use protocol::{EntityId, Envelope, KeyPair};
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::reliability::{contract_worth, report_weight, Outcome, Reputation, AUDIT_CONTRADICTS_S};
@@ -60,9 +59,7 @@ pub const REGISTRATION_AUDITS_MAX: usize = 8;
 /// Longest a report's free-text detail may be.
 pub const REPORT_DETAIL_CHARS_MAX: usize = 1_000;
 
-pub fn now_s() -> i64 {
-    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
-}
+pub use node::now_s;
 
 #[derive(Queryable, Insertable, Clone, Debug)]
 #[diesel(table_name = agents)]
@@ -101,109 +98,10 @@ impl AgentRow {
     }
 }
 
-/// One line of `GET /v1/offers` (DESIGN section 6).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Listing {
-    pub agent: String,
-    pub endpoint: String,
-    pub offer: Envelope,
-    /// The issuer whose prices the figures below use.
-    pub currency: String,
-    /// Failure probability over the reference 30 days.
-    pub p_fail: f64,
-    /// The price of the reference request: 1 GiB for 30 days, no reads.
-    pub reference_price: u64,
-    /// `reference_price / nines`.
-    pub adjusted_price: f64,
-    pub audits_passed: u64,
-    pub audits_failed: u64,
-    pub online: bool,
-    pub vetted: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MatchRequest {
-    pub currency: String,
-    pub shard_bytes: u64,
-    pub data_shards: u64,
-    #[serde(default)]
-    pub total_shards: Option<u64>,
-    pub duration_s: u64,
-    #[serde(default)]
-    pub expected_read_bytes: u64,
-    pub max_failure_probability: f64,
-    #[serde(default)]
-    pub exclude: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Chosen {
-    pub agent: String,
-    pub endpoint: String,
-    pub offer: Envelope,
-    pub p_fail: f64,
-    pub price: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Considered {
-    pub agent: String,
-    pub p_fail: f64,
-    pub price: u64,
-    pub vetted: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MatchAnswer {
-    pub agents: Vec<Chosen>,
-    pub failure_probability: f64,
-    pub total_price: u64,
-    pub candidates: Vec<Considered>,
-}
-
-/// An object of a registered contract, as the buyer recorded it at upload.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RegisteredObject {
-    pub name: String,
-    pub merkle_root: String,
-    pub leaf_count: u64,
-    pub size: u64,
-}
-
-/// `POST /v1/contracts`: a dual-signed contract and its objects' roots.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Registration {
-    pub contract: Envelope,
-    pub agent_signature: String,
-    pub objects: Vec<RegisteredObject>,
-}
-
-/// `POST /v1/reports`: a buyer's signed word on how an agent served a contract.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub contract: String,
-    /// `ok`, `lost`, `corrupt` or `unavailable`.
-    pub outcome: String,
-    #[serde(default)]
-    pub detail: String,
-}
-
-/// A running contract a buyer registered, as `GET /v1/contracts` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RegisteredContract {
-    pub id: String,
-    pub agent: String,
-    /// The agent's endpoint as its latest offer gives it.
-    pub endpoint: String,
-    pub contract: Envelope,
-    pub agent_signature: String,
-    pub end: String,
-    pub objects: Vec<RegisteredObject>,
-}
+pub use protocol::book::{
+    Chosen, Considered, Listing, MatchAnswer, MatchRequest, RegisteredContract, RegisteredObject,
+    Registration, Report,
+};
 
 /// A registered contract the auditor may challenge.
 #[derive(Debug, Clone)]
@@ -227,13 +125,14 @@ pub struct Market {
     /// Currencies (code, decimals) by issuer URL, for the page. An issuer that did not answer
     /// is remembered too (with when), and asked again only after [`CURRENCY_RETRY_S`]: the
     /// URLs come from agents' offers, and a page view must not fan out to them each time.
-    currencies:
-        std::sync::Mutex<std::collections::HashMap<String, (Option<lcp::client::Currency>, i64)>>,
+    currencies: std::sync::Mutex<
+        std::collections::HashMap<String, (Option<protocol::ledger::Currency>, i64)>,
+    >,
 }
 
 impl Market {
     /// The currency of the issuer at `issuer_url` (asked once, bounded), for showing amounts.
-    pub async fn currency_at(&self, issuer_url: &str) -> Option<lcp::client::Currency> {
+    pub async fn currency_at(&self, issuer_url: &str) -> Option<protocol::ledger::Currency> {
         let now = now_s();
         let known = self
             .currencies
@@ -246,7 +145,7 @@ impl Market {
             Some((None, when)) if now - when < CURRENCY_RETRY_S => return None,
             _ => {}
         }
-        let asked = lcp::client::currency_at(issuer_url).await;
+        let asked = clients::issuer::currency_at(issuer_url).await;
         let mut map = self.currencies.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= CURRENCIES_KNOWN_MAX {
             map.clear();
@@ -1323,7 +1222,7 @@ fn check_objects(objects: &[RegisteredObject]) -> Result<(), Error> {
         )));
     }
     for o in objects {
-        if !storage_agent::agent::valid_name(&o.name) {
+        if !protocol::agent::valid_name(&o.name) {
             return Err(Error::InvalidContract(format!(
                 "object name {:?} is not valid",
                 o.name

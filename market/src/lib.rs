@@ -9,7 +9,6 @@
 
 pub mod auditor;
 pub mod book;
-pub mod client;
 pub mod error;
 pub mod page;
 pub mod reliability;

@@ -99,21 +99,21 @@ fn main() {
     } else {
         "warn"
     };
-    lcp::cli::init_logging(level);
-    lcp::cli::exit_on_error(run(cli));
+    node::cli::init_logging(level);
+    node::cli::exit_on_error(run(cli));
 }
 
-fn client(url: &str) -> anyhow::Result<market::client::MarketClient> {
-    lcp::client::check_url(url)?;
-    let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+fn client(url: &str) -> anyhow::Result<clients::market::MarketClient> {
+    node::client::check_url(url)?;
+    let http = node::client::http_client(&node::client::ClientOptions::default())?;
     // Reading the book and matching need no identity; a throwaway key serves.
     let key = std::sync::Arc::new(protocol::KeyPair::generate()?);
-    Ok(market::client::MarketClient::new(http, url, key))
+    Ok(clients::market::MarketClient::new(http, url, key))
 }
 
 /// `amount` minor units for people: `7.90 LCU`, or the bare minor units when the currency is
 /// unknown (its issuer did not answer).
-fn show(currency: Option<&lcp::client::Currency>, amount: u64) -> String {
+fn show(currency: Option<&protocol::ledger::Currency>, amount: u64) -> String {
     match currency {
         Some(c) => c.show(amount),
         None => amount.to_string(),
@@ -123,21 +123,21 @@ fn show(currency: Option<&lcp::client::Currency>, amount: u64) -> String {
 /// Currencies by issuer URL, each issuer asked once.
 #[derive(Default)]
 struct Money {
-    known: std::collections::HashMap<String, Option<lcp::client::Currency>>,
+    known: std::collections::HashMap<String, Option<protocol::ledger::Currency>>,
 }
 
 impl Money {
-    async fn of_issuer(&mut self, issuer_url: &str) -> Option<lcp::client::Currency> {
+    async fn of_issuer(&mut self, issuer_url: &str) -> Option<protocol::ledger::Currency> {
         if let Some(c) = self.known.get(issuer_url) {
             return c.clone();
         }
-        let asked = lcp::client::currency_at(issuer_url).await;
+        let asked = clients::issuer::currency_at(issuer_url).await;
         self.known.insert(issuer_url.to_owned(), asked.clone());
         asked
     }
 
     /// The currency a listing's prices are in.
-    async fn of_listing(&mut self, listing: &Listing) -> Option<lcp::client::Currency> {
+    async fn of_listing(&mut self, listing: &Listing) -> Option<protocol::ledger::Currency> {
         let (_, offer) = listing
             .offer
             .open::<protocol::market::Offer>(protocol::market::OFFER_TYPE)
@@ -150,9 +150,9 @@ impl Money {
     /// The currency of issuer `currency`, through the first offer in the book that takes it.
     async fn of_book(
         &mut self,
-        client: &market::client::MarketClient,
+        client: &clients::market::MarketClient,
         currency: &str,
-    ) -> Option<lcp::client::Currency> {
+    ) -> Option<protocol::ledger::Currency> {
         let offers = client.offers(Some(currency)).await.ok()?;
         let first = offers.first()?;
         self.of_listing(first).await
@@ -178,7 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
         } => {
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
+                (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
                 _ => None,
             };
             let running = market::serve::start(market::serve::ServeOptions {
@@ -191,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tls,
             })
             .context("the market could not start")?;
-            lcp::outln!("listening on {}", running.url);
+            node::outln!("listening on {}", running.url);
             use std::io::Write;
             std::io::stdout().flush()?;
             running.wait()?;
@@ -205,11 +205,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = runtime()?;
             let offers = rt.block_on(client(&market)?.offers(currency.as_deref()))?;
             if json {
-                lcp::outln!("{}", serde_json::json!({ "offers": offers }));
+                node::outln!("{}", serde_json::json!({ "offers": offers }));
                 return Ok(());
             }
             let mut money = Money::default();
-            lcp::outln!(
+            node::outln!(
                 "{:<14} {:<28} {:>16} {:>10} {:>16} {:>9} {:>7}",
                 "agent",
                 "endpoint",
@@ -228,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     "inf".to_owned()
                 };
-                lcp::outln!(
+                node::outln!(
                     "{:<14} {:<28} {:>16} {:>10.2e} {:>16} {:>4}/{:<4} {:>7}",
                     short,
                     o.endpoint,
@@ -273,11 +273,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rt.block_on(Money::default().of_book(&client, &request.currency))
             };
             let answer = match outcome {
-                market::client::MatchOutcome::Met(answer) => answer,
-                market::client::MatchOutcome::CannotMeet(body) => {
+                clients::market::MatchOutcome::Met(answer) => answer,
+                clients::market::MatchOutcome::CannotMeet(body) => {
                     if json {
                         // The whole refusal, the best achievable included, on stdout.
-                        lcp::outln!("{}", serde_json::to_string(&body)?);
+                        node::outln!("{}", serde_json::to_string(&body)?);
                     }
                     // The message names the target and the best achievable failure
                     // probability; the best choice's agents and price follow.
@@ -304,17 +304,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             if json {
-                lcp::outln!("{}", serde_json::to_string(&answer)?);
+                node::outln!("{}", serde_json::to_string(&answer)?);
                 return Ok(());
             }
-            lcp::outln!(
+            node::outln!(
                 "{} agents, total price {}, failure probability {:.3e}",
                 answer.agents.len(),
                 show(c.as_ref(), answer.total_price),
                 answer.failure_probability
             );
             for a in &answer.agents {
-                lcp::outln!(
+                node::outln!(
                     "  {} {} price {} p_fail {:.2e}",
                     a.agent,
                     a.endpoint,
@@ -331,6 +331,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
+        node::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

@@ -2,8 +2,9 @@
 //! Server-rendered HTML that refreshes itself; no script needed.
 
 use actix_web::{web, HttpResponse};
+use node::cli::format_bytes as human;
+use node::html::escape as esc;
 use serde::Deserialize;
-use storage_agent::dashboard::{esc, human};
 
 use crate::error::Error;
 use crate::server::State;
@@ -27,7 +28,7 @@ fn issuer_url_of(listing: &crate::book::Listing) -> Option<String> {
 }
 
 /// A price of `minor` units (possibly fractional, as adjusted prices are) for people.
-fn show_price(minor: f64, currency: Option<&lcp::client::Currency>) -> String {
+fn show_price(minor: f64, currency: Option<&protocol::ledger::Currency>) -> String {
     match currency {
         Some(c) => {
             let scale = 10f64.powi(i32::try_from(c.decimals).unwrap_or(0));
@@ -45,7 +46,7 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
     urls.sort();
     urls.dedup();
     let m: &crate::book::Market = &market;
-    let known: std::collections::HashMap<String, lcp::client::Currency> =
+    let known: std::collections::HashMap<String, protocol::ledger::Currency> =
         futures_util::future::join_all(
             urls.iter()
                 .map(|u| async move { m.currency_at(u).await.map(|c| (u.clone(), c)) }),

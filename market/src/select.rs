@@ -341,23 +341,7 @@ fn subsets(n: usize, r: usize) -> u128 {
     acc
 }
 
-/// Advance `pick` (strictly increasing indices below `n`) to the next combination in
-/// lexicographic order; false after the last.
-pub fn next_combination(pick: &mut [usize], n: usize) -> bool {
-    let r = pick.len();
-    let mut i = r;
-    while i > 0 {
-        i -= 1;
-        if pick[i] < n - r + i {
-            pick[i] += 1;
-            for j in i + 1..r {
-                pick[j] = pick[j - 1] + 1;
-            }
-            return true;
-        }
-    }
-    false
-}
+pub use protocol::book::next_combination;
 
 #[cfg(test)]
 mod tests {

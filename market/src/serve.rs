@@ -17,7 +17,7 @@ pub struct ServeOptions {
     pub audit_interval_s: u64,
     /// Seconds between uptime probes of every agent with a live offer.
     pub probe_interval_s: u64,
-    pub tls: Option<lcp::http::TlsFiles>,
+    pub tls: Option<node::http::TlsFiles>,
 }
 
 pub const AUDIT_INTERVAL_S_DEFAULT: u64 = 300;
@@ -26,8 +26,8 @@ pub const PROBE_INTERVAL_S_DEFAULT: u64 = 60;
 pub struct RunningMarket {
     pub url: String,
     pub market: Arc<Market>,
-    pub http: lcp::http::HttpHandle,
-    _dir_lock: lcp::datadir::DirLock,
+    pub http: node::http::HttpHandle,
+    _dir_lock: node::datadir::DirLock,
 }
 
 impl RunningMarket {
@@ -44,8 +44,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningMarket> {
             options.data_dir.display()
         )
     })?;
-    let dir_lock = lcp::datadir::lock(&options.data_dir, "market")?;
-    let key = Arc::new(lcp::keyfile::load_or_create(
+    let dir_lock = node::datadir::lock(&options.data_dir, "market")?;
+    let key = Arc::new(node::keyfile::load_or_create(
         &options.data_dir.join("identity.key"),
     )?);
     let location = match &options.database {
@@ -54,7 +54,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningMarket> {
     };
     tracing::info!(database = %location.redacted(), entity = %key.entity(), "starting market");
     let database = db::Database::open(location, crate::migrations())?;
-    let http_client = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+    let http_client = node::client::http_client(&node::client::ClientOptions::default())?;
     let market = Arc::new(Market::new(
         key,
         database,
@@ -65,7 +65,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningMarket> {
     let for_tasks = market.clone();
     let audit_every = Duration::from_secs(options.audit_interval_s.max(1));
     let probe_every = Duration::from_secs(options.probe_interval_s.max(1));
-    let http = lcp::http::spawn(
+    let http = node::http::spawn(
         "market",
         &options.listen,
         options.tls.as_ref(),

@@ -33,19 +33,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
 }
 
 async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<bytes::Bytes, Error> {
-    lcp::http::read_body(req, payload, limit)
+    node::http::read_body(req, payload, limit)
         .await
         .map_err(|e| match e {
-            lcp::http::BodyError::TooLarge { limit } => {
+            node::http::BodyError::TooLarge { limit } => {
                 Error::InvalidJson(format!("the body is larger than {limit} bytes"))
             }
-            lcp::http::BodyError::Read(m) => Error::InvalidJson(m),
-            e @ lcp::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
+            node::http::BodyError::Read(m) => Error::InvalidJson(m),
+            e @ node::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
         })
 }
 
 fn auth(req: &HttpRequest, body: &[u8], market: &Market) -> Result<VerifiedRequest, Error> {
-    Ok(lcp::http::authenticate(
+    Ok(node::http::authenticate(
         req,
         body,
         market.key.entity().as_str(),
@@ -75,7 +75,7 @@ fn signed(
             )
         }
     };
-    lcp::http::signed_response(&market.key, v, status, body)
+    node::http::signed_response(&market.key, v, status, body)
 }
 
 async fn descriptor(market: State) -> HttpResponse {
@@ -163,7 +163,7 @@ async fn register(
 
 /// The sender's own registered contracts (a signed query).
 async fn contracts_of(req: HttpRequest, market: State) -> Result<HttpResponse, Error> {
-    let v = lcp::http::authenticate(&req, b"", market.key.entity().as_str(), RequestKind::Query)?;
+    let v = node::http::authenticate(&req, b"", market.key.entity().as_str(), RequestKind::Query)?;
     let contracts = market.contracts_of(&v.entity).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "contracts": contracts })))
 }

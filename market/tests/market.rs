@@ -6,10 +6,10 @@
 
 mod util;
 
-use market::book::{MatchRequest, RegisteredObject, Registration, Report};
-use market::client::MarketClient;
+use clients::agent::AgentClient;
+use clients::market::MarketClient;
+use protocol::book::{MatchRequest, RegisteredObject, Registration, Report};
 use protocol::market::{self as pm, REFERENCE_BYTES, REFERENCE_DURATION_S};
-use storage_agent::client::AgentClient;
 use util::{backends, eventually, storage_price, Net};
 
 fn request(currency: &str, k: u64, n: Option<u64>, target: f64) -> MatchRequest {
@@ -142,7 +142,7 @@ async fn book_match_audits_reports_and_outages() {
             let e = client.match_agents(&bad).await.expect_err("bad request");
             assert_eq!(e.code(), Some(code), "[{backend}] {bad:?}");
             assert!(
-                matches!(e, lcp::client::ClientError::Api { status: 400, .. }),
+                matches!(e, node::client::ClientError::Api { status: 400, .. }),
                 "{e}"
             );
         }
@@ -216,7 +216,7 @@ async fn book_match_audits_reports_and_outages() {
             assert_eq!(market::auditor::audit_round(m).await.expect("round"), 1);
         }
         let a0 = agent0.agent.key.entity().to_string();
-        let listing = |offers: Vec<market::book::Listing>, id: &str| {
+        let listing = |offers: Vec<protocol::book::Listing>, id: &str| {
             offers.into_iter().find(|o| o.agent == id).expect("listed")
         };
         let before = listing(client.offers(Some(&currency)).await.expect("offers"), &a0);

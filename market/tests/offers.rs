@@ -6,7 +6,7 @@ mod util;
 
 use std::sync::Arc;
 
-use lcp::client::SignedClient;
+use node::client::SignedClient;
 use protocol::market::{self as pm, Offer, OfferCurrency};
 use protocol::{Envelope, KeyPair};
 use util::{eventually, Net};
@@ -15,7 +15,7 @@ use util::{eventually, Net};
 type Change = Box<dyn Fn(&mut Offer)>;
 
 fn offer_for(net: &Net, key: &KeyPair, endpoint: &str) -> Offer {
-    let now = i64::try_from(lcp::now_ms() / 1000).expect("time");
+    let now = i64::try_from(node::now_ms() / 1000).expect("time");
     Offer {
         agent: key.entity().clone(),
         endpoint: endpoint.to_owned(),
@@ -52,7 +52,7 @@ async fn post(net: &Net, sender: &Arc<KeyPair>, envelope: &Envelope) -> Option<S
     let client = SignedClient::new(net.http.clone(), &net.market.url, sender.clone());
     let body = serde_json::to_vec(envelope).expect("json");
     match client
-        .command::<serde_json::Value>("POST", "/v1/offers", body, lcp::now_ms() * 1000)
+        .command::<serde_json::Value>("POST", "/v1/offers", body, node::now_ms() * 1000)
         .await
     {
         Ok(_) => None,
@@ -65,7 +65,7 @@ async fn bad_offers_are_refused_with_codes() {
     let net = Net::start(1, None);
     let agent = net.agent(0);
     let agent_key =
-        Arc::new(lcp::keyfile::load(&net.dir.path().join("agent-0/identity.key")).expect("key"));
+        Arc::new(node::keyfile::load(&net.dir.path().join("agent-0/identity.key")).expect("key"));
     let real = offer_for(&net, &agent_key, &agent.url);
     let sign = |key: &KeyPair, offer: &Offer| {
         Envelope::sign_json(key, pm::OFFER_TYPE, offer).expect("sign")
@@ -145,7 +145,7 @@ async fn bad_offers_are_refused_with_codes() {
         Box::new(|o| o.duration_s_max = 0),
         Box::new(|o| {
             o.expires_at =
-                pm::format_rfc3339(i64::try_from(lcp::now_ms() / 1000).expect("t") + 30 * 86_400)
+                pm::format_rfc3339(i64::try_from(node::now_ms() / 1000).expect("t") + 30 * 86_400)
         }),
         Box::new(|o| {
             o.currencies[0].storage_per_gib_day = 0;
@@ -181,9 +181,9 @@ async fn offers_that_stop_heartbeating_drop_out_when_they_expire() {
     // An agent that does not heartbeat; its offer is posted by hand with a 2 s validity.
     let silent = net.start_agent_without_market(0);
     let key =
-        Arc::new(lcp::keyfile::load(&net.dir.path().join("agent-0/identity.key")).expect("key"));
+        Arc::new(node::keyfile::load(&net.dir.path().join("agent-0/identity.key")).expect("key"));
     let mut offer = offer_for(&net, &key, &silent.url);
-    let now = i64::try_from(lcp::now_ms() / 1000).expect("time");
+    let now = i64::try_from(node::now_ms() / 1000).expect("time");
     offer.expires_at = pm::format_rfc3339(now + 2);
     let env = Envelope::sign_json(&key, pm::OFFER_TYPE, &offer).expect("sign");
     assert_eq!(post(&net, &key, &env).await, None);
@@ -197,7 +197,7 @@ async fn offers_that_stop_heartbeating_drop_out_when_they_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_book_renders_in_a_browser() {
-    let Some(binary) = lcp::testing::chromium() else {
+    let Some(binary) = node::testing::chromium() else {
         return;
     };
     let net = Net::start(3, None);
@@ -213,7 +213,7 @@ async fn the_book_renders_in_a_browser() {
     let profile = net.dir.path().join("chromium-profile");
     let url = format!("{}/", net.market.url);
     let dom = tokio::task::spawn_blocking(move || {
-        lcp::testing::run_chromium(binary, &profile, &["--dump-dom", &url])
+        node::testing::run_chromium(binary, &profile, &["--dump-dom", &url])
     })
     .await
     .expect("chromium task");

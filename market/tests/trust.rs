@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use lcp::client::SignedClient;
-use market::book::{Listing, MatchRequest, RegisteredObject, Registration, Report};
-use market::client::MarketClient;
+use clients::agent::AgentClient;
+use clients::market::MarketClient;
 use market::reliability::{CONTRADICTED_REPORT_SHARE, REPORT_WEIGHT};
+use node::client::SignedClient;
+use protocol::book::{Listing, MatchRequest, RegisteredObject, Registration, Report};
 use protocol::market::{self as pm, REFERENCE_BYTES, REFERENCE_DURATION_S};
 use protocol::{Envelope, KeyPair};
-use storage_agent::client::AgentClient;
 use util::{backends, eventually, storage_price, Net};
 
 /// Longest wait for anything in these tests.
@@ -62,7 +62,7 @@ async fn listing(client: &MarketClient, currency: &str, agent: &str) -> Listing 
 async fn small_contract(
     net: &Net,
     i: usize,
-    wallet: &lcp::client::IssuerClient,
+    wallet: &clients::issuer::IssuerClient,
     buyer: &Arc<KeyPair>,
 ) -> (String, Registration) {
     let agent = net.agent(i);
@@ -321,8 +321,8 @@ fn scripted_agent(
     entity: String,
     bytes: Arc<Vec<u8>>,
     mode: Arc<AtomicU8>,
-) -> lcp::http::HttpHandle {
-    lcp::http::spawn(
+) -> node::http::HttpHandle {
+    node::http::spawn(
         "scripted-agent",
         "127.0.0.1:0",
         None,
@@ -396,7 +396,7 @@ async fn an_agent_refusing_the_auditor_fails_its_audit() {
 
         // Its offer in the book, and a contract with it registered (the registration's audit
         // is answered honestly).
-        let now = i64::try_from(lcp::now_ms() / 1000).expect("time");
+        let now = i64::try_from(node::now_ms() / 1000).expect("time");
         let offer = pm::Offer {
             agent: agent_key.entity().clone(),
             endpoint: server.url.clone(),
@@ -420,7 +420,7 @@ async fn an_agent_refusing_the_auditor_fails_its_audit() {
                 "POST",
                 "/v1/offers",
                 serde_json::to_vec(&envelope).expect("json"),
-                lcp::now_ms() * 1000,
+                node::now_ms() * 1000,
             )
             .await
             .expect("offer posted");

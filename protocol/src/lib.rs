@@ -3,14 +3,18 @@
 //! (sections 5 and 6), and the Merkle tree of audits and CDN pieces (section 5).
 //!
 //! Invariant: this crate does no IO. It never touches files, sockets or databases; callers hand
-//! it bytes and clocks (`now_ms`) and get verdicts back. Key files live in `lcp::keyfile`.
+//! it bytes and clocks (`now_ms`) and get verdicts back. Key files live in `node::keyfile`.
 
+pub mod agent;
 pub mod amount;
+pub mod book;
 pub mod envelope;
 pub mod error;
 pub mod identity;
+pub mod ledger;
 pub mod market;
 pub mod merkle;
+pub mod range;
 pub mod request;
 
 pub use amount::{fee_for, format_amount, format_units, Amount, AmountError};

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
-use storage_agent::client::AgentClient;
+use clients::agent::AgentClient;
+use clients::issuer::IssuerClient;
+use node::client::{http_client, ClientOptions, CounterStore};
 
 const OBJECT_BYTES: usize = 1 << 20;
 
@@ -25,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let mint = IssuerClient::new(
         http.clone(),
         issuer_url,
-        Arc::new(lcp::keyfile::load(mint_key)?),
+        Arc::new(node::keyfile::load(mint_key)?),
         Some(CounterStore::beside_key(mint_key)),
     );
     let buyer = Arc::new(protocol::KeyPair::generate()?);

@@ -26,7 +26,6 @@ use db::{AnyConnection, Database};
 use diesel::prelude::*;
 use protocol::market::{self, Contract, Offer, OfferCurrency};
 use protocol::{EntityId, Envelope, KeyPair};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{
     AgentConfig, OBJECT_BYTES_MAX, OFFER_TTL_S, PENDING_SHARE_PCT_MAX, PENDING_TTL_S,
@@ -40,10 +39,13 @@ mod reads;
 mod upkeep;
 mod writes;
 
+pub use protocol::agent::{
+    valid_name, AuditAnswer, ContractView, Earning, MarketStanding, ObjectInfo, Retrieval, Summary,
+    NAME_CHARS_MAX,
+};
+pub use protocol::range::RangeSpec;
 pub use upkeep::summarize;
 
-/// Longest object name.
-pub const NAME_CHARS_MAX: usize = 128;
 /// Most uses one retrieval token may grant.
 pub const RETRIEVAL_USES_MAX: u64 = 1_000_000;
 /// Longest a retrieval token may live.
@@ -80,99 +82,7 @@ const FREE_AUDITS_TRACKED_MAX: usize = 100_000;
 /// Recent errors kept for the dashboard.
 const RECENT_ERRORS_MAX: usize = 20;
 
-pub fn now_s() -> i64 {
-    i64::try_from(lcp::now_ms() / 1000).unwrap_or(i64::MAX)
-}
-
-/// `[A-Za-z0-9._-]{1,128}`, not starting with a dot: no path can leave the contract's prefix.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= NAME_CHARS_MAX
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ObjectInfo {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-    pub merkle_root: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ContractView {
-    pub id: String,
-    pub status: String,
-    pub used_bytes: u64,
-    pub block_bytes: u64,
-    /// Prepaid credit left (negative: a running tab).
-    pub credit: i64,
-    pub paid: u64,
-    pub contract_price: u64,
-    pub start: String,
-    pub end: String,
-    pub objects: Vec<ObjectInfo>,
-    /// The issuer whose currency the contract is paid in.
-    #[serde(default)]
-    pub issuer: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Retrieval {
-    pub url: String,
-    pub token: String,
-    pub expires_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AuditAnswer {
-    /// Standard base64 of the leaf's bytes.
-    pub leaf_data: String,
-    /// Sibling hashes from the leaf up, hex.
-    pub proof: Vec<String>,
-    pub leaf_count: u64,
-    pub root: String,
-}
-
-/// How a market rates this agent: its line in the market's book (`GET /v1/offers`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MarketStanding {
-    #[serde(default)]
-    pub market: String,
-    pub p_fail: f64,
-    pub audits_passed: u64,
-    pub audits_failed: u64,
-    pub online: bool,
-    #[serde(default)]
-    pub vetted: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Earning {
-    pub issuer: String,
-    pub issuer_url: String,
-    pub income: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Summary {
-    pub entity: String,
-    pub capacity_bytes: u64,
-    pub reserved_bytes: u64,
-    pub used_bytes: u64,
-    pub free_bytes: u64,
-    pub contracts_pending: u64,
-    pub contracts_active: u64,
-    pub contracts_ended: u64,
-    pub objects: u64,
-    pub earnings: Vec<Earning>,
-    pub audits_answered: u64,
-    pub recent_errors: Vec<String>,
-    pub contracts: Vec<ContractView>,
-}
+pub use node::now_s;
 
 #[derive(Queryable, Insertable, Clone, Debug)]
 #[diesel(table_name = contracts)]
@@ -284,7 +194,7 @@ const SEEN_READS_MAX: usize = 200_000;
 impl SeenReads {
     fn new() -> SeenReads {
         SeenReads {
-            started_ms: lcp::now_ms(),
+            started_ms: node::now_ms(),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -293,7 +203,7 @@ impl SeenReads {
         if time_ms < self.started_ms {
             return Err(Error::Auth(protocol::AuthError::StaleTime));
         }
-        let now = lcp::now_ms();
+        let now = node::now_ms();
         // The map stays usable after a panic elsewhere: entries are independent.
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= SEEN_READS_MAX {
@@ -412,7 +322,7 @@ pub struct Agent {
     /// How the market last rated this agent (read back after each heartbeat).
     standing: Mutex<Option<MarketStanding>>,
     /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
-    currencies: Mutex<HashMap<String, lcp::client::Currency>>,
+    currencies: Mutex<HashMap<String, protocol::ledger::Currency>>,
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -491,7 +401,7 @@ impl Agent {
     }
 
     /// Remember an issuer's currency (code and decimals), to show amounts in it.
-    pub fn set_currency(&self, issuer: &str, currency: lcp::client::Currency) {
+    pub fn set_currency(&self, issuer: &str, currency: protocol::ledger::Currency) {
         self.currencies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -499,7 +409,7 @@ impl Agent {
     }
 
     /// An issuer's currency, once its payment watcher has read it.
-    pub fn currency_of(&self, issuer: &str) -> Option<lcp::client::Currency> {
+    pub fn currency_of(&self, issuer: &str) -> Option<protocol::ledger::Currency> {
         self.currencies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1078,116 +988,4 @@ pub struct Read {
     pub size: u64,
     /// See [`Answer::settle`].
     pub settle: Option<u64>,
-}
-
-/// A single HTTP byte range as sent (`bytes=a-b`, `bytes=a-`, `bytes=-n`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeSpec {
-    From(u64, Option<u64>),
-    Suffix(u64),
-}
-
-impl RangeSpec {
-    pub fn parse(header: &str) -> Result<RangeSpec, Error> {
-        let bad = || {
-            Error::InvalidRange(format!(
-                "unsupported Range {header:?}; use one bytes=a-b range"
-            ))
-        };
-        let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-        if spec.contains(',') {
-            return Err(bad());
-        }
-        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-        match (a.trim(), b.trim()) {
-            ("", n) => Ok(RangeSpec::Suffix(n.parse().map_err(|_| bad())?)),
-            (a, "") => Ok(RangeSpec::From(a.parse().map_err(|_| bad())?, None)),
-            (a, b) => {
-                let (a, b): (u64, u64) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if b < a {
-                    return Err(bad());
-                }
-                Ok(RangeSpec::From(a, Some(b)))
-            }
-        }
-    }
-
-    /// The half-open byte range within an object of `size` bytes.
-    pub fn resolve(self, size: u64) -> Result<Range<u64>, Error> {
-        let r = match self {
-            RangeSpec::From(a, _) if a >= size => return Err(Error::RangeNotSatisfiable { size }),
-            RangeSpec::From(a, b) => a..b.map(|b| b.saturating_add(1)).unwrap_or(size).min(size),
-            RangeSpec::Suffix(0) => return Err(Error::RangeNotSatisfiable { size }),
-            RangeSpec::Suffix(n) => size.saturating_sub(n)..size,
-        };
-        Ok(r)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_the_rule() {
-        for good in ["a", "pack-0001.bin", "A_b.c-d", &"x".repeat(128)] {
-            assert!(valid_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            ".x",
-            "a/b",
-            "a\\b",
-            "é",
-            "a b",
-            &"x".repeat(129),
-            "../etc",
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ranges_parse_and_resolve() {
-        assert_eq!(
-            RangeSpec::parse("bytes=0-9")
-                .and_then(|r| r.resolve(100))
-                .ok(),
-            Some(0..10)
-        );
-        assert_eq!(
-            RangeSpec::parse("bytes=90-")
-                .and_then(|r| r.resolve(100))
-                .ok(),
-            Some(90..100)
-        );
-        assert_eq!(
-            RangeSpec::parse("bytes=-5")
-                .and_then(|r| r.resolve(100))
-                .ok(),
-            Some(95..100)
-        );
-        assert_eq!(
-            RangeSpec::parse("bytes=50-500")
-                .and_then(|r| r.resolve(100))
-                .ok(),
-            Some(50..100)
-        );
-        assert!(matches!(
-            RangeSpec::parse("bytes=100-").and_then(|r| r.resolve(100)),
-            Err(Error::RangeNotSatisfiable { .. })
-        ));
-        assert!(RangeSpec::parse("bytes=5-1").is_err());
-        assert_eq!(
-            RangeSpec::parse("bytes=5-18446744073709551615")
-                .and_then(|r| r.resolve(100))
-                .ok(),
-            Some(5..100)
-        );
-        assert!(RangeSpec::parse("bytes=0-1,5-6").is_err());
-        assert!(RangeSpec::parse("items=0-1").is_err());
-    }
 }

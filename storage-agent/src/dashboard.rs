@@ -5,29 +5,8 @@ use actix_web::HttpResponse;
 use crate::error::Error;
 use crate::server::State;
 
-/// Escape text for HTML element content and quoted attributes.
-pub fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Bytes in binary units, one decimal.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use node::cli::format_bytes as human;
+pub use node::html::escape as esc;
 
 /// The market's rating of this agent, in words.
 fn reliability(standing: Option<crate::agent::MarketStanding>) -> String {

@@ -54,6 +54,17 @@ pub enum Error {
     Db(#[from] db::DbError),
 }
 
+impl From<protocol::range::RangeError> for Error {
+    fn from(e: protocol::range::RangeError) -> Self {
+        match e {
+            protocol::range::RangeError::Invalid(m) => Error::InvalidRange(m),
+            protocol::range::RangeError::NotSatisfiable { size } => {
+                Error::RangeNotSatisfiable { size }
+            }
+        }
+    }
+}
+
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
         Error::Db(db::DbError::Query(e))

@@ -7,7 +7,6 @@
 //! buyer's library; [`config`] `DIR/config.toml`.
 
 pub mod agent;
-pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod error;

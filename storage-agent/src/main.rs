@@ -29,7 +29,7 @@ enum Cmd {
         #[arg(long, required = true)]
         issuer: Vec<String>,
         /// Space to sell: bytes, or with a unit (50GB, 500GiB)
-        #[arg(long, default_value_t = storage_agent::config::CAPACITY_DEFAULT, value_parser = lcp::cli::parse_bytes)]
+        #[arg(long, default_value_t = storage_agent::config::CAPACITY_DEFAULT, value_parser = node::cli::parse_bytes)]
         capacity: u64,
         /// Contract price for holding 1 GiB for one day, in minor units (rounded up)
         #[arg(long, default_value_t = 100)]
@@ -102,14 +102,14 @@ fn main() {
     } else {
         "warn"
     };
-    lcp::cli::init_logging(level);
-    lcp::cli::exit_on_error(run(cli));
+    node::cli::init_logging(level);
+    node::cli::exit_on_error(run(cli));
 }
 
 /// `amount` in the issuer's currency (`7.90 LCU`), or in minor units when the issuer does not
 /// answer quickly: `status` works while everything is stopped.
 async fn show_earning(issuer_url: &str, amount: u64) -> String {
-    match lcp::client::currency_at(issuer_url).await {
+    match clients::issuer::currency_at(issuer_url).await {
         Some(c) => c.show(amount),
         None => format!("{amount} (minor units)"),
     }
@@ -141,12 +141,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{} exists; pass --force to replace it",
                 config_path.display()
             );
-            let http = lcp::client::http_client(&lcp::client::ClientOptions::default())?;
+            let http = node::client::http_client(&node::client::ClientOptions::default())?;
             let rt = runtime()?;
             let mut currencies = Vec::new();
             for url in issuer {
-                lcp::client::check_url(&url)?;
-                let probe = lcp::client::SignedClient::new(
+                node::client::check_url(&url)?;
+                let probe = node::client::SignedClient::new(
                     http.clone(),
                     &url,
                     std::sync::Arc::new(protocol::KeyPair::generate()?),
@@ -190,10 +190,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     storage_agent::serve::capacity_warning(capacity, disk)
                 );
             }
-            let key = lcp::keyfile::load_or_create(&data.join("identity.key"))?;
+            let key = node::keyfile::load_or_create(&data.join("identity.key"))?;
             config.save(&data)?;
             let token = storage_agent::owner::load_or_create(&data)?;
-            lcp::outln!("{}", key.entity());
+            node::outln!("{}", key.entity());
             eprintln!(
                 "wrote {}, {} and {} (the dashboard's token for other machines: open \
                  http://HOST:PORT/?token={token}; from this machine no token is needed)",
@@ -214,7 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             endpoint,
         } => {
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(lcp::http::TlsFiles { cert, key }),
+                (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
                 _ => None,
             };
             let running = storage_agent::serve::start(storage_agent::serve::ServeOptions {
@@ -227,7 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 endpoint,
             })
             .context("the agent could not start")?;
-            lcp::outln!("listening on {}", running.url);
+            node::outln!("listening on {}", running.url);
             use std::io::Write;
             std::io::stdout().flush()?;
             running.wait()?;
@@ -239,7 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let config = AgentConfig::load(&data)?;
-            let key = lcp::keyfile::load(&data.join("identity.key"))?;
+            let key = node::keyfile::load(&data.join("identity.key"))?;
             let location = match database {
                 Some(url) => db::Location::parse(&url),
                 None => db::Location::sqlite_in(&data, "agent.sqlite"),
@@ -252,17 +252,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::from)
             })?;
             if json {
-                lcp::outln!("{}", serde_json::to_string(&summary)?);
+                node::outln!("{}", serde_json::to_string(&summary)?);
             } else {
-                lcp::outln!("agent     {}", summary.entity);
-                lcp::outln!(
+                node::outln!("agent     {}", summary.entity);
+                node::outln!(
                     "space     {} free, {} used, {} reserved of {} bytes",
                     summary.free_bytes,
                     summary.used_bytes,
                     summary.reserved_bytes,
                     summary.capacity_bytes
                 );
-                lcp::outln!(
+                node::outln!(
                     "contracts {} active, {} pending payment, {} ended; {} objects",
                     summary.contracts_active,
                     summary.contracts_pending,
@@ -270,14 +270,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.objects
                 );
                 for e in &summary.earnings {
-                    lcp::outln!(
+                    node::outln!(
                         "earned    {} from {} ({})",
                         rt.block_on(show_earning(&e.issuer_url, e.income)),
                         e.issuer_url,
                         e.issuer
                     );
                 }
-                lcp::outln!("audits    {} answered", summary.audits_answered);
+                node::outln!("audits    {} answered", summary.audits_answered);
             }
             Ok(())
         }
@@ -288,6 +288,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn every_flag_has_help() {
-        lcp::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
+        node::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
     }
 }

@@ -33,7 +33,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<String> {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
     let token = hex::encode(bytes);
-    let mut file = lcp::keyfile::create_private(&path)
+    let mut file = node::keyfile::create_private(&path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     file.write_all(format!("{token}\n").as_bytes())?;
     file.sync_all()?;

@@ -16,7 +16,7 @@ pub struct ServeOptions {
     pub database: Option<String>,
     pub market: Option<String>,
     pub heartbeat_s: u64,
-    pub tls: Option<lcp::http::TlsFiles>,
+    pub tls: Option<node::http::TlsFiles>,
     /// The URL buyers reach this agent at (overrides `endpoint` in config.toml); the listen
     /// address when neither is set.
     pub endpoint: Option<String>,
@@ -25,8 +25,8 @@ pub struct ServeOptions {
 pub struct RunningAgent {
     pub url: String,
     pub agent: Arc<Agent>,
-    pub http: lcp::http::HttpHandle,
-    _dir_lock: lcp::datadir::DirLock,
+    pub http: node::http::HttpHandle,
+    _dir_lock: node::datadir::DirLock,
 }
 
 impl RunningAgent {
@@ -55,14 +55,14 @@ fn unspecified_host(url: &str) -> bool {
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let config = AgentConfig::load(&options.data_dir)?;
     if let Some(m) = &options.market {
-        lcp::client::check_url(m).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
+        node::client::check_url(m).map_err(|e| anyhow::anyhow!("--market: {e}"))?;
     }
     let endpoint = options
         .endpoint
         .clone()
         .unwrap_or_else(|| config.endpoint.clone());
     if !endpoint.is_empty() {
-        lcp::client::check_url(&endpoint).map_err(|e| anyhow::anyhow!("--endpoint: {e}"))?;
+        node::client::check_url(&endpoint).map_err(|e| anyhow::anyhow!("--endpoint: {e}"))?;
     }
     // Offers name the endpoint buyers and the market connect to; 0.0.0.0 reaches nobody.
     if endpoint.is_empty() && options.market.is_some() && unspecified_host(&options.listen) {
@@ -72,8 +72,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
             options.listen
         );
     }
-    let dir_lock = lcp::datadir::lock(&options.data_dir, "storage-agent")?;
-    let key = Arc::new(lcp::keyfile::load(&options.data_dir.join("identity.key"))?);
+    let dir_lock = node::datadir::lock(&options.data_dir, "storage-agent")?;
+    let key = Arc::new(node::keyfile::load(&options.data_dir.join("identity.key"))?);
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
         None => db::Location::sqlite_in(&options.data_dir, "agent.sqlite"),
@@ -113,7 +113,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let for_tasks = agent.clone();
     let market = options.market.clone();
     let every = Duration::from_secs(options.heartbeat_s.max(1));
-    let http = lcp::http::spawn(
+    let http = node::http::spawn(
         "agent",
         &options.listen,
         options.tls.as_ref(),

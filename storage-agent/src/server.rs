@@ -57,12 +57,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
 }
 
 async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<Bytes, Error> {
-    lcp::http::read_body(req, payload, limit)
+    node::http::read_body(req, payload, limit)
         .await
         .map_err(|e| match e {
-            lcp::http::BodyError::TooLarge { limit } => Error::BodyTooLarge { limit },
-            e @ lcp::http::BodyError::TooSlow => Error::BodyRead(e.to_string()),
-            lcp::http::BodyError::Read(m) => Error::InvalidJson(m),
+            node::http::BodyError::TooLarge { limit } => Error::BodyTooLarge { limit },
+            e @ node::http::BodyError::TooSlow => Error::BodyRead(e.to_string()),
+            node::http::BodyError::Read(m) => Error::InvalidJson(m),
         })
 }
 
@@ -72,7 +72,7 @@ fn auth(
     agent: &Agent,
     kind: RequestKind,
 ) -> Result<VerifiedRequest, Error> {
-    Ok(lcp::http::authenticate(
+    Ok(node::http::authenticate(
         req,
         body,
         agent.key.entity().as_str(),
@@ -117,7 +117,7 @@ fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> 
             )
         }
     };
-    let mut resp = lcp::http::signed_response(&agent.key, v, status, body);
+    let mut resp = node::http::signed_response(&agent.key, v, status, body);
     if let Some(due) = settle {
         if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&due.to_string()) {
             resp.headers_mut().insert(
@@ -237,7 +237,7 @@ async fn put_object(
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<u64>().ok());
     let pre = match declared_bytes {
-        Some(_) => lcp::http::authenticate_declared(&req, entity, RequestKind::Command)?,
+        Some(_) => node::http::authenticate_declared(&req, entity, RequestKind::Command)?,
         None => None,
     };
     let mut _sender_upload = None;
@@ -274,13 +274,13 @@ async fn put_object(
         Some(v) => {
             // The signature covers the declared hash; a body with another hash is not the
             // body that was signed.
-            if !lcp::http::body_matches(bytes.clone(), &v.body_sha256).await {
+            if !node::http::body_matches(bytes.clone(), &v.body_sha256).await {
                 return Err(Error::Auth(protocol::AuthError::InvalidSignature));
             }
             v
         }
         None => {
-            lcp::http::authenticate_body(&req, bytes.clone(), entity, RequestKind::Command).await?
+            node::http::authenticate_body(&req, bytes.clone(), entity, RequestKind::Command).await?
         }
     };
     let key = key_of(&req, &v);
@@ -307,7 +307,8 @@ fn range_of(req: &HttpRequest) -> Result<Option<RangeSpec>, Error> {
             h.to_str()
                 .map_err(|_| Error::InvalidRange("not ASCII".into()))?,
         )
-        .map(Some),
+        .map(Some)
+        .map_err(Error::from),
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lcp::client::{http_client, ClientOptions, IssuerClient, SignedClient};
+use clients::issuer::IssuerClient;
+use node::client::{http_client, ClientOptions, SignedClient};
 
 use crate::agent::Agent;
 
@@ -86,7 +87,7 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         }
     };
     let market = SignedClient::new(http.clone(), &market_url, agent.key.clone());
-    let counters = lcp::client::ClockCounter::default();
+    let counters = node::client::ClockCounter::default();
     // The endpoint is known once the server bound; the offer must carry it.
     for _ in 0..ENDPOINT_WAIT_STEPS_MAX {
         if !agent.endpoint().is_empty() {

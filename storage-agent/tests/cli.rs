@@ -45,7 +45,7 @@ async fn post_offer(
     body: web::Bytes,
     m: web::Data<Arc<FakeMarket>>,
 ) -> HttpResponse {
-    let v = match lcp::http::authenticate(
+    let v = match node::http::authenticate(
         &req,
         &body,
         m.key.entity().as_str(),
@@ -61,7 +61,7 @@ async fn post_offer(
         .lock()
         .expect("lock")
         .push((v.entity.to_string(), env));
-    lcp::http::signed_response(&m.key, &v, 200, "{\"accepted\":true}".into())
+    node::http::signed_response(&m.key, &v, 200, "{\"accepted\":true}".into())
 }
 
 #[test]
@@ -73,7 +73,7 @@ fn init_serve_status_and_heartbeat() {
         offers: Mutex::default(),
     });
     let m = market.clone();
-    let market_http = lcp::http::spawn(
+    let market_http = node::http::spawn(
         "fake-market",
         "127.0.0.1:0",
         None,

@@ -3,12 +3,12 @@
 
 mod util;
 
-use lcp::process::ChildGuard;
+use node::process::ChildGuard;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use storage_agent::client::AgentClient;
+use clients::agent::AgentClient;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 use util::{eventually, stored_files, World, PRICES};
 
@@ -24,7 +24,7 @@ fn spawn_agent(data: &std::path::Path, database: Option<&str>) -> (ChildGuard, S
         cmd.args(["--database", url]);
     }
     cmd.stderr(Stdio::inherit()).env("RUST_LOG", "warn");
-    lcp::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("agent printed its address")
+    node::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("agent printed its address")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,7 +36,7 @@ async fn kill_9_during_writes_loses_no_answered_write() {
         let (_, wallet, buyer) = world.buyer(100_000_000).await;
         let data = world.dir.path().join("crashing-agent");
         std::fs::create_dir_all(&data).expect("dir");
-        lcp::keyfile::generate(&data.join("identity.key")).expect("key");
+        node::keyfile::generate(&data.join("identity.key")).expect("key");
         AgentConfig {
             capacity_bytes: 64 << 20,
             block_bytes_max: 64 << 20,

@@ -3,7 +3,7 @@
 
 mod util;
 
-use lcp::testing::{chromium, run_chromium};
+use node::testing::{chromium, run_chromium};
 use util::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

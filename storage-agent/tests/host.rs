@@ -9,7 +9,7 @@ mod util;
 
 use std::process::Command;
 
-use storage_agent::client::AgentClient;
+use clients::agent::AgentClient;
 use util::World;
 
 fn root_or_skip(what: &str) -> bool {
@@ -216,7 +216,7 @@ fn the_dashboard_answers_only_its_owner() {
         .args(["serve", "--listen", "0.0.0.0:0", "--data"])
         .arg(&data)
         .env("RUST_LOG", "warn");
-    let (_agent, url) = lcp::process::spawn_server(serve, 30_000).expect("agent in the namespace");
+    let (_agent, url) = node::process::spawn_server(serve, 30_000).expect("agent in the namespace");
     let port = url.rsplit(':').next().expect("port").to_owned();
     let token = std::fs::read_to_string(storage_agent::owner::token_path(&data))
         .expect("serve writes the owner's token")

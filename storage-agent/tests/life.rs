@@ -4,8 +4,8 @@
 
 mod util;
 
+use clients::agent::{pay, verify_audit, AgentClient};
 use protocol::merkle::MerkleTree;
-use storage_agent::client::{pay, verify_audit, AgentClient};
 use util::{eventually, stored_files, World, PRICES};
 
 const CAPACITY: u64 = 1 << 20;

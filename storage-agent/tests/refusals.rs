@@ -2,9 +2,9 @@
 
 mod util;
 
+use clients::agent::{pay, AgentClient};
 use protocol::market::{self, Contract};
 use protocol::{Envelope, KeyPair};
-use storage_agent::client::{pay, AgentClient};
 use util::{eventually, stored_files, World};
 
 const CAPACITY: u64 = 1 << 20;
@@ -57,7 +57,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
                 "POST",
                 "/v1/contracts",
                 body,
-                Some(lcp::now_ms() * 1000),
+                Some(node::now_ms() * 1000),
             )
             .await
         }
@@ -139,7 +139,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
     assert_eq!(err.code(), Some("too_many_pending"));
     assert!(matches!(
         err,
-        lcp::client::ClientError::Api { status: 503, .. }
+        node::client::ClientError::Api { status: 503, .. }
     ));
     // Paid ahead, a contract is not pending: fill most of the rest, then ask for more than is
     // free.
@@ -157,7 +157,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
     assert_eq!(err.code(), Some("insufficient_space"));
     assert!(matches!(
         err,
-        lcp::client::ClientError::Api { status: 507, .. }
+        node::client::ClientError::Api { status: 507, .. }
     ));
 
     // A paid contract with little credit, and a short one to test the window.
@@ -202,7 +202,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
                 "PUT",
                 &path,
                 vec![1; size],
-                Some(lcp::now_ms() * 1000),
+                Some(node::now_ms() * 1000),
             )
             .await
         }
@@ -241,7 +241,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
             "0b6f9c1e-3d2a-4f5b-9c8d-7e6f5a4b3c2d"
         ),
         vec![1],
-        Some(lcp::now_ms() * 1000),
+        Some(node::now_ms() * 1000),
     )
     .await;
     assert_eq!((s, code(&v)), (404, "unknown_contract"));
@@ -250,7 +250,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         "GET",
         &format!("/v1/contracts/{}/objects/nothing", c.id),
         vec![],
-        Some(lcp::now_ms() * 1000 + 1),
+        Some(node::now_ms() * 1000 + 1),
     )
     .await;
     assert_eq!((s, code(&v)), (404, "unknown_object"));
@@ -259,7 +259,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
     let read_path = format!("/v1/contracts/{}/objects/nothing", c.id);
     let (s, v) = raw_status(&client, "GET", &read_path, vec![], None).await;
     assert_eq!((s, code(&v)), (401, "missing_counter"));
-    let counter = lcp::now_ms() * 1000 + 2;
+    let counter = node::now_ms() * 1000 + 2;
     let (s, _) = raw_status(&client, "GET", &read_path, vec![], Some(counter)).await;
     assert_eq!(s, 404);
     let (s, v) = raw_status(&client, "GET", &read_path, vec![], Some(counter)).await;
@@ -303,7 +303,7 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         world.agent.agent.key.entity().as_str(),
         "PUT",
         &format!("/v1/contracts/{}/objects/other.bin", c.id),
-        lcp::now_ms(),
+        node::now_ms(),
         Some(7),
         &[1u8; 5],
     );
@@ -362,8 +362,8 @@ async fn raw_http(
         audience,
         "PUT",
         path,
-        lcp::now_ms(),
-        Some(lcp::now_ms() * 1000),
+        node::now_ms(),
+        Some(node::now_ms() * 1000),
         body,
     );
     let mut req = format!(

@@ -22,7 +22,7 @@ async fn a_counter_names_one_request() {
         .expect("put b");
 
     let signed = client.signed();
-    let counter = lcp::now_ms() * 1000 + 777;
+    let counter = node::now_ms() * 1000 + 777;
     let delete = |name: &'static str| {
         let path = format!("/v1/contracts/{}/objects/{name}", terms.id);
         async move {

@@ -6,8 +6,8 @@ mod util;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clients::agent::verify_audit;
 use protocol::merkle::MerkleTree;
-use storage_agent::client::verify_audit;
 use util::World;
 
 const BUCKET: &str = "agent-objects";

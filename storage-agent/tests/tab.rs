@@ -4,7 +4,7 @@
 
 mod util;
 
-use storage_agent::client::AgentClient;
+use clients::agent::AgentClient;
 use util::{eventually, World, PRICES};
 
 /// PUT through the raw client to see the settlement header.
@@ -16,7 +16,7 @@ async fn put_raw(client: &AgentClient, id: &str, name: &str, kib: usize) -> (u16
             "PUT",
             &path,
             vec![1; kib * 1024],
-            Some(lcp::now_ms() * 1000),
+            Some(node::now_ms() * 1000),
             &[],
             0,
         )
@@ -90,7 +90,14 @@ async fn a_tab_per_buyer_with_limit_and_threshold() {
     let path = format!("/v1/contracts/{}/objects/a", one.id);
     let resp = client
         .signed()
-        .send("GET", &path, Vec::new(), Some(lcp::now_ms() * 1000), &[], 0)
+        .send(
+            "GET",
+            &path,
+            Vec::new(),
+            Some(node::now_ms() * 1000),
+            &[],
+            0,
+        )
         .await
         .expect("read");
     assert_eq!(resp.status().as_u16(), 200);

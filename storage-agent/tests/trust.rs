@@ -7,7 +7,7 @@ mod util;
 use std::sync::Arc;
 use std::time::Duration;
 
-use storage_agent::client::AgentClient;
+use clients::agent::AgentClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use util::{World, PRICES};
 
@@ -54,7 +54,7 @@ async fn a_captured_audit_is_charged_once_however_often_it_is_replayed() {
         &agent_id,
         "POST",
         &path,
-        lcp::now_ms(),
+        node::now_ms(),
         Some(4_242),
         body,
     );
@@ -77,7 +77,8 @@ async fn a_captured_audit_is_charged_once_however_often_it_is_replayed() {
     );
 
     // A charged audit without a counter could be replayed: refused, nothing charged.
-    let query = protocol::sign_request(&buyer, &agent_id, "POST", &path, lcp::now_ms(), None, body);
+    let query =
+        protocol::sign_request(&buyer, &agent_id, "POST", &path, node::now_ms(), None, body);
     let (status, answer) = send_audit(&world.http, &world.agent.url, &path, &query, body).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
@@ -125,7 +126,7 @@ async fn listed_auditors_are_never_charged_and_are_rate_limited() {
             .audit(&terms.id, "obj", u64::from(i % 2))
             .await
             .unwrap_or_else(|e| panic!("auditor audit {i}: {e}"));
-        assert!(storage_agent::client::verify_audit(
+        assert!(clients::agent::verify_audit(
             &answer,
             &answer.root,
             u64::from(i % 2)
@@ -198,7 +199,7 @@ async fn forged_and_trickling_uploads_do_not_block_signed_writes() {
             &agent_id,
             "PUT",
             &path,
-            lcp::now_ms(),
+            node::now_ms(),
             Some(i + 1),
             &vec![0u8; 500_000],
         );
@@ -228,7 +229,7 @@ async fn forged_and_trickling_uploads_do_not_block_signed_writes() {
             &agent_id,
             "PUT",
             &path,
-            lcp::now_ms(),
+            node::now_ms(),
             Some(1_000 + i),
             &vec![1u8; 500_000],
         );
@@ -253,7 +254,7 @@ async fn forged_and_trickling_uploads_do_not_block_signed_writes() {
         assert_eq!(info.size, 300_000);
     }
     // The trickles fall below the minimum body rate after the grace period and are dropped.
-    let wait_ms = lcp::http::BODY_GRACE_MS + 20_000;
+    let wait_ms = node::http::BODY_GRACE_MS + 20_000;
     for stream in &mut trickling {
         // Keep trickling until the server gives up on the connection.
         let mut gave_up = String::new();
@@ -295,7 +296,7 @@ fn signed_put_headers(
         agent_id,
         "PUT",
         path,
-        lcp::now_ms(),
+        node::now_ms(),
         Some(counter),
         &vec![5u8; len],
     )

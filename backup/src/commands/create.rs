@@ -543,7 +543,7 @@ async fn create_locked(
         id: uuid().replace('-', "")[..16].to_owned(),
         time: protocol::market::format_rfc3339(now_s()),
         unix_s: now_s(),
-        unix_ms: lcp::now_ms(),
+        unix_ms: node::now_ms(),
         hostname: std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default(),

@@ -147,7 +147,7 @@ impl Repo {
         let mut exclude: Vec<String> = self.config.slots.iter().map(|s| s.agent.clone()).collect();
         for _ in 0..REPLACE_TRIES_MAX {
             let answer = market
-                .match_agents(&market::book::MatchRequest {
+                .match_agents(&protocol::book::MatchRequest {
                     currency: self.config.issuer.clone(),
                     shard_bytes: block,
                     data_shards: 1,
@@ -278,7 +278,7 @@ impl Repo {
             terms: terms.clone(),
             amount,
             // For showing it to people only: a purchase is not stopped by not knowing it.
-            currency: lcp::client::currency_at(&self.config.issuer_url).await,
+            currency: clients::issuer::currency_at(&self.config.issuer_url).await,
             signed: None,
         };
         let context = format!("a contract for slot {i} from {endpoint}");
@@ -366,11 +366,11 @@ impl Repo {
         self.save_config(&key)?;
         for ((i, signed), key_root) in new.iter().zip(key_roots) {
             let registered = market
-                .register(&market::book::Registration {
+                .register(&protocol::book::Registration {
                     contract: signed.contract.clone(),
                     agent_signature: signed.agent_signature.clone(),
                     // The key file only: it never changes (see `init`).
-                    objects: vec![market::book::RegisteredObject {
+                    objects: vec![protocol::book::RegisteredObject {
                         name: key_name(&self.config.repository),
                         merkle_root: key_root,
                         leaf_count: leaves(key_bytes.len()),

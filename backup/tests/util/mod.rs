@@ -159,8 +159,8 @@ pub fn market_audits_pass(cli: &Cli, config_dir: &Path) {
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let key = std::sync::Arc::new(protocol::KeyPair::generate().expect("key"));
-    let market = market::client::MarketClient::new(reqwest::Client::new(), &cli.market, key);
-    let passed = |listings: &[market::book::Listing]| -> Vec<(u64, u64)> {
+    let market = clients::market::MarketClient::new(reqwest::Client::new(), &cli.market, key);
+    let passed = |listings: &[protocol::book::Listing]| -> Vec<(u64, u64)> {
         agents
             .iter()
             .map(|a| {
@@ -173,7 +173,7 @@ pub fn market_audits_pass(cli: &Cli, config_dir: &Path) {
     };
     runtime.block_on(async {
         let before = passed(&market.offers(None).await.expect("offers"));
-        lcp::testing::eventually(30_000, "two more audits of every agent", || async {
+        node::testing::eventually(30_000, "two more audits of every agent", || async {
             let now = passed(&market.offers(None).await.expect("offers"));
             now.iter().zip(&before).all(|(n, b)| n.0 >= b.0 + 2)
         })

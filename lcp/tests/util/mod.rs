@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
 use lcp::config::IssuerConfig;
 use lcp::server::{RunningIssuer, ServeOptions};
+use node::client::{http_client, ClientOptions, CounterStore};
 use protocol::KeyPair;
 
 /// Longest any test waits for a spawned binary to print its address.
@@ -54,7 +55,7 @@ impl TestIssuer {
         })
         .expect("issuer starts");
         let key = Arc::new(
-            lcp::keyfile::load(&dir.path().join("issuer/identity.key")).expect("issuer key"),
+            node::keyfile::load(&dir.path().join("issuer/identity.key")).expect("issuer key"),
         );
         TestIssuer {
             dir,
@@ -83,7 +84,7 @@ impl TestIssuer {
     /// A fresh wallet with its key file and counter state in the test directory.
     pub fn wallet(&self, name: &str) -> (IssuerClient, PathBuf) {
         let path = self.dir.path().join(format!("{name}.key"));
-        let key = lcp::keyfile::generate(&path).expect("wallet key");
+        let key = node::keyfile::generate(&path).expect("wallet key");
         (
             IssuerClient::new(
                 self.http.clone(),
@@ -117,7 +118,7 @@ pub fn lcp_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lcp"))
 }
 
-pub use lcp::process::ChildGuard;
+pub use node::process::ChildGuard;
 
 /// Spawn `lcp issuer serve` and wait for its `listening on` line.
 pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (ChildGuard, String) {
@@ -129,7 +130,7 @@ pub fn spawn_issuer(data: &Path, database: Option<&str>, extra: &[&str]) -> (Chi
         cmd.args(["--database", url]);
     }
     cmd.stderr(Stdio::inherit()).env("RUST_LOG", "warn");
-    lcp::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("issuer printed its address in time")
+    node::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("issuer printed its address in time")
 }
 
 /// Run the `lcp` binary to completion; print everything when it fails unexpectedly.

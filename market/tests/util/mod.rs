@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use clients::issuer::IssuerClient;
+use node::client::{http_client, ClientOptions, CounterStore};
 use protocol::KeyPair;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 
@@ -76,7 +77,7 @@ impl Net {
         let agent_dir = self.dir.path().join(format!("agent-{i}"));
         if !agent_dir.join("config.toml").exists() {
             std::fs::create_dir_all(&agent_dir).expect("agent dir");
-            lcp::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
+            node::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
             let config = AgentConfig {
                 capacity_bytes: 64 << 20,
                 block_bytes_max: 64 << 20,
@@ -131,8 +132,11 @@ impl Net {
 
     /// A funded buyer's wallet and key.
     pub async fn buyer(&self, funds: u64) -> (IssuerClient, Arc<KeyPair>) {
-        let path = self.dir.path().join(format!("buyer-{}.key", lcp::now_ms()));
-        let key = Arc::new(lcp::keyfile::generate(&path).expect("buyer key"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("buyer-{}.key", node::now_ms()));
+        let key = Arc::new(node::keyfile::generate(&path).expect("buyer key"));
         self.mint
             .transfer(key.entity(), funds, Some("funding"))
             .await
@@ -147,4 +151,4 @@ impl Net {
     }
 }
 
-pub use lcp::testing::eventually;
+pub use node::testing::eventually;

@@ -9,7 +9,7 @@ impl Agent {
     pub async fn apply_deposits(
         &self,
         issuer: &str,
-        page: lcp::ledger::DepositsPage,
+        page: protocol::ledger::DepositsPage,
     ) -> Result<u64, Error> {
         let issuer = issuer.to_owned();
         // Serialised with contract admission: on PostgreSQL, a deposit that finds no contract

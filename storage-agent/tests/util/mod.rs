@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use lcp::client::{http_client, ClientOptions, CounterStore, IssuerClient};
+use clients::agent::AgentClient;
+use clients::issuer::IssuerClient;
+use node::client::{http_client, ClientOptions, CounterStore};
 use protocol::KeyPair;
-use storage_agent::client::AgentClient;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 
 #[allow(unused_imports)]
@@ -81,7 +82,7 @@ impl World {
         let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
         let agent_dir = dir.path().join("agent");
         std::fs::create_dir_all(&agent_dir).expect("agent dir");
-        lcp::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
+        node::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
         let config = AgentConfig {
             capacity_bytes,
             block_bytes_max: capacity_bytes,
@@ -123,8 +124,11 @@ impl World {
 
     /// A funded buyer: its agent client and wallet.
     pub async fn buyer(&self, funds: u64) -> (AgentClient, IssuerClient, Arc<KeyPair>) {
-        let path = self.dir.path().join(format!("buyer-{}.key", lcp::now_ms()));
-        let key = Arc::new(lcp::keyfile::generate(&path).expect("buyer key"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("buyer-{}.key", node::now_ms()));
+        let key = Arc::new(node::keyfile::generate(&path).expect("buyer key"));
         self.mint
             .transfer(key.entity(), funds, Some("funding"))
             .await
@@ -183,13 +187,13 @@ impl World {
     }
 }
 
-pub use lcp::testing::eventually;
+pub use node::testing::eventually;
 
 /// An agent's data directory as `init` leaves it: a key and a configuration accepting one
 /// currency at the test prices (the issuer need not be running).
 pub fn write_agent_config(data: &std::path::Path, issuer_url: &str, capacity_bytes: u64) {
     std::fs::create_dir_all(data).expect("agent dir");
-    lcp::keyfile::generate(&data.join("identity.key")).expect("agent key");
+    node::keyfile::generate(&data.join("identity.key")).expect("agent key");
     let issuer = KeyPair::generate().expect("issuer key");
     AgentConfig {
         capacity_bytes,

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use lcp::client::{check_status, ClientError, CommandAnswer, SignedClient};
+use node::client::{check_status, ClientError, CommandAnswer, SignedClient};
 use protocol::{ErrorBody, KeyPair};
 
-use crate::book::{Listing, MatchAnswer, MatchRequest, RegisteredContract, Registration, Report};
+use protocol::book::{
+    Listing, MatchAnswer, MatchRequest, RegisteredContract, Registration, Report,
+};
 
 /// The stable code of a match no choice meets.
 pub const CANNOT_MEET_TARGET: &str = "cannot_meet_target";
@@ -23,7 +25,7 @@ pub struct MarketClient {
     signed: SignedClient,
     http: reqwest::Client,
     base: String,
-    counters: lcp::client::ClockCounter,
+    counters: node::client::ClockCounter,
 }
 
 impl MarketClient {
@@ -32,7 +34,7 @@ impl MarketClient {
             signed: SignedClient::new(http.clone(), market_url, key),
             http,
             base: market_url.trim_end_matches('/').to_owned(),
-            counters: lcp::client::ClockCounter::default(),
+            counters: node::client::ClockCounter::default(),
         }
     }
 
@@ -87,13 +89,16 @@ impl MarketClient {
     pub async fn offers(&self, currency: Option<&str>) -> Result<Vec<Listing>, ClientError> {
         let mut url = format!("{}/v1/offers", self.base);
         if let Some(c) = currency {
-            url.push_str(&format!("?currency={}", lcp::client::encode_query_value(c)));
+            url.push_str(&format!(
+                "?currency={}",
+                node::client::encode_query_value(c)
+            ));
         }
         #[derive(serde::Deserialize)]
         struct Book {
             offers: Vec<Listing>,
         }
-        lcp::client::check_url(&self.base)?;
+        node::client::check_url(&self.base)?;
         let book: Book = match Self::decode(&url, self.http.get(&url).send().await).await {
             Ok(book) => book,
             Err(e) => return Err(self.name_the_service(e).await),
@@ -104,7 +109,7 @@ impl MarketClient {
     /// Agents for k-of-n storage at the lowest price meeting the target; `409
     /// cannot_meet_target` as [`ClientError::Api`] when none does.
     pub async fn match_agents(&self, request: &MatchRequest) -> Result<MatchAnswer, ClientError> {
-        lcp::client::check_url(&self.base)?;
+        node::client::check_url(&self.base)?;
         let url = format!("{}/v1/match", self.base);
         match Self::decode(&url, self.http.post(&url).json(request).send().await).await {
             Ok(answer) => Ok(answer),
@@ -115,7 +120,7 @@ impl MarketClient {
     /// Like [`Self::match_agents`], but a `409 cannot_meet_target` comes back whole, with the
     /// best achievable in `error.details` (`best_failure_probability`, `best`, `candidates`).
     pub async fn match_or_best(&self, request: &MatchRequest) -> Result<MatchOutcome, ClientError> {
-        lcp::client::check_url(&self.base)?;
+        node::client::check_url(&self.base)?;
         let url = format!("{}/v1/match", self.base);
         let resp = self
             .http

@@ -4,38 +4,27 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use lcp::client::{check_status, ClientError, CommandAnswer, IssuerClient, SignedClient};
+use node::client::{check_status, ClientError, CommandAnswer, SignedClient};
+
+use crate::issuer::IssuerClient;
 use protocol::market::{self, Contract, Offer};
 use protocol::{EntityId, Envelope, KeyPair};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::agent::{AuditAnswer, ContractView, ObjectInfo, Retrieval};
-
-/// A contract the agent accepted: the buyer's envelope and the agent's countersignature.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SignedContract {
-    pub contract: Envelope,
-    pub agent_signature: String,
-    pub status: String,
-}
-
-impl SignedContract {
-    pub fn terms(&self) -> Result<Contract, ClientError> {
-        serde_json::from_str(&self.contract.payload).map_err(|e| ClientError::Decode(e.to_string()))
-    }
-}
+pub use protocol::agent::SignedContract;
+use protocol::agent::{AuditAnswer, ContractView, ObjectInfo, Retrieval};
 
 pub struct AgentClient {
     signed: SignedClient,
     /// Counters from the clock in microseconds, so a restarted buyer never reuses one.
-    counters: lcp::client::ClockCounter,
+    counters: node::client::ClockCounter,
 }
 
 impl AgentClient {
     pub fn new(http: reqwest::Client, endpoint: &str, key: Arc<KeyPair>) -> AgentClient {
         AgentClient {
             signed: SignedClient::new(http, endpoint, key),
-            counters: lcp::client::ClockCounter::default(),
+            counters: node::client::ClockCounter::default(),
         }
     }
 
@@ -82,7 +71,7 @@ impl AgentClient {
         let c = offer
             .currency(issuer)
             .ok_or_else(|| ClientError::Config(format!("the agent does not accept {issuer}")))?;
-        let start = i64::try_from(lcp::now_ms() / 1000).unwrap_or(0);
+        let start = i64::try_from(node::now_ms() / 1000).unwrap_or(0);
         Ok(Contract {
             id: uuid::Uuid::new_v4().to_string(),
             agent: offer.agent.clone(),
@@ -170,7 +159,7 @@ impl AgentClient {
     ) -> Result<ObjectInfo, ClientError> {
         let path = format!(
             "/v1/contracts/{id}/objects/{}",
-            lcp::client::encode_query_value(name)
+            node::client::encode_query_value(name)
         );
         Ok(self
             .signed
@@ -209,7 +198,7 @@ impl AgentClient {
     ) -> Result<reqwest::Response, ClientError> {
         let path = format!(
             "/v1/contracts/{id}/objects/{}",
-            lcp::client::encode_query_value(name)
+            node::client::encode_query_value(name)
         );
         let headers: Vec<(&str, String)> = range
             .map(|(a, b)| ("range", format!("bytes={a}-{b}")))
@@ -233,7 +222,7 @@ impl AgentClient {
     pub async fn delete(&self, id: &str, name: &str) -> Result<serde_json::Value, ClientError> {
         let path = format!(
             "/v1/contracts/{id}/objects/{}",
-            lcp::client::encode_query_value(name)
+            node::client::encode_query_value(name)
         );
         Ok(self
             .signed

@@ -1,0 +1,152 @@
+//! The issuer client: a wallet's view of one issuer (DESIGN section 4).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use node::client::{
+    check_url, encode_query_value, http_client, ClientError, ClientOptions, CommandAnswer,
+    CounterStore, SignedClient,
+};
+use protocol::ledger::{BalanceAnswer, Currency, DepositsPage, TransferReceipt};
+use protocol::{EntityId, KeyPair};
+
+/// Longest a CLI waits for an issuer's descriptor just to show amounts in its currency.
+pub const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
+
+/// The currency of the issuer at `issuer_url`, or `None` when it does not answer within
+/// [`CURRENCY_WAIT_MS_MAX`] (callers then show minor units): for human output only.
+pub async fn currency_at(issuer_url: &str) -> Option<Currency> {
+    let http = http_client(&ClientOptions::default()).ok()?;
+    let key = Arc::new(KeyPair::generate().ok()?);
+    let issuer = IssuerClient::new(http, issuer_url, key, None);
+    tokio::time::timeout(
+        Duration::from_millis(CURRENCY_WAIT_MS_MAX),
+        issuer.currency(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// A wallet's view of one issuer.
+#[derive(Clone)]
+pub struct IssuerClient {
+    signed: SignedClient,
+    counters: Option<CounterStore>,
+}
+
+impl IssuerClient {
+    /// `counters`: where to persist counters; `None` for callers that manage counters themselves
+    /// (they must pass them to [`IssuerClient::transfer_with_counter`]).
+    pub fn new(
+        http: reqwest::Client,
+        issuer_url: &str,
+        key: Arc<KeyPair>,
+        counters: Option<CounterStore>,
+    ) -> Self {
+        IssuerClient {
+            signed: SignedClient::new(http, issuer_url, key),
+            counters,
+        }
+    }
+
+    /// A wallet from a key file, with counters persisted beside it.
+    pub fn from_key_file(
+        issuer_url: &str,
+        key_path: &Path,
+        options: &ClientOptions,
+    ) -> anyhow::Result<Self> {
+        check_url(issuer_url)?;
+        let key = node::keyfile::load(key_path)?;
+        Ok(IssuerClient::new(
+            http_client(options)?,
+            issuer_url,
+            Arc::new(key),
+            Some(CounterStore::beside_key(key_path)),
+        ))
+    }
+
+    pub fn signed(&self) -> &SignedClient {
+        &self.signed
+    }
+
+    /// See [`SignedClient::without_receipt_checks`].
+    pub fn without_receipt_checks(self) -> Self {
+        IssuerClient {
+            signed: self.signed.without_receipt_checks(),
+            counters: self.counters,
+        }
+    }
+
+    pub async fn transfer(
+        &self,
+        to: &EntityId,
+        amount: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let store = self
+            .counters
+            .clone()
+            .ok_or_else(|| ClientError::Config("this client has no counter store".into()))?;
+        let audience = self.signed.audience().await?.to_string();
+        let counter = tokio::task::spawn_blocking(move || store.reserve(&audience, 1))
+            .await
+            .map_err(|e| ClientError::Config(e.to_string()))??;
+        self.transfer_with_counter(counter, to, amount, transaction_id)
+            .await
+    }
+
+    pub async fn transfer_with_counter(
+        &self,
+        counter: u64,
+        to: &EntityId,
+        amount: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let mut body = serde_json::json!({"recipient": to.as_str(), "amount": amount});
+        if let Some(t) = transaction_id {
+            body["transaction_id"] = serde_json::Value::from(t);
+        }
+        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .command("POST", "/lcp/v1/transfers", bytes, counter)
+            .await
+    }
+
+    /// The issuer's currency from its descriptor; an error that says what the server is when
+    /// it is not an issuer (a market, an agent), instead of a later "no such endpoint".
+    pub async fn currency(&self) -> Result<Currency, ClientError> {
+        let d = self.signed.descriptor().await?;
+        let role = d["role"].as_str().unwrap_or("unknown");
+        if role != "issuer" {
+            return Err(ClientError::Config(format!(
+                "{} is a {role}, not an issuer: give the issuer's URL",
+                self.signed.base_url()
+            )));
+        }
+        serde_json::from_value(d["currency"].clone()).map_err(|e| {
+            ClientError::Decode(format!(
+                "the issuer's descriptor has no usable currency: {e}"
+            ))
+        })
+    }
+
+    pub async fn balance(&self) -> Result<BalanceAnswer, ClientError> {
+        self.signed.query("/lcp/v1/balance", 0).await
+    }
+
+    pub async fn deposits(
+        &self,
+        after: u64,
+        wait_ms: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<DepositsPage, ClientError> {
+        let mut pq = format!("/lcp/v1/deposits?after={after}&wait_ms={wait_ms}");
+        if let Some(t) = transaction_id {
+            pq.push_str("&transaction_id=");
+            pq.push_str(&encode_query_value(t));
+        }
+        self.signed.query(&pq, wait_ms).await
+    }
+}

@@ -1,0 +1,200 @@
+//! What every service's HTTP side shares, written once: the error trait each crate's one error
+//! enum implements, the body policy, request authentication and parsing, signed answers, the
+//! descriptor and the 404 route, and Prometheus text.
+//!
+//! The body policy, the same at every service: a body over the endpoint's limit is
+//! `413 body_too_large` (refused from `Content-Length` before it is buffered); a body that
+//! trickles in slower than [`crate::http::BODY_RATE_MIN_BYTES_PER_S`] after the grace period is
+//! `408 body_incomplete`; a body cut off mid-way is `400 body_incomplete`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use protocol::{AuthError, EntityId, ErrorBody, KeyPair, RequestKind, VerifiedRequest};
+
+use crate::http::BodyError;
+
+/// A service's error enum: an HTTP status, a stable snake_case code and a message for people.
+/// Implement it once per crate; [`error_response`] and [`signed_result`] do the rest.
+pub trait ServiceError: std::fmt::Display {
+    fn status(&self) -> StatusCode;
+    /// The stable code clients match on.
+    fn code(&self) -> &'static str;
+    /// A failure of this server (storage, database), not of the request: logged, and its
+    /// details kept out of the answer by [`ServiceError::body`] implementations.
+    fn internal(&self) -> bool {
+        self.status().is_server_error()
+    }
+    /// The JSON error body (DESIGN section 3). Override to add `details` or hide internals.
+    fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
+    }
+}
+
+impl BodyError {
+    /// The status of the body policy (see the module documentation).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The stable code of the body policy.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge { .. } => "body_too_large",
+            BodyError::TooSlow | BodyError::Read(_) => "body_incomplete",
+        }
+    }
+}
+
+/// A body that is not the JSON an endpoint takes. Each crate maps it to its own code
+/// (`invalid_json`, or `invalid_request` at the cdn).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidJson(pub String);
+
+/// The error as a JSON response; internal errors are logged.
+pub fn error_response<E: ServiceError>(e: &E) -> HttpResponse {
+    if e.internal() {
+        tracing::error!(error = %e, code = e.code(), "request failed");
+    }
+    HttpResponse::build(e.status()).json(e.body())
+}
+
+/// Read a request body under the body policy.
+pub async fn body<E: From<BodyError>>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: u64,
+) -> Result<bytes::Bytes, E> {
+    Ok(crate::http::read_body(req, payload, limit).await?)
+}
+
+/// Parse a JSON body.
+pub fn parse_json<T: serde::de::DeserializeOwned, E: From<InvalidJson>>(
+    bytes: &[u8],
+) -> Result<T, E> {
+    serde_json::from_slice(bytes).map_err(|e| E::from(InvalidJson(e.to_string())))
+}
+
+/// Verify a signed request addressed to `key`'s entity (DESIGN section 3).
+pub fn authenticate<E: From<AuthError>>(
+    req: &HttpRequest,
+    body: &[u8],
+    key: &KeyPair,
+    kind: RequestKind,
+) -> Result<VerifiedRequest, E> {
+    Ok(crate::http::authenticate(
+        req,
+        body,
+        key.entity().as_str(),
+        kind,
+    )?)
+}
+
+/// A command's outcome as (status, JSON body): the answer, or the error's body. Internal
+/// errors are logged.
+pub fn outcome<E: ServiceError>(result: Result<(u16, String), E>) -> (u16, String) {
+    match result {
+        Ok(answer) => answer,
+        Err(e) => {
+            if e.internal() {
+                tracing::error!(error = %e, code = e.code(), "command failed");
+            }
+            (
+                e.status().as_u16(),
+                serde_json::to_string(&e.body()).unwrap_or_default(),
+            )
+        }
+    }
+}
+
+/// A command's outcome, success or refusal, signed for its sender (the receipt).
+pub fn signed_result<E: ServiceError>(
+    key: &KeyPair,
+    verified: &VerifiedRequest,
+    result: Result<(u16, String), E>,
+) -> HttpResponse {
+    let (status, body) = outcome(result);
+    crate::http::signed_response(key, verified, status, body)
+}
+
+/// `GET /.well-known/lcp`: `{"protocol": "lcp/1", "role", "entity"}` and the service's own
+/// fields from `extra` (an object).
+pub fn descriptor(role: &str, entity: &EntityId, extra: serde_json::Value) -> HttpResponse {
+    let mut d = serde_json::json!({"protocol": "lcp/1", "role": role, "entity": entity});
+    if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    HttpResponse::Ok().json(d)
+}
+
+/// The answer for a path no route takes: `404 not_found`.
+pub fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
+}
+
+/// The default service of every server: [`not_found`].
+pub async fn not_found_route() -> HttpResponse {
+    not_found()
+}
+
+/// Prometheus text exposition (format 0.0.4), written line by line.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    text: String,
+}
+
+impl Metrics {
+    pub fn gauge(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        self.push(name, "gauge", value);
+        self
+    }
+
+    pub fn counter(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        self.push(name, "counter", value);
+        self
+    }
+
+    fn push(&mut self, name: &str, kind: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = write!(self.text, "# TYPE {name} {kind}\n{name} {value}\n");
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn response(self) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let m = Metrics::default()
+            .gauge("a_things", 3)
+            .counter("b_total", 7);
+        assert_eq!(
+            m.text(),
+            "# TYPE a_things gauge\na_things 3\n# TYPE b_total counter\nb_total 7\n"
+        );
+    }
+
+    #[test]
+    fn the_body_policy_is_one_table() {
+        let big = BodyError::TooLarge { limit: 10 };
+        assert_eq!((big.status().as_u16(), big.code()), (413, "body_too_large"));
+        assert_eq!(BodyError::TooSlow.status().as_u16(), 408);
+        assert_eq!(BodyError::Read("cut".into()).code(), "body_incomplete");
+    }
+}

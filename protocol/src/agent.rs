@@ -1,0 +1,140 @@
+//! The storage agent's wire types (DESIGN section 5): contract views, object listings,
+//! retrieval tokens, audit answers, the countersigned contract, the status summary, and the
+//! object-name rule every party checks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::market::Contract;
+use crate::Envelope;
+
+/// Longest object name.
+pub const NAME_CHARS_MAX: usize = 128;
+/// `[A-Za-z0-9._-]{1,128}`, not starting with a dot: no path can leave the contract's prefix.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_CHARS_MAX
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub merkle_root: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContractView {
+    pub id: String,
+    pub status: String,
+    pub used_bytes: u64,
+    pub block_bytes: u64,
+    /// Prepaid credit left (negative: a running tab).
+    pub credit: i64,
+    pub paid: u64,
+    pub contract_price: u64,
+    pub start: String,
+    pub end: String,
+    pub objects: Vec<ObjectInfo>,
+    /// The issuer whose currency the contract is paid in.
+    #[serde(default)]
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Retrieval {
+    pub url: String,
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditAnswer {
+    /// Standard base64 of the leaf's bytes.
+    pub leaf_data: String,
+    /// Sibling hashes from the leaf up, hex.
+    pub proof: Vec<String>,
+    pub leaf_count: u64,
+    pub root: String,
+}
+
+/// How a market rates this agent: its line in the market's book (`GET /v1/offers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarketStanding {
+    #[serde(default)]
+    pub market: String,
+    pub p_fail: f64,
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+    pub online: bool,
+    #[serde(default)]
+    pub vetted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Earning {
+    pub issuer: String,
+    pub issuer_url: String,
+    pub income: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub entity: String,
+    pub capacity_bytes: u64,
+    pub reserved_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub contracts_pending: u64,
+    pub contracts_active: u64,
+    pub contracts_ended: u64,
+    pub objects: u64,
+    pub earnings: Vec<Earning>,
+    pub audits_answered: u64,
+    pub recent_errors: Vec<String>,
+    pub contracts: Vec<ContractView>,
+}
+
+/// A contract the agent accepted: the buyer's envelope and the agent's countersignature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedContract {
+    pub contract: Envelope,
+    pub agent_signature: String,
+    pub status: String,
+}
+
+impl SignedContract {
+    pub fn terms(&self) -> Result<Contract, serde_json::Error> {
+        serde_json::from_str(&self.contract.payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for good in ["a", "pack-0001.bin", "A_b.c-d", &"x".repeat(128)] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".x",
+            "a/b",
+            "a\\b",
+            "é",
+            "a b",
+            &"x".repeat(129),
+            "../etc",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}
