@@ -11,8 +11,9 @@ pub enum Error {
     InvalidJson(String),
     #[error("the query string is invalid: {0}")]
     InvalidQuery(String),
-    #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    /// The body policy of every service (`node::service`): 413, 408 or 400.
+    #[error("{0}")]
+    Body(#[from] node::http::BodyError),
     #[error("amount must be a whole number of minor units from 1 to {max}")]
     InvalidAmount { max: u64 },
     #[error("invalid recipient: {0}")]
@@ -48,7 +49,7 @@ impl Error {
             | Error::InvalidRecipient(_)
             | Error::InvalidTransactionId { .. }
             | Error::CounterTooLarge { .. } => StatusCode::BAD_REQUEST,
-            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Body(e) => e.status(),
             Error::InsufficientFunds { .. } | Error::SupplyCapReached { .. } => {
                 StatusCode::PAYMENT_REQUIRED
             }
@@ -63,7 +64,7 @@ impl Error {
             Error::Auth(e) => e.code(),
             Error::InvalidJson(_) => "invalid_json",
             Error::InvalidQuery(_) => "invalid_query",
-            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::Body(e) => e.code(),
             Error::InvalidAmount { .. } => "invalid_amount",
             Error::InvalidRecipient(_) => "invalid_recipient",
             Error::InvalidTransactionId { .. } => "invalid_transaction_id",
@@ -123,5 +124,29 @@ impl actix_web::ResponseError for Error {
             resp.insert_header(("Retry-After", "1"));
         }
         resp.json(self.body())
+    }
+}
+
+impl node::service::ServiceError for Error {
+    fn status(&self) -> StatusCode {
+        Error::status(self)
+    }
+
+    fn code(&self) -> &'static str {
+        Error::code(self)
+    }
+
+    fn internal(&self) -> bool {
+        matches!(self, Error::Storage(_) | Error::Db(_))
+    }
+
+    fn body(&self) -> ErrorBody {
+        Error::body(self)
+    }
+}
+
+impl From<node::service::InvalidJson> for Error {
+    fn from(e: node::service::InvalidJson) -> Self {
+        Error::InvalidJson(e.0)
     }
 }

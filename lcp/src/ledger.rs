@@ -1,11 +1,13 @@
 //! The issuer's ledger: one writer thread applies transfers in batches (group commit); readers
 //! query committed state through the pool.
 //!
-//! Invariants (each asserted or tested):
+//! Invariants (each asserted at run time or tested):
 //! - Only the writer thread changes `accounts`, `transfers` and `commands`; so its in-memory
 //!   balance cache is exact for every account it holds, and `seq` is dense and increasing.
 //! - The sum of all balances, the issuer's included, is zero after every committed batch: every
 //!   transfer moves `amount + fee` out of one account and `amount` and `fee` into two others.
+//!   The writer checks each batch before it commits (a batch that would change the sum is
+//!   rolled back).
 //! - No account but the issuer's goes below zero; the issuer's goes no lower than `-supply_cap`.
 //! - A transfer is answered only after the batch holding it committed (durable), so an answered
 //!   transfer survives kill -9.
@@ -26,7 +28,9 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use crate::config::IssuerConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::schema::{accounts, commands, transfers};
+use crate::schema::{accounts, transfers};
+use node::commands::CommandRow;
+pub use node::commands::StoredAnswer;
 
 /// Deposits returned by one getDeposits call at most; `next` lets the caller page on.
 pub const DEPOSITS_PAGE_MAX: i64 = 1_000;
@@ -45,13 +49,6 @@ pub struct TransferOrder {
     pub recipient: EntityId,
     pub amount: u64,
     pub transaction_id: Option<String>,
-}
-
-/// A command's answer as first sent: replayed byte for byte on repetition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    pub status: u16,
-    pub body: String,
 }
 
 struct Job {
@@ -268,16 +265,6 @@ struct NewTransfer {
     time_ms: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = commands)]
-struct NewCommand {
-    entity: String,
-    counter: i64,
-    body_sha256: String,
-    status: i32,
-    response: String,
-}
-
 /// What became of one job in a batch, decided before the batch commits.
 enum Outcome {
     Executed(StoredAnswer),
@@ -377,11 +364,6 @@ impl Writer {
                             .values(row)
                             .execute(c)?;
                     }
-                    for row in &new_commands {
-                        diesel::insert_into(commands::table)
-                            .values(row)
-                            .execute(c)?;
-                    }
                 }
                 // Multi-row statements: each statement is a network round trip.
                 AnyConnection::Postgresql(c) => {
@@ -390,12 +372,31 @@ impl Writer {
                             .values(chunk)
                             .execute(c)?;
                     }
-                    for chunk in new_commands.chunks(INSERT_ROWS_MAX) {
-                        diesel::insert_into(commands::table)
-                            .values(chunk)
-                            .execute(c)?;
-                    }
                 }
+            }
+            // The answers go in the same transaction (the same group commit) as the transfers.
+            node::commands::record(conn, &new_commands)?;
+            // Invariant: a batch moves money, it never makes or destroys it. The balances it
+            // changes sum to the same before and after (cheap: the old balances are cached or
+            // one indexed read each). A batch that breaks it is rolled back, never committed.
+            let mut delta: i128 = 0;
+            for (entity, balance) in &overlay {
+                let before = match state.cache.get(entity) {
+                    Some(b) => *b,
+                    None => accounts::table
+                        .find(entity)
+                        .select(accounts::balance)
+                        .first::<i64>(conn)
+                        .optional()?
+                        .unwrap_or(0),
+                };
+                delta += i128::from(*balance) - i128::from(before);
+            }
+            if delta != 0 {
+                debug_assert_eq!(delta, 0, "a ledger batch must sum to zero");
+                return Err(db::DbError::Task(format!(
+                    "ledger batch changes the sum of balances by {delta}: rolled back"
+                )));
             }
             for (entity, balance) in &overlay {
                 if state.cache.contains_key(entity) {
@@ -462,7 +463,7 @@ impl WriterState {
         now_ms: u64,
         overlay: &mut HashMap<String, i64>,
         new_transfers: &mut Vec<NewTransfer>,
-        new_commands: &mut Vec<NewCommand>,
+        new_commands: &mut Vec<CommandRow>,
     ) -> Result<Outcome, db::DbError> {
         let from_issuer = o.sender == self.issuer;
         let fee = if from_issuer {
@@ -537,14 +538,12 @@ impl WriterState {
             transaction_id: o.transaction_id.clone(),
             time_ms: to_i64(now_ms)?,
         });
-        new_commands.push(NewCommand {
-            entity: o.sender.to_string(),
-            counter: to_i64(o.counter)?,
-            body_sha256: o.body_sha256.clone(),
-            status: 200,
-            response: body.clone(),
-        });
-        Ok(Outcome::Executed(StoredAnswer { status: 200, body }))
+        let answer = StoredAnswer { status: 200, body };
+        new_commands.push(
+            CommandRow::new(&o.sender, o.counter, &o.body_sha256, &answer)
+                .map_err(|_| overflow())?,
+        );
+        Ok(Outcome::Executed(answer))
     }
 
     /// Balance as of this point in the batch: overlay, then cache, then the database.
@@ -582,21 +581,11 @@ fn stored_answer(
     conn: &mut AnyConnection,
     o: &TransferOrder,
 ) -> Result<Option<Outcome>, db::DbError> {
-    let counter = to_i64(o.counter)?;
-    let row: Option<(String, i32, String)> = commands::table
-        .find((counter, o.sender.as_str()))
-        .select((commands::body_sha256, commands::status, commands::response))
-        .first(conn)
-        .optional()?;
-    Ok(row.map(|(hash, status, body)| {
-        if hash == o.body_sha256 {
-            Outcome::Replayed(StoredAnswer {
-                status: u16::try_from(status).unwrap_or(200),
-                body,
-            })
-        } else {
-            Outcome::Failed(Error::CounterReused { counter: o.counter })
-        }
+    use node::commands::Seen;
+    let seen = node::commands::lookup(conn, o.sender.as_str(), o.counter, &o.body_sha256)?;
+    Ok(seen.map(|seen| match seen {
+        Seen::Answered(answer) => Outcome::Replayed(answer),
+        Seen::CounterReused => Outcome::Failed(Error::CounterReused { counter: o.counter }),
     }))
 }
 

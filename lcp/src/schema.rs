@@ -19,12 +19,4 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    commands (counter, entity) {
-        counter -> BigInt,
-        entity -> Text,
-        body_sha256 -> Text,
-        status -> Integer,
-        response -> Text,
-    }
-}
+// `commands` is the shared command log: `node::commands`.

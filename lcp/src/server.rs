@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use protocol::{EntityId, ErrorBody, KeyPair, RequestKind, VerifiedRequest};
+use protocol::{EntityId, KeyPair, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
 use crate::config::{IssuerConfig, TRANSACTION_ID_CHARS_MAX};
@@ -119,16 +119,16 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 
 async fn not_found(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
+    node::service::not_found()
 }
 
 async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let c = &state.config;
-    HttpResponse::Ok().json(serde_json::json!({
-        "protocol": "lcp/1",
-        "role": "issuer",
-        "entity": state.entity,
+    node::service::descriptor(
+        "issuer",
+        state.key.entity(),
+        serde_json::json!({
         "currency": {"code": c.currency_code, "name": c.currency_name, "decimals": c.decimals},
         "fees": {"transfer_flat": c.fee_flat, "transfer_bps": c.fee_bps},
         "limits": {
@@ -137,7 +137,8 @@ async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
             "max_body_bytes": c.max_body_bytes,
             "supply_cap": c.supply_cap,
         },
-    }))
+        }),
+    )
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
@@ -163,8 +164,7 @@ fn parse_transfer(
     request_key: String,
     max_amount: u64,
 ) -> Result<TransferOrder, Error> {
-    let parsed: TransferBody =
-        serde_json::from_slice(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+    let parsed: TransferBody = node::service::parse_json::<_, Error>(body)?;
     let amount = parsed
         .amount
         .as_u64()
@@ -212,16 +212,10 @@ async fn transfer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let body = node::http::read_body(&req, payload, state.config.max_body_bytes as u64)
-        .await
-        .map_err(|e| match e {
-            node::http::BodyError::TooLarge { .. } => Error::BodyTooLarge {
-                limit: state.config.max_body_bytes,
-            },
-            node::http::BodyError::Read(m) => Error::InvalidJson(m),
-            e @ node::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
-        })?;
-    let verified = node::http::authenticate(&req, &body, &state.entity, RequestKind::Command)?;
+    let body: bytes::Bytes =
+        node::service::body::<Error>(&req, payload, state.config.max_body_bytes as u64).await?;
+    let verified: VerifiedRequest =
+        node::service::authenticate::<Error>(&req, &body, &state.key, RequestKind::Command)?;
     let path = req
         .uri()
         .path_and_query()
