@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use clients::agent::AgentClient;
 use clients::market::MarketClient;
-use protocol::book::{MatchRequest, RegisteredObject, Registration};
+use clients::procure::{self, Order, Seller};
+use protocol::book::MatchRequest;
 use serde::Serialize;
 
 use crate::chunker::Chunker;
@@ -280,12 +281,11 @@ pub async fn init(
             })?;
         let mut answering = Vec::new();
         for chosen in answer.agents {
-            let agent = AgentClient::new(http.clone(), &chosen.endpoint, buyer.clone());
-            match agent.offer().await {
-                Ok((_, offer))
-                    if offer.block_bytes_max >= options.slot_bytes || tries >= MATCH_TRIES_MAX =>
+            match Seller::open(&http, buyer.clone(), &chosen.agent, &chosen.endpoint).await {
+                Ok(seller)
+                    if seller.has_room_for(options.slot_bytes) || tries >= MATCH_TRIES_MAX =>
                 {
-                    answering.push((chosen, agent, offer))
+                    answering.push(seller)
                 }
                 Ok(_) => exclude.push(chosen.agent),
                 Err(e) if repo::unreachable(&e) && tries < MATCH_TRIES_MAX => {
@@ -326,55 +326,50 @@ pub async fn init(
         signed.push(s);
     }
     let mut paid = 0u64;
-    for (chosen, agent, offer) in &chosen {
-        let terms = AgentClient::terms_from_offer(
-            offer,
-            buyer.entity(),
-            &currency.issuer,
-            options.slot_bytes,
-            options.duration_s,
-            vec![market_entity.clone()],
-        )
-        .map_err(remote("forming a contract"))?;
-        // Credit for the key file and config, and a first megabyte of writes.
-        let credit = protocol::market::per_kib_charge(terms.write_per_kib, 1 << 20).unwrap_or(0);
-        let amount = terms
-            .contract_price
-            .checked_add(credit)
-            .ok_or_else(|| Error::Corrupt("a contract's price overflows".into()))?;
-        let purchase = crate::purchases::Purchase {
+    let order = Order {
+        issuer: currency.issuer.clone(),
+        block_bytes: options.slot_bytes,
+        duration_s: options.duration_s,
+        auditors: vec![market_entity],
+    };
+    for seller in &chosen {
+        let why = crate::purchases::Purpose {
             purpose: "init".into(),
             repository: None,
             slot: slots.len(),
-            agent: chosen.agent.clone(),
-            endpoint: chosen.endpoint.clone(),
-            terms: terms.clone(),
-            amount,
             currency: Some(money.clone()),
-            signed: None,
         };
-        let context = format!("a contract from {}", chosen.endpoint);
-        let bought = crate::purchases::buy(dir, purchase, agent, &wallet, credit, &context).await?;
-        paid = paid.saturating_add(amount);
+        let context = format!("a contract from {}", seller.endpoint);
+        let bought = crate::purchases::buy(
+            dir,
+            why,
+            seller,
+            &order,
+            crate::purchases::first_credit,
+            &wallet,
+            &context,
+        )
+        .await?;
+        paid = paid.saturating_add(bought.amount());
         summary_slots.push(InitSlot {
-            endpoint: chosen.endpoint.clone(),
-            agent: chosen.agent.clone(),
-            contract: terms.id.clone(),
-            price: terms.contract_price,
-            credit,
+            endpoint: seller.endpoint.clone(),
+            agent: seller.agent.clone(),
+            contract: bought.terms.id.clone(),
+            price: bought.terms.contract_price,
+            credit: bought.credit,
             adopted: false,
         });
         slots.push(Slot {
-            agent: chosen.agent.clone(),
-            endpoint: chosen.endpoint.clone(),
-            contract: terms.id.clone(),
-            write_per_kib: terms.write_per_kib,
-            read_per_kib: terms.read_per_kib,
+            agent: seller.agent.clone(),
+            endpoint: seller.endpoint.clone(),
+            contract: bought.terms.id.clone(),
+            write_per_kib: bought.terms.write_per_kib,
+            read_per_kib: bought.terms.read_per_kib,
             block_bytes: options.slot_bytes,
-            end_s: protocol::market::parse_rfc3339(&terms.end).unwrap_or(0),
+            end_s: bought.end_s(),
             duration_s: options.duration_s,
         });
-        signed.push(bought);
+        signed.push(bought.signed);
     }
     let config = RepoConfig {
         repository: repository.clone(),
@@ -398,22 +393,12 @@ pub async fn init(
     repo.put_replicated(&repo::config_name(&repository), sealed)
         .await?;
     for (i, s) in signed.iter().enumerate() {
-        let leaves = |size: u64| size.div_ceil(protocol::merkle::LEAF_BYTES as u64).max(1);
-        market
-            .register(&Registration {
-                contract: s.contract.clone(),
-                agent_signature: s.agent_signature.clone(),
-                // Only the key file, which never changes: the config is rewritten by every
-                // repair and renewal, and an audit against its first root would then fail an
-                // honest agent. Packs are audited by `backup check` (their roots are in the
-                // index, which the market never sees).
-                objects: vec![RegisteredObject {
-                    name: repo::key_name(&repository),
-                    merkle_root: key_roots[i].clone(),
-                    leaf_count: leaves(key_size),
-                    size: key_size,
-                }],
-            })
+        // Only the key file, which never changes: the config is rewritten by every repair and
+        // renewal, and an audit against its first root would then fail an honest agent.
+        // Packs are audited by `backup check` (their roots are in the index, which the
+        // market never sees).
+        let key_object = procure::object(&repo::key_name(&repository), &key_roots[i], key_size);
+        procure::register(&market, s, vec![key_object])
             .await
             .map_err(remote("registering a contract with the market"))?;
     }

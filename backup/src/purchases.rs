@@ -8,9 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use clients::agent::SignedContract;
+use clients::procure::{self, Bought, BuyError, Journal, Order, Seller};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{remote, Error};
 
 /// The journal's file in the configuration directory.
 pub const JOURNAL_FILE: &str = "purchases.json";
@@ -102,61 +103,92 @@ pub fn settled(dir: &Path, ids: &[&str]) -> Result<(), Error> {
     save(dir, &all)
 }
 
-/// Pause between proposals while the agent has not seen the payment yet.
-const PROPOSE_POLL_MS: u64 = 100;
+/// What a purchase is for: the rest of its record comes from the seller and the terms.
+pub struct Purpose {
+    /// `init`, `renewal` or `replacement`.
+    pub purpose: String,
+    pub repository: Option<String>,
+    pub slot: usize,
+    pub currency: Option<protocol::ledger::Currency>,
+}
 
-/// Buy `p.terms` from `agent`, paying `credit` on top of the price through `wallet`,
-/// recorded in `dir` throughout: recorded before the payment, dropped again when the issuer
-/// refuses the payment (nothing left the wallet), kept with the agent's countersignature
-/// once accepted (until the config names the contract: [`settled`]), and kept without it
-/// when the outcome of the payment is unknown or the agent refused after it. Pays first and
-/// then proposes, as [`clients::agent::AgentClient::buy`] does.
+/// The journal in `dir` as [`clients::procure`] drives it, for one purchase.
+struct Recorder<'a> {
+    dir: &'a Path,
+    why: Purpose,
+    agent: &'a str,
+    endpoint: &'a str,
+}
+
+impl Journal for Recorder<'_> {
+    type Error = Error;
+
+    fn record(&mut self, terms: &protocol::market::Contract, amount: u64) -> Result<(), Error> {
+        record(
+            self.dir,
+            Purchase {
+                purpose: self.why.purpose.clone(),
+                repository: self.why.repository.clone(),
+                slot: self.why.slot,
+                agent: self.agent.to_owned(),
+                endpoint: self.endpoint.to_owned(),
+                terms: terms.clone(),
+                amount,
+                currency: self.why.currency.clone(),
+                signed: None,
+            },
+        )
+    }
+
+    fn refused(&mut self, terms: &protocol::market::Contract) -> Result<(), Error> {
+        settled(self.dir, &[terms.id.as_str()])
+    }
+
+    fn accepted(
+        &mut self,
+        terms: &protocol::market::Contract,
+        signed: &SignedContract,
+    ) -> Result<(), Error> {
+        accepted(self.dir, &terms.id, signed)
+    }
+}
+
+/// The credit a repository's contract is bought with: for the key file and config, and a
+/// first megabyte of writes.
+pub fn first_credit(terms: &protocol::market::Contract) -> u64 {
+    protocol::market::per_kib_charge(terms.write_per_kib, 1 << 20).unwrap_or(0)
+}
+
+/// Buy `order` from `seller` ([`clients::procure::buy`]), paying `credit(&terms)` on top of
+/// the price through `wallet`, recorded in `dir` throughout: recorded before the payment,
+/// dropped again when the issuer refuses the payment (nothing left the wallet), kept with the
+/// agent's countersignature once accepted (until the config names the contract: [`settled`]),
+/// and kept without it when the outcome of the payment is unknown or the agent refused after
+/// it.
 pub async fn buy(
     dir: &Path,
-    p: Purchase,
-    agent: &clients::agent::AgentClient,
+    why: Purpose,
+    seller: &Seller,
+    order: &Order,
+    credit: impl FnOnce(&protocol::market::Contract) -> u64,
     wallet: &clients::issuer::IssuerClient,
-    credit: u64,
     context: &str,
-) -> Result<SignedContract, Error> {
-    use node::client::ClientError;
-    use std::time::{Duration, Instant};
-    let terms = p.terms.clone();
-    record(dir, p)?;
-    match clients::agent::pay(wallet, &terms, credit).await {
-        Ok(()) => {}
-        // Only a refusal (4xx) says the payment did not happen; after a 5xx (a proxy, an
-        // issuer failing mid-way) it may have, so the record stays.
-        Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) => {
-            settled(dir, &[terms.id.as_str()])?;
-            return Err(crate::error::remote(format!("paying for {context}"))(e));
-        }
-        Err(e) => return Err(crate::error::remote(format!("paying for {context}"))(e)),
-    }
-    let deadline = Instant::now() + Duration::from_millis(clients::agent::PREPAID_WAIT_MS_MAX);
-    let mut answer = loop {
-        match agent.propose(&terms).await {
-            Err(ClientError::Api { code, .. })
-                if code == "too_many_pending" && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(PROPOSE_POLL_MS)).await;
-            }
-            other => break other.map_err(crate::error::remote(context.to_owned()))?,
-        }
+) -> Result<Bought, Error> {
+    let mut journal = Recorder {
+        dir,
+        why,
+        agent: &seller.agent,
+        endpoint: &seller.endpoint,
     };
-    accepted(dir, &terms.id, &answer.value)?;
-    // Accepted before the agent saw the payment: it turns active as soon as it does.
-    while answer.value.status != "active" && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(PROPOSE_POLL_MS)).await;
-        if agent
-            .contract(&terms.id)
-            .await
-            .is_ok_and(|v| v.status == "active")
-        {
-            answer.value.status = "active".into();
-        }
-    }
-    Ok(answer.value)
+    procure::buy(seller, order, credit, wallet, &mut journal)
+        .await
+        .map_err(|e| match e {
+            BuyError::Terms(e) => remote("forming a contract")(e),
+            BuyError::Overflow => Error::Corrupt("a contract's price overflows".into()),
+            BuyError::Journal(e) => e,
+            BuyError::Pay(e) => remote(format!("paying for {context}"))(e),
+            BuyError::Propose(e) => remote(context.to_owned())(e),
+        })
 }
 
 /// A line for the user about purchases in `dir` that no config uses, if any.

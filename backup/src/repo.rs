@@ -16,11 +16,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clients::agent::{AgentClient, SignedContract};
 use clients::issuer::IssuerClient;
 use clients::market::MarketClient;
+use clients::pay::Failure;
 use futures_util::future::join_all;
 use node::client::ClientError;
 use protocol::market::Contract;
@@ -36,10 +37,6 @@ use crate::tree::Snapshot;
 mod locks;
 mod slots;
 
-/// Longest a write or read waits for the agent to see a top-up payment.
-pub const PAYMENT_WAIT_MS_MAX: u64 = 20_000;
-/// Pause between retries meanwhile.
-const PAYMENT_POLL_MS: u64 = 100;
 /// A lock older than this is ignored: it belongs to a backup or prune that was killed.
 pub const LOCK_STALE_S: i64 = 24 * 3600;
 /// Agents tried in turn when replacing a lost one.
@@ -827,46 +824,48 @@ impl Repo {
         again: &(dyn Fn() -> Result<Vec<u8>, Error> + Sync),
     ) -> Result<String, Error> {
         let slot = &self.config.slots[i];
-        let deadline = Instant::now() + Duration::from_millis(PAYMENT_WAIT_MS_MAX);
-        let mut paid = false;
         let len = first.len() as u64;
         let mut bytes = Some(first);
-        loop {
-            let body = match bytes.take() {
-                Some(b) => b,
-                None => again()?,
-            };
-            match agent.put(&slot.contract, name, body).await {
-                Ok(info) => return Ok(info.merkle_root),
-                Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
-                    if !paid {
-                        // Enough for this write and a few more like it.
-                        let charge = protocol::market::per_kib_charge(slot.write_per_kib, len)
-                            .unwrap_or(u64::MAX / 8);
-                        top_up(&self.wallet, slot, charge.saturating_mul(8).max(1024)).await?;
-                        paid = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(PAYMENT_POLL_MS)).await;
+        let put = clients::pay::pay_on_402(
+            || {
+                let body = match bytes.take() {
+                    Some(b) => Ok(b),
+                    None => again(),
+                };
+                async move {
+                    let body = body.map_err(Failure::Caller)?;
+                    Ok(agent.put(&slot.contract, name, body).await?)
                 }
-                Err(e) if e.code() == Some("contract_not_active") => {
-                    return Err(Error::Ended(format!(
-                        "the contracts have ended: run backup repair (slot {i}'s contract \
-                         {} on {} refused {name}: {e})",
-                        slot.contract, slot.endpoint
-                    )))
-                }
-                Err(e) if e.code() == Some("block_full") => {
-                    return Err(Error::Full(format!(
-                        "the repository is full: slot {i}'s contract ({} on {}) has no room \
-                         for {name}. A repository holds about {} x --slot-bytes of packed data; \
-                         free space with `backup forget ... --prune`, or start a repository \
-                         with a larger --slot-bytes",
-                        slot.contract,
-                        slot.endpoint,
-                        self.k()
-                    )))
-                }
-                Err(e) => return Err(remote(format!("writing {name} to {}", slot.endpoint))(e)),
+            },
+            Some(|| async {
+                // Enough for this write and a few more like it.
+                let charge = protocol::market::per_kib_charge(slot.write_per_kib, len)
+                    .unwrap_or(u64::MAX / 8);
+                top_up(&self.wallet, slot, charge.saturating_mul(8).max(1024)).await
+            }),
+        )
+        .await;
+        match put {
+            Ok(info) => Ok(info.merkle_root),
+            Err(Failure::Caller(e)) => Err(e),
+            Err(Failure::Agent(e)) if e.code() == Some("contract_not_active") => {
+                Err(Error::Ended(format!(
+                    "the contracts have ended: run backup repair (slot {i}'s contract \
+                     {} on {} refused {name}: {e})",
+                    slot.contract, slot.endpoint
+                )))
+            }
+            Err(Failure::Agent(e)) if e.code() == Some("block_full") => Err(Error::Full(format!(
+                "the repository is full: slot {i}'s contract ({} on {}) has no room \
+                     for {name}. A repository holds about {} x --slot-bytes of packed data; \
+                     free space with `backup forget ... --prune`, or start a repository \
+                     with a larger --slot-bytes",
+                slot.contract,
+                slot.endpoint,
+                self.k()
+            ))),
+            Err(Failure::Agent(e)) => {
+                Err(remote(format!("writing {name} to {}", slot.endpoint))(e))
             }
         }
     }
@@ -1127,7 +1126,7 @@ impl Repo {
 /// Pay `amount` to the slot's contract (LCP transfer with the contract id).
 async fn top_up(wallet: &IssuerClient, slot: &Slot, amount: u64) -> Result<(), Error> {
     let agent = EntityId::parse(&slot.agent).map_err(|_| Error::Corrupt("slot agent id".into()))?;
-    match wallet.transfer(&agent, amount, Some(&slot.contract)).await {
+    match clients::pay::top_up(wallet, &agent, &slot.contract, amount).await {
         Ok(_) => Ok(()),
         // Said as what to do: nothing is lost, the command can simply run again.
         Err(e) if e.code() == Some("insufficient_funds") => Err(Error::Io(format!(
@@ -1203,25 +1202,18 @@ pub async fn open_paying(
     name: &str,
     payer: Option<(&IssuerClient, &Slot)>,
 ) -> Result<reqwest::Response, Error> {
-    let deadline = Instant::now() + Duration::from_millis(PAYMENT_WAIT_MS_MAX);
-    let mut paid = false;
-    loop {
-        match agent.open(contract, name, None).await {
-            Ok(body) => return Ok(body),
-            Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
-                let Some((wallet, slot)) = payer else {
-                    return Err(remote(format!("reading {name}"))(e));
-                };
-                if !paid {
-                    let charge = protocol::market::per_kib_charge(slot.read_per_kib, 64 << 20)
-                        .unwrap_or(u64::MAX / 8);
-                    top_up(wallet, slot, charge.max(1024)).await?;
-                    paid = true;
-                }
-                tokio::time::sleep(Duration::from_millis(PAYMENT_POLL_MS)).await;
-            }
-            Err(e) => return Err(remote(format!("reading {name}"))(e)),
+    let pay = payer.map(|(wallet, slot)| {
+        move || async move {
+            let charge = protocol::market::per_kib_charge(slot.read_per_kib, 64 << 20)
+                .unwrap_or(u64::MAX / 8);
+            top_up(wallet, slot, charge.max(1024)).await
         }
+    });
+    let read = || async { Ok(agent.open(contract, name, None).await?) };
+    match clients::pay::pay_on_402(read, pay).await {
+        Ok(body) => Ok(body),
+        Err(Failure::Caller(e)) => Err(e),
+        Err(Failure::Agent(e)) => Err(remote(format!("reading {name}"))(e)),
     }
 }
 

@@ -6,6 +6,10 @@
 //! - [`agent`]: a buyer's view of one storage agent (offer, contracts, objects, retrievals,
 //!   audits checked against the Merkle root).
 //! - [`market`]: the offer book, matches, registrations and reports.
+//! - [`procure`]: buying a contract, once: a matched agent's offer -> terms -> pay -> propose
+//!   -> register with the market (backup, cdn, devnet).
+//! - [`pay`]: paying for a charged request, once: `402` -> pay -> retry within one bounded
+//!   wait.
 //!
 //! Invariant: this crate compiles no server or database stack (`cargo tree -p clients`
 //! shows no actix-web, diesel or object_store), so the CLIs that use it stay small.
@@ -13,5 +17,7 @@
 pub mod agent;
 pub mod issuer;
 pub mod market;
+pub mod pay;
+pub mod procure;
 
 pub use node::client::{ClientError, ClientOptions};

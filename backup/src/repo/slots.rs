@@ -3,6 +3,7 @@
 //! the new configuration.
 
 use super::*;
+use clients::procure::{self, Order, Seller};
 
 impl Repo {
     /// Before a backup: when more slots than a write tolerates ([`Repo::unwritten_max`]) have
@@ -101,30 +102,19 @@ impl Repo {
         let buy = |agent_id: String, endpoint: String| {
             let market_entity = market_entity.clone();
             async move {
-                let agent = AgentClient::new(self.http.clone(), &endpoint, self.buyer.clone());
-                let (_, offer) = agent
-                    .offer()
+                let seller = Seller::open(&self.http, self.buyer.clone(), &agent_id, &endpoint)
                     .await
                     .map_err(remote(format!("reading the offer of {endpoint}")))?;
                 // Checked before paying: a payment for a contract the agent then refuses
                 // stays with it.
-                if offer.block_bytes_max < block {
+                if !seller.has_room_for(block) {
                     return Err(Error::Io(format!(
                         "{endpoint} has room for blocks of {} bytes, not {block}",
-                        offer.block_bytes_max
+                        seller.offer.block_bytes_max
                     )));
                 }
-                self.buy_from(
-                    i,
-                    purpose,
-                    (agent_id, endpoint),
-                    agent,
-                    &offer,
-                    block,
-                    duration_s,
-                    market_entity,
-                )
-                .await
+                self.buy_from(i, purpose, seller, block, duration_s, market_entity)
+                    .await
             }
         };
         let mut refused = Vec::new();
@@ -238,66 +228,57 @@ impl Repo {
         Ok(None)
     }
 
-    /// Buy a contract for slot `i` from `agent`, whose offer is `offer`.
-    #[allow(clippy::too_many_arguments)]
+    /// Buy a contract for slot `i` from `seller`.
     async fn buy_from(
         &self,
         i: usize,
         purpose: &str,
-        (agent_id, endpoint): (String, String),
-        agent: AgentClient,
-        offer: &protocol::market::Offer,
+        seller: Seller,
         block: u64,
         duration_s: u64,
         market_entity: EntityId,
     ) -> Result<BoughtSlot, Error> {
         let issuer =
             EntityId::parse(&self.config.issuer).map_err(|_| Error::Corrupt("issuer id".into()))?;
-        let terms = AgentClient::terms_from_offer(
-            offer,
-            self.buyer.entity(),
-            &issuer,
-            block,
+        let order = Order {
+            issuer,
+            block_bytes: block,
             duration_s,
-            vec![market_entity],
-        )
-        .map_err(remote("forming a contract"))?;
-        let credit = protocol::market::per_kib_charge(terms.write_per_kib, 1 << 20).unwrap_or(0);
-        let amount = terms
-            .contract_price
-            .checked_add(credit)
-            .ok_or_else(|| Error::Corrupt("a contract's price overflows".into()))?;
+            auditors: vec![market_entity],
+        };
         // Recorded before it is paid: a failure from here on leaves it in the journal, and
         // the next repair adopts it (see `adoptable`).
-        let purchase = crate::purchases::Purchase {
+        let why = crate::purchases::Purpose {
             purpose: purpose.into(),
             repository: Some(self.config.repository.clone()),
             slot: i,
-            agent: agent_id.clone(),
-            endpoint: endpoint.clone(),
-            terms: terms.clone(),
-            amount,
             // For showing it to people only: a purchase is not stopped by not knowing it.
             currency: clients::issuer::currency_at(&self.config.issuer_url).await,
-            signed: None,
         };
-        let context = format!("a contract for slot {i} from {endpoint}");
-        let signed =
-            crate::purchases::buy(&self.dir, purchase, &agent, &self.wallet, credit, &context)
-                .await?;
+        let context = format!("a contract for slot {i} from {}", seller.endpoint);
+        let bought = crate::purchases::buy(
+            &self.dir,
+            why,
+            &seller,
+            &order,
+            crate::purchases::first_credit,
+            &self.wallet,
+            &context,
+        )
+        .await?;
         Ok(BoughtSlot {
             slot: Slot {
-                agent: agent_id,
-                endpoint,
-                contract: terms.id.clone(),
-                write_per_kib: terms.write_per_kib,
-                read_per_kib: terms.read_per_kib,
+                agent: seller.agent,
+                endpoint: seller.endpoint,
+                contract: bought.terms.id.clone(),
+                write_per_kib: bought.terms.write_per_kib,
+                read_per_kib: bought.terms.read_per_kib,
                 block_bytes: block,
                 end_s: now_s().saturating_add(i64::try_from(duration_s).unwrap_or(i64::MAX)),
                 duration_s,
             },
-            agent,
-            signed,
+            agent: seller.client,
+            signed: bought.signed,
         })
     }
 
@@ -343,11 +324,6 @@ impl Repo {
             )
             .await?;
         }
-        let leaves = |size: usize| {
-            (size as u64)
-                .div_ceil(protocol::merkle::LEAF_BYTES as u64)
-                .max(1)
-        };
         let mut key_roots = Vec::with_capacity(new.len());
         for (i, _) in new {
             key_roots.push(
@@ -365,19 +341,13 @@ impl Repo {
         // the agent's), so the local and remote configs never disagree.
         self.save_config(&key)?;
         for ((i, signed), key_root) in new.iter().zip(key_roots) {
-            let registered = market
-                .register(&protocol::book::Registration {
-                    contract: signed.contract.clone(),
-                    agent_signature: signed.agent_signature.clone(),
-                    // The key file only: it never changes (see `init`).
-                    objects: vec![protocol::book::RegisteredObject {
-                        name: key_name(&self.config.repository),
-                        merkle_root: key_root,
-                        leaf_count: leaves(key_bytes.len()),
-                        size: key_bytes.len() as u64,
-                    }],
-                })
-                .await;
+            // The key file only: it never changes (see `init`).
+            let key_object = procure::object(
+                &key_name(&self.config.repository),
+                &key_root,
+                key_bytes.len() as u64,
+            );
+            let registered = procure::register(&market, signed, vec![key_object]).await;
             // Best effort: the other slots' config names this contract, so a fresh machine
             // still finds it; only the market's audits of it wait for a registration.
             if let Err(e) = registered {

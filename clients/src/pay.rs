@@ -1,0 +1,227 @@
+//! Paying for a charged request, once (DESIGN section 2): an agent answers `402
+//! payment_required` when a contract's credit does not cover a read or a write; the buyer pays
+//! (an LCP transfer to the agent with the contract id as transaction id), then asks again
+//! until the agent has seen the payment, within one bounded wait.
+//!
+//! How much to pay is the caller's policy (a few writes ahead, a window of reads ahead): the
+//! agent's `402` does not say how much a top-up should cover, only that credit is short.
+//!
+//! Use:
+//! ```ignore
+//! let info = clients::pay::pay_on_402(
+//!     || async { agent.put(contract, name, bytes.clone()).await.map_err(Failure::Agent) },
+//!     Some(|| clients::pay::top_up(&wallet, &agent_id, contract, amount)),
+//! )
+//! .await?;
+//! ```
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use node::client::ClientError;
+use protocol::EntityId;
+
+use crate::issuer::IssuerClient;
+
+/// The stable code of an agent's `402`: the contract's credit does not cover the request.
+pub const PAYMENT_REQUIRED: &str = "payment_required";
+
+/// Longest [`pay_on_402`] keeps asking again after paying, for the agent to see the payment
+/// (the issuer's deposit feed reaches it within a poll or two; a longer wait means the
+/// payment is lost or the agent is stuck, and the `402` is answered to the caller).
+pub const PAY_RETRY_WAIT_MS_MAX: u64 = 20_000;
+
+/// Pause between the requests made meanwhile.
+pub const PAY_RETRY_POLL_MS: u64 = 100;
+
+/// Why a charged request failed.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// The agent's answer (or no answer), unchanged: the caller reads its code. A
+    /// `payment_required` here means nobody paid (no payer), or the payment was not seen
+    /// within [`PAY_RETRY_WAIT_MS_MAX`].
+    Agent(ClientError),
+    /// The caller's own failure: the payment (`pay`), or making the request's body anew.
+    Caller(E),
+}
+
+impl<E> From<ClientError> for Failure<E> {
+    fn from(e: ClientError) -> Self {
+        Failure::Agent(e)
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Agent(e) => e.fmt(f),
+            Failure::Caller(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for Failure<E> {}
+
+/// Is this the agent asking for payment first?
+pub fn payment_required(e: &ClientError) -> bool {
+    e.code() == Some(PAYMENT_REQUIRED)
+}
+
+/// Send `request`; when the agent answers `402 payment_required`, call `pay` (once), then send
+/// `request` again every [`PAY_RETRY_POLL_MS`] until the agent answers otherwise or
+/// [`PAY_RETRY_WAIT_MS_MAX`] has passed since the first request (then its `402` is the
+/// answer, as [`Failure::Agent`]).
+///
+/// - `request` is called for every attempt, so it can make its body anew (a body handed over
+///   to the first attempt is gone); it answers the agent's errors as [`Failure::Agent`] and
+///   its own as [`Failure::Caller`].
+/// - `pay` with `None`: nobody pays, and a `402` is answered at once.
+/// - A failed `pay` ends it with its error as [`Failure::Caller`].
+/// - Every answer but `402` (success or error) is returned as it is.
+pub async fn pay_on_402<T, E, R, RF, P, PF>(request: R, pay: Option<P>) -> Result<T, Failure<E>>
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = Result<T, Failure<E>>>,
+    P: FnOnce() -> PF,
+    PF: Future<Output = Result<(), E>>,
+{
+    pay_on_402_within(Duration::from_millis(PAY_RETRY_WAIT_MS_MAX), request, pay).await
+}
+
+/// [`pay_on_402`] with the wait as a parameter (for tests).
+async fn pay_on_402_within<T, E, R, RF, P, PF>(
+    wait: Duration,
+    mut request: R,
+    mut pay: Option<P>,
+) -> Result<T, Failure<E>>
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = Result<T, Failure<E>>>,
+    P: FnOnce() -> PF,
+    PF: Future<Output = Result<(), E>>,
+{
+    let deadline = Instant::now() + wait;
+    let mut paid = false;
+    loop {
+        match request().await {
+            Err(Failure::Agent(e)) if payment_required(&e) && Instant::now() < deadline => {
+                if !paid {
+                    let Some(pay) = pay.take() else {
+                        return Err(Failure::Agent(e));
+                    };
+                    pay().await.map_err(Failure::Caller)?;
+                    paid = true;
+                }
+                tokio::time::sleep(Duration::from_millis(PAY_RETRY_POLL_MS)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Pay `amount` to `agent` for contract `contract` (an LCP transfer whose transaction id is
+/// the contract id, which the agent credits to that contract).
+pub async fn top_up(
+    wallet: &IssuerClient,
+    agent: &EntityId,
+    contract: &str,
+    amount: u64,
+) -> Result<(), ClientError> {
+    wallet.transfer(agent, amount, Some(contract)).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type NoPay = fn() -> std::future::Ready<Result<(), String>>;
+
+    fn asks_payment() -> ClientError {
+        ClientError::Api {
+            status: 402,
+            code: PAYMENT_REQUIRED.into(),
+            message: "payment required".into(),
+        }
+    }
+
+    /// Answers `402` for the first `refusals` requests, then `Ok(attempt)`.
+    fn agent(
+        refusals: usize,
+        calls: &AtomicUsize,
+    ) -> impl FnMut() -> std::future::Ready<Result<usize, Failure<String>>> + '_ {
+        move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n < refusals {
+                Err(Failure::Agent(asks_payment()))
+            } else {
+                Ok(n)
+            })
+        }
+    }
+
+    /// Paid once however many `402`s come before the payment is seen; then the answer.
+    #[tokio::test]
+    async fn pays_once_then_retries_until_accepted() {
+        let (calls, pays) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let pay = || {
+            pays.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<(), String>(()))
+        };
+        let got = pay_on_402(agent(3, &calls), Some(pay)).await;
+        assert!(matches!(got, Ok(3)), "{got:?}");
+        assert_eq!(pays.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// Without a payer a `402` is the answer at once; a failed payment is the caller's error;
+    /// past the wait the `402` is the answer.
+    #[tokio::test]
+    async fn no_payer_a_failed_payment_and_the_bound_end_it() {
+        let calls = AtomicUsize::new(0);
+        let none: Option<NoPay> = None;
+        let got = pay_on_402(agent(1, &calls), none).await;
+        assert!(matches!(got, Err(Failure::Agent(ref e)) if payment_required(e)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = AtomicUsize::new(0);
+        let broke = || std::future::ready(Err::<(), String>("no funds".into()));
+        let got = pay_on_402(agent(1, &calls), Some(broke)).await;
+        assert!(matches!(got, Err(Failure::Caller(ref e)) if e == "no funds"));
+
+        let calls = AtomicUsize::new(0);
+        let pay = || std::future::ready(Ok::<(), String>(()));
+        let got = pay_on_402_within(
+            Duration::from_millis(250),
+            agent(usize::MAX, &calls),
+            Some(pay),
+        )
+        .await;
+        assert!(matches!(got, Err(Failure::Agent(ref e)) if payment_required(e)));
+        assert!(calls.load(Ordering::SeqCst) <= 4, "{calls:?}");
+    }
+
+    /// Another error is answered as it is, without paying.
+    #[tokio::test]
+    async fn other_errors_pass_through() {
+        let pays = AtomicUsize::new(0);
+        let pay = || {
+            pays.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<(), String>(()))
+        };
+        let got: Result<(), Failure<String>> = pay_on_402(
+            || {
+                std::future::ready(Err(Failure::Agent(ClientError::Api {
+                    status: 409,
+                    code: "block_full".into(),
+                    message: "full".into(),
+                })))
+            },
+            Some(pay),
+        )
+        .await;
+        assert!(matches!(got, Err(Failure::Agent(ref e)) if e.code() == Some("block_full")));
+        assert_eq!(pays.load(Ordering::SeqCst), 0);
+    }
+}
