@@ -12,8 +12,9 @@ use std::time::Duration;
 use clients::agent::{verify_audit, AgentClient};
 use node::client::ClientError;
 
-use crate::book::{now_s, AuditTarget, Market};
+use crate::book::{AuditTarget, Market};
 use crate::reliability::Outcome;
+use node::now_s;
 
 /// Longest wait for one audit answer or probe.
 pub const CHALLENGE_WAIT_MS_MAX: u64 = 5_000;

@@ -1,12 +1,17 @@
 //! The market's one error enum, each variant mapped to an HTTP status and a stable code.
 
 use actix_web::http::StatusCode;
+use node::http::BodyError;
+use node::service::{InvalidJson, ServiceError};
 use protocol::{AuthError, ErrorBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// The body policy (`node::service`): `413 body_too_large`, `408`/`400 body_incomplete`.
+    #[error("{0}")]
+    Body(#[from] BodyError),
     #[error("the request body is not valid for this call: {0}")]
     InvalidJson(String),
     #[error("the offer's signature does not verify, or it is not the sender's: {0}")]
@@ -111,9 +116,16 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
-impl Error {
-    pub fn status(&self) -> StatusCode {
+impl From<InvalidJson> for Error {
+    fn from(e: InvalidJson) -> Self {
+        Error::InvalidJson(e.0)
+    }
+}
+
+impl ServiceError for Error {
+    fn status(&self) -> StatusCode {
         match self {
+            Error::Body(e) => e.status(),
             Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
             Error::Auth(_) | Error::BadOfferSignature(_) | Error::BadContractSignature(_) => {
                 StatusCode::UNAUTHORIZED
@@ -141,8 +153,9 @@ impl Error {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
+            Error::Body(e) => e.code(),
             Error::Auth(e) => e.code(),
             Error::InvalidJson(_) => "invalid_json",
             Error::BadOfferSignature(_) => "invalid_offer_signature",
@@ -169,7 +182,12 @@ impl Error {
         }
     }
 
-    pub fn body(&self) -> ErrorBody {
+    /// Only the database is the market's own failure (an agent that is busy is not).
+    fn internal(&self) -> bool {
+        matches!(self, Error::Db(_))
+    }
+
+    fn body(&self) -> ErrorBody {
         let message = match self {
             Error::Db(_) => "the market's database is temporarily unavailable".to_owned(),
             other => other.to_string(),
@@ -184,13 +202,10 @@ impl Error {
 
 impl actix_web::ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        self.status()
+        ServiceError::status(self)
     }
 
     fn error_response(&self) -> actix_web::HttpResponse {
-        if matches!(self, Error::Db(_)) {
-            tracing::error!(error = %self, "request failed on the database");
-        }
-        actix_web::HttpResponse::build(self.status()).json(self.body())
+        node::service::error_response(self)
     }
 }

@@ -6,8 +6,8 @@ use node::cli::format_bytes as human;
 use node::html::escape as esc;
 use serde::Deserialize;
 
+use crate::book::State;
 use crate::error::Error;
-use crate::server::State;
 
 /// Seconds between the page's own refreshes.
 const REFRESH_S: u32 = 10;

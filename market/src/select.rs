@@ -139,10 +139,46 @@ pub fn select(candidates: &[Candidate], request: &Request) -> Outcome {
             }
         }
     }
-    match best {
+    let outcome = match best {
         Some(c) => Outcome::Met(c),
         None => Outcome::CannotMeet(most_durable),
+    };
+    if let Outcome::Met(c) | Outcome::CannotMeet(Some(c)) = &outcome {
+        assert_reported_loss(candidates, k, c);
     }
+    outcome
+}
+
+/// Relative tolerance between a choice's reported loss and the DP run again (the DP sums the
+/// same terms in another order when the set is listed in another order).
+const LOSS_RELATIVE_EPSILON: f64 = 1e-9;
+
+/// Invariant (run time, TigerBeetle's habit): the failure probability a choice reports is the
+/// Poisson-binomial DP's ([`loss_probability`]) for exactly the chosen agents, and its price
+/// is their sum. Cheap (one O(n k) pass, n <= [`TOTAL_SHARDS_MAX`]) next to the search, so
+/// always on.
+fn assert_reported_loss(candidates: &[Candidate], k: usize, choice: &Choice) {
+    let p: Vec<f64> = choice
+        .chosen
+        .iter()
+        .map(|&i| candidates[i].p_fail)
+        .collect();
+    let dp = loss_probability(&p, k);
+    let reported = choice.failure_probability;
+    assert!(
+        (reported - dp).abs() <= LOSS_RELATIVE_EPSILON * reported.abs().max(dp.abs())
+            || (reported - dp).abs() <= f64::MIN_POSITIVE,
+        "a choice reports failure probability {reported} but the DP computes {dp} for it"
+    );
+    let price: Option<u64> = choice
+        .chosen
+        .iter()
+        .try_fold(0u64, |sum, &i| sum.checked_add(candidates[i].price));
+    assert_eq!(
+        price,
+        Some(choice.total_price),
+        "a choice's total price is its agents' prices"
+    );
 }
 
 struct Search<'a> {

@@ -4,17 +4,16 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use protocol::{Envelope, ErrorBody, RequestKind, VerifiedRequest};
+use node::service::{self, Metrics};
+use protocol::{Envelope, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
-use crate::book::{Market, MatchRequest, Registration, Report};
+use crate::book::{Market, MatchRequest, Registration, Report, State};
 use crate::error::Error;
 
 /// Largest request body: offers, match requests, reports (registrations may list many objects).
 const BODY_BYTES_MAX: u64 = 64 * 1024;
 const REGISTRATION_BYTES_MAX: u64 = 4 << 20;
-
-pub type State = web::Data<Arc<Market>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
     cfg.app_data(web::Data::new(market))
@@ -27,34 +26,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
         .route("/v1/contracts", web::post().to(register))
         .route("/v1/contracts", web::get().to(contracts_of))
         .route("/v1/reports", web::post().to(report))
-        .default_service(web::to(|| async {
-            HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
-        }));
+        .default_service(web::to(service::not_found_route));
 }
 
 async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<bytes::Bytes, Error> {
-    node::http::read_body(req, payload, limit)
-        .await
-        .map_err(|e| match e {
-            node::http::BodyError::TooLarge { limit } => {
-                Error::InvalidJson(format!("the body is larger than {limit} bytes"))
-            }
-            node::http::BodyError::Read(m) => Error::InvalidJson(m),
-            e @ node::http::BodyError::TooSlow => Error::InvalidJson(e.to_string()),
-        })
+    service::body(req, payload, limit).await
 }
 
 fn auth(req: &HttpRequest, body: &[u8], market: &Market) -> Result<VerifiedRequest, Error> {
-    Ok(node::http::authenticate(
-        req,
-        body,
-        market.key.entity().as_str(),
-        RequestKind::Command,
-    )?)
+    service::authenticate(req, body, &market.key, RequestKind::Command)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson(e.to_string()))
+    service::parse_json(bytes)
 }
 
 /// A command's outcome, success or refusal, signed for the sender.
@@ -63,33 +47,20 @@ fn signed(
     v: &VerifiedRequest,
     result: Result<serde_json::Value, Error>,
 ) -> HttpResponse {
-    let (status, body) = match result {
-        Ok(value) => (200, value.to_string()),
-        Err(e) => {
-            if matches!(e, Error::Db(_)) {
-                tracing::error!(error = %e, "command failed on the database");
-            }
-            (
-                e.status().as_u16(),
-                serde_json::to_string(&e.body()).unwrap_or_default(),
-            )
-        }
-    };
-    node::http::signed_response(&market.key, v, status, body)
+    service::signed_result(&market.key, v, result.map(|value| (200, value.to_string())))
 }
 
 async fn descriptor(market: State) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "protocol": "lcp/1",
-        "role": "market",
-        "entity": market.key.entity(),
-        "endpoint": market.endpoint(),
-    }))
+    service::descriptor(
+        "market",
+        market.key.entity(),
+        serde_json::json!({ "endpoint": market.endpoint() }),
+    )
 }
 
 async fn metrics(market: State) -> Result<HttpResponse, Error> {
     let rows = market.agents().await?;
-    let now = crate::book::now_s();
+    let now = node::now_s();
     let live = rows.iter().filter(|r| r.offer_expires_s > now).count();
     let online = rows
         .iter()
@@ -97,17 +68,13 @@ async fn metrics(market: State) -> Result<HttpResponse, Error> {
         .count();
     let passed: i64 = rows.iter().map(|r| r.audits_passed).sum();
     let failed: i64 = rows.iter().map(|r| r.audits_failed).sum();
-    let out = format!(
-        "# TYPE market_agents_known gauge\nmarket_agents_known {}\n\
-         # TYPE market_offers_live gauge\nmarket_offers_live {live}\n\
-         # TYPE market_agents_online gauge\nmarket_agents_online {online}\n\
-         # TYPE market_audits_passed_total counter\nmarket_audits_passed_total {passed}\n\
-         # TYPE market_audits_failed_total counter\nmarket_audits_failed_total {failed}\n",
-        rows.len()
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out))
+    Ok(Metrics::default()
+        .gauge("market_agents_known", rows.len())
+        .gauge("market_offers_live", live)
+        .gauge("market_agents_online", online)
+        .counter("market_audits_passed_total", passed)
+        .counter("market_audits_failed_total", failed)
+        .response())
 }
 
 async fn post_offer(
@@ -163,7 +130,7 @@ async fn register(
 
 /// The sender's own registered contracts (a signed query).
 async fn contracts_of(req: HttpRequest, market: State) -> Result<HttpResponse, Error> {
-    let v = node::http::authenticate(&req, b"", market.key.entity().as_str(), RequestKind::Query)?;
+    let v = service::authenticate::<Error>(&req, b"", &market.key, RequestKind::Query)?;
     let contracts = market.contracts_of(&v.entity).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "contracts": contracts })))
 }

@@ -1,0 +1,266 @@
+//! Matching (`POST /v1/match`): the pool of live, online offers that can take the request,
+//! selection over it, and a re-check that the chosen agents answer. Moved unchanged from
+//! `book.rs` (issue 13).
+
+use protocol::market::{self, Offer, OfferCurrency};
+use protocol::{EntityId, Envelope};
+
+use super::{
+    now_s, AgentRow, Chosen, Considered, Market, MatchAnswer, MatchRequest,
+    MATCH_PROBE_WAIT_MS_MAX, MATCH_RECHECKS_MAX,
+};
+use crate::error::Error;
+use crate::select::{self, Candidate};
+
+impl Market {
+    /// `POST /v1/match` (DESIGN section 6).
+    /// Choose agents for `req`, each of them answering now: the chosen are asked who they are
+    /// (at once, [`MATCH_PROBE_WAIT_MS_MAX`] each), and one that does not answer is left out
+    /// and the choice made again without it, at most [`MATCH_RECHECKS_MAX`] times. So an
+    /// agent that died since the last probe round is not sold (DESIGN section 6).
+    pub async fn match_agents(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
+        let mut req = req.clone();
+        for _ in 0..MATCH_RECHECKS_MAX {
+            let answer = self.match_once(&req).await?;
+            let checks = answer.agents.iter().map(|a| async move {
+                let entity = EntityId::parse(&a.agent).ok()?;
+                let alive = tokio::time::timeout(
+                    std::time::Duration::from_millis(MATCH_PROBE_WAIT_MS_MAX),
+                    self.check_endpoint(&a.endpoint, &entity),
+                )
+                .await;
+                match alive {
+                    Ok(Ok(())) => None,
+                    _ => Some(a.agent.clone()),
+                }
+            });
+            let dead: Vec<String> = futures_util::future::join_all(checks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            if dead.is_empty() {
+                return Ok(answer);
+            }
+            // Left out of this match only: anyone may ask for a match, so a silence seen here
+            // does not count against the agent's reputation (the probe rounds judge that).
+            for agent in dead {
+                tracing::info!(
+                    agent,
+                    "a matched agent does not answer: matched again without it"
+                );
+                req.exclude.push(agent);
+            }
+        }
+        // Agents kept dying under us; the last choice is as fresh as the probes allow.
+        self.match_once(&req).await
+    }
+
+    async fn match_once(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
+        let k = check_match(req)?;
+        let now = now_s();
+        let rows = self.agents().await?;
+        let mut known_currency = false;
+        let mut left_out = LeftOut::default();
+        let mut pool: Vec<(AgentRow, Envelope, Offer, u64)> = Vec::new();
+        for row in rows.into_iter().filter(|r| r.offer_expires_s > now) {
+            let Some((env, offer)) = row.offer() else {
+                continue;
+            };
+            let Some(cur) = offer
+                .currencies
+                .iter()
+                .find(|c| c.issuer.as_str() == req.currency)
+            else {
+                continue;
+            };
+            known_currency = true;
+            // An agent that missed its last probe cannot take a contract: never chosen, and
+            // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
+            // back.
+            if row.online == 0 {
+                left_out.offline += 1;
+                continue;
+            }
+            if req.exclude.contains(&row.entity) {
+                continue;
+            }
+            if offer.block_bytes_max < req.shard_bytes {
+                left_out.small_blocks += 1;
+                left_out.largest_block = left_out.largest_block.max(offer.block_bytes_max);
+                continue;
+            }
+            if offer.duration_s_max < req.duration_s {
+                left_out.short_durations += 1;
+                left_out.longest_duration_s = left_out.longest_duration_s.max(offer.duration_s_max);
+                continue;
+            }
+            let Some(price) = price_for(cur, req) else {
+                continue;
+            };
+            pool.push((row, env, offer, price));
+        }
+        if !known_currency {
+            return Err(Error::UnknownCurrency(req.currency.clone()));
+        }
+        let candidates: Vec<Candidate> = pool
+            .iter()
+            .map(|(row, _, _, price)| {
+                let rep = row.reputation();
+                Candidate {
+                    agent: row.entity.clone(),
+                    p_fail: rep.p_fail(req.duration_s),
+                    price: *price,
+                    network: row.network.clone(),
+                    vetted: rep.vetted(),
+                }
+            })
+            .collect();
+        let request = select::Request {
+            data_shards: k,
+            total_shards: req.total_shards.map(|n| n as usize),
+            max_failure_probability: req.max_failure_probability,
+            same_network_ok: self.same_network_ok,
+        };
+        let considered: Vec<Considered> = candidates
+            .iter()
+            .map(|c| Considered {
+                agent: c.agent.clone(),
+                p_fail: c.p_fail,
+                price: c.price,
+                vetted: c.vetted,
+            })
+            .collect();
+        let chosen_of = |choice: &select::Choice| -> Vec<Chosen> {
+            choice
+                .chosen
+                .iter()
+                .map(|&i| Chosen {
+                    agent: pool[i].0.entity.clone(),
+                    endpoint: pool[i].0.endpoint.clone(),
+                    offer: pool[i].1.clone(),
+                    p_fail: candidates[i].p_fail,
+                    price: candidates[i].price,
+                })
+                .collect()
+        };
+        // Selection is CPU work (up to EXHAUSTIVE_SUBSETS_MAX subsets per n): off the workers.
+        let outcome = {
+            let (candidates, request) = (candidates.clone(), request.clone());
+            tokio::task::spawn_blocking(move || select::select(&candidates, &request))
+                .await
+                .map_err(|e| Error::Db(db::DbError::Task(e.to_string())))?
+        };
+        match outcome {
+            select::Outcome::Met(choice) => Ok(MatchAnswer {
+                agents: chosen_of(&choice),
+                failure_probability: choice.failure_probability,
+                total_price: choice.total_price,
+                candidates: considered,
+            }),
+            select::Outcome::CannotMeet(best) => Err(Error::CannotMeetTarget {
+                target: req.max_failure_probability,
+                best: best.as_ref().map(|b| b.failure_probability),
+                left_out: left_out.explain(req),
+                details: serde_json::json!({
+                    "best_failure_probability": best.as_ref().map(|b| b.failure_probability),
+                    "best": best.as_ref().map(|b| serde_json::json!({
+                        "agents": chosen_of(b),
+                        "total_price": b.total_price,
+                    })),
+                    "candidates": considered,
+                    "left_out": {
+                        "offline": left_out.offline,
+                        "blocks_too_small": left_out.small_blocks,
+                        "largest_block_bytes": left_out.largest_block,
+                        "durations_too_short": left_out.short_durations,
+                        "longest_duration_s": left_out.longest_duration_s,
+                    },
+                }),
+            }),
+        }
+    }
+}
+
+/// An agent's price for the request, or `None` when it overflows.
+fn price_for(cur: &OfferCurrency, req: &MatchRequest) -> Option<u64> {
+    market::request_price(
+        cur,
+        req.shard_bytes,
+        req.duration_s,
+        req.expected_read_bytes,
+    )
+    .ok()
+}
+
+fn check_match(req: &MatchRequest) -> Result<usize, Error> {
+    let bad = |m: &str| Err(Error::InvalidMatch(m.to_owned()));
+    if req.data_shards == 0 {
+        return bad("data_shards (k) must be at least 1");
+    }
+    if let Some(n) = req.total_shards {
+        if n < req.data_shards {
+            return bad("total_shards (n) must be at least data_shards (k)");
+        }
+        if n > select::TOTAL_SHARDS_MAX as u64 {
+            return Err(Error::InvalidMatch(format!(
+                "total_shards (n) must be at most {}",
+                select::TOTAL_SHARDS_MAX
+            )));
+        }
+    }
+    if req.data_shards > select::TOTAL_SHARDS_MAX as u64 {
+        return Err(Error::InvalidMatch(format!(
+            "data_shards (k) must be at most {}",
+            select::TOTAL_SHARDS_MAX
+        )));
+    }
+    let p = req.max_failure_probability;
+    if !(p > 0.0 && p < 1.0) {
+        return bad("max_failure_probability must be strictly between 0 and 1");
+    }
+    if req.shard_bytes == 0 || req.duration_s == 0 {
+        return bad("shard_bytes and duration_s must be positive");
+    }
+    if EntityId::parse(&req.currency).is_err() {
+        return Err(Error::UnknownCurrency(req.currency.clone()));
+    }
+    Ok(req.data_shards as usize)
+}
+
+/// Agents offering the match's currency that it left out, and why: said in a refusal, so a
+/// buyer asking for blocks no agent sells learns that, not only that the target was missed.
+#[derive(Debug, Default)]
+struct LeftOut {
+    offline: u64,
+    small_blocks: u64,
+    largest_block: u64,
+    short_durations: u64,
+    longest_duration_s: u64,
+}
+
+impl LeftOut {
+    fn explain(&self, req: &MatchRequest) -> String {
+        let mut out = String::new();
+        if self.small_blocks > 0 {
+            out.push_str(&format!(
+                "; {} agent(s) sell no block as large as the {} bytes asked for per shard \
+                 (the largest offered is {} bytes): ask for smaller shards",
+                self.small_blocks, req.shard_bytes, self.largest_block
+            ));
+        }
+        if self.short_durations > 0 {
+            out.push_str(&format!(
+                "; {} agent(s) sell no contract as long as {} s (the longest offered is {} s)",
+                self.short_durations, req.duration_s, self.longest_duration_s
+            ));
+        }
+        if self.offline > 0 {
+            out.push_str(&format!(
+                "; {} agent(s) were offline at the last probe",
+                self.offline
+            ));
+        }
+        out
+    }
+}
