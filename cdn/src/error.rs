@@ -1,14 +1,22 @@
 //! The cdn's one error enum, each variant mapped to an HTTP status and a stable code.
 
 use actix_web::http::StatusCode;
+use node::http::BodyError;
+use node::service::{InvalidJson, ServiceError};
+use protocol::range::RangeError;
 use protocol::{AuthError, ErrorBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// The body policy (`node::service`): too large, too slow or cut off.
+    #[error("{0}")]
+    Body(#[from] BodyError),
     #[error("the request is not valid for this call: {0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    InvalidRange(String),
     #[error("only the publisher may do this")]
     Forbidden,
     #[error("no such content: {0}")]
@@ -53,12 +61,30 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
-impl Error {
-    pub fn status(&self) -> StatusCode {
+impl From<InvalidJson> for Error {
+    fn from(e: InvalidJson) -> Self {
+        Error::InvalidRequest(e.0)
+    }
+}
+
+impl From<RangeError> for Error {
+    fn from(e: RangeError) -> Self {
+        match e {
+            RangeError::Invalid(m) => Error::InvalidRange(m),
+            RangeError::NotSatisfiable { size } => Error::RangeNotSatisfiable { size },
+        }
+    }
+}
+
+impl ServiceError for Error {
+    fn status(&self) -> StatusCode {
         match self {
             Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
-            Error::InvalidRequest(_) | Error::PieceMismatch { .. } => StatusCode::BAD_REQUEST,
+            Error::Body(e) => e.status(),
+            Error::InvalidRequest(_) | Error::InvalidRange(_) | Error::PieceMismatch { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::UnknownContent(_) | Error::UnknownView(_) => StatusCode::NOT_FOUND,
             Error::ViewExpired => StatusCode::GONE,
@@ -72,10 +98,12 @@ impl Error {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Error::Auth(e) => e.code(),
+            Error::Body(e) => e.code(),
             Error::InvalidRequest(_) => "invalid_request",
+            Error::InvalidRange(_) => "invalid_range",
             Error::Forbidden => "forbidden",
             Error::UnknownContent(_) => "unknown_content",
             Error::UnknownView(_) => "unknown_view",
@@ -92,7 +120,12 @@ impl Error {
         }
     }
 
-    pub fn body(&self) -> ErrorBody {
+    /// Logged: the database and the agents or issuer behind a request.
+    fn internal(&self) -> bool {
+        matches!(self, Error::Db(_) | Error::Upstream(_))
+    }
+
+    fn body(&self) -> ErrorBody {
         let message = match self {
             Error::Db(_) => "the database is temporarily unavailable".to_owned(),
             other => other.to_string(),
@@ -118,17 +151,17 @@ impl Error {
 
 impl actix_web::ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        self.status()
+        ServiceError::status(self)
     }
 
     fn error_response(&self) -> actix_web::HttpResponse {
-        if matches!(self, Error::Db(_) | Error::Upstream(_)) {
-            tracing::error!(error = %self, "request failed");
-        }
-        let mut resp = actix_web::HttpResponse::build(self.status());
+        let mut resp = node::service::error_response(self);
         if let Error::RangeNotSatisfiable { size } = self {
-            resp.insert_header(("content-range", format!("bytes */{size}")));
+            if let Ok(v) = format!("bytes */{size}").parse() {
+                resp.headers_mut()
+                    .insert(actix_web::http::header::CONTENT_RANGE, v);
+            }
         }
-        resp.json(self.body())
+        resp
     }
 }

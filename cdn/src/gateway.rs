@@ -18,17 +18,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use clients::issuer::IssuerClient;
 use node::client::{ClientError, ClientOptions, SignedClient};
+use protocol::cdn::{
+    BadPiece, BuyView, Catalog, Instructions, InstructionsRequest, PieceInstructions, Source,
+    ViewAnswer,
+};
 use protocol::{EntityId, Envelope, KeyPair};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::error::Error;
 use crate::manifest::{self, Manifest};
-use crate::publisher::{PieceInstructions, Source, ViewAnswer};
+
+mod http;
+
+pub use http::{routes, start, RunningGateway, State};
 
 /// Slices queued per open response (each at most a piece).
 pub const STREAM_CHUNKS_MAX: usize = 2;
@@ -137,10 +143,6 @@ impl Drop for Gateway {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
-    serde_json::from_value(v).map_err(|e| Error::Upstream(format!("the publisher's answer: {e}")))
-}
-
 fn from_publisher(e: ClientError) -> Error {
     match &e {
         ClientError::Api { code, message, .. } if code == "unknown_content" => {
@@ -188,8 +190,8 @@ impl Gateway {
     }
 
     /// The publisher's catalog.
-    pub async fn catalog(&self) -> Result<serde_json::Value, Error> {
-        let v: serde_json::Value = self
+    pub async fn catalog(&self) -> Result<Catalog, Error> {
+        let v: Catalog = self
             .http
             .get(format!("{}/v1/contents", self.options.publisher_url))
             .send()
@@ -209,7 +211,7 @@ impl Gateway {
         }
         let mut sessions = self.sessions.lock().await;
         if let Some(s) = sessions.get(content) {
-            if s.expires_s > crate::publisher::now_s() + 60 {
+            if s.expires_s > node::now_s() + 60 {
                 return Ok(s.clone());
             }
         }
@@ -253,10 +255,7 @@ impl Gateway {
         let view = uuid::Uuid::new_v4().to_string();
         // For people: the view's price and spend in the currency's units.
         let currency = clients::issuer::currency_at(&manifest.issuer_url).await;
-        let show = |amount: u64| match &currency {
-            Some(c) => c.show(amount),
-            None => format!("{amount} (minor units)"),
-        };
+        let show = |amount: u64| crate::page::show_amount(currency.as_ref(), amount);
         if manifest.price_per_view > 0 {
             let wallet = IssuerClient::from_key_file(
                 &manifest.issuer_url,
@@ -281,8 +280,11 @@ impl Gateway {
                 Err(e) => return Err(Error::Upstream(format!("paying the publisher: {e}"))),
             }
         }
-        let body = serde_json::to_vec(&serde_json::json!({"content": content, "view": view}))
-            .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let body = serde_json::to_vec(&BuyView {
+            content: content.to_owned(),
+            view,
+        })
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         let answer: ViewAnswer = self
             .publisher
             .command("POST", "/v1/views", body, self.counters.next())
@@ -465,9 +467,9 @@ impl Gateway {
         from: u64,
         count: u64,
     ) -> Result<Vec<PieceInstructions>, Error> {
-        let body = serde_json::to_vec(&serde_json::json!({"from": from, "count": count}))
+        let body = serde_json::to_vec(&InstructionsRequest { from, count })
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let v: serde_json::Value = self
+        let v: Instructions = self
             .publisher
             .command(
                 "POST",
@@ -479,7 +481,7 @@ impl Gateway {
             .map_err(from_publisher)?
             .value;
         self.count_publisher(&v);
-        decode(v["pieces"].clone())
+        Ok(v.pieces)
     }
 
     /// Tell the publisher, in the background, that `agent` served bad bytes for piece `i`
@@ -488,10 +490,14 @@ impl Gateway {
         let publisher = self.publisher.clone();
         let counter = self.counters.next();
         let path = format!("/v1/views/{}/reports", s.view.view);
-        let body = serde_json::json!({"piece": i, "agent": agent}).to_string();
+        let body = serde_json::to_vec(&BadPiece {
+            piece: i,
+            agent: agent.to_owned(),
+        })
+        .unwrap_or_default();
         self.fetch.spawn(async move {
             let r = publisher
-                .command::<serde_json::Value>("POST", &path, body.into_bytes(), counter)
+                .command::<protocol::cdn::BadPieceAnswer>("POST", &path, body, counter)
                 .await;
             if let Err(e) = r {
                 tracing::warn!(error = %e, piece = i, "the publisher did not take the report");
@@ -631,180 +637,4 @@ impl Gateway {
     pub async fn existing(&self, content: &str) -> Option<Arc<Session>> {
         self.sessions.lock().await.get(content).cloned()
     }
-}
-
-// ---- HTTP ----
-
-pub type State = web::Data<Arc<Gateway>>;
-
-pub fn routes(cfg: &mut web::ServiceConfig, gateway: Arc<Gateway>) {
-    cfg.app_data(web::Data::new(gateway))
-        .route("/", web::get().to(index))
-        .route("/v/{content}", web::get().to(video))
-        .route("/v/{content}", web::head().to(video))
-        .route("/watch/{content}", web::get().to(watch))
-        .route("/v1/stats/{content}", web::get().to(stats))
-        .route("/v1/stats/{content}/player", web::post().to(player_report))
-        .route("/metrics", web::get().to(metrics))
-        .default_service(web::to(|| async {
-            HttpResponse::NotFound().json(protocol::ErrorBody::new("not_found", "no such endpoint"))
-        }));
-}
-
-/// Browsers get the clear page for an error; other clients the JSON body.
-fn error_response(req: &HttpRequest, e: &Error) -> HttpResponse {
-    let wants_html = req
-        .headers()
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if wants_html {
-        HttpResponse::build(e.status())
-            .content_type("text/html; charset=utf-8")
-            .body(crate::page::error_page(e))
-    } else {
-        actix_web::ResponseError::error_response(e)
-    }
-}
-
-async fn index(g: State) -> HttpResponse {
-    match g.catalog().await {
-        Ok(c) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(crate::page::gateway_index(&c)),
-        Err(e) => actix_web::ResponseError::error_response(&e),
-    }
-}
-
-async fn video(req: HttpRequest, path: web::Path<String>, g: State) -> HttpResponse {
-    let s = match g.session(&path).await {
-        Ok(s) => s,
-        Err(e) => return error_response(&req, &e),
-    };
-    let size = s.manifest.size;
-    let header = req.headers().get("range").and_then(|v| v.to_str().ok());
-    let range = match manifest::parse_range(header, size) {
-        Ok(r) => r,
-        Err(()) => return error_response(&req, &Error::RangeNotSatisfiable { size }),
-    };
-    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
-    let mut resp = if range.is_some() {
-        let mut r = HttpResponse::PartialContent();
-        r.insert_header(("content-range", format!("bytes {start}-{end}/{size}")));
-        r
-    } else {
-        HttpResponse::Ok()
-    };
-    resp.insert_header(("accept-ranges", "bytes"))
-        .insert_header(("cache-control", "no-store"))
-        .content_type(s.manifest.mime.as_str());
-    let len = if size == 0 { 0 } else { end - start + 1 };
-    if req.method() == actix_web::http::Method::HEAD || len == 0 {
-        resp.insert_header(("content-length", len.to_string()));
-        return resp.finish();
-    }
-    let rx = g.stream(s, (start, end));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    resp.no_chunking(len).streaming(body)
-}
-
-async fn watch(path: web::Path<String>, g: State) -> HttpResponse {
-    match g.session(&path).await {
-        Ok(s) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(crate::page::player_page(&s.manifest)),
-        Err(e) => HttpResponse::build(e.status())
-            .content_type("text/html; charset=utf-8")
-            .body(crate::page::error_page(&e)),
-    }
-}
-
-async fn stats(path: web::Path<String>, g: State) -> HttpResponse {
-    match g.existing(&path).await {
-        Some(s) => {
-            let mut v = serde_json::to_value(g.stats(&s)).unwrap_or_default();
-            v["publisher_bytes"] = g.publisher_bytes.load(Ordering::Relaxed).into();
-            v["upcoming"] = serde_json::to_value(g.upcoming(&s)).unwrap_or_default();
-            HttpResponse::Ok().json(v)
-        }
-        None => actix_web::ResponseError::error_response(&Error::UnknownView(format!(
-            "no view of {path} yet"
-        ))),
-    }
-}
-
-#[derive(Deserialize)]
-struct PlayerReport {
-    current_time_s: f64,
-}
-
-async fn player_report(
-    path: web::Path<String>,
-    body: web::Json<PlayerReport>,
-    g: State,
-) -> HttpResponse {
-    if let Some(s) = g.existing(&path).await {
-        if body.current_time_s.is_finite() && body.current_time_s >= 0.0 {
-            s.stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .current_time_s = body.current_time_s;
-        }
-    }
-    HttpResponse::NoContent().finish()
-}
-
-async fn metrics(g: State) -> HttpResponse {
-    let sessions: Vec<Arc<Session>> = g.sessions.lock().await.values().cloned().collect();
-    let (mut fetched, mut served, mut failovers, mut corrupt) = (0, 0, 0, 0);
-    for s in &sessions {
-        let st = g.stats(s);
-        fetched += st.bytes_fetched;
-        served += st.bytes_served;
-        failovers += st.failovers;
-        corrupt += st.corrupt;
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(format!(
-            "# TYPE cdn_gateway_views gauge\ncdn_gateway_views {}\n\
-             # TYPE cdn_gateway_bytes_fetched_total counter\ncdn_gateway_bytes_fetched_total {fetched}\n\
-             # TYPE cdn_gateway_bytes_served_total counter\ncdn_gateway_bytes_served_total {served}\n\
-             # TYPE cdn_gateway_failovers_total counter\ncdn_gateway_failovers_total {failovers}\n\
-             # TYPE cdn_gateway_corrupt_total counter\ncdn_gateway_corrupt_total {corrupt}\n",
-            sessions.len()
-        ))
-}
-
-pub struct RunningGateway {
-    pub url: String,
-    pub gateway: Arc<Gateway>,
-    pub http: node::http::HttpHandle,
-}
-
-impl RunningGateway {
-    pub fn wait(self) -> std::io::Result<()> {
-        self.http.wait()
-    }
-}
-
-pub fn start(options: GatewayOptions) -> anyhow::Result<RunningGateway> {
-    let listen = options.listen.clone();
-    let gateway = Arc::new(Gateway::new(options)?);
-    let for_routes = gateway.clone();
-    let http = node::http::spawn(
-        "cdn-gateway",
-        &listen,
-        None,
-        0,
-        move |cfg| routes(cfg, for_routes.clone()),
-        || {},
-    )?;
-    Ok(RunningGateway {
-        url: http.url.clone(),
-        gateway,
-        http,
-    })
 }

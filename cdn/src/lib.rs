@@ -3,10 +3,12 @@
 //! agents, and the viewer's gateway streams a content with `Range` support from the agents,
 //! verifying every piece and failing over between replicas.
 //!
-//! Code map: [`manifest`] is pure (manifest, piece arithmetic, `Range`); [`publisher`] the
-//! publisher's domain over its database; [`server`] its thin HTTP layer and [`serve`] the
-//! wiring; [`gateway`] the viewer's side (domain and HTTP); [`publish`] the publishing client;
-//! [`page`] the HTML pages.
+//! Code map: the wire types (manifest, uploads, catalog, views, instructions) are
+//! [`protocol::cdn`]; [`manifest`] re-exports the manifest and its piece arithmetic. Pure.
+//! [`publisher`] is the publisher's domain over its database (its children: buying contracts,
+//! placement, credit, selling views, scaling, status); [`server`] its thin HTTP layer and
+//! [`serve`] the wiring; [`gateway`] the viewer's side (its child `gateway::http` the routes);
+//! [`publish`] the publishing client; [`page`] the HTML pages.
 
 pub mod error;
 pub mod gateway;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cdn::publisher::PublisherOptions;
+use cdn::publisher::{PublisherOptions, Status};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -240,16 +240,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 node::outln!("{}", serde_json::to_string(&summary)?);
             } else {
                 // The price in the publisher's currency (minor units if it cannot say).
-                let status = rt
+                let units = rt
                     .block_on(publisher_status(&options.publisher_url))
-                    .unwrap_or_default();
+                    .ok()
+                    .and_then(|v| serde_json::from_value::<Status>(v).ok())
+                    .and_then(|s| s.currency_units);
                 node::outln!(
                     "published {} ({} bytes, {} pieces x {} replicas, {} per view)",
                     summary.content,
                     summary.size,
                     summary.pieces,
                     summary.replicas,
-                    cdn::page::show_amount(&status, &summary.price_per_view.into())
+                    cdn::page::show_amount(units.as_ref(), summary.price_per_view)
                 );
                 node::outln!("watch it through a gateway at /watch/{}", summary.content);
             }
@@ -280,31 +282,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 node::outln!("{status}");
                 return Ok(());
             }
-            let money = |v: &serde_json::Value| cdn::page::show_amount(&status, v);
+            let status: Status = serde_json::from_value(status)
+                .context("the publisher's status is not the document this cdn reads")?;
+            let units = status.currency_units.as_ref();
             node::outln!(
                 "publisher {} balance {}",
-                status["publisher"].as_str().unwrap_or(""),
-                money(&status["balance"])
+                status.publisher,
+                status
+                    .balance
+                    .map_or_else(|| "null".to_owned(), |b| cdn::page::show_amount(units, b))
             );
-            for c in status["contents"].as_array().into_iter().flatten() {
+            for c in &status.contents {
                 node::outln!(
                     "{} {:<30} {:>10} bytes  replicas {}-{} (base {})  views {}  income {}",
-                    c["content"].as_str().unwrap_or(""),
-                    c["title"].as_str().unwrap_or(""),
-                    c["size"],
-                    c["replicas_min"],
-                    c["replicas_max"],
-                    c["replicas_base"],
-                    c["views"],
-                    money(&c["income"])
+                    c.content,
+                    c.title,
+                    c.size,
+                    c.replicas_min,
+                    c.replicas_max,
+                    c.replicas_base,
+                    c.views,
+                    cdn::page::show_amount(units, c.income)
                 );
             }
-            for e in status["events"].as_array().into_iter().flatten() {
-                node::outln!(
-                    "{} {}",
-                    e["time"].as_str().unwrap_or(""),
-                    e["what"].as_str().unwrap_or("")
-                );
+            for e in &status.events {
+                node::outln!("{} {}", e.time, e.what);
             }
             Ok(())
         }

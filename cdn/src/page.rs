@@ -1,8 +1,13 @@
 //! The HTML pages: the publisher's status page, the gateway's index, the player page with live
 //! figures, and the clear error page (402 when the viewer cannot pay). Every value is escaped.
 
+use node::service::ServiceError;
+use protocol::cdn::Catalog;
+use protocol::ledger::Currency;
+
 use crate::error::Error;
 use crate::manifest::Manifest;
+use crate::publisher::Status;
 
 pub use node::html::escape as esc;
 
@@ -18,7 +23,7 @@ fn shell(title: &str, body: &str) -> String {
 }
 
 /// `GET /` of the publisher.
-pub async fn status_page(p: crate::server::State) -> actix_web::HttpResponse {
+pub async fn status_page(p: crate::publisher::State) -> actix_web::HttpResponse {
     let body = match p.status().await {
         Ok(s) => render_status(&s),
         Err(e) => format!("<p class=bad>{}</p>", esc(&e.to_string())),
@@ -28,54 +33,55 @@ pub async fn status_page(p: crate::server::State) -> actix_web::HttpResponse {
         .body(shell("Publisher", &body))
 }
 
-/// An amount from a status document (minor units) for people, in the status's
-/// `currency_units` when it has them.
-pub fn show_amount(status: &serde_json::Value, amount: &serde_json::Value) -> String {
-    let units: Option<protocol::ledger::Currency> =
-        serde_json::from_value(status["currency_units"].clone()).ok();
-    match (amount.as_i64(), units) {
-        (Some(n), Some(c)) => c.show(n),
-        (Some(n), None) => format!("{n} (minor units)"),
-        _ => amount.to_string(),
+/// An amount in minor units for people, in the currency's `units` when known.
+pub fn show_amount(
+    units: Option<&Currency>,
+    amount: impl Into<i128> + std::fmt::Display,
+) -> String {
+    match units {
+        Some(c) => c.show(amount),
+        None => format!("{amount} (minor units)"),
     }
 }
 
-fn render_status(s: &serde_json::Value) -> String {
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => esc(s),
-        other => esc(&other.to_string()),
-    };
-    let money = |v: &serde_json::Value| esc(&show_amount(s, v));
+/// [`show_amount`] of an amount that may be unknown (`null`).
+fn show_maybe(units: Option<&Currency>, amount: Option<i64>) -> String {
+    amount.map_or_else(|| "null".to_owned(), |a| show_amount(units, a))
+}
+
+fn render_status(s: &Status) -> String {
+    let units = s.currency_units.as_ref();
+    let money = |v: i64| esc(&show_amount(units, v));
     let mut out = format!(
         "<h1>Publisher</h1><p>Entity <code>{}</code>, balance {} (issuer <code>{}</code>)</p>",
-        text(&s["publisher"]),
-        money(&s["balance"]),
-        text(&s["currency"])
+        esc(s.publisher.as_str()),
+        esc(&show_maybe(units, s.balance)),
+        esc(s.currency.as_str())
     );
     out.push_str("<h2>Catalog</h2><table><tr><th>content</th><th>title</th><th>size</th><th>price per view</th><th>replicas (min-max, base)</th><th>views</th><th>income</th><th>piece reads this round</th></tr>");
-    for c in s["contents"].as_array().into_iter().flatten() {
+    for c in &s.contents {
         out.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}-{} ({})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            text(&c["content"]), text(&c["title"]), text(&c["size"]), money(&c["price_per_view"]),
-            text(&c["replicas_min"]), text(&c["replicas_max"]), text(&c["replicas_base"]),
-            text(&c["views"]), money(&c["income"]), text(&c["pieces_asked_this_round"])
+            esc(&c.content), esc(&c.title), c.size, money(c.price_per_view),
+            c.replicas_min, c.replicas_max, c.replicas_base,
+            c.views, money(c.income), c.pieces_asked_this_round
         ));
     }
     out.push_str("</table><h2>Contracts</h2><table><tr><th>agent</th><th>endpoint</th><th>read per KiB</th><th>used / block bytes</th><th>credit (estimate)</th><th>ends</th></tr>");
-    for c in s["contracts"].as_array().into_iter().flatten() {
+    for c in &s.contracts {
         out.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
-            text(&c["agent"]), text(&c["endpoint"]), money(&c["read_per_kib"]),
-            text(&c["used_bytes"]), text(&c["block_bytes"]), money(&c["credit_estimate"]), text(&c["ends"])
+            esc(&c.agent), esc(&c.endpoint), money(c.read_per_kib),
+            c.used_bytes, c.block_bytes, esc(&show_maybe(units, c.credit_estimate)), esc(&c.ends)
         ));
     }
     out.push_str("</table><h2>Scaling events</h2><ul>");
-    for e in s["events"].as_array().into_iter().flatten() {
+    for e in &s.events {
         out.push_str(&format!(
             "<li>{} <code>{}</code> {}</li>",
-            text(&e["time"]),
-            text(&e["content"]),
-            text(&e["what"])
+            esc(&e.time),
+            esc(&e.content),
+            esc(&e.what)
         ));
     }
     out.push_str("</ul>");
@@ -83,15 +89,18 @@ fn render_status(s: &serde_json::Value) -> String {
 }
 
 /// `GET /` of the gateway: the publisher's catalog with links to watch.
-pub fn gateway_index(catalog: &serde_json::Value) -> String {
+pub fn gateway_index(catalog: &Catalog) -> String {
     let mut out = String::from("<h1>Catalog</h1><table><tr><th>title</th><th>size</th><th>price per view</th><th></th></tr>");
-    for c in catalog["contents"].as_array().into_iter().flatten() {
-        let id = esc(c["content"].as_str().unwrap_or(""));
+    for c in &catalog.contents {
+        let id = esc(&c.content);
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/watch/{id}\">watch</a></td></tr>",
-            esc(c["title"].as_str().unwrap_or("")),
-            c["size"],
-            esc(&show_amount(catalog, &c["price_per_view"]))
+            esc(&c.title),
+            c.size,
+            esc(&show_amount(
+                catalog.currency_units.as_ref(),
+                c.price_per_view
+            ))
         ));
     }
     out.push_str("</table>");

@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use node::client::SignedClient;
+use protocol::cdn::{PieceStored, Published, UploadAnswer, UploadRequest};
 use protocol::KeyPair;
 use serde::Serialize;
 
 use crate::manifest;
-use crate::publisher::{UploadAnswer, UploadRequest};
 
 /// Pieces uploaded at once.
 pub const UPLOADS_IN_FLIGHT_MAX: usize = 4;
@@ -141,7 +141,7 @@ pub async fn publish(
                     tokio::task::spawn_blocking(move || read_piece(&file, piece_bytes, i, size))
                         .await??;
                 client
-                    .command::<serde_json::Value>(
+                    .command::<PieceStored>(
                         "PUT",
                         &format!("/v1/uploads/{content}/pieces/{i}"),
                         bytes,
@@ -166,7 +166,7 @@ pub async fn publish(
         eprintln!();
     }
     client
-        .command::<serde_json::Value>(
+        .command::<Published>(
             "POST",
             &format!("/v1/uploads/{content}/publish"),
             Vec::new(),

@@ -16,16 +16,18 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use protocol::{ErrorBody, RequestKind, VerifiedRequest};
-use serde::Deserialize;
+use node::service::{self, Metrics};
+use protocol::cdn::{
+    BadPiece, BadPieceAnswer, BuyView, Instructions, InstructionsRequest, PieceStored,
+    UploadRequest,
+};
+use protocol::{RequestKind, VerifiedRequest};
 
 use crate::error::Error;
-use crate::publisher::{Publisher, UploadRequest};
+use crate::publisher::{Publisher, State};
 
 /// Largest JSON body (an upload request lists every piece hash: 65 bytes each).
 const BODY_BYTES_MAX: u64 = 8 << 20;
-
-pub type State = web::Data<Arc<Publisher>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig, publisher: Arc<Publisher>) {
     cfg.app_data(web::Data::new(publisher))
@@ -41,30 +43,26 @@ pub fn routes(cfg: &mut web::ServiceConfig, publisher: Arc<Publisher>) {
         .route("/v1/views", web::post().to(buy_view))
         .route("/v1/views/{view}/pieces", web::post().to(instructions))
         .route("/v1/views/{view}/reports", web::post().to(report))
-        .default_service(web::to(|| async {
-            HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
-        }));
+        .default_service(web::to(service::not_found_route));
 }
 
-async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<bytes::Bytes, Error> {
-    node::http::read_body(req, payload, limit)
-        .await
-        .map_err(|e| Error::InvalidRequest(e.to_string()))
-}
-
-async fn auth(
+/// Read a command's body under the body policy and verify its signature (the body hashed off
+/// the async workers when it is large: pieces are up to 8 MiB).
+async fn command(
     req: &HttpRequest,
-    body: bytes::Bytes,
+    payload: web::Payload,
+    limit: u64,
     p: &Publisher,
-) -> Result<VerifiedRequest, Error> {
-    Ok(
-        node::http::authenticate_body(req, body, p.key.entity().as_str(), RequestKind::Command)
-            .await?,
+) -> Result<(bytes::Bytes, VerifiedRequest), Error> {
+    let bytes = service::body::<Error>(req, payload, limit).await?;
+    let v = node::http::authenticate_body(
+        req,
+        bytes.clone(),
+        p.key.entity().as_str(),
+        RequestKind::Command,
     )
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidRequest(e.to_string()))
+    .await?;
+    Ok((bytes, v))
 }
 
 fn only_publisher(v: &VerifiedRequest, p: &Publisher) -> Result<(), Error> {
@@ -75,59 +73,30 @@ fn only_publisher(v: &VerifiedRequest, p: &Publisher) -> Result<(), Error> {
     }
 }
 
-/// A command's outcome, success or refusal, signed for the sender.
-fn signed(
-    p: &Publisher,
-    v: &VerifiedRequest,
-    result: Result<serde_json::Value, Error>,
-) -> HttpResponse {
-    let (status, body) = match result {
-        Ok(value) => (200, value.to_string()),
-        Err(e) => {
-            if matches!(e, Error::Db(_) | Error::Upstream(_)) {
-                tracing::error!(error = %e, "command failed");
-            }
-            (
-                e.status().as_u16(),
-                serde_json::to_string(&e.body()).unwrap_or_default(),
-            )
-        }
-    };
-    node::http::signed_response(&p.key, v, status, body)
-}
-
-fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(v).map_err(|e| Error::InvalidRequest(e.to_string()))
+/// A successful command's answer as (status, JSON) for [`service::signed_result`].
+fn answer<T: serde::Serialize>(v: &T) -> Result<(u16, String), Error> {
+    serde_json::to_string(v)
+        .map(|body| (200, body))
+        .map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
 async fn descriptor(p: State) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "protocol": "lcp/1",
-        "role": "cdn",
-        "entity": p.key.entity(),
-        "currency": p.currency,
-        "issuer_url": p.issuer_url,
-    }))
+    service::descriptor(
+        "cdn",
+        p.key.entity(),
+        serde_json::json!({"currency": p.currency, "issuer_url": p.issuer_url}),
+    )
 }
 
 async fn metrics(p: State) -> Result<HttpResponse, Error> {
-    let status = p.status().await?;
-    let contents = status["contents"].as_array().cloned().unwrap_or_default();
-    let views: i64 = contents.iter().filter_map(|c| c["views"].as_i64()).sum();
-    let income: i64 = contents.iter().filter_map(|c| c["income"].as_i64()).sum();
-    let out = format!(
-        "# TYPE cdn_contents gauge\ncdn_contents {}\n\
-         # TYPE cdn_views_total counter\ncdn_views_total {views}\n\
-         # TYPE cdn_income_total counter\ncdn_income_total {income}\n\
-         # TYPE cdn_contracts gauge\ncdn_contracts {}\n\
-         # TYPE cdn_replication_bytes_total counter\ncdn_replication_bytes_total {}\n",
-        contents.len(),
-        status["contracts"].as_array().map(Vec::len).unwrap_or(0),
-        status["replication_bytes"].as_u64().unwrap_or(0),
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out))
+    let s = p.status().await?;
+    Ok(Metrics::default()
+        .gauge("cdn_contents", s.contents.len())
+        .counter("cdn_views_total", s.views_total())
+        .counter("cdn_income_total", s.income_total())
+        .gauge("cdn_contracts", s.contracts.len())
+        .counter("cdn_replication_bytes_total", s.replication_bytes)
+        .response())
 }
 
 async fn status(p: State) -> Result<HttpResponse, Error> {
@@ -135,10 +104,7 @@ async fn status(p: State) -> Result<HttpResponse, Error> {
 }
 
 async fn catalog(p: State) -> Result<HttpResponse, Error> {
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "contents": p.catalog().await?,
-        "currency_units": p.currency_units().await,
-    })))
+    Ok(HttpResponse::Ok().json(p.catalog().await?))
 }
 
 async fn manifest(path: web::Path<String>, p: State) -> Result<HttpResponse, Error> {
@@ -150,15 +116,14 @@ async fn create_upload(
     payload: web::Payload,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, bytes.clone(), &p).await?;
+    let (bytes, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
         only_publisher(&v, &p)?;
-        let upload: UploadRequest = parse_json(&bytes)?;
-        to_json(p.create_upload(upload).await?)
+        let upload: UploadRequest = service::parse_json::<_, Error>(&bytes)?;
+        answer(&p.create_upload(upload).await?)
     }
     .await;
-    Ok(signed(&p, &v, result))
+    Ok(service::signed_result(&p.key, &v, result))
 }
 
 async fn put_piece(
@@ -167,16 +132,19 @@ async fn put_piece(
     payload: web::Payload,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, crate::manifest::PIECE_BYTES_MAX).await?;
-    let v = auth(&req, bytes.clone(), &p).await?;
+    let (bytes, v) = command(&req, payload, crate::manifest::PIECE_BYTES_MAX, &p).await?;
     let (content, i) = path.into_inner();
     let result = async {
         only_publisher(&v, &p)?;
         let replicas = p.put_piece(&content, i, bytes).await?;
-        Ok(serde_json::json!({"content": content, "piece": i, "replicas": replicas}))
+        answer(&PieceStored {
+            content: content.clone(),
+            piece: i,
+            replicas,
+        })
     }
     .await;
-    Ok(signed(&p, &v, result))
+    Ok(service::signed_result(&p.key, &v, result))
 }
 
 async fn publish(
@@ -185,21 +153,13 @@ async fn publish(
     payload: web::Payload,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, bytes, &p).await?;
+    let (_, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
         only_publisher(&v, &p)?;
-        p.publish(&path).await
+        answer(&p.publish(&path).await?)
     }
     .await;
-    Ok(signed(&p, &v, result))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BuyView {
-    content: String,
-    view: String,
+    Ok(service::signed_result(&p.key, &v, result))
 }
 
 async fn buy_view(
@@ -207,21 +167,13 @@ async fn buy_view(
     payload: web::Payload,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, bytes.clone(), &p).await?;
+    let (bytes, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
-        let b: BuyView = parse_json(&bytes)?;
-        to_json(p.buy_view(&v.entity, &b.content, &b.view).await?)
+        let b: BuyView = service::parse_json::<_, Error>(&bytes)?;
+        answer(&p.buy_view(&v.entity, &b.content, &b.view).await?)
     }
     .await;
-    Ok(signed(&p, &v, result))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Window {
-    from: u64,
-    count: u64,
+    Ok(service::signed_result(&p.key, &v, result))
 }
 
 async fn instructions(
@@ -230,22 +182,14 @@ async fn instructions(
     payload: web::Payload,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, bytes.clone(), &p).await?;
+    let (bytes, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
-        let w: Window = parse_json(&bytes)?;
+        let w: InstructionsRequest = service::parse_json::<_, Error>(&bytes)?;
         let pieces = p.instructions(&v.entity, &path, w.from, w.count).await?;
-        Ok(serde_json::json!({"pieces": pieces}))
+        answer(&Instructions { pieces })
     }
     .await;
-    Ok(signed(&p, &v, result))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BadPiece {
-    piece: u64,
-    agent: String,
+    Ok(service::signed_result(&p.key, &v, result))
 }
 
 async fn report(
@@ -254,15 +198,17 @@ async fn report(
     payload: web::Payload,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, bytes.clone(), &p).await?;
+    let (bytes, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
-        let b: BadPiece = parse_json(&bytes)?;
-        let bad = p
+        let b: BadPiece = service::parse_json::<_, Error>(&bytes)?;
+        let confirmed = p
             .report_bad_piece(&v.entity, &path, b.piece, &b.agent)
             .await?;
-        Ok(serde_json::json!({"piece": b.piece, "confirmed": bad}))
+        answer(&BadPieceAnswer {
+            piece: b.piece,
+            confirmed,
+        })
     }
     .await;
-    Ok(signed(&p, &v, result))
+    Ok(service::signed_result(&p.key, &v, result))
 }

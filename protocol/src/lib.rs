@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod amount;
 pub mod book;
+pub mod cdn;
 pub mod envelope;
 pub mod error;
 pub mod identity;

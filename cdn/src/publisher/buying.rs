@@ -1,0 +1,133 @@
+//! Contracts: bought through the market's match (reads weighed in), recorded, and listed while
+//! they last.
+
+use super::*;
+
+impl Publisher {
+    pub(super) async fn live_contracts(&self) -> Result<Vec<ContractRow>, Error> {
+        let now = now_s();
+        self.db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    contracts::table
+                        .filter(contracts::end_s.gt(now + 3600))
+                        .order(contracts::id)
+                        .load::<ContractRow>(conn)?,
+                )
+            })
+            .await
+    }
+
+    /// Hold `options.agents` live contracts: buy the missing ones through the market's match,
+    /// with the reads a CDN expects priced in, paid first with initial read credit.
+    pub async fn ensure_contracts(&self) -> Result<usize, Error> {
+        let _one = self.buying.lock().await;
+        let have = self.live_contracts().await?;
+        if have.len() >= self.options.agents {
+            return Ok(have.len());
+        }
+        let want = self.options.agents - have.len();
+        let duration_s = self.options.contract_days * 86_400;
+        let request = MatchRequest {
+            currency: self.currency.to_string(),
+            shard_bytes: self.options.block_bytes,
+            data_shards: 1,
+            total_shards: Some(want as u64),
+            duration_s,
+            // A CDN reads each byte many times: weigh read prices heavily.
+            expected_read_bytes: self.options.block_bytes.saturating_mul(20),
+            max_failure_probability: 1e-3,
+            exclude: have.iter().map(|c| c.agent.clone()).collect(),
+        };
+        let answer = match self.market.match_agents(&request).await {
+            Ok(a) => a,
+            Err(e) if e.code() == Some("cannot_meet_target") && !have.is_empty() => {
+                return Ok(have.len());
+            }
+            Err(e) => return Err(Error::NoStorage(format!("the market's match failed: {e}"))),
+        };
+        let market_entity = self
+            .market
+            .signed()
+            .audience()
+            .await
+            .map_err(upstream("the market"))?
+            .clone();
+        let buys = answer.agents.iter().map(|chosen| {
+            let market_entity = market_entity.clone();
+            async move {
+                let agent = self.agent(&chosen.endpoint);
+                let (_, offer) = agent.offer().await.map_err(upstream("an agent's offer"))?;
+                let terms = AgentClient::terms_from_offer(
+                    &offer,
+                    self.key.entity(),
+                    &self.currency,
+                    self.options.block_bytes,
+                    duration_s,
+                    vec![market_entity],
+                )
+                .map_err(upstream("contract terms"))?;
+                let credit =
+                    protocol::market::per_kib_charge(terms.read_per_kib, CREDIT_TOPUP_KIB * 1024)
+                        .unwrap_or(0);
+                let signed = agent
+                    .buy(&self.wallet, &terms, credit)
+                    .await
+                    .map_err(upstream("buying a contract"))?
+                    .value;
+                self.record_contract(&chosen.endpoint, &terms, &signed)
+                    .await?;
+                self.credit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(terms.id.clone(), i64::try_from(credit).unwrap_or(0));
+                Ok::<_, Error>(())
+            }
+        });
+        let mut bought = 0;
+        for r in join_all(buys).await {
+            match r {
+                Ok(()) => bought += 1,
+                Err(e) => tracing::warn!(error = %e, "a contract purchase failed"),
+            }
+        }
+        if bought > 0 {
+            self.event("", format!("bought {bought} contracts through the market"));
+        }
+        let total = have.len() + bought;
+        if total == 0 {
+            return Err(Error::NoStorage("no contract could be bought".into()));
+        }
+        Ok(total)
+    }
+
+    pub(super) async fn record_contract(
+        &self,
+        endpoint: &str,
+        terms: &protocol::market::Contract,
+        signed: &SignedContract,
+    ) -> Result<(), Error> {
+        let signed_json =
+            serde_json::to_string(signed).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let end_s = protocol::market::parse_rfc3339(&terms.end).unwrap_or(0);
+        let row = (
+            contracts::id.eq(terms.id.clone()),
+            contracts::agent.eq(terms.agent.to_string()),
+            contracts::endpoint.eq(endpoint.to_owned()),
+            contracts::signed.eq(signed_json),
+            contracts::read_per_kib.eq(i64_of(terms.read_per_kib)?),
+            contracts::write_per_kib.eq(i64_of(terms.write_per_kib)?),
+            contracts::block_bytes.eq(i64_of(terms.block_bytes)?),
+            contracts::used_bytes.eq(0i64),
+            contracts::end_s.eq(end_s),
+        );
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(contracts::table)
+                    .values(row)
+                    .execute(conn)?;
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,142 @@
+//! Paying agents: writes and the publisher's own reads paid on `402`, and read credit kept
+//! ahead of the tokens handed to viewers.
+
+use super::*;
+
+impl Publisher {
+    /// Write an object, topping up the contract's credit when the agent asks for payment.
+    pub(super) async fn put_paying(
+        &self,
+        c: &ContractRow,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), Error> {
+        let agent = self.agent(&c.endpoint);
+        let deadline = Instant::now() + Duration::from_millis(CREDIT_WAIT_MS_MAX);
+        let mut paid = false;
+        loop {
+            match agent.put(&c.id, name, bytes.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
+                    if !paid {
+                        let charge = protocol::market::per_kib_charge(
+                            c.write_per_kib as u64,
+                            (bytes.len() as u64).saturating_mul(64),
+                        )
+                        .unwrap_or(0)
+                        .max(1024);
+                        self.top_up(c, charge).await?;
+                        paid = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(Error::Upstream(format!("writing {name}: {e}"))),
+            }
+        }
+    }
+
+    /// Read an object of the publisher's own contract, paying ahead on `402`.
+    pub(super) async fn read_paying(
+        &self,
+        c: &ContractRow,
+        name: &str,
+    ) -> Result<bytes::Bytes, Error> {
+        let agent = self.agent(&c.endpoint);
+        match agent.get(&c.id, name, None).await {
+            Ok(b) => Ok(b),
+            Err(e) if e.code() == Some("payment_required") => {
+                let charge = protocol::market::per_kib_charge(
+                    c.read_per_kib as u64,
+                    CREDIT_TOPUP_KIB * 1024,
+                )
+                .unwrap_or(0);
+                self.top_up(c, charge.max(1024)).await?;
+                self.wait_for_credit(c, charge.min(1024)).await;
+                agent
+                    .get(&c.id, name, None)
+                    .await
+                    .map_err(|e| Error::Upstream(format!("reading {name}: {e}")))
+            }
+            Err(e) => Err(Error::Upstream(format!("reading {name}: {e}"))),
+        }
+    }
+
+    pub(super) async fn top_up(&self, c: &ContractRow, amount: u64) -> Result<(), Error> {
+        let agent = EntityId::parse(&c.agent).map_err(|_| Error::Upstream("agent id".into()))?;
+        self.wallet
+            .transfer(&agent, amount, Some(&c.id))
+            .await
+            .map_err(upstream("paying an agent"))?;
+        let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
+        *credit.entry(c.id.clone()).or_insert(0) += i64::try_from(amount).unwrap_or(0);
+        Ok(())
+    }
+
+    /// Make sure each contract's read credit covers `need` more; pay the agents ahead.
+    pub(super) async fn cover_reads(
+        &self,
+        need: &HashMap<String, (ContractRow, u64)>,
+    ) -> Result<(), Error> {
+        let _one = self.paying.lock().await;
+        for (id, (c, amount)) in need {
+            let known = self
+                .credit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .copied();
+            let estimate = match known {
+                Some(v) => v,
+                None => {
+                    // An agent that does not answer is neither paid nor waited for: its
+                    // replicas get no tokens, and the viewer reads the others.
+                    let view = match self.agent(&c.endpoint).contract(id).await {
+                        Ok(view) => view,
+                        Err(e) => {
+                            tracing::warn!(error = %e, contract = %id, "a replica's agent does not answer; not paid");
+                            continue;
+                        }
+                    };
+                    self.credit
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id.clone(), view.credit);
+                    view.credit
+                }
+            };
+            let low =
+                protocol::market::per_kib_charge(c.read_per_kib as u64, CREDIT_LOW_KIB * 1024)
+                    .unwrap_or(0);
+            let after = estimate - i64::try_from(*amount).unwrap_or(i64::MAX);
+            if after < i64::try_from(low).unwrap_or(i64::MAX) {
+                let bulk = protocol::market::per_kib_charge(
+                    c.read_per_kib as u64,
+                    CREDIT_TOPUP_KIB * 1024,
+                )
+                .unwrap_or(0)
+                .max(*amount);
+                self.top_up(c, bulk).await?;
+                if after < 0 {
+                    // The tokens would bounce: wait until the agent has seen the payment.
+                    self.wait_for_credit(c, *amount).await;
+                }
+            }
+            let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
+            *credit.entry(id.clone()).or_insert(0) -= i64::try_from(*amount).unwrap_or(0);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn wait_for_credit(&self, c: &ContractRow, amount: u64) {
+        let deadline = Instant::now() + Duration::from_millis(CREDIT_WAIT_MS_MAX);
+        let agent = self.agent(&c.endpoint);
+        while Instant::now() < deadline {
+            if let Ok(v) = agent.contract(&c.id).await {
+                if v.credit >= i64::try_from(amount).unwrap_or(i64::MAX) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
