@@ -1,5 +1,7 @@
-//! Contracts: bought through the market's match (reads weighed in), recorded, and listed while
-//! they last.
+//! Contracts: bought through the market's match (reads weighed in) and `clients::procure`,
+//! recorded, and listed while they last.
+
+use clients::procure::{self, BuyError, NoJournal, Order, Seller};
 
 use super::*;
 
@@ -46,41 +48,45 @@ impl Publisher {
             }
             Err(e) => return Err(Error::NoStorage(format!("the market's match failed: {e}"))),
         };
-        let market_entity = self
-            .market
-            .signed()
-            .audience()
-            .await
-            .map_err(upstream("the market"))?
-            .clone();
+        let order = Order {
+            issuer: self.currency.clone(),
+            block_bytes: self.options.block_bytes,
+            duration_s,
+            auditors: vec![procure::market_entity(&self.market)
+                .await
+                .map_err(upstream("the market"))?],
+        };
+        // Initial read credit on top of the price.
+        let credit = |terms: &protocol::market::Contract| {
+            protocol::market::per_kib_charge(terms.read_per_kib, CREDIT_TOPUP_KIB * 1024)
+                .unwrap_or(0)
+        };
         let buys = answer.agents.iter().map(|chosen| {
-            let market_entity = market_entity.clone();
+            let order = &order;
             async move {
-                let agent = self.agent(&chosen.endpoint);
-                let (_, offer) = agent.offer().await.map_err(upstream("an agent's offer"))?;
-                let terms = AgentClient::terms_from_offer(
-                    &offer,
-                    self.key.entity(),
-                    &self.currency,
-                    self.options.block_bytes,
-                    duration_s,
-                    vec![market_entity],
+                let seller = Seller::open(
+                    &self.http,
+                    self.key.clone(),
+                    &chosen.agent,
+                    &chosen.endpoint,
                 )
-                .map_err(upstream("contract terms"))?;
-                let credit =
-                    protocol::market::per_kib_charge(terms.read_per_kib, CREDIT_TOPUP_KIB * 1024)
-                        .unwrap_or(0);
-                let signed = agent
-                    .buy(&self.wallet, &terms, credit)
+                .await
+                .map_err(upstream("an agent's offer"))?;
+                let bought = procure::buy(&seller, order, credit, &self.wallet, &mut NoJournal)
                     .await
-                    .map_err(upstream("buying a contract"))?
-                    .value;
-                self.record_contract(&chosen.endpoint, &terms, &signed)
+                    .map_err(|e| match e {
+                        BuyError::Terms(e) => upstream("contract terms")(e),
+                        e => Error::Upstream(e.to_string()),
+                    })?;
+                self.record_contract(&chosen.endpoint, &bought.terms, &bought.signed)
                     .await?;
                 self.credit
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(terms.id.clone(), i64::try_from(credit).unwrap_or(0));
+                    .insert(
+                        bought.terms.id.clone(),
+                        i64::try_from(bought.credit).unwrap_or(0),
+                    );
                 Ok::<_, Error>(())
             }
         });

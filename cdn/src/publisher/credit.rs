@@ -1,10 +1,21 @@
-//! Paying agents: writes and the publisher's own reads paid on `402`, and read credit kept
-//! ahead of the tokens handed to viewers.
+//! Paying agents: writes and the publisher's own reads paid on `402` (`clients::pay`), and read
+//! credit kept ahead of the tokens handed to viewers.
+
+use clients::pay::{pay_on_402, Failure};
 
 use super::*;
 
+/// A charged request's failure: the agent's answer as `Upstream`, or the payment's own error.
+fn paid_failure(e: Failure<Error>, doing: &str, name: &str) -> Error {
+    match e {
+        Failure::Agent(e) => Error::Upstream(format!("{doing} {name}: {e}")),
+        Failure::Caller(e) => e,
+    }
+}
+
 impl Publisher {
-    /// Write an object, topping up the contract's credit when the agent asks for payment.
+    /// Write an object, topping up the contract's credit when the agent asks for payment
+    /// (`clients::pay`: paid once, asked again within one bounded wait).
     pub(super) async fn put_paying(
         &self,
         c: &ContractRow,
@@ -12,27 +23,25 @@ impl Publisher {
         bytes: Vec<u8>,
     ) -> Result<(), Error> {
         let agent = self.agent(&c.endpoint);
-        let deadline = Instant::now() + Duration::from_millis(CREDIT_WAIT_MS_MAX);
-        let mut paid = false;
-        loop {
-            match agent.put(&c.id, name, bytes.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.code() == Some("payment_required") && Instant::now() < deadline => {
-                    if !paid {
-                        let charge = protocol::market::per_kib_charge(
-                            c.write_per_kib as u64,
-                            (bytes.len() as u64).saturating_mul(64),
-                        )
-                        .unwrap_or(0)
-                        .max(1024);
-                        self.top_up(c, charge).await?;
-                        paid = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(Error::Upstream(format!("writing {name}: {e}"))),
-            }
-        }
+        // A few dozen writes ahead.
+        let charge = protocol::market::per_kib_charge(
+            c.write_per_kib as u64,
+            (bytes.len() as u64).saturating_mul(64),
+        )
+        .unwrap_or(0)
+        .max(1024);
+        pay_on_402(
+            || async {
+                agent
+                    .put(&c.id, name, bytes.clone())
+                    .await
+                    .map_err(Failure::Agent)
+            },
+            Some(|| self.top_up(c, charge)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| paid_failure(e, "writing", name))
     }
 
     /// Read an object of the publisher's own contract, paying ahead on `402`.
@@ -42,29 +51,22 @@ impl Publisher {
         name: &str,
     ) -> Result<bytes::Bytes, Error> {
         let agent = self.agent(&c.endpoint);
-        match agent.get(&c.id, name, None).await {
-            Ok(b) => Ok(b),
-            Err(e) if e.code() == Some("payment_required") => {
-                let charge = protocol::market::per_kib_charge(
-                    c.read_per_kib as u64,
-                    CREDIT_TOPUP_KIB * 1024,
-                )
-                .unwrap_or(0);
-                self.top_up(c, charge.max(1024)).await?;
-                self.wait_for_credit(c, charge.min(1024)).await;
-                agent
-                    .get(&c.id, name, None)
-                    .await
-                    .map_err(|e| Error::Upstream(format!("reading {name}: {e}")))
-            }
-            Err(e) => Err(Error::Upstream(format!("reading {name}: {e}"))),
-        }
+        // A top-up's worth of reads ahead.
+        let charge =
+            protocol::market::per_kib_charge(c.read_per_kib as u64, CREDIT_TOPUP_KIB * 1024)
+                .unwrap_or(0)
+                .max(1024);
+        pay_on_402(
+            || async { agent.get(&c.id, name, None).await.map_err(Failure::Agent) },
+            Some(|| self.top_up(c, charge)),
+        )
+        .await
+        .map_err(|e| paid_failure(e, "reading", name))
     }
 
     pub(super) async fn top_up(&self, c: &ContractRow, amount: u64) -> Result<(), Error> {
         let agent = EntityId::parse(&c.agent).map_err(|_| Error::Upstream("agent id".into()))?;
-        self.wallet
-            .transfer(&agent, amount, Some(&c.id))
+        clients::pay::top_up(&self.wallet, &agent, &c.id, amount)
             .await
             .map_err(upstream("paying an agent"))?;
         let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
