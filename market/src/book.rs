@@ -18,6 +18,9 @@
 //!   count at all, each weighted by what the contract was worth.
 //! - A registered Merkle root was verified with the agent (one audit) before it was kept, and
 //!   is never replaced.
+//! - A registration's answer is stored in the shared command log (`node::commands`) in the
+//!   transaction that registers it: the same (buyer, counter, body) again replays it, another
+//!   body under that counter is `409 counter_reused`.
 //! - Matches choose only agents that are online (answered their last probe or heartbeat).
 
 use std::sync::Arc;

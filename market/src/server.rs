@@ -121,11 +121,23 @@ async fn register(
     let bytes = body(&req, payload, REGISTRATION_BYTES_MAX).await?;
     let v = auth(&req, &bytes, &market)?;
     let result = async {
+        let counter = v
+            .counter
+            .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
+        // A repetition is answered from the command log, without auditing anything again.
+        if let Some(answer) = market
+            .replay_registration(&v.entity, counter, &v.body_sha256)
+            .await?
+        {
+            return Ok(answer);
+        }
         let registration: Registration = parse_json(&bytes)?;
-        market.register(&v.entity, registration).await
+        market
+            .register(&v.entity, counter, &v.body_sha256, registration)
+            .await
     }
     .await;
-    Ok(signed(&market, &v, result))
+    Ok(service::signed_result(&market.key, &v, result))
 }
 
 /// The sender's own registered contracts (a signed query).

@@ -284,6 +284,48 @@ async fn registered_roots_are_verified_and_never_replaced() {
     }
 }
 
+/// A registration is a signed command in the shared command log (`node::commands`, issue 13):
+/// the same request again (same counter, same body) replays the first answer, and the counter
+/// used again with another body is `409 counter_reused`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_registration_replays_its_answer() {
+    for (backend, db) in backends("market_register_log") {
+        let net = Net::start(1, db.url());
+        let (wallet, buyer) = net.buyer(10_000_000).await;
+        let client = MarketClient::new(net.http.clone(), &net.market.url, buyer.clone());
+        wait_for_offers(&client, &net.issuer.entity.to_string(), 1).await;
+        let (_, real) = small_contract(&net, 0, &wallet, &buyer).await;
+        let first = client.register(&real).await.expect("registered");
+        assert_eq!(first.value["objects"], 1, "[{backend}] {}", first.value);
+        let body = serde_json::to_vec(&real).expect("json");
+        let again = client
+            .signed()
+            .command::<serde_json::Value>("POST", "/v1/contracts", body, first.counter)
+            .await
+            .expect("the same request again");
+        assert_eq!(
+            again.value, first.value,
+            "[{backend}] the first answer, replayed (a fresh registration would add 0 objects)"
+        );
+        let mut other = real.clone();
+        other.objects.clear();
+        let e = client
+            .signed()
+            .command::<serde_json::Value>(
+                "POST",
+                "/v1/contracts",
+                serde_json::to_vec(&other).expect("json"),
+                first.counter,
+            )
+            .await
+            .expect_err("another body under the same counter");
+        assert_eq!(e.code(), Some("counter_reused"), "[{backend}] {e}");
+        // A fresh counter registers as before: nothing new.
+        let fresh = client.register(&real).await.expect("the same again");
+        assert_eq!(fresh.value["objects"], 0, "[{backend}] {}", fresh.value);
+    }
+}
+
 /// How the scripted agent answers audits.
 const HONEST: u8 = 0;
 const PAYMENT_REQUIRED: u8 = 1;

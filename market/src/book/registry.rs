@@ -4,6 +4,7 @@
 
 use db::AnyConnection;
 use diesel::prelude::*;
+use node::commands::{CommandRow, Seen, StoredAnswer};
 use protocol::market::{self, Contract};
 use protocol::EntityId;
 
@@ -17,11 +18,20 @@ use crate::schema::{agents, registered, registered_objects};
 
 impl Market {
     /// `POST /v1/contracts`: register a dual-signed contract (sent by its buyer) for auditing.
+    ///
+    /// A signed command, kept in the command log ([`node::commands`]): `counter` and
+    /// `body_sha256` are the request's. Answers (status, body) as sent, and stored with them in
+    /// the same transaction as the registration, so a repetition replays it
+    /// ([`Market::replay_registration`]).
     pub async fn register(
         &self,
         sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
         reg: Registration,
-    ) -> Result<serde_json::Value, Error> {
+    ) -> Result<(u16, String), Error> {
+        // A counter the log cannot hold is refused before any work (reports do the same).
+        to_i64(counter)?;
         let (signer, contract): (EntityId, Contract) = reg
             .contract
             .open(market::CONTRACT_TYPE)
@@ -103,9 +113,24 @@ impl Market {
         let (buyer, sig) = (contract.buyer.to_string(), reg.agent_signature);
         let count = fresh.len();
         let now = now_s();
-        self.db
+        let answer = StoredAnswer {
+            status: 200,
+            body: serde_json::json!({ "contract": contract.id, "objects": count }).to_string(),
+        };
+        let command = CommandRow::new(sender, counter, body_sha256, &answer)
+            .map_err(|e| Error::InvalidJson(format!("{} is out of range", e.0)))?;
+        let (entity, hash) = (sender.to_string(), body_sha256.to_owned());
+        let replayed = self
+            .db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| -> Result<(), Error> {
+                db::write_transaction(conn, |conn| -> Result<Option<StoredAnswer>, Error> {
+                    // Looked up again inside the transaction: a concurrent repetition may have
+                    // been answered since the handler's look.
+                    match node::commands::lookup(conn, &entity, counter, &hash)? {
+                        Some(Seen::Answered(stored)) => return Ok(Some(stored)),
+                        Some(Seen::CounterReused) => return Err(Error::CounterReused { counter }),
+                        None => {}
+                    }
                     let exists = registered::table
                         .find(&id)
                         .count()
@@ -169,11 +194,34 @@ impl Market {
                             ))
                             .execute(conn)?;
                     }
-                    Ok(())
+                    node::commands::record(conn, std::slice::from_ref(&command))?;
+                    Ok(None)
                 })
             })
             .await?;
-        Ok(serde_json::json!({ "contract": contract.id, "objects": count }))
+        let sent = replayed.unwrap_or(answer);
+        Ok((sent.status, sent.body))
+    }
+
+    /// The answer to a registration `sender` already sent with `counter`, replayed byte for
+    /// byte when the body is the same (`body_sha256`); `409 counter_reused` when it is not;
+    /// `None` for a new command.
+    pub async fn replay_registration(
+        &self,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+    ) -> Result<Option<(u16, String)>, Error> {
+        let (entity, hash) = (sender.to_string(), body_sha256.to_owned());
+        let seen = self
+            .db
+            .run(move |conn| Ok::<_, Error>(node::commands::lookup(conn, &entity, counter, &hash)?))
+            .await?;
+        match seen {
+            None => Ok(None),
+            Some(Seen::Answered(StoredAnswer { status, body })) => Ok(Some((status, body))),
+            Some(Seen::CounterReused) => Err(Error::CounterReused { counter }),
+        }
     }
 
     /// Audit `object` once through the agent's audit endpoint, as the auditor does: the root
