@@ -5,7 +5,8 @@
 //! Code map: [`select`] and [`reliability`] are pure (no IO); [`book`] is the domain over the
 //! database (offers, matches, registered contracts, reports, reputations); [`auditor`] the
 //! background loops (audits and uptime probes); [`server`] the thin HTTP layer and [`page`] the
-//! web page; [`client`] the typed client for buyers; [`serve`] wires it all up.
+//! web page; [`serve`] wires it all up. Buyers talk to it through `clients::market` and the
+//! `protocol::book` wire types.
 
 pub mod auditor;
 pub mod book;
