@@ -4,6 +4,7 @@
 //! Invariants:
 //! - `contracts.used_bytes` is the sum of the sizes of that contract's `objects` rows: both are
 //!   changed in the same transaction, and bytes are stored (durably) before the row names them.
+//!   Checked in each such transaction ([`debug_assert_used_bytes`]; debug builds).
 //! - A contract's credit (plus the buyer's tab room) never goes below zero: every charge is one
 //!   relative, conditional SQL update ([`charge_contract`]), so concurrent charges cannot both
 //!   draw the last of it. With tabs on, charges also run under the buyer's lock, so a buyer's
@@ -31,14 +32,23 @@ use crate::config::{
     AgentConfig, OBJECT_BYTES_MAX, OFFER_TTL_S, PENDING_SHARE_PCT_MAX, PENDING_TTL_S,
 };
 use crate::error::Error;
-use crate::schema::{commands, contracts, objects, payment_cursors, prepaid, retrievals, stats};
+use crate::schema::{contracts, objects, payment_cursors, prepaid, retrievals, stats};
 use crate::store::Store;
+use node::commands::{CommandRow, Seen, StoredAnswer};
 
+mod admission;
 mod audit;
+mod guards;
 mod reads;
+mod rows;
 mod upkeep;
 mod writes;
 
+use admission::{add_prepaid, is_due, reserved_of};
+use guards::{CacheInner, ContractLocks, ReadCache, SeenReads};
+use rows::{ContractRow, ObjectRow};
+
+pub use admission::DISK_HEADROOM_BYTES;
 pub use protocol::agent::{
     valid_name, AuditAnswer, ContractView, Earning, MarketStanding, ObjectInfo, Retrieval, Summary,
     NAME_CHARS_MAX,
@@ -84,216 +94,9 @@ const RECENT_ERRORS_MAX: usize = 20;
 
 pub use node::now_s;
 
-#[derive(Queryable, Insertable, Clone, Debug)]
-#[diesel(table_name = contracts)]
-struct ContractRow {
-    id: String,
-    buyer: String,
-    issuer: String,
-    block_bytes: i64,
-    start_s: i64,
-    end_s: i64,
-    contract_price: i64,
-    write_per_kib: i64,
-    read_per_kib: i64,
-    auditors: String,
-    envelope: String,
-    agent_signature: String,
-    paid: i64,
-    spent: i64,
-    used_bytes: i64,
-    reaped: i32,
-    created_s: i64,
-}
-
-impl ContractRow {
-    fn status(&self, now: i64) -> &'static str {
-        if self.reaped != 0 || now >= self.end_s {
-            "ended"
-        } else if self.paid < self.contract_price {
-            "pending_payment"
-        } else {
-            "active"
-        }
-    }
-
-    fn credit(&self) -> i64 {
-        self.paid - self.contract_price - self.spent
-    }
-
-    /// What the buyer owes on this contract (only active contracts run a tab).
-    fn debt(&self) -> u64 {
-        if self.paid < self.contract_price {
-            0
-        } else {
-            (-self.credit()).max(0).unsigned_abs()
-        }
-    }
-
-    fn auditors(&self) -> Vec<String> {
-        serde_json::from_str(&self.auditors).unwrap_or_default()
-    }
-
-    /// Check that `charge` can be drawn now, with `tab_room` of the buyer's tab left; answers
-    /// the new `spent`.
-    fn draw(&self, charge: u64, tab_room: u64) -> Result<i64, Error> {
-        let charge =
-            i64::try_from(charge).map_err(|_| Error::PaymentRequired { amount_due: charge })?;
-        if self.paid < self.contract_price {
-            let due = (self.contract_price - self.paid).saturating_add(charge);
-            return Err(Error::PaymentRequired {
-                amount_due: due.unsigned_abs(),
-            });
-        }
-        let available = self
-            .credit()
-            .saturating_add(i64::try_from(tab_room).unwrap_or(i64::MAX));
-        if charge > available {
-            return Err(Error::PaymentRequired {
-                amount_due: (charge - available).unsigned_abs(),
-            });
-        }
-        Ok(self.spent + charge)
-    }
-}
-
-#[derive(Queryable, Insertable, Clone, Debug)]
-#[diesel(table_name = objects)]
-struct ObjectRow {
-    contract_id: String,
-    name: String,
-    path: String,
-    size: i64,
-    sha256: String,
-    merkle_root: String,
-    leaf_count: i64,
-}
-
-impl From<&ObjectRow> for ObjectInfo {
-    fn from(r: &ObjectRow) -> Self {
-        ObjectInfo {
-            name: r.name.clone(),
-            size: r.size.unsigned_abs(),
-            sha256: r.sha256.clone(),
-            merkle_root: r.merkle_root.clone(),
-        }
-    }
-}
-
-/// Signed reads seen within the freshness window, by (buyer, counter): a read is charged, so a
-/// captured one must not be served (and charged) again. The set lives in memory, so reads signed
-/// before this process started are refused: they could be replays the set no longer knows.
-struct SeenReads {
-    started_ms: u64,
-    seen: Mutex<HashMap<(String, u64), u64>>,
-}
-
-/// Signed reads remembered at once; past it, new reads wait for old ones to age out (503).
-const SEEN_READS_MAX: usize = 200_000;
-
-impl SeenReads {
-    fn new() -> SeenReads {
-        SeenReads {
-            started_ms: node::now_ms(),
-            seen: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn admit(&self, who: &EntityId, counter: u64, time_ms: u64) -> Result<(), Error> {
-        if time_ms < self.started_ms {
-            return Err(Error::Auth(protocol::AuthError::StaleTime));
-        }
-        let now = node::now_ms();
-        // The map stays usable after a panic elsewhere: entries are independent.
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= SEEN_READS_MAX {
-            // Older than the freshness window: verification refuses them before they get here.
-            let horizon = now.saturating_sub(2 * protocol::request::FRESHNESS_MS_MAX);
-            seen.retain(|_, t| *t >= horizon);
-            if seen.len() >= SEEN_READS_MAX {
-                return Err(Error::Overloaded);
-            }
-        }
-        match seen.entry((who.as_str().to_owned(), counter)) {
-            std::collections::hash_map::Entry::Occupied(_) => Err(Error::CounterReused { counter }),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(time_ms);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Recently read whole objects, by store key. A key names one immutable version of an object
-/// (every PUT writes a new key), so an entry is never stale; it is only evicted, oldest
-/// first, to stay within `bytes_max`. Audits never use it: they answer from the disk.
-struct ReadCache {
-    bytes_max: u64,
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    entries: HashMap<String, Bytes>,
-    order: VecDeque<String>,
-    bytes: u64,
-}
-
-/// Largest object the read cache keeps.
-const READ_CACHE_OBJECT_BYTES_MAX: u64 = 4 << 20;
-
-impl ReadCache {
-    fn get(&self, key: &str) -> Option<Bytes> {
-        if self.bytes_max == 0 {
-            return None;
-        }
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.entries.get(key).cloned()
-    }
-
-    fn insert(&self, key: &str, bytes: &Bytes) {
-        let len = bytes.len() as u64;
-        if len > READ_CACHE_OBJECT_BYTES_MAX || len > self.bytes_max {
-            return;
-        }
-        // Entries are independent; a panic elsewhere leaves the map consistent enough.
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.entries.contains_key(key) {
-            return;
-        }
-        while inner.bytes + len > self.bytes_max {
-            let Some(old) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(b) = inner.entries.remove(&old) {
-                inner.bytes -= b.len() as u64;
-            }
-        }
-        inner.entries.insert(key.to_owned(), bytes.clone());
-        inner.order.push_back(key.to_owned());
-        inner.bytes += len;
-    }
-}
-
-/// One async lock per contract: commands on a contract run one at a time.
-#[derive(Default)]
-struct ContractLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl ContractLocks {
-    fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        // A poisoned map only means another thread panicked mid-insert; the map is still usable.
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= LOCKS_MAX {
-            // Requests for unknown ids add entries too; drop every lock nobody holds.
-            map.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        map.entry(id.to_owned()).or_default().clone()
-    }
-
-    fn forget(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    }
-}
+/// How the HTTP handlers (`server`, `dashboard`) hold the agent: here, so neither imports the
+/// other for it.
+pub type State = actix_web::web::Data<Arc<Agent>>;
 
 pub struct Agent {
     pub key: Arc<KeyPair>,
@@ -443,173 +246,6 @@ impl Agent {
         q.push_back(format!("{} {message}", market::format_rfc3339(now_s())));
     }
 
-    fn currencies(&self) -> Vec<OfferCurrency> {
-        self.config
-            .currencies
-            .iter()
-            .filter_map(|c| {
-                Some(OfferCurrency {
-                    issuer: EntityId::parse(&c.issuer).ok()?,
-                    issuer_url: c.issuer_url.clone(),
-                    storage_per_gib_day: c.storage_per_gib_day,
-                    write_per_kib: c.write_per_kib,
-                    read_per_kib: c.read_per_kib,
-                    contract_min: c.contract_min,
-                })
-            })
-            .collect()
-    }
-
-    /// The offer with `free_bytes` free; blocks are capped at the free space and at the room
-    /// unpaid contracts have left (`pending_bytes` are reserved by them now).
-    fn offer_doc(&self, free_bytes: u64, pending_bytes: u64, now: i64) -> Offer {
-        let pending_room = self.pending_max().saturating_sub(pending_bytes);
-        Offer {
-            agent: self.key.entity().clone(),
-            endpoint: self.endpoint().to_owned(),
-            issued_at: market::format_rfc3339(now),
-            expires_at: market::format_rfc3339(now + OFFER_TTL_S),
-            free_bytes,
-            block_bytes_max: self
-                .config
-                .block_bytes_max
-                .min(free_bytes)
-                .min(pending_room),
-            duration_s_max: self.config.duration_s_max,
-            currencies: self.currencies(),
-        }
-    }
-
-    /// Most bytes unpaid contracts may reserve together.
-    fn pending_max(&self) -> u64 {
-        self.config.capacity_bytes / 100 * PENDING_SHARE_PCT_MAX
-    }
-
-    /// The current signed offer.
-    pub async fn offer(&self) -> Result<Envelope, Error> {
-        let now = now_s();
-        let capacity = self.config.capacity_bytes;
-        let store = self.store.clone();
-        let (r, disk) = self
-            .db
-            .run(move |c| Ok::<_, Error>((reservations(c, now)?, store.available_bytes())))
-            .await?;
-        let doc = self.offer_doc(free_to_sell(capacity, r, disk), r.pending, now);
-        Envelope::sign_json(&self.key, market::OFFER_TYPE, &doc)
-            .map_err(|e| Error::InvalidJson(e.to_string()))
-    }
-
-    /// Check a buyer-signed contract against the offer and free space, countersign and record it.
-    pub async fn create_contract(&self, cmd: Cmd<'_>, envelope: Envelope) -> Result<Answer, Error> {
-        let Cmd {
-            sender,
-            counter,
-            body_sha256,
-        } = cmd;
-        if let Some(a) = self.replay(sender, counter, body_sha256).await? {
-            return Ok(a);
-        }
-        let (signer, contract): (EntityId, Contract) =
-            envelope.open(market::CONTRACT_TYPE).map_err(|e| match e {
-                protocol::EnvelopeError::InvalidPayload(m) => Error::InvalidJson(m),
-                other => Error::BadContractSignature(other.to_string()),
-            })?;
-        if signer != contract.buyer {
-            return Err(Error::BadContractSignature(
-                "the envelope is not signed by the contract's buyer".into(),
-            ));
-        }
-        if &contract.buyer != sender {
-            return Err(Error::NotYourContract { auditors: false });
-        }
-        let _admit = self.admit_lock.lock().await;
-        let now = now_s();
-        let (prepaid_id, prepaid_issuer) = (contract.id.clone(), contract.issuer.to_string());
-        let store = self.store.clone();
-        let (r, disk, prepaid_amount) = self
-            .db
-            .run(move |c| {
-                Ok::<_, Error>((
-                    reservations(c, now)?,
-                    store.available_bytes(),
-                    prepaid_of(c, &prepaid_id, &prepaid_issuer)?,
-                ))
-            })
-            .await?;
-        let pending = r.pending;
-        // A block that does not fit on the disk is refused even when the capacity (set by the
-        // owner, perhaps larger than the disk) would allow it.
-        let free = free_to_sell(self.config.capacity_bytes, r, disk);
-        let mut offer = self.offer_doc(free, pending, now);
-        // The published offer caps blocks at the free space; here the configured maximum
-        // applies, so a block that fits the agent but not its free space says so.
-        offer.block_bytes_max = self.config.block_bytes_max;
-        market::check_contract(&contract, &offer, now, free)?;
-        // A contract paid in advance is not pending: only unpaid ones count against the share.
-        let paid_ahead = prepaid_amount >= contract.contract_price;
-        if !paid_ahead && pending.saturating_add(contract.block_bytes) > self.pending_max() {
-            return Err(Error::TooManyPending {
-                retry_after_s: PENDING_TTL_S.unsigned_abs(),
-            });
-        }
-        let (start_s, end_s) = market::contract_window(&contract)?;
-        let agent_signature = envelope.countersign(&self.key);
-        let envelope_json =
-            serde_json::to_string(&envelope).map_err(|e| Error::InvalidJson(e.to_string()))?;
-        let answer = serde_json::to_string(&serde_json::json!({
-            "contract": envelope, "agent_signature": agent_signature,
-            "status": if paid_ahead { "active" } else { "pending_payment" },
-        }))
-        .map_err(|e| Error::InvalidJson(e.to_string()))?;
-        let row = ContractRow {
-            id: contract.id.clone(),
-            buyer: contract.buyer.to_string(),
-            issuer: contract.issuer.to_string(),
-            block_bytes: to_i64(contract.block_bytes)?,
-            start_s,
-            end_s,
-            contract_price: to_i64(contract.contract_price)?,
-            write_per_kib: to_i64(contract.write_per_kib)?,
-            read_per_kib: to_i64(contract.read_per_kib)?,
-            auditors: serde_json::to_string(&contract.auditors).unwrap_or_else(|_| "[]".into()),
-            envelope: envelope_json,
-            agent_signature,
-            paid: 0,
-            spent: 0,
-            used_bytes: 0,
-            reaped: 0,
-            created_s: now,
-        };
-        let cmd = command_row(sender, counter, body_sha256, 201, &answer)?;
-        let body = answer.clone();
-        self.commit_command(cmd, move |conn| {
-            let exists: i64 = contracts::table
-                .filter(contracts::id.eq(&row.id))
-                .count()
-                .get_result(conn)?;
-            if exists > 0 {
-                return Err(Error::Refused(market::ContractRefusal::InvalidId));
-            }
-            // Claimed in the transaction that records the contract, so it is counted once.
-            let claimed = prepaid_of(conn, &row.id, &row.issuer)?;
-            diesel::delete(prepaid::table.find((&row.id, &row.issuer))).execute(conn)?;
-            let row = ContractRow {
-                paid: to_i64(claimed)?,
-                ..row
-            };
-            diesel::insert_into(contracts::table)
-                .values(&row)
-                .execute(conn)?;
-            Ok(())
-        })
-        .await?;
-        Ok(Answer {
-            status: 201,
-            body,
-            settle: None,
-        })
-    }
-
     /// Apply `work` and record the command's answer (for replays) in one durable transaction.
     async fn commit_command<F>(&self, cmd: CommandRow, work: F) -> Result<(), Error>
     where
@@ -633,9 +269,7 @@ impl Agent {
             .run(move |conn| {
                 let all = move |conn: &mut AnyConnection| -> Result<(), Error> {
                     work(conn)?;
-                    diesel::insert_into(commands::table)
-                        .values(&cmd)
-                        .execute(conn)?;
+                    node::commands::record(conn, std::slice::from_ref(&cmd))?;
                     Ok(())
                 };
                 if relaxed {
@@ -654,27 +288,20 @@ impl Agent {
         body_sha256: &str,
     ) -> Result<Option<Answer>, Error> {
         let (entity, hash) = (sender.to_string(), body_sha256.to_owned());
-        let counter_i = to_i64(counter)?;
-        let row: Option<(String, i32, String)> = self
+        // A counter the log cannot hold is refused here, before any other check.
+        to_i64(counter)?;
+        let seen = self
             .db
-            .run(move |conn| {
-                Ok::<_, Error>(
-                    commands::table
-                        .find((counter_i, entity))
-                        .select((commands::body_sha256, commands::status, commands::response))
-                        .first(conn)
-                        .optional()?,
-                )
-            })
+            .run(move |conn| Ok::<_, Error>(node::commands::lookup(conn, &entity, counter, &hash)?))
             .await?;
-        match row {
+        match seen {
             None => Ok(None),
-            Some((stored, status, body)) if stored == hash => Ok(Some(Answer {
-                status: u16::try_from(status).unwrap_or(200),
+            Some(Seen::Answered(StoredAnswer { status, body })) => Ok(Some(Answer {
+                status,
                 body,
                 settle: None,
             })),
-            Some(_) => Err(Error::CounterReused { counter }),
+            Some(Seen::CounterReused) => Err(Error::CounterReused { counter }),
         }
     }
 
@@ -828,6 +455,30 @@ fn charge_contract(conn: &mut AnyConnection, id: &str, drawn: &Drawn) -> Result<
     Ok(())
 }
 
+/// Invariant: a contract's `used_bytes` equals the sum of its objects' sizes. Run inside each
+/// transaction that changes a contract's objects (put, delete, reap), before it commits; the
+/// contract's lock keeps other changes out. It reads every object row of the contract, so it
+/// runs in debug builds only (the O(1) checks on already loaded rows are `assert!`s at the
+/// call sites).
+fn debug_assert_used_bytes(conn: &mut AnyConnection, id: &str) -> Result<(), Error> {
+    if cfg!(debug_assertions) {
+        let used: i64 = contracts::table
+            .find(id)
+            .select(contracts::used_bytes)
+            .first(conn)?;
+        let sizes: Vec<i64> = objects::table
+            .filter(objects::contract_id.eq(id))
+            .select(objects::size)
+            .load(conn)?;
+        let sum: i64 = sizes.iter().sum();
+        debug_assert_eq!(
+            used, sum,
+            "contract {id}: used_bytes is not the sum of its objects' sizes"
+        );
+    }
+    Ok(())
+}
+
 fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
     ContractView {
         id: row.id.clone(),
@@ -848,96 +499,6 @@ fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
     }
 }
 
-/// Whether a contract's data is due for deletion: past end + grace, or unpaid past its TTL.
-fn is_due(c: &ContractRow, now: i64, grace: i64) -> bool {
-    now >= c.end_s.saturating_add(grace)
-        || (c.paid < c.contract_price && now >= c.created_s + PENDING_TTL_S)
-}
-
-/// Blocks held by contracts that still hold (or may still receive) data.
-fn reserved_of(rows: &[ContractRow], now: i64) -> u64 {
-    rows.iter()
-        .filter(|r| {
-            r.reaped == 0 && !(r.paid < r.contract_price && now >= r.created_s + PENDING_TTL_S)
-        })
-        .map(|r| r.block_bytes.unsigned_abs())
-        .sum()
-}
-
-/// What was paid ahead for the contract `id` in the currency of `issuer`.
-fn prepaid_of(conn: &mut AnyConnection, id: &str, issuer: &str) -> Result<u64, Error> {
-    let amount: Option<i64> = prepaid::table
-        .find((id, issuer))
-        .select(prepaid::amount)
-        .first(conn)
-        .optional()?;
-    Ok(amount.unwrap_or(0).unsigned_abs())
-}
-
-fn add_prepaid(conn: &mut AnyConnection, id: &str, issuer: &str, amount: i64) -> Result<(), Error> {
-    let n = diesel::update(prepaid::table.find((id, issuer)))
-        .set(prepaid::amount.eq(prepaid::amount + amount))
-        .execute(conn)?;
-    if n == 0 {
-        diesel::insert_into(prepaid::table)
-            .values((
-                prepaid::transaction_id.eq(id),
-                prepaid::issuer.eq(issuer),
-                prepaid::amount.eq(amount),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
-}
-
-/// What live contracts hold of the agent's space.
-#[derive(Debug, Clone, Copy)]
-struct Reservations {
-    /// Blocks of live contracts.
-    reserved: u64,
-    /// Of those, blocks of contracts still unpaid.
-    pending: u64,
-    /// Bytes written into live contracts (already on the disk).
-    used: u64,
-}
-
-fn reservations(conn: &mut AnyConnection, now: i64) -> Result<Reservations, Error> {
-    let rows: Vec<ContractRow> = contracts::table
-        .filter(contracts::reaped.eq(0))
-        .load(conn)?;
-    let pending: Vec<ContractRow> = rows
-        .iter()
-        .filter(|r| r.paid < r.contract_price)
-        .cloned()
-        .collect();
-    Ok(Reservations {
-        reserved: reserved_of(&rows, now),
-        pending: reserved_of(&pending, now),
-        used: rows.iter().map(|r| r.used_bytes.unsigned_abs()).sum(),
-    })
-}
-
-/// Bytes left on the disk for objects: the agent keeps this much free for its database, logs
-/// and the filesystem's own needs.
-pub const DISK_HEADROOM_BYTES: u64 = 16 << 20;
-
-/// Free space to sell: the configured capacity less what live contracts reserve, and never more
-/// than the disk can still take once the blocks already sold but not yet written are written
-/// (`disk_available` is `None` when objects are not on a local disk).
-fn free_to_sell(capacity: u64, r: Reservations, disk_available: Option<u64>) -> u64 {
-    let by_capacity = capacity.saturating_sub(r.reserved);
-    match disk_available {
-        Some(disk) => {
-            let promised_unwritten = r.reserved.saturating_sub(r.used);
-            let by_disk = disk
-                .saturating_sub(DISK_HEADROOM_BYTES)
-                .saturating_sub(promised_unwritten);
-            by_capacity.min(by_disk)
-        }
-        None => by_capacity,
-    }
-}
-
 fn bump_stat(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
     let n = diesel::update(stats::table.find(name))
         .set(stats::value.eq(stats::value + 1))
@@ -950,30 +511,20 @@ fn bump_stat(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = commands)]
-struct CommandRow {
-    counter: i64,
-    entity: String,
-    body_sha256: String,
-    status: i32,
-    response: String,
-}
-
+/// The command log's row for an answered command ([`node::commands`]).
 fn command_row(
     sender: &EntityId,
     counter: u64,
     body_sha256: &str,
-    status: i32,
+    status: u16,
     response: &str,
 ) -> Result<CommandRow, Error> {
-    Ok(CommandRow {
-        counter: to_i64(counter)?,
-        entity: sender.to_string(),
-        body_sha256: body_sha256.to_owned(),
+    let answer = StoredAnswer {
         status,
-        response: response.to_owned(),
-    })
+        body: response.to_owned(),
+    };
+    CommandRow::new(sender, counter, body_sha256, &answer)
+        .map_err(|e| Error::InvalidJson(format!("{} is too large", e.0)))
 }
 
 fn to_i64(v: u64) -> Result<i64, Error> {

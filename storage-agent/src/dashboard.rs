@@ -2,8 +2,8 @@
 
 use actix_web::HttpResponse;
 
+use crate::agent::State;
 use crate::error::Error;
-use crate::server::State;
 
 pub use node::cli::format_bytes as human;
 pub use node::html::escape as esc;
@@ -37,7 +37,7 @@ fn reliability(standing: Option<crate::agent::MarketStanding>) -> String {
 }
 
 pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpResponse, Error> {
-    crate::server::require_owner(&req, &agent)?;
+    crate::owner::require_owner(&req, &agent)?;
     let s = agent.summary().await?;
     let mut rows = String::new();
     for c in &s.contracts {

@@ -1,6 +1,9 @@
-//! The agent's one error enum, each variant mapped to an HTTP status and a stable code.
+//! The agent's one error enum, each variant mapped to an HTTP status and a stable code
+//! ([`node::service::ServiceError`]).
 
 use actix_web::http::StatusCode;
+use node::http::BodyError;
+use node::service::{InvalidJson, ServiceError};
 use protocol::market::ContractRefusal;
 use protocol::{AuthError, ErrorBody};
 
@@ -42,8 +45,10 @@ pub enum Error {
     Overloaded,
     #[error("too many audits of this contract; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error("the body arrived too slowly or could not be read: {0}")]
-    BodyRead(String),
+    /// A body that trickled in too slowly (`408`) or was cut off (`400`): `body_incomplete`,
+    /// the body policy of [`node::service`]. An oversized one is [`Error::BodyTooLarge`].
+    #[error("{0}")]
+    Body(BodyError),
     #[error("the dashboard is for the agent's owner: open it from this machine, or add ?token= with the token in the data directory's owner.token")]
     OwnerOnly,
     #[error("unpaid contracts already hold the share of space they may; pay pending contracts or retry within {retry_after_s} s")]
@@ -65,14 +70,29 @@ impl From<protocol::range::RangeError> for Error {
     }
 }
 
+impl From<BodyError> for Error {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge { limit } => Error::BodyTooLarge { limit },
+            other => Error::Body(other),
+        }
+    }
+}
+
+impl From<InvalidJson> for Error {
+    fn from(e: InvalidJson) -> Self {
+        Error::InvalidJson(e.0)
+    }
+}
+
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
         Error::Db(db::DbError::Query(e))
     }
 }
 
-impl Error {
-    pub fn status(&self) -> StatusCode {
+impl ServiceError for Error {
+    fn status(&self) -> StatusCode {
         match self {
             Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
             Error::Auth(_) | Error::BadContractSignature(_) => StatusCode::UNAUTHORIZED,
@@ -86,7 +106,7 @@ impl Error {
             | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::BodyRead(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Body(e) => e.status(),
             Error::OwnerOnly => StatusCode::FORBIDDEN,
             Error::UnknownContract | Error::UnknownObject | Error::UnknownToken => {
                 StatusCode::NOT_FOUND
@@ -100,7 +120,7 @@ impl Error {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Error::Auth(e) => e.code(),
             Error::Refused(r) => r.code(),
@@ -120,14 +140,20 @@ impl Error {
             Error::CounterReused { .. } => "counter_reused",
             Error::Overloaded => "overloaded",
             Error::RateLimited { .. } => "rate_limited",
-            Error::BodyRead(_) => "body_incomplete",
+            Error::Body(e) => e.code(),
             Error::OwnerOnly => "owner_only",
             Error::TooManyPending { .. } => "too_many_pending",
             Error::Store(_) | Error::Db(_) => "unavailable",
         }
     }
 
-    pub fn body(&self) -> ErrorBody {
+    /// Storage and database failures: logged (and shown on the dashboard for commands); the
+    /// other 503s (`overloaded`, `too_many_pending`) are the client's to retry.
+    fn internal(&self) -> bool {
+        matches!(self, Error::Store(_) | Error::Db(_))
+    }
+
+    fn body(&self) -> ErrorBody {
         let message = match self {
             Error::Store(_) | Error::Db(_) => {
                 "the agent's storage is temporarily unavailable".to_owned()
@@ -151,9 +177,6 @@ impl actix_web::ResponseError for Error {
     }
 
     fn error_response(&self) -> actix_web::HttpResponse {
-        if matches!(self, Error::Store(_) | Error::Db(_)) {
-            tracing::error!(error = %self, "request failed on storage");
-        }
-        actix_web::HttpResponse::build(self.status()).json(self.body())
+        node::service::error_response(self)
     }
 }

@@ -57,6 +57,21 @@ pub fn is_owner(peer: Option<IpAddr>, given: Option<&str>, token: &str) -> bool 
     }
 }
 
+/// The agent's own figures (earnings, contracts, errors) are the owner's: loopback, or a request
+/// with the owner's token. For the HTTP layer (`server`, `dashboard`).
+pub fn require_owner(
+    req: &actix_web::HttpRequest,
+    agent: &crate::agent::Agent,
+) -> Result<(), crate::Error> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let given = given_token(req);
+    if is_owner(peer, given.as_deref(), agent.owner_token()) {
+        Ok(())
+    } else {
+        Err(crate::Error::OwnerOnly)
+    }
+}
+
 /// Compare without an early exit, so the time taken does not tell how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

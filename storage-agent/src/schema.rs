@@ -1,4 +1,5 @@
-//! Diesel tables of the agent's metadata (migrations/storage-agent/*).
+//! Diesel tables of the agent's metadata (migrations/storage-agent/*). The command log's table,
+//! `commands`, is [`node::commands`]'s (same columns, made by the agent's migrations).
 
 diesel::table! {
     contracts (id) {
@@ -49,16 +50,6 @@ diesel::table! {
         issuer -> Text,
         next -> BigInt,
         income -> BigInt,
-    }
-}
-
-diesel::table! {
-    commands (counter, entity) {
-        counter -> BigInt,
-        entity -> Text,
-        body_sha256 -> Text,
-        status -> Integer,
-        response -> Text,
     }
 }
 

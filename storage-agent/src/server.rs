@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::Bytes;
-use protocol::{EntityId, Envelope, ErrorBody, RequestKind, VerifiedRequest};
+use node::service::{self, Metrics, ServiceError};
+use protocol::{EntityId, Envelope, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
-use crate::agent::{request_key, Agent, Answer, Cmd, RangeSpec, Read};
+use crate::agent::{request_key, Agent, Answer, Cmd, RangeSpec, Read, State};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::error::Error;
+use crate::owner::require_owner;
 
 /// Sent with answers that leave the buyer's running tab past `tab_threshold`: the debt to
 /// settle (pay to any of the buyer's contracts). Lowercase: HTTP/1 header names are case-blind.
@@ -21,8 +22,6 @@ const PUT_SLOT_WAIT_MS_MAX: u64 = 10_000;
 
 /// Largest JSON body (contracts, retrieval and audit requests).
 const JSON_BODY_BYTES_MAX: u64 = 64 * 1024;
-
-pub type State = web::Data<Arc<Agent>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
     cfg.app_data(web::Data::new(agent))
@@ -51,33 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
         )
         .route("/v1/contracts/{id}/audit", web::post().to(audit))
         .route("/v1/r/{token}", web::get().to(redeem))
-        .default_service(web::to(|| async {
-            HttpResponse::NotFound().json(ErrorBody::new("not_found", "no such endpoint"))
-        }));
-}
-
-async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<Bytes, Error> {
-    node::http::read_body(req, payload, limit)
-        .await
-        .map_err(|e| match e {
-            node::http::BodyError::TooLarge { limit } => Error::BodyTooLarge { limit },
-            e @ node::http::BodyError::TooSlow => Error::BodyRead(e.to_string()),
-            node::http::BodyError::Read(m) => Error::InvalidJson(m),
-        })
-}
-
-fn auth(
-    req: &HttpRequest,
-    body: &[u8],
-    agent: &Agent,
-    kind: RequestKind,
-) -> Result<VerifiedRequest, Error> {
-    Ok(node::http::authenticate(
-        req,
-        body,
-        agent.key.entity().as_str(),
-        kind,
-    )?)
+        .default_service(web::to(service::not_found_route));
 }
 
 fn cmd<'a>(v: &'a VerifiedRequest, key: &'a str) -> Result<Cmd<'a>, Error> {
@@ -101,22 +74,17 @@ fn key_of(req: &HttpRequest, v: &VerifiedRequest) -> String {
     request_key(req.method().as_str(), path, &v.body_sha256)
 }
 
-/// A command's outcome, success or refusal, signed for the sender.
+/// A command's outcome, success or refusal, signed for the sender ([`service::outcome`]), with
+/// the agent's extras: storage failures go on the dashboard, and a tab past its threshold adds
+/// the settle header.
 fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> HttpResponse {
-    let (status, body, settle) = match result {
-        Ok(a) => (a.status, a.body, a.settle),
-        Err(e) => {
-            if matches!(e, Error::Store(_) | Error::Db(_)) {
-                tracing::error!(error = %e, "command failed on storage");
-                agent.note_error(e.to_string());
-            }
-            (
-                e.status().as_u16(),
-                serde_json::to_string(&e.body()).unwrap_or_default(),
-                None,
-            )
+    let settle = result.as_ref().ok().and_then(|a| a.settle);
+    if let Err(e) = &result {
+        if e.internal() {
+            agent.note_error(e.to_string());
         }
-    };
+    }
+    let (status, body) = service::outcome(result.map(|a| (a.status, a.body)));
     let mut resp = node::http::signed_response(&agent.key, v, status, body);
     if let Some(due) = settle {
         if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&due.to_string()) {
@@ -129,46 +97,27 @@ fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> 
     resp
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidJson(e.to_string()))
-}
-
 async fn descriptor(agent: State) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "protocol": "lcp/1",
-        "role": "storage-agent",
-        "entity": agent.key.entity(),
-        "endpoint": agent.endpoint(),
-    }))
-}
-
-/// The agent's own figures (earnings, contracts, errors) are the owner's: loopback, or a request
-/// with the owner's token (see [`crate::owner`]).
-pub fn require_owner(req: &HttpRequest, agent: &Agent) -> Result<(), Error> {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let given = crate::owner::given_token(req);
-    if crate::owner::is_owner(peer, given.as_deref(), agent.owner_token()) {
-        Ok(())
-    } else {
-        Err(Error::OwnerOnly)
-    }
+    service::descriptor(
+        "storage-agent",
+        agent.key.entity(),
+        serde_json::json!({ "endpoint": agent.endpoint() }),
+    )
 }
 
 async fn metrics(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> {
     require_owner(&req, &agent)?;
     let s = agent.summary().await?;
-    let mut out = String::new();
-    for (name, kind, value) in [
-        ("agent_capacity_bytes", "gauge", s.capacity_bytes),
-        ("agent_reserved_bytes", "gauge", s.reserved_bytes),
-        ("agent_used_bytes", "gauge", s.used_bytes),
-        ("agent_contracts_active", "gauge", s.contracts_active),
-        ("agent_contracts_pending", "gauge", s.contracts_pending),
-        ("agent_objects", "gauge", s.objects),
-        ("agent_audits_answered_total", "counter", s.audits_answered),
-    ] {
-        out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
-    }
+    let m = Metrics::default()
+        .gauge("agent_capacity_bytes", s.capacity_bytes)
+        .gauge("agent_reserved_bytes", s.reserved_bytes)
+        .gauge("agent_used_bytes", s.used_bytes)
+        .gauge("agent_contracts_active", s.contracts_active)
+        .gauge("agent_contracts_pending", s.contracts_pending)
+        .gauge("agent_objects", s.objects)
+        .counter("agent_audits_answered_total", s.audits_answered);
+    // Labelled samples (one per issuer) are not in `Metrics`: appended as before, untyped.
+    let mut out = m.text().to_owned();
     for e in &s.earnings {
         out.push_str(&format!(
             "agent_income_total{{issuer=\"{}\"}} {}\n",
@@ -200,11 +149,11 @@ async fn create_contract(
     payload: web::Payload,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
+    let v = service::authenticate::<Error>(&req, &bytes, &agent.key, RequestKind::Command)?;
     let key = key_of(&req, &v);
     let result = async {
-        let envelope: Envelope = parse_json(&bytes)?;
+        let envelope: Envelope = service::parse_json::<_, Error>(&bytes)?;
         agent.create_contract(cmd(&v, &key)?, envelope).await
     }
     .await;
@@ -216,7 +165,7 @@ async fn get_contract(
     path: web::Path<String>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = auth(&req, b"", &agent, RequestKind::Query)?;
+    let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Query)?;
     Ok(HttpResponse::Ok().json(agent.contract(&path, &v.entity).await?))
 }
 
@@ -269,7 +218,7 @@ async fn put_object(
     .await
     .map_err(|_| Error::Overloaded)?
     .map_err(|_| Error::Overloaded)?;
-    let bytes = body(&req, payload, OBJECT_BYTES_MAX).await?;
+    let bytes = service::body::<Error>(&req, payload, OBJECT_BYTES_MAX).await?;
     let v = match pre {
         Some(v) => {
             // The signature covers the declared hash; a body with another hash is not the
@@ -293,7 +242,7 @@ async fn delete_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = auth(&req, b"", &agent, RequestKind::Command)?;
+    let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Command)?;
     let key = key_of(&req, &v);
     let (id, name) = path.into_inner();
     let result = async { agent.delete_object(&id, &name, cmd(&v, &key)?).await }.await;
@@ -345,7 +294,7 @@ async fn get_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = auth(&req, b"", &agent, RequestKind::Command)?;
+    let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Command)?;
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
     let read = agent
@@ -383,11 +332,11 @@ async fn create_retrieval(
     path: web::Path<String>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &agent, RequestKind::Command)?;
+    let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
+    let v = service::authenticate::<Error>(&req, &bytes, &agent.key, RequestKind::Command)?;
     let key = key_of(&req, &v);
     let result = async {
-        let r: RetrievalRequest = parse_json(&bytes)?;
+        let r: RetrievalRequest = service::parse_json::<_, Error>(&bytes)?;
         let (objects, batch) = match (r.object, r.objects) {
             (Some(o), None) => (vec![o], false),
             (None, Some(list)) => (list, true),
@@ -424,7 +373,7 @@ async fn audit(
     path: web::Path<String>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let bytes = body(&req, payload, JSON_BODY_BYTES_MAX).await?;
+    let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
     let has_counter = req
         .headers()
         .get(protocol::HEADER_COUNTER)
@@ -434,8 +383,8 @@ async fn audit(
     } else {
         RequestKind::Query
     };
-    let v = auth(&req, &bytes, &agent, kind)?;
-    let a: AuditRequest = parse_json(&bytes)?;
+    let v = service::authenticate::<Error>(&req, &bytes, &agent.key, kind)?;
+    let a: AuditRequest = service::parse_json::<_, Error>(&bytes)?;
     let who: &EntityId = &v.entity;
     let counted = v.counter.map(|c| (c, v.time_ms));
     let answer = agent.audit(&path, who, counted, &a.object, a.leaf).await;

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clients::issuer::IssuerClient;
+use clients::market::MarketClient;
 use node::client::{http_client, ClientOptions, SignedClient};
+use protocol::book::Listing;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, MarketStanding};
 
 /// How long one deposits long poll waits for news.
 pub const WATCH_WAIT_MS: u64 = 20_000;
@@ -87,6 +89,7 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         }
     };
     let market = SignedClient::new(http.clone(), &market_url, agent.key.clone());
+    let book = MarketClient::new(http, &market_url, agent.key.clone());
     let counters = node::client::ClockCounter::default();
     // The endpoint is known once the server bound; the offer must carry it.
     for _ in 0..ENDPOINT_WAIT_STEPS_MAX {
@@ -108,7 +111,7 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         match result {
             Ok(_) => {
                 tracing::debug!(market = %market_url, "offer posted");
-                if let Some(standing) = read_standing(&http, &market_url, &agent).await {
+                if let Some(standing) = read_standing(&book, &market_url, &agent).await {
                     agent.set_standing(standing);
                 }
             }
@@ -121,21 +124,26 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
     }
 }
 
-/// This agent's line in the market's book, if it is there. The market crate depends on this
-/// one, so the book is read as plain JSON.
+/// This agent's line in the market's book, if it is there.
 async fn read_standing(
-    http: &reqwest::Client,
+    book: &MarketClient,
     market_url: &str,
     agent: &Agent,
-) -> Option<crate::agent::MarketStanding> {
-    let url = format!("{}/v1/offers", market_url.trim_end_matches('/'));
-    let book: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+) -> Option<MarketStanding> {
+    let listings = book.offers(None).await.ok()?;
     let me = agent.key.entity().as_str();
-    let line = book["offers"]
-        .as_array()?
-        .iter()
-        .find(|o| o["agent"].as_str() == Some(me))?;
-    let mut standing: crate::agent::MarketStanding = serde_json::from_value(line.clone()).ok()?;
-    standing.market = market_url.to_owned();
-    Some(standing)
+    let line = listings.iter().find(|l| l.agent == me)?;
+    Some(standing_of(line, market_url))
+}
+
+/// What the dashboard shows of a listing: the market's rating of the agent.
+fn standing_of(line: &Listing, market_url: &str) -> MarketStanding {
+    MarketStanding {
+        market: market_url.to_owned(),
+        p_fail: line.p_fail,
+        audits_passed: line.audits_passed,
+        audits_failed: line.audits_failed,
+        online: line.online,
+        vetted: line.vetted,
+    }
 }

@@ -132,7 +132,7 @@ impl Agent {
                         diesel::update(contracts::table.find(&id))
                             .set((contracts::reaped.eq(1), contracts::used_bytes.eq(0)))
                             .execute(conn)?;
-                        Ok(())
+                        debug_assert_used_bytes(conn, &id)
                     })
                 })
                 .await?;

@@ -113,6 +113,13 @@ impl Agent {
         }
         let size = bytes.len() as u64;
         let old = objs.iter().find(|o| o.name == name).cloned();
+        // Invariant (used bytes = the sum of the objects' sizes), O(1) on the rows loaded: the
+        // object replaced is counted in `used_bytes`.
+        assert!(
+            old.as_ref().map_or(0, |o| o.size) <= row.used_bytes,
+            "contract {id}: used_bytes {} is less than object {name}'s size",
+            row.used_bytes
+        );
         let new_used = row.used_bytes - old.as_ref().map(|o| o.size).unwrap_or(0) + to_i64(size)?;
         if new_used > row.block_bytes {
             return Err(Error::BlockFull {
@@ -163,6 +170,7 @@ impl Agent {
                 diesel::update(contracts::table.find(&contract_id))
                     .set(contracts::used_bytes.eq(new_used))
                     .execute(conn)?;
+                debug_assert_used_bytes(conn, &contract_id)?;
                 charge_contract(conn, &contract_id, &drawn)
             })
             .await;
@@ -203,6 +211,13 @@ impl Agent {
             .into_iter()
             .find(|o| o.name == name)
             .ok_or(Error::UnknownObject)?;
+        // Invariant (used bytes = the sum of the objects' sizes), O(1) on the rows loaded: the
+        // object deleted is counted in `used_bytes`.
+        assert!(
+            obj.size <= row.used_bytes,
+            "contract {id}: used_bytes {} is less than object {name}'s size",
+            row.used_bytes
+        );
         let answer =
             serde_json::to_string(&serde_json::json!({"deleted": name, "freed_bytes": obj.size}))
                 .unwrap_or_default();
@@ -213,7 +228,7 @@ impl Agent {
             diesel::update(contracts::table.find(&obj.contract_id))
                 .set(contracts::used_bytes.eq(contracts::used_bytes - obj.size))
                 .execute(conn)?;
-            Ok(())
+            debug_assert_used_bytes(conn, &obj.contract_id)
         })
         .await?;
         self.store.delete(&path).await?;

@@ -1,0 +1,119 @@
+//! The agent's in-memory guards: signed reads already served ([`SeenReads`]), the read cache
+//! ([`ReadCache`]) and one lock per contract ([`ContractLocks`]).
+
+use super::*;
+
+/// Signed reads seen within the freshness window, by (buyer, counter): a read is charged, so a
+/// captured one must not be served (and charged) again. The set lives in memory, so reads signed
+/// before this process started are refused: they could be replays the set no longer knows.
+pub(super) struct SeenReads {
+    started_ms: u64,
+    seen: Mutex<HashMap<(String, u64), u64>>,
+}
+
+/// Signed reads remembered at once; past it, new reads wait for old ones to age out (503).
+const SEEN_READS_MAX: usize = 200_000;
+
+impl SeenReads {
+    pub(super) fn new() -> SeenReads {
+        SeenReads {
+            started_ms: node::now_ms(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn admit(&self, who: &EntityId, counter: u64, time_ms: u64) -> Result<(), Error> {
+        if time_ms < self.started_ms {
+            return Err(Error::Auth(protocol::AuthError::StaleTime));
+        }
+        let now = node::now_ms();
+        // The map stays usable after a panic elsewhere: entries are independent.
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_READS_MAX {
+            // Older than the freshness window: verification refuses them before they get here.
+            let horizon = now.saturating_sub(2 * protocol::request::FRESHNESS_MS_MAX);
+            seen.retain(|_, t| *t >= horizon);
+            if seen.len() >= SEEN_READS_MAX {
+                return Err(Error::Overloaded);
+            }
+        }
+        match seen.entry((who.as_str().to_owned(), counter)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(Error::CounterReused { counter }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(time_ms);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Recently read whole objects, by store key. A key names one immutable version of an object
+/// (every PUT writes a new key), so an entry is never stale; it is only evicted, oldest
+/// first, to stay within `bytes_max`. Audits never use it: they answer from the disk.
+pub(super) struct ReadCache {
+    pub(super) bytes_max: u64,
+    pub(super) inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+pub(super) struct CacheInner {
+    entries: HashMap<String, Bytes>,
+    order: VecDeque<String>,
+    bytes: u64,
+}
+
+/// Largest object the read cache keeps.
+const READ_CACHE_OBJECT_BYTES_MAX: u64 = 4 << 20;
+
+impl ReadCache {
+    pub(super) fn get(&self, key: &str) -> Option<Bytes> {
+        if self.bytes_max == 0 {
+            return None;
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.entries.get(key).cloned()
+    }
+
+    pub(super) fn insert(&self, key: &str, bytes: &Bytes) {
+        let len = bytes.len() as u64;
+        if len > READ_CACHE_OBJECT_BYTES_MAX || len > self.bytes_max {
+            return;
+        }
+        // Entries are independent; a panic elsewhere leaves the map consistent enough.
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.entries.contains_key(key) {
+            return;
+        }
+        while inner.bytes + len > self.bytes_max {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = inner.entries.remove(&old) {
+                inner.bytes -= b.len() as u64;
+            }
+        }
+        inner.entries.insert(key.to_owned(), bytes.clone());
+        inner.order.push_back(key.to_owned());
+        inner.bytes += len;
+    }
+}
+
+/// One async lock per contract: commands on a contract run one at a time.
+#[derive(Default)]
+pub(super) struct ContractLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl ContractLocks {
+    pub(super) fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned map only means another thread panicked mid-insert; the map is still usable.
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= LOCKS_MAX {
+            // Requests for unknown ids add entries too; drop every lock nobody holds.
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    pub(super) fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
