@@ -55,13 +55,8 @@ async fn command(
     p: &Publisher,
 ) -> Result<(bytes::Bytes, VerifiedRequest), Error> {
     let bytes = service::body::<Error>(req, payload, limit).await?;
-    let v = node::http::authenticate_body(
-        req,
-        bytes.clone(),
-        p.key.entity().as_str(),
-        RequestKind::Command,
-    )
-    .await?;
+    let v = service::authenticate_body::<Error>(req, bytes.clone(), &p.key, RequestKind::Command)
+        .await?;
     Ok((bytes, v))
 }
 

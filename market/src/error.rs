@@ -209,3 +209,14 @@ impl actix_web::ResponseError for Error {
         node::service::error_response(self)
     }
 }
+
+impl From<node::commands::ReplayError> for Error {
+    fn from(e: node::commands::ReplayError) -> Self {
+        use node::commands::ReplayError;
+        match e {
+            ReplayError::CounterReused(counter) => Error::CounterReused { counter },
+            ReplayError::CounterTooLarge(e) => Error::InvalidJson(e.to_string()),
+            ReplayError::Db(e) => Error::Db(e),
+        }
+    }
+}

@@ -103,6 +103,40 @@ pub fn lookup(
     }))
 }
 
+/// Why a command cannot be looked up or replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The counter was used with a different body (`409 counter_reused`).
+    #[error("counter {0} was already used with a different body")]
+    CounterReused(u64),
+    /// Too large for the log: refused before any other check.
+    #[error(transparent)]
+    CounterTooLarge(#[from] CounterTooLarge),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+}
+
+/// Before executing a command: its stored answer if this very request was answered before
+/// (send it again), `None` if the command is new, or an error for a reused or oversized
+/// counter. Runs on the database's blocking pool.
+pub async fn replay(
+    database: &db::Database,
+    sender: &EntityId,
+    counter: u64,
+    body_sha256: &str,
+) -> Result<Option<StoredAnswer>, ReplayError> {
+    i64::try_from(counter).map_err(|_| CounterTooLarge(counter))?;
+    let (sender, hash) = (sender.to_string(), body_sha256.to_owned());
+    let seen = database
+        .run(move |conn| lookup(conn, &sender, counter, &hash).map_err(db::DbError::Query))
+        .await?;
+    match seen {
+        None => Ok(None),
+        Some(Seen::Answered(answer)) => Ok(Some(answer)),
+        Some(Seen::CounterReused) => Err(ReplayError::CounterReused(counter)),
+    }
+}
+
 /// Store answered commands, inside the caller's transaction.
 pub fn record(conn: &mut AnyConnection, rows: &[CommandRow]) -> QueryResult<()> {
     match conn {

@@ -94,6 +94,17 @@ pub fn authenticate<E: From<AuthError>>(
     )?)
 }
 
+/// [`authenticate`] for bodies that may be large (uploads): the body is hashed off the async
+/// workers when it is over [`crate::http::BODY_HASH_INLINE_BYTES_MAX`].
+pub async fn authenticate_body<E: From<AuthError>>(
+    req: &HttpRequest,
+    body: bytes::Bytes,
+    key: &KeyPair,
+    kind: RequestKind,
+) -> Result<VerifiedRequest, E> {
+    Ok(crate::http::authenticate_body(req, body, key.entity().as_str(), kind).await?)
+}
+
 /// A command's outcome as (status, JSON body): the answer, or the error's body. Internal
 /// errors are logged.
 pub fn outcome<E: ServiceError>(result: Result<(u16, String), E>) -> (u16, String) {
@@ -158,6 +169,28 @@ impl Metrics {
         self
     }
 
+    /// One metric with a sample per label value (`name{label="value"} n`), under one TYPE
+    /// line. Label values are escaped as the exposition format requires.
+    pub fn labelled<V: std::fmt::Display>(
+        mut self,
+        name: &str,
+        kind: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (String, V)>,
+    ) -> Self {
+        use std::fmt::Write;
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        for (value_of_label, value) in samples {
+            let escaped = value_of_label
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            // Writing to a String cannot fail.
+            let _ = writeln!(self.text, "{name}{{{label}=\"{escaped}\"}} {value}");
+        }
+        self
+    }
+
     fn push(&mut self, name: &str, kind: &str, value: impl std::fmt::Display) {
         use std::fmt::Write;
         // Writing to a String cannot fail.
@@ -187,6 +220,20 @@ mod tests {
         assert_eq!(
             m.text(),
             "# TYPE a_things gauge\na_things 3\n# TYPE b_total counter\nb_total 7\n"
+        );
+    }
+
+    #[test]
+    fn labelled_samples_share_one_type_line_and_escape_values() {
+        let m = Metrics::default().labelled(
+            "x_total",
+            "counter",
+            "issuer",
+            [("a\"b".to_owned(), 1u64), ("c".to_owned(), 2)],
+        );
+        assert_eq!(
+            m.text(),
+            "# TYPE x_total counter\nx_total{issuer=\"a\\\"b\"} 1\nx_total{issuer=\"c\"} 2\n"
         );
     }
 

@@ -75,6 +75,20 @@ pub struct MarketStanding {
     pub vetted: bool,
 }
 
+impl MarketStanding {
+    /// The agent's line in `market_url`'s book, as its dashboard shows it.
+    pub fn from_listing(line: &crate::book::Listing, market_url: &str) -> MarketStanding {
+        MarketStanding {
+            market: market_url.to_owned(),
+            p_fail: line.p_fail,
+            audits_passed: line.audits_passed,
+            audits_failed: line.audits_failed,
+            online: line.online,
+            vetted: line.vetted,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Earning {
     pub issuer: String,

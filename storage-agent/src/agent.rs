@@ -34,7 +34,7 @@ use crate::config::{
 use crate::error::Error;
 use crate::schema::{contracts, objects, payment_cursors, prepaid, retrievals, stats};
 use crate::store::Store;
-use node::commands::{CommandRow, Seen, StoredAnswer};
+use node::commands::{CommandRow, StoredAnswer};
 
 mod admission;
 mod audit;
@@ -287,22 +287,13 @@ impl Agent {
         counter: u64,
         body_sha256: &str,
     ) -> Result<Option<Answer>, Error> {
-        let (entity, hash) = (sender.to_string(), body_sha256.to_owned());
         // A counter the log cannot hold is refused here, before any other check.
-        to_i64(counter)?;
-        let seen = self
-            .db
-            .run(move |conn| Ok::<_, Error>(node::commands::lookup(conn, &entity, counter, &hash)?))
-            .await?;
-        match seen {
-            None => Ok(None),
-            Some(Seen::Answered(StoredAnswer { status, body })) => Ok(Some(Answer {
-                status,
-                body,
-                settle: None,
-            })),
-            Some(Seen::CounterReused) => Err(Error::CounterReused { counter }),
-        }
+        let stored = node::commands::replay(&self.db, sender, counter, body_sha256).await?;
+        Ok(stored.map(|StoredAnswer { status, body }| Answer {
+            status,
+            body,
+            settle: None,
+        }))
     }
 
     async fn load(&self, id: &str) -> Result<(ContractRow, Vec<ObjectRow>), Error> {

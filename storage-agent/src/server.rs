@@ -115,18 +115,14 @@ async fn metrics(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> 
         .gauge("agent_contracts_active", s.contracts_active)
         .gauge("agent_contracts_pending", s.contracts_pending)
         .gauge("agent_objects", s.objects)
-        .counter("agent_audits_answered_total", s.audits_answered);
-    // Labelled samples (one per issuer) are not in `Metrics`: appended as before, untyped.
-    let mut out = m.text().to_owned();
-    for e in &s.earnings {
-        out.push_str(&format!(
-            "agent_income_total{{issuer=\"{}\"}} {}\n",
-            e.issuer, e.income
-        ));
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out))
+        .counter("agent_audits_answered_total", s.audits_answered)
+        .labelled(
+            "agent_income_total",
+            "counter",
+            "issuer",
+            s.earnings.iter().map(|e| (e.issuer.clone(), e.income)),
+        );
+    Ok(m.response())
 }
 
 async fn offer(agent: State) -> Result<HttpResponse, Error> {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use clients::issuer::IssuerClient;
 use clients::market::MarketClient;
 use node::client::{http_client, ClientOptions, SignedClient};
-use protocol::book::Listing;
 
 use crate::agent::{Agent, MarketStanding};
 
@@ -133,17 +132,5 @@ async fn read_standing(
     let listings = book.offers(None).await.ok()?;
     let me = agent.key.entity().as_str();
     let line = listings.iter().find(|l| l.agent == me)?;
-    Some(standing_of(line, market_url))
-}
-
-/// What the dashboard shows of a listing: the market's rating of the agent.
-fn standing_of(line: &Listing, market_url: &str) -> MarketStanding {
-    MarketStanding {
-        market: market_url.to_owned(),
-        p_fail: line.p_fail,
-        audits_passed: line.audits_passed,
-        audits_failed: line.audits_failed,
-        online: line.online,
-        vetted: line.vetted,
-    }
+    Some(MarketStanding::from_listing(line, market_url))
 }

@@ -212,16 +212,8 @@ impl Market {
         counter: u64,
         body_sha256: &str,
     ) -> Result<Option<(u16, String)>, Error> {
-        let (entity, hash) = (sender.to_string(), body_sha256.to_owned());
-        let seen = self
-            .db
-            .run(move |conn| Ok::<_, Error>(node::commands::lookup(conn, &entity, counter, &hash)?))
-            .await?;
-        match seen {
-            None => Ok(None),
-            Some(Seen::Answered(StoredAnswer { status, body })) => Ok(Some((status, body))),
-            Some(Seen::CounterReused) => Err(Error::CounterReused { counter }),
-        }
+        let stored = node::commands::replay(&self.db, sender, counter, body_sha256).await?;
+        Ok(stored.map(|StoredAnswer { status, body }| (status, body)))
     }
 
     /// Audit `object` once through the agent's audit endpoint, as the auditor does: the root
