@@ -316,6 +316,16 @@ async fn publish_stream_pay_verify_and_fail_over() {
     }
     let (code, _) = get(&url, Some(&format!("bytes={n}-"))).await;
     assert_eq!(code, 416);
+    // One Range parser (protocol::range) at the gateway as at the agents: several ranges,
+    // another unit or a malformed range is `400 invalid_range`, never the whole body.
+    for range in ["bytes=0-1,5-6", "items=1-2", "bytes=x-2", "bytes=4-2"] {
+        let (code, body) = get(&url, Some(range)).await;
+        assert_eq!(code, 400, "{range}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("invalid_range"),
+            "{range}"
+        );
+    }
     let (code, body) = get(&format!("{}/v/{}", gw.url, "0".repeat(32)), None).await;
     assert_eq!(code, 404);
     assert!(String::from_utf8_lossy(&body).contains("unknown_content"));
