@@ -4,8 +4,9 @@
 //! agent, under contracts bought through the market and paid through LCP.
 //!
 //! Code map: [`chunker`] content-defined chunking; [`filter`] --exclude/--include patterns; [`crypto`] keys and sealing; [`erasure`] Reed-Solomon; [`pack`] chunks to packs;
-//! [`tree`] what a snapshot records; [`repo`] slots, objects on agents, the local cache and
-//! recovery through the market; [`commands`] init, create, snapshots, restore; [`maintain`]
+//! [`tree`] what a snapshot records; [`repo`] the repository, the local cache and recovery
+//! through the market (`repo/shards.rs` objects as shards on the agents, paying on `402`;
+//! `repo/slots.rs` buying and replacing slots' contracts; `repo/locks.rs` locks); [`commands`] init, create, snapshots, restore; [`maintain`]
 //! check, repair, forget, prune, stats; [`purchases`] the journal of contracts bought, recorded
 //! before they are paid.
 

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
 use clients::market::MarketClient;
+use clients::procure;
 use node::client::{ClientOptions, CounterStore};
 use node::process::ChildGuard;
-use protocol::book::{MatchRequest, RegisteredObject, Registration};
+use protocol::book::MatchRequest;
 use serde::{Deserialize, Serialize};
 
 /// Longest a service may take to print its address.
@@ -685,52 +685,44 @@ pub async fn buy(
         .map_err(|_| anyhow::anyhow!("devnet.json: bad market entity"))?;
     let issuer = protocol::EntityId::parse(&f.issuer.entity)
         .map_err(|_| anyhow::anyhow!("devnet.json: bad issuer entity"))?;
+    let order = procure::Order {
+        issuer,
+        block_bytes: request.shard_bytes,
+        duration_s: request.duration_s,
+        auditors: vec![market_entity],
+    };
     let mut contracts = Vec::new();
     for (i, chosen) in answer.agents.iter().enumerate() {
-        let agent = AgentClient::new(http.clone(), &chosen.endpoint, key.clone());
-        let (_, offer) = agent.offer().await?;
-        let terms = AgentClient::terms_from_offer(
-            &offer,
-            key.entity(),
-            &issuer,
-            request.shard_bytes,
-            request.duration_s,
-            vec![market_entity.clone()],
-        )?;
+        let seller =
+            procure::Seller::open(&http, key.clone(), &chosen.agent, &chosen.endpoint).await?;
         // Credit for writing the shard and reading it back once, on top of the contract price.
-        let write = protocol::market::per_kib_charge(terms.write_per_kib, request.shard_bytes)?
-            + protocol::market::per_kib_charge(terms.read_per_kib, request.shard_bytes)?;
-        let signed = agent
-            .buy(&wallet, &terms, write)
+        let credit = |terms: &protocol::market::Contract| {
+            let write = protocol::market::per_kib_charge(terms.write_per_kib, request.shard_bytes);
+            let read = protocol::market::per_kib_charge(terms.read_per_kib, request.shard_bytes);
+            match (write, read) {
+                (Ok(w), Ok(r)) => w.saturating_add(r),
+                // Too much to pay: the purchase stops at the overflow check.
+                _ => u64::MAX,
+            }
+        };
+        let bought = procure::buy(&seller, &order, credit, &wallet, &mut procure::NoJournal)
             .await
             .with_context(|| format!("buying from {}", chosen.endpoint))?;
+        let terms = &bought.terms;
         let shard: Vec<u8> = (0..request.shard_bytes)
             .map(|b| (b as u8) ^ (i as u8))
             .collect();
         let name = format!("shard-{i}");
-        let info = agent.put(&terms.id, &name, shard).await?;
-        market
-            .register(&Registration {
-                contract: signed.value.contract.clone(),
-                agent_signature: signed.value.agent_signature.clone(),
-                objects: vec![RegisteredObject {
-                    name: name.clone(),
-                    merkle_root: info.merkle_root.clone(),
-                    leaf_count: info
-                        .size
-                        .div_ceil(protocol::merkle::LEAF_BYTES as u64)
-                        .max(1),
-                    size: info.size,
-                }],
-            })
-            .await?;
+        let info = seller.client.put(&terms.id, &name, shard).await?;
+        let object = procure::object(&name, &info.merkle_root, info.size);
+        procure::register(&market, &bought.signed, vec![object]).await?;
         contracts.push(serde_json::json!({
             "contract": terms.id,
             "agent": chosen.agent,
             "endpoint": chosen.endpoint,
-            "paid": terms.contract_price + write,
+            "paid": bought.amount(),
             "contract_price": terms.contract_price,
-            "prepaid_credit": write,
+            "prepaid_credit": bought.credit,
             "object": name,
             "merkle_root": info.merkle_root,
         }));

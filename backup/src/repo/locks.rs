@@ -2,6 +2,7 @@
 //! every slot that answers.
 
 use super::*;
+use std::time::Duration;
 
 impl Repo {
     /// The repository's locks, from the object listing: (kind, since in Unix s, name).
