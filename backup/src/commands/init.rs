@@ -198,12 +198,9 @@ pub async fn init(
     }
     node::client::check_url(&options.market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
     let market = MarketClient::new(http.clone(), &options.market, buyer.clone());
-    let market_entity = market
-        .signed()
-        .audience()
+    let market_entity = procure::market_entity(&market)
         .await
-        .map_err(remote("asking the market who it is"))?
-        .clone();
+        .map_err(remote("asking the market who it is"))?;
     let offers = market
         .offers(None)
         .await

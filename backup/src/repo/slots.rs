@@ -87,12 +87,9 @@ impl Repo {
         block: Option<u64>,
     ) -> Result<BoughtSlot, Error> {
         let market = MarketClient::new(self.http.clone(), &self.config.market, self.buyer.clone());
-        let market_entity = market
-            .signed()
-            .audience()
+        let market_entity = procure::market_entity(&market)
             .await
-            .map_err(remote("asking the market who it is"))?
-            .clone();
+            .map_err(remote("asking the market who it is"))?;
         let old = self.config.slots[i].clone();
         let block = block.unwrap_or(old.block_bytes).max(1 << 20);
         if let Some(bought) = self.adoptable(i, block, duration_s, same_agent).await? {
