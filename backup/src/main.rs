@@ -427,7 +427,7 @@ async fn open(dir: &Path, auth: &Auth) -> Result<Repo, Error> {
 /// Contracts end: a scheduled `create` that never runs `repair` would lose the repository
 /// without a word. Warn (on stderr) when any is within its renewal window or over.
 fn warn_renewal(repo: &Repo) {
-    let now_s = i64::try_from(node::now_ms() / 1000).unwrap_or(i64::MAX);
+    let now_s = node::now_s();
     let due: Vec<usize> = (0..repo.config.slots.len())
         .filter(|&i| backup::maintain::due_for_renewal(&repo.config.slots[i], now_s, None))
         .collect();

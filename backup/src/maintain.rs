@@ -319,7 +319,7 @@ pub async fn repair(
     let objects = sharded_objects(repo, &snapshots).await?;
     // Shards are read from the contracts as they are now, and written to the renewed ones.
     let before = repo.reader();
-    let now = i64::try_from(node::now_ms() / 1000).unwrap_or(i64::MAX);
+    let now = node::now_s();
     let (mut renewed, mut moved) = (Vec::new(), Vec::new());
     for i in 0..repo.n() {
         let slot = &repo.config.slots[i];

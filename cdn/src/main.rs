@@ -157,10 +157,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn listening(url: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    node::outln!("listening on {url}");
-    std::io::stdout().flush()?;
-    Ok(())
+    Ok(node::cli::announce_listening(url)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -71,7 +71,7 @@ impl AgentClient {
         let c = offer
             .currency(issuer)
             .ok_or_else(|| ClientError::Config(format!("the agent does not accept {issuer}")))?;
-        let start = i64::try_from(node::now_ms() / 1000).unwrap_or(0);
+        let start = node::now_s();
         Ok(Contract {
             id: uuid::Uuid::new_v4().to_string(),
             agent: offer.agent.clone(),
@@ -117,7 +117,8 @@ impl AgentClient {
     /// against the agent's share for unpaid contracts, so this is how to buy a block larger
     /// than half an agent's capacity. `extra` on top of the price is prepaid credit. The
     /// proposal is retried while the agent has not yet seen the payment, and the answer comes
-    /// once the contract is active (or after `PREPAID_WAIT_MS_MAX`, still pending).
+    /// once the contract is active (or after `PREPAID_WAIT_MS_MAX`, still pending). Buyers
+    /// that journal their purchases use [`crate::procure::buy`], which shares the two steps.
     pub async fn buy(
         &self,
         wallet: &IssuerClient,
@@ -125,26 +126,49 @@ impl AgentClient {
         extra: u64,
     ) -> Result<CommandAnswer<SignedContract>, ClientError> {
         pay(wallet, terms, extra).await?;
-        let deadline =
-            std::time::Instant::now() + std::time::Duration::from_millis(PREPAID_WAIT_MS_MAX);
-        let mut answer = loop {
+        let deadline = prepaid_deadline();
+        let mut answer = self.propose_paid(terms, deadline).await?;
+        self.wait_active(terms, &mut answer.value, deadline).await;
+        Ok(answer)
+    }
+
+    /// Propose a contract paid ahead, retried while the agent answers `too_many_pending` (it
+    /// has not seen the payment yet) until `deadline`.
+    pub async fn propose_paid(
+        &self,
+        terms: &Contract,
+        deadline: std::time::Instant,
+    ) -> Result<CommandAnswer<SignedContract>, ClientError> {
+        loop {
             match self.propose(terms).await {
                 Err(ClientError::Api { code, .. })
                     if code == "too_many_pending" && std::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(PREPAID_POLL_MS)).await;
                 }
-                other => break other?,
-            }
-        };
-        // Accepted before the agent saw the payment: it turns active as soon as it does.
-        while answer.value.status != "active" && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(PREPAID_POLL_MS)).await;
-            if self.contract(&terms.id).await?.status == "active" {
-                answer.value.status = "active".into();
+                other => return other,
             }
         }
-        Ok(answer)
+    }
+
+    /// A contract accepted before the agent saw its payment turns active as soon as it does:
+    /// wait for that until `deadline` (then `signed.status` stays as it was).
+    pub async fn wait_active(
+        &self,
+        terms: &Contract,
+        signed: &mut SignedContract,
+        deadline: std::time::Instant,
+    ) {
+        while signed.status != "active" && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(PREPAID_POLL_MS)).await;
+            if self
+                .contract(&terms.id)
+                .await
+                .is_ok_and(|v| v.status == "active")
+            {
+                signed.status = "active".into();
+            }
+        }
     }
 
     pub async fn contract(&self, id: &str) -> Result<ContractView, ClientError> {
@@ -327,7 +351,12 @@ impl AgentClient {
 /// How long [`AgentClient::buy`] waits for the agent to see a payment made ahead.
 pub const PREPAID_WAIT_MS_MAX: u64 = 15_000;
 /// Pause between its proposals meanwhile.
-const PREPAID_POLL_MS: u64 = 100;
+pub const PREPAID_POLL_MS: u64 = 100;
+
+/// When a purchase paid now stops waiting for the agent to see the payment.
+pub fn prepaid_deadline() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_millis(PREPAID_WAIT_MS_MAX)
+}
 
 /// Pay a contract's price (or `extra` on top, as prepaid credit) with `transaction_id` = contract id.
 pub async fn pay(

@@ -19,20 +19,15 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use node::client::{ClientError, CommandAnswer};
 use protocol::book::{RegisteredObject, Registration};
 use protocol::market::{Contract, Offer};
 use protocol::{EntityId, KeyPair};
 
-use crate::agent::{AgentClient, SignedContract, PREPAID_WAIT_MS_MAX};
+use crate::agent::{AgentClient, SignedContract};
 use crate::issuer::IssuerClient;
 use crate::market::MarketClient;
-
-/// Pause between proposals while the agent has not seen the payment yet, and between looks
-/// at the contract's status while it is not yet active.
-pub const PROPOSE_POLL_MS: u64 = 100;
 
 /// What to buy from one agent.
 #[derive(Debug, Clone)]
@@ -92,7 +87,7 @@ pub struct Bought {
     /// The terms as the buyer signed them.
     pub terms: Contract,
     /// The agent's countersigned contract (its `status` is `active` unless the agent did not
-    /// see the payment within [`PREPAID_WAIT_MS_MAX`]).
+    /// see the payment within [`crate::agent::PREPAID_WAIT_MS_MAX`]).
     pub signed: SignedContract,
     /// Prepaid credit paid on top of the price, in minor units.
     pub credit: u64,
@@ -177,7 +172,7 @@ impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for BuyError<E> {
 /// proposed (so the contract is active from its first moment and never counts against the
 /// agent's share of unpaid contracts). The proposal is retried while the agent answers
 /// `too_many_pending` (it has not seen the payment yet), and the answer comes once the
-/// contract is active, or after [`PREPAID_WAIT_MS_MAX`] still pending. `journal` hears of
+/// contract is active, or after [`crate::agent::PREPAID_WAIT_MS_MAX`] still pending. `journal` hears of
 /// every step (see [`Journal`]).
 pub async fn buy<J: Journal>(
     seller: &Seller,
@@ -212,31 +207,15 @@ pub async fn buy<J: Journal>(
         }
         Err(e) => return Err(BuyError::Pay(e)),
     }
-    let deadline = Instant::now() + Duration::from_millis(PREPAID_WAIT_MS_MAX);
-    let mut answer: CommandAnswer<SignedContract> = loop {
-        match agent.propose(&terms).await {
-            Err(ClientError::Api { code, .. })
-                if code == "too_many_pending" && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(PROPOSE_POLL_MS)).await;
-            }
-            other => break other.map_err(BuyError::Propose)?,
-        }
-    };
+    let deadline = crate::agent::prepaid_deadline();
+    let mut answer = agent
+        .propose_paid(&terms, deadline)
+        .await
+        .map_err(BuyError::Propose)?;
     journal
         .accepted(&terms, &answer.value)
         .map_err(BuyError::Journal)?;
-    // Accepted before the agent saw the payment: it turns active as soon as it does.
-    while answer.value.status != "active" && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(PROPOSE_POLL_MS)).await;
-        if agent
-            .contract(&terms.id)
-            .await
-            .is_ok_and(|v| v.status == "active")
-        {
-            answer.value.status = "active".into();
-        }
-    }
+    agent.wait_active(&terms, &mut answer.value, deadline).await;
     Ok(Bought {
         agent: seller.agent.clone(),
         endpoint: seller.endpoint.clone(),

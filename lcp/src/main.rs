@@ -397,9 +397,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls,
     })
     .context("the issuer could not start")?;
-    node::outln!("listening on {}", running.url);
-    use std::io::Write;
-    std::io::stdout().flush()?;
+    node::cli::announce_listening(&running.url)?;
     running.wait()?;
     Ok(())
 }

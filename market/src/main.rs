@@ -191,9 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tls,
             })
             .context("the market could not start")?;
-            node::outln!("listening on {}", running.url);
-            use std::io::Write;
-            std::io::stdout().flush()?;
+            node::cli::announce_listening(&running.url)?;
             running.wait()?;
             Ok(())
         }

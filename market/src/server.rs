@@ -119,7 +119,10 @@ async fn register(
     market: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = body(&req, payload, REGISTRATION_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &market)?;
+    // Up to 4 MiB: hashed off the async workers.
+    let v =
+        service::authenticate_body::<Error>(&req, bytes.clone(), &market.key, RequestKind::Command)
+            .await?;
     let result = async {
         let counter = v
             .counter

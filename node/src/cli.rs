@@ -70,6 +70,14 @@ macro_rules! outln {
     }};
 }
 
+/// Say where a server listens, the line `node::process::spawn_server` (and people, and
+/// scripts) wait for, and flush it at once: stdout is a pipe when a parent reads it.
+pub fn announce_listening(url: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    outln!("listening on {url}");
+    std::io::stdout().flush()
+}
+
 /// Parse a size in bytes for a flag: plain bytes (`50000000000`) or with a unit, decimal
 /// (`50GB`, `500MB`, `1.5TB`) or binary (`512MiB`, `8GiB`; `K`, `M`, `G`, `T` alone are
 /// binary too). For clap's `value_parser`.

@@ -145,8 +145,8 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 pub enum BodyError {
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: u64 },
-    /// Slower than [`BODY_RATE_MIN_BYTES_PER_S`]: reported like any unreadable body, so the
-    /// services' error mappings stay as they are.
+    /// Slower than [`BODY_RATE_MIN_BYTES_PER_S`] after [`BODY_GRACE_MS`]: `408
+    /// body_incomplete` under the body policy (`crate::service`).
     #[error("the body arrived slower than {BODY_RATE_MIN_BYTES_PER_S} bytes/s")]
     TooSlow,
     #[error("the body could not be read: {0}")]

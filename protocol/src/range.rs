@@ -48,6 +48,17 @@ impl RangeSpec {
         }
     }
 
+    /// A request's `Range` header as servers take it: `Ok(None)` (serve the whole body) when
+    /// its unit is not `bytes`, which RFC 9110 section 14.2 says an origin server must
+    /// ignore; otherwise [`RangeSpec::parse`].
+    pub fn from_header(header: &str) -> Result<Option<RangeSpec>, RangeError> {
+        let unit = header.trim().split('=').next().unwrap_or("").trim();
+        if !unit.eq_ignore_ascii_case("bytes") {
+            return Ok(None);
+        }
+        RangeSpec::parse(header).map(Some)
+    }
+
     /// The half-open byte range within an object of `size` bytes.
     pub fn resolve(self, size: u64) -> Result<Range<u64>, RangeError> {
         let r = match self {
@@ -103,5 +114,11 @@ mod tests {
         );
         assert!(RangeSpec::parse("bytes=0-1,5-6").is_err());
         assert!(RangeSpec::parse("items=0-1").is_err());
+        assert_eq!(RangeSpec::from_header("items=0-1"), Ok(None));
+        assert_eq!(
+            RangeSpec::from_header("bytes=1-2"),
+            Ok(Some(RangeSpec::From(1, Some(2))))
+        );
+        assert!(RangeSpec::from_header("bytes=1-2,4-5").is_err());
     }
 }

@@ -227,9 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 endpoint,
             })
             .context("the agent could not start")?;
-            node::outln!("listening on {}", running.url);
-            use std::io::Write;
-            std::io::stdout().flush()?;
+            node::cli::announce_listening(&running.url)?;
             running.wait()?;
             Ok(())
         }

@@ -248,11 +248,10 @@ async fn delete_object(
 fn range_of(req: &HttpRequest) -> Result<Option<RangeSpec>, Error> {
     match req.headers().get("range") {
         None => Ok(None),
-        Some(h) => RangeSpec::parse(
+        Some(h) => RangeSpec::from_header(
             h.to_str()
                 .map_err(|_| Error::InvalidRange("not ASCII".into()))?,
         )
-        .map(Some)
         .map_err(Error::from),
     }
 }

@@ -85,8 +85,9 @@ async fn video(req: HttpRequest, path: web::Path<String>, g: State) -> HttpRespo
 }
 
 /// The inclusive byte range a request's `Range` header asks for, read by the one parser
-/// ([`RangeSpec`]) as the agents read it: `None` without the header, `400 invalid_range` for
-/// anything but one `bytes=` range, `416` past the end.
+/// ([`RangeSpec`]) as the agents read it: `None` without the header or with another unit
+/// (RFC 9110 ignores it), `400 invalid_range` for anything but one `bytes=` range, `416` past
+/// the end.
 fn range_of(req: &HttpRequest, size: u64) -> Result<Option<(u64, u64)>, Error> {
     let Some(header) = req.headers().get("range") else {
         return Ok(None);
@@ -94,7 +95,10 @@ fn range_of(req: &HttpRequest, size: u64) -> Result<Option<(u64, u64)>, Error> {
     let header = header
         .to_str()
         .map_err(|_| Error::InvalidRange("the Range header is not text".into()))?;
-    let r = RangeSpec::parse(header)?.resolve(size)?;
+    let Some(spec) = RangeSpec::from_header(header)? else {
+        return Ok(None);
+    };
+    let r = spec.resolve(size)?;
     if r.is_empty() {
         return Err(Error::RangeNotSatisfiable { size });
     }
