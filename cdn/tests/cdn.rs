@@ -9,6 +9,10 @@
 //!   killed mid-stream does not stop the stream;
 //! - replicas grow under demand and lapse when cold, on SQLite and on PostgreSQL.
 
+/// The body policy's tests: a module here, not a test binary of its own (one link less).
+#[path = "cdn/body.rs"]
+mod body;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! offer posted by someone else, expired offers, endpoints that do not answer or answer as
 //! another entity, absurd values. And the book's web page, rendered by headless Chromium.
 
+/// The body policy's tests: a module here, not a test binary of its own (one link less).
+#[path = "offers/body.rs"]
+mod body;
 mod util;
 
 use std::sync::Arc;
