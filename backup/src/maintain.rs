@@ -281,7 +281,30 @@ pub fn due_for_renewal(slot: &Slot, now_s: i64, renew_within_s: Option<u64>) -> 
 /// about that much), moved like a renewal. Then every object is rebuilt from its shards (read
 /// where they were before the renewals) and each missing or damaged shard, and every shard of
 /// a renewed slot, is written. Last, the config naming the new contracts goes to every slot.
+///
+/// Alone, like prune: it moves slots and rewrites shards and the config that a running
+/// backup writes into, so it takes the exclusive `repair` lock (refused while a backup or a
+/// prune holds one, and removed on Ctrl-C).
 pub async fn repair(
+    repo: &mut Repo,
+    renew_within_s: Option<u64>,
+    grow_bytes: Option<u64>,
+) -> Result<RepairReport, Error> {
+    if grow_bytes == Some(0) {
+        return Err(Error::Usage("--grow must be more than 0 bytes".into()));
+    }
+    let mut signals = crate::repo::Signals::catch();
+    let lock = repo.lock("repair").await?;
+    let result = crate::repo::until_signal(
+        &mut signals,
+        repair_locked(repo, renew_within_s, grow_bytes),
+    )
+    .await;
+    repo.unlock_after(&lock, &result).await;
+    result
+}
+
+async fn repair_locked(
     repo: &mut Repo,
     renew_within_s: Option<u64>,
     grow_bytes: Option<u64>,

@@ -286,6 +286,10 @@ fn a_backup_killed_half_way_resumes_without_uploading_again() {
     let (code, _, err) = cli.run(&home, PASSWORD, &["prune"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("locked by a create"), "{err}");
+    // So does repair: it moves slots and rewrites the config a backup writes to.
+    let (code, _, err) = cli.run(&home, PASSWORD, &["repair"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("locked by a create"), "{err}");
     let unlocked = cli.ok(&home, &["unlock", "--json"]);
     // This one's, and the first killed backup's.
     assert_eq!(

@@ -1,8 +1,11 @@
-//! The repository's locks: shared for `create`, exclusive for `prune`, as empty objects on
-//! every slot that answers.
+//! The repository's locks: shared for `create`, exclusive for `prune` and `repair`, as empty
+//! objects on every slot that answers.
 
 use super::*;
 use std::time::Duration;
+
+/// Lock kinds that run alone: no other lock of any kind may be held with one of them.
+pub const EXCLUSIVE_LOCKS: [&str; 2] = ["prune", "repair"];
 
 impl Repo {
     /// The repository's locks, from the object listing: (kind, since in Unix s, name).
@@ -20,8 +23,9 @@ impl Repo {
             .collect())
     }
 
-    /// Take a lock of `kind`: `create` (any number at once) or `prune` (alone: it deletes
-    /// what a running backup may be counting on, as restic's exclusive lock). A lock is an
+    /// Take a lock of `kind`: `create` (any number at once), or one of [`EXCLUSIVE_LOCKS`]
+    /// (alone: `prune` deletes what a running backup may be counting on, as restic's
+    /// exclusive lock; `repair` moves the slots and rewrites the config a backup writes to). A lock is an
     /// empty object `lock-<kind>-<since>-<id>` on every slot that answers, so any machine
     /// sees it in the listing. Refused while a conflicting lock younger than
     /// [`LOCK_STALE_S`] exists; checked again after taking it, so two that raced both back
@@ -32,7 +36,7 @@ impl Repo {
             locks.into_iter().find(|(k, since, name)| {
                 Some(name.as_str()) != own
                     && now - since < LOCK_STALE_S
-                    && (kind == "prune" || k == "prune")
+                    && (EXCLUSIVE_LOCKS.contains(&kind) || EXCLUSIVE_LOCKS.contains(&k.as_str()))
             })
         };
         let refuse = |(k, since, _): (String, i64, String)| {
@@ -59,7 +63,10 @@ impl Repo {
                 async move { self.put_paying(i, a, name, Vec::new()).await }
             });
         let stored = join_all(puts).await;
-        if !stored.iter().any(Result::is_ok) {
+        // Repair is what mends contracts that ended or filled up: when no slot takes its lock
+        // it goes on without one (no backup can write to such slots either), after the
+        // conflict check above.
+        if !stored.iter().any(Result::is_ok) && kind != "repair" {
             return stored
                 .into_iter()
                 .find_map(Result::err)
