@@ -9,6 +9,7 @@
 //! `protocol::book` wire types.
 
 pub mod auditor;
+pub mod bench;
 pub mod book;
 pub mod error;
 pub mod page;

@@ -1,4 +1,5 @@
-//! The `market` binary: `serve`, and `offers` / `match` to look at a running market.
+//! The `market` binary: `serve`, `offers` / `match` to look at a running market, and `bench`
+//! to load one.
 //! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
 
 use std::path::PathBuf;
@@ -90,6 +91,56 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Load a running market with synthetic agents (real signed offers and heartbeats, their
+    /// endpoints answered by one stand-in server on loopback) and matches; report throughput,
+    /// latency percentiles and errors by code
+    Bench {
+        /// The market's URL, e.g. http://127.0.0.1:7200
+        #[arg(long, env = "MARKET_URL")]
+        market: String,
+        /// Synthetic agents to create, each with its own key, prices and limits
+        #[arg(long, default_value_t = market::bench::AGENTS_DEFAULT)]
+        agents: usize,
+        /// Loopback /24 networks (127.A.B.1) the agents' endpoints are spread over [default:
+        /// one per agent, at most 1,000]
+        #[arg(long)]
+        networks: Option<usize>,
+        /// Heartbeats (re-signed offers) per second while matches run [default: every agent
+        /// once a minute, agents / 60]
+        #[arg(long)]
+        heartbeats_per_s: Option<f64>,
+        /// Matches to ask for after the book is filled (shapes k = 4..30, targets 1e-3..1e-9)
+        #[arg(long, default_value_t = market::bench::MATCHES_DEFAULT)]
+        matches: usize,
+        /// Concurrent match clients, each waiting for its answer before asking again
+        #[arg(long, default_value_t = market::bench::CONCURRENCY_DEFAULT)]
+        concurrency: usize,
+        /// Concurrent offer posts while the book is filled
+        #[arg(long, default_value_t = market::bench::POST_CONCURRENCY_DEFAULT)]
+        post_concurrency: usize,
+        /// Skip match shapes whose k (data shards) is larger than this
+        #[arg(long, default_value_t = market::bench::K_MAX_DEFAULT)]
+        k_max: u64,
+        /// Longest the book may take to fill, in seconds (agents not posted by then are left out)
+        #[arg(long, default_value_t = market::bench::FILL_S_MAX_DEFAULT)]
+        fill_s_max: u64,
+        /// Shortest the measured phase runs, in seconds: heartbeats go on after the matches
+        #[arg(long, default_value_t = market::bench::SECONDS_MIN_DEFAULT)]
+        seconds_min: u64,
+        /// Longest the measured phase runs, in seconds: matches still running are cut and counted
+        #[arg(long, default_value_t = market::bench::SECONDS_MAX_DEFAULT)]
+        seconds_max: u64,
+        /// Issuer entity id the offers are priced in [default: a fresh id, so the matches see
+        /// only this run's agents]
+        #[arg(long)]
+        currency: Option<String>,
+        /// Seed for the agents' prices and limits (the same seed, the same terms)
+        #[arg(long, default_value_t = market::bench::SEED_DEFAULT)]
+        seed: u64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -167,6 +218,50 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Bench {
+            market,
+            agents,
+            networks,
+            heartbeats_per_s,
+            matches,
+            concurrency,
+            post_concurrency,
+            k_max,
+            fill_s_max,
+            seconds_min,
+            seconds_max,
+            currency,
+            seed,
+            json,
+        } => {
+            let options = market::bench::Options {
+                market_url: market,
+                agents,
+                networks,
+                heartbeats_per_s,
+                matches,
+                concurrency,
+                post_concurrency,
+                k_max,
+                fill_s_max,
+                seconds_min,
+                seconds_max,
+                currency,
+                seed,
+            };
+            // Several threads: heartbeats, matches and the bookkeeping run at once.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(market::bench::CLIENT_THREADS)
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(market::bench::run(options))?;
+            if json {
+                node::outln!("{}", serde_json::to_string(&report)?);
+            } else {
+                node::outln!("{}", report.show());
+            }
+            Ok(())
+        }
         Cmd::Serve {
             data,
             listen,
