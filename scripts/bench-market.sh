@@ -12,7 +12,10 @@
 # Env: MATCHES (40), CONCURRENCY (2), SECONDS_MAX (180), FILL_S_MAX (300), K_MAX (30: the
 #      largest k among the match shapes; 10 keeps k = 4, 10 and 6 only), BACKENDS
 #      ("sqlite postgres"), BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test),
-#      PERF_DIR (record a perf profile of each market process there; needs perf).
+#      HEARTBEATS_PER_S (default N/60: every agent once a minute), PERF_DIR (record a perf
+#      profile of each market process there; needs perf).
+# What one market absorbs (no matches: the measured phase is the bench's --seconds-min, 10 s):
+#   MATCHES=0 HEARTBEATS_PER_S=3000 scripts/bench-market.sh 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${*:-1000 10000}
@@ -20,6 +23,8 @@ matches=${MATCHES:-40}
 concurrency=${CONCURRENCY:-2}
 seconds_max=${SECONDS_MAX:-180}
 k_max=${K_MAX:-30}
+heartbeats=()
+[ -n "${HEARTBEATS_PER_S:-}" ] && heartbeats=(--heartbeats-per-s "$HEARTBEATS_PER_S")
 fill_s_max=${FILL_S_MAX:-300}
 backends=${BACKENDS:-sqlite postgres}
 pg=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -67,7 +72,7 @@ run() { # label, agents, extra `market serve` arguments...
   # Bounded: the fill, the measured phase, and a margin for the drain and the slowest match.
   out=$(timeout $((fill_s_max + seconds_max + 180)) "$bin" bench --market "$url" --agents "$n" \
     --matches "$matches" --concurrency "$concurrency" --seconds-max "$seconds_max" \
-    --fill-s-max "$fill_s_max" --k-max "$k_max" --json) || { echo "bench $label N=$n failed" >&2; out='{}'; }
+    --fill-s-max "$fill_s_max" --k-max "$k_max" "${heartbeats[@]}" --json) || { echo "bench $label N=$n failed" >&2; out='{}'; }
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   [ "$out" != '{}' ] && summary "$label N=$n" "$out" "$rss"
