@@ -110,6 +110,7 @@ pub fn select(candidates: &[Candidate], request: &Request) -> Outcome {
         None => (k..=(k + EXTRA_SHARDS_MAX).min(TOTAL_SHARDS_MAX)).collect(),
     };
     let vetted = candidates.iter().filter(|c| c.vetted).count();
+    let networks = network_ids(candidates);
     let mut best: Option<Choice> = None;
     let mut most_durable: Option<Choice> = None;
     for n in ns {
@@ -118,6 +119,7 @@ pub fn select(candidates: &[Candidate], request: &Request) -> Outcome {
         }
         let search = Search {
             candidates,
+            networks: &networks,
             k,
             n,
             target: request.max_failure_probability,
@@ -181,8 +183,24 @@ fn assert_reported_loss(candidates: &[Candidate], k: usize, choice: &Choice) {
     );
 }
 
+/// Each candidate's network as a small integer (equal networks, equal ids): the search
+/// compares networks millions of times, and comparing strings was a fifth of a match's CPU
+/// (docs/BENCHMARKS.md, market bench).
+fn network_ids(candidates: &[Candidate]) -> Vec<u32> {
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    candidates
+        .iter()
+        .map(|c| {
+            let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            *ids.entry(c.network.as_str()).or_insert(next)
+        })
+        .collect()
+}
+
 struct Search<'a> {
     candidates: &'a [Candidate],
+    /// [`network_ids`] of `candidates`.
+    networks: &'a [u32],
     k: usize,
     n: usize,
     target: f64,
@@ -312,8 +330,17 @@ impl Search<'_> {
         for _ in 0..self.candidates.len() * self.n {
             let mut better: Option<Choice> = None;
             for slot in 0..choice.chosen.len() {
+                let best_price = better
+                    .as_ref()
+                    .map_or(choice.total_price, |b| b.total_price);
+                // The total is the members' sum (asserted in `select`), so this cannot wrap.
+                let others = choice
+                    .total_price
+                    .saturating_sub(self.candidates[choice.chosen[slot]].price);
                 for cand in 0..self.candidates.len() {
-                    if choice.chosen.contains(&cand) {
+                    // A swap that does not lower the price is never taken: skip its loss DP.
+                    let price = others.checked_add(self.candidates[cand].price);
+                    if price.is_none_or(|p| p >= best_price) || choice.chosen.contains(&cand) {
                         continue;
                     }
                     let mut set = choice.chosen.clone();
@@ -339,21 +366,21 @@ impl Search<'_> {
     /// The set as a choice, or `None` when it breaks the network or vetting rules or its price
     /// overflows.
     fn evaluate(&self, set: &[usize]) -> Option<Choice> {
-        let cands: Vec<&Candidate> = set.iter().map(|&i| &self.candidates[i]).collect();
-        if cands.iter().filter(|c| !c.vetted).count() > self.unvetted_max {
+        let unvetted = set.iter().filter(|&&i| !self.candidates[i].vetted).count();
+        if unvetted > self.unvetted_max {
             return None;
         }
         if !self.same_network_ok {
-            let mut nets: Vec<&str> = cands.iter().map(|c| c.network.as_str()).collect();
+            let mut nets: Vec<u32> = set.iter().map(|&i| self.networks[i]).collect();
             nets.sort_unstable();
             if nets.windows(2).any(|w| w[0] == w[1]) {
                 return None;
             }
         }
-        let total_price = cands
+        let total_price = set
             .iter()
-            .try_fold(0u64, |sum, c| sum.checked_add(c.price))?;
-        let p: Vec<f64> = cands.iter().map(|c| c.p_fail).collect();
+            .try_fold(0u64, |sum, &i| sum.checked_add(self.candidates[i].price))?;
+        let p: Vec<f64> = set.iter().map(|&i| self.candidates[i].p_fail).collect();
         let mut chosen = set.to_vec();
         chosen.sort_by_key(|&i| self.candidates[i].price);
         Some(Choice {
