@@ -377,21 +377,17 @@ impl Writer {
             // The answers go in the same transaction (the same group commit) as the transfers.
             node::commands::record(conn, &new_commands)?;
             // Invariant: a batch moves money, it never makes or destroys it. The balances it
-            // changes sum to the same before and after (cheap: the old balances are cached or
-            // one indexed read each). A batch that breaks it is rolled back, never committed.
-            let mut delta: i128 = 0;
-            for (entity, balance) in &overlay {
-                let before = match state.cache.get(entity) {
-                    Some(b) => *b,
-                    None => accounts::table
-                        .find(entity)
-                        .select(accounts::balance)
-                        .first::<i64>(conn)
-                        .optional()?
-                        .unwrap_or(0),
-                };
-                delta += i128::from(*balance) - i128::from(before);
-            }
+            // changes sum to the same before and after. Free: every account in the overlay
+            // went through `balance_of` in this batch, which caches each stored balance it
+            // reads (the cache is only cleared after a batch), so an account not in the cache
+            // has no row yet and held 0. A batch that breaks it is rolled back, never committed.
+            let delta: i128 = overlay
+                .iter()
+                .map(|(entity, balance)| {
+                    let before = state.cache.get(entity).copied().unwrap_or(0);
+                    i128::from(*balance) - i128::from(before)
+                })
+                .sum();
             if delta != 0 {
                 // Not a panic: the writer thread must live on; the batch is refused whole.
                 tracing::error!(delta, "a ledger batch does not sum to zero: rolled back");

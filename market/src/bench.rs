@@ -92,31 +92,50 @@ pub enum BenchError {
     Sign(String),
 }
 
-#[derive(Debug, Clone)]
+/// What `market bench` runs; its flags (`market bench --help`) are these fields.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// The market's URL, e.g. http://127.0.0.1:7200
+    #[arg(long = "market", env = "MARKET_URL", value_name = "URL")]
     pub market_url: String,
+    /// Synthetic agents to create, each with its own key, prices and limits
+    #[arg(long, default_value_t = AGENTS_DEFAULT)]
     pub agents: usize,
-    /// Loopback /24 networks the agents are spread over; `None`: one per agent up to
-    /// [`NETWORKS_DEFAULT_MAX`].
+    /// Loopback /24 networks (127.A.B.1) the agents' endpoints are spread over [default:
+    /// one per agent, at most 1,000]
+    #[arg(long)]
     pub networks: Option<usize>,
-    /// `None`: every agent once a minute.
+    /// Heartbeats (re-signed offers) per second while matches run [default: every agent
+    /// once a minute, agents / 60]
+    #[arg(long)]
     pub heartbeats_per_s: Option<f64>,
+    /// Matches to ask for after the book is filled (shapes k = 4..30, targets 1e-3..1e-9)
+    #[arg(long, default_value_t = MATCHES_DEFAULT)]
     pub matches: usize,
-    /// Concurrent match clients.
+    /// Concurrent match clients, each waiting for its answer before asking again
+    #[arg(long, default_value_t = CONCURRENCY_DEFAULT)]
     pub concurrency: usize,
-    /// Concurrent offer posts while the book fills.
+    /// Concurrent offer posts while the book is filled
+    #[arg(long, default_value_t = POST_CONCURRENCY_DEFAULT)]
     pub post_concurrency: usize,
-    /// Match shapes with a larger k are skipped.
+    /// Skip match shapes whose k (data shards) is larger than this
+    #[arg(long, default_value_t = K_MAX_DEFAULT)]
     pub k_max: u64,
-    /// Longest the book may take to fill; agents not posted by then are left out.
+    /// Longest the book may take to fill, in seconds (agents not posted by then are left out)
+    #[arg(long, default_value_t = FILL_S_MAX_DEFAULT)]
     pub fill_s_max: u64,
-    /// The measured phase runs at least this long (heartbeats go on after the matches).
+    /// Shortest the measured phase runs, in seconds: heartbeats go on after the matches
+    #[arg(long, default_value_t = SECONDS_MIN_DEFAULT)]
     pub seconds_min: u64,
-    /// ... and at most this long (matches still running are cut and counted).
+    /// Longest the measured phase runs, in seconds: matches still running are cut and counted
+    #[arg(long, default_value_t = SECONDS_MAX_DEFAULT)]
     pub seconds_max: u64,
-    /// Issuer entity id the offers are priced in; `None`: a fresh one, so matches only see
-    /// this run's agents.
+    /// Issuer entity id the offers are priced in [default: a fresh id, so the matches see
+    /// only this run's agents]
+    #[arg(long)]
     pub currency: Option<String>,
+    /// Seed for the agents' prices and limits (the same seed, the same terms)
+    #[arg(long, default_value_t = SEED_DEFAULT)]
     pub seed: u64,
 }
 

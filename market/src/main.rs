@@ -95,48 +95,8 @@ enum Cmd {
     /// endpoints answered by one stand-in server on loopback) and matches; report throughput,
     /// latency percentiles and errors by code
     Bench {
-        /// The market's URL, e.g. http://127.0.0.1:7200
-        #[arg(long, env = "MARKET_URL")]
-        market: String,
-        /// Synthetic agents to create, each with its own key, prices and limits
-        #[arg(long, default_value_t = market::bench::AGENTS_DEFAULT)]
-        agents: usize,
-        /// Loopback /24 networks (127.A.B.1) the agents' endpoints are spread over [default:
-        /// one per agent, at most 1,000]
-        #[arg(long)]
-        networks: Option<usize>,
-        /// Heartbeats (re-signed offers) per second while matches run [default: every agent
-        /// once a minute, agents / 60]
-        #[arg(long)]
-        heartbeats_per_s: Option<f64>,
-        /// Matches to ask for after the book is filled (shapes k = 4..30, targets 1e-3..1e-9)
-        #[arg(long, default_value_t = market::bench::MATCHES_DEFAULT)]
-        matches: usize,
-        /// Concurrent match clients, each waiting for its answer before asking again
-        #[arg(long, default_value_t = market::bench::CONCURRENCY_DEFAULT)]
-        concurrency: usize,
-        /// Concurrent offer posts while the book is filled
-        #[arg(long, default_value_t = market::bench::POST_CONCURRENCY_DEFAULT)]
-        post_concurrency: usize,
-        /// Skip match shapes whose k (data shards) is larger than this
-        #[arg(long, default_value_t = market::bench::K_MAX_DEFAULT)]
-        k_max: u64,
-        /// Longest the book may take to fill, in seconds (agents not posted by then are left out)
-        #[arg(long, default_value_t = market::bench::FILL_S_MAX_DEFAULT)]
-        fill_s_max: u64,
-        /// Shortest the measured phase runs, in seconds: heartbeats go on after the matches
-        #[arg(long, default_value_t = market::bench::SECONDS_MIN_DEFAULT)]
-        seconds_min: u64,
-        /// Longest the measured phase runs, in seconds: matches still running are cut and counted
-        #[arg(long, default_value_t = market::bench::SECONDS_MAX_DEFAULT)]
-        seconds_max: u64,
-        /// Issuer entity id the offers are priced in [default: a fresh id, so the matches see
-        /// only this run's agents]
-        #[arg(long)]
-        currency: Option<String>,
-        /// Seed for the agents' prices and limits (the same seed, the same terms)
-        #[arg(long, default_value_t = market::bench::SEED_DEFAULT)]
-        seed: u64,
+        #[command(flatten)]
+        options: market::bench::Options,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -218,37 +178,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Bench {
-            market,
-            agents,
-            networks,
-            heartbeats_per_s,
-            matches,
-            concurrency,
-            post_concurrency,
-            k_max,
-            fill_s_max,
-            seconds_min,
-            seconds_max,
-            currency,
-            seed,
-            json,
-        } => {
-            let options = market::bench::Options {
-                market_url: market,
-                agents,
-                networks,
-                heartbeats_per_s,
-                matches,
-                concurrency,
-                post_concurrency,
-                k_max,
-                fill_s_max,
-                seconds_min,
-                seconds_max,
-                currency,
-                seed,
-            };
+        Cmd::Bench { options, json } => {
             // Several threads: heartbeats, matches and the bookkeeping run at once.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(market::bench::CLIENT_THREADS)
