@@ -46,9 +46,25 @@ impl HttpHandle {
     }
 }
 
+/// Longest dropping a [`HttpHandle`] waits for its server thread to end.
+pub const STOP_WAIT_MS_MAX: u64 = 5_000;
+
 impl Drop for HttpHandle {
+    /// Stop the server and wait (at most [`STOP_WAIT_MS_MAX`]) until its thread has ended, so
+    /// a dropped server answers nothing more: not even on a keep-alive connection a client
+    /// pooled before (a worker finishing its shutdown used to answer one such request, and a
+    /// "stopped" agent then passed the market's probe).
     fn drop(&mut self) {
         self.stop();
+        if let Some(thread) = self.thread.take() {
+            let deadline = std::time::Instant::now() + Duration::from_millis(STOP_WAIT_MS_MAX);
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
