@@ -2,8 +2,10 @@
 //! buyers' reports and agents' reputations. Handlers and the auditor call these; nothing here
 //! knows HTTP (but for the [`State`] alias the handlers take).
 //!
-//! Along its seams: `offers` (the book), `matching`, `registry` (registered contracts
-//! and their roots, audit targets) and `reputation` (reports, audit and probe outcomes);
+//! Along its seams: `offers` (the book), `heartbeats` (their group commit and the market
+//! clock), `index` (the live offers in memory and pre-selection), `matching`, `registry`
+//! (registered contracts and their roots, audit targets) and `reputation` (reports, audit and
+//! probe outcomes);
 //! this module holds the [`Market`] itself, its limits and the agent rows.
 //!
 //! Invariants:
@@ -12,8 +14,11 @@
 //!   [`ENDPOINT_RECHECK_S`].
 //! - Listings and matches only use offers that have not expired (`offer_expires_s > now`): an
 //!   agent that stops heartbeating drops out when its last offer expires.
-//! - Reputation changes are read-modify-write under `reputation_lock`, one at a time, so
-//!   concurrent audits and reports never lose an update.
+//! - Every transaction that writes `agents` takes the market clock first
+//!   (`heartbeats::tick`): its lock, held until commit, serialises reputation
+//!   read-modify-writes across tasks and across market processes on one PostgreSQL, so
+//!   concurrent audits and reports never lose an update, and stamps rows so the offer index
+//!   (`index`) can refresh from `changed` alone.
 //! - A report counts once per (buyer, counter), and one good and one bad report per contract
 //!   count at all, each weighted by what the contract was worth.
 //! - A registered Merkle root was verified with the agent (one audit) before it was kept, and
@@ -34,11 +39,18 @@ use crate::error::Error;
 use crate::reliability::Reputation;
 use crate::schema::agents;
 
+mod heartbeats;
+mod index;
 mod matching;
 mod offers;
 mod registry;
 mod reputation;
 
+pub use heartbeats::{HEARTBEATS_PER_COMMIT_MAX, HEARTBEATS_QUEUED_MAX};
+pub use index::{
+    LiveAgent, PRESELECT_ADJUSTED_MAX, PRESELECT_CHEAPEST_MAX, PRESELECT_PER_NETWORK_MAX,
+    PRESELECT_RELIABLE_MAX, PRESELECT_UNVETTED_MAX,
+};
 pub use offers::{check_offer, network_of};
 
 /// An issuer that did not say its currency is asked again after this long (see
@@ -93,6 +105,8 @@ pub struct AgentRow {
     pub audits_failed: i64,
     pub online: i32,
     pub first_seen_s: i64,
+    /// The `market_clock` value of the transaction that last wrote the row (see `clock`).
+    pub changed: i64,
 }
 
 impl AgentRow {
@@ -134,7 +148,13 @@ pub struct Market {
     pub http: reqwest::Client,
     /// Choices may put two agents on one network (devnet, a LAN).
     pub same_network_ok: bool,
-    reputation_lock: tokio::sync::Mutex<()>,
+    /// The live offers in memory (see `index`); the database stays the record.
+    index: Arc<std::sync::RwLock<index::Index>>,
+    /// One index refresh at a time; callers arriving meanwhile share the next one.
+    index_turn: tokio::sync::Mutex<()>,
+    /// When the last index refresh started.
+    index_read_at: std::sync::Mutex<Option<std::time::Instant>>,
+    heartbeats: heartbeats::HeartbeatQueue,
     endpoint: std::sync::OnceLock<String>,
     /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
     audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
@@ -181,7 +201,10 @@ impl Market {
             db,
             http,
             same_network_ok,
-            reputation_lock: tokio::sync::Mutex::new(()),
+            index: Arc::new(std::sync::RwLock::new(index::Index::new())),
+            index_turn: tokio::sync::Mutex::new(()),
+            index_read_at: std::sync::Mutex::new(None),
+            heartbeats: heartbeats::HeartbeatQueue::default(),
             endpoint: std::sync::OnceLock::new(),
             currencies: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_deferrals: std::sync::Mutex::new(std::collections::HashMap::new()),

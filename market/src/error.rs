@@ -78,6 +78,8 @@ pub enum Error {
     AgentBusy(String),
     #[error("counter {counter} was already used with a different body")]
     CounterReused { counter: u64 },
+    #[error("the market is busy ({0}); try again in a moment")]
+    Busy(String),
     #[error("database: {0}")]
     Db(#[from] db::DbError),
 }
@@ -148,7 +150,7 @@ impl ServiceError for Error {
             | Error::ReportUnverified
             | Error::RootConflict { .. }
             | Error::RootUnverified { .. } => StatusCode::CONFLICT,
-            Error::AgentBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::AgentBusy(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -178,6 +180,7 @@ impl ServiceError for Error {
             Error::RootConflict { .. } => "root_conflict",
             Error::RootUnverified { .. } => "root_unverified",
             Error::AgentBusy(_) => "agent_busy",
+            Error::Busy(_) => "busy",
             Error::Db(_) => "unavailable",
         }
     }

@@ -15,6 +15,14 @@ diesel::table! {
         audits_failed -> BigInt,
         online -> Integer,
         first_seen_s -> BigInt,
+        changed -> BigInt,
+    }
+}
+
+diesel::table! {
+    market_clock (id) {
+        id -> Integer,
+        value -> BigInt,
     }
 }
 

@@ -1,16 +1,16 @@
-//! Matching (`POST /v1/match`): the pool of live, online offers that can take the request,
-//! selection over it, and a re-check that the chosen agents answer. Moved unchanged from
-//! `book.rs` (issue 13).
+//! Matching (`POST /v1/match`): the pool of live, online offers that can take the request
+//! (pre-selected from the in-memory index, `index::Index::pool`), selection over it, and a
+//! re-check that the chosen agents answer.
 
-use protocol::market::{self, Offer, OfferCurrency};
-use protocol::{EntityId, Envelope};
+use protocol::EntityId;
 
+use super::index::LeftOut;
 use super::{
-    now_s, AgentRow, Chosen, Considered, Market, MatchAnswer, MatchRequest,
-    MATCH_PROBE_WAIT_MS_MAX, MATCH_RECHECKS_MAX,
+    now_s, Chosen, Considered, Market, MatchAnswer, MatchRequest, MATCH_PROBE_WAIT_MS_MAX,
+    MATCH_RECHECKS_MAX,
 };
 use crate::error::Error;
-use crate::select::{self, Candidate};
+use crate::select;
 
 impl Market {
     /// `POST /v1/match` (DESIGN section 6).
@@ -59,70 +59,32 @@ impl Market {
     async fn match_once(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
         let k = check_match(req)?;
         let now = now_s();
-        let rows = self.agents().await?;
-        let mut known_currency = false;
-        let mut left_out = LeftOut::default();
-        let mut pool: Vec<(AgentRow, Envelope, Offer, u64)> = Vec::new();
-        for row in rows.into_iter().filter(|r| r.offer_expires_s > now) {
-            let Some((env, offer)) = row.offer() else {
-                continue;
-            };
-            let Some(cur) = offer
-                .currencies
-                .iter()
-                .find(|c| c.issuer.as_str() == req.currency)
-            else {
-                continue;
-            };
-            known_currency = true;
-            // An agent that missed its last probe cannot take a contract: never chosen, and
-            // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
-            // back.
-            if row.online == 0 {
-                left_out.offline += 1;
-                continue;
-            }
-            if req.exclude.contains(&row.entity) {
-                continue;
-            }
-            if offer.block_bytes_max < req.shard_bytes {
-                left_out.small_blocks += 1;
-                left_out.largest_block = left_out.largest_block.max(offer.block_bytes_max);
-                continue;
-            }
-            if offer.duration_s_max < req.duration_s {
-                left_out.short_durations += 1;
-                left_out.longest_duration_s = left_out.longest_duration_s.max(offer.duration_s_max);
-                continue;
-            }
-            let Some(price) = price_for(cur, req) else {
-                continue;
-            };
-            pool.push((row, env, offer, price));
-        }
-        if !known_currency {
-            return Err(Error::UnknownCurrency(req.currency.clone()));
-        }
-        let candidates: Vec<Candidate> = pool
-            .iter()
-            .map(|(row, _, _, price)| {
-                let rep = row.reputation();
-                Candidate {
-                    agent: row.entity.clone(),
-                    p_fail: rep.p_fail(req.duration_s),
-                    price: *price,
-                    network: row.network.clone(),
-                    vetted: rep.vetted(),
-                }
-            })
-            .collect();
+        // The book as of now: offers answered before this match was asked are in it, from
+        // whichever market process took them.
+        self.fresh_index(0).await?;
         let request = select::Request {
             data_shards: k,
             total_shards: req.total_shards.map(|n| n as usize),
             max_failure_probability: req.max_failure_probability,
             same_network_ok: self.same_network_ok,
         };
-        let considered: Vec<Considered> = candidates
+        // The scan of the book and the selection are CPU work: off the async workers.
+        let (pool, outcome) = {
+            let (index, asked, request) = (self.index.clone(), req.clone(), request.clone());
+            tokio::task::spawn_blocking(move || {
+                let pool = index
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pool(&asked, now, request.same_network_ok)?;
+                let outcome = select::select(&pool.candidates, &request);
+                Some((pool, outcome))
+            })
+            .await
+            .map_err(|e| Error::Db(db::DbError::Task(e.to_string())))?
+            .ok_or_else(|| Error::UnknownCurrency(req.currency.clone()))?
+        };
+        let considered: Vec<Considered> = pool
+            .candidates
             .iter()
             .map(|c| Considered {
                 agent: c.agent.clone(),
@@ -136,21 +98,15 @@ impl Market {
                 .chosen
                 .iter()
                 .map(|&i| Chosen {
-                    agent: pool[i].0.entity.clone(),
-                    endpoint: pool[i].0.endpoint.clone(),
-                    offer: pool[i].1.clone(),
-                    p_fail: candidates[i].p_fail,
-                    price: candidates[i].price,
+                    agent: pool.agents[i].entity.clone(),
+                    endpoint: pool.agents[i].endpoint.clone(),
+                    offer: pool.agents[i].envelope.clone(),
+                    p_fail: pool.candidates[i].p_fail,
+                    price: pool.candidates[i].price,
                 })
                 .collect()
         };
-        // Selection is CPU work (up to EXHAUSTIVE_SUBSETS_MAX subsets per n): off the workers.
-        let outcome = {
-            let (candidates, request) = (candidates.clone(), request.clone());
-            tokio::task::spawn_blocking(move || select::select(&candidates, &request))
-                .await
-                .map_err(|e| Error::Db(db::DbError::Task(e.to_string())))?
-        };
+        let left_out = &pool.left_out;
         match outcome {
             select::Outcome::Met(choice) => Ok(MatchAnswer {
                 agents: chosen_of(&choice),
@@ -161,7 +117,7 @@ impl Market {
             select::Outcome::CannotMeet(best) => Err(Error::CannotMeetTarget {
                 target: req.max_failure_probability,
                 best: best.as_ref().map(|b| b.failure_probability),
-                left_out: left_out.explain(req),
+                left_out: explain(left_out, req),
                 details: serde_json::json!({
                     "best_failure_probability": best.as_ref().map(|b| b.failure_probability),
                     "best": best.as_ref().map(|b| serde_json::json!({
@@ -180,17 +136,6 @@ impl Market {
             }),
         }
     }
-}
-
-/// An agent's price for the request, or `None` when it overflows.
-fn price_for(cur: &OfferCurrency, req: &MatchRequest) -> Option<u64> {
-    market::request_price(
-        cur,
-        req.shard_bytes,
-        req.duration_s,
-        req.expected_read_bytes,
-    )
-    .ok()
 }
 
 fn check_match(req: &MatchRequest) -> Result<usize, Error> {
@@ -228,39 +173,28 @@ fn check_match(req: &MatchRequest) -> Result<usize, Error> {
     Ok(req.data_shards as usize)
 }
 
-/// Agents offering the match's currency that it left out, and why: said in a refusal, so a
-/// buyer asking for blocks no agent sells learns that, not only that the target was missed.
-#[derive(Debug, Default)]
-struct LeftOut {
-    offline: u64,
-    small_blocks: u64,
-    largest_block: u64,
-    short_durations: u64,
-    longest_duration_s: u64,
-}
-
-impl LeftOut {
-    fn explain(&self, req: &MatchRequest) -> String {
-        let mut out = String::new();
-        if self.small_blocks > 0 {
-            out.push_str(&format!(
-                "; {} agent(s) sell no block as large as the {} bytes asked for per shard \
-                 (the largest offered is {} bytes): ask for smaller shards",
-                self.small_blocks, req.shard_bytes, self.largest_block
-            ));
-        }
-        if self.short_durations > 0 {
-            out.push_str(&format!(
-                "; {} agent(s) sell no contract as long as {} s (the longest offered is {} s)",
-                self.short_durations, req.duration_s, self.longest_duration_s
-            ));
-        }
-        if self.offline > 0 {
-            out.push_str(&format!(
-                "; {} agent(s) were offline at the last probe",
-                self.offline
-            ));
-        }
-        out
+/// Why agents offering the match's currency were left out, in words for a refusal: a buyer
+/// asking for blocks no agent sells learns that, not only that the target was missed.
+fn explain(left_out: &LeftOut, req: &MatchRequest) -> String {
+    let mut out = String::new();
+    if left_out.small_blocks > 0 {
+        out.push_str(&format!(
+            "; {} agent(s) sell no block as large as the {} bytes asked for per shard \
+             (the largest offered is {} bytes): ask for smaller shards",
+            left_out.small_blocks, req.shard_bytes, left_out.largest_block
+        ));
     }
+    if left_out.short_durations > 0 {
+        out.push_str(&format!(
+            "; {} agent(s) sell no contract as long as {} s (the longest offered is {} s)",
+            left_out.short_durations, req.duration_s, left_out.longest_duration_s
+        ));
+    }
+    if left_out.offline > 0 {
+        out.push_str(&format!(
+            "; {} agent(s) were offline at the last probe",
+            left_out.offline
+        ));
+    }
+    out
 }

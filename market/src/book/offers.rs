@@ -1,18 +1,21 @@
 //! The offer book: agents' signed offers (heartbeats), checked and kept, and the live book
 //! as listings. Moved unchanged from `book.rs` (issue 13).
 
-use diesel::prelude::*;
 use protocol::market::{self, Offer};
 use protocol::{EntityId, Envelope};
 
 use super::{
-    now_s, AgentRow, Listing, Market, ENDPOINT_CHARS_MAX, ENDPOINT_RECHECK_S, ENDPOINT_WAIT_MS_MAX,
-    ISSUED_SKEW_S_MAX, OFFER_BYTES_MAX, OFFER_CURRENCIES_MAX, OFFER_VALIDITY_S_MAX,
+    now_s, AgentRow, Listing, LiveAgent, Market, ENDPOINT_CHARS_MAX, ENDPOINT_RECHECK_S,
+    ENDPOINT_WAIT_MS_MAX, ISSUED_SKEW_S_MAX, OFFER_BYTES_MAX, OFFER_CURRENCIES_MAX,
+    OFFER_VALIDITY_S_MAX,
 };
 use crate::error::Error;
 use crate::reliability::Reputation;
-use crate::schema::agents;
 use crate::select;
+
+/// How old a view of the index a heartbeat works from at most (it reads the agent's last
+/// endpoint check and vetting from it).
+pub const HEARTBEAT_INDEX_STALE_MS_MAX: u64 = 1_000;
 
 impl Market {
     /// Take an agent's signed offer (a heartbeat). `sender` signed the request.
@@ -35,19 +38,10 @@ impl Market {
         let expires_s = check_offer(&offer, now)?;
         let network = network_of(&offer.endpoint)?;
         let entity = offer.agent.to_string();
-        let known = {
-            let entity = entity.clone();
-            self.db
-                .run(move |conn| {
-                    Ok::<_, Error>(
-                        agents::table
-                            .find(&entity)
-                            .first::<AgentRow>(conn)
-                            .optional()?,
-                    )
-                })
-                .await?
-        };
+        // What the market knows of the agent, as of a refresh at most a second old: a stale
+        // view costs at most one endpoint check more, or a `vetted` a second late.
+        self.fresh_index(HEARTBEAT_INDEX_STALE_MS_MAX).await?;
+        let known = self.indexed(&entity);
         let fresh_check = known.as_ref().is_some_and(|a| {
             a.endpoint == offer.endpoint && now - a.endpoint_checked_s < ENDPOINT_RECHECK_S
         });
@@ -73,40 +67,10 @@ impl Market {
             audits_failed: 0,
             online: 1,
             first_seen_s: now,
+            changed: 0,
         };
-        let _rep = self.reputation_lock.lock().await;
-        let vetted = self
-            .db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| -> Result<bool, Error> {
-                    let existing: Option<AgentRow> =
-                        agents::table.find(&row.entity).first(conn).optional()?;
-                    match existing {
-                        Some(a) => {
-                            // A heartbeat proves the agent is up: it is online again.
-                            diesel::update(agents::table.find(&row.entity))
-                                .set((
-                                    agents::endpoint.eq(&row.endpoint),
-                                    agents::network.eq(&row.network),
-                                    agents::offer.eq(&row.offer),
-                                    agents::offer_expires_s.eq(row.offer_expires_s),
-                                    agents::last_heartbeat_s.eq(row.last_heartbeat_s),
-                                    agents::endpoint_checked_s.eq(row.endpoint_checked_s),
-                                    agents::online.eq(1),
-                                ))
-                                .execute(conn)?;
-                            Ok(a.reputation().vetted())
-                        }
-                        None => {
-                            diesel::insert_into(agents::table)
-                                .values(&row)
-                                .execute(conn)?;
-                            Ok(false)
-                        }
-                    }
-                })
-            })
-            .await?;
+        self.write_heartbeat(row).await?;
+        let vetted = known.is_some_and(|a| a.reputation.vetted());
         Ok(serde_json::json!({
             "agent": entity,
             "expires_at": market::format_rfc3339(expires_s),
@@ -153,10 +117,18 @@ impl Market {
     /// cheapest reliability-adjusted price first.
     pub async fn offers(&self, currency: Option<&str>) -> Result<Vec<Listing>, Error> {
         let now = now_s();
-        let rows = self.agents().await?;
+        self.fresh_index(0).await?;
+        let live: Vec<std::sync::Arc<LiveAgent>> = self
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .all()
+            .filter(|a| a.offer_expires_s > now)
+            .cloned()
+            .collect();
         let mut out = Vec::new();
-        for row in rows.into_iter().filter(|r| r.offer_expires_s > now) {
-            let Some((env, offer)) = row.offer() else {
+        for agent in live {
+            let Some(offer) = agent.offer() else {
                 continue;
             };
             let cur = match currency {
@@ -166,7 +138,7 @@ impl Market {
             let Some(cur) = cur else {
                 continue;
             };
-            let rep = row.reputation();
+            let rep = agent.reputation;
             let p_fail = rep.p_fail(market::REFERENCE_DURATION_S);
             let reference_price = market::request_price(
                 cur,
@@ -176,9 +148,9 @@ impl Market {
             )
             .unwrap_or(u64::MAX);
             out.push(Listing {
-                agent: row.entity.clone(),
-                endpoint: row.endpoint.clone(),
-                offer: env,
+                agent: agent.entity.clone(),
+                endpoint: agent.endpoint.clone(),
+                offer: agent.envelope.clone(),
                 currency: cur.issuer.to_string(),
                 p_fail,
                 reference_price,
@@ -189,7 +161,12 @@ impl Market {
                 vetted: rep.vetted(),
             });
         }
-        out.sort_by(|a, b| a.adjusted_price.total_cmp(&b.adjusted_price));
+        // Entity last: equal prices list in the same order in every market process.
+        out.sort_by(|a, b| {
+            a.adjusted_price
+                .total_cmp(&b.adjusted_price)
+                .then_with(|| a.agent.cmp(&b.agent))
+        });
         Ok(out)
     }
 }

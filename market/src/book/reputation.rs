@@ -1,12 +1,14 @@
 //! Reputation: buyers' reports (counted once per (buyer, counter), one good and one bad per
 //! contract, weighted by what the contract was worth), audit and probe outcomes, all applied
-//! read-modify-write under `reputation_lock`. Moved unchanged from `book.rs` (issue 13).
+//! read-modify-write in a transaction that took the market clock first
+//! (`heartbeats::tick`), which serialises them across tasks and market processes.
 
 use db::AnyConnection;
 use diesel::prelude::*;
 use protocol::market::{self, Contract};
 use protocol::{EntityId, Envelope};
 
+use super::heartbeats::tick;
 use super::{now_s, AgentRow, Market, Report, REPORT_DETAIL_CHARS_MAX};
 use crate::error::Error;
 use crate::reliability::{contract_worth, report_weight, Outcome, Reputation, AUDIT_CONTRADICTS_S};
@@ -82,7 +84,6 @@ impl Market {
             recent(passed_s) && passed_s > failed_s
         };
         let weight = report_weight(worth, contradicted);
-        let _rep = self.reputation_lock.lock().await;
         let (entity, hash, counter_i) =
             (sender.to_string(), body_sha256.to_owned(), to_i64(counter)?);
         let (agent_c, contract) = (agent.clone(), report.contract.clone());
@@ -91,6 +92,7 @@ impl Market {
             .db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<bool, Error> {
+                    let changed = tick(conn)?;
                     let prior: Option<String> = reports::table
                         .find((counter_i, &entity))
                         .select(reports::body_sha256)
@@ -136,7 +138,7 @@ impl Market {
                             counted_reports::created_s.eq(now),
                         ))
                         .execute(conn)?;
-                    apply_report(conn, &agent_c, good, weight)?;
+                    apply_report(conn, &agent_c, good, weight, changed)?;
                     Ok(true)
                 })
             })
@@ -188,11 +190,13 @@ impl Market {
 
     /// Record what was observed about `agent`.
     pub async fn observe(&self, agent: &str, outcome: Outcome) -> Result<(), Error> {
-        let _rep = self.reputation_lock.lock().await;
         let agent = agent.to_owned();
         self.db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| apply_outcome(conn, &agent, outcome))
+                db::write_transaction(conn, |conn| {
+                    let changed = tick(conn)?;
+                    apply_outcome(conn, &agent, outcome, changed)
+                })
             })
             .await
     }
@@ -205,13 +209,13 @@ impl Market {
         contract: &str,
         outcome: Outcome,
     ) -> Result<(), Error> {
-        let _rep = self.reputation_lock.lock().await;
         let (agent, contract) = (agent.to_owned(), contract.to_owned());
         let now = now_s();
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    apply_outcome(conn, &agent, outcome)?;
+                    let changed = tick(conn)?;
+                    apply_outcome(conn, &agent, outcome, changed)?;
                     let row = registered::table.find(&contract);
                     match outcome {
                         Outcome::AuditPassed => {
@@ -239,20 +243,28 @@ fn apply_report(
     agent: &str,
     good: bool,
     weight: f64,
+    changed: i64,
 ) -> Result<(), Error> {
-    update_reputation(conn, agent, |rep| rep.observe_report(good, weight))
+    update_reputation(conn, agent, changed, |rep| rep.observe_report(good, weight))
 }
 
 /// Apply one outcome to the agent's stored reputation (in the caller's transaction).
-fn apply_outcome(conn: &mut AnyConnection, agent: &str, outcome: Outcome) -> Result<(), Error> {
-    update_reputation(conn, agent, |rep| rep.observe(outcome))
+fn apply_outcome(
+    conn: &mut AnyConnection,
+    agent: &str,
+    outcome: Outcome,
+    changed: i64,
+) -> Result<(), Error> {
+    update_reputation(conn, agent, changed, |rep| rep.observe(outcome))
 }
 
-/// Read the agent's reputation, change it with `change`, and store it (an unknown agent is
-/// left alone).
+/// Read the agent's reputation, change it with `change`, and store it stamped `changed` (an
+/// unknown agent is left alone). The caller's transaction took the clock (`changed`), so no
+/// other writer of the row runs between the read and the write.
 fn update_reputation(
     conn: &mut AnyConnection,
     agent: &str,
+    changed: i64,
     change: impl FnOnce(&mut Reputation),
 ) -> Result<(), Error> {
     let Some(row) = agents::table
@@ -271,6 +283,7 @@ fn update_reputation(
             agents::audits_passed.eq(to_i64(rep.audits_passed)?),
             agents::audits_failed.eq(to_i64(rep.audits_failed)?),
             agents::online.eq(i32::from(rep.online)),
+            agents::changed.eq(changed),
         ))
         .execute(conn)?;
     Ok(())

@@ -1,0 +1,472 @@
+//! The live offer index: every agent row of the database, held in memory with its offer
+//! parsed and its terms packed per currency, so that a match reads no row and opens no
+//! envelope (issue 14). The database stays the record; the index is a cache of it.
+//!
+//! Invariants:
+//! - The index holds exactly the rows with `changed <= watermark`, as of their last write.
+//!   Writers stamp rows with the `market_clock` value of their transaction, and those values
+//!   commit in order (`heartbeats::tick`), so reading `changed > watermark` misses nothing, also
+//!   rows written by another market process on the same PostgreSQL.
+//! - A match refreshes the index after it arrives and before it reads it
+//!   ([`Market::fresh_index`]): an offer whose post was answered before the match was asked
+//!   is in the book the match sees, whichever process took it.
+//! - Pre-selection is deterministic: every ordering ends on the entity id, so two processes
+//!   with the same rows choose the same candidates in the same order, hence the same agents.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use diesel::prelude::*;
+use protocol::market::{Offer, OfferCurrency};
+use protocol::Envelope;
+
+use super::{AgentRow, Market, MatchRequest};
+use crate::error::Error;
+use crate::reliability::Reputation;
+use crate::schema::agents;
+use crate::select::{self, Candidate};
+
+/// Candidates kept by reliability-adjusted price among vetted agents, before the exact search.
+pub const PRESELECT_ADJUSTED_MAX: usize = 256;
+/// The same among unvetted agents (a choice takes at most a quarter of them).
+pub const PRESELECT_UNVETTED_MAX: usize = 64;
+/// Candidates kept as the most reliable (the search repairs toward the target with them).
+pub const PRESELECT_RELIABLE_MAX: usize = 128;
+/// Candidates kept as the cheapest outright.
+pub const PRESELECT_CHEAPEST_MAX: usize = 128;
+/// Agents of one network kept per list: one can be chosen, a second stands in when the first
+/// is excluded or breaks the vetting rule.
+pub const PRESELECT_PER_NETWORK_MAX: usize = 2;
+/// Rows read per index refresh statement at most; a larger backlog (the first load of a big
+/// book) is read in several.
+pub const REFRESH_ROWS_MAX: i64 = 20_000;
+
+/// One agent as the index holds it.
+#[derive(Debug)]
+pub struct LiveAgent {
+    pub entity: String,
+    pub endpoint: String,
+    pub network: String,
+    /// The signed offer, as posted (handed to buyers in match answers).
+    pub envelope: Envelope,
+    /// The currencies (issuer ids) the offer lists, in its order.
+    pub currencies: Vec<String>,
+    pub offer_expires_s: i64,
+    pub endpoint_checked_s: i64,
+    pub reputation: Reputation,
+    pub changed: i64,
+}
+
+impl LiveAgent {
+    /// The offer inside the envelope, verified when it was posted (not verified again).
+    pub fn offer(&self) -> Option<Offer> {
+        serde_json::from_str(&self.envelope.payload).ok()
+    }
+}
+
+/// One agent's terms in one currency, packed for the match scan.
+#[derive(Debug, Clone)]
+struct Slot {
+    agent: Arc<LiveAgent>,
+    network: u32,
+    terms: OfferCurrency,
+    block_bytes_max: u64,
+    duration_s_max: u64,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    slots: Vec<Slot>,
+    /// Entity -> position in `slots`.
+    at: HashMap<String, usize>,
+}
+
+impl Book {
+    fn upsert(&mut self, slot: Slot) {
+        match self.at.get(&slot.agent.entity) {
+            Some(&i) => self.slots[i] = slot,
+            None => {
+                self.at.insert(slot.agent.entity.clone(), self.slots.len());
+                self.slots.push(slot);
+            }
+        }
+    }
+
+    fn remove(&mut self, entity: &str) {
+        let Some(i) = self.at.remove(entity) else {
+            return;
+        };
+        self.slots.swap_remove(i);
+        if let Some(moved) = self.slots.get(i) {
+            self.at.insert(moved.agent.entity.clone(), i);
+        }
+    }
+}
+
+/// Agents offering the match's currency that it left out, and why: said in a refusal, so a
+/// buyer asking for blocks no agent sells learns that, not only that the target was missed.
+#[derive(Debug, Default, Clone)]
+pub struct LeftOut {
+    pub offline: u64,
+    pub small_blocks: u64,
+    pub largest_block: u64,
+    pub short_durations: u64,
+    pub longest_duration_s: u64,
+}
+
+/// What a match takes from the index: the pre-selected candidates and who was left out.
+pub struct Pool {
+    pub agents: Vec<Arc<LiveAgent>>,
+    pub candidates: Vec<Candidate>,
+    pub left_out: LeftOut,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    agents: HashMap<String, Arc<LiveAgent>>,
+    books: HashMap<String, Book>,
+    networks: HashMap<String, u32>,
+    /// The highest `changed` applied; -1 before the first load.
+    watermark: i64,
+}
+
+/// A scored slot of one match.
+#[derive(Clone, Copy)]
+struct Scored {
+    slot: usize,
+    price: u64,
+    p_fail: f64,
+    adjusted: f64,
+    network: u32,
+    vetted: bool,
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index {
+            watermark: -1,
+            ..Index::default()
+        }
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn get(&self, entity: &str) -> Option<Arc<LiveAgent>> {
+        self.agents.get(entity).cloned()
+    }
+
+    /// Every agent, in no order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<LiveAgent>> {
+        self.agents.values()
+    }
+
+    /// Take a row read from the database (rows come in `changed` order).
+    pub fn apply(&mut self, row: AgentRow) {
+        self.watermark = self.watermark.max(row.changed);
+        let parsed = row.offer();
+        let old_currencies = self
+            .agents
+            .get(&row.entity)
+            .map(|a| a.currencies.clone())
+            .unwrap_or_default();
+        for c in &old_currencies {
+            if let Some(book) = self.books.get_mut(c) {
+                book.remove(&row.entity);
+            }
+        }
+        let Some((envelope, offer)) = parsed else {
+            // Stored offers were verified when posted; one that no longer parses cannot be
+            // matched, so the agent leaves the index rather than the match failing.
+            tracing::warn!(
+                agent = row.entity,
+                "a stored offer does not parse: not indexed"
+            );
+            self.agents.remove(&row.entity);
+            return;
+        };
+        let next = u32::try_from(self.networks.len()).unwrap_or(u32::MAX);
+        let network = *self.networks.entry(row.network.clone()).or_insert(next);
+        let agent = Arc::new(LiveAgent {
+            reputation: row.reputation(),
+            entity: row.entity,
+            endpoint: row.endpoint,
+            network: row.network,
+            envelope,
+            currencies: offer
+                .currencies
+                .iter()
+                .map(|c| c.issuer.to_string())
+                .collect(),
+            offer_expires_s: row.offer_expires_s,
+            endpoint_checked_s: row.endpoint_checked_s,
+            changed: row.changed,
+        });
+        for terms in offer.currencies {
+            self.books
+                .entry(terms.issuer.to_string())
+                .or_default()
+                .upsert(Slot {
+                    agent: agent.clone(),
+                    network,
+                    terms,
+                    block_bytes_max: offer.block_bytes_max,
+                    duration_s_max: offer.duration_s_max,
+                });
+        }
+        self.agents.insert(agent.entity.clone(), agent);
+    }
+
+    /// The candidates of a match: every live, online agent that can take `req`, narrowed to
+    /// the best few hundred by reliability-adjusted price, by reliability and by price (each
+    /// list keeping at most [`PRESELECT_PER_NETWORK_MAX`] per network unless
+    /// `same_network_ok`). `None` when no live offer lists the currency.
+    pub fn pool(&self, req: &MatchRequest, now_s: i64, same_network_ok: bool) -> Option<Pool> {
+        let book = self.books.get(&req.currency)?;
+        let excluded: HashSet<&str> = req.exclude.iter().map(String::as_str).collect();
+        let mut left_out = LeftOut::default();
+        let mut known = false;
+        let mut scored: Vec<Scored> = Vec::new();
+        for (i, slot) in book.slots.iter().enumerate() {
+            let agent = &slot.agent;
+            if agent.offer_expires_s <= now_s {
+                continue;
+            }
+            known = true;
+            // An agent that missed its last probe cannot take a contract: never chosen, and
+            // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
+            // back.
+            if !agent.reputation.online {
+                left_out.offline += 1;
+                continue;
+            }
+            if !excluded.is_empty() && excluded.contains(agent.entity.as_str()) {
+                continue;
+            }
+            if slot.block_bytes_max < req.shard_bytes {
+                left_out.small_blocks += 1;
+                left_out.largest_block = left_out.largest_block.max(slot.block_bytes_max);
+                continue;
+            }
+            if slot.duration_s_max < req.duration_s {
+                left_out.short_durations += 1;
+                left_out.longest_duration_s = left_out.longest_duration_s.max(slot.duration_s_max);
+                continue;
+            }
+            let Ok(price) = protocol::market::request_price(
+                &slot.terms,
+                req.shard_bytes,
+                req.duration_s,
+                req.expected_read_bytes,
+            ) else {
+                continue;
+            };
+            let p_fail = agent.reputation.p_fail(req.duration_s);
+            scored.push(Scored {
+                slot: i,
+                price,
+                p_fail,
+                adjusted: select::adjusted_price(price, p_fail),
+                network: slot.network,
+                vetted: agent.reputation.vetted(),
+            });
+        }
+        if !known {
+            return None;
+        }
+        let per_network = (!same_network_ok).then_some(PRESELECT_PER_NETWORK_MAX);
+        let entity = |s: &Scored| book.slots[s.slot].agent.entity.as_str();
+        let by_adjusted = |a: &Scored, b: &Scored| {
+            a.adjusted
+                .total_cmp(&b.adjusted)
+                .then(a.price.cmp(&b.price))
+                .then_with(|| entity(a).cmp(entity(b)))
+        };
+        let by_reliability = |a: &Scored, b: &Scored| {
+            a.p_fail
+                .total_cmp(&b.p_fail)
+                .then(a.price.cmp(&b.price))
+                .then_with(|| entity(a).cmp(entity(b)))
+        };
+        let by_price = |a: &Scored, b: &Scored| {
+            a.price
+                .cmp(&b.price)
+                .then(a.p_fail.total_cmp(&b.p_fail))
+                .then_with(|| entity(a).cmp(entity(b)))
+        };
+        let mut keep: Vec<usize> = Vec::new();
+        let vetted: Vec<Scored> = scored.iter().copied().filter(|s| s.vetted).collect();
+        let unvetted: Vec<Scored> = scored.iter().copied().filter(|s| !s.vetted).collect();
+        keep.extend(top(
+            &vetted,
+            PRESELECT_ADJUSTED_MAX,
+            per_network,
+            by_adjusted,
+        ));
+        keep.extend(top(
+            &unvetted,
+            PRESELECT_UNVETTED_MAX,
+            per_network,
+            by_adjusted,
+        ));
+        keep.extend(top(
+            &scored,
+            PRESELECT_RELIABLE_MAX,
+            per_network,
+            by_reliability,
+        ));
+        keep.extend(top(&scored, PRESELECT_CHEAPEST_MAX, per_network, by_price));
+        let position: HashMap<usize, usize> = scored
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (s.slot, j))
+            .collect();
+        let mut chosen: Vec<Scored> = keep
+            .into_iter()
+            .collect::<HashSet<usize>>()
+            .into_iter()
+            .filter_map(|slot| position.get(&slot).map(|&j| scored[j]))
+            .collect();
+        chosen.sort_by(by_adjusted);
+        let agents: Vec<Arc<LiveAgent>> = chosen
+            .iter()
+            .map(|s| book.slots[s.slot].agent.clone())
+            .collect();
+        let candidates = chosen
+            .iter()
+            .zip(&agents)
+            .map(|(s, a)| Candidate {
+                agent: a.entity.clone(),
+                p_fail: s.p_fail,
+                price: s.price,
+                network: a.network.clone(),
+                vetted: s.vetted,
+            })
+            .collect();
+        Some(Pool {
+            agents,
+            candidates,
+            left_out,
+        })
+    }
+}
+
+/// The slots of the first `want` of `scored` in `order`, at most `per_network` per network.
+fn top(
+    scored: &[Scored],
+    want: usize,
+    per_network: Option<usize>,
+    order: impl Fn(&Scored, &Scored) -> std::cmp::Ordering,
+) -> Vec<usize> {
+    // Most lists fill from the first few `want` in order: sort only those, and sort the whole
+    // list only when networks repeat so much that they were not enough.
+    let mut head: Vec<Scored> = scored.to_vec();
+    let mut tried = want.saturating_mul(4);
+    loop {
+        let truncated = head.len() > tried;
+        if truncated {
+            head.select_nth_unstable_by(tried, &order);
+            head.truncate(tried);
+        }
+        head.sort_by(&order);
+        let mut per_net: HashMap<u32, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(want);
+        for s in &head {
+            if out.len() == want {
+                break;
+            }
+            if let Some(max) = per_network {
+                let n = per_net.entry(s.network).or_insert(0);
+                if *n >= max {
+                    continue;
+                }
+                *n += 1;
+            }
+            out.push(s.slot);
+        }
+        if out.len() == want || !truncated {
+            return out;
+        }
+        head = scored.to_vec();
+        tried = scored.len();
+    }
+}
+
+impl Market {
+    /// Bring the index up to the database: rows written since it was last read, by this
+    /// process or another. A refresh that started after `asked` (and so after the caller's
+    /// moment) answers for every caller waiting on it; `stale_ms_max` lets callers that can
+    /// live with an older view (heartbeats) skip it.
+    pub async fn fresh_index(&self, stale_ms_max: u64) -> Result<(), Error> {
+        let asked = Instant::now();
+        let _turn = self.index_turn.lock().await;
+        {
+            let last = *self
+                .index_read_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(last) = last {
+                if last >= asked
+                    || asked.duration_since(last).as_millis() < u128::from(stale_ms_max)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        let started = Instant::now();
+        let index = self.index.clone();
+        self.db
+            .run(move |conn| -> Result<(), Error> {
+                loop {
+                    let watermark = index
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .watermark();
+                    let mut rows: Vec<AgentRow> = agents::table
+                        .filter(agents::changed.gt(watermark))
+                        .order(agents::changed)
+                        .limit(REFRESH_ROWS_MAX)
+                        .load(conn)?;
+                    let more = rows.len() as i64 == REFRESH_ROWS_MAX;
+                    // Rows of one transaction share a `changed`: never stop inside a group, or
+                    // the next `changed > watermark` would skip the group's rest.
+                    if let (true, Some(first), Some(last)) = (
+                        more,
+                        rows.first().map(|r| r.changed),
+                        rows.last().map(|r| r.changed),
+                    ) {
+                        if first == last {
+                            rows = agents::table.filter(agents::changed.eq(last)).load(conn)?;
+                        } else {
+                            rows.retain(|r| r.changed < last);
+                        }
+                    }
+                    let mut ix = index
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for row in rows {
+                        ix.apply(row);
+                    }
+                    if !more {
+                        return Ok(());
+                    }
+                }
+            })
+            .await?;
+        *self
+            .index_read_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
+        Ok(())
+    }
+
+    /// The indexed agent, if any (as of the last refresh).
+    pub fn indexed(&self, entity: &str) -> Option<Arc<LiveAgent>> {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(entity)
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE market_clock;
+DROP INDEX agents_changed;
+ALTER TABLE agents DROP COLUMN changed;
