@@ -40,17 +40,21 @@ use crate::reliability::Reputation;
 use crate::schema::agents;
 
 mod heartbeats;
-mod index;
+pub(crate) mod index;
+mod lease;
 mod matching;
 mod offers;
 mod registry;
 mod reputation;
 
+pub(crate) use heartbeats::tick;
 pub use heartbeats::{HEARTBEATS_PER_COMMIT_MAX, HEARTBEATS_QUEUED_MAX};
+pub use index::{load_index, BookCounts};
 pub use index::{
     LiveAgent, PRESELECT_ADJUSTED_MAX, PRESELECT_CHEAPEST_MAX, PRESELECT_PER_NETWORK_MAX,
     PRESELECT_RELIABLE_MAX, PRESELECT_UNVETTED_MAX,
 };
+pub use lease::AUDITOR_LEASE;
 pub use offers::{check_offer, network_of};
 
 /// An issuer that did not say its currency is asked again after this long (see
@@ -155,6 +159,8 @@ pub struct Market {
     /// When the last index refresh started.
     index_read_at: std::sync::Mutex<Option<std::time::Instant>>,
     heartbeats: heartbeats::HeartbeatQueue,
+    /// This process's name as a lease holder (`lease`), random per start.
+    instance: String,
     endpoint: std::sync::OnceLock<String>,
     /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
     audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
@@ -205,6 +211,13 @@ impl Market {
             index_turn: tokio::sync::Mutex::new(()),
             index_read_at: std::sync::Mutex::new(None),
             heartbeats: heartbeats::HeartbeatQueue::default(),
+            instance: {
+                let mut raw = [0u8; 8];
+                // A failed OS source leaves zeros: two such processes would share the lease
+                // name, and the cost is audits done twice, never lost.
+                let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
+                raw.iter().map(|b| format!("{b:02x}")).collect()
+            },
             endpoint: std::sync::OnceLock::new(),
             currencies: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_deferrals: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -75,3 +75,11 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(agents, registered);
+
+diesel::table! {
+    market_leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_ms -> BigInt,
+    }
+}

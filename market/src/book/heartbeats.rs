@@ -40,7 +40,7 @@ pub(super) struct HeartbeatQueue {
 
 /// The next value of the market clock. Call it first in any transaction that writes `agents`
 /// and stamp the written rows' `changed` with it.
-pub(super) fn tick(conn: &mut AnyConnection) -> Result<i64, Error> {
+pub(crate) fn tick(conn: &mut AnyConnection) -> Result<i64, Error> {
     diesel::update(market_clock::table.find(1))
         .set(market_clock::value.eq(market_clock::value + 1))
         .execute(conn)?;

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use db::AnyConnection;
 use diesel::prelude::*;
 use protocol::market::{Offer, OfferCurrency};
 use protocol::Envelope;
@@ -115,6 +116,19 @@ pub struct LeftOut {
     pub longest_duration_s: u64,
 }
 
+/// The book in numbers (`/metrics`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BookCounts {
+    /// Agents ever seen.
+    pub known: u64,
+    /// With an offer that has not expired.
+    pub live: u64,
+    /// Live and online.
+    pub online: u64,
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+}
+
 /// What a match takes from the index: the pre-selected candidates and who was left out.
 pub struct Pool {
     pub agents: Vec<Arc<LiveAgent>>,
@@ -152,6 +166,18 @@ impl Index {
 
     pub fn watermark(&self) -> i64 {
         self.watermark
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// The currency offered by the most agents.
+    pub fn busiest_currency(&self) -> Option<String> {
+        self.books
+            .iter()
+            .max_by(|a, b| a.1.slots.len().cmp(&b.1.slots.len()).then(b.0.cmp(a.0)))
+            .map(|(c, _)| c.clone())
     }
 
     pub fn get(&self, entity: &str) -> Option<Arc<LiveAgent>> {
@@ -224,6 +250,27 @@ impl Index {
     /// list keeping at most [`PRESELECT_PER_NETWORK_MAX`] per network unless
     /// `same_network_ok`). `None` when no live offer lists the currency.
     pub fn pool(&self, req: &MatchRequest, now_s: i64, same_network_ok: bool) -> Option<Pool> {
+        self.pool_of(req, now_s, same_network_ok, true)
+    }
+
+    /// Every agent [`Index::pool`] would consider, not narrowed: for checking pre-selection
+    /// against a search over the whole book (`market check-selection`).
+    pub fn whole_pool(
+        &self,
+        req: &MatchRequest,
+        now_s: i64,
+        same_network_ok: bool,
+    ) -> Option<Pool> {
+        self.pool_of(req, now_s, same_network_ok, false)
+    }
+
+    fn pool_of(
+        &self,
+        req: &MatchRequest,
+        now_s: i64,
+        same_network_ok: bool,
+        narrow: bool,
+    ) -> Option<Pool> {
         let book = self.books.get(&req.currency)?;
         let excluded: HashSet<&str> = req.exclude.iter().map(String::as_str).collect();
         let mut left_out = LeftOut::default();
@@ -296,6 +343,11 @@ impl Index {
                 .then(a.p_fail.total_cmp(&b.p_fail))
                 .then_with(|| entity(a).cmp(entity(b)))
         };
+        if !narrow {
+            let mut all = scored;
+            all.sort_by(by_adjusted);
+            return Some(pool_from(book, &all, left_out));
+        }
         let mut keep: Vec<usize> = Vec::new();
         let vetted: Vec<Scored> = scored.iter().copied().filter(|s| s.vetted).collect();
         let unvetted: Vec<Scored> = scored.iter().copied().filter(|s| !s.vetted).collect();
@@ -330,26 +382,62 @@ impl Index {
             .filter_map(|slot| position.get(&slot).map(|&j| scored[j]))
             .collect();
         chosen.sort_by(by_adjusted);
-        let agents: Vec<Arc<LiveAgent>> = chosen
-            .iter()
-            .map(|s| book.slots[s.slot].agent.clone())
-            .collect();
-        let candidates = chosen
-            .iter()
-            .zip(&agents)
-            .map(|(s, a)| Candidate {
-                agent: a.entity.clone(),
-                p_fail: s.p_fail,
-                price: s.price,
-                network: a.network.clone(),
-                vetted: s.vetted,
-            })
-            .collect();
-        Some(Pool {
-            agents,
-            candidates,
-            left_out,
+        Some(pool_from(book, &chosen, left_out))
+    }
+}
+
+/// The pool of the `chosen` slots of `book`, in that order.
+fn pool_from(book: &Book, chosen: &[Scored], left_out: LeftOut) -> Pool {
+    let agents: Vec<Arc<LiveAgent>> = chosen
+        .iter()
+        .map(|s| book.slots[s.slot].agent.clone())
+        .collect();
+    let candidates = chosen
+        .iter()
+        .zip(&agents)
+        .map(|(s, a)| Candidate {
+            agent: a.entity.clone(),
+            p_fail: s.p_fail,
+            price: s.price,
+            network: a.network.clone(),
+            vetted: s.vetted,
         })
+        .collect();
+    Pool {
+        agents,
+        candidates,
+        left_out,
+    }
+}
+
+/// Apply every row written since `index`'s watermark (all of them for a new index).
+pub fn load_index(conn: &mut AnyConnection, index: &mut Index) -> Result<(), Error> {
+    loop {
+        let mut rows: Vec<AgentRow> = agents::table
+            .filter(agents::changed.gt(index.watermark))
+            .order(agents::changed)
+            .limit(REFRESH_ROWS_MAX)
+            .load(conn)?;
+        let more = rows.len() as i64 == REFRESH_ROWS_MAX;
+        // Rows of one transaction share a `changed`: never stop inside a group, or the next
+        // `changed > watermark` would skip the group's rest.
+        if let (true, Some(first), Some(last)) = (
+            more,
+            rows.first().map(|r| r.changed),
+            rows.last().map(|r| r.changed),
+        ) {
+            if first == last {
+                rows = agents::table.filter(agents::changed.eq(last)).load(conn)?;
+            } else {
+                rows.retain(|r| r.changed < last);
+            }
+        }
+        for row in rows {
+            index.apply(row);
+        }
+        if !more {
+            return Ok(());
+        }
     }
 }
 
@@ -419,40 +507,12 @@ impl Market {
         let index = self.index.clone();
         self.db
             .run(move |conn| -> Result<(), Error> {
-                loop {
-                    let watermark = index
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .watermark();
-                    let mut rows: Vec<AgentRow> = agents::table
-                        .filter(agents::changed.gt(watermark))
-                        .order(agents::changed)
-                        .limit(REFRESH_ROWS_MAX)
-                        .load(conn)?;
-                    let more = rows.len() as i64 == REFRESH_ROWS_MAX;
-                    // Rows of one transaction share a `changed`: never stop inside a group, or
-                    // the next `changed > watermark` would skip the group's rest.
-                    if let (true, Some(first), Some(last)) = (
-                        more,
-                        rows.first().map(|r| r.changed),
-                        rows.last().map(|r| r.changed),
-                    ) {
-                        if first == last {
-                            rows = agents::table.filter(agents::changed.eq(last)).load(conn)?;
-                        } else {
-                            rows.retain(|r| r.changed < last);
-                        }
-                    }
-                    let mut ix = index
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for row in rows {
-                        ix.apply(row);
-                    }
-                    if !more {
-                        return Ok(());
-                    }
-                }
+                // Rows are parsed under the write lock: a refresh holds a handful of rows
+                // unless the index is new (the first load), and matches wait for it anyway.
+                let mut ix = index
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                load_index(conn, &mut ix)
             })
             .await?;
         *self
@@ -462,11 +522,169 @@ impl Market {
         Ok(())
     }
 
+    /// Counts over the book for `/metrics`, from an index at most `stale_ms_max` old.
+    pub async fn book_counts(&self, stale_ms_max: u64) -> Result<BookCounts, Error> {
+        self.fresh_index(stale_ms_max).await?;
+        let now = super::now_s();
+        let ix = self
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = BookCounts {
+            known: ix.agents.len() as u64,
+            ..BookCounts::default()
+        };
+        for a in ix.agents.values() {
+            let live = a.offer_expires_s > now;
+            counts.live += u64::from(live);
+            counts.online += u64::from(live && a.reputation.online);
+            counts.audits_passed = counts
+                .audits_passed
+                .saturating_add(a.reputation.audits_passed);
+            counts.audits_failed = counts
+                .audits_failed
+                .saturating_add(a.reputation.audits_failed);
+        }
+        Ok(counts)
+    }
+
     /// The indexed agent, if any (as of the last refresh).
     pub fn indexed(&self, entity: &str) -> Option<Arc<LiveAgent>> {
         self.index
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(entity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::market::{self, OfferCurrency};
+    use protocol::KeyPair;
+
+    fn issuer() -> protocol::EntityId {
+        KeyPair::generate().expect("key").entity().clone()
+    }
+
+    /// A row for a fresh agent on `net` (10.0.net.1) pricing storage at `per_gib_day`.
+    fn row(cur: &protocol::EntityId, net: u8, per_gib_day: u64, changed: i64) -> AgentRow {
+        let key = KeyPair::generate().expect("key");
+        let endpoint = format!("http://10.0.{net}.1:7300");
+        let offer = Offer {
+            agent: key.entity().clone(),
+            endpoint: endpoint.clone(),
+            issued_at: market::format_rfc3339(1_000),
+            expires_at: market::format_rfc3339(2_000),
+            free_bytes: 1 << 40,
+            block_bytes_max: 1 << 30,
+            duration_s_max: 90 * 86_400,
+            currencies: vec![OfferCurrency {
+                issuer: cur.clone(),
+                issuer_url: "http://issuer".into(),
+                storage_per_gib_day: per_gib_day,
+                write_per_kib: 0,
+                read_per_kib: 0,
+                contract_min: 1,
+            }],
+        };
+        let env = Envelope::sign_json(&key, market::OFFER_TYPE, &offer).expect("sign");
+        let rep = Reputation::default();
+        AgentRow {
+            entity: key.entity().to_string(),
+            endpoint,
+            network: format!("10.0.{net}.0/24"),
+            offer: serde_json::to_string(&env).expect("json"),
+            offer_expires_s: 2_000,
+            last_heartbeat_s: 1_000,
+            endpoint_checked_s: 1_000,
+            alpha: rep.alpha,
+            beta: rep.beta,
+            audits_passed: 0,
+            audits_failed: 0,
+            online: 1,
+            first_seen_s: 1_000,
+            changed,
+        }
+    }
+
+    fn request(cur: &protocol::EntityId) -> MatchRequest {
+        MatchRequest {
+            currency: cur.to_string(),
+            shard_bytes: 1 << 20,
+            data_shards: 2,
+            total_shards: None,
+            duration_s: 86_400,
+            expected_read_bytes: 0,
+            max_failure_probability: 1e-3,
+            exclude: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pre_selection_is_deterministic_and_bounded_per_network() {
+        let cur = issuer();
+        let rows: Vec<AgentRow> = (0..600u64)
+            .map(|i| row(&cur, (i % 200) as u8, 20 + i % 97, i as i64))
+            .collect();
+        let mut forward = Index::new();
+        let mut backward = Index::new();
+        for r in rows.iter().cloned() {
+            forward.apply(r);
+        }
+        for r in rows.iter().rev().cloned() {
+            backward.apply(r);
+        }
+        let req = request(&cur);
+        let a = forward.pool(&req, 1_500, false).expect("currency known");
+        let b = backward.pool(&req, 1_500, false).expect("currency known");
+        let names = |p: &Pool| -> Vec<String> {
+            p.candidates.iter().map(|c| c.agent.clone()).collect()
+        };
+        assert_eq!(names(&a), names(&b), "insertion order must not matter");
+        let cap = PRESELECT_UNVETTED_MAX + PRESELECT_RELIABLE_MAX + PRESELECT_CHEAPEST_MAX;
+        assert!(!a.candidates.is_empty() && a.candidates.len() <= cap);
+        // Every list keeps at most two per network, and there are three lists.
+        let mut per_net: HashMap<&str, usize> = HashMap::new();
+        for c in &a.candidates {
+            *per_net.entry(c.network.as_str()).or_default() += 1;
+        }
+        assert!(per_net.values().all(|&n| n <= 3 * PRESELECT_PER_NETWORK_MAX));
+        // The cheapest agent is always a candidate.
+        let cheapest = a.candidates.iter().map(|c| c.price).min();
+        let whole = forward.whole_pool(&req, 1_500, false).expect("known");
+        assert_eq!(whole.candidates.len(), 600);
+        assert_eq!(cheapest, whole.candidates.iter().map(|c| c.price).min());
+        // Expired offers and unknown currencies leave the pool.
+        assert!(forward.pool(&req, 2_000, false).is_none());
+        assert!(forward.pool(&request(&issuer()), 1_500, false).is_none());
+    }
+
+    #[test]
+    fn a_rewritten_row_replaces_its_slot_and_offline_agents_are_left_out() {
+        let cur = issuer();
+        let mut index = Index::new();
+        let first = row(&cur, 1, 100, 1);
+        let other = row(&cur, 2, 200, 2);
+        index.apply(first.clone());
+        index.apply(other.clone());
+        let mut again = first.clone();
+        again.online = 0;
+        again.changed = 3;
+        index.apply(again);
+        assert_eq!(index.watermark(), 3);
+        assert_eq!(index.agent_count(), 2);
+        let pool = index.pool(&request(&cur), 1_500, false).expect("known");
+        assert_eq!(pool.candidates.len(), 1);
+        assert_eq!(pool.candidates[0].agent, other.entity);
+        assert_eq!(pool.left_out.offline, 1);
+        // An offer that no longer parses takes its agent out of the index.
+        let mut broken = other.clone();
+        broken.offer = "{".into();
+        broken.changed = 4;
+        index.apply(broken);
+        assert_eq!(index.agent_count(), 1);
+        let pool = index.pool(&request(&cur), 1_500, false).expect("known");
+        assert!(pool.candidates.is_empty());
     }
 }

@@ -1,3 +1,4 @@
+DROP TABLE market_leases;
 DROP TABLE market_clock;
 DROP INDEX agents_changed;
 ALTER TABLE agents DROP COLUMN changed;

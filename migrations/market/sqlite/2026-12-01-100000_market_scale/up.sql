@@ -12,3 +12,12 @@ CREATE TABLE market_clock (
     value BIGINT NOT NULL
 );
 INSERT INTO market_clock (id, value) VALUES (1, 0);
+
+-- Leases for work one market process does for all of them (the auditor and the prober): the
+-- holder renews its lease before it expires; another process takes it only once it expired.
+CREATE TABLE market_leases (
+    name       TEXT PRIMARY KEY NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+INSERT INTO market_leases (name, holder, expires_ms) VALUES ('auditor', '', 0);
