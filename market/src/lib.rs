@@ -18,6 +18,7 @@ pub mod schema;
 pub mod select;
 pub mod serve;
 pub mod server;
+pub mod tools;
 
 pub use error::Error;
 

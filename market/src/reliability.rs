@@ -133,19 +133,28 @@ impl Reputation {
 
     /// Probability the agent loses or cannot serve data over `duration_s`.
     pub fn p_fail(&self, duration_s: u64) -> f64 {
-        let periods = duration_s as f64 / REFERENCE_DURATION_S as f64;
-        // 1 - (1 - p)^t, computed stably for small p.
-        let p = -(periods * (-self.p30()).ln_1p()).exp_m1();
-        let p = if self.online {
-            p
-        } else {
-            p.max(OFFLINE_P_FAIL)
-        };
-        p.clamp(P_FAIL_MIN, P_FAIL_MAX)
+        p_fail_of(self.log_survival_30(), self.online, duration_s)
     }
 
     pub fn vetted(&self) -> bool {
         self.audits_passed >= VETTING_AUDITS_MIN
+    }
+
+    /// `ln(1 - p30)`: what [`p_fail_of`] needs of the history, computed once per reputation
+    /// (the match scan over a big book calls `p_fail_of` for every agent).
+    pub fn log_survival_30(&self) -> f64 {
+        (-self.p30()).ln_1p()
+    }
+}
+
+/// [`Reputation::p_fail`] from the reputation's [`Reputation::log_survival_30`].
+pub fn p_fail_of(log_survival_30: f64, online: bool, duration_s: u64) -> f64 {
+    {
+        let periods = duration_s as f64 / REFERENCE_DURATION_S as f64;
+        // 1 - (1 - p)^t, computed stably for small p.
+        let p = -(periods * log_survival_30).exp_m1();
+        let p = if online { p } else { p.max(OFFLINE_P_FAIL) };
+        p.clamp(P_FAIL_MIN, P_FAIL_MAX)
     }
 }
 

@@ -13,18 +13,19 @@
 //! - Pre-selection is deterministic: every ordering ends on the entity id, so two processes
 //!   with the same rows choose the same candidates in the same order, hence the same agents.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use db::AnyConnection;
 use diesel::prelude::*;
-use protocol::market::{Offer, OfferCurrency};
+use protocol::market::{self, Offer};
 use protocol::Envelope;
 
 use super::{AgentRow, Market, MatchRequest};
 use crate::error::Error;
-use crate::reliability::Reputation;
+use crate::reliability::{p_fail_of, Reputation};
 use crate::schema::agents;
 use crate::select::{self, Candidate};
 
@@ -57,6 +58,9 @@ pub struct LiveAgent {
     pub endpoint_checked_s: i64,
     pub reputation: Reputation,
     pub changed: i64,
+    /// The first 64 bits of the entity's SHA-256: a deterministic order among equals that
+    /// costs one integer comparison (every process computes the same).
+    pub tiebreak: u64,
 }
 
 impl LiveAgent {
@@ -66,12 +70,23 @@ impl LiveAgent {
     }
 }
 
-/// One agent's terms in one currency, packed for the match scan.
+/// One agent's terms in one currency, packed for the match scan: everything the scan reads
+/// is here, so a scan over 100,000 slots walks memory in order and never follows the `agent`
+/// pointer (but for the chosen few and for `exclude`).
 #[derive(Debug, Clone)]
 struct Slot {
     agent: Arc<LiveAgent>,
     network: u32,
-    terms: OfferCurrency,
+    online: bool,
+    vetted: bool,
+    offer_expires_s: i64,
+    /// [`Reputation::log_survival_30`] of the agent.
+    log_survival_30: f64,
+    tiebreak: u64,
+    storage_per_gib_day: u64,
+    write_per_kib: u64,
+    read_per_kib: u64,
+    contract_min: u64,
     block_bytes_max: u64,
     duration_s_max: u64,
 }
@@ -149,6 +164,8 @@ pub struct Index {
 #[derive(Clone, Copy)]
 struct Scored {
     slot: usize,
+    /// The slot's agent's [`LiveAgent::tiebreak`]: orders equals without reading strings.
+    tiebreak: u64,
     price: u64,
     p_fail: f64,
     adjusted: f64,
@@ -192,7 +209,15 @@ impl Index {
     /// Take a row read from the database (rows come in `changed` order).
     pub fn apply(&mut self, row: AgentRow) {
         self.watermark = self.watermark.max(row.changed);
-        let parsed = row.offer();
+        // Stored offers were verified when posted: parse, do not verify again (a refresh
+        // at 1,700 heartbeats/s would spend a core on signatures).
+        let parsed = serde_json::from_str::<Envelope>(&row.offer)
+            .ok()
+            .and_then(|env| {
+                let offer: Offer = serde_json::from_str(&env.payload).ok()?;
+                (env.kind == protocol::market::OFFER_TYPE && env.signer == offer.agent.as_str())
+                    .then_some((env, offer))
+            });
         let old_currencies = self
             .agents
             .get(&row.entity)
@@ -217,6 +242,7 @@ impl Index {
         let network = *self.networks.entry(row.network.clone()).or_insert(next);
         let agent = Arc::new(LiveAgent {
             reputation: row.reputation(),
+            tiebreak: tiebreak_of(&row.entity),
             entity: row.entity,
             endpoint: row.endpoint,
             network: row.network,
@@ -237,7 +263,15 @@ impl Index {
                 .upsert(Slot {
                     agent: agent.clone(),
                     network,
-                    terms,
+                    online: agent.reputation.online,
+                    vetted: agent.reputation.vetted(),
+                    offer_expires_s: agent.offer_expires_s,
+                    log_survival_30: agent.reputation.log_survival_30(),
+                    tiebreak: agent.tiebreak,
+                    storage_per_gib_day: terms.storage_per_gib_day,
+                    write_per_kib: terms.write_per_kib,
+                    read_per_kib: terms.read_per_kib,
+                    contract_min: terms.contract_min,
                     block_bytes_max: offer.block_bytes_max,
                     duration_s_max: offer.duration_s_max,
                 });
@@ -250,7 +284,7 @@ impl Index {
     /// list keeping at most [`PRESELECT_PER_NETWORK_MAX`] per network unless
     /// `same_network_ok`). `None` when no live offer lists the currency.
     pub fn pool(&self, req: &MatchRequest, now_s: i64, same_network_ok: bool) -> Option<Pool> {
-        self.pool_of(req, now_s, same_network_ok, true)
+        self.pool_of(req, now_s, same_network_ok, Narrow::Heaps)
     }
 
     /// Every agent [`Index::pool`] would consider, not narrowed: for checking pre-selection
@@ -261,7 +295,7 @@ impl Index {
         now_s: i64,
         same_network_ok: bool,
     ) -> Option<Pool> {
-        self.pool_of(req, now_s, same_network_ok, false)
+        self.pool_of(req, now_s, same_network_ok, Narrow::Not)
     }
 
     fn pool_of(
@@ -269,121 +303,182 @@ impl Index {
         req: &MatchRequest,
         now_s: i64,
         same_network_ok: bool,
-        narrow: bool,
+        narrow: Narrow,
     ) -> Option<Pool> {
         let book = self.books.get(&req.currency)?;
-        let excluded: HashSet<&str> = req.exclude.iter().map(String::as_str).collect();
-        let mut left_out = LeftOut::default();
-        let mut known = false;
-        let mut scored: Vec<Scored> = Vec::new();
-        for (i, slot) in book.slots.iter().enumerate() {
-            let agent = &slot.agent;
-            if agent.offer_expires_s <= now_s {
-                continue;
+        let per_network = (!same_network_ok).then_some(PRESELECT_PER_NETWORK_MAX);
+        if narrow == Narrow::Heaps {
+            // The fast path: bounded heaps fed during the scan, nothing of the whole book
+            // kept. It gives up (and the whole list below decides) only when a list's
+            // network cap leaves it short of what it wants.
+            let mut heaps = Heaps::new();
+            let (known, left_out) = scan(book, req, now_s, |s| heaps.offer(s));
+            if !known {
+                return None;
             }
-            known = true;
-            // An agent that missed its last probe cannot take a contract: never chosen, and
-            // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
-            // back.
-            if !agent.reputation.online {
-                left_out.offline += 1;
-                continue;
+            if let Some(mut chosen) = heaps.pick(per_network) {
+                chosen.sort_by(|a, b| by_adjusted(book, a, b));
+                return Some(pool_from(book, &chosen, left_out));
             }
-            if !excluded.is_empty() && excluded.contains(agent.entity.as_str()) {
-                continue;
-            }
-            if slot.block_bytes_max < req.shard_bytes {
-                left_out.small_blocks += 1;
-                left_out.largest_block = left_out.largest_block.max(slot.block_bytes_max);
-                continue;
-            }
-            if slot.duration_s_max < req.duration_s {
-                left_out.short_durations += 1;
-                left_out.longest_duration_s = left_out.longest_duration_s.max(slot.duration_s_max);
-                continue;
-            }
-            let Ok(price) = protocol::market::request_price(
-                &slot.terms,
-                req.shard_bytes,
-                req.duration_s,
-                req.expected_read_bytes,
-            ) else {
-                continue;
-            };
-            let p_fail = agent.reputation.p_fail(req.duration_s);
-            scored.push(Scored {
-                slot: i,
-                price,
-                p_fail,
-                adjusted: select::adjusted_price(price, p_fail),
-                network: slot.network,
-                vetted: agent.reputation.vetted(),
-            });
         }
+        let mut scored: Vec<Scored> = Vec::new();
+        let (known, left_out) = scan(book, req, now_s, |s| scored.push(s));
         if !known {
             return None;
         }
         let per_network = (!same_network_ok).then_some(PRESELECT_PER_NETWORK_MAX);
-        let entity = |s: &Scored| book.slots[s.slot].agent.entity.as_str();
-        let by_adjusted = |a: &Scored, b: &Scored| {
-            a.adjusted
-                .total_cmp(&b.adjusted)
-                .then(a.price.cmp(&b.price))
-                .then_with(|| entity(a).cmp(entity(b)))
-        };
-        let by_reliability = |a: &Scored, b: &Scored| {
-            a.p_fail
-                .total_cmp(&b.p_fail)
-                .then(a.price.cmp(&b.price))
-                .then_with(|| entity(a).cmp(entity(b)))
-        };
-        let by_price = |a: &Scored, b: &Scored| {
-            a.price
-                .cmp(&b.price)
-                .then(a.p_fail.total_cmp(&b.p_fail))
-                .then_with(|| entity(a).cmp(entity(b)))
-        };
-        if !narrow {
+        let by_adjusted = |a: &Scored, b: &Scored| by_adjusted(book, a, b);
+        let by_reliability = |a: &Scored, b: &Scored| by_reliability(book, a, b);
+        let by_price = |a: &Scored, b: &Scored| by_price(book, a, b);
+        if narrow == Narrow::Not {
             let mut all = scored;
             all.sort_by(by_adjusted);
             return Some(pool_from(book, &all, left_out));
         }
-        let mut keep: Vec<usize> = Vec::new();
         let vetted: Vec<Scored> = scored.iter().copied().filter(|s| s.vetted).collect();
         let unvetted: Vec<Scored> = scored.iter().copied().filter(|s| !s.vetted).collect();
-        keep.extend(top(
+        let mut chosen: Vec<Scored> = Vec::new();
+        chosen.extend(top(
             &vetted,
             PRESELECT_ADJUSTED_MAX,
             per_network,
             by_adjusted,
         ));
-        keep.extend(top(
+        chosen.extend(top(
             &unvetted,
             PRESELECT_UNVETTED_MAX,
             per_network,
             by_adjusted,
         ));
-        keep.extend(top(
+        chosen.extend(top(
             &scored,
             PRESELECT_RELIABLE_MAX,
             per_network,
             by_reliability,
         ));
-        keep.extend(top(&scored, PRESELECT_CHEAPEST_MAX, per_network, by_price));
-        let position: HashMap<usize, usize> = scored
-            .iter()
-            .enumerate()
-            .map(|(j, s)| (s.slot, j))
-            .collect();
-        let mut chosen: Vec<Scored> = keep
-            .into_iter()
-            .collect::<HashSet<usize>>()
-            .into_iter()
-            .filter_map(|slot| position.get(&slot).map(|&j| scored[j]))
-            .collect();
+        chosen.extend(top(&scored, PRESELECT_CHEAPEST_MAX, per_network, by_price));
+        chosen.sort_unstable_by_key(|s| s.slot);
+        chosen.dedup_by_key(|s| s.slot);
         chosen.sort_by(by_adjusted);
         Some(pool_from(book, &chosen, left_out))
     }
+}
+
+/// How a pool is narrowed to candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Narrow {
+    /// Bounded heaps during the scan (falls back to `Lists` when they are too shallow).
+    Heaps,
+    /// Every eligible slot kept, then each list picked from all of them (the fallback of
+    /// `Heaps`, named for the test that compares them).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Lists,
+    /// Not narrowed: every eligible slot is a candidate.
+    Not,
+}
+
+/// Every live, online, unexcluded slot of `book` that can take `req`, scored, to `sink`;
+/// answers whether any live offer lists the currency, and who was left out.
+fn scan(
+    book: &Book,
+    req: &MatchRequest,
+    now_s: i64,
+    mut sink: impl FnMut(Scored),
+) -> (bool, LeftOut) {
+    let excluded: HashSet<&str> = req.exclude.iter().map(String::as_str).collect();
+    let mut left_out = LeftOut::default();
+    let mut known = false;
+    let prices = RequestPrices::new(req);
+    for (i, slot) in book.slots.iter().enumerate() {
+        if slot.offer_expires_s <= now_s {
+            continue;
+        }
+        known = true;
+        // An agent that missed its last probe cannot take a contract: never chosen, and
+        // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
+        // back.
+        if !slot.online {
+            left_out.offline += 1;
+            continue;
+        }
+        if !excluded.is_empty() && excluded.contains(slot.agent.entity.as_str()) {
+            continue;
+        }
+        if slot.block_bytes_max < req.shard_bytes {
+            left_out.small_blocks += 1;
+            left_out.largest_block = left_out.largest_block.max(slot.block_bytes_max);
+            continue;
+        }
+        if slot.duration_s_max < req.duration_s {
+            left_out.short_durations += 1;
+            left_out.longest_duration_s = left_out.longest_duration_s.max(slot.duration_s_max);
+            continue;
+        }
+        let Some(price) = prices.of(slot) else {
+            continue;
+        };
+        let p_fail = p_fail_of(slot.log_survival_30, true, req.duration_s);
+        sink(Scored {
+            slot: i,
+            tiebreak: slot.tiebreak,
+            price,
+            p_fail,
+            adjusted: select::adjusted_price(price, p_fail),
+            network: slot.network,
+            vetted: slot.vetted,
+        });
+    }
+    (known, left_out)
+}
+
+/// A request's price terms, computed once per match, and each slot's price from them.
+struct RequestPrices<'a> {
+    req: &'a MatchRequest,
+    /// `shard_bytes x duration_s`, when it fits a u64 (the fast path).
+    byte_seconds: Option<u64>,
+    write_kib: u64,
+    read_kib: u64,
+}
+
+impl<'a> RequestPrices<'a> {
+    fn new(req: &'a MatchRequest) -> Self {
+        RequestPrices {
+            req,
+            byte_seconds: req.shard_bytes.checked_mul(req.duration_s),
+            write_kib: req.shard_bytes.div_ceil(market::BYTES_PER_KIB),
+            read_kib: req.expected_read_bytes.div_ceil(market::BYTES_PER_KIB),
+        }
+    }
+
+    /// Exactly `protocol::market::request_price` for the slot's terms (`None` on overflow),
+    /// in u64 arithmetic when it fits: the u128 division of the general form was the match
+    /// scan's largest cost over a big book.
+    fn of(&self, slot: &Slot) -> Option<u64> {
+        const DIVISOR: u64 = market::BYTES_PER_GIB * market::SECONDS_PER_DAY;
+        let storage = match self
+            .byte_seconds
+            .and_then(|bs| bs.checked_mul(slot.storage_per_gib_day))
+        {
+            Some(numerator) => numerator.div_ceil(DIVISOR),
+            None => market::storage_price(
+                self.req.shard_bytes,
+                self.req.duration_s,
+                slot.storage_per_gib_day,
+            )
+            .ok()?,
+        };
+        storage
+            .max(slot.contract_min)
+            .checked_add(slot.write_per_kib.checked_mul(self.write_kib)?)?
+            .checked_add(slot.read_per_kib.checked_mul(self.read_kib)?)
+    }
+}
+
+fn tiebreak_of(entity: &str) -> u64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, entity.as_bytes());
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(raw)
 }
 
 /// The pool of the `chosen` slots of `book`, in that order.
@@ -441,24 +536,175 @@ pub fn load_index(conn: &mut AnyConnection, index: &mut Index) -> Result<(), Err
     }
 }
 
-/// The slots of the first `want` of `scored` in `order`, at most `per_network` per network.
+/// Ties end on the tiebreak, then (if two ids share 64 bits) on the entity itself.
+fn last(book: &Book, a: &Scored, b: &Scored) -> Ordering {
+    a.tiebreak.cmp(&b.tiebreak).then_with(|| {
+        let entity = |s: &Scored| book.slots[s.slot].agent.entity.as_str();
+        entity(a).cmp(entity(b))
+    })
+}
+
+fn by_adjusted(book: &Book, a: &Scored, b: &Scored) -> Ordering {
+    a.adjusted
+        .total_cmp(&b.adjusted)
+        .then(a.price.cmp(&b.price))
+        .then_with(|| last(book, a, b))
+}
+
+fn by_reliability(book: &Book, a: &Scored, b: &Scored) -> Ordering {
+    a.p_fail
+        .total_cmp(&b.p_fail)
+        .then(a.price.cmp(&b.price))
+        .then_with(|| last(book, a, b))
+}
+
+fn by_price(book: &Book, a: &Scored, b: &Scored) -> Ordering {
+    a.price
+        .cmp(&b.price)
+        .then(a.p_fail.total_cmp(&b.p_fail))
+        .then_with(|| last(book, a, b))
+}
+
+/// A scored slot under a key that orders it as one of the `by_*` orders does (the floats
+/// are non-negative, so their bits order as they do; the entity never breaks a tie here, as
+/// two ids sharing the 64-bit tiebreak are left to chance).
+#[derive(Clone, Copy)]
+struct Keyed {
+    key: (u64, u64, u64),
+    scored: Scored,
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Keyed {}
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+/// The best `cap` under one key, as a max-heap: a slot that cannot enter costs one compare.
+struct Bounded {
+    want: usize,
+    cap: usize,
+    seen: usize,
+    heap: std::collections::BinaryHeap<Keyed>,
+}
+
+impl Bounded {
+    fn new(want: usize) -> Bounded {
+        let cap = want.saturating_mul(4).max(1);
+        Bounded {
+            want,
+            cap,
+            seen: 0,
+            heap: std::collections::BinaryHeap::with_capacity(cap + 1),
+        }
+    }
+
+    fn offer(&mut self, key: (u64, u64, u64), scored: Scored) {
+        self.seen += 1;
+        if self.heap.len() < self.cap {
+            self.heap.push(Keyed { key, scored });
+        } else if self.heap.peek().is_some_and(|top| key < top.key) {
+            self.heap.pop();
+            self.heap.push(Keyed { key, scored });
+        }
+    }
+
+    /// The first `want` in order, at most `per_network` per network; `None` when the cap
+    /// left it short while more slots existed than the heap held.
+    fn pick(self, per_network: Option<usize>) -> Option<Vec<Scored>> {
+        let truncated = self.seen > self.heap.len();
+        let mut per_net: HashMap<u32, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(self.want);
+        for k in self.heap.into_sorted_vec() {
+            if out.len() == self.want {
+                break;
+            }
+            if let Some(max) = per_network {
+                let n = per_net.entry(k.scored.network).or_insert(0);
+                if *n >= max {
+                    continue;
+                }
+                *n += 1;
+            }
+            out.push(k.scored);
+        }
+        (out.len() == self.want || !truncated).then_some(out)
+    }
+}
+
+/// The four pre-selection lists, fed during one scan.
+struct Heaps {
+    adjusted_vetted: Bounded,
+    adjusted_unvetted: Bounded,
+    reliable: Bounded,
+    cheapest: Bounded,
+}
+
+impl Heaps {
+    fn new() -> Heaps {
+        Heaps {
+            adjusted_vetted: Bounded::new(PRESELECT_ADJUSTED_MAX),
+            adjusted_unvetted: Bounded::new(PRESELECT_UNVETTED_MAX),
+            reliable: Bounded::new(PRESELECT_RELIABLE_MAX),
+            cheapest: Bounded::new(PRESELECT_CHEAPEST_MAX),
+        }
+    }
+
+    fn offer(&mut self, s: Scored) {
+        let (adjusted, p) = (s.adjusted.to_bits(), s.p_fail.to_bits());
+        if s.vetted {
+            self.adjusted_vetted
+                .offer((adjusted, s.price, s.tiebreak), s);
+        } else {
+            self.adjusted_unvetted
+                .offer((adjusted, s.price, s.tiebreak), s);
+        }
+        self.reliable.offer((p, s.price, s.tiebreak), s);
+        self.cheapest.offer((s.price, p, s.tiebreak), s);
+    }
+
+    /// The union of the lists (each slot once), or `None` if one came up short.
+    fn pick(self, per_network: Option<usize>) -> Option<Vec<Scored>> {
+        let mut all = self.adjusted_vetted.pick(per_network)?;
+        all.extend(self.adjusted_unvetted.pick(per_network)?);
+        all.extend(self.reliable.pick(per_network)?);
+        all.extend(self.cheapest.pick(per_network)?);
+        all.sort_unstable_by_key(|s| s.slot);
+        all.dedup_by_key(|s| s.slot);
+        Some(all)
+    }
+}
+
+/// The first `want` of `scored` in `order`, at most `per_network` per network.
 fn top(
     scored: &[Scored],
     want: usize,
     per_network: Option<usize>,
-    order: impl Fn(&Scored, &Scored) -> std::cmp::Ordering,
-) -> Vec<usize> {
-    // Most lists fill from the first few `want` in order: sort only those, and sort the whole
-    // list only when networks repeat so much that they were not enough.
-    let mut head: Vec<Scored> = scored.to_vec();
-    let mut tried = want.saturating_mul(4);
+    order: impl Fn(&Scored, &Scored) -> Ordering,
+) -> Vec<Scored> {
+    // Most lists fill from the first few `want` in order: sort only those, and look further
+    // (four times as far each time) only when networks repeat so much that they were not
+    // enough.
+    let mut tried = want.saturating_mul(4).max(1);
     loop {
+        let mut head: Vec<Scored> = scored.to_vec();
         let truncated = head.len() > tried;
         if truncated {
             head.select_nth_unstable_by(tried, &order);
             head.truncate(tried);
         }
-        head.sort_by(&order);
+        head.sort_unstable_by(&order);
         let mut per_net: HashMap<u32, usize> = HashMap::new();
         let mut out = Vec::with_capacity(want);
         for s in &head {
@@ -472,13 +718,12 @@ fn top(
                 }
                 *n += 1;
             }
-            out.push(s.slot);
+            out.push(*s);
         }
         if out.len() == want || !truncated {
             return out;
         }
-        head = scored.to_vec();
-        tried = scored.len();
+        tried = tried.saturating_mul(4);
     }
 }
 
@@ -558,17 +803,17 @@ impl Market {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use protocol::market::{self, OfferCurrency};
     use protocol::KeyPair;
 
-    fn issuer() -> protocol::EntityId {
+    pub fn issuer() -> protocol::EntityId {
         KeyPair::generate().expect("key").entity().clone()
     }
 
     /// A row for a fresh agent on `net` (10.0.net.1) pricing storage at `per_gib_day`.
-    fn row(cur: &protocol::EntityId, net: u8, per_gib_day: u64, changed: i64) -> AgentRow {
+    pub fn row(cur: &protocol::EntityId, net: u8, per_gib_day: u64, changed: i64) -> AgentRow {
         let key = KeyPair::generate().expect("key");
         let endpoint = format!("http://10.0.{net}.1:7300");
         let offer = Offer {
@@ -608,7 +853,7 @@ mod tests {
         }
     }
 
-    fn request(cur: &protocol::EntityId) -> MatchRequest {
+    pub fn request(cur: &protocol::EntityId) -> MatchRequest {
         MatchRequest {
             currency: cur.to_string(),
             shard_bytes: 1 << 20,
@@ -620,6 +865,12 @@ mod tests {
             exclude: Vec::new(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn pre_selection_is_deterministic_and_bounded_per_network() {
@@ -638,9 +889,8 @@ mod tests {
         let req = request(&cur);
         let a = forward.pool(&req, 1_500, false).expect("currency known");
         let b = backward.pool(&req, 1_500, false).expect("currency known");
-        let names = |p: &Pool| -> Vec<String> {
-            p.candidates.iter().map(|c| c.agent.clone()).collect()
-        };
+        let names =
+            |p: &Pool| -> Vec<String> { p.candidates.iter().map(|c| c.agent.clone()).collect() };
         assert_eq!(names(&a), names(&b), "insertion order must not matter");
         let cap = PRESELECT_UNVETTED_MAX + PRESELECT_RELIABLE_MAX + PRESELECT_CHEAPEST_MAX;
         assert!(!a.candidates.is_empty() && a.candidates.len() <= cap);
@@ -649,7 +899,9 @@ mod tests {
         for c in &a.candidates {
             *per_net.entry(c.network.as_str()).or_default() += 1;
         }
-        assert!(per_net.values().all(|&n| n <= 3 * PRESELECT_PER_NETWORK_MAX));
+        assert!(per_net
+            .values()
+            .all(|&n| n <= 3 * PRESELECT_PER_NETWORK_MAX));
         // The cheapest agent is always a candidate.
         let cheapest = a.candidates.iter().map(|c| c.price).min();
         let whole = forward.whole_pool(&req, 1_500, false).expect("known");
@@ -658,6 +910,82 @@ mod tests {
         // Expired offers and unknown currencies leave the pool.
         assert!(forward.pool(&req, 2_000, false).is_none());
         assert!(forward.pool(&request(&issuer()), 1_500, false).is_none());
+    }
+
+    #[test]
+    fn heaps_pick_what_whole_lists_pick() {
+        let cur = issuer();
+        let mut index = Index::new();
+        for i in 0..3_000u64 {
+            let mut r = row(&cur, (i % 40) as u8, 20 + (i * 7919) % 480, i as i64);
+            r.audits_passed = (i % 13) as i64;
+            let p30 = 1e-4 * 2000f64.powf(((i * 104_729) % 1000) as f64 / 1000.0);
+            r.alpha = 100.0 * (1.0 - p30);
+            r.beta = 100.0 * p30;
+            index.apply(r);
+        }
+        for same_network_ok in [false, true] {
+            let req = request(&cur);
+            let names = |n: Narrow| -> Vec<String> {
+                index
+                    .pool_of(&req, 1_500, same_network_ok, n)
+                    .expect("known")
+                    .candidates
+                    .into_iter()
+                    .map(|c| c.agent)
+                    .collect()
+            };
+            let heaps = names(Narrow::Heaps);
+            assert!(!heaps.is_empty());
+            assert_eq!(heaps, names(Narrow::Lists));
+        }
+    }
+
+    #[test]
+    fn the_scan_prices_exactly_as_the_protocol_does() {
+        let cur = issuer();
+        let base = row(&cur, 1, 100, 1);
+        let mut index = Index::new();
+        index.apply(base);
+        let mut slot = index.books[&cur.to_string()].slots[0].clone();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |max: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % max.max(1)
+        };
+        let sizes = [1, 1023, 1024, 1 << 20, 1 << 40, u64::MAX / 3, u64::MAX];
+        for _ in 0..20_000 {
+            let mut req = request(&cur);
+            req.shard_bytes = sizes[next(7) as usize].saturating_sub(next(3));
+            req.duration_s = [1, 86_400, 30 * 86_400, u64::MAX / 2][next(4) as usize];
+            req.expected_read_bytes = sizes[next(7) as usize];
+            slot.storage_per_gib_day = [0, 1, 500, i64::MAX as u64 / 1024][next(4) as usize];
+            slot.write_per_kib = next(3);
+            slot.read_per_kib = [0, 2, i64::MAX as u64 / 1024][next(3) as usize];
+            slot.contract_min = next(100);
+            let terms = protocol::market::OfferCurrency {
+                issuer: cur.clone(),
+                issuer_url: String::new(),
+                storage_per_gib_day: slot.storage_per_gib_day,
+                write_per_kib: slot.write_per_kib,
+                read_per_kib: slot.read_per_kib,
+                contract_min: slot.contract_min,
+            };
+            let want = market::request_price(
+                &terms,
+                req.shard_bytes,
+                req.duration_s,
+                req.expected_read_bytes,
+            )
+            .ok();
+            assert_eq!(
+                RequestPrices::new(&req).of(&slot),
+                want,
+                "{req:?} {terms:?}"
+            );
+        }
     }
 
     #[test]
@@ -686,5 +1014,56 @@ mod tests {
         assert_eq!(index.agent_count(), 1);
         let pool = index.pool(&request(&cur), 1_500, false).expect("known");
         assert!(pool.candidates.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::tests_support::*;
+    use super::*;
+
+    /// Not a test: `cargo test --release -p market --lib index_pool_timing -- --ignored
+    /// --nocapture` prints how long pre-selection takes over 100,000 agents.
+    #[test]
+    #[ignore]
+    fn index_pool_timing() {
+        let cur = issuer();
+        let mut index = Index::new();
+        let started = std::time::Instant::now();
+        for i in 0..100_000u64 {
+            // Networks independent of price and reliability, as in the bench's books.
+            let net = ((i * 2_654_435_761) >> 7) % 250;
+            let mut r = row(&cur, net as u8, 20 + (i * 7919) % 480, i as i64);
+            r.audits_passed = (i % 13) as i64;
+            let p30 = 1e-4 * (2000f64).powf(((i * 104_729) % 1000) as f64 / 1000.0);
+            r.alpha = 100.0 * (1.0 - p30);
+            r.beta = 100.0 * p30;
+            index.apply(r);
+        }
+        eprintln!("built in {:?}", started.elapsed());
+        let mut req = request(&cur);
+        req.data_shards = 10;
+        req.max_failure_probability = 1e-6;
+        req.duration_s = 30 * 86_400;
+        for _ in 0..60 {
+            let t = std::time::Instant::now();
+            let pool = index.pool(&req, 1_500, false).expect("known");
+            let picked = t.elapsed();
+            let request = crate::select::Request {
+                data_shards: 10,
+                total_shards: None,
+                max_failure_probability: 1e-6,
+                same_network_ok: false,
+            };
+            let t = std::time::Instant::now();
+            let outcome = crate::select::select(&pool.candidates, &request);
+            eprintln!(
+                "pool {:?} ({} candidates), select {:?}, met {}",
+                picked,
+                pool.candidates.len(),
+                t.elapsed(),
+                matches!(outcome, crate::select::Outcome::Met(_))
+            );
+        }
     }
 }
