@@ -8,9 +8,14 @@
 //! per network and a path per agent pass the real check, with as many distinct networks as
 //! the bench wants, without binding anything but loopback addresses it chose (all of
 //! 127.0.0.0/8 is local on Linux). The market's code is not changed for the bench.
+//!
+//! For tests, an agent can be made silent (its descriptor answers `503`, as a dead agent's
+//! endpoint would fail the market's checks and probes), and the whole stand-in can hold its
+//! answers (requests wait unanswered until released); answers are counted per agent. The bench
+//! itself uses none of these.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +37,8 @@ const BACKLOG_MAX: u32 = 1024;
 /// its pool (90 s), so the client always closes first and never reuses a connection the
 /// stand-in is closing (which would fail a check for the stand-in's sake, not the market's).
 const KEEP_ALIVE_S: u64 = 300;
+/// How often a held request looks whether the stand-in was released.
+const HOLD_TICK_MS: u64 = 10;
 
 /// The loopback address of synthetic network `g`: `127.(1 + g / 256).(g % 256).1`. 127.0.0.0/24
 /// is left alone: real services on this machine listen there.
@@ -44,23 +51,51 @@ pub fn address_of(network: usize) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(127, a, b, 1))
 }
 
+/// What the server thread shares with the [`StandIn`] handle.
+struct Shared {
+    served: AtomicU64,
+    /// Descriptors answered as each agent (silent agents' refusals and held requests not
+    /// counted).
+    answered: Vec<AtomicU64>,
+    silent: Vec<AtomicBool>,
+    held: AtomicBool,
+}
+
 struct Descriptors {
     entities: Arc<Vec<EntityId>>,
-    served: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 async fn descriptor(path: web::Path<usize>, data: web::Data<Descriptors>) -> HttpResponse {
-    data.served.fetch_add(1, Ordering::Relaxed);
-    match data.entities.get(path.into_inner()) {
-        Some(entity) => node::service::descriptor("agent", entity, serde_json::json!({})),
-        None => node::service::not_found(),
+    let shared = &data.shared;
+    shared.served.fetch_add(1, Ordering::Relaxed);
+    // Held: no answer until released (the asker's own timeout ends the wait).
+    while shared.held.load(Ordering::Acquire) {
+        actix_web::rt::time::sleep(Duration::from_millis(HOLD_TICK_MS)).await;
     }
+    let i = path.into_inner();
+    let Some(entity) = data.entities.get(i) else {
+        return node::service::not_found();
+    };
+    if shared
+        .silent
+        .get(i)
+        .is_some_and(|s| s.load(Ordering::Acquire))
+    {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "error": {"code": "agent_down", "message": "this synthetic agent is silent"}
+        }));
+    }
+    if let Some(n) = shared.answered.get(i) {
+        n.fetch_add(1, Ordering::AcqRel);
+    }
+    node::service::descriptor("agent", entity, serde_json::json!({}))
 }
 
 /// The running stand-in. Dropping it stops the server.
 pub struct StandIn {
     addrs: Vec<SocketAddr>,
-    served: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -86,10 +121,15 @@ impl StandIn {
             );
             listeners.push(listener);
         }
-        let served = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            served: AtomicU64::new(0),
+            answered: entities.iter().map(|_| AtomicU64::new(0)).collect(),
+            silent: entities.iter().map(|_| AtomicBool::new(false)).collect(),
+            held: AtomicBool::new(false),
+        });
         let data = web::Data::new(Descriptors {
             entities,
-            served: served.clone(),
+            shared: shared.clone(),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -128,7 +168,7 @@ impl StandIn {
             .map_err(BenchError::StandIn)?;
         Ok(StandIn {
             addrs,
-            served,
+            shared,
             handle,
         })
     }
@@ -141,12 +181,35 @@ impl StandIn {
 
     /// Descriptors answered so far: the market's endpoint checks, match re-checks and probes.
     pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.shared.served.load(Ordering::Relaxed)
+    }
+
+    /// Descriptors answered as agent `agent` so far (0 for an agent the stand-in does not
+    /// serve).
+    pub fn answered(&self, agent: usize) -> u64 {
+        self.shared
+            .answered
+            .get(agent)
+            .map_or(0, |n| n.load(Ordering::Acquire))
+    }
+
+    /// Make agent `agent` silent (its descriptor answers `503`) or answer again.
+    pub fn set_silent(&self, agent: usize, silent: bool) {
+        if let Some(s) = self.shared.silent.get(agent) {
+            s.store(silent, Ordering::Release);
+        }
+    }
+
+    /// Hold every request unanswered from now (`true`) until released (`false`). A request
+    /// already past the hold is answered.
+    pub fn hold(&self, held: bool) {
+        self.shared.held.store(held, Ordering::Release);
     }
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
+        self.hold(false);
         // The stop command is sent now; the returned future would only await completion.
         drop(self.handle.stop(false));
     }
