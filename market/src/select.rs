@@ -106,7 +106,16 @@ pub fn loss_probability(p_fail: &[f64], k: usize) -> f64 {
 /// Reliability-adjusted price (seed 000): `price / nines` with `nines = -log10(p_fail)`.
 /// Agents at p_fail >= 1 get no nines and an infinite adjusted price.
 pub fn adjusted_price(price: u64, p_fail: f64) -> f64 {
-    let nines = -p_fail.clamp(f64::MIN_POSITIVE, 1.0).log10();
+    adjusted_by_nines(price, nines(p_fail))
+}
+
+/// `-log10(p_fail)`, the nines of [`adjusted_price`] (0 for p_fail >= 1).
+pub fn nines(p_fail: f64) -> f64 {
+    -p_fail.clamp(f64::MIN_POSITIVE, 1.0).log10()
+}
+
+/// [`adjusted_price`] from the [`nines`] of p_fail, computed beforehand.
+pub fn adjusted_by_nines(price: u64, nines: f64) -> f64 {
     if nines <= 0.0 {
         f64::INFINITY
     } else {

@@ -70,6 +70,28 @@ impl LiveAgent {
     }
 }
 
+/// A row with its offer parsed: the costly part of taking a row, done before the index is
+/// locked.
+struct Parsed {
+    row: AgentRow,
+    parsed: Option<(Envelope, Offer)>,
+}
+
+impl Parsed {
+    fn of(row: AgentRow) -> Parsed {
+        // Stored offers were verified when posted: parse, do not verify again (a refresh at
+        // 1,700 heartbeats/s would spend a core on signatures).
+        let parsed = serde_json::from_str::<Envelope>(&row.offer)
+            .ok()
+            .and_then(|env| {
+                let offer: Offer = serde_json::from_str(&env.payload).ok()?;
+                (env.kind == protocol::market::OFFER_TYPE && env.signer == offer.agent.as_str())
+                    .then_some((env, offer))
+            });
+        Parsed { row, parsed }
+    }
+}
+
 /// One agent's terms in one currency, packed for the match scan: everything the scan reads
 /// is here, so a scan over 100,000 slots walks memory in order and never follows the `agent`
 /// pointer (but for the chosen few and for `exclude`).
@@ -82,6 +104,10 @@ struct Slot {
     offer_expires_s: i64,
     /// [`Reputation::log_survival_30`] of the agent.
     log_survival_30: f64,
+    /// p_fail over the reference duration (30 days, the usual contract) and its nines,
+    /// computed once here: they are the scan's costliest arithmetic.
+    p_fail_reference: f64,
+    nines_reference: f64,
     tiebreak: u64,
     storage_per_gib_day: u64,
     write_per_kib: u64,
@@ -208,16 +234,12 @@ impl Index {
 
     /// Take a row read from the database (rows come in `changed` order).
     pub fn apply(&mut self, row: AgentRow) {
+        self.apply_parsed(Parsed::of(row));
+    }
+
+    /// Take a row parsed beforehand (outside the index's lock).
+    fn apply_parsed(&mut self, Parsed { row, parsed }: Parsed) {
         self.watermark = self.watermark.max(row.changed);
-        // Stored offers were verified when posted: parse, do not verify again (a refresh
-        // at 1,700 heartbeats/s would spend a core on signatures).
-        let parsed = serde_json::from_str::<Envelope>(&row.offer)
-            .ok()
-            .and_then(|env| {
-                let offer: Offer = serde_json::from_str(&env.payload).ok()?;
-                (env.kind == protocol::market::OFFER_TYPE && env.signer == offer.agent.as_str())
-                    .then_some((env, offer))
-            });
         let old_currencies = self
             .agents
             .get(&row.entity)
@@ -256,6 +278,8 @@ impl Index {
             endpoint_checked_s: row.endpoint_checked_s,
             changed: row.changed,
         });
+        let log_survival_30 = agent.reputation.log_survival_30();
+        let p_fail_reference = p_fail_of(log_survival_30, true, market::REFERENCE_DURATION_S);
         for terms in offer.currencies {
             self.books
                 .entry(terms.issuer.to_string())
@@ -266,7 +290,9 @@ impl Index {
                     online: agent.reputation.online,
                     vetted: agent.reputation.vetted(),
                     offer_expires_s: agent.offer_expires_s,
-                    log_survival_30: agent.reputation.log_survival_30(),
+                    log_survival_30,
+                    p_fail_reference,
+                    nines_reference: select::nines(p_fail_reference),
                     tiebreak: agent.tiebreak,
                     storage_per_gib_day: terms.storage_per_gib_day,
                     write_per_kib: terms.write_per_kib,
@@ -417,13 +443,18 @@ fn scan(
         let Some(price) = prices.of(slot) else {
             continue;
         };
-        let p_fail = p_fail_of(slot.log_survival_30, true, req.duration_s);
+        let (p_fail, nines) = if req.duration_s == market::REFERENCE_DURATION_S {
+            (slot.p_fail_reference, slot.nines_reference)
+        } else {
+            let p = p_fail_of(slot.log_survival_30, true, req.duration_s);
+            (p, select::nines(p))
+        };
         sink(Scored {
             slot: i,
             tiebreak: slot.tiebreak,
             price,
             p_fail,
-            adjusted: select::adjusted_price(price, p_fail),
+            adjusted: select::adjusted_by_nines(price, nines),
             network: slot.network,
             vetted: slot.vetted,
         });
@@ -508,25 +539,7 @@ fn pool_from(book: &Book, chosen: &[Scored], left_out: LeftOut) -> Pool {
 /// Apply every row written since `index`'s watermark (all of them for a new index).
 pub fn load_index(conn: &mut AnyConnection, index: &mut Index) -> Result<(), Error> {
     loop {
-        let mut rows: Vec<AgentRow> = agents::table
-            .filter(agents::changed.gt(index.watermark))
-            .order(agents::changed)
-            .limit(REFRESH_ROWS_MAX)
-            .load(conn)?;
-        let more = rows.len() as i64 == REFRESH_ROWS_MAX;
-        // Rows of one transaction share a `changed`: never stop inside a group, or the next
-        // `changed > watermark` would skip the group's rest.
-        if let (true, Some(first), Some(last)) = (
-            more,
-            rows.first().map(|r| r.changed),
-            rows.last().map(|r| r.changed),
-        ) {
-            if first == last {
-                rows = agents::table.filter(agents::changed.eq(last)).load(conn)?;
-            } else {
-                rows.retain(|r| r.changed < last);
-            }
-        }
+        let (rows, more) = rows_since(conn, index.watermark)?;
         for row in rows {
             index.apply(row);
         }
@@ -534,6 +547,31 @@ pub fn load_index(conn: &mut AnyConnection, index: &mut Index) -> Result<(), Err
             return Ok(());
         }
     }
+}
+
+/// Rows written after `watermark`, in `changed` order, at most about [`REFRESH_ROWS_MAX`];
+/// `true` when there are more.
+fn rows_since(conn: &mut AnyConnection, watermark: i64) -> Result<(Vec<AgentRow>, bool), Error> {
+    let mut rows: Vec<AgentRow> = agents::table
+        .filter(agents::changed.gt(watermark))
+        .order(agents::changed)
+        .limit(REFRESH_ROWS_MAX)
+        .load(conn)?;
+    let more = rows.len() as i64 == REFRESH_ROWS_MAX;
+    // Rows of one transaction share a `changed`: never stop inside a group, or the next
+    // `changed > watermark` would skip the group's rest.
+    if let (true, Some(first), Some(last)) = (
+        more,
+        rows.first().map(|r| r.changed),
+        rows.last().map(|r| r.changed),
+    ) {
+        if first == last {
+            rows = agents::table.filter(agents::changed.eq(last)).load(conn)?;
+        } else {
+            rows.retain(|r| r.changed < last);
+        }
+    }
+    Ok((rows, more))
 }
 
 /// Ties end on the tiebreak, then (if two ids share 64 bits) on the entity itself.
@@ -752,12 +790,26 @@ impl Market {
         let index = self.index.clone();
         self.db
             .run(move |conn| -> Result<(), Error> {
-                // Rows are parsed under the write lock: a refresh holds a handful of rows
-                // unless the index is new (the first load), and matches wait for it anyway.
-                let mut ix = index
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                load_index(conn, &mut ix)
+                // Refreshes take turns (`index_turn`), so the watermark read here is still
+                // the index's when the rows are applied. Rows are read and parsed before the
+                // lock is taken: matches scanning the index wait only for the map updates.
+                loop {
+                    let watermark = index
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .watermark;
+                    let (rows, more) = rows_since(conn, watermark)?;
+                    let parsed: Vec<Parsed> = rows.into_iter().map(Parsed::of).collect();
+                    let mut ix = index
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for p in parsed {
+                        ix.apply_parsed(p);
+                    }
+                    if !more {
+                        return Ok(());
+                    }
+                }
             })
             .await?;
         *self
