@@ -11,11 +11,14 @@
 # Usage: scripts/bench-market.sh [AGENTS...]            (default: 1000 10000)
 # Env: MATCHES (40), CONCURRENCY (2), SECONDS_MAX (180), FILL_S_MAX (300), K_MAX (30: the
 #      largest k among the match shapes; 10 keeps k = 4, 10 and 6 only), BACKENDS
-#      ("sqlite postgres"), BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test),
+#      ("sqlite postgres"; "postgres2" runs two market processes on one PostgreSQL, a bench
+#      process against each with half the agents, heartbeats and matches), BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test),
 #      HEARTBEATS_PER_S (default N/60: every agent once a minute), PERF_DIR (record a perf
 #      profile of each market process there; needs perf).
 # What one market absorbs (no matches: the measured phase is the bench's --seconds-min, 10 s):
-#   MATCHES=0 HEARTBEATS_PER_S=3000 scripts/bench-market.sh 10000
+#   MATCHES=0 HEARTBEATS_PER_S=6000 scripts/bench-market.sh 10000
+# and two markets on one PostgreSQL:
+#   MATCHES=0 HEARTBEATS_PER_S=6000 BACKENDS=postgres2 scripts/bench-market.sh 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${*:-1000 10000}
@@ -80,17 +83,57 @@ run() { # label, agents, extra `market serve` arguments...
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+start_market() { # data dir, extra `market serve` arguments...; sets $market_pid and $market_url
+  local data=$1; shift
+  "$bin" serve --data "$data" --listen 127.0.0.1:0 "$@" > "$data.out" 2> "$data.err" &
+  market_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$data.out" 2>/dev/null && break; sleep 0.1; done
+  market_url=$(sed -n 's/^listening on //p' "$data.out")
+  [ -n "$market_url" ] || { echo "market in $data did not start: $(cat "$data.err")" >&2; return 1; }
+}
+
+run_pair() { # agents, database URL: two markets on one PostgreSQL, a bench against each
+  local n=$1 url=$2 half=$(( $1 / 2 )) pids=() urls=() benches=()
+  for i in 1 2; do
+    start_market "$work/pair-$i-$n" --database "$url" || return 1
+    pids+=("$market_pid"); urls+=("$market_url")
+  done
+  local hb=()
+  [ -n "${HEARTBEATS_PER_S:-}" ] && hb=(--heartbeats-per-s $(( HEARTBEATS_PER_S / 2 )))
+  # Each bench brings its own agents (seed 1 and 2) to its own market; both books are one.
+  for i in 1 2; do
+    timeout $((fill_s_max + seconds_max + 180)) "$bin" bench --market "${urls[$((i - 1))]}" \
+      --agents "$half" --seed "$i" --matches $(( matches / 2 )) --concurrency "$concurrency" \
+      --seconds-max "$seconds_max" --fill-s-max "$fill_s_max" --k-max "$k_max" "${hb[@]}" \
+      --json > "$work/pair-$i-$n.json" &
+    benches+=("$!")
+  done
+  wait "${benches[@]}" || echo "a bench of the pair N=$n failed" >&2
+  for i in 1 2; do
+    local rss out
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[$((i - 1))]}/status")
+    out=$(cat "$work/pair-$i-$n.json")
+    [ -n "$out" ] && summary "postgres, market $i of 2, N=$n ($half via each)" "$out" "$rss"
+    printf '%s\t%s\t{"market_peak_rss_kib": %s}\n' "pair-$i-$n" "$out" "$rss" >&2
+  done
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+}
+
 echo "| run | fill (first offers) | heartbeats | matches | match p50 / p90 / p99 / max ms | k=10 1e-6 p50 / max ms | market RSS | errors |"
 echo "|---|---|---|---|---|---|---|---|"
 for backend in $backends; do
   for n in $sizes; do
     case $backend in
       sqlite) run sqlite "$n" ;;
-      postgres)
+      postgres|postgres2)
         if command -v psql >/dev/null && psql "$pg" -Atc 'select 1' >/dev/null 2>&1; then
           schema="bench_market_$(date +%s%N)"
           psql "$pg" -qc "CREATE SCHEMA $schema" >/dev/null
-          run postgres "$n" --database "$pg?options=-csearch_path%3D$schema" || true
+          if [ "$backend" = postgres ]; then
+            run postgres "$n" --database "$pg?options=-csearch_path%3D$schema" || true
+          else
+            run_pair "$n" "$pg?options=-csearch_path%3D$schema" || true
+          fi
           psql "$pg" -qc "DROP SCHEMA $schema CASCADE" >/dev/null
         else
           echo "PostgreSQL at $pg unreachable: skipped" >&2

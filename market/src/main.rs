@@ -101,6 +101,54 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Bench books only: give every agent in a market's database a synthetic reputation
+    /// (varied reliability, about 60% vetted), drawn from the seed and each agent's id
+    SeedReputations {
+        /// The market's data directory (its SQLite database unless --database)
+        #[arg(long, env = "MARKET_DATA")]
+        data: PathBuf,
+        /// PostgreSQL URL of the market's database
+        #[arg(long, env = "MARKET_DATABASE")]
+        database: Option<String>,
+        /// Seed of the synthetic reputations (the same seed, the same reputations)
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Measure what pre-selection costs: each bench shape matched on the pre-selected
+    /// candidates (as `POST /v1/match` does) and by a long local search over the whole book
+    CheckSelection {
+        /// The market's data directory (its SQLite database unless --database)
+        #[arg(long, env = "MARKET_DATA")]
+        data: PathBuf,
+        /// PostgreSQL URL of the market's database
+        #[arg(long, env = "MARKET_DATABASE")]
+        database: Option<String>,
+        /// Let a choice put several agents on one /24 (as `serve --allow-same-network`)
+        #[arg(long)]
+        allow_same_network: bool,
+        /// Largest k among the shapes
+        #[arg(long, default_value_t = market::bench::K_MAX_DEFAULT)]
+        k_max: u64,
+        /// Random restarts of the long search, per n
+        #[arg(long, default_value_t = 300)]
+        restarts: usize,
+        /// Seed of the long search's restarts
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The market database under `data` (or at `database`), migrated, for the bench tools.
+fn open_database(data: &std::path::Path, database: Option<&str>) -> anyhow::Result<db::Database> {
+    let location = match database {
+        Some(url) => db::Location::parse(url),
+        None => db::Location::sqlite_in(data, "market.sqlite"),
+    };
+    db::Database::open(location, market::migrations())
+        .with_context(|| format!("cannot open the market database in {}", data.display()))
 }
 
 fn main() {
@@ -178,6 +226,67 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::SeedReputations {
+            data,
+            database,
+            seed,
+        } => {
+            let database = open_database(&data, database.as_deref())?;
+            let mut conn = database.get()?;
+            let n = market::tools::seed_reputations(&mut conn, seed)?;
+            node::outln!("seeded the reputations of {n} agents (seed {seed})");
+            Ok(())
+        }
+        Cmd::CheckSelection {
+            data,
+            database,
+            allow_same_network,
+            k_max,
+            restarts,
+            seed,
+            json,
+        } => {
+            let database = open_database(&data, database.as_deref())?;
+            let report = market::tools::check_selection(
+                &database,
+                allow_same_network,
+                k_max,
+                restarts,
+                seed,
+            )?;
+            if json {
+                node::outln!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            node::outln!(
+                "{} agents, currency {}, long search with {} restarts per n",
+                report.agents,
+                report.currency,
+                report.restarts
+            );
+            for s in &report.shapes {
+                let price = |p: Option<u64>| p.map_or("not met".to_owned(), |p| p.to_string());
+                node::outln!(
+                    "{:<28} candidates {:>6} -> {:>4}  price {:>10} vs {:>10}  excess {}{}  ({} ms)",
+                    s.shape,
+                    s.candidates_whole,
+                    s.candidates_preselected,
+                    price(s.price_preselected),
+                    price(s.price_long_search),
+                    s.excess
+                        .map_or("-".to_owned(), |e| format!("{:+.3}%", e * 100.0)),
+                    if s.missed { "  MISSED" } else { "" },
+                    s.long_search_ms
+                );
+            }
+            node::outln!(
+                "worst excess: {}",
+                report
+                    .worst_excess
+                    .map_or("-".to_owned(), |e| format!("{:+.3}%", e * 100.0))
+            );
+            Ok(())
+        }
         Cmd::Bench { options, json } => {
             // Several threads: heartbeats, matches and the bookkeeping run at once.
             let rt = tokio::runtime::Builder::new_multi_thread()
