@@ -14,7 +14,10 @@
 #      ("sqlite postgres"; "postgres2" runs two market processes on one PostgreSQL, a bench
 #      process against each with half the agents, heartbeats and matches), BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test),
 #      HEARTBEATS_PER_S (default N/60: every agent once a minute), PERF_DIR (record a perf
-#      profile of each market process there; needs perf).
+#      profile of each market process there; needs perf), REPUTATIONS (set: after the fill,
+#      every agent gets a synthetic reputation, `market bench --reputations-in`),
+#      CHECK_SELECTION (a number of restarts: after the run, `market check-selection` compares
+#      each shape on pre-selected candidates with a long search over the whole book; on stderr).
 # What one market absorbs (no matches: the measured phase is the bench's --seconds-min, 10 s):
 #   MATCHES=0 HEARTBEATS_PER_S=6000 scripts/bench-market.sh 10000
 # and two markets on one PostgreSQL:
@@ -71,11 +74,20 @@ run() { # label, agents, extra `market serve` arguments...
     perf record -F 199 -g -p "$pid" -o "$PERF_DIR/market-$label-$n.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  local out
+  local out database="$data/market.sqlite" db_args=()
+  [ "${1:-}" = --database ] && database=$2
+  [ "${1:-}" = --database ] && db_args=(--database "$2")
+  local reputations=()
+  [ -n "${REPUTATIONS:-}" ] && reputations=(--reputations-in "$database")
   # Bounded: the fill, the measured phase, and a margin for the drain and the slowest match.
   out=$(timeout $((fill_s_max + seconds_max + 180)) "$bin" bench --market "$url" --agents "$n" \
     --matches "$matches" --concurrency "$concurrency" --seconds-max "$seconds_max" \
-    --fill-s-max "$fill_s_max" --k-max "$k_max" "${heartbeats[@]}" --json) || { echo "bench $label N=$n failed" >&2; out='{}'; }
+    --fill-s-max "$fill_s_max" --k-max "$k_max" "${heartbeats[@]}" "${reputations[@]}" --json) || { echo "bench $label N=$n failed" >&2; out='{}'; }
+  if [ -n "${CHECK_SELECTION:-}" ]; then
+    echo "check-selection $label N=$n:" >&2
+    "$bin" check-selection --data "$data" "${db_args[@]}" --k-max "$k_max" \
+      --restarts "${CHECK_SELECTION}" >&2 || echo "check-selection failed" >&2
+  fi
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   [ "$out" != '{}' ] && summary "$label N=$n" "$out" "$rss"

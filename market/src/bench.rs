@@ -91,6 +91,8 @@ pub enum BenchError {
     Key(String),
     #[error("cannot sign an offer: {0}")]
     Sign(String),
+    #[error("cannot seed reputations in the market's database: {0}")]
+    Reputations(String),
 }
 
 /// What `market bench` runs; its flags (`market bench --help`) are these fields.
@@ -138,6 +140,11 @@ pub struct Options {
     /// Seed for the agents' prices and limits (the same seed, the same terms)
     #[arg(long, default_value_t = SEED_DEFAULT)]
     pub seed: u64,
+    /// After the fill, give every agent a synthetic reputation (as `market seed-reputations`
+    /// does) straight in the market's database, a SQLite file or a PostgreSQL URL: no API
+    /// sets reputations, and without it every agent is an unvetted newcomer at the prior
+    #[arg(long, value_name = "DATABASE")]
+    pub reputations_in: Option<String>,
 }
 
 impl Options {
@@ -157,6 +164,7 @@ impl Options {
             seconds_max: SECONDS_MAX_DEFAULT,
             currency: None,
             seed: SEED_DEFAULT,
+            reputations_in: None,
         }
     }
 }
@@ -231,6 +239,20 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
         agents,
     });
     let fill = fill(&ctx, options.post_concurrency, options.fill_s_max).await;
+    if let Some(location) = options.reputations_in.clone() {
+        let seed = options.seed;
+        tokio::task::spawn_blocking(move || -> Result<usize, BenchError> {
+            let database = db::Database::open(db::Location::parse(&location), crate::migrations())
+                .map_err(|e| BenchError::Reputations(e.to_string()))?;
+            let mut conn = database
+                .get()
+                .map_err(|e| BenchError::Reputations(e.to_string()))?;
+            crate::tools::seed_reputations(&mut conn, seed)
+                .map_err(|e| BenchError::Reputations(e.to_string()))
+        })
+        .await
+        .map_err(|e| BenchError::Reputations(e.to_string()))??;
+    }
     let steady = steady(&ctx, &options, &shapes).await;
     Ok(Report {
         market,

@@ -335,16 +335,18 @@ impl Index {
         let per_network = (!same_network_ok).then_some(PRESELECT_PER_NETWORK_MAX);
         if narrow == Narrow::Heaps {
             // The fast path: bounded heaps fed during the scan, nothing of the whole book
-            // kept. It gives up (and the whole list below decides) only when a list's
-            // network cap leaves it short of what it wants.
-            let mut heaps = Heaps::new();
-            let (known, left_out) = scan(book, req, now_s, |s| heaps.offer(s));
-            if !known {
-                return None;
-            }
-            if let Some(mut chosen) = heaps.pick(per_network) {
-                chosen.sort_by(|a, b| by_adjusted(book, a, b));
-                return Some(pool_from(book, &chosen, left_out));
+            // kept. It gives up (and the whole lists below decide) only when a list's network
+            // cap leaves it short of what it wants at every depth.
+            for depth in HEAP_DEPTHS {
+                let mut heaps = Heaps::new(depth);
+                let (known, left_out) = scan(book, req, now_s, |s| heaps.offer(s));
+                if !known {
+                    return None;
+                }
+                if let Some(mut chosen) = heaps.pick(per_network) {
+                    chosen.sort_by(|a, b| by_adjusted(book, a, b));
+                    return Some(pool_from(book, &chosen, left_out));
+                }
             }
         }
         let mut scored: Vec<Scored> = Vec::new();
@@ -638,13 +640,13 @@ struct Bounded {
 }
 
 impl Bounded {
-    fn new(want: usize) -> Bounded {
-        let cap = want.saturating_mul(4).max(1);
+    fn new(want: usize, depth: usize) -> Bounded {
+        let cap = want.saturating_mul(depth).max(1);
         Bounded {
             want,
             cap,
             seen: 0,
-            heap: std::collections::BinaryHeap::with_capacity(cap + 1),
+            heap: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -689,13 +691,19 @@ struct Heaps {
     cheapest: Bounded,
 }
 
+/// How deep the pre-selection heaps go, as multiples of what each list wants: the first
+/// depth serves books whose networks are spread; a second, deeper scan serves books where a
+/// few /24s hold many of the best agents (a network cap then skips most of a heap); past it,
+/// the whole lists decide.
+const HEAP_DEPTHS: [usize; 2] = [4, 64];
+
 impl Heaps {
-    fn new() -> Heaps {
+    fn new(depth: usize) -> Heaps {
         Heaps {
-            adjusted_vetted: Bounded::new(PRESELECT_ADJUSTED_MAX),
-            adjusted_unvetted: Bounded::new(PRESELECT_UNVETTED_MAX),
-            reliable: Bounded::new(PRESELECT_RELIABLE_MAX),
-            cheapest: Bounded::new(PRESELECT_CHEAPEST_MAX),
+            adjusted_vetted: Bounded::new(PRESELECT_ADJUSTED_MAX, depth),
+            adjusted_unvetted: Bounded::new(PRESELECT_UNVETTED_MAX, depth),
+            reliable: Bounded::new(PRESELECT_RELIABLE_MAX, depth),
+            cheapest: Bounded::new(PRESELECT_CHEAPEST_MAX, depth),
         }
     }
 
@@ -976,7 +984,27 @@ mod tests {
             r.beta = 100.0 * p30;
             index.apply(r);
         }
-        for same_network_ok in [false, true] {
+        // A clustered book: the 1,500 cheapest agents on three /24s, the rest spread.
+        let mut clustered = Index::new();
+        for i in 0..6_000u64 {
+            let (net, price) = if i < 1_500 {
+                ((i % 3) as u8, 20 + i % 50)
+            } else {
+                (
+                    (3 + (i * 2_654_435_761 >> 7) % 200) as u8,
+                    100 + (i * 7919) % 400,
+                )
+            };
+            let mut r = row(&cur, net, price, i as i64);
+            r.audits_passed = (i % 13) as i64;
+            clustered.apply(r);
+        }
+        for (index, same_network_ok) in [
+            (&index, false),
+            (&index, true),
+            (&clustered, false),
+            (&clustered, true),
+        ] {
             let req = request(&cur);
             let names = |n: Narrow| -> Vec<String> {
                 index
