@@ -3,7 +3,8 @@
 //! envelope (issue 14). The database stays the record; the index is a cache of it.
 //!
 //! Invariants:
-//! - The index holds exactly the rows with `changed <= watermark`, as of their last write.
+//! - The index holds exactly the rows up to its watermark in (`changed`, entity) order, as
+//!   of their last write.
 //!   Writers stamp rows with the `market_clock` value of their transaction, and those values
 //!   commit in order (`heartbeats::tick`), so reading `changed > watermark` misses nothing, also
 //!   rows written by another market process on the same PostgreSQL.
@@ -182,8 +183,9 @@ pub struct Index {
     agents: HashMap<String, Arc<LiveAgent>>,
     books: HashMap<String, Book>,
     networks: HashMap<String, u32>,
-    /// The highest `changed` applied; -1 before the first load.
-    watermark: i64,
+    /// The last (`changed`, entity) applied, in the order refreshes read rows; `(-1, "")`
+    /// before the first load.
+    watermark: (i64, String),
 }
 
 /// A scored slot of one match.
@@ -202,13 +204,14 @@ struct Scored {
 impl Index {
     pub fn new() -> Index {
         Index {
-            watermark: -1,
+            watermark: (-1, String::new()),
             ..Index::default()
         }
     }
 
+    /// The highest `changed` applied; -1 before the first load.
     pub fn watermark(&self) -> i64 {
-        self.watermark
+        self.watermark.0
     }
 
     pub fn agent_count(&self) -> usize {
@@ -239,7 +242,9 @@ impl Index {
 
     /// Take a row parsed beforehand (outside the index's lock).
     fn apply_parsed(&mut self, Parsed { row, parsed }: Parsed) {
-        self.watermark = self.watermark.max(row.changed);
+        if (row.changed, row.entity.as_str()) > (self.watermark.0, self.watermark.1.as_str()) {
+            self.watermark = (row.changed, row.entity.clone());
+        }
         let old_currencies = self
             .agents
             .get(&row.entity)
@@ -541,7 +546,7 @@ fn pool_from(book: &Book, chosen: &[Scored], left_out: LeftOut) -> Pool {
 /// Apply every row written since `index`'s watermark (all of them for a new index).
 pub fn load_index(conn: &mut AnyConnection, index: &mut Index) -> Result<(), Error> {
     loop {
-        let (rows, more) = rows_since(conn, index.watermark)?;
+        let (rows, more) = rows_since(conn, &index.watermark)?;
         for row in rows {
             index.apply(row);
         }
@@ -551,28 +556,31 @@ pub fn load_index(conn: &mut AnyConnection, index: &mut Index) -> Result<(), Err
     }
 }
 
-/// Rows written after `watermark`, in `changed` order, at most about [`REFRESH_ROWS_MAX`];
-/// `true` when there are more.
-fn rows_since(conn: &mut AnyConnection, watermark: i64) -> Result<(Vec<AgentRow>, bool), Error> {
-    let mut rows: Vec<AgentRow> = agents::table
-        .filter(agents::changed.gt(watermark))
-        .order(agents::changed)
-        .limit(REFRESH_ROWS_MAX)
+/// Rows after `watermark` in (`changed`, entity) order, at most [`REFRESH_ROWS_MAX`]; `true`
+/// when there may be more. Rows of one transaction share a `changed` and commit together, so
+/// a refresh may stop inside such a group and read its rest next time.
+fn rows_since(
+    conn: &mut AnyConnection,
+    watermark: &(i64, String),
+) -> Result<(Vec<AgentRow>, bool), Error> {
+    rows_after(conn, watermark, REFRESH_ROWS_MAX)
+}
+
+fn rows_after(
+    conn: &mut AnyConnection,
+    (changed, entity): &(i64, String),
+    limit: i64,
+) -> Result<(Vec<AgentRow>, bool), Error> {
+    let rows: Vec<AgentRow> = agents::table
+        .filter(
+            agents::changed
+                .gt(*changed)
+                .or(agents::changed.eq(*changed).and(agents::entity.gt(entity))),
+        )
+        .order((agents::changed, agents::entity))
+        .limit(limit)
         .load(conn)?;
-    let more = rows.len() as i64 == REFRESH_ROWS_MAX;
-    // Rows of one transaction share a `changed`: never stop inside a group, or the next
-    // `changed > watermark` would skip the group's rest.
-    if let (true, Some(first), Some(last)) = (
-        more,
-        rows.first().map(|r| r.changed),
-        rows.last().map(|r| r.changed),
-    ) {
-        if first == last {
-            rows = agents::table.filter(agents::changed.eq(last)).load(conn)?;
-        } else {
-            rows.retain(|r| r.changed < last);
-        }
-    }
+    let more = rows.len() as i64 == limit;
     Ok((rows, more))
 }
 
@@ -805,8 +813,9 @@ impl Market {
                     let watermark = index
                         .read()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .watermark;
-                    let (rows, more) = rows_since(conn, watermark)?;
+                        .watermark
+                        .clone();
+                    let (rows, more) = rows_since(conn, &watermark)?;
                     let parsed: Vec<Parsed> = rows.into_iter().map(Parsed::of).collect();
                     let mut ix = index
                         .write()
@@ -1018,6 +1027,46 @@ mod tests {
             let heaps = names(Narrow::Heaps);
             assert!(!heaps.is_empty());
             assert_eq!(heaps, names(Narrow::Lists));
+        }
+    }
+
+    #[test]
+    fn refreshes_in_small_chunks_read_every_row_once_even_inside_a_group() {
+        let cur = issuer();
+        for (name, test_db) in db::testing::backends("index_chunks") {
+            let dir = tempfile::tempdir().expect("dir");
+            let location = match test_db.url() {
+                Some(url) => db::Location::parse(&url),
+                None => db::Location::sqlite_in(dir.path(), "market.sqlite"),
+            };
+            let database = db::Database::open(location, crate::migrations()).expect("open");
+            let mut conn = database.get().expect("connection");
+            // Ten rows of one transaction (one `changed`), then three of the next.
+            let rows: Vec<AgentRow> = (0..13u8)
+                .map(|i| row(&cur, i, 100, if i < 10 { 5 } else { 6 }))
+                .collect();
+            for r in &rows {
+                diesel::insert_into(agents::table)
+                    .values(r)
+                    .execute(&mut conn)
+                    .expect("insert");
+            }
+            let mut index = Index::new();
+            let mut reads = 0;
+            loop {
+                let (chunk, more) = rows_after(&mut conn, &index.watermark, 3).expect("read");
+                reads += 1;
+                for r in chunk {
+                    assert!(index.get(&r.entity).is_none(), "{name}: a row read twice");
+                    index.apply(r);
+                }
+                if !more {
+                    break;
+                }
+            }
+            assert_eq!(index.agent_count(), 13, "{name}");
+            assert_eq!(reads, 5, "{name}: 13 rows in chunks of 3");
+            assert_eq!(index.watermark(), 6);
         }
     }
 

@@ -6,7 +6,7 @@
 -- `changed > W` only. The same lock serialises reputation read-modify-writes across market
 -- processes sharing one PostgreSQL.
 ALTER TABLE agents ADD COLUMN changed BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX agents_changed ON agents (changed);
+CREATE INDEX agents_changed ON agents (changed, entity);
 CREATE TABLE market_clock (
     id    INTEGER PRIMARY KEY NOT NULL,
     value BIGINT NOT NULL
