@@ -572,11 +572,10 @@ fn rows_after(
     limit: i64,
 ) -> Result<(Vec<AgentRow>, bool), Error> {
     let rows: Vec<AgentRow> = agents::table
-        .filter(
-            agents::changed
-                .gt(*changed)
-                .or(agents::changed.eq(*changed).and(agents::entity.gt(entity))),
-        )
+        // `changed >= c` on its own, so PostgreSQL scans the (changed, entity) index from `c`
+        // on (with only the OR it read the whole table: 100 ms a match at 100,000 agents).
+        .filter(agents::changed.ge(*changed))
+        .filter(agents::changed.gt(*changed).or(agents::entity.gt(entity)))
         .order((agents::changed, agents::entity))
         .limit(limit)
         .load(conn)?;
