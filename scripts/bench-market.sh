@@ -39,10 +39,16 @@ bin=target/release/market
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-summary() { # label, the bench's JSON, peak RSS in KiB
-  python3 - "$1" "$2" "$3" <<'PY'
-import json, sys
+summary() { # label, the bench's JSON, peak RSS in KiB, the market's /metrics text
+  python3 - "$1" "$2" "$3" "${4:-}" <<'PY'
+import json, re, sys
 label, r, rss = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3] or 0)
+metrics = sys.argv[4]
+def phase(kind, name):
+    m = re.search(r'market_match_phase%s_total\{phase="%s"\} ([0-9.e+-]+)' % (kind, name), metrics)
+    return float(m.group(1)) if m else 0.0
+phases = " / ".join(f"{1000 * phase('_seconds', p) / max(phase('s', p), 1):.2f}"
+                    for p in ("refresh", "scan", "select", "recheck"))
 f, h, m = r["fill"], r["steady"]["heartbeats"], r["steady"]["matches"]
 k10 = next((s for s in m["shapes"] if s["shape"]["data_shards"] == 10), None)
 errs = {**{"fill " + k: v for k, v in f["errors"].items()},
@@ -56,7 +62,7 @@ print(f"| {label} | {f['accepted']}/{f['posted']} at {f['offers_per_s']:.0f}/s "
       f"| {m['met']}/{m['requested']} met, {m['per_s']:.2f}/s, {m['cut_at_deadline']} cut "
       f"| {ml['p50_ms']:.0f} / {ml['p90_ms']:.0f} / {ml['p99_ms']:.0f} / {ml['max_ms']:.0f} "
       f"| {(k10['latency']['p50_ms'] if k10 else 0):.0f} / {(k10['latency']['max_ms'] if k10 else 0):.0f} "
-      f"| {rss // 1024} MiB | {errs or 'none'} |")
+      f"| {phases} | {rss // 1024} MiB | {errs or 'none'} |")
 PY
 }
 
@@ -90,7 +96,8 @@ run() { # label, agents, extra `market serve` arguments...
   fi
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  [ "$out" != '{}' ] && summary "$label N=$n" "$out" "$rss"
+  local metrics; metrics=$(curl -s --max-time 10 "$url/metrics" || true)
+  [ "$out" != '{}' ] && summary "$label N=$n" "$out" "$rss" "$metrics"
   printf '%s\t%s\t{"market_peak_rss_kib": %s}\n' "$label-$n" "$out" "$rss" >&2
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -125,14 +132,15 @@ run_pair() { # agents, database URL: two markets on one PostgreSQL, a bench agai
     local rss out
     rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[$((i - 1))]}/status")
     out=$(cat "$work/pair-$i-$n.json")
-    [ -n "$out" ] && summary "postgres, market $i of 2, N=$n ($half via each)" "$out" "$rss"
+    local metrics; metrics=$(curl -s --max-time 10 "${urls[$((i - 1))]}/metrics" || true)
+    [ -n "$out" ] && summary "postgres, market $i of 2, N=$n ($half via each)" "$out" "$rss" "$metrics"
     printf '%s\t%s\t{"market_peak_rss_kib": %s}\n' "pair-$i-$n" "$out" "$rss" >&2
   done
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }
 
-echo "| run | fill (first offers) | heartbeats | matches | match p50 / p90 / p99 / max ms | k=10 1e-6 p50 / max ms | market RSS | errors |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| run | fill (first offers) | heartbeats | matches | match p50 / p90 / p99 / max ms | k=10 1e-6 p50 / max ms | mean ms refresh / scan / select / recheck | market RSS | errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for backend in $backends; do
   for n in $sizes; do
     case $backend in

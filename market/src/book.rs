@@ -46,6 +46,7 @@ mod matching;
 mod offers;
 mod registry;
 mod reputation;
+mod timings;
 
 pub(crate) use heartbeats::tick;
 pub use heartbeats::{HEARTBEATS_PER_COMMIT_MAX, HEARTBEATS_QUEUED_MAX};
@@ -161,6 +162,8 @@ pub struct Market {
     heartbeats: heartbeats::HeartbeatQueue,
     /// This process's name as a lease holder (`lease`), random per start.
     instance: String,
+    /// Where matches spend their time (`/metrics`).
+    pub timings: Arc<timings::MatchTimings>,
     endpoint: std::sync::OnceLock<String>,
     /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
     audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
@@ -211,6 +214,7 @@ impl Market {
             index_turn: tokio::sync::Mutex::new(()),
             index_read_at: std::sync::Mutex::new(None),
             heartbeats: heartbeats::HeartbeatQueue::default(),
+            timings: Arc::default(),
             instance: {
                 let mut raw = [0u8; 8];
                 // A failed OS source leaves zeros: two such processes would share the lease

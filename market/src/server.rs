@@ -68,6 +68,26 @@ async fn metrics(market: State) -> Result<HttpResponse, Error> {
         .gauge("market_agents_online", c.online)
         .counter("market_audits_passed_total", c.audits_passed)
         .counter("market_audits_failed_total", c.audits_failed)
+        .labelled(
+            "market_match_phase_seconds_total",
+            "counter",
+            "phase",
+            market
+                .timings
+                .totals()
+                .into_iter()
+                .map(|(phase, seconds, _)| (phase.to_owned(), seconds)),
+        )
+        .labelled(
+            "market_match_phases_total",
+            "counter",
+            "phase",
+            market
+                .timings
+                .totals()
+                .into_iter()
+                .map(|(phase, _, times)| (phase.to_owned(), times)),
+        )
         .response())
 }
 

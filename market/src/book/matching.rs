@@ -5,6 +5,7 @@
 use protocol::EntityId;
 
 use super::index::LeftOut;
+use super::timings::Phase;
 use super::{
     now_s, Chosen, Considered, Market, MatchAnswer, MatchRequest, MATCH_PROBE_WAIT_MS_MAX,
     MATCH_RECHECKS_MAX,
@@ -22,6 +23,7 @@ impl Market {
         let mut req = req.clone();
         for _ in 0..MATCH_RECHECKS_MAX {
             let answer = self.match_once(&req).await?;
+            let started = std::time::Instant::now();
             let checks = answer.agents.iter().map(|a| async move {
                 let entity = EntityId::parse(&a.agent).ok()?;
                 let alive = tokio::time::timeout(
@@ -39,6 +41,7 @@ impl Market {
                 .into_iter()
                 .flatten()
                 .collect();
+            self.timings.add(Phase::Recheck, started.elapsed());
             if dead.is_empty() {
                 return Ok(answer);
             }
@@ -61,7 +64,9 @@ impl Market {
         let now = now_s();
         // The book as of now: offers answered before this match was asked are in it, from
         // whichever market process took them.
+        let started = std::time::Instant::now();
         self.fresh_index(0).await?;
+        self.timings.add(Phase::Refresh, started.elapsed());
         let request = select::Request {
             data_shards: k,
             total_shards: req.total_shards.map(|n| n as usize),
@@ -71,12 +76,17 @@ impl Market {
         // The scan of the book and the selection are CPU work: off the async workers.
         let (pool, outcome) = {
             let (index, asked, request) = (self.index.clone(), req.clone(), request.clone());
+            let timings = self.timings.clone();
             tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
                 let pool = index
                     .read()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .pool(&asked, now, request.same_network_ok)?;
+                timings.add(Phase::Scan, started.elapsed());
+                let started = std::time::Instant::now();
                 let outcome = select::select(&pool.candidates, &request);
+                timings.add(Phase::Select, started.elapsed());
                 Some((pool, outcome))
             })
             .await
