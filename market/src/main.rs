@@ -35,9 +35,14 @@ enum Cmd {
         /// Let a match choose several agents on one /24 network (a devnet or a LAN)
         #[arg(long)]
         allow_same_network: bool,
-        /// Seconds between audit rounds
+        /// Seconds between the auditor's ticks: each tick audits the agents due since the
+        /// last, each at most once
         #[arg(long, default_value_t = market::serve::AUDIT_INTERVAL_S_DEFAULT)]
         audit_interval_s: u64,
+        /// Audits of each agent with running registered contracts per day, spread evenly
+        /// (at most one a tick; 0: no audits). Default: one a tick, 86400 / --audit-interval-s
+        #[arg(long = "audits-per-agent-day", value_name = "N")]
+        audits_per_agent_day: Option<u64>,
         /// Seconds between uptime probes
         #[arg(long, default_value_t = market::serve::PROBE_INTERVAL_S_DEFAULT)]
         probe_interval_s: u64,
@@ -307,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             database,
             allow_same_network,
             audit_interval_s,
+            audits_per_agent_day,
             probe_interval_s,
             tls_cert,
             tls_key,
@@ -315,7 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
                 _ => None,
             };
-            let running = market::serve::start(market::serve::ServeOptions {
+            let options = market::serve::ServeOptions {
                 data_dir: data,
                 listen,
                 database,
@@ -323,8 +329,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 audit_interval_s,
                 probe_interval_s,
                 tls,
-            })
-            .context("the market could not start")?;
+            };
+            let running = market::serve::start_with_audits(options, audits_per_agent_day)
+                .context("the market could not start")?;
             node::cli::announce_listening(&running.url)?;
             running.wait()?;
             Ok(())

@@ -1,4 +1,9 @@
 //! `market serve`: open the database, start the HTTP server, the auditor and the prober.
+//!
+//! The auditor's two settings: `--audit-interval-s` is its tick (each tick audits the agents
+//! due since the last) and `--audits-per-agent-day` how often each agent is due, spread evenly
+//! over the day (see `auditor`). Without the latter every agent is due once a tick, so the
+//! tick alone gives `86400 / tick` audits per agent per day (288 at the default 300 s).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +18,8 @@ pub struct ServeOptions {
     pub database: Option<String>,
     /// Let one choice hold several agents of one network (devnet, a LAN).
     pub allow_same_network: bool,
-    /// Seconds between audit rounds (one challenge per agent with registered contracts).
+    /// Seconds between the auditor's ticks; each audits the agents due since the last (all
+    /// of them, once each, unless [`start_with_audits`] is given `audits_per_agent_day`).
     pub audit_interval_s: u64,
     /// Seconds between uptime probes of every agent with a live offer.
     pub probe_interval_s: u64,
@@ -36,7 +42,17 @@ impl RunningMarket {
     }
 }
 
+/// Start a market whose auditor audits every agent once a tick (`audit_interval_s`).
 pub fn start(options: ServeOptions) -> anyhow::Result<RunningMarket> {
+    start_with_audits(options, None)
+}
+
+/// Start a market whose auditor audits each agent `audits_per_agent_day` times a day, spread
+/// evenly, at most once a tick (`audit_interval_s`); `None`: once a tick (as [`start`]).
+pub fn start_with_audits(
+    options: ServeOptions,
+    audits_per_agent_day: Option<u64>,
+) -> anyhow::Result<RunningMarket> {
     use anyhow::Context;
     std::fs::create_dir_all(&options.data_dir).with_context(|| {
         format!(
@@ -63,8 +79,11 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningMarket> {
     ));
     let for_routes = market.clone();
     let for_tasks = market.clone();
-    let audit_every = Duration::from_secs(options.audit_interval_s.max(1));
     let probe_every = Duration::from_secs(options.probe_interval_s.max(1));
+    let auditor = crate::auditor::AuditorOptions {
+        tick_s: options.audit_interval_s,
+        audits_per_agent_day,
+    };
     let http = node::http::spawn(
         "market",
         &options.listen,
@@ -72,8 +91,15 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningMarket> {
         0,
         move |cfg| crate::server::routes(cfg, for_routes.clone()),
         move || {
-            actix_web::rt::spawn(crate::auditor::audit_loop(for_tasks.clone(), audit_every));
-            actix_web::rt::spawn(crate::auditor::probe_loop(for_tasks, probe_every));
+            // The loops run in whichever process sharing the database holds the lease.
+            let lease = crate::auditor::Lease::default();
+            actix_web::rt::spawn(lease.clone().keep(for_tasks.clone()));
+            actix_web::rt::spawn(crate::auditor::audit_loop(
+                for_tasks.clone(),
+                auditor,
+                lease.clone(),
+            ));
+            actix_web::rt::spawn(crate::auditor::probe_loop(for_tasks, probe_every, lease));
         },
     )?;
     market.set_endpoint(&http.url);
