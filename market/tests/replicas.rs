@@ -262,7 +262,6 @@ fn p_fail_after_probes(probes: u64) -> f64 {
     rep.p_fail(REFERENCE_DURATION_S)
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_market_processes_on_one_postgres_agree_and_lose_no_update() {
     let Some(base) = util::postgres_or_skip("two market processes on one PostgreSQL") else {
