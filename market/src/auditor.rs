@@ -519,12 +519,21 @@ pub async fn probe_live(
     let mut p = Probed::default();
     let mut rows = live.into_iter();
     let mut pending = FuturesUnordered::new();
+    // Agents whose heartbeat is the answer, recorded together (see `Market::observe_many`).
+    let mut heard: Vec<String> = Vec::new();
     loop {
         while pending.len() < in_flight {
             let Some(a) = rows.next() else { break };
-            let heard = heard_within_s
-                .is_some_and(|w| a.online && now.saturating_sub(a.last_heartbeat_s) < w);
-            pending.push(probe_one(market, a, heard, &records));
+            if heard_within_s
+                .is_some_and(|w| a.online && now.saturating_sub(a.last_heartbeat_s) < w)
+            {
+                heard.push(a.entity);
+                if heard.len() >= HEARD_PER_TRANSACTION_MAX {
+                    record_heard(market, &mut heard, &mut p).await;
+                }
+                continue;
+            }
+            pending.push(probe_one(market, a, false, &records));
         }
         match pending.next().await {
             Some(Ok(None)) => p.heard += 1,
@@ -539,7 +548,24 @@ pub async fn probe_live(
             None => break,
         }
     }
+    record_heard(market, &mut heard, &mut p).await;
     Ok(p)
+}
+
+/// Heard agents recorded in one transaction at most.
+pub const HEARD_PER_TRANSACTION_MAX: usize = 1_024;
+
+/// Record the `heard` agents' heartbeats as answered probes, in one transaction, and empty it.
+async fn record_heard(market: &Market, heard: &mut Vec<String>, p: &mut Probed) {
+    let agents = std::mem::take(heard);
+    let n = agents.len();
+    match market.observe_many(agents, Outcome::ProbeAnswered).await {
+        Ok(()) => p.heard += n,
+        Err(e) => {
+            p.failed += n;
+            p.error.get_or_insert(e);
+        }
+    }
 }
 
 /// Probe one agent (or, when `heard`, count its heartbeat as the answer) and record the
