@@ -533,11 +533,10 @@ pub async fn probe_live(
                 }
                 continue;
             }
-            pending.push(probe_one(market, a, false, &records));
+            pending.push(probe_one(market, a, &records));
         }
         match pending.next().await {
-            Some(Ok(None)) => p.heard += 1,
-            Some(Ok(Some(ok))) => {
+            Some(Ok(ok)) => {
                 p.probed += 1;
                 p.answered += usize::from(ok);
             }
@@ -568,16 +567,10 @@ async fn record_heard(market: &Market, heard: &mut Vec<String>, p: &mut Probed) 
     }
 }
 
-/// Probe one agent (or, when `heard`, count its heartbeat as the answer) and record the
-/// outcome (through `records`, as audits). Answers whether it answered, `None` when it was
-/// not asked.
-async fn probe_one(
-    market: &Market,
-    a: Live,
-    heard: bool,
-    records: &Semaphore,
-) -> Result<Option<bool>, Error> {
-    let ok = heard || answers_as(market, &a.endpoint, &a.entity).await;
+/// Probe one agent and record the outcome (through `records`, as audits). Answers whether it
+/// answered.
+async fn probe_one(market: &Market, a: Live, records: &Semaphore) -> Result<bool, Error> {
+    let ok = answers_as(market, &a.endpoint, &a.entity).await;
     let outcome = if ok {
         Outcome::ProbeAnswered
     } else {
@@ -585,7 +578,7 @@ async fn probe_one(
     };
     let _turn = records.acquire().await;
     market.observe(&a.entity, outcome).await?;
-    Ok((!heard).then_some(ok))
+    Ok(ok)
 }
 
 /// Whether `endpoint` answers `/.well-known/lcp` as `entity` within [`CHALLENGE_WAIT_MS_MAX`].
