@@ -9,6 +9,10 @@ use node::client::{
     CounterStore, SignedClient,
 };
 use protocol::ledger::{BalanceAnswer, Currency, DepositsPage, TransferReceipt};
+use protocol::payword::{
+    ChainPurchase, ChainReceipt, ChainStatus, FraudsPage, Payword, RedemptionsAnswer,
+    RedemptionsRequest,
+};
 use protocol::{EntityId, KeyPair};
 
 /// Longest a CLI waits for an issuer's descriptor just to show amounts in its currency.
@@ -85,15 +89,68 @@ impl IssuerClient {
         amount: u64,
         transaction_id: Option<&str>,
     ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let counter = self.next_counter().await?;
+        self.transfer_with_counter(counter, to, amount, transaction_id)
+            .await
+    }
+
+    /// The next counter for a command to this issuer, reserved durably beside the key.
+    pub async fn next_counter(&self) -> Result<u64, ClientError> {
         let store = self
             .counters
             .clone()
             .ok_or_else(|| ClientError::Config("this client has no counter store".into()))?;
         let audience = self.signed.audience().await?.to_string();
-        let counter = tokio::task::spawn_blocking(move || store.reserve(&audience, 1))
+        tokio::task::spawn_blocking(move || store.reserve(&audience, 1))
             .await
-            .map_err(|e| ClientError::Config(e.to_string()))??;
-        self.transfer_with_counter(counter, to, amount, transaction_id)
+            .map_err(|e| ClientError::Config(e.to_string()))?
+    }
+
+    /// `POST /lcp/v1/chains`: buy a payword chain of `length` words of `unit` whose root is
+    /// `root` (DESIGN 10). The wallet (`crate::wallet`) makes the chain and keeps its seed.
+    pub async fn buy_chain(
+        &self,
+        purchase: &ChainPurchase,
+    ) -> Result<CommandAnswer<ChainReceipt>, ClientError> {
+        let counter = self.next_counter().await?;
+        let bytes = serde_json::to_vec(purchase).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .command("POST", "/lcp/v1/chains", bytes, counter)
+            .await
+    }
+
+    /// `POST /lcp/v1/redemptions`: cash paywords this key received as a vendor.
+    pub async fn redeem(
+        &self,
+        redemptions: Vec<Payword>,
+    ) -> Result<CommandAnswer<RedemptionsAnswer>, ClientError> {
+        let counter = self.next_counter().await?;
+        self.redeem_with_counter(counter, redemptions).await
+    }
+
+    /// [`IssuerClient::redeem`] with a counter the caller reserved (and may send again).
+    pub async fn redeem_with_counter(
+        &self,
+        counter: u64,
+        redemptions: Vec<Payword>,
+    ) -> Result<CommandAnswer<RedemptionsAnswer>, ClientError> {
+        let bytes = serde_json::to_vec(&RedemptionsRequest { redemptions })
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .command("POST", "/lcp/v1/redemptions", bytes, counter)
+            .await
+    }
+
+    /// `GET /lcp/v1/chains/{chain}`: the touchstone and what was redeemed.
+    pub async fn chain(&self, chain: &str) -> Result<ChainStatus, ClientError> {
+        let path = format!("/lcp/v1/chains/{}", encode_query_value(chain));
+        self.signed.query(&path, 0).await
+    }
+
+    /// `GET /lcp/v1/frauds?after=S`: double-spend proofs after a cursor.
+    pub async fn frauds(&self, after: u64) -> Result<FraudsPage, ClientError> {
+        self.signed
+            .query(&format!("/lcp/v1/frauds?after={after}"), 0)
             .await
     }
 

@@ -10,6 +10,7 @@
 //!   -> register with the market (backup, cdn, devnet).
 //! - [`pay`]: paying for a charged request, once: `402` -> pay -> retry within one bounded
 //!   wait.
+//! - [`wallet`]: the payer's payword chains beside its key (buy, blocks per vendor, words).
 //!
 //! Invariant: this crate compiles no server or database stack (`cargo tree -p clients`
 //! shows no actix-web, diesel or object_store), so the CLIs that use it stay small.
@@ -19,5 +20,6 @@ pub mod issuer;
 pub mod market;
 pub mod pay;
 pub mod procure;
+pub mod wallet;
 
 pub use node::client::{ClientError, ClientOptions};

@@ -19,6 +19,8 @@ pub const BATCH_MAX_DEFAULT: usize = 2_048;
 pub const WAITERS_MAX_DEFAULT: usize = 10_000;
 /// Longest `transaction_id`.
 pub const TRANSACTION_ID_CHARS_MAX: usize = 128;
+/// Expired chains are looked for once a minute by default.
+pub const ESCROW_SWEEP_INTERVAL_MS_DEFAULT: u64 = 60_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +40,11 @@ pub struct IssuerConfig {
     pub waiters_max: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// After a payword chain expires, how long its vendors may still redeem before the
+    /// escrow's rest goes back to the payer (DESIGN 10; shortened in tests).
+    pub redeem_grace_s: u64,
+    /// How often the issuer looks for expired chains whose escrow is due back.
+    pub escrow_sweep_interval_ms: u64,
 }
 
 impl Default for IssuerConfig {
@@ -56,6 +63,8 @@ impl Default for IssuerConfig {
             batch_max: BATCH_MAX_DEFAULT,
             waiters_max: WAITERS_MAX_DEFAULT,
             workers: 0,
+            redeem_grace_s: protocol::payword::REDEEM_GRACE_S,
+            escrow_sweep_interval_ms: ESCROW_SWEEP_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -110,6 +119,9 @@ impl IssuerConfig {
         }
         if self.max_amount == 0 || self.batch_max == 0 || self.queue_max == 0 {
             return bad("max_amount, batch_max and queue_max must be at least 1");
+        }
+        if self.escrow_sweep_interval_ms == 0 {
+            return bad("escrow_sweep_interval_ms must be at least 1");
         }
         if self.decimals > 18 {
             return bad("decimals must be at most 18");

@@ -20,6 +20,8 @@ pub enum Error {
     InvalidRecipient(String),
     #[error("transaction_id must be 1 to {max} printable ASCII characters")]
     InvalidTransactionId { max: usize },
+    #[error("{0}")]
+    InvalidChain(String),
     #[error("insufficient funds: balance {balance}, needed {needed}")]
     InsufficientFunds { balance: i64, needed: u64 },
     #[error("the supply cap of {cap} would be exceeded")]
@@ -48,6 +50,7 @@ impl Error {
             | Error::InvalidAmount { .. }
             | Error::InvalidRecipient(_)
             | Error::InvalidTransactionId { .. }
+            | Error::InvalidChain(_)
             | Error::CounterTooLarge { .. } => StatusCode::BAD_REQUEST,
             Error::Body(e) => e.status(),
             Error::InsufficientFunds { .. } | Error::SupplyCapReached { .. } => {
@@ -68,6 +71,7 @@ impl Error {
             Error::InvalidAmount { .. } => "invalid_amount",
             Error::InvalidRecipient(_) => "invalid_recipient",
             Error::InvalidTransactionId { .. } => "invalid_transaction_id",
+            Error::InvalidChain(_) => "invalid_chain",
             Error::InsufficientFunds { .. } => "insufficient_funds",
             Error::SupplyCapReached { .. } => "supply_cap_reached",
             Error::CounterReused { .. } => "counter_reused",

@@ -29,6 +29,8 @@ use crate::config::IssuerConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::schema::{accounts, transfers};
+
+pub mod broker;
 use node::commands::CommandRow;
 pub use node::commands::StoredAnswer;
 
@@ -51,8 +53,31 @@ pub struct TransferOrder {
     pub transaction_id: Option<String>,
 }
 
+/// What the writer executes: a signed command (a transfer, a chain bought, redemptions) or
+/// the issuer's own upkeep (a chain's escrow returned).
+#[derive(Debug, Clone)]
+pub enum Order {
+    Transfer(TransferOrder),
+    BuyChain(broker::ChainOrder),
+    Redeem(broker::RedeemOrder),
+    /// Internal: return an expired chain's escrow to its payer (no command, no counter).
+    CloseChain(String),
+}
+
+impl Order {
+    /// (sender, counter, request key) of a signed command; `None` for upkeep.
+    fn command(&self) -> Option<(&EntityId, u64, &str)> {
+        match self {
+            Order::Transfer(o) => Some((&o.sender, o.counter, &o.body_sha256)),
+            Order::BuyChain(o) => Some((&o.payer, o.counter, &o.body_sha256)),
+            Order::Redeem(o) => Some((&o.vendor, o.counter, &o.body_sha256)),
+            Order::CloseChain(_) => None,
+        }
+    }
+}
+
 struct Job {
-    order: TransferOrder,
+    order: Order,
     reply: oneshot::Sender<Result<StoredAnswer, Error>>,
 }
 
@@ -84,6 +109,7 @@ impl Ledger {
                 config: config.clone(),
                 cache: HashMap::new(),
                 next_seq: 0,
+                next_fraud_seq: 1,
             },
             committed: None,
             metrics: metrics.clone(),
@@ -106,12 +132,21 @@ impl Ledger {
         })
     }
 
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
     pub fn config(&self) -> &IssuerConfig {
         &self.config
     }
 
     /// Queue a transfer and wait for its durable answer (or the stored one, for a repetition).
     pub async fn transfer(&self, order: TransferOrder) -> Result<StoredAnswer, Error> {
+        self.execute(Order::Transfer(order)).await
+    }
+
+    /// Queue any order and wait for its durable answer (or the stored one, for a repetition).
+    pub async fn execute(&self, order: Order) -> Result<StoredAnswer, Error> {
         let (reply, answer) = oneshot::channel();
         match self.jobs.try_send(Job { order, reply }) {
             Ok(()) => {}
@@ -190,7 +225,7 @@ impl Ledger {
     }
 }
 
-fn read_balance(conn: &mut AnyConnection, entity: &str) -> Result<i64, db::DbError> {
+pub(crate) fn read_balance(conn: &mut AnyConnection, entity: &str) -> Result<i64, db::DbError> {
     Ok(accounts::table
         .find(entity)
         .select(accounts::balance)
@@ -287,6 +322,28 @@ struct WriterState {
     /// Balances of accounts known to exist in the database, exactly as committed.
     cache: HashMap<String, i64>,
     next_seq: i64,
+    /// The next fraud proof's seq (`frauds.seq`), dense from 1.
+    next_fraud_seq: i64,
+}
+
+/// What one batch has decided so far, written when it ends: balances as of this point in the
+/// batch (`overlay`), the transfer rows and the commands' answers.
+#[derive(Default)]
+struct BatchWork {
+    overlay: HashMap<String, i64>,
+    transfers: Vec<NewTransfer>,
+    commands: Vec<CommandRow>,
+}
+
+/// One movement of money: `sender` pays `amount + fee`, `recipient` gets `amount`, the issuer
+/// `fee`. The caller has checked the sender can pay.
+struct Posting<'a> {
+    sender: &'a str,
+    recipient: &'a str,
+    amount: i64,
+    fee: i64,
+    transaction_id: Option<String>,
+    now_ms: u64,
 }
 
 impl Writer {
@@ -298,6 +355,11 @@ impl Writer {
             .first(&mut self.conn)
             .map_err(db::DbError::from)?;
         self.state.next_seq = max.unwrap_or(0) + 1;
+        let max_fraud: Option<i64> = crate::schema::frauds::table
+            .select(diesel::dsl::max(crate::schema::frauds::seq))
+            .first(&mut self.conn)
+            .map_err(db::DbError::from)?;
+        self.state.next_fraud_seq = max_fraud.unwrap_or(0) + 1;
         Ok(())
     }
 
@@ -326,40 +388,39 @@ impl Writer {
         let started = Instant::now();
         let now_ms = node::now_ms();
         let state = &mut self.state;
-        let mut overlay: HashMap<String, i64> = HashMap::new();
+        let mut work = BatchWork::default();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
-        let mut new_transfers = Vec::new();
-        let mut new_commands = Vec::new();
         let result = db::write_transaction::<_, db::DbError>(&mut self.conn, |conn| {
             let mut seen: HashMap<(&str, u64), usize> = HashMap::new();
             for (index, job) in batch.iter().enumerate() {
-                let o = &job.order;
-                let outcome = match seen.get(&(o.sender.as_str(), o.counter)) {
-                    Some(&earlier) => {
-                        replay_of_earlier(&outcomes[earlier], &batch[earlier].order, o)
+                let command = job.order.command();
+                let earlier = command.and_then(|(sender, counter, _)| {
+                    seen.get(&(sender.as_str(), counter)).copied()
+                });
+                let outcome = match (earlier, command) {
+                    (Some(earlier), Some((_, counter, key))) => {
+                        let earlier_key = batch[earlier].order.command().map(|c| c.2);
+                        replay_of_earlier(&outcomes[earlier], earlier_key, key, counter)
                     }
-                    None => match stored_answer(conn, o)? {
-                        Some(outcome) => outcome,
-                        None => state.execute(
-                            conn,
-                            o,
-                            now_ms,
-                            &mut overlay,
-                            &mut new_transfers,
-                            &mut new_commands,
-                        )?,
-                    },
+                    (_, Some((sender, counter, key))) => {
+                        match stored_answer(conn, sender, counter, key)? {
+                            Some(outcome) => outcome,
+                            None => state.execute(conn, &job.order, now_ms, &mut work)?,
+                        }
+                    }
+                    (_, None) => state.execute(conn, &job.order, now_ms, &mut work)?,
                 };
-                if matches!(outcome, Outcome::Executed(_)) {
-                    seen.insert((o.sender.as_str(), o.counter), index);
+                if let (Outcome::Executed(_), Some((sender, counter, _))) = (&outcome, command) {
+                    seen.insert((sender.as_str(), counter), index);
                 }
                 outcomes.push(outcome);
             }
+            let new_transfers = &work.transfers;
             match conn {
                 // One row per statement: a single-row INSERT needs no statement journal, which
                 // a multi-row one does (it costs more than the per-statement overhead saved).
                 AnyConnection::Sqlite(c) => {
-                    for row in &new_transfers {
+                    for row in new_transfers {
                         diesel::insert_into(transfers::table)
                             .values(row)
                             .execute(c)?;
@@ -375,13 +436,14 @@ impl Writer {
                 }
             }
             // The answers go in the same transaction (the same group commit) as the transfers.
-            node::commands::record(conn, &new_commands)?;
+            node::commands::record(conn, &work.commands)?;
             // Invariant: a batch moves money, it never makes or destroys it. The balances it
             // changes sum to the same before and after. Free: every account in the overlay
             // went through `balance_of` in this batch, which caches each stored balance it
             // reads (the cache is only cleared after a batch), so an account not in the cache
             // has no row yet and held 0. A batch that breaks it is rolled back, never committed.
-            let delta: i128 = overlay
+            let delta: i128 = work
+                .overlay
                 .iter()
                 .map(|(entity, balance)| {
                     let before = state.cache.get(entity).copied().unwrap_or(0);
@@ -395,7 +457,7 @@ impl Writer {
                     "ledger batch changes the sum of balances by {delta}: rolled back"
                 )));
             }
-            for (entity, balance) in &overlay {
+            for (entity, balance) in &work.overlay {
                 if state.cache.contains_key(entity) {
                     diesel::update(accounts::table.find(entity))
                         .set(accounts::balance.eq(balance))
@@ -410,12 +472,12 @@ impl Writer {
         });
         match result {
             Ok(()) => {
-                if state.cache.len() + overlay.len() > BALANCE_CACHE_MAX {
+                let executed = work.transfers.len() as u64;
+                if state.cache.len() + work.overlay.len() > BALANCE_CACHE_MAX {
                     state.cache.clear();
                 } else {
-                    state.cache.extend(overlay);
+                    state.cache.extend(work.overlay);
                 }
-                let executed = new_transfers.len() as u64;
                 self.metrics.record_batch(executed, started.elapsed());
                 if executed > 0 {
                     if let Some(tx) = &self.committed {
@@ -434,6 +496,11 @@ impl Writer {
                             Err(e)
                         }
                     };
+                    if answer.is_err() {
+                        if let Order::CloseChain(chain) = &job.order {
+                            tracing::warn!(chain, "a chain's escrow could not be returned");
+                        }
+                    }
                     // The requester may have gone away; its transfer stands either way.
                     let _ = job.reply.send(answer);
                 }
@@ -452,28 +519,46 @@ impl Writer {
 }
 
 impl WriterState {
-    /// Check and apply one new transfer to the batch's overlay; rows are written at batch end.
+    /// Execute one new order against the batch so far; rows are written at batch end.
     fn execute(
+        &mut self,
+        conn: &mut AnyConnection,
+        order: &Order,
+        now_ms: u64,
+        work: &mut BatchWork,
+    ) -> Result<Outcome, db::DbError> {
+        match order {
+            Order::Transfer(o) => self.transfer(conn, o, now_ms, work),
+            Order::BuyChain(o) => self.buy_chain(conn, o, now_ms, work),
+            Order::Redeem(o) => self.redeem(conn, o, now_ms, work),
+            Order::CloseChain(chain) => self.close_chain(conn, chain, now_ms, work),
+        }
+    }
+
+    /// The fee on `amount` (none when the issuer pays), or `invalid_amount` when it overflows.
+    fn fee_of(&self, sender: &str, amount: u64) -> Result<Amount, Error> {
+        if sender == self.issuer.as_str() {
+            return Ok(Amount::ZERO);
+        }
+        fee_for(Amount(amount), self.config.fee_flat, self.config.fee_bps).map_err(|_| {
+            Error::InvalidAmount {
+                max: self.config.max_amount,
+            }
+        })
+    }
+
+    /// Check and apply one new transfer.
+    fn transfer(
         &mut self,
         conn: &mut AnyConnection,
         o: &TransferOrder,
         now_ms: u64,
-        overlay: &mut HashMap<String, i64>,
-        new_transfers: &mut Vec<NewTransfer>,
-        new_commands: &mut Vec<CommandRow>,
+        work: &mut BatchWork,
     ) -> Result<Outcome, db::DbError> {
         let from_issuer = o.sender == self.issuer;
-        let fee = if from_issuer {
-            Amount::ZERO
-        } else {
-            match fee_for(Amount(o.amount), self.config.fee_flat, self.config.fee_bps) {
-                Ok(f) => f,
-                Err(_) => {
-                    return Ok(Outcome::Failed(Error::InvalidAmount {
-                        max: self.config.max_amount,
-                    }))
-                }
-            }
+        let fee = match self.fee_of(o.sender.as_str(), o.amount) {
+            Ok(fee) => fee,
+            Err(e) => return Ok(Outcome::Failed(e)),
         };
         let Ok(total) = Amount(o.amount).checked_add(fee) else {
             return Ok(Outcome::Failed(Error::InvalidAmount {
@@ -482,7 +567,7 @@ impl WriterState {
         };
         // Config validation bounds max_amount and fees well inside i64 (see IssuerConfig::validate).
         let (amount_i, fee_i, total_i) = (to_i64(o.amount)?, to_i64(fee.0)?, to_i64(total.0)?);
-        let sender_balance = self.balance_of(conn, o.sender.as_str(), overlay)?;
+        let sender_balance = self.balance_of(conn, o.sender.as_str(), &work.overlay)?;
         let floor = if from_issuer {
             -to_i64(self.config.supply_cap)?
         } else {
@@ -501,46 +586,83 @@ impl WriterState {
                 }
             }));
         }
-        overlay.insert(o.sender.to_string(), after);
-        let recipient_balance = self.balance_of(conn, o.recipient.as_str(), overlay)?;
-        overlay.insert(
-            o.recipient.to_string(),
-            recipient_balance
-                .checked_add(amount_i)
-                .ok_or_else(overflow)?,
-        );
-        if fee_i > 0 {
-            let issuer = self.issuer.to_string();
-            let issuer_balance = self.balance_of(conn, &issuer, overlay)?;
-            overlay.insert(
-                issuer,
-                issuer_balance.checked_add(fee_i).ok_or_else(overflow)?,
-            );
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.post(
+            conn,
+            work,
+            Posting {
+                sender: o.sender.as_str(),
+                recipient: o.recipient.as_str(),
+                amount: amount_i,
+                fee: fee_i,
+                transaction_id: o.transaction_id.clone(),
+                now_ms,
+            },
+        )?;
         let receipt = TransferReceipt {
             result: "success".into(),
             seq: seq.unsigned_abs(),
             fee: fee.0,
-            balance: overlay.get(o.sender.as_str()).copied().unwrap_or(after),
+            balance: work
+                .overlay
+                .get(o.sender.as_str())
+                .copied()
+                .unwrap_or(after),
         };
-        let body = serde_json::to_string(&receipt).map_err(|e| db::DbError::Task(e.to_string()))?;
-        new_transfers.push(NewTransfer {
-            seq,
-            sender: o.sender.to_string(),
-            recipient: o.recipient.to_string(),
-            amount: amount_i,
-            fee: fee_i,
-            transaction_id: o.transaction_id.clone(),
-            time_ms: to_i64(now_ms)?,
-        });
+        self.answer(work, &o.sender, o.counter, &o.body_sha256, &receipt)
+    }
+
+    /// Record a command's successful answer (in the batch's transaction).
+    fn answer<T: serde::Serialize>(
+        &self,
+        work: &mut BatchWork,
+        sender: &EntityId,
+        counter: u64,
+        body_sha256: &str,
+        body: &T,
+    ) -> Result<Outcome, db::DbError> {
+        let body = serde_json::to_string(body).map_err(|e| db::DbError::Task(e.to_string()))?;
         let answer = StoredAnswer { status: 200, body };
-        new_commands.push(
-            CommandRow::new(&o.sender, o.counter, &o.body_sha256, &answer)
-                .map_err(|_| overflow())?,
-        );
+        work.commands
+            .push(CommandRow::new(sender, counter, body_sha256, &answer).map_err(|_| overflow())?);
         Ok(Outcome::Executed(answer))
+    }
+
+    /// Move money in the batch's overlay and queue its transfer row; answers its seq.
+    fn post(
+        &mut self,
+        conn: &mut AnyConnection,
+        work: &mut BatchWork,
+        p: Posting<'_>,
+    ) -> Result<i64, db::DbError> {
+        let total = p.amount.checked_add(p.fee).ok_or_else(overflow)?;
+        let sender = self.balance_of(conn, p.sender, &work.overlay)?;
+        work.overlay.insert(
+            p.sender.to_owned(),
+            sender.checked_sub(total).ok_or_else(overflow)?,
+        );
+        let recipient = self.balance_of(conn, p.recipient, &work.overlay)?;
+        work.overlay.insert(
+            p.recipient.to_owned(),
+            recipient.checked_add(p.amount).ok_or_else(overflow)?,
+        );
+        if p.fee > 0 {
+            let issuer = self.issuer.to_string();
+            let balance = self.balance_of(conn, &issuer, &work.overlay)?;
+            work.overlay
+                .insert(issuer, balance.checked_add(p.fee).ok_or_else(overflow)?);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        work.transfers.push(NewTransfer {
+            seq,
+            sender: p.sender.to_owned(),
+            recipient: p.recipient.to_owned(),
+            amount: p.amount,
+            fee: p.fee,
+            transaction_id: p.transaction_id,
+            time_ms: to_i64(p.now_ms)?,
+        });
+        Ok(seq)
     }
 
     /// Balance as of this point in the batch: overlay, then cache, then the database.
@@ -576,25 +698,27 @@ fn to_i64(value: u64) -> Result<i64, db::DbError> {
 /// The stored answer for (sender, counter), or `counter_reused` when the body differs.
 fn stored_answer(
     conn: &mut AnyConnection,
-    o: &TransferOrder,
+    sender: &EntityId,
+    counter: u64,
+    body_sha256: &str,
 ) -> Result<Option<Outcome>, db::DbError> {
     use node::commands::Seen;
-    let seen = node::commands::lookup(conn, o.sender.as_str(), o.counter, &o.body_sha256)?;
+    let seen = node::commands::lookup(conn, sender.as_str(), counter, body_sha256)?;
     Ok(seen.map(|seen| match seen {
         Seen::Answered(answer) => Outcome::Replayed(answer),
-        Seen::CounterReused => Outcome::Failed(Error::CounterReused { counter: o.counter }),
+        Seen::CounterReused => Outcome::Failed(Error::CounterReused { counter }),
     }))
 }
 
+/// A command repeated within one batch: the earlier one's answer, or `counter_reused`.
 fn replay_of_earlier(
     earlier: &Outcome,
-    earlier_order: &TransferOrder,
-    o: &TransferOrder,
+    earlier_key: Option<&str>,
+    key: &str,
+    counter: u64,
 ) -> Outcome {
     match earlier {
-        Outcome::Executed(a) if earlier_order.body_sha256 == o.body_sha256 => {
-            Outcome::Replayed(a.clone())
-        }
-        _ => Outcome::Failed(Error::CounterReused { counter: o.counter }),
+        Outcome::Executed(a) if earlier_key == Some(key) => Outcome::Replayed(a.clone()),
+        _ => Outcome::Failed(Error::CounterReused { counter }),
     }
 }

@@ -4,6 +4,8 @@
 //! Code map:
 //! - [`server`]: the issuer's HTTP API (thin handlers: parse, authenticate, call [`ledger`]).
 //! - [`ledger`]: the one ledger writer (group commit) and the read queries.
+//! - [`broker`]: paywords (DESIGN 10): chains sold into escrow, redemptions checked before
+//!   the writer pays them (`ledger::broker`), chain and fraud pages, the escrow sweeper.
 //! - [`metrics`]: the issuer's counters at `GET /metrics`.
 //! - `testing` (feature `testing`): start an issuer and mint funds in other crates' tests.
 //! - [`bench`], [`demo`]: the load generator and the README's walk-through.
@@ -12,6 +14,7 @@
 //! are in `node`.
 
 pub mod bench;
+pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -89,6 +89,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Payword chains: buy one, list them, pay a vendor with words (DESIGN 10)
+    Chain {
+        #[command(subcommand)]
+        command: ChainCmd,
+    },
     /// Load generator: fund N wallets from the issuer's key and run M transfers concurrently
     Bench {
         /// Issuer URL, e.g. http://127.0.0.1:7000
@@ -124,6 +129,57 @@ enum Cmd {
         /// Keep the issuer running after the walk-through until Ctrl-C
         #[arg(long)]
         stay: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChainCmd {
+    /// Buy a chain of words: LENGTH x UNIT (+ the fee) moves into escrow at the issuer
+    Buy {
+        #[command(flatten)]
+        wallet: WalletArgs,
+        /// Words in the chain (at most 1,000,000)
+        #[arg(long)]
+        length: u64,
+        /// Value of one word, in minor units
+        #[arg(long, value_parser = node::cli::parse_minor_units)]
+        unit: u64,
+        /// Seconds until the chain expires (default 30 days, at most 90 days)
+        #[arg(long)]
+        expires_in_s: Option<u64>,
+        /// Print one JSON object (`{"chain", "touchstone"}`) instead of the chain id
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this wallet's chains: words spent and left, value left, expiry
+    List {
+        /// Wallet key file (its chains are in <key>.chains/)
+        #[arg(long, env = "LCP_KEY")]
+        key: PathBuf,
+        /// Print one JSON array instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the LCP-Payword header value paying VENDOR the next WORDS words of a chain
+    Pay {
+        /// Wallet key file (its chains are in <key>.chains/)
+        #[arg(long, env = "LCP_KEY")]
+        key: PathBuf,
+        /// The chain id (from `lcp chain buy` or `lcp chain list`)
+        #[arg(long)]
+        chain: String,
+        /// The vendor's entity id
+        #[arg(long)]
+        to: String,
+        /// Words to hand over in this payment
+        #[arg(long)]
+        words: u64,
+        /// Words in a new block, when the vendor has no block with room left
+        #[arg(long, default_value_t = clients::wallet::BLOCK_WORDS_DEFAULT)]
+        block_words: u64,
+        /// Print one JSON object (the payword's fields, the header and the touchstone header)
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -189,6 +245,13 @@ struct ServeArgs {
     /// Transfers per group commit; 1 turns group commit off
     #[arg(long, env = "LCP_BATCH_MAX")]
     batch_max: Option<usize>,
+    /// Seconds after a payword chain's expiry during which vendors may still redeem it; then
+    /// the escrow's rest goes back to the payer (default one day)
+    #[arg(long, env = "LCP_REDEEM_GRACE_S")]
+    redeem_grace_s: Option<u64>,
+    /// How often to look for expired chains whose escrow is due back, in milliseconds
+    #[arg(long, env = "LCP_ESCROW_SWEEP_INTERVAL_MS")]
+    escrow_sweep_interval_ms: Option<u64>,
     /// PEM certificate chain to serve HTTPS with (needs --tls-key)
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -354,7 +417,100 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Cmd::Chain { command } => chain(command),
         Cmd::Demo { dir, listen, stay } => runtime()?.block_on(lcp::demo::run(dir, listen, stay)),
+    }
+}
+
+fn chain(command: ChainCmd) -> anyhow::Result<()> {
+    use clients::wallet::{self, Wallet};
+    match command {
+        ChainCmd::Buy {
+            wallet: args,
+            length,
+            unit,
+            expires_in_s,
+            json,
+        } => {
+            let client = args.client()?;
+            let rt = runtime()?;
+            let bought = rt.block_on(wallet::buy(
+                &client,
+                &Wallet::beside_key(&args.key),
+                length,
+                unit,
+                expires_in_s,
+            ))?;
+            if json {
+                print_json(&serde_json::json!({
+                    "chain": bought.chain,
+                    "touchstone": bought.touchstone,
+                    "length": bought.length,
+                    "unit": bought.unit,
+                    "expires_at": protocol::market::format_rfc3339(bought.expires_at_s),
+                }))
+            } else {
+                node::outln!("{}", bought.chain);
+                Ok(())
+            }
+        }
+        ChainCmd::List { key, json } => {
+            let now = node::now_s();
+            let chains: Vec<_> = Wallet::beside_key(&key)
+                .chains()?
+                .iter()
+                .map(|c| c.summary(now))
+                .collect();
+            if json {
+                return print_json(&chains);
+            }
+            if chains.is_empty() {
+                node::outln!("no chains (buy one with `lcp chain buy`)");
+                return Ok(());
+            }
+            node::outln!("chain\tunit\tspent\tleft\tvalue left\texpires (UTC)\tissuer");
+            for c in &chains {
+                node::outln!(
+                    "{}\t{}\t{}\t{}\t{}\t{}{}\t{}",
+                    c.chain,
+                    c.unit,
+                    c.words_spent,
+                    c.words_left,
+                    c.value_left,
+                    c.expires_at,
+                    if c.expired { " (expired)" } else { "" },
+                    c.issuer
+                );
+            }
+            Ok(())
+        }
+        ChainCmd::Pay {
+            key,
+            chain,
+            to,
+            words,
+            block_words,
+            json,
+        } => {
+            let vendor = EntityId::parse(&to).map_err(|_| {
+                anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}")
+            })?;
+            let keypair = node::keyfile::load(&key)?;
+            let wallet = Wallet::beside_key(&key);
+            let payword =
+                wallet.pay(&keypair, &chain, &vendor, words, block_words, node::now_s())?;
+            if json {
+                let file = wallet.chain(&chain)?;
+                print_json(&serde_json::json!({
+                    "payword": payword,
+                    "header": payword.header_value(),
+                    "touchstone_header": protocol::payword::envelope_header_value(&file.touchstone),
+                }))
+            } else {
+                node::outln!("{}", payword.header_value());
+                Ok(())
+            }
+        }
     }
 }
 
@@ -384,6 +540,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.batch_max {
         config.batch_max = v;
+    }
+    if let Some(v) = args.redeem_grace_s {
+        config.redeem_grace_s = v;
+    }
+    if let Some(v) = args.escrow_sweep_interval_ms {
+        config.escrow_sweep_interval_ms = v;
     }
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(lcp::server::TlsFiles { cert, key }),

@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 use crate::config::{IssuerConfig, TRANSACTION_ID_CHARS_MAX};
 use crate::error::Error;
-use crate::ledger::{Ledger, StoredAnswer, TransferOrder};
+use crate::ledger::{Ledger, Order, StoredAnswer, TransferOrder};
 use crate::metrics::Metrics;
 
 /// Counters are stored as signed 64-bit integers.
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
+/// A redemptions command's body at most: `REDEMPTIONS_MAX` items of about 300 bytes each.
+pub const REDEMPTIONS_BODY_BYTES_MAX: u64 = 128 * 1024;
 
 /// Everything `lcp issuer serve` needs.
 #[derive(Debug, Clone)]
@@ -33,6 +35,7 @@ pub use node::http::TlsFiles;
 
 struct AppState {
     key: KeyPair,
+    broker: crate::broker::Broker,
     entity: String,
     ledger: Ledger,
     config: IssuerConfig,
@@ -85,17 +88,26 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     let state = web::Data::new(AppState {
         entity: key.entity().to_string(),
         key,
+        broker: crate::broker::Broker::default(),
         ledger: ledger.clone(),
         config: options.config.clone(),
         metrics,
     });
+    let sweeper = (
+        ledger.clone(),
+        options.config.redeem_grace_s,
+        std::time::Duration::from_millis(options.config.escrow_sweep_interval_ms),
+    );
     let http = node::http::spawn(
         "issuer",
         &options.listen,
         options.tls.as_ref(),
         options.config.workers,
         move |cfg| routes(cfg, state.clone()),
-        || {},
+        move || {
+            let (ledger, grace_s, interval) = sweeper;
+            actix_web::rt::spawn(crate::broker::sweep_expired(ledger, grace_s, interval));
+        },
     )?;
     Ok(RunningIssuer {
         url: http.url.clone(),
@@ -113,6 +125,10 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/lcp/v1/transfers", web::post().to(transfer))
         .route("/lcp/v1/deposits", web::get().to(deposits))
         .route("/lcp/v1/balance", web::get().to(balance))
+        .route("/lcp/v1/chains", web::post().to(buy_chain))
+        .route("/lcp/v1/chains/{chain}", web::get().to(chain_status))
+        .route("/lcp/v1/redemptions", web::post().to(redeem))
+        .route("/lcp/v1/frauds", web::get().to(frauds))
         .route("/metrics", web::get().to(metrics))
         .default_service(web::to(not_found));
 }
@@ -137,6 +153,7 @@ async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
             "max_body_bytes": c.max_body_bytes,
             "supply_cap": c.supply_cap,
         },
+        "paywords": crate::broker::limits(c.redeem_grace_s),
         }),
     )
 }
@@ -211,24 +228,108 @@ async fn transfer(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
+    let (body, verified, key) =
+        command(&req, payload, &state, state.config.max_body_bytes as u64).await?;
+    let answer = match parse_transfer(&body, &verified, key, state.config.max_amount) {
+        Ok(order) => state.ledger.transfer(order).await,
+        Err(e) => Err(e),
+    };
+    Ok(signed_answer(&state, &verified, answer))
+}
+
+/// The verified command of a POST whose body is at most `body_max` bytes, and its request key.
+async fn command(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    body_max: u64,
+) -> Result<(bytes::Bytes, VerifiedRequest, String), Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let body: bytes::Bytes =
-        node::service::body::<Error>(&req, payload, state.config.max_body_bytes as u64).await?;
+    let body: bytes::Bytes = node::service::body::<Error>(req, payload, body_max).await?;
     let verified: VerifiedRequest =
-        node::service::authenticate::<Error>(&req, &body, &state.key, RequestKind::Command)?;
+        node::service::authenticate::<Error>(req, &body, &state.key, RequestKind::Command)?;
+    if verified.counter.is_some_and(|c| c > COUNTER_MAX) {
+        return Err(Error::CounterTooLarge { max: COUNTER_MAX });
+    }
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
     let key = protocol::request_key(req.method().as_str(), path, &verified.body_sha256);
-    let answer = match parse_transfer(&body, &verified, key, state.config.max_amount) {
-        Ok(order) => state.ledger.transfer(order).await,
+    Ok((body, verified, key))
+}
+
+/// `POST /lcp/v1/chains`: buy a payword chain; its `length x unit` goes into escrow.
+async fn buy_chain(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let (body, verified, key) =
+        command(&req, payload, &state, state.config.max_body_bytes as u64).await?;
+    let answer = match state.broker.chain_order(&state.key, &verified, key, &body) {
+        Ok(order) => state.ledger.execute(Order::BuyChain(order)).await,
         Err(e) => Err(e),
     };
+    Ok(signed_answer(&state, &verified, answer))
+}
+
+/// `POST /lcp/v1/redemptions`: a vendor cashes the paywords it holds, each item answered.
+async fn redeem(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let body_max = (state.config.max_body_bytes as u64).max(REDEMPTIONS_BODY_BYTES_MAX);
+    let (body, verified, key) = command(&req, payload, &state, body_max).await?;
+    let answer = match state
+        .broker
+        .redeem_order(&state.ledger, &verified, key, &body)
+        .await
+    {
+        Ok(order) => state.ledger.execute(Order::Redeem(order)).await,
+        Err(e) => Err(e),
+    };
+    Ok(signed_answer(&state, &verified, answer))
+}
+
+/// `GET /lcp/v1/chains/{chain}` (public): the touchstone and the ranges redeemed so far.
+async fn chain_status(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let status = crate::broker::chain_status(&state.ledger, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FraudsQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+/// `GET /lcp/v1/frauds?after=S` (public): double-spend proofs after a cursor.
+async fn frauds(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let q = web::Query::<FraudsQuery>::from_query(req.query_string())
+        .map_err(|e| Error::InvalidQuery(e.to_string()))?;
+    let page = crate::broker::frauds_page(&state.ledger, q.after).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Attach the receipt: the server's signature over sender, counter, status and body. An
+/// error is answered (and signed) like a success, so the sender holds a receipt of either.
+fn signed_answer(
+    state: &AppState,
+    verified: &VerifiedRequest,
+    answer: Result<StoredAnswer, Error>,
+) -> HttpResponse {
     let answer = answer.unwrap_or_else(|e| {
         if matches!(e, Error::Storage(_) | Error::Db(_)) {
-            tracing::error!(error = %e, "transfer failed on storage");
+            tracing::error!(error = %e, "command failed on storage");
         }
         StoredAnswer {
             status: e.status().as_u16(),
@@ -238,15 +339,6 @@ async fn transfer(
             .unwrap_or_default(),
         }
     });
-    Ok(signed_answer(&state, &verified, answer))
-}
-
-/// Attach the receipt: the server's signature over sender, counter, status and body.
-fn signed_answer(
-    state: &AppState,
-    verified: &VerifiedRequest,
-    answer: StoredAnswer,
-) -> HttpResponse {
     node::http::signed_response(&state.key, verified, answer.status, answer.body)
 }
 

@@ -510,26 +510,31 @@ impl CounterStore {
             .checked_add(count)
             .ok_or_else(|| err("counter space exhausted".into()))?;
         state.next.insert(server.to_owned(), next);
-        let tmp = self.path.with_extension("counters.tmp");
         let text = serde_json::to_vec_pretty(&state).map_err(|e| err(e.to_string()))?;
-        write_synced(&tmp, &text).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| err(e.to_string()))?;
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // The rename is durable only once the directory is synced.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        write_durably(&self.path, &text).map_err(|e| err(e.to_string()))?;
         drop(lock);
         Ok(first)
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replace `path` with `bytes` so that a crash leaves the old or the new content, never a
+/// mix, and the new content is on disk when this returns: write a temporary file beside it,
+/// fsync, rename over, fsync the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(path)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The rename is durable only once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //!   text.
 //! - `commands` (feature `server`): the idempotent command log, written inside the caller's
 //!   transaction.
+//! - `paywords` (feature `server`): the vendor's side of paywords: accept words inside the
+//!   caller's transaction, redeem in batches, follow the issuers' fraud proofs.
 //! - `testing` (feature `testing`): headless Chromium and bounded waits for tests.
 //!
 //! Invariant: without the `server` feature this crate pulls in no server stack (no actix-web,
@@ -29,6 +31,8 @@ pub mod html;
 #[cfg(feature = "server")]
 pub mod http;
 pub mod keyfile;
+#[cfg(feature = "server")]
+pub mod paywords;
 pub mod process;
 #[cfg(feature = "server")]
 pub mod service;

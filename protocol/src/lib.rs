@@ -15,6 +15,7 @@ pub mod identity;
 pub mod ledger;
 pub mod market;
 pub mod merkle;
+pub mod payword;
 pub mod range;
 pub mod request;
 

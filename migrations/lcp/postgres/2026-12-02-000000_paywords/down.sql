@@ -1,0 +1,3 @@
+DROP TABLE frauds;
+DROP TABLE chain_blocks;
+DROP TABLE chains;
