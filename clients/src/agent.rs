@@ -7,6 +7,7 @@ use bytes::Bytes;
 use node::client::{check_status, ClientError, CommandAnswer, SignedClient};
 
 use crate::issuer::IssuerClient;
+use crate::paywords::PaywordPayment;
 use protocol::market::{self, Contract, Offer};
 use protocol::{EntityId, Envelope, KeyPair};
 use serde::Deserialize;
@@ -181,18 +182,31 @@ impl AgentClient {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<ObjectInfo, ClientError> {
+        self.put_paid(id, name, bytes, None).await
+    }
+
+    /// [`AgentClient::put`] carrying paywords for its charge (`crate::paywords`).
+    pub async fn put_paid(
+        &self,
+        id: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        payment: Option<&PaywordPayment>,
+    ) -> Result<ObjectInfo, ClientError> {
         let path = format!(
             "/v1/contracts/{id}/objects/{}",
             node::client::encode_query_value(name)
         );
+        let extra = payment.map(PaywordPayment::headers).unwrap_or_default();
         Ok(self
             .signed
-            .command_with(
+            .command_with_headers(
                 "PUT",
                 &path,
                 bytes,
                 "application/octet-stream",
                 self.next_counter(),
+                &extra,
             )
             .await?
             .value)
@@ -220,14 +234,26 @@ impl AgentClient {
         name: &str,
         range: Option<(u64, u64)>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.open_paid(id, name, range, None).await
+    }
+
+    /// [`AgentClient::open`] carrying paywords for its charge.
+    pub async fn open_paid(
+        &self,
+        id: &str,
+        name: &str,
+        range: Option<(u64, u64)>,
+        payment: Option<&PaywordPayment>,
+    ) -> Result<reqwest::Response, ClientError> {
         let path = format!(
             "/v1/contracts/{id}/objects/{}",
             node::client::encode_query_value(name)
         );
-        let headers: Vec<(&str, String)> = range
+        let mut headers: Vec<(&str, String)> = range
             .map(|(a, b)| ("range", format!("bytes={a}-{b}")))
             .into_iter()
             .collect();
+        headers.extend(payment.map(PaywordPayment::headers).unwrap_or_default());
         check_status(
             self.signed
                 .send(
@@ -325,6 +351,17 @@ impl AgentClient {
         object: &str,
         leaf: u64,
     ) -> Result<AuditAnswer, ClientError> {
+        self.audit_paid(id, object, leaf, None).await
+    }
+
+    /// [`AgentClient::audit`] carrying paywords for its charge (past the free audit).
+    pub async fn audit_paid(
+        &self,
+        id: &str,
+        object: &str,
+        leaf: u64,
+        payment: Option<&PaywordPayment>,
+    ) -> Result<AuditAnswer, ClientError> {
         let body = serde_json::to_vec(&serde_json::json!({"object": object, "leaf": leaf}))
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         // With a counter: an audit past the free one is charged, and a counter makes it one a
@@ -336,7 +373,10 @@ impl AgentClient {
                 &format!("/v1/contracts/{id}/audit"),
                 body,
                 Some(self.next_counter()),
-                &[("content-type", "application/json".to_owned())],
+                &[("content-type", "application/json".to_owned())]
+                    .into_iter()
+                    .chain(payment.map(PaywordPayment::headers).unwrap_or_default())
+                    .collect::<Vec<_>>(),
                 0,
             )
             .await?;

@@ -10,6 +10,8 @@
 //!   -> register with the market (backup, cdn, devnet).
 //! - [`pay`]: paying for a charged request, once: `402` -> pay -> retry within one bounded
 //!   wait.
+//! - [`paywords`]: paying a charged request with the words for its charge (a chain bought
+//!   when none is left).
 //! - [`wallet`]: the payer's payword chains beside its key (buy, blocks per vendor, words).
 //!
 //! Invariant: this crate compiles no server or database stack (`cargo tree -p clients`
@@ -19,6 +21,7 @@ pub mod agent;
 pub mod issuer;
 pub mod market;
 pub mod pay;
+pub mod paywords;
 pub mod procure;
 pub mod wallet;
 

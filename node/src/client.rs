@@ -287,16 +287,25 @@ impl SignedClient {
         content_type: &str,
         counter: u64,
     ) -> Result<CommandAnswer<T>, ClientError> {
+        self.command_with_headers(method, path, body, content_type, counter, &[])
+            .await
+    }
+
+    /// [`SignedClient::command_with`] with more headers (a payment's, say).
+    pub async fn command_with_headers<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        counter: u64,
+        extra: &[(&str, String)],
+    ) -> Result<CommandAnswer<T>, ClientError> {
         let audience = self.audience().await?.clone();
+        let mut headers = vec![("content-type", content_type.to_owned())];
+        headers.extend(extra.iter().cloned());
         let resp = self
-            .send(
-                method,
-                path,
-                body,
-                Some(counter),
-                &[("content-type", content_type.to_owned())],
-                0,
-            )
+            .send(method, path, body, Some(counter), &headers, 0)
             .await?;
         let status = resp.status().as_u16();
         let receipt = resp
@@ -574,6 +583,8 @@ mod tests {
         assert!(other >= 1);
         // A lost state file restarts at the clock, still above what was handed out.
         std::fs::remove_file(a.path()).expect("rm");
+        // The clock counts milliseconds: a restart is at least one later.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let after_loss = a.reserve("issuer-a", 1).expect("reserve");
         assert!(after_loss > second);
         std::fs::write(a.path(), b"garbage").expect("write");

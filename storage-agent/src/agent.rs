@@ -39,6 +39,7 @@ use node::commands::{CommandRow, StoredAnswer};
 mod admission;
 mod audit;
 mod guards;
+pub mod paywords;
 mod reads;
 mod rows;
 mod upkeep;

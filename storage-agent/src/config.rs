@@ -20,6 +20,8 @@ pub const PENDING_TTL_S: i64 = 900;
 pub const PENDING_SHARE_PCT_MAX: u64 = 50;
 /// Default memory for the hot-object read cache.
 pub const READ_CACHE_BYTES_DEFAULT: u64 = 64 << 20;
+/// Paywords due for redemption are looked for once a minute by default.
+pub const PAYWORD_REDEEM_INTERVAL_MS_DEFAULT: u64 = 60_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +56,14 @@ pub struct AgentConfig {
     /// Memory for recently read objects (whole objects up to 4 MiB), so popular content is
     /// served without touching the disk; 0 turns the cache off.
     pub read_cache_bytes: u64,
+    /// Paywords (DESIGN 10): the value one buyer may owe here in words not yet redeemed
+    /// before more are refused (what a double spend could cost this agent).
+    pub payword_unredeemed_max: u64,
+    /// Redeem a currency's paywords once they are worth this much (and always well before
+    /// a chain expires, and at shutdown).
+    pub payword_redeem_threshold: u64,
+    /// How often paywords due for redemption and the issuers' fraud proofs are looked at.
+    pub payword_redeem_interval_ms: u64,
     pub currencies: Vec<CurrencyConfig>,
 }
 
@@ -69,6 +79,9 @@ impl Default for AgentConfig {
             tab_limit: 0,
             tab_threshold: 0,
             read_cache_bytes: READ_CACHE_BYTES_DEFAULT,
+            payword_unredeemed_max: node::paywords::UNREDEEMED_PER_PAYER_MAX_DEFAULT,
+            payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,
+            payword_redeem_interval_ms: PAYWORD_REDEEM_INTERVAL_MS_DEFAULT,
             currencies: Vec::new(),
         }
     }

@@ -53,6 +53,10 @@ pub enum Error {
     OwnerOnly,
     #[error("unpaid contracts already hold the share of space they may; pay pending contracts or retry within {retry_after_s} s")]
     TooManyPending { retry_after_s: u64 },
+    #[error("{0}")]
+    Payword(#[from] node::paywords::Refusal),
+    #[error("the issuer published a double-spend proof against this buyer: no contracts or paywords are taken from it")]
+    PayerFraud,
     #[error("object storage failed")]
     Store(String),
     #[error("database: {0}")]
@@ -112,7 +116,8 @@ impl ServiceError for Error {
                 StatusCode::NOT_FOUND
             }
             Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
-            Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Error::PaymentRequired { .. } | Error::Payword(_) => StatusCode::PAYMENT_REQUIRED,
+            Error::PayerFraud => StatusCode::FORBIDDEN,
             Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Store(_) | Error::Db(_) | Error::Overloaded | Error::TooManyPending { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -135,6 +140,8 @@ impl ServiceError for Error {
             Error::NotYourContract { .. } => "forbidden",
             Error::ContractNotActive => "contract_not_active",
             Error::PaymentRequired { .. } => "payment_required",
+            Error::Payword(r) => r.code(),
+            Error::PayerFraud => "payer_fraud",
             Error::BlockFull { .. } => "block_full",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::CounterReused { .. } => "counter_reused",

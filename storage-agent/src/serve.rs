@@ -30,8 +30,16 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
+    /// Serve until SIGINT/SIGTERM, then redeem every payword still held (DESIGN 10: vendors
+    /// redeem at shutdown), each issuer within [`crate::tasks::SHUTDOWN_REDEEM_WAIT_MS_MAX`].
     pub fn wait(self) -> std::io::Result<()> {
-        self.http.wait()
+        let agent = self.agent.clone();
+        let served = self.http.wait();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(crate::tasks::redeem_at_shutdown(agent));
+        served
     }
 }
 
@@ -123,6 +131,13 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
             let a = for_tasks;
             for c in &a.config.currencies {
                 actix_web::rt::spawn(crate::tasks::watch_payments(
+                    a.clone(),
+                    c.issuer.clone(),
+                    c.issuer_url.clone(),
+                ));
+            }
+            for c in &a.config.currencies {
+                actix_web::rt::spawn(crate::tasks::paywords(
                     a.clone(),
                     c.issuer.clone(),
                     c.issuer_url.clone(),

@@ -8,6 +8,7 @@ use node::service::{self, Metrics, ServiceError};
 use protocol::{EntityId, Envelope, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
+use crate::agent::paywords::PaywordHeaders;
 use crate::agent::{request_key, Agent, Answer, Cmd, RangeSpec, Read, State};
 use crate::config::OBJECT_BYTES_MAX;
 use crate::error::Error;
@@ -186,9 +187,12 @@ async fn put_object(
         None => None,
     };
     let mut _sender_upload = None;
+    let paywords = PaywordHeaders::of(&req);
     if let Some(v) = &pre {
         let key = key_of(&req, v);
         let checked = async {
+            // Words carried by the write pay for it: credited before the credit is checked.
+            agent.take_payword(&id, &v.entity, &paywords).await?;
             agent
                 .precheck_put(&id, &name, cmd(v, &key)?, declared_bytes)
                 .await
@@ -202,6 +206,8 @@ async fn put_object(
             Err(e) => return Ok(signed(&agent, v, Err(e))),
         }
     }
+    // Declared uploads took their words before the credit check, above.
+    let paid_early = pre.is_some();
     let slots = match pre {
         Some(_) => agent.put_slots.clone(),
         None => agent.unverified_put_slots.clone(),
@@ -229,7 +235,13 @@ async fn put_object(
         }
     };
     let key = key_of(&req, &v);
-    let result = async { agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await }.await;
+    let result = async {
+        if !paid_early {
+            agent.take_payword(&id, &v.entity, &paywords).await?;
+        }
+        agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await
+    }
+    .await;
     Ok(signed(&agent, &v, result))
 }
 
@@ -292,6 +304,9 @@ async fn get_object(
     let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Command)?;
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
+    agent
+        .take_payword(&id, &v.entity, &PaywordHeaders::of(&req))
+        .await?;
     let read = agent
         .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range)
         .await?;
@@ -382,6 +397,11 @@ async fn audit(
     let a: AuditRequest = service::parse_json::<_, Error>(&bytes)?;
     let who: &EntityId = &v.entity;
     let counted = v.counter.map(|c| (c, v.time_ms));
+    if counted.is_some() {
+        agent
+            .take_payword(&path, who, &PaywordHeaders::of(&req))
+            .await?;
+    }
     let answer = agent.audit(&path, who, counted, &a.object, a.leaf).await;
     match answer {
         Ok(a) => Ok(HttpResponse::Ok().json(a)),

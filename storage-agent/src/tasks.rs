@@ -1,5 +1,5 @@
-//! Background loops: the payment watcher (one per accepted currency), the reaper of ended
-//! contracts, and the market heartbeat. Each retries with a bounded backoff.
+//! Background loops: the payment watcher and the payword redeemer (one each per accepted
+//! currency), the reaper of ended contracts, and the market heartbeat. Each retries with a bounded backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +62,76 @@ pub async fn watch_payments(agent: Arc<Agent>, issuer: String, issuer_url: Strin
                 agent.note_error(format!("payments from {issuer_url}: {e}"));
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MS_MAX);
+            }
+        }
+    }
+}
+
+/// Longest the agent waits at shutdown for one issuer to redeem its paywords.
+pub const SHUTDOWN_REDEEM_WAIT_MS_MAX: u64 = 5_000;
+
+/// Redeem the paywords held in `issuer`'s currency when due, and follow the issuer's fraud
+/// proofs, every `payword_redeem_interval_ms`, forever. While the issuer is away the agent
+/// keeps accepting words (they need no issuer) and retries with a bounded backoff.
+pub async fn paywords(agent: Arc<Agent>, issuer: String, issuer_url: String) {
+    let Ok(issuer_id) = protocol::EntityId::parse(&issuer) else {
+        return;
+    };
+    let http = match http_client(&ClientOptions::default()) {
+        Ok(h) => h,
+        Err(e) => {
+            agent.note_error(format!(
+                "payword redeemer for {issuer_url} cannot start: {e}"
+            ));
+            return;
+        }
+    };
+    let client = SignedClient::new(http, &issuer_url, agent.key.clone());
+    let counters = node::client::ClockCounter::default();
+    let every = agent.config.payword_redeem_interval_ms.max(1);
+    let mut backoff = BACKOFF_MS_MIN;
+    loop {
+        tokio::time::sleep(Duration::from_millis(every)).await;
+        match agent
+            .redeem_paywords(&issuer_id, &client, counters.next(), false)
+            .await
+        {
+            Ok(_) => backoff = BACKOFF_MS_MIN,
+            Err(e) => {
+                tracing::warn!(issuer = %issuer_url, error = %e, "payword redemption");
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MS_MAX);
+            }
+        }
+    }
+}
+
+/// Redeem everything held, in every currency, once (at shutdown).
+pub async fn redeem_at_shutdown(agent: Arc<Agent>) {
+    let Ok(http) = http_client(&ClientOptions::default()) else {
+        return;
+    };
+    let counters = node::client::ClockCounter::default();
+    for c in &agent.config.currencies {
+        let Ok(issuer) = protocol::EntityId::parse(&c.issuer) else {
+            continue;
+        };
+        let client = SignedClient::new(http.clone(), &c.issuer_url, agent.key.clone());
+        let redeemed = tokio::time::timeout(
+            Duration::from_millis(SHUTDOWN_REDEEM_WAIT_MS_MAX),
+            agent.redeem_paywords(&issuer, &client, counters.next(), true),
+        )
+        .await;
+        match redeemed {
+            Ok(Ok(credited)) if credited > 0 => {
+                tracing::info!(issuer = %c.issuer_url, credited, "paywords redeemed at shutdown")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(issuer = %c.issuer_url, error = %e, "paywords not redeemed at shutdown: they are kept and redeemed after the restart")
+            }
+            Err(_) => {
+                tracing::warn!(issuer = %c.issuer_url, "the issuer did not answer at shutdown: paywords kept for after the restart")
             }
         }
     }

@@ -87,16 +87,22 @@ impl Agent {
         let now = now_s();
         let (prepaid_id, prepaid_issuer) = (contract.id.clone(), contract.issuer.to_string());
         let store = self.store.clone();
-        let (r, disk, prepaid_amount) = self
+        let buyer = contract.buyer.clone();
+        let (r, disk, prepaid_amount, fraud) = self
             .db
             .run(move |c| {
                 Ok::<_, Error>((
                     reservations(c, now)?,
                     store.available_bytes(),
                     prepaid_of(c, &prepaid_id, &prepaid_issuer)?,
+                    node::paywords::is_fraudster(c, &buyer)?,
                 ))
             })
             .await?;
+        // An issuer proved this buyer double spent paywords: no more business with it.
+        if fraud {
+            return Err(Error::PayerFraud);
+        }
         let pending = r.pending;
         // A block that does not fit on the disk is refused even when the capacity (set by the
         // owner, perhaps larger than the disk) would allow it.

@@ -1,0 +1,126 @@
+//! Paying charged requests with paywords (DESIGN 10): the words for one request's charge,
+//! from a chain of the right issuer in the payer's wallet, bought when there is none.
+//!
+//! Use: `let payment = payer.pay(&agent_id, charge).await?;` then send the request with
+//! `payment.headers()` (`AgentClient::put_paid`, `open_paid`, `audit_paid`).
+
+use std::sync::Arc;
+
+use protocol::payword::{envelope_header_value, Payword, HEADER_PAYWORD, HEADER_TOUCHSTONE};
+use protocol::{EntityId, KeyPair};
+
+use crate::issuer::IssuerClient;
+use crate::wallet::{self, Wallet, WalletError, BLOCK_WORDS_DEFAULT};
+
+/// Words in a chain the payer buys on its own, unless told otherwise: at one minor unit a
+/// word, 100,000 units held in escrow until spent or expired.
+pub const AUTO_CHAIN_WORDS_DEFAULT: u64 = 100_000;
+/// A chain is used only while it has at least this long to live (vendors redeem before
+/// expiry; words given too late might not be redeemed in time).
+pub const CHAIN_MARGIN_S: i64 = 3_600;
+
+/// One request's payment: the `LCP-Payword` and `LCP-Touchstone` headers.
+#[derive(Debug, Clone)]
+pub struct PaywordPayment {
+    pub payword: Payword,
+    /// The touchstone's header value (sent with every payment: a vendor seeing the chain for
+    /// the first time needs it, and it costs no signature).
+    pub touchstone: String,
+    /// Value handed over (words x unit).
+    pub value: u64,
+}
+
+impl PaywordPayment {
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (HEADER_PAYWORD, self.payword.header_value()),
+            (HEADER_TOUCHSTONE, self.touchstone.clone()),
+        ]
+    }
+}
+
+/// A payer: its key, its wallet of chains and its issuer (one currency).
+#[derive(Clone)]
+pub struct PaywordPayer {
+    key: Arc<KeyPair>,
+    wallet: Wallet,
+    issuer: IssuerClient,
+    /// Words per new block given to a vendor.
+    pub block_words: u64,
+    /// Words in a chain bought automatically (at one minor unit each).
+    pub chain_words: u64,
+}
+
+impl PaywordPayer {
+    pub fn new(key: Arc<KeyPair>, wallet: Wallet, issuer: IssuerClient) -> PaywordPayer {
+        PaywordPayer {
+            key,
+            wallet,
+            issuer,
+            block_words: BLOCK_WORDS_DEFAULT,
+            chain_words: AUTO_CHAIN_WORDS_DEFAULT,
+        }
+    }
+
+    pub fn wallet(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    /// Words worth at least `amount` for `vendor`, from a usable chain of this issuer (one
+    /// bought now at one minor unit a word when none is left). `amount` 0 pays nothing.
+    pub async fn pay(
+        &self,
+        vendor: &EntityId,
+        amount: u64,
+    ) -> Result<Option<PaywordPayment>, WalletError> {
+        if amount == 0 {
+            return Ok(None);
+        }
+        let issuer = self.issuer.signed().audience().await?.clone();
+        let (w, v) = (self.wallet.clone(), vendor.to_string());
+        let now = node::now_s();
+        let found = tokio::task::spawn_blocking(move || {
+            // The wallet holds chains of any unit: the words needed depend on it.
+            Ok::<_, WalletError>(w.chains()?.into_iter().find(|c| {
+                c.touchstone.signer == issuer.as_str()
+                    && c.expires_at_s > now.saturating_add(CHAIN_MARGIN_S)
+                    && c.payable_words(&v) >= amount.div_ceil(c.unit)
+            }))
+        })
+        .await
+        .map_err(|e| WalletError::Invalid(e.to_string()))??;
+        let file = match found {
+            Some(f) => f,
+            None => {
+                let length = self
+                    .chain_words
+                    .max(amount)
+                    .min(protocol::payword::CHAIN_LENGTH_MAX);
+                if length < amount {
+                    return Err(WalletError::Invalid(format!(
+                        "a charge of {amount} is more than one chain can pay"
+                    )));
+                }
+                wallet::buy(&self.issuer, &self.wallet, length, 1, None).await?
+            }
+        };
+        let words = amount.div_ceil(file.unit);
+        let (w, key, vendor, chain) = (
+            self.wallet.clone(),
+            self.key.clone(),
+            vendor.clone(),
+            file.chain.clone(),
+        );
+        let block_words = self.block_words;
+        let payword = tokio::task::spawn_blocking(move || {
+            w.pay(&key, &chain, &vendor, words, block_words, node::now_s())
+        })
+        .await
+        .map_err(|e| WalletError::Invalid(e.to_string()))??;
+        Ok(Some(PaywordPayment {
+            payword,
+            touchstone: envelope_header_value(&file.touchstone),
+            value: words.saturating_mul(file.unit),
+        }))
+    }
+}

@@ -1,0 +1,394 @@
+//! Paywords at the storage agent (issue 15): writes, reads and audits paid by words with no
+//! issuer involved, bad words refused with the credit unchanged, redemption once the issuer
+//! is back, and a double spend across two agents caught and acted on.
+
+mod util;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clients::agent::AgentClient;
+use clients::issuer::IssuerClient;
+use clients::paywords::{PaywordPayer, PaywordPayment};
+use clients::wallet::{self, Wallet};
+use node::client::{http_client, ClientOptions, CounterStore};
+use protocol::payword::{envelope_header_value, sign_block, Payword};
+use protocol::KeyPair;
+use storage_agent::config::{AgentConfig, CurrencyConfig};
+use util::{eventually, PRICES};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    issuer: Option<lcp::server::RunningIssuer>,
+    issuer_addr: std::net::SocketAddr,
+    agents: Vec<storage_agent::serve::RunningAgent>,
+    http: reqwest::Client,
+    mint: IssuerClient,
+}
+
+fn start_agent(
+    dir: &Path,
+    issuer: &lcp::server::RunningIssuer,
+) -> storage_agent::serve::RunningAgent {
+    std::fs::create_dir_all(dir).expect("agent dir");
+    node::keyfile::generate(&dir.join("identity.key")).expect("agent key");
+    AgentConfig {
+        capacity_bytes: 1 << 30,
+        block_bytes_max: 1 << 30,
+        payword_redeem_threshold: 1,
+        payword_redeem_interval_ms: 100,
+        currencies: vec![CurrencyConfig {
+            issuer_url: issuer.url.clone(),
+            issuer: issuer.entity.to_string(),
+            storage_per_gib_day: PRICES.storage_per_gib_day,
+            write_per_kib: PRICES.write_per_kib,
+            read_per_kib: PRICES.read_per_kib,
+            contract_min: PRICES.contract_min,
+        }],
+        ..AgentConfig::default()
+    }
+    .save(dir)
+    .expect("config");
+    storage_agent::serve::start(storage_agent::serve::ServeOptions {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        database: None,
+        market: None,
+        heartbeat_s: 60,
+        tls: None,
+        endpoint: None,
+    })
+    .expect("agent")
+}
+
+impl Setup {
+    fn start(agents: usize) -> Setup {
+        let dir = tempfile::tempdir().expect("tmp");
+        let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
+        let agents = (0..agents)
+            .map(|i| start_agent(&dir.path().join(format!("agent{i}")), &issuer))
+            .collect();
+        let http = http_client(&ClientOptions::default()).expect("http");
+        let mint = lcp::testing::mint(&issuer, &dir.path().join("issuer"), &http);
+        Setup {
+            issuer_addr: issuer.addr,
+            issuer: Some(issuer),
+            dir,
+            agents,
+            http,
+            mint,
+        }
+    }
+
+    /// A funded buyer with a wallet of chains beside its key.
+    async fn buyer(&self, name: &str, funds: u64) -> (Arc<KeyPair>, IssuerClient, Wallet) {
+        let path = self.dir.path().join(format!("{name}.key"));
+        let key = Arc::new(node::keyfile::generate(&path).expect("key"));
+        self.mint
+            .transfer(key.entity(), funds, Some("funding"))
+            .await
+            .expect("fund");
+        let issuer = self.issuer.as_ref().expect("issuer");
+        let wallet = IssuerClient::new(
+            self.http.clone(),
+            &issuer.url,
+            key.clone(),
+            Some(CounterStore::beside_key(&path)),
+        );
+        (key, wallet, Wallet::beside_key(&path))
+    }
+
+    fn client(&self, agent: usize, key: &Arc<KeyPair>) -> AgentClient {
+        AgentClient::new(self.http.clone(), &self.agents[agent].url, key.clone())
+    }
+}
+
+/// An active contract with its price paid and no credit beyond it.
+async fn contract(
+    client: &AgentClient,
+    wallet: &IssuerClient,
+    key: &KeyPair,
+    issuer: &protocol::EntityId,
+) -> String {
+    let (_, offer) = client.offer().await.expect("offer");
+    let terms = AgentClient::terms_from_offer(&offer, key.entity(), issuer, 1 << 20, 3_600, vec![])
+        .expect("terms");
+    client.buy(wallet, &terms, 0).await.expect("bought");
+    eventually(5_000, "the contract to turn active", || async {
+        client
+            .contract(&terms.id)
+            .await
+            .map(|v| v.status == "active")
+            .unwrap_or(false)
+    })
+    .await;
+    terms.id
+}
+
+async fn refused(client: &AgentClient, id: &str, p: PaywordPayment, why: &str) {
+    let err = client
+        .put_paid(id, "x", vec![1; 1024], Some(&p))
+        .await
+        .expect_err(why);
+    assert_eq!(err.code(), Some("invalid_payword"), "{why}: {err}");
+}
+
+async fn credit(client: &AgentClient, id: &str) -> i64 {
+    client.contract(id).await.expect("contract").credit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_reads_paid_by_paywords_while_the_issuer_is_away() {
+    let mut s = Setup::start(1);
+    let issuer_id = s.issuer.as_ref().expect("issuer").entity.clone();
+    let (key, wallet, chains) = s.buyer("buyer", 1_000_000).await;
+    let client = s.client(0, &key);
+    let id = contract(&client, &wallet, &key, &issuer_id).await;
+    assert_eq!(credit(&client, &id).await, 0);
+    // Unpaid, a write is refused; the chain is bought while the issuer is up.
+    let data = vec![7u8; 10 * 1024];
+    let err = client
+        .put(&id, "a", data.clone())
+        .await
+        .expect_err("no credit");
+    assert_eq!(err.code(), Some("payment_required"));
+    let payer = PaywordPayer::new(key.clone(), chains.clone(), wallet.clone());
+    let agent_id = s.agents[0].agent.key.entity().clone();
+    let first = payer
+        .pay(&agent_id, 20)
+        .await
+        .expect("words")
+        .expect("some");
+    assert_eq!(first.value, 20);
+
+    // The issuer goes away: words still pay for writes, reads and audits.
+    drop(s.issuer.take());
+    let write_charge = 10 * PRICES.write_per_kib;
+    client
+        .put_paid(&id, "a", data.clone(), Some(&first))
+        .await
+        .expect("a write paid by words");
+    let mut paid = first.value;
+    for name in ["b", "c"] {
+        let p = payer
+            .pay(&agent_id, write_charge)
+            .await
+            .expect("words")
+            .expect("some");
+        paid += p.value;
+        client
+            .put_paid(&id, name, data.clone(), Some(&p))
+            .await
+            .expect("write");
+    }
+    let read_charge = 10 * PRICES.read_per_kib;
+    let p = payer
+        .pay(&agent_id, read_charge)
+        .await
+        .expect("words")
+        .expect("some");
+    paid += p.value;
+    let got = client
+        .open_paid(&id, "b", None, Some(&p))
+        .await
+        .expect("read")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(got.as_ref(), data.as_slice());
+    assert_eq!(
+        credit(&client, &id).await,
+        0,
+        "every word paid for what it was sent with"
+    );
+    // Words already held change nothing.
+    let again = client.open_paid(&id, "b", None, Some(&p)).await;
+    assert_eq!(
+        again.expect_err("held words pay nothing twice").code(),
+        Some("payment_required")
+    );
+
+    // The issuer returns on its address: the agent redeems, its balance rises by the words.
+    let issuer = lcp::server::start(lcp::server::ServeOptions {
+        data_dir: s.dir.path().join("issuer"),
+        listen: s.issuer_addr.to_string(),
+        database: None,
+        config: Default::default(),
+        tls: None,
+    })
+    .expect("the issuer restarts");
+    s.issuer = Some(issuer);
+    let agent_key = s.agents[0].agent.key.clone();
+    let agent_wallet = IssuerClient::new(
+        s.http.clone(),
+        &s.issuer.as_ref().expect("i").url,
+        agent_key,
+        None,
+    );
+    eventually(10_000, "the agent to redeem its words", || async {
+        let chains = s.mint.chain(&first.payword.chain).await;
+        chains
+            .map(|c| c.redeemed.iter().map(|r| r.to + 1 - r.from).sum::<u64>() == paid)
+            .unwrap_or(false)
+    })
+    .await;
+    let deposits = agent_wallet.deposits(0, 0, None).await.expect("deposits");
+    let from_chain: u64 = deposits
+        .deposits
+        .iter()
+        .filter(|d| d.from.starts_with("escrow:"))
+        .map(|d| d.amount)
+        .sum();
+    assert_eq!(
+        from_chain, paid,
+        "no fee on this issuer: exactly the words x unit"
+    );
+    let dash = s.agents[0]
+        .agent
+        .payword_holdings()
+        .await
+        .expect("holdings");
+    assert_eq!(
+        (dash[0].accepted, dash[0].redeemed, dash[0].pending),
+        (paid, paid, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_paywords_are_refused_and_the_credit_stays() {
+    let s = Setup::start(1);
+    let issuer = s.issuer.as_ref().expect("issuer");
+    let (key, wallet, chains) = s.buyer("buyer", 1_000_000).await;
+    let (other_key, other_wallet, other_chains) = s.buyer("other", 1_000_000).await;
+    let client = s.client(0, &key);
+    let id = contract(&client, &wallet, &key, &issuer.entity).await;
+    let agent = s.agents[0].agent.key.entity().clone();
+    let file = wallet::buy(&wallet, &chains, 1_000, 1, Some(3))
+        .await
+        .expect("chain");
+    let touchstone = envelope_header_value(&file.touchstone);
+    let pay = |from: u64, end: u64, to: u64, vendor: &protocol::EntityId| PaywordPayment {
+        payword: Payword {
+            chain: file.chain.clone(),
+            from,
+            end,
+            to,
+            word: file.word(to).expect("word"),
+            signature: sign_block(&key, &file.chain, vendor, from, end),
+        },
+        touchstone: touchstone.clone(),
+        value: 0,
+    };
+    // One good payment, so the chain is known.
+    client
+        .put_paid(&id, "a", vec![1; 1024], Some(&pay(1, 100, 2, &agent)))
+        .await
+        .expect("paid");
+    let held = credit(&client, &id).await;
+    let mut wrong = pay(1, 100, 5, &agent);
+    wrong.payword.word = file.word(4).expect("w");
+    refused(&client, &id, wrong, "a wrong word").await;
+    let other_vendor = KeyPair::generate().expect("k");
+    refused(
+        &client,
+        &id,
+        pay(1, 100, 5, other_vendor.entity()),
+        "a block signed for another vendor",
+    )
+    .await;
+    refused(
+        &client,
+        &id,
+        pay(101, 2_000, 101, &agent),
+        "a block past the chain's length",
+    )
+    .await;
+    let mut unknown = pay(1, 100, 5, &agent);
+    unknown.payword.chain = "9b4e8a3c-7f2d-4c1e-9a5b-3d6f8e2a1c4b".into();
+    unknown.touchstone = String::new();
+    let err = client
+        .put_paid(&id, "x", vec![1; 1024], Some(&unknown))
+        .await
+        .expect_err("unknown chain");
+    assert_eq!(err.code(), Some("invalid_payword"));
+    // A touchstone signed by someone else than the issuer it names (a chain the agent has
+    // not seen, so the header's touchstone is the one checked).
+    let file2 = wallet::buy(&wallet, &chains, 100, 1, None)
+        .await
+        .expect("chain");
+    let mut forged = file2.touchstone.clone();
+    forged.signature = other_key.sign_b64(b"not the issuer");
+    let p = PaywordPayment {
+        payword: Payword {
+            chain: file2.chain.clone(),
+            from: 1,
+            end: 10,
+            to: 3,
+            word: file2.word(3).expect("w"),
+            signature: sign_block(&key, &file2.chain, &agent, 1, 10),
+        },
+        touchstone: envelope_header_value(&forged),
+        value: 0,
+    };
+    refused(&client, &id, p, "a forged touchstone").await;
+    // Another payer's chain, on a request the buyer signs.
+    let theirs = wallet::buy(&other_wallet, &other_chains, 100, 1, None)
+        .await
+        .expect("chain");
+    let p = PaywordPayment {
+        payword: Payword {
+            chain: theirs.chain.clone(),
+            from: 1,
+            end: 10,
+            to: 3,
+            word: theirs.word(3).expect("w"),
+            signature: sign_block(&other_key, &theirs.chain, &agent, 1, 10),
+        },
+        touchstone: envelope_header_value(&theirs.touchstone),
+        value: 0,
+    };
+    refused(
+        &client,
+        &id,
+        p,
+        "words of a chain whose payer did not sign the request",
+    )
+    .await;
+    // A chain of another issuer than the contract's currency.
+    let elsewhere = lcp::testing::start_issuer(&s.dir.path().join("issuer2"));
+    let mint2 = lcp::testing::mint(&elsewhere, &s.dir.path().join("issuer2"), &s.http);
+    mint2
+        .transfer(key.entity(), 1_000, None)
+        .await
+        .expect("fund");
+    let wallet2 = IssuerClient::new(
+        s.http.clone(),
+        &elsewhere.url,
+        key.clone(),
+        Some(CounterStore::beside_key(&s.dir.path().join("buyer.key"))),
+    );
+    let foreign = wallet::buy(&wallet2, &chains, 100, 1, None)
+        .await
+        .expect("chain");
+    let p = PaywordPayment {
+        payword: Payword {
+            chain: foreign.chain.clone(),
+            from: 1,
+            end: 10,
+            to: 3,
+            word: foreign.word(3).expect("w"),
+            signature: sign_block(&key, &foreign.chain, &agent, 1, 10),
+        },
+        touchstone: envelope_header_value(&foreign.touchstone),
+        value: 0,
+    };
+    refused(&client, &id, p, "a touchstone of another issuer").await;
+    // An expired chain.
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    refused(&client, &id, pay(1, 100, 9, &agent), "an expired chain").await;
+    assert_eq!(
+        credit(&client, &id).await,
+        held,
+        "no refused word changed the credit"
+    );
+}
