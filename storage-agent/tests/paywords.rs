@@ -392,3 +392,219 @@ async fn bad_paywords_are_refused_and_the_credit_stays() {
         "no refused word changed the credit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_spend_across_two_agents_is_caught_and_the_payer_refused() {
+    let s = Setup::start(2);
+    let issuer = s.issuer.as_ref().expect("issuer");
+    // The payer keeps little beyond the chain, so the second redemption runs short.
+    let (key, wallet, chains) = s.buyer("cheat", 2_000).await;
+    let clients = [s.client(0, &key), s.client(1, &key)];
+    let mut ids = Vec::new();
+    for c in &clients {
+        ids.push(contract(c, &wallet, &key, &issuer.entity).await);
+    }
+    let file = wallet::buy(&wallet, &chains, 100, 1, None)
+        .await
+        .expect("chain");
+    let touchstone = envelope_header_value(&file.touchstone);
+    // The same words 1..=80 signed over to both agents: each verifies on its own and serves.
+    for (i, c) in clients.iter().enumerate() {
+        let agent = s.agents[i].agent.key.entity().clone();
+        let p = PaywordPayment {
+            payword: Payword {
+                chain: file.chain.clone(),
+                from: 1,
+                end: 80,
+                to: 80,
+                word: file.word(80).expect("w"),
+                signature: sign_block(&key, &file.chain, &agent, 1, 80),
+            },
+            touchstone: touchstone.clone(),
+            value: 0,
+        };
+        c.put_paid(&ids[i], "a", vec![3; 40 * 1024], Some(&p))
+            .await
+            .expect("each agent takes the words");
+    }
+    // Both redeem (threshold 1, every 100 ms); the second is paid from the payer's balance.
+    eventually(10_000, "a fraud proof at the issuer", || async {
+        s.mint
+            .frauds(0)
+            .await
+            .map(|p| !p.frauds.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    let proof = s.mint.frauds(0).await.expect("frauds").frauds.remove(0);
+    assert_eq!(
+        &proof.verify(&issuer.entity).expect("verifies alone"),
+        key.entity()
+    );
+    eventually(
+        10_000,
+        "both agents to be paid what the escrow and the payer held",
+        || async {
+            let status = s.mint.chain(&file.chain).await.expect("chain");
+            status.redeemed.len() == 2 && status.redeemed.iter().all(|r| r.to == 80)
+        },
+    )
+    .await;
+    // Both agents follow the proofs and refuse the payer's words and contracts from now on.
+    for (i, c) in clients.iter().enumerate() {
+        eventually(10_000, "the agent to refuse the payer", || async {
+            let agent = s.agents[i].agent.key.entity().clone();
+            let p = PaywordPayment {
+                payword: Payword {
+                    chain: file.chain.clone(),
+                    from: 81 + i as u64 * 10,
+                    end: 90 + i as u64 * 10,
+                    to: 81 + i as u64 * 10,
+                    word: file.word(81 + i as u64 * 10).expect("w"),
+                    signature: sign_block(
+                        &key,
+                        &file.chain,
+                        &agent,
+                        81 + i as u64 * 10,
+                        90 + i as u64 * 10,
+                    ),
+                },
+                touchstone: touchstone.clone(),
+                value: 0,
+            };
+            let got = c.put_paid(&ids[i], "b", vec![1; 1024], Some(&p)).await;
+            matches!(got, Err(ref e) if e.code() == Some("payer_fraud"))
+        })
+        .await;
+        let (_, offer) = c.offer().await.expect("offer");
+        let terms = AgentClient::terms_from_offer(
+            &offer,
+            key.entity(),
+            &issuer.entity,
+            1 << 20,
+            3_600,
+            vec![],
+        )
+        .expect("terms");
+        let err = c
+            .propose(&terms)
+            .await
+            .expect_err("no contract for a proven cheat");
+        assert_eq!(err.code(), Some("payer_fraud"));
+    }
+}
+
+fn agent_config(data: &Path, issuer: &lcp::server::RunningIssuer, threshold: u64) {
+    AgentConfig {
+        capacity_bytes: 1 << 30,
+        block_bytes_max: 1 << 30,
+        payword_redeem_threshold: threshold,
+        payword_redeem_interval_ms: 100,
+        currencies: vec![CurrencyConfig {
+            issuer_url: issuer.url.clone(),
+            issuer: issuer.entity.to_string(),
+            storage_per_gib_day: PRICES.storage_per_gib_day,
+            write_per_kib: PRICES.write_per_kib,
+            read_per_kib: PRICES.read_per_kib,
+            contract_min: PRICES.contract_min,
+        }],
+        ..AgentConfig::default()
+    }
+    .save(data)
+    .expect("config");
+}
+
+fn spawn_agent(data: &Path, database: Option<&str>) -> (node::process::ChildGuard, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_storage-agent"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data);
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    cmd.stderr(std::process::Stdio::inherit())
+        .env("RUST_LOG", "warn");
+    node::process::spawn_server(cmd, 30_000).expect("agent printed its address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn words_accepted_survive_kill_9_and_are_redeemed_once() {
+    for (backend, database) in util::backends("paywordcrash") {
+        let s = Setup::start(0);
+        let issuer = s.issuer.as_ref().expect("issuer");
+        let data = s.dir.path().join("crashing");
+        std::fs::create_dir_all(&data).expect("dir");
+        let agent_key = Arc::new(node::keyfile::generate(&data.join("identity.key")).expect("key"));
+        // First life: words are never due (threshold out of reach).
+        agent_config(&data, issuer, u64::MAX / 2);
+        let (mut child, url) = spawn_agent(&data, database.url().as_deref());
+        let (key, wallet, chains) = s.buyer("buyer", 1_000_000).await;
+        let client = AgentClient::new(s.http.clone(), &url, key.clone());
+        let id = contract(&client, &wallet, &key, &issuer.entity).await;
+        let payer = PaywordPayer::new(key.clone(), chains, wallet.clone());
+        let mut paid = 0;
+        let mut chain = String::new();
+        for i in 0..5 {
+            let p = payer
+                .pay(agent_key.entity(), 20)
+                .await
+                .expect("pay")
+                .expect("some");
+            paid += p.value;
+            chain = p.payword.chain.clone();
+            client
+                .put_paid(&id, &format!("o{i}"), vec![i as u8; 10 * 1024], Some(&p))
+                .await
+                .expect("write");
+        }
+        child.0.kill().expect("kill -9");
+        child.0.wait().expect("reaped");
+        // Second life: everything is due at once.
+        agent_config(&data, issuer, 1);
+        let (_child, _url) = spawn_agent(&data, database.url().as_deref());
+        eventually(10_000, "the restarted agent to redeem", || async {
+            s.mint
+                .chain(&chain)
+                .await
+                .map(|c| c.redeemed.iter().map(|r| r.to + 1 - r.from).sum::<u64>() == paid)
+                .unwrap_or(false)
+        })
+        .await;
+        let agent_wallet = IssuerClient::new(s.http.clone(), &issuer.url, agent_key.clone(), None);
+        let balance = agent_wallet.balance().await.expect("balance").balance;
+        let contract_price: i64 = 100; // contract_min: the price paid by transfer
+        assert_eq!(balance, contract_price + paid as i64, "{backend}");
+        // The same words redeemed again (with a fresh counter) pay nothing.
+        let status = s.mint.chain(&chain).await.expect("chain");
+        let file = Wallet::beside_key(&s.dir.path().join("buyer.key"))
+            .chain(&chain)
+            .expect("file");
+        let again: Vec<Payword> = status
+            .redeemed
+            .iter()
+            .map(|r| Payword {
+                chain: chain.clone(),
+                from: r.from,
+                end: r.end,
+                to: r.to,
+                word: file.word(r.to).expect("w"),
+                signature: sign_block(&key, &chain, agent_key.entity(), r.from, r.end),
+            })
+            .collect();
+        let answer = agent_wallet
+            .redeem_with_counter(node::now_ms(), again)
+            .await
+            .expect("redeem")
+            .value;
+        assert!(
+            answer
+                .results
+                .iter()
+                .all(|r| r.result == "success" && r.amount == 0),
+            "{answer:?}"
+        );
+        assert_eq!(
+            agent_wallet.balance().await.expect("b").balance,
+            contract_price + paid as i64
+        );
+    }
+}
