@@ -117,7 +117,7 @@ async fn audit_slot(
         let leaves = protocol::merkle::leaf_count_for(roots.shard_len);
         let leaf = random_below(leaves)?;
         let name = format!("p-{pack}-{i}");
-        let what = match repo.agent(i).audit(&slot.contract, &name, leaf).await {
+        let what = match repo.audit_paying(i, &name, leaf).await {
             Ok(answer)
                 if answer.leaf_count == leaves
                     && clients::agent::verify_audit(&answer, root, leaf) =>

@@ -237,6 +237,9 @@ pub struct Repo {
     pub index: Index,
     pub buyer: Arc<KeyPair>,
     pub wallet: IssuerClient,
+    /// Pays each charged request with paywords from the wallet's chains (`<key>.chains/`),
+    /// so agents that take them never answer `402`; `None` when `BACKUP_PAYWORDS=0`.
+    pub words: Option<clients::paywords::PaywordPayer>,
     pub http: reqwest::Client,
     agents: Vec<Arc<AgentClient>>,
     /// Slots whose agent did not answer a sharded write: later writes skip them, and their
@@ -361,6 +364,12 @@ impl Listing {
     }
 }
 
+/// Whether to pay agents by payword: yes unless `BACKUP_PAYWORDS=0` (then every charge is
+/// an LCP transfer to the contract, as before paywords).
+pub fn paywords_on() -> bool {
+    std::env::var("BACKUP_PAYWORDS").map_or(true, |v| v != "0")
+}
+
 impl Repo {
     pub fn new(
         dir: &Path,
@@ -371,6 +380,13 @@ impl Repo {
     ) -> Repo {
         let buyer = payer.key.clone();
         let wallet = payer.client(&http, &config.issuer_url);
+        let words = paywords_on().then(|| {
+            clients::paywords::PaywordPayer::new(
+                buyer.clone(),
+                clients::wallet::Wallet::beside_key(&payer.path),
+                wallet.clone(),
+            )
+        });
         let agents = config
             .slots
             .iter()
@@ -390,6 +406,7 @@ impl Repo {
             index,
             buyer,
             wallet,
+            words,
             http,
             agents,
             unwritten: Default::default(),
@@ -436,7 +453,7 @@ impl Repo {
         let name = config_name(&self.config.repository);
         for (i, agent) in self.agents.iter().enumerate() {
             let contract = &self.config.slots[i].contract;
-            if let Ok(sealed) = get_paying(agent, contract, &name, None).await {
+            if let Ok(sealed) = get_paying(agent, contract, &name, None, None).await {
                 return self.keys.open(&sealed).map(drop).map_err(|_| {
                     Error::WrongKey("it does not open the repository's config".into())
                 });
@@ -481,11 +498,12 @@ impl Repo {
         for c in holders {
             let agent = AgentClient::new(http.clone(), &c.endpoint, buyer.clone());
             let attempt = async {
-                let key_bytes = get_paying(&agent, &c.id, &key_obj, None).await?;
+                let key_bytes = get_paying(&agent, &c.id, &key_obj, None, None).await?;
                 let key: KeyFile = serde_json::from_slice(&key_bytes)
                     .map_err(|e| Error::Corrupt(format!("key file: {e}")))?;
                 let keys = secret.keys(&key, repository)?;
-                let sealed = get_paying(&agent, &c.id, &config_name(repository), None).await?;
+                let sealed =
+                    get_paying(&agent, &c.id, &config_name(repository), None, None).await?;
                 let plain = keys.open(&sealed).map_err(|e| match secret {
                     Secret::Key(_) => {
                         Error::WrongKey("it does not open the repository's config".into())

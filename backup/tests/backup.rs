@@ -757,3 +757,55 @@ fn nix_uid_is_root() -> bool {
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
+
+/// The agents' count of `402 payment_required` answers and of requests paid by paywords,
+/// summed over the running agents (`/metrics`, read from loopback: the owner's).
+fn payment_counts(net: &devnet::Devnet) -> (u64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let (mut asked, mut by_words) = (0, 0);
+        for a in net.agents.iter().filter(|a| a.running()) {
+            let text = http
+                .get(format!("{}/metrics", a.url))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            let value = |name: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no {name} in {text}"))
+            };
+            asked += value("agent_payment_required_total ");
+            by_words += value("agent_payword_payments_total ");
+        }
+        (asked, by_words)
+    })
+}
+
+/// Issue 15: paid by paywords, a backup and its restore cost the agents no `402` at all (no
+/// transfer and no wait for a deposit per charge), and the wallet holds the chain.
+#[test]
+fn a_backup_and_restore_paid_only_by_paywords_answer_no_402() {
+    let (tmp, net, cli) = network(6);
+    let home = tmp.path().join("config");
+    cli.init(&home, &[]);
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    std::fs::write(src.join("big.bin"), noise(3 << 20, 77)).expect("write");
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "src", &src);
+    let (asked, by_words) = payment_counts(&net);
+    assert_eq!(asked, 0, "the agents asked for payment {asked} times");
+    assert!(by_words > 0, "the writes and reads were paid by paywords");
+    let chains = std::fs::read_dir(format!("{}.chains", cli.wallet.display()))
+        .expect("the wallet keeps its chains beside the key")
+        .count();
+    assert!(chains >= 1);
+}

@@ -128,10 +128,15 @@ fn half_write_an_index(repo: &Repo, from: &str) -> String {
         repo.prepay_all(10_000).await.expect("prepay");
         for i in 0..3 {
             let contract = &repo.config.slots[i].contract;
-            let shard =
-                backup::repo::get_paying(repo.agent(i), contract, &format!("{from}-{i}"), None)
-                    .await
-                    .expect("read shard");
+            let shard = backup::repo::get_paying(
+                repo.agent(i),
+                contract,
+                &format!("{from}-{i}"),
+                None,
+                None,
+            )
+            .await
+            .expect("read shard");
             repo.agent(i)
                 .put(contract, &format!("{copy}-{i}"), shard)
                 .await

@@ -176,6 +176,19 @@ impl AgentClient {
         self.signed.query(&format!("/v1/contracts/{id}"), 0).await
     }
 
+    /// [`AgentClient::contract`] carrying paywords, which the agent credits to the contract
+    /// first: paying ahead by payword, with no transfer and no wait for a deposit.
+    pub async fn contract_paid(
+        &self,
+        id: &str,
+        payment: Option<&PaywordPayment>,
+    ) -> Result<ContractView, ClientError> {
+        let headers = payment.map(PaywordPayment::headers).unwrap_or_default();
+        self.signed
+            .query_with_headers(&format!("/v1/contracts/{id}"), &headers)
+            .await
+    }
+
     pub async fn put(
         &self,
         id: &str,

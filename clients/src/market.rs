@@ -148,6 +148,7 @@ impl MarketClient {
                 status: 409,
                 code: body.error.code,
                 message: body.error.message,
+                details: body.error.details,
             }),
             Err(e) => Err(ClientError::Decode(e.to_string())),
         }

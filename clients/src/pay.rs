@@ -22,6 +22,8 @@ use node::client::ClientError;
 use protocol::EntityId;
 
 use crate::issuer::IssuerClient;
+use crate::paywords::{PaywordPayer, PaywordPayment};
+use crate::wallet::WalletError;
 
 /// The stable code of an agent's `402`: the contract's credit does not cover the request.
 pub const PAYMENT_REQUIRED: &str = "payment_required";
@@ -119,6 +121,59 @@ where
     }
 }
 
+/// Send a charged request paid by paywords, falling back on the transfer and its wait.
+///
+/// - With a `payer` and a known `charge`, the first request carries words for the charge
+///   (no `402` at all from an agent that takes paywords).
+/// - Without a known charge, or when the words did not cover it, a `402` that says what is
+///   due is paid in words at once and the request sent again (one round trip, no waiting
+///   for a deposit).
+/// - An agent that still answers `402` (it does not take paywords) is paid by `fallback`
+///   the old way ([`pay_on_402`]).
+///
+/// `request` gets the payment to attach (`None`: none) and is called for every attempt.
+/// A failure to make words (no funds for a new chain) is the caller's, via `words_failed`.
+pub async fn pay_with_words<T, E, R, RF, P, PF>(
+    payer: Option<&PaywordPayer>,
+    vendor: &EntityId,
+    charge: Option<u64>,
+    mut request: R,
+    fallback: Option<P>,
+    words_failed: fn(WalletError) -> E,
+) -> Result<T, Failure<E>>
+where
+    R: FnMut(Option<PaywordPayment>) -> RF,
+    RF: Future<Output = Result<T, Failure<E>>>,
+    P: FnOnce() -> PF,
+    PF: Future<Output = Result<(), E>>,
+{
+    if let Some(payer) = payer {
+        let first = match charge {
+            Some(c) => payer
+                .pay(vendor, c)
+                .await
+                .map_err(|e| Failure::Caller(words_failed(e)))?,
+            None => None,
+        };
+        match request(first).await {
+            Err(Failure::Agent(e)) if payment_required(&e) => {
+                if let Some(due) = e.amount_due() {
+                    let more = payer
+                        .pay(vendor, due)
+                        .await
+                        .map_err(|e| Failure::Caller(words_failed(e)))?;
+                    match request(more).await {
+                        Err(Failure::Agent(e)) if payment_required(&e) => {}
+                        other => return other,
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
+    pay_on_402(|| request(None), fallback).await
+}
+
 /// Pay `amount` to `agent` for contract `contract` (an LCP transfer whose transaction id is
 /// the contract id, which the agent credits to that contract).
 pub async fn top_up(
@@ -143,6 +198,7 @@ mod tests {
             status: 402,
             code: PAYMENT_REQUIRED.into(),
             message: "payment required".into(),
+            details: None,
         }
     }
 
@@ -216,6 +272,7 @@ mod tests {
                     status: 409,
                     code: "block_full".into(),
                     message: "full".into(),
+                    details: None,
                 })))
             },
             Some(pay),

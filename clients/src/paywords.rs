@@ -13,11 +13,14 @@ use crate::issuer::IssuerClient;
 use crate::wallet::{self, Wallet, WalletError, BLOCK_WORDS_DEFAULT};
 
 /// Words in a chain the payer buys on its own, unless told otherwise: at one minor unit a
-/// word, 100,000 units held in escrow until spent or expired.
+/// word, 100,000 units held in escrow until spent or expired (and never more than half of
+/// the wallet's balance, see [`PaywordPayer::pay`]).
 pub const AUTO_CHAIN_WORDS_DEFAULT: u64 = 100_000;
 /// A chain is used only while it has at least this long to live (vendors redeem before
 /// expiry; words given too late might not be redeemed in time).
 pub const CHAIN_MARGIN_S: i64 = 3_600;
+/// Choices of a chain one payment makes at most (see [`PaywordPayer::pay`]).
+const PAY_TRIES_MAX: u32 = 3;
 
 /// One request's payment: the `LCP-Payword` and `LCP-Touchstone` headers.
 #[derive(Debug, Clone)]
@@ -49,6 +52,11 @@ pub struct PaywordPayer {
     pub block_words: u64,
     /// Words in a chain bought automatically (at one minor unit each).
     pub chain_words: u64,
+    /// One payment at a time in this process: choosing a chain, buying one when none is
+    /// left and taking its words are one step, so concurrent writes neither pick the same
+    /// last words nor buy two chains at once. (Other processes are kept apart by the
+    /// wallet's file locks; a word is never given twice either way.)
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PaywordPayer {
@@ -59,6 +67,7 @@ impl PaywordPayer {
             issuer,
             block_words: BLOCK_WORDS_DEFAULT,
             chain_words: AUTO_CHAIN_WORDS_DEFAULT,
+            turn: Arc::default(),
         }
     }
 
@@ -76,6 +85,24 @@ impl PaywordPayer {
         if amount == 0 {
             return Ok(None);
         }
+        let _turn = self.turn.lock().await;
+        // Another process may take the chain's last words between the choice and the
+        // payment: then choose again (a new chain is bought the second time at the latest).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.pay_once(vendor, amount).await {
+                Err(WalletError::Exhausted { .. }) if tries < PAY_TRIES_MAX => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn pay_once(
+        &self,
+        vendor: &EntityId,
+        amount: u64,
+    ) -> Result<Option<PaywordPayment>, WalletError> {
         let issuer = self.issuer.signed().audience().await?.clone();
         let (w, v) = (self.wallet.clone(), vendor.to_string());
         let now = node::now_s();
@@ -92,8 +119,12 @@ impl PaywordPayer {
         let file = match found {
             Some(f) => f,
             None => {
+                // At most half of what the wallet holds goes into escrow, so buying contracts
+                // (transfers) still works; never less than this charge.
+                let balance = self.issuer.balance().await?.balance.max(0).unsigned_abs();
                 let length = self
                     .chain_words
+                    .min(balance / 2)
                     .max(amount)
                     .min(protocol::payword::CHAIN_LENGTH_MAX);
                 if length < amount {

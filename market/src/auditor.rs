@@ -421,6 +421,7 @@ pub async fn ask(
             status: 429,
             code,
             message,
+            ..
         })) => Answer::Deferred(format!("{code}: {message}")),
         Ok(Err(ClientError::Api { status, code, .. })) => Answer::Refused { status, code },
         Ok(Err(ClientError::Unreachable { url, message })) => {

@@ -25,6 +25,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// The error body's `details`, when it has any (e.g. a `402`'s `amount_due`).
+        details: Option<serde_json::Value>,
     },
     #[error("the server's answer could not be understood: {0}")]
     Decode(String),
@@ -41,6 +43,16 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// What a `402 payment_required` says is due, when it says.
+    pub fn amount_due(&self) -> Option<u64> {
+        match self {
+            ClientError::Api {
+                details: Some(d), ..
+            } => d["amount_due"].as_u64(),
             _ => None,
         }
     }
@@ -246,6 +258,18 @@ impl SignedClient {
         decode(resp).await
     }
 
+    /// [`SignedClient::query`] with more headers (a payment's, say).
+    pub async fn query_with_headers<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .send("GET", path_and_query, Vec::new(), None, headers, 0)
+            .await?;
+        decode(resp).await
+    }
+
     /// A signed query with a JSON body (e.g. an audit challenge sent with POST).
     pub async fn query_json<T: DeserializeOwned>(
         &self,
@@ -412,11 +436,13 @@ fn api_error(status: u16, bytes: &[u8]) -> ClientError {
             status,
             code: b.error.code,
             message: b.error.message,
+            details: b.error.details,
         },
         Err(_) => ClientError::Api {
             status,
             code: "http_error".into(),
             message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+            details: None,
         },
     }
 }

@@ -127,6 +127,11 @@ pub struct Agent {
     standing: Mutex<Option<MarketStanding>>,
     /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
     currencies: Mutex<HashMap<String, protocol::ledger::Currency>>,
+    /// Requests answered `402 payment_required` (for `/metrics`: a buyer paying by words
+    /// should cause none).
+    pub payments_asked: std::sync::atomic::AtomicU64,
+    /// Requests whose paywords added credit.
+    pub payword_payments: std::sync::atomic::AtomicU64,
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -174,6 +179,8 @@ impl Agent {
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
             currencies: Mutex::new(HashMap::new()),
+            payments_asked: std::sync::atomic::AtomicU64::new(0),
+            payword_payments: std::sync::atomic::AtomicU64::new(0),
             seen_reads: SeenReads::new(),
             free_audits: Mutex::new(HashMap::new()),
             read_cache: Arc::new(ReadCache {
@@ -237,6 +244,14 @@ impl Agent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Count what a request was refused with (see [`Agent::payments_asked`]).
+    pub fn note_refusal(&self, e: &Error) {
+        if matches!(e, Error::PaymentRequired { .. }) {
+            self.payments_asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub fn note_error(&self, message: String) {

@@ -67,6 +67,24 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
             )
         })
         .collect();
+    let holdings = agent.payword_holdings().await?;
+    let paywords: String = if holdings.is_empty() {
+        "<tr><td colspan=5>No paywords yet: buyers paying by payword show here.</td></tr>".into()
+    } else {
+        holdings
+            .iter()
+            .map(|h| {
+                format!(
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class=pending>{}</td><td>{}</td></tr>",
+                    esc(&h.issuer),
+                    esc(&agent.show_amount(&h.issuer, h.accepted)),
+                    esc(&agent.show_amount(&h.issuer, h.redeemed)),
+                    esc(&agent.show_amount(&h.issuer, h.pending)),
+                    h.chains
+                )
+            })
+            .collect()
+    };
     let errors: String = if s.recent_errors.is_empty() {
         "<li>none</li>".into()
     } else {
@@ -99,6 +117,8 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left;
  <div class="card">Audits answered<b id="audits">{audits}</b></div>
 </div>
 <h2>Payments received</h2><p>Contract prices and the credit buyers paid ahead (some of it not yet used), per currency.</p><ul id="earnings">{earnings}</ul>
+<h2>Paywords</h2><p>Words buyers paid with (no issuer involved), what the issuers paid for them so far, and what is still to redeem, per currency.</p>
+<table id="paywords"><tr><th>issuer</th><th>held</th><th>redeemed</th><th>pending</th><th>chains</th></tr>{paywords}</table>
 <h2>Reliability</h2><p id="reliability">{reliability}</p>
 <h2>Contracts</h2>
 <table id="contracts"><tr><th>id</th><th>status</th><th>used / block</th><th>objects</th><th>credit</th><th>ends</th></tr>{rows}</table>

@@ -81,6 +81,7 @@ fn key_of(req: &HttpRequest, v: &VerifiedRequest) -> String {
 fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> HttpResponse {
     let settle = result.as_ref().ok().and_then(|a| a.settle);
     if let Err(e) = &result {
+        agent.note_refusal(e);
         if e.internal() {
             agent.note_error(e.to_string());
         }
@@ -102,7 +103,11 @@ async fn descriptor(agent: State) -> HttpResponse {
     service::descriptor(
         "storage-agent",
         agent.key.entity(),
-        serde_json::json!({ "endpoint": agent.endpoint() }),
+        serde_json::json!({
+            "endpoint": agent.endpoint(),
+            // Charged requests take LCP-Payword (DESIGN 10).
+            "paywords": true,
+        }),
     )
 }
 
@@ -117,6 +122,18 @@ async fn metrics(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> 
         .gauge("agent_contracts_pending", s.contracts_pending)
         .gauge("agent_objects", s.objects)
         .counter("agent_audits_answered_total", s.audits_answered)
+        .counter(
+            "agent_payment_required_total",
+            agent
+                .payments_asked
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .counter(
+            "agent_payword_payments_total",
+            agent
+                .payword_payments
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
         .labelled(
             "agent_income_total",
             "counter",
@@ -163,6 +180,10 @@ async fn get_contract(
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Query)?;
+    // Words sent with the view credit the contract: how a buyer pays ahead by payword.
+    agent
+        .take_payword(&path, &v.entity, &PaywordHeaders::of(&req))
+        .await?;
     Ok(HttpResponse::Ok().json(agent.contract(&path, &v.entity).await?))
 }
 
@@ -304,12 +325,16 @@ async fn get_object(
     let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Command)?;
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
-    agent
-        .take_payword(&id, &v.entity, &PaywordHeaders::of(&req))
-        .await?;
-    let read = agent
-        .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range)
-        .await?;
+    let read = async {
+        agent
+            .take_payword(&id, &v.entity, &PaywordHeaders::of(&req))
+            .await?;
+        agent
+            .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range)
+            .await
+    }
+    .await
+    .inspect_err(|e| agent.note_refusal(e))?;
     Ok(bytes_response(range.is_some(), read))
 }
 
@@ -402,7 +427,10 @@ async fn audit(
             .take_payword(&path, who, &PaywordHeaders::of(&req))
             .await?;
     }
-    let answer = agent.audit(&path, who, counted, &a.object, a.leaf).await;
+    let answer = agent
+        .audit(&path, who, counted, &a.object, a.leaf)
+        .await
+        .inspect_err(|e| agent.note_refusal(e));
     match answer {
         Ok(a) => Ok(HttpResponse::Ok().json(a)),
         Err(e @ Error::RateLimited { retry_after_s }) => Ok(HttpResponse::TooManyRequests()

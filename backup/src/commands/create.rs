@@ -448,9 +448,12 @@ async fn create_locked(
         .filter(|(_, n)| n.link.is_none())
         .map(|(_, n)| n.size)
         .sum();
-    // Bulk credit for the expected writes: shards of about total / k on each slot.
-    let per_slot = total / repo.k() as u64 + (1 << 20);
-    repo.prepay(per_slot, |s| s.write_per_kib).await?;
+    // Bulk credit for the expected writes: shards of about total / k on each slot. Paying by
+    // payword, each write carries the words for its own charge instead.
+    if repo.words.is_none() {
+        let per_slot = total / repo.k() as u64 + (1 << 20);
+        repo.prepay(per_slot, |s| s.write_per_kib).await?;
+    }
 
     let mut summary = CreateSummary {
         snapshot: String::new(),

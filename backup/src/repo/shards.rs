@@ -12,6 +12,7 @@ pub struct Reader {
     agents: Vec<Arc<AgentClient>>,
     slots: Vec<Slot>,
     wallet: IssuerClient,
+    words: Option<clients::paywords::PaywordPayer>,
     k: usize,
     m: usize,
     /// Slots whose agent did not answer a read: later reads go straight to the rebuilding
@@ -47,6 +48,7 @@ impl Reader {
                     &slot.contract,
                     &format!("{name}-{i}"),
                     Some((&self.wallet, slot)),
+                    self.words.as_ref(),
                 )
                 .await;
                 self.note_unreachable(i, &got);
@@ -96,7 +98,14 @@ impl Reader {
                 if self.down[i].load(Ordering::Relaxed) {
                     return None;
                 }
-                let got = get_paying_slot(a, &self.wallet, slot, &format!("{name}-{i}")).await;
+                let got = get_paying(
+                    a,
+                    &slot.contract,
+                    &format!("{name}-{i}"),
+                    Some((&self.wallet, slot)),
+                    self.words.as_ref(),
+                )
+                .await;
                 self.note_unreachable(i, &got);
                 got.ok()
             }
@@ -241,6 +250,7 @@ impl Repo {
             agents: self.agents.clone(),
             slots: self.config.slots.clone(),
             wallet: self.wallet.clone(),
+            words: self.words.clone(),
             k: self.k(),
             m: self.config.parity_shards,
             down: self.silent.clone(),
@@ -289,23 +299,30 @@ impl Repo {
         let slot = &self.config.slots[i];
         let len = first.len() as u64;
         let mut bytes = Some(first);
-        let put = clients::pay::pay_on_402(
-            || {
+        let charge = protocol::market::per_kib_charge(slot.write_per_kib, len).ok();
+        let vendor = slot_agent(slot)?;
+        let put = clients::pay::pay_with_words(
+            self.words.as_ref(),
+            &vendor,
+            charge,
+            |payment| {
                 let body = match bytes.take() {
                     Some(b) => Ok(b),
                     None => again(),
                 };
                 async move {
                     let body = body.map_err(Failure::Caller)?;
-                    Ok(agent.put(&slot.contract, name, body).await?)
+                    Ok(agent
+                        .put_paid(&slot.contract, name, body, payment.as_ref())
+                        .await?)
                 }
             },
             Some(|| async {
                 // Enough for this write and a few more like it.
-                let charge = protocol::market::per_kib_charge(slot.write_per_kib, len)
-                    .unwrap_or(u64::MAX / 8);
+                let charge = charge.unwrap_or(u64::MAX / 8);
                 top_up(&self.wallet, slot, charge.saturating_mul(8).max(1024)).await
             }),
+            words_failed,
         )
         .await;
         match put {
@@ -330,6 +347,43 @@ impl Repo {
             Err(Failure::Agent(e)) => {
                 Err(remote(format!("writing {name} to {}", slot.endpoint))(e))
             }
+        }
+    }
+
+    /// Audit leaf `leaf` of object `name` on slot `i`, paying when the agent charges (an
+    /// audit past the free one): in words for what it says is due, or by transfer.
+    pub async fn audit_paying(
+        &self,
+        i: usize,
+        name: &str,
+        leaf: u64,
+    ) -> Result<protocol::agent::AuditAnswer, ClientError> {
+        let slot = &self.config.slots[i];
+        let agent = &self.agents[i];
+        let vendor = slot_agent(slot).map_err(|e| ClientError::Config(e.to_string()))?;
+        let audit = |payment: Option<clients::paywords::PaywordPayment>| async move {
+            Ok(agent
+                .audit_paid(&slot.contract, name, leaf, payment.as_ref())
+                .await?)
+        };
+        let pay = || async {
+            top_up(&self.wallet, slot, 1024)
+                .await
+                .map_err(|e| ClientError::Config(e.to_string()))
+        };
+        let words_failed = |e: clients::wallet::WalletError| ClientError::Config(e.to_string());
+        match clients::pay::pay_with_words(
+            self.words.as_ref(),
+            &vendor,
+            None,
+            audit,
+            Some(pay),
+            words_failed,
+        )
+        .await
+        {
+            Ok(a) => Ok(a),
+            Err(Failure::Agent(e)) | Err(Failure::Caller(e)) => Err(e),
         }
     }
 
@@ -369,8 +423,22 @@ impl Repo {
             };
             let have = u64::try_from(credit).unwrap_or(0);
             let missing = amount_per_slot.saturating_sub(have);
-            if missing > 0 {
-                top_up(&self.wallet, slot, missing).await?;
+            if missing == 0 {
+                continue;
+            }
+            match &self.words {
+                // Words sent with a look at the contract credit it: no transfer, no wait.
+                Some(words) => {
+                    let payment = words
+                        .pay(&slot_agent(slot)?, missing)
+                        .await
+                        .map_err(words_failed)?;
+                    self.agents[i]
+                        .contract_paid(&slot.contract, payment.as_ref())
+                        .await
+                        .map_err(remote("paying a contract ahead by payword"))?;
+                }
+                None => top_up(&self.wallet, slot, missing).await?,
             }
         }
         Ok(())
@@ -414,6 +482,23 @@ impl Repo {
     }
 }
 
+/// The agent of a slot.
+fn slot_agent(slot: &Slot) -> Result<EntityId, Error> {
+    EntityId::parse(&slot.agent).map_err(|_| Error::Corrupt("slot agent id".into()))
+}
+
+/// The wallet could not make words (no chain left and no funds for one): said as what to do.
+fn words_failed(e: clients::wallet::WalletError) -> Error {
+    if e.to_string().contains("insufficient") {
+        Error::Io(format!(
+            "the wallet cannot buy paywords ({e}): fund it and run the command again; what is \
+             stored stays"
+        ))
+    } else {
+        Error::Io(format!("paying by payword: {e}"))
+    }
+}
+
 /// Pay `amount` to the slot's contract (LCP transfer with the contract id).
 async fn top_up(wallet: &IssuerClient, slot: &Slot, amount: u64) -> Result<(), Error> {
     let agent = EntityId::parse(&slot.agent).map_err(|_| Error::Corrupt("slot agent id".into()))?;
@@ -428,16 +513,6 @@ async fn top_up(wallet: &IssuerClient, slot: &Slot, amount: u64) -> Result<(), E
         ))),
         Err(e) => Err(remote("paying the agent")(e)),
     }
-}
-
-/// Read a whole object from `agent`, paying through `wallet` when asked.
-async fn get_paying_slot(
-    agent: &AgentClient,
-    wallet: &IssuerClient,
-    slot: &Slot,
-    name: &str,
-) -> Result<Vec<u8>, Error> {
-    get_paying(agent, &slot.contract, name, Some((wallet, slot))).await
 }
 
 /// The length and Merkle roots (protocol::merkle, as agents compute them) of one object's
@@ -476,8 +551,9 @@ pub async fn get_paying(
     contract: &str,
     name: &str,
     payer: Option<(&IssuerClient, &Slot)>,
+    words: Option<&clients::paywords::PaywordPayer>,
 ) -> Result<Vec<u8>, Error> {
-    let body = open_paying(agent, contract, name, payer).await?;
+    let body = open_paying(agent, contract, name, payer, words).await?;
     // No copy when the body is one buffer.
     body.bytes()
         .await
@@ -492,6 +568,7 @@ pub async fn open_paying(
     contract: &str,
     name: &str,
     payer: Option<(&IssuerClient, &Slot)>,
+    words: Option<&clients::paywords::PaywordPayer>,
 ) -> Result<reqwest::Response, Error> {
     let pay = payer.map(|(wallet, slot)| {
         move || async move {
@@ -500,12 +577,26 @@ pub async fn open_paying(
             top_up(wallet, slot, charge.max(1024)).await
         }
     });
-    let read = || async { Ok(agent.open(contract, name, None).await?) };
-    match clients::pay::pay_on_402(read, pay).await {
+    let read = |payment: Option<clients::paywords::PaywordPayment>| async move {
+        Ok(agent
+            .open_paid(contract, name, None, payment.as_ref())
+            .await?)
+    };
+    let vendor = agent_of(agent).await;
+    // Words only with a slot to pay (a read of the repository's key before the slots are
+    // known pays nothing), and a vendor id to give them to.
+    let words = words.filter(|_| payer.is_some() && vendor.is_some());
+    let vendor = vendor.unwrap_or_else(|| agent.signed().key().entity().clone());
+    match clients::pay::pay_with_words(words, &vendor, None, read, pay, words_failed).await {
         Ok(body) => Ok(body),
         Err(Failure::Caller(e)) => Err(e),
         Err(Failure::Agent(e)) => Err(remote(format!("reading {name}"))(e)),
     }
+}
+
+/// The agent's entity id (its descriptor's, learned once per client).
+async fn agent_of(agent: &AgentClient) -> Option<EntityId> {
+    agent.signed().audience().await.ok().cloned()
 }
 
 /// Rebuild from shards, trying subsets of `k` present shards (data shards first) until

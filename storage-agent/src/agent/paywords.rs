@@ -84,6 +84,8 @@ impl Agent {
             })
             .await?;
         if accepted.value > 0 {
+            self.payword_payments
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(contract = %row.id, words = accepted.words, value = accepted.value, "paywords accepted");
         }
         Ok(accepted.value)
