@@ -25,6 +25,8 @@ pub enum Error {
     UnknownView(String),
     #[error("the view has expired; buy another")]
     ViewExpired,
+    #[error("{0}")]
+    Payword(#[from] node::paywords::Refusal),
     #[error("piece {piece} does not match its declared SHA-256")]
     PieceMismatch { piece: u64 },
     #[error("the content is not completely uploaded yet: {missing} pieces missing")]
@@ -89,7 +91,9 @@ impl ServiceError for Error {
             Error::UnknownContent(_) | Error::UnknownView(_) => StatusCode::NOT_FOUND,
             Error::ViewExpired => StatusCode::GONE,
             Error::Incomplete { .. } => StatusCode::CONFLICT,
-            Error::PaymentRequired { .. } | Error::CannotPay { .. } => StatusCode::PAYMENT_REQUIRED,
+            Error::PaymentRequired { .. } | Error::CannotPay { .. } | Error::Payword(_) => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NoStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -111,6 +115,7 @@ impl ServiceError for Error {
             Error::PieceMismatch { .. } => "piece_mismatch",
             Error::Incomplete { .. } => "incomplete",
             Error::PaymentRequired { .. } => "payment_required",
+            Error::Payword(r) => r.code(),
             Error::CannotPay { .. } => "cannot_pay",
             Error::TooManyRequests { .. } => "too_many_requests",
             Error::NoStorage(_) => "no_storage",

@@ -108,6 +108,11 @@ pub struct Stats {
 /// eviction.
 type PieceCache = (HashMap<u64, Arc<OnceCell<Bytes>>>, VecDeque<u64>);
 
+/// Whether the gateway pays by payword: yes unless `CDN_PAYWORDS=0`.
+fn paywords_on() -> bool {
+    std::env::var("CDN_PAYWORDS").map_or(true, |v| v != "0")
+}
+
 pub struct Session {
     pub manifest: Manifest,
     pub view: ViewAnswer,
@@ -118,6 +123,10 @@ pub struct Session {
     pieces: Mutex<PieceCache>,
     pub stats: Mutex<Stats>,
     expires_s: i64,
+    /// Pays the publisher by payword (the view, or per piece); `None`: by transfer.
+    payer: Option<clients::paywords::PaywordPayer>,
+    /// Per-piece sales: the pieces paid for so far (at most the content's piece count).
+    paid_pieces: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 pub struct Gateway {
@@ -256,41 +265,95 @@ impl Gateway {
         // For people: the view's price and spend in the currency's units.
         let currency = clients::issuer::currency_at(&manifest.issuer_url).await;
         let show = |amount: u64| crate::page::show_amount(currency.as_ref(), amount);
-        if manifest.price_per_view > 0 {
-            let wallet = IssuerClient::from_key_file(
-                &manifest.issuer_url,
-                &self.options.wallet_key,
-                &ClientOptions::default(),
+        let wallet = IssuerClient::from_key_file(
+            &manifest.issuer_url,
+            &self.options.wallet_key,
+            &ClientOptions::default(),
+        )
+        .map_err(|e| Error::Upstream(e.to_string()))?;
+        let payer = paywords_on().then(|| {
+            clients::paywords::PaywordPayer::new(
+                self.key.clone(),
+                clients::wallet::Wallet::beside_key(&self.options.wallet_key),
+                wallet.clone(),
             )
-            .map_err(|e| Error::Upstream(e.to_string()))?;
-            match wallet
-                .transfer(&publisher, manifest.price_per_view, Some(&view))
+        });
+        let body = serde_json::to_vec(&BuyView {
+            content: content.to_owned(),
+            view: view.clone(),
+        })
+        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        // By payword: the view's words go with the purchase, which the publisher checks on its
+        // own (no deposit to wait for). A publisher that does not take them is paid below.
+        // A publisher selling per piece sells the view itself for nothing.
+        let per_piece = self
+            .publisher
+            .descriptor()
+            .await
+            .map(|d| d["price_per_piece"].as_u64().unwrap_or(0) > 0)
+            .unwrap_or(false);
+        let view_price = if per_piece {
+            0
+        } else {
+            manifest.price_per_view
+        };
+        let mut bought = None;
+        if let (Some(payer), true) = (&payer, view_price > 0) {
+            let payment =
+                payer
+                    .pay(&publisher, view_price)
+                    .await
+                    .map_err(|e| Error::CannotPay {
+                        price: view_price,
+                        shown: show(view_price),
+                        reason: e.to_string(),
+                    })?;
+            let headers = payment
+                .as_ref()
+                .map(clients::paywords::PaywordPayment::headers)
+                .unwrap_or_default();
+            match self
+                .publisher
+                .command_with_headers::<ViewAnswer>(
+                    "POST",
+                    "/v1/views",
+                    body.clone(),
+                    "application/json",
+                    self.counters.next(),
+                    &headers,
+                )
                 .await
             {
+                Ok(a) => bought = Some(a.value),
+                Err(e) if clients::pay::payment_required(&e) => {}
+                Err(e) => return Err(from_publisher(e)),
+            }
+        }
+        if bought.is_none() && view_price > 0 {
+            match wallet.transfer(&publisher, view_price, Some(&view)).await {
                 Ok(_) => {}
                 Err(ClientError::Api { code, message, .. })
                     if code == "insufficient_funds" || code == "not_found" =>
                 {
                     return Err(Error::CannotPay {
-                        price: manifest.price_per_view,
-                        shown: show(manifest.price_per_view),
+                        price: view_price,
+                        shown: show(view_price),
                         reason: message,
                     });
                 }
                 Err(e) => return Err(Error::Upstream(format!("paying the publisher: {e}"))),
             }
         }
-        let body = serde_json::to_vec(&BuyView {
-            content: content.to_owned(),
-            view,
-        })
-        .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-        let answer: ViewAnswer = self
-            .publisher
-            .command("POST", "/v1/views", body, self.counters.next())
-            .await
-            .map_err(from_publisher)?
-            .value;
+        let answer: ViewAnswer = match bought {
+            Some(a) => a,
+            None => {
+                self.publisher
+                    .command("POST", "/v1/views", body, self.counters.next())
+                    .await
+                    .map_err(from_publisher)?
+                    .value
+            }
+        };
         self.count_publisher(&answer);
         let expires_s = protocol::market::parse_rfc3339(&answer.expires_at).unwrap_or(0);
         tracing::info!(content, view = %answer.view, paid = answer.paid, "bought a view");
@@ -310,6 +373,8 @@ impl Gateway {
             instructing: Default::default(),
             pieces: Default::default(),
             expires_s,
+            payer,
+            paid_pieces: Default::default(),
         })
     }
 
@@ -403,7 +468,8 @@ impl Gateway {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty();
-        let window = if first {
+        // Sold per piece, the windows stay small: a viewer pays for little it does not watch.
+        let window = if first || s.view.price_per_piece > 0 {
             FIRST_WINDOW_PIECES
         } else {
             WINDOW_PIECES
@@ -469,17 +535,48 @@ impl Gateway {
     ) -> Result<Vec<PieceInstructions>, Error> {
         let body = serde_json::to_vec(&InstructionsRequest { from, count })
             .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        // Per-piece sales: the words for this window's pieces not paid yet.
+        let price = s.view.price_per_piece;
+        let unpaid: Vec<u64> = if price > 0 {
+            let paid = s.paid_pieces.lock().unwrap_or_else(|p| p.into_inner());
+            (from..from + count).filter(|i| !paid.contains(i)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut headers = Vec::new();
+        if let (Some(payer), false) = (&s.payer, unpaid.is_empty()) {
+            let publisher = self.publisher.audience().await.map_err(from_publisher)?;
+            let due = (unpaid.len() as u64).saturating_mul(price);
+            if let Some(p) = payer
+                .pay(publisher, due)
+                .await
+                .map_err(|e| Error::Upstream(format!("paying for pieces: {e}")))?
+            {
+                headers = p.headers();
+            }
+        }
         let v: Instructions = self
             .publisher
-            .command(
+            .command_with_headers(
                 "POST",
                 &format!("/v1/views/{}/pieces", s.view.view),
                 body,
+                "application/json",
                 self.counters.next(),
+                &headers,
             )
             .await
             .map_err(from_publisher)?
             .value;
+        if !unpaid.is_empty() {
+            let added = price.saturating_mul(unpaid.len() as u64);
+            s.paid_pieces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(unpaid);
+            let mut stats = s.stats.lock().unwrap_or_else(|p| p.into_inner());
+            stats.spend = stats.spend.saturating_add(added);
+        }
         self.count_publisher(&v);
         Ok(v.pieces)
     }

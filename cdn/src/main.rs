@@ -56,6 +56,14 @@ enum Cmd {
         /// Seconds between scaling rounds
         #[arg(long, default_value_t = PublisherOptions::default().scale_interval_s)]
         scale_interval_s: u64,
+        /// Sell pieces as they are watched, at this price each in minor units (paid by
+        /// payword with each window of instructions), instead of whole views at the content's
+        /// price; 0 sells whole views
+        #[arg(long, default_value_t = 0)]
+        price_per_piece: u64,
+        /// How often viewers' paywords due for redemption are looked at, in milliseconds
+        #[arg(long, default_value_t = PublisherOptions::default().payword_redeem_interval_ms)]
+        payword_redeem_interval_ms: u64,
         /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -174,6 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hot_reads_per_replica,
             cold_after_s,
             scale_interval_s,
+            price_per_piece,
+            payword_redeem_interval_ms,
             tls_cert,
             tls_key,
         } => {
@@ -197,6 +207,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     hot_reads_per_replica,
                     cold_after_s,
                     scale_interval_s,
+                    price_per_piece,
+                    payword_redeem_interval_ms,
+                    ..PublisherOptions::default()
                 },
                 tls,
             })

@@ -35,6 +35,7 @@ mod placement;
 mod scaling;
 mod selling;
 mod status;
+mod words;
 
 /// Most pieces one instructions request may cover.
 pub const WINDOW_PIECES_MAX: u64 = 32;
@@ -69,6 +70,14 @@ pub struct PublisherOptions {
     /// Extra replicas of content without demand for this long lapse.
     pub cold_after_s: u64,
     pub scale_interval_s: u64,
+    /// Sell pieces as they are watched at this price each (minor units), instead of whole
+    /// views at the content's price (`cdn serve --price-per-piece`); 0: per view.
+    pub price_per_piece: u64,
+    /// Paywords (DESIGN 10): what one viewer may owe in words not yet redeemed.
+    pub payword_unredeemed_max: u64,
+    /// Redeem viewers' paywords once they are worth this much (and at shutdown).
+    pub payword_redeem_threshold: u64,
+    pub payword_redeem_interval_ms: u64,
 }
 
 impl Default for PublisherOptions {
@@ -80,6 +89,10 @@ impl Default for PublisherOptions {
             hot_reads_per_replica: 20,
             cold_after_s: 300,
             scale_interval_s: 30,
+            price_per_piece: 0,
+            payword_unredeemed_max: node::paywords::UNREDEEMED_PER_PAYER_MAX_DEFAULT,
+            payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,
+            payword_redeem_interval_ms: 60_000,
         }
     }
 }
@@ -151,6 +164,10 @@ struct ViewRow {
     #[allow(dead_code)]
     created_s: i64,
     expires_s: i64,
+    /// Per-piece sales: the pieces paid so far, a JSON list of `[start, end)` (read where it
+    /// is charged, `words::charge_pieces`).
+    #[allow(dead_code)]
+    pieces_paid: String,
 }
 
 pub use node::now_s;
@@ -174,6 +191,8 @@ pub struct Publisher {
     http: reqwest::Client,
     market: MarketClient,
     wallet: IssuerClient,
+    /// Pays agents by payword (the publisher's chains beside its key); `None`: transfers.
+    words: Option<clients::paywords::PaywordPayer>,
     pub currency: EntityId,
     pub issuer_url: String,
     options: PublisherOptions,
@@ -200,11 +219,13 @@ impl Publisher {
         http: reqwest::Client,
         market_url: &str,
         wallet: IssuerClient,
+        words: Option<clients::paywords::PaywordPayer>,
         currency: EntityId,
         issuer_url: String,
         options: PublisherOptions,
     ) -> Publisher {
         Publisher {
+            words,
             market: MarketClient::new(http.clone(), market_url, key.clone()),
             key,
             db,

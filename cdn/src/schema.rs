@@ -46,6 +46,7 @@ diesel::table! {
         paid -> BigInt,
         created_s -> BigInt,
         expires_s -> BigInt,
+        pieces_paid -> Text,
     }
 }
 

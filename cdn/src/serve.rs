@@ -34,9 +34,34 @@ pub struct RunningPublisher {
     _dir_lock: node::datadir::DirLock,
 }
 
+/// Longest the publisher waits at shutdown for its issuer to redeem the viewers' paywords.
+pub const SHUTDOWN_REDEEM_WAIT_MS_MAX: u64 = 5_000;
+
 impl RunningPublisher {
+    /// Serve until SIGINT/SIGTERM, then redeem the paywords still held.
     pub fn wait(self) -> std::io::Result<()> {
-        self.http.wait()
+        let publisher = self.publisher.clone();
+        let served = self.http.wait();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let client = node::client::SignedClient::new(
+                reqwest::Client::new(),
+                &publisher.issuer_url,
+                publisher.key.clone(),
+            );
+            let counter = node::client::ClockCounter::default().next();
+            let redeemed = tokio::time::timeout(
+                Duration::from_millis(SHUTDOWN_REDEEM_WAIT_MS_MAX),
+                publisher.redeem_words(&client, counter, true),
+            )
+            .await;
+            if !matches!(redeemed, Ok(Ok(_))) {
+                tracing::warn!("paywords not redeemed at shutdown: kept for after the restart");
+            }
+        });
+        served
     }
 }
 
@@ -125,12 +150,21 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         Some(CounterStore::beside_key(&key_path)),
     );
     let every = Duration::from_secs(options.publisher.scale_interval_s.max(1));
+    // Agents are paid by payword unless CDN_PAYWORDS=0 (then by transfer, as before).
+    let words = (std::env::var("CDN_PAYWORDS").map_or(true, |v| v != "0")).then(|| {
+        clients::paywords::PaywordPayer::new(
+            key.clone(),
+            clients::wallet::Wallet::beside_key(&key_path),
+            wallet.clone(),
+        )
+    });
     let publisher = Arc::new(Publisher::new(
         key,
         database,
         http_client,
         &options.market,
         wallet,
+        words,
         currency,
         issuer_url,
         options.publisher.clone(),
@@ -144,6 +178,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         0,
         move |cfg| crate::server::routes(cfg, for_routes.clone()),
         move || {
+            actix_web::rt::spawn(redeem_loop(for_tasks.clone()));
             actix_web::rt::spawn(scale_loop(for_tasks, every));
         },
     )?;
@@ -153,6 +188,26 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         http,
         _dir_lock: dir_lock,
     })
+}
+
+/// Redeem viewers' paywords when due and follow the issuer's fraud proofs, forever.
+async fn redeem_loop(publisher: Arc<Publisher>) {
+    let client = node::client::SignedClient::new(
+        reqwest::Client::new(),
+        &publisher.issuer_url,
+        publisher.key.clone(),
+    );
+    let counters = node::client::ClockCounter::default();
+    let every = Duration::from_millis(publisher.options().payword_redeem_interval_ms.max(1));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = publisher
+            .redeem_words(&client, counters.next(), false)
+            .await
+        {
+            tracing::warn!(error = %e, "payword redemption");
+        }
+    }
 }
 
 async fn scale_loop(publisher: Arc<Publisher>, every: Duration) {

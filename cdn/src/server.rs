@@ -79,7 +79,13 @@ async fn descriptor(p: State) -> HttpResponse {
     service::descriptor(
         "cdn",
         p.key.entity(),
-        serde_json::json!({"currency": p.currency, "issuer_url": p.issuer_url}),
+        serde_json::json!({
+            "currency": p.currency,
+            "issuer_url": p.issuer_url,
+            // Sold per piece (paid with each window of instructions), or per view when 0.
+            "price_per_piece": p.options().price_per_piece,
+            "paywords": true,
+        }),
     )
 }
 
@@ -165,7 +171,8 @@ async fn buy_view(
     let (bytes, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
         let b: BuyView = service::parse_json::<_, Error>(&bytes)?;
-        answer(&p.buy_view(&v.entity, &b.content, &b.view).await?)
+        let words = node::paywords::PaywordHeaders::of(&req);
+        answer(&p.buy_view(&v.entity, &b.content, &b.view, &words).await?)
     }
     .await;
     Ok(service::signed_result(&p.key, &v, result))
@@ -180,7 +187,10 @@ async fn instructions(
     let (bytes, v) = command(&req, payload, BODY_BYTES_MAX, &p).await?;
     let result = async {
         let w: InstructionsRequest = service::parse_json::<_, Error>(&bytes)?;
-        let pieces = p.instructions(&v.entity, &path, w.from, w.count).await?;
+        let words = node::paywords::PaywordHeaders::of(&req);
+        let pieces = p
+            .instructions(&v.entity, &path, w.from, w.count, &words)
+            .await?;
         answer(&Instructions { pieces })
     }
     .await;

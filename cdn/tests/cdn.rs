@@ -98,6 +98,17 @@ async fn viewer(net: &Devnet, dir: &Path, name: &str, amount: u64) -> PathBuf {
     path
 }
 
+/// The value of the words the wallet beside `key` has not given out yet (its chains' escrow
+/// still its own: returned at expiry if never spent).
+fn words_left(key: &Path) -> i64 {
+    clients::wallet::Wallet::beside_key(key)
+        .chains()
+        .expect("chains")
+        .iter()
+        .map(|c| c.summary(node::now_s()).value_left as i64)
+        .sum()
+}
+
 async fn balance(net: &Devnet, key: &Path) -> i64 {
     IssuerClient::from_key_file(&net.issuer.url, key, &ClientOptions::default())
         .expect("wallet")
@@ -463,12 +474,23 @@ async fn publish_stream_pay_verify_and_fail_over() {
         fetched = now;
     }
 
-    // One view was bought, once, for the per-view price.
+    // One view was bought, once, for the per-view price: by payword, so the wallet's balance
+    // fell by the chain's escrow and the words not given out are still the viewer's.
     let after = balance(&net, &wallet).await;
     assert_eq!(
-        before - after,
+        before - after - words_left(&wallet),
         250,
         "the viewer pays the per-view price once"
+    );
+    let spent_words: u64 = clients::wallet::Wallet::beside_key(&wallet)
+        .chains()
+        .expect("chains")
+        .iter()
+        .map(|c| c.summary(node::now_s()).words_spent)
+        .sum();
+    assert_eq!(
+        spent_words, 250,
+        "the view was paid in paywords (one minor unit each)"
     );
     let st = stats(&gw.url, &content).await;
     assert_eq!(st["spend"], 250);
@@ -664,6 +686,7 @@ async fn scaling_on(net: &Devnet, dir: &Path, database: Option<String>) {
             hot_reads_per_replica: 2,
             cold_after_s: 2,
             scale_interval_s: 1,
+            ..cdn::publisher::PublisherOptions::default()
         },
         tls: None,
     };
@@ -767,4 +790,107 @@ async fn replicas_grow_under_demand_and_lapse_when_cold() {
         let dir = tmp.path().join(label);
         scaling_on(&net, &dir, db.url()).await;
     }
+}
+
+/// Issue 15: sold per piece (`cdn serve --price-per-piece`), a viewer who reads only the
+/// start of a content pays for those pieces only, in paywords the publisher checks alone and
+/// later redeems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_sold_by_payword_charge_only_what_is_watched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options::new(&tmp.path().join("net")).expect("options");
+    opts.agents = 3;
+    opts.heartbeat_s = 1;
+    let net = devnet_up(opts).await;
+    let data = tmp.path().join("publisher");
+    let key_path = data.join("identity.key");
+    std::fs::create_dir_all(&data).expect("dir");
+    let key = node::keyfile::load_or_create(&key_path).expect("key");
+    let mint =
+        IssuerClient::from_key_file(&net.issuer.url, &net.wallet.key, &ClientOptions::default())
+            .expect("wallet");
+    mint.transfer(key.entity(), 50_000_000, None)
+        .await
+        .expect("fund the publisher");
+    let price = 3;
+    let options = cdn::serve::ServeOptions {
+        data_dir: data.clone(),
+        listen: "127.0.0.1:0".into(),
+        market: net.market.url.clone(),
+        database: None,
+        issuer_url: None,
+        publisher: cdn::publisher::PublisherOptions {
+            agents: 2,
+            block_bytes: 16 << 20,
+            contract_days: 1,
+            price_per_piece: price,
+            payword_redeem_threshold: 1,
+            payword_redeem_interval_ms: 200,
+            ..cdn::publisher::PublisherOptions::default()
+        },
+        tls: None,
+    };
+    let running = tokio::task::spawn_blocking(move || cdn::serve::start(options))
+        .await
+        .expect("join")
+        .expect("publisher");
+    let publisher = running.url.clone();
+    // 64 pieces of 16 KiB.
+    let file = tmp.path().join("long.bin");
+    let bytes: Vec<u8> = (0..64 * 16 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).expect("write");
+    let published = publish(
+        &publisher,
+        &key_path,
+        &file,
+        &["--piece-kib", "16", "--replicas", "1"],
+    );
+    let content = published["content"].as_str().expect("content").to_owned();
+    let wallet = viewer(&net, tmp.path(), "viewer", 100_000).await;
+    let gw = gateway(&publisher, &wallet);
+    let url = format!("{}/v/{content}", gw.url);
+    let (code, part) = get(&url, Some("bytes=0-20000")).await;
+    assert_eq!(code, 206);
+    assert!(part == bytes[..=20000], "the first pieces are exact");
+    // Let the gateway's read-ahead settle before counting what it paid.
+    let mut fetched = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = stats(&gw.url, &content).await["pieces_fetched"]
+            .as_u64()
+            .unwrap_or(0);
+        if now == fetched {
+            break;
+        }
+        fetched = now;
+    }
+    let chains = clients::wallet::Wallet::beside_key(&wallet)
+        .chains()
+        .expect("chains");
+    let spent: u64 = chains
+        .iter()
+        .map(|c| c.summary(node::now_s()).words_spent)
+        .sum();
+    let pieces_paid = spent / price;
+    assert_eq!(spent % price, 0, "whole pieces are paid");
+    assert!(
+        (2..=16).contains(&pieces_paid),
+        "read 2 pieces (and a few ahead), paid {pieces_paid} of 64"
+    );
+    let st = stats(&gw.url, &content).await;
+    assert_eq!(st["spend"].as_u64(), Some(spent), "{st}");
+    // The publisher redeems what it was paid.
+    let chain = chains[0].chain.clone();
+    eventually(10_000, "the publisher to redeem the viewer's words", || {
+        let (mint, chain) = (&mint, chain.clone());
+        async move {
+            mint.chain(&chain)
+                .await
+                .map(|c| c.redeemed.iter().map(|r| r.to + 1 - r.from).sum::<u64>() == spent)
+                .unwrap_or(false)
+        }
+    })
+    .await;
 }

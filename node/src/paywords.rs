@@ -20,7 +20,7 @@ use db::{AnyConnection, DbError};
 use diesel::prelude::*;
 use protocol::payword::{
     verify_block, FraudsPage, OpenTouchstone, Payword, RedemptionResult, RedemptionsAnswer,
-    RedemptionsRequest, Word, REDEMPTIONS_MAX,
+    RedemptionsRequest, Word, HEADER_PAYWORD, HEADER_TOUCHSTONE, REDEMPTIONS_MAX,
 };
 use protocol::EntityId;
 
@@ -66,6 +66,28 @@ diesel::table! {
     payword_cursors (issuer) {
         issuer -> Text,
         after -> BigInt,
+    }
+}
+
+/// The payword headers of a request, if it carries one.
+#[derive(Debug, Clone, Default)]
+pub struct PaywordHeaders {
+    pub payword: Option<String>,
+    pub touchstone: Option<String>,
+}
+
+impl PaywordHeaders {
+    pub fn of(req: &actix_web::HttpRequest) -> PaywordHeaders {
+        let text = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        PaywordHeaders {
+            payword: text(HEADER_PAYWORD),
+            touchstone: text(HEADER_TOUCHSTONE),
+        }
     }
 }
 
@@ -547,6 +569,66 @@ pub fn holdings(conn: &mut AnyConnection) -> Result<Vec<Holdings>, DbError> {
         }
     }
     Ok(out)
+}
+
+/// Read `issuer`'s fraud proofs after this vendor's cursor (through `client`, a client of
+/// the issuer); keep the payers of those that verify. Answers the payers newly marked.
+pub async fn follow_frauds(
+    db: &db::Database,
+    issuer: &EntityId,
+    client: &crate::client::SignedClient,
+) -> Result<Vec<EntityId>, String> {
+    let after = {
+        let issuer = issuer.clone();
+        db.run(move |conn| fraud_cursor(conn, &issuer))
+            .await
+            .map_err(|e: DbError| e.to_string())?
+    };
+    let page: FraudsPage = client
+        .query(&format!("/lcp/v1/frauds?after={after}"), 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    if page.frauds.is_empty() && page.next == after {
+        return Ok(Vec::new());
+    }
+    let issuer = issuer.clone();
+    db.run(move |conn| db::write_transaction(conn, |conn| note_frauds(conn, &issuer, &page)))
+        .await
+        .map_err(|e: DbError| e.to_string())
+}
+
+/// Redeem the words due at `issuer` (all of them with `all`, see [`due`]) with one command
+/// (`counter`), and note the answer. Answers the value the issuer credited (fees deducted).
+/// The issuer is not contacted when nothing is due.
+pub async fn redeem_due(
+    db: &db::Database,
+    issuer: &EntityId,
+    client: &crate::client::SignedClient,
+    counter: u64,
+    threshold: u64,
+    all: bool,
+) -> Result<u64, String> {
+    let due = {
+        let issuer = issuer.clone();
+        db.run(move |conn| due(conn, &issuer, crate::now_s(), threshold, all))
+            .await
+            .map_err(|e: DbError| e.to_string())?
+    };
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let body = request_body(&due).map_err(|e| e.to_string())?;
+    let answer: RedemptionsAnswer = client
+        .command("POST", "/lcp/v1/redemptions", body, counter)
+        .await
+        .map_err(|e| e.to_string())?
+        .value;
+    let credited = db
+        .run(move |conn| db::write_transaction(conn, |conn| settle(conn, &due, &answer)))
+        .await
+        .map_err(|e: DbError| e.to_string())?;
+    tracing::info!(issuer = %issuer, credited, "paywords redeemed");
+    Ok(credited)
 }
 
 /// A redemption result for logs and tests.

@@ -184,6 +184,10 @@ pub struct BuyView {
 /// A bought view.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViewAnswer {
+    /// Per-piece sales: what each piece costs, paid with its instructions (0: the view's
+    /// price covered everything).
+    #[serde(default)]
+    pub price_per_piece: u64,
     pub view: String,
     pub content: String,
     pub paid: u64,

@@ -1,7 +1,8 @@
 //! Paying agents: writes and the publisher's own reads paid on `402` (`clients::pay`), and read
 //! credit kept ahead of the tokens handed to viewers.
 
-use clients::pay::{pay_on_402, Failure};
+use clients::pay::{pay_with_words, Failure};
+use clients::paywords::PaywordPayment;
 
 use super::*;
 
@@ -11,6 +12,15 @@ fn paid_failure(e: Failure<Error>, doing: &str, name: &str) -> Error {
         Failure::Agent(e) => Error::Upstream(format!("{doing} {name}: {e}")),
         Failure::Caller(e) => e,
     }
+}
+
+fn agent_id(c: &ContractRow) -> Result<EntityId, Error> {
+    EntityId::parse(&c.agent).map_err(|_| Error::Upstream("agent id".into()))
+}
+
+/// The wallet could not make words (no chain and no funds for one).
+fn words_failed(e: clients::wallet::WalletError) -> Error {
+    Error::Upstream(format!("paying an agent by payword: {e}"))
 }
 
 impl Publisher {
@@ -23,21 +33,31 @@ impl Publisher {
         bytes: Vec<u8>,
     ) -> Result<(), Error> {
         let agent = self.agent(&c.endpoint);
-        // A few dozen writes ahead.
+        let vendor = agent_id(c)?;
+        // By payword: this write's own charge. By transfer: a few dozen writes ahead.
+        let exact =
+            protocol::market::per_kib_charge(c.write_per_kib as u64, bytes.len() as u64).ok();
         let charge = protocol::market::per_kib_charge(
             c.write_per_kib as u64,
             (bytes.len() as u64).saturating_mul(64),
         )
         .unwrap_or(0)
         .max(1024);
-        pay_on_402(
-            || async {
-                agent
-                    .put(&c.id, name, bytes.clone())
-                    .await
-                    .map_err(Failure::Agent)
+        pay_with_words(
+            self.words.as_ref(),
+            &vendor,
+            exact,
+            |payment: Option<PaywordPayment>| {
+                let (agent, bytes) = (agent.clone(), bytes.clone());
+                async move {
+                    agent
+                        .put_paid(&c.id, name, bytes, payment.as_ref())
+                        .await
+                        .map_err(Failure::Agent)
+                }
             },
             Some(|| self.top_up(c, charge)),
+            words_failed,
         )
         .await
         .map(|_| ())
@@ -56,9 +76,25 @@ impl Publisher {
             protocol::market::per_kib_charge(c.read_per_kib as u64, CREDIT_TOPUP_KIB * 1024)
                 .unwrap_or(0)
                 .max(1024);
-        pay_on_402(
-            || async { agent.get(&c.id, name, None).await.map_err(Failure::Agent) },
+        let vendor = agent_id(c)?;
+        pay_with_words(
+            self.words.as_ref(),
+            &vendor,
+            None,
+            |payment: Option<PaywordPayment>| {
+                let agent = agent.clone();
+                async move {
+                    let body = agent
+                        .open_paid(&c.id, name, None, payment.as_ref())
+                        .await
+                        .map_err(Failure::Agent)?;
+                    body.bytes()
+                        .await
+                        .map_err(|e| Failure::Agent(ClientError::Decode(e.to_string())))
+                }
+            },
             Some(|| self.top_up(c, charge)),
+            words_failed,
         )
         .await
         .map_err(|e| paid_failure(e, "reading", name))
@@ -117,10 +153,26 @@ impl Publisher {
                 )
                 .unwrap_or(0)
                 .max(*amount);
-                self.top_up(c, bulk).await?;
-                if after < 0 {
-                    // The tokens would bounce: wait until the agent has seen the payment.
-                    self.wait_for_credit(c, *amount).await;
+                match &self.words {
+                    // Words credit the contract as the agent answers: no wait.
+                    Some(words) => {
+                        let payment = words.pay(&agent_id(c)?, bulk).await.map_err(words_failed)?;
+                        self.agent(&c.endpoint)
+                            .contract_paid(id, payment.as_ref())
+                            .await
+                            .map_err(upstream("paying an agent ahead by payword"))?;
+                        let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
+                        *credit.entry(c.id.clone()).or_insert(0) +=
+                            i64::try_from(bulk).unwrap_or(0);
+                    }
+                    None => {
+                        self.top_up(c, bulk).await?;
+                        if after < 0 {
+                            // The tokens would bounce: wait until the agent has seen the
+                            // payment.
+                            self.wait_for_credit(c, *amount).await;
+                        }
+                    }
                 }
             }
             let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,13 +4,16 @@
 use super::*;
 
 impl Publisher {
-    /// Sell a view: the viewer paid `price_per_view` to the publisher with transaction id
-    /// `view` (seed 000 section 5.2 steps 2 and 3). Repeating the call answers the same view.
+    /// Sell a view: the viewer pays `price_per_view` by paywords sent with the request, or
+    /// paid it to the publisher with transaction id `view` (seed 000 section 5.2 steps 2 and
+    /// 3). With `--price-per-piece` the view costs nothing up front: pieces are paid with
+    /// their instructions. Repeating the call answers the same view.
     pub async fn buy_view(
         &self,
         viewer: &EntityId,
         content: &str,
         view: &str,
+        words: &node::paywords::PaywordHeaders,
     ) -> Result<ViewAnswer, Error> {
         if uuid::Uuid::parse_str(view).is_err() {
             return Err(Error::InvalidRequest("view must be a UUID".into()));
@@ -24,13 +27,31 @@ impl Publisher {
                 return Err(Error::InvalidRequest("this view id is taken".into()));
             }
             return Ok(ViewAnswer {
+                price_per_piece: self.options.price_per_piece,
                 view: view.to_owned(),
                 content: content.to_owned(),
                 paid: v.paid as u64,
                 expires_at: protocol::market::format_rfc3339(v.expires_s),
             });
         }
-        let price = row.price_per_view as u64;
+        let price = if self.options.price_per_piece > 0 {
+            0
+        } else {
+            row.price_per_view as u64
+        };
+        if price > 0 && words.payword.is_some() {
+            let (paid, expires_s) = self
+                .sell_view_for_words(viewer, content, view, price, words)
+                .await?;
+            self.event(content, format!("sold a view for {paid} in paywords"));
+            return Ok(ViewAnswer {
+                price_per_piece: 0,
+                view: view.to_owned(),
+                content: content.to_owned(),
+                paid,
+                expires_at: protocol::market::format_rfc3339(expires_s),
+            });
+        }
         let paid = if price == 0 {
             0
         } else {
@@ -61,6 +82,7 @@ impl Publisher {
             views::paid.eq(i64_of(paid)?),
             views::created_s.eq(now_s()),
             views::expires_s.eq(expires_s),
+            views::pieces_paid.eq("[]".to_owned()),
         );
         self.db
             .run(move |conn| {
@@ -72,6 +94,7 @@ impl Publisher {
             .await?;
         self.event(content, format!("sold a view for {paid}"));
         Ok(ViewAnswer {
+            price_per_piece: self.options.price_per_piece,
             view: view.to_owned(),
             content: content.to_owned(),
             paid,
@@ -105,6 +128,7 @@ impl Publisher {
         view: &str,
         from: u64,
         count: u64,
+        words: &node::paywords::PaywordHeaders,
     ) -> Result<Vec<PieceInstructions>, Error> {
         let v = self.view_of(viewer, view).await?;
         if v.expires_s <= now_s() {
@@ -119,6 +143,8 @@ impl Publisher {
             )));
         }
         let to = from.saturating_add(count.min(WINDOW_PIECES_MAX)).min(n);
+        // Per-piece sales: the window's unpaid pieces are paid first.
+        self.charge_pieces(viewer, view, from, to, words).await?;
         {
             let mut asked = self.view_pieces.lock().unwrap_or_else(|p| p.into_inner());
             if asked.len() > VIEW_COUNTERS_MAX {

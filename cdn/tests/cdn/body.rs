@@ -44,6 +44,7 @@ async fn an_oversized_body_is_413_body_too_large() {
         http.clone(),
         nowhere,
         IssuerClient::new(http.clone(), nowhere, key.clone(), None),
+        None,
         key.entity().clone(),
         nowhere.into(),
         cdn::publisher::PublisherOptions::default(),

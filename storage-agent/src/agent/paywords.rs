@@ -8,34 +8,12 @@
 
 use diesel::prelude::*;
 use node::client::SignedClient;
-use protocol::payword::{RedemptionsAnswer, HEADER_PAYWORD, HEADER_TOUCHSTONE};
+pub use node::paywords::PaywordHeaders;
 use protocol::EntityId;
 
 use super::Agent;
 use crate::error::Error;
 use crate::schema::contracts;
-
-/// The payword headers of a request, if it carries one.
-#[derive(Debug, Clone, Default)]
-pub struct PaywordHeaders {
-    pub payword: Option<String>,
-    pub touchstone: Option<String>,
-}
-
-impl PaywordHeaders {
-    pub fn of(req: &actix_web::HttpRequest) -> PaywordHeaders {
-        let text = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        PaywordHeaders {
-            payword: text(HEADER_PAYWORD),
-            touchstone: text(HEADER_TOUCHSTONE),
-        }
-    }
-}
 
 impl Agent {
     /// Credit contract `id` with the words `headers` carry from `payer` (the request's signer,
@@ -102,69 +80,15 @@ impl Agent {
         all: bool,
     ) -> Result<u64, String> {
         if !all {
-            self.follow_frauds(issuer, client).await?;
+            for payer in node::paywords::follow_frauds(&self.db, issuer, client).await? {
+                tracing::warn!(payer = %payer, "the issuer proved this payer double spent: refusing its paywords and contracts");
+                self.note_error(format!(
+                    "double spend proven against {payer}: refused from now on"
+                ));
+            }
         }
-        let due = {
-            let (issuer, threshold) = (issuer.clone(), self.config.payword_redeem_threshold);
-            self.db
-                .run(move |conn| node::paywords::due(conn, &issuer, node::now_s(), threshold, all))
-                .await
-                .map_err(|e| e.to_string())?
-        };
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let body = node::paywords::request_body(&due).map_err(|e| e.to_string())?;
-        let answer: RedemptionsAnswer = client
-            .command("POST", "/lcp/v1/redemptions", body, counter)
-            .await
-            .map_err(|e| e.to_string())?
-            .value;
-        let credited = self
-            .db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| node::paywords::settle(conn, &due, &answer))
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(issuer = %issuer, credited, "paywords redeemed");
-        Ok(credited)
-    }
-
-    /// Read `issuer`'s fraud proofs after this agent's cursor; keep the payers of those that
-    /// verify (their paywords and contracts are refused from now on).
-    async fn follow_frauds(&self, issuer: &EntityId, client: &SignedClient) -> Result<(), String> {
-        let after = {
-            let issuer = issuer.clone();
-            self.db
-                .run(move |conn| node::paywords::fraud_cursor(conn, &issuer))
-                .await
-                .map_err(|e| e.to_string())?
-        };
-        let page: protocol::payword::FraudsPage = client
-            .query(&format!("/lcp/v1/frauds?after={after}"), 0)
-            .await
-            .map_err(|e| e.to_string())?;
-        if page.frauds.is_empty() && page.next == after {
-            return Ok(());
-        }
-        let issuer = issuer.clone();
-        let marked = self
-            .db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| {
-                    node::paywords::note_frauds(conn, &issuer, &page)
-                })
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        for payer in marked {
-            tracing::warn!(payer = %payer, "the issuer proved this payer double spent: refusing its paywords and contracts");
-            self.note_error(format!(
-                "double spend proven against {payer}: refused from now on"
-            ));
-        }
-        Ok(())
+        let threshold = self.config.payword_redeem_threshold;
+        node::paywords::redeem_due(&self.db, issuer, client, counter, threshold, all).await
     }
 
     /// Paywords held, redeemed and pending per currency, for the dashboard.

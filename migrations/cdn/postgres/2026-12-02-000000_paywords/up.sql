@@ -44,3 +44,6 @@ CREATE TABLE payword_cursors (
     issuer TEXT PRIMARY KEY NOT NULL,
     after  BIGINT NOT NULL
 );
+-- Per-piece sales (cdn serve --price-per-piece): the pieces of a view paid so far, as a JSON
+-- list of [start, end) ranges.
+ALTER TABLE views ADD COLUMN pieces_paid TEXT NOT NULL DEFAULT '[]';
