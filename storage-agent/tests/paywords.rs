@@ -608,3 +608,217 @@ async fn words_accepted_survive_kill_9_and_are_redeemed_once() {
         );
     }
 }
+
+/// Benchmark (ignored; `scripts/bench-paywords.sh` runs it in release): payword payments one
+/// agent accepts per second, each a signed charged read of a 1 KiB object carrying one word
+/// (request signature checked, one hash, the word noted durably with the contract's credit),
+/// from `PAYWORD_BENCH_BUYERS` buyers at once, against `lcp bench` transfers per second by the
+/// issuer of the same run, on the same machine, one after the other. The buyers' words are
+/// made before the clock starts (a real payer fsyncs each payment in its wallet).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn payword_throughput() {
+    let buyers: usize = std::env::var("PAYWORD_BENCH_BUYERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let per_buyer: u64 = std::env::var("PAYWORD_BENCH_PAYMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let s = Setup::start(1);
+    let issuer = s.issuer.as_ref().expect("issuer");
+    let agent = s.agents[0].agent.key.entity().clone();
+    let mut lanes = Vec::new();
+    for b in 0..buyers {
+        let (key, wallet, chains) = s.buyer(&format!("b{b}"), 10_000_000).await;
+        let client = s.client(0, &key);
+        let id = contract(&client, &wallet, &key, &issuer.entity).await;
+        let file = wallet::buy(&wallet, &chains, per_buyer + 10, 1, None)
+            .await
+            .expect("chain");
+        let touchstone = envelope_header_value(&file.touchstone);
+        let signature = sign_block(&key, &file.chain, &agent, 1, per_buyer + 10);
+        let pay = |to: u64| PaywordPayment {
+            payword: Payword {
+                chain: file.chain.clone(),
+                from: 1,
+                end: per_buyer + 10,
+                to,
+                word: file.word(to).expect("w"),
+                signature: signature.clone(),
+            },
+            touchstone: touchstone.clone(),
+            value: 0,
+        };
+        client
+            .put_paid(&id, "o", vec![7; 1024], Some(&pay(2)))
+            .await
+            .expect("write");
+        let payments: Vec<PaywordPayment> = (3..3 + per_buyer).map(pay).collect();
+        lanes.push((client, id, payments));
+    }
+    let started = std::time::Instant::now();
+    let tasks = lanes.into_iter().map(|(client, id, payments)| async move {
+        let mut latencies = Vec::with_capacity(payments.len());
+        let mut errors = 0usize;
+        for p in &payments {
+            let t = std::time::Instant::now();
+            let read = match client.open_paid(&id, "o", None, Some(p)).await {
+                Ok(body) => body.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if read {
+                latencies.push(t.elapsed());
+            } else {
+                errors += 1;
+            }
+        }
+        (latencies, errors)
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all: Vec<std::time::Duration> = results.iter().flat_map(|r| r.0.clone()).collect();
+    let errors: usize = results.iter().map(|r| r.1).sum();
+    all.sort();
+    let pct = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let per_s = all.len() as f64 / elapsed;
+    assert_eq!(errors, 0, "every payment was accepted");
+    let transfers = lcp::bench::run(
+        lcp::bench::BenchOptions {
+            issuer_url: issuer.url.clone(),
+            clients: buyers,
+            transfers: (buyers as u64 * per_buyer) as usize,
+            client: ClientOptions::default(),
+            verify_receipts: false,
+        },
+        Arc::new(node::keyfile::load(&s.dir.path().join("issuer/identity.key")).expect("key")),
+        CounterStore::beside_key(&s.dir.path().join("issuer/identity.key")),
+    )
+    .await
+    .expect("lcp bench");
+    println!(
+        "{{\"paywords\": {{\"payments\": {}, \"buyers\": {buyers}, \"per_s\": {per_s:.0}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}}}, \"transfers\": {{\"transfers\": {}, \"per_s\": {:.0}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}}}, \"ratio\": {:.2}}}",
+        all.len(), pct(0.5), pct(0.99), transfers.transfers, transfers.transfers_per_s, transfers.p50_ms, transfers.p99_ms, per_s / transfers.transfers_per_s
+    );
+}
+
+/// Benchmark (ignored; `scripts/bench-paywords.sh`): the issuer commands that settle
+/// `PAYWORD_SETTLE_PAYMENTS` (1,000,000) one-unit payments spread over 6 vendors. The payer
+/// buys one chain (one command); each vendor accepts its words with `node::paywords::accept`
+/// on its own SQLite database (as an agent does, without HTTP: the count, not the speed, is
+/// measured here), in blocks of `BLOCK_WORDS_DEFAULT` words; then each vendor redeems until
+/// nothing is due. Prints the commands and checks every word was paid.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn issuer_commands_to_settle_a_million_payments() {
+    let payments: u64 = std::env::var("PAYWORD_SETTLE_PAYMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let vendors = 6usize;
+    let s = Setup::start(0);
+    let issuer = s.issuer.as_ref().expect("issuer");
+    let (key, wallet, chains) = s.buyer("payer", payments * 2).await;
+    let file = wallet::buy(&wallet, &chains, payments, 1, None)
+        .await
+        .expect("chain");
+    let mut commands = 1u64; // the purchase
+    let block = clients::wallet::BLOCK_WORDS_DEFAULT;
+    let mut dbs = Vec::new();
+    for v in 0..vendors {
+        let dir = s.dir.path().join(format!("vendor{v}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = db::Database::open(
+            db::Location::sqlite_in(&dir, "v.sqlite"),
+            storage_agent::migrations(),
+        )
+        .expect("db");
+        dbs.push((Arc::new(KeyPair::generate().expect("key")), db));
+    }
+    let touchstone = envelope_header_value(&file.touchstone);
+    // Payment i goes to vendor (i / block) % vendors: blocks of `block` words, round robin.
+    let started = std::time::Instant::now();
+    let mut from = 1;
+    while from <= payments {
+        let end = (from + block - 1).min(payments);
+        let v = ((from - 1) / block) as usize % vendors;
+        let (vendor, db) = &dbs[v];
+        let signature = sign_block(&key, &file.chain, vendor.entity(), from, end);
+        let (file, touchstone, issuer_id, payer, vendor) = (
+            file.clone(),
+            touchstone.clone(),
+            issuer.entity.clone(),
+            key.entity().clone(),
+            vendor.entity().clone(),
+        );
+        db.run(move |conn| {
+            // The block's words, from its last down (one hash each).
+            let mut words = vec![file.word(end).expect("w")];
+            for _ in from..end {
+                let next = words.last().expect("one").hashed();
+                words.push(next);
+            }
+            words.reverse();
+            db::write_transaction(conn, |conn| {
+                for to in from..=end {
+                    let word = words[(to - from) as usize];
+                    let p = Payword {
+                        chain: file.chain.clone(),
+                        from,
+                        end,
+                        to,
+                        word,
+                        signature: signature.clone(),
+                    };
+                    let got = node::paywords::accept(
+                        conn,
+                        node::now_s(),
+                        &issuer_id,
+                        &payer,
+                        &vendor,
+                        &p.header_value(),
+                        Some(&touchstone),
+                        u64::MAX,
+                    )?;
+                    assert_eq!(got.expect("accepted").value, 1);
+                }
+                Ok::<_, db::DbError>(())
+            })
+        })
+        .await
+        .expect("accepted");
+        from = end + 1;
+    }
+    let accept_s = started.elapsed().as_secs_f64();
+    let counters = node::client::ClockCounter::default();
+    for (vendor, db) in &dbs {
+        let client = node::client::SignedClient::new(s.http.clone(), &issuer.url, vendor.clone());
+        loop {
+            let credited = node::paywords::redeem_due(
+                db,
+                &issuer.entity,
+                &client,
+                counters.next(),
+                u64::MAX,
+                true,
+            )
+            .await
+            .expect("redeem");
+            if credited == 0 {
+                break;
+            }
+            commands += 1;
+        }
+    }
+    let status = s.mint.chain(&file.chain).await.expect("chain");
+    let redeemed: u64 = status.redeemed.iter().map(|r| r.to + 1 - r.from).sum();
+    assert_eq!(redeemed, payments, "every word was paid");
+    println!(
+        "{{\"payments\": {payments}, \"vendors\": {vendors}, \"block_words\": {block}, \"issuer_commands\": {commands}, \"accept_s\": {accept_s:.1}}}"
+    );
+    assert!(commands < 100, "{commands} commands");
+}
