@@ -381,11 +381,15 @@ impl Repo {
         let buyer = payer.key.clone();
         let wallet = payer.client(&http, &config.issuer_url);
         let words = paywords_on().then(|| {
-            clients::paywords::PaywordPayer::new(
+            let words = clients::paywords::PaywordPayer::new(
                 buyer.clone(),
                 clients::wallet::Wallet::beside_key(&payer.path),
                 wallet.clone(),
-            )
+            );
+            match EntityId::parse(&config.issuer) {
+                Ok(issuer) => words.with_issuer(issuer),
+                Err(_) => words,
+            }
         });
         let agents = config
             .slots

@@ -809,3 +809,67 @@ fn a_backup_and_restore_paid_only_by_paywords_answer_no_402() {
         .count();
     assert!(chains >= 1);
 }
+
+/// Issue 15: with the issuer down, agents keep taking paywords, so a backup and its restore
+/// still work; when the issuer is back, the agents redeem what they were paid.
+#[test]
+fn backup_and_restore_work_while_the_issuer_is_down() {
+    let (tmp, mut net, cli) = network(6);
+    let home = tmp.path().join("config");
+    cli.init(&home, &[]);
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    // The first backup buys the wallet's chain (the issuer is up).
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    net.kill(Which::Issuer).expect("kill the issuer");
+    std::fs::write(src.join("new.bin"), noise(2 << 20, 91)).expect("write");
+    cli.ok(&home, &["create", &src.to_string_lossy(), "--json"]);
+    cli.restore_exact(&home, &tmp.path().join("restored"), "src", &src);
+    let (_, by_words) = payment_counts(&net);
+    assert!(by_words > 0);
+    net.restart(Which::Issuer).expect("restart the issuer");
+    // Every agent's words are redeemed once the issuer answers (the devnet's agents redeem
+    // what they hold at once and look every few seconds).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let chain = clients::wallet::Wallet::beside_key(&cli.wallet)
+        .chains()
+        .expect("chains")
+        .remove(0);
+    let issuer = net.issuer.url.clone();
+    rt.block_on(async {
+        let client = clients::issuer::IssuerClient::from_key_file(
+            &issuer,
+            &cli.wallet,
+            &clients::ClientOptions::default(),
+        )
+        .expect("client");
+        let spent = chain.summary(node::now_s()).words_spent;
+        let spent_now = || {
+            clients::wallet::Wallet::beside_key(&cli.wallet)
+                .chain(&chain.chain)
+                .expect("chain")
+                .summary(node::now_s())
+                .words_spent
+        };
+        assert!(spent_now() >= spent);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = client.chain(&chain.chain).await;
+            let redeemed = status
+                .map(|c| c.redeemed.iter().map(|r| r.to + 1 - r.from).sum::<u64>())
+                .unwrap_or(0);
+            if redeemed == spent_now() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redeemed {redeemed} of {} words",
+                spent_now()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+}

@@ -157,6 +157,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
             clients::wallet::Wallet::beside_key(&key_path),
             wallet.clone(),
         )
+        .with_issuer(currency.clone())
     });
     let publisher = Arc::new(Publisher::new(
         key,

@@ -57,6 +57,9 @@ pub struct PaywordPayer {
     /// last words nor buy two chains at once. (Other processes are kept apart by the
     /// wallet's file locks; a word is never given twice either way.)
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// The issuer's entity when the caller knows it (a repository's configuration does): then
+    /// paying from a chain already held needs no word from the issuer at all.
+    known_issuer: Option<EntityId>,
 }
 
 impl PaywordPayer {
@@ -68,7 +71,14 @@ impl PaywordPayer {
             block_words: BLOCK_WORDS_DEFAULT,
             chain_words: AUTO_CHAIN_WORDS_DEFAULT,
             turn: Arc::default(),
+            known_issuer: None,
         }
+    }
+
+    /// Name the issuer's entity, so words can be paid while the issuer does not answer.
+    pub fn with_issuer(mut self, issuer: EntityId) -> PaywordPayer {
+        self.known_issuer = Some(issuer);
+        self
     }
 
     pub fn wallet(&self) -> &Wallet {
@@ -103,7 +113,10 @@ impl PaywordPayer {
         vendor: &EntityId,
         amount: u64,
     ) -> Result<Option<PaywordPayment>, WalletError> {
-        let issuer = self.issuer.signed().audience().await?.clone();
+        let issuer = match &self.known_issuer {
+            Some(i) => i.clone(),
+            None => self.issuer.signed().audience().await?.clone(),
+        };
         let (w, v) = (self.wallet.clone(), vendor.to_string());
         let now = node::now_s();
         let found = tokio::task::spawn_blocking(move || {

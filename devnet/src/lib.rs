@@ -650,6 +650,9 @@ fn init_agent(agent_bin: &Path, data: &Path, issuer_url: &str, i: usize) -> anyh
         .args(["--read-per-kib", &read.to_string()])
         .args(["--contract-min", "10"])
         .args(["--grace-s", "3600"])
+        // On a devnet, agents redeem paywords promptly: every 2 s, whatever they hold.
+        .args(["--payword-redeem-threshold", "1"])
+        .args(["--payword-redeem-interval-ms", "2000"])
         .output()
         .context("cannot run storage-agent init")?;
     if !out.status.success() {

@@ -49,6 +49,13 @@ enum Cmd {
         /// `file` (default: DIR/objects), `s3://bucket/prefix` (credentials from AWS_* variables) or `memory://`
         #[arg(long, default_value = "file")]
         store: String,
+        /// Redeem a currency's paywords once they are worth this much, in minor units (and
+        /// always before a chain expires, and at shutdown)
+        #[arg(long, default_value_t = node::paywords::REDEEM_THRESHOLD_DEFAULT)]
+        payword_redeem_threshold: u64,
+        /// How often paywords due for redemption are looked for, in milliseconds
+        #[arg(long, default_value_t = storage_agent::config::PAYWORD_REDEEM_INTERVAL_MS_DEFAULT)]
+        payword_redeem_interval_ms: u64,
         /// Replace an existing configuration
         #[arg(long)]
         force: bool,
@@ -133,6 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             contract_min,
             grace_s,
             store,
+            payword_redeem_threshold,
+            payword_redeem_interval_ms,
             force,
         } => {
             let config_path = data.join(storage_agent::config::CONFIG_FILE);
@@ -175,6 +184,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 grace_s,
                 store,
                 currencies,
+                payword_redeem_threshold,
+                payword_redeem_interval_ms,
                 ..AgentConfig::default()
             };
             config.validate()?;

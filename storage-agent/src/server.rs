@@ -182,7 +182,7 @@ async fn get_contract(
     let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Query)?;
     // Words sent with the view credit the contract: how a buyer pays ahead by payword.
     agent
-        .take_payword(&path, &v.entity, &PaywordHeaders::of(&req))
+        .take_payword(&path, &v.entity, &PaywordHeaders::of(&req), false)
         .await?;
     Ok(HttpResponse::Ok().json(agent.contract(&path, &v.entity).await?))
 }
@@ -213,7 +213,7 @@ async fn put_object(
         let key = key_of(&req, v);
         let checked = async {
             // Words carried by the write pay for it: credited before the credit is checked.
-            agent.take_payword(&id, &v.entity, &paywords).await?;
+            agent.take_payword(&id, &v.entity, &paywords, false).await?;
             agent
                 .precheck_put(&id, &name, cmd(v, &key)?, declared_bytes)
                 .await
@@ -258,7 +258,7 @@ async fn put_object(
     let key = key_of(&req, &v);
     let result = async {
         if !paid_early {
-            agent.take_payword(&id, &v.entity, &paywords).await?;
+            agent.take_payword(&id, &v.entity, &paywords, false).await?;
         }
         agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await
     }
@@ -327,7 +327,7 @@ async fn get_object(
     let range = range_of(&req)?;
     let read = async {
         agent
-            .take_payword(&id, &v.entity, &PaywordHeaders::of(&req))
+            .take_payword(&id, &v.entity, &PaywordHeaders::of(&req), true)
             .await?;
         agent
             .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range)
@@ -424,7 +424,7 @@ async fn audit(
     let counted = v.counter.map(|c| (c, v.time_ms));
     if counted.is_some() {
         agent
-            .take_payword(&path, who, &PaywordHeaders::of(&req))
+            .take_payword(&path, who, &PaywordHeaders::of(&req), true)
             .await?;
     }
     let answer = agent

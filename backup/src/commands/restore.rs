@@ -189,7 +189,14 @@ pub async fn restore(
         .filter(|n| n.link.is_none())
         .map(|n| n.size)
         .sum();
-    repo.prepay(needed / repo.k() as u64 + (4 << 20), |s| s.read_per_kib)
+    // Paying by payword, a read the credit does not cover is paid in words on the spot, so
+    // little is held ahead (words prepaid but not read stay on the contracts).
+    let headroom = if repo.words.is_some() {
+        1 << 20
+    } else {
+        4 << 20
+    };
+    repo.prepay(needed / repo.k() as u64 + headroom, |s| s.read_per_kib)
         .await?;
     std::fs::create_dir_all(target)
         .map_err(|e| Error::Io(format!("--target {}: {e}", target.display())))?;

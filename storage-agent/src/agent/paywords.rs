@@ -19,11 +19,17 @@ impl Agent {
     /// Credit contract `id` with the words `headers` carry from `payer` (the request's signer,
     /// who must be the contract's buyer). Nothing to do without a payword. Refused words leave
     /// the credit as it was (`402 invalid_payword`, `payword_cap_reached`, `payer_fraud`).
+    ///
+    /// `for_read`: the words pay for a read or an audit, whose charge is itself committed
+    /// relaxed (`agents::reads`): then so are the words, since losing both in a power cut is
+    /// one read given free and nothing else (a kill -9 loses neither). Words for writes and
+    /// payments ahead are fsynced before the answer.
     pub async fn take_payword(
         &self,
         id: &str,
         payer: &EntityId,
         headers: &PaywordHeaders,
+        for_read: bool,
     ) -> Result<u64, Error> {
         let Some(header) = headers.payword.clone() else {
             return Ok(0);
@@ -39,7 +45,7 @@ impl Agent {
         let accepted = self
             .db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
+                let work = |conn: &mut db::AnyConnection| {
                     let accepted = node::paywords::accept(
                         conn,
                         now,
@@ -58,7 +64,12 @@ impl Agent {
                             .execute(conn)?;
                     }
                     Ok::<_, Error>(accepted)
-                })
+                };
+                if for_read {
+                    db::relaxed_write_transaction(conn, work)
+                } else {
+                    db::write_transaction(conn, work)
+                }
             })
             .await?;
         if accepted.value > 0 {
