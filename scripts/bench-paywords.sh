@@ -13,4 +13,4 @@ cd "$(dirname "$0")/.."
 export PAYWORD_BENCH_BUYERS=${BUYERS:-32} PAYWORD_BENCH_PAYMENTS=${PAYMENTS:-500}
 export PAYWORD_SETTLE_PAYMENTS=${SETTLE_PAYMENTS:-1000000}
 cargo test --release -p storage-agent --test paywords -- --ignored --nocapture --test-threads 1 \
-  payword_throughput issuer_commands_to_settle 2>&1 | grep -E '^\{|test result|panicked'
+  payword_throughput issuer_commands_to_settle 2>&1 | grep -oE '\{"(paywords|payments)".*\}|test result.*|panicked.*'

@@ -262,8 +262,12 @@ impl Gateway {
             ));
         }
         let view = uuid::Uuid::new_v4().to_string();
-        // For people: the view's price and spend in the currency's units.
-        let currency = clients::issuer::currency_at(&manifest.issuer_url).await;
+        // For people: the view's price and spend in the currency's units; and whether the
+        // publisher sells per piece (then the view itself is free). Asked at once.
+        let (currency, descriptor) = tokio::join!(
+            clients::issuer::currency_at(&manifest.issuer_url),
+            self.publisher.descriptor()
+        );
         let show = |amount: u64| crate::page::show_amount(currency.as_ref(), amount);
         let wallet = IssuerClient::from_key_file(
             &manifest.issuer_url,
@@ -286,10 +290,7 @@ impl Gateway {
         // By payword: the view's words go with the purchase, which the publisher checks on its
         // own (no deposit to wait for). A publisher that does not take them is paid below.
         // A publisher selling per piece sells the view itself for nothing.
-        let per_piece = self
-            .publisher
-            .descriptor()
-            .await
+        let per_piece = descriptor
             .map(|d| d["price_per_piece"].as_u64().unwrap_or(0) > 0)
             .unwrap_or(false);
         let view_price = if per_piece {

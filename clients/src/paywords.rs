@@ -60,6 +60,9 @@ pub struct PaywordPayer {
     /// The issuer's entity when the caller knows it (a repository's configuration does): then
     /// paying from a chain already held needs no word from the issuer at all.
     known_issuer: Option<EntityId>,
+    /// The chain the last payment came from: tried first, so a payment costs one wallet
+    /// update, not a scan of every chain file.
+    current: Arc<std::sync::Mutex<Option<wallet::ChainFile>>>,
 }
 
 impl PaywordPayer {
@@ -72,6 +75,7 @@ impl PaywordPayer {
             chain_words: AUTO_CHAIN_WORDS_DEFAULT,
             turn: Arc::default(),
             known_issuer: None,
+            current: Arc::default(),
         }
     }
 
@@ -113,16 +117,40 @@ impl PaywordPayer {
         vendor: &EntityId,
         amount: u64,
     ) -> Result<Option<PaywordPayment>, WalletError> {
-        let issuer = match &self.known_issuer {
-            Some(i) => i.clone(),
-            None => self.issuer.signed().audience().await?.clone(),
-        };
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(file) = current.filter(|c| {
+            c.expires_at_s > node::now_s().saturating_add(CHAIN_MARGIN_S)
+                && self
+                    .known_issuer
+                    .as_ref()
+                    .map_or(c.issuer_url == self.issuer.signed().base_url(), |i| {
+                        c.touchstone.signer == i.as_str()
+                    })
+        }) {
+            match self.pay_from(&file, vendor, amount).await {
+                Err(WalletError::Exhausted { .. } | WalletError::Expired(_)) => {}
+                other => return other,
+            }
+        }
+        // The issuer's entity when known; otherwise chains bought at this issuer's URL are
+        // taken as its own (each touchstone says who signed it), so a payment from a chain
+        // held asks the issuer nothing.
+        let issuer = self.known_issuer.clone();
+        let url = self.issuer.signed().base_url().to_owned();
         let (w, v) = (self.wallet.clone(), vendor.to_string());
         let now = node::now_s();
         let found = tokio::task::spawn_blocking(move || {
             // The wallet holds chains of any unit: the words needed depend on it.
             Ok::<_, WalletError>(w.chains()?.into_iter().find(|c| {
-                c.touchstone.signer == issuer.as_str()
+                let of_issuer = match &issuer {
+                    Some(i) => c.touchstone.signer == i.as_str(),
+                    None => c.issuer_url == url,
+                };
+                of_issuer
                     && c.expires_at_s > now.saturating_add(CHAIN_MARGIN_S)
                     && c.payable_words(&v) >= amount.div_ceil(c.unit)
             }))
@@ -148,6 +176,23 @@ impl PaywordPayer {
                 wallet::buy(&self.issuer, &self.wallet, length, 1, None).await?
             }
         };
+        let paid = self.pay_from(&file, vendor, amount).await;
+        if paid.is_ok() {
+            *self
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(file);
+        }
+        paid
+    }
+
+    /// Words worth `amount` for `vendor` from the chain of `file`.
+    async fn pay_from(
+        &self,
+        file: &wallet::ChainFile,
+        vendor: &EntityId,
+        amount: u64,
+    ) -> Result<Option<PaywordPayment>, WalletError> {
         let words = amount.div_ceil(file.unit);
         let (w, key, vendor, chain) = (
             self.wallet.clone(),

@@ -129,3 +129,16 @@ impl IssuerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/issuer.toml lists every setting at its default: it parses, and equals them.
+    #[test]
+    fn the_example_configuration_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/issuer.toml");
+        let example = IssuerConfig::load_file(&path).expect("deploy/issuer.toml parses");
+        assert_eq!(example, IssuerConfig::default());
+    }
+}

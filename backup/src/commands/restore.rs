@@ -189,15 +189,20 @@ pub async fn restore(
         .filter(|n| n.link.is_none())
         .map(|n| n.size)
         .sum();
-    // Paying by payword, a read the credit does not cover is paid in words on the spot, so
-    // little is held ahead (words prepaid but not read stay on the contracts).
-    let headroom = if repo.words.is_some() {
-        1 << 20
+    // Paying by payword, exactly the shards the plan loads are paid ahead (their lengths are
+    // in the index; without them the files' bytes count), plus 1 MiB: a read the credit does
+    // not cover is paid in words on the spot anyway. By transfer, the files' bytes and 4 MiB,
+    // as before.
+    let per_slot = if repo.words.is_some() {
+        let shards: Option<u64> = loads
+            .iter()
+            .map(|p| repo.index.packs.get(p).map(|r| r.shard_len))
+            .sum();
+        shards.unwrap_or(needed / repo.k() as u64) + (1 << 20)
     } else {
-        4 << 20
+        needed / repo.k() as u64 + (4 << 20)
     };
-    repo.prepay(needed / repo.k() as u64 + headroom, |s| s.read_per_kib)
-        .await?;
+    repo.prepay(per_slot, |s| s.read_per_kib).await?;
     std::fs::create_dir_all(target)
         .map_err(|e| Error::Io(format!("--target {}: {e}", target.display())))?;
 
