@@ -39,6 +39,8 @@ use crate::error::Error;
 use crate::reliability::Reputation;
 use crate::schema::agents;
 
+mod frauds;
+pub use frauds::FRAUD_FOLLOW_INTERVAL_MS;
 mod heartbeats;
 pub(crate) mod index;
 mod lease;

@@ -51,6 +51,8 @@ pub enum Error {
     UnknownContract,
     #[error("only the contract's buyer may do this")]
     NotYourContract,
+    #[error("an issuer published a double-spend proof against this buyer: the market takes no registration or report from it")]
+    PayerFraud,
     #[error(
         "the market holds no verified object of this contract: a report counts only for a \
          contract shown to be paid and used (register it with its objects first)"
@@ -142,7 +144,7 @@ impl ServiceError for Error {
             Error::EndpointUnreachable(_) | Error::EndpointMismatch(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Error::NotYourContract => StatusCode::FORBIDDEN,
+            Error::NotYourContract | Error::PayerFraud => StatusCode::FORBIDDEN,
             Error::UnknownAgent(_) | Error::UnknownContract => StatusCode::NOT_FOUND,
             Error::CannotMeetTarget { .. }
             | Error::CounterReused { .. }
@@ -174,6 +176,7 @@ impl ServiceError for Error {
             Error::UnknownAgent(_) => "unknown_agent",
             Error::UnknownContract => "unknown_contract",
             Error::NotYourContract => "forbidden",
+            Error::PayerFraud => "payer_fraud",
             Error::CounterReused { .. } => "counter_reused",
             Error::AlreadyReported { .. } => "already_reported",
             Error::ReportUnverified => "report_unverified",

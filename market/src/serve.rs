@@ -99,6 +99,7 @@ pub fn start_with_audits(
                 auditor,
                 lease.clone(),
             ));
+            actix_web::rt::spawn(fraud_loop(for_tasks.clone()));
             actix_web::rt::spawn(crate::auditor::probe_loop(for_tasks, probe_every, lease));
         },
     )?;
@@ -109,4 +110,17 @@ pub fn start_with_audits(
         http,
         _dir_lock: dir_lock,
     })
+}
+
+/// Read the issuers' fraud feeds every [`crate::book::FRAUD_FOLLOW_INTERVAL_MS`], forever, in
+/// every process (what is kept is idempotent; a process racing another to keep the same
+/// proof fails that round and finds it kept the next).
+async fn fraud_loop(market: std::sync::Arc<crate::book::Market>) {
+    let every = std::time::Duration::from_millis(crate::book::FRAUD_FOLLOW_INTERVAL_MS);
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = market.follow_frauds().await {
+            tracing::warn!(error = %e, "reading the issuers' fraud proofs");
+        }
+    }
 }

@@ -838,3 +838,52 @@ async fn reports_and_registrations_need_what_the_agent_proved() {
         .expect_err("someone else's id");
     assert_eq!(e.code(), Some("invalid_contract"), "{e}");
 }
+
+/// DESIGN 10: a buyer an issuer proved double spent paywords gets no registration and no
+/// report accepted; the market reads the proof from the issuer's feed and checks it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proven_double_spender_is_refused_registrations_and_reports() {
+    let net = Net::start(1, None);
+    let (wallet, buyer) = net.buyer(10_000_000).await;
+    let client = MarketClient::new(net.http.clone(), &net.market.url, buyer.clone());
+    let currency = net.issuer.entity.to_string();
+    wait_for_offers(&client, &currency, 1).await;
+    let (id, reg) = small_contract(&net, 0, &wallet, &buyer).await;
+    client
+        .register(&reg)
+        .await
+        .expect("registered while honest");
+
+    // The buyer signs two overlapping blocks of one chain to two vendors; both redeem.
+    let chains = clients::wallet::Wallet::beside_key(&net.dir.path().join("cheat.key"));
+    let file = clients::wallet::buy(&wallet, &chains, 10, 1, None)
+        .await
+        .expect("chain");
+    for _ in 0..2 {
+        let vendor = Arc::new(KeyPair::generate().expect("key"));
+        let p = protocol::payword::Payword {
+            chain: file.chain.clone(),
+            from: 1,
+            end: 10,
+            to: 10,
+            word: file.word(10).expect("word"),
+            signature: protocol::payword::sign_block(&buyer, &file.chain, vendor.entity(), 1, 10),
+        };
+        clients::issuer::IssuerClient::new(net.http.clone(), &net.issuer.url, vendor, None)
+            .redeem_with_counter(node::now_ms(), vec![p])
+            .await
+            .expect("redeemed");
+    }
+    let marked = net.market.market.follow_frauds().await.expect("feeds read");
+    assert_eq!(marked, vec![buyer.entity().clone()]);
+    let (_, again) = small_contract(&net, 0, &wallet, &buyer).await;
+    let err = client.register(&again).await.expect_err("no registration");
+    assert_eq!(err.code(), Some("payer_fraud"));
+    let report = Report {
+        contract: id,
+        outcome: "lost".into(),
+        detail: String::new(),
+    };
+    let err = client.report(&report).await.expect_err("no report");
+    assert_eq!(err.code(), Some("payer_fraud"));
+}

@@ -202,6 +202,22 @@ struct Scored {
 }
 
 impl Index {
+    /// Every currency in the book as (issuer id, issuer URL), the URL from one offer that
+    /// lists it.
+    pub fn issuers(&self) -> Vec<(String, String)> {
+        self.books
+            .iter()
+            .filter_map(|(issuer, book)| {
+                let offer = book.slots.first()?.agent.offer()?;
+                let c = offer
+                    .currencies
+                    .iter()
+                    .find(|c| c.issuer.as_str() == issuer)?;
+                Some((issuer.clone(), c.issuer_url.clone()))
+            })
+            .collect()
+    }
+
     pub fn new() -> Index {
         Index {
             watermark: (-1, String::new()),

@@ -47,6 +47,7 @@ impl Market {
         if &contract.buyer != sender {
             return Err(Error::NotYourContract);
         }
+        self.refuse_fraudster(sender).await?;
         if !reg
             .contract
             .verify_countersignature(&contract.agent, &reg.agent_signature)

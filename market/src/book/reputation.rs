@@ -68,6 +68,7 @@ impl Market {
         if buyer != sender.as_str() {
             return Err(Error::NotYourContract);
         }
+        self.refuse_fraudster(sender).await?;
         // Evidence the contract was paid and used: an object the agent proved it holds (the
         // registration's audit stamps `audit_passed_s`). Without it a report would be a free
         // signature on an unpaid contract, and 40 of them could ruin an agent.

@@ -1,0 +1,2 @@
+DROP TABLE payword_cursors;
+DROP TABLE payword_frauds;
