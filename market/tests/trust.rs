@@ -854,28 +854,59 @@ async fn a_proven_double_spender_is_refused_registrations_and_reports() {
         .await
         .expect("registered while honest");
 
-    // The buyer signs two overlapping blocks of one chain to two vendors; both redeem.
-    let chains = clients::wallet::Wallet::beside_key(&net.dir.path().join("cheat.key"));
-    let file = clients::wallet::buy(&wallet, &chains, 10, 1, None)
+    // The buyer, and the agent too, each sign two overlapping blocks of one chain to two
+    // vendors, who both redeem.
+    let agent_key = net.agent(0).agent.key.clone();
+    net.mint
+        .transfer(agent_key.entity(), 1_000, None)
         .await
-        .expect("chain");
-    for _ in 0..2 {
-        let vendor = Arc::new(KeyPair::generate().expect("key"));
-        let p = protocol::payword::Payword {
-            chain: file.chain.clone(),
-            from: 1,
-            end: 10,
-            to: 10,
-            word: file.word(10).expect("word"),
-            signature: protocol::payword::sign_block(&buyer, &file.chain, vendor.entity(), 1, 10),
-        };
-        clients::issuer::IssuerClient::new(net.http.clone(), &net.issuer.url, vendor, None)
-            .redeem_with_counter(node::now_ms(), vec![p])
+        .expect("fund the agent");
+    let agent_wallet = clients::issuer::IssuerClient::new(
+        net.http.clone(),
+        &net.issuer.url,
+        agent_key.clone(),
+        Some(node::client::CounterStore::beside_key(
+            &net.dir.path().join("agent-cheat.key"),
+        )),
+    );
+    for (payer, payer_wallet, name) in [
+        (&buyer, &wallet, "cheat.key"),
+        (&agent_key, &agent_wallet, "agent-cheat.key"),
+    ] {
+        let chains = clients::wallet::Wallet::beside_key(&net.dir.path().join(name));
+        let file = clients::wallet::buy(payer_wallet, &chains, 10, 1, None)
             .await
-            .expect("redeemed");
+            .expect("chain");
+        for _ in 0..2 {
+            let vendor = Arc::new(KeyPair::generate().expect("key"));
+            let p = protocol::payword::Payword {
+                chain: file.chain.clone(),
+                from: 1,
+                end: 10,
+                to: 10,
+                word: file.word(10).expect("word"),
+                signature: protocol::payword::sign_block(
+                    payer,
+                    &file.chain,
+                    vendor.entity(),
+                    1,
+                    10,
+                ),
+            };
+            clients::issuer::IssuerClient::new(net.http.clone(), &net.issuer.url, vendor, None)
+                .redeem_with_counter(node::now_ms(), vec![p])
+                .await
+                .expect("redeemed");
+        }
     }
-    let marked = net.market.market.follow_frauds().await.expect("feeds read");
-    assert_eq!(marked, vec![buyer.entity().clone()]);
+    let mut marked = net.market.market.follow_frauds().await.expect("feeds read");
+    marked.sort();
+    let mut expected = vec![buyer.entity().clone(), agent_key.entity().clone()];
+    expected.sort();
+    assert_eq!(marked, expected);
+    // The book shows the agent as a double spender.
+    let line = listing(&client, &currency, agent_key.entity().as_str()).await;
+    assert!(line.double_spender, "{line:?}");
     let (_, again) = small_contract(&net, 0, &wallet, &buyer).await;
     let err = client.register(&again).await.expect_err("no registration");
     assert_eq!(err.code(), Some("payer_fraud"));

@@ -23,6 +23,9 @@ pub struct Listing {
     pub audits_failed: u64,
     pub online: bool,
     pub vetted: bool,
+    /// An issuer proved this agent double spent paywords (DESIGN 10): shown in the book.
+    #[serde(default)]
+    pub double_spender: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

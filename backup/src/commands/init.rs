@@ -417,6 +417,7 @@ mod tests {
             audits_failed: 0,
             online,
             vetted: false,
+            double_spender: false,
         }
     }
 

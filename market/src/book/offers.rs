@@ -126,6 +126,19 @@ impl Market {
             .filter(|a| a.offer_expires_s > now)
             .cloned()
             .collect();
+        // Entities an issuer proved double spent: few, read once per listing.
+        let proven: std::collections::HashSet<String> = self
+            .db
+            .run(|conn| {
+                use diesel::prelude::*;
+                node::paywords::payword_frauds::table
+                    .select(node::paywords::payword_frauds::payer)
+                    .load::<String>(conn)
+                    .map_err(|e| Error::Db(e.into()))
+            })
+            .await?
+            .into_iter()
+            .collect();
         let mut out = Vec::new();
         for agent in live {
             let Some(offer) = agent.offer() else {
@@ -159,6 +172,7 @@ impl Market {
                 audits_failed: rep.audits_failed,
                 online: rep.online,
                 vetted: rep.vetted(),
+                double_spender: proven.contains(&agent.entity),
             });
         }
         // Entity last: equal prices list in the same order in every market process.
