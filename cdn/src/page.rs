@@ -75,6 +75,21 @@ fn render_status(s: &Status) -> String {
             c.used_bytes, c.block_bytes, esc(&show_maybe(units, c.credit_estimate)), esc(&c.ends)
         ));
     }
+    out.push_str("</table><h2>Paywords from viewers</h2><table id=paywords><tr><th>issuer</th><th>accepted</th><th>redeemed</th><th>pending</th><th>chains</th></tr>");
+    for h in &s.paywords {
+        let m = |v: u64| money(i64::try_from(v).unwrap_or(i64::MAX));
+        out.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&h.issuer),
+            m(h.accepted),
+            m(h.redeemed),
+            m(h.pending),
+            h.chains
+        ));
+    }
+    if s.paywords.is_empty() {
+        out.push_str("<tr><td colspan=5>none yet</td></tr>");
+    }
     out.push_str("</table><h2>Scaling events</h2><ul>");
     for e in &s.events {
         out.push_str(&format!(

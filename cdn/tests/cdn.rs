@@ -893,4 +893,9 @@ async fn pieces_sold_by_payword_charge_only_what_is_watched() {
         }
     })
     .await;
+    // The publisher's status says so too.
+    let st = status(&publisher).await;
+    assert_eq!(st["paywords"][0]["accepted"].as_u64(), Some(spent), "{st}");
+    assert_eq!(st["paywords"][0]["redeemed"].as_u64(), Some(spent), "{st}");
+    assert_eq!(st["paywords"][0]["pending"].as_u64(), Some(0), "{st}");
 }

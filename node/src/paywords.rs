@@ -550,7 +550,7 @@ pub fn request_body(items: &[Payword]) -> Result<Vec<u8>, DbError> {
 }
 
 /// Per issuer: the value of every word accepted, and of those redeemed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holdings {
     pub issuer: String,
     pub accepted: u64,

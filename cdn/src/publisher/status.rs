@@ -26,6 +26,9 @@ pub struct Status {
     /// Bytes of pieces the publisher itself read (replication); never for viewers.
     pub replication_bytes: u64,
     pub scaling: ScalingStatus,
+    /// Viewers' paywords: accepted, redeemed and pending, per currency.
+    #[serde(default)]
+    pub paywords: Vec<node::paywords::Holdings>,
 }
 
 /// One content (published or still uploading).
@@ -237,6 +240,7 @@ impl Publisher {
                 cold_after_s: self.options.cold_after_s,
                 interval_s: self.options.scale_interval_s,
             },
+            paywords: self.payword_holdings().await?,
         })
     }
 }
