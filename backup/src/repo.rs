@@ -367,7 +367,7 @@ impl Listing {
 /// Whether to pay agents by payword: yes unless `BACKUP_PAYWORDS=0` (then every charge is
 /// an LCP transfer to the contract, as before paywords).
 pub fn paywords_on() -> bool {
-    std::env::var("BACKUP_PAYWORDS").map_or(true, |v| v != "0")
+    clients::paywords::enabled("BACKUP_PAYWORDS")
 }
 
 impl Repo {

@@ -110,7 +110,7 @@ type PieceCache = (HashMap<u64, Arc<OnceCell<Bytes>>>, VecDeque<u64>);
 
 /// Whether the gateway pays by payword: yes unless `CDN_PAYWORDS=0`.
 fn paywords_on() -> bool {
-    std::env::var("CDN_PAYWORDS").map_or(true, |v| v != "0")
+    clients::paywords::enabled("CDN_PAYWORDS")
 }
 
 pub struct Session {

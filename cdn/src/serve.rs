@@ -151,7 +151,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
     );
     let every = Duration::from_secs(options.publisher.scale_interval_s.max(1));
     // Agents are paid by payword unless CDN_PAYWORDS=0 (then by transfer, as before).
-    let words = (std::env::var("CDN_PAYWORDS").map_or(true, |v| v != "0")).then(|| {
+    let words = clients::paywords::enabled("CDN_PAYWORDS").then(|| {
         clients::paywords::PaywordPayer::new(
             key.clone(),
             clients::wallet::Wallet::beside_key(&key_path),

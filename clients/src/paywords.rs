@@ -22,6 +22,12 @@ pub const CHAIN_MARGIN_S: i64 = 3_600;
 /// Choices of a chain one payment makes at most (see [`PaywordPayer::pay`]).
 const PAY_TRIES_MAX: u32 = 3;
 
+/// Whether a tool pays by payword: yes unless the environment variable `var` is `0` (then by
+/// LCP transfer, as before paywords). `BACKUP_PAYWORDS`, `CDN_PAYWORDS`.
+pub fn enabled(var: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v != "0")
+}
+
 /// One request's payment: the `LCP-Payword` and `LCP-Touchstone` headers.
 #[derive(Debug, Clone)]
 pub struct PaywordPayment {

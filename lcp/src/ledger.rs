@@ -496,11 +496,6 @@ impl Writer {
                             Err(e)
                         }
                     };
-                    if answer.is_err() {
-                        if let Order::CloseChain(chain) = &job.order {
-                            tracing::warn!(chain, "a chain's escrow could not be returned");
-                        }
-                    }
                     // The requester may have gone away; its transfer stands either way.
                     let _ = job.reply.send(answer);
                 }

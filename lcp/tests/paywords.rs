@@ -46,8 +46,7 @@ async fn chains_escrow_redeem_once_and_refuse_bad_words() {
         };
         let issuer = TestIssuer::start(database.url(), config);
         let payer = issuer.funded_wallet("payer", 10_000).await;
-        let (_, payer_key_path) = (0, issuer.dir.path().join("payer.key"));
-        let wallet = Wallet::beside_key(&payer_key_path);
+        let wallet = Wallet::beside_key(&issuer.dir.path().join("payer.key"));
         let (vendor, _) = issuer.wallet("vendor");
         let (other, _) = issuer.wallet("other");
 

@@ -19,8 +19,8 @@
 use db::{AnyConnection, DbError};
 use diesel::prelude::*;
 use protocol::payword::{
-    verify_block, FraudsPage, OpenTouchstone, Payword, RedemptionResult, RedemptionsAnswer,
-    RedemptionsRequest, Word, HEADER_PAYWORD, HEADER_TOUCHSTONE, REDEMPTIONS_MAX,
+    verify_block, FraudsPage, OpenTouchstone, Payword, RedemptionsAnswer, RedemptionsRequest, Word,
+    HEADER_PAYWORD, HEADER_TOUCHSTONE, REDEMPTIONS_MAX,
 };
 use protocol::EntityId;
 
@@ -658,12 +658,4 @@ pub async fn redeem_due(
         .map_err(|e: DbError| e.to_string())?;
     tracing::info!(issuer = %issuer, credited, "paywords redeemed");
     Ok(credited)
-}
-
-/// A redemption result for logs and tests.
-pub fn describe(r: &RedemptionResult) -> String {
-    format!(
-        "{} to {}: {} ({} words, {} credited, fee {}, shortfall {})",
-        r.chain, r.to, r.result, r.words, r.amount, r.fee, r.shortfall
-    )
 }

@@ -3,29 +3,15 @@
 
 mod util;
 
-use node::process::ChildGuard;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clients::agent::AgentClient;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
-use util::{eventually, stored_files, World, PRICES};
+use util::{eventually, spawn_agent, stored_files, World, PRICES};
 
 const WRITERS: usize = 8;
 const BURST_MS: u64 = 800;
-const SPAWN_WAIT_MS_MAX: u64 = 30_000;
-
-fn spawn_agent(data: &std::path::Path, database: Option<&str>) -> (ChildGuard, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_storage-agent"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data);
-    if let Some(url) = database {
-        cmd.args(["--database", url]);
-    }
-    cmd.stderr(Stdio::inherit()).env("RUST_LOG", "warn");
-    node::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("agent printed its address")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_writes_loses_no_answered_write() {

@@ -15,7 +15,7 @@ use node::client::{http_client, ClientOptions, CounterStore};
 use protocol::payword::{envelope_header_value, sign_block, Payword};
 use protocol::KeyPair;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
-use util::{eventually, PRICES};
+use util::{eventually, spawn_agent, PRICES};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -32,23 +32,7 @@ fn start_agent(
 ) -> storage_agent::serve::RunningAgent {
     std::fs::create_dir_all(dir).expect("agent dir");
     node::keyfile::generate(&dir.join("identity.key")).expect("agent key");
-    AgentConfig {
-        capacity_bytes: 1 << 30,
-        block_bytes_max: 1 << 30,
-        payword_redeem_threshold: 1,
-        payword_redeem_interval_ms: 100,
-        currencies: vec![CurrencyConfig {
-            issuer_url: issuer.url.clone(),
-            issuer: issuer.entity.to_string(),
-            storage_per_gib_day: PRICES.storage_per_gib_day,
-            write_per_kib: PRICES.write_per_kib,
-            read_per_kib: PRICES.read_per_kib,
-            contract_min: PRICES.contract_min,
-        }],
-        ..AgentConfig::default()
-    }
-    .save(dir)
-    .expect("config");
+    agent_config(dir, issuer, 1);
     storage_agent::serve::start(storage_agent::serve::ServeOptions {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".into(),
@@ -123,6 +107,30 @@ async fn contract(
     })
     .await;
     terms.id
+}
+
+/// Words `from..=to` of `file`'s block `from..=end` for `vendor`, signed by `payer`, with the
+/// chain's touchstone.
+fn payment(
+    file: &clients::wallet::ChainFile,
+    payer: &KeyPair,
+    vendor: &protocol::EntityId,
+    from: u64,
+    end: u64,
+    to: u64,
+) -> PaywordPayment {
+    PaywordPayment {
+        payword: Payword {
+            chain: file.chain.clone(),
+            from,
+            end,
+            to,
+            word: file.word(to).expect("word"),
+            signature: sign_block(payer, &file.chain, vendor, from, end),
+        },
+        touchstone: envelope_header_value(&file.touchstone),
+        value: 0,
+    }
 }
 
 async fn refused(client: &AgentClient, id: &str, p: PaywordPayment, why: &str) {
@@ -266,19 +274,8 @@ async fn bad_paywords_are_refused_and_the_credit_stays() {
     let file = wallet::buy(&wallet, &chains, 1_000, 1, Some(3))
         .await
         .expect("chain");
-    let touchstone = envelope_header_value(&file.touchstone);
-    let pay = |from: u64, end: u64, to: u64, vendor: &protocol::EntityId| PaywordPayment {
-        payword: Payword {
-            chain: file.chain.clone(),
-            from,
-            end,
-            to,
-            word: file.word(to).expect("word"),
-            signature: sign_block(&key, &file.chain, vendor, from, end),
-        },
-        touchstone: touchstone.clone(),
-        value: 0,
-    };
+    let pay =
+        |from, end, to, vendor: &protocol::EntityId| payment(&file, &key, vendor, from, end, to);
     // One good payment, so the chain is known.
     client
         .put_paid(&id, "a", vec![1; 1024], Some(&pay(1, 100, 2, &agent)))
@@ -319,34 +316,15 @@ async fn bad_paywords_are_refused_and_the_credit_stays() {
     let mut forged = file2.touchstone.clone();
     forged.signature = other_key.sign_b64(b"not the issuer");
     let p = PaywordPayment {
-        payword: Payword {
-            chain: file2.chain.clone(),
-            from: 1,
-            end: 10,
-            to: 3,
-            word: file2.word(3).expect("w"),
-            signature: sign_block(&key, &file2.chain, &agent, 1, 10),
-        },
         touchstone: envelope_header_value(&forged),
-        value: 0,
+        ..payment(&file2, &key, &agent, 1, 10, 3)
     };
     refused(&client, &id, p, "a forged touchstone").await;
     // Another payer's chain, on a request the buyer signs.
     let theirs = wallet::buy(&other_wallet, &other_chains, 100, 1, None)
         .await
         .expect("chain");
-    let p = PaywordPayment {
-        payword: Payword {
-            chain: theirs.chain.clone(),
-            from: 1,
-            end: 10,
-            to: 3,
-            word: theirs.word(3).expect("w"),
-            signature: sign_block(&other_key, &theirs.chain, &agent, 1, 10),
-        },
-        touchstone: envelope_header_value(&theirs.touchstone),
-        value: 0,
-    };
+    let p = payment(&theirs, &other_key, &agent, 1, 10, 3);
     refused(
         &client,
         &id,
@@ -370,18 +348,7 @@ async fn bad_paywords_are_refused_and_the_credit_stays() {
     let foreign = wallet::buy(&wallet2, &chains, 100, 1, None)
         .await
         .expect("chain");
-    let p = PaywordPayment {
-        payword: Payword {
-            chain: foreign.chain.clone(),
-            from: 1,
-            end: 10,
-            to: 3,
-            word: foreign.word(3).expect("w"),
-            signature: sign_block(&key, &foreign.chain, &agent, 1, 10),
-        },
-        touchstone: envelope_header_value(&foreign.touchstone),
-        value: 0,
-    };
+    let p = payment(&foreign, &key, &agent, 1, 10, 3);
     refused(&client, &id, p, "a touchstone of another issuer").await;
     // An expired chain.
     tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
@@ -407,22 +374,10 @@ async fn a_double_spend_across_two_agents_is_caught_and_the_payer_refused() {
     let file = wallet::buy(&wallet, &chains, 100, 1, None)
         .await
         .expect("chain");
-    let touchstone = envelope_header_value(&file.touchstone);
     // The same words 1..=80 signed over to both agents: each verifies on its own and serves.
     for (i, c) in clients.iter().enumerate() {
         let agent = s.agents[i].agent.key.entity().clone();
-        let p = PaywordPayment {
-            payword: Payword {
-                chain: file.chain.clone(),
-                from: 1,
-                end: 80,
-                to: 80,
-                word: file.word(80).expect("w"),
-                signature: sign_block(&key, &file.chain, &agent, 1, 80),
-            },
-            touchstone: touchstone.clone(),
-            value: 0,
-        };
+        let p = payment(&file, &key, &agent, 1, 80, 80);
         c.put_paid(&ids[i], "a", vec![3; 40 * 1024], Some(&p))
             .await
             .expect("each agent takes the words");
@@ -454,24 +409,14 @@ async fn a_double_spend_across_two_agents_is_caught_and_the_payer_refused() {
     for (i, c) in clients.iter().enumerate() {
         eventually(10_000, "the agent to refuse the payer", || async {
             let agent = s.agents[i].agent.key.entity().clone();
-            let p = PaywordPayment {
-                payword: Payword {
-                    chain: file.chain.clone(),
-                    from: 81 + i as u64 * 10,
-                    end: 90 + i as u64 * 10,
-                    to: 81 + i as u64 * 10,
-                    word: file.word(81 + i as u64 * 10).expect("w"),
-                    signature: sign_block(
-                        &key,
-                        &file.chain,
-                        &agent,
-                        81 + i as u64 * 10,
-                        90 + i as u64 * 10,
-                    ),
-                },
-                touchstone: touchstone.clone(),
-                value: 0,
-            };
+            let p = payment(
+                &file,
+                &key,
+                &agent,
+                81 + i as u64 * 10,
+                90 + i as u64 * 10,
+                81 + i as u64 * 10,
+            );
             let got = c.put_paid(&ids[i], "b", vec![1; 1024], Some(&p)).await;
             matches!(got, Err(ref e) if e.code() == Some("payer_fraud"))
         })
@@ -512,18 +457,6 @@ fn agent_config(data: &Path, issuer: &lcp::server::RunningIssuer, threshold: u64
     }
     .save(data)
     .expect("config");
-}
-
-fn spawn_agent(data: &Path, database: Option<&str>) -> (node::process::ChildGuard, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_storage-agent"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data);
-    if let Some(url) = database {
-        cmd.args(["--database", url]);
-    }
-    cmd.stderr(std::process::Stdio::inherit())
-        .env("RUST_LOG", "warn");
-    node::process::spawn_server(cmd, 30_000).expect("agent printed its address")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -273,8 +273,14 @@ impl WriterState {
         if to <= redeemed_to {
             // Redeemed before: idempotent.
             return Ok(RedemptionResult {
+                chain: p.chain.clone(),
+                to: p.to,
+                result: "success".into(),
+                words: 0,
+                amount: 0,
+                fee: 0,
+                shortfall: 0,
                 message: None,
-                ..refused(p, "success", "")
             });
         }
         let words = (to - redeemed_to).unsigned_abs();

@@ -189,6 +189,26 @@ impl World {
 
 pub use node::testing::eventually;
 
+/// Longest a spawned agent may take to print its address.
+pub const SPAWN_WAIT_MS_MAX: u64 = 30_000;
+
+/// Start `storage-agent serve` on `data` as a process (for kill -9), on `database` when given;
+/// answers it (killed when dropped) and its URL.
+pub fn spawn_agent(
+    data: &std::path::Path,
+    database: Option<&str>,
+) -> (node::process::ChildGuard, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_storage-agent"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data);
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    cmd.stderr(std::process::Stdio::inherit())
+        .env("RUST_LOG", "warn");
+    node::process::spawn_server(cmd, SPAWN_WAIT_MS_MAX).expect("agent printed its address")
+}
+
 /// An agent's data directory as `init` leaves it: a key and a configuration accepting one
 /// currency at the test prices (the issuer need not be running).
 pub fn write_agent_config(data: &std::path::Path, issuer_url: &str, capacity_bytes: u64) {
