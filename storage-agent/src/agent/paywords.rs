@@ -34,11 +34,8 @@ impl Agent {
         let Some(header) = headers.payword.clone() else {
             return Ok(0);
         };
-        let row = self.load_contract(id).await?;
-        Self::require_buyer(&row, payer, false)?;
-        let issuer = EntityId::parse(&row.issuer)
-            .map_err(|_| Error::Db(db::DbError::Task("a contract's issuer is malformed".into())))?;
         let (payer, vendor, id) = (payer.clone(), self.key.entity().clone(), id.to_owned());
+        let id_shown = id.clone();
         let touchstone = headers.touchstone.clone();
         let cap = self.config.payword_unredeemed_max;
         let now = node::now_s();
@@ -46,6 +43,17 @@ impl Agent {
             .db
             .run(move |conn| {
                 let work = |conn: &mut db::AnyConnection| {
+                    // The contract is read in the transaction that credits it: one trip to
+                    // the database per payment.
+                    let row = contracts::table
+                        .find(&id)
+                        .first::<super::rows::ContractRow>(conn)
+                        .optional()?
+                        .ok_or(Error::UnknownContract)?;
+                    Agent::require_buyer(&row, &payer, false)?;
+                    let issuer = EntityId::parse(&row.issuer).map_err(|_| {
+                        Error::Db(db::DbError::Task("a contract's issuer is malformed".into()))
+                    })?;
                     let accepted = node::paywords::accept(
                         conn,
                         now,
@@ -75,7 +83,12 @@ impl Agent {
         if accepted.value > 0 {
             self.payword_payments
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(contract = %row.id, words = accepted.words, value = accepted.value, "paywords accepted");
+            tracing::debug!(
+                contract = id_shown,
+                words = accepted.words,
+                value = accepted.value,
+                "paywords accepted"
+            );
         }
         Ok(accepted.value)
     }
