@@ -28,6 +28,19 @@ pub struct MarketClient {
     counters: node::client::ClockCounter,
 }
 
+/// Listings asked for in one `GET /v1/offers` (the market answers at most 100,000).
+pub const OFFERS_PAGE_LISTINGS: usize = 10_000;
+/// Pages [`MarketClient::offers`] reads at most (a million listings).
+pub const OFFERS_PAGES_MAX: usize = 100;
+
+/// One page of `GET /v1/offers`.
+#[derive(serde::Deserialize)]
+struct OffersPage {
+    offers: Vec<Listing>,
+    #[serde(default)]
+    next_offset: Option<usize>,
+}
+
 impl MarketClient {
     pub fn new(http: reqwest::Client, market_url: &str, key: Arc<KeyPair>) -> MarketClient {
         MarketClient {
@@ -85,25 +98,57 @@ impl MarketClient {
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    /// The live offers, priced in `currency` (each offer's first currency when `None`).
+    /// The live offers, priced in `currency` (each offer's first currency when `None`),
+    /// cheapest reliability-adjusted price first: every page of the book, at most
+    /// [`OFFERS_PAGES_MAX`] of them.
     pub async fn offers(&self, currency: Option<&str>) -> Result<Vec<Listing>, ClientError> {
-        let mut url = format!("{}/v1/offers", self.base);
-        if let Some(c) = currency {
-            url.push_str(&format!(
-                "?currency={}",
-                node::client::encode_query_value(c)
-            ));
+        let mut all = Vec::new();
+        let mut offset = 0;
+        for _ in 0..OFFERS_PAGES_MAX {
+            let page = self.offers_page(currency, None, offset).await?;
+            all.extend(page.offers);
+            match page.next_offset {
+                // A market that answers no further offset ends the list (older markets
+                // answer the whole book at once).
+                Some(next) if next > offset => offset = next,
+                _ => break,
+            }
         }
-        #[derive(serde::Deserialize)]
-        struct Book {
-            offers: Vec<Listing>,
+        Ok(all)
+    }
+
+    /// `agent`'s listing in `currency` (its first currency when `None`), if it has a live
+    /// offer: one request, however large the book.
+    pub async fn listing_of(
+        &self,
+        agent: &str,
+        currency: Option<&str>,
+    ) -> Result<Option<Listing>, ClientError> {
+        let page = self.offers_page(currency, Some(agent), 0).await?;
+        // A market that does not know the `agent` filter answers the book: look for it.
+        Ok(page.offers.into_iter().find(|l| l.agent == agent))
+    }
+
+    async fn offers_page(
+        &self,
+        currency: Option<&str>,
+        agent: Option<&str>,
+        offset: usize,
+    ) -> Result<OffersPage, ClientError> {
+        let mut url = format!(
+            "{}/v1/offers?offset={offset}&limit={OFFERS_PAGE_LISTINGS}",
+            self.base
+        );
+        for (name, value) in [("currency", currency), ("agent", agent)] {
+            if let Some(v) = value {
+                url.push_str(&format!("&{name}={}", node::client::encode_query_value(v)));
+            }
         }
         node::client::check_url(&self.base)?;
-        let book: Book = match Self::decode(&url, self.http.get(&url).send().await).await {
-            Ok(book) => book,
-            Err(e) => return Err(self.name_the_service(e).await),
-        };
-        Ok(book.offers)
+        match Self::decode(&url, self.http.get(&url).send().await).await {
+            Ok(page) => Ok(page),
+            Err(e) => Err(self.name_the_service(e).await),
+        }
     }
 
     /// Agents for k-of-n storage at the lowest price meeting the target; `409

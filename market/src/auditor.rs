@@ -24,11 +24,11 @@
 //! and counts as the answered probe (the same reputation evidence, without the request).
 //!
 //! **One process of several**: market processes sharing a database run the loops only while
-//! they hold the `auditor` lease ([`Lease`], `book::lease`), renewed every
-//! [`AUDITOR_LEASE_RENEW_MS`] for [`AUDITOR_LEASE_MS`]; the others skip their ticks. The
-//! schedule is the same in every process (phases come from entities), so a process that takes
-//! over audits the agents due from then on. A holder that dies is replaced within
-//! [`AUDITOR_LEASE_MS`]; the audits due meanwhile are not made up (each agent is due again a
+//! they hold the `auditor` lease ([`Lease`], `book::lease`; [`AUDITOR_LEASE_MS`] long by
+//! default, `--auditor-lease-ms`), renewed every third of its length; the others skip their
+//! ticks. The schedule is the same in every process (phases come from entities), so a process
+//! that takes over audits the agents due from then on. A holder that dies is replaced within
+//! the lease's length and a renewal; the audits due meanwhile are not made up (each agent is due again a
 //! period later).
 //!
 //! A refusal to an audit (`402` included: an agent never charges a listed auditor) is a failed
@@ -86,21 +86,51 @@ pub fn random_below(bound: u64) -> u64 {
     u64::from_le_bytes(raw) % bound.max(1)
 }
 
-/// How long the `auditor` lease lasts past a renewal.
+/// How long the `auditor` lease lasts past a renewal, by default (`market serve
+/// --auditor-lease-ms`).
 pub const AUDITOR_LEASE_MS: u64 = 30_000;
-/// How often its holder renews it; the holder stops counting itself the holder this long
-/// before the lease expires (a margin for a stalled renewal and for clocks).
-pub const AUDITOR_LEASE_RENEW_MS: u64 = 10_000;
+/// Shortest lease a process may ask for: a renewal is a database write every third of it.
+pub const AUDITOR_LEASE_MS_MIN: u64 = 300;
 
 /// Whether this process runs the auditor and the prober: it holds the `auditor` lease.
+/// Its holder renews it every third of its length and stops counting itself the holder a
+/// third before it expires (a margin for a stalled renewal and for clocks); a holder that
+/// dies is replaced by another process within the lease's length and a renewal.
 /// Clones share their state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Lease {
     /// Until when (ms since the epoch) this process counts itself the holder; 0: not.
     until_ms: Arc<AtomicU64>,
+    /// The lease's length.
+    length_ms: Arc<AtomicU64>,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Lease {
+            until_ms: Arc::default(),
+            length_ms: Arc::new(AtomicU64::new(AUDITOR_LEASE_MS)),
+        }
+    }
 }
 
 impl Lease {
+    /// Set the lease's length (at least [`AUDITOR_LEASE_MS_MIN`]) before it is first taken.
+    pub fn set_length_ms(&self, ms: u64) {
+        self.length_ms
+            .store(ms.max(AUDITOR_LEASE_MS_MIN), Ordering::SeqCst);
+    }
+
+    /// The lease's length.
+    pub fn length_ms(&self) -> u64 {
+        self.length_ms.load(Ordering::SeqCst)
+    }
+
+    /// How often the holder renews it (a third of its length).
+    pub fn renew_every_ms(&self) -> u64 {
+        self.length_ms() / 3
+    }
+
     /// Whether this process holds the lease (as of its last renewal).
     pub fn held(&self) -> bool {
         node::now_ms() < self.until_ms.load(Ordering::SeqCst)
@@ -109,7 +139,8 @@ impl Lease {
     /// Take or renew the lease now; answers whether this process holds it.
     pub async fn renew(&self, market: &Market) -> bool {
         let asked_ms = node::now_ms();
-        let held = match market.hold_lease(AUDITOR_LEASE, AUDITOR_LEASE_MS).await {
+        let length_ms = self.length_ms();
+        let held = match market.hold_lease(AUDITOR_LEASE, length_ms).await {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew the auditor lease");
@@ -117,7 +148,7 @@ impl Lease {
             }
         };
         let until = if held {
-            asked_ms + (AUDITOR_LEASE_MS - AUDITOR_LEASE_RENEW_MS)
+            asked_ms + (length_ms - self.renew_every_ms())
         } else {
             0
         };
@@ -131,7 +162,7 @@ impl Lease {
         self.held() || self.renew(market).await
     }
 
-    /// Renew the lease every [`AUDITOR_LEASE_RENEW_MS`], forever.
+    /// Renew the lease every third of its length, forever.
     pub async fn keep(self, market: Arc<Market>) {
         let mut was = false;
         loop {
@@ -149,7 +180,7 @@ impl Lease {
                 );
                 was = held;
             }
-            tokio::time::sleep(Duration::from_millis(AUDITOR_LEASE_RENEW_MS)).await;
+            tokio::time::sleep(Duration::from_millis(self.renew_every_ms())).await;
         }
     }
 }

@@ -58,7 +58,7 @@ pub use index::{
     PRESELECT_RELIABLE_MAX, PRESELECT_UNVETTED_MAX,
 };
 pub use lease::AUDITOR_LEASE;
-pub use offers::{check_offer, network_of};
+pub use offers::{check_offer, network_of, OffersPage};
 
 /// An issuer that did not say its currency is asked again after this long (see
 /// `Market::currency_at`).
@@ -67,6 +67,12 @@ pub const CURRENCY_RETRY_S: i64 = 300;
 const CURRENCIES_KNOWN_MAX: usize = 1_024;
 /// Longest a match waits for a chosen agent to say who it is before leaving it out.
 pub const MATCH_PROBE_WAIT_MS_MAX: u64 = 2_000;
+/// A chosen agent whose endpoint answered a match's re-check this recently is not asked
+/// again: the re-check stays that fresh, and an agent gets at most one such request in that
+/// time however many matches choose it.
+pub const MATCH_ANSWER_FRESH_MS: u64 = 2_000;
+/// Agents whose last answer a market remembers for [`MATCH_ANSWER_FRESH_MS`].
+pub const MATCH_ANSWERS_KEPT_MAX: usize = 65_536;
 /// Times a match is made again after chosen agents did not answer.
 pub const MATCH_RECHECKS_MAX: usize = 3;
 /// An endpoint that answered as its agent is not asked again for this long.
@@ -81,6 +87,10 @@ pub const ISSUED_SKEW_S_MAX: i64 = 300;
 pub const OFFER_CURRENCIES_MAX: usize = 16;
 /// Largest free space an offer may claim (1 EiB): beyond is an error or a lie.
 pub const OFFER_BYTES_MAX: u64 = 1 << 60;
+/// Listings `GET /v1/offers` answers when no `limit` is given.
+pub const OFFERS_PAGE_DEFAULT: usize = 20_000;
+/// Most listings one `GET /v1/offers` answers.
+pub const OFFERS_PAGE_MAX: usize = 100_000;
 /// Longest endpoint URL.
 pub const ENDPOINT_CHARS_MAX: usize = 512;
 /// Objects one registration may list.
@@ -164,9 +174,13 @@ pub struct Market {
     heartbeats: heartbeats::HeartbeatQueue,
     /// This process's name as a lease holder (`lease`), random per start.
     instance: String,
+    /// Whether this process holds the auditor lease (shown in `/metrics`).
+    pub auditor_lease: crate::auditor::Lease,
     /// Where matches spend their time (`/metrics`).
     pub timings: Arc<timings::MatchTimings>,
     endpoint: std::sync::OnceLock<String>,
+    /// When each agent last answered at its endpoint (and at which), for matches' re-checks.
+    answers: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
     /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
     audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// Currencies (code, decimals) by issuer URL, for the page. An issuer that did not answer
@@ -217,6 +231,7 @@ impl Market {
             index_read_at: std::sync::Mutex::new(None),
             heartbeats: heartbeats::HeartbeatQueue::default(),
             timings: Arc::default(),
+            auditor_lease: crate::auditor::Lease::default(),
             instance: {
                 let mut raw = [0u8; 8];
                 // A failed OS source leaves zeros: two such processes would share the lease
@@ -227,6 +242,7 @@ impl Market {
             endpoint: std::sync::OnceLock::new(),
             currencies: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit_deferrals: std::sync::Mutex::new(std::collections::HashMap::new()),
+            answers: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

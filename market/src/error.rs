@@ -26,6 +26,8 @@ pub enum Error {
     EndpointMismatch(String),
     #[error("invalid match request: {0}")]
     InvalidMatch(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     #[error("{}", unknown_currency_message(.0))]
     UnknownCurrency(String),
     #[error("{}{}", cannot_meet_message(*target, *best), left_out)]
@@ -138,6 +140,7 @@ impl ServiceError for Error {
             | Error::OfferExpired(_)
             | Error::InvalidOffer(_)
             | Error::InvalidMatch(_)
+            | Error::InvalidQuery(_)
             | Error::UnknownCurrency(_)
             | Error::InvalidContract(_)
             | Error::MarketNotAuditor => StatusCode::BAD_REQUEST,
@@ -168,6 +171,7 @@ impl ServiceError for Error {
             Error::EndpointUnreachable(_) => "endpoint_unreachable",
             Error::EndpointMismatch(_) => "endpoint_mismatch",
             Error::InvalidMatch(_) => "invalid_match",
+            Error::InvalidQuery(_) => "invalid_query",
             Error::UnknownCurrency(_) => "unknown_currency",
             Error::CannotMeetTarget { .. } => "cannot_meet_target",
             Error::InvalidContract(_) => "invalid_contract",

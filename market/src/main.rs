@@ -46,6 +46,10 @@ enum Cmd {
         /// Seconds between uptime probes
         #[arg(long, default_value_t = market::serve::PROBE_INTERVAL_S_DEFAULT)]
         probe_interval_s: u64,
+        /// How long the auditor lease lasts, in ms: with several market processes on one
+        /// database, one audits and probes, and another takes over this long after it died
+        #[arg(long, default_value_t = market::auditor::AUDITOR_LEASE_MS)]
+        auditor_lease_ms: u64,
         /// TLS certificate chain (PEM); serves HTTPS with --tls-key
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -314,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             audit_interval_s,
             audits_per_agent_day,
             probe_interval_s,
+            auditor_lease_ms,
             tls_cert,
             tls_key,
         } => {
@@ -328,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_same_network,
                 audit_interval_s,
                 probe_interval_s,
+                auditor_lease_ms,
                 tls,
             };
             let running = market::serve::start_with_audits(options, audits_per_agent_day)

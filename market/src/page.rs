@@ -11,10 +11,14 @@ use crate::error::Error;
 
 /// Seconds between the page's own refreshes.
 const REFRESH_S: u32 = 10;
+/// Offers shown on one page; the rest are on the next pages (`?page=N`).
+pub const PAGE_ROWS: usize = 100;
 
 #[derive(Deserialize)]
 pub struct PageQuery {
     currency: Option<String>,
+    /// The page shown, from 1.
+    page: Option<usize>,
 }
 
 /// The URL of the issuer a listing's prices are in, from its offer.
@@ -39,7 +43,12 @@ fn show_price(minor: f64, currency: Option<&protocol::ledger::Currency>) -> Stri
 }
 
 pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpResponse, Error> {
-    let offers = market.offers(query.currency.as_deref()).await?;
+    let page_no = query.page.unwrap_or(1).max(1);
+    let first = (page_no - 1).saturating_mul(PAGE_ROWS);
+    let crate::book::OffersPage { offers, total } = market
+        .offers_page(query.currency.as_deref(), None, first, PAGE_ROWS)
+        .await?;
+    let pages = total.div_ceil(PAGE_ROWS).max(1);
     // Each issuer's currency, asked at once (each bounded, failures remembered), so a page
     // view waits for the slowest issuer once, not for every offer in turn.
     let mut urls: Vec<String> = offers.iter().filter_map(issuer_url_of).collect();
@@ -95,7 +104,7 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
             vetted = if o.vetted { "vetted" } else { "new" },
         ));
     }
-    if offers.is_empty() {
+    if total == 0 {
         rows.push_str("<tr><td colspan=\"10\" id=\"empty\">No live offers yet: agents post theirs with <code>storage-agent serve --market URL</code>.</td></tr>");
     }
     let which = match &query.currency {
@@ -104,6 +113,32 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
                  offers in one currency)"
             .to_owned(),
     };
+    // Links to the neighbouring pages keep the currency asked for.
+    let link = |to: usize| -> String {
+        let mut href = format!("/?page={to}");
+        if let Some(c) = &query.currency {
+            href.push_str(&format!("&amp;currency={}", esc(c)));
+        }
+        href
+    };
+    let mut nav = format!(
+        "<nav id=\"pages\">Offers {from}&ndash;{to} of {total}, page {page_no} of {pages}.",
+        from = if offers.is_empty() { 0 } else { first + 1 },
+        to = first + offers.len(),
+    );
+    if page_no > 1 {
+        nav.push_str(&format!(
+            " <a rel=\"prev\" href=\"{}\">previous</a>",
+            link(page_no - 1)
+        ));
+    }
+    if page_no < pages {
+        nav.push_str(&format!(
+            " <a rel=\"next\" href=\"{}\">next</a>",
+            link(page_no + 1)
+        ));
+    }
+    nav.push_str("</nav>");
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
@@ -118,9 +153,9 @@ reliability-adjusted price first. Prices are {which}, for the reference request 
 the adjusted price is price / nines, where nines = -log10(p_fail).</p>\
 <table id=\"offers\"><thead><tr><th>agent</th><th>endpoint</th><th>free</th><th>currency</th><th>price</th>\
 <th>p_fail</th><th>adjusted</th><th>audits passed / failed</th><th>up</th><th>status</th></tr></thead>\
-<tbody>{rows}</tbody></table></body></html>",
+<tbody>{rows}</tbody></table>{nav}</body></html>",
         entity = esc(market.key.entity().as_str()),
-        count = offers.len(),
+        count = total,
     );
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -23,6 +23,9 @@ pub struct ServeOptions {
     pub audit_interval_s: u64,
     /// Seconds between uptime probes of every agent with a live offer.
     pub probe_interval_s: u64,
+    /// How long the auditor lease lasts past a renewal (several processes on one database:
+    /// the time before another takes over from a holder that died).
+    pub auditor_lease_ms: u64,
     pub tls: Option<node::http::TlsFiles>,
 }
 
@@ -77,6 +80,7 @@ pub fn start_with_audits(
         http_client,
         options.allow_same_network,
     ));
+    market.auditor_lease.set_length_ms(options.auditor_lease_ms);
     let for_routes = market.clone();
     let for_tasks = market.clone();
     let probe_every = Duration::from_secs(options.probe_interval_s.max(1));
@@ -92,7 +96,7 @@ pub fn start_with_audits(
         move |cfg| crate::server::routes(cfg, for_routes.clone()),
         move || {
             // The loops run in whichever process sharing the database holds the lease.
-            let lease = crate::auditor::Lease::default();
+            let lease = for_tasks.auditor_lease.clone();
             actix_web::rt::spawn(lease.clone().keep(for_tasks.clone()));
             actix_web::rt::spawn(crate::auditor::audit_loop(
                 for_tasks.clone(),

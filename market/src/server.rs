@@ -8,7 +8,9 @@ use node::service::{self, Metrics};
 use protocol::{Envelope, RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
-use crate::book::{Market, MatchRequest, Registration, Report, State};
+use crate::book::{
+    Market, MatchRequest, Registration, Report, State, OFFERS_PAGE_DEFAULT, OFFERS_PAGE_MAX,
+};
 use crate::error::Error;
 
 /// Largest request body: offers, match requests, reports (registrations may list many objects).
@@ -68,6 +70,10 @@ async fn metrics(market: State) -> Result<HttpResponse, Error> {
         .gauge("market_agents_online", c.online)
         .counter("market_audits_passed_total", c.audits_passed)
         .counter("market_audits_failed_total", c.audits_failed)
+        .gauge(
+            "market_auditor_lease_held",
+            u64::from(market.auditor_lease.held()),
+        )
         .labelled(
             "market_match_phase_seconds_total",
             "counter",
@@ -113,11 +119,42 @@ async fn post_offer(
 #[serde(deny_unknown_fields)]
 struct OffersQuery {
     currency: Option<String>,
+    /// One agent's listing alone (an agent reading its standing).
+    agent: Option<String>,
+    /// Listings skipped (cheapest first), for the next page.
+    #[serde(default)]
+    offset: usize,
+    /// Listings answered, at most [`OFFERS_PAGE_MAX`]; [`OFFERS_PAGE_DEFAULT`] when absent.
+    limit: Option<usize>,
 }
 
+/// `GET /v1/offers?currency=&agent=&offset=&limit=`: a page of the book, with `total` (live offers in
+/// all) and `next_offset` (absent on the last page).
 async fn get_offers(query: web::Query<OffersQuery>, market: State) -> Result<HttpResponse, Error> {
-    let offers = market.offers(query.currency.as_deref()).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "offers": offers })))
+    let limit = query.limit.unwrap_or(OFFERS_PAGE_DEFAULT);
+    if limit == 0 || limit > OFFERS_PAGE_MAX {
+        return Err(Error::InvalidQuery(format!(
+            "limit must be from 1 to {OFFERS_PAGE_MAX}"
+        )));
+    }
+    let page = market
+        .offers_page(
+            query.currency.as_deref(),
+            query.agent.as_deref(),
+            query.offset,
+            limit,
+        )
+        .await?;
+    let end = query.offset.saturating_add(page.offers.len());
+    let mut answer = serde_json::json!({
+        "offers": page.offers,
+        "total": page.total,
+        "offset": query.offset,
+    });
+    if end < page.total {
+        answer["next_offset"] = end.into();
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 async fn match_agents(

@@ -271,6 +271,7 @@ async fn targets_are_running_contracts_with_objects() {
             allow_same_network: true,
             audit_interval_s: 86_400,
             probe_interval_s: 86_400,
+            auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
             tls: None,
         })
         .expect("market");
@@ -549,6 +550,7 @@ async fn audit_throughput() {
         // Its own loops stay out of the way: the bench drives rounds itself.
         audit_interval_s: 86_400,
         probe_interval_s: 86_400,
+        auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
         tls: None,
     })
     .expect("market");

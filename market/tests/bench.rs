@@ -24,6 +24,7 @@ async fn a_small_bench_fills_the_book_heartbeats_and_matches() {
             allow_same_network: false,
             audit_interval_s: 3600,
             probe_interval_s: 3600,
+            auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
             tls: None,
         })
         .expect("market");

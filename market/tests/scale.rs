@@ -308,6 +308,48 @@ async fn book_of_ten_thousand(backend: &str, synth: &Arc<Synth>, database: Optio
 }
 
 /// The book's agents by entity id.
+/// The book read in pages: agents in it, and listings per page (not a divisor of it).
+const PAGED_AGENTS: usize = 2_500;
+const PAGE_LISTINGS: usize = 997;
+
+/// `GET url`: the status and the JSON body.
+async fn get_json(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let resp = http.get(url).send().await.expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+/// The agents of the book in `currency`, read `limit` at a time by following `next_offset`.
+async fn pages(http: &reqwest::Client, market: &str, currency: &str, limit: usize) -> Vec<String> {
+    let mut agents = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (status, page) = get_json(
+            http,
+            &format!("{market}/v1/offers?currency={currency}&offset={offset}&limit={limit}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let listed = page["offers"].as_array().expect("offers");
+        assert!(listed.len() <= limit, "a page longer than its limit");
+        agents.extend(
+            listed
+                .iter()
+                .map(|l| l["agent"].as_str().unwrap_or("").to_owned()),
+        );
+        match page["next_offset"].as_u64() {
+            Some(next) => {
+                assert_eq!(next as usize, offset + listed.len(), "{page}");
+                offset = next as usize;
+            }
+            None => {
+                assert_eq!(page["total"].as_u64(), Some(agents.len() as u64));
+                return agents;
+            }
+        }
+    }
+}
+
 fn synth_index(synth: &Synth) -> HashMap<String, usize> {
     (0..synth.agents.len())
         .map(|i| (synth.entity(i), i))
@@ -334,4 +376,85 @@ async fn a_book_of_ten_thousand_agents_meets_targets_exactly_and_keeps_the_rules
         );
         book_of_ten_thousand(backend, &synth, database.url()).await;
     }
+}
+
+/// `GET /v1/offers` in pages (`offset`, `limit`, `next_offset`): the pages in turn list the
+/// whole book in its order, one agent can be asked for alone (`agent=`), and a page size
+/// the market does not take is refused with `invalid_query`. The market never probes here
+/// (every heartbeat is fresh for an hour), so the book does not move between pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_book_reads_in_pages_in_its_order() {
+    let synth = Arc::new(Synth::start(
+        PAGED_AGENTS,
+        PAGED_AGENTS / 4,
+        SEED,
+        |_, _| {},
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let market = MarketProcess::start(&dir.path().join("market"), None, 3_600);
+    let http = synth.http.clone();
+    let audience = market_entity(&http, &market.url).await;
+    let currency = synth.currency.issuer.to_string();
+    let every: Vec<usize> = (0..PAGED_AGENTS).collect();
+    let refused = synth
+        .post_all(&market.url, &audience, &every, POST_CONCURRENCY)
+        .await;
+    assert!(refused.is_empty(), "refused: {refused:?}");
+
+    let whole = listings(&http, &market.url, &currency).await;
+    assert_eq!(
+        whole.len(),
+        PAGED_AGENTS,
+        "the first page holds a book this size"
+    );
+    assert!(
+        whole
+            .windows(2)
+            .all(|w| w[0].adjusted_price <= w[1].adjusted_price),
+        "the book is not cheapest first"
+    );
+    let order: Vec<&str> = whole.iter().map(|l| l.agent.as_str()).collect();
+    let paged = pages(&http, &market.url, &currency, PAGE_LISTINGS).await;
+    assert_eq!(paged, order, "the pages list the book in another order");
+
+    let some = &whole[PAGED_AGENTS / 2];
+    let (status, alone) = get_json(
+        &http,
+        &format!(
+            "{}/v1/offers?currency={currency}&agent={}",
+            market.url, some.agent
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{alone}");
+    assert_eq!(alone["total"], 1, "{alone}");
+    assert_eq!(alone["offers"][0]["agent"], some.agent.as_str());
+    assert_eq!(alone["offers"][0]["reference_price"], some.reference_price);
+    assert!(alone.get("next_offset").is_none(), "{alone}");
+
+    for bad in ["limit=0", "limit=100001"] {
+        let (status, body) = get_json(&http, &format!("{}/v1/offers?{bad}", market.url)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{bad}: {body}");
+    }
+
+    // The web page shows the book a page at a time, with a link to the next.
+    let html = http
+        .get(format!("{}/?currency={currency}&page=2", market.url))
+        .send()
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("page");
+    let rows = html.matches("<tr class=\"offer\"").count();
+    assert_eq!(rows, market::page::PAGE_ROWS, "rows on page 2");
+    assert!(
+        html.contains(&format!(
+            "data-agent=\"{}\"",
+            order[market::page::PAGE_ROWS]
+        )),
+        "page 2 starts with the book's 101st agent"
+    );
+    assert!(html.contains("rel=\"next\"") && html.contains("rel=\"prev\""));
 }

@@ -199,8 +199,7 @@ async fn read_standing(
     market_url: &str,
     agent: &Agent,
 ) -> Option<MarketStanding> {
-    let listings = book.offers(None).await.ok()?;
     let me = agent.key.entity().as_str();
-    let line = listings.iter().find(|l| l.agent == me)?;
-    Some(MarketStanding::from_listing(line, market_url))
+    let line = book.listing_of(me, None).await.ok()??;
+    Some(MarketStanding::from_listing(&line, market_url))
 }

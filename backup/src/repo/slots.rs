@@ -117,11 +117,9 @@ impl Repo {
         let mut refused = Vec::new();
         if same_agent {
             let listed = market
-                .offers(Some(&self.config.issuer))
+                .listing_of(&old.agent, Some(&self.config.issuer))
                 .await
-                .map_err(remote("reading the market's book"))?
-                .into_iter()
-                .find(|l| l.agent == old.agent);
+                .map_err(remote("reading the market's book"))?;
             if let Some(l) = listed {
                 match buy(l.agent, l.endpoint).await {
                     Ok(bought) => return Ok(bought),

@@ -171,6 +171,18 @@ pub struct BookCounts {
     pub audits_failed: u64,
 }
 
+/// A live offer in one currency with the listing's figures (see [`Index::ranked`]).
+pub struct Ranked {
+    pub agent: Arc<LiveAgent>,
+    /// The currency (issuer id) the figures are in.
+    pub currency: String,
+    /// The price of the reference request (1 GiB for 30 days, no reads).
+    pub reference_price: u64,
+    /// p_fail over the reference duration.
+    pub p_fail: f64,
+    pub adjusted: f64,
+}
+
 /// What a match takes from the index: the pre-selected candidates and who was left out.
 pub struct Pool {
     pub agents: Vec<Arc<LiveAgent>>,
@@ -324,6 +336,70 @@ impl Index {
                 });
         }
         self.agents.insert(agent.entity.clone(), agent);
+    }
+
+    /// Every live offer in `currency` (each offer's first currency when `None`) with its
+    /// reference price and p_fail, unsorted: the listing's keys, computed from the packed
+    /// slots without opening an offer, so a page of a 100,000-agent book costs one pass.
+    /// With `agent`, that agent's alone (if live and in the currency).
+    pub fn ranked(&self, currency: Option<&str>, agent: Option<&str>, now_s: i64) -> Vec<Ranked> {
+        let reference = MatchRequest {
+            currency: String::new(),
+            shard_bytes: market::REFERENCE_BYTES,
+            data_shards: 1,
+            total_shards: None,
+            duration_s: market::REFERENCE_DURATION_S,
+            expected_read_bytes: 0,
+            max_failure_probability: 0.5,
+            exclude: Vec::new(),
+        };
+        let prices = RequestPrices::new(&reference);
+        let rank = |currency: &str, slot: &Slot| -> Ranked {
+            let p_fail = slot.agent.reputation.p_fail(market::REFERENCE_DURATION_S);
+            let reference_price = prices.of(slot).unwrap_or(u64::MAX);
+            Ranked {
+                agent: slot.agent.clone(),
+                currency: currency.to_owned(),
+                reference_price,
+                p_fail,
+                adjusted: select::adjusted_price(reference_price, p_fail),
+            }
+        };
+        let slot_of = |currency: &str, entity: &str| -> Option<&Slot> {
+            let book = self.books.get(currency)?;
+            book.slots.get(*book.at.get(entity)?)
+        };
+        if let Some(entity) = agent {
+            let Some(a) = self.agents.get(entity) else {
+                return Vec::new();
+            };
+            let Some(c) = currency.or(a.currencies.first().map(String::as_str)) else {
+                return Vec::new();
+            };
+            return slot_of(c, entity)
+                .filter(|slot| slot.offer_expires_s > now_s)
+                .map(|slot| rank(c, slot))
+                .into_iter()
+                .collect();
+        }
+        match currency {
+            Some(c) => self.books.get(c).map_or_else(Vec::new, |book| {
+                book.slots
+                    .iter()
+                    .filter(|slot| slot.offer_expires_s > now_s)
+                    .map(|slot| rank(c, slot))
+                    .collect()
+            }),
+            None => self
+                .agents
+                .values()
+                .filter(|a| a.offer_expires_s > now_s)
+                .filter_map(|a| {
+                    let first = a.currencies.first()?;
+                    Some(rank(first, slot_of(first, &a.entity)?))
+                })
+                .collect(),
+        }
     }
 
     /// The candidates of a match: every live, online agent that can take `req`, narrowed to

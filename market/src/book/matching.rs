@@ -7,8 +7,8 @@ use protocol::EntityId;
 use super::index::LeftOut;
 use super::timings::Phase;
 use super::{
-    now_s, Chosen, Considered, Market, MatchAnswer, MatchRequest, MATCH_PROBE_WAIT_MS_MAX,
-    MATCH_RECHECKS_MAX,
+    now_s, Chosen, Considered, Market, MatchAnswer, MatchRequest, MATCH_ANSWERS_KEPT_MAX,
+    MATCH_ANSWER_FRESH_MS, MATCH_PROBE_WAIT_MS_MAX, MATCH_RECHECKS_MAX,
 };
 use crate::error::Error;
 use crate::select;
@@ -19,12 +19,18 @@ impl Market {
     /// (at once, [`MATCH_PROBE_WAIT_MS_MAX`] each), and one that does not answer is left out
     /// and the choice made again without it, at most [`MATCH_RECHECKS_MAX`] times. So an
     /// agent that died since the last probe round is not sold (DESIGN section 6).
+    /// An agent whose endpoint answered in the last [`MATCH_ANSWER_FRESH_MS`] is not asked
+    /// again: the cheapest agents are chosen by match after match, and anyone may ask for
+    /// matches, so without it every match would cost each chosen agent a request.
     pub async fn match_agents(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {
         let mut req = req.clone();
         for _ in 0..MATCH_RECHECKS_MAX {
             let answer = self.match_once(&req).await?;
             let started = std::time::Instant::now();
             let checks = answer.agents.iter().map(|a| async move {
+                if self.answered_lately(&a.agent, &a.endpoint) {
+                    return None;
+                }
                 let entity = EntityId::parse(&a.agent).ok()?;
                 let alive = tokio::time::timeout(
                     std::time::Duration::from_millis(MATCH_PROBE_WAIT_MS_MAX),
@@ -32,7 +38,10 @@ impl Market {
                 )
                 .await;
                 match alive {
-                    Ok(Ok(())) => None,
+                    Ok(Ok(())) => {
+                        self.note_answer(&a.agent, &a.endpoint);
+                        None
+                    }
                     _ => Some(a.agent.clone()),
                 }
             });
@@ -57,6 +66,34 @@ impl Market {
         }
         // Agents kept dying under us; the last choice is as fresh as the probes allow.
         self.match_once(&req).await
+    }
+
+    /// Whether `agent` answered at `endpoint` in the last [`MATCH_ANSWER_FRESH_MS`].
+    fn answered_lately(&self, agent: &str, endpoint: &str) -> bool {
+        let answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        answers.get(agent).is_some_and(|(at, url)| {
+            url == endpoint
+                && at.elapsed() < std::time::Duration::from_millis(MATCH_ANSWER_FRESH_MS)
+        })
+    }
+
+    /// Remember that `agent` answered at `endpoint` now.
+    fn note_answer(&self, agent: &str, endpoint: &str) {
+        let mut answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if answers.len() >= MATCH_ANSWERS_KEPT_MAX && !answers.contains_key(agent) {
+            // Bounded: forgetting costs one request per agent, nothing else.
+            answers.clear();
+        }
+        answers.insert(
+            agent.to_owned(),
+            (std::time::Instant::now(), endpoint.to_owned()),
+        );
     }
 
     async fn match_once(&self, req: &MatchRequest) -> Result<MatchAnswer, Error> {

@@ -5,13 +5,12 @@ use protocol::market::{self, Offer};
 use protocol::{EntityId, Envelope};
 
 use super::{
-    now_s, AgentRow, Listing, LiveAgent, Market, ENDPOINT_CHARS_MAX, ENDPOINT_RECHECK_S,
+    index::Ranked, now_s, AgentRow, Listing, Market, ENDPOINT_CHARS_MAX, ENDPOINT_RECHECK_S,
     ENDPOINT_WAIT_MS_MAX, ISSUED_SKEW_S_MAX, OFFER_BYTES_MAX, OFFER_CURRENCIES_MAX,
     OFFER_VALIDITY_S_MAX,
 };
 use crate::error::Error;
 use crate::reliability::Reputation;
-use crate::select;
 
 /// How old a view of the index a heartbeat works from at most (it reads the agent's last
 /// endpoint check and vetting from it).
@@ -114,18 +113,53 @@ impl Market {
     }
 
     /// The book: live offers, in `currency` when given (else each offer's first currency),
-    /// cheapest reliability-adjusted price first.
-    pub async fn offers(&self, currency: Option<&str>) -> Result<Vec<Listing>, Error> {
+    /// cheapest reliability-adjusted price first; `limit` of them from `offset` on, and how
+    /// many there are in all. Only the page's listings are built (offers cloned, frauds
+    /// looked up), so a page of a 100,000-agent book costs a pass over packed slots and a sort.
+    /// With `agent`, that agent's listing alone.
+    pub async fn offers_page(
+        &self,
+        currency: Option<&str>,
+        agent: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<OffersPage, Error> {
         let now = now_s();
         self.fresh_index(0).await?;
-        let live: Vec<std::sync::Arc<LiveAgent>> = self
-            .index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .all()
-            .filter(|a| a.offer_expires_s > now)
-            .cloned()
-            .collect();
+        let index = self.index.clone();
+        let currency = currency.map(str::to_owned);
+        let agent = agent.map(str::to_owned);
+        let (total, page) = tokio::task::spawn_blocking(move || {
+            let mut ranked = index
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .ranked(currency.as_deref(), agent.as_deref(), now);
+            // Entity last: equal prices list in the same order in every market process.
+            let order = |a: &Ranked, b: &Ranked| {
+                a.adjusted
+                    .total_cmp(&b.adjusted)
+                    .then_with(|| a.agent.entity.cmp(&b.agent.entity))
+            };
+            let total = ranked.len();
+            let end = offset.saturating_add(limit).min(total);
+            if offset < end {
+                // Only the page needs its order: select it, then sort it alone.
+                if end < total {
+                    ranked.select_nth_unstable_by(end, order);
+                    ranked.truncate(end);
+                }
+                if offset > 0 {
+                    ranked.select_nth_unstable_by(offset, order);
+                    ranked.drain(..offset);
+                }
+                ranked.sort_by(order);
+            } else {
+                ranked.clear();
+            }
+            (total, ranked)
+        })
+        .await
+        .map_err(|e| Error::Db(db::DbError::Task(e.to_string())))?;
         // Entities an issuer proved double spent: few, read once per listing.
         let proven: std::collections::HashSet<String> = self
             .db
@@ -139,50 +173,35 @@ impl Market {
             .await?
             .into_iter()
             .collect();
-        let mut out = Vec::new();
-        for agent in live {
-            let Some(offer) = agent.offer() else {
-                continue;
-            };
-            let cur = match currency {
-                Some(c) => offer.currencies.iter().find(|x| x.issuer.as_str() == c),
-                None => offer.currencies.first(),
-            };
-            let Some(cur) = cur else {
-                continue;
-            };
-            let rep = agent.reputation;
-            let p_fail = rep.p_fail(market::REFERENCE_DURATION_S);
-            let reference_price = market::request_price(
-                cur,
-                market::REFERENCE_BYTES,
-                market::REFERENCE_DURATION_S,
-                0,
-            )
-            .unwrap_or(u64::MAX);
-            out.push(Listing {
-                agent: agent.entity.clone(),
-                endpoint: agent.endpoint.clone(),
-                offer: agent.envelope.clone(),
-                currency: cur.issuer.to_string(),
-                p_fail,
-                reference_price,
-                adjusted_price: select::adjusted_price(reference_price, p_fail),
-                audits_passed: rep.audits_passed,
-                audits_failed: rep.audits_failed,
-                online: rep.online,
-                vetted: rep.vetted(),
-                double_spender: proven.contains(&agent.entity),
-            });
-        }
-        // Entity last: equal prices list in the same order in every market process.
-        out.sort_by(|a, b| {
-            a.adjusted_price
-                .total_cmp(&b.adjusted_price)
-                .then_with(|| a.agent.cmp(&b.agent))
-        });
-        Ok(out)
+        let offers = page
+            .into_iter()
+            .map(|r| {
+                let rep = r.agent.reputation;
+                Listing {
+                    agent: r.agent.entity.clone(),
+                    endpoint: r.agent.endpoint.clone(),
+                    offer: r.agent.envelope.clone(),
+                    currency: r.currency,
+                    p_fail: r.p_fail,
+                    reference_price: r.reference_price,
+                    adjusted_price: r.adjusted,
+                    audits_passed: rep.audits_passed,
+                    audits_failed: rep.audits_failed,
+                    online: rep.online,
+                    vetted: rep.vetted(),
+                    double_spender: proven.contains(&r.agent.entity),
+                }
+            })
+            .collect();
+        Ok(OffersPage { offers, total })
     }
+}
+
+/// A page of the book ([`Market::offers_page`]).
+pub struct OffersPage {
+    pub offers: Vec<Listing>,
+    /// Live offers in the currency asked, in all.
+    pub total: usize,
 }
 
 /// Check an offer's values; answers its expiry (Unix seconds).

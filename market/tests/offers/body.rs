@@ -24,6 +24,7 @@ async fn an_oversized_body_is_413_body_too_large() {
         allow_same_network: true,
         audit_interval_s: 3600,
         probe_interval_s: 3600,
+        auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
         tls: None,
     })
     .expect("market");

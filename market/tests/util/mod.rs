@@ -39,6 +39,7 @@ impl Net {
             allow_same_network: true,
             audit_interval_s: 3600,
             probe_interval_s: 3600,
+            auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
             tls: None,
         })
         .expect("market");
@@ -190,6 +191,16 @@ impl MarketProcess {
     /// idle and probes every `probe_interval_s`, one agent per /24 in a choice. Returns once it
     /// printed its URL.
     pub fn start(data: &std::path::Path, database: Option<&str>, probe_interval_s: u64) -> Self {
+        Self::start_with(data, database, probe_interval_s, &[])
+    }
+
+    /// [`MarketProcess::start`] with `extra` arguments to `market serve`.
+    pub fn start_with(
+        data: &std::path::Path,
+        database: Option<&str>,
+        probe_interval_s: u64,
+        extra: &[&str],
+    ) -> Self {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         std::fs::create_dir_all(data).expect("market data dir");
@@ -203,6 +214,7 @@ impl MarketProcess {
             .args(["--audit-interval-s", "3600"])
             .arg("--probe-interval-s")
             .arg(probe_interval_s.to_string())
+            .args(extra)
             .env_remove("MARKET_DATABASE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -246,6 +258,20 @@ impl Drop for MarketProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The value of the unlabelled metric `name` in the market's `/metrics`, if it is there.
+pub async fn metric(http: &reqwest::Client, market: &str, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("{market}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// The entity id a market answers as (its descriptor), the audience of signed requests.
