@@ -20,6 +20,7 @@ pub mod maintain;
 pub mod pack;
 pub mod progress;
 pub mod purchases;
+pub mod records;
 pub mod repo;
 pub mod tree;
 

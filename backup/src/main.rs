@@ -213,6 +213,12 @@ enum Cmd {
         #[command(flatten)]
         out: JsonArg,
     },
+    /// The wallet's record chain (DESIGN 11): each deal it recorded with an agent, and
+    /// whether the agent agreed; unanswered proposals are sent again first
+    Records {
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// Repository size, layout, capacity and spending
     Stats {
         #[command(flatten)]
@@ -263,7 +269,7 @@ impl Cmd {
     /// The `--key-file` given after the command's name, if any (`init` has none).
     fn key_file(&self) -> Option<&PathBuf> {
         match self {
-            Cmd::Init { .. } => None,
+            Cmd::Init { .. } | Cmd::Records { .. } => None,
             Cmd::Create { key, .. }
             | Cmd::Snapshots { key, .. }
             | Cmd::Ls { key, .. }

@@ -6,9 +6,12 @@
 //! this directory adopts the ones still usable, and the CLI names the rest.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clients::agent::SignedContract;
 use clients::procure::{self, Bought, BuyError, Journal, Order, Seller};
+use node::client::SignedClient;
+use protocol::KeyPair;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{remote, Error};
@@ -189,6 +192,44 @@ pub async fn buy(
             BuyError::Pay(e) => remote(format!("paying for {context}"))(e),
             BuyError::Propose(e) => remote(context.to_owned())(e),
         })
+}
+
+/// Record a contract just bought as active (DESIGN 11): a `contract` proposal from the
+/// wallet's chain (beside its key at `key_path`) to the agent, and its agreement. Never fails
+/// the purchase: a record the agent does not agree to now is said in the log and sent again
+/// by a later command ([`resend_records`]).
+pub async fn record_active(key_path: &Path, key: Arc<KeyPair>, seller: &Seller, bought: &Bought) {
+    if bought.signed.status != "active" {
+        // Not paid as far as the agent knows yet: it would not agree. A later command sends
+        // the record once the contract is in use (`resend_records` writes none itself).
+        return;
+    }
+    let tx = clients::records::contract_active(&bought.terms);
+    match clients::records::record_deal(
+        key_path,
+        key,
+        seller.client.signed(),
+        protocol::record::kinds::CONTRACT,
+        &tx,
+    )
+    .await
+    {
+        clients::records::Agreed::Yes(_) => {}
+        clients::records::Agreed::Later(why) => eprintln!(
+            "warning: the record of contract {} is not agreed by its agent yet (sent again \
+             later): {why}",
+            bought.terms.id
+        ),
+    }
+}
+
+/// Send the wallet's unanswered record proposals again to the agents of `agents` (each to
+/// its own counter-party). Best effort: failures are logged.
+pub async fn resend_records(key_path: &Path, key: Arc<KeyPair>, agents: &[SignedClient]) {
+    match clients::records::resend_unanswered(key_path, key, agents).await {
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot send the unanswered records again: {e}"),
+    }
 }
 
 /// A line for the user about purchases in `dir` that no config uses, if any.

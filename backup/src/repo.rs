@@ -236,6 +236,8 @@ pub struct Repo {
     pub keys: Arc<Keys>,
     pub index: Index,
     pub buyer: Arc<KeyPair>,
+    /// The wallet key's path: its record chain lives beside it (`<key>.records/`).
+    pub key_path: PathBuf,
     pub wallet: IssuerClient,
     /// Pays each charged request with paywords from the wallet's chains (`<key>.chains/`),
     /// so agents that take them never answer `402`; `None` when `BACKUP_PAYWORDS=0`.
@@ -409,6 +411,7 @@ impl Repo {
             keys: Arc::new(keys),
             index,
             buyer,
+            key_path: payer.path.clone(),
             wallet,
             words,
             http,
@@ -564,6 +567,14 @@ impl Repo {
 
     pub fn n(&self) -> usize {
         self.config.data_shards + self.config.parity_shards
+    }
+
+    /// Send the wallet's unanswered record proposals again to this repository's agents
+    /// (best effort, see `purchases::resend_records`).
+    pub async fn resend_records(&self) {
+        let agents: Vec<node::client::SignedClient> =
+            self.agents.iter().map(|a| a.signed().clone()).collect();
+        crate::purchases::resend_records(&self.key_path, self.buyer.clone(), &agents).await;
     }
 
     pub fn agent(&self, i: usize) -> &AgentClient {

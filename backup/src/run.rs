@@ -72,6 +72,7 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
             let mut repo = open(&dir, &auth).await?;
             warn_renewal(&repo);
             let s = commands::create(&mut repo, &paths, &exclude).await?;
+            repo.resend_records().await;
             print(json, &s, || {
                 out!(
                     "snapshot {} saved: {} files, {} dirs, {:.1} MiB read, {:.1} MiB added ({} new chunks, {} known), {:.1} s",
@@ -336,6 +337,31 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
             let removed = backup::maintain::unlock(&repo).await?;
             print(json, &serde_json::json!({ "removed": removed }), || {
                 out!("{} locks removed", removed.len())
+            })
+        }
+        Cmd::Records {
+            out: JsonArg { json },
+        } => {
+            let wallet = wallet_key(&remembered_wallet(&dir)?)?;
+            let r = backup::records::show(&dir, &wallet).await?;
+            print(json, &r, || {
+                out!(
+                    "{} blocks in the chain of {} ({} agreed, {} waiting)",
+                    r.blocks.len(),
+                    r.entity,
+                    r.agreed,
+                    r.waiting
+                );
+                for b in &r.blocks {
+                    out!(
+                        "  #{:<4} {:<10} {} with {}: {}",
+                        b.sequence_number,
+                        b.kind,
+                        if b.agreed { "agreed " } else { "waiting" },
+                        b.counterparty,
+                        b.transaction
+                    );
+                }
             })
         }
         Cmd::Stats {

@@ -12,6 +12,7 @@
 //!   wait.
 //! - [`paywords`]: paying a charged request with the words for its charge (a chain bought
 //!   when none is left).
+//! - [`records`]: a CLI's own record chain beside its key (propose, send, keep agreements).
 //! - [`wallet`]: the payer's payword chains beside its key (buy, blocks per vendor, words).
 //!
 //! Invariant: this crate compiles no server or database stack (`cargo tree -p clients`
@@ -23,6 +24,7 @@ pub mod market;
 pub mod pay;
 pub mod paywords;
 pub mod procure;
+pub mod records;
 pub mod wallet;
 
 pub use node::client::{ClientError, ClientOptions};

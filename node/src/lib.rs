@@ -17,6 +17,8 @@
 //!   transaction.
 //! - `paywords` (feature `server`): the vendor's side of paywords: accept words inside the
 //!   caller's transaction, redeem in batches, follow the issuers' fraud proofs.
+//! - `records` (feature `server`): records (TrustChain half-blocks): the server's own chain,
+//!   others' blocks, fork proofs, agreeing to proposals, and the `/v1/records` routes.
 //! - `testing` (feature `testing`): headless Chromium and bounded waits for tests.
 //!
 //! Invariant: without the `server` feature this crate pulls in no server stack (no actix-web,
@@ -34,6 +36,8 @@ pub mod keyfile;
 #[cfg(feature = "server")]
 pub mod paywords;
 pub mod process;
+#[cfg(feature = "server")]
+pub mod records;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "testing")]

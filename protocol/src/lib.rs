@@ -17,6 +17,7 @@ pub mod market;
 pub mod merkle;
 pub mod payword;
 pub mod range;
+pub mod record;
 pub mod request;
 
 pub use amount::{fee_for, format_amount, format_units, Amount, AmountError};

@@ -41,6 +41,7 @@ mod audit;
 mod guards;
 pub mod paywords;
 mod reads;
+pub mod records;
 mod rows;
 mod upkeep;
 mod writes;
@@ -103,6 +104,8 @@ pub struct Agent {
     pub key: Arc<KeyPair>,
     pub config: AgentConfig,
     pub db: Database,
+    /// Records (DESIGN 11): the agent's chain, buyers' blocks, proofs (`agent::records`).
+    pub records: Arc<node::records::RecordBook>,
     pub store: Store,
     endpoint: OnceLock<String>,
     /// The owner's token for the dashboard from other machines (see `owner`); unset: loopback only.
@@ -159,6 +162,7 @@ impl Agent {
     pub fn new(key: Arc<KeyPair>, config: AgentConfig, db: Database, store: Store) -> Agent {
         let read_cache_bytes = config.read_cache_bytes;
         Agent {
+            records: records::book(db.clone(), key.clone()),
             key,
             config,
             db,

@@ -25,6 +25,7 @@ const PUT_SLOT_WAIT_MS_MAX: u64 = 10_000;
 const JSON_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
+    node::records::routes(cfg, agent.records.clone());
     cfg.app_data(web::Data::new(agent))
         .route("/", web::get().to(crate::dashboard::page))
         .route("/.well-known/lcp", web::get().to(descriptor))

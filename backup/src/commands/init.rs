@@ -316,6 +316,7 @@ pub async fn init(
             &context,
         )
         .await?;
+        crate::purchases::record_active(&payer.path, payer.key.clone(), seller, &bought).await;
         paid = paid.saturating_add(bought.amount());
         summary_slots.push(InitSlot {
             endpoint: seller.endpoint.clone(),

@@ -261,6 +261,7 @@ impl Repo {
             &context,
         )
         .await?;
+        crate::purchases::record_active(&self.key_path, self.buyer.clone(), &seller, &bought).await;
         Ok(BoughtSlot {
             slot: Slot {
                 agent: seller.agent,

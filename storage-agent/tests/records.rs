@@ -1,0 +1,245 @@
+//! Records between a buyer's CLI and an agent (issue 16, DESIGN 11): the buyer proposes a
+//! `contract` record once its contract is active, the agent checks it against its books and
+//! agrees; both chains link; the same proposal again answers the same agreement; a tampered
+//! block, a record the books do not say and a fork are refused with stable codes, and the fork
+//! becomes a proof that verifies on its own; a buyer on a fresh machine (no chain file)
+//! continues its chain from the agent's copy instead of forking it. SQLite and PostgreSQL.
+
+mod util;
+
+use std::sync::Arc;
+
+use clients::agent::AgentClient;
+use clients::issuer::IssuerClient;
+use clients::records::{contract_active, record_deal, Agreed, RecordChain};
+use node::client::{ClientOptions, CounterStore, SignedClient};
+use protocol::record::{
+    check_agreement, check_chain, kinds, BlockFields, FraudKind, HalfBlock, RecordFraudsPage,
+    RecordsPage, GENESIS_HASH,
+};
+use protocol::KeyPair;
+use util::World;
+
+const MIB: u64 = 1 << 20;
+const DAY_S: u64 = 86_400;
+
+async fn records_of(http: &reqwest::Client, url: &str, entity: &str) -> RecordsPage {
+    let resp = http
+        .get(format!("{url}/v1/records?public_key={entity}&from=1"))
+        .send()
+        .await
+        .expect("GET /v1/records");
+    assert_eq!(resp.status(), 200);
+    resp.json().await.expect("a records page")
+}
+
+/// Post `block` as is (a signed command by `client`'s key): the error code, if refused.
+async fn post_raw(client: &SignedClient, block: &HalfBlock) -> Result<HalfBlock, String> {
+    let body = serde_json::to_vec(block).expect("json");
+    client
+        .command::<HalfBlock>("POST", "/v1/records", body, node::now_ms())
+        .await
+        .map(|a| a.value)
+        .map_err(|e| e.code().unwrap_or("no code").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_records_are_agreed_checked_and_never_forked() {
+    for (backend, database) in util::backends("records") {
+        eprintln!("backend: {backend}");
+        contract_records_on(database.url()).await;
+    }
+}
+
+async fn contract_records_on(database: Option<String>) {
+    let world = World::start(64 * MIB, 3_600, database);
+    let http = node::client::http_client(&ClientOptions::default()).expect("http");
+    let key_path = world.dir.path().join("buyer.key");
+    let key = Arc::new(node::keyfile::generate(&key_path).expect("buyer key"));
+    world
+        .mint
+        .transfer(key.entity(), 10_000_000, Some("funding"))
+        .await
+        .expect("fund");
+    let wallet = IssuerClient::new(
+        http.clone(),
+        &world.issuer.url,
+        key.clone(),
+        Some(CounterStore::beside_key(&key_path)),
+    );
+    let client = AgentClient::new(http.clone(), &world.agent.url, key.clone());
+    let agent_entity = world.agent.agent.key.entity().to_string();
+    let me = key.entity().to_string();
+    let terms = world
+        .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
+        .await;
+
+    // 1. Proposed, agreed, both halves held by both sides.
+    let agreed = record_deal(
+        &key_path,
+        key.clone(),
+        client.signed(),
+        kinds::CONTRACT,
+        &contract_active(&terms),
+    )
+    .await;
+    let Agreed::Yes(agreement) = agreed else {
+        panic!("the agent did not agree: {agreed:?}");
+    };
+    let chain = RecordChain::open(&key_path, key.clone()).expect("chain");
+    let proposal = chain.own()[0].clone();
+    assert_eq!(proposal.sequence_number, 1);
+    assert_eq!(proposal.previous_hash, GENESIS_HASH);
+    check_agreement(&proposal, &agreement).expect("an agreement to the proposal");
+    assert_eq!(chain.agreement(1), Some(&agreement));
+    drop(chain);
+    let theirs = records_of(&http, &world.agent.url, &me).await;
+    assert_eq!(theirs.blocks, vec![proposal.clone()], "the agent's copy");
+    let agents = records_of(&http, &world.agent.url, &agent_entity).await;
+    assert_eq!(agents.head, 1);
+    assert_eq!(agents.blocks, vec![agreement.clone()]);
+    check_chain(&agents.blocks).expect("the agent's chain links from 1");
+
+    // 2. The same proposal again: the same agreement, nothing written twice.
+    assert_eq!(
+        post_raw(client.signed(), &proposal).await,
+        Ok(agreement.clone())
+    );
+    assert_eq!(
+        records_of(&http, &world.agent.url, &agent_entity)
+            .await
+            .head,
+        1
+    );
+
+    // 3. Refusals, each with its code, and nothing stored: a block changed after signing, a
+    // record the agent's books do not say, a request signed by another than the proposer.
+    let mut tampered = proposal.clone();
+    tampered.transaction = tampered.transaction.replace("active", "activ3");
+    assert_eq!(
+        post_raw(client.signed(), &tampered).await,
+        Err("invalid_block_signature".into())
+    );
+    let mut dearer = contract_active(&terms);
+    dearer["contract_price"] = (terms.contract_price + 1).into();
+    let mut chain = RecordChain::open(&key_path, key.clone()).expect("chain");
+    let wrong = chain
+        .propose(&agent_entity, kinds::CONTRACT, &dearer)
+        .expect("propose");
+    assert_eq!(wrong.sequence_number, 2);
+    let refused = chain.send(client.signed(), &wrong, node::now_ms()).await;
+    assert!(
+        matches!(&refused, Ok(Agreed::Later(why)) if why.contains("record_refused") || why.contains("not")),
+        "{refused:?}"
+    );
+    assert_eq!(chain.unanswered(), vec![wrong.clone()]);
+    drop(chain);
+    let stranger = SignedClient::new(
+        http.clone(),
+        &world.agent.url,
+        Arc::new(KeyPair::generate().expect("key")),
+    );
+    assert_eq!(
+        post_raw(&stranger, &proposal).await,
+        Err("record_refused".into())
+    );
+    assert_eq!(
+        records_of(&http, &world.agent.url, &agent_entity)
+            .await
+            .head,
+        1,
+        "a refusal writes nothing to the agent's chain"
+    );
+
+    // 4. A fresh machine: the chain file is gone; the next record continues from the agent's
+    // copy of the buyer's chain (head 2), so no fork.
+    std::fs::remove_dir_all(RecordChain::dir_of(&key_path)).expect("forget the chain");
+    let second = world
+        .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
+        .await;
+    let agreed = record_deal(
+        &key_path,
+        key.clone(),
+        client.signed(),
+        kinds::CONTRACT,
+        &contract_active(&second),
+    )
+    .await;
+    assert!(matches!(agreed, Agreed::Yes(_)), "{agreed:?}");
+    let chain = RecordChain::open(&key_path, key.clone()).expect("chain");
+    let head = chain.head().expect("head").clone();
+    assert_eq!(head.sequence_number, 3, "continued after the agent's copy");
+    assert_eq!(head.previous_hash, wrong.hash());
+    drop(chain);
+    let theirs = records_of(&http, &world.agent.url, &me).await;
+    check_chain(&theirs.blocks).expect("the buyer's chain, as the agent holds it, links");
+    assert_eq!(theirs.head, 3);
+    let frauds: RecordFraudsPage = http
+        .get(format!("{}/v1/frauds", world.agent.url))
+        .send()
+        .await
+        .expect("frauds")
+        .json()
+        .await
+        .expect("page");
+    assert!(frauds.frauds.is_empty(), "no fork so far: {frauds:?}");
+
+    // 5. A fork: the buyer signs another block at sequence 3. Refused, and kept as a proof
+    // that convicts the buyer on its own; the buyer's later proposals are refused.
+    let fork = HalfBlock::sign(
+        &key,
+        BlockFields {
+            sequence_number: 3,
+            link_public_key: &agent_entity,
+            link_sequence_number: 0,
+            previous_hash: &wrong.hash(),
+            kind: kinds::CONTRACT,
+            transaction: &contract_active(&terms).to_string(),
+            timestamp: node::now_ms(),
+        },
+    );
+    assert_eq!(
+        post_raw(client.signed(), &fork).await,
+        Err("record_fork".into())
+    );
+    let frauds: RecordFraudsPage = http
+        .get(format!("{}/v1/frauds?after=0", world.agent.url))
+        .send()
+        .await
+        .expect("frauds")
+        .json()
+        .await
+        .expect("page");
+    assert_eq!(frauds.frauds.len(), 1, "{frauds:?}");
+    let proof = &frauds.frauds[0];
+    assert_eq!(proof.kind, FraudKind::DoubleSign);
+    assert_eq!(
+        proof.verify().expect("the proof verifies alone"),
+        *key.entity()
+    );
+    let next = HalfBlock::sign(
+        &key,
+        BlockFields {
+            sequence_number: 4,
+            link_public_key: &agent_entity,
+            link_sequence_number: 0,
+            previous_hash: &head.hash(),
+            kind: kinds::CONTRACT,
+            transaction: &contract_active(&second).to_string(),
+            timestamp: node::now_ms(),
+        },
+    );
+    assert_eq!(
+        post_raw(client.signed(), &next).await,
+        Err("record_refused".into())
+    );
+    // Bad queries are refused with a code too.
+    let resp = http
+        .get(format!("{}/v1/records", world.agent.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_query");
+}
