@@ -70,6 +70,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         "{first}"
     );
     assert_eq!(first["files"], 157);
+    every_contract_is_recorded_by_both_sides(&cli, &home);
 
     // A small change: one note edited. Only its chunk (and the metadata) is new.
     std::fs::write(src.join("docs/notes/note-007.txt"), "changed\n").expect("edit");
@@ -752,6 +753,67 @@ fn everyday_mistakes_and_an_agent_off_during_a_backup() {
 }
 
 /// Is this test running as root (who reads any file unless its capabilities are dropped)?
+/// Every contract the repository bought has a `contract` record in the wallet's chain, agreed
+/// by its agent; the chain links from sequence 1, and each agent's copy of the wallet's blocks
+/// is the CLI's (issue 16).
+fn every_contract_is_recorded_by_both_sides(cli: &Cli, home: &Path) {
+    let shown = cli.ok(home, &["records", "--json"]);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("repo.json")).expect("repo.json"))
+            .expect("config");
+    let slots = config["slots"].as_array().expect("slots");
+    let blocks = shown["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks.len(), slots.len(), "one record per contract: {shown}");
+    assert_eq!(shown["waiting"], 0, "every record agreed: {shown}");
+    let wallet = shown["entity"].as_str().expect("entity");
+    let mut previous = protocol::record::GENESIS_HASH.to_owned();
+    for (i, b) in blocks.iter().enumerate() {
+        assert_eq!(b["sequence_number"], i as u64 + 1, "{b}");
+        assert_eq!(b["type"], "contract");
+        assert_eq!(b["transaction"]["event"], "active");
+        let agreement: protocol::record::HalfBlock =
+            serde_json::from_value(b["agreement"].clone()).expect("agreement");
+        agreement.validate().expect("the agent's half verifies");
+        assert_eq!(agreement.link_sequence_number, i as u64 + 1);
+        let contract = b["transaction"]["contract"].as_str().expect("contract");
+        let slot = slots
+            .iter()
+            .find(|s| s["contract"] == contract)
+            .expect("a record of each slot's contract");
+        assert_eq!(b["counterparty"], slot["agent"]);
+        assert_eq!(agreement.public_key, slot["agent"].as_str().expect("agent"));
+        // The agent's copy of the wallet's chain holds this very block.
+        let copy = records_at(slot["endpoint"].as_str().expect("endpoint"), wallet);
+        let held = copy["blocks"]
+            .as_array()
+            .expect("blocks")
+            .iter()
+            .find(|c| c["sequence_number"] == b["sequence_number"])
+            .cloned()
+            .expect("the agent holds the proposal");
+        let held: protocol::record::HalfBlock = serde_json::from_value(held).expect("block");
+        assert_eq!(held.hash(), b["hash"].as_str().expect("hash"));
+        assert_eq!(held.previous_hash, previous, "the chain links");
+        previous = held.hash();
+    }
+}
+
+/// `GET /v1/records?public_key=ENTITY&from=1` at `endpoint`.
+fn records_at(endpoint: &str, entity: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        reqwest::get(format!("{endpoint}/v1/records?public_key={entity}&from=1"))
+            .await
+            .expect("GET /v1/records")
+            .json()
+            .await
+            .expect("json")
+    })
+}
+
 fn nix_uid_is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
