@@ -39,6 +39,10 @@ use crate::error::Error;
 use crate::reliability::Reputation;
 use crate::schema::agents;
 
+mod crawl;
+pub use crawl::{
+    CrawlReport, CRAWL_AGENTS_PER_ROUND_MAX, CRAWL_COUNTERPARTIES_MAX, CRAWL_INTERVAL_S_DEFAULT,
+};
 mod frauds;
 pub use frauds::FRAUD_FOLLOW_INTERVAL_MS;
 mod heartbeats;
@@ -176,6 +180,10 @@ pub struct Market {
     instance: String,
     /// Whether this process holds the auditor lease (shown in `/metrics`).
     pub auditor_lease: crate::auditor::Lease,
+    /// Records (DESIGN 11): the blocks crawled from agents and the fork proofs kept.
+    pub records: Arc<node::records::RecordBook>,
+    /// Where the records crawl stands, and the forked entities (`crawl`).
+    crawl: crawl::CrawlState,
     /// Where matches spend their time (`/metrics`).
     pub timings: Arc<timings::MatchTimings>,
     endpoint: std::sync::OnceLock<String>,
@@ -221,6 +229,19 @@ impl Market {
         http: reqwest::Client,
         same_network_ok: bool,
     ) -> Market {
+        let records = Arc::new(node::records::RecordBook::new(
+            db.clone(),
+            key.clone(),
+            Arc::new(
+                |_: &mut db::AnyConnection, _: &protocol::record::HalfBlock| {
+                    // The market records no deal of its own: it only crawls and serves.
+                    Err(node::records::Refusal {
+                        reason: "the market records no deals of its own".into(),
+                        keep_block: false,
+                    })
+                },
+            ),
+        ));
         Market {
             key,
             db,
@@ -232,6 +253,8 @@ impl Market {
             heartbeats: heartbeats::HeartbeatQueue::default(),
             timings: Arc::default(),
             auditor_lease: crate::auditor::Lease::default(),
+            records,
+            crawl: crawl::CrawlState::default(),
             instance: {
                 let mut raw = [0u8; 8];
                 // A failed OS source leaves zeros: two such processes would share the lease

@@ -50,6 +50,9 @@ enum Cmd {
         /// database, one audits and probes, and another takes over this long after it died
         #[arg(long, default_value_t = market::auditor::AUDITOR_LEASE_MS)]
         auditor_lease_ms: u64,
+        /// Seconds between rounds of the records crawl (agents' record chains, fork proofs)
+        #[arg(long, default_value_t = market::book::CRAWL_INTERVAL_S_DEFAULT)]
+        crawl_interval_s: u64,
         /// TLS certificate chain (PEM); serves HTTPS with --tls-key
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -319,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             audits_per_agent_day,
             probe_interval_s,
             auditor_lease_ms,
+            crawl_interval_s,
             tls_cert,
             tls_key,
         } => {
@@ -334,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 audit_interval_s,
                 probe_interval_s,
                 auditor_lease_ms,
+                crawl_interval_s,
                 tls,
             };
             let running = market::serve::start_with_audits(options, audits_per_agent_day)

@@ -101,7 +101,13 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
             passed = o.audits_passed,
             failed = o.audits_failed,
             online = if o.online { "online" } else { "<strong>offline</strong>" },
-            vetted = if o.vetted { "vetted" } else { "new" },
+            vetted = if o.forked {
+                "<strong class=\"forked\">forked: never matched</strong>"
+            } else if o.vetted {
+                "vetted"
+            } else {
+                "new"
+            },
         ));
     }
     if total == 0 {

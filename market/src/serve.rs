@@ -26,6 +26,8 @@ pub struct ServeOptions {
     /// How long the auditor lease lasts past a renewal (several processes on one database:
     /// the time before another takes over from a holder that died).
     pub auditor_lease_ms: u64,
+    /// Seconds between rounds of the records crawl (run by the lease holder).
+    pub crawl_interval_s: u64,
     pub tls: Option<node::http::TlsFiles>,
 }
 
@@ -84,6 +86,7 @@ pub fn start_with_audits(
     let for_routes = market.clone();
     let for_tasks = market.clone();
     let probe_every = Duration::from_secs(options.probe_interval_s.max(1));
+    let crawl_every_s = options.crawl_interval_s;
     let auditor = crate::auditor::AuditorOptions {
         tick_s: options.audit_interval_s,
         audits_per_agent_day,
@@ -104,6 +107,11 @@ pub fn start_with_audits(
                 lease.clone(),
             ));
             actix_web::rt::spawn(fraud_loop(for_tasks.clone()));
+            actix_web::rt::spawn(crawl_loop(
+                for_tasks.clone(),
+                Duration::from_secs(crawl_every_s.max(1)),
+                lease.clone(),
+            ));
             actix_web::rt::spawn(crate::auditor::probe_loop(for_tasks, probe_every, lease));
         },
     )?;
@@ -114,6 +122,30 @@ pub fn start_with_audits(
         http,
         _dir_lock: dir_lock,
     })
+}
+
+/// Crawl the agents' records every `every` while this process holds the auditor lease
+/// (`book::crawl`); every process re-reads the forked set each interval, so proofs kept by
+/// the holder count in every process's matches.
+async fn crawl_loop(
+    market: std::sync::Arc<crate::book::Market>,
+    every: Duration,
+    lease: crate::auditor::Lease,
+) {
+    loop {
+        if lease.hold(&market).await {
+            match market.crawl_round().await {
+                Ok(r) if r.proofs_new > 0 => {
+                    tracing::warn!(proofs = r.proofs_new, "the records crawl found forks")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "records crawl"),
+            }
+        } else if let Err(e) = market.reload_forked().await {
+            tracing::warn!(error = %e, "reading the forked entities");
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Read the issuers' fraud feeds every [`crate::book::FRAUD_FOLLOW_INTERVAL_MS`], forever, in

@@ -272,6 +272,7 @@ async fn targets_are_running_contracts_with_objects() {
             audit_interval_s: 86_400,
             probe_interval_s: 86_400,
             auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
+            crawl_interval_s: market::book::CRAWL_INTERVAL_S_DEFAULT,
             tls: None,
         })
         .expect("market");
@@ -551,6 +552,7 @@ async fn audit_throughput() {
         audit_interval_s: 86_400,
         probe_interval_s: 86_400,
         auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
+        crawl_interval_s: market::book::CRAWL_INTERVAL_S_DEFAULT,
         tls: None,
     })
     .expect("market");

@@ -25,6 +25,7 @@ async fn a_small_bench_fills_the_book_heartbeats_and_matches() {
             audit_interval_s: 3600,
             probe_interval_s: 3600,
             auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
+            crawl_interval_s: market::book::CRAWL_INTERVAL_S_DEFAULT,
             tls: None,
         })
         .expect("market");

@@ -26,6 +26,10 @@ pub struct Listing {
     /// An issuer proved this agent double spent paywords (DESIGN 10): shown in the book.
     #[serde(default)]
     pub double_spender: bool,
+    /// The market holds a proof that this agent forked its record chain (DESIGN 11): it is
+    /// left out of every match.
+    #[serde(default)]
+    pub forked: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -419,6 +419,7 @@ mod tests {
             online,
             vetted: false,
             double_spender: false,
+            forked: false,
         }
     }
 

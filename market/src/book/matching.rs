@@ -112,7 +112,9 @@ impl Market {
         };
         // The scan of the book and the selection are CPU work: off the async workers.
         let (pool, outcome) = {
-            let (index, asked, request) = (self.index.clone(), req.clone(), request.clone());
+            let (index, mut asked, request) = (self.index.clone(), req.clone(), request.clone());
+            // An entity that forked its record chain is never chosen (DESIGN 11).
+            asked.exclude.extend(self.forked());
             let timings = self.timings.clone();
             tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();

@@ -173,6 +173,7 @@ impl Market {
             .await?
             .into_iter()
             .collect();
+        let forked = self.forked();
         let offers = page
             .into_iter()
             .map(|r| {
@@ -190,6 +191,7 @@ impl Market {
                     online: rep.online,
                     vetted: rep.vetted(),
                     double_spender: proven.contains(&r.agent.entity),
+                    forked: forked.contains(&r.agent.entity),
                 }
             })
             .collect();

@@ -40,6 +40,7 @@ impl Net {
             audit_interval_s: 3600,
             probe_interval_s: 3600,
             auditor_lease_ms: market::auditor::AUDITOR_LEASE_MS,
+            crawl_interval_s: market::book::CRAWL_INTERVAL_S_DEFAULT,
             tls: None,
         })
         .expect("market");

@@ -1,0 +1,175 @@
+//! The market crawls records (issue 16, DESIGN 11): after a buyer and an agent record a
+//! contract, one crawl round brings both halves to the market, which serves them; an agent
+//! that rewrites a block it signed is caught by the next round (a double-sign proof that
+//! verifies on its own), shown as forked in the book, and left out of every later match.
+//! SQLite and PostgreSQL.
+
+mod util;
+
+use clients::agent::AgentClient;
+use clients::market::MarketClient;
+use clients::records::{contract_active, record_deal, Agreed};
+use diesel::connection::SimpleConnection;
+use protocol::book::MatchRequest;
+use protocol::record::{kinds, FraudKind, HalfBlock, RecordFraudsPage, RecordsPage, GENESIS_HASH};
+use util::{eventually, Net};
+
+const WAIT_MS: u64 = 15_000;
+
+async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
+    let resp = http.get(url).send().await.expect("GET");
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.json().await.expect("json")
+}
+
+fn request(currency: &str, k: u64) -> MatchRequest {
+    MatchRequest {
+        currency: currency.to_owned(),
+        shard_bytes: 1 << 20,
+        data_shards: k,
+        total_shards: Some(k),
+        duration_s: 3_600,
+        expected_read_bytes: 0,
+        max_failure_probability: 0.99,
+        exclude: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_agent_is_caught_in_one_crawl_round_and_never_matched_again() {
+    for (backend, database) in db::testing::backends("marketrecords") {
+        eprintln!("backend: {backend}");
+        forked_agent_on(database.url()).await;
+    }
+}
+
+async fn forked_agent_on(database: Option<String>) {
+    let net = Net::start(3, database);
+    let (wallet, buyer) = net.buyer(1_000_000).await;
+    let market = net.market.market.clone();
+    let client = MarketClient::new(net.http.clone(), &net.market.url, buyer.clone());
+    let currency = net.issuer.entity.to_string();
+    eventually(WAIT_MS, "every offer in the book", || async {
+        client
+            .offers(Some(&currency))
+            .await
+            .is_ok_and(|o| o.len() == 3)
+    })
+    .await;
+
+    // A contract with agent 0, recorded by both sides.
+    let a0 = net.agent(0).agent.clone();
+    let a0_entity = a0.key.entity().to_string();
+    let ac = AgentClient::new(net.http.clone(), &net.agent(0).url, buyer.clone());
+    let (_, offer) = ac.offer().await.expect("offer");
+    let terms = AgentClient::terms_from_offer(
+        &offer,
+        buyer.entity(),
+        &net.issuer.entity,
+        1 << 20,
+        3_600,
+        vec![],
+    )
+    .expect("terms");
+    ac.buy(&wallet, &terms, 0).await.expect("contract");
+    eventually(WAIT_MS, "the contract to turn active", || async {
+        ac.contract(&terms.id)
+            .await
+            .is_ok_and(|c| c.status == "active")
+    })
+    .await;
+    let key_path = net.dir.path().join("recording-buyer.key");
+    let agreed = record_deal(
+        &key_path,
+        buyer.clone(),
+        ac.signed(),
+        kinds::CONTRACT,
+        &contract_active(&terms),
+    )
+    .await;
+    let Agreed::Yes(agreement) = agreed else {
+        panic!("not agreed: {agreed:?}");
+    };
+
+    // One round brings both halves to the market, which serves them.
+    let report = market.crawl_round().await.expect("crawl");
+    assert_eq!(report.proofs_new, 0, "{report:?}");
+    assert!(report.blocks_new >= 2, "{report:?}");
+    let url = &net.market.url;
+    let held: RecordsPage = get(
+        &net.http,
+        &format!("{url}/v1/records?public_key={a0_entity}&from=1"),
+    )
+    .await;
+    assert_eq!(held.blocks, vec![agreement.clone()]);
+    let theirs: RecordsPage = get(
+        &net.http,
+        &format!("{url}/v1/records?public_key={}&from=1", buyer.entity()),
+    )
+    .await;
+    assert_eq!(theirs.blocks.len(), 1);
+    assert_eq!(theirs.blocks[0].link_public_key, a0_entity);
+    let line = client.listing_of(&a0_entity, Some(&currency)).await;
+    assert!(!line.expect("listing").expect("listed").forked);
+
+    // Agent 0 rewrites the block it signed (another timestamp, signed again) and serves it.
+    let proposal = theirs.blocks[0].clone();
+    let rewritten = HalfBlock::agree(&a0.key, &proposal, 1, GENESIS_HASH, agreement.timestamp + 1);
+    let (who, forged) = (a0_entity.clone(), rewritten.clone());
+    a0.db
+        .run(move |conn| -> Result<(), node::records::RecordsError> {
+            conn.batch_execute(&format!(
+                "DELETE FROM record_blocks WHERE public_key = '{who}' AND sequence_number = 1"
+            ))?;
+            node::records::keep(conn, &forged)?;
+            Ok(())
+        })
+        .await
+        .expect("rewrite");
+
+    // Caught within one round: a proof that verifies on its own, the book says so, and no
+    // match chooses the agent again.
+    let report = market.crawl_round().await.expect("crawl");
+    assert_eq!(report.proofs_new, 1, "{report:?}");
+    let frauds: RecordFraudsPage = get(&net.http, &format!("{url}/v1/frauds?after=0")).await;
+    assert_eq!(frauds.frauds.len(), 1);
+    let proof = &frauds.frauds[0];
+    assert_eq!(proof.kind, FraudKind::DoubleSign);
+    assert_eq!(proof.verify().expect("verifies").as_str(), a0_entity);
+    let mut blocks = vec![proof.blocks[0].clone(), proof.blocks[1].clone()];
+    blocks.sort_by_key(|b| b.timestamp);
+    assert_eq!(blocks, vec![agreement, rewritten]);
+    let line = client
+        .listing_of(&a0_entity, Some(&currency))
+        .await
+        .expect("listing")
+        .expect("listed");
+    assert!(line.forked, "{line:?}");
+    for _ in 0..5 {
+        let answer = client
+            .match_agents(&request(&currency, 2))
+            .await
+            .expect("a match of the two others");
+        assert!(
+            answer.agents.iter().all(|a| a.agent != a0_entity),
+            "the forked agent was chosen"
+        );
+        assert!(answer.candidates.iter().all(|c| c.agent != a0_entity));
+    }
+    let e = client
+        .match_agents(&request(&currency, 3))
+        .await
+        .expect_err("only two agents may be chosen");
+    assert_eq!(e.code(), Some("cannot_meet_target"), "{e}");
+    // The page says it too.
+    let page = net
+        .http
+        .get(format!("{url}/?currency={currency}"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("forked: never matched"));
+}
