@@ -53,6 +53,8 @@ mod offers;
 mod registry;
 mod reputation;
 mod timings;
+mod vouch;
+pub use vouch::{RankReport, RANK_RECORDS_MAX};
 
 pub(crate) use heartbeats::tick;
 pub use heartbeats::{HEARTBEATS_PER_COMMIT_MAX, HEARTBEATS_QUEUED_MAX};
@@ -128,6 +130,9 @@ pub struct AgentRow {
     pub first_seen_s: i64,
     /// The `market_clock` value of the transaction that last wrote the row (see `clock`).
     pub changed: i64,
+    /// How much the graph of agreed records vouches for the agent, 0 to 1 (`crawl`,
+    /// `market::ranking`).
+    pub vouch: f64,
 }
 
 impl AgentRow {
@@ -138,6 +143,7 @@ impl AgentRow {
             audits_passed: self.audits_passed.unsigned_abs(),
             audits_failed: self.audits_failed.unsigned_abs(),
             online: self.online != 0,
+            vouch: self.vouch,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod book;
 pub mod error;
 pub mod page;
+pub mod ranking;
 pub mod reliability;
 pub mod schema;
 pub mod select;

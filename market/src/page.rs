@@ -102,11 +102,14 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
             failed = o.audits_failed,
             online = if o.online { "online" } else { "<strong>offline</strong>" },
             vetted = if o.forked {
-                "<strong class=\"forked\">forked: never matched</strong>"
-            } else if o.vetted {
-                "vetted"
+                "<strong class=\"forked\">forked: never matched</strong>".to_owned()
             } else {
-                "new"
+                let status = if o.vetted { "vetted" } else { "new" };
+                if o.vouch > 0.0 {
+                    format!("{status}; records vouch {:.0}%", o.vouch * 100.0)
+                } else {
+                    status.to_owned()
+                }
             },
         ));
     }

@@ -37,6 +37,14 @@ pub const CONTRADICTED_REPORT_SHARE: f64 = 0.1;
 pub const AUDIT_CONTRADICTS_S: i64 = 86_400;
 /// Audits passed before an agent is vetted.
 pub const VETTING_AUDITS_MIN: u64 = 5;
+/// Audits passed before an agent the records vouch for ([`VOUCH_VETTING_MIN`]) is vetted.
+pub const VETTING_AUDITS_VOUCHED_MIN: u64 = 2;
+/// How much the records must vouch for an agent to vet it after
+/// [`VETTING_AUDITS_VOUCHED_MIN`] audits.
+pub const VOUCH_VETTING_MIN: f64 = 0.5;
+/// Good weight a full vouch (1) adds to the prior of an agent audited fewer than
+/// [`VETTING_AUDITS_MIN`] times: with the prior 9/1, p30 goes from 0.1 to 1/19 (0.053).
+pub const VOUCH_PRIOR_GOOD_MAX: f64 = 9.0;
 /// `p_fail` of an agent that does not answer, whatever its history.
 pub const OFFLINE_P_FAIL: f64 = 0.5;
 /// Bounds on any estimate: no agent is perfect, and 1 would make nines zero.
@@ -50,6 +58,10 @@ pub struct Reputation {
     pub audits_passed: u64,
     pub audits_failed: u64,
     pub online: bool,
+    /// How much the graph of agreed records vouches for the agent, 0 to 1
+    /// (`market::ranking::vouch`): a prior while the market's own audits are few.
+    #[serde(default)]
+    pub vouch: f64,
 }
 
 impl Default for Reputation {
@@ -60,6 +72,7 @@ impl Default for Reputation {
             audits_passed: 0,
             audits_failed: 0,
             online: true,
+            vouch: 0.0,
         }
     }
 }
@@ -123,12 +136,24 @@ impl Reputation {
     }
 
     /// Estimated failure probability over the 30-day reference period, history only.
+    /// While the market's audits are fewer than [`VETTING_AUDITS_MIN`], the records' vouch
+    /// adds up to [`VOUCH_PRIOR_GOOD_MAX`] of good weight to the prior.
     pub fn p30(&self) -> f64 {
-        let total = self.alpha + self.beta;
+        let alpha = self.alpha + self.vouch_bonus();
+        let total = alpha + self.beta;
         if total <= 0.0 {
             return PRIOR_BAD / (PRIOR_GOOD + PRIOR_BAD);
         }
         (self.beta / total).clamp(P_FAIL_MIN, P_FAIL_MAX)
+    }
+
+    /// The good weight the records' vouch adds to the prior (0 once the agent is audited
+    /// [`VETTING_AUDITS_MIN`] times: the market's own evidence then speaks).
+    fn vouch_bonus(&self) -> f64 {
+        if self.audits_passed >= VETTING_AUDITS_MIN || !self.vouch.is_finite() {
+            return 0.0;
+        }
+        VOUCH_PRIOR_GOOD_MAX * self.vouch.clamp(0.0, 1.0)
     }
 
     /// Probability the agent loses or cannot serve data over `duration_s`.
@@ -136,8 +161,12 @@ impl Reputation {
         p_fail_of(self.log_survival_30(), self.online, duration_s)
     }
 
+    /// Vetted after [`VETTING_AUDITS_MIN`] audits passed, or after
+    /// [`VETTING_AUDITS_VOUCHED_MIN`] when the records vouch for it at least
+    /// [`VOUCH_VETTING_MIN`].
     pub fn vetted(&self) -> bool {
         self.audits_passed >= VETTING_AUDITS_MIN
+            || (self.audits_passed >= VETTING_AUDITS_VOUCHED_MIN && self.vouch >= VOUCH_VETTING_MIN)
     }
 
     /// `ln(1 - p30)`: what [`p_fail_of`] needs of the history, computed once per reputation

@@ -16,6 +16,7 @@ diesel::table! {
         online -> Integer,
         first_seen_s -> BigInt,
         changed -> BigInt,
+        vouch -> Double,
     }
 }
 

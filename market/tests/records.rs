@@ -1,8 +1,10 @@
 //! The market crawls records (issue 16, DESIGN 11): after a buyer and an agent record a
-//! contract, one crawl round brings both halves to the market, which serves them; an agent
-//! that rewrites a block it signed is caught by the next round (a double-sign proof that
-//! verifies on its own), shown as forked in the book, and left out of every later match.
-//! SQLite and PostgreSQL.
+//! contract, one crawl round brings both halves to the market, which serves them; the ranking
+//! after the round vouches for an unaudited agent whose buyer also deals with an audited one
+//! (a better prior p_fail than an agent nobody recorded a deal with); an agent that rewrites
+//! a block it signed is caught by the next round (a double-sign proof that verifies on its
+//! own), shown as forked in the book, and left out of every later match. SQLite and
+//! PostgreSQL.
 
 mod util;
 
@@ -35,8 +37,49 @@ fn request(currency: &str, k: u64) -> MatchRequest {
     }
 }
 
+/// Buy a contract from agent `i` and record it (`contract`, event `active`) from the chain
+/// beside `key_path`; answers the proposal's agreement.
+async fn recorded_contract(
+    net: &Net,
+    i: usize,
+    wallet: &clients::issuer::IssuerClient,
+    buyer: &std::sync::Arc<protocol::KeyPair>,
+    key_path: &std::path::Path,
+) -> HalfBlock {
+    let ac = AgentClient::new(net.http.clone(), &net.agent(i).url, buyer.clone());
+    let (_, offer) = ac.offer().await.expect("offer");
+    let terms = AgentClient::terms_from_offer(
+        &offer,
+        buyer.entity(),
+        &net.issuer.entity,
+        1 << 20,
+        3_600,
+        vec![],
+    )
+    .expect("terms");
+    ac.buy(wallet, &terms, 0).await.expect("contract");
+    eventually(WAIT_MS, "the contract to turn active", || async {
+        ac.contract(&terms.id)
+            .await
+            .is_ok_and(|c| c.status == "active")
+    })
+    .await;
+    let agreed = record_deal(
+        key_path,
+        buyer.clone(),
+        ac.signed(),
+        kinds::CONTRACT,
+        &contract_active(&terms),
+    )
+    .await;
+    match agreed {
+        Agreed::Yes(agreement) => agreement,
+        other => panic!("not agreed: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forked_agent_is_caught_in_one_crawl_round_and_never_matched_again() {
+async fn records_are_crawled_vouch_for_new_agents_and_a_forked_agent_is_never_matched() {
     for (backend, database) in db::testing::backends("marketrecords") {
         eprintln!("backend: {backend}");
         forked_agent_on(database.url()).await;
@@ -60,36 +103,8 @@ async fn forked_agent_on(database: Option<String>) {
     // A contract with agent 0, recorded by both sides.
     let a0 = net.agent(0).agent.clone();
     let a0_entity = a0.key.entity().to_string();
-    let ac = AgentClient::new(net.http.clone(), &net.agent(0).url, buyer.clone());
-    let (_, offer) = ac.offer().await.expect("offer");
-    let terms = AgentClient::terms_from_offer(
-        &offer,
-        buyer.entity(),
-        &net.issuer.entity,
-        1 << 20,
-        3_600,
-        vec![],
-    )
-    .expect("terms");
-    ac.buy(&wallet, &terms, 0).await.expect("contract");
-    eventually(WAIT_MS, "the contract to turn active", || async {
-        ac.contract(&terms.id)
-            .await
-            .is_ok_and(|c| c.status == "active")
-    })
-    .await;
     let key_path = net.dir.path().join("recording-buyer.key");
-    let agreed = record_deal(
-        &key_path,
-        buyer.clone(),
-        ac.signed(),
-        kinds::CONTRACT,
-        &contract_active(&terms),
-    )
-    .await;
-    let Agreed::Yes(agreement) = agreed else {
-        panic!("not agreed: {agreed:?}");
-    };
+    let agreement = recorded_contract(&net, 0, &wallet, &buyer, &key_path).await;
 
     // One round brings both halves to the market, which serves them.
     let report = market.crawl_round().await.expect("crawl");
@@ -111,6 +126,51 @@ async fn forked_agent_on(database: Option<String>) {
     assert_eq!(theirs.blocks[0].link_public_key, a0_entity);
     let line = client.listing_of(&a0_entity, Some(&currency)).await;
     assert!(!line.expect("listing").expect("listed").forked);
+
+    // Reputation from the records: agent 1 is audited (its row says 10 audits passed, as the
+    // auditor would write), and the buyer also records a contract with it. Agent 0, never
+    // audited, is now vouched for by a buyer of an audited agent: a better prior than agent
+    // 2's, which nobody recorded a deal with.
+    let a1_entity = net.agent(1).agent.key.entity().to_string();
+    let a2_entity = net.agent(2).agent.key.entity().to_string();
+    let who = a1_entity.clone();
+    market
+        .db
+        .run(move |conn| -> Result<(), node::records::RecordsError> {
+            // Stamped with the next market clock value, as every write to `agents` is.
+            conn.batch_execute(&format!(
+                "UPDATE market_clock SET value = value + 1 WHERE id = 1; \
+                 UPDATE agents SET audits_passed = 10, \
+                 changed = (SELECT value FROM market_clock WHERE id = 1) WHERE entity = '{who}'"
+            ))?;
+            Ok(())
+        })
+        .await
+        .expect("audited");
+    recorded_contract(&net, 1, &wallet, &buyer, &key_path).await;
+    let report = market.crawl_round().await.expect("crawl");
+    assert!(report.ranked >= 1, "{report:?}");
+    let line = |entity: String| {
+        let client = &client;
+        let currency = &currency;
+        async move {
+            client
+                .listing_of(&entity, Some(currency))
+                .await
+                .expect("listing")
+                .expect("listed")
+        }
+    };
+    let (l0, l2) = (line(a0_entity.clone()).await, line(a2_entity.clone()).await);
+    assert!(l0.vouch > 0.0, "{l0:?}");
+    assert_eq!(l2.vouch, 0.0, "{l2:?}");
+    assert_eq!((l0.audits_passed, l2.audits_passed), (0, 0));
+    assert!(
+        l0.p_fail < l2.p_fail,
+        "the vouched agent's prior p_fail ({}) is below the unknown one's ({})",
+        l0.p_fail,
+        l2.p_fail
+    );
 
     // Agent 0 rewrites the block it signed (another timestamp, signed again) and serves it.
     let proposal = theirs.blocks[0].clone();

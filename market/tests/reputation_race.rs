@@ -33,6 +33,7 @@ fn row(i: usize) -> AgentRow {
         online: 1,
         first_seen_s: 0,
         changed: 0,
+        vouch: 0.0,
     }
 }
 

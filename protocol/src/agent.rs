@@ -73,6 +73,9 @@ pub struct MarketStanding {
     pub online: bool,
     #[serde(default)]
     pub vetted: bool,
+    /// How much the market's graph of agreed records vouches for the agent, 0 to 1.
+    #[serde(default)]
+    pub vouch: f64,
 }
 
 impl MarketStanding {
@@ -85,6 +88,7 @@ impl MarketStanding {
             audits_failed: line.audits_failed,
             online: line.online,
             vetted: line.vetted,
+            vouch: line.vouch,
         }
     }
 }

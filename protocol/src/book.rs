@@ -30,6 +30,10 @@ pub struct Listing {
     /// left out of every match.
     #[serde(default)]
     pub forked: bool,
+    /// How much the graph of agreed records vouches for the agent, 0 to 1 (DESIGN 11): its
+    /// prior while the market's audits of it are few.
+    #[serde(default)]
+    pub vouch: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -17,11 +17,13 @@ fn reliability(standing: Option<crate::agent::MarketStanding>) -> String {
         Some(m) => format!(
             "The market at {market} estimates a <b id=\"p-fail\">{p:.2}%</b> chance of losing \
              data over 30 days; audits <b id=\"audits-passed\">{passed} passed</b>, \
-             <b id=\"audits-failed\">{failed} failed</b>; {status}, {online}.",
+             <b id=\"audits-failed\">{failed} failed</b>; {status}, {online}; the records of \
+             its deals vouch for it <b id=\"vouch\">{vouch:.0}%</b>.",
             market = esc(&m.market),
             p = m.p_fail * 100.0,
             passed = m.audits_passed,
             failed = m.audits_failed,
+            vouch = m.vouch * 100.0,
             status = if m.vetted {
                 "vetted"
             } else {

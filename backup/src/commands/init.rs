@@ -420,6 +420,7 @@ mod tests {
             vetted: false,
             double_spender: false,
             forked: false,
+            vouch: 0.0,
         }
     }
 

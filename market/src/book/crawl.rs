@@ -47,6 +47,8 @@ pub struct CrawlReport {
     pub blocks_new: usize,
     pub proofs_new: usize,
     pub unreachable: usize,
+    /// Agents whose vouch the ranking after the round changed.
+    pub ranked: usize,
 }
 
 /// Where the crawl stands: the next agent of the round robin, and per (agent, chain) the
@@ -102,6 +104,7 @@ impl Market {
             }
         }
         self.reload_forked().await?;
+        report.ranked = self.rank_records().await?.agents_changed;
         Ok(report)
     }
 

@@ -67,6 +67,7 @@ impl Market {
             online: 1,
             first_seen_s: now,
             changed: 0,
+            vouch: 0.0,
         };
         self.write_heartbeat(row).await?;
         let vetted = known.is_some_and(|a| a.reputation.vetted());
@@ -192,6 +193,7 @@ impl Market {
                     vetted: rep.vetted(),
                     double_spender: proven.contains(&r.agent.entity),
                     forked: forked.contains(&r.agent.entity),
+                    vouch: rep.vouch,
                 }
             })
             .collect();

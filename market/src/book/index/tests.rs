@@ -47,6 +47,7 @@ mod tests_support {
             online: 1,
             first_seen_s: 1_000,
             changed,
+            vouch: 0.0,
         }
     }
 

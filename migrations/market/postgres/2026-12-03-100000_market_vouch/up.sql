@@ -1,0 +1,3 @@
+-- How much the graph of agreed records vouches for each agent, 0 to 1 (market::ranking):
+-- the prior of agents the market has not audited enough yet (market::reliability).
+ALTER TABLE agents ADD COLUMN vouch DOUBLE PRECISION NOT NULL DEFAULT 0;
