@@ -763,7 +763,11 @@ fn every_contract_is_recorded_by_both_sides(cli: &Cli, home: &Path) {
             .expect("config");
     let slots = config["slots"].as_array().expect("slots");
     let blocks = shown["blocks"].as_array().expect("blocks");
-    assert_eq!(blocks.len(), slots.len(), "one record per contract: {shown}");
+    assert_eq!(
+        blocks.len(),
+        slots.len(),
+        "one record per contract: {shown}"
+    );
     assert_eq!(shown["waiting"], 0, "every record agreed: {shown}");
     let wallet = shown["entity"].as_str().expect("entity");
     let mut previous = protocol::record::GENESIS_HASH.to_owned();
