@@ -243,3 +243,148 @@ async fn contract_records_on(database: Option<String>) {
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "invalid_query");
 }
+
+/// Buyers recording deals in a burst.
+const RECORDING_BUYERS: usize = 4;
+/// How long the burst runs before the agent is killed.
+const RECORD_BURST_MS: u64 = 800;
+
+/// kill -9 of the agent while buyers' proposals are in flight, and a buyer that "dies" after
+/// writing a proposal but before sending it: after the agent restarts and the buyers send
+/// their unanswered proposals again, every proposal has exactly one agreement, the agent's
+/// chain links from 1 with no hole, and nobody forked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_between_proposal_and_agreement_loses_no_half_and_forks_nothing() {
+    for (backend, database) in util::backends("recordcrash") {
+        eprintln!("backend: {backend}");
+        let world = World::start(1 << 20, 60, None);
+        let data = world.dir.path().join("crashing-agent");
+        util::write_agent_config(&data, &world.issuer.url, 64 * MIB);
+        // The config's issuer must be the world's, for contracts to be paid.
+        let mut config = storage_agent::config::AgentConfig::load(&data).expect("config");
+        config.currencies[0].issuer = world.issuer.entity.to_string();
+        config.save(&data).expect("config");
+        let (mut child, url) = util::spawn_agent(&data, database.url().as_deref());
+        let http = world.http.clone();
+
+        // Buyers, each with an active contract and its chain beside its key.
+        let mut buyers = Vec::new();
+        for b in 0..RECORDING_BUYERS {
+            let key_path = world.dir.path().join(format!("recorder-{b}.key"));
+            let key = Arc::new(node::keyfile::generate(&key_path).expect("key"));
+            world
+                .mint
+                .transfer(key.entity(), 10_000_000, Some("funding"))
+                .await
+                .expect("fund");
+            let wallet = IssuerClient::new(
+                http.clone(),
+                &world.issuer.url,
+                key.clone(),
+                Some(CounterStore::beside_key(&key_path)),
+            );
+            let client = AgentClient::new(http.clone(), &url, key.clone());
+            let terms = world
+                .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
+                .await;
+            buyers.push((key_path, key, terms));
+        }
+        let agent_entity = {
+            let probe = SignedClient::new(http.clone(), &url, buyers[0].1.clone());
+            probe.audience().await.expect("agent entity").to_string()
+        };
+
+        // A buyer that wrote a proposal and died before sending it.
+        {
+            let (key_path, key, terms) = &buyers[0];
+            let mut chain = RecordChain::open(key_path, key.clone()).expect("chain");
+            chain
+                .continue_from(&[SignedClient::new(http.clone(), &url, key.clone())])
+                .await
+                .expect("head");
+            chain
+                .propose(&agent_entity, kinds::CONTRACT, &contract_active(terms))
+                .expect("written, never sent");
+        }
+
+        // The burst: each buyer records again and again; the agent is killed meanwhile.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (key_path, key, terms) in buyers.clone() {
+            let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let server = SignedClient::new(http, &url, key.clone());
+                let tx = contract_active(&terms);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let agreed =
+                        record_deal(&key_path, key.clone(), &server, kinds::CONTRACT, &tx).await;
+                    if matches!(agreed, Agreed::Later(_)) {
+                        break;
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(RECORD_BURST_MS)).await;
+        child.0.kill().expect("kill -9");
+        child.0.wait().expect("reaped");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            tokio::time::timeout(std::time::Duration::from_secs(30), t)
+                .await
+                .expect("recorders stop")
+                .expect("task");
+        }
+
+        // Restart; every buyer sends what is unanswered again.
+        let (_child, url) = util::spawn_agent(&data, database.url().as_deref());
+        let mut proposals = 0;
+        for (key_path, key, _) in &buyers {
+            let server = SignedClient::new(http.clone(), &url, key.clone());
+            clients::records::resend_unanswered(key_path, key.clone(), &[server])
+                .await
+                .expect("resend");
+            let chain = RecordChain::open(key_path, key.clone()).expect("chain");
+            assert!(
+                chain.unanswered().is_empty(),
+                "{backend}: unanswered after the restart: {:?}",
+                chain.unanswered().len()
+            );
+            check_chain(chain.own()).expect("the buyer's chain links");
+            for p in chain.own() {
+                check_agreement(p, chain.agreement(p.sequence_number).expect("agreed"))
+                    .expect("an agreement to it");
+            }
+            proposals += chain.own().len();
+        }
+        let agents = records_of(&http, &url, &agent_entity).await;
+        assert_eq!(agents.blocks.first().map(|b| b.sequence_number), Some(1));
+        check_chain(&agents.blocks).expect("the agent's chain links from 1");
+        assert_eq!(
+            agents.blocks.len(),
+            proposals,
+            "{backend}: one agreement per proposal, none twice, none lost"
+        );
+        let mut answered: Vec<(String, u64)> = agents
+            .blocks
+            .iter()
+            .map(|b| (b.link_public_key.clone(), b.link_sequence_number))
+            .collect();
+        answered.sort();
+        answered.dedup();
+        assert_eq!(
+            answered.len(),
+            proposals,
+            "{backend}: no proposal agreed twice"
+        );
+        let frauds: RecordFraudsPage = http
+            .get(format!("{url}/v1/frauds"))
+            .send()
+            .await
+            .expect("frauds")
+            .json()
+            .await
+            .expect("page");
+        assert!(frauds.frauds.is_empty(), "{backend}: {frauds:?}");
+        eprintln!("{backend}: {proposals} records, all agreed once after kill -9");
+    }
+}
