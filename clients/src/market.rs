@@ -30,6 +30,8 @@ pub struct MarketClient {
 
 /// Listings asked for in one `GET /v1/offers` (the market answers at most 100,000).
 pub const OFFERS_PAGE_LISTINGS: usize = 10_000;
+/// Pages of a chain [`MarketClient::records`] reads at most (100,000 blocks).
+pub const RECORD_PAGES_MAX: usize = 100;
 /// Pages [`MarketClient::offers`] reads at most (a million listings).
 pub const OFFERS_PAGES_MAX: usize = 100;
 
@@ -147,6 +149,55 @@ impl MarketClient {
         node::client::check_url(&self.base)?;
         match Self::decode(&url, self.http.get(&url).send().await).await {
             Ok(page) => Ok(page),
+            Err(e) => Err(self.name_the_service(e).await),
+        }
+    }
+
+    /// The blocks of `entity`'s record chain the market holds, in order (at most
+    /// [`RECORD_PAGES_MAX`] pages).
+    pub async fn records(
+        &self,
+        entity: &str,
+    ) -> Result<Vec<protocol::record::HalfBlock>, ClientError> {
+        node::client::check_url(&self.base)?;
+        let mut blocks = Vec::new();
+        let mut from = 1;
+        for _ in 0..RECORD_PAGES_MAX {
+            let url = format!(
+                "{}/v1/records?public_key={}&from={from}",
+                self.base,
+                node::client::encode_query_value(entity)
+            );
+            let page: protocol::record::RecordsPage =
+                match Self::decode(&url, self.http.get(&url).send().await).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(self.name_the_service(e).await),
+                };
+            let Some(last) = page.blocks.last().map(|b| b.sequence_number) else {
+                break;
+            };
+            blocks.extend(page.blocks);
+            if last >= page.head {
+                break;
+            }
+            from = last + 1;
+        }
+        Ok(blocks)
+    }
+
+    /// What the market's records say of `entity` (`GET /v1/reputation`).
+    pub async fn reputation(
+        &self,
+        entity: &str,
+    ) -> Result<protocol::book::EntityReputation, ClientError> {
+        node::client::check_url(&self.base)?;
+        let url = format!(
+            "{}/v1/reputation?entity={}",
+            self.base,
+            node::client::encode_query_value(entity)
+        );
+        match Self::decode(&url, self.http.get(&url).send().await).await {
+            Ok(r) => Ok(r),
             Err(e) => Err(self.name_the_service(e).await),
         }
     }

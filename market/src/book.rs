@@ -54,7 +54,7 @@ mod registry;
 mod reputation;
 mod timings;
 mod vouch;
-pub use vouch::{RankReport, RANK_RECORDS_MAX};
+pub use vouch::{RankReport, Ranking, RANKING_STALE_MS_MAX, RANK_RECORDS_MAX};
 
 pub(crate) use heartbeats::tick;
 pub use heartbeats::{HEARTBEATS_PER_COMMIT_MAX, HEARTBEATS_QUEUED_MAX};
@@ -190,6 +190,8 @@ pub struct Market {
     pub records: Arc<node::records::RecordBook>,
     /// Where the records crawl stands, and the forked entities (`crawl`).
     crawl: crawl::CrawlState,
+    /// The last ranking of the records (`vouch`), and when it was made.
+    ranking: std::sync::Mutex<Option<(std::time::Instant, Arc<vouch::Ranking>)>>,
     /// Where matches spend their time (`/metrics`).
     pub timings: Arc<timings::MatchTimings>,
     endpoint: std::sync::OnceLock<String>,
@@ -261,6 +263,7 @@ impl Market {
             auditor_lease: crate::auditor::Lease::default(),
             records,
             crawl: crawl::CrawlState::default(),
+            ranking: std::sync::Mutex::new(None),
             instance: {
                 let mut raw = [0u8; 8];
                 // A failed OS source leaves zeros: two such processes would share the lease

@@ -72,6 +72,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// An entity's record chain as the market holds it, and its reputation from the records
+    Records {
+        /// The market's URL, e.g. http://127.0.0.1:7200
+        #[arg(long, env = "MARKET_URL")]
+        market: String,
+        /// The entity id (ed25519:...) of an agent, a buyer or a gateway
+        #[arg(long)]
+        entity: String,
+        /// Print JSON (`{"reputation", "blocks", "links"}`) instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask for agents: k-of-n storage of SHARD_BYTES for DURATION_S at most at the target loss
     Match {
         /// The market's URL, e.g. http://127.0.0.1:7200
@@ -345,6 +357,67 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the market could not start")?;
             node::cli::announce_listening(&running.url)?;
             running.wait()?;
+            Ok(())
+        }
+        Cmd::Records {
+            market,
+            entity,
+            json,
+        } => {
+            protocol::EntityId::parse(&entity).map_err(|_| {
+                anyhow::anyhow!("--entity {entity:?} is not an entity id (ed25519:<64 hex>)")
+            })?;
+            let rt = runtime()?;
+            let c = client(&market)?;
+            let reputation = rt.block_on(c.reputation(&entity))?;
+            let blocks = rt.block_on(c.records(&entity))?;
+            // Whether the blocks held link (a run from the first held); each is checked.
+            let links = protocol::record::check_chain(&blocks).map_err(|e| e.to_string());
+            if json {
+                node::outln!(
+                    "{}",
+                    serde_json::json!({
+                        "reputation": reputation,
+                        "blocks": blocks,
+                        "links": links.is_ok(),
+                        "link_error": links.err(),
+                    })
+                );
+                return Ok(());
+            }
+            node::outln!(
+                "{entity}: {} blocks held (head {}), {}; score {:.3e}, vouch {:.0}%{}",
+                blocks.len(),
+                reputation.head,
+                match &links {
+                    Ok(()) => "they link".to_owned(),
+                    Err(e) => format!("they do not link: {e}"),
+                },
+                reputation.score,
+                reputation.vouch * 100.0,
+                if reputation.forked {
+                    format!(
+                        "; FORKED ({} proofs): never matched",
+                        reputation.fraud_proofs
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            for b in &blocks {
+                let role = if b.is_proposal() {
+                    "proposed to"
+                } else {
+                    "agreed with"
+                };
+                node::outln!(
+                    "  #{:<5} {:<10} {role} {} {}",
+                    b.sequence_number,
+                    b.kind,
+                    b.link_public_key,
+                    b.transaction
+                );
+            }
             Ok(())
         }
         Cmd::Offers {

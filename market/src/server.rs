@@ -23,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
         .route("/", web::get().to(crate::page::page))
         .route("/.well-known/lcp", web::get().to(descriptor))
         .route("/metrics", web::get().to(metrics))
+        .route("/v1/reputation", web::get().to(reputation))
         .route("/v1/offers", web::post().to(post_offer))
         .route("/v1/offers", web::get().to(get_offers))
         .route("/v1/match", web::post().to(match_agents))
@@ -156,6 +157,25 @@ async fn get_offers(query: web::Query<OffersQuery>, market: State) -> Result<Htt
         answer["next_offset"] = end.into();
     }
     Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReputationQuery {
+    entity: String,
+}
+
+/// `GET /v1/reputation?entity=X` (`protocol::book::EntityReputation`): X's score in the graph
+/// of agreed records, its vouch, the head of its chain as held here, and whether a fork proof
+/// is kept against it.
+async fn reputation(
+    query: web::Query<ReputationQuery>,
+    market: State,
+) -> Result<HttpResponse, Error> {
+    if protocol::EntityId::parse(&query.entity).is_err() {
+        return Err(Error::InvalidQuery("entity must be an entity id".into()));
+    }
+    Ok(HttpResponse::Ok().json(market.reputation(&query.entity).await?))
 }
 
 async fn match_agents(

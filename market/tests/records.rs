@@ -232,4 +232,47 @@ async fn forked_agent_on(database: Option<String>) {
         .await
         .expect("html");
     assert!(page.contains("forked: never matched"));
+
+    // The CLI: an entity's chain as the market holds it, and its reputation.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_market"))
+            .arg("records")
+            .args(["--market", url.as_str()])
+            .args(args)
+            .output()
+            .expect("market records")
+    };
+    let out = cli(&["--entity", &a0_entity, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["reputation"]["forked"], true, "{shown}");
+    assert_eq!(shown["reputation"]["fraud_proofs"], 1);
+    assert_eq!(shown["links"], true);
+    assert_eq!(shown["blocks"].as_array().map(Vec::len), Some(1), "{shown}");
+    let out = cli(&["--entity", buyer.entity().as_str(), "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["reputation"]["head"], 2, "{shown}");
+    assert!(shown["reputation"]["score"].as_f64().expect("score") > 0.0);
+    assert_eq!(shown["reputation"]["forked"], false);
+    let out = cli(&["--entity", &a0_entity]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FORKED"), "{text}");
+    let out = cli(&["--entity", "alice"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not an entity id") && err.lines().count() == 1,
+        "{err}"
+    );
+    let resp = net
+        .http
+        .get(format!("{url}/v1/reputation?entity=alice"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 400);
 }

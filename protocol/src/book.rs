@@ -139,3 +139,20 @@ pub fn next_combination(pick: &mut [usize], n: usize) -> bool {
     }
     false
 }
+
+/// `GET /v1/reputation?entity=X` at a market: what its records say of X (DESIGN 11).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntityReputation {
+    pub entity: String,
+    /// X's share of the personalised PageRank over agreed records (all scores sum to 1).
+    pub score: f64,
+    /// `score` against the mean score of vetted agents, at most 1.
+    pub vouch: f64,
+    pub reference_score: f64,
+    /// Agreed records (both halves held) the ranking used.
+    pub records_ranked: usize,
+    /// The highest sequence number of X's chain the market holds (0: none).
+    pub head: u64,
+    pub forked: bool,
+    pub fraud_proofs: u64,
+}

@@ -34,76 +34,109 @@ pub struct RankReport {
     pub agents_changed: usize,
 }
 
+/// The last ranking: each entity's score and vouch, and what it was computed from.
+#[derive(Debug, Default, Clone)]
+pub struct Ranking {
+    pub scores: HashMap<String, f64>,
+    /// The mean score of vetted agents (of audited ones when none is vetted).
+    pub reference: f64,
+    pub records: usize,
+}
+
+impl Ranking {
+    /// `entity`'s (score, vouch); (0, 0) for an entity with no agreed record.
+    pub fn of(&self, entity: &str) -> (f64, f64) {
+        let score = self.scores.get(entity).copied().unwrap_or(0.0);
+        (score, vouch(score, self.reference))
+    }
+}
+
+/// A ranking older than this is computed again when asked for (`GET /v1/reputation`).
+pub const RANKING_STALE_MS_MAX: u64 = 60_000;
+
+/// Rank the agreed records held in the database (see the module documentation). Blocking.
+fn compute(conn: &mut db::AnyConnection) -> Result<(Ranking, Vec<(String, f64)>), Error> {
+    let proposals: HashSet<(String, i64)> = record_blocks::table
+        .filter(record_blocks::link_sequence_number.eq(0))
+        .select((record_blocks::public_key, record_blocks::sequence_number))
+        .limit(RANK_RECORDS_MAX)
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
+    let agreements: Vec<(String, String, i64, String)> = record_blocks::table
+        .filter(record_blocks::link_sequence_number.gt(0))
+        .select((
+            record_blocks::public_key,
+            record_blocks::link_public_key,
+            record_blocks::link_sequence_number,
+            record_blocks::transaction,
+        ))
+        .order((record_blocks::public_key, record_blocks::sequence_number))
+        .limit(RANK_RECORDS_MAX)
+        .load(conn)?;
+    let mut graph = DealGraph::default();
+    let mut records = 0;
+    for (agreer, proposer, seq, tx) in agreements {
+        if !proposals.contains(&(proposer.clone(), seq)) {
+            continue;
+        }
+        let value = serde_json::from_str(&tx).map_or(1.0, |v| record_value(&v));
+        graph.add_deal(&agreer, &proposer, value);
+        records += 1;
+    }
+    let rows: Vec<(String, i64, f64)> = agents::table
+        .select((agents::entity, agents::audits_passed, agents::vouch))
+        .load(conn)?;
+    let seeds: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|(_, passed, _)| *passed > 0)
+        .map(|(e, passed, _)| (e.clone(), *passed as f64))
+        .collect();
+    let scores = graph.rank(&seeds);
+    let score = |e: &str| scores.get(e).copied().unwrap_or(0.0);
+    let vetted: Vec<f64> = rows
+        .iter()
+        .filter(|(_, p, _)| p.unsigned_abs() >= VETTING_AUDITS_MIN)
+        .map(|(e, _, _)| score(e))
+        .collect();
+    let pool: Vec<f64> = if vetted.is_empty() {
+        seeds.iter().map(|(e, _)| score(e)).collect()
+    } else {
+        vetted
+    };
+    let reference = if pool.is_empty() {
+        0.0
+    } else {
+        pool.iter().sum::<f64>() / pool.len() as f64
+    };
+    let stored: Vec<(String, f64)> = rows.into_iter().map(|(e, _, v)| (e, v)).collect();
+    Ok((
+        Ranking {
+            scores,
+            reference,
+            records,
+        },
+        stored,
+    ))
+}
+
 impl Market {
     /// Rank the agreed records held here and store the agents' vouch.
     pub async fn rank_records(&self) -> Result<RankReport, Error> {
-        self.db
+        let (ranking, report) = self
+            .db
             .run(|conn| {
-                let proposals: HashSet<(String, i64)> = record_blocks::table
-                    .filter(record_blocks::link_sequence_number.eq(0))
-                    .select((record_blocks::public_key, record_blocks::sequence_number))
-                    .limit(RANK_RECORDS_MAX)
-                    .load::<(String, i64)>(conn)?
-                    .into_iter()
-                    .collect();
-                let agreements: Vec<(String, String, i64, String)> = record_blocks::table
-                    .filter(record_blocks::link_sequence_number.gt(0))
-                    .select((
-                        record_blocks::public_key,
-                        record_blocks::link_public_key,
-                        record_blocks::link_sequence_number,
-                        record_blocks::transaction,
-                    ))
-                    .order((record_blocks::public_key, record_blocks::sequence_number))
-                    .limit(RANK_RECORDS_MAX)
-                    .load(conn)?;
-                let mut graph = DealGraph::default();
-                let mut records = 0;
-                for (agreer, proposer, seq, tx) in agreements {
-                    if !proposals.contains(&(proposer.clone(), seq)) {
-                        continue;
-                    }
-                    let value = serde_json::from_str(&tx).map_or(1.0, |v| record_value(&v));
-                    graph.add_deal(&agreer, &proposer, value);
-                    records += 1;
-                }
-                let rows: Vec<(String, i64, f64)> = agents::table
-                    .select((agents::entity, agents::audits_passed, agents::vouch))
-                    .load(conn)?;
-                let seeds: Vec<(String, f64)> = rows
+                let (ranking, stored) = compute(conn)?;
+                let changes: HashMap<String, f64> = stored
                     .iter()
-                    .filter(|(_, passed, _)| *passed > 0)
-                    .map(|(e, passed, _)| (e.clone(), *passed as f64))
-                    .collect();
-                let scores = graph.rank(&seeds);
-                let score = |e: &str| scores.get(e).copied().unwrap_or(0.0);
-                // The reference: the mean score of vetted agents (of any audited one when none
-                // is vetted yet).
-                let vetted: Vec<f64> = rows
-                    .iter()
-                    .filter(|(_, p, _)| p.unsigned_abs() >= VETTING_AUDITS_MIN)
-                    .map(|(e, _, _)| score(e))
-                    .collect();
-                let pool: Vec<f64> = if vetted.is_empty() {
-                    seeds.iter().map(|(e, _)| score(e)).collect()
-                } else {
-                    vetted
-                };
-                let reference = if pool.is_empty() {
-                    0.0
-                } else {
-                    pool.iter().sum::<f64>() / pool.len() as f64
-                };
-                let changes: HashMap<String, f64> = rows
-                    .iter()
-                    .filter_map(|(e, _, old)| {
-                        let v = (vouch(score(e), reference) / VOUCH_STEP).round() * VOUCH_STEP;
+                    .filter_map(|(e, old)| {
+                        let v = (ranking.of(e).1 / VOUCH_STEP).round() * VOUCH_STEP;
                         ((v - old).abs() >= VOUCH_STEP / 2.0).then(|| (e.clone(), v))
                     })
                     .collect();
                 let report = RankReport {
-                    records,
-                    entities: graph.len(),
+                    records: ranking.records,
+                    entities: ranking.scores.len(),
                     agents_changed: changes.len(),
                 };
                 if !changes.is_empty() {
@@ -117,8 +150,69 @@ impl Market {
                         Ok::<_, Error>(())
                     })?;
                 }
-                Ok(report)
+                Ok::<_, Error>((ranking, report))
             })
-            .await
+            .await?;
+        *self
+            .ranking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), std::sync::Arc::new(ranking)));
+        Ok(report)
+    }
+
+    /// The last ranking, computed again when older than [`RANKING_STALE_MS_MAX`] (a process
+    /// that does not crawl ranks when asked).
+    pub async fn ranking(&self) -> Result<std::sync::Arc<Ranking>, Error> {
+        let last = self
+            .ranking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((at, r)) = last {
+            if at.elapsed() < std::time::Duration::from_millis(RANKING_STALE_MS_MAX) {
+                return Ok(r);
+            }
+        }
+        let ranking = std::sync::Arc::new(self.db.run(|conn| compute(conn)).await?.0);
+        *self
+            .ranking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), ranking.clone()));
+        Ok(ranking)
+    }
+
+    /// `GET /v1/reputation?entity=X`: what the market's records say of X.
+    pub async fn reputation(
+        &self,
+        entity: &str,
+    ) -> Result<protocol::book::EntityReputation, Error> {
+        let ranking = self.ranking().await?;
+        let (score, vouch) = ranking.of(entity);
+        let who = entity.to_owned();
+        let (head, proofs) = self
+            .db
+            .run(move |conn| {
+                let head = node::records::head(conn, &who)
+                    .map_err(|e| Error::Db(db::DbError::Task(e.to_string())))?
+                    .map_or(0, |b| b.sequence_number);
+                let proofs: i64 = node::records::record_frauds::table
+                    .filter(node::records::record_frauds::public_key.eq(&who))
+                    .count()
+                    .get_result(conn)?;
+                Ok::<_, Error>((head, proofs))
+            })
+            .await?;
+        Ok(protocol::book::EntityReputation {
+            entity: entity.to_owned(),
+            score,
+            vouch,
+            reference_score: ranking.reference,
+            records_ranked: ranking.records,
+            head,
+            forked: proofs > 0,
+            fraud_proofs: proofs.unsigned_abs(),
+        })
     }
 }
