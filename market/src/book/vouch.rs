@@ -174,7 +174,7 @@ impl Market {
                 return Ok(r);
             }
         }
-        let ranking = std::sync::Arc::new(self.db.run(|conn| compute(conn)).await?.0);
+        let ranking = std::sync::Arc::new(self.db.run(compute).await?.0);
         *self
             .ranking
             .lock()
