@@ -136,6 +136,8 @@ pub struct Gateway {
     publisher: SignedClient,
     counters: node::client::ClockCounter,
     sessions: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
+    /// One record written to the wallet's chain at a time (`<key>.records/`, DESIGN 11).
+    records_turn: Arc<tokio::sync::Mutex<()>>,
     /// Bytes the gateway received from the publisher (manifests, views, instructions).
     pub publisher_bytes: AtomicU64,
     /// Where pieces are fetched and verified (see [`Gateway::piece`]).
@@ -183,6 +185,7 @@ impl Gateway {
             options,
             counters: Default::default(),
             sessions: Default::default(),
+            records_turn: Default::default(),
             publisher_bytes: AtomicU64::new(0),
             fetch: fetch_rt.handle().clone(),
             fetch_rt: Some(fetch_rt),
@@ -191,6 +194,39 @@ impl Gateway {
 
     pub fn entity(&self) -> &EntityId {
         self.key.entity()
+    }
+
+    /// Record the view just bought (DESIGN 11): a `view` proposal from the wallet's chain to
+    /// the publisher, in the background (playback never waits for it). One not agreed now is
+    /// sent again with the next view.
+    fn record_view(&self, answer: &ViewAnswer) {
+        let tx = serde_json::json!({
+            "view": answer.view,
+            "content": answer.content,
+            "price": answer.paid,
+        });
+        let (key_path, key) = (self.options.wallet_key.clone(), self.key.clone());
+        let (publisher, turn) = (self.publisher.clone(), self.records_turn.clone());
+        tokio::spawn(async move {
+            let _turn = turn.lock().await;
+            let _ = clients::records::resend_unanswered(
+                &key_path,
+                key.clone(),
+                std::slice::from_ref(&publisher),
+            )
+            .await;
+            let agreed = clients::records::record_deal(
+                &key_path,
+                key,
+                &publisher,
+                protocol::record::kinds::VIEW,
+                &tx,
+            )
+            .await;
+            if let clients::records::Agreed::Later(why) = agreed {
+                tracing::warn!("the view's record is not agreed yet (sent again later): {why}");
+            }
+        });
     }
 
     fn count_publisher<T: Serialize>(&self, v: &T) {
@@ -356,6 +392,7 @@ impl Gateway {
             }
         };
         self.count_publisher(&answer);
+        self.record_view(&answer);
         let expires_s = protocol::market::parse_rfc3339(&answer.expires_at).unwrap_or(0);
         tracing::info!(content, view = %answer.view, paid = answer.paid, "bought a view");
         Ok(Session {

@@ -32,6 +32,7 @@ use crate::schema::{contents, contracts, replicas, views};
 mod buying;
 mod credit;
 mod placement;
+pub mod records;
 mod scaling;
 mod selling;
 mod status;
@@ -188,6 +189,8 @@ pub fn object_name(content: &str, i: u64) -> String {
 pub struct Publisher {
     pub key: Arc<KeyPair>,
     db: db::Database,
+    /// Records (DESIGN 11): views sold, agreed with the viewers' gateways (`records`).
+    pub records: Arc<node::records::RecordBook>,
     http: reqwest::Client,
     market: MarketClient,
     wallet: IssuerClient,
@@ -226,6 +229,7 @@ impl Publisher {
     ) -> Publisher {
         Publisher {
             words,
+            records: records::book(db.clone(), key.clone()),
             market: MarketClient::new(http.clone(), market_url, key.clone()),
             key,
             db,

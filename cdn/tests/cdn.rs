@@ -492,6 +492,44 @@ async fn publish_stream_pay_verify_and_fail_over() {
         spent_words, 250,
         "the view was paid in paywords (one minor unit each)"
     );
+    // The view is recorded by both sides (DESIGN 11): the wallet's chain holds a `view`
+    // proposal to the publisher and the publisher's agreement, and the publisher holds the
+    // viewer's half.
+    let viewer_key = Arc::new(node::keyfile::load(&wallet).expect("viewer key"));
+    let mut recorded = None;
+    eventually(10_000, "the view's record to be agreed", || {
+        let found = clients::records::RecordChain::open(&wallet, viewer_key.clone())
+            .ok()
+            .and_then(|chain| {
+                let p = chain
+                    .own()
+                    .iter()
+                    .find(|b| b.kind == "view" && b.transaction.contains(&content))?
+                    .clone();
+                let a = chain.agreement(p.sequence_number)?.clone();
+                Some((p, a))
+            });
+        let ok = found.is_some();
+        recorded = found;
+        async move { ok }
+    })
+    .await;
+    let (proposal, agreement) = recorded.expect("recorded");
+    protocol::record::check_agreement(&proposal, &agreement).expect("the publisher agreed");
+    assert_eq!(proposal.transaction_json()["price"], 250);
+    let held: protocol::record::RecordsPage = reqwest::get(format!(
+        "{publisher}/v1/records?public_key={}&from=1",
+        viewer_key.entity()
+    ))
+    .await
+    .expect("records")
+    .json()
+    .await
+    .expect("page");
+    assert!(
+        held.blocks.contains(&proposal),
+        "the publisher holds the viewer's half"
+    );
     let st = stats(&gw.url, &content).await;
     assert_eq!(st["spend"], 250);
     assert_eq!(st["spend_shown"], "2.50 LCU");

@@ -276,3 +276,100 @@ async fn forked_agent_on(database: Option<String>) {
         .expect("GET");
     assert_eq!(resp.status(), 400);
 }
+
+/// Not a test: crawling 100,000 blocks. Agent 0 of an in-process network holds
+/// `CRAWL_BENCH_BLOCKS` blocks (default 100,000: 25 buyers' chains of proposals to it and its
+/// own chain of agreements, half each), written straight into its database; the market crawls
+/// round after round until nothing is new. Reports the time, blocks per second, and the
+/// ranking of the records after the last round.
+/// `cargo test --release -p market --test records -- --ignored --nocapture crawl_timing`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn crawl_timing() {
+    let blocks: usize = std::env::var("CRAWL_BENCH_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    const BUYERS: usize = 25;
+    let net = Net::start(1, None);
+    let agent = net.agent(0).agent.clone();
+    let agent_id = agent.key.entity().to_string();
+    let per_buyer = blocks / 2 / BUYERS;
+    let started = std::time::Instant::now();
+    let buyers: Vec<protocol::KeyPair> = (0..BUYERS)
+        .map(|_| protocol::KeyPair::generate().expect("key"))
+        .collect();
+    // Proposals and agreements, interleaved by buyer so the agent's chain names them all.
+    let mut made = Vec::with_capacity(blocks);
+    let mut heads: Vec<String> = vec![GENESIS_HASH.to_owned(); BUYERS];
+    let mut agent_head = GENESIS_HASH.to_owned();
+    let mut agent_seq = 0;
+    for n in 0..per_buyer {
+        for (b, key) in buyers.iter().enumerate() {
+            let p = HalfBlock::sign(
+                key,
+                protocol::record::BlockFields {
+                    sequence_number: n as u64 + 1,
+                    link_public_key: &agent_id,
+                    link_sequence_number: 0,
+                    previous_hash: &heads[b],
+                    kind: kinds::CONTRACT,
+                    transaction: &format!(
+                        r#"{{"contract":"c-{b}-{n}","contract_price":{}}}"#,
+                        1 + n % 50
+                    ),
+                    timestamp: 1,
+                },
+            );
+            heads[b] = p.hash();
+            agent_seq += 1;
+            let a = HalfBlock::agree(&agent.key, &p, agent_seq, &agent_head, 2);
+            agent_head = a.hash();
+            made.push(p);
+            made.push(a);
+        }
+    }
+    let signed = started.elapsed();
+    let total = made.len();
+    for chunk in made.chunks(10_000) {
+        let chunk = chunk.to_vec();
+        agent
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    for b in &chunk {
+                        node::records::keep(conn, b)?;
+                    }
+                    Ok::<_, node::records::RecordsError>(())
+                })
+            })
+            .await
+            .expect("stored");
+    }
+    eprintln!(
+        "{total} blocks signed in {signed:?}, stored in {:?}",
+        started.elapsed() - signed
+    );
+    let market = net.market.market.clone();
+    let started = std::time::Instant::now();
+    let (mut rounds, mut kept) = (0, 0);
+    loop {
+        let r = market.crawl_round().await.expect("crawl");
+        rounds += 1;
+        kept += r.blocks_new;
+        if r.blocks_new == 0 || rounds > 1_000 {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(kept, total, "every block crawled");
+    let started = std::time::Instant::now();
+    market.rank_records().await.expect("rank");
+    eprintln!(
+        "crawled {kept} blocks in {rounds} rounds, {took:?} ({:.0} blocks/s, each round \
+         also ranking what is held); ranking {} agreed records from the database: {:?}",
+        kept as f64 / took.as_secs_f64(),
+        total / 2,
+        started.elapsed()
+    );
+}

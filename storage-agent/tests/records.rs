@@ -388,3 +388,98 @@ async fn kill_9_between_proposal_and_agreement_loses_no_half_and_forks_nothing()
         eprintln!("{backend}: {proposals} records, all agreed once after kill -9");
     }
 }
+
+/// Not a test: half-blocks agreed per second between buyers (this process) and an agent (its
+/// own process) on loopback: `RECORD_BENCH_BUYERS` buyers (default 8), each recording one
+/// deal after another from its own chain for `RECORD_BENCH_S` seconds (default 10); SQLite
+/// unless `TEST_DATABASE_URL` is set.
+/// `cargo test --release -p storage-agent --test records -- --ignored --nocapture records_agreed_per_second`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn records_agreed_per_second() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (buyers_n, seconds) = (env("RECORD_BENCH_BUYERS", 8), env("RECORD_BENCH_S", 10));
+    let database = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .and_then(|base| db::testing::fresh_postgres(&base, "recordbench").ok());
+    let world = World::start(1 << 20, 60, None);
+    let data = world.dir.path().join("bench-agent");
+    util::write_agent_config(&data, &world.issuer.url, 64 * MIB);
+    let mut config = storage_agent::config::AgentConfig::load(&data).expect("config");
+    config.currencies[0].issuer = world.issuer.entity.to_string();
+    config.save(&data).expect("config");
+    let (_child, url) = util::spawn_agent(&data, database.as_ref().map(|d| d.url.as_str()));
+    let http = world.http.clone();
+    let mut tasks = Vec::new();
+    let started_at = std::sync::Arc::new(tokio::sync::Barrier::new(buyers_n as usize + 1));
+    for b in 0..buyers_n {
+        let key_path = world.dir.path().join(format!("bench-buyer-{b}.key"));
+        let key = Arc::new(node::keyfile::generate(&key_path).expect("key"));
+        world
+            .mint
+            .transfer(key.entity(), 10_000_000, Some("funding"))
+            .await
+            .expect("fund");
+        let wallet = IssuerClient::new(
+            http.clone(),
+            &world.issuer.url,
+            key.clone(),
+            Some(CounterStore::beside_key(&key_path)),
+        );
+        let client = AgentClient::new(http.clone(), &url, key.clone());
+        let terms = world
+            .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
+            .await;
+        let (http, url, barrier) = (http.clone(), url.clone(), started_at.clone());
+        tasks.push(tokio::spawn(async move {
+            let server = SignedClient::new(http, &url, key.clone());
+            let to = server.audience().await.expect("agent").to_string();
+            let mut chain = RecordChain::open(&key_path, key.clone()).expect("chain");
+            chain.continue_from(&[server.clone()]).await.expect("head");
+            let tx = contract_active(&terms);
+            barrier.wait().await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+            let mut agreed = 0u64;
+            let mut latencies = Vec::new();
+            while std::time::Instant::now() < deadline {
+                let sent = std::time::Instant::now();
+                let p = chain.propose(&to, kinds::CONTRACT, &tx).expect("propose");
+                match chain.send(&server, &p, node::now_ms()).await.expect("send") {
+                    Agreed::Yes(_) => agreed += 1,
+                    Agreed::Later(why) => panic!("refused: {why}"),
+                }
+                latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+            }
+            (agreed, latencies)
+        }));
+    }
+    started_at.wait().await;
+    let started = std::time::Instant::now();
+    let mut agreed = 0;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (n, l) = t.await.expect("buyer");
+        agreed += n;
+        latencies.extend(l);
+    }
+    let took = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "records agreed: {agreed} in {took:.1} s = {:.0}/s ({buyers_n} buyers, {}); per record \
+         (propose, fsync, send, agree) p50 {:.2} ms, p99 {:.2} ms",
+        agreed as f64 / took,
+        if database.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        pct(0.5),
+        pct(0.99)
+    );
+}
