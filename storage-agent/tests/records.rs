@@ -440,7 +440,10 @@ async fn records_agreed_per_second() {
             let server = SignedClient::new(http, &url, key.clone());
             let to = server.audience().await.expect("agent").to_string();
             let mut chain = RecordChain::open(&key_path, key.clone()).expect("chain");
-            chain.continue_from(&[server.clone()]).await.expect("head");
+            chain
+                .continue_from(std::slice::from_ref(&server))
+                .await
+                .expect("head");
             let tx = contract_active(&terms);
             barrier.wait().await;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);

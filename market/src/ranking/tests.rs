@@ -154,7 +154,7 @@ fn ranking_timing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let mut rng = Rng(0x00ba_5eba_11);
+    let mut rng = Rng(0x0000_ba5e_ba11);
     let started = std::time::Instant::now();
     let mut graph = DealGraph::default();
     for _ in 0..records {
