@@ -108,8 +108,8 @@ impl DealGraph {
     }
 }
 
-/// How much an unaudited agent is vouched for, from 0 to 1: its score against the mean
-/// score of the audited agents (`reference`), at most 1.
+/// How much an unaudited agent is vouched for, from 0 to 1: the score its deals brought it
+/// against the mean score of the audited agents (`reference`), at most 1.
 pub fn vouch(score: f64, reference: f64) -> f64 {
     if reference > 0.0 && score.is_finite() {
         (score / reference).clamp(0.0, 1.0)

@@ -155,4 +155,11 @@ pub struct EntityReputation {
     pub head: u64,
     pub forked: bool,
     pub fraud_proofs: u64,
+    /// Value X delivered in agreed records (as the party that agreed: the agent of a
+    /// contract, the publisher of a view), in the records' minor units.
+    #[serde(default)]
+    pub contributed: f64,
+    /// Value X received in agreed records (as the party that proposed: the buyer, the viewer).
+    #[serde(default)]
+    pub consumed: f64,
 }

@@ -8,7 +8,10 @@
 //!   halves, both checked when crawled). A proposal alone is one party's claim.
 //! - Seeds are the market's own evidence: agents with audits passed, weighted by them.
 //! - Rows are written, under the market clock, only when their vouch moved by
-//!   [`VOUCH_STEP`] or more, so a round over a steady graph writes nothing.
+//!   [`VOUCH_STEP`] or more, and only for agents audited fewer than `VETTING_AUDITS_MIN` times
+//!   (the only ones whose prior it changes), so a round over a steady graph writes nothing
+//!   and a book of 100,000 audited agents with no records writes nothing either.
+//! - A vouch counts only what an entity's deals brought it, never a seed's own restarts.
 
 use std::collections::{HashMap, HashSet};
 
@@ -38,16 +41,25 @@ pub struct RankReport {
 #[derive(Debug, Default, Clone)]
 pub struct Ranking {
     pub scores: HashMap<String, f64>,
+    /// Each seed's share of the restarts (its audits over all seeds' audits).
+    pub restart: HashMap<String, f64>,
+    /// Per entity: (value delivered, value received) in agreed records. The server that
+    /// agreed delivered (an agent its storage, a publisher its view); the proposer received.
+    pub flows: HashMap<String, (f64, f64)>,
     /// The mean score of vetted agents (of audited ones when none is vetted).
     pub reference: f64,
     pub records: usize,
 }
 
 impl Ranking {
-    /// `entity`'s (score, vouch); (0, 0) for an entity with no agreed record.
+    /// `entity`'s (score, vouch); (0, 0) for an entity with no agreed record. The vouch
+    /// counts only what the entity's deals brought it: a seed's own share of the restarts
+    /// (what it would hold with no deal at all) is taken off first, so an audited agent does
+    /// not vouch for itself.
     pub fn of(&self, entity: &str) -> (f64, f64) {
         let score = self.scores.get(entity).copied().unwrap_or(0.0);
-        (score, vouch(score, self.reference))
+        let own = self.restart.get(entity).copied().unwrap_or(0.0);
+        (score, vouch((score - own).max(0.0), self.reference))
     }
 }
 
@@ -75,6 +87,7 @@ fn compute(conn: &mut db::AnyConnection) -> Result<(Ranking, Vec<(String, f64)>)
         .limit(RANK_RECORDS_MAX)
         .load(conn)?;
     let mut graph = DealGraph::default();
+    let mut flows: HashMap<String, (f64, f64)> = HashMap::new();
     let mut records = 0;
     for (agreer, proposer, seq, tx) in agreements {
         if !proposals.contains(&(proposer.clone(), seq)) {
@@ -82,6 +95,8 @@ fn compute(conn: &mut db::AnyConnection) -> Result<(Ranking, Vec<(String, f64)>)
         }
         let value = serde_json::from_str(&tx).map_or(1.0, |v| record_value(&v));
         graph.add_deal(&agreer, &proposer, value);
+        flows.entry(agreer).or_insert((0.0, 0.0)).0 += value;
+        flows.entry(proposer).or_insert((0.0, 0.0)).1 += value;
         records += 1;
     }
     let rows: Vec<(String, i64, f64)> = agents::table
@@ -93,6 +108,11 @@ fn compute(conn: &mut db::AnyConnection) -> Result<(Ranking, Vec<(String, f64)>)
         .map(|(e, passed, _)| (e.clone(), *passed as f64))
         .collect();
     let scores = graph.rank(&seeds);
+    let seed_total: f64 = seeds.iter().map(|(_, w)| w).sum();
+    let restart: HashMap<String, f64> = seeds
+        .iter()
+        .map(|(e, w)| (e.clone(), w / seed_total))
+        .collect();
     let score = |e: &str| scores.get(e).copied().unwrap_or(0.0);
     let vetted: Vec<f64> = rows
         .iter()
@@ -109,10 +129,18 @@ fn compute(conn: &mut db::AnyConnection) -> Result<(Ranking, Vec<(String, f64)>)
     } else {
         pool.iter().sum::<f64>() / pool.len() as f64
     };
-    let stored: Vec<(String, f64)> = rows.into_iter().map(|(e, _, v)| (e, v)).collect();
+    // Only agents audited fewer than VETTING_AUDITS_MIN times use a vouch
+    // (`reliability::Reputation`): the others' rows are not written.
+    let stored: Vec<(String, f64)> = rows
+        .into_iter()
+        .filter(|(_, passed, _)| passed.unsigned_abs() < VETTING_AUDITS_MIN)
+        .map(|(e, _, v)| (e, v))
+        .collect();
     Ok((
         Ranking {
             scores,
+            restart,
+            flows,
             reference,
             records,
         },
@@ -213,6 +241,8 @@ impl Market {
             head,
             forked: proofs > 0,
             fraud_proofs: proofs.unsigned_abs(),
+            contributed: ranking.flows.get(entity).map_or(0.0, |f| f.0),
+            consumed: ranking.flows.get(entity).map_or(0.0, |f| f.1),
         })
     }
 }
