@@ -87,7 +87,7 @@ async fn records_are_crawled_vouch_for_new_agents_and_a_forked_agent_is_never_ma
 }
 
 async fn forked_agent_on(database: Option<String>) {
-    let net = Net::start(3, database);
+    let mut net = Net::start(3, database);
     let (wallet, buyer) = net.buyer(1_000_000).await;
     let market = net.market.market.clone();
     let client = MarketClient::new(net.http.clone(), &net.market.url, buyer.clone());
@@ -275,6 +275,70 @@ async fn forked_agent_on(database: Option<String>) {
         .await
         .expect("GET");
     assert_eq!(resp.status(), 400);
+
+    // The free-rider threshold (seed 004): agent 2 now runs tabs, but not for a buyer whose
+    // agreed records show it consumed more than it contributed by more than 5. The buyer
+    // consumed two contracts (20) and contributed nothing: its writes on credit it has not
+    // paid are refused (`402 free_rider`); paid ahead, they are served. A buyer with no
+    // records gets the tab.
+    let rep = client
+        .reputation(buyer.entity().as_str())
+        .await
+        .expect("reputation");
+    assert_eq!((rep.consumed, rep.contributed), (20.0, 0.0), "{rep:?}");
+    net.stop_agent(2).await;
+    let dir2 = net.dir.path().join("agent-2");
+    let mut config = storage_agent::config::AgentConfig::load(&dir2).expect("config");
+    config.tab_limit = 1_000_000;
+    config.free_rider_threshold = 5;
+    config.save(&dir2).expect("config");
+    net.agents[2] = Some(net.start_agent(2));
+    let bought_at_2 = |key: std::sync::Arc<protocol::KeyPair>,
+                       wallet: clients::issuer::IssuerClient,
+                       credit: u64| {
+        let (http, url2, issuer) = (
+            net.http.clone(),
+            net.agent(2).url.clone(),
+            net.issuer.entity.clone(),
+        );
+        async move {
+            let ac = AgentClient::new(http, &url2, key.clone());
+            let (_, offer) = ac.offer().await.expect("offer");
+            let terms = AgentClient::terms_from_offer(
+                &offer,
+                key.entity(),
+                &issuer,
+                1 << 20,
+                3_600,
+                vec![],
+            )
+            .expect("terms");
+            ac.buy(&wallet, &terms, credit).await.expect("contract");
+            eventually(WAIT_MS, "the contract to turn active", || async {
+                ac.contract(&terms.id)
+                    .await
+                    .is_ok_and(|c| c.status == "active")
+            })
+            .await;
+            (ac, terms.id)
+        }
+    };
+    let (ac, id) = bought_at_2(buyer.clone(), wallet.clone(), 0).await;
+    let e = ac
+        .put(&id, "on-the-tab", vec![7; 40_000])
+        .await
+        .expect_err("a free rider gets no tab");
+    assert_eq!(e.code(), Some("free_rider"), "{e}");
+    assert!(e.amount_due().is_some_and(|d| d > 0), "{e}");
+    let (ac, id) = bought_at_2(buyer.clone(), wallet.clone(), 100_000).await;
+    ac.put(&id, "paid-ahead", vec![7; 40_000])
+        .await
+        .expect("paid ahead, a free rider is served");
+    let (wallet2, newcomer) = net.buyer(1_000_000).await;
+    let (ac, id) = bought_at_2(newcomer, wallet2, 0).await;
+    ac.put(&id, "on-the-tab", vec![7; 40_000])
+        .await
+        .expect("a buyer with no records gets the tab");
 }
 
 /// Not a test: crawling 100,000 blocks. Agent 0 of an in-process network holds

@@ -128,6 +128,12 @@ pub struct Agent {
     recent_errors: Mutex<VecDeque<String>>,
     /// How the market last rated this agent (read back after each heartbeat).
     standing: Mutex<Option<MarketStanding>>,
+    /// The market this agent heartbeats to (`serve --market`), asked for buyers' records.
+    market_url: OnceLock<String>,
+    /// Buyers found free riders or not, and when (`records::is_free_rider`).
+    free_riders: Mutex<HashMap<String, (std::time::Instant, bool)>>,
+    /// The client for asking the market, made when first needed.
+    http: OnceLock<reqwest::Client>,
     /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
     currencies: Mutex<HashMap<String, protocol::ledger::Currency>>,
     /// Requests answered `402 payment_required` (for `/metrics`: a buyer paying by words
@@ -182,6 +188,9 @@ impl Agent {
             puts_by_sender: Mutex::new(HashMap::new()),
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
+            market_url: OnceLock::new(),
+            free_riders: Mutex::new(HashMap::new()),
+            http: OnceLock::new(),
             currencies: Mutex::new(HashMap::new()),
             payments_asked: std::sync::atomic::AtomicU64::new(0),
             payword_payments: std::sync::atomic::AtomicU64::new(0),
@@ -192,6 +201,17 @@ impl Agent {
                 inner: Mutex::new(CacheInner::default()),
             }),
         }
+    }
+
+    /// The HTTP client for the agent's own requests (to the market).
+    pub fn http_client(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            node::client::http_client(&node::client::ClientOptions::default()).unwrap_or_default()
+        })
+    }
+
+    pub fn set_market(&self, url: &str) {
+        let _ = self.market_url.set(url.trim_end_matches('/').to_owned());
     }
 
     pub fn set_endpoint(&self, url: &str) {
@@ -395,8 +415,16 @@ impl Agent {
     /// debt passes `tab_threshold` after it.
     async fn draw(&self, row: &ContractRow, charge: u64) -> Result<Drawn, Error> {
         let other = self.other_debt(row).await?;
-        let tab_room = self.config.tab_limit.saturating_sub(other);
-        let new_spent = row.draw(charge, tab_room)?;
+        let mut tab_room = self.config.tab_limit.saturating_sub(other);
+        // A free rider gets no tab: what the credit does not cover is paid ahead.
+        let free_rider = tab_room > 0 && self.is_free_rider(&row.buyer).await;
+        if free_rider {
+            tab_room = 0;
+        }
+        let new_spent = row.draw(charge, tab_room).map_err(|e| match e {
+            Error::PaymentRequired { amount_due } if free_rider => Error::FreeRider { amount_due },
+            other => other,
+        })?;
         let after = ContractRow {
             spent: new_spent,
             ..row.clone()

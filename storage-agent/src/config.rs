@@ -53,6 +53,11 @@ pub struct AgentConfig {
     /// With a tab, once the buyer's debt passes this, answers carry `LCP-Amount-Due` asking
     /// the buyer to settle (seed 001's settlement threshold). Below `tab_limit` to be useful.
     pub tab_threshold: u64,
+    /// The free-rider threshold (seed 004, DESIGN 11): a buyer whose consumption in the
+    /// market's agreed records exceeds its contribution by more than this (in the records'
+    /// minor units) gets no tab here: it pays ahead, or is answered `402 free_rider`. 0 (the
+    /// default) turns the check off; it needs `--market`.
+    pub free_rider_threshold: u64,
     /// Memory for recently read objects (whole objects up to 4 MiB), so popular content is
     /// served without touching the disk; 0 turns the cache off.
     pub read_cache_bytes: u64,
@@ -78,6 +83,7 @@ impl Default for AgentConfig {
             endpoint: String::new(),
             tab_limit: 0,
             tab_threshold: 0,
+            free_rider_threshold: 0,
             read_cache_bytes: READ_CACHE_BYTES_DEFAULT,
             payword_unredeemed_max: node::paywords::UNREDEEMED_PER_PAYER_MAX_DEFAULT,
             payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,

@@ -35,6 +35,10 @@ pub enum Error {
     ContractNotActive,
     #[error("payment required: {amount_due} more is due")]
     PaymentRequired { amount_due: u64 },
+    /// The buyer consumed more than it contributed, by more than the free-rider threshold:
+    /// no tab, so it pays ahead (`amount_due`).
+    #[error("the records show this buyer consumed more than it contributed (free-rider threshold): pay {amount_due} ahead")]
+    FreeRider { amount_due: u64 },
     #[error("the object would overflow the block of {block_bytes} bytes")]
     BlockFull { block_bytes: u64 },
     #[error("the body is larger than {limit} bytes")]
@@ -116,7 +120,9 @@ impl ServiceError for Error {
                 StatusCode::NOT_FOUND
             }
             Error::ContractNotActive | Error::CounterReused { .. } => StatusCode::CONFLICT,
-            Error::PaymentRequired { .. } | Error::Payword(_) => StatusCode::PAYMENT_REQUIRED,
+            Error::PaymentRequired { .. } | Error::FreeRider { .. } | Error::Payword(_) => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             Error::PayerFraud => StatusCode::FORBIDDEN,
             Error::BlockFull { .. } | Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Store(_) | Error::Db(_) | Error::Overloaded | Error::TooManyPending { .. } => {
@@ -140,6 +146,7 @@ impl ServiceError for Error {
             Error::NotYourContract { .. } => "forbidden",
             Error::ContractNotActive => "contract_not_active",
             Error::PaymentRequired { .. } => "payment_required",
+            Error::FreeRider { .. } => "free_rider",
             Error::Payword(r) => r.code(),
             Error::PayerFraud => "payer_fraud",
             Error::BlockFull { .. } => "block_full",
@@ -168,7 +175,7 @@ impl ServiceError for Error {
             other => other.to_string(),
         };
         let mut body = ErrorBody::new(self.code(), message);
-        if let Error::PaymentRequired { amount_due } = self {
+        if let Error::PaymentRequired { amount_due } | Error::FreeRider { amount_due } = self {
             body.error.details = Some(serde_json::json!({ "amount_due": amount_due }));
         }
         if let Error::RateLimited { retry_after_s } = self {

@@ -92,6 +92,9 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
     let disk_available = store.available_bytes();
     let agent = Arc::new(Agent::new(key, config.clone(), database, store));
     agent.set_owner_token(owner_token);
+    if let Some(market) = &options.market {
+        agent.set_market(market);
+    }
     // Capacity past the disk's free space is sold only while it fits (see `agent::free_to_sell`);
     // say so where the owner looks. (Bytes already stored count against the capacity but not
     // against the free space, so this may warn for a full agent; the offer is exact.)
