@@ -5,36 +5,10 @@
 
 use std::path::Path;
 
-use clients::records::RecordChain;
-use serde::Serialize;
+use clients::records::{RecordChain, Shown};
 
 use crate::error::Error;
 use crate::repo::{read_json, RepoConfig, Wallet};
-
-/// One block of the wallet's chain, for people and `--json`.
-#[derive(Debug, Serialize)]
-pub struct ShownBlock {
-    pub sequence_number: u64,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub counterparty: String,
-    pub transaction: serde_json::Value,
-    pub timestamp_ms: u64,
-    pub hash: String,
-    /// The counter-party's agreement is held.
-    pub agreed: bool,
-    /// The counter-party's half-block, when held.
-    pub agreement: Option<protocol::record::HalfBlock>,
-}
-
-/// The chain as `backup records` shows it.
-#[derive(Debug, Serialize)]
-pub struct Shown {
-    pub entity: String,
-    pub blocks: Vec<ShownBlock>,
-    pub agreed: usize,
-    pub waiting: usize,
-}
 
 /// Send unanswered proposals again to the agents of the repository configured in `dir` (if
 /// any), then read the chain.
@@ -52,28 +26,5 @@ pub async fn show(dir: &Path, wallet: &Wallet) -> Result<Shown, Error> {
     }
     let chain = RecordChain::open(&wallet.path, wallet.key.clone())
         .map_err(|e| Error::Usage(format!("the record chain: {e}")))?;
-    let blocks: Vec<ShownBlock> = chain
-        .own()
-        .iter()
-        .map(|b| {
-            let agreement = chain.agreement(b.sequence_number).cloned();
-            ShownBlock {
-                sequence_number: b.sequence_number,
-                kind: b.kind.clone(),
-                counterparty: b.link_public_key.clone(),
-                transaction: b.transaction_json(),
-                timestamp_ms: b.timestamp,
-                hash: b.hash(),
-                agreed: agreement.is_some() || !b.is_proposal(),
-                agreement,
-            }
-        })
-        .collect();
-    let agreed = blocks.iter().filter(|b| b.agreed).count();
-    Ok(Shown {
-        entity: wallet.key.entity().to_string(),
-        waiting: blocks.len() - agreed,
-        agreed,
-        blocks,
-    })
+    Ok(chain.shown())
 }

@@ -345,22 +345,8 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
             let wallet = wallet_key(&remembered_wallet(&dir)?)?;
             let r = backup::records::show(&dir, &wallet).await?;
             print(json, &r, || {
-                out!(
-                    "{} blocks in the chain of {} ({} agreed, {} waiting)",
-                    r.blocks.len(),
-                    r.entity,
-                    r.agreed,
-                    r.waiting
-                );
-                for b in &r.blocks {
-                    out!(
-                        "  #{:<4} {:<10} {} with {}: {}",
-                        b.sequence_number,
-                        b.kind,
-                        if b.agreed { "agreed " } else { "waiting" },
-                        b.counterparty,
-                        b.transaction
-                    );
+                for line in clients::records::shown_lines(&r) {
+                    out!("{line}");
                 }
             })
         }

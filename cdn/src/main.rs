@@ -121,6 +121,20 @@ enum Cmd {
         #[arg(long, default_value_t = 3000)]
         piece_timeout_ms: u64,
     },
+    /// The viewer's record chain (DESIGN 11): each view its gateways recorded with a
+    /// publisher, and whether the publisher agreed (unanswered ones are sent again first when
+    /// --publisher is given)
+    Records {
+        /// The viewer's wallet key (its chain is beside it, in <key>.records/)
+        #[arg(long, env = "CDN_WALLET")]
+        wallet: PathBuf,
+        /// Publisher URL to send unanswered view records to, e.g. http://127.0.0.1:7100
+        #[arg(long, env = "CDN_PUBLISHER")]
+        publisher: Option<String>,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// The publisher's status: catalog, replicas, views, contracts, scaling events
     Status {
         /// Publisher URL, e.g. http://127.0.0.1:7100
@@ -283,6 +297,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let running = cdn::gateway::start(options).context("the gateway could not start")?;
             listening(&running.url)?;
             running.wait()?;
+            Ok(())
+        }
+        Cmd::Records {
+            wallet,
+            publisher,
+            json,
+        } => {
+            let key = std::sync::Arc::new(
+                node::keyfile::load(&wallet)
+                    .with_context(|| format!("cannot load the wallet key {}", wallet.display()))?,
+            );
+            if let Some(url) = publisher {
+                node::client::check_url(&url)?;
+                let http = node::client::http_client(&node::client::ClientOptions::default())?;
+                let server = node::client::SignedClient::new(http, &url, key.clone());
+                runtime()?.block_on(clients::records::resend_unanswered(
+                    &wallet,
+                    key.clone(),
+                    &[server],
+                ))?;
+            }
+            let shown = clients::records::RecordChain::open(&wallet, key)?.shown();
+            if json {
+                node::outln!("{}", serde_json::to_string(&shown)?);
+            } else {
+                for line in clients::records::shown_lines(&shown) {
+                    node::outln!("{line}");
+                }
+            }
             Ok(())
         }
         Cmd::Status { publisher, json } => {

@@ -530,6 +530,30 @@ async fn publish_stream_pay_verify_and_fail_over() {
         held.blocks.contains(&proposal),
         "the publisher holds the viewer's half"
     );
+    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
+        .args([
+            "records",
+            "--json",
+            "--publisher",
+            publisher.as_str(),
+            "--wallet",
+        ])
+        .arg(&wallet)
+        .output()
+        .expect("cdn records");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["waiting"], 0, "{shown}");
+    assert!(
+        shown["blocks"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["type"] == "view" && b["agreed"] == true)),
+        "{shown}"
+    );
     let st = stats(&gw.url, &content).await;
     assert_eq!(st["spend"], 250);
     assert_eq!(st["spend_shown"], "2.50 LCU");

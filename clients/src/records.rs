@@ -305,6 +305,83 @@ impl RecordChain {
     }
 }
 
+/// One block of a CLI's chain, for people and `--json` (`backup records`, `cdn records`).
+#[derive(Debug, serde::Serialize)]
+pub struct ShownBlock {
+    pub sequence_number: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub counterparty: String,
+    pub transaction: serde_json::Value,
+    pub timestamp_ms: u64,
+    pub hash: String,
+    /// The counter-party's agreement is held.
+    pub agreed: bool,
+    /// The counter-party's half-block, when held.
+    pub agreement: Option<HalfBlock>,
+}
+
+/// A CLI's chain as its `records` command shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct Shown {
+    pub entity: String,
+    pub blocks: Vec<ShownBlock>,
+    pub agreed: usize,
+    pub waiting: usize,
+}
+
+impl RecordChain {
+    /// The chain for people and `--json`.
+    pub fn shown(&self) -> Shown {
+        let blocks: Vec<ShownBlock> = self
+            .own
+            .iter()
+            .map(|b| {
+                let agreement = self.agreement(b.sequence_number).cloned();
+                ShownBlock {
+                    sequence_number: b.sequence_number,
+                    kind: b.kind.clone(),
+                    counterparty: b.link_public_key.clone(),
+                    transaction: b.transaction_json(),
+                    timestamp_ms: b.timestamp,
+                    hash: b.hash(),
+                    agreed: agreement.is_some() || !b.is_proposal(),
+                    agreement,
+                }
+            })
+            .collect();
+        let agreed = blocks.iter().filter(|b| b.agreed).count();
+        Shown {
+            entity: self.key.entity().to_string(),
+            waiting: blocks.len() - agreed,
+            agreed,
+            blocks,
+        }
+    }
+}
+
+/// `shown` as lines for people: a summary, then a line per block.
+pub fn shown_lines(shown: &Shown) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} blocks in the chain of {} ({} agreed, {} waiting)",
+        shown.blocks.len(),
+        shown.entity,
+        shown.agreed,
+        shown.waiting
+    )];
+    for b in &shown.blocks {
+        lines.push(format!(
+            "  #{:<4} {:<10} {} with {}: {}",
+            b.sequence_number,
+            b.kind,
+            if b.agreed { "agreed " } else { "waiting" },
+            b.counterparty,
+            b.transaction
+        ));
+    }
+    lines
+}
+
 /// The `contract` record of a contract that became active (DESIGN 11):
 /// `{"contract", "event": "active", "block_bytes", "contract_price"}`.
 pub fn contract_active(terms: &protocol::market::Contract) -> serde_json::Value {
