@@ -20,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod ledger;
 pub mod metrics;
+pub mod records;
 pub mod schema;
 pub mod server;
 #[cfg(feature = "testing")]

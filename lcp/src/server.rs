@@ -85,6 +85,11 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         metrics.clone(),
     )?;
     let entity = key.entity().clone();
+    // Records (DESIGN 11): the vendors' redemptions, agreed (`crate::records`).
+    let records = crate::records::book(
+        ledger.db().clone(),
+        Arc::new(node::keyfile::load(&options.data_dir.join("identity.key"))?),
+    );
     let state = web::Data::new(AppState {
         entity: key.entity().to_string(),
         key,
@@ -103,7 +108,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         &options.listen,
         options.tls.as_ref(),
         options.config.workers,
-        move |cfg| routes(cfg, state.clone()),
+        move |cfg| {
+            node::records::routes(cfg, records.clone());
+            routes(cfg, state.clone())
+        },
         move || {
             let (ledger, grace_s, interval) = sweeper;
             actix_web::rt::spawn(crate::broker::sweep_expired(ledger, grace_s, interval));

@@ -626,9 +626,21 @@ pub async fn follow_frauds(
         .map_err(|e: DbError| e.to_string())
 }
 
+/// What one redemption command did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Redeemed {
+    /// The command's counter (0: nothing was due, no command was sent).
+    pub counter: u64,
+    /// Value credited for the items settled here (fees deducted).
+    pub credited: u64,
+    /// Over every item of the issuer's answer: words newly paid, and value credited. What
+    /// a `redemption` record says (DESIGN 11), checkable against the issuer's command log.
+    pub words: u64,
+    pub value: u64,
+}
+
 /// Redeem the words due at `issuer` (all of them with `all`, see [`due`]) with one command
-/// (`counter`), and note the answer. Answers the value the issuer credited (fees deducted).
-/// The issuer is not contacted when nothing is due.
+/// (`counter`), and note the answer. The issuer is not contacted when nothing is due.
 pub async fn redeem_due(
     db: &db::Database,
     issuer: &EntityId,
@@ -636,7 +648,7 @@ pub async fn redeem_due(
     counter: u64,
     threshold: u64,
     all: bool,
-) -> Result<u64, String> {
+) -> Result<Redeemed, String> {
     let due = {
         let issuer = issuer.clone();
         db.run(move |conn| due(conn, &issuer, crate::now_s(), threshold, all))
@@ -644,7 +656,7 @@ pub async fn redeem_due(
             .map_err(|e: DbError| e.to_string())?
     };
     if due.is_empty() {
-        return Ok(0);
+        return Ok(Redeemed::default());
     }
     let body = request_body(&due).map_err(|e| e.to_string())?;
     let answer: RedemptionsAnswer = client
@@ -652,10 +664,17 @@ pub async fn redeem_due(
         .await
         .map_err(|e| e.to_string())?
         .value;
+    let words = answer.results.iter().map(|r| r.words).sum();
+    let value = answer.results.iter().map(|r| r.amount).sum();
     let credited = db
         .run(move |conn| db::write_transaction(conn, |conn| settle(conn, &due, &answer)))
         .await
         .map_err(|e: DbError| e.to_string())?;
     tracing::info!(issuer = %issuer, credited, "paywords redeemed");
-    Ok(credited)
+    Ok(Redeemed {
+        counter,
+        credited,
+        words,
+        value,
+    })
 }

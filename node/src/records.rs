@@ -588,5 +588,66 @@ impl RecordBook {
     }
 }
 
+/// Propose a deal of `kind` with `transaction` to the server `to` (a vendor to its issuer)
+/// from `book`'s chain, send it, and keep the agreement. The proposal is in the chain before
+/// it is sent; one not agreed now stays unanswered for [`resend_unanswered`].
+pub async fn record_with(
+    book: &RecordBook,
+    to: &crate::client::SignedClient,
+    kind: &str,
+    transaction: &serde_json::Value,
+) -> Result<HalfBlock, String> {
+    let who = to.audience().await.map_err(|e| e.to_string())?.to_string();
+    let proposal = book
+        .propose(&who, kind, &transaction.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    send(book, to, &proposal).await
+}
+
+/// Send `book`'s unanswered proposals to `to` again (those whose counter-party it is, at
+/// most [`RESEND_PER_CALL_MAX`]); answers how many are agreed now.
+pub async fn resend_unanswered(
+    book: &RecordBook,
+    to: &crate::client::SignedClient,
+) -> Result<usize, String> {
+    let who = to.audience().await.map_err(|e| e.to_string())?.to_string();
+    let mut agreed = 0;
+    for p in book
+        .unanswered(RESEND_PER_CALL_MAX)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if p.link_public_key == who && send(book, to, &p).await.is_ok() {
+            agreed += 1;
+        }
+    }
+    Ok(agreed)
+}
+
+/// Unanswered proposals sent again per [`resend_unanswered`] call.
+pub const RESEND_PER_CALL_MAX: usize = 32;
+
+async fn send(
+    book: &RecordBook,
+    to: &crate::client::SignedClient,
+    proposal: &HalfBlock,
+) -> Result<HalfBlock, String> {
+    let body = serde_json::to_vec(proposal).map_err(|e| e.to_string())?;
+    let agreement: HalfBlock = to
+        .command("POST", "/v1/records", body, RECORD_COUNTERS.next())
+        .await
+        .map_err(|e| e.to_string())?
+        .value;
+    book.note_agreement(proposal, agreement.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(agreement)
+}
+
+/// Counters of record commands (servers only need them unique per sender).
+static RECORD_COUNTERS: std::sync::LazyLock<crate::client::ClockCounter> =
+    std::sync::LazyLock::new(crate::client::ClockCounter::default);
+
 mod http;
 pub use http::routes;

@@ -260,6 +260,32 @@ async fn writes_and_reads_paid_by_paywords_while_the_issuer_is_away() {
         (dash[0].accepted, dash[0].redeemed, dash[0].pending),
         (paid, paid, 0)
     );
+
+    // The redemption is recorded with the issuer (DESIGN 11): the agent's chain holds a
+    // `redemption` proposal (the command's counter, the words, the value credited) and the
+    // issuer's agreement, which the issuer gave from its own command log.
+    let issuer_url = s.issuer.as_ref().expect("issuer").url.clone();
+    let agent_id = s.agents[0].agent.key.entity().to_string();
+    let issuer_id = s.issuer.as_ref().expect("issuer").entity.to_string();
+    let find = || {
+        redemption_record(
+            s.http.clone(),
+            s.agents[0].url.clone(),
+            agent_id.clone(),
+            issuer_url.clone(),
+            issuer_id.clone(),
+        )
+    };
+    eventually(10_000, "the redemption's record to be agreed", || async {
+        find().await.is_some()
+    })
+    .await;
+    let recorded = find().await;
+    let (proposal, agreement) = recorded.expect("recorded");
+    protocol::record::check_agreement(&proposal, &agreement).expect("the issuer agreed");
+    let tx = proposal.transaction_json();
+    assert_eq!(tx["words"], paid, "{tx}");
+    assert_eq!(tx["value"], paid, "{tx}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +463,46 @@ async fn a_double_spend_across_two_agents_is_caught_and_the_payer_refused() {
             .expect_err("no contract for a proven cheat");
         assert_eq!(err.code(), Some("payer_fraud"));
     }
+}
+
+/// The agent's `redemption` proposal to the issuer and the issuer's agreement, if both are
+/// served.
+async fn redemption_record(
+    http: reqwest::Client,
+    agent_url: String,
+    agent_id: String,
+    issuer_url: String,
+    issuer_id: String,
+) -> Option<(protocol::record::HalfBlock, protocol::record::HalfBlock)> {
+    let page = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .ok()?
+                .json::<protocol::record::RecordsPage>()
+                .await
+                .ok()
+        }
+    };
+    let mine = page(format!(
+        "{agent_url}/v1/records?public_key={agent_id}&from=1"
+    ))
+    .await?;
+    let p = mine
+        .blocks
+        .into_iter()
+        .find(|b| b.kind == "redemption" && b.link_public_key == issuer_id)?;
+    let theirs = page(format!(
+        "{issuer_url}/v1/records?public_key={issuer_id}&from=1"
+    ))
+    .await?;
+    let a = theirs
+        .blocks
+        .into_iter()
+        .find(|a| a.link_public_key == agent_id && a.link_sequence_number == p.sequence_number)?;
+    Some((p, a))
 }
 
 fn agent_config(data: &Path, issuer: &lcp::server::RunningIssuer, threshold: u64) {
@@ -740,7 +806,8 @@ async fn issuer_commands_to_settle_a_million_payments() {
                 true,
             )
             .await
-            .expect("redeem");
+            .expect("redeem")
+            .credited;
             if credited == 0 {
                 break;
             }

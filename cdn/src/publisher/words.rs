@@ -176,7 +176,7 @@ impl Publisher {
                 );
             }
         }
-        node::paywords::redeem_due(
+        let redeemed = node::paywords::redeem_due(
             &self.db,
             &self.currency,
             client,
@@ -184,7 +184,29 @@ impl Publisher {
             self.options.payword_redeem_threshold,
             all,
         )
-        .await
+        .await?;
+        if !all {
+            // Recorded with the issuer (DESIGN 11), like the agents' redemptions.
+            let _ = node::records::resend_unanswered(&self.records, client).await;
+            if redeemed.words > 0 {
+                let tx = serde_json::json!({
+                    "counter": redeemed.counter,
+                    "words": redeemed.words,
+                    "value": redeemed.value,
+                });
+                if let Err(e) = node::records::record_with(
+                    &self.records,
+                    client,
+                    protocol::record::kinds::REDEMPTION,
+                    &tx,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "the redemption's record is not agreed yet");
+                }
+            }
+        }
+        Ok(redeemed.credited)
     }
 
     /// Paywords held, redeemed and pending (the status page).
