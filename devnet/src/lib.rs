@@ -340,6 +340,9 @@ impl Devnet {
                 options.audit_interval_s.to_string(),
                 "--probe-interval-s".into(),
                 options.probe_interval_s.to_string(),
+                // The records crawl as often as the audits, so a walk-through sees them.
+                "--crawl-interval-s".into(),
+                options.audit_interval_s.to_string(),
             ],
             child: None,
         };
@@ -719,7 +722,17 @@ pub async fn buy(
         let info = seller.client.put(&terms.id, &name, shard).await?;
         let object = procure::object(&name, &info.merkle_root, info.size);
         procure::register(&market, &bought.signed, vec![object]).await?;
+        // Recorded by both sides (DESIGN 11): the wallet's chain beside its key, the agent's.
+        let recorded = clients::records::record_deal(
+            &f.wallet.key,
+            key.clone(),
+            seller.client.signed(),
+            protocol::record::kinds::CONTRACT,
+            &clients::records::contract_active(terms),
+        )
+        .await;
         contracts.push(serde_json::json!({
+            "recorded": matches!(recorded, clients::records::Agreed::Yes(_)),
             "contract": terms.id,
             "agent": chosen.agent,
             "endpoint": chosen.endpoint,

@@ -85,6 +85,23 @@ async fn up_buy_audit_kill_restart_and_come_back() {
     let funds = devnet::WALLET_FUNDS;
     let balance = out["balance"].as_i64().expect("balance");
     assert!(balance < funds as i64, "the wallet paid");
+    // Each contract is recorded by the wallet and its agent (DESIGN 11), and the market's
+    // crawl (as often as its audits here) brings the wallet's chain to the market.
+    assert!(
+        contracts.iter().all(|c| c["recorded"] == true),
+        "every contract recorded: {contracts:?}"
+    );
+    node::testing::eventually(
+        40_000,
+        "the market to crawl the wallet's records",
+        || async {
+            market
+                .records(&file.wallet.entity)
+                .await
+                .is_ok_and(|blocks| blocks.len() >= 3)
+        },
+    )
+    .await;
 
     // The market audits the registered contracts and they pass.
     node::testing::eventually(20_000, "an audit passed on every agent", || async {
