@@ -232,6 +232,66 @@ pub async fn resend_records(key_path: &Path, key: Arc<KeyPair>, agents: &[Signed
     }
 }
 
+/// Record each contract of `slots` that has ended and has no `completed` record yet in the
+/// wallet's chain (DESIGN 11): its agent's view gives the figures (bytes written and read,
+/// audits answered), which the agent agrees to from its own books. Best effort: an agent that
+/// does not answer, or a contract already reaped, is left for a later command.
+pub async fn record_ended(
+    key_path: &Path,
+    key: Arc<KeyPair>,
+    http: &reqwest::Client,
+    slots: &[crate::repo::Slot],
+) {
+    let now = node::now_s();
+    let ended: Vec<&crate::repo::Slot> = slots
+        .iter()
+        .filter(|s| s.end_s > 0 && s.end_s <= now)
+        .collect();
+    if ended.is_empty() {
+        return;
+    }
+    let recorded: std::collections::HashSet<String> =
+        match clients::records::RecordChain::open(key_path, key.clone()) {
+            Ok(chain) => chain
+                .own()
+                .iter()
+                .filter(|b| b.transaction_json()["event"] == "completed")
+                .filter_map(|b| b.transaction_json()["contract"].as_str().map(str::to_owned))
+                .collect(),
+            Err(e) => {
+                eprintln!("warning: the record chain: {e}");
+                return;
+            }
+        };
+    for slot in ended {
+        if recorded.contains(&slot.contract) {
+            continue;
+        }
+        let agent = clients::agent::AgentClient::new(http.clone(), &slot.endpoint, key.clone());
+        let Ok(view) = agent.contract(&slot.contract).await else {
+            continue;
+        };
+        if view.status != "ended" {
+            continue;
+        }
+        let tx = clients::records::contract_completed(&view);
+        if let clients::records::Agreed::Later(why) = clients::records::record_deal(
+            key_path,
+            key.clone(),
+            agent.signed(),
+            protocol::record::kinds::CONTRACT,
+            &tx,
+        )
+        .await
+        {
+            eprintln!(
+                "warning: the completed record of contract {} is not agreed yet: {why}",
+                slot.contract
+            );
+        }
+    }
+}
+
 /// A line for the user about purchases in `dir` that no config uses, if any.
 pub fn unused_note(dir: &Path) -> Option<String> {
     let all = load(dir).ok()?;

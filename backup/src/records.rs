@@ -23,6 +23,13 @@ pub async fn show(dir: &Path, wallet: &Wallet) -> Result<Shown, Error> {
             .map(|s| node::client::SignedClient::new(http.clone(), &s.endpoint, wallet.key.clone()))
             .collect();
         crate::purchases::resend_records(&wallet.path, wallet.key.clone(), &agents).await;
+        let slots: Vec<crate::repo::Slot> = config
+            .slots
+            .iter()
+            .chain(&config.retired)
+            .cloned()
+            .collect();
+        crate::purchases::record_ended(&wallet.path, wallet.key.clone(), &http, &slots).await;
     }
     let chain = RecordChain::open(&wallet.path, wallet.key.clone())
         .map_err(|e| Error::Usage(format!("the record chain: {e}")))?;

@@ -575,6 +575,15 @@ impl Repo {
         let agents: Vec<node::client::SignedClient> =
             self.agents.iter().map(|a| a.signed().clone()).collect();
         crate::purchases::resend_records(&self.key_path, self.buyer.clone(), &agents).await;
+        let slots: Vec<Slot> = self
+            .config
+            .slots
+            .iter()
+            .chain(&self.config.retired)
+            .cloned()
+            .collect();
+        crate::purchases::record_ended(&self.key_path, self.buyer.clone(), &self.http, &slots)
+            .await;
     }
 
     pub fn agent(&self, i: usize) -> &AgentClient {

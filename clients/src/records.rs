@@ -393,6 +393,21 @@ pub fn contract_active(terms: &protocol::market::Contract) -> serde_json::Value 
     })
 }
 
+/// The `contract` record of a contract that has ended (DESIGN 11), with the figures of its
+/// agent's view (`bytes_written`, `bytes_read`, `audits_answered` as `audits_passed`): the
+/// agent agrees only to its own books.
+pub fn contract_completed(view: &protocol::agent::ContractView) -> serde_json::Value {
+    serde_json::json!({
+        "contract": view.id,
+        "event": "completed",
+        "block_bytes": view.block_bytes,
+        "contract_price": view.contract_price,
+        "bytes_written": view.bytes_written,
+        "bytes_read": view.bytes_read,
+        "audits_passed": view.audits_answered,
+    })
+}
+
 /// Record a deal with the server `counterparty` (a buyer's CLI after a purchase, say): open
 /// the chain beside `key_path`, continue it from the counter-party's copy on a machine that has
 /// none, propose `transaction`, send it. Never an error for the deal: anything that fails is

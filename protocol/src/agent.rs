@@ -43,6 +43,14 @@ pub struct ContractView {
     /// The issuer whose currency the contract is paid in.
     #[serde(default)]
     pub issuer: String,
+    /// What the contract delivered by the agent's books (DESIGN 11: what a `completed`
+    /// record says): bytes written, bytes read (charged reads), audits answered.
+    #[serde(default)]
+    pub bytes_written: u64,
+    #[serde(default)]
+    pub bytes_read: u64,
+    #[serde(default)]
+    pub audits_answered: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

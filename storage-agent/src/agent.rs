@@ -44,6 +44,7 @@ mod reads;
 pub mod records;
 mod rows;
 mod upkeep;
+pub mod usage;
 mod writes;
 
 use admission::{add_prepaid, is_due, reserved_of};
@@ -442,7 +443,17 @@ impl Agent {
     pub async fn contract(&self, id: &str, who: &EntityId) -> Result<ContractView, Error> {
         let (row, objs) = self.load(id).await?;
         Self::require_buyer(&row, who, true)?;
-        Ok(view(&row, &objs, now_s()))
+        let contract = id.to_owned();
+        let used = self
+            .db
+            .run(move |conn| usage::of(conn, &contract).map_err(Error::from))
+            .await?;
+        Ok(ContractView {
+            bytes_written: used.bytes_written,
+            bytes_read: used.bytes_read,
+            audits_answered: used.audits_answered,
+            ..view(&row, &objs, now_s())
+        })
     }
 }
 
@@ -535,6 +546,9 @@ fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
         end: market::format_rfc3339(row.end_s),
         objects: objs.iter().map(ObjectInfo::from).collect(),
         issuer: row.issuer.clone(),
+        bytes_written: 0,
+        bytes_read: 0,
+        audits_answered: 0,
     }
 }
 

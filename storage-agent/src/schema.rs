@@ -67,3 +67,12 @@ diesel::table! {
         amount -> BigInt,
     }
 }
+
+diesel::table! {
+    contract_usage (contract_id) {
+        contract_id -> Text,
+        bytes_written -> BigInt,
+        bytes_read -> BigInt,
+        audits_answered -> BigInt,
+    }
+}

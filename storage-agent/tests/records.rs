@@ -486,3 +486,99 @@ async fn records_agreed_per_second() {
         pct(0.99)
     );
 }
+
+/// A contract's `completed` record (DESIGN 11): after the contract ended, the buyer proposes
+/// the figures the agent's view shows (bytes written, bytes read, audits answered) and the
+/// agent agrees; other figures, or a record before the end, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_contract_is_recorded_with_the_agents_own_figures() {
+    for (backend, database) in util::backends("completed") {
+        eprintln!("backend: {backend}");
+        let world = World::start(64 * MIB, 3_600, database.url());
+        let http = world.http.clone();
+        let key_path = world.dir.path().join("buyer.key");
+        let key = Arc::new(node::keyfile::generate(&key_path).expect("key"));
+        world
+            .mint
+            .transfer(key.entity(), 10_000_000, Some("funding"))
+            .await
+            .expect("fund");
+        let wallet = IssuerClient::new(
+            http.clone(),
+            &world.issuer.url,
+            key.clone(),
+            Some(CounterStore::beside_key(&key_path)),
+        );
+        let client = AgentClient::new(http.clone(), &world.agent.url, key.clone());
+        // A contract of two seconds: written, read, audited, then over.
+        let short = world
+            .active_contract(&client, &wallet, &key, MIB, 2, 1_000_000)
+            .await;
+        let running = world
+            .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
+            .await;
+        client
+            .put(&short.id, "o", vec![5; 40_000])
+            .await
+            .expect("put");
+        let got = client.get(&short.id, "o", None).await.expect("read");
+        assert_eq!(got.len(), 40_000);
+        client.audit(&short.id, "o", 1).await.expect("audit");
+
+        // Not ended: refused.
+        let view = client.contract(&running.id).await.expect("view");
+        let early = record_deal(
+            &key_path,
+            key.clone(),
+            client.signed(),
+            kinds::CONTRACT,
+            &clients::records::contract_completed(&view),
+        )
+        .await;
+        assert!(
+            matches!(&early, Agreed::Later(why) if why.contains("not ended")),
+            "{early:?}"
+        );
+
+        util::eventually(10_000, "the short contract to end", || async {
+            client
+                .contract(&short.id)
+                .await
+                .is_ok_and(|v| v.status == "ended")
+        })
+        .await;
+        let view = client.contract(&short.id).await.expect("view");
+        assert_eq!(
+            (view.bytes_written, view.bytes_read, view.audits_answered),
+            (40_000, 40_000, 1),
+            "{backend}: the agent's books"
+        );
+        let mut inflated = clients::records::contract_completed(&view);
+        inflated["bytes_read"] = (view.bytes_read + 1).into();
+        let refused = record_deal(
+            &key_path,
+            key.clone(),
+            client.signed(),
+            kinds::CONTRACT,
+            &inflated,
+        )
+        .await;
+        assert!(
+            matches!(&refused, Agreed::Later(why) if why.contains("books say")),
+            "{refused:?}"
+        );
+        let agreed = record_deal(
+            &key_path,
+            key.clone(),
+            client.signed(),
+            kinds::CONTRACT,
+            &clients::records::contract_completed(&view),
+        )
+        .await;
+        let Agreed::Yes(agreement) = agreed else {
+            panic!("{backend}: not agreed: {agreed:?}");
+        };
+        assert_eq!(agreement.transaction_json()["event"], "completed");
+        assert_eq!(agreement.transaction_json()["audits_passed"], 1);
+    }
+}

@@ -109,8 +109,14 @@ impl Agent {
         // The leaf is data the buyer receives: past one free audit a minute, charged as a read
         // of it, or audits would be a free way to download an object leaf by leaf.
         if auditor || self.take_free_audit(id) {
+            let id = id.to_owned();
             self.db
-                .run(|conn| db::write_transaction(conn, |conn| bump_stat(conn, "audits_answered")))
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        usage::count(conn, &id, 0, 0, 1)?;
+                        bump_stat(conn, "audits_answered")
+                    })
+                })
                 .await?;
             return Ok(answer);
         }
@@ -133,6 +139,7 @@ impl Agent {
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
                     charge_contract(conn, &id, &drawn)?;
+                    usage::count(conn, &id, 0, 0, 1)?;
                     bump_stat(conn, "audits_answered")
                 })
             })

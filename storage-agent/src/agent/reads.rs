@@ -79,6 +79,7 @@ impl Agent {
                 .unwrap_or(u64::MAX);
         let _tab = self.tab_guard(&row.buyer).await;
         let drawn = self.draw(row, charge).await?;
+        let read_len = range.end - range.start;
         let settle = drawn.settle;
         let id = row.id.clone();
         let token = token.map(str::to_owned);
@@ -89,6 +90,7 @@ impl Agent {
                         use_token(conn, t)?;
                     }
                     // An error here rolls the token use back too: the read did not happen.
+                    usage::count(conn, &id, 0, read_len, 0)?;
                     charge_contract(conn, &id, &drawn)
                 })
             })
@@ -358,6 +360,7 @@ fn resolve_and_charge(
         use_token(conn, token)?;
     }
     // An error here rolls the token use back.
+    usage::count(conn, &id, 0, range.end - range.start, 0)?;
     charge_contract(
         conn,
         &id,

@@ -6,6 +6,10 @@
 //!   "contract_price"}`, proposed by the contract's buyer once the contract is paid. The agent
 //!   agrees when the contract is its own, the buyer is the proposer, the block and price are
 //!   those it signed, and the price is paid.
+//! - `contract`, event `completed`: the same and `"bytes_written", "bytes_read",
+//!   "audits_passed"`, once the contract has ended: the figures must be the agent's own
+//!   (`agent::usage`; the buyer reads them from the contract's view). `audits_passed` is the
+//!   audits the agent answered: each answer is recomputed from the stored bytes.
 //!
 //! Anything else is refused (`409 record_refused`) with the reason: the proposer keeps its
 //! proposal and the deal goes on (the agent never agrees to what its books do not say).
@@ -26,9 +30,25 @@ use crate::schema::contracts;
 #[serde(deny_unknown_fields)]
 struct ContractActive {
     contract: String,
-    event: String,
+    /// Read to choose the struct (`active` or `completed`) before parsing.
+    #[serde(rename = "event")]
+    _event: String,
     block_bytes: u64,
     contract_price: u64,
+}
+
+/// The `contract` record's transaction at event `completed`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContractCompleted {
+    contract: String,
+    #[serde(rename = "event")]
+    _event: String,
+    block_bytes: u64,
+    contract_price: u64,
+    bytes_written: u64,
+    bytes_read: u64,
+    audits_passed: u64,
 }
 
 /// Check a proposal against the agent's books (in the agreeing transaction). A refused
@@ -56,26 +76,48 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
             proposal.kind
         ));
     }
-    let tx: ContractActive = serde_json::from_str(&proposal.transaction)
-        .map_err(|e| format!("the transaction is not a contract record this agent keeps: {e}"))?;
-    if tx.event != "active" {
-        return Err(format!(
-            "this agent records the event `active` of a contract, not `{}`",
-            tx.event
-        ));
-    }
-    let row: Option<(String, i64, i64, i64)> = contracts::table
+    let event = proposal.transaction_json()["event"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let not_kept = |e: serde_json::Error| {
+        format!("the transaction is not a contract record this agent keeps: {e}")
+    };
+    let (tx, completed) = match event.as_str() {
+        "active" => (
+            serde_json::from_str::<ContractActive>(&proposal.transaction).map_err(not_kept)?,
+            None,
+        ),
+        "completed" => {
+            let c: ContractCompleted =
+                serde_json::from_str(&proposal.transaction).map_err(not_kept)?;
+            (
+                ContractActive {
+                    contract: c.contract.clone(),
+                    _event: c._event.clone(),
+                    block_bytes: c.block_bytes,
+                    contract_price: c.contract_price,
+                },
+                Some(c),
+            )
+        }
+        other => return Err(format!(
+            "this agent records the events `active` and `completed` of a contract, not `{other}`"
+        )),
+    };
+    let row: Option<(String, i64, i64, i64, i64)> = contracts::table
         .find(&tx.contract)
         .select((
             contracts::buyer,
             contracts::block_bytes,
             contracts::contract_price,
             contracts::paid,
+            contracts::end_s,
         ))
         .first(conn)
         .optional()
         .map_err(|e| format!("cannot read the contract: {e}"))?;
-    let Some((buyer, block_bytes, price, paid)) = row else {
+    let Some((buyer, block_bytes, price, paid, end_s)) = row else {
         return Err(format!("no contract {} here", tx.contract));
     };
     if buyer != proposal.public_key {
@@ -89,6 +131,20 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
     }
     if paid < price {
         return Err("the contract is not paid yet: it is not active".into());
+    }
+    if let Some(c) = completed {
+        if node::now_s() < end_s {
+            return Err("the contract has not ended yet".into());
+        }
+        let used = crate::agent::usage::of(conn, &tx.contract)
+            .map_err(|e| format!("cannot read the contract's figures: {e}"))?;
+        let books = (used.bytes_written, used.bytes_read, used.audits_answered);
+        if books != (c.bytes_written, c.bytes_read, c.audits_passed) {
+            return Err(format!(
+                "this agent's books say {} bytes written, {} read, {} audits answered",
+                books.0, books.1, books.2
+            ));
+        }
     }
     Ok(())
 }

@@ -121,6 +121,7 @@ impl Agent {
             row.used_bytes
         );
         let new_used = row.used_bytes - old.as_ref().map(|o| o.size).unwrap_or(0) + to_i64(size)?;
+        let written = size;
         if new_used > row.block_bytes {
             return Err(Error::BlockFull {
                 block_bytes: row.block_bytes.unsigned_abs(),
@@ -171,6 +172,7 @@ impl Agent {
                     .set(contracts::used_bytes.eq(new_used))
                     .execute(conn)?;
                 debug_assert_used_bytes(conn, &contract_id)?;
+                usage::count(conn, &contract_id, written, 0, 0)?;
                 charge_contract(conn, &contract_id, &drawn)
             })
             .await;
