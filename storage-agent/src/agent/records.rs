@@ -37,6 +37,10 @@ struct ContractActive {
     contract_price: u64,
 }
 
+fn unknown_event(event: &str) -> String {
+    format!("this agent records a contract's events `active` and `completed`, not `{event}`")
+}
+
 /// The `contract` record's transaction at event `completed`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,9 +105,7 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
                 Some(c),
             )
         }
-        other => return Err(format!(
-            "this agent records the events `active` and `completed` of a contract, not `{other}`"
-        )),
+        other => return Err(unknown_event(other)),
     };
     let row: Option<(String, i64, i64, i64, i64)> = contracts::table
         .find(&tx.contract)
