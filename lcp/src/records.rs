@@ -10,7 +10,7 @@ use std::sync::Arc;
 use db::AnyConnection;
 use diesel::prelude::*;
 use node::commands::commands;
-use node::records::{BooksCheck, RecordBook, Refusal};
+use node::records::RecordBook;
 use protocol::payword::RedemptionsAnswer;
 use protocol::record::{kinds, HalfBlock};
 use protocol::KeyPair;
@@ -74,11 +74,5 @@ fn is_vendor(conn: &mut AnyConnection, entity: &str) -> bool {
 
 /// The issuer's record book over its database.
 pub fn book(db: db::Database, key: Arc<KeyPair>) -> Arc<RecordBook> {
-    let check: BooksCheck = Arc::new(|conn, proposal| {
-        check_books(conn, proposal).map_err(|reason| Refusal {
-            keep_block: is_vendor(conn, &proposal.public_key),
-            reason,
-        })
-    });
-    Arc::new(RecordBook::new(db, key, check))
+    node::records::book_checking(db, key, check_books, is_vendor)
 }

@@ -379,6 +379,24 @@ enum Decision {
     Refused(String),
 }
 
+/// A service's record book whose check is `books` (the service's own books: `Err` says why
+/// it does not agree), keeping a refused proposal when `deals_with` the proposer (see
+/// [`Refusal::keep_block`]).
+pub fn book_checking(
+    db: db::Database,
+    key: Arc<KeyPair>,
+    books: fn(&mut AnyConnection, &HalfBlock) -> Result<(), String>,
+    deals_with: fn(&mut AnyConnection, &str) -> bool,
+) -> Arc<RecordBook> {
+    let check: BooksCheck = Arc::new(move |conn, proposal| {
+        books(conn, proposal).map_err(|reason| Refusal {
+            keep_block: deals_with(conn, &proposal.public_key),
+            reason,
+        })
+    });
+    Arc::new(RecordBook::new(db, key, check))
+}
+
 /// A server's records: its key, its database and how it checks what it agrees to.
 pub struct RecordBook {
     pub db: db::Database,
@@ -623,6 +641,30 @@ pub async fn resend_unanswered(
         }
     }
     Ok(agreed)
+}
+
+/// Record a payword redemption with `issuer` (DESIGN 11): a `redemption` proposal
+/// (`counter`, `words`, `value`) the issuer agrees to from its command log, after sending
+/// earlier unanswered ones again. Never fails the redemption: what is not agreed now waits.
+pub async fn record_redemption(
+    book: &RecordBook,
+    issuer: &crate::client::SignedClient,
+    redeemed: &crate::paywords::Redeemed,
+) {
+    if let Err(e) = resend_unanswered(book, issuer).await {
+        tracing::debug!(error = %e, "redemption records not sent again");
+    }
+    if redeemed.words == 0 {
+        return;
+    }
+    let tx = serde_json::json!({
+        "counter": redeemed.counter,
+        "words": redeemed.words,
+        "value": redeemed.value,
+    });
+    if let Err(e) = record_with(book, issuer, protocol::record::kinds::REDEMPTION, &tx).await {
+        tracing::warn!(error = %e, "the redemption's record is not agreed yet (sent again later)");
+    }
 }
 
 /// Unanswered proposals sent again per [`resend_unanswered`] call.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use db::AnyConnection;
 use diesel::prelude::*;
-use node::records::{BooksCheck, RecordBook, Refusal};
+use node::records::RecordBook;
 use protocol::record::{kinds, HalfBlock};
 use protocol::KeyPair;
 
@@ -64,11 +64,5 @@ fn is_viewer(conn: &mut AnyConnection, entity: &str) -> bool {
 
 /// The publisher's record book over its database.
 pub fn book(db: db::Database, key: Arc<KeyPair>) -> Arc<RecordBook> {
-    let check: BooksCheck = Arc::new(|conn, proposal| {
-        check_books(conn, proposal).map_err(|reason| Refusal {
-            keep_block: is_viewer(conn, &proposal.public_key),
-            reason,
-        })
-    });
-    Arc::new(RecordBook::new(db, key, check))
+    node::records::book_checking(db, key, check_books, is_viewer)
 }

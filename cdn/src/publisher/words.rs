@@ -187,24 +187,7 @@ impl Publisher {
         .await?;
         if !all {
             // Recorded with the issuer (DESIGN 11), like the agents' redemptions.
-            let _ = node::records::resend_unanswered(&self.records, client).await;
-            if redeemed.words > 0 {
-                let tx = serde_json::json!({
-                    "counter": redeemed.counter,
-                    "words": redeemed.words,
-                    "value": redeemed.value,
-                });
-                if let Err(e) = node::records::record_with(
-                    &self.records,
-                    client,
-                    protocol::record::kinds::REDEMPTION,
-                    &tx,
-                )
-                .await
-                {
-                    tracing::warn!(error = %e, "the redemption's record is not agreed yet");
-                }
-            }
+            node::records::record_redemption(&self.records, client, &redeemed).await;
         }
         Ok(redeemed.credited)
     }

@@ -115,32 +115,9 @@ impl Agent {
         let redeemed =
             node::paywords::redeem_due(&self.db, issuer, client, counter, threshold, all).await?;
         if !all {
-            self.record_redemption(client, &redeemed).await;
+            node::records::record_redemption(&self.records, client, &redeemed).await;
         }
         Ok(redeemed.credited)
-    }
-
-    /// Record a redemption with the issuer (DESIGN 11): a `redemption` proposal (`counter`,
-    /// `words`, `value`) it agrees to from its command log; earlier ones it did not agree to
-    /// are sent again first. Never fails the redemption: what is not agreed now waits.
-    async fn record_redemption(&self, client: &SignedClient, r: &node::paywords::Redeemed) {
-        if let Err(e) = node::records::resend_unanswered(&self.records, client).await {
-            tracing::debug!(error = %e, "redemption records not sent again");
-        }
-        if r.words == 0 {
-            return;
-        }
-        let tx = serde_json::json!({ "counter": r.counter, "words": r.words, "value": r.value });
-        if let Err(e) = node::records::record_with(
-            &self.records,
-            client,
-            protocol::record::kinds::REDEMPTION,
-            &tx,
-        )
-        .await
-        {
-            tracing::warn!(error = %e, "the redemption's record is not agreed yet (sent again later)");
-        }
     }
 
     /// Paywords held, redeemed and pending per currency, for the dashboard.

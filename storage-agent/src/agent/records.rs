@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use db::AnyConnection;
 use diesel::prelude::*;
-use node::records::{BooksCheck, RecordBook, Refusal};
+use node::records::RecordBook;
 use protocol::record::{kinds, HalfBlock};
 use protocol::KeyPair;
 
@@ -53,15 +53,6 @@ struct ContractCompleted {
     bytes_written: u64,
     bytes_read: u64,
     audits_passed: u64,
-}
-
-/// Check a proposal against the agent's books (in the agreeing transaction). A refused
-/// proposal is kept when its proposer is a buyer here (see `node::records::Refusal`).
-pub fn check(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Refusal> {
-    check_books(conn, proposal).map_err(|reason| Refusal {
-        keep_block: is_buyer(conn, &proposal.public_key),
-        reason,
-    })
 }
 
 fn is_buyer(conn: &mut AnyConnection, entity: &str) -> bool {
@@ -151,10 +142,10 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
     Ok(())
 }
 
-/// The agent's record book over its database.
+/// The agent's record book over its database: proposals checked against its books, a
+/// refused one kept when its proposer is a buyer here.
 pub fn book(db: db::Database, key: Arc<KeyPair>) -> Arc<RecordBook> {
-    let check: BooksCheck = Arc::new(check);
-    Arc::new(RecordBook::new(db, key, check))
+    node::records::book_checking(db, key, check_books, is_buyer)
 }
 
 /// How long a buyer's free-rider verdict is kept before the market is asked again.
