@@ -192,6 +192,8 @@ pub struct Market {
     crawl: crawl::CrawlState,
     /// The last ranking of the records (`vouch`), and when it was made.
     ranking: std::sync::Mutex<Option<(std::time::Instant, Arc<vouch::Ranking>)>>,
+    /// One ranking computed on demand at a time (`vouch`).
+    ranking_turn: tokio::sync::Mutex<()>,
     /// Where matches spend their time (`/metrics`).
     pub timings: Arc<timings::MatchTimings>,
     endpoint: std::sync::OnceLock<String>,
@@ -264,6 +266,7 @@ impl Market {
             records,
             crawl: crawl::CrawlState::default(),
             ranking: std::sync::Mutex::new(None),
+            ranking_turn: tokio::sync::Mutex::new(()),
             instance: {
                 let mut raw = [0u8; 8];
                 // A failed OS source leaves zeros: two such processes would share the lease

@@ -192,15 +192,24 @@ impl Market {
     /// The last ranking, computed again when older than [`RANKING_STALE_MS_MAX`] (a process
     /// that does not crawl ranks when asked).
     pub async fn ranking(&self) -> Result<std::sync::Arc<Ranking>, Error> {
-        let last = self
-            .ranking
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some((at, r)) = last {
-            if at.elapsed() < std::time::Duration::from_millis(RANKING_STALE_MS_MAX) {
-                return Ok(r);
-            }
+        let fresh = || {
+            let last = self
+                .ranking
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            last.filter(|(at, _)| {
+                at.elapsed() < std::time::Duration::from_millis(RANKING_STALE_MS_MAX)
+            })
+            .map(|(_, r)| r)
+        };
+        if let Some(r) = fresh() {
+            return Ok(r);
+        }
+        // One ranking at a time: requests arriving meanwhile take its result.
+        let _turn = self.ranking_turn.lock().await;
+        if let Some(r) = fresh() {
+            return Ok(r);
         }
         let ranking = std::sync::Arc::new(self.db.run(compute).await?.0);
         *self
