@@ -37,15 +37,14 @@ fn request(currency: &str, k: u64) -> MatchRequest {
     }
 }
 
-/// Buy a contract from agent `i` and record it (`contract`, event `active`) from the chain
-/// beside `key_path`; answers the proposal's agreement.
-async fn recorded_contract(
+/// An active contract of 1 MiB for an hour from agent `i`, with `credit` paid ahead.
+async fn active_contract(
     net: &Net,
     i: usize,
     wallet: &clients::issuer::IssuerClient,
     buyer: &std::sync::Arc<protocol::KeyPair>,
-    key_path: &std::path::Path,
-) -> HalfBlock {
+    credit: u64,
+) -> (AgentClient, protocol::market::Contract) {
     let ac = AgentClient::new(net.http.clone(), &net.agent(i).url, buyer.clone());
     let (_, offer) = ac.offer().await.expect("offer");
     let terms = AgentClient::terms_from_offer(
@@ -57,13 +56,26 @@ async fn recorded_contract(
         vec![],
     )
     .expect("terms");
-    ac.buy(wallet, &terms, 0).await.expect("contract");
+    ac.buy(wallet, &terms, credit).await.expect("contract");
     eventually(WAIT_MS, "the contract to turn active", || async {
         ac.contract(&terms.id)
             .await
             .is_ok_and(|c| c.status == "active")
     })
     .await;
+    (ac, terms)
+}
+
+/// Buy a contract from agent `i` and record it (`contract`, event `active`) from the chain
+/// beside `key_path`; answers the proposal's agreement.
+async fn recorded_contract(
+    net: &Net,
+    i: usize,
+    wallet: &clients::issuer::IssuerClient,
+    buyer: &std::sync::Arc<protocol::KeyPair>,
+    key_path: &std::path::Path,
+) -> HalfBlock {
+    let (ac, terms) = active_contract(net, i, wallet, buyer, 0).await;
     let agreed = record_deal(
         key_path,
         buyer.clone(),
@@ -293,49 +305,22 @@ async fn forked_agent_on(database: Option<String>) {
     config.free_rider_threshold = 5;
     config.save(&dir2).expect("config");
     net.agents[2] = Some(net.start_agent(2));
-    let bought_at_2 = |key: std::sync::Arc<protocol::KeyPair>,
-                       wallet: clients::issuer::IssuerClient,
-                       credit: u64| {
-        let (http, url2, issuer) = (
-            net.http.clone(),
-            net.agent(2).url.clone(),
-            net.issuer.entity.clone(),
-        );
-        async move {
-            let ac = AgentClient::new(http, &url2, key.clone());
-            let (_, offer) = ac.offer().await.expect("offer");
-            let terms = AgentClient::terms_from_offer(
-                &offer,
-                key.entity(),
-                &issuer,
-                1 << 20,
-                3_600,
-                vec![],
-            )
-            .expect("terms");
-            ac.buy(&wallet, &terms, credit).await.expect("contract");
-            eventually(WAIT_MS, "the contract to turn active", || async {
-                ac.contract(&terms.id)
-                    .await
-                    .is_ok_and(|c| c.status == "active")
-            })
-            .await;
-            (ac, terms.id)
-        }
-    };
-    let (ac, id) = bought_at_2(buyer.clone(), wallet.clone(), 0).await;
+    let (ac, terms) = active_contract(&net, 2, &wallet, &buyer, 0).await;
+    let id = terms.id;
     let e = ac
         .put(&id, "on-the-tab", vec![7; 40_000])
         .await
         .expect_err("a free rider gets no tab");
     assert_eq!(e.code(), Some("free_rider"), "{e}");
     assert!(e.amount_due().is_some_and(|d| d > 0), "{e}");
-    let (ac, id) = bought_at_2(buyer.clone(), wallet.clone(), 100_000).await;
+    let (ac, terms) = active_contract(&net, 2, &wallet, &buyer, 100_000).await;
+    let id = terms.id;
     ac.put(&id, "paid-ahead", vec![7; 40_000])
         .await
         .expect("paid ahead, a free rider is served");
     let (wallet2, newcomer) = net.buyer(1_000_000).await;
-    let (ac, id) = bought_at_2(newcomer, wallet2, 0).await;
+    let (ac, terms) = active_contract(&net, 2, &wallet2, &newcomer, 0).await;
+    let id = terms.id;
     ac.put(&id, "on-the-tab", vec![7; 40_000])
         .await
         .expect("a buyer with no records gets the tab");

@@ -10,9 +10,8 @@ mod util;
 use std::sync::Arc;
 
 use clients::agent::AgentClient;
-use clients::issuer::IssuerClient;
 use clients::records::{contract_active, record_deal, Agreed, RecordChain};
-use node::client::{ClientOptions, CounterStore, SignedClient};
+use node::client::{ClientOptions, SignedClient};
 use protocol::record::{
     check_agreement, check_chain, kinds, BlockFields, FraudKind, HalfBlock, RecordFraudsPage,
     RecordsPage, GENESIS_HASH,
@@ -54,19 +53,7 @@ async fn contract_records_are_agreed_checked_and_never_forked() {
 async fn contract_records_on(database: Option<String>) {
     let world = World::start(64 * MIB, 3_600, database);
     let http = node::client::http_client(&ClientOptions::default()).expect("http");
-    let key_path = world.dir.path().join("buyer.key");
-    let key = Arc::new(node::keyfile::generate(&key_path).expect("buyer key"));
-    world
-        .mint
-        .transfer(key.entity(), 10_000_000, Some("funding"))
-        .await
-        .expect("fund");
-    let wallet = IssuerClient::new(
-        http.clone(),
-        &world.issuer.url,
-        key.clone(),
-        Some(CounterStore::beside_key(&key_path)),
-    );
+    let (key_path, key, wallet) = world.buyer_named("buyer", 10_000_000).await;
     let client = AgentClient::new(http.clone(), &world.agent.url, key.clone());
     let agent_entity = world.agent.agent.key.entity().to_string();
     let me = key.entity().to_string();
@@ -242,6 +229,12 @@ async fn contract_records_on(database: Option<String>) {
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "invalid_query");
+    let resp = http
+        .get(format!("{}/v1/records?public_key=alice", world.agent.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 400, "a public_key that is no entity id");
 }
 
 /// Buyers recording deals in a burst.
@@ -258,31 +251,16 @@ async fn kill_9_between_proposal_and_agreement_loses_no_half_and_forks_nothing()
     for (backend, database) in util::backends("recordcrash") {
         eprintln!("backend: {backend}");
         let world = World::start(1 << 20, 60, None);
-        let data = world.dir.path().join("crashing-agent");
-        util::write_agent_config(&data, &world.issuer.url, 64 * MIB);
-        // The config's issuer must be the world's, for contracts to be paid.
-        let mut config = storage_agent::config::AgentConfig::load(&data).expect("config");
-        config.currencies[0].issuer = world.issuer.entity.to_string();
-        config.save(&data).expect("config");
-        let (mut child, url) = util::spawn_agent(&data, database.url().as_deref());
+        let (mut child, url, data) =
+            world.spawn_own_agent("crashing-agent", 64 * MIB, database.url().as_deref());
         let http = world.http.clone();
 
         // Buyers, each with an active contract and its chain beside its key.
         let mut buyers = Vec::new();
         for b in 0..RECORDING_BUYERS {
-            let key_path = world.dir.path().join(format!("recorder-{b}.key"));
-            let key = Arc::new(node::keyfile::generate(&key_path).expect("key"));
-            world
-                .mint
-                .transfer(key.entity(), 10_000_000, Some("funding"))
-                .await
-                .expect("fund");
-            let wallet = IssuerClient::new(
-                http.clone(),
-                &world.issuer.url,
-                key.clone(),
-                Some(CounterStore::beside_key(&key_path)),
-            );
+            let (key_path, key, wallet) = world
+                .buyer_named(&format!("recorder-{b}"), 10_000_000)
+                .await;
             let client = AgentClient::new(http.clone(), &url, key.clone());
             let terms = world
                 .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
@@ -408,29 +386,18 @@ async fn records_agreed_per_second() {
         .ok()
         .and_then(|base| db::testing::fresh_postgres(&base, "recordbench").ok());
     let world = World::start(1 << 20, 60, None);
-    let data = world.dir.path().join("bench-agent");
-    util::write_agent_config(&data, &world.issuer.url, 64 * MIB);
-    let mut config = storage_agent::config::AgentConfig::load(&data).expect("config");
-    config.currencies[0].issuer = world.issuer.entity.to_string();
-    config.save(&data).expect("config");
-    let (_child, url) = util::spawn_agent(&data, database.as_ref().map(|d| d.url.as_str()));
+    let (_child, url, _) = world.spawn_own_agent(
+        "bench-agent",
+        64 * MIB,
+        database.as_ref().map(|d| d.url.as_str()),
+    );
     let http = world.http.clone();
     let mut tasks = Vec::new();
     let started_at = std::sync::Arc::new(tokio::sync::Barrier::new(buyers_n as usize + 1));
     for b in 0..buyers_n {
-        let key_path = world.dir.path().join(format!("bench-buyer-{b}.key"));
-        let key = Arc::new(node::keyfile::generate(&key_path).expect("key"));
-        world
-            .mint
-            .transfer(key.entity(), 10_000_000, Some("funding"))
-            .await
-            .expect("fund");
-        let wallet = IssuerClient::new(
-            http.clone(),
-            &world.issuer.url,
-            key.clone(),
-            Some(CounterStore::beside_key(&key_path)),
-        );
+        let (key_path, key, wallet) = world
+            .buyer_named(&format!("bench-buyer-{b}"), 10_000_000)
+            .await;
         let client = AgentClient::new(http.clone(), &url, key.clone());
         let terms = world
             .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 0)
@@ -496,19 +463,7 @@ async fn a_completed_contract_is_recorded_with_the_agents_own_figures() {
         eprintln!("backend: {backend}");
         let world = World::start(64 * MIB, 3_600, database.url());
         let http = world.http.clone();
-        let key_path = world.dir.path().join("buyer.key");
-        let key = Arc::new(node::keyfile::generate(&key_path).expect("key"));
-        world
-            .mint
-            .transfer(key.entity(), 10_000_000, Some("funding"))
-            .await
-            .expect("fund");
-        let wallet = IssuerClient::new(
-            http.clone(),
-            &world.issuer.url,
-            key.clone(),
-            Some(CounterStore::beside_key(&key_path)),
-        );
+        let (key_path, key, wallet) = world.buyer_named("buyer", 10_000_000).await;
         let client = AgentClient::new(http.clone(), &world.agent.url, key.clone());
         // A contract of two seconds: written, read, audited, then over.
         let short = world

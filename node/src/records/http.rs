@@ -68,6 +68,11 @@ async fn get_records(query: web::Query<RecordsQuery>, book: Book) -> HttpRespons
     let Some(public_key) = query.public_key.clone() else {
         return error_response(&RecordsError::Query("public_key is required".into()));
     };
+    if protocol::EntityId::parse(&public_key).is_err() {
+        return error_response(&RecordsError::Query(
+            "public_key must be an entity id (ed25519:<64 hex>)".into(),
+        ));
+    }
     match book.page(public_key, query.from.unwrap_or(1)).await {
         Ok(page) => HttpResponse::Ok().json(page),
         Err(e) => error_response(&e),

@@ -148,6 +148,48 @@ impl World {
 
     /// Buy a contract at the offer's prices, pay its price plus `credit`, and wait until the
     /// agent's payment watcher has turned it active.
+    /// A funded buyer whose key file is `<dir>/<name>.key` (its record chain and counters live
+    /// beside it): (key path, key, wallet).
+    #[allow(dead_code)]
+    pub async fn buyer_named(
+        &self,
+        name: &str,
+        funds: u64,
+    ) -> (std::path::PathBuf, Arc<KeyPair>, IssuerClient) {
+        let key_path = self.dir.path().join(format!("{name}.key"));
+        let key = Arc::new(node::keyfile::generate(&key_path).expect("buyer key"));
+        self.mint
+            .transfer(key.entity(), funds, Some("funding"))
+            .await
+            .expect("fund buyer");
+        let wallet = IssuerClient::new(
+            self.http.clone(),
+            &self.issuer.url,
+            key.clone(),
+            Some(CounterStore::beside_key(&key_path)),
+        );
+        (key_path, key, wallet)
+    }
+
+    /// Another agent, as its own process (for kill -9), on `<dir>/<name>`, selling
+    /// `capacity_bytes` in this world's currency: its guard, URL and data directory.
+    #[allow(dead_code)]
+    pub fn spawn_own_agent(
+        &self,
+        name: &str,
+        capacity_bytes: u64,
+        database: Option<&str>,
+    ) -> (node::process::ChildGuard, String, std::path::PathBuf) {
+        let data = self.dir.path().join(name);
+        write_agent_config(&data, &self.issuer.url, capacity_bytes);
+        // The config's issuer must be the world's, for contracts to be paid.
+        let mut config = AgentConfig::load(&data).expect("config");
+        config.currencies[0].issuer = self.issuer.entity.to_string();
+        config.save(&data).expect("config");
+        let (child, url) = spawn_agent(&data, database);
+        (child, url, data)
+    }
+
     pub async fn active_contract(
         &self,
         client: &AgentClient,
