@@ -33,6 +33,8 @@ use crate::error::Error;
 use crate::manifest::{self, Manifest};
 
 mod http;
+mod tokens;
+pub use tokens::{TOKENS_PENDING_MAX, TOKENS_RECORD_INTERVAL_MS};
 
 pub use http::{routes, start, RunningGateway, State};
 
@@ -138,6 +140,8 @@ pub struct Gateway {
     sessions: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
     /// One record written to the wallet's chain at a time (`<key>.records/`, DESIGN 11).
     records_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Tokens read and not recorded yet (`tokens` records, proposed in the background).
+    tokens: tokens::Recorder,
     /// Bytes the gateway received from the publisher (manifests, views, instructions).
     pub publisher_bytes: AtomicU64,
     /// Where pieces are fetched and verified (see [`Gateway::piece`]).
@@ -178,6 +182,15 @@ impl Gateway {
             )
         })?);
         let http = node::client::http_client(&ClientOptions::default())?;
+        let records_turn = Arc::new(tokio::sync::Mutex::new(()));
+        let tokens = tokens::Recorder {
+            read: Default::default(),
+            key_path: options.wallet_key.clone(),
+            key: key.clone(),
+            http: http.clone(),
+            turn: records_turn.clone(),
+        };
+        fetch_rt.spawn(tokens.clone().run());
         Ok(Gateway {
             publisher: SignedClient::new(http.clone(), &options.publisher_url, key.clone()),
             key,
@@ -185,7 +198,8 @@ impl Gateway {
             options,
             counters: Default::default(),
             sessions: Default::default(),
-            records_turn: Default::default(),
+            records_turn,
+            tokens,
             publisher_bytes: AtomicU64::new(0),
             fetch: fetch_rt.handle().clone(),
             fetch_rt: Some(fetch_rt),
@@ -227,6 +241,17 @@ impl Gateway {
                 tracing::warn!("the view's record is not agreed yet (sent again later): {why}");
             }
         });
+    }
+
+    /// Propose the `tokens` records of what was read so far now, rather than at the next
+    /// interval (tests, and a gateway about to stop). Answers how many were agreed.
+    pub async fn record_tokens_now(&self) -> usize {
+        self.tokens.flush().await
+    }
+
+    /// Tokens read and not proposed in a record yet.
+    pub fn tokens_unrecorded(&self) -> usize {
+        self.tokens.read.pending()
     }
 
     fn count_publisher<T: Serialize>(&self, v: &T) {
@@ -676,6 +701,8 @@ impl Gateway {
                         st.pieces_fetched += 1;
                         st.bytes_fetched += bytes.len() as u64;
                         st.fetch_time += started.elapsed();
+                        drop(st);
+                        self.tokens.read.note(&src, bytes.len() as u64);
                         return Ok(bytes);
                     }
                     tracing::warn!(piece = i, agent = %src.agent, "a piece did not match its hash");

@@ -595,6 +595,45 @@ async fn publish_stream_pay_verify_and_fail_over() {
         "the publisher sent {} bytes for a {n}-byte video",
         st["publisher_bytes"]
     );
+    // The bytes each agent served are recorded with it (DESIGN 11, `tokens`): the agreed
+    // totals in the wallet's chain are the bytes the gateway fetched from each agent.
+    let per_agent = st["bytes_per_agent"]
+        .as_object()
+        .expect("per agent")
+        .clone();
+    let agreed_totals = |chain: &clients::records::RecordChain| {
+        let mut agreed = std::collections::BTreeMap::new();
+        for b in chain.own().iter().filter(|b| b.kind == "tokens") {
+            if chain.agreement(b.sequence_number).is_some() {
+                agreed.insert(
+                    b.link_public_key.clone(),
+                    b.transaction_json()["bytes_total"].as_u64().unwrap_or(0),
+                );
+            }
+        }
+        agreed
+    };
+    eventually(20_000, "the tokens records to be agreed", || {
+        let gateway = gw.gateway.clone();
+        let (path, key, n) = (wallet.clone(), viewer_key.clone(), per_agent.len());
+        async move {
+            gateway.record_tokens_now().await;
+            gateway.tokens_unrecorded() == 0
+                && clients::records::RecordChain::open(&path, key)
+                    .is_ok_and(|chain| agreed_totals(&chain).len() == n)
+        }
+    })
+    .await;
+    let totals = agreed_totals(
+        &clients::records::RecordChain::open(&wallet, viewer_key.clone()).expect("chain"),
+    );
+    for (agent, bytes) in &per_agent {
+        assert_eq!(
+            totals.get(agent).copied(),
+            bytes.as_u64(),
+            "agent {agent}'s recorded total"
+        );
+    }
     drop(gw);
 
     // Pieces altered on one agent's disk: detected, fetched from another replica, exact.

@@ -436,6 +436,71 @@ pub async fn record_deal(
         .unwrap_or_else(|e: ClientError| Agreed::Later(e.to_string()))
 }
 
+/// How long an unanswered `tokens` proposal holds back the next ones to its agent (a day).
+pub const TOKENS_UNANSWERED_WAIT_MS_MAX: u64 = 86_400_000;
+
+/// Record bytes read through `agent`'s retrieval tokens (a gateway, DESIGN 11): `tokens` are
+/// `(token name, bytes received)` (at most [`protocol::record::TOKENS_PER_RECORD_MAX`]).
+/// `bytes_total` continues from the last `tokens` record this agent agreed to. `Err` when
+/// nothing was proposed (the caller keeps the tokens for later): the chain could not be opened
+/// or the agent reached, or an earlier `tokens` proposal to it is not agreed yet (the agent
+/// checks totals in order, so a second would be refused). One unanswered for
+/// [`TOKENS_UNANSWERED_WAIT_MS_MAX`] no longer holds the others back: the agent refuses it
+/// for good (its books lost the tokens), and totals go on from the last agreed record.
+pub async fn record_tokens(
+    key_path: &Path,
+    key: Arc<KeyPair>,
+    agent: &SignedClient,
+    tokens: &[(String, u64)],
+) -> Result<Agreed, String> {
+    use protocol::record::{kinds, TokensRecord, TOKENS_PER_RECORD_MAX};
+    if tokens.is_empty() || tokens.len() > TOKENS_PER_RECORD_MAX {
+        return Err(format!(
+            "a tokens record names 1..={TOKENS_PER_RECORD_MAX} tokens"
+        ));
+    }
+    let text = |e: ClientError| e.to_string();
+    let mut chain = RecordChain::open(key_path, key).map_err(text)?;
+    chain
+        .continue_from(std::slice::from_ref(agent))
+        .await
+        .map_err(text)?;
+    let to = agent.audience().await.map_err(text)?.to_string();
+    let to_agent = |b: &&HalfBlock| b.kind == kinds::TOKENS && b.link_public_key == to;
+    let recent = node::now_ms().saturating_sub(TOKENS_UNANSWERED_WAIT_MS_MAX);
+    if chain
+        .unanswered()
+        .iter()
+        .any(|b| to_agent(&b) && b.timestamp >= recent)
+    {
+        return Err("an earlier tokens record to this agent is not agreed yet".into());
+    }
+    let so_far = chain
+        .own()
+        .iter()
+        .rev()
+        .filter(to_agent)
+        .filter(|b| chain.agreement(b.sequence_number).is_some())
+        .find_map(|b| serde_json::from_str::<TokensRecord>(&b.transaction).ok())
+        .map_or(0, |t| t.bytes_total);
+    let bytes = tokens
+        .iter()
+        .try_fold(0u64, |sum, (_, n)| sum.checked_add(*n))
+        .ok_or("the bytes overflow")?;
+    let record = TokensRecord {
+        tokens: tokens.iter().map(|(name, _)| name.clone()).collect(),
+        bytes,
+        bytes_total: so_far.checked_add(bytes).ok_or("the total overflows")?,
+    };
+    let tx = serde_json::to_value(&record).map_err(|e| e.to_string())?;
+    let proposal = chain.propose(&to, kinds::TOKENS, &tx).map_err(text)?;
+    // Written: from here on the proposal is the chain's, sent again if not agreed now.
+    Ok(chain
+        .send(agent, &proposal, RECORD_COUNTERS.next())
+        .await
+        .unwrap_or_else(|e| Agreed::Later(e.to_string())))
+}
+
 /// Send our unanswered proposals again, each to the server in `servers` that is its
 /// counter-party (others wait). Answers how many are agreed now.
 pub async fn resend_unanswered(

@@ -388,20 +388,21 @@ pub fn book_checking(
     books: fn(&mut AnyConnection, &HalfBlock) -> Result<(), String>,
     deals_with: fn(&mut AnyConnection, &str) -> bool,
 ) -> Arc<RecordBook> {
-    let check: BooksCheck = Arc::new(move |conn, proposal| {
-        books(conn, proposal).map_err(|reason| Refusal {
-            keep_block: deals_with(conn, &proposal.public_key),
-            reason,
-        })
-    });
-    Arc::new(RecordBook::new(db, key, check))
+    Arc::new(RecordBook::checking(db, key, books, deals_with))
 }
+
+/// What a service writes to its own books when it agrees (in the agreeing transaction, after
+/// the agreement is appended): an error rolls the agreement back.
+pub type AgreeHook = fn(&mut AnyConnection, &HalfBlock) -> diesel::QueryResult<()>;
 
 /// A server's records: its key, its database and how it checks what it agrees to.
 pub struct RecordBook {
     pub db: db::Database,
     pub key: Arc<KeyPair>,
+    /// Read-only: a refused or forked proposal must leave the service's books as they were.
     check: BooksCheck,
+    /// Writes that go with an agreement ([`RecordBook::on_agree`]).
+    on_agree: Option<AgreeHook>,
     /// One append to our own chain at a time (the head is read, then written).
     turn: tokio::sync::Mutex<()>,
 }
@@ -412,8 +413,33 @@ impl RecordBook {
             db,
             key,
             check,
+            on_agree: None,
             turn: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// A record book whose check is `books` (see [`book_checking`]).
+    pub fn checking(
+        db: db::Database,
+        key: Arc<KeyPair>,
+        books: fn(&mut AnyConnection, &HalfBlock) -> Result<(), String>,
+        deals_with: fn(&mut AnyConnection, &str) -> bool,
+    ) -> RecordBook {
+        let check: BooksCheck = Arc::new(move |conn, proposal| {
+            books(conn, proposal).map_err(|reason| Refusal {
+                keep_block: deals_with(conn, &proposal.public_key),
+                reason,
+            })
+        });
+        RecordBook::new(db, key, check)
+    }
+
+    /// Run `hook` in every agreeing transaction once the agreement is appended (an agent
+    /// marking the tokens a `tokens` record claims): it commits with the agreement and only
+    /// with it, never with a refusal or a fork proof.
+    pub fn on_agree(mut self, hook: AgreeHook) -> RecordBook {
+        self.on_agree = Some(hook);
+        self
     }
 
     /// Agree to `proposal` (`POST /v1/records`): check it (valid, addressed to us, not from a
@@ -433,12 +459,12 @@ impl RecordBook {
             ));
         }
         let _turn = self.turn.lock().await;
-        let (key, check) = (self.key.clone(), self.check.clone());
+        let (key, check, on_agree) = (self.key.clone(), self.check.clone(), self.on_agree);
         let decision = self
             .db
             .run(move |conn| {
                 proposal.validate()?;
-                db::write_transaction(conn, |conn| {
+                db::write_transaction(conn, |conn| -> Result<Decision, RecordsError> {
                     if let Some(given) = agreement_to(conn, &me, &proposal)? {
                         let held = block_at(conn, &proposal.public_key, proposal.sequence_number)?;
                         if held.as_ref() == Some(&proposal) {
@@ -463,10 +489,13 @@ impl RecordBook {
                         return Ok(Decision::Refused(reason));
                     }
                     let now = crate::now_ms();
-                    append(conn, &key, |seq, previous| {
+                    let agreed = append(conn, &key, |seq, previous| {
                         HalfBlock::agree(&key, &proposal, seq, previous, now)
-                    })
-                    .map(Decision::Agreed)
+                    })?;
+                    if let Some(hook) = on_agree {
+                        hook(conn, &proposal)?;
+                    }
+                    Ok(Decision::Agreed(agreed))
                 })
             })
             .await?;

@@ -45,6 +45,32 @@ pub mod kinds {
     pub const REDEMPTION: &str = "redemption";
 }
 
+/// The `tokens` record's transaction (DESIGN 11): bytes an agent served a gateway under
+/// retrieval tokens, proposed by the gateway (it received them) and agreed by the agent when
+/// its own books say each named token was read here and claimed by no one before.
+/// `bytes_total` is cumulative: every `tokens` record this gateway and agent agreed, this one
+/// included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensRecord {
+    /// The tokens read, each as [`token_name`] (never the token: records are public).
+    pub tokens: Vec<String>,
+    /// Bytes the gateway received through these tokens.
+    pub bytes: u64,
+    pub bytes_total: u64,
+}
+
+/// Most tokens one `tokens` record names (keeps the transaction under
+/// [`TRANSACTION_BYTES_MAX`]).
+pub const TOKENS_PER_RECORD_MAX: usize = 64;
+
+/// A retrieval token's name in records: the first 32 hex digits of the SHA-256 of its text.
+pub fn token_name(token: &str) -> String {
+    let mut hex = crate::sha256_hex(token.as_bytes());
+    hex.truncate(32);
+    hex
+}
+
 /// One party's half of a recorded deal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -458,14 +458,18 @@ impl Agent {
 }
 
 /// Use up one use of retrieval `token`, conditionally in SQL so concurrent holders cannot
-/// overspend it; `unknown_token` when none is left.
-fn use_token(conn: &mut AnyConnection, token: &str) -> Result<(), Error> {
+/// overspend it; `unknown_token` when none is left. The token's bytes served (a `tokens` record, DESIGN 11, claims them) grow by `bytes`.
+fn use_token(conn: &mut AnyConnection, token: &str, bytes: u64) -> Result<(), Error> {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
     let used = diesel::update(
         retrievals::table
             .filter(retrievals::token.eq(token))
             .filter(retrievals::uses_left.gt(0)),
     )
-    .set(retrievals::uses_left.eq(retrievals::uses_left - 1))
+    .set((
+        retrievals::uses_left.eq(retrievals::uses_left - 1),
+        retrievals::bytes_served.eq(retrievals::bytes_served + bytes),
+    ))
     .execute(conn)?;
     if used == 0 {
         return Err(Error::UnknownToken);

@@ -42,6 +42,16 @@ diesel::table! {
         object -> Text,
         uses_left -> BigInt,
         expires_s -> BigInt,
+        token_sha256 -> Text,
+        bytes_served -> BigInt,
+        recorded_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    token_records (gateway) {
+        gateway -> Text,
+        bytes_total -> BigInt,
     }
 }
 

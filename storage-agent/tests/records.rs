@@ -537,3 +537,128 @@ async fn a_completed_contract_is_recorded_with_the_agents_own_figures() {
         assert_eq!(agreement.transaction_json()["audits_passed"], 1);
     }
 }
+
+/// Propose a `tokens` record with this exact transaction from `key`'s chain (a gateway that
+/// miscounts or lies): the agent's answer.
+async fn propose_tokens(
+    key_path: &std::path::Path,
+    key: Arc<KeyPair>,
+    agent: &SignedClient,
+    tx: serde_json::Value,
+) -> Agreed {
+    let mut chain = RecordChain::open(key_path, key).expect("chain");
+    let to = agent.audience().await.expect("agent").to_string();
+    let proposal = chain.propose(&to, kinds::TOKENS, &tx).expect("propose");
+    chain
+        .send(agent, &proposal, node::now_ms())
+        .await
+        .expect("send")
+}
+
+/// Bytes served under retrieval tokens (DESIGN 11, `tokens`): the gateway that read through a
+/// token records the bytes with the agent, which agrees to what its books say: each token read
+/// here, claimed once, the bytes at most what it served, the total cumulative. Anything else
+/// is refused and claims nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_read_through_tokens_are_recorded_once_with_the_gateway() {
+    for (backend, database) in util::backends("tokens") {
+        eprintln!("backend: {backend}");
+        let world = World::start(64 * MIB, 3_600, database.url());
+        let http = world.http.clone();
+        let (_, key, wallet) = world.buyer_named("publisher", 10_000_000).await;
+        let client = AgentClient::new(http.clone(), &world.agent.url, key.clone());
+        let terms = world
+            .active_contract(&client, &wallet, &key, MIB, 30 * DAY_S, 1_000_000)
+            .await;
+        client
+            .put(&terms.id, "o", vec![7; 40_000])
+            .await
+            .expect("put");
+        let objects = vec!["o".to_owned(); 4];
+        let tokens = client
+            .retrievals(&terms.id, &objects, 1, 600)
+            .await
+            .expect("tokens");
+        // Three tokens read in full, one never read.
+        for t in &tokens[..3] {
+            let got = http.get(&t.url).send().await.expect("read").bytes().await;
+            assert_eq!(got.expect("bytes").len(), 40_000);
+        }
+        let name = |i: usize| protocol::record::token_name(&tokens[i].token);
+
+        let (gw_path, gw_key, _) = world.buyer_named("gateway", 1).await;
+        let gw = SignedClient::new(http.clone(), &world.agent.url, gw_key.clone());
+        let agreed =
+            clients::records::record_tokens(&gw_path, gw_key.clone(), &gw, &[(name(0), 40_000)])
+                .await;
+        let Ok(Agreed::Yes(a)) = agreed else {
+            panic!("{backend}: not agreed: {agreed:?}");
+        };
+        assert_eq!(a.transaction_json()["bytes_total"], 40_000);
+        // The next record's total goes on from the first.
+        let agreed =
+            clients::records::record_tokens(&gw_path, gw_key.clone(), &gw, &[(name(1), 40_000)])
+                .await;
+        let Ok(Agreed::Yes(a)) = agreed else {
+            panic!("{backend}: second not agreed: {agreed:?}");
+        };
+        assert_eq!(a.transaction_json()["bytes_total"], 80_000);
+        let held = records_of(&http, &world.agent.url, gw_key.entity().as_str()).await;
+        assert_eq!(held.blocks.len(), 2, "the agent holds the gateway's halves");
+
+        // Another gateway: a token claimed already, one never read, more bytes than served,
+        // a wrong total: each refused, and none claims anything.
+        let (other_path, other_key, _) = world.buyer_named("other", 1).await;
+        let other = SignedClient::new(http.clone(), &world.agent.url, other_key.clone());
+        let cases = [
+            (
+                serde_json::json!({"tokens": [name(0)], "bytes": 40_000, "bytes_total": 40_000}),
+                "recorded already",
+            ),
+            (
+                serde_json::json!({"tokens": [name(3)], "bytes": 1, "bytes_total": 1}),
+                "not read",
+            ),
+            (
+                serde_json::json!({"tokens": [name(2)], "bytes": 40_001, "bytes_total": 40_001}),
+                "served",
+            ),
+            (
+                serde_json::json!({"tokens": [name(2)], "bytes": 40_000, "bytes_total": 90_000}),
+                "total",
+            ),
+            (
+                serde_json::json!({"tokens": ["00"], "bytes": 1, "bytes_total": 1}),
+                "no token",
+            ),
+            (
+                serde_json::json!({"tokens": [name(2), name(2)], "bytes": 2, "bytes_total": 2}),
+                "distinct",
+            ),
+        ];
+        for (tx, why) in cases {
+            let answer = propose_tokens(&other_path, other_key.clone(), &other, tx.clone()).await;
+            assert!(
+                matches!(&answer, Agreed::Later(w) if w.contains(why)),
+                "{backend}: {tx} answered {answer:?}, not refused for `{why}`"
+            );
+        }
+        // Token 2 is still unclaimed: a right record of it is agreed.
+        let answer = propose_tokens(
+            &other_path,
+            other_key.clone(),
+            &other,
+            serde_json::json!({"tokens": [name(2)], "bytes": 40_000, "bytes_total": 40_000}),
+        )
+        .await;
+        assert!(matches!(answer, Agreed::Yes(_)), "{backend}: {answer:?}");
+        // With refused proposals to this agent still unanswered, the client holds the next
+        // record back rather than propose one the agent would refuse for its total.
+        let held_back =
+            clients::records::record_tokens(&other_path, other_key, &other, &[(name(3), 1)]).await;
+        assert!(
+            matches!(&held_back, Err(why) if why.contains("not agreed yet")),
+            "{backend}: {held_back:?}"
+        );
+    }
+}

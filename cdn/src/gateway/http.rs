@@ -176,9 +176,27 @@ pub struct RunningGateway {
     pub http: node::http::HttpHandle,
 }
 
+/// Longest the gateway waits at shutdown to record the tokens it read (the agents' answers).
+pub const SHUTDOWN_RECORD_WAIT_MS_MAX: u64 = 3_000;
+
 impl RunningGateway {
+    /// Serve until SIGINT/SIGTERM, then propose the `tokens` records still noted.
     pub fn wait(self) -> std::io::Result<()> {
-        self.http.wait()
+        let served = self.http.wait();
+        let gateway = self.gateway.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let wait = std::time::Duration::from_millis(SHUTDOWN_RECORD_WAIT_MS_MAX);
+            if tokio::time::timeout(wait, gateway.record_tokens_now())
+                .await
+                .is_err()
+            {
+                tracing::warn!("tokens read in the last seconds are not recorded");
+            }
+        });
+        served
     }
 }
 

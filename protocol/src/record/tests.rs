@@ -236,3 +236,19 @@ fn a_block_that_does_not_link_is_a_broken_chain_proof() {
     wrong.kind = FraudKind::DoubleSign;
     assert_eq!(wrong.verify().expect_err("kind").code(), "invalid_proof");
 }
+
+#[test]
+fn a_full_tokens_record_fits_in_a_transaction() {
+    let tx = TokensRecord {
+        tokens: (0..TOKENS_PER_RECORD_MAX)
+            .map(|i| token_name(&format!("token-{i}")))
+            .collect(),
+        bytes: u64::MAX,
+        bytes_total: u64::MAX,
+    };
+    let text = serde_json::to_string(&tx).expect("json");
+    assert!(text.len() <= TRANSACTION_BYTES_MAX, "{} bytes", text.len());
+    let name = token_name("abc");
+    assert_eq!(name.len(), 32);
+    assert!(crate::sha256_hex(b"abc").starts_with(&name));
+}

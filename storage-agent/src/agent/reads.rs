@@ -87,7 +87,7 @@ impl Agent {
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<(), Error> {
                     if let Some(t) = &token {
-                        use_token(conn, t)?;
+                        use_token(conn, t, read_len)?;
                     }
                     // An error here rolls the token use back too: the read did not happen.
                     usage::count(conn, &id, 0, read_len, 0)?;
@@ -213,6 +213,7 @@ impl Agent {
                     diesel::insert_into(retrievals::table)
                         .values((
                             retrievals::token.eq(&r.token),
+                            retrievals::token_sha256.eq(protocol::record::token_name(&r.token)),
                             retrievals::contract_id.eq(&contract_id),
                             retrievals::object.eq(object),
                             retrievals::uses_left.eq(uses_i),
@@ -357,7 +358,7 @@ fn resolve_and_charge(
         .unwrap_or(u64::MAX);
     row.draw(charge, 0)?;
     if let ReadOf::Token(token) = of {
-        use_token(conn, token)?;
+        use_token(conn, token, range.end - range.start)?;
     }
     // An error here rolls the token use back.
     usage::count(conn, &id, 0, range.end - range.start, 0)?;

@@ -11,6 +11,13 @@
 //!   (`agent::usage`; the buyer reads them from the contract's view). `audits_passed` is the
 //!   audits the agent answered: each answer is recomputed from the stored bytes.
 //!
+//! - `tokens`: `{"tokens", "bytes", "bytes_total"}` ([`protocol::record::TokensRecord`]),
+//!   proposed by a gateway that read through retrieval tokens. The agent agrees when every
+//!   named token was read here and no record claimed it yet, `bytes` is at most what those
+//!   reads served, and `bytes_total` is this gateway's recorded total so far plus `bytes`; the
+//!   agreeing transaction then marks the tokens claimed and keeps the new total
+//!   (`RecordBook::on_agree`).
+//!
 //! Anything else is refused (`409 record_refused`) with the reason: the proposer keeps its
 //! proposal and the deal goes on (the agent never agrees to what its books do not say).
 
@@ -19,10 +26,10 @@ use std::sync::Arc;
 use db::AnyConnection;
 use diesel::prelude::*;
 use node::records::RecordBook;
-use protocol::record::{kinds, HalfBlock};
+use protocol::record::{kinds, HalfBlock, TokensRecord, TOKENS_PER_RECORD_MAX};
 use protocol::KeyPair;
 
-use crate::schema::contracts;
+use crate::schema::{contracts, retrievals, token_records};
 
 /// The `contract` record's transaction (event `active`); `deny_unknown_fields` so that a
 /// proposal claiming figures the agent does not keep is refused, not half-checked.
@@ -55,22 +62,125 @@ struct ContractCompleted {
     audits_passed: u64,
 }
 
-fn is_buyer(conn: &mut AnyConnection, entity: &str) -> bool {
-    contracts::table
+/// Whether the agent deals with `entity`: a buyer of a contract here, or a gateway whose
+/// `tokens` records it agreed to.
+fn deals_with(conn: &mut AnyConnection, entity: &str) -> bool {
+    let buyer = contracts::table
         .filter(contracts::buyer.eq(entity))
         .count()
         .get_result::<i64>(conn)
-        .is_ok_and(|n| n > 0)
+        .is_ok_and(|n| n > 0);
+    buyer
+        || token_records::table
+            .find(entity)
+            .count()
+            .get_result::<i64>(conn)
+            .is_ok_and(|n| n > 0)
 }
 
 fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), String> {
-    if proposal.kind != kinds::CONTRACT {
-        return Err(format!(
-            "this agent records only `{}` deals, not `{}`",
+    match proposal.kind.as_str() {
+        kinds::CONTRACT => check_contract(conn, proposal),
+        kinds::TOKENS => check_tokens(conn, proposal),
+        other => Err(format!(
+            "this agent records `{}` and `{}` deals, not `{other}`",
             kinds::CONTRACT,
-            proposal.kind
+            kinds::TOKENS,
+        )),
+    }
+}
+
+/// A `tokens` proposal against the retrievals served here (read-only; [`claim_tokens`] writes
+/// when the agreement is appended).
+fn check_tokens(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), String> {
+    let tx: TokensRecord = serde_json::from_str(&proposal.transaction)
+        .map_err(|e| format!("the transaction is not a tokens record: {e}"))?;
+    let distinct: std::collections::BTreeSet<&String> = tx.tokens.iter().collect();
+    if tx.tokens.is_empty()
+        || tx.tokens.len() > TOKENS_PER_RECORD_MAX
+        || distinct.len() != tx.tokens.len()
+    {
+        return Err(format!(
+            "a tokens record names 1..={TOKENS_PER_RECORD_MAX} distinct tokens"
         ));
     }
+    let cannot = |e: diesel::result::Error| format!("cannot read the retrievals: {e}");
+    let found: Vec<(String, i64, Option<String>)> = retrievals::table
+        .filter(retrievals::token_sha256.eq_any(&tx.tokens))
+        .select((
+            retrievals::token_sha256,
+            retrievals::bytes_served,
+            retrievals::recorded_by,
+        ))
+        .load(conn)
+        .map_err(cannot)?;
+    let mut served = 0u64;
+    for name in &tx.tokens {
+        let Some((_, bytes, by)) = found.iter().find(|(n, _, _)| n == name) else {
+            return Err(format!("no token {name} was handed out here"));
+        };
+        if *bytes <= 0 {
+            return Err(format!("token {name} was not read"));
+        }
+        if by.is_some() {
+            return Err(format!("token {name} is recorded already"));
+        }
+        served = served.saturating_add(bytes.unsigned_abs());
+    }
+    if tx.bytes == 0 || tx.bytes > served {
+        return Err(format!(
+            "these tokens served {served} bytes here, not {}",
+            tx.bytes
+        ));
+    }
+    let so_far: i64 = token_records::table
+        .find(&proposal.public_key)
+        .select(token_records::bytes_total)
+        .first(conn)
+        .optional()
+        .map_err(cannot)?
+        .unwrap_or(0);
+    let expected = so_far.unsigned_abs().checked_add(tx.bytes);
+    if expected != Some(tx.bytes_total) || i64::try_from(tx.bytes_total).is_err() {
+        return Err(format!(
+            "this agent recorded {so_far} bytes with you before these {}: the total is not {}",
+            tx.bytes, tx.bytes_total
+        ));
+    }
+    Ok(())
+}
+
+/// On agreeing to a `tokens` record (checked by [`check_tokens`]): its tokens are claimed by
+/// the proposer and the proposer's total kept.
+fn claim_tokens(conn: &mut AnyConnection, agreed: &HalfBlock) -> QueryResult<()> {
+    if agreed.kind != kinds::TOKENS {
+        return Ok(());
+    }
+    let Ok(tx) = serde_json::from_str::<TokensRecord>(&agreed.transaction) else {
+        // Checked before the agreement: unreachable, and nothing to claim.
+        return Ok(());
+    };
+    let gateway = &agreed.public_key;
+    // Checked to fit before the agreement (it is a sum of i64 columns).
+    let total = i64::try_from(tx.bytes_total).unwrap_or(i64::MAX);
+    diesel::update(retrievals::table.filter(retrievals::token_sha256.eq_any(&tx.tokens)))
+        .set(retrievals::recorded_by.eq(gateway))
+        .execute(conn)?;
+    let updated = diesel::update(token_records::table.find(gateway))
+        .set(token_records::bytes_total.eq(total))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(token_records::table)
+            .values((
+                token_records::gateway.eq(gateway),
+                token_records::bytes_total.eq(total),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn check_contract(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), String> {
     let event = proposal.transaction_json()["event"]
         .as_str()
         .unwrap_or("")
@@ -145,7 +255,7 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
 /// The agent's record book over its database: proposals checked against its books, a
 /// refused one kept when its proposer is a buyer here.
 pub fn book(db: db::Database, key: Arc<KeyPair>) -> Arc<RecordBook> {
-    node::records::book_checking(db, key, check_books, is_buyer)
+    Arc::new(RecordBook::checking(db, key, check_books, deals_with).on_agree(claim_tokens))
 }
 
 /// How long a buyer's free-rider verdict is kept before the market is asked again.
