@@ -38,6 +38,14 @@ pub enum Error {
         issuer_url: String,
         transaction_id: String,
     },
+    /// A free view asked of a free rider (DESIGN 11): it pays the view's read cost ahead.
+    #[error("the records show this viewer consumed more than it contributed (free-rider threshold): transfer {amount_due} to {pay_to} with transaction id {transaction_id}")]
+    FreeRider {
+        amount_due: u64,
+        pay_to: String,
+        issuer_url: String,
+        transaction_id: String,
+    },
     /// `price` in minor units; `shown` the same for people (`1.00 LCU`).
     #[error("this viewer cannot pay the view's price of {shown}: {reason}")]
     CannotPay {
@@ -91,9 +99,10 @@ impl ServiceError for Error {
             Error::UnknownContent(_) | Error::UnknownView(_) => StatusCode::NOT_FOUND,
             Error::ViewExpired => StatusCode::GONE,
             Error::Incomplete { .. } => StatusCode::CONFLICT,
-            Error::PaymentRequired { .. } | Error::CannotPay { .. } | Error::Payword(_) => {
-                StatusCode::PAYMENT_REQUIRED
-            }
+            Error::PaymentRequired { .. }
+            | Error::FreeRider { .. }
+            | Error::CannotPay { .. }
+            | Error::Payword(_) => StatusCode::PAYMENT_REQUIRED,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NoStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -115,6 +124,7 @@ impl ServiceError for Error {
             Error::PieceMismatch { .. } => "piece_mismatch",
             Error::Incomplete { .. } => "incomplete",
             Error::PaymentRequired { .. } => "payment_required",
+            Error::FreeRider { .. } => "free_rider",
             Error::Payword(r) => r.code(),
             Error::CannotPay { .. } => "cannot_pay",
             Error::TooManyRequests { .. } => "too_many_requests",
@@ -137,6 +147,12 @@ impl ServiceError for Error {
         };
         let mut body = ErrorBody::new(self.code(), message);
         if let Error::PaymentRequired {
+            amount_due,
+            pay_to,
+            issuer_url,
+            transaction_id,
+        }
+        | Error::FreeRider {
             amount_due,
             pay_to,
             issuer_url,

@@ -64,6 +64,11 @@ enum Cmd {
         /// How often viewers' paywords due for redemption are looked at, in milliseconds
         #[arg(long, default_value_t = PublisherOptions::default().payword_redeem_interval_ms)]
         payword_redeem_interval_ms: u64,
+        /// Free views (price 0) are not free for a viewer whose agreed records at the market
+        /// show it consumed more than it contributed by more than this (minor units; seed
+        /// 004): it pays the view's read cost ahead, or is answered 402 free_rider. 0: off
+        #[arg(long, default_value_t = 0)]
+        free_rider_threshold: u64,
         /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -198,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             scale_interval_s,
             price_per_piece,
             payword_redeem_interval_ms,
+            free_rider_threshold,
             tls_cert,
             tls_key,
         } => {
@@ -223,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     scale_interval_s,
                     price_per_piece,
                     payword_redeem_interval_ms,
+                    free_rider_threshold,
                     ..PublisherOptions::default()
                 },
                 tls,

@@ -79,6 +79,10 @@ pub struct PublisherOptions {
     /// Redeem viewers' paywords once they are worth this much (and at shutdown).
     pub payword_redeem_threshold: u64,
     pub payword_redeem_interval_ms: u64,
+    /// Free views are sold at their read cost to a viewer whose agreed records at the market
+    /// show it consumed more than it contributed by more than this (minor units, DESIGN 11);
+    /// 0: off.
+    pub free_rider_threshold: u64,
 }
 
 impl Default for PublisherOptions {
@@ -94,6 +98,7 @@ impl Default for PublisherOptions {
             payword_unredeemed_max: node::paywords::UNREDEEMED_PER_PAYER_MAX_DEFAULT,
             payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,
             payword_redeem_interval_ms: 60_000,
+            free_rider_threshold: 0,
         }
     }
 }
@@ -193,6 +198,9 @@ pub struct Publisher {
     pub records: Arc<node::records::RecordBook>,
     http: reqwest::Client,
     market: MarketClient,
+    market_url: String,
+    /// Viewers found free riders or not (`free_rider_threshold`).
+    free_riders: clients::free_riders::FreeRiders,
     wallet: IssuerClient,
     /// Pays agents by payword (the publisher's chains beside its key); `None`: transfers.
     words: Option<clients::paywords::PaywordPayer>,
@@ -231,6 +239,8 @@ impl Publisher {
             words,
             records: records::book(db.clone(), key.clone()),
             market: MarketClient::new(http.clone(), market_url, key.clone()),
+            market_url: market_url.to_owned(),
+            free_riders: clients::free_riders::FreeRiders::new(options.free_rider_threshold),
             key,
             db,
             http,

@@ -2,6 +2,8 @@
 //! these and `protocol` types; no client reaches into a server crate.
 //!
 //! Code map:
+//! - [`free_riders`]: a vendor's check, by the market's records, that an entity does not
+//!   consume far more than it contributes (DESIGN 11).
 //! - [`issuer`]: a wallet's view of one issuer (transfers, balance, deposits, currency).
 //! - [`agent`]: a buyer's view of one storage agent (offer, contracts, objects, retrievals,
 //!   audits checked against the Merkle root).
@@ -19,6 +21,7 @@
 //! shows no actix-web, diesel or object_store), so the CLIs that use it stay small.
 
 pub mod agent;
+pub mod free_riders;
 pub mod issuer;
 pub mod market;
 pub mod pay;

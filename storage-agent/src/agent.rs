@@ -132,7 +132,7 @@ pub struct Agent {
     /// The market this agent heartbeats to (`serve --market`), asked for buyers' records.
     market_url: OnceLock<String>,
     /// Buyers found free riders or not, and when (`records::is_free_rider`).
-    free_riders: Mutex<HashMap<String, (std::time::Instant, bool)>>,
+    free_riders: clients::free_riders::FreeRiders,
     /// The client for asking the market, made when first needed.
     http: OnceLock<reqwest::Client>,
     /// Each accepted currency's code and decimals, by issuer id (from its descriptor).
@@ -168,6 +168,7 @@ pub struct Answer {
 impl Agent {
     pub fn new(key: Arc<KeyPair>, config: AgentConfig, db: Database, store: Store) -> Agent {
         let read_cache_bytes = config.read_cache_bytes;
+        let free_riders = clients::free_riders::FreeRiders::new(config.free_rider_threshold);
         Agent {
             records: records::book(db.clone(), key.clone()),
             key,
@@ -190,7 +191,7 @@ impl Agent {
             recent_errors: Mutex::new(VecDeque::new()),
             standing: Mutex::new(None),
             market_url: OnceLock::new(),
-            free_riders: Mutex::new(HashMap::new()),
+            free_riders,
             http: OnceLock::new(),
             currencies: Mutex::new(HashMap::new()),
             payments_asked: std::sync::atomic::AtomicU64::new(0),

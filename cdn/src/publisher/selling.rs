@@ -34,11 +34,22 @@ impl Publisher {
                 expires_at: protocol::market::format_rfc3339(v.expires_s),
             });
         }
-        let price = if self.options.price_per_piece > 0 {
+        let mut price = if self.options.price_per_piece > 0 {
             0
         } else {
             row.price_per_view as u64
         };
+        // A free view is the publisher's gift (it pays the agents' reads): not to a free rider,
+        // who pays their cost ahead.
+        let free_rider = price == 0
+            && self.options.price_per_piece == 0
+            && self
+                .free_riders
+                .is_free_rider(&self.http, Some(&self.market_url), viewer.as_str())
+                .await;
+        if free_rider {
+            price = self.read_cost(&row).await?;
+        }
         if price > 0 && words.payword.is_some() {
             let (paid, expires_s) = self
                 .sell_view_for_words(viewer, content, view, price, words)
@@ -67,11 +78,26 @@ impl Publisher {
                 .fold(0u64, u64::saturating_add)
         };
         if paid < price {
-            return Err(Error::PaymentRequired {
-                amount_due: price - paid,
-                pay_to: self.key.entity().to_string(),
-                issuer_url: self.issuer_url.clone(),
-                transaction_id: view.to_owned(),
+            let (amount_due, pay_to, issuer_url, transaction_id) = (
+                price - paid,
+                self.key.entity().to_string(),
+                self.issuer_url.clone(),
+                view.to_owned(),
+            );
+            return Err(if free_rider {
+                Error::FreeRider {
+                    amount_due,
+                    pay_to,
+                    issuer_url,
+                    transaction_id,
+                }
+            } else {
+                Error::PaymentRequired {
+                    amount_due,
+                    pay_to,
+                    issuer_url,
+                    transaction_id,
+                }
             });
         }
         let expires_s = now_s() + VIEW_TTL_S;
@@ -100,6 +126,30 @@ impl Publisher {
             paid,
             expires_at: protocol::market::format_rfc3339(expires_s),
         })
+    }
+
+    /// What the agents charge to serve the whole content once, at the dearest read price of
+    /// the contracts holding it (at least 1): a free view's price for a free rider.
+    async fn read_cost(&self, row: &ContentRow) -> Result<u64, Error> {
+        let cid = row.id.clone();
+        let dearest: Option<i64> = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    replicas::table
+                        .inner_join(contracts::table.on(contracts::id.eq(replicas::contract_id)))
+                        .filter(replicas::content_id.eq(&cid))
+                        .select(diesel::dsl::max(contracts::read_per_kib))
+                        .first(conn)?,
+                )
+            })
+            .await?;
+        let per_kib = dearest.unwrap_or(0).unsigned_abs();
+        Ok(
+            protocol::market::per_kib_charge(per_kib, row.size.unsigned_abs())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )
     }
 
     async fn view(&self, id: &str) -> Result<Option<ViewRow>, Error> {

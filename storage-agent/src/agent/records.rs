@@ -258,60 +258,13 @@ pub fn book(db: db::Database, key: Arc<KeyPair>) -> Arc<RecordBook> {
     Arc::new(RecordBook::checking(db, key, check_books, deals_with).on_agree(claim_tokens))
 }
 
-/// How long a buyer's free-rider verdict is kept before the market is asked again.
-pub const FREE_RIDER_CACHE_S: u64 = 300;
-/// Buyers whose verdict is kept; past it the memory starts over.
-const FREE_RIDERS_KEPT_MAX: usize = 65_536;
-/// Longest wait for the market's answer; a market that does not answer in time gives no
-/// verdict, and the buyer keeps its tab (the tab's own limit still bounds the risk).
-pub const FREE_RIDER_WAIT_MS_MAX: u64 = 2_000;
-
 impl crate::agent::Agent {
     /// Whether `buyer` consumed more than it contributed in the market's agreed records, by
-    /// more than `free_rider_threshold` (DESIGN 11, seed 004). Off (false) when the threshold
-    /// is 0 or the agent has no market; the market's answer is kept [`FREE_RIDER_CACHE_S`].
+    /// more than `free_rider_threshold` (DESIGN 11, seed 004; `clients::free_riders`).
     pub async fn is_free_rider(&self, buyer: &str) -> bool {
-        let threshold = self.config.free_rider_threshold;
-        let Some(market) = self.market_url.get().filter(|_| threshold > 0) else {
-            return false;
-        };
-        let cached = self
-            .free_riders
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(buyer)
-            .copied();
-        if let Some((at, verdict)) = cached {
-            if at.elapsed() < std::time::Duration::from_secs(FREE_RIDER_CACHE_S) {
-                return verdict;
-            }
-        }
-        let url = format!(
-            "{market}/v1/reputation?entity={}",
-            node::client::encode_query_value(buyer)
-        );
-        let asked = async {
-            let resp = self
-                .http_client()
-                .get(&url)
-                .timeout(std::time::Duration::from_millis(FREE_RIDER_WAIT_MS_MAX))
-                .send()
-                .await
-                .ok()?;
-            resp.json::<protocol::book::EntityReputation>().await.ok()
-        };
-        let Some(rep) = asked.await else {
-            return false;
-        };
-        let verdict = rep.consumed - rep.contributed > threshold as f64;
-        let mut map = self
-            .free_riders
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= FREE_RIDERS_KEPT_MAX {
-            map.clear();
-        }
-        map.insert(buyer.to_owned(), (std::time::Instant::now(), verdict));
-        verdict
+        let market = self.market_url.get().map(String::as_str);
+        self.free_riders
+            .is_free_rider(self.http_client(), market, buyer)
+            .await
     }
 }
