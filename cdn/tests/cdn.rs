@@ -633,6 +633,40 @@ async fn publish_stream_pay_verify_and_fail_over() {
             bytes.as_u64(),
             "agent {agent}'s recorded total"
         );
+        // The agent's own chain links from sequence 1 and holds its agreements; its copy of
+        // the wallet's chain holds the wallet's `tokens` proposals to it, as the wallet has them.
+        let info = net
+            .file()
+            .agents
+            .into_iter()
+            .find(|a| &a.entity == agent)
+            .expect("a devnet agent");
+        let page = |of: &str| {
+            let url = format!("{}/v1/records?public_key={of}&from=1", info.url);
+            async move {
+                reqwest::get(url)
+                    .await
+                    .expect("records")
+                    .json::<protocol::record::RecordsPage>()
+                    .await
+                    .expect("page")
+            }
+        };
+        let own = page(agent).await;
+        protocol::record::check_chain(&own.blocks).expect("the agent's chain links");
+        assert_eq!(own.blocks.first().map(|b| b.sequence_number), Some(1));
+        let chain =
+            clients::records::RecordChain::open(&wallet, viewer_key.clone()).expect("chain");
+        let copy = page(viewer_key.entity().as_str()).await;
+        for p in chain
+            .own()
+            .iter()
+            .filter(|b| b.kind == "tokens" && &b.link_public_key == agent)
+        {
+            assert!(copy.blocks.contains(p), "the agent holds the wallet's half");
+            let a = chain.agreement(p.sequence_number).expect("agreed");
+            assert!(own.blocks.contains(a), "the agent's chain holds its half");
+        }
     }
     drop(gw);
 
