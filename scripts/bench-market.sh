@@ -48,7 +48,7 @@ def phase(kind, name):
     m = re.search(r'market_match_phase%s_total\{phase="%s"\} ([0-9.e+-]+)' % (kind, name), metrics)
     return float(m.group(1)) if m else 0.0
 phases = " / ".join(f"{1000 * phase('_seconds', p) / max(phase('s', p), 1):.2f}"
-                    for p in ("refresh", "scan", "select", "recheck"))
+                    for p in ("refresh", "refresh_wait", "refresh_db", "scan", "select", "recheck"))
 f, h, m = r["fill"], r["steady"]["heartbeats"], r["steady"]["matches"]
 k10 = next((s for s in m["shapes"] if s["shape"]["data_shards"] == 10), None)
 errs = {**{"fill " + k: v for k, v in f["errors"].items()},
@@ -139,7 +139,7 @@ run_pair() { # agents, database URL: two markets on one PostgreSQL, a bench agai
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }
 
-echo "| run | fill (first offers) | heartbeats | matches | match p50 / p90 / p99 / max ms | k=10 1e-6 p50 / max ms | mean ms refresh / scan / select / recheck | market RSS | errors |"
+echo "| run | fill (first offers) | heartbeats | matches | match p50 / p90 / p99 / max ms | k=10 1e-6 p50 / max ms | mean ms refresh (turn wait, db) / scan / select / recheck | market RSS | errors |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for backend in $backends; do
   for n in $sizes; do

@@ -8,6 +8,10 @@
 //!   Writers stamp rows with the `market_clock` value of their transaction, and those values
 //!   commit in order (`heartbeats::tick`), so reading `changed > watermark` misses nothing, also
 //!   rows written by another market process on the same PostgreSQL.
+//! - An agent's entry only moves forward: a row older than (or as old as) the one held is
+//!   not applied. Heartbeats apply their own rows once committed
+//!   ([`Index::apply_written`]), ahead of the watermark, and a refresh reads only
+//!   (`changed`, entity) pairs first and loads the rows the index does not hold as they are.
 //! - A match refreshes the index after it arrives and before it reads it
 //!   ([`Market::fresh_index`]): an offer whose post was answered before the match was asked
 //!   is in the book the match sees, whichever process took it.
@@ -118,28 +122,106 @@ struct Slot {
     duration_s_max: u64,
 }
 
+impl Slot {
+    /// Whether replacing `self` by `next` leaves every match's pool as it was (`pools`): the
+    /// same terms, network, standing and reliability, and an expiry not moved earlier nor an
+    /// expired offer brought back (as of `now_s`).
+    fn same_for_matches(&self, next: &Slot, now_s: i64) -> bool {
+        self.network == next.network
+            && self.online == next.online
+            && self.vetted == next.vetted
+            && self.log_survival_30.to_bits() == next.log_survival_30.to_bits()
+            && self.storage_per_gib_day == next.storage_per_gib_day
+            && self.write_per_kib == next.write_per_kib
+            && self.read_per_kib == next.read_per_kib
+            && self.contract_min == next.contract_min
+            && self.block_bytes_max == next.block_bytes_max
+            && self.duration_s_max == next.duration_s_max
+            && next.offer_expires_s >= self.offer_expires_s
+            && self.offer_expires_s > now_s
+    }
+}
+
 #[derive(Debug, Default)]
 struct Book {
     slots: Vec<Slot>,
     /// Entity -> position in `slots`.
     at: HashMap<String, usize>,
+    /// Moves whenever a change could alter a match's pool (`pools`).
+    version: u64,
+    /// The entity each of the last versions changed, oldest first (at most
+    /// [`pools::CHANGES_KEPT_MAX`]): a kept pool is checked against them.
+    changes: std::collections::VecDeque<(u64, String)>,
+    pools: pools::PoolCache,
 }
 
 impl Book {
     fn upsert(&mut self, slot: Slot) {
         match self.at.get(&slot.agent.entity) {
-            Some(&i) => self.slots[i] = slot,
+            Some(&i) => {
+                if !self.slots[i].same_for_matches(&slot, super::now_s()) {
+                    self.bump(&slot.agent.entity);
+                }
+                self.slots[i] = slot;
+            }
             None => {
+                self.bump(&slot.agent.entity);
                 self.at.insert(slot.agent.entity.clone(), self.slots.len());
                 self.slots.push(slot);
             }
         }
     }
 
+    /// A change to `entity` that could alter a match's pool.
+    fn bump(&mut self, entity: &str) {
+        self.version += 1;
+        if self.changes.len() >= pools::CHANGES_KEPT_MAX {
+            self.changes.pop_front();
+        }
+        self.changes.push_back((self.version, entity.to_owned()));
+    }
+
+    /// Whether every change since `version` leaves `kept` as the scan would compute it for
+    /// `req` now: no member changed, and no changed agent now scores into one of its lists.
+    fn unchanged_for(
+        &self,
+        version: u64,
+        kept: &pools::KeptPool,
+        req: &MatchRequest,
+        now_s: i64,
+    ) -> bool {
+        if version == self.version {
+            return true;
+        }
+        // The log must still hold every version after `version`.
+        if self.changes.front().is_none_or(|(v, _)| *v > version + 1) {
+            return false;
+        }
+        let excluded: HashSet<&str> = req.exclude.iter().map(String::as_str).collect();
+        let prices = RequestPrices::new(req);
+        self.changes
+            .iter()
+            .rev()
+            .take_while(|(v, _)| *v > version)
+            .all(|(_, entity)| {
+                if kept.members.contains(entity) {
+                    return false;
+                }
+                let Some(&i) = self.at.get(entity) else {
+                    return true;
+                };
+                match judge(i, &self.slots[i], req, &prices, &excluded, now_s) {
+                    Verdict::Scored(s) => !kept.thresholds.admits(&s),
+                    _ => true,
+                }
+            })
+    }
+
     fn remove(&mut self, entity: &str) {
         let Some(i) = self.at.remove(entity) else {
             return;
         };
+        self.bump(entity);
         self.slots.swap_remove(i);
         if let Some(moved) = self.slots.get(i) {
             self.at.insert(moved.agent.entity.clone(), i);
@@ -265,20 +347,51 @@ impl Index {
 
     /// Take a row read from the database (rows come in `changed` order).
     pub fn apply(&mut self, row: AgentRow) {
+        let at = (row.changed, row.entity.clone());
         self.apply_parsed(Parsed::of(row));
+        self.advance(at);
     }
 
-    /// Take a row parsed beforehand (outside the index's lock).
+    /// Take a row this process just committed, with its offer as posted (verified then), ahead
+    /// of the watermark: rows of other processes before it are still to be read.
+    pub fn apply_written(&mut self, row: AgentRow, envelope: Envelope, offer: Offer) {
+        self.apply_parsed(Parsed {
+            row,
+            parsed: Some((envelope, offer)),
+        });
+    }
+
+    /// Every row up to `at`, in (`changed`, entity) order, has been read.
+    fn advance(&mut self, at: (i64, String)) {
+        if at > self.watermark {
+            self.watermark = at;
+        }
+    }
+
+    /// Whether the index holds `entity` as of `changed` or later.
+    fn holds(&self, entity: &str, changed: i64) -> bool {
+        self.agents
+            .get(entity)
+            .is_some_and(|a| a.changed >= changed)
+    }
+
+    /// Take a row parsed beforehand (outside the index's lock), unless the entry held is as
+    /// new or newer.
     fn apply_parsed(&mut self, Parsed { row, parsed }: Parsed) {
-        if (row.changed, row.entity.as_str()) > (self.watermark.0, self.watermark.1.as_str()) {
-            self.watermark = (row.changed, row.entity.clone());
+        if self.holds(&row.entity, row.changed) {
+            return;
         }
         let old_currencies = self
             .agents
             .get(&row.entity)
             .map(|a| a.currencies.clone())
             .unwrap_or_default();
-        for c in &old_currencies {
+        // Out of the books of currencies the new offer no longer lists (in the others its
+        // slot is replaced in place, so an unchanged offer changes no pool).
+        let offered: HashSet<String> = parsed.as_ref().map_or_else(HashSet::new, |(_, o)| {
+            o.currencies.iter().map(|c| c.issuer.to_string()).collect()
+        });
+        for c in old_currencies.iter().filter(|c| !offered.contains(*c)) {
             if let Some(book) = self.books.get_mut(c) {
                 book.remove(&row.entity);
             }
@@ -406,8 +519,27 @@ impl Index {
     /// the best few hundred by reliability-adjusted price, by reliability and by price (each
     /// list keeping at most [`PRESELECT_PER_NETWORK_MAX`] per network unless
     /// `same_network_ok`). `None` when no live offer lists the currency.
-    pub fn pool(&self, req: &MatchRequest, now_s: i64, same_network_ok: bool) -> Option<Pool> {
-        self.pool_of(req, now_s, same_network_ok, Narrow::Heaps)
+    /// Kept between matches while the book does not change in a way that could alter it
+    /// (`pools`).
+    pub fn pool(&self, req: &MatchRequest, now_s: i64, same_network_ok: bool) -> Option<Arc<Pool>> {
+        let book = self.books.get(&req.currency)?;
+        let key = pools::PoolKey::of(req, same_network_ok);
+        if let Some((version, kept)) = book.pools.get(&key, now_s) {
+            if book.unchanged_for(version, &kept, req, now_s) {
+                book.pools.restamp(&key, book.version);
+                return Some(kept.pool.clone());
+            }
+        }
+        let (pool, thresholds) = self.pool_with(req, now_s, same_network_ok, Narrow::Heaps)?;
+        let pool = Arc::new(pool);
+        if let Some(thresholds) = thresholds {
+            book.pools.put(
+                key,
+                book.version,
+                pools::KeptPool::new(pool.clone(), thresholds),
+            );
+        }
+        Some(pool)
     }
 
     /// Every agent [`Index::pool`] would consider, not narrowed: for checking pre-selection
@@ -428,6 +560,19 @@ impl Index {
         same_network_ok: bool,
         narrow: Narrow,
     ) -> Option<Pool> {
+        self.pool_with(req, now_s, same_network_ok, narrow)
+            .map(|(pool, _)| pool)
+    }
+
+    /// The pool, and the thresholds of its lists when the heaps chose it (a pool that can
+    /// be kept, `pools`).
+    fn pool_with(
+        &self,
+        req: &MatchRequest,
+        now_s: i64,
+        same_network_ok: bool,
+        narrow: Narrow,
+    ) -> Option<(Pool, Option<heaps::Thresholds>)> {
         let book = self.books.get(&req.currency)?;
         let per_network = (!same_network_ok).then_some(PRESELECT_PER_NETWORK_MAX);
         if narrow == Narrow::Heaps {
@@ -440,9 +585,9 @@ impl Index {
                 if !known {
                     return None;
                 }
-                if let Some(mut chosen) = heaps.pick(per_network) {
+                if let Some((mut chosen, thresholds)) = heaps.pick(per_network) {
                     chosen.sort_by(|a, b| by_adjusted(book, a, b));
-                    return Some(pool_from(book, &chosen, left_out));
+                    return Some((pool_from(book, &chosen, left_out), Some(thresholds)));
                 }
             }
         }
@@ -458,7 +603,7 @@ impl Index {
         if narrow == Narrow::Not {
             let mut all = scored;
             all.sort_by(by_adjusted);
-            return Some(pool_from(book, &all, left_out));
+            return Some((pool_from(book, &all, left_out), None));
         }
         let vetted: Vec<Scored> = scored.iter().copied().filter(|s| s.vetted).collect();
         let unvetted: Vec<Scored> = scored.iter().copied().filter(|s| !s.vetted).collect();
@@ -485,7 +630,7 @@ impl Index {
         chosen.sort_unstable_by_key(|s| s.slot);
         chosen.dedup_by_key(|s| s.slot);
         chosen.sort_by(by_adjusted);
-        Some(pool_from(book, &chosen, left_out))
+        Some((pool_from(book, &chosen, left_out), None))
     }
 }
 
@@ -502,6 +647,65 @@ enum Narrow {
     Not,
 }
 
+/// What one slot is to one match.
+enum Verdict {
+    Expired,
+    Offline,
+    Excluded,
+    SmallBlocks,
+    ShortDurations,
+    /// Its price overflows.
+    Unpriced,
+    Scored(Scored),
+}
+
+/// Judge slot `i` for `req` at `now_s` (the scan's per-slot step, also used to tell whether a
+/// changed slot could enter a kept pool).
+fn judge(
+    i: usize,
+    slot: &Slot,
+    req: &MatchRequest,
+    prices: &RequestPrices,
+    excluded: &HashSet<&str>,
+    now_s: i64,
+) -> Verdict {
+    if slot.offer_expires_s <= now_s {
+        return Verdict::Expired;
+    }
+    // An agent that missed its last probe cannot take a contract: never chosen, and not a
+    // candidate, whatever the target (DESIGN section 6). A heartbeat brings it back.
+    if !slot.online {
+        return Verdict::Offline;
+    }
+    if !excluded.is_empty() && excluded.contains(slot.agent.entity.as_str()) {
+        return Verdict::Excluded;
+    }
+    if slot.block_bytes_max < req.shard_bytes {
+        return Verdict::SmallBlocks;
+    }
+    if slot.duration_s_max < req.duration_s {
+        return Verdict::ShortDurations;
+    }
+    let Some(price) = prices.of(slot) else {
+        return Verdict::Unpriced;
+    };
+    let (p_fail, nines) = if req.duration_s == market::REFERENCE_DURATION_S {
+        (slot.p_fail_reference, slot.nines_reference)
+    } else {
+        let p = p_fail_of(slot.log_survival_30, true, req.duration_s);
+        (p, select::nines(p))
+    };
+    Verdict::Scored(Scored {
+        slot: i,
+        tiebreak: slot.tiebreak,
+        price,
+        p_fail,
+        adjusted: select::adjusted_by_nines(price, nines),
+        network: slot.network,
+        vetted: slot.vetted,
+    })
+}
+
 /// Every live, online, unexcluded slot of `book` that can take `req`, scored, to `sink`;
 /// answers whether any live offer lists the currency, and who was left out.
 fn scan(
@@ -515,48 +719,21 @@ fn scan(
     let mut known = false;
     let prices = RequestPrices::new(req);
     for (i, slot) in book.slots.iter().enumerate() {
-        if slot.offer_expires_s <= now_s {
-            continue;
+        match judge(i, slot, req, &prices, &excluded, now_s) {
+            Verdict::Expired => continue,
+            Verdict::Offline => left_out.offline += 1,
+            Verdict::SmallBlocks => {
+                left_out.small_blocks += 1;
+                left_out.largest_block = left_out.largest_block.max(slot.block_bytes_max);
+            }
+            Verdict::ShortDurations => {
+                left_out.short_durations += 1;
+                left_out.longest_duration_s = left_out.longest_duration_s.max(slot.duration_s_max);
+            }
+            Verdict::Excluded | Verdict::Unpriced => {}
+            Verdict::Scored(s) => sink(s),
         }
         known = true;
-        // An agent that missed its last probe cannot take a contract: never chosen, and
-        // not a candidate, whatever the target (DESIGN section 6). A heartbeat brings it
-        // back.
-        if !slot.online {
-            left_out.offline += 1;
-            continue;
-        }
-        if !excluded.is_empty() && excluded.contains(slot.agent.entity.as_str()) {
-            continue;
-        }
-        if slot.block_bytes_max < req.shard_bytes {
-            left_out.small_blocks += 1;
-            left_out.largest_block = left_out.largest_block.max(slot.block_bytes_max);
-            continue;
-        }
-        if slot.duration_s_max < req.duration_s {
-            left_out.short_durations += 1;
-            left_out.longest_duration_s = left_out.longest_duration_s.max(slot.duration_s_max);
-            continue;
-        }
-        let Some(price) = prices.of(slot) else {
-            continue;
-        };
-        let (p_fail, nines) = if req.duration_s == market::REFERENCE_DURATION_S {
-            (slot.p_fail_reference, slot.nines_reference)
-        } else {
-            let p = p_fail_of(slot.log_survival_30, true, req.duration_s);
-            (p, select::nines(p))
-        };
-        sink(Scored {
-            slot: i,
-            tiebreak: slot.tiebreak,
-            price,
-            p_fail,
-            adjusted: select::adjusted_by_nines(price, nines),
-            network: slot.network,
-            vetted: slot.vetted,
-        });
     }
     (known, left_out)
 }
@@ -658,6 +835,43 @@ fn rows_since(
     rows_after(conn, watermark, REFRESH_ROWS_MAX)
 }
 
+/// The (`changed`, entity) of rows after `watermark`, in that order, at most `limit`; `true`
+/// when there may be more. Read from the (`changed`, entity) index alone.
+fn changes_after(
+    conn: &mut AnyConnection,
+    (changed, entity): &(i64, String),
+    limit: i64,
+) -> Result<(Vec<(i64, String)>, bool), Error> {
+    let pairs: Vec<(i64, String)> = agents::table
+        .filter(agents::changed.ge(*changed))
+        .filter(agents::changed.gt(*changed).or(agents::entity.gt(entity)))
+        .order((agents::changed, agents::entity))
+        .select((agents::changed, agents::entity))
+        .limit(limit)
+        .load(conn)?;
+    let more = pairs.len() as i64 == limit;
+    Ok((pairs, more))
+}
+
+/// Rows a refresh applies per hold of the index's write lock.
+const APPLY_ROWS_PER_LOCK_MAX: usize = 512;
+
+/// Entities whose rows one statement reads at most.
+const ROWS_PER_STATEMENT_MAX: usize = 1_000;
+
+/// The rows of `entities`, as they are now.
+fn rows_of(conn: &mut AnyConnection, entities: &[&str]) -> Result<Vec<AgentRow>, Error> {
+    let mut rows = Vec::with_capacity(entities.len());
+    for chunk in entities.chunks(ROWS_PER_STATEMENT_MAX) {
+        rows.extend(
+            agents::table
+                .filter(agents::entity.eq_any(chunk))
+                .load::<AgentRow>(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
 fn rows_after(
     conn: &mut AnyConnection,
     (changed, entity): &(i64, String),
@@ -681,55 +895,128 @@ impl Market {
     /// moment) answers for every caller waiting on it; `stale_ms_max` lets callers that can
     /// live with an older view (heartbeats) skip it.
     pub async fn fresh_index(&self, stale_ms_max: u64) -> Result<(), Error> {
+        self.fresh_index_timed(stale_ms_max, None).await
+    }
+
+    /// [`Market::fresh_index`], counting its parts in `timings` (a match's refresh).
+    pub(super) async fn fresh_index_timed(
+        &self,
+        stale_ms_max: u64,
+        timings: Option<&super::timings::MatchTimings>,
+    ) -> Result<(), Error> {
         let asked = Instant::now();
-        let _turn = self.index_turn.lock().await;
-        {
+        let fresh_enough = || {
             let last = *self
                 .index_read_at
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(last) = last {
-                if last >= asked
-                    || asked.duration_since(last).as_millis() < u128::from(stale_ms_max)
-                {
-                    return Ok(());
-                }
+            last.is_some_and(|last| {
+                last >= asked || asked.duration_since(last).as_millis() < u128::from(stale_ms_max)
+            })
+        };
+        // Callers content with an older view (1,700 heartbeats/s) do not queue for the turn:
+        // a match's refresh would wait behind every one of them. Nor do they wait for a
+        // refresh under way (a long one reads a whole book whose reputations all changed).
+        if stale_ms_max > 0 && fresh_enough() {
+            return Ok(());
+        }
+        let _turn = if stale_ms_max > 0 {
+            match self.index_turn.try_lock() {
+                Ok(turn) => turn,
+                Err(_) => return Ok(()),
             }
+        } else {
+            self.index_turn.lock().await
+        };
+        if let Some(t) = timings {
+            t.add(super::timings::Phase::RefreshWait, asked.elapsed());
+        }
+        if fresh_enough() {
+            return Ok(());
         }
         let started = Instant::now();
         let index = self.index.clone();
+        let db_micros = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let db_took = db_micros.clone();
         self.db
             .run(move |conn| -> Result<(), Error> {
-                // Refreshes take turns (`index_turn`), so the watermark read here is still
-                // the index's when the rows are applied. Rows are read and parsed before the
-                // lock is taken: matches scanning the index wait only for the map updates.
-                loop {
-                    let watermark = index
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .watermark
-                        .clone();
-                    let (rows, more) = rows_since(conn, &watermark)?;
-                    let parsed: Vec<Parsed> = rows.into_iter().map(Parsed::of).collect();
-                    let mut ix = index
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for p in parsed {
-                        ix.apply_parsed(p);
-                    }
-                    if !more {
-                        return Ok(());
-                    }
-                }
+                let began = Instant::now();
+                let read = refresh_from(conn, &index);
+                let us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                db_took.store(us, std::sync::atomic::Ordering::Relaxed);
+                read
             })
             .await?;
+        if let Some(t) = timings {
+            let us = db_micros.load(std::sync::atomic::Ordering::Relaxed);
+            t.add(
+                super::timings::Phase::RefreshDb,
+                std::time::Duration::from_micros(us),
+            );
+        }
         *self
             .index_read_at
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
         Ok(())
     }
+}
 
+/// Bring `index` up to the database (see [`Market::fresh_index`]). Blocking.
+fn refresh_from(conn: &mut AnyConnection, index: &std::sync::RwLock<Index>) -> Result<(), Error> {
+    // Refreshes take turns (`index_turn`), so the watermark read here is still the index's
+    // when the rows are applied. Rows are read and parsed before the lock is taken: matches
+    // scanning the index wait only for the map updates.
+    loop {
+        let watermark = index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .watermark
+            .clone();
+        let (pairs, more) = changes_after(conn, &watermark, REFRESH_ROWS_MAX)?;
+        let Some(last) = pairs.last().cloned() else {
+            return Ok(());
+        };
+        let need: Vec<&str> = {
+            let ix = index
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pairs
+                .iter()
+                .filter(|(changed, entity)| !ix.holds(entity, *changed))
+                .map(|(_, entity)| entity.as_str())
+                .collect()
+        };
+        // Most rows new (a first load, another process's heartbeats): read the range in
+        // order; a few: those rows alone.
+        let rows = if need.len() * 2 > pairs.len() {
+            rows_after(conn, &watermark, pairs.len() as i64)?.0
+        } else {
+            rows_of(conn, &need)?
+        };
+        let parsed: Vec<Parsed> = rows.into_iter().map(Parsed::of).collect();
+        // A few hundred rows per hold of the lock, so that matches scanning meanwhile wait
+        // milliseconds, not the whole backlog (the watermark moves after the last).
+        let mut parsed = parsed.into_iter().peekable();
+        while parsed.peek().is_some() {
+            let mut ix = index
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for p in parsed.by_ref().take(APPLY_ROWS_PER_LOCK_MAX) {
+                ix.apply_parsed(p);
+            }
+        }
+        index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .advance(last);
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+impl Market {
     /// Counts over the book for `/metrics`, from an index at most `stale_ms_max` old.
     pub async fn book_counts(&self, stale_ms_max: u64) -> Result<BookCounts, Error> {
         self.fresh_index(stale_ms_max).await?;
@@ -766,5 +1053,6 @@ impl Market {
 }
 
 mod heaps;
+mod pools;
 #[cfg(test)]
 mod tests;

@@ -102,7 +102,7 @@ impl Market {
         // The book as of now: offers answered before this match was asked are in it, from
         // whichever market process took them.
         let started = std::time::Instant::now();
-        self.fresh_index(0).await?;
+        self.fresh_index_timed(0, Some(&self.timings)).await?;
         self.timings.add(Phase::Refresh, started.elapsed());
         let request = select::Request {
             data_shards: k,
@@ -146,12 +146,19 @@ impl Market {
             choice
                 .chosen
                 .iter()
-                .map(|&i| Chosen {
-                    agent: pool.agents[i].entity.clone(),
-                    endpoint: pool.agents[i].endpoint.clone(),
-                    offer: pool.agents[i].envelope.clone(),
-                    p_fail: pool.candidates[i].p_fail,
-                    price: pool.candidates[i].price,
+                .map(|&i| {
+                    // The agent's latest signed offer and endpoint: a pool kept between
+                    // matches holds the agent as of when it was computed (same terms).
+                    let agent = self
+                        .indexed(&pool.agents[i].entity)
+                        .unwrap_or_else(|| pool.agents[i].clone());
+                    Chosen {
+                        agent: agent.entity.clone(),
+                        endpoint: agent.endpoint.clone(),
+                        offer: agent.envelope.clone(),
+                        p_fail: pool.candidates[i].p_fail,
+                        price: pool.candidates[i].price,
+                    }
                 })
                 .collect()
         };

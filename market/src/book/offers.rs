@@ -69,7 +69,7 @@ impl Market {
             changed: 0,
             vouch: 0.0,
         };
-        self.write_heartbeat(row).await?;
+        self.write_heartbeat(row, (envelope, offer)).await?;
         let vetted = known.is_some_and(|a| a.reputation.vetted());
         Ok(serde_json::json!({
             "agent": entity,

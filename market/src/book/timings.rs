@@ -1,6 +1,8 @@
 //! Where matches spend their time, by phase, summed since start (`/metrics`:
 //! `market_match_phase_seconds_total{phase=...}`): the index refresh, the scan and
-//! pre-selection, the search, and the re-check that chosen agents answer.
+//! pre-selection, the search, and the re-check that chosen agents answer. Two parts of the
+//! refresh are also counted on their own: the wait for the refresh turn and the database
+//! work (the rest of it is the wait for a blocking thread and a pooled connection).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,10 +13,19 @@ pub enum Phase {
     Scan,
     Select,
     Recheck,
+    RefreshWait,
+    RefreshDb,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Refresh, Phase::Scan, Phase::Select, Phase::Recheck];
+    pub const ALL: [Phase; 6] = [
+        Phase::Refresh,
+        Phase::Scan,
+        Phase::Select,
+        Phase::Recheck,
+        Phase::RefreshWait,
+        Phase::RefreshDb,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -22,6 +33,8 @@ impl Phase {
             Phase::Scan => "scan",
             Phase::Select => "select",
             Phase::Recheck => "recheck",
+            Phase::RefreshWait => "refresh_wait",
+            Phase::RefreshDb => "refresh_db",
         }
     }
 }
@@ -29,8 +42,8 @@ impl Phase {
 /// Microseconds per phase, and how many times each ran.
 #[derive(Debug, Default)]
 pub struct MatchTimings {
-    micros: [AtomicU64; 4],
-    counts: [AtomicU64; 4],
+    micros: [AtomicU64; Phase::ALL.len()],
+    counts: [AtomicU64; Phase::ALL.len()],
 }
 
 impl MatchTimings {

@@ -116,6 +116,42 @@ impl Bounded {
     }
 }
 
+type Key = (u64, u64, u64);
+
+fn adjusted_key(s: &Scored) -> Key {
+    (s.adjusted.to_bits(), s.price, s.tiebreak)
+}
+
+fn reliable_key(s: &Scored) -> Key {
+    (s.p_fail.to_bits(), s.price, s.tiebreak)
+}
+
+fn cheapest_key(s: &Scored) -> Key {
+    (s.price, s.p_fail.to_bits(), s.tiebreak)
+}
+
+/// The key of the last slot each list picked (`None`: the list is not full, so any eligible
+/// slot would enter it). A slot whose key is above every threshold of its lists cannot enter
+/// the pool: each list is the first of its order, and all it picked are better.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Thresholds {
+    vetted: Option<Key>,
+    unvetted: Option<Key>,
+    reliable: Option<Key>,
+    cheapest: Option<Key>,
+}
+
+impl Thresholds {
+    /// Whether `s` could enter one of the lists (ties count as entering).
+    pub(super) fn admits(&self, s: &Scored) -> bool {
+        let under = |t: Option<Key>, k: Key| t.is_none_or(|t| k <= t);
+        let adjusted = if s.vetted { self.vetted } else { self.unvetted };
+        under(adjusted, adjusted_key(s))
+            || under(self.reliable, reliable_key(s))
+            || under(self.cheapest, cheapest_key(s))
+    }
+}
+
 /// The four pre-selection lists, fed during one scan.
 pub(super) struct Heaps {
     adjusted_vetted: Bounded,
@@ -141,27 +177,38 @@ impl Heaps {
     }
 
     pub(super) fn offer(&mut self, s: Scored) {
-        let (adjusted, p) = (s.adjusted.to_bits(), s.p_fail.to_bits());
         if s.vetted {
-            self.adjusted_vetted
-                .offer((adjusted, s.price, s.tiebreak), s);
+            self.adjusted_vetted.offer(adjusted_key(&s), s);
         } else {
-            self.adjusted_unvetted
-                .offer((adjusted, s.price, s.tiebreak), s);
+            self.adjusted_unvetted.offer(adjusted_key(&s), s);
         }
-        self.reliable.offer((p, s.price, s.tiebreak), s);
-        self.cheapest.offer((s.price, p, s.tiebreak), s);
+        self.reliable.offer(reliable_key(&s), s);
+        self.cheapest.offer(cheapest_key(&s), s);
     }
 
-    /// The union of the lists (each slot once), or `None` if one came up short.
-    pub(super) fn pick(self, per_network: Option<usize>) -> Option<Vec<Scored>> {
-        let mut all = self.adjusted_vetted.pick(per_network)?;
-        all.extend(self.adjusted_unvetted.pick(per_network)?);
-        all.extend(self.reliable.pick(per_network)?);
-        all.extend(self.cheapest.pick(per_network)?);
+    /// The union of the lists (each slot once) and the key of each list's last pick (none
+    /// when the list is not full), or `None` if one came up short.
+    pub(super) fn pick(self, per_network: Option<usize>) -> Option<(Vec<Scored>, Thresholds)> {
+        let full = |list: &Vec<Scored>, want: usize| {
+            (list.len() == want).then(|| list.last().copied()).flatten()
+        };
+        let vetted = self.adjusted_vetted.pick(per_network)?;
+        let unvetted = self.adjusted_unvetted.pick(per_network)?;
+        let reliable = self.reliable.pick(per_network)?;
+        let cheapest = self.cheapest.pick(per_network)?;
+        let thresholds = Thresholds {
+            vetted: full(&vetted, PRESELECT_ADJUSTED_MAX).map(|s| adjusted_key(&s)),
+            unvetted: full(&unvetted, PRESELECT_UNVETTED_MAX).map(|s| adjusted_key(&s)),
+            reliable: full(&reliable, PRESELECT_RELIABLE_MAX).map(|s| reliable_key(&s)),
+            cheapest: full(&cheapest, PRESELECT_CHEAPEST_MAX).map(|s| cheapest_key(&s)),
+        };
+        let mut all = vetted;
+        all.extend(unvetted);
+        all.extend(reliable);
+        all.extend(cheapest);
         all.sort_unstable_by_key(|s| s.slot);
         all.dedup_by_key(|s| s.slot);
-        Some(all)
+        Some((all, thresholds))
     }
 }
 

@@ -274,6 +274,88 @@ mod unit {
     }
 }
 
+mod kept_pools {
+    use super::super::*;
+    use super::tests_support::*;
+
+    fn names(p: &Pool) -> Vec<String> {
+        p.candidates.iter().map(|c| c.agent.clone()).collect()
+    }
+
+    /// A pool kept between matches is the pool the scan computes, whatever changed since:
+    /// unchanged heartbeats and changes that cannot enter it keep it; a change to a member,
+    /// or a non-member scoring into a list, does not.
+    #[test]
+    fn a_kept_pool_is_always_the_pool_the_scan_computes() {
+        let cur = issuer();
+        let now = crate::book::now_s();
+        let mut index = Index::new();
+        let mut rows = Vec::new();
+        for i in 0..2_000u64 {
+            let mut r = row(&cur, (i % 250) as u8, 20 + (i * 7919) % 480, i as i64);
+            r.offer_expires_s = now + 3_600;
+            r.audits_passed = (i % 13) as i64;
+            let p30 = 1e-4 * 2000f64.powf(((i * 104_729) % 1000) as f64 / 1000.0);
+            r.alpha = 100.0 * (1.0 - p30);
+            r.beta = 100.0 * p30;
+            index.apply(r.clone());
+            rows.push(r);
+        }
+        let mut req = request(&cur);
+        req.duration_s = 30 * 86_400;
+        let check = |index: &Index, what: &str| -> Arc<Pool> {
+            let pool = index.pool(&req, now, false).expect("known");
+            let fresh = index
+                .pool_of(&req, now, false, Narrow::Heaps)
+                .expect("known");
+            assert_eq!(names(&pool), names(&fresh), "{what}");
+            pool
+        };
+        let first = check(&index, "first");
+        let members: HashSet<String> = names(&first).into_iter().collect();
+        let member = rows
+            .iter()
+            .position(|r| members.contains(&r.entity))
+            .expect("a member");
+        let outsider = rows
+            .iter()
+            .position(|r| !members.contains(&r.entity))
+            .expect("an outsider");
+        let mut changed = 10_000;
+        let mut again = |index: &mut Index, i: usize, edit: &dyn Fn(&mut AgentRow)| {
+            changed += 1;
+            let mut r = rows[i].clone();
+            r.changed = changed;
+            r.offer_expires_s += 60;
+            edit(&mut r);
+            index.apply(r);
+        };
+
+        // Heartbeats that change nothing a match reads: kept.
+        again(&mut index, member, &|_| {});
+        again(&mut index, outsider, &|_| {});
+        let kept = check(&index, "unchanged heartbeats");
+        assert!(Arc::ptr_eq(&first, &kept), "the pool was kept");
+        // An outsider getting a little dearer cannot enter: kept.
+        again(&mut index, outsider, &|r| r.offer = r.offer.clone());
+        // A member's reliability moves: computed again (and the same as the scan's).
+        again(&mut index, member, &|r| r.alpha += 5.0);
+        let after_member = check(&index, "a member changed");
+        assert!(!Arc::ptr_eq(&first, &after_member), "a member changed");
+        // An outsider becomes the most reliable of all: it enters, computed again.
+        again(&mut index, outsider, &|r| {
+            r.alpha = 1e9;
+            r.beta = 1.0;
+        });
+        let after_outsider = check(&index, "an outsider entered");
+        assert!(names(&after_outsider).contains(&rows[outsider].entity));
+        // A member goes offline: it leaves.
+        again(&mut index, outsider, &|r| r.online = 0);
+        let offline = check(&index, "a member went offline");
+        assert!(!names(&offline).contains(&rows[outsider].entity));
+    }
+}
+
 mod timing {
     use super::super::*;
     use super::tests_support::*;
