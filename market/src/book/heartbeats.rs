@@ -132,15 +132,14 @@ impl Market {
 /// commit (in the same order).
 fn write_group(conn: &mut AnyConnection, rows: Vec<AgentRow>) -> Result<Vec<AgentRow>, Error> {
     let changed = tick(conn)?;
-    if let AnyConnection::Postgresql(pg) = conn {
-        upsert_many(pg, &rows, changed)?;
-    } else {
-        write_one_by_one(conn, &rows, changed)?;
-    }
+    // A statement per row, on PostgreSQL too: one multi-row `INSERT ... ON CONFLICT DO
+    // UPDATE` per group was measured three times slower there at 100,000 agents (505 against
+    // 1,666 heartbeats/s absorbed, docs/BENCHMARKS.md).
+    write_one_by_one(conn, &rows, changed)?;
     read_back(conn, rows, changed)
 }
 
-/// SQLite: a statement per row (no statement journal, and no round trip to pay for).
+/// Refresh or insert each row, a statement each.
 fn write_one_by_one(
     conn: &mut AnyConnection,
     rows: &[AgentRow],
@@ -167,53 +166,6 @@ fn write_one_by_one(
                 .values(&row)
                 .execute(conn)?;
         }
-    }
-    Ok(())
-}
-
-/// Rows one multi-row upsert writes at most (15 binds each, PostgreSQL takes 65,535).
-const UPSERT_ROWS_MAX: usize = 1_024;
-
-/// PostgreSQL: the group in one `INSERT ... ON CONFLICT DO UPDATE` per [`UPSERT_ROWS_MAX`]
-/// rows (a statement per row cost a round trip each, the writer's bound at 1,700/s). An
-/// agent heartbeating twice in one group is written once, with its last row (a statement
-/// cannot update one row twice).
-fn upsert_many(
-    conn: &mut diesel::PgConnection,
-    rows: &[AgentRow],
-    changed: i64,
-) -> Result<(), Error> {
-    use diesel::upsert::excluded;
-    let mut last: std::collections::HashMap<&str, &AgentRow> = std::collections::HashMap::new();
-    for row in rows {
-        last.insert(row.entity.as_str(), row);
-    }
-    let stamped: Vec<AgentRow> = rows
-        .iter()
-        .filter(|r| std::ptr::eq(last[r.entity.as_str()], *r))
-        .map(|r| AgentRow {
-            online: 1,
-            changed,
-            ..r.clone()
-        })
-        .collect();
-    for chunk in stamped.chunks(UPSERT_ROWS_MAX) {
-        // Reputation, first seen and vouch stay as they are: a heartbeat proves the agent up.
-        diesel::insert_into(agents::table)
-            .values(chunk)
-            .on_conflict(agents::entity)
-            .do_update()
-            .set((
-                agents::endpoint.eq(excluded(agents::endpoint)),
-                agents::network.eq(excluded(agents::network)),
-                agents::offer.eq(excluded(agents::offer)),
-                agents::offer_expires_s.eq(excluded(agents::offer_expires_s)),
-                agents::last_heartbeat_s.eq(excluded(agents::last_heartbeat_s)),
-                agents::endpoint_checked_s.eq(excluded(agents::endpoint_checked_s)),
-                agents::online.eq(1),
-                agents::changed.eq(changed),
-            ))
-            .execute(conn)?;
     }
     Ok(())
 }
