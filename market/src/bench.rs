@@ -247,8 +247,22 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
             let mut conn = database
                 .get()
                 .map_err(|e| BenchError::Reputations(e.to_string()))?;
-            crate::tools::seed_reputations(&mut conn, seed)
-                .map_err(|e| BenchError::Reputations(e.to_string()))
+            let seeded = crate::tools::seed_reputations(&mut conn, seed)
+                .map_err(|e| BenchError::Reputations(e.to_string()))?;
+            // The seeding rewrote every row at once, which no market does: its aftermath
+            // (SQLite's write-ahead log checkpointed by the market's next write, PostgreSQL's
+            // dead rows) is paid here, not in the measured phase.
+            use diesel::RunQueryDsl;
+            let settle: &[&str] = match &*conn {
+                db::AnyConnection::Sqlite(_) => &["PRAGMA wal_checkpoint(TRUNCATE)"],
+                db::AnyConnection::Postgresql(_) => &["VACUUM ANALYZE agents", "CHECKPOINT"],
+            };
+            for statement in settle {
+                diesel::sql_query(*statement)
+                    .execute(&mut *conn)
+                    .map_err(|e| BenchError::Reputations(format!("{statement}: {e}")))?;
+            }
+            Ok(seeded)
         })
         .await
         .map_err(|e| BenchError::Reputations(e.to_string()))??;

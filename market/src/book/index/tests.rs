@@ -198,6 +198,34 @@ mod unit {
         }
     }
 
+    /// A heartbeat's own row, applied once committed, does not move the watermark (rows of
+    /// other processes before it are still to be read), and an entry never moves back to an
+    /// older row.
+    #[test]
+    fn rows_applied_by_their_writer_stay_ahead_of_the_watermark() {
+        let cur = issuer();
+        let mut index = Index::new();
+        let first = row(&cur, 1, 100, 10);
+        index.apply(first.clone());
+        assert_eq!(index.watermark(), 10);
+        let mut newer = first.clone();
+        newer.changed = 50;
+        newer.endpoint_checked_s = 1_234;
+        let (envelope, offer) = newer.offer().expect("offer");
+        index.apply_written(newer.clone(), envelope, offer);
+        assert_eq!(index.watermark(), 10, "the writer's own row is not a read");
+        assert!(index.holds(&first.entity, 50));
+        // A refresh then reads an older write of the same agent (another process's, at 40):
+        // the entry stays at 50, and the watermark moves past it.
+        let mut older = first.clone();
+        older.changed = 40;
+        older.endpoint_checked_s = 999;
+        index.apply(older);
+        assert_eq!(index.watermark(), 40);
+        let held = index.get(&first.entity).expect("indexed");
+        assert_eq!((held.changed, held.endpoint_checked_s), (50, 1_234));
+    }
+
     #[test]
     fn the_scan_prices_exactly_as_the_protocol_does() {
         let cur = issuer();
