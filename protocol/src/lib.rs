@@ -9,6 +9,7 @@ pub mod agent;
 pub mod amount;
 pub mod book;
 pub mod cdn;
+pub mod credit;
 pub mod envelope;
 pub mod error;
 pub mod identity;
