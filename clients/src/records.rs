@@ -295,6 +295,18 @@ impl RecordChain {
         Ok(Agreed::Yes(answer))
     }
 
+    /// Unanswered proposals still worth sending again at `now_ms`: those written in the last
+    /// [`RESEND_AGE_MS_MAX`]. Older ones stay in the chain (shown as waiting) but are no
+    /// longer sent: a counter-party that refused a proposal for a week (its books lost the
+    /// deal) would refuse it forever, and every deal would pay for asking again.
+    pub fn to_resend(&self, now_ms: u64) -> Vec<HalfBlock> {
+        let oldest = now_ms.saturating_sub(RESEND_AGE_MS_MAX);
+        self.unanswered()
+            .into_iter()
+            .filter(|b| b.timestamp >= oldest)
+            .collect()
+    }
+
     /// Our proposals with no agreement held, oldest first.
     pub fn unanswered(&self) -> Vec<HalfBlock> {
         self.own
@@ -501,8 +513,12 @@ pub async fn record_tokens(
         .unwrap_or_else(|e| Agreed::Later(e.to_string())))
 }
 
-/// Send our unanswered proposals again, each to the server in `servers` that is its
-/// counter-party (others wait). Answers how many are agreed now.
+/// How long an unanswered proposal is sent again (a week).
+pub const RESEND_AGE_MS_MAX: u64 = 7 * 86_400_000;
+
+/// Send our unanswered proposals again (those of the last [`RESEND_AGE_MS_MAX`]), each to the
+/// server in `servers` that is its counter-party (others wait). Answers how many are agreed
+/// now.
 pub async fn resend_unanswered(
     key_path: &Path,
     key: Arc<KeyPair>,
@@ -510,7 +526,7 @@ pub async fn resend_unanswered(
 ) -> Result<usize, ClientError> {
     let mut chain = RecordChain::open(key_path, key)?;
     let mut agreed = 0;
-    for proposal in chain.unanswered() {
+    for proposal in chain.to_resend(node::now_ms()) {
         for server in servers {
             let Ok(who) = server.audience().await else {
                 continue;

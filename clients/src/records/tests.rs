@@ -72,3 +72,35 @@ fn a_chain_file_that_does_not_link_is_refused() {
     let e = RecordChain::open(&key_path, key).err().expect("refused");
     assert!(e.to_string().contains("line 2"), "{e}");
 }
+
+#[test]
+fn proposals_older_than_a_week_are_no_longer_sent_again() {
+    let (_dir, key_path, key) = setup();
+    let agent = other();
+    let mut chain = RecordChain::open(&key_path, key.clone()).expect("open");
+    let now = node::now_ms();
+    // An old proposal (eight days), then a fresh one.
+    let old = HalfBlock::sign(
+        &key,
+        BlockFields {
+            sequence_number: 1,
+            link_public_key: &agent,
+            link_sequence_number: 0,
+            previous_hash: GENESIS_HASH,
+            kind: "contract",
+            transaction: "{}",
+            timestamp: now - 8 * 86_400_000,
+        },
+    );
+    chain.append_line(&old).expect("append");
+    chain.own.push(old.clone());
+    let fresh = chain
+        .propose(&agent, "contract", &serde_json::json!({"contract": "c2"}))
+        .expect("fresh");
+    assert_eq!(chain.unanswered(), vec![old, fresh.clone()], "both wait");
+    assert_eq!(
+        chain.to_resend(now),
+        vec![fresh],
+        "only the fresh one is sent again"
+    );
+}
