@@ -28,6 +28,8 @@ pub mod cli;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod commands;
+#[cfg(feature = "server")]
+pub mod credit;
 pub mod datadir;
 pub mod html;
 #[cfg(feature = "server")]

@@ -72,6 +72,26 @@ pub async fn body<E: From<BodyError>>(
     Ok(crate::http::read_body(req, payload, limit).await?)
 }
 
+/// A signed command's body, read within `limit` and authenticated for `key`'s server; the
+/// error response to send otherwise (the shape of every small command endpoint in this
+/// crate: records, credit lines).
+pub async fn signed_command<E>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: u64,
+    key: &KeyPair,
+) -> Result<(bytes::Bytes, VerifiedRequest), actix_web::HttpResponse>
+where
+    E: ServiceError + From<BodyError> + From<AuthError>,
+{
+    let bytes = body::<E>(req, payload, limit)
+        .await
+        .map_err(|e| error_response(&e))?;
+    let verified = authenticate::<E>(req, &bytes, key, RequestKind::Command)
+        .map_err(|e| error_response(&e))?;
+    Ok((bytes, verified))
+}
+
 /// Parse a JSON body.
 pub fn parse_json<T: serde::de::DeserializeOwned, E: From<InvalidJson>>(
     bytes: &[u8],

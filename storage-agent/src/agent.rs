@@ -107,6 +107,8 @@ pub struct Agent {
     pub db: Database,
     /// Records (DESIGN 11): the agent's chain, buyers' blocks, proofs (`agent::records`).
     pub records: Arc<node::records::RecordBook>,
+    /// Credit lines with neighbours (DESIGN 12, `node::credit`).
+    pub credit: Arc<node::credit::CreditBook>,
     pub store: Store,
     endpoint: OnceLock<String>,
     /// The owner's token for the dashboard from other machines (see `owner`); unset: loopback only.
@@ -171,6 +173,7 @@ impl Agent {
         let free_riders = clients::free_riders::FreeRiders::new(config.free_rider_threshold);
         Agent {
             records: records::book(db.clone(), key.clone()),
+            credit: node::credit::CreditBook::new(db.clone(), key.clone(), config.credit.clone()),
             key,
             config,
             db,

@@ -58,6 +58,11 @@ pub struct AgentConfig {
     /// minor units) gets no tab here: it pays ahead, or is answered `402 free_rider`. 0 (the
     /// default) turns the check off; it needs `--market`.
     pub free_rider_threshold: u64,
+    /// Credit lines (DESIGN 12): the largest line this agent extends to a neighbour who asks
+    /// (`[credit] give_max`, minor units; 0, the default, refuses every ask). Lines given to
+    /// the agent are always accepted.
+    #[serde(default)]
+    pub credit: node::credit::CreditPolicy,
     /// Memory for recently read objects (whole objects up to 4 MiB), so popular content is
     /// served without touching the disk; 0 turns the cache off.
     pub read_cache_bytes: u64,
@@ -84,6 +89,7 @@ impl Default for AgentConfig {
             tab_limit: 0,
             tab_threshold: 0,
             free_rider_threshold: 0,
+            credit: node::credit::CreditPolicy::default(),
             read_cache_bytes: READ_CACHE_BYTES_DEFAULT,
             payword_unredeemed_max: node::paywords::UNREDEEMED_PER_PAYER_MAX_DEFAULT,
             payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,

@@ -26,6 +26,7 @@ const JSON_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
     node::records::routes(cfg, agent.records.clone());
+    node::credit::http::routes(cfg, agent.credit.clone());
     cfg.app_data(web::Data::new(agent))
         .route("/", web::get().to(crate::dashboard::page))
         .route("/.well-known/lcp", web::get().to(descriptor))

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use protocol::record::HalfBlock;
-use protocol::RequestKind;
 use serde::Deserialize;
 
 use super::{RecordBook, RecordsError};
@@ -28,18 +27,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, book: Arc<RecordBook>) {
 type Book = web::Data<Arc<RecordBook>>;
 
 async fn post_record(req: HttpRequest, payload: web::Payload, book: Book) -> HttpResponse {
-    let bytes = match service::body::<RecordsError>(&req, payload, RECORD_BODY_BYTES_MAX).await {
-        Ok(b) => b,
-        Err(e) => return error_response(&e),
-    };
-    let verified = match service::authenticate::<RecordsError>(
+    let (bytes, verified) = match service::signed_command::<RecordsError>(
         &req,
-        &bytes,
+        payload,
+        RECORD_BODY_BYTES_MAX,
         &book.key,
-        RequestKind::Command,
-    ) {
+    )
+    .await
+    {
         Ok(v) => v,
-        Err(e) => return error_response(&e),
+        Err(response) => return response,
     };
     let result = async {
         let proposal: HalfBlock = service::parse_json::<_, RecordsError>(&bytes)?;

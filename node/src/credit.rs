@@ -1,0 +1,365 @@
+//! Credit lines for every server (DESIGN 12, issue 17, second step): a node's lines with its
+//! neighbours, kept in `credit_lines` (each service's migrations create it), opened and
+//! changed only by updates both parties signed (`protocol::credit`).
+//!
+//! - Given: a neighbour (the creditor) signs a line extending this node credit and sends it;
+//!   the node countersigns (owing nothing yet costs nothing).
+//! - Asked: a neighbour asks this node for a line; the node answers its signed proposal when
+//!   the operator's policy allows it ([`CreditPolicy::give_max`]), and stores the line once
+//!   the neighbour sends it back countersigned.
+//! - A later update of a line (a new limit) must be newer (`seq`), signed by both, and leave
+//!   `owed` as this node has it: balances move by payments, not by updates.
+//!
+//! Invariants: a stored line always carries both parties' valid signatures over its stored
+//! state; `owed + held <= limit`; `seq` only grows.
+
+use std::sync::Arc;
+
+use db::AnyConnection;
+use diesel::prelude::*;
+use protocol::credit::{CreditError, Line, LineState, LineUpdate};
+use protocol::{EntityId, KeyPair};
+use serde::{Deserialize, Serialize};
+
+pub mod http;
+
+diesel::table! {
+    credit_lines (id) {
+        id -> Text,
+        creditor -> Text,
+        debtor -> Text,
+        currency -> Text,
+        credit_limit -> BigInt,
+        owed -> BigInt,
+        held -> BigInt,
+        seq -> BigInt,
+        creditor_signature -> Text,
+        debtor_signature -> Text,
+        updated_ms -> BigInt,
+    }
+}
+
+/// Lines one listing answers at most.
+pub const LINES_PAGE_MAX: i64 = 1_000;
+
+/// What the node's operator allows (config).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreditPolicy {
+    /// The largest line this node extends to a neighbour who asks (minor units); 0 refuses
+    /// every ask.
+    #[serde(default)]
+    pub give_max: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreditNodeError {
+    #[error(transparent)]
+    Credit(#[from] CreditError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Query(String),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error(transparent)]
+    Body(#[from] crate::http::BodyError),
+    #[error(transparent)]
+    Auth(#[from] protocol::AuthError),
+    #[error("database: {0}")]
+    Db(#[from] db::DbError),
+}
+
+impl From<crate::service::InvalidJson> for CreditNodeError {
+    fn from(e: crate::service::InvalidJson) -> Self {
+        CreditNodeError::InvalidJson(e.0)
+    }
+}
+
+impl From<diesel::result::Error> for CreditNodeError {
+    fn from(e: diesel::result::Error) -> Self {
+        CreditNodeError::Db(db::DbError::Query(e))
+    }
+}
+
+impl crate::service::ServiceError for CreditNodeError {
+    fn status(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            CreditNodeError::Credit(CreditError::Stale { .. } | CreditError::OverLimit { .. })
+            | CreditNodeError::Refused(_) => StatusCode::CONFLICT,
+            CreditNodeError::Credit(_)
+            | CreditNodeError::Query(_)
+            | CreditNodeError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            CreditNodeError::Body(e) => e.status(),
+            CreditNodeError::Auth(protocol::AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
+            CreditNodeError::Auth(_) => StatusCode::UNAUTHORIZED,
+            CreditNodeError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            CreditNodeError::Credit(e) => e.code(),
+            CreditNodeError::Refused(_) => "line_refused",
+            CreditNodeError::Query(_) => "invalid_query",
+            CreditNodeError::InvalidJson(_) => "invalid_json",
+            CreditNodeError::Body(e) => e.code(),
+            CreditNodeError::Auth(e) => e.code(),
+            CreditNodeError::Db(_) => "unavailable",
+        }
+    }
+}
+
+/// A line as a node shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineView {
+    pub id: String,
+    pub creditor: String,
+    pub debtor: String,
+    pub currency: String,
+    pub limit: u64,
+    pub owed: u64,
+    pub held: u64,
+    pub seq: u64,
+}
+
+/// The answer of `GET /v1/credit/lines`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinesPage {
+    pub lines: Vec<LineView>,
+}
+
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+);
+
+fn view_of(r: &Row) -> LineView {
+    LineView {
+        id: r.0.clone(),
+        creditor: r.1.clone(),
+        debtor: r.2.clone(),
+        currency: r.3.clone(),
+        limit: r.4.unsigned_abs(),
+        owed: r.5.unsigned_abs(),
+        held: r.6.unsigned_abs(),
+        seq: r.7.unsigned_abs(),
+    }
+}
+
+fn to_i64(n: u64) -> Result<i64, CreditNodeError> {
+    i64::try_from(n).map_err(|_| CreditNodeError::Credit(CreditError::Range("above 2^63")))
+}
+
+/// A server's credit lines: its key, its database and its operator's policy.
+pub struct CreditBook {
+    pub db: db::Database,
+    pub key: Arc<KeyPair>,
+    pub policy: CreditPolicy,
+}
+
+impl CreditBook {
+    pub fn new(db: db::Database, key: Arc<KeyPair>, policy: CreditPolicy) -> Arc<CreditBook> {
+        Arc::new(CreditBook { db, key, policy })
+    }
+
+    /// `asker` asks for a line of `limit` in `currency`: this node's signed proposal (not
+    /// stored until it comes back countersigned), or a refusal.
+    pub fn ask(
+        &self,
+        asker: &EntityId,
+        currency: &str,
+        limit: u64,
+    ) -> Result<LineUpdate, CreditNodeError> {
+        if self.policy.give_max == 0 || limit > self.policy.give_max {
+            return Err(CreditNodeError::Refused(format!(
+                "this node extends lines of at most {} to neighbours who ask",
+                self.policy.give_max
+            )));
+        }
+        let state = LineState {
+            id: uuid::Uuid::new_v4().to_string(),
+            creditor: self.key.entity().to_string(),
+            debtor: asker.to_string(),
+            currency: currency.to_owned(),
+            limit,
+            owed: 0,
+            seq: 1,
+        };
+        Ok(LineUpdate::sign(state, &self.key)?)
+    }
+
+    /// Take an update sent by `sender` (one of its parties): countersign it when this node
+    /// has not signed yet and may (it is the debtor, or the creditor within the policy), and
+    /// store it when it is newer than the line held. Answers the update in force.
+    pub async fn accept(
+        &self,
+        sender: &EntityId,
+        mut update: LineUpdate,
+    ) -> Result<LineUpdate, CreditNodeError> {
+        update.verify()?;
+        let me = self.key.entity().to_string();
+        let s = &update.state;
+        let (mine, theirs) = if s.creditor == me {
+            (&update.creditor_signature, &s.debtor)
+        } else if s.debtor == me {
+            (&update.debtor_signature, &s.creditor)
+        } else {
+            return Err(CreditNodeError::Refused(
+                "this node is not a party to the line".into(),
+            ));
+        };
+        if theirs != sender.as_str() {
+            return Err(CreditNodeError::Refused(
+                "the request must be signed by the line's other party".into(),
+            ));
+        }
+        if mine.is_none() {
+            if s.creditor == me && s.limit > self.policy.give_max {
+                return Err(CreditNodeError::Refused(format!(
+                    "this node extends lines of at most {}",
+                    self.policy.give_max
+                )));
+            }
+            update.countersign(&self.key)?;
+        }
+        let held_seq = self.seq_of(&update.state.id).await?;
+        update.check_newer(held_seq.map_or(0, |(seq, _)| seq))?;
+        if let Some((_, owed)) = held_seq {
+            if owed != update.state.owed {
+                return Err(CreditNodeError::Refused(format!(
+                    "the line's balance is {owed} here: an update changes its limit, payments \
+                     change what is owed"
+                )));
+            }
+        }
+        self.store(update.clone()).await?;
+        Ok(update)
+    }
+
+    /// The line `id`'s (seq, owed), if held.
+    async fn seq_of(&self, id: &str) -> Result<Option<(u64, u64)>, CreditNodeError> {
+        let id = id.to_owned();
+        self.db
+            .run(move |conn| {
+                let row: Option<(i64, i64)> = credit_lines::table
+                    .find(&id)
+                    .select((credit_lines::seq, credit_lines::owed))
+                    .first(conn)
+                    .optional()?;
+                Ok(row.map(|(s, o)| (s.unsigned_abs(), o.unsigned_abs())))
+            })
+            .await
+    }
+
+    async fn store(&self, update: LineUpdate) -> Result<(), CreditNodeError> {
+        let s = update.state;
+        let (limit, owed, seq) = (to_i64(s.limit)?, to_i64(s.owed)?, to_i64(s.seq)?);
+        let (cs, ds) = (
+            update.creditor_signature.unwrap_or_default(),
+            update.debtor_signature.unwrap_or_default(),
+        );
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| -> Result<(), CreditNodeError> {
+                    // Conditional on seq, so two updates racing store the newer one.
+                    let held: Option<(i64, i64)> = credit_lines::table
+                        .find(&s.id)
+                        .select((credit_lines::seq, credit_lines::held))
+                        .first(conn)
+                        .optional()?;
+                    let now = i64::try_from(crate::now_ms()).unwrap_or(i64::MAX);
+                    match held {
+                        Some((held_seq, _)) if held_seq >= seq => {
+                            return Err(CreditError::Stale {
+                                held: held_seq.unsigned_abs(),
+                                got: s.seq,
+                            }
+                            .into())
+                        }
+                        Some((_, held_amount)) => {
+                            let mut line = Line {
+                                limit: 0,
+                                owed: s.owed,
+                                held: held_amount.unsigned_abs(),
+                            };
+                            line.set_limit(s.limit)?;
+                            diesel::update(credit_lines::table.find(&s.id))
+                                .set((
+                                    credit_lines::credit_limit.eq(limit),
+                                    credit_lines::seq.eq(seq),
+                                    credit_lines::creditor_signature.eq(&cs),
+                                    credit_lines::debtor_signature.eq(&ds),
+                                    credit_lines::updated_ms.eq(now),
+                                ))
+                                .execute(conn)?;
+                        }
+                        None => {
+                            diesel::insert_into(credit_lines::table)
+                                .values((
+                                    credit_lines::id.eq(&s.id),
+                                    credit_lines::creditor.eq(&s.creditor),
+                                    credit_lines::debtor.eq(&s.debtor),
+                                    credit_lines::currency.eq(&s.currency),
+                                    credit_lines::credit_limit.eq(limit),
+                                    credit_lines::owed.eq(owed),
+                                    credit_lines::held.eq(0i64),
+                                    credit_lines::seq.eq(seq),
+                                    credit_lines::creditor_signature.eq(&cs),
+                                    credit_lines::debtor_signature.eq(&ds),
+                                    credit_lines::updated_ms.eq(now),
+                                ))
+                                .execute(conn)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// This node's lines, with `party` among their parties when given.
+    pub async fn lines(&self, party: Option<String>) -> Result<LinesPage, CreditNodeError> {
+        self.db
+            .run(move |conn: &mut AnyConnection| {
+                let mut q = credit_lines::table
+                    .select((
+                        credit_lines::id,
+                        credit_lines::creditor,
+                        credit_lines::debtor,
+                        credit_lines::currency,
+                        credit_lines::credit_limit,
+                        credit_lines::owed,
+                        credit_lines::held,
+                        credit_lines::seq,
+                        credit_lines::creditor_signature,
+                        credit_lines::debtor_signature,
+                        credit_lines::updated_ms,
+                    ))
+                    .order(credit_lines::id)
+                    .limit(LINES_PAGE_MAX)
+                    .into_boxed();
+                if let Some(p) = party {
+                    q = q.filter(
+                        credit_lines::creditor
+                            .eq(p.clone())
+                            .or(credit_lines::debtor.eq(p)),
+                    );
+                }
+                let rows: Vec<Row> = q.load(conn)?;
+                Ok(LinesPage {
+                    lines: rows.iter().map(view_of).collect(),
+                })
+            })
+            .await
+    }
+}
