@@ -196,6 +196,9 @@ pub struct Publisher {
     db: db::Database,
     /// Records (DESIGN 11): views sold, agreed with the viewers' gateways (`records`).
     pub records: Arc<node::records::RecordBook>,
+    /// Credit lines with neighbours (DESIGN 12): lines given to the publisher are kept; it
+    /// extends none when asked (the default policy).
+    pub credit_lines: Arc<node::credit::CreditBook>,
     http: reqwest::Client,
     market: MarketClient,
     market_url: String,
@@ -238,6 +241,11 @@ impl Publisher {
         Publisher {
             words,
             records: records::book(db.clone(), key.clone()),
+            credit_lines: node::credit::CreditBook::new(
+                db.clone(),
+                key.clone(),
+                node::credit::CreditPolicy::default(),
+            ),
             market: MarketClient::new(http.clone(), market_url, key.clone()),
             market_url: market_url.to_owned(),
             free_riders: clients::free_riders::FreeRiders::new(options.free_rider_threshold),

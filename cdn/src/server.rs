@@ -31,6 +31,7 @@ const BODY_BYTES_MAX: u64 = 8 << 20;
 
 pub fn routes(cfg: &mut web::ServiceConfig, publisher: Arc<Publisher>) {
     node::records::routes(cfg, publisher.records.clone());
+    node::credit::http::routes(cfg, publisher.credit_lines.clone());
     cfg.app_data(web::Data::new(publisher))
         .route("/", web::get().to(crate::page::status_page))
         .route("/.well-known/lcp", web::get().to(descriptor))

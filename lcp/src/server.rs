@@ -86,9 +86,14 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     )?;
     let entity = key.entity().clone();
     // Records (DESIGN 11): the vendors' redemptions, agreed (`crate::records`).
-    let records = crate::records::book(
+    let identity = Arc::new(node::keyfile::load(&options.data_dir.join("identity.key"))?);
+    let records = crate::records::book(ledger.db().clone(), identity.clone());
+    // Credit lines (DESIGN 12): lines given to the issuer are kept; it extends none when
+    // asked (the default policy).
+    let credit = node::credit::CreditBook::new(
         ledger.db().clone(),
-        Arc::new(node::keyfile::load(&options.data_dir.join("identity.key"))?),
+        identity,
+        node::credit::CreditPolicy::default(),
     );
     let state = web::Data::new(AppState {
         entity: key.entity().to_string(),
@@ -110,6 +115,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         options.config.workers,
         move |cfg| {
             node::records::routes(cfg, records.clone());
+            node::credit::http::routes(cfg, credit.clone());
             routes(cfg, state.clone())
         },
         move || {

@@ -188,6 +188,9 @@ pub struct Market {
     pub auditor_lease: crate::auditor::Lease,
     /// Records (DESIGN 11): the blocks crawled from agents and the fork proofs kept.
     pub records: Arc<node::records::RecordBook>,
+    /// Credit lines with neighbours (DESIGN 12): lines given to the market are kept; it
+    /// extends none when asked (the default policy).
+    pub credit: Arc<node::credit::CreditBook>,
     /// Where the records crawl stands, and the forked entities (`crawl`).
     crawl: crawl::CrawlState,
     /// The last ranking of the records (`vouch`), and when it was made.
@@ -252,7 +255,13 @@ impl Market {
                 },
             ),
         ));
+        let credit = node::credit::CreditBook::new(
+            db.clone(),
+            key.clone(),
+            node::credit::CreditPolicy::default(),
+        );
         Market {
+            credit,
             key,
             db,
             http,

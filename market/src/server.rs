@@ -19,6 +19,7 @@ const REGISTRATION_BYTES_MAX: u64 = 4 << 20;
 
 pub fn routes(cfg: &mut web::ServiceConfig, market: Arc<Market>) {
     node::records::routes(cfg, market.records.clone());
+    node::credit::http::routes(cfg, market.credit.clone());
     cfg.app_data(web::Data::new(market))
         .route("/", web::get().to(crate::page::page))
         .route("/.well-known/lcp", web::get().to(descriptor))

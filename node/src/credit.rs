@@ -18,6 +18,7 @@ use std::sync::Arc;
 use db::AnyConnection;
 use diesel::prelude::*;
 use protocol::credit::{CreditError, Line, LineState, LineUpdate};
+pub use protocol::credit::{LineView, LinesPage};
 use protocol::{EntityId, KeyPair};
 use serde::{Deserialize, Serialize};
 
@@ -108,25 +109,6 @@ impl crate::service::ServiceError for CreditNodeError {
             CreditNodeError::Db(_) => "unavailable",
         }
     }
-}
-
-/// A line as a node shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineView {
-    pub id: String,
-    pub creditor: String,
-    pub debtor: String,
-    pub currency: String,
-    pub limit: u64,
-    pub owed: u64,
-    pub held: u64,
-    pub seq: u64,
-}
-
-/// The answer of `GET /v1/credit/lines`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinesPage {
-    pub lines: Vec<LineView>,
 }
 
 type Row = (

@@ -198,6 +198,25 @@ fn uuid_like(text: &str) -> Option<()> {
     .then_some(())
 }
 
+/// A line as a node shows it (`GET /v1/credit/lines`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineView {
+    pub id: String,
+    pub creditor: String,
+    pub debtor: String,
+    pub currency: String,
+    pub limit: u64,
+    pub owed: u64,
+    pub held: u64,
+    pub seq: u64,
+}
+
+/// The answer of `GET /v1/credit/lines`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinesPage {
+    pub lines: Vec<LineView>,
+}
+
 /// A line's balance as a node keeps it: `owed` by the debtor, `held` for payments under way
 /// (prepared, not yet fulfilled or released), within `limit`.
 ///
