@@ -182,6 +182,21 @@ async fn lines_are_given_asked_for_and_changed_only_by_both_signatures() {
             .lines
             .iter()
             .any(|l| l.creditor == agent && l.limit == 300 && l.owed == 0));
+        // The owner's dashboard lists both lines.
+        let page = http
+            .get(format!("{url}/"))
+            .send()
+            .await
+            .expect("dashboard")
+            .text()
+            .await
+            .expect("html");
+        assert!(
+            page.contains("id=\"credit-lines\"")
+                && page.contains("extended to this agent by")
+                && page.contains("extended by this agent to"),
+            "{page}"
+        );
         let resp = http
             .get(format!("{url}/v1/credit/lines?party=alice"))
             .send()
