@@ -66,8 +66,12 @@ mod tests_support {
 }
 
 mod unit {
+    use super::super::refresh::rows_after;
+    use super::super::scan::Narrow;
     use super::super::*;
     use super::tests_support::*;
+    use crate::schema::agents;
+    use diesel::prelude::*;
 
     #[test]
     fn pre_selection_is_deterministic_and_bounded_per_network() {
@@ -303,6 +307,7 @@ mod unit {
 }
 
 mod kept_pools {
+    use super::super::scan::Narrow;
     use super::super::*;
     use super::tests_support::*;
 
