@@ -111,30 +111,18 @@ impl crate::service::ServiceError for CreditNodeError {
     }
 }
 
-type Row = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    String,
-    i64,
-);
+type Row = (String, String, String, String, i64, i64, i64, i64);
 
-fn view_of(r: &Row) -> LineView {
+fn view_of((id, creditor, debtor, currency, limit, owed, held, seq): Row) -> LineView {
     LineView {
-        id: r.0.clone(),
-        creditor: r.1.clone(),
-        debtor: r.2.clone(),
-        currency: r.3.clone(),
-        limit: r.4.unsigned_abs(),
-        owed: r.5.unsigned_abs(),
-        held: r.6.unsigned_abs(),
-        seq: r.7.unsigned_abs(),
+        id,
+        creditor,
+        debtor,
+        currency,
+        limit: limit.unsigned_abs(),
+        owed: owed.unsigned_abs(),
+        held: held.unsigned_abs(),
+        seq: seq.unsigned_abs(),
     }
 }
 
@@ -162,6 +150,9 @@ impl CreditBook {
         currency: &str,
         limit: u64,
     ) -> Result<LineUpdate, CreditNodeError> {
+        if limit == 0 {
+            return Err(CreditError::Range("a line's limit is at least 1").into());
+        }
         if self.policy.give_max == 0 || limit > self.policy.give_max {
             return Err(CreditNodeError::Refused(format!(
                 "this node extends lines of at most {} to neighbours who ask",
@@ -214,35 +205,19 @@ impl CreditBook {
             }
             update.countersign(&self.key)?;
         }
-        let held_seq = self.seq_of(&update.state.id).await?;
-        update.check_newer(held_seq.map_or(0, |(seq, _)| seq))?;
-        if let Some((_, owed)) = held_seq {
-            if owed != update.state.owed {
-                return Err(CreditNodeError::Refused(format!(
-                    "the line's balance is {owed} here: an update changes its limit, payments \
-                     change what is owed"
-                )));
-            }
+        // The other party's signature was verified above; ours was just made.
+        if update.creditor_signature.is_none() || update.debtor_signature.is_none() {
+            return Err(CreditNodeError::Refused(
+                "a line in force carries both parties' signatures".into(),
+            ));
         }
         self.store(update.clone()).await?;
         Ok(update)
     }
 
-    /// The line `id`'s (seq, owed), if held.
-    async fn seq_of(&self, id: &str) -> Result<Option<(u64, u64)>, CreditNodeError> {
-        let id = id.to_owned();
-        self.db
-            .run(move |conn| {
-                let row: Option<(i64, i64)> = credit_lines::table
-                    .find(&id)
-                    .select((credit_lines::seq, credit_lines::owed))
-                    .first(conn)
-                    .optional()?;
-                Ok(row.map(|(s, o)| (s.unsigned_abs(), o.unsigned_abs())))
-            })
-            .await
-    }
-
+    /// Keep `update` (both signatures verified): a new line, or a newer state of the line
+    /// held under its id, between the same parties in the same currency, owing the same.
+    /// Checked and written in one transaction, so of two updates racing the newer is kept.
     async fn store(&self, update: LineUpdate) -> Result<(), CreditNodeError> {
         let s = update.state;
         let (limit, owed, seq) = (to_i64(s.limit)?, to_i64(s.owed)?, to_i64(s.seq)?);
@@ -253,56 +228,73 @@ impl CreditBook {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<(), CreditNodeError> {
-                    // Conditional on seq, so two updates racing store the newer one.
-                    let held: Option<(i64, i64)> = credit_lines::table
+                    type Held = (String, String, String, i64, i64, i64);
+                    let held: Option<Held> = credit_lines::table
                         .find(&s.id)
-                        .select((credit_lines::seq, credit_lines::held))
+                        .select((
+                            credit_lines::creditor,
+                            credit_lines::debtor,
+                            credit_lines::currency,
+                            credit_lines::owed,
+                            credit_lines::held,
+                            credit_lines::seq,
+                        ))
                         .first(conn)
                         .optional()?;
                     let now = i64::try_from(crate::now_ms()).unwrap_or(i64::MAX);
-                    match held {
-                        Some((held_seq, _)) if held_seq >= seq => {
-                            return Err(CreditError::Stale {
-                                held: held_seq.unsigned_abs(),
-                                got: s.seq,
-                            }
-                            .into())
-                        }
-                        Some((_, held_amount)) => {
-                            let mut line = Line {
-                                limit: 0,
-                                owed: s.owed,
-                                held: held_amount.unsigned_abs(),
-                            };
-                            line.set_limit(s.limit)?;
-                            diesel::update(credit_lines::table.find(&s.id))
-                                .set((
-                                    credit_lines::credit_limit.eq(limit),
-                                    credit_lines::seq.eq(seq),
-                                    credit_lines::creditor_signature.eq(&cs),
-                                    credit_lines::debtor_signature.eq(&ds),
-                                    credit_lines::updated_ms.eq(now),
-                                ))
-                                .execute(conn)?;
-                        }
-                        None => {
-                            diesel::insert_into(credit_lines::table)
-                                .values((
-                                    credit_lines::id.eq(&s.id),
-                                    credit_lines::creditor.eq(&s.creditor),
-                                    credit_lines::debtor.eq(&s.debtor),
-                                    credit_lines::currency.eq(&s.currency),
-                                    credit_lines::credit_limit.eq(limit),
-                                    credit_lines::owed.eq(owed),
-                                    credit_lines::held.eq(0i64),
-                                    credit_lines::seq.eq(seq),
-                                    credit_lines::creditor_signature.eq(&cs),
-                                    credit_lines::debtor_signature.eq(&ds),
-                                    credit_lines::updated_ms.eq(now),
-                                ))
-                                .execute(conn)?;
-                        }
+                    let Some((creditor, debtor, currency, held_owed, held_amount, held_seq)) = held
+                    else {
+                        diesel::insert_into(credit_lines::table)
+                            .values((
+                                credit_lines::id.eq(&s.id),
+                                credit_lines::creditor.eq(&s.creditor),
+                                credit_lines::debtor.eq(&s.debtor),
+                                credit_lines::currency.eq(&s.currency),
+                                credit_lines::credit_limit.eq(limit),
+                                credit_lines::owed.eq(owed),
+                                credit_lines::held.eq(0i64),
+                                credit_lines::seq.eq(seq),
+                                credit_lines::creditor_signature.eq(&cs),
+                                credit_lines::debtor_signature.eq(&ds),
+                                credit_lines::updated_ms.eq(now),
+                            ))
+                            .execute(conn)?;
+                        return Ok(());
+                    };
+                    if (creditor, debtor, currency) != (s.creditor, s.debtor, s.currency) {
+                        return Err(CreditNodeError::Refused(
+                            "this id is another line's (other parties or currency)".into(),
+                        ));
                     }
+                    if held_seq >= seq {
+                        return Err(CreditError::Stale {
+                            held: held_seq.unsigned_abs(),
+                            got: s.seq,
+                        }
+                        .into());
+                    }
+                    if held_owed != owed {
+                        return Err(CreditNodeError::Refused(format!(
+                            "the line's balance is {held_owed} here: an update changes its \
+                             limit, payments change what is owed"
+                        )));
+                    }
+                    // The new limit must still cover what is owed and held.
+                    let mut line = Line {
+                        limit: 0,
+                        owed: s.owed,
+                        held: held_amount.unsigned_abs(),
+                    };
+                    line.set_limit(s.limit)?;
+                    diesel::update(credit_lines::table.find(&s.id))
+                        .set((
+                            credit_lines::credit_limit.eq(limit),
+                            credit_lines::seq.eq(seq),
+                            credit_lines::creditor_signature.eq(&cs),
+                            credit_lines::debtor_signature.eq(&ds),
+                            credit_lines::updated_ms.eq(now),
+                        ))
+                        .execute(conn)?;
                     Ok(())
                 })
             })
@@ -323,9 +315,6 @@ impl CreditBook {
                         credit_lines::owed,
                         credit_lines::held,
                         credit_lines::seq,
-                        credit_lines::creditor_signature,
-                        credit_lines::debtor_signature,
-                        credit_lines::updated_ms,
                     ))
                     .order(credit_lines::id)
                     .limit(LINES_PAGE_MAX)
@@ -339,7 +328,7 @@ impl CreditBook {
                 }
                 let rows: Vec<Row> = q.load(conn)?;
                 Ok(LinesPage {
-                    lines: rows.iter().map(view_of).collect(),
+                    lines: rows.into_iter().map(view_of).collect(),
                 })
             })
             .await

@@ -116,6 +116,21 @@ async fn lines_are_given_asked_for_and_changed_only_by_both_signatures() {
             post(&client, serde_json::json!({ "update": owing })).await,
             Err("line_refused".to_owned())
         );
+        // Another line under this line's id (another currency): refused, the line unchanged.
+        let other_currency = KeyPair::generate().expect("key").entity().to_string();
+        let hijack = LineUpdate::sign(
+            LineState {
+                seq: 9,
+                currency: other_currency,
+                ..state.clone()
+            },
+            &neighbour,
+        )
+        .expect("sign");
+        assert_eq!(
+            post(&client, serde_json::json!({ "update": hijack })).await,
+            Err("line_refused".to_owned())
+        );
         // A newer update by both raises the limit.
         let raised = post(&client, serde_json::json!({ "update": raised }))
             .await

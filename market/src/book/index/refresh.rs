@@ -137,23 +137,15 @@ impl Market {
         }
         let started = Instant::now();
         let index = self.index.clone();
-        let db_micros = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let db_took = db_micros.clone();
-        self.db
-            .run(move |conn| -> Result<(), Error> {
+        let took = self
+            .db
+            .run(move |conn| -> Result<std::time::Duration, Error> {
                 let began = Instant::now();
-                let read = refresh_from(conn, &index);
-                let us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-                db_took.store(us, std::sync::atomic::Ordering::Relaxed);
-                read
+                refresh_from(conn, &index).map(|()| began.elapsed())
             })
             .await?;
         if let Some(t) = timings {
-            let us = db_micros.load(std::sync::atomic::Ordering::Relaxed);
-            t.add(
-                crate::book::timings::Phase::RefreshDb,
-                std::time::Duration::from_micros(us),
-            );
+            t.add(crate::book::timings::Phase::RefreshDb, took);
         }
         *self
             .index_read_at
