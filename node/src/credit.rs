@@ -37,6 +37,7 @@ diesel::table! {
         creditor_signature -> Text,
         debtor_signature -> Text,
         updated_ms -> BigInt,
+        repaying -> BigInt,
     }
 }
 
@@ -111,9 +112,11 @@ impl crate::service::ServiceError for CreditNodeError {
     }
 }
 
-type Row = (String, String, String, String, i64, i64, i64, i64);
+type Row = (String, String, String, String, i64, i64, i64, i64, i64, i64);
 
-fn view_of((id, creditor, debtor, currency, limit, owed, held, seq): Row) -> LineView {
+fn view_of(
+    (id, creditor, debtor, currency, limit, owed, held, repaying, seq, updated_ms): Row,
+) -> LineView {
     LineView {
         id,
         creditor,
@@ -122,9 +125,38 @@ fn view_of((id, creditor, debtor, currency, limit, owed, held, seq): Row) -> Lin
         limit: limit.unsigned_abs(),
         owed: owed.unsigned_abs(),
         held: held.unsigned_abs(),
+        repaying: repaying.unsigned_abs(),
         seq: seq.unsigned_abs(),
+        updated_ms: updated_ms.unsigned_abs(),
     }
 }
+
+/// The columns of a [`Row`].
+type RowColumns = (
+    credit_lines::id,
+    credit_lines::creditor,
+    credit_lines::debtor,
+    credit_lines::currency,
+    credit_lines::credit_limit,
+    credit_lines::owed,
+    credit_lines::held,
+    credit_lines::repaying,
+    credit_lines::seq,
+    credit_lines::updated_ms,
+);
+
+const ROW_COLUMNS: RowColumns = (
+    credit_lines::id,
+    credit_lines::creditor,
+    credit_lines::debtor,
+    credit_lines::currency,
+    credit_lines::credit_limit,
+    credit_lines::owed,
+    credit_lines::held,
+    credit_lines::repaying,
+    credit_lines::seq,
+    credit_lines::updated_ms,
+);
 
 fn to_i64(n: u64) -> Result<i64, CreditNodeError> {
     i64::try_from(n).map_err(|_| CreditNodeError::Credit(CreditError::Range("above 2^63")))
@@ -284,6 +316,7 @@ impl CreditBook {
                         limit: 0,
                         owed: s.owed,
                         held: held_amount.unsigned_abs(),
+                        repaying: 0,
                     };
                     line.set_limit(s.limit)?;
                     diesel::update(credit_lines::table.find(&s.id))
@@ -306,16 +339,7 @@ impl CreditBook {
         self.db
             .run(move |conn: &mut AnyConnection| {
                 let mut q = credit_lines::table
-                    .select((
-                        credit_lines::id,
-                        credit_lines::creditor,
-                        credit_lines::debtor,
-                        credit_lines::currency,
-                        credit_lines::credit_limit,
-                        credit_lines::owed,
-                        credit_lines::held,
-                        credit_lines::seq,
-                    ))
+                    .select(ROW_COLUMNS)
                     .order(credit_lines::id)
                     .limit(LINES_PAGE_MAX)
                     .into_boxed();

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{EntityId, KeyPair};
 
 pub mod flow;
+pub mod seal;
 
 /// Domain separation of line update signatures.
 pub const LINE_DOMAIN: &str = "LCP-LINE-1";
@@ -46,6 +47,10 @@ pub enum CreditError {
     Expiry(String),
     #[error("the secret does not fulfil the condition")]
     WrongSecret,
+    #[error("the payment is not under way here: {0}")]
+    UnknownPayment(String),
+    #[error("the payment was already settled here")]
+    Settled,
 }
 
 impl CreditError {
@@ -58,6 +63,8 @@ impl CreditError {
             CreditError::Range(_) => "invalid_amount",
             CreditError::Expiry(_) => "invalid_expiry",
             CreditError::WrongSecret => "wrong_secret",
+            CreditError::UnknownPayment(_) => "unknown_payment",
+            CreditError::Settled => "payment_settled",
         }
     }
 }
@@ -207,8 +214,15 @@ pub struct LineView {
     pub currency: String,
     pub limit: u64,
     pub owed: u64,
+    /// What payments from the debtor hold against the limit.
     pub held: u64,
+    /// What payments from the creditor hold against what is owed.
+    #[serde(default)]
+    pub repaying: u64,
     pub seq: u64,
+    /// When this node last changed the line (Unix ms).
+    #[serde(default)]
+    pub updated_ms: u64,
 }
 
 /// The answer of `GET /v1/credit/lines`.
@@ -217,18 +231,21 @@ pub struct LinesPage {
     pub lines: Vec<LineView>,
 }
 
-/// A line's balance as a node keeps it: `owed` by the debtor, `held` for payments under way
-/// (prepared, not yet fulfilled or released), within `limit`.
+/// A line's balance as a node keeps it: `owed` by the debtor, `held` for payments from the
+/// debtor under way (prepared, not yet fulfilled or released), `repaying` for payments from
+/// the creditor under way (they lower what is owed when fulfilled).
 ///
 /// Invariants (every operation keeps them or changes nothing):
-/// - `owed + held <= limit`, with no overflow anywhere;
-/// - a hold is committed (moved into `owed`) or released at most once, by its caller's
-///   bookkeeping; `commit` and `release` never take more than is held.
+/// - `owed + held <= limit` and `repaying <= owed`, with no overflow anywhere;
+/// - a hold is committed or released at most once, by its caller's bookkeeping; `commit`
+///   and `release` never take more than is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Line {
     pub limit: u64,
     pub owed: u64,
     pub held: u64,
+    #[serde(default)]
+    pub repaying: u64,
 }
 
 impl Line {
@@ -280,12 +297,51 @@ impl Line {
         Ok(())
     }
 
-    /// The debtor paid `amount` back (a settlement, or a payment the other way).
-    pub fn repay(&mut self, amount: u64) -> Result<(), CreditError> {
-        self.owed = self
-            .owed
+    /// What payments from the creditor may still take off the debt: `owed - repaying`.
+    pub fn repayable(&self) -> u64 {
+        self.owed.saturating_sub(self.repaying)
+    }
+
+    /// Hold `amount` of what is owed for a payment from the creditor to the debtor.
+    pub fn hold_repay(&mut self, amount: u64) -> Result<(), CreditError> {
+        if amount == 0 {
+            return Err(CreditError::Range("a hold is of at least 1"));
+        }
+        if amount > self.repayable() {
+            return Err(CreditError::Range("more held against the debt than is owed"));
+        }
+        self.repaying += amount; // repayable() bounds it: repaying + amount <= owed.
+        Ok(())
+    }
+
+    /// Release `amount` held against the debt.
+    pub fn release_repay(&mut self, amount: u64) -> Result<(), CreditError> {
+        self.repaying = self
+            .repaying
             .checked_sub(amount)
-            .ok_or(CreditError::Range("more repaid than owed"))?;
+            .ok_or(CreditError::Range("more released than held"))?;
+        Ok(())
+    }
+
+    /// Commit `amount` held against the debt: the debtor owes that much less.
+    pub fn commit_repay(&mut self, amount: u64) -> Result<(), CreditError> {
+        let repaying = self
+            .repaying
+            .checked_sub(amount)
+            .ok_or(CreditError::Range("more committed than held"))?;
+        // repaying <= owed held before, so amount <= owed.
+        self.owed -= amount;
+        self.repaying = repaying;
+        Ok(())
+    }
+
+    /// The debtor paid `amount` back outside a payment (a settlement): only what no payment
+    /// holds.
+    pub fn repay(&mut self, amount: u64) -> Result<(), CreditError> {
+        if amount > self.repayable() {
+            return Err(CreditError::Range("more repaid than owed"));
+        }
+        self.owed -= amount;
         Ok(())
     }
 
@@ -313,7 +369,7 @@ impl Line {
 /// line `from` extends `to`.
 pub fn capacity(to_from: Option<&Line>, from_to: Option<&Line>) -> u64 {
     let borrow = to_from.map_or(0, Line::room);
-    let repay = from_to.map_or(0, |l| l.owed.saturating_sub(l.held));
+    let repay = from_to.map_or(0, Line::repayable);
     borrow.saturating_add(repay)
 }
 
@@ -351,6 +407,32 @@ pub struct Prepare {
     /// The secret sealed to the target's credit key (opaque to the hops).
     pub sealed_secret: String,
     pub expires_at: u64,
+    /// How the sender splits `amount` over its lines with the receiver (a hop may draw on
+    /// the line the receiver extends it and on what the receiver owes it). Empty: the
+    /// receiver splits the same way the sender would ([`hop_split`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LinePart>,
+}
+
+/// Part of one hop's amount on one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinePart {
+    pub line: String,
+    pub amount: u64,
+}
+
+/// How a hop from `payer` to `payee` carries `amount` (DESIGN 12's capacity): first off
+/// what the payee owes the payer (`repay`, the line the payer extends), then on the line the
+/// payee extends the payer (`borrow`). Answers (repaid, borrowed), or `None` when the two
+/// cannot carry it.
+pub fn hop_split(repay: Option<&Line>, borrow: Option<&Line>, amount: u64) -> Option<(u64, u64)> {
+    let repaid = repay.map_or(0, Line::repayable).min(amount);
+    let borrowed = amount - repaid;
+    if borrowed > 0 && borrow.map_or(0, Line::room) < borrowed {
+        return None;
+    }
+    Some((repaid, borrowed))
 }
 
 impl Prepare {
@@ -376,8 +458,28 @@ impl Prepare {
         if EntityId::parse(&self.currency).is_err() {
             return bad("currency must be an issuer id");
         }
-        if self.condition.len() != 64 || !self.condition.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return bad("condition must be 64 hex digits");
+        if self.condition.len() != 64
+            || !self
+                .condition
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return bad("condition must be 64 lowercase hex digits");
+        }
+        if self.lines.len() > 2 {
+            return bad("a hop draws on at most two lines");
+        }
+        let mut sum = 0u64;
+        for part in &self.lines {
+            if uuid_like(&part.line).is_none() || part.amount == 0 {
+                return bad("each line part names a line and at least 1");
+            }
+            sum = sum
+                .checked_add(part.amount)
+                .ok_or(CreditError::Range("line parts overflow"))?;
+        }
+        if !self.lines.is_empty() && sum != self.amount {
+            return Err(CreditError::Range("line parts add up to the amount"));
         }
         Ok(())
     }
@@ -414,7 +516,60 @@ pub struct Fulfill {
 #[serde(deny_unknown_fields)]
 pub struct Reject {
     pub payment: String,
+    #[serde(default)]
     pub reason: String,
+}
+
+/// A prepare's answer when the payment was fulfilled: the secret (hex), which commits the
+/// hop it reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fulfilled {
+    pub payment: String,
+    pub secret: String,
+}
+
+/// One hold as a node shows it (`GET /v1/credit/payments/{payment}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    pub line: String,
+    /// `in` (the peer pays this node) or `out` (this node pays the peer).
+    pub direction: String,
+    /// `borrow` or `repay`.
+    pub kind: String,
+    pub peer: String,
+    pub amount: u64,
+    pub expires_at: u64,
+    /// `held`, `committed` or `released`.
+    pub state: String,
+}
+
+/// What a node knows of one payment: its holds on lines with the asker, and the secret once
+/// the payment is committed here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentStatus {
+    pub payment: String,
+    pub holds: Vec<HoldView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A node's trust in a neighbour (seed 003), in [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustEdge {
+    pub from: String,
+    pub to: String,
+    pub trust: f64,
+}
+
+/// The answer of `GET /v1/credit/trust?to=X`: the node's trust in X (the best product along
+/// paths of the edges it learned) and those edges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustAnswer {
+    pub from: String,
+    pub to: String,
+    pub trust: f64,
+    pub edges: Vec<TrustEdge>,
 }
 
 #[cfg(test)]

@@ -106,9 +106,36 @@ fn prepares_are_checked() {
         condition: condition_of(&[1; SECRET_BYTES]),
         sealed_secret: String::new(),
         expires_at: 1,
+        lines: Vec::new(),
     };
     good.validate().expect("valid");
+    let parts = |a: u64, b: u64| {
+        vec![
+            LinePart {
+                line: "0b7c1c52-4b8e-4a57-9d55-1f6f0d7c9a12".into(),
+                amount: a,
+            },
+            LinePart {
+                line: "0b7c1c52-4b8e-4a57-9d55-1f6f0d7c9a13".into(),
+                amount: b,
+            },
+        ]
+    };
+    Prepare {
+        lines: parts(10, 30),
+        ..good.clone()
+    }
+    .validate()
+    .expect("parts adding up to the amount");
     let cases = [
+        Prepare {
+            lines: parts(10, 31),
+            ..good.clone()
+        },
+        Prepare {
+            condition: good.condition.to_uppercase(),
+            ..good.clone()
+        },
         Prepare {
             amount: 0,
             ..good.clone()
@@ -227,7 +254,7 @@ proptest! {
     #[test]
     fn line_operations_keep_owed_and_held_within_the_limit(
         limit in 0u64..1_000,
-        ops in proptest::collection::vec((0u8..5, 0u64..600), 0..60),
+        ops in proptest::collection::vec((0u8..8, 0u64..600), 0..60),
     ) {
         let mut line = Line { limit, ..Line::default() };
         for (op, amount) in ops {
@@ -237,12 +264,16 @@ proptest! {
                 1 => line.release(amount),
                 2 => line.commit(amount),
                 3 => line.repay(amount),
+                4 => line.hold_repay(amount),
+                5 => line.release_repay(amount),
+                6 => line.commit_repay(amount),
                 _ => line.set_limit(amount),
             };
             if result.is_err() {
                 prop_assert_eq!(line, before, "a refused operation changes nothing");
             }
             prop_assert!(line.owed + line.held <= line.limit);
+            prop_assert!(line.repaying <= line.owed);
             prop_assert_eq!(line.room(), line.limit - line.owed - line.held);
         }
     }
@@ -282,4 +313,30 @@ proptest! {
         let slow = brute_trust(&trusts, "A", "Z", PATH_HOPS_MAX, &mut vec!["A".to_owned()]);
         prop_assert!((fast - slow).abs() < 1e-12, "{} vs {}", fast, slow);
     }
+}
+
+#[test]
+fn a_hop_repays_first_then_borrows() {
+    let owed_to_payer = Line {
+        limit: 100,
+        owed: 30,
+        held: 0,
+        repaying: 10,
+    };
+    let extended = Line {
+        limit: 50,
+        owed: 20,
+        held: 5,
+        repaying: 0,
+    };
+    assert_eq!(hop_split(Some(&owed_to_payer), Some(&extended), 15), Some((15, 0)));
+    assert_eq!(hop_split(Some(&owed_to_payer), Some(&extended), 45), Some((20, 25)));
+    assert_eq!(hop_split(Some(&owed_to_payer), Some(&extended), 46), None);
+    assert_eq!(hop_split(None, Some(&extended), 25), Some((0, 25)));
+    assert_eq!(hop_split(None, None, 1), None);
+    assert_eq!(
+        capacity(Some(&extended), Some(&owed_to_payer)),
+        45,
+        "capacity is what a hop can carry"
+    );
 }
