@@ -179,6 +179,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         0,
         move |cfg| crate::server::routes(cfg, for_routes.clone()),
         move || {
+            for_tasks.credit_lines.start();
             actix_web::rt::spawn(redeem_loop(for_tasks.clone()));
             actix_web::rt::spawn(scale_loop(for_tasks, every));
         },

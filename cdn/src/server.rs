@@ -87,6 +87,7 @@ async fn descriptor(p: State) -> HttpResponse {
             // Sold per piece (paid with each window of instructions), or per view when 0.
             "price_per_piece": p.options().price_per_piece,
             "paywords": true,
+            "credit_key": p.credit_lines.credit_key_hex(),
         }),
     )
 }

@@ -21,6 +21,7 @@
 //! shows no actix-web, diesel or object_store), so the CLIs that use it stay small.
 
 pub mod agent;
+pub mod credit;
 pub mod free_riders;
 pub mod issuer;
 pub mod market;

@@ -11,6 +11,8 @@ use lcp::config::IssuerConfig;
 use node::client::{ClientOptions, CounterStore};
 use protocol::EntityId;
 
+mod credit_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "lcp",
@@ -93,6 +95,11 @@ enum Cmd {
     Chain {
         #[command(subcommand)]
         command: ChainCmd,
+    },
+    /// Credit lines and payments over credit paths: lines, open, pay, trust (DESIGN 12)
+    Credit {
+        #[command(subcommand)]
+        command: credit_cmd::CreditCmd,
     },
     /// Load generator: fund N wallets from the issuer's key and run M transfers concurrently
     Bench {
@@ -418,6 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Chain { command } => chain(command),
+        Cmd::Credit { command } => credit_cmd::run(command),
         Cmd::Demo { dir, listen, stay } => runtime()?.block_on(lcp::demo::run(dir, listen, stay)),
     }
 }

@@ -40,6 +40,8 @@ struct AppState {
     ledger: Ledger,
     config: IssuerConfig,
     metrics: Arc<Metrics>,
+    /// The identity's credit key (DESIGN 12), shown in the descriptor.
+    credit_key: String,
 }
 
 /// A running issuer. Dropping it stops the server.
@@ -96,6 +98,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         node::credit::CreditPolicy::default(),
     );
     let state = web::Data::new(AppState {
+        credit_key: credit.credit_key_hex(),
         entity: key.entity().to_string(),
         key,
         broker: crate::broker::Broker::default(),
@@ -103,6 +106,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         config: options.config.clone(),
         metrics,
     });
+    let credit_for_tasks = credit.clone();
     let sweeper = (
         ledger.clone(),
         options.config.redeem_grace_s,
@@ -120,6 +124,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         },
         move || {
             let (ledger, grace_s, interval) = sweeper;
+            credit_for_tasks.start();
             actix_web::rt::spawn(crate::broker::sweep_expired(ledger, grace_s, interval));
         },
     )?;
@@ -168,6 +173,7 @@ async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
             "supply_cap": c.supply_cap,
         },
         "paywords": crate::broker::limits(c.redeem_grace_s),
+        "credit_key": state.credit_key,
         }),
     )
 }

@@ -100,6 +100,7 @@ pub fn start_with_audits(
         move || {
             // The loops run in whichever process sharing the database holds the lease.
             let lease = for_tasks.auditor_lease.clone();
+            for_tasks.credit.start();
             actix_web::rt::spawn(lease.clone().keep(for_tasks.clone()));
             actix_web::rt::spawn(crate::auditor::audit_loop(
                 for_tasks.clone(),

@@ -59,7 +59,10 @@ async fn descriptor(market: State) -> HttpResponse {
     service::descriptor(
         "market",
         market.key.entity(),
-        serde_json::json!({ "endpoint": market.endpoint() }),
+        serde_json::json!({
+            "endpoint": market.endpoint(),
+            "credit_key": market.credit.credit_key_hex(),
+        }),
     )
 }
 

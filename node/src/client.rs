@@ -325,11 +325,48 @@ impl SignedClient {
         counter: u64,
         extra: &[(&str, String)],
     ) -> Result<CommandAnswer<T>, ClientError> {
+        self.command_full(method, path, body, content_type, counter, extra, 0)
+            .await
+    }
+
+    /// A JSON command whose answer may take `extra_wait_ms` longer than usual (a credit
+    /// prepare that waits for the rest of its payment).
+    pub async fn command_waiting<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        counter: u64,
+        extra_wait_ms: u64,
+    ) -> Result<CommandAnswer<T>, ClientError> {
+        self.command_full(
+            method,
+            path,
+            body,
+            "application/json",
+            counter,
+            &[],
+            extra_wait_ms,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn command_full<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        counter: u64,
+        extra: &[(&str, String)],
+        extra_wait_ms: u64,
+    ) -> Result<CommandAnswer<T>, ClientError> {
         let audience = self.audience().await?.clone();
         let mut headers = vec![("content-type", content_type.to_owned())];
         headers.extend(extra.iter().cloned());
         let resp = self
-            .send(method, path, body, Some(counter), &headers, 0)
+            .send(method, path, body, Some(counter), &headers, extra_wait_ms)
             .await?;
         let status = resp.status().as_u16();
         let receipt = resp

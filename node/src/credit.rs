@@ -13,6 +13,7 @@
 //! Invariants: a stored line always carries both parties' valid signatures over its stored
 //! state; `owed + held <= limit`; `seq` only grows.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use db::AnyConnection;
@@ -21,8 +22,15 @@ use protocol::credit::{CreditError, Line, LineState, LineUpdate};
 pub use protocol::credit::{LineView, LinesPage};
 use protocol::{EntityId, KeyPair};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
+pub mod holds;
 pub mod http;
+pub mod neighbors;
+pub mod paths;
+mod pay;
+
+pub use neighbors::NeighborConfig;
 
 diesel::table! {
     credit_lines (id) {
@@ -44,13 +52,60 @@ diesel::table! {
 /// Lines one listing answers at most.
 pub const LINES_PAGE_MAX: i64 = 1_000;
 
-/// What the node's operator allows (config).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// What the node's operator allows and names (the `[credit]` section of a config file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct CreditPolicy {
     /// The largest line this node extends to a neighbour who asks (minor units); 0 refuses
     /// every ask.
     #[serde(default)]
     pub give_max: u64,
+    /// The longest a payment may hold on this node's lines (ms).
+    #[serde(default = "hold_ms_max_default")]
+    pub hold_ms_max: u64,
+    /// The servers this node deals with: where they answer, trust, lines given.
+    #[serde(default)]
+    pub neighbors: Vec<NeighborConfig>,
+}
+
+fn hold_ms_max_default() -> u64 {
+    60_000
+}
+
+impl Default for CreditPolicy {
+    fn default() -> Self {
+        CreditPolicy {
+            give_max: 0,
+            hold_ms_max: hold_ms_max_default(),
+            neighbors: Vec::new(),
+        }
+    }
+}
+
+impl CreditPolicy {
+    /// A one-line reason when the section cannot be used.
+    pub fn check(&self) -> Result<(), String> {
+        if self.hold_ms_max < 4 * protocol::credit::HOP_EXPIRY_MARGIN_MS {
+            return Err(format!(
+                "credit.hold_ms_max must be at least {} (four hops' margins)",
+                4 * protocol::credit::HOP_EXPIRY_MARGIN_MS
+            ));
+        }
+        if self.neighbors.len() > neighbors::NEIGHBORS_MAX {
+            return Err(format!(
+                "at most {} credit neighbours",
+                neighbors::NEIGHBORS_MAX
+            ));
+        }
+        self.neighbors.iter().try_for_each(NeighborConfig::check)
+    }
+}
+
+/// How a payment ended at its target, for the prepares still waiting.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Fulfilled(String),
+    Rejected,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +124,40 @@ pub enum CreditNodeError {
     Auth(#[from] protocol::AuthError),
     #[error("database: {0}")]
     Db(#[from] db::DbError),
+    #[error("this payment was already prepared here on this path")]
+    Duplicate,
+    #[error("the payment did not arrive whole before its holds lapsed")]
+    Incomplete,
+    #[error("no route: {0}")]
+    NoRoute(String),
+    #[error("the next hop did not answer: {0}")]
+    Unreachable(String),
+    #[error("the next hop refused: {code}: {message}")]
+    Downstream {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
+
+/// The codes a hop passes on from the hops after it; any other becomes
+/// `downstream_refused`.
+const PASSED_ON_CODES: [&str; 14] = [
+    "invalid_line",
+    "invalid_line_signature",
+    "stale_update",
+    "over_limit",
+    "invalid_amount",
+    "invalid_expiry",
+    "wrong_secret",
+    "unknown_payment",
+    "payment_settled",
+    "line_refused",
+    "duplicate_prepare",
+    "payment_incomplete",
+    "no_route",
+    "hop_unreachable",
+];
 
 impl From<crate::service::InvalidJson> for CreditNodeError {
     fn from(e: crate::service::InvalidJson) -> Self {
@@ -87,8 +175,14 @@ impl crate::service::ServiceError for CreditNodeError {
     fn status(&self) -> actix_web::http::StatusCode {
         use actix_web::http::StatusCode;
         match self {
-            CreditNodeError::Credit(CreditError::Stale { .. } | CreditError::OverLimit { .. })
-            | CreditNodeError::Refused(_) => StatusCode::CONFLICT,
+            CreditNodeError::Credit(CreditError::UnknownPayment(_)) => StatusCode::NOT_FOUND,
+            CreditNodeError::Credit(
+                CreditError::Stale { .. } | CreditError::OverLimit { .. } | CreditError::Settled,
+            )
+            | CreditNodeError::Refused(_)
+            | CreditNodeError::Duplicate
+            | CreditNodeError::Incomplete
+            | CreditNodeError::NoRoute(_) => StatusCode::CONFLICT,
             CreditNodeError::Credit(_)
             | CreditNodeError::Query(_)
             | CreditNodeError::InvalidJson(_) => StatusCode::BAD_REQUEST,
@@ -96,6 +190,11 @@ impl crate::service::ServiceError for CreditNodeError {
             CreditNodeError::Auth(protocol::AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
             CreditNodeError::Auth(_) => StatusCode::UNAUTHORIZED,
             CreditNodeError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CreditNodeError::Unreachable(_) => StatusCode::GATEWAY_TIMEOUT,
+            CreditNodeError::Downstream { status, .. } => StatusCode::from_u16(*status)
+                .ok()
+                .filter(|s| s.is_client_error())
+                .unwrap_or(StatusCode::BAD_GATEWAY),
         }
     }
 
@@ -108,6 +207,15 @@ impl crate::service::ServiceError for CreditNodeError {
             CreditNodeError::Body(e) => e.code(),
             CreditNodeError::Auth(e) => e.code(),
             CreditNodeError::Db(_) => "unavailable",
+            CreditNodeError::Duplicate => "duplicate_prepare",
+            CreditNodeError::Incomplete => "payment_incomplete",
+            CreditNodeError::NoRoute(_) => "no_route",
+            CreditNodeError::Unreachable(_) => "hop_unreachable",
+            CreditNodeError::Downstream { code, .. } => PASSED_ON_CODES
+                .iter()
+                .find(|c| **c == code.as_str())
+                .copied()
+                .unwrap_or("downstream_refused"),
         }
     }
 }
@@ -162,16 +270,70 @@ fn to_i64(n: u64) -> Result<i64, CreditNodeError> {
     i64::try_from(n).map_err(|_| CreditNodeError::Credit(CreditError::Range("above 2^63")))
 }
 
-/// A server's credit lines: its key, its database and its operator's policy.
+/// A server's credit node: its lines (in its database), its key, its operator's policy and
+/// neighbours, and the payments waiting at it as their target.
 pub struct CreditBook {
     pub db: db::Database,
     pub key: Arc<KeyPair>,
     pub policy: CreditPolicy,
+    credit_key: protocol::credit::seal::CreditKey,
+    http: reqwest::Client,
+    counter: crate::client::ClockCounter,
+    neighbors: neighbors::Neighbors,
+    /// Payments this node is the target of that wait for the rest of their total.
+    waiters: std::sync::Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
+    /// One target step (hold, sum, maybe commit) at a time.
+    target_step: tokio::sync::Mutex<()>,
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl CreditBook {
     pub fn new(db: db::Database, key: Arc<KeyPair>, policy: CreditPolicy) -> Arc<CreditBook> {
-        Arc::new(CreditBook { db, key, policy })
+        let options = crate::client::ClientOptions {
+            ca_cert: None,
+            read_ms_max: None,
+        };
+        // Building a client without TLS files fails only without a TLS backend, which this
+        // build always has; the default client is then as good.
+        let http = crate::client::http_client(&options).unwrap_or_default();
+        Arc::new(CreditBook {
+            credit_key: protocol::credit::seal::CreditKey::of(&key),
+            db,
+            key,
+            policy,
+            http,
+            counter: crate::client::ClockCounter::default(),
+            neighbors: neighbors::Neighbors::default(),
+            waiters: std::sync::Mutex::new(HashMap::new()),
+            target_step: tokio::sync::Mutex::new(()),
+            started: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// This node's credit key (64 hex), shown as `credit_key` in its descriptor.
+    pub fn credit_key_hex(&self) -> String {
+        self.credit_key.public_hex()
+    }
+
+    /// A receiver for `payment`'s outcome (the channel made if none is there).
+    fn waiter(&self, payment: &str) -> watch::Receiver<Option<Outcome>> {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(payment.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    fn is_waiting(&self, payment: &str) -> bool {
+        let w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.contains_key(payment)
+    }
+
+    /// Tell the prepares waiting for `payment` how it ended.
+    fn resolve(&self, payment: &str, outcome: Outcome) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = w.remove(payment) {
+            tx.send_replace(Some(outcome));
+        }
     }
 
     /// `asker` asks for a line of `limit` in `currency`: this node's signed proposal (not
@@ -250,7 +412,7 @@ impl CreditBook {
     /// Keep `update` (both signatures verified): a new line, or a newer state of the line
     /// held under its id, between the same parties in the same currency, owing the same.
     /// Checked and written in one transaction, so of two updates racing the newer is kept.
-    async fn store(&self, update: LineUpdate) -> Result<(), CreditNodeError> {
+    pub(crate) async fn store(&self, update: LineUpdate) -> Result<(), CreditNodeError> {
         let s = update.state;
         let (limit, owed, seq) = (to_i64(s.limit)?, to_i64(s.owed)?, to_i64(s.seq)?);
         let (cs, ds) = (

@@ -27,6 +27,9 @@ pub const LINE_DOMAIN: &str = "LCP-LINE-1";
 pub const PATH_HOPS_MAX: usize = 4;
 /// Each hop's hold expires at least this long before the previous hop's.
 pub const HOP_EXPIRY_MARGIN_MS: u64 = 2_000;
+/// Time left for an answer to travel back: a target answers this long before its hold
+/// lapses, and a hop waits this long past its next hop's expiry.
+pub const ANSWER_SLACK_MS: u64 = 500;
 /// Bytes of a payment's secret.
 pub const SECRET_BYTES: usize = 32;
 
@@ -308,7 +311,9 @@ impl Line {
             return Err(CreditError::Range("a hold is of at least 1"));
         }
         if amount > self.repayable() {
-            return Err(CreditError::Range("more held against the debt than is owed"));
+            return Err(CreditError::Range(
+                "more held against the debt than is owed",
+            ));
         }
         self.repaying += amount; // repayable() bounds it: repaying + amount <= owed.
         Ok(())
@@ -520,6 +525,14 @@ pub struct Reject {
     pub reason: String,
 }
 
+/// The name of a payment's path: the first 32 hex digits of the SHA-256 of its entity ids
+/// joined by newlines. One payment may cross one line on several paths; each is held apart.
+pub fn route_of(path: &[String]) -> String {
+    let mut s = crate::sha256_hex(path.join("\n").as_bytes());
+    s.truncate(32);
+    s
+}
+
 /// A prepare's answer when the payment was fulfilled: the secret (hex), which commits the
 /// hop it reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -531,6 +544,8 @@ pub struct Fulfilled {
 /// One hold as a node shows it (`GET /v1/credit/payments/{payment}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldView {
+    /// The payment's path the hold is for ([`route_of`]).
+    pub route: String,
     pub line: String,
     /// `in` (the peer pays this node) or `out` (this node pays the peer).
     pub direction: String,

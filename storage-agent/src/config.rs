@@ -59,8 +59,10 @@ pub struct AgentConfig {
     /// default) turns the check off; it needs `--market`.
     pub free_rider_threshold: u64,
     /// Credit lines (DESIGN 12): the largest line this agent extends to a neighbour who asks
-    /// (`[credit] give_max`, minor units; 0, the default, refuses every ask). Lines given to
-    /// the agent are always accepted.
+    /// (`[credit] give_max`, minor units; 0, the default, refuses every ask; lines given to
+    /// the agent are always accepted), the longest hold (`hold_ms_max`), and the servers it
+    /// deals with (`[[credit.neighbors]]`: `url`, `trust`, and the line it gives them,
+    /// `give` in `currency`).
     #[serde(default)]
     pub credit: node::credit::CreditPolicy,
     /// Memory for recently read objects (whole objects up to 4 MiB), so popular content is
@@ -128,6 +130,9 @@ impl AgentConfig {
             "the configuration accepts no currency: add one with --issuer"
         );
         anyhow::ensure!(self.capacity_bytes > 0, "capacity must be at least 1 byte");
+        self.credit
+            .check()
+            .map_err(|e| anyhow::anyhow!("[credit]: {e}"))?;
         anyhow::ensure!(
             self.capacity_bytes <= i64::MAX as u64 && self.tab_limit <= i64::MAX as u64,
             "capacity and tab_limit must fit in 63 bits"

@@ -109,6 +109,8 @@ async fn descriptor(agent: State) -> HttpResponse {
             "endpoint": agent.endpoint(),
             // Charged requests take LCP-Payword (DESIGN 10).
             "paywords": true,
+            // Secrets of credit payments to this agent are sealed to it (DESIGN 12).
+            "credit_key": agent.credit.credit_key_hex(),
         }),
     )
 }

@@ -329,8 +329,14 @@ fn a_hop_repays_first_then_borrows() {
         held: 5,
         repaying: 0,
     };
-    assert_eq!(hop_split(Some(&owed_to_payer), Some(&extended), 15), Some((15, 0)));
-    assert_eq!(hop_split(Some(&owed_to_payer), Some(&extended), 45), Some((20, 25)));
+    assert_eq!(
+        hop_split(Some(&owed_to_payer), Some(&extended), 15),
+        Some((15, 0))
+    );
+    assert_eq!(
+        hop_split(Some(&owed_to_payer), Some(&extended), 45),
+        Some((20, 25))
+    );
     assert_eq!(hop_split(Some(&owed_to_payer), Some(&extended), 46), None);
     assert_eq!(hop_split(None, Some(&extended), 25), Some((0, 25)));
     assert_eq!(hop_split(None, None, 1), None);

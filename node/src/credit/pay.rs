@@ -1,0 +1,565 @@
+//! One node's part in a payment over credit paths (DESIGN 12, seed 003): prepare, fulfil,
+//! reject, and the sweep that settles what a lost answer left open.
+//!
+//! How a payment moves (Interledger's shape: the fulfilment travels back as the answers):
+//! - An intermediate hop holds the amount on its lines with the sender (`in`) and with the
+//!   next hop (`out`) in one transaction, forwards the prepare with an expiry
+//!   `HOP_EXPIRY_MARGIN_MS` earlier, and waits. The next hop's signed answer either carries
+//!   the secret (both holds commit) or an error (both are released).
+//! - The target opens the sealed secret first (a payment it cannot open holds nothing), holds
+//!   each path's amount as it arrives, and when the paths' amounts reach the total commits
+//!   them all at once and answers every waiting prepare with the secret. If the total has not
+//!   arrived shortly before its earliest hold lapses, it releases them all and answers
+//!   `payment_incomplete`: nothing moves unless the whole payment arrives.
+//!
+//! Who settles what (so that the two copies of every line end alike, even across kill -9):
+//! - an `in` hold is this node's to settle: committed only with the secret, before it
+//!   expires; released at expiry (the sweep) or when the next hop refuses;
+//! - an `out` hold is settled only by the peer's word: its answer, `POST /v1/credit/fulfill`,
+//!   or, when the answer was lost, the sweep asking the peer (`GET
+//!   /v1/credit/payments/{payment}`) after the hold lapsed. A hop that lost the answer to its
+//!   forward releases its `in` hold (its upstream hears the error and releases too), and bears
+//!   the loss if the peer turns out to have committed, as an Interledger connector does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::credit::{
+    check_secret, route_of, CreditError, Fulfill, Fulfilled, PaymentStatus, Prepare, Reject,
+    ANSWER_SLACK_MS, HOP_EXPIRY_MARGIN_MS,
+};
+use protocol::EntityId;
+
+use super::holds::{self, Direction, HopHold, Select};
+use super::{CreditBook, CreditNodeError, Outcome};
+use crate::client::ClientError;
+
+/// Lapsed holds one sweep settles at most.
+pub const SWEEP_HOLDS_MAX: i64 = 256;
+/// How long an `out` hold waits for its peer's word after lapsing before it is released
+/// anyway (the peer gone for good); logged, since the two copies may then disagree.
+pub const OUT_WORD_WAIT_MS_MAX: u64 = 24 * 3600 * 1000;
+
+impl CreditBook {
+    /// `sender` sends this node a prepare: hold, forward or wait for the total, and answer the
+    /// secret or why not.
+    pub async fn prepare(
+        self: &Arc<Self>,
+        sender: &EntityId,
+        p: Prepare,
+    ) -> Result<Fulfilled, CreditNodeError> {
+        p.validate()?;
+        let me = self.key.entity().to_string();
+        let at = p.path.iter().position(|e| *e == me).ok_or_else(|| {
+            CreditNodeError::Refused("this node is not on the payment's path".into())
+        })?;
+        if at == 0 || p.path[at - 1] != sender.as_str() {
+            return Err(CreditNodeError::Refused(
+                "a prepare comes from the hop before this node on its path".into(),
+            ));
+        }
+        let now = crate::now_ms();
+        let is_target = at + 1 == p.path.len();
+        let floor = now
+            + if is_target {
+                ANSWER_SLACK_MS
+            } else {
+                HOP_EXPIRY_MARGIN_MS
+            };
+        if p.expires_at <= floor {
+            return Err(
+                CreditError::Expiry("the hold would lapse before it could be used".into()).into(),
+            );
+        }
+        if p.expires_at > now.saturating_add(self.policy.hold_ms_max) {
+            return Err(CreditError::Expiry(format!(
+                "this node holds for at most {} ms",
+                self.policy.hold_ms_max
+            ))
+            .into());
+        }
+        let hop = HopHold {
+            payment: p.payment.clone(),
+            route: route_of(&p.path),
+            direction: Direction::In,
+            peer: sender.to_string(),
+            payer: p.path[0].clone(),
+            target: p.path[p.path.len() - 1].clone(),
+            total: p.total,
+            condition: p.condition.clone(),
+            expires_ms: p.expires_at,
+            created_ms: now,
+        };
+        if is_target {
+            // Opened before anything is held: a payment the target cannot open never holds.
+            let secret = self.credit_key.open(&p.sealed_secret, &p.condition)?;
+            return self.arrive(hop, p, hex::encode(secret)).await;
+        }
+        self.forward(hop, p, at).await
+    }
+
+    /// An intermediate hop: hold both sides, forward, settle by the answer.
+    async fn forward(
+        self: &Arc<Self>,
+        hop: HopHold,
+        p: Prepare,
+        at: usize,
+    ) -> Result<Fulfilled, CreditNodeError> {
+        let me = self.key.entity().to_string();
+        let next = p.path[at + 1].clone();
+        let client = self.neighbor_client(&next).ok_or_else(|| {
+            CreditNodeError::NoRoute(format!("this node does not know where {next} answers"))
+        })?;
+        let next_expires = p.expires_at - HOP_EXPIRY_MARGIN_MS;
+        let out = HopHold {
+            direction: Direction::Out,
+            peer: next.clone(),
+            expires_ms: next_expires,
+            ..hop.clone()
+        };
+        let (hop_in, parts_in, currency, amount) =
+            (hop.clone(), p.lines.clone(), p.currency.clone(), p.amount);
+        let (me_c, next_c) = (me.clone(), next.clone());
+        let out_parts = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let parts_in = if parts_in.is_empty() {
+                        let lines = holds::hop_lines(conn, &hop_in.peer, &me_c, &currency)?;
+                        holds::split_hop(&lines, amount)?
+                    } else {
+                        parts_in
+                    };
+                    holds::hold(conn, &hop_in, &hop_in.peer, &me_c, &currency, &parts_in)?;
+                    let lines = holds::hop_lines(conn, &me_c, &next_c, &currency)?;
+                    let parts_out = holds::split_hop(&lines, amount)?;
+                    holds::hold(conn, &out, &me_c, &next_c, &currency, &parts_out)?;
+                    Ok::<_, CreditNodeError>(parts_out)
+                })
+            })
+            .await?;
+        let forward = Prepare {
+            expires_at: next_expires,
+            lines: out_parts,
+            ..p.clone()
+        };
+        let body = serde_json::to_vec(&forward)
+            .map_err(|e| CreditNodeError::InvalidJson(e.to_string()))?;
+        let wait_ms = next_expires
+            .saturating_sub(crate::now_ms())
+            .saturating_add(ANSWER_SLACK_MS);
+        let answer = client
+            .command_waiting::<Fulfilled>(
+                "POST",
+                "/v1/credit/prepare",
+                body,
+                self.counter.next(),
+                wait_ms,
+            )
+            .await;
+        let route = hop.route.clone();
+        match answer {
+            Ok(a) if check_secret(&a.value.secret, &p.condition).is_ok() => {
+                let secret = a.value.secret;
+                self.settle_hop(&p.payment, &route, Some(&next), Some(secret.clone()), true)
+                    .await?;
+                Ok(Fulfilled {
+                    payment: p.payment,
+                    secret,
+                })
+            }
+            Err(ClientError::Api {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                self.settle_hop(&p.payment, &route, Some(&next), None, true)
+                    .await?;
+                Err(CreditNodeError::Downstream {
+                    status,
+                    code,
+                    message,
+                })
+            }
+            other => {
+                // No word from the next hop (or a secret that does not open the condition):
+                // our upstream hears an error and releases, so our `in` hold goes too; the
+                // `out` hold waits for the peer's word (the sweep).
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the next hop answered a wrong secret".into(),
+                };
+                self.settle_hop(&p.payment, &route, None, None, false)
+                    .await?;
+                Err(CreditNodeError::Unreachable(why))
+            }
+        }
+    }
+
+    /// Settle one route of a payment here: the `in` holds, and the `out` holds with `peer`
+    /// too when `with_out` (commit with `secret`, release without).
+    async fn settle_hop(
+        &self,
+        payment: &str,
+        route: &str,
+        peer: Option<&str>,
+        secret: Option<String>,
+        with_out: bool,
+    ) -> Result<(), CreditNodeError> {
+        let (payment, route, peer) = (
+            payment.to_owned(),
+            route.to_owned(),
+            peer.map(str::to_owned),
+        );
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    if with_out {
+                        let sel = Select {
+                            payment: &payment,
+                            direction: Direction::Out,
+                            route: Some(&route),
+                            peer: peer.as_deref(),
+                        };
+                        holds::settle(conn, sel, secret.as_deref())?;
+                    }
+                    let sel = Select {
+                        payment: &payment,
+                        direction: Direction::In,
+                        route: Some(&route),
+                        peer: None,
+                    };
+                    holds::settle(conn, sel, secret.as_deref())?;
+                    Ok::<_, CreditNodeError>(())
+                })
+            })
+            .await
+    }
+
+    /// The target: hold this path's amount; commit everything when the total is in, else
+    /// wait for it until shortly before this hold lapses.
+    async fn arrive(
+        &self,
+        hop: HopHold,
+        p: Prepare,
+        secret: String,
+    ) -> Result<Fulfilled, CreditNodeError> {
+        let me = self.key.entity().to_string();
+        let payment = p.payment.clone();
+        let mut outcome = {
+            // One target step at a time: the running sum is read and acted on alone.
+            let _step = self.target_step.lock().await;
+            let rx = self.waiter(&payment);
+            let (parts_in, currency, amount, total) =
+                (p.lines.clone(), p.currency.clone(), p.amount, p.total);
+            let secret_c = secret.clone();
+            let complete = self
+                .db
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        let parts_in = if parts_in.is_empty() {
+                            let lines = holds::hop_lines(conn, &hop.peer, &me, &currency)?;
+                            holds::split_hop(&lines, amount)?
+                        } else {
+                            parts_in
+                        };
+                        holds::hold(conn, &hop, &hop.peer, &me, &currency, &parts_in)?;
+                        let sum = holds::in_sum(conn, &hop.payment)?;
+                        if sum > total {
+                            return Err(CreditError::Range(
+                                "the paths carry more than the payment's total",
+                            )
+                            .into());
+                        }
+                        if sum < total {
+                            return Ok(false);
+                        }
+                        let all_in = Select {
+                            payment: &hop.payment,
+                            direction: Direction::In,
+                            route: None,
+                            peer: None,
+                        };
+                        holds::settle(conn, all_in, Some(&secret_c))?;
+                        Ok::<_, CreditNodeError>(true)
+                    })
+                })
+                .await?;
+            if complete {
+                self.resolve(&payment, Outcome::Fulfilled(secret.clone()));
+                return Ok(Fulfilled { payment, secret });
+            }
+            rx
+        };
+        let deadline_ms = p.expires_at.saturating_sub(ANSWER_SLACK_MS);
+        let wait = Duration::from_millis(deadline_ms.saturating_sub(crate::now_ms()));
+        let waited = tokio::time::timeout(wait, outcome.wait_for(Option::is_some)).await;
+        let resolved = match waited {
+            Ok(Ok(v)) => v.clone(),
+            _ => None,
+        };
+        match resolved {
+            Some(Outcome::Fulfilled(secret)) => Ok(Fulfilled { payment, secret }),
+            Some(Outcome::Rejected) => Err(CreditNodeError::Incomplete),
+            None => {
+                self.give_up(&payment).await?;
+                Err(CreditNodeError::Incomplete)
+            }
+        }
+    }
+
+    /// The target gives up on `payment`: every `in` hold still held is released and every
+    /// waiting prepare answered `payment_incomplete`.
+    async fn give_up(&self, payment: &str) -> Result<(), CreditNodeError> {
+        let _step = self.target_step.lock().await;
+        let p = payment.to_owned();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let sel = Select {
+                        payment: &p,
+                        direction: Direction::In,
+                        route: None,
+                        peer: None,
+                    };
+                    holds::settle(conn, sel, None)
+                })
+            })
+            .await?;
+        self.resolve(payment, Outcome::Rejected);
+        Ok(())
+    }
+
+    /// `POST /v1/credit/fulfill`: `sender` (the peer this node paid) shows the secret: the
+    /// `out` holds with it commit, and the `in` holds of the same routes.
+    pub async fn fulfill(
+        &self,
+        sender: &EntityId,
+        f: Fulfill,
+    ) -> Result<serde_json::Value, CreditNodeError> {
+        let (payment, peer, secret) = (f.payment.clone(), sender.to_string(), f.secret.clone());
+        let routes = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let sel = Select {
+                        payment: &payment,
+                        direction: Direction::Out,
+                        route: None,
+                        peer: Some(&peer),
+                    };
+                    let open = holds::held(conn, sel)?;
+                    let Some((_, _, _, _, condition)) = open.first() else {
+                        let (seen, _) = holds::status(conn, &payment, Some(&peer))?;
+                        return Err(if seen.is_empty() {
+                            CreditError::UnknownPayment(payment.clone()).into()
+                        } else {
+                            CreditError::Settled.into()
+                        });
+                    };
+                    check_secret(&secret, condition)?;
+                    let (routes, _) = holds::settle(conn, sel, Some(&secret))?;
+                    for route in &routes {
+                        let sel = Select {
+                            payment: &payment,
+                            direction: Direction::In,
+                            route: Some(route),
+                            peer: None,
+                        };
+                        holds::settle(conn, sel, Some(&secret))?;
+                    }
+                    Ok::<_, CreditNodeError>(routes)
+                })
+            })
+            .await?;
+        Ok(serde_json::json!({"payment": f.payment, "state": "committed", "routes": routes}))
+    }
+
+    /// `POST /v1/credit/reject`: the payer (or the hop before this node) calls a payment
+    /// off. The target releases everything and answers its waiting prepares; a hop passes
+    /// the word on to the peers it paid (their answers then release its own holds).
+    pub async fn reject(
+        self: &Arc<Self>,
+        sender: &EntityId,
+        r: Reject,
+    ) -> Result<serde_json::Value, CreditNodeError> {
+        let (payment, who) = (r.payment.clone(), sender.to_string());
+        let (holds, _) = self
+            .db
+            .run(move |conn| holds::status(conn, &payment, None))
+            .await?;
+        if holds.is_empty() {
+            return Err(CreditError::UnknownPayment(r.payment).into());
+        }
+        let payment = r.payment.clone();
+        let payer_or_upstream = self.is_payer_or_upstream(&payment, &who).await?;
+        if !payer_or_upstream {
+            return Err(CreditNodeError::Refused(
+                "only the payer or the hop before this node may reject a payment".into(),
+            ));
+        }
+        let open_out: Vec<&str> = holds
+            .iter()
+            .filter(|h| h.direction == "out" && h.state == holds::HELD)
+            .map(|h| h.peer.as_str())
+            .collect();
+        if open_out.is_empty() {
+            if holds
+                .iter()
+                .any(|h| h.direction == "in" && h.state == holds::HELD)
+            {
+                self.give_up(&payment).await?;
+                return Ok(serde_json::json!({"payment": payment, "state": "released"}));
+            }
+            return Err(CreditError::Settled.into());
+        }
+        let mut peers: Vec<String> = open_out.into_iter().map(str::to_owned).collect();
+        peers.dedup();
+        for peer in peers {
+            let Some(client) = self.neighbor_client(&peer) else {
+                continue;
+            };
+            let body = serde_json::to_vec(&r).unwrap_or_default();
+            let counter = self.counter.next();
+            // Best effort and bounded: the peer's answer to our prepare settles our holds.
+            tokio::spawn(async move {
+                let sent = client
+                    .command::<serde_json::Value>("POST", "/v1/credit/reject", body, counter)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "passing a rejection on failed");
+                }
+            });
+        }
+        Ok(serde_json::json!({"payment": payment, "state": "passed_on"}))
+    }
+
+    async fn is_payer_or_upstream(
+        &self,
+        payment: &str,
+        who: &str,
+    ) -> Result<bool, CreditNodeError> {
+        let (payment, who) = (payment.to_owned(), who.to_owned());
+        self.db
+            .run(move |conn| {
+                use diesel::prelude::*;
+                use holds::credit_holds as h;
+                let n: i64 = h::table
+                    .filter(h::payment.eq(&payment))
+                    .filter(
+                        h::payer
+                            .eq(&who)
+                            .or(h::direction.eq("in").and(h::peer.eq(&who))),
+                    )
+                    .count()
+                    .get_result(conn)?;
+                Ok::<_, CreditNodeError>(n > 0)
+            })
+            .await
+    }
+
+    /// `GET /v1/credit/payments/{payment}`: this node's holds of `payment` on lines with
+    /// `asker`, and the secret once committed.
+    pub async fn payment_status(
+        &self,
+        asker: &EntityId,
+        payment: &str,
+    ) -> Result<PaymentStatus, CreditNodeError> {
+        let (p, who) = (payment.to_owned(), asker.to_string());
+        let (holds, secret) = self
+            .db
+            .run(move |conn| holds::status(conn, &p, Some(&who)))
+            .await?;
+        if holds.is_empty() {
+            return Err(CreditError::UnknownPayment(payment.to_owned()).into());
+        }
+        let committed = holds.iter().any(|h| h.state == holds::COMMITTED);
+        Ok(PaymentStatus {
+            payment: payment.to_owned(),
+            holds,
+            secret: secret.filter(|_| committed),
+        })
+    }
+
+    /// Settle what lapsed: `out` holds by asking their peer, then `in` holds (released).
+    pub(crate) async fn sweep(self: &Arc<Self>) -> Result<(), CreditNodeError> {
+        let now = crate::now_ms();
+        let lapsed_out = self
+            .db
+            .run(move |conn| {
+                holds::lapsed(
+                    conn,
+                    Direction::Out,
+                    now.saturating_sub(ANSWER_SLACK_MS),
+                    SWEEP_HOLDS_MAX,
+                )
+            })
+            .await?;
+        for (payment, route, peer, _condition, created_ms) in lapsed_out {
+            let word = match self.neighbor_client(&peer) {
+                Some(client) => client
+                    .query::<PaymentStatus>(&format!("/v1/credit/payments/{payment}"), 0)
+                    .await
+                    .map(Some)
+                    .or_else(|e| match e.code() {
+                        Some("unknown_payment") => Ok(None),
+                        _ => Err(e),
+                    }),
+                None => Err(ClientError::Config(format!("no URL for {peer}"))),
+            };
+            let settle = match word {
+                Ok(None) => Some(None),
+                Ok(Some(status)) => {
+                    let ours: Vec<_> = status.holds.iter().filter(|h| h.route == route).collect();
+                    if ours.iter().any(|h| h.state == holds::COMMITTED) {
+                        status.secret.clone().map(Some)
+                    } else if ours.iter().any(|h| h.state == holds::HELD) {
+                        None // the peer has not decided yet: ask again next sweep
+                    } else {
+                        Some(None)
+                    }
+                }
+                Err(e) => {
+                    let waited = now.saturating_sub(created_ms.unsigned_abs());
+                    if waited > OUT_WORD_WAIT_MS_MAX {
+                        tracing::warn!(%payment, %peer, error = %e,
+                            "no word from the peer for a day: releasing the hold");
+                        Some(None)
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(secret) = settle {
+                self.settle_hop(&payment, &route, Some(&peer), secret, true)
+                    .await?;
+            }
+        }
+        let lapsed_in = self
+            .db
+            .run(move |conn| holds::lapsed(conn, Direction::In, now, SWEEP_HOLDS_MAX))
+            .await?;
+        for (payment, route, _, _, _) in lapsed_in {
+            // Lapsed without the secret: released (an `in` hold is this node's to settle).
+            let (p, r) = (payment.clone(), route.clone());
+            self.db
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        let sel = Select {
+                            payment: &p,
+                            direction: Direction::In,
+                            route: Some(&r),
+                            peer: None,
+                        };
+                        holds::settle(conn, sel, None)
+                    })
+                })
+                .await?;
+            if self.is_waiting(&payment) {
+                self.give_up(&payment).await?;
+            }
+        }
+        Ok(())
+    }
+}
