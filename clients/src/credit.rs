@@ -66,6 +66,11 @@ impl Counters {
     fn next(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// The next counter, for a command sent by hand.
+    pub fn take(&self) -> u64 {
+        self.next()
+    }
 }
 
 /// Commands one payment sends at most: a prepare per path and a reject.

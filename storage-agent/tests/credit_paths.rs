@@ -1,0 +1,562 @@
+//! Payments over credit paths between six real agent processes (issue 17, DESIGN 12):
+//!
+//! ```text
+//!            B ---- T
+//!   W --- A  C ---- T        W: the wallet (lcp CLI), A..E, T: agents; T the target
+//!            D -- E -- T
+//! ```
+//!
+//! B, C and D each extend A a line of 40; T extends B, C and E 50; E extends D 50; A
+//! extends the wallet 150 when asked. No single path carries 100; the paths together do.
+//! Lines are opened by the nodes themselves from `[[credit.neighbors]]` in their config.
+//! Node A keeps its books on PostgreSQL when `TEST_DATABASE_URL` is set, the rest on SQLite.
+
+mod util;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clients::credit::{self, Counters};
+use node::client::SignedClient;
+use node::credit::{CreditPolicy, NeighborConfig};
+use protocol::credit::flow::PathShare;
+use protocol::credit::LineView;
+use protocol::KeyPair;
+use storage_agent::config::AgentConfig;
+
+const NAMES: [&str; 6] = ["A", "B", "C", "D", "E", "T"];
+
+struct Node {
+    name: &'static str,
+    data: PathBuf,
+    listen: String,
+    url: String,
+    entity: String,
+    database: Option<String>,
+    guard: Option<node::process::ChildGuard>,
+}
+
+struct Net {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+    currency: String,
+    wallet_path: PathBuf,
+    wallet: Arc<KeyPair>,
+    http: reqwest::Client,
+    _pg: Option<db::testing::PgTestSchema>,
+}
+
+/// The directory the workspace's binaries are built in (`target/<profile>`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let mut dir = exe.parent().expect("dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+fn lcp_bin() -> PathBuf {
+    let path = bin_dir().join("lcp");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+fn free_listen() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+fn start(node: &mut Node) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_storage-agent"));
+    cmd.args(["serve", "--listen", &node.listen, "--data"])
+        .arg(&node.data)
+        .stderr(std::process::Stdio::inherit())
+        // Their issuer is not running (no contracts here): its watcher's warnings are noise.
+        .env("RUST_LOG", "error");
+    if let Some(url) = &node.database {
+        cmd.args(["--database", url]);
+    }
+    let (guard, url) = node::process::spawn_server(cmd, util::SPAWN_WAIT_MS_MAX)
+        .unwrap_or_else(|e| panic!("agent {}: {e}", node.name));
+    assert_eq!(
+        url, node.url,
+        "{} listens where its neighbours expect",
+        node.name
+    );
+    node.guard = Some(guard);
+}
+
+impl Net {
+    fn node(&self, name: &str) -> &Node {
+        self.nodes.iter().find(|n| n.name == name).expect("node")
+    }
+
+    fn name_of(&self, entity: &str) -> String {
+        if entity == self.wallet.entity().as_str() {
+            return "W".into();
+        }
+        self.nodes
+            .iter()
+            .find(|n| n.entity == entity)
+            .map(|n| n.name.to_owned())
+            .unwrap_or_else(|| entity.to_owned())
+    }
+
+    /// Every node's copy of every line: (holder, creditor, debtor) -> view.
+    async fn books(&self) -> HashMap<(String, String, String), LineView> {
+        let mut out = HashMap::new();
+        for n in &self.nodes {
+            let page: protocol::credit::LinesPage = self
+                .http
+                .get(format!("{}/v1/credit/lines", n.url))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", n.name))
+                .json()
+                .await
+                .expect("lines");
+            for l in page.lines {
+                let key = (
+                    n.name.to_owned(),
+                    self.name_of(&l.creditor),
+                    self.name_of(&l.debtor),
+                );
+                out.insert(key, l);
+            }
+        }
+        out
+    }
+
+    fn lcp(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(lcp_bin())
+            .args(args)
+            .output()
+            .expect("lcp runs")
+    }
+}
+
+/// The six nodes, configured and running, with every configured line open at both ends.
+async fn six_nodes() -> Net {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let currency = KeyPair::generate().expect("key").entity().to_string();
+    let pg = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .map(|base| db::testing::fresh_postgres(&base, "credit_paths").expect("PostgreSQL schema"));
+    let mut nodes: Vec<Node> = NAMES
+        .iter()
+        .map(|&name| {
+            let data = dir.path().join(name);
+            util::write_agent_config(&data, "http://127.0.0.1:9", 1 << 20);
+            let entity = node::keyfile::load(&data.join("identity.key"))
+                .expect("key")
+                .entity()
+                .to_string();
+            let listen = free_listen();
+            Node {
+                name,
+                url: format!("http://{listen}"),
+                listen,
+                data,
+                entity,
+                database: None,
+                guard: None,
+            }
+        })
+        .collect();
+    nodes[0].database = pg.as_ref().map(|p| p.url.clone());
+    let url = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("node")
+            .url
+            .clone()
+    };
+    let neighbor = |name: &str, give: u64, trust: f64| NeighborConfig {
+        url: url(name),
+        trust,
+        give,
+        currency: Some(currency.clone()),
+    };
+    let neighbors: HashMap<&str, (u64, Vec<NeighborConfig>)> = HashMap::from([
+        (
+            "A",
+            (
+                150,
+                vec![
+                    neighbor("B", 0, 0.9),
+                    neighbor("C", 0, 0.5),
+                    neighbor("D", 0, 0.8),
+                ],
+            ),
+        ),
+        (
+            "B",
+            (0, vec![neighbor("A", 40, 0.9), neighbor("T", 0, 0.5)]),
+        ),
+        (
+            "C",
+            (0, vec![neighbor("A", 40, 0.9), neighbor("T", 0, 0.9)]),
+        ),
+        (
+            "D",
+            (0, vec![neighbor("A", 40, 0.9), neighbor("E", 0, 0.9)]),
+        ),
+        (
+            "E",
+            (0, vec![neighbor("D", 50, 0.9), neighbor("T", 0, 0.9)]),
+        ),
+        (
+            "T",
+            (
+                0,
+                vec![
+                    neighbor("B", 50, 0.9),
+                    neighbor("C", 50, 0.9),
+                    neighbor("E", 50, 0.9),
+                ],
+            ),
+        ),
+    ]);
+    for n in &mut nodes {
+        let mut config = AgentConfig::load(&n.data).expect("config");
+        let (give_max, list) = neighbors[n.name].clone();
+        config.credit = CreditPolicy {
+            give_max,
+            neighbors: list,
+            ..CreditPolicy::default()
+        };
+        config.save(&n.data).expect("config");
+    }
+    for n in &mut nodes {
+        start(n);
+    }
+    let http = node::client::http_client(&Default::default()).expect("http");
+    let wallet_path = dir.path().join("wallet.key");
+    let wallet = Arc::new(node::keyfile::generate(&wallet_path).expect("wallet"));
+    let net = Net {
+        dir,
+        nodes,
+        currency,
+        wallet_path,
+        wallet,
+        http,
+        _pg: pg,
+    };
+    // Seven lines, each at both ends: fourteen copies.
+    util::eventually(
+        30_000,
+        "every configured line open at both ends",
+        || async { net.books().await.len() == 14 },
+    )
+    .await;
+    net
+}
+
+/// The owed amounts of every line by (creditor, debtor), checking that both copies of each
+/// line agree and nothing is held.
+async fn settled(net: &Net) -> HashMap<(String, String), u64> {
+    let books = net.books().await;
+    let mut owed: HashMap<(String, String), u64> = HashMap::new();
+    for ((holder, creditor, debtor), l) in &books {
+        assert_eq!(
+            (l.held, l.repaying),
+            (0, 0),
+            "{holder}'s copy of {creditor}->{debtor} holds nothing"
+        );
+        assert!(
+            l.owed <= l.limit,
+            "{holder}: {creditor}->{debtor} within its limit"
+        );
+        if let Some(other) = owed.insert((creditor.clone(), debtor.clone()), l.owed) {
+            assert_eq!(other, l.owed, "both copies of {creditor}->{debtor} agree");
+        }
+    }
+    owed
+}
+
+async fn eventually_settled(net: &Net) -> HashMap<(String, String), u64> {
+    util::eventually(30_000, "every hold settled", || async {
+        net.books()
+            .await
+            .values()
+            .all(|l| l.held == 0 && l.repaying == 0)
+    })
+    .await;
+    settled(net).await
+}
+
+fn counters_next(c: &Counters) -> u64 {
+    // Counters hands out one value per call; borrow one for a hand-made command.
+    c.take()
+}
+
+fn key(c: &str, d: &str) -> (String, String) {
+    (c.to_owned(), d.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
+    let net = six_nodes().await;
+    let (a, t) = (net.node("A"), net.node("T"));
+    let wallet = net.wallet_path.to_str().expect("utf-8");
+
+    // The wallet asks A for a line; A proposes, the wallet countersigns (the CLI).
+    let out = net.lcp(&[
+        "credit",
+        "open",
+        "--key",
+        wallet,
+        "--node",
+        &a.url,
+        "--currency",
+        &net.currency,
+        "--ask",
+        "150",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(line["state"]["limit"], 150);
+    assert!(line["creditor_signature"].is_string() && line["debtor_signature"].is_string());
+    let before = settled(&net).await;
+    assert_eq!(before.len(), 8, "seven configured lines and the wallet's");
+    assert!(before.values().all(|&o| o == 0));
+
+    // Trust along paths: A trusts B 0.9, B trusts T 0.5; C 0.5 then 0.9; D 0.8, E 0.9, 0.9.
+    let trust_url = format!("{}/v1/credit/trust?to={}", a.url, t.entity);
+    util::eventually(10_000, "A to learn its neighbours", || async {
+        let answer: Option<protocol::credit::TrustAnswer> =
+            match net.http.get(&trust_url).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+        answer.is_some_and(|a| a.trust > 0.6)
+    })
+    .await;
+    let out = net.lcp(&[
+        "credit", "trust", "--key", wallet, "--via", &a.url, "--to", &t.entity, "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trust: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let expected = 0.8f64 * 0.9 * 0.9;
+    assert!(
+        (trust["trust"].as_f64().expect("trust") - expected).abs() < 1e-9,
+        "{trust}"
+    );
+
+    // 100 over paths of 40, 40 and 20.
+    let out = net.lcp(&[
+        "credit",
+        "pay",
+        "--key",
+        wallet,
+        "--via",
+        &a.url,
+        "--to",
+        &t.entity,
+        "--currency",
+        &net.currency,
+        "--amount",
+        "100",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paid: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let paths: Vec<PathShare> = serde_json::from_value(paid["paths"].clone()).expect("paths");
+    assert!(paths.len() >= 3, "split over paths: {paid}");
+    assert_eq!(paths.iter().map(|p| p.amount).sum::<u64>(), 100);
+    assert!(paths.iter().all(|p| p.amount <= 40 && p.path.len() <= 5));
+    let after = eventually_settled(&net).await;
+    let expected: HashMap<(String, String), u64> = HashMap::from([
+        (key("A", "W"), 100),
+        (key("B", "A"), 40),
+        (key("C", "A"), 40),
+        (key("D", "A"), 20),
+        (key("T", "B"), 40),
+        (key("T", "C"), 40),
+        (key("E", "D"), 20),
+        (key("T", "E"), 20),
+    ]);
+    assert_eq!(after, expected, "every line moved by exactly its share");
+
+    // More than the paths can carry: refused up front, nothing moves.
+    let out = net.lcp(&[
+        "credit",
+        "pay",
+        "--key",
+        wallet,
+        "--via",
+        &a.url,
+        "--to",
+        &t.entity,
+        "--currency",
+        &net.currency,
+        "--amount",
+        "60",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let refused: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        refused["error"]["code"], "insufficient_capacity",
+        "{refused}"
+    );
+    assert_eq!(settled(&net).await, expected);
+
+    // Paths prepared for less than the payment's total: the target never fulfils, every
+    // hold on the way is released, nothing moves.
+    let via = SignedClient::new(net.http.clone(), &a.url, net.wallet.clone());
+    let plan = credit::plan(&net.http, &net.wallet, &via, &t.entity, &net.currency, 10)
+        .await
+        .expect("a plan for 10");
+    let counters = Counters::from(node::now_ms() << 16);
+    let short = credit::send(
+        &net.http,
+        &net.wallet,
+        &via,
+        &plan.target_url,
+        &net.currency,
+        &plan.shares,
+        30,
+        1_500,
+        &counters,
+    )
+    .await
+    .expect_err("a payment that cannot arrive whole");
+    assert_eq!(short.code(), "payment_incomplete", "{short}");
+    assert_eq!(eventually_settled(&net).await, expected, "nothing moved");
+
+    // Replays and forgeries: a prepare sent twice, a fulfil with a wrong secret.
+    let replay_plan = credit::plan(&net.http, &net.wallet, &via, &a.entity, &net.currency, 5)
+        .await
+        .expect("a plan to A itself");
+    let paid = credit::send(
+        &net.http,
+        &net.wallet,
+        &via,
+        &replay_plan.target_url,
+        &net.currency,
+        &replay_plan.shares,
+        5,
+        3_000,
+        &counters,
+    )
+    .await
+    .expect("5 to A");
+    let owed_now = settled(&net).await[&key("A", "W")];
+    assert_eq!(owed_now, 105);
+    let command = |path: &'static str, body: serde_json::Value| {
+        let via = via.clone();
+        let counter = counters_next(&counters);
+        async move {
+            via.command::<serde_json::Value>(
+                "POST",
+                path,
+                serde_json::to_vec(&body).expect("json"),
+                counter,
+            )
+            .await
+            .expect_err("refused")
+            .code()
+            .map(str::to_owned)
+        }
+    };
+    let settled_again = command(
+        "/v1/credit/fulfill",
+        serde_json::json!({"payment": paid.payment, "secret": "00".repeat(32)}),
+    );
+    assert_eq!(settled_again.await.as_deref(), Some("payment_settled"));
+    let unknown = command(
+        "/v1/credit/fulfill",
+        serde_json::json!({"payment": "00000000-0000-4000-8000-000000000000", "secret": "00".repeat(32)}),
+    );
+    assert_eq!(unknown.await.as_deref(), Some("unknown_payment"));
+    // The same prepare again (a new counter, the same body): a replay, refused.
+    let secret = [9u8; protocol::credit::SECRET_BYTES];
+    let condition = protocol::credit::condition_of(&secret);
+    let a_key: serde_json::Value = net
+        .http
+        .get(format!("{}/.well-known/lcp", a.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let prepare = protocol::credit::Prepare {
+        payment: uuid::Uuid::new_v4().to_string(),
+        amount: 2,
+        total: 2,
+        currency: net.currency.clone(),
+        path: vec![net.wallet.entity().to_string(), a.entity.clone()],
+        sealed_secret: protocol::credit::seal::seal(
+            &secret,
+            &condition,
+            a_key["credit_key"].as_str().expect("credit_key"),
+        )
+        .expect("seal"),
+        condition,
+        expires_at: node::now_ms() + 5_000,
+        lines: Vec::new(),
+    };
+    let body = serde_json::to_value(&prepare).expect("json");
+    let first = via
+        .command::<protocol::credit::Fulfilled>(
+            "POST",
+            "/v1/credit/prepare",
+            serde_json::to_vec(&body).expect("json"),
+            counters_next(&counters),
+        )
+        .await
+        .expect("a payment of 2 to A");
+    assert_eq!(
+        protocol::credit::check_secret(&first.value.secret, &prepare.condition).expect("secret"),
+        secret
+    );
+    assert_eq!(
+        command("/v1/credit/prepare", body).await.as_deref(),
+        Some("duplicate_prepare")
+    );
+    // Forged: signed by a stranger who is not the hop before A on the path.
+    let stranger = Arc::new(KeyPair::generate().expect("key"));
+    let as_stranger = SignedClient::new(net.http.clone(), &a.url, stranger);
+    let forged = protocol::credit::Prepare {
+        payment: uuid::Uuid::new_v4().to_string(),
+        ..prepare.clone()
+    };
+    let e = as_stranger
+        .command::<serde_json::Value>(
+            "POST",
+            "/v1/credit/prepare",
+            serde_json::to_vec(&forged).expect("json"),
+            1,
+        )
+        .await
+        .expect_err("not the hop before");
+    assert_eq!(e.code(), Some("line_refused"));
+    assert_eq!(
+        settled(&net).await[&key("A", "W")],
+        107,
+        "the replay and the forgery moved nothing"
+    );
+    drop(net);
+}
