@@ -349,9 +349,11 @@ pub async fn send(
                     "a hop answered a wrong secret".to_owned(),
                 ))
             }
+            Err(ClientError::Api { code, message, .. }) => {
+                failure.get_or_insert((code.clone(), message.clone()));
+            }
             Err(e) => {
-                failure
-                    .get_or_insert((e.code().unwrap_or("unreachable").to_owned(), e.to_string()));
+                failure.get_or_insert(("unreachable".to_owned(), e.to_string()));
             }
         }
     }
@@ -376,7 +378,12 @@ pub async fn send(
     })
 }
 
-/// Plan and send a payment of `amount`.
+/// Plans a payment tries at most: capacities seen by a plan may be taken by other payments
+/// before its prepares arrive (`over_limit`), and a fresh plan then finds what is left.
+pub const PAY_ATTEMPTS_MAX: u32 = 3;
+
+/// Plan and send a payment of `amount`, planning again (at most [`PAY_ATTEMPTS_MAX`] times)
+/// when a line on the way filled up meanwhile. Nothing moved in a failed attempt.
 #[allow(clippy::too_many_arguments)]
 pub async fn pay(
     http: &reqwest::Client,
@@ -388,19 +395,30 @@ pub async fn pay(
     wait_ms: u64,
     counters: &Counters,
 ) -> Result<Paid, CreditPayError> {
-    let plan = plan(http, key, via, to, currency, amount).await?;
-    send(
-        http,
-        key,
-        via,
-        &plan.target_url,
-        currency,
-        &plan.shares,
-        amount,
-        wait_ms,
-        counters,
-    )
-    .await
+    let mut attempt = 1;
+    loop {
+        let plan = plan(http, key, via, to, currency, amount).await?;
+        let sent = send(
+            http,
+            key,
+            via,
+            &plan.target_url,
+            currency,
+            &plan.shares,
+            amount,
+            wait_ms,
+            counters,
+        )
+        .await;
+        match sent {
+            Err(CreditPayError::Failed { code, .. })
+                if code == "over_limit" && attempt < PAY_ATTEMPTS_MAX =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `via`'s trust in `to` (seed 003).

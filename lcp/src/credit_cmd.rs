@@ -84,7 +84,7 @@ fn entity(flag: &str, text: &str) -> anyhow::Result<String> {
 
 /// A signed client of `url` with `key`, and counters reserved beside the key.
 fn signed(
-    key_path: &PathBuf,
+    key_path: &std::path::Path,
     url: &str,
 ) -> anyhow::Result<(
     reqwest::Client,

@@ -132,7 +132,8 @@ pub enum CreditNodeError {
     NoRoute(String),
     #[error("the next hop did not answer: {0}")]
     Unreachable(String),
-    #[error("the next hop refused: {code}: {message}")]
+    /// A hop after this one refused: its message, passed on as it was.
+    #[error("{message}")]
     Downstream {
         status: u16,
         code: String,

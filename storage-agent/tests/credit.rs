@@ -177,7 +177,10 @@ async fn lines_are_given_asked_for_and_changed_only_by_both_signatures() {
         let generous = node::credit::CreditBook::new(
             world.agent.agent.db.clone(),
             world.agent.agent.key.clone(),
-            node::credit::CreditPolicy { give_max: 1_000 },
+            node::credit::CreditPolicy {
+                give_max: 1_000,
+                ..Default::default()
+            },
         );
         assert!(generous.ask(neighbour.entity(), &currency, 1_001).is_err());
         let mut proposal = generous

@@ -14,7 +14,7 @@
 mod util;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clients::credit::{self, Counters};
@@ -38,7 +38,7 @@ struct Node {
 }
 
 struct Net {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     nodes: Vec<Node>,
     currency: String,
     wallet_path: PathBuf,
@@ -241,7 +241,7 @@ async fn six_nodes() -> Net {
     let wallet_path = dir.path().join("wallet.key");
     let wallet = Arc::new(node::keyfile::generate(&wallet_path).expect("wallet"));
     let net = Net {
-        dir,
+        _dir: dir,
         nodes,
         currency,
         wallet_path,
@@ -255,6 +255,22 @@ async fn six_nodes() -> Net {
         "every configured line open at both ends",
         || async { net.books().await.len() == 14 },
     )
+    .await;
+    // And every node knows where its neighbours answer: A sees all seven hops toward T.
+    let paths_url = format!(
+        "{}/v1/credit/paths?to={}&currency={}",
+        net.node("A").url,
+        net.node("T").entity,
+        net.currency
+    );
+    util::eventually(30_000, "A to see every hop toward T", || async {
+        let answer: Option<protocol::credit::flow::PathsAnswer> =
+            match net.http.get(&paths_url).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+        answer.is_some_and(|a| a.edges.len() == 7)
+    })
     .await;
     net
 }
@@ -559,4 +575,152 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
         "the replay and the forgery moved nothing"
     );
     drop(net);
+}
+
+/// Every copy of every line within its limit, holds included.
+async fn within_limits(net: &Net) {
+    for ((holder, c, d), l) in net.books().await {
+        assert!(
+            l.owed + l.held <= l.limit && l.repaying <= l.owed,
+            "{holder}'s copy of {c}->{d} past its limit: {l:?}"
+        );
+    }
+}
+
+async fn ask_line(net: &Net, limit: &str) {
+    let out = net.lcp(&[
+        "credit",
+        "open",
+        "--key",
+        net.wallet_path.to_str().expect("utf-8"),
+        "--node",
+        &net.node("A").url,
+        "--currency",
+        &net.currency,
+        "--ask",
+        limit,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_payments_never_take_a_line_past_its_limit() {
+    let net = Arc::new(six_nodes().await);
+    ask_line(&net, "150").await;
+    let (a_url, t) = (net.node("A").url.clone(), net.node("T").entity.clone());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Watch every book while the payments race.
+    let watcher = {
+        let (net, done) = (net.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut looks = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                within_limits(&net).await;
+                looks += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            looks
+        })
+    };
+    let payments = (0..50u64).map(|i| {
+        let (net, a_url, t) = (net.clone(), a_url.clone(), t.clone());
+        tokio::spawn(async move {
+            let via = SignedClient::new(net.http.clone(), &a_url, net.wallet.clone());
+            let counters = Counters::from((node::now_ms() << 16) + i * 64);
+            credit::pay(
+                &net.http,
+                &net.wallet,
+                &via,
+                &t,
+                &net.currency,
+                4,
+                3_000,
+                &counters,
+            )
+            .await
+            .map(|p| p.amount)
+        })
+    });
+    let mut paid = 0u64;
+    let mut refused = 0u32;
+    for p in payments.collect::<Vec<_>>() {
+        match p.await.expect("join") {
+            Ok(amount) => paid += amount,
+            Err(_) => refused += 1,
+        }
+    }
+    let owed = eventually_settled(&net).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let looks = watcher.await.expect("watcher");
+    assert!(looks > 0, "the books were watched while the payments ran");
+    assert!(paid > 0, "some payments arrived");
+    assert!(paid <= 120, "the paths carry 120 at most: {paid}");
+    eprintln!("paid {paid} in {} payments, {refused} refused", paid / 4);
+    let o = |c: &str, d: &str| owed.get(&key(c, d)).copied().unwrap_or(0);
+    assert_eq!(o("A", "W"), paid, "the wallet owes A exactly what arrived");
+    assert_eq!(
+        o("B", "A") + o("C", "A") + o("D", "A"),
+        paid,
+        "A passed all of it on"
+    );
+    assert_eq!(o("T", "B"), o("B", "A"), "B passed on what it got");
+    assert_eq!(o("T", "C"), o("C", "A"), "C passed on what it got");
+    assert_eq!(o("E", "D"), o("D", "A"), "D passed on what it got");
+    assert_eq!(o("T", "E"), o("E", "D"), "E passed on what it got");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hop_killed_between_prepare_and_fulfil_ends_as_its_neighbours() {
+    let mut net = six_nodes().await;
+    ask_line(&net, "150").await;
+    let before = settled(&net).await;
+    // One path through E, for 20 of a payment of 50: the target holds it and waits.
+    let path: Vec<String> = ["A", "D", "E", "T"]
+        .iter()
+        .map(|n| net.node(n).entity.clone())
+        .collect();
+    let path = [vec![net.wallet.entity().to_string()], path].concat();
+    let share = PathShare { path, amount: 20 };
+    let (http, wallet, currency) = (net.http.clone(), net.wallet.clone(), net.currency.clone());
+    let (a_url, t_url) = (net.node("A").url.clone(), net.node("T").url.clone());
+    let payment = tokio::spawn(async move {
+        let via = SignedClient::new(http.clone(), &a_url, wallet.clone());
+        let counters = Counters::from(node::now_ms() << 16);
+        credit::send(
+            &http,
+            &wallet,
+            &via,
+            &t_url,
+            &currency,
+            &[share],
+            50,
+            4_000,
+            &counters,
+        )
+        .await
+    });
+    // Held all the way to the target, then E is killed.
+    util::eventually(10_000, "the path held up to the target", || async {
+        net.books()
+            .await
+            .iter()
+            .any(|((holder, c, d), l)| holder == "T" && c == "T" && d == "E" && l.held == 20)
+    })
+    .await;
+    let e = net.nodes.iter_mut().find(|n| n.name == "E").expect("E");
+    drop(e.guard.take()); // SIGKILL
+    let failed = payment
+        .await
+        .expect("join")
+        .expect_err("the payment cannot arrive");
+    eprintln!("the payer heard: {failed}");
+    let e = net.nodes.iter_mut().find(|n| n.name == "E").expect("E");
+    start(e);
+    // Every hold lapses or is settled by the peer's word; every line as it was, both copies.
+    let after = eventually_settled(&net).await;
+    assert_eq!(after, before, "nothing moved, and the restarted hop agrees");
 }

@@ -271,11 +271,13 @@ pub struct Select<'a> {
     pub peer: Option<&'a str>,
 }
 
-/// Holds still held that `sel` takes, as (route, line, kind, amount, condition).
-pub fn held(
-    conn: &mut AnyConnection,
-    sel: Select<'_>,
-) -> Result<Vec<(String, String, String, i64, String)>, CreditNodeError> {
+/// A hold still held: (route, line, kind, amount, condition).
+pub type HeldRow = (String, String, String, i64, String);
+/// A lapsed hold: (payment, route, peer, condition, created_ms).
+pub type LapsedRow = (String, String, String, String, i64);
+
+/// Holds still held that `sel` takes.
+pub fn held(conn: &mut AnyConnection, sel: Select<'_>) -> Result<Vec<HeldRow>, CreditNodeError> {
     let mut q = credit_holds::table
         .filter(credit_holds::payment.eq(sel.payment))
         .filter(credit_holds::direction.eq(sel.direction.as_str()))
@@ -444,7 +446,7 @@ pub fn lapsed(
     direction: Direction,
     before_ms: u64,
     limit: i64,
-) -> Result<Vec<(String, String, String, String, i64)>, CreditNodeError> {
+) -> Result<Vec<LapsedRow>, CreditNodeError> {
     Ok(credit_holds::table
         .filter(credit_holds::state.eq(HELD))
         .filter(credit_holds::direction.eq(direction.as_str()))

@@ -126,7 +126,7 @@ impl CreditBook {
             let mut round: u64 = 0;
             loop {
                 book.learn_neighbors().await;
-                if round % LINE_CHECK_ROUNDS == 0 {
+                if round.is_multiple_of(LINE_CHECK_ROUNDS) {
                     book.keep_lines().await;
                 }
                 if let Err(e) = book.sweep().await {
