@@ -193,11 +193,11 @@ pub fn object_name(content: &str, i: u64) -> String {
 
 pub struct Publisher {
     pub key: Arc<KeyPair>,
-    db: db::Database,
+    pub db: db::Database,
     /// Records (DESIGN 11): views sold, agreed with the viewers' gateways (`records`).
     pub records: Arc<node::records::RecordBook>,
-    /// Credit lines with neighbours (DESIGN 12): lines given to the publisher are kept; it
-    /// extends none when asked (the default policy).
+    /// Credit lines with neighbours (DESIGN 12): lines given to the publisher are kept; what
+    /// it extends and its neighbours come from `DIR/credit.toml` (none by default).
     pub credit_lines: Arc<node::credit::CreditBook>,
     http: reqwest::Client,
     market: MarketClient,

@@ -159,7 +159,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         )
         .with_issuer(currency.clone())
     });
-    let publisher = Arc::new(Publisher::new(
+    let credit_policy = node::credit::load_policy(&options.data_dir).map_err(anyhow::Error::msg)?;
+    let mut publisher = Publisher::new(
         key,
         database,
         http_client,
@@ -169,7 +170,11 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         currency,
         issuer_url,
         options.publisher.clone(),
-    ));
+    );
+    // Lines and neighbours from DIR/credit.toml (DESIGN 12).
+    publisher.credit_lines =
+        node::credit::CreditBook::new(publisher.db.clone(), publisher.key.clone(), credit_policy);
+    let publisher = Arc::new(publisher);
     let for_routes = publisher.clone();
     let for_tasks = publisher.clone();
     let http = node::http::spawn(

@@ -45,6 +45,9 @@ pub struct IssuerConfig {
     pub redeem_grace_s: u64,
     /// How often the issuer looks for expired chains whose escrow is due back.
     pub escrow_sweep_interval_ms: u64,
+    /// Credit lines (DESIGN 12): lines the issuer's identity gives and accepts, its
+    /// neighbours and its trust in them (`[credit]`, as for agents).
+    pub credit: node::credit::CreditPolicy,
 }
 
 impl Default for IssuerConfig {
@@ -65,6 +68,7 @@ impl Default for IssuerConfig {
             workers: 0,
             redeem_grace_s: protocol::payword::REDEEM_GRACE_S,
             escrow_sweep_interval_ms: ESCROW_SWEEP_INTERVAL_MS_DEFAULT,
+            credit: node::credit::CreditPolicy::default(),
         }
     }
 }
@@ -101,6 +105,9 @@ impl IssuerConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if let Err(e) = self.credit.check() {
+            return Err(ConfigError::Invalid(format!("[credit]: {e}")));
+        }
         if self.currency_code.is_empty()
             || self.currency_code.len() > 12
             || !self

@@ -90,13 +90,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     // Records (DESIGN 11): the vendors' redemptions, agreed (`crate::records`).
     let identity = Arc::new(node::keyfile::load(&options.data_dir.join("identity.key"))?);
     let records = crate::records::book(ledger.db().clone(), identity.clone());
-    // Credit lines (DESIGN 12): lines given to the issuer are kept; it extends none when
-    // asked (the default policy).
-    let credit = node::credit::CreditBook::new(
-        ledger.db().clone(),
-        identity,
-        node::credit::CreditPolicy::default(),
-    );
+    // Credit lines (DESIGN 12): lines given to the issuer are kept; what it extends when asked
+    // and its neighbours come from `[credit]` in its config (none by default).
+    let credit =
+        node::credit::CreditBook::new(ledger.db().clone(), identity, options.config.credit.clone());
     let state = web::Data::new(AppState {
         credit_key: credit.credit_key_hex(),
         entity: key.entity().to_string(),

@@ -76,12 +76,12 @@ pub fn start_with_audits(
     tracing::info!(database = %location.redacted(), entity = %key.entity(), "starting market");
     let database = db::Database::open(location, crate::migrations())?;
     let http_client = node::client::http_client(&node::client::ClientOptions::default())?;
-    let market = Arc::new(Market::new(
-        key,
-        database,
-        http_client,
-        options.allow_same_network,
-    ));
+    let credit_policy = node::credit::load_policy(&options.data_dir).map_err(anyhow::Error::msg)?;
+    let mut market = Market::new(key, database, http_client, options.allow_same_network);
+    // Lines and neighbours from DIR/credit.toml (DESIGN 12).
+    market.credit =
+        node::credit::CreditBook::new(market.db.clone(), market.key.clone(), credit_policy);
+    let market = Arc::new(market);
     market.auditor_lease.set_length_ms(options.auditor_lease_ms);
     let for_routes = market.clone();
     let for_tasks = market.clone();

@@ -68,6 +68,33 @@ pub struct CreditPolicy {
     pub neighbors: Vec<NeighborConfig>,
 }
 
+/// The file in a market's or publisher's data directory that holds its `[credit]` section
+/// (agents and issuers keep the section in their own config file).
+pub const CREDIT_FILE: &str = "credit.toml";
+
+/// The `[credit]` section of `dir/credit.toml`, checked; the default policy when the file is
+/// not there. A one-line reason otherwise.
+pub fn load_policy(dir: &std::path::Path) -> Result<CreditPolicy, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        credit: CreditPolicy,
+    }
+    let path = dir.join(CREDIT_FILE);
+    if !path.exists() {
+        return Ok(CreditPolicy::default());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    file.credit
+        .check()
+        .map_err(|e| format!("{}: [credit]: {e}", path.display()))?;
+    Ok(file.credit)
+}
+
 fn hold_ms_max_default() -> u64 {
     60_000
 }
@@ -519,5 +546,47 @@ impl CreditBook {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credit_file_is_read_checked_or_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(load_policy(dir.path()), Ok(CreditPolicy::default()));
+        let currency = KeyPair::generate().expect("key").entity().to_string();
+        let write =
+            |text: String| std::fs::write(dir.path().join(CREDIT_FILE), text).expect("write");
+        write(format!(
+            "[credit]\ngive_max = 500\n[[credit.neighbors]]\nurl = \"http://127.0.0.1:7001\"\n\
+             trust = 0.75\ngive = 40\ncurrency = \"{currency}\"\n"
+        ));
+        let policy = load_policy(dir.path()).expect("valid");
+        assert_eq!(policy.give_max, 500);
+        assert_eq!(policy.neighbors.len(), 1);
+        assert_eq!(policy.neighbors[0].give, 40);
+        for (bad, why) in [
+            (
+                "[credit]\n[[credit.neighbors]]\nurl = \"http://x\"\ntrust = 1.5\n".to_owned(),
+                "trust",
+            ),
+            (
+                "[credit]\n[[credit.neighbors]]\nurl = \"x:1\"\n".to_owned(),
+                "URL",
+            ),
+            (
+                "[credit]\n[[credit.neighbors]]\nurl = \"http://x\"\ngive = 5\n".to_owned(),
+                "currency",
+            ),
+            ("[credit]\ngive_maxx = 1\n".to_owned(), "unknown field"),
+            ("[credit]\nhold_ms_max = 10\n".to_owned(), "hold_ms_max"),
+        ] {
+            write(bad);
+            let e = load_policy(dir.path()).expect_err(why);
+            assert!(e.contains(why) || e.contains("credit"), "{why}: {e}");
+        }
     }
 }
