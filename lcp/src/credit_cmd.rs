@@ -27,8 +27,10 @@ pub enum CreditCmd {
     /// Extend a node a line (--give N) or ask it for one (--ask N)
     #[command(group(ArgGroup::new("how").required(true).args(["give", "ask"])))]
     Open {
+        /// Wallet key file (made by `lcp keygen`)
         #[arg(long, env = "LCP_KEY")]
         key: PathBuf,
+        /// The node's URL (any service: issuer, agent, market, publisher)
         #[arg(long)]
         node: String,
         /// The line's currency: the issuer's entity id
@@ -40,11 +42,13 @@ pub enum CreditCmd {
         /// Ask the node to let this wallet owe it up to N (minor units)
         #[arg(long, value_parser = node::cli::parse_minor_units)]
         ask: Option<u64>,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
     /// Pay an entity over credit paths through a node this wallet has a line with
     Pay {
+        /// Wallet key file (made by `lcp keygen`)
         #[arg(long, env = "LCP_KEY")]
         key: PathBuf,
         /// The node the payment leaves through
@@ -53,24 +57,31 @@ pub enum CreditCmd {
         /// The target's entity id
         #[arg(long)]
         to: String,
+        /// The currency: the issuer's entity id
         #[arg(long)]
         currency: String,
+        /// What to pay, in minor units
         #[arg(long, value_parser = node::cli::parse_minor_units)]
         amount: u64,
         /// How long the paths may take to arrive whole (ms)
         #[arg(long, default_value_t = credit::PAY_WAIT_MS_DEFAULT)]
         wait_ms: u64,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },
     /// A node's trust in an entity: the best product of trusts along paths (seed 003)
     Trust {
+        /// Wallet key file (made by `lcp keygen`)
         #[arg(long, env = "LCP_KEY")]
         key: PathBuf,
+        /// The node the payment or question goes through (one this wallet has a line with)
         #[arg(long)]
         via: String,
+        /// The target's entity id
         #[arg(long)]
         to: String,
+        /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
     },

@@ -26,6 +26,8 @@ use protocol::KeyPair;
 use storage_agent::config::AgentConfig;
 
 const NAMES: [&str; 6] = ["A", "B", "C", "D", "E", "T"];
+/// What A and T extend a wallet that asks (the wallets' lines with them).
+const GIVE_MAX: u64 = 1_000_000_000_000;
 
 struct Node {
     name: &'static str,
@@ -38,7 +40,7 @@ struct Node {
 }
 
 struct Net {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     nodes: Vec<Node>,
     currency: String,
     wallet_path: PathBuf,
@@ -143,6 +145,11 @@ impl Net {
 
 /// The six nodes, configured and running, with every configured line open at both ends.
 async fn six_nodes() -> Net {
+    six_nodes_scaled(1).await
+}
+
+/// [`six_nodes`] with every configured line `scale` times larger.
+async fn six_nodes_scaled(scale: u64) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let currency = KeyPair::generate().expect("key").entity().to_string();
     let pg = std::env::var("TEST_DATABASE_URL")
@@ -181,14 +188,14 @@ async fn six_nodes() -> Net {
     let neighbor = |name: &str, give: u64, trust: f64| NeighborConfig {
         url: url(name),
         trust,
-        give,
+        give: give * scale,
         currency: Some(currency.clone()),
     };
     let neighbors: HashMap<&str, (u64, Vec<NeighborConfig>)> = HashMap::from([
         (
             "A",
             (
-                150,
+                GIVE_MAX,
                 vec![
                     neighbor("B", 0, 0.9),
                     neighbor("C", 0, 0.5),
@@ -215,7 +222,7 @@ async fn six_nodes() -> Net {
         (
             "T",
             (
-                0,
+                GIVE_MAX,
                 vec![
                     neighbor("B", 50, 0.9),
                     neighbor("C", 50, 0.9),
@@ -241,7 +248,7 @@ async fn six_nodes() -> Net {
     let wallet_path = dir.path().join("wallet.key");
     let wallet = Arc::new(node::keyfile::generate(&wallet_path).expect("wallet"));
     let net = Net {
-        _dir: dir,
+        dir,
         nodes,
         currency,
         wallet_path,
@@ -588,13 +595,17 @@ async fn within_limits(net: &Net) {
 }
 
 async fn ask_line(net: &Net, limit: &str) {
+    ask_line_at(net, &net.wallet_path, "A", limit).await
+}
+
+async fn ask_line_at(net: &Net, wallet: &std::path::Path, node: &str, limit: &str) {
     let out = net.lcp(&[
         "credit",
         "open",
         "--key",
-        net.wallet_path.to_str().expect("utf-8"),
+        wallet.to_str().expect("utf-8"),
         "--node",
-        &net.node("A").url,
+        &net.node(node).url,
         "--currency",
         &net.currency,
         "--ask",
@@ -723,4 +734,138 @@ async fn a_hop_killed_between_prepare_and_fulfil_ends_as_its_neighbours() {
     // Every hold lapses or is settled by the peer's word; every line as it was, both copies.
     let after = eventually_settled(&net).await;
     assert_eq!(after, before, "nothing moved, and the restarted hop agrees");
+}
+
+fn percentile(sorted_ms: &[f64], p: usize) -> f64 {
+    sorted_ms[(sorted_ms.len() * p / 100).min(sorted_ms.len() - 1)]
+}
+
+/// Latency of a 4-hop, 3-path payment on loopback (docs/BENCHMARKS.md): the wallet W pays T
+/// 100 (40, 40 and 20 over three paths, one of four hops), then a second wallet at T pays A
+/// 100 back over the reverse paths, which restores every line between the agents, round
+/// after round. `cargo test --release -p storage-agent --test credit_paths
+/// credit_bench_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn credit_bench_latency() {
+    const ROUNDS: usize = 100;
+    let net = six_nodes().await;
+    ask_line(&net, "1000000000000").await;
+    let w2_path = net.dir.path().join("wallet2.key");
+    let w2 = Arc::new(node::keyfile::generate(&w2_path).expect("wallet 2"));
+    ask_line_at(&net, &w2_path, "T", "1000000000000").await;
+    let (a, t) = (net.node("A"), net.node("T"));
+    let via_a = SignedClient::new(net.http.clone(), &a.url, net.wallet.clone());
+    let via_t = SignedClient::new(net.http.clone(), &t.url, w2.clone());
+    let mut ms = Vec::new();
+    for round in 0..ROUNDS as u64 {
+        let counters = Counters::from((node::now_ms() << 16) + round * 128);
+        let t0 = std::time::Instant::now();
+        let paid = credit::pay(
+            &net.http,
+            &net.wallet,
+            &via_a,
+            &t.entity,
+            &net.currency,
+            100,
+            10_000,
+            &counters,
+        )
+        .await
+        .expect("W pays T");
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(paid.paths.len(), 3, "three paths");
+        assert_eq!(
+            paid.paths.iter().map(|p| p.path.len()).max(),
+            Some(5),
+            "one of four hops"
+        );
+        let t0 = std::time::Instant::now();
+        credit::pay(
+            &net.http,
+            &w2,
+            &via_t,
+            &a.entity,
+            &net.currency,
+            100,
+            10_000,
+            &counters,
+        )
+        .await
+        .expect("W2 pays A back");
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    println!(
+        "credit payment of 100 over 3 paths (4 hops at most), {} payments: p50 {:.1} ms, \
+         p99 {:.1} ms, mean {:.1} ms (plan included: paths asked of every node)",
+        ms.len(),
+        percentile(&ms, 50),
+        percentile(&ms, 99),
+        mean
+    );
+    let owed = eventually_settled(&net).await;
+    assert_eq!(owed[&key("A", "W")], 100 * ROUNDS as u64);
+}
+
+/// Payments per second through one node (docs/BENCHMARKS.md): many wallets' payments of 1
+/// over W -> A -> B -> T at once, each prepared on a fixed path (no planning), lines large
+/// enough never to fill. `cargo test --release -p storage-agent --test credit_paths
+/// credit_bench_throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn credit_bench_throughput() {
+    const CONCURRENCY: u64 = 16;
+    const SECONDS: u64 = 10;
+    let net = Arc::new(six_nodes_scaled(1_000_000).await);
+    ask_line(&net, "1000000000000").await;
+    let path: Vec<String> = [net.wallet.entity().to_string()]
+        .into_iter()
+        .chain(["A", "B", "T"].iter().map(|n| net.node(n).entity.clone()))
+        .collect();
+    let t_url = net.node("T").url.clone();
+    let a_url = net.node("A").url.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(SECONDS);
+    let workers = (0..CONCURRENCY).map(|w| {
+        let (net, path, t_url, a_url) = (net.clone(), path.clone(), t_url.clone(), a_url.clone());
+        tokio::spawn(async move {
+            let via = SignedClient::new(net.http.clone(), &a_url, net.wallet.clone());
+            let counters = Counters::from((node::now_ms() << 16) + (w << 40));
+            let share = [PathShare { path, amount: 1 }];
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while std::time::Instant::now() < deadline {
+                match credit::send(
+                    &net.http,
+                    &net.wallet,
+                    &via,
+                    &t_url,
+                    &net.currency,
+                    &share,
+                    1,
+                    5_000,
+                    &counters,
+                )
+                .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    });
+    let (mut ok, mut failed) = (0u64, 0u64);
+    for w in workers.collect::<Vec<_>>() {
+        let (o, f) = w.await.expect("join");
+        ok += o;
+        failed += f;
+    }
+    println!(
+        "credit payments of 1 over W -> A -> B -> T, {CONCURRENCY} at once for {SECONDS} s: \
+         {:.0} payments/s through A ({ok} arrived, {failed} failed)",
+        ok as f64 / SECONDS as f64
+    );
+    let owed = eventually_settled(&net).await;
+    assert_eq!(owed[&key("A", "W")], ok);
 }

@@ -346,3 +346,114 @@ fn a_hop_repays_first_then_borrows() {
         "capacity is what a hop can carry"
     );
 }
+
+/// The payer's path finding on a simulated graph of 10,000 nodes (docs/BENCHMARKS.md):
+/// `cargo test --release -p protocol --lib credit_path_finding_timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn credit_path_finding_timing() {
+    use std::collections::{HashMap, HashSet, VecDeque};
+    const NODES: usize = 10_000;
+    const DEGREE: usize = 4;
+    const TRIALS: usize = 200;
+    // xorshift64: a fixed graph from run to run.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let names: Vec<String> = (0..NODES).map(|i| format!("n{i}")).collect();
+    let mut out: Vec<Vec<(usize, u64)>> = vec![Vec::new(); NODES];
+    for (a, list) in out.iter_mut().enumerate() {
+        for _ in 0..DEGREE {
+            let b = (next() % NODES as u64) as usize;
+            if b != a {
+                list.push((b, 1 + next() % 100));
+            }
+        }
+    }
+    let edges_of = |a: usize, b: usize, c: u64| Edge {
+        from: names[a].clone(),
+        to: names[b].clone(),
+        url: String::new(),
+        capacity: c,
+    };
+    // What a payer learns from `GET /v1/credit/paths`: the edges within PATH_HOPS_MAX hops.
+    let learn = |payer: usize| -> (Vec<Edge>, Vec<usize>) {
+        let mut depth: HashMap<usize, usize> = HashMap::from([(payer, 0)]);
+        let mut queue = VecDeque::from([payer]);
+        let mut edges = Vec::new();
+        let mut far = Vec::new();
+        while let Some(u) = queue.pop_front() {
+            let d = depth[&u];
+            if d == PATH_HOPS_MAX {
+                far.push(u);
+                continue;
+            }
+            for &(v, c) in &out[u] {
+                edges.push(edges_of(u, v, c));
+                if let std::collections::hash_map::Entry::Vacant(e) = depth.entry(v) {
+                    e.insert(d + 1);
+                    queue.push_back(v);
+                }
+            }
+        }
+        (edges, far)
+    };
+    let mut learn_us = Vec::new();
+    let mut split_us = Vec::new();
+    let mut learned = Vec::new();
+    let mut split_ok = 0;
+    for _ in 0..TRIALS {
+        let payer = (next() % NODES as u64) as usize;
+        let t0 = std::time::Instant::now();
+        let (edges, far) = learn(payer);
+        learn_us.push(t0.elapsed().as_micros());
+        learned.push(edges.len());
+        let Some(&target) = far.first() else { continue };
+        let t1 = std::time::Instant::now();
+        let shares = split(&edges, &names[payer], &names[target], 150);
+        split_us.push(t1.elapsed().as_micros());
+        if shares.is_some() {
+            split_ok += 1;
+        }
+    }
+    // The worst a payer may be given: EDGES_MAX edges of the whole graph.
+    let mut all: Vec<Edge> = Vec::new();
+    let mut seen = HashSet::new();
+    'outer: for (a, list) in out.iter().enumerate() {
+        for &(b, c) in list {
+            if seen.insert((a, b)) {
+                all.push(edges_of(a, b, c));
+                if all.len() == flow::EDGES_MAX {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let t2 = std::time::Instant::now();
+    let _ = split(&all, "n0", "n9999", 10_000);
+    let worst_us = t2.elapsed().as_micros();
+    let pct = |v: &mut Vec<u128>, p: usize| {
+        v.sort_unstable();
+        v[(v.len() * p / 100).min(v.len() - 1)]
+    };
+    learned.sort_unstable();
+    println!(
+        "credit path finding, {NODES} nodes x {DEGREE} lines: learned edges p50 {} max {}; \
+         neighbourhood p50 {} us p99 {} us; split of 150 to a node 4 hops away p50 {} us \
+         p99 {} us ({split_ok}/{} carried); split over {} edges {} us",
+        learned[learned.len() / 2],
+        learned[learned.len() - 1],
+        pct(&mut learn_us, 50),
+        pct(&mut learn_us, 99),
+        pct(&mut split_us, 50),
+        pct(&mut split_us, 99),
+        split_us.len(),
+        all.len(),
+        worst_us
+    );
+    assert!(split_ok > 0, "some payments found paths");
+}
