@@ -291,6 +291,7 @@ pub struct Paid {
 /// target, whose descriptor at `target_url` gives its credit key. Every path is prepared at
 /// once; the payment arrived when every prepare answers the secret. `total` may exceed the
 /// shares' sum (then the target never fulfils, and every hold is released: for tests).
+/// `transaction_id` says what the payment is for at the target (a contract id at an agent).
 #[allow(clippy::too_many_arguments)]
 pub async fn send(
     http: &reqwest::Client,
@@ -300,6 +301,7 @@ pub async fn send(
     currency: &str,
     shares: &[PathShare],
     total: u64,
+    transaction_id: Option<&str>,
     wait_ms: u64,
     counters: &Counters,
 ) -> Result<Paid, CreditPayError> {
@@ -329,6 +331,7 @@ pub async fn send(
             sealed_secret: sealed.clone(),
             expires_at,
             lines: Vec::new(),
+            transaction_id: transaction_id.map(str::to_owned),
         };
         let body = serde_json::to_vec(&p).unwrap_or_default();
         let counter = counters.next();
@@ -392,6 +395,7 @@ pub async fn pay(
     to: &str,
     currency: &str,
     amount: u64,
+    transaction_id: Option<&str>,
     wait_ms: u64,
     counters: &Counters,
 ) -> Result<Paid, CreditPayError> {
@@ -406,6 +410,7 @@ pub async fn pay(
             currency,
             &plan.shares,
             amount,
+            transaction_id,
             wait_ms,
             counters,
         )

@@ -63,6 +63,9 @@ pub enum CreditCmd {
         /// What to pay, in minor units
         #[arg(long, value_parser = node::cli::parse_minor_units)]
         amount: u64,
+        /// What the payment is for at the target: a contract id pays that contract at an agent
+        #[arg(long)]
+        transaction_id: Option<String>,
         /// How long the paths may take to arrive whole (ms)
         #[arg(long, default_value_t = credit::PAY_WAIT_MS_DEFAULT)]
         wait_ms: u64,
@@ -176,6 +179,7 @@ pub fn run(command: CreditCmd) -> anyhow::Result<()> {
             to,
             currency,
             amount,
+            transaction_id,
             wait_ms,
             json,
         } => {
@@ -184,7 +188,15 @@ pub fn run(command: CreditCmd) -> anyhow::Result<()> {
             anyhow::ensure!(amount > 0, "--amount must be at least 1");
             let (http, key, client, counters) = signed(&key, &via)?;
             let paid = rt.block_on(credit::pay(
-                &http, &key, &client, &to, &currency, amount, wait_ms, &counters,
+                &http,
+                &key,
+                &client,
+                &to,
+                &currency,
+                amount,
+                transaction_id.as_deref(),
+                wait_ms,
+                &counters,
             ));
             let paid = match paid {
                 Ok(p) => p,

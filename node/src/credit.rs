@@ -128,6 +128,25 @@ impl CreditPolicy {
     }
 }
 
+/// A payment arriving at this node as its target, shown to the service's [`CommitHook`].
+#[derive(Debug, Clone)]
+pub struct Arrived<'a> {
+    pub payment: &'a str,
+    pub payer: &'a str,
+    pub currency: &'a str,
+    /// The whole payment, over all its paths.
+    pub total: u64,
+    pub transaction_id: Option<&'a str>,
+}
+
+/// A service's say in payments it is the target of, run inside the target's transaction:
+/// with `complete` false when a path arrives (check only: refusing refuses that path, and so
+/// the payment), with `complete` true when the total is in (write what the payment buys, in
+/// the transaction that commits it; refusing rolls the commit back). The agent's credits a
+/// contract named by `transaction_id`, as an LCP deposit does.
+pub type CommitHook =
+    Arc<dyn Fn(&mut AnyConnection, &Arrived<'_>, bool) -> Result<(), String> + Send + Sync>;
+
 /// How a payment ended at its target, for the prepares still waiting.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
@@ -157,6 +176,8 @@ pub enum CreditNodeError {
     Incomplete,
     #[error("no route: {0}")]
     NoRoute(String),
+    #[error("the target refuses the payment: {0}")]
+    PaymentRefused(String),
     #[error("the next hop did not answer: {0}")]
     Unreachable(String),
     /// A hop after this one refused: its message, passed on as it was.
@@ -170,7 +191,8 @@ pub enum CreditNodeError {
 
 /// The codes a hop passes on from the hops after it; any other becomes
 /// `downstream_refused`.
-const PASSED_ON_CODES: [&str; 14] = [
+const PASSED_ON_CODES: [&str; 15] = [
+    "payment_refused",
     "invalid_line",
     "invalid_line_signature",
     "stale_update",
@@ -210,7 +232,8 @@ impl crate::service::ServiceError for CreditNodeError {
             | CreditNodeError::Refused(_)
             | CreditNodeError::Duplicate
             | CreditNodeError::Incomplete
-            | CreditNodeError::NoRoute(_) => StatusCode::CONFLICT,
+            | CreditNodeError::NoRoute(_)
+            | CreditNodeError::PaymentRefused(_) => StatusCode::CONFLICT,
             CreditNodeError::Credit(_)
             | CreditNodeError::Query(_)
             | CreditNodeError::InvalidJson(_) => StatusCode::BAD_REQUEST,
@@ -238,6 +261,7 @@ impl crate::service::ServiceError for CreditNodeError {
             CreditNodeError::Duplicate => "duplicate_prepare",
             CreditNodeError::Incomplete => "payment_incomplete",
             CreditNodeError::NoRoute(_) => "no_route",
+            CreditNodeError::PaymentRefused(_) => "payment_refused",
             CreditNodeError::Unreachable(_) => "hop_unreachable",
             CreditNodeError::Downstream { code, .. } => PASSED_ON_CODES
                 .iter()
@@ -313,10 +337,21 @@ pub struct CreditBook {
     /// One target step (hold, sum, maybe commit) at a time.
     target_step: tokio::sync::Mutex<()>,
     started: std::sync::atomic::AtomicBool,
+    on_commit: Option<CommitHook>,
 }
 
 impl CreditBook {
     pub fn new(db: db::Database, key: Arc<KeyPair>, policy: CreditPolicy) -> Arc<CreditBook> {
+        CreditBook::with_hook(db, key, policy, None)
+    }
+
+    /// [`CreditBook::new`] with the service's say in payments to it ([`CommitHook`]).
+    pub fn with_hook(
+        db: db::Database,
+        key: Arc<KeyPair>,
+        policy: CreditPolicy,
+        on_commit: Option<CommitHook>,
+    ) -> Arc<CreditBook> {
         let options = crate::client::ClientOptions {
             ca_cert: None,
             read_ms_max: None,
@@ -335,6 +370,7 @@ impl CreditBook {
             waiters: std::sync::Mutex::new(HashMap::new()),
             target_step: tokio::sync::Mutex::new(()),
             started: std::sync::atomic::AtomicBool::new(false),
+            on_commit,
         })
     }
 

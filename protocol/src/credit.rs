@@ -417,6 +417,10 @@ pub struct Prepare {
     /// receiver splits the same way the sender would ([`hop_split`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LinePart>,
+    /// What the payment is for, at the target (a contract id at an agent, as an LCP
+    /// transfer's `transaction_id`): at most 128 printable characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 /// Part of one hop's amount on one line.
@@ -470,6 +474,11 @@ impl Prepare {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return bad("condition must be 64 lowercase hex digits");
+        }
+        if let Some(t) = &self.transaction_id {
+            if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+                return bad("transaction_id is 1 to 128 printable characters");
+            }
         }
         if self.lines.len() > 2 {
             return bad("a hop draws on at most two lines");

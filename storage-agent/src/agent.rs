@@ -173,7 +173,12 @@ impl Agent {
         let free_riders = clients::free_riders::FreeRiders::new(config.free_rider_threshold);
         Agent {
             records: records::book(db.clone(), key.clone()),
-            credit: node::credit::CreditBook::new(db.clone(), key.clone(), config.credit.clone()),
+            credit: node::credit::CreditBook::with_hook(
+                db.clone(),
+                key.clone(),
+                config.credit.clone(),
+                Some(upkeep::credit_payment_hook()),
+            ),
             key,
             config,
             db,

@@ -223,3 +223,76 @@ async fn lines_are_given_asked_for_and_changed_only_by_both_signatures() {
         assert_eq!(resp.status(), 400);
     }
 }
+
+/// An agent takes a credit payment to a contract as it takes an LCP deposit (issue 17): a
+/// buyer with a line at the agent pays a proposed contract over it (`transaction_id` = the
+/// contract id) and the contract turns active; a payment naming no contract of the agent's
+/// is refused before anything is held. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_payment_to_a_contract_pays_it_like_a_deposit() {
+    use clients::credit::{self, Counters, Open};
+    for (backend, database) in util::backends("credit_contract") {
+        eprintln!("backend: {backend}");
+        let world = World::start_configured(1 << 20, database.url(), &|c| {
+            c.credit.give_max = 1_000_000;
+        });
+        let (client, _wallet, buyer) = world.buyer(1).await;
+        let currency = world.issuer.entity.to_string();
+        let via = SignedClient::new(world.http.clone(), &world.agent.url, buyer.clone());
+        let counters = Counters::from(node::now_ms() << 16);
+        credit::open(&via, &buyer, &currency, Open::Ask(500_000), &counters)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: a line asked: {e}"));
+        let (_, offer) = client.offer().await.expect("offer");
+        let terms = clients::agent::AgentClient::terms_from_offer(
+            &offer,
+            buyer.entity(),
+            &world.issuer.entity,
+            64 * 1024,
+            3_600,
+            vec![],
+        )
+        .expect("terms");
+        client.propose(&terms).await.expect("proposed, unpaid");
+        let agent = world.agent.agent.key.entity().to_string();
+
+        // Naming no contract here: refused, nothing held.
+        let refused = credit::pay(
+            &world.http,
+            &buyer,
+            &via,
+            &agent,
+            &currency,
+            10,
+            Some("no-such-contract"),
+            3_000,
+            &counters,
+        )
+        .await
+        .expect_err("no such contract");
+        assert_eq!(refused.code(), "payment_refused", "{backend}: {refused}");
+
+        let paid = credit::pay(
+            &world.http,
+            &buyer,
+            &via,
+            &agent,
+            &currency,
+            terms.contract_price,
+            Some(&terms.id),
+            3_000,
+            &counters,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{backend}: paid over the line: {e}"));
+        assert_eq!(paid.amount, terms.contract_price);
+        util::wait_active(&client, &terms.id).await;
+        let page = lines(&world.http, &world.agent.url, buyer.entity().as_str()).await;
+        assert_eq!(page.lines.len(), 1);
+        assert_eq!(
+            (page.lines[0].owed, page.lines[0].held),
+            (terms.contract_price, 0),
+            "{backend}: the buyer owes the agent the contract's price on the line"
+        );
+    }
+}

@@ -460,6 +460,7 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
         &net.currency,
         &plan.shares,
         30,
+        None,
         1_500,
         &counters,
     )
@@ -480,6 +481,7 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
         &net.currency,
         &replay_plan.shares,
         5,
+        None,
         3_000,
         &counters,
     )
@@ -540,6 +542,7 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
         condition,
         expires_at: node::now_ms() + 5_000,
         lines: Vec::new(),
+        transaction_id: None,
     };
     let body = serde_json::to_value(&prepare).expect("json");
     let first = via
@@ -649,6 +652,7 @@ async fn fifty_concurrent_payments_never_take_a_line_past_its_limit() {
                 &t,
                 &net.currency,
                 4,
+                None,
                 3_000,
                 &counters,
             )
@@ -709,6 +713,7 @@ async fn a_hop_killed_between_prepare_and_fulfil_ends_as_its_neighbours() {
             &currency,
             &[share],
             50,
+            None,
             4_000,
             &counters,
         )
@@ -768,6 +773,7 @@ async fn credit_bench_latency() {
             &t.entity,
             &net.currency,
             100,
+            None,
             10_000,
             &counters,
         )
@@ -788,6 +794,7 @@ async fn credit_bench_latency() {
             &a.entity,
             &net.currency,
             100,
+            None,
             10_000,
             &counters,
         )
@@ -843,6 +850,7 @@ async fn credit_bench_throughput() {
                     &net.currency,
                     &share,
                     1,
+                    None,
                     5_000,
                     &counters,
                 )

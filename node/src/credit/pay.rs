@@ -31,7 +31,7 @@ use protocol::credit::{
 use protocol::EntityId;
 
 use super::holds::{self, Direction, HopHold, Select};
-use super::{CreditBook, CreditNodeError, Outcome};
+use super::{Arrived, CreditBook, CreditNodeError, Outcome};
 use crate::client::ClientError;
 
 /// Lapsed holds one sweep settles at most.
@@ -254,6 +254,8 @@ impl CreditBook {
             let (parts_in, currency, amount, total) =
                 (p.lines.clone(), p.currency.clone(), p.amount, p.total);
             let secret_c = secret.clone();
+            let hook = self.on_commit.clone();
+            let transaction_id = p.transaction_id.clone();
             let complete = self
                 .db
                 .run(move |conn| {
@@ -271,6 +273,17 @@ impl CreditBook {
                                 "the paths carry more than the payment's total",
                             )
                             .into());
+                        }
+                        let arrived = Arrived {
+                            payment: &hop.payment,
+                            payer: &hop.payer,
+                            currency: &currency,
+                            total,
+                            transaction_id: transaction_id.as_deref(),
+                        };
+                        if let Some(hook) = &hook {
+                            hook(conn, &arrived, sum == total)
+                                .map_err(CreditNodeError::PaymentRefused)?;
                         }
                         if sum < total {
                             return Ok(false);

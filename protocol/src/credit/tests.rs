@@ -107,6 +107,7 @@ fn prepares_are_checked() {
         sealed_secret: String::new(),
         expires_at: 1,
         lines: Vec::new(),
+        transaction_id: None,
     };
     good.validate().expect("valid");
     let parts = |a: u64, b: u64| {

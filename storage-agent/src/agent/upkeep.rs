@@ -3,6 +3,43 @@
 
 use super::*;
 
+/// Credit payments to the agent (DESIGN 12): a payment whose `transaction_id` names a
+/// contract in the payment's currency credits it as an LCP deposit would, in the transaction
+/// that commits the payment, and counts as income; one naming no such contract is refused
+/// when its first path arrives (nothing is held). A payment with no `transaction_id` is
+/// income only (the line's balance is the agent's to use).
+pub fn credit_payment_hook() -> node::credit::CommitHook {
+    std::sync::Arc::new(
+        |conn: &mut AnyConnection, arrived: &node::credit::Arrived<'_>, complete: bool| {
+            // Outer error: the database; inner: the refusal to send back.
+            let run = |conn: &mut AnyConnection| -> Result<Result<(), String>, Error> {
+                let amount = to_i64(arrived.total)?;
+                if let Some(t) = arrived.transaction_id {
+                    let contract = contracts::table
+                        .filter(contracts::id.eq(t))
+                        .filter(contracts::issuer.eq(arrived.currency));
+                    let found: i64 = contract.count().get_result(conn)?;
+                    if found == 0 {
+                        return Ok(Err(format!("no contract {t} in this currency here")));
+                    }
+                    if complete {
+                        diesel::update(contract)
+                            .set(contracts::paid.eq(contracts::paid + amount))
+                            .execute(conn)?;
+                    }
+                }
+                if complete {
+                    diesel::update(payment_cursors::table.find(arrived.currency))
+                        .set(payment_cursors::income.eq(payment_cursors::income + amount))
+                        .execute(conn)?;
+                }
+                Ok(Ok(()))
+            };
+            run(conn).unwrap_or_else(|e| Err(e.to_string()))
+        },
+    )
+}
+
 impl Agent {
     /// Apply one page of deposits from `issuer`: credit contracts named by `transaction_id`,
     /// count income, and move the cursor, all in one transaction.

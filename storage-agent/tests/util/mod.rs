@@ -57,7 +57,17 @@ impl World {
         tabs: (u64, u64),
     ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        World::start_in_full(dir, capacity_bytes, grace_s, database, store, tabs)
+        World::start_in_full(dir, capacity_bytes, grace_s, database, store, tabs, &|_| {})
+    }
+
+    /// [`World::start`] with the agent's configuration changed by `edit` first.
+    pub fn start_configured(
+        capacity_bytes: u64,
+        database: Option<String>,
+        edit: &dyn Fn(&mut AgentConfig),
+    ) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        World::start_in_full(dir, capacity_bytes, 3_600, database, "file", (0, 0), edit)
     }
 
     /// [`World::start`] in a directory the test prepared (e.g. a small disk mounted at
@@ -68,7 +78,15 @@ impl World {
         grace_s: u64,
         database: Option<String>,
     ) -> World {
-        World::start_in_full(dir, capacity_bytes, grace_s, database, "file", (0, 0))
+        World::start_in_full(
+            dir,
+            capacity_bytes,
+            grace_s,
+            database,
+            "file",
+            (0, 0),
+            &|_| {},
+        )
     }
 
     fn start_in_full(
@@ -78,12 +96,13 @@ impl World {
         database: Option<String>,
         store: &str,
         (tab_limit, tab_threshold): (u64, u64),
+        edit: &dyn Fn(&mut AgentConfig),
     ) -> World {
         let issuer = lcp::testing::start_issuer(&dir.path().join("issuer"));
         let agent_dir = dir.path().join("agent");
         std::fs::create_dir_all(&agent_dir).expect("agent dir");
         node::keyfile::generate(&agent_dir.join("identity.key")).expect("agent key");
-        let config = AgentConfig {
+        let mut config = AgentConfig {
             capacity_bytes,
             block_bytes_max: capacity_bytes,
             grace_s,
@@ -100,6 +119,7 @@ impl World {
             }],
             ..AgentConfig::default()
         };
+        edit(&mut config);
         config.save(&agent_dir).expect("config");
         let agent = storage_agent::serve::start(storage_agent::serve::ServeOptions {
             data_dir: agent_dir,
@@ -213,14 +233,7 @@ impl World {
             .buy(wallet, &terms, credit)
             .await
             .expect("contract paid ahead and accepted");
-        eventually(5_000, "the contract to turn active", || async {
-            client
-                .contract(&terms.id)
-                .await
-                .map(|v| v.status == "active")
-                .unwrap_or(false)
-        })
-        .await;
+        wait_active(client, &terms.id).await;
         terms
     }
 
@@ -230,6 +243,18 @@ impl World {
 }
 
 pub use node::testing::eventually;
+
+/// Wait (at most 5 s) for contract `id` to turn active at `client`'s agent.
+pub async fn wait_active(client: &AgentClient, id: &str) {
+    eventually(5_000, "the contract to turn active", || async {
+        client
+            .contract(id)
+            .await
+            .map(|v| v.status == "active")
+            .unwrap_or(false)
+    })
+    .await;
+}
 
 /// Longest a spawned agent may take to print its address.
 pub const SPAWN_WAIT_MS_MAX: u64 = 30_000;
