@@ -46,6 +46,8 @@ diesel::table! {
         debtor_signature -> Text,
         updated_ms -> BigInt,
         repaying -> BigInt,
+        settle_threshold -> Nullable<BigInt>,
+        settled_ms -> Nullable<BigInt>,
     }
 }
 
@@ -272,10 +274,16 @@ impl crate::service::ServiceError for CreditNodeError {
     }
 }
 
-type Row = (String, String, String, String, i64, i64, i64, i64, i64, i64);
+type Row = (
+    (String, String, String, String, i64, i64, i64, i64, i64, i64),
+    (Option<i64>, Option<i64>, String, String),
+);
 
 fn view_of(
-    (id, creditor, debtor, currency, limit, owed, held, repaying, seq, updated_ms): Row,
+    (
+        (id, creditor, debtor, currency, limit, owed, held, repaying, seq, updated_ms),
+        (threshold, settled_ms, creditor_signature, debtor_signature),
+    ): Row,
 ) -> LineView {
     LineView {
         id,
@@ -288,34 +296,54 @@ fn view_of(
         repaying: repaying.unsigned_abs(),
         seq: seq.unsigned_abs(),
         updated_ms: updated_ms.unsigned_abs(),
+        settle_threshold: threshold.map(i64::unsigned_abs),
+        settled_ms: settled_ms.map(i64::unsigned_abs),
+        creditor_signature,
+        debtor_signature,
     }
 }
 
 /// The columns of a [`Row`].
 type RowColumns = (
-    credit_lines::id,
-    credit_lines::creditor,
-    credit_lines::debtor,
-    credit_lines::currency,
-    credit_lines::credit_limit,
-    credit_lines::owed,
-    credit_lines::held,
-    credit_lines::repaying,
-    credit_lines::seq,
-    credit_lines::updated_ms,
+    (
+        credit_lines::id,
+        credit_lines::creditor,
+        credit_lines::debtor,
+        credit_lines::currency,
+        credit_lines::credit_limit,
+        credit_lines::owed,
+        credit_lines::held,
+        credit_lines::repaying,
+        credit_lines::seq,
+        credit_lines::updated_ms,
+    ),
+    (
+        credit_lines::settle_threshold,
+        credit_lines::settled_ms,
+        credit_lines::creditor_signature,
+        credit_lines::debtor_signature,
+    ),
 );
 
 const ROW_COLUMNS: RowColumns = (
-    credit_lines::id,
-    credit_lines::creditor,
-    credit_lines::debtor,
-    credit_lines::currency,
-    credit_lines::credit_limit,
-    credit_lines::owed,
-    credit_lines::held,
-    credit_lines::repaying,
-    credit_lines::seq,
-    credit_lines::updated_ms,
+    (
+        credit_lines::id,
+        credit_lines::creditor,
+        credit_lines::debtor,
+        credit_lines::currency,
+        credit_lines::credit_limit,
+        credit_lines::owed,
+        credit_lines::held,
+        credit_lines::repaying,
+        credit_lines::seq,
+        credit_lines::updated_ms,
+    ),
+    (
+        credit_lines::settle_threshold,
+        credit_lines::settled_ms,
+        credit_lines::creditor_signature,
+        credit_lines::debtor_signature,
+    ),
 );
 
 fn to_i64(n: u64) -> Result<i64, CreditNodeError> {
@@ -522,6 +550,32 @@ impl CreditBook {
                     if (creditor, debtor, currency) != (s.creditor, s.debtor, s.currency) {
                         return Err(CreditNodeError::Refused(
                             "this id is another line's (other parties or currency)".into(),
+                        ));
+                    }
+                    let threshold: Option<i64> = credit_lines::table
+                        .find(&s.id)
+                        .select(credit_lines::settle_threshold)
+                        .first(conn)?;
+                    let is_tab = threshold.is_some();
+                    if held_seq == seq && held_owed == owed {
+                        // A tab's debtor countersigning the state in force (the lower balance
+                        // after a settlement): only a missing signature is added.
+                        let (limit_now, ds_now): (i64, String) = credit_lines::table
+                            .find(&s.id)
+                            .select((credit_lines::credit_limit, credit_lines::debtor_signature))
+                            .first(conn)?;
+                        if limit_now == limit && ds_now.is_empty() && !ds.is_empty() {
+                            diesel::update(credit_lines::table.find(&s.id))
+                                .set(credit_lines::debtor_signature.eq(&ds))
+                                .execute(conn)?;
+                            return Ok(());
+                        }
+                    }
+                    if is_tab {
+                        return Err(CreditNodeError::Refused(
+                            "a tab changes by charges and settlements; its debtor only \
+                             countersigns the state in force"
+                                .into(),
                         ));
                     }
                     if held_seq >= seq {

@@ -226,6 +226,18 @@ pub struct LineView {
     /// When this node last changed the line (Unix ms).
     #[serde(default)]
     pub updated_ms: u64,
+    /// A tab's settlement threshold (seed 001): past it the debtor is asked to settle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_threshold: Option<u64>,
+    /// When a settlement last lowered what is owed (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_ms: Option<u64>,
+    /// The parties' signatures over the state shown; a tab's debtor signature is empty until
+    /// the debtor countersigns a settled balance (its signed requests are its half).
+    #[serde(default)]
+    pub creditor_signature: String,
+    #[serde(default)]
+    pub debtor_signature: String,
 }
 
 /// The answer of `GET /v1/credit/lines`.

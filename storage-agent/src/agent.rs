@@ -43,6 +43,7 @@ pub mod paywords;
 mod reads;
 pub mod records;
 mod rows;
+mod tab;
 mod upkeep;
 pub mod usage;
 mod writes;
@@ -446,6 +447,7 @@ impl Agent {
             charge,
             tab_room,
             settle,
+            tab: self.tab_of(row),
         })
     }
 
@@ -491,6 +493,8 @@ struct Drawn {
     charge: u64,
     tab_room: u64,
     settle: Option<u64>,
+    /// The buyer's tab line to bring to its new debt, when tabs are on.
+    tab: Option<tab::TabRef>,
 }
 
 /// Add `drawn.charge` to the contract's `spent`, relative and conditional in SQL: reads on the
@@ -514,6 +518,9 @@ fn charge_contract(conn: &mut AnyConnection, id: &str, drawn: &Drawn) -> Result<
         return Err(Error::PaymentRequired {
             amount_due: drawn.charge,
         });
+    }
+    if let Some(tab) = &drawn.tab {
+        tab::mirror(conn, tab, false)?;
     }
     Ok(())
 }

@@ -17,6 +17,8 @@ use crate::owner::require_owner;
 /// Sent with answers that leave the buyer's running tab past `tab_threshold`: the debt to
 /// settle (pay to any of the buyer's contracts). Lowercase: HTTP/1 header names are case-blind.
 pub const AMOUNT_DUE_HEADER: &str = "lcp-amount-due";
+/// The agent's half of a buyer's tab update (DESIGN 12): `<id>;<seq>;<owed>;<signature>`.
+pub const LINE_HEADER: &str = "lcp-line";
 
 /// Longest an upload waits for one of the agent's upload slots before `503 overloaded`.
 const PUT_SLOT_WAIT_MS_MAX: u64 = 10_000;
@@ -267,7 +269,13 @@ async fn put_object(
         agent.put_object(&id, &name, cmd(&v, &key)?, bytes).await
     }
     .await;
-    Ok(signed(&agent, &v, result))
+    let line = match &result {
+        Ok(_) => agent.tab_line_header(v.entity.as_str()).await,
+        Err(_) => None,
+    };
+    let mut resp = signed(&agent, &v, result);
+    with_line(&mut resp, line);
+    Ok(resp)
 }
 
 async fn delete_object(
@@ -339,7 +347,21 @@ async fn get_object(
     }
     .await
     .inspect_err(|e| agent.note_refusal(e))?;
-    Ok(bytes_response(range.is_some(), read))
+    let line = agent.tab_line_header(v.entity.as_str()).await;
+    let mut resp = bytes_response(range.is_some(), read);
+    with_line(&mut resp, line);
+    Ok(resp)
+}
+
+/// Add `LCP-Line` (the agent's half of the buyer's tab state, DESIGN 12) when there is one.
+fn with_line(resp: &mut HttpResponse, line: Option<String>) {
+    if let Some(value) = line.and_then(|l| actix_web::http::header::HeaderValue::from_str(&l).ok())
+    {
+        resp.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(LINE_HEADER),
+            value,
+        );
+    }
 }
 
 async fn redeem(

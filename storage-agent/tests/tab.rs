@@ -137,3 +137,184 @@ async fn a_tab_per_buyer_with_limit_and_threshold() {
         100 - 10 * PRICES.write_per_kib as i64
     );
 }
+
+/// The buyer's tab line `id` as the agent lists it.
+async fn tab_line(
+    world: &World,
+    buyer: &protocol::KeyPair,
+    id: &str,
+) -> protocol::credit::LineView {
+    clients::credit::lines(&world.http, &world.agent.url, buyer.entity().as_str())
+        .await
+        .expect("lines")
+        .into_iter()
+        .find(|l| l.id == id)
+        .expect("the tab line")
+}
+
+/// The tab is a credit line (DESIGN 12, issue 17): each charged answer carries the agent's
+/// half of the new state (`LCP-Line: id;seq;owed;signature`, signed over the line state);
+/// past the threshold the buyer settles by an LCP transfer to the line id, which the issuer
+/// shows as a deposit with that transaction id; the line then shows the lower balance, which
+/// the buyer countersigns; past the limit a charge is `402`. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_is_a_line_settled_through_lcp_at_its_threshold() {
+    use protocol::credit::{LineState, LineUpdate};
+    for (backend, database) in util::backends("tab_line") {
+        eprintln!("backend: {backend}");
+        let world = World::start_full(1 << 20, 60, database.url(), "file", (50, 30));
+        let (client, wallet, buyer) = world.buyer(1_000_000).await;
+        let contract = world
+            .active_contract(&client, &wallet, &buyer, 256 * 1024, 3600, 0)
+            .await;
+        let agent = world.agent.agent.key.entity().clone();
+        let line_of = |resp: &reqwest::Response| -> (String, u64, u64, String) {
+            let v = resp
+                .headers()
+                .get("lcp-line")
+                .expect("LCP-Line on a charged answer")
+                .to_str()
+                .expect("ascii");
+            let parts: Vec<&str> = v.split(';').collect();
+            assert_eq!(parts.len(), 4, "{v}");
+            (
+                parts[0].to_owned(),
+                parts[1].parse().expect("seq"),
+                parts[2].parse().expect("owed"),
+                parts[3].to_owned(),
+            )
+        };
+        let state = |id: &str, seq: u64, owed: u64| LineState {
+            id: id.to_owned(),
+            creditor: agent.to_string(),
+            debtor: buyer.entity().to_string(),
+            currency: world.issuer.entity.to_string(),
+            limit: 50,
+            owed,
+            seq,
+        };
+        let put = |name: &'static str, kib: usize| {
+            let (client, id) = (&client, contract.id.clone());
+            async move {
+                client
+                    .signed()
+                    .send(
+                        "PUT",
+                        &format!("/v1/contracts/{id}/objects/{name}"),
+                        vec![7; kib * 1024],
+                        Some(node::now_ms() * 1000),
+                        &[],
+                        0,
+                    )
+                    .await
+                    .expect("send")
+            }
+        };
+        // 10 KiB at 2 per KiB: 20 owed, the agent's half of seq 1.
+        let resp = put("a", 10).await;
+        assert_eq!(resp.status(), 200);
+        let (id, seq, owed, sig) = line_of(&resp);
+        assert_eq!((seq, owed), (1, 20));
+        assert!(
+            agent.verify_b64(state(&id, 1, 20).signing_string().as_bytes(), &sig),
+            "{backend}: the agent signed the line state"
+        );
+        // 10 more: 40 > 30, asked to settle, seq 2.
+        let resp = put("b", 10).await;
+        assert_eq!(
+            resp.headers()
+                .get("lcp-amount-due")
+                .map(|v| v.to_str().expect("ascii")),
+            Some("40")
+        );
+        let (id2, seq, owed, _) = line_of(&resp);
+        assert_eq!((id2.as_str(), seq, owed), (id.as_str(), 2, 40));
+        // Past the limit: 402, the line unchanged.
+        let resp = put("c", 15).await;
+        assert_eq!(resp.status(), 402, "{backend}: past the tab's limit");
+
+        // Settled through LCP: a transfer to the line id.
+        wallet
+            .transfer(&agent, 40, Some(&id))
+            .await
+            .expect("settlement transfer");
+        util::eventually(10_000, "the tab to show the lower balance", || async {
+            let lines =
+                clients::credit::lines(&world.http, &world.agent.url, buyer.entity().as_str())
+                    .await
+                    .expect("lines");
+            lines.iter().any(|l| l.id == id && l.owed == 0)
+        })
+        .await;
+        let as_agent = clients::issuer::IssuerClient::new(
+            world.http.clone(),
+            &world.issuer.url,
+            world.agent.agent.key.clone(),
+            None,
+        );
+        let shown = as_agent.deposits(0, 0, Some(&id)).await.expect("deposits");
+        assert_eq!(
+            shown.deposits.len(),
+            1,
+            "{backend}: the issuer shows the settlement"
+        );
+        assert_eq!(shown.deposits[0].amount, 40);
+        let line = tab_line(&world, &buyer, &id).await;
+        assert_eq!(
+            (line.owed, line.seq, line.settle_threshold),
+            (0, 3, Some(30))
+        );
+        assert!(line.settled_ms.is_some(), "the settlement is stamped");
+        assert_eq!(client.contract(&contract.id).await.expect("view").credit, 0);
+
+        // Both sign the lower balance: the buyer countersigns the agent's state.
+        let lower = state(&id, 3, 0);
+        let update = LineUpdate {
+            state: lower.clone(),
+            creditor_signature: Some(line.creditor_signature.clone()),
+            debtor_signature: Some(buyer.sign_b64(lower.signing_string().as_bytes())),
+        };
+        assert_eq!(
+            update.verify(),
+            Ok(true),
+            "both signatures over the lower balance"
+        );
+        let body = serde_json::json!({ "update": update });
+        client
+            .signed()
+            .command::<LineUpdate>(
+                "POST",
+                "/v1/credit/lines",
+                serde_json::to_vec(&body).expect("json"),
+                node::now_ms() * 1000,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: countersigned: {e}"));
+        let line = tab_line(&world, &buyer, &id).await;
+        assert_eq!(
+            line.debtor_signature,
+            update.debtor_signature.clone().expect("sig")
+        );
+        // A tab's limit is not the buyer's to change.
+        let raised = LineUpdate::sign(
+            LineState {
+                limit: 500,
+                seq: 4,
+                ..lower.clone()
+            },
+            &buyer,
+        )
+        .expect("sign");
+        let refused = client
+            .signed()
+            .command::<LineUpdate>(
+                "POST",
+                "/v1/credit/lines",
+                serde_json::to_vec(&serde_json::json!({ "update": raised })).expect("json"),
+                node::now_ms() * 1000 + 1,
+            )
+            .await
+            .expect_err("not the buyer's to change");
+        assert_eq!(refused.code(), Some("line_refused"));
+    }
+}

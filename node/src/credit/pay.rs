@@ -123,12 +123,12 @@ impl CreditBook {
         let out_parts = self
             .db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
+                holds::write_retrying(conn, |conn| {
                     let parts_in = if parts_in.is_empty() {
                         let lines = holds::hop_lines(conn, &hop_in.peer, &me_c, &currency)?;
                         holds::split_hop(&lines, amount)?
                     } else {
-                        parts_in
+                        parts_in.clone()
                     };
                     holds::hold(conn, &hop_in, &hop_in.peer, &me_c, &currency, &parts_in)?;
                     let lines = holds::hop_lines(conn, &me_c, &next_c, &currency)?;
@@ -214,7 +214,15 @@ impl CreditBook {
         );
         self.db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
+                // `in` before `out`, the order a prepare holds them in.
+                holds::write_retrying(conn, |conn| {
+                    let sel = Select {
+                        payment: &payment,
+                        direction: Direction::In,
+                        route: Some(&route),
+                        peer: None,
+                    };
+                    holds::settle(conn, sel, secret.as_deref())?;
                     if with_out {
                         let sel = Select {
                             payment: &payment,
@@ -224,13 +232,6 @@ impl CreditBook {
                         };
                         holds::settle(conn, sel, secret.as_deref())?;
                     }
-                    let sel = Select {
-                        payment: &payment,
-                        direction: Direction::In,
-                        route: Some(&route),
-                        peer: None,
-                    };
-                    holds::settle(conn, sel, secret.as_deref())?;
                     Ok::<_, CreditNodeError>(())
                 })
             })
@@ -259,12 +260,12 @@ impl CreditBook {
             let complete = self
                 .db
                 .run(move |conn| {
-                    db::write_transaction(conn, |conn| {
+                    holds::write_retrying(conn, |conn| {
                         let parts_in = if parts_in.is_empty() {
                             let lines = holds::hop_lines(conn, &hop.peer, &me, &currency)?;
                             holds::split_hop(&lines, amount)?
                         } else {
-                            parts_in
+                            parts_in.clone()
                         };
                         holds::hold(conn, &hop, &hop.peer, &me, &currency, &parts_in)?;
                         let sum = holds::in_sum(conn, &hop.payment)?;
@@ -329,7 +330,7 @@ impl CreditBook {
         let p = payment.to_owned();
         self.db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
+                holds::write_retrying(conn, |conn| {
                     let sel = Select {
                         payment: &p,
                         direction: Direction::In,
@@ -355,7 +356,7 @@ impl CreditBook {
         let routes = self
             .db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
+                holds::write_retrying(conn, |conn| {
                     let sel = Select {
                         payment: &payment,
                         direction: Direction::Out,
@@ -558,7 +559,7 @@ impl CreditBook {
             let (p, r) = (payment.clone(), route.clone());
             self.db
                 .run(move |conn| {
-                    db::write_transaction(conn, |conn| {
+                    holds::write_retrying(conn, |conn| {
                         let sel = Select {
                             payment: &p,
                             direction: Direction::In,

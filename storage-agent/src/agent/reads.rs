@@ -369,6 +369,7 @@ fn resolve_and_charge(
             charge,
             tab_room: 0,
             settle: None,
+            tab: None,
         },
     )?;
     let read = Read {

@@ -49,6 +49,7 @@ impl Agent {
         page: protocol::ledger::DepositsPage,
     ) -> Result<u64, Error> {
         let issuer = issuer.to_owned();
+        let (key, config) = (self.key.clone(), self.config.clone());
         // Serialised with contract admission: on PostgreSQL, a deposit that finds no contract
         // (so is held as prepaid) and a contract committed meanwhile (which found nothing held)
         // would otherwise miss each other.
@@ -62,6 +63,11 @@ impl Agent {
                         let amount = to_i64(d.amount)?;
                         income = income.saturating_add(amount);
                         if let Some(t) = &d.transaction_id {
+                            // A tab's settlement (transaction_id = the line id).
+                            if tab::settle_deposit(conn, &key, &config, t, &issuer, amount)? {
+                                credited += 1;
+                                continue;
+                            }
                             let n = diesel::update(
                                 contracts::table
                                     .filter(contracts::id.eq(t))
@@ -70,6 +76,21 @@ impl Agent {
                             .set(contracts::paid.eq(contracts::paid + amount))
                             .execute(conn)?;
                             credited += n as u64;
+                            if n > 0 && config.tab_limit > 0 {
+                                // Paying a contract down lowers the buyer's tab too.
+                                let buyer: String = contracts::table
+                                    .find(t)
+                                    .select(contracts::buyer)
+                                    .first(conn)?;
+                                let tab = tab::TabRef {
+                                    key: key.clone(),
+                                    buyer,
+                                    issuer: issuer.clone(),
+                                    limit: config.tab_limit,
+                                    threshold: config.tab_threshold,
+                                };
+                                tab::mirror(conn, &tab, true)?;
+                            }
                             if n == 0 && market::is_uuid_v4(t) {
                                 // Paid before proposing: held for the contract with this id.
                                 add_prepaid(conn, t, &issuer, amount)?;
