@@ -226,6 +226,14 @@ enum Cmd {
         #[command(flatten)]
         out: JsonArg,
     },
+    /// Pay the running tabs the agents keep for this wallet (by LCP transfer to each tab's
+    /// line id) and countersign the lower balances (DESIGN 12)
+    Settle {
+        #[command(flatten)]
+        key: KeyFileArg,
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// The password-wrapped key
     Key {
         #[command(subcommand)]
@@ -279,6 +287,7 @@ impl Cmd {
             | Cmd::Unlock { key, .. }
             | Cmd::Prune { key, .. }
             | Cmd::Stats { key, .. }
+            | Cmd::Settle { key, .. }
             | Cmd::Restore { key, .. }
             | Cmd::Key {
                 command: KeyCmd::Export { key, .. },

@@ -1,7 +1,8 @@
 //! Keeping a repository healthy: `check` (structure, contracts, and with `--read-data` every
 //! shard), `repair` (rebuild missing or damaged shards from the survivors, onto the same agent
 //! or onto a new one bought through the market), `forget` (retention) and `prune` (delete packs
-//! no snapshot needs; both in maintain/prune.rs), `stats`.
+//! no snapshot needs; both in maintain/prune.rs), `stats`, `settle` (pay the agents' tabs,
+//! maintain/settle.rs).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -13,8 +14,10 @@ use crate::repo::{Repo, ShardRoots, Slot};
 use crate::tree::Snapshot;
 
 mod prune;
+mod settle;
 
 pub use prune::*;
+pub use settle::*;
 
 /// One problem `check` found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -350,6 +350,35 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
                 }
             })
         }
+        Cmd::Settle {
+            out: JsonArg { json },
+            ..
+        } => {
+            let repo = open(&dir, &auth).await?;
+            let s = backup::maintain::settle(&repo).await?;
+            print(json, &s, || {
+                if s.tabs.is_empty() {
+                    out!("no tab owed at the repository's agents");
+                }
+                for t in &s.tabs {
+                    out!(
+                        "paid {} to {} (tab {}); it now shows {} owed{}",
+                        t.paid,
+                        t.endpoint,
+                        t.line,
+                        t.owed_after,
+                        if t.countersigned {
+                            ", countersigned"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                for e in &s.unreachable {
+                    out!("could not ask {e}");
+                }
+            })
+        }
         Cmd::Stats {
             out: JsonArg { json },
             ..

@@ -267,6 +267,20 @@ async fn a_tab_is_a_line_settled_through_lcp_at_its_threshold() {
         assert!(line.settled_ms.is_some(), "the settlement is stamped");
         assert_eq!(client.contract(&contract.id).await.expect("view").credit, 0);
 
+        // The owner's page shows the tab and its last settlement.
+        let page = world
+            .http
+            .get(format!("{}/", world.agent.url))
+            .send()
+            .await
+            .expect("dashboard")
+            .text()
+            .await
+            .expect("html");
+        assert!(
+            page.contains("tab of buyer") && page.contains("at 0.30 LCU, 20"),
+            "{backend}: the tab row with its settlement: {page}"
+        );
         // Both sign the lower balance: the buyer countersigns the agent's state.
         let lower = state(&id, 3, 0);
         let update = LineUpdate {
