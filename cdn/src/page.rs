@@ -24,10 +24,16 @@ fn shell(title: &str, body: &str) -> String {
 
 /// `GET /` of the publisher.
 pub async fn status_page(p: crate::publisher::State) -> actix_web::HttpResponse {
-    let body = match p.status().await {
+    let mut body = match p.status().await {
         Ok(s) => render_status(&s),
         Err(e) => format!("<p class=bad>{}</p>", esc(&e.to_string())),
     };
+    if let Ok(lines) = p.credit_lines.lines(None).await {
+        let me = p.key.entity().to_string();
+        body.push_str(&node::credit::lines_html(&lines.lines, &me, &|_, n| {
+            show_amount(None, n)
+        }));
+    }
     actix_web::HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(shell("Publisher", &body))

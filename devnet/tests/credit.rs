@@ -67,6 +67,23 @@ async fn every_service_keeps_a_line_given_to_it() {
             .expect("lines");
         assert_eq!(page.lines.len(), 1, "{name}");
         assert_eq!(page.lines[0].limit, 1_000 + i as u64, "{name}");
+        // The owner pages of the market and the publisher list the line too.
+        if matches!(*name, "market" | "publisher") {
+            let html = http
+                .get(format!("{}/", service.url))
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html");
+            assert!(
+                html.contains("id=\"credit-lines\"")
+                    && html.contains("extended to this node by")
+                    && html.contains(wallet.entity().as_str()),
+                "{name}: {html}"
+            );
+        }
         // Asked for a line: refused by default.
         let ask = serde_json::json!({ "ask": {"currency": file.issuer.entity, "limit": 1} });
         let refused = client

@@ -148,6 +148,12 @@ pub async fn page(query: web::Query<PageQuery>, market: State) -> Result<HttpRes
         ));
     }
     nav.push_str("</nav>");
+    let credit = match market.credit.lines(None).await {
+        Ok(page) => node::credit::lines_html(&page.lines, market.key.entity().as_str(), &|_, n| {
+            format!("{n} (minor units)")
+        }),
+        Err(_) => String::new(),
+    };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
@@ -162,7 +168,7 @@ reliability-adjusted price first. Prices are {which}, for the reference request 
 the adjusted price is price / nines, where nines = -log10(p_fail).</p>\
 <table id=\"offers\"><thead><tr><th>agent</th><th>endpoint</th><th>free</th><th>currency</th><th>price</th>\
 <th>p_fail</th><th>adjusted</th><th>audits passed / failed</th><th>up</th><th>status</th></tr></thead>\
-<tbody>{rows}</tbody></table>{nav}</body></html>",
+<tbody>{rows}</tbody></table>{nav}{credit}</body></html>",
         entity = esc(market.key.entity().as_str()),
         count = total,
     );

@@ -639,6 +639,55 @@ impl CreditBook {
     }
 }
 
+/// The credit lines of a node's owner page (agent, market, publisher): `<h2>` and a table
+/// with `id="credit-lines"` of each line's way, limit, owed, held, settlement (a tab's
+/// threshold and last settlement), update and id. `show` writes an amount of a currency.
+pub fn lines_html(lines: &[LineView], me: &str, show: &dyn Fn(&str, u64) -> String) -> String {
+    use crate::html::escape as esc;
+    let rows: String = if lines.is_empty() {
+        "<tr><td colspan=7>No credit lines yet.</td></tr>".into()
+    } else {
+        lines
+            .iter()
+            .map(|l| {
+                let (way, other) = match (l.creditor == me, l.settle_threshold) {
+                    (true, Some(_)) => ("tab of buyer", &l.debtor),
+                    (true, None) => ("extended by this node to", &l.debtor),
+                    (false, _) => ("extended to this node by", &l.creditor),
+                };
+                let settled = match (l.settle_threshold, l.settled_ms) {
+                    (Some(t), Some(ms)) => format!(
+                        "at {}, {}",
+                        esc(&show(&l.currency, t)),
+                        esc(&protocol::market::format_rfc3339(
+                            i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+                        ))
+                    ),
+                    (Some(t), None) => format!("at {}, not yet", esc(&show(&l.currency, t))),
+                    (None, _) => "-".into(),
+                };
+                format!(
+                    "<tr><td>{way} <code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{settled}</td><td>{}</td><td>{}</td></tr>",
+                    esc(other),
+                    esc(&show(&l.currency, l.limit)),
+                    esc(&show(&l.currency, l.owed)),
+                    esc(&show(&l.currency, l.held.saturating_add(l.repaying))),
+                    l.seq,
+                    esc(&l.id)
+                )
+            })
+            .collect()
+    };
+    format!(
+        "<h2>Credit lines</h2><p>Lines of credit with neighbours and buyers' tabs (DESIGN 12): \
+         the limit, what the debtor owes, what payments under way hold, a tab's settlement \
+         threshold and last settlement, and the update number both sides signed.</p>\
+         <table id=\"credit-lines\"><tr><th>line</th><th>limit</th><th>owed</th><th>held</th>\
+         <th>settlement</th><th>update</th><th>id</th></tr>{rows}</table>"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,43 +93,7 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
         .lines(None)
         .await
         .map_err(|e| Error::Store(format!("credit lines: {e}")))?;
-    let credit: String = if lines.lines.is_empty() {
-        "<tr><td colspan=7>No credit lines yet.</td></tr>".into()
-    } else {
-        lines
-            .lines
-            .iter()
-            .map(|l| {
-                let (way, other) = match (l.creditor == me, l.settle_threshold) {
-                    (true, Some(_)) => ("tab of buyer", &l.debtor),
-                    (true, None) => ("extended by this agent to", &l.debtor),
-                    (false, _) => ("extended to this agent by", &l.creditor),
-                };
-                let settled = match (l.settle_threshold, l.settled_ms) {
-                    (Some(t), Some(ms)) => format!(
-                        "at {}, {}",
-                        esc(&agent.show_amount(&l.currency, t)),
-                        esc(&protocol::market::format_rfc3339(
-                            i64::try_from(ms / 1000).unwrap_or(i64::MAX)
-                        ))
-                    ),
-                    (Some(t), None) => {
-                        format!("at {}, not yet", esc(&agent.show_amount(&l.currency, t)))
-                    }
-                    (None, _) => "-".into(),
-                };
-                format!(
-                    "<tr><td>{way} <code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{settled}</td><td>{}</td><td>{}</td></tr>",
-                    esc(other),
-                    esc(&agent.show_amount(&l.currency, l.limit)),
-                    esc(&agent.show_amount(&l.currency, l.owed)),
-                    esc(&agent.show_amount(&l.currency, l.held + l.repaying)),
-                    l.seq,
-                    esc(&l.id)
-                )
-            })
-            .collect()
-    };
+    let credit = node::credit::lines_html(&lines.lines, &me, &|c, n| agent.show_amount(c, n));
     let errors: String = if s.recent_errors.is_empty() {
         "<li>none</li>".into()
     } else {
@@ -164,8 +128,7 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left;
 <h2>Payments received</h2><p>Contract prices and the credit buyers paid ahead (some of it not yet used), per currency.</p><ul id="earnings">{earnings}</ul>
 <h2>Paywords</h2><p>Words buyers paid with (no issuer involved), what the issuers paid for them so far, and what is still to redeem, per currency.</p>
 <table id="paywords"><tr><th>issuer</th><th>held</th><th>redeemed</th><th>pending</th><th>chains</th></tr>{paywords}</table>
-<h2>Credit lines</h2><p>Lines of credit with neighbours and buyers' tabs (DESIGN 12): the limit, what the debtor owes, what payments under way hold, a tab's settlement threshold and last settlement, and the update number both sides signed.</p>
-<table id="credit-lines"><tr><th>line</th><th>limit</th><th>owed</th><th>held</th><th>settlement</th><th>update</th><th>id</th></tr>{credit}</table>
+{credit}
 <h2>Reliability</h2><p id="reliability">{reliability}</p>
 <h2>Contracts</h2>
 <table id="contracts"><tr><th>id</th><th>status</th><th>used / block</th><th>objects</th><th>credit</th><th>ends</th></tr>{rows}</table>

@@ -211,8 +211,8 @@ async fn lines_are_given_asked_for_and_changed_only_by_both_signatures() {
             .expect("html");
         assert!(
             page.contains("id=\"credit-lines\"")
-                && page.contains("extended to this agent by")
-                && page.contains("extended by this agent to"),
+                && page.contains("extended to this node by")
+                && page.contains("extended by this node to"),
             "{page}"
         );
         let resp = http
