@@ -421,6 +421,63 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
     ]);
     assert_eq!(after, expected, "every line moved by exactly its share");
 
+    // Bad input: a one-line error and a non-zero exit, nothing sent.
+    for (args, says) in [
+        (
+            vec![
+                "credit",
+                "pay",
+                "--key",
+                wallet,
+                "--via",
+                &a.url,
+                "--to",
+                "bob",
+                "--currency",
+                &net.currency,
+                "--amount",
+                "5",
+            ],
+            "--to must be an entity id",
+        ),
+        (
+            vec![
+                "credit",
+                "pay",
+                "--key",
+                wallet,
+                "--via",
+                "127.0.0.1:1",
+                "--to",
+                &t.entity,
+                "--currency",
+                &net.currency,
+                "--amount",
+                "5",
+            ],
+            "is not a URL",
+        ),
+        (
+            vec![
+                "credit",
+                "open",
+                "--key",
+                wallet,
+                "--node",
+                &a.url,
+                "--currency",
+                &net.currency,
+            ],
+            "--give",
+        ),
+    ] {
+        let out = net.lcp(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
     // More than the paths can carry: refused up front, nothing moves.
     let out = net.lcp(&[
         "credit",
