@@ -355,8 +355,9 @@ fn a_hop_repays_first_then_borrows() {
 fn credit_path_finding_timing() {
     use std::collections::{HashMap, HashSet, VecDeque};
     const NODES: usize = 10_000;
-    const DEGREE: usize = 4;
+    const DEGREE: usize = 8;
     const TRIALS: usize = 200;
+    const AMOUNT: u64 = 50;
     // xorshift64: a fixed graph from run to run.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
@@ -415,7 +416,7 @@ fn credit_path_finding_timing() {
         learned.push(edges.len());
         let Some(&target) = far.first() else { continue };
         let t1 = std::time::Instant::now();
-        let shares = split(&edges, &names[payer], &names[target], 150);
+        let shares = split(&edges, &names[payer], &names[target], AMOUNT);
         split_us.push(t1.elapsed().as_micros());
         if shares.is_some() {
             split_ok += 1;
@@ -444,7 +445,7 @@ fn credit_path_finding_timing() {
     learned.sort_unstable();
     println!(
         "credit path finding, {NODES} nodes x {DEGREE} lines: learned edges p50 {} max {}; \
-         neighbourhood p50 {} us p99 {} us; split of 150 to a node 4 hops away p50 {} us \
+         neighbourhood p50 {} us p99 {} us; split of {AMOUNT} to a node 4 hops away p50 {} us \
          p99 {} us ({split_ok}/{} carried); split over {} edges {} us",
         learned[learned.len() / 2],
         learned[learned.len() - 1],
