@@ -420,6 +420,15 @@ impl CreditBook {
         w.contains_key(payment)
     }
 
+    /// Drop `payment`'s channel when no prepare waits on it (a refused first path), so
+    /// refused payments leave nothing behind.
+    fn forget_unwatched(&self, payment: &str) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if w.get(payment).is_some_and(|tx| tx.receiver_count() == 0) {
+            w.remove(payment);
+        }
+    }
+
     /// Tell the prepares waiting for `payment` how it ended.
     fn resolve(&self, payment: &str, outcome: Outcome) {
         let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());

@@ -299,7 +299,16 @@ impl CreditBook {
                         Ok::<_, CreditNodeError>(true)
                     })
                 })
-                .await?;
+                .await;
+            let complete = match complete {
+                Ok(c) => c,
+                Err(e) => {
+                    // This path held nothing: its waiter goes unless other paths wait.
+                    drop(rx);
+                    self.forget_unwatched(&payment);
+                    return Err(e);
+                }
+            };
             if complete {
                 self.resolve(&payment, Outcome::Fulfilled(secret.clone()));
                 return Ok(Fulfilled { payment, secret });
