@@ -69,9 +69,24 @@ fn lcp_bin() -> PathBuf {
     path
 }
 
+/// A free port for an agent whose neighbours must know its URL before it starts. Picked
+/// below the kernel's ephemeral range (32768 and up), where servers that bind port 0 (every
+/// other test) never land, so the port cannot be taken between this check and the agent's
+/// bind; tried until one binds.
 fn free_listen() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    for _ in 0..1_000 {
+        let seed = u64::from(std::process::id())
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(node::now_ms())
+            .wrapping_add(SEQ.fetch_add(7_919, Ordering::Relaxed));
+        let port = 20_000 + (seed % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 fn start(node: &mut Node) {
