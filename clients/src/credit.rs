@@ -308,6 +308,11 @@ pub async fn send(
     let target = SignedClient::new(http.clone(), target_url, key.clone());
     let descriptor = target.descriptor().await?;
     let to = descriptor["entity"].as_str().unwrap_or_default().to_owned();
+    if shares.iter().any(|s| s.path.last() != Some(&to)) {
+        return Err(CreditPayError::Target(format!(
+            "{target_url} answers as {to}, not as the paths' target"
+        )));
+    }
     let credit_key = descriptor["credit_key"].as_str().ok_or_else(|| {
         CreditPayError::Target(format!(
             "{target_url} shows no credit_key: not a credit node"
@@ -342,8 +347,13 @@ pub async fn send(
         }
     });
     let answers = join_all(prepares).await;
+    // The target reveals the secret only once the whole total is in: any path answering it
+    // means the payment arrived, whatever the others heard.
+    let arrived = answers
+        .iter()
+        .any(|a| matches!(a, Ok(f) if check_secret(&f.value.secret, &condition).is_ok()));
     let mut failure = None;
-    for a in &answers {
+    for a in answers.iter().filter(|_| !arrived) {
         match a {
             Ok(f) if check_secret(&f.value.secret, &condition).is_ok() => {}
             Ok(_) => {

@@ -539,6 +539,13 @@ impl CreditBook {
                     let now = i64::try_from(crate::now_ms()).unwrap_or(i64::MAX);
                     let Some((creditor, debtor, currency, held_owed, held_amount, held_seq)) = held
                     else {
+                        // A line starts owing nothing: a debt appears only through payments
+                        // this node took part in (else anyone could have it sign a debt).
+                        if owed != 0 {
+                            return Err(CreditNodeError::Refused(
+                                "a new line starts with nothing owed".into(),
+                            ));
+                        }
                         diesel::insert_into(credit_lines::table)
                             .values((
                                 credit_lines::id.eq(&s.id),

@@ -69,6 +69,21 @@ async fn lines_are_given_asked_for_and_changed_only_by_both_signatures() {
             (500, 0, 1)
         );
 
+        // A new line that already claims a debt: the agent would sign that it owes it.
+        let claiming = LineUpdate::sign(
+            LineState {
+                id: "5d0b8f5e-2a47-4f7e-9a0c-6b1f2f3c4d5f".into(),
+                owed: 400,
+                ..state.clone()
+            },
+            &neighbour,
+        )
+        .expect("sign");
+        assert_eq!(
+            post(&client, serde_json::json!({ "update": claiming })).await,
+            Err("line_refused".to_owned()),
+            "{backend}: a new line starts with nothing owed"
+        );
         // Replayed: stale. Forged after signing: refused. Signed by a stranger: refused.
         assert_eq!(
             post(&client, serde_json::json!({ "update": in_force })).await,

@@ -206,9 +206,29 @@ pub fn hold(
     currency: &str,
     parts: &[LinePart],
 ) -> Result<(), CreditNodeError> {
+    // Every hold of one payment id here names the same condition, total and payer: a hop
+    // cannot add a path of its own making to someone else's payment.
+    let others: Vec<(String, i64, String)> = credit_holds::table
+        .filter(credit_holds::payment.eq(&hop.payment))
+        .select((
+            credit_holds::condition,
+            credit_holds::total,
+            credit_holds::payer,
+        ))
+        .limit(1)
+        .load(conn)?;
+    if let Some((condition, total, payer)) = others.first() {
+        if *condition != hop.condition || total.unsigned_abs() != hop.total || *payer != hop.payer {
+            return Err(CreditNodeError::Refused(
+                "another payment under this id is under way here".into(),
+            ));
+        }
+    }
     for part in parts {
         let row: Option<(String, String, String)> = credit_lines::table
             .find(&part.line)
+            // Tabs mirror a service's own books: never drawn on by payments.
+            .filter(credit_lines::settle_threshold.is_null())
             .select((
                 credit_lines::creditor,
                 credit_lines::debtor,
@@ -344,7 +364,29 @@ pub fn settle(
     let mut moved = 0u64;
     let mut routes: Vec<String> = Vec::new();
     let payment = sel.payment;
-    for (route, line, kind, amount, _) in held(conn, sel)? {
+    for (route, line, kind, amount, condition) in held(conn, sel)? {
+        if let Some(secret) = secret {
+            protocol::credit::check_secret(secret, &condition)?;
+        }
+        // The hold's state flips first, conditionally: of two transactions settling it at
+        // once (an answer and a fulfil; PostgreSQL reads without locks), one moves the line.
+        let flipped = diesel::update(
+            credit_holds::table
+                .find((payment, &route, &line, sel.direction.as_str()))
+                .filter(credit_holds::state.eq(HELD)),
+        )
+        .set((
+            credit_holds::state.eq(if secret.is_some() {
+                COMMITTED
+            } else {
+                RELEASED
+            }),
+            credit_holds::secret.eq(secret),
+        ))
+        .execute(conn)?;
+        if flipped != 1 {
+            continue;
+        }
         let target = credit_lines::table.find(&line);
         // Each UPDATE's WHERE keeps the hold's own bound: a hold is taken back at most once
         // (the state flips below in the same transaction).
@@ -383,16 +425,6 @@ pub fn settle(
                 "line {line} no longer covers the hold of payment {payment}"
             )));
         }
-        diesel::update(credit_holds::table.find((payment, &route, &line, sel.direction.as_str())))
-            .set((
-                credit_holds::state.eq(if secret.is_some() {
-                    COMMITTED
-                } else {
-                    RELEASED
-                }),
-                credit_holds::secret.eq(secret),
-            ))
-            .execute(conn)?;
         moved = moved.saturating_add(amount.unsigned_abs());
         if !routes.contains(&route) {
             routes.push(route);

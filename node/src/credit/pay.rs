@@ -148,21 +148,40 @@ impl CreditBook {
         let wait_ms = next_expires
             .saturating_sub(crate::now_ms())
             .saturating_add(ANSWER_SLACK_MS);
-        let answer = client
-            .command_waiting::<Fulfilled>(
+        // Bounded by the next hop's expiry (plus the slack), not by the client's own timeout:
+        // an answer later than that finds this node's `in` hold lapsed.
+        let answer = match tokio::time::timeout(
+            Duration::from_millis(wait_ms),
+            client.command_waiting::<Fulfilled>(
                 "POST",
                 "/v1/credit/prepare",
                 body,
                 self.counter.next(),
                 wait_ms,
-            )
-            .await;
+            ),
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(_) => Err(ClientError::Unreachable {
+                url: client.base_url().to_owned(),
+                message: format!("no answer within {wait_ms} ms"),
+            }),
+        };
         let route = hop.route.clone();
         match answer {
             Ok(a) if check_secret(&a.value.secret, &p.condition).is_ok() => {
                 let secret = a.value.secret;
-                self.settle_hop(&p.payment, &route, Some(&next), Some(secret.clone()), true)
+                let in_moved = self
+                    .settle_hop(&p.payment, &route, Some(&next), Some(secret.clone()), true)
                     .await?;
+                if in_moved == 0 {
+                    // The `in` hold lapsed meanwhile (released by the sweep): the upstream
+                    // copy was released too, so the secret is not passed on.
+                    return Err(CreditNodeError::Unreachable(
+                        "the answer came after this hop's hold lapsed".into(),
+                    ));
+                }
                 Ok(Fulfilled {
                     payment: p.payment,
                     secret,
@@ -206,7 +225,7 @@ impl CreditBook {
         peer: Option<&str>,
         secret: Option<String>,
         with_out: bool,
-    ) -> Result<(), CreditNodeError> {
+    ) -> Result<u64, CreditNodeError> {
         let (payment, route, peer) = (
             payment.to_owned(),
             route.to_owned(),
@@ -222,7 +241,7 @@ impl CreditBook {
                         route: Some(&route),
                         peer: None,
                     };
-                    holds::settle(conn, sel, secret.as_deref())?;
+                    let (_, in_moved) = holds::settle(conn, sel, secret.as_deref())?;
                     if with_out {
                         let sel = Select {
                             payment: &payment,
@@ -232,7 +251,7 @@ impl CreditBook {
                         };
                         holds::settle(conn, sel, secret.as_deref())?;
                     }
-                    Ok::<_, CreditNodeError>(())
+                    Ok::<_, CreditNodeError>(in_moved)
                 })
             })
             .await
