@@ -73,8 +73,11 @@ impl Counters {
     }
 }
 
-/// Commands one payment sends at most: a prepare per path and a reject.
+/// Commands one payment sends at most, over all its attempts: a prepare per path and a
+/// reject each time ([`PAY_PATHS_MAX`] x [`PAY_ATTEMPTS_MAX`] stays within it).
 pub const PAY_COMMANDS_MAX: u64 = 64;
+/// Paths one payment takes at most.
+pub const PAY_PATHS_MAX: usize = 16;
 
 /// A node's lines with `party`.
 pub async fn lines(
@@ -254,7 +257,8 @@ pub async fn plan(
     }
     let views = lines(http, via.base_url(), &payer).await?;
     edges.push(own_edge(&views, &payer, &via_entity, via.base_url()));
-    let Some(shares) = flow::split(&edges, &payer, to, amount) else {
+    let shares = flow::split(&edges, &payer, to, amount).filter(|s| s.len() <= PAY_PATHS_MAX);
+    let Some(shares) = shares else {
         return Err(CreditPayError::Capacity {
             to: to.to_owned(),
             amount,

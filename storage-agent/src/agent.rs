@@ -178,7 +178,7 @@ impl Agent {
                 db.clone(),
                 key.clone(),
                 config.credit.clone(),
-                Some(upkeep::credit_payment_hook()),
+                Some(upkeep::credit_payment_hook(key.clone(), config.clone())),
             ),
             key,
             config,

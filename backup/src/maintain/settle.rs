@@ -74,6 +74,10 @@ pub async fn settle(repo: &Repo) -> Result<Settled, Error> {
     Ok(out)
 }
 
+/// Settlements paid but not yet seen applied, beside the repository: (line id, seq paid at).
+/// A run that finds the tab still at that seq waits for it instead of paying again.
+const SETTLING_FILE: &str = "settling.json";
+
 async fn settle_one(
     repo: &Repo,
     agent: &str,
@@ -82,10 +86,18 @@ async fn settle_one(
 ) -> Result<SettledTab, Error> {
     let to = protocol::EntityId::parse(agent)
         .map_err(|_| Error::Incomplete(format!("{agent} is not an entity id")))?;
-    repo.wallet
-        .transfer(&to, line.owed, Some(&line.id))
-        .await
-        .map_err(remote(format!("paying the tab at {endpoint}")))?;
+    let path = repo.dir.join(SETTLING_FILE);
+    let mut settling: std::collections::HashMap<String, u64> =
+        crate::repo::read_json(&path).unwrap_or_default();
+    if settling.get(&line.id) != Some(&line.seq) {
+        // Written (fsynced) before the transfer leaves: a crash after it never pays twice.
+        settling.insert(line.id.clone(), line.seq);
+        crate::repo::write_json(&path, &settling)?;
+        repo.wallet
+            .transfer(&to, line.owed, Some(&line.id))
+            .await
+            .map_err(remote(format!("paying the tab at {endpoint}")))?;
+    }
     let me = repo.buyer.entity().to_string();
     let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS_MAX);
     let lower = loop {
@@ -121,6 +133,8 @@ async fn settle_one(
         creditor_signature: Some(lower.creditor_signature.clone()),
         state,
     };
+    settling.remove(&lower.id);
+    crate::repo::write_json(&path, &settling)?;
     // Only a state the agent signed is countersigned.
     let countersigned = update.verify() == Ok(true) && {
         let body = serde_json::to_vec(&serde_json::json!({ "update": update }))

@@ -8,9 +8,9 @@ use super::*;
 /// that commits the payment, and counts as income; one naming no such contract is refused
 /// when its first path arrives (nothing is held). A payment with no `transaction_id` is
 /// income only (the line's balance is the agent's to use).
-pub fn credit_payment_hook() -> node::credit::CommitHook {
+pub fn credit_payment_hook(key: Arc<KeyPair>, config: AgentConfig) -> node::credit::CommitHook {
     std::sync::Arc::new(
-        |conn: &mut AnyConnection, arrived: &node::credit::Arrived<'_>, complete: bool| {
+        move |conn: &mut AnyConnection, arrived: &node::credit::Arrived<'_>, complete: bool| {
             // Outer error: the database; inner: the refusal to send back.
             let run = |conn: &mut AnyConnection| -> Result<Result<(), String>, Error> {
                 let amount = to_i64(arrived.total)?;
@@ -26,6 +26,21 @@ pub fn credit_payment_hook() -> node::credit::CommitHook {
                         diesel::update(contract)
                             .set(contracts::paid.eq(contracts::paid + amount))
                             .execute(conn)?;
+                        if config.tab_limit > 0 {
+                            // Paying a contract down lowers the buyer's tab, as a deposit does.
+                            let buyer: String = contracts::table
+                                .find(t)
+                                .select(contracts::buyer)
+                                .first(conn)?;
+                            let tab = tab::TabRef {
+                                key: key.clone(),
+                                buyer,
+                                issuer: arrived.currency.to_owned(),
+                                limit: config.tab_limit,
+                                threshold: config.tab_threshold,
+                            };
+                            tab::mirror(conn, &tab, true)?;
+                        }
                     }
                 }
                 if complete {
