@@ -523,21 +523,34 @@ impl CreditBook {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| -> Result<(), CreditNodeError> {
-                    type Held = (String, String, String, i64, i64, i64);
+                    type Held = (
+                        (String, String, String, i64, i64, i64),
+                        (i64, String, Option<i64>),
+                    );
                     let held: Option<Held> = credit_lines::table
                         .find(&s.id)
                         .select((
-                            credit_lines::creditor,
-                            credit_lines::debtor,
-                            credit_lines::currency,
-                            credit_lines::owed,
-                            credit_lines::held,
-                            credit_lines::seq,
+                            (
+                                credit_lines::creditor,
+                                credit_lines::debtor,
+                                credit_lines::currency,
+                                credit_lines::owed,
+                                credit_lines::held,
+                                credit_lines::seq,
+                            ),
+                            (
+                                credit_lines::credit_limit,
+                                credit_lines::debtor_signature,
+                                credit_lines::settle_threshold,
+                            ),
                         ))
                         .first(conn)
                         .optional()?;
                     let now = i64::try_from(crate::now_ms()).unwrap_or(i64::MAX);
-                    let Some((creditor, debtor, currency, held_owed, held_amount, held_seq)) = held
+                    let Some((
+                        (creditor, debtor, currency, held_owed, held_amount, held_seq),
+                        (limit_now, ds_now, threshold),
+                    )) = held
                     else {
                         // A line starts owing nothing: a debt appears only through payments
                         // this node took part in (else anyone could have it sign a debt).
@@ -568,18 +581,10 @@ impl CreditBook {
                             "this id is another line's (other parties or currency)".into(),
                         ));
                     }
-                    let threshold: Option<i64> = credit_lines::table
-                        .find(&s.id)
-                        .select(credit_lines::settle_threshold)
-                        .first(conn)?;
                     let is_tab = threshold.is_some();
                     if held_seq == seq && held_owed == owed {
                         // A tab's debtor countersigning the state in force (the lower balance
                         // after a settlement): only a missing signature is added.
-                        let (limit_now, ds_now): (i64, String) = credit_lines::table
-                            .find(&s.id)
-                            .select((credit_lines::credit_limit, credit_lines::debtor_signature))
-                            .first(conn)?;
                         if limit_now == limit && ds_now.is_empty() && !ds.is_empty() {
                             diesel::update(credit_lines::table.find(&s.id))
                                 .set(credit_lines::debtor_signature.eq(&ds))

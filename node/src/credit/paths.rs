@@ -8,14 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::prelude::*;
 use futures_util::future::join_all;
 use protocol::credit::flow::{self, Edge, PathsAnswer, EDGES_MAX};
 use protocol::credit::{TrustAnswer, TrustEdge, PATH_HOPS_MAX};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{credit_lines, holds, CreditBook, CreditNodeError};
+use super::{holds, CreditBook, CreditNodeError};
 
 /// Neighbours one node asks at most per question.
 pub const NEIGHBORS_ASKED_MAX: usize = 16;
@@ -108,21 +107,7 @@ impl CreditBook {
             .run(move |conn| {
                 let mut edges = Vec::new();
                 for (peer, url) in peers {
-                    let any: i64 = credit_lines::table
-                        .filter(credit_lines::currency.eq(&currency))
-                        .filter(
-                            (credit_lines::creditor
-                                .eq(&me)
-                                .and(credit_lines::debtor.eq(&peer)))
-                            .or(credit_lines::creditor
-                                .eq(&peer)
-                                .and(credit_lines::debtor.eq(&me))),
-                        )
-                        .count()
-                        .get_result(conn)?;
-                    if any == 0 {
-                        continue;
-                    }
+                    // No line with the peer: both sides None, capacity 0, no edge.
                     let lines = holds::hop_lines(conn, &me, &peer, &currency)?;
                     let capacity = holds::hop_capacity(&lines);
                     if capacity > 0 {
