@@ -88,6 +88,7 @@ async fn descriptor(p: State) -> HttpResponse {
             "price_per_piece": p.options().price_per_piece,
             "paywords": true,
             "credit_key": p.credit_lines.credit_key_hex(),
+            "credit_key_signature": p.credit_lines.credit_key_signature(),
         }),
     )
 }

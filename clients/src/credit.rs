@@ -20,7 +20,7 @@ use protocol::credit::{
     LinesPage, Prepare, Reject, TrustAnswer, ANSWER_SLACK_MS, HOP_EXPIRY_MARGIN_MS, PATH_HOPS_MAX,
     SECRET_BYTES,
 };
-use protocol::KeyPair;
+use protocol::{EntityId, KeyPair};
 use serde::Serialize;
 
 /// How long a payment waits for all its paths by default (ms).
@@ -248,11 +248,10 @@ pub async fn plan(
                 url: url.clone(),
                 message: e.to_string(),
             })?;
-        let answer: PathsAnswer = node::client::check_status(resp)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let resp = node::client::check_status(resp).await?;
+        let body = node::client::body_capped(resp, flow::ANSWER_BYTES_MAX).await?;
+        let answer: PathsAnswer =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
         edges = answer.edges;
     }
     let views = lines(http, via.base_url(), &payer).await?;
@@ -322,6 +321,18 @@ pub async fn send(
             "{target_url} shows no credit_key: not a credit node"
         ))
     })?;
+    // Sealed only to a key the target signed, whoever answered for it.
+    let vouched = descriptor["credit_key_signature"]
+        .as_str()
+        .zip(EntityId::parse(&to).ok())
+        .is_some_and(|(sig, entity)| {
+            protocol::credit::seal::verify_credit_key(&entity, credit_key, sig)
+        });
+    if !vouched {
+        return Err(CreditPayError::Target(format!(
+            "{target_url}'s credit_key is not signed by {to}"
+        )));
+    }
     let secret = random_secret()?;
     let condition = condition_of(&secret);
     let sealed = protocol::credit::seal::seal(&secret, &condition, credit_key)

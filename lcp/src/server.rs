@@ -42,6 +42,7 @@ struct AppState {
     metrics: Arc<Metrics>,
     /// The identity's credit key (DESIGN 12), shown in the descriptor.
     credit_key: String,
+    credit_key_signature: String,
 }
 
 /// A running issuer. Dropping it stops the server.
@@ -96,6 +97,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         node::credit::CreditBook::new(ledger.db().clone(), identity, options.config.credit.clone());
     let state = web::Data::new(AppState {
         credit_key: credit.credit_key_hex(),
+        credit_key_signature: credit.credit_key_signature(),
         entity: key.entity().to_string(),
         key,
         broker: crate::broker::Broker::default(),
@@ -171,6 +173,7 @@ async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
         },
         "paywords": crate::broker::limits(c.redeem_grace_s),
         "credit_key": state.credit_key,
+        "credit_key_signature": state.credit_key_signature,
         }),
     )
 }

@@ -62,6 +62,7 @@ async fn descriptor(market: State) -> HttpResponse {
         serde_json::json!({
             "endpoint": market.endpoint(),
             "credit_key": market.credit.credit_key_hex(),
+            "credit_key_signature": market.credit.credit_key_signature(),
         }),
     )
 }

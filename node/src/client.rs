@@ -446,6 +446,30 @@ impl SignedClient {
     }
 }
 
+/// The whole body of `resp`, refused (`ClientError::Decode`) past `max_bytes`: no more than
+/// that is ever read, whatever the peer sends.
+pub async fn body_capped(
+    mut resp: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ClientError> {
+    let too_large = || ClientError::Decode(format!("an answer larger than {max_bytes} bytes"));
+    if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Decode(e.to_string()))?
+    {
+        if body.len().saturating_add(chunk.len()) > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Turn an error response into [`ClientError::Api`]; pass successes through.
 pub async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     let status = resp.status().as_u16();

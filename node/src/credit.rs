@@ -7,8 +7,11 @@
 //! - Asked: a neighbour asks this node for a line; the node answers its signed proposal when
 //!   the operator's policy allows it ([`CreditPolicy::give_max`]), and stores the line once
 //!   the neighbour sends it back countersigned.
-//! - A later update of a line (a new limit) must be newer (`seq`), signed by both, and leave
-//!   `owed` as this node has it: balances move by payments, not by updates.
+//! - A later update of a line (a new limit) must be newer (`seq`) and signed by both; it
+//!   changes the limit only, and `owed` stays as this node has it: balances move by
+//!   payments, not by updates. The node countersigns only the balance it has; its own
+//!   proposal, come back countersigned after a payment moved the balance, is still taken
+//!   (so the two parties never loop on it).
 //!
 //! Invariants: a stored line always carries both parties' valid signatures over its stored
 //! state; `owed + held <= limit`; `seq` only grows.
@@ -29,6 +32,7 @@ pub mod http;
 pub mod neighbors;
 pub mod paths;
 mod pay;
+mod sweep;
 
 pub use neighbors::NeighborConfig;
 
@@ -366,6 +370,10 @@ pub struct CreditBook {
     target_step: tokio::sync::Mutex<()>,
     started: std::sync::atomic::AtomicBool,
     on_commit: Option<CommitHook>,
+    /// Peers that did not answer the sweep, resting.
+    resting: sweep::Resting,
+    /// Questions to neighbours under way (`paths::ASKS_IN_FLIGHT_MAX`).
+    asks: Arc<tokio::sync::Semaphore>,
 }
 
 impl CreditBook {
@@ -399,12 +407,20 @@ impl CreditBook {
             target_step: tokio::sync::Mutex::new(()),
             started: std::sync::atomic::AtomicBool::new(false),
             on_commit,
+            resting: sweep::Resting::default(),
+            asks: Arc::new(tokio::sync::Semaphore::new(paths::ASKS_IN_FLIGHT_MAX)),
         })
     }
 
     /// This node's credit key (64 hex), shown as `credit_key` in its descriptor.
     pub fn credit_key_hex(&self) -> String {
         self.credit_key.public_hex()
+    }
+
+    /// This node's signature over its credit key, shown as `credit_key_signature` in its
+    /// descriptor: payers check it before sealing to the key.
+    pub fn credit_key_signature(&self) -> String {
+        self.credit_key.signature(&self.key)
     }
 
     /// A receiver for `payment`'s outcome (the channel made if none is there).
@@ -491,6 +507,9 @@ impl CreditBook {
                 "the request must be signed by the line's other party".into(),
             ));
         }
+        // Signed by this node before (its own proposal come back): a balance moved by
+        // payments since is no reason to refuse it.
+        let signed_before = mine.is_some();
         if mine.is_none() {
             if s.creditor == me && s.limit > self.policy.give_max {
                 return Err(CreditNodeError::Refused(format!(
@@ -506,14 +525,23 @@ impl CreditBook {
                 "a line in force carries both parties' signatures".into(),
             ));
         }
-        self.store(update.clone()).await?;
+        self.store(update.clone(), signed_before).await?;
         Ok(update)
     }
 
     /// Keep `update` (both signatures verified): a new line, or a newer state of the line
-    /// held under its id, between the same parties in the same currency, owing the same.
+    /// held under its id, between the same parties in the same currency (its limit only).
     /// Checked and written in one transaction, so of two updates racing the newer is kept.
-    pub(crate) async fn store(&self, update: LineUpdate) -> Result<(), CreditNodeError> {
+    ///
+    /// `ours`: this node signed the update before it was sent (its own proposal come back
+    /// countersigned), so the `owed` it states may be older than the balance here, moved by
+    /// payments since; the limit is taken and the balance kept. Otherwise an update stating
+    /// another balance is refused: the node never signs a debt it does not have.
+    pub(crate) async fn store(
+        &self,
+        update: LineUpdate,
+        ours: bool,
+    ) -> Result<(), CreditNodeError> {
         let s = update.state;
         let (limit, owed, seq) = (to_i64(s.limit)?, to_i64(s.owed)?, to_i64(s.seq)?);
         let (cs, ds) = (
@@ -606,16 +634,17 @@ impl CreditBook {
                         }
                         .into());
                     }
-                    if held_owed != owed {
+                    if held_owed != owed && !ours {
                         return Err(CreditNodeError::Refused(format!(
                             "the line's balance is {held_owed} here: an update changes its \
                              limit, payments change what is owed"
                         )));
                     }
-                    // The new limit must still cover what is owed and held.
+                    // An update changes the limit; payments change what is owed, so the
+                    // balance stays as this node has it. The new limit must still cover it.
                     let mut line = Line {
                         limit: 0,
-                        owed: s.owed,
+                        owed: held_owed.unsigned_abs(),
                         held: held_amount.unsigned_abs(),
                         repaying: 0,
                     };

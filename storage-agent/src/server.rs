@@ -113,6 +113,7 @@ async fn descriptor(agent: State) -> HttpResponse {
             "paywords": true,
             // Secrets of credit payments to this agent are sealed to it (DESIGN 12).
             "credit_key": agent.credit.credit_key_hex(),
+            "credit_key_signature": agent.credit.credit_key_signature(),
         }),
     )
 }

@@ -332,3 +332,96 @@ async fn a_tab_is_a_line_settled_through_lcp_at_its_threshold() {
         assert_eq!(refused.code(), Some("line_refused"));
     }
 }
+
+/// A buyer's charges on several contracts at once (each under its own contract's lock, so
+/// in parallel on PostgreSQL) and settlements arriving meanwhile leave one tab line whose
+/// balance is the buyer's debt over its contracts, to the unit: the line's row orders them
+/// (`tab::mirror`), and two charges racing to open it open one. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_charges_and_settlements_leave_one_tab_owing_the_debt() {
+    const CONTRACTS: usize = 4;
+    const PUTS_PER_CONTRACT: usize = 8;
+    const SETTLEMENTS: u64 = 3;
+    const SETTLEMENT: u64 = 5;
+    for (backend, database) in util::backends("tab_race") {
+        eprintln!("backend: {backend}");
+        let world = World::start_full(1 << 22, 60, database.url(), "file", (100_000, 50_000));
+        let (client, wallet, buyer) = world.buyer(1_000_000).await;
+        let mut contracts = Vec::new();
+        for _ in 0..CONTRACTS {
+            contracts.push(
+                world
+                    .active_contract(&client, &wallet, &buyer, 256 * 1024, 3600, 0)
+                    .await,
+            );
+        }
+        let agent = world.agent.agent.key.entity().clone();
+        let client = &client;
+        let puts = |wave: String, n: usize| {
+            futures_util::future::join_all(contracts.iter().map(move |c| {
+                let (id, wave) = (c.id.clone(), wave.clone());
+                async move {
+                    for i in 0..n {
+                        client
+                            .put(&id, &format!("{wave}{i}"), vec![3; 1024])
+                            .await
+                            .unwrap_or_else(|e| panic!("{backend}: put: {e}"));
+                    }
+                }
+            }))
+        };
+        // The first charges race to open the tab.
+        puts("open".into(), 1).await;
+        let tabs: Vec<_> =
+            clients::credit::lines(&world.http, &world.agent.url, buyer.entity().as_str())
+                .await
+                .expect("lines")
+                .into_iter()
+                .filter(|l| l.settle_threshold.is_some())
+                .collect();
+        assert_eq!(tabs.len(), 1, "{backend}: one tab per buyer: {tabs:?}");
+        let id = tabs[0].id.clone();
+        // Rounds of one charge on every contract at once, a settlement arriving meanwhile in
+        // some: after each, once quiet, the tab owes what the contracts say.
+        let mut expected = CONTRACTS as u64 * PRICES.write_per_kib;
+        for round in 1..PUTS_PER_CONTRACT {
+            let settle = async {
+                if round as u64 <= SETTLEMENTS {
+                    wallet
+                        .transfer(&agent, SETTLEMENT, Some(&id))
+                        .await
+                        .expect("settlement");
+                }
+            };
+            tokio::join!(puts(format!("w{round}-"), 1), settle);
+            expected += CONTRACTS as u64 * PRICES.write_per_kib;
+            if round as u64 <= SETTLEMENTS {
+                expected -= SETTLEMENT;
+            }
+            let debt = || async {
+                let mut debt = 0u64;
+                for c in &contracts {
+                    let credit = client.contract(&c.id).await.expect("view").credit;
+                    debt += u64::try_from(-credit.min(0)).expect("debt");
+                }
+                debt
+            };
+            util::eventually(10_000, "the round's settlement applied", || async {
+                debt().await == expected
+            })
+            .await;
+            let line = tab_line(&world, &buyer, &id).await;
+            assert_eq!(
+                line.owed, expected,
+                "{backend}: round {round}: the tab owes what the contracts say"
+            );
+        }
+        let tabs = clients::credit::lines(&world.http, &world.agent.url, buyer.entity().as_str())
+            .await
+            .expect("lines")
+            .into_iter()
+            .filter(|l| l.settle_threshold.is_some())
+            .count();
+        assert_eq!(tabs, 1, "{backend}: still one tab");
+    }
+}

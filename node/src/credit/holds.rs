@@ -327,8 +327,8 @@ pub struct Select<'a> {
 
 /// A hold still held: (route, line, kind, amount, condition).
 pub type HeldRow = (String, String, String, i64, String);
-/// A lapsed hold: (payment, route, peer, condition, created_ms).
-pub type LapsedRow = (String, String, String, String, i64);
+/// A lapsed hold: (payment, route, peer, created_ms, expires_ms).
+pub type LapsedRow = (String, String, String, i64, i64);
 
 /// Holds still held that `sel` takes.
 pub fn held(conn: &mut AnyConnection, sel: Select<'_>) -> Result<Vec<HeldRow>, CreditNodeError> {
@@ -370,10 +370,18 @@ pub fn settle(
         }
         // The hold's state flips first, conditionally: of two transactions settling it at
         // once (an answer and a fulfil; PostgreSQL reads without locks), one moves the line.
+        // An `in` hold commits only before it lapses (DESIGN 12): the hop before this node
+        // may have released its side by then. A lapsed one stays held for the sweep.
+        let unlapsed = if secret.is_some() && sel.direction == Direction::In {
+            now
+        } else {
+            i64::MIN
+        };
         let flipped = diesel::update(
             credit_holds::table
                 .find((payment, &route, &line, sel.direction.as_str()))
-                .filter(credit_holds::state.eq(HELD)),
+                .filter(credit_holds::state.eq(HELD))
+                .filter(credit_holds::expires_ms.ge(unlapsed)),
         )
         .set((
             credit_holds::state.eq(if secret.is_some() {
@@ -505,26 +513,40 @@ pub fn status(
     Ok((holds, secret))
 }
 
-/// Holds still held in `direction` whose expiry is at or before `before_ms`, as (payment,
-/// route, peer, condition, created_ms), at most `limit`.
+/// Holds still held in `direction` whose expiry is at or before `before_ms`, with peers not
+/// in `skip`, the longest lapsed first, at most `limit`.
 pub fn lapsed(
     conn: &mut AnyConnection,
     direction: Direction,
     before_ms: u64,
+    skip: &[String],
     limit: i64,
 ) -> Result<Vec<LapsedRow>, CreditNodeError> {
     Ok(credit_holds::table
         .filter(credit_holds::state.eq(HELD))
         .filter(credit_holds::direction.eq(direction.as_str()))
         .filter(credit_holds::expires_ms.le(i64_of(before_ms)?))
+        .filter(credit_holds::peer.ne_all(skip))
         .select((
             credit_holds::payment,
             credit_holds::route,
             credit_holds::peer,
-            credit_holds::condition,
             credit_holds::created_ms,
+            credit_holds::expires_ms,
         ))
         .distinct()
+        .order((credit_holds::expires_ms, credit_holds::payment))
         .limit(limit)
         .load(conn)?)
+}
+
+/// Delete settled holds (committed or released) that lapsed before `before_ms`: answers how
+/// many went.
+pub fn forget_settled(conn: &mut AnyConnection, before_ms: u64) -> Result<usize, CreditNodeError> {
+    Ok(diesel::delete(
+        credit_holds::table
+            .filter(credit_holds::state.eq_any([COMMITTED, RELEASED]))
+            .filter(credit_holds::expires_ms.lt(i64_of(before_ms)?)),
+    )
+    .execute(conn)?)
 }

@@ -21,6 +21,8 @@ use crate::client::SignedClient;
 pub const UPKEEP_MS: u64 = 250;
 /// Rounds between two checks of the configured lines.
 pub const LINE_CHECK_ROUNDS: u64 = 8;
+/// Rounds between two deletions of old settled holds (about a minute).
+pub const FORGET_ROUNDS: u64 = 240;
 /// Longest wait for a neighbour's descriptor.
 pub const DESCRIPTOR_WAIT_MS_MAX: u64 = 2_000;
 /// Neighbours a node keeps at most.
@@ -132,6 +134,11 @@ impl CreditBook {
                 if let Err(e) = book.sweep().await {
                     tracing::warn!(error = %e, "credit sweep failed");
                 }
+                if round.is_multiple_of(FORGET_ROUNDS) {
+                    if let Err(e) = book.forget_settled().await {
+                        tracing::warn!(error = %e, "deleting old settled holds failed");
+                    }
+                }
                 round = round.wrapping_add(1);
                 tokio::time::sleep(Duration::from_millis(UPKEEP_MS)).await;
             }
@@ -227,6 +234,7 @@ impl CreditBook {
                 "the neighbour answered another line than proposed".into(),
             ));
         }
-        self.store(update).await
+        // Our own proposal: a payment since may have moved the balance.
+        self.store(update, true).await
     }
 }

@@ -2,14 +2,18 @@
 //! (`GET /v1/credit/paths`) and trust (`GET /v1/credit/trust`), from its own lines and
 //! neighbours and their answers, each asked with one hop less and never back along the way
 //! the question came. Bounded: [`PATH_HOPS_MAX`] hops, [`NEIGHBORS_ASKED_MAX`] neighbours
-//! asked per node, [`ASK_WAIT_MS_PER_HOP`] per remaining hop, [`EDGES_MAX`] edges.
+//! asked per node, [`ASK_WAIT_MS_PER_HOP`] per remaining hop, [`EDGES_MAX`] edges,
+//! [`ANSWER_BYTES_MAX`] read of each answer, and [`ASKS_IN_FLIGHT_MAX`] questions a node
+//! sends at once over all the questions it is answering: the endpoints are open to anyone
+//! (DESIGN 12), so a flood of questions finds each node answering from its own lines alone
+//! rather than multiplying.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use protocol::credit::flow::{self, Edge, PathsAnswer, EDGES_MAX};
+use protocol::credit::flow::{self, Edge, PathsAnswer, ANSWER_BYTES_MAX, EDGES_MAX};
 use protocol::credit::{TrustAnswer, TrustEdge, PATH_HOPS_MAX};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -20,6 +24,8 @@ use super::{holds, CreditBook, CreditNodeError};
 pub const NEIGHBORS_ASKED_MAX: usize = 16;
 /// Time a neighbour has to answer, per hop it may still go.
 pub const ASK_WAIT_MS_PER_HOP: u64 = 600;
+/// Questions to neighbours one node has under way at once; past it, neighbours are not asked.
+pub const ASKS_IN_FLIGHT_MAX: usize = 64;
 /// Entities a question's `seen` list may carry (the way it came).
 const SEEN_MAX: usize = PATH_HOPS_MAX + 2;
 
@@ -179,7 +185,8 @@ impl CreditBook {
             .into_iter()
             .filter(|(e, _)| !way.contains(e) && *e != q.to)
             .take(NEIGHBORS_ASKED_MAX)
-            .map(|(_, n)| {
+            .filter_map(|(_, n)| {
+                let permit = self.asks.clone().try_acquire_owned().ok()?;
                 let mut url = format!(
                     "{}/v1/credit/{what}?to={}&hops_left={}&seen={}",
                     n.url.trim_end_matches('/'),
@@ -191,13 +198,20 @@ impl CreditBook {
                     url.push_str(&format!("&currency={c}"));
                 }
                 let http = self.http.clone();
-                async move {
-                    let resp = http.get(url).timeout(wait).send().await.ok()?;
-                    if !resp.status().is_success() {
-                        return None;
-                    }
-                    resp.json::<T>().await.ok()
-                }
+                Some(async move {
+                    let _permit = permit;
+                    let read = async {
+                        let resp = http.get(url).send().await.ok()?;
+                        if !resp.status().is_success() {
+                            return None;
+                        }
+                        let body = crate::client::body_capped(resp, ANSWER_BYTES_MAX)
+                            .await
+                            .ok()?;
+                        serde_json::from_slice::<T>(&body).ok()
+                    };
+                    tokio::time::timeout(wait, read).await.ok().flatten()
+                })
             });
         join_all(asks).await.into_iter().flatten().collect()
     }

@@ -34,12 +34,6 @@ use super::holds::{self, Direction, HopHold, Select};
 use super::{Arrived, CreditBook, CreditNodeError, Outcome};
 use crate::client::ClientError;
 
-/// Lapsed holds one sweep settles at most.
-pub const SWEEP_HOLDS_MAX: i64 = 256;
-/// How long an `out` hold waits for its peer's word after lapsing before it is released
-/// anyway (the peer gone for good); logged, since the two copies may then disagree.
-pub const OUT_WORD_WAIT_MS_MAX: u64 = 24 * 3600 * 1000;
-
 impl CreditBook {
     /// `sender` sends this node a prepare: hold, forward or wait for the total, and answer the
     /// secret or why not.
@@ -218,7 +212,7 @@ impl CreditBook {
 
     /// Settle one route of a payment here: the `in` holds, and the `out` holds with `peer`
     /// too when `with_out` (commit with `secret`, release without).
-    async fn settle_hop(
+    pub(super) async fn settle_hop(
         &self,
         payment: &str,
         route: &str,
@@ -314,7 +308,12 @@ impl CreditBook {
                             route: None,
                             peer: None,
                         };
-                        holds::settle(conn, all_in, Some(&secret_c))?;
+                        let (_, moved) = holds::settle(conn, all_in, Some(&secret_c))?;
+                        if moved != sum {
+                            // A hold lapsed before the total came: nothing commits (this
+                            // transaction rolls back), and the holds are released.
+                            return Err(CreditNodeError::Incomplete);
+                        }
                         Ok::<_, CreditNodeError>(true)
                     })
                 })
@@ -353,7 +352,7 @@ impl CreditBook {
 
     /// The target gives up on `payment`: every `in` hold still held is released and every
     /// waiting prepare answered `payment_incomplete`.
-    async fn give_up(&self, payment: &str) -> Result<(), CreditNodeError> {
+    pub(super) async fn give_up(&self, payment: &str) -> Result<(), CreditNodeError> {
         let _step = self.target_step.lock().await;
         let p = payment.to_owned();
         self.db
@@ -522,86 +521,5 @@ impl CreditBook {
             holds,
             secret: secret.filter(|_| committed),
         })
-    }
-
-    /// Settle what lapsed: `out` holds by asking their peer, then `in` holds (released).
-    pub(crate) async fn sweep(self: &Arc<Self>) -> Result<(), CreditNodeError> {
-        let now = crate::now_ms();
-        let lapsed_out = self
-            .db
-            .run(move |conn| {
-                holds::lapsed(
-                    conn,
-                    Direction::Out,
-                    now.saturating_sub(ANSWER_SLACK_MS),
-                    SWEEP_HOLDS_MAX,
-                )
-            })
-            .await?;
-        for (payment, route, peer, _condition, created_ms) in lapsed_out {
-            let word = match self.neighbor_client(&peer) {
-                Some(client) => client
-                    .query::<PaymentStatus>(&format!("/v1/credit/payments/{payment}"), 0)
-                    .await
-                    .map(Some)
-                    .or_else(|e| match e.code() {
-                        Some("unknown_payment") => Ok(None),
-                        _ => Err(e),
-                    }),
-                None => Err(ClientError::Config(format!("no URL for {peer}"))),
-            };
-            let settle = match word {
-                Ok(None) => Some(None),
-                Ok(Some(status)) => {
-                    let ours: Vec<_> = status.holds.iter().filter(|h| h.route == route).collect();
-                    if ours.iter().any(|h| h.state == holds::COMMITTED) {
-                        status.secret.clone().map(Some)
-                    } else if ours.iter().any(|h| h.state == holds::HELD) {
-                        None // the peer has not decided yet: ask again next sweep
-                    } else {
-                        Some(None)
-                    }
-                }
-                Err(e) => {
-                    let waited = now.saturating_sub(created_ms.unsigned_abs());
-                    if waited > OUT_WORD_WAIT_MS_MAX {
-                        tracing::warn!(%payment, %peer, error = %e,
-                            "no word from the peer for a day: releasing the hold");
-                        Some(None)
-                    } else {
-                        None
-                    }
-                }
-            };
-            if let Some(secret) = settle {
-                self.settle_hop(&payment, &route, Some(&peer), secret, true)
-                    .await?;
-            }
-        }
-        let lapsed_in = self
-            .db
-            .run(move |conn| holds::lapsed(conn, Direction::In, now, SWEEP_HOLDS_MAX))
-            .await?;
-        for (payment, route, _, _, _) in lapsed_in {
-            // Lapsed without the secret: released (an `in` hold is this node's to settle).
-            let (p, r) = (payment.clone(), route.clone());
-            self.db
-                .run(move |conn| {
-                    holds::write_retrying(conn, |conn| {
-                        let sel = Select {
-                            payment: &p,
-                            direction: Direction::In,
-                            route: Some(&r),
-                            peer: None,
-                        };
-                        holds::settle(conn, sel, None)
-                    })
-                })
-                .await?;
-            if self.is_waiting(&payment) {
-                self.give_up(&payment).await?;
-            }
-        }
-        Ok(())
     }
 }

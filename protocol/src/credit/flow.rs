@@ -11,6 +11,8 @@ use super::PATH_HOPS_MAX;
 
 /// Edges a payer considers at most.
 pub const EDGES_MAX: usize = 10_000;
+/// Largest paths or trust answer a node or wallet reads (a full [`EDGES_MAX`] answer fits).
+pub const ANSWER_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// What `from` can pay `to` directly (`capacity`), and where `to` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

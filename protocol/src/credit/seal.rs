@@ -4,6 +4,10 @@
 //!
 //! - A node's credit key is derived from its Ed25519 key ([`CreditKey::of`]): no second key
 //!   file to keep, and the public half is shown as `credit_key` (64 hex) in the descriptor.
+//! - The descriptor also shows `credit_key_signature`: the node's Ed25519 signature over
+//!   [`KEY_SIGNING_TAG`] and the key's hex ([`CreditKey::signature`]), so a payer seals only
+//!   to a key the target itself vouches for, whoever served the descriptor
+//!   ([`verify_credit_key`]).
 //! - Sealed form (base64url, no padding): the sender's ephemeral public key (32 bytes), the
 //!   nonce (12), then the ciphertext of the 32-byte secret with its tag (48). The condition
 //!   is the additional data, so a sealed secret cannot be moved to another payment.
@@ -20,6 +24,8 @@ use crate::KeyPair;
 /// Domain separation of the derived credit key and of the sealing key schedule.
 const KEY_DOMAIN: &[u8] = b"LCP-CREDIT-KEY-1\n";
 const SEAL_SALT: &[u8] = b"LCP-CREDIT-SEAL-1";
+/// What a node signs to vouch for its credit key: this tag, then the key's 64 hex digits.
+pub const KEY_SIGNING_TAG: &str = "lcp-credit-key:1\n";
 const SEALED_BYTES: usize = 32 + 12 + SECRET_BYTES + 16;
 
 /// A node's X25519 key for opening the secrets sealed to it.
@@ -51,6 +57,11 @@ impl CreditKey {
         hex::encode(PublicKey::from(&self.secret).as_bytes())
     }
 
+    /// `key`'s signature (base64) over this credit key, shown as `credit_key_signature`.
+    pub fn signature(&self, key: &KeyPair) -> String {
+        key.sign_b64(format!("{KEY_SIGNING_TAG}{}", self.public_hex()).as_bytes())
+    }
+
     /// Open a secret sealed to this key for `condition`, and check that it fulfils it.
     pub fn open(&self, sealed: &str, condition: &str) -> Result<[u8; SECRET_BYTES], CreditError> {
         let bad = || CreditError::Malformed("the sealed secret does not open".into());
@@ -77,6 +88,11 @@ impl CreditKey {
         }
         Ok(secret)
     }
+}
+
+/// Whether `signature` (base64) is `entity`'s over the credit key `key_hex`.
+pub fn verify_credit_key(entity: &crate::EntityId, key_hex: &str, signature: &str) -> bool {
+    entity.verify_b64(format!("{KEY_SIGNING_TAG}{key_hex}").as_bytes(), signature)
 }
 
 /// Seal `secret` to the target whose credit key is `target_hex`, for `condition`.
@@ -167,5 +183,29 @@ mod tests {
             CreditKey::of(&again).public_hex()
         );
         assert_eq!(CreditKey::of(&key).public_hex().len(), 64);
+    }
+
+    #[test]
+    fn a_credit_key_is_vouched_for_by_its_own_node_only() {
+        let (key, other) = (
+            KeyPair::generate().expect("key"),
+            KeyPair::generate().expect("key"),
+        );
+        let ck = CreditKey::of(&key);
+        let sig = ck.signature(&key);
+        assert!(verify_credit_key(key.entity(), &ck.public_hex(), &sig));
+        // Another node's key under this node's signature, or this key signed by another.
+        let theirs = CreditKey::of(&other);
+        assert!(!verify_credit_key(key.entity(), &theirs.public_hex(), &sig));
+        assert!(!verify_credit_key(
+            key.entity(),
+            &ck.public_hex(),
+            &ck.signature(&other)
+        ));
+        assert!(!verify_credit_key(
+            key.entity(),
+            &ck.public_hex(),
+            "not base64"
+        ));
     }
 }

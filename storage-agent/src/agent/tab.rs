@@ -15,6 +15,7 @@
 //! - Payments over credit paths never draw on a tab (`node::credit::holds`).
 
 use super::*;
+use diesel::connection::SimpleConnection;
 use node::credit::credit_lines;
 use protocol::credit::LineState;
 
@@ -30,95 +31,169 @@ pub(super) struct TabRef {
 /// Bring `tab`'s line to the buyer's debt over its contracts in that currency: opened when
 /// it first owes, a new `seq` signed by the agent whenever the debt moves. `settled`: the
 /// move is a settlement (stamped `settled_ms` when it lowers the balance).
+///
+/// Call it after the transaction's own changes to the buyer's contracts. On PostgreSQL,
+/// charges (each under its own contract's lock) and deposits of one buyer run in separate
+/// transactions at once: the line's row is locked before the debt is read, so they take
+/// turns, and each reads the debt with every earlier turn's changes committed. The last to
+/// commit writes the debt as all of them left it. Two racing to open the line meet at the
+/// unique index on tabs (`credit_lines_one_tab`): the loser takes the winner's row.
 pub(super) fn mirror(conn: &mut AnyConnection, tab: &TabRef, settled: bool) -> Result<(), Error> {
+    let me = tab.key.entity().to_string();
+    let find = |conn: &mut AnyConnection| -> Result<Option<String>, Error> {
+        Ok(credit_lines::table
+            .filter(credit_lines::creditor.eq(&me))
+            .filter(credit_lines::debtor.eq(&tab.buyer))
+            .filter(credit_lines::currency.eq(&tab.issuer))
+            .filter(credit_lines::settle_threshold.is_not_null())
+            .select(credit_lines::id)
+            .first(conn)
+            .optional()?)
+    };
+    let Some(id) = find(conn)? else {
+        let opened = open_line(conn, tab)?;
+        if opened {
+            return Ok(());
+        }
+        // Another transaction opened it meanwhile: bring its row to the debt as for any move.
+        return match find(conn)? {
+            Some(id) => move_line(conn, tab, &id, settled),
+            None => Ok(()),
+        };
+    };
+    move_line(conn, tab, &id, settled)
+}
+
+/// The buyer's debt over its contracts in the tab's currency, as this transaction sees them.
+fn debt_of(conn: &mut AnyConnection, tab: &TabRef) -> Result<u64, Error> {
     let rows: Vec<ContractRow> = contracts::table
         .filter(contracts::buyer.eq(&tab.buyer))
         .filter(contracts::issuer.eq(&tab.issuer))
         .load(conn)?;
-    let debt = rows
+    Ok(rows
         .iter()
         .map(ContractRow::debt)
-        .fold(0u64, u64::saturating_add);
-    let me = tab.key.entity().to_string();
-    let held: Option<(String, i64, i64)> = credit_lines::table
-        .filter(credit_lines::creditor.eq(&me))
-        .filter(credit_lines::debtor.eq(&tab.buyer))
-        .filter(credit_lines::currency.eq(&tab.issuer))
-        .filter(credit_lines::settle_threshold.is_not_null())
-        .select((credit_lines::id, credit_lines::owed, credit_lines::seq))
-        .first(conn)
-        .optional()?;
+        .fold(0u64, u64::saturating_add))
+}
+
+/// Open the tab at the buyer's debt, when it owes; `false` when another transaction's line
+/// is there already (the insert, in a savepoint, left nothing behind).
+fn open_line(conn: &mut AnyConnection, tab: &TabRef) -> Result<bool, Error> {
+    let debt = debt_of(conn, tab)?;
+    if debt == 0 {
+        return Ok(true);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let values = signed_state(tab, &id, debt, 1)?;
+    conn.batch_execute("SAVEPOINT open_tab")?;
+    let inserted = diesel::insert_into(credit_lines::table)
+        .values((
+            credit_lines::id.eq(&id),
+            credit_lines::creditor.eq(tab.key.entity().as_str()),
+            credit_lines::debtor.eq(&tab.buyer),
+            credit_lines::currency.eq(&tab.issuer),
+            credit_lines::credit_limit.eq(values.limit),
+            credit_lines::owed.eq(values.owed),
+            credit_lines::held.eq(0i64),
+            credit_lines::seq.eq(values.seq),
+            credit_lines::creditor_signature.eq(&values.signature),
+            credit_lines::debtor_signature.eq(""),
+            credit_lines::updated_ms.eq(values.now),
+            credit_lines::settle_threshold.eq(Some(values.threshold)),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => {
+            conn.batch_execute("RELEASE SAVEPOINT open_tab")?;
+            Ok(true)
+        }
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            conn.batch_execute("ROLLBACK TO SAVEPOINT open_tab")?;
+            conn.batch_execute("RELEASE SAVEPOINT open_tab")?;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Bring the open tab `id` to the buyer's debt, its row locked first (see [`mirror`]).
+fn move_line(conn: &mut AnyConnection, tab: &TabRef, id: &str, settled: bool) -> Result<(), Error> {
+    // A write that changes nothing takes the row's lock (PostgreSQL); SQLite has one writer.
+    diesel::update(credit_lines::table.find(id))
+        .set(credit_lines::seq.eq(credit_lines::seq))
+        .execute(conn)?;
+    let (owed, seq): (i64, i64) = credit_lines::table
+        .find(id)
+        .select((credit_lines::owed, credit_lines::seq))
+        .first(conn)?;
+    let debt = debt_of(conn, tab)?;
+    let was = owed.unsigned_abs();
+    if was == debt {
+        return Ok(());
+    }
+    let values = signed_state(tab, id, debt, seq.unsigned_abs() + 1)?;
+    let settled_now = settled && debt < was;
+    diesel::update(credit_lines::table.find(id))
+        .set((
+            credit_lines::credit_limit.eq(values.limit),
+            credit_lines::owed.eq(values.owed),
+            credit_lines::seq.eq(values.seq),
+            credit_lines::creditor_signature.eq(&values.signature),
+            // The buyer countersigns a settled balance; charges are signed requests.
+            credit_lines::debtor_signature.eq(""),
+            credit_lines::updated_ms.eq(values.now),
+            credit_lines::settle_threshold.eq(Some(values.threshold)),
+        ))
+        .execute(conn)?;
+    if settled_now {
+        diesel::update(credit_lines::table.find(id))
+            .set(credit_lines::settled_ms.eq(Some(values.now)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A tab state's columns, as stored.
+struct StateValues {
+    limit: i64,
+    owed: i64,
+    seq: i64,
+    threshold: i64,
+    now: i64,
+    signature: String,
+}
+
+/// The tab `id` owing `debt` at `seq`, signed by the agent.
+fn signed_state(tab: &TabRef, id: &str, debt: u64, seq: u64) -> Result<StateValues, Error> {
     // A limit lowered in the config below what is owed still leaves a valid state.
     let limit = tab.limit.max(debt);
-    let (id, seq, before) = match held {
-        None if debt == 0 => return Ok(()),
-        None => (uuid::Uuid::new_v4().to_string(), 1u64, None),
-        Some((_, owed, _)) if owed.unsigned_abs() == debt => return Ok(()),
-        Some((id, owed, seq)) => (id, seq.unsigned_abs() + 1, Some(owed.unsigned_abs())),
-    };
     let state = LineState {
-        id: id.clone(),
-        creditor: me,
+        id: id.to_owned(),
+        creditor: tab.key.entity().to_string(),
         debtor: tab.buyer.clone(),
         currency: tab.issuer.clone(),
         limit,
         owed: debt,
         seq,
     };
-    let signature = tab.key.sign_b64(state.signing_string().as_bytes());
-    let now = to_i64(node::now_ms())?;
-    let (limit, owed, seq, threshold) = (
-        to_i64(limit)?,
-        to_i64(debt)?,
-        to_i64(seq)?,
-        to_i64(tab.threshold)?,
-    );
-    match before {
-        None => {
-            diesel::insert_into(credit_lines::table)
-                .values((
-                    credit_lines::id.eq(&id),
-                    credit_lines::creditor.eq(&state.creditor),
-                    credit_lines::debtor.eq(&state.debtor),
-                    credit_lines::currency.eq(&state.currency),
-                    credit_lines::credit_limit.eq(limit),
-                    credit_lines::owed.eq(owed),
-                    credit_lines::held.eq(0i64),
-                    credit_lines::seq.eq(seq),
-                    credit_lines::creditor_signature.eq(&signature),
-                    credit_lines::debtor_signature.eq(""),
-                    credit_lines::updated_ms.eq(now),
-                    credit_lines::settle_threshold.eq(Some(threshold)),
-                ))
-                .execute(conn)?;
-        }
-        Some(was) => {
-            let settled_now = settled && debt < was;
-            diesel::update(credit_lines::table.find(&id))
-                .set((
-                    credit_lines::credit_limit.eq(limit),
-                    credit_lines::owed.eq(owed),
-                    credit_lines::seq.eq(seq),
-                    credit_lines::creditor_signature.eq(&signature),
-                    // The buyer countersigns a settled balance; charges are signed requests.
-                    credit_lines::debtor_signature.eq(""),
-                    credit_lines::updated_ms.eq(now),
-                    credit_lines::settle_threshold.eq(Some(threshold)),
-                ))
-                .execute(conn)?;
-            if settled_now {
-                diesel::update(credit_lines::table.find(&id))
-                    .set(credit_lines::settled_ms.eq(Some(now)))
-                    .execute(conn)?;
-            }
-        }
-    }
-    Ok(())
+    let values = StateValues {
+        limit: to_i64(limit)?,
+        owed: to_i64(debt)?,
+        seq: to_i64(seq)?,
+        threshold: to_i64(tab.threshold)?,
+        now: to_i64(node::now_ms())?,
+        signature: tab.key.sign_b64(state.signing_string().as_bytes()),
+    };
+    Ok(values)
 }
 
 /// A deposit of `amount` in `issuer` with `transaction_id` = a tab line's id: pay the
 /// debtor's indebted contracts in that currency, oldest first, the rest to its newest
-/// contract, and mirror the lower balance. `false` when no such tab line is here.
+/// contract. Answers the tab to [`mirror`] (after the page's other contract changes), or
+/// `None` when no such tab line is here.
 pub(super) fn settle_deposit(
     conn: &mut AnyConnection,
     key: &Arc<KeyPair>,
@@ -126,7 +201,7 @@ pub(super) fn settle_deposit(
     line_id: &str,
     issuer: &str,
     amount: i64,
-) -> Result<bool, Error> {
+) -> Result<Option<TabRef>, Error> {
     let line: Option<String> = credit_lines::table
         .find(line_id)
         .filter(credit_lines::creditor.eq(key.entity().as_str()))
@@ -136,7 +211,7 @@ pub(super) fn settle_deposit(
         .first(conn)
         .optional()?;
     let Some(buyer) = line else {
-        return Ok(false);
+        return Ok(None);
     };
     let rows: Vec<ContractRow> = contracts::table
         .filter(contracts::buyer.eq(&buyer))
@@ -159,27 +234,41 @@ pub(super) fn settle_deposit(
             .set(contracts::paid.eq(contracts::paid + left))
             .execute(conn)?;
     }
-    let tab = TabRef {
-        key: key.clone(),
-        buyer,
-        issuer: issuer.to_owned(),
-        limit: config.tab_limit,
-        threshold: config.tab_threshold,
-    };
-    mirror(conn, &tab, true)?;
-    Ok(true)
+    Ok(Some(TabRef::of(key, config, buyer, issuer)))
+}
+
+/// The tab of `buyer` in `issuer`, each once, as a deposit page collects them.
+pub(super) fn note_tab(tabs: &mut Vec<TabRef>, tab: TabRef) {
+    if !tabs
+        .iter()
+        .any(|t| t.buyer == tab.buyer && t.issuer == tab.issuer)
+    {
+        tabs.push(tab);
+    }
+}
+
+impl TabRef {
+    pub(super) fn of(
+        key: &Arc<KeyPair>,
+        config: &AgentConfig,
+        buyer: String,
+        issuer: &str,
+    ) -> Self {
+        TabRef {
+            key: key.clone(),
+            buyer,
+            issuer: issuer.to_owned(),
+            limit: config.tab_limit,
+            threshold: config.tab_threshold,
+        }
+    }
 }
 
 impl Agent {
     /// Whose tab a charge on `row` moves, when tabs are on.
     pub(super) fn tab_of(&self, row: &ContractRow) -> Option<TabRef> {
-        (self.config.tab_limit > 0).then(|| TabRef {
-            key: self.key.clone(),
-            buyer: row.buyer.clone(),
-            issuer: row.issuer.clone(),
-            limit: self.config.tab_limit,
-            threshold: self.config.tab_threshold,
-        })
+        (self.config.tab_limit > 0)
+            .then(|| TabRef::of(&self.key, &self.config, row.buyer.clone(), &row.issuer))
     }
 
     /// `LCP-Line: <id>;<seq>;<owed>;<signature>`: the agent's half of the latest state of

@@ -32,13 +32,7 @@ pub fn credit_payment_hook(key: Arc<KeyPair>, config: AgentConfig) -> node::cred
                                 .find(t)
                                 .select(contracts::buyer)
                                 .first(conn)?;
-                            let tab = tab::TabRef {
-                                key: key.clone(),
-                                buyer,
-                                issuer: arrived.currency.to_owned(),
-                                limit: config.tab_limit,
-                                threshold: config.tab_threshold,
-                            };
+                            let tab = tab::TabRef::of(&key, &config, buyer, arrived.currency);
                             tab::mirror(conn, &tab, true)?;
                         }
                     }
@@ -74,12 +68,18 @@ impl Agent {
                 db::write_transaction(conn, |conn| -> Result<u64, Error> {
                     let mut credited = 0;
                     let mut income: i64 = 0;
+                    // Tabs the page moved, mirrored once its contracts are paid (`tab::mirror`
+                    // locks each line after every contract change, as a charge does).
+                    let mut tabs: Vec<tab::TabRef> = Vec::new();
                     for d in &page.deposits {
                         let amount = to_i64(d.amount)?;
                         income = income.saturating_add(amount);
                         if let Some(t) = &d.transaction_id {
                             // A tab's settlement (transaction_id = the line id).
-                            if tab::settle_deposit(conn, &key, &config, t, &issuer, amount)? {
+                            if let Some(moved) =
+                                tab::settle_deposit(conn, &key, &config, t, &issuer, amount)?
+                            {
+                                tab::note_tab(&mut tabs, moved);
                                 credited += 1;
                                 continue;
                             }
@@ -97,20 +97,19 @@ impl Agent {
                                     .find(t)
                                     .select(contracts::buyer)
                                     .first(conn)?;
-                                let tab = tab::TabRef {
-                                    key: key.clone(),
-                                    buyer,
-                                    issuer: issuer.clone(),
-                                    limit: config.tab_limit,
-                                    threshold: config.tab_threshold,
-                                };
-                                tab::mirror(conn, &tab, true)?;
+                                tab::note_tab(
+                                    &mut tabs,
+                                    tab::TabRef::of(&key, &config, buyer, &issuer),
+                                );
                             }
                             if n == 0 && market::is_uuid_v4(t) {
                                 // Paid before proposing: held for the contract with this id.
                                 add_prepaid(conn, t, &issuer, amount)?;
                             }
                         }
+                    }
+                    for moved in &tabs {
+                        tab::mirror(conn, moved, true)?;
                     }
                     let next = to_i64(page.next)?;
                     let updated = diesel::update(payment_cursors::table.find(&issuer))

@@ -1,0 +1,1 @@
+DROP INDEX credit_lines_one_tab;
