@@ -541,6 +541,98 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
     assert_eq!(short.code(), "payment_incomplete", "{short}");
     assert_eq!(eventually_settled(&net).await, expected, "nothing moved");
 
+    // A fulfil with a wrong secret, sent while a payment is held open (the target waits for
+    // a total the path does not carry): refused by A even from the peer it paid, and by
+    // anyone else as a payment A never paid them; the payment then lapses and moves nothing.
+    let share = plan.shares[0].clone();
+    let next = net
+        .nodes
+        .iter()
+        .find(|n| n.entity == share.path[2])
+        .expect("A's next hop is a node");
+    let next_key = Arc::new(node::keyfile::load(&next.data.join("identity.key")).expect("key"));
+    let t_descriptor: serde_json::Value = net
+        .http
+        .get(format!("{}/.well-known/lcp", t.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let secret = [7u8; protocol::credit::SECRET_BYTES];
+    let condition = protocol::credit::condition_of(&secret);
+    let held_open = protocol::credit::Prepare {
+        payment: uuid::Uuid::new_v4().to_string(),
+        amount: 2,
+        total: 3,
+        currency: net.currency.clone(),
+        path: share.path.clone(),
+        sealed_secret: protocol::credit::seal::seal(
+            &secret,
+            &condition,
+            t_descriptor["credit_key"].as_str().expect("credit_key"),
+        )
+        .expect("seal"),
+        condition,
+        expires_at: node::now_ms() + 3_000 + share.path.len() as u64 * 2_000,
+        lines: Vec::new(),
+        transaction_id: None,
+    };
+    let prepared = {
+        let (via, body, counter) = (
+            via.clone(),
+            serde_json::to_vec(&held_open).expect("json"),
+            counters_next(&counters),
+        );
+        tokio::spawn(async move {
+            via.command::<serde_json::Value>("POST", "/v1/credit/prepare", body, counter)
+                .await
+        })
+    };
+    let as_next = SignedClient::new(net.http.clone(), &a.url, next_key);
+    let wrong = serde_json::json!({"payment": held_open.payment, "secret": "11".repeat(32)});
+    let mut code = None;
+    for round in 0u64..100 {
+        let e = as_next
+            .command::<serde_json::Value>(
+                "POST",
+                "/v1/credit/fulfill",
+                serde_json::to_vec(&wrong).expect("json"),
+                node::now_ms() * 1000 + round,
+            )
+            .await
+            .expect_err("a wrong secret is refused");
+        code = e.code().map(str::to_owned);
+        if code.as_deref() != Some("unknown_payment") {
+            break; // A holds the payment now
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    assert_eq!(code.as_deref(), Some("wrong_secret"));
+    let stranger = SignedClient::new(
+        net.http.clone(),
+        &a.url,
+        Arc::new(KeyPair::generate().expect("key")),
+    );
+    let e = stranger
+        .command::<serde_json::Value>(
+            "POST",
+            "/v1/credit/fulfill",
+            serde_json::to_vec(&wrong).expect("json"),
+            1,
+        )
+        .await
+        .expect_err("not a peer A paid");
+    assert_eq!(e.code(), Some("unknown_payment"));
+    let lapsed = tokio::time::timeout(std::time::Duration::from_secs(30), prepared)
+        .await
+        .expect("the held payment ends")
+        .expect("task")
+        .expect_err("it never arrives whole");
+    assert_eq!(lapsed.code(), Some("payment_incomplete"), "{lapsed}");
+    assert_eq!(eventually_settled(&net).await, expected, "nothing moved");
+
     // Replays and forgeries: a prepare sent twice, a fulfil with a wrong secret.
     let replay_plan = credit::plan(&net.http, &net.wallet, &via, &a.entity, &net.currency, 5)
         .await
