@@ -470,13 +470,19 @@ pub async fn body_capped(
     Ok(body)
 }
 
+/// Largest error body read (`check_status`).
+pub const ERROR_BODY_BYTES_MAX: usize = 64 * 1024;
+
 /// Turn an error response into [`ClientError::Api`]; pass successes through.
 pub async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     let status = resp.status().as_u16();
     if status < 400 {
         return Ok(resp);
     }
-    let bytes = resp.bytes().await.unwrap_or_default();
+    // An error body is a short JSON object: no more than this is read of it.
+    let bytes = body_capped(resp, ERROR_BODY_BYTES_MAX)
+        .await
+        .unwrap_or_default();
     Err(api_error(status, &bytes))
 }
 

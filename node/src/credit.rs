@@ -9,9 +9,9 @@
 //!   the neighbour sends it back countersigned.
 //! - A later update of a line (a new limit) must be newer (`seq`) and signed by both; it
 //!   changes the limit only, and `owed` stays as this node has it: balances move by
-//!   payments, not by updates. The node countersigns only the balance it has; its own
-//!   proposal, come back countersigned after a payment moved the balance, is still taken
-//!   (so the two parties never loop on it).
+//!   payments, not by updates. An update must state the balance the node has, except the
+//!   limit proposal the node's upkeep just made, come back countersigned after a payment
+//!   moved the balance (so the two parties never loop on it).
 //!
 //! Invariants: a stored line always carries both parties' valid signatures over its stored
 //! state; `owed + held <= limit`; `seq` only grows.
@@ -507,9 +507,6 @@ impl CreditBook {
                 "the request must be signed by the line's other party".into(),
             ));
         }
-        // Signed by this node before (its own proposal come back): a balance moved by
-        // payments since is no reason to refuse it.
-        let signed_before = mine.is_some();
         if mine.is_none() {
             if s.creditor == me && s.limit > self.policy.give_max {
                 return Err(CreditNodeError::Refused(format!(
@@ -525,7 +522,10 @@ impl CreditBook {
                 "a line in force carries both parties' signatures".into(),
             ));
         }
-        self.store(update.clone(), signed_before).await?;
+        // Whoever sends it, an update here must state the balance this node has: an old
+        // proposal of this node's cannot be redeemed later (only `keep_line`, with the
+        // proposal it just made, takes a balance moved meanwhile).
+        self.store(update.clone(), false).await?;
         Ok(update)
     }
 
@@ -533,10 +533,11 @@ impl CreditBook {
     /// held under its id, between the same parties in the same currency (its limit only).
     /// Checked and written in one transaction, so of two updates racing the newer is kept.
     ///
-    /// `ours`: this node signed the update before it was sent (its own proposal come back
-    /// countersigned), so the `owed` it states may be older than the balance here, moved by
+    /// `ours`: the update is the proposal this node just made, come back countersigned
+    /// (`keep_line`), so the `owed` it states may be older than the balance here, moved by
     /// payments since; the limit is taken and the balance kept. Otherwise an update stating
-    /// another balance is refused: the node never signs a debt it does not have.
+    /// another balance is refused: the node never signs a debt it does not have, and an old
+    /// proposal of its own cannot be redeemed later.
     pub(crate) async fn store(
         &self,
         update: LineUpdate,

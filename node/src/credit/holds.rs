@@ -32,6 +32,7 @@ diesel::table! {
         state -> Text,
         secret -> Nullable<Text>,
         created_ms -> BigInt,
+        next_ask_ms -> BigInt,
     }
 }
 
@@ -441,6 +442,24 @@ pub fn settle(
     Ok((routes, moved))
 }
 
+/// The secret of a committed hold of `route` of `payment` in `direction`, if there is one.
+pub fn committed_secret(
+    conn: &mut AnyConnection,
+    payment: &str,
+    route: &str,
+    direction: Direction,
+) -> Result<Option<String>, CreditNodeError> {
+    let secret: Option<Option<String>> = credit_holds::table
+        .filter(credit_holds::payment.eq(payment))
+        .filter(credit_holds::route.eq(route))
+        .filter(credit_holds::direction.eq(direction.as_str()))
+        .filter(credit_holds::state.eq(COMMITTED))
+        .select(credit_holds::secret)
+        .first(conn)
+        .optional()?;
+    Ok(secret.flatten())
+}
+
 /// What `payment` holds `in` at this node, held or committed (a target's running sum).
 pub fn in_sum(conn: &mut AnyConnection, payment: &str) -> Result<u64, CreditNodeError> {
     let amounts: Vec<i64> = credit_holds::table
@@ -513,12 +532,14 @@ pub fn status(
     Ok((holds, secret))
 }
 
-/// Holds still held in `direction` whose expiry is at or before `before_ms`, with peers not
-/// in `skip`, the longest lapsed first, at most `limit`.
+/// Holds still held in `direction` whose expiry is at or before `before_ms`, due to be asked
+/// about at `now_ms` (`next_ask_ms`), with peers not in `skip`: the longest due first, at most
+/// `limit`.
 pub fn lapsed(
     conn: &mut AnyConnection,
     direction: Direction,
     before_ms: u64,
+    now_ms: u64,
     skip: &[String],
     limit: i64,
 ) -> Result<Vec<LapsedRow>, CreditNodeError> {
@@ -526,6 +547,7 @@ pub fn lapsed(
         .filter(credit_holds::state.eq(HELD))
         .filter(credit_holds::direction.eq(direction.as_str()))
         .filter(credit_holds::expires_ms.le(i64_of(before_ms)?))
+        .filter(credit_holds::next_ask_ms.le(i64_of(now_ms)?))
         .filter(credit_holds::peer.ne_all(skip))
         .select((
             credit_holds::payment,
@@ -538,6 +560,24 @@ pub fn lapsed(
         .order((credit_holds::expires_ms, credit_holds::payment))
         .limit(limit)
         .load(conn)?)
+}
+
+/// Ask about `route` of `payment` (its `out` holds) again no earlier than `next_ms`.
+pub fn ask_later(
+    conn: &mut AnyConnection,
+    payment: &str,
+    route: &str,
+    next_ms: u64,
+) -> Result<(), CreditNodeError> {
+    diesel::update(
+        credit_holds::table
+            .filter(credit_holds::payment.eq(payment))
+            .filter(credit_holds::route.eq(route))
+            .filter(credit_holds::direction.eq(Direction::Out.as_str())),
+    )
+    .set(credit_holds::next_ask_ms.eq(i64_of(next_ms)?))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Delete settled holds (committed or released) that lapsed before `before_ms`: answers how

@@ -163,23 +163,20 @@ impl CreditBook {
             }),
         };
         let route = hop.route.clone();
-        match answer {
+        let outcome = match answer {
             Ok(a) if check_secret(&a.value.secret, &p.condition).is_ok() => {
                 let secret = a.value.secret;
                 let in_moved = self
                     .settle_hop(&p.payment, &route, Some(&next), Some(secret.clone()), true)
                     .await?;
                 if in_moved == 0 {
-                    // The `in` hold lapsed meanwhile (released by the sweep): the upstream
-                    // copy was released too, so the secret is not passed on.
-                    return Err(CreditNodeError::Unreachable(
+                    // The `in` hold lapsed meanwhile (or was settled otherwise: see below).
+                    Err(CreditNodeError::Unreachable(
                         "the answer came after this hop's hold lapsed".into(),
-                    ));
+                    ))
+                } else {
+                    Ok(secret)
                 }
-                Ok(Fulfilled {
-                    payment: p.payment,
-                    secret,
-                })
             }
             Err(ClientError::Api {
                 status,
@@ -207,7 +204,30 @@ impl CreditBook {
                     .await?;
                 Err(CreditNodeError::Unreachable(why))
             }
-        }
+        };
+        let secret = match outcome {
+            Ok(secret) => secret,
+            // The `in` hold committed meanwhile (the next hop's fulfil, or the sweep at the
+            // edge of the wait): the upstream must hear the secret, or the two copies of its
+            // line would part.
+            Err(e) => self.committed_secret(&p.payment, &route).await?.ok_or(e)?,
+        };
+        Ok(Fulfilled {
+            payment: p.payment,
+            secret,
+        })
+    }
+
+    /// The secret of `route` of `payment` when this node committed its `in` hold.
+    async fn committed_secret(
+        &self,
+        payment: &str,
+        route: &str,
+    ) -> Result<Option<String>, CreditNodeError> {
+        let (payment, route) = (payment.to_owned(), route.to_owned());
+        self.db
+            .run(move |conn| holds::committed_secret(conn, &payment, &route, Direction::In))
+            .await
     }
 
     /// Settle one route of a payment here: the `in` holds, and the `out` holds with `peer`

@@ -1,19 +1,23 @@
 //! The sweep (DESIGN 12): what lapsed holds become when no answer settled them.
 //!
+//! - A lapsed `in` hold is this node's to settle: released (first in each round, so nothing
+//!   below can hold it up).
 //! - A lapsed `out` hold is settled only by its peer's word (`GET
-//!   /v1/credit/payments/{payment}`): committed with the secret the peer shows, released when
-//!   the peer released or never heard of it, asked again next round while the peer is
-//!   undecided. A peer that does not answer rests (backing off up to
-//!   [`SWEEP_BACKOFF_MS_MAX`]) so it cannot hold up the others, and after
-//!   [`OUT_WORD_WAIT_MS_MAX`] without its word the hold is released anyway (logged: the two
-//!   copies may then disagree).
-//! - A lapsed `in` hold is this node's to settle: released.
-//! - Settled holds are deleted [`SETTLED_HOLDS_KEPT_MS`] after they lapsed, once no peer's
-//!   sweep can ask about them any more.
+//!   /v1/credit/payments/{payment}`, asked once per payment): committed with the secret the
+//!   peer shows, released when the peer released or does not know the payment. Any other
+//!   outcome (undecided, committed without a secret, a wrong secret, no answer) asks again
+//!   later, less and less often (`next_ask_ms`, from [`ASK_AGAIN_MS_MIN`] up to
+//!   [`ASK_AGAIN_MS_MAX`]), so such holds cannot fill every round; and
+//!   [`OUT_WORD_WAIT_MS_MAX`] after the hold lapsed it is released anyway (logged: the two
+//!   copies may then disagree). A peer that does not answer rests (backing off up to
+//!   [`SWEEP_BACKOFF_MS_MAX`]).
+//! - Settled holds are deleted [`SETTLED_HOLDS_KEPT_MS`] after they lapsed: far longer than a
+//!   peer's sweep asks about a hold (it gives up after [`OUT_WORD_WAIT_MS_MAX`]).
 //!
 //! Bounded: [`SWEEP_HOLDS_MAX`] holds per round in each direction, [`SWEEP_PEERS_IN_FLIGHT_MAX`]
-//! peers asked at once, [`SWEEP_ASK_MS_MAX`] per question. One failure (a peer's wrong secret,
-//! a line that no longer covers a hold) is logged and skips that hold, never the round.
+//! peers asked at once, [`SWEEP_ASK_MS_MAX`] per question, [`SWEEP_ROUND_MS_MAX`] for the
+//! round's questions (what is left waits for the next round). One failure is logged and
+//! skips that hold, never the round.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,16 +34,22 @@ use crate::client::ClientError;
 pub const SWEEP_HOLDS_MAX: i64 = 256;
 /// Peers asked for their word at once.
 pub const SWEEP_PEERS_IN_FLIGHT_MAX: usize = 8;
-/// Longest wait for a peer's word on one hold.
+/// Longest wait for a peer's word on one payment.
 pub const SWEEP_ASK_MS_MAX: u64 = 2_000;
+/// Longest a round spends asking peers.
+pub const SWEEP_ROUND_MS_MAX: u64 = 5_000;
 /// Longest rest of a peer that did not answer before it is asked again (the rest doubles
 /// from [`super::neighbors::UPKEEP_MS`] with each failure).
 pub const SWEEP_BACKOFF_MS_MAX: u64 = 60_000;
-/// How long an `out` hold waits for its peer's word after lapsing before it is released
-/// anyway (the peer gone for good).
+/// Shortest and longest wait before a hold with no final word is asked about again: a
+/// quarter of the time since it lapsed, within these.
+pub const ASK_AGAIN_MS_MIN: u64 = 1_000;
+pub const ASK_AGAIN_MS_MAX: u64 = 10 * 60_000;
+/// How long an `out` hold waits for its peer's final word after lapsing before it is released
+/// anyway (the peer gone for good, or never deciding).
 pub const OUT_WORD_WAIT_MS_MAX: u64 = 24 * 3600 * 1000;
-/// How long settled holds are kept after they lapsed: longer than any peer's sweep asks.
-pub const SETTLED_HOLDS_KEPT_MS: u64 = 7 * 24 * 3600 * 1000;
+/// How long settled holds are kept after they lapsed.
+pub const SETTLED_HOLDS_KEPT_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Peers that did not answer the sweep: when each may be asked again, and its failures in
 /// a row. At most one entry per peer holding an `out` hold (only neighbours are paid).
@@ -75,40 +85,17 @@ enum Word {
     /// Committed, with the secret it showed.
     Commit(String),
     Release,
-    /// Undecided, or no word (yet).
+    /// No final word yet.
     Wait,
 }
 
 impl CreditBook {
-    /// One sweep round: `out` holds by their peers' word, then `in` holds (released).
+    /// One sweep round: `in` holds (released), then `out` holds by their peers' word.
     pub(crate) async fn sweep(self: &Arc<Self>) -> Result<(), CreditNodeError> {
         let now = crate::now_ms();
-        let resting = self.resting.now_resting(now);
-        let lapsed_out = self
-            .db
-            .run(move |conn| {
-                holds::lapsed(
-                    conn,
-                    Direction::Out,
-                    now.saturating_sub(ANSWER_SLACK_MS),
-                    &resting,
-                    SWEEP_HOLDS_MAX,
-                )
-            })
-            .await?;
-        let mut by_peer: BTreeMap<String, Vec<LapsedRow>> = BTreeMap::new();
-        for row in lapsed_out {
-            by_peer.entry(row.2.clone()).or_default().push(row);
-        }
-        futures_util::stream::iter(by_peer)
-            .map(|(peer, rows)| self.sweep_peer(peer, rows, now))
-            .buffer_unordered(SWEEP_PEERS_IN_FLIGHT_MAX)
-            .collect::<Vec<()>>()
-            .await;
-
         let lapsed_in = self
             .db
-            .run(move |conn| holds::lapsed(conn, Direction::In, now, &[], SWEEP_HOLDS_MAX))
+            .run(move |conn| holds::lapsed(conn, Direction::In, now, now, &[], SWEEP_HOLDS_MAX))
             .await?;
         for (payment, route, ..) in lapsed_in {
             // Lapsed without the secret: released (an `in` hold is this node's to settle).
@@ -135,49 +122,95 @@ impl CreditBook {
                 self.give_up(&payment).await?;
             }
         }
+
+        let resting = self.resting.now_resting(now);
+        let lapsed_out = self
+            .db
+            .run(move |conn| {
+                holds::lapsed(
+                    conn,
+                    Direction::Out,
+                    now.saturating_sub(ANSWER_SLACK_MS),
+                    now,
+                    &resting,
+                    SWEEP_HOLDS_MAX,
+                )
+            })
+            .await?;
+        let mut by_peer: BTreeMap<String, BTreeMap<String, Vec<LapsedRow>>> = BTreeMap::new();
+        for row in lapsed_out {
+            by_peer
+                .entry(row.2.clone())
+                .or_default()
+                .entry(row.0.clone())
+                .or_default()
+                .push(row);
+        }
+        let asking = futures_util::stream::iter(by_peer)
+            .map(|(peer, payments)| self.sweep_peer(peer, payments, now))
+            .buffer_unordered(SWEEP_PEERS_IN_FLIGHT_MAX)
+            .collect::<Vec<()>>();
+        // What the deadline cuts off is asked next round (its holds are still due).
+        let _ = tokio::time::timeout(Duration::from_millis(SWEEP_ROUND_MS_MAX), asking).await;
         Ok(())
     }
 
-    /// Ask `peer` for its word on each of its lapsed holds, one at a time; the first question
-    /// it does not answer ends its turn (and it rests).
-    async fn sweep_peer(&self, peer: String, rows: Vec<LapsedRow>, now: u64) {
+    /// Ask `peer` for its word on each of its payments with lapsed holds, one payment at a
+    /// time; the first question it does not answer ends its turn (and it rests).
+    async fn sweep_peer(&self, peer: String, payments: BTreeMap<String, Vec<LapsedRow>>, now: u64) {
         let client = self.neighbor_client(&peer);
         let mut reachable = client.is_some();
-        for (payment, route, _, created_ms, _) in rows {
-            let word = match (&client, reachable) {
-                (Some(c), true) => match ask(c, &payment, &route).await {
-                    Ok(word) => word,
+        for (payment, rows) in payments {
+            let status = match (&client, reachable) {
+                (Some(c), true) => match ask(c, &payment).await {
+                    Ok(status) => Some(status),
                     Err(e) => {
                         tracing::debug!(%payment, %peer, error = %e, "no word on a lapsed hold");
                         reachable = false;
-                        Word::Wait
+                        None
                     }
                 },
-                _ => Word::Wait,
+                _ => None,
             };
-            let word = match word {
-                Word::Wait if !reachable => {
-                    let waited = now.saturating_sub(created_ms.unsigned_abs());
-                    if waited <= OUT_WORD_WAIT_MS_MAX {
-                        continue;
+            for (_, route, _, _, expires_ms) in rows {
+                let word = match &status {
+                    Some(s) => word_of(s, &route),
+                    None => Word::Wait,
+                };
+                let lapsed_ms = now.saturating_sub(expires_ms.unsigned_abs());
+                let settle = match word {
+                    Word::Commit(secret) => Some(Some(secret)),
+                    Word::Release => Some(None),
+                    Word::Wait if lapsed_ms > OUT_WORD_WAIT_MS_MAX => {
+                        tracing::warn!(%payment, %peer,
+                            "no final word from the peer for a day: releasing the hold");
+                        Some(None)
                     }
-                    tracing::warn!(%payment, %peer,
-                        "no word from the peer for a day: releasing the hold");
-                    Word::Release
+                    Word::Wait => None,
+                };
+                let settled = match settle {
+                    Some(secret) => self
+                        .settle_hop(&payment, &route, Some(&peer), secret, true)
+                        .await
+                        .map(|_| true),
+                    None => Ok(false),
+                };
+                let settled = settled.unwrap_or_else(|e| {
+                    // A wrong secret, say: asked again later, released after a day.
+                    tracing::warn!(%payment, %peer, error = %e, "settling a lapsed hold failed");
+                    false
+                });
+                if !settled {
+                    let again = (lapsed_ms / 4).clamp(ASK_AGAIN_MS_MIN, ASK_AGAIN_MS_MAX);
+                    let (p, r) = (payment.clone(), route.clone());
+                    let deferred = self
+                        .db
+                        .run(move |conn| holds::ask_later(conn, &p, &r, now + again))
+                        .await;
+                    if let Err(e) = deferred {
+                        tracing::warn!(%payment, error = %e, "deferring a lapsed hold failed");
+                    }
                 }
-                w => w,
-            };
-            let secret = match word {
-                Word::Wait => continue,
-                Word::Commit(secret) => Some(secret),
-                Word::Release => None,
-            };
-            let settled = self
-                .settle_hop(&payment, &route, Some(&peer), secret, true)
-                .await;
-            if let Err(e) = settled {
-                // A wrong secret, say: this hold waits (at most a day), the others go on.
-                tracing::warn!(%payment, %peer, error = %e, "settling a lapsed hold failed");
             }
         }
         if reachable {
@@ -196,12 +229,12 @@ impl CreditBook {
     }
 }
 
-/// The peer's word on `route` of `payment`, within [`SWEEP_ASK_MS_MAX`].
+/// The peer's status of `payment` (its holds on lines with this node), within
+/// [`SWEEP_ASK_MS_MAX`]; a payment the peer does not know is answered with no holds.
 async fn ask(
     client: &crate::client::SignedClient,
     payment: &str,
-    route: &str,
-) -> Result<Word, ClientError> {
+) -> Result<PaymentStatus, ClientError> {
     let asked = tokio::time::timeout(
         Duration::from_millis(SWEEP_ASK_MS_MAX),
         client.query::<PaymentStatus>(&format!("/v1/credit/payments/{payment}"), 0),
@@ -213,20 +246,28 @@ async fn ask(
             message: format!("no answer within {SWEEP_ASK_MS_MAX} ms"),
         })
     });
-    let status = match asked {
-        Ok(status) => status,
-        Err(e) if e.code() == Some("unknown_payment") => return Ok(Word::Release),
-        Err(e) => return Err(e),
-    };
+    match asked {
+        Err(e) if e.code() == Some("unknown_payment") => Ok(PaymentStatus {
+            payment: payment.to_owned(),
+            holds: Vec::new(),
+            secret: None,
+        }),
+        other => other,
+    }
+}
+
+/// What `status` says of `route`: committed (with the secret), released (or never held
+/// there), or no final word.
+fn word_of(status: &PaymentStatus, route: &str) -> Word {
     let ours: Vec<_> = status.holds.iter().filter(|h| h.route == route).collect();
-    Ok(if ours.iter().any(|h| h.state == holds::COMMITTED) {
-        // Committed without a secret shown is no word: asked again next round.
-        status.secret.map_or(Word::Wait, Word::Commit)
+    if ours.iter().any(|h| h.state == holds::COMMITTED) {
+        // Committed without a secret shown is no final word.
+        status.secret.clone().map_or(Word::Wait, Word::Commit)
     } else if ours.iter().any(|h| h.state == holds::HELD) {
         Word::Wait
     } else {
         Word::Release
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,1 +1,0 @@
-DROP INDEX credit_lines_one_tab;
