@@ -285,6 +285,33 @@ where
     }
 }
 
+/// Run `insert` inside the caller's transaction, in a savepoint: `Ok(false)` when it hit a
+/// unique constraint (another transaction inserted the row first: the savepoint is rolled
+/// back and the caller's transaction goes on, to update that row instead), `Ok(true)` when
+/// it inserted. For a row made on first use that two PostgreSQL connections may both make.
+pub fn insert_unless_taken(
+    conn: &mut AnyConnection,
+    insert: impl FnOnce(&mut AnyConnection) -> diesel::QueryResult<usize>,
+) -> diesel::QueryResult<bool> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    conn.batch_execute("SAVEPOINT insert_unless_taken")?;
+    match insert(conn) {
+        Ok(_) => {
+            conn.batch_execute("RELEASE SAVEPOINT insert_unless_taken")?;
+            Ok(true)
+        }
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            conn.batch_execute("ROLLBACK TO SAVEPOINT insert_unless_taken")?;
+            conn.batch_execute("RELEASE SAVEPOINT insert_unless_taken")?;
+            Ok(false)
+        }
+        Err(e) => {
+            // The caller's transaction rolls back on this error; the savepoint goes with it.
+            Err(e)
+        }
+    }
+}
+
 /// [`write_transaction`] whose commit survives the process being killed but may be lost with
 /// the last moments before a power cut: SQLite commits it with `synchronous = NORMAL` (the WAL
 /// is written, not fsynced), PostgreSQL with `synchronous_commit = off`. For records whose loss

@@ -51,6 +51,9 @@ pub struct ContractView {
     pub bytes_read: u64,
     #[serde(default)]
     pub audits_answered: u64,
+    /// What the contract earned the agent so far, by kind (the agent's books).
+    #[serde(default)]
+    pub earned: Earned,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,6 +126,63 @@ pub struct Summary {
     pub audits_answered: u64,
     pub recent_errors: Vec<String>,
     pub contracts: Vec<ContractView>,
+}
+
+/// What an agent earned in one period and currency, by kind (`GET /v1/history`). `total` is
+/// their sum, and [`PaidBy`] splits the same total by means of payment.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Earned {
+    /// Contract prices, earned when a contract is paid for.
+    pub contract: u64,
+    pub writes: u64,
+    pub reads: u64,
+    pub audits: u64,
+    pub total: u64,
+}
+
+/// The same total as [`Earned`], by how it was paid: paywords the buyer sent, credit it paid
+/// ahead (LCP deposits and credit payments), or its running tab (owed at the time).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PaidBy {
+    pub deposit: u64,
+    pub payword: u64,
+    pub tab: u64,
+}
+
+/// One period of an agent's history in one currency. The row with `currency` "" carries
+/// the samples that are no currency's: space, probes and the market's rating (the last
+/// sample of the period).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HistoryPeriod {
+    /// `day`, `hour` or `total` (everything since the agent began keeping history).
+    pub step: String,
+    /// Start of the period, Unix seconds (UTC).
+    pub start_s: u64,
+    pub currency: String,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    /// Of `bytes_read`, what was read through retrieval tokens.
+    pub bytes_read_tokens: u64,
+    pub audits_answered: u64,
+    pub earned: Earned,
+    pub paid_by: PaidBy,
+    /// What issuers paid for paywords redeemed (cash received; not part of `earned`).
+    pub paywords_redeemed: u64,
+    pub used_bytes: u64,
+    pub reserved_bytes: u64,
+    pub probes_answered: u64,
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+    pub p_fail: Option<f64>,
+}
+
+/// `GET /v1/history?from=&to=&step=day|hour`: the periods starting in [from, to).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct History {
+    pub step: String,
+    pub from_s: u64,
+    pub to_s: u64,
+    pub periods: Vec<HistoryPeriod>,
 }
 
 /// A contract the agent accepted: the buyer's envelope and the agent's countersignature.

@@ -39,6 +39,7 @@ use node::commands::{CommandRow, StoredAnswer};
 mod admission;
 mod audit;
 mod guards;
+pub mod history;
 pub mod paywords;
 mod reads;
 pub mod records;
@@ -145,6 +146,9 @@ pub struct Agent {
     pub payments_asked: std::sync::atomic::AtomicU64,
     /// Requests whose paywords added credit.
     pub payword_payments: std::sync::atomic::AtomicU64,
+    /// Probes answered since the history's last sample: descriptor requests (how the
+    /// market probes) and heartbeats the market took (issue 22).
+    pub probes: std::sync::atomic::AtomicU64,
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -205,6 +209,7 @@ impl Agent {
             currencies: Mutex::new(HashMap::new()),
             payments_asked: std::sync::atomic::AtomicU64::new(0),
             payword_payments: std::sync::atomic::AtomicU64::new(0),
+            probes: std::sync::atomic::AtomicU64::new(0),
             seen_reads: SeenReads::new(),
             free_audits: Mutex::new(HashMap::new()),
             read_cache: Arc::new(ReadCache {
@@ -463,6 +468,7 @@ impl Agent {
             bytes_written: used.bytes_written,
             bytes_read: used.bytes_read,
             audits_answered: used.audits_answered,
+            earned: used.earned,
             ..view(&row, &objs, now_s())
         })
     }
@@ -569,6 +575,7 @@ fn view(row: &ContractRow, objs: &[ObjectRow], now: i64) -> ContractView {
         bytes_written: 0,
         bytes_read: 0,
         audits_answered: 0,
+        earned: Default::default(),
     }
 }
 

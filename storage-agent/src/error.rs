@@ -21,6 +21,8 @@ pub enum Error {
     InvalidName,
     #[error("invalid range: {0}")]
     InvalidRange(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     #[error("the range does not overlap the object's {size} bytes")]
     RangeNotSatisfiable { size: u64 },
     #[error("no such contract")]
@@ -111,7 +113,8 @@ impl ServiceError for Error {
             Error::Refused(_)
             | Error::InvalidJson(_)
             | Error::InvalidName
-            | Error::InvalidRange(_) => StatusCode::BAD_REQUEST,
+            | Error::InvalidRange(_)
+            | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Body(e) => e.status(),
@@ -139,6 +142,7 @@ impl ServiceError for Error {
             Error::BadContractSignature(_) => "invalid_contract_signature",
             Error::InvalidName => "invalid_name",
             Error::InvalidRange(_) => "invalid_range",
+            Error::InvalidQuery(_) => "invalid_query",
             Error::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Error::UnknownContract => "unknown_contract",
             Error::UnknownObject => "unknown_object",

@@ -84,5 +84,37 @@ diesel::table! {
         bytes_written -> BigInt,
         bytes_read -> BigInt,
         audits_answered -> BigInt,
+        earned_writes -> BigInt,
+        earned_reads -> BigInt,
+        earned_audits -> BigInt,
+        earned_contract -> BigInt,
+        words_paid -> BigInt,
+        words_used -> BigInt,
+    }
+}
+
+diesel::table! {
+    history (step, start_s, currency) {
+        step -> Text,
+        start_s -> BigInt,
+        currency -> Text,
+        bytes_written -> BigInt,
+        bytes_read -> BigInt,
+        bytes_read_tokens -> BigInt,
+        audits_answered -> BigInt,
+        earned_contract -> BigInt,
+        earned_writes -> BigInt,
+        earned_reads -> BigInt,
+        earned_audits -> BigInt,
+        by_deposit -> BigInt,
+        by_payword -> BigInt,
+        by_tab -> BigInt,
+        paywords_redeemed -> BigInt,
+        used_bytes -> BigInt,
+        reserved_bytes -> BigInt,
+        probes_answered -> BigInt,
+        audits_passed -> BigInt,
+        audits_failed -> BigInt,
+        p_fail -> Nullable<Double>,
     }
 }

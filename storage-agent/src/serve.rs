@@ -147,6 +147,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
                 ));
             }
             actix_web::rt::spawn(crate::tasks::reap(a.clone()));
+            actix_web::rt::spawn(crate::tasks::history(a.clone()));
             a.credit.start();
             if let Some(m) = market {
                 actix_web::rt::spawn(crate::tasks::heartbeat(a.clone(), m, every));

@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, agent: Arc<Agent>) {
         .route("/metrics", web::get().to(metrics))
         .route("/v1/offer", web::get().to(offer))
         .route("/v1/status", web::get().to(status))
+        .route("/v1/history", web::get().to(history))
         .route("/v1/contracts", web::post().to(create_contract))
         .route("/v1/contracts/{id}", web::get().to(get_contract))
         .route(
@@ -104,6 +105,10 @@ fn signed(agent: &Agent, v: &VerifiedRequest, result: Result<Answer, Error>) -> 
 }
 
 async fn descriptor(agent: State) -> HttpResponse {
+    // How the market probes an agent: counted for the history (issue 22).
+    agent
+        .probes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     service::descriptor(
         "storage-agent",
         agent.key.entity(),
@@ -118,10 +123,46 @@ async fn descriptor(agent: State) -> HttpResponse {
     )
 }
 
+/// One figure of a history period.
+type Figure = fn(&protocol::agent::HistoryPeriod) -> u64;
+
 async fn metrics(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> {
     require_owner(&req, &agent)?;
     let s = agent.summary().await?;
-    let m = Metrics::default()
+    // The history's totals (issue 22): counters since the agent began keeping history.
+    let totals = agent.history("total", 0, 1).await?.periods;
+    let money: Vec<_> = totals.iter().filter(|p| !p.currency.is_empty()).collect();
+    let sum = |f: Figure| -> u64 {
+        totals.iter().map(f).fold(0, u64::saturating_add)
+    };
+    let per_issuer = |f: Figure| {
+        money
+            .iter()
+            .map(move |p| (p.currency.clone(), f(p)))
+            .collect::<Vec<_>>()
+    };
+    let mut m = Metrics::default()
+        .counter("agent_bytes_written_total", sum(|p| p.bytes_written))
+        .counter("agent_bytes_read_total", sum(|p| p.bytes_read))
+        .counter(
+            "agent_bytes_read_tokens_total",
+            sum(|p| p.bytes_read_tokens),
+        )
+        .counter("agent_probes_answered_total", sum(|p| p.probes_answered));
+    let series: [(&str, Figure); 8] = [
+        ("agent_earned_contract_total", |p| p.earned.contract),
+        ("agent_earned_writes_total", |p| p.earned.writes),
+        ("agent_earned_reads_total", |p| p.earned.reads),
+        ("agent_earned_audits_total", |p| p.earned.audits),
+        ("agent_paid_by_deposit_total", |p| p.paid_by.deposit),
+        ("agent_paid_by_payword_total", |p| p.paid_by.payword),
+        ("agent_paid_by_tab_total", |p| p.paid_by.tab),
+        ("agent_paywords_redeemed_total", |p| p.paywords_redeemed),
+    ];
+    for (name, f) in series {
+        m = m.labelled(name, "counter", "issuer", per_issuer(f));
+    }
+    let m = m
         .gauge("agent_capacity_bytes", s.capacity_bytes)
         .gauge("agent_reserved_bytes", s.reserved_bytes)
         .gauge("agent_used_bytes", s.used_bytes)
@@ -163,6 +204,47 @@ async fn status(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> {
         c.objects.clear();
     }
     Ok(HttpResponse::Ok().json(summary))
+}
+
+/// `GET /v1/history?from=&to=&step=` query (Unix seconds; `step` day, hour or total).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    step: Option<String>,
+    /// The owner's token, when not asked from loopback (`crate::owner`).
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// The owner's: the agent's history (issue 22), behind the dashboard's protection. By
+/// default the last 30 days by day, or the last 48 hours by hour.
+async fn history(
+    req: HttpRequest,
+    query: Result<web::Query<HistoryQuery>, actix_web::Error>,
+    agent: State,
+) -> Result<HttpResponse, Error> {
+    require_owner(&req, &agent)?;
+    let q = query.map_err(|e| Error::InvalidQuery(e.to_string()))?;
+    let step = q.step.clone().unwrap_or_else(|| "day".into());
+    let span_s = match step.as_str() {
+        "day" => 30 * crate::agent::history::DAY_S,
+        "hour" => crate::agent::history::HOURS_KEPT * crate::agent::history::HOUR_S,
+        "total" => 0,
+        _ => return Err(Error::InvalidQuery("step is day, hour or total".into())),
+    };
+    let now = node::now_s().max(0).unsigned_abs();
+    // Periods starting before `to`: the one in progress included by default.
+    let to = q.to.unwrap_or(now + 1);
+    let from = q
+        .from
+        .unwrap_or_else(|| to.saturating_sub(span_s.unsigned_abs()));
+    if from > to {
+        return Err(Error::InvalidQuery("from is after to".into()));
+    }
+    let (from, to) = if step == "total" { (0, 1) } else { (from, to) };
+    Ok(HttpResponse::Ok().json(agent.history(&step, from, to).await?))
 }
 
 async fn create_contract(

@@ -137,6 +137,19 @@ pub async fn redeem_at_shutdown(agent: Arc<Agent>) {
     }
 }
 
+/// Time between two samples of the history (space, probes, the market's rating).
+pub const HISTORY_SAMPLE_MS: u64 = 60_000;
+
+/// Sample the history now and every [`HISTORY_SAMPLE_MS`], forever.
+pub async fn history(agent: Arc<Agent>) {
+    loop {
+        if let Err(e) = agent.sample_history().await {
+            tracing::warn!(error = %e, "history sample");
+        }
+        tokio::time::sleep(Duration::from_millis(HISTORY_SAMPLE_MS)).await;
+    }
+}
+
 /// Delete the data of ended contracts, forever.
 pub async fn reap(agent: Arc<Agent>) {
     loop {
@@ -180,6 +193,10 @@ pub async fn heartbeat(agent: Arc<Agent>, market_url: String, every: Duration) {
         match result {
             Ok(_) => {
                 tracing::debug!(market = %market_url, "offer posted");
+                // The market takes a heartbeat as an answered probe (`market::auditor`).
+                agent
+                    .probes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(standing) = read_standing(&book, &market_url, &agent).await {
                     agent.set_standing(standing);
                 }

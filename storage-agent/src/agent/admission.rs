@@ -160,13 +160,12 @@ impl Agent {
             // Claimed in the transaction that records the contract, so it is counted once.
             let claimed = prepaid_of(conn, &row.id, &row.issuer)?;
             diesel::delete(prepaid::table.find((&row.id, &row.issuer))).execute(conn)?;
-            let row = ContractRow {
-                paid: to_i64(claimed)?,
-                ..row
-            };
+            let id = row.id.clone();
             diesel::insert_into(contracts::table)
-                .values(&row)
+                .values(&ContractRow { paid: 0, ..row })
                 .execute(conn)?;
+            // Through the books: a contract paid for ahead earns its price now.
+            usage::credit_paid(conn, &id, to_i64(claimed)?, false)?;
             Ok(())
         })
         .await?;

@@ -113,7 +113,11 @@ impl Agent {
             self.db
                 .run(move |conn| {
                     db::write_transaction(conn, |conn| {
-                        usage::count(conn, &id, 0, 0, 1)?;
+                        let served = usage::Served {
+                            audits: 1,
+                            ..Default::default()
+                        };
+                        usage::count(conn, &id, served)?;
                         bump_stat(conn, "audits_answered")
                     })
                 })
@@ -139,7 +143,12 @@ impl Agent {
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
                     charge_contract(conn, &id, &drawn)?;
-                    usage::count(conn, &id, 0, 0, 1)?;
+                    let served = usage::Served {
+                        audits: 1,
+                        charge: Some((usage::Kind::Audits, drawn.charge)),
+                        ..Default::default()
+                    };
+                    usage::count(conn, &id, served)?;
                     bump_stat(conn, "audits_answered")
                 })
             })

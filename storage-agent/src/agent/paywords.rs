@@ -67,9 +67,7 @@ impl Agent {
                     if accepted.value > 0 {
                         let value = i64::try_from(accepted.value)
                             .map_err(|_| Error::Db(db::DbError::Task("payword value".into())))?;
-                        diesel::update(contracts::table.find(&id))
-                            .set(contracts::paid.eq(contracts::paid + value))
-                            .execute(conn)?;
+                        super::usage::credit_paid(conn, &id, value, true)?;
                     }
                     Ok::<_, Error>(accepted)
                 };
@@ -116,6 +114,26 @@ impl Agent {
             node::paywords::redeem_due(&self.db, issuer, client, counter, threshold, all).await?;
         if !all {
             node::records::record_redemption(&self.records, client, &redeemed).await;
+        }
+        if redeemed.credited > 0 {
+            // The history's cash received for words (issue 22); the issuer already paid.
+            let (currency, credited) = (issuer.to_string(), redeemed.credited);
+            let noted = self
+                .db
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        let delta = super::history::Delta {
+                            paywords_redeemed: i64::try_from(credited).unwrap_or(i64::MAX),
+                            ..Default::default()
+                        };
+                        super::history::note(conn, node::now_s(), &currency, &delta)
+                            .map_err(Error::from)
+                    })
+                })
+                .await;
+            if let Err(e) = noted {
+                tracing::warn!(error = %e, "the history missed a redemption");
+            }
         }
         Ok(redeemed.credited)
     }

@@ -90,8 +90,14 @@ impl Agent {
                         use_token(conn, t, read_len)?;
                     }
                     // An error here rolls the token use back too: the read did not happen.
-                    usage::count(conn, &id, 0, read_len, 0)?;
-                    charge_contract(conn, &id, &drawn)
+                    charge_contract(conn, &id, &drawn)?;
+                    let served = usage::Served {
+                        read: read_len,
+                        by_token: token.is_some(),
+                        charge: Some((usage::Kind::Reads, drawn.charge)),
+                        ..Default::default()
+                    };
+                    Ok(usage::count(conn, &id, served)?)
                 })
             })
             .await?;
@@ -361,7 +367,6 @@ fn resolve_and_charge(
         use_token(conn, token, range.end - range.start)?;
     }
     // An error here rolls the token use back.
-    usage::count(conn, &id, 0, range.end - range.start, 0)?;
     charge_contract(
         conn,
         &id,
@@ -372,6 +377,13 @@ fn resolve_and_charge(
             tab: None,
         },
     )?;
+    let served = usage::Served {
+        read: range.end - range.start,
+        by_token: matches!(of, ReadOf::Token(_)),
+        charge: Some((usage::Kind::Reads, charge)),
+        ..Default::default()
+    };
+    usage::count(conn, &id, served)?;
     let read = Read {
         bytes: Bytes::new(),
         range,

@@ -15,7 +15,6 @@
 //! - Payments over credit paths never draw on a tab (`node::credit::holds`).
 
 use super::*;
-use diesel::connection::SimpleConnection;
 use node::credit::credit_lines;
 use protocol::credit::LineState;
 
@@ -85,38 +84,25 @@ fn open_line(conn: &mut AnyConnection, tab: &TabRef) -> Result<bool, Error> {
     }
     let id = uuid::Uuid::new_v4().to_string();
     let values = signed_state(tab, &id, debt, 1)?;
-    conn.batch_execute("SAVEPOINT open_tab")?;
-    let inserted = diesel::insert_into(credit_lines::table)
-        .values((
-            credit_lines::id.eq(&id),
-            credit_lines::creditor.eq(tab.key.entity().as_str()),
-            credit_lines::debtor.eq(&tab.buyer),
-            credit_lines::currency.eq(&tab.issuer),
-            credit_lines::credit_limit.eq(values.limit),
-            credit_lines::owed.eq(values.owed),
-            credit_lines::held.eq(0i64),
-            credit_lines::seq.eq(values.seq),
-            credit_lines::creditor_signature.eq(&values.signature),
-            credit_lines::debtor_signature.eq(""),
-            credit_lines::updated_ms.eq(values.now),
-            credit_lines::settle_threshold.eq(Some(values.threshold)),
-        ))
-        .execute(conn);
-    match inserted {
-        Ok(_) => {
-            conn.batch_execute("RELEASE SAVEPOINT open_tab")?;
-            Ok(true)
-        }
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            conn.batch_execute("ROLLBACK TO SAVEPOINT open_tab")?;
-            conn.batch_execute("RELEASE SAVEPOINT open_tab")?;
-            Ok(false)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let opened = db::insert_unless_taken(conn, |conn| {
+        diesel::insert_into(credit_lines::table)
+            .values((
+                credit_lines::id.eq(&id),
+                credit_lines::creditor.eq(tab.key.entity().as_str()),
+                credit_lines::debtor.eq(&tab.buyer),
+                credit_lines::currency.eq(&tab.issuer),
+                credit_lines::credit_limit.eq(values.limit),
+                credit_lines::owed.eq(values.owed),
+                credit_lines::held.eq(0i64),
+                credit_lines::seq.eq(values.seq),
+                credit_lines::creditor_signature.eq(&values.signature),
+                credit_lines::debtor_signature.eq(""),
+                credit_lines::updated_ms.eq(values.now),
+                credit_lines::settle_threshold.eq(Some(values.threshold)),
+            ))
+            .execute(conn)
+    })?;
+    Ok(opened)
 }
 
 /// Bring the open tab `id` to the buyer's debt, its row locked first (see [`mirror`]).
@@ -224,15 +210,11 @@ pub(super) fn settle_deposit(
         if pay == 0 {
             break;
         }
-        diesel::update(contracts::table.find(&row.id))
-            .set(contracts::paid.eq(contracts::paid + pay))
-            .execute(conn)?;
+        super::usage::credit_paid(conn, &row.id, pay, false)?;
         left -= pay;
     }
     if let (true, Some(newest)) = (left > 0, rows.last()) {
-        diesel::update(contracts::table.find(&newest.id))
-            .set(contracts::paid.eq(contracts::paid + left))
-            .execute(conn)?;
+        super::usage::credit_paid(conn, &newest.id, left, false)?;
     }
     Ok(Some(TabRef::of(key, config, buyer, issuer)))
 }

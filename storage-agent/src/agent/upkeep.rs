@@ -23,9 +23,7 @@ pub fn credit_payment_hook(key: Arc<KeyPair>, config: AgentConfig) -> node::cred
                         return Ok(Err(format!("no contract {t} in this currency here")));
                     }
                     if complete {
-                        diesel::update(contract)
-                            .set(contracts::paid.eq(contracts::paid + amount))
-                            .execute(conn)?;
+                        usage::credit_paid(conn, t, amount, false)?;
                         if config.tab_limit > 0 {
                             // Paying a contract down lowers the buyer's tab, as a deposit does.
                             let buyer: String = contracts::table
@@ -83,13 +81,14 @@ impl Agent {
                                 credited += 1;
                                 continue;
                             }
-                            let n = diesel::update(
-                                contracts::table
-                                    .filter(contracts::id.eq(t))
-                                    .filter(contracts::issuer.eq(&issuer)),
-                            )
-                            .set(contracts::paid.eq(contracts::paid + amount))
-                            .execute(conn)?;
+                            let n: i64 = contracts::table
+                                .filter(contracts::id.eq(t))
+                                .filter(contracts::issuer.eq(&issuer))
+                                .count()
+                                .get_result(conn)?;
+                            if n > 0 {
+                                usage::credit_paid(conn, t, amount, false)?;
+                            }
                             credited += n as u64;
                             if n > 0 && config.tab_limit > 0 {
                                 // Paying a contract down lowers the buyer's tab too.
@@ -313,4 +312,63 @@ pub async fn summarize(
             })
             .collect(),
     })
+}
+
+impl Agent {
+    /// Write the history's sample (space, probes answered since the last one, the market's
+    /// rating) and drop rows past their keeping. Run by the sampler task, and before the
+    /// history is read, so it shows the present.
+    pub async fn sample_history(&self) -> Result<(), Error> {
+        let s = self.summary().await?;
+        let probes = self.probes.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let sample = history::Sample {
+            used_bytes: s.used_bytes,
+            reserved_bytes: s.reserved_bytes,
+            probes,
+            rating: self
+                .standing()
+                .map(|m| (m.p_fail, m.audits_passed, m.audits_failed)),
+        };
+        let written = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let now = node::now_s();
+                    history::sample(conn, now, &sample)?;
+                    history::prune(conn, now).map_err(Error::from)
+                })
+            })
+            .await;
+        if written.is_err() {
+            // Not lost: counted again at the next sample.
+            self.probes
+                .fetch_add(probes, std::sync::atomic::Ordering::Relaxed);
+        }
+        written.map(|_| ())
+    }
+
+    /// `GET /v1/history`: the `step` periods starting in [from_s, to_s), sampled first.
+    pub async fn history(
+        &self,
+        step: &str,
+        from_s: u64,
+        to_s: u64,
+    ) -> Result<protocol::agent::History, Error> {
+        self.sample_history().await?;
+        let (step_c, from, to) = (
+            step.to_owned(),
+            i64::try_from(from_s).unwrap_or(i64::MAX),
+            i64::try_from(to_s).unwrap_or(i64::MAX),
+        );
+        let periods = self
+            .db
+            .run(move |conn| history::periods(conn, &step_c, from, to).map_err(Error::from))
+            .await?;
+        Ok(protocol::agent::History {
+            step: step.to_owned(),
+            from_s,
+            to_s,
+            periods,
+        })
+    }
 }

@@ -1,12 +1,21 @@
-//! What each contract delivered by the agent's own books: bytes written, bytes read and
-//! audits answered (`contract_usage`). Counted inside the transaction that writes an object,
-//! charges a read or answers an audit, so a count commits with what it counts. A `completed`
-//! record (DESIGN 11) carries these figures, and the agent agrees only to its own.
+//! What each contract delivered and earned by the agent's own books (`contract_usage`):
+//! bytes written, bytes read and audits answered (a `completed` record, DESIGN 11, carries
+//! these, and the agent agrees only to its own), what it earned by kind, and the paywords
+//! credited to it and drawn on. Counted inside the transaction that writes an object,
+//! charges a read or answers an audit, so a count commits with what it counts; each count
+//! goes to the history too (`history::note`, issue 22).
+//!
+//! Means of payment (issue 22): every amount earned is split into what paywords paid, what
+//! the buyer's credit paid (LCP deposits and credit payments) and what went on its tab:
+//! words credited to the contract and not yet drawn on pay first, then the rest of its
+//! credit, and what the credit does not cover is owed on the tab. Words that pay a debt off
+//! count as drawn on (the debt was counted as tab when it was made).
 
 use db::AnyConnection;
 use diesel::prelude::*;
 
-use crate::schema::contract_usage;
+use super::history::{self, Delta};
+use crate::schema::{contract_usage, contracts};
 
 /// A contract's figures.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -14,56 +23,245 @@ pub struct Usage {
     pub bytes_written: u64,
     pub bytes_read: u64,
     pub audits_answered: u64,
+    pub earned: protocol::agent::Earned,
+}
+
+/// What a charge was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Writes,
+    Reads,
+    Audits,
+}
+
+/// What one transaction served on a contract, and the charge it drew (0 when free).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Served {
+    pub written: u64,
+    pub read: u64,
+    /// The read went through a retrieval token.
+    pub by_token: bool,
+    pub audits: u64,
+    pub charge: Option<(Kind, u64)>,
 }
 
 fn to_i64(n: u64) -> i64 {
-    // Bytes and audits of one contract stay far below 2^63; saturate rather than wrap.
+    // Bytes and amounts of one contract stay far below 2^63; saturate rather than wrap.
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Add to contract `id`'s figures (inside the caller's transaction).
-pub fn count(
-    conn: &mut AnyConnection,
-    id: &str,
-    written: u64,
-    read: u64,
-    audits: u64,
-) -> QueryResult<()> {
-    let (w, r, a) = (to_i64(written), to_i64(read), to_i64(audits));
-    let updated = diesel::update(contract_usage::table.find(id))
-        .set((
-            contract_usage::bytes_written.eq(contract_usage::bytes_written + w),
-            contract_usage::bytes_read.eq(contract_usage::bytes_read + r),
-            contract_usage::audits_answered.eq(contract_usage::audits_answered + a),
+/// The contract's currency, paid, price and spent, and its words credited and drawn on.
+struct Funds {
+    issuer: String,
+    paid: i64,
+    price: i64,
+    spent: i64,
+    words_paid: i64,
+    words_used: i64,
+}
+
+fn funds(conn: &mut AnyConnection, id: &str) -> QueryResult<Funds> {
+    let (issuer, paid, price, spent): (String, i64, i64, i64) = contracts::table
+        .find(id)
+        .select((
+            contracts::issuer,
+            contracts::paid,
+            contracts::contract_price,
+            contracts::spent,
         ))
-        .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(contract_usage::table)
-            .values((
-                contract_usage::contract_id.eq(id),
-                contract_usage::bytes_written.eq(w),
-                contract_usage::bytes_read.eq(r),
-                contract_usage::audits_answered.eq(a),
-            ))
-            .execute(conn)?;
+        .first(conn)?;
+    let words: Option<(i64, i64)> = contract_usage::table
+        .find(id)
+        .select((contract_usage::words_paid, contract_usage::words_used))
+        .first(conn)
+        .optional()?;
+    let (words_paid, words_used) = words.unwrap_or((0, 0));
+    Ok(Funds {
+        issuer,
+        paid,
+        price,
+        spent,
+        words_paid,
+        words_used,
+    })
+}
+
+/// Split `amount`, drawn when the contract's credit was `credit_before`, into (payword,
+/// deposit, tab), with `words_left` of paywords credited and not drawn on yet.
+fn split(amount: i64, credit_before: i64, words_left: i64) -> (i64, i64, i64) {
+    let words = amount.min(words_left.max(0));
+    let other_credit = (credit_before - words_left.max(0)).max(0);
+    let deposit = (amount - words).min(other_credit);
+    (words, deposit, amount - words - deposit)
+}
+
+/// Make the contract's usage row when it has none (inside the caller's transaction).
+fn ensure_row(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+    let n: i64 = contract_usage::table
+        .filter(contract_usage::contract_id.eq(id))
+        .count()
+        .get_result(conn)?;
+    if n == 0 {
+        db::insert_unless_taken(conn, |conn| {
+            diesel::insert_into(contract_usage::table)
+                .values(contract_usage::contract_id.eq(id))
+                .execute(conn)
+        })?;
     }
     Ok(())
 }
 
+/// Count what `served` says on contract `id` (inside the caller's transaction, after its
+/// charge is applied to `spent`), in the books and the history.
+pub fn count(conn: &mut AnyConnection, id: &str, served: Served) -> QueryResult<()> {
+    ensure_row(conn, id)?;
+    let f = funds(conn, id)?;
+    let (w, r, a) = (
+        to_i64(served.written),
+        to_i64(served.read),
+        to_i64(served.audits),
+    );
+    let mut delta = Delta {
+        bytes_written: w,
+        bytes_read: r,
+        bytes_read_tokens: if served.by_token { r } else { 0 },
+        audits_answered: a,
+        ..Delta::default()
+    };
+    let (kind, charge) = served.charge.unwrap_or((Kind::Reads, 0));
+    let charge = to_i64(charge);
+    let (by_words, deposit, tab) = if charge > 0 {
+        // `spent` already holds the charge: the credit before it was `charge` more.
+        let credit_before = f.paid - f.price - f.spent + charge;
+        split(charge, credit_before, f.words_paid - f.words_used)
+    } else {
+        (0, 0, 0)
+    };
+    let (ew, er, ea) = match kind {
+        Kind::Writes => (charge, 0, 0),
+        Kind::Reads => (0, charge, 0),
+        Kind::Audits => (0, 0, charge),
+    };
+    (delta.earned_writes, delta.earned_reads, delta.earned_audits) = (ew, er, ea);
+    (delta.by_payword, delta.by_deposit, delta.by_tab) = (by_words, deposit, tab);
+    {
+        use contract_usage::*;
+        diesel::update(contract_usage::table.find(id))
+            .set((
+                bytes_written.eq(bytes_written + w),
+                bytes_read.eq(bytes_read + r),
+                audits_answered.eq(audits_answered + a),
+                earned_writes.eq(earned_writes + ew),
+                earned_reads.eq(earned_reads + er),
+                earned_audits.eq(earned_audits + ea),
+                words_used.eq(words_used + by_words),
+            ))
+            .execute(conn)?;
+    }
+    history::note(conn, node::now_s(), &f.issuer, &delta)
+}
+
+/// Credit `amount` to contract `id`'s `paid` (inside the caller's transaction): by paywords
+/// (`by_words`) or by deposit. When it brings `paid` to the contract's price, the price is
+/// earned (in the books and the history).
+pub fn credit_paid(
+    conn: &mut AnyConnection,
+    id: &str,
+    amount: i64,
+    by_words: bool,
+) -> QueryResult<()> {
+    if amount <= 0 {
+        return Ok(());
+    }
+    ensure_row(conn, id)?;
+    let before = funds(conn, id)?;
+    diesel::update(contracts::table.find(id))
+        .set(contracts::paid.eq(contracts::paid + amount))
+        .execute(conn)?;
+    let mut drawn = 0;
+    let credited = if by_words { amount } else { 0 };
+    let active_before = before.paid >= before.price;
+    if by_words && active_before {
+        // Words paying a debt off: that debt was counted as tab when it was made.
+        let debt = (before.spent - (before.paid - before.price)).max(0);
+        drawn += amount.min(debt);
+    }
+    let mut delta = Delta::default();
+    let paid_after = before.paid.saturating_add(amount);
+    if !active_before && paid_after >= before.price {
+        let words_left = before.words_paid + credited - before.words_used - drawn;
+        let (words, deposit, tab) = split(before.price, paid_after, words_left);
+        drawn += words;
+        delta = Delta {
+            earned_contract: before.price,
+            by_payword: words,
+            by_deposit: deposit,
+            by_tab: tab,
+            ..Delta::default()
+        };
+    }
+    {
+        use contract_usage::*;
+        diesel::update(contract_usage::table.find(id))
+            .set((
+                words_paid.eq(words_paid + credited),
+                words_used.eq(words_used + drawn),
+                earned_contract.eq(earned_contract + delta.earned_contract),
+            ))
+            .execute(conn)?;
+    }
+    history::note(conn, node::now_s(), &before.issuer, &delta)
+}
+
 /// Contract `id`'s figures (zeros when nothing was counted).
 pub fn of(conn: &mut AnyConnection, id: &str) -> QueryResult<Usage> {
-    let row: Option<(i64, i64, i64)> = contract_usage::table
+    use contract_usage::*;
+    let row: Option<(i64, i64, i64, i64, i64, i64, i64)> = contract_usage::table
         .find(id)
         .select((
-            contract_usage::bytes_written,
-            contract_usage::bytes_read,
-            contract_usage::audits_answered,
+            bytes_written,
+            bytes_read,
+            audits_answered,
+            earned_contract,
+            earned_writes,
+            earned_reads,
+            earned_audits,
         ))
         .first(conn)
         .optional()?;
-    Ok(row.map_or(Usage::default(), |(w, r, a)| Usage {
-        bytes_written: w.unsigned_abs(),
-        bytes_read: r.unsigned_abs(),
-        audits_answered: a.unsigned_abs(),
-    }))
+    let u = i64::unsigned_abs;
+    Ok(
+        row.map_or(Usage::default(), |(w, r, a, ec, ew, er, ea)| Usage {
+            bytes_written: u(w),
+            bytes_read: u(r),
+            audits_answered: u(a),
+            earned: protocol::agent::Earned {
+                contract: u(ec),
+                writes: u(ew),
+                reads: u(er),
+                audits: u(ea),
+                total: u(ec) + u(ew) + u(er) + u(ea),
+            },
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn an_amount_is_paid_by_words_first_then_credit_then_the_tab() {
+        // 10 words left, credit 25 in all: a charge of 30 takes 10 words, 15 credit, 15 tab.
+        assert_eq!(split(30, 25, 10), (10, 15, 5));
+        assert_eq!(split(30, 100, 0), (0, 30, 0));
+        assert_eq!(split(30, 0, 0), (0, 0, 30));
+        // Already in debt: all of it on the tab.
+        assert_eq!(split(7, -20, 0), (0, 0, 7));
+        for (amount, credit, words) in [(5, 3, 1), (0, 9, 9), (100, 40, 60), (1, -5, 3)] {
+            let (w, d, t) = split(amount, credit, words);
+            assert_eq!(w + d + t, amount, "one total");
+            assert!(w >= 0 && d >= 0 && t >= 0);
+        }
+    }
 }

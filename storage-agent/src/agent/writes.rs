@@ -172,8 +172,13 @@ impl Agent {
                     .set(contracts::used_bytes.eq(new_used))
                     .execute(conn)?;
                 debug_assert_used_bytes(conn, &contract_id)?;
-                usage::count(conn, &contract_id, written, 0, 0)?;
-                charge_contract(conn, &contract_id, &drawn)
+                charge_contract(conn, &contract_id, &drawn)?;
+                let served = usage::Served {
+                    written,
+                    charge: Some((usage::Kind::Writes, drawn.charge)),
+                    ..Default::default()
+                };
+                Ok(usage::count(conn, &contract_id, served)?)
             })
             .await;
         if let Err(e) = committed {
