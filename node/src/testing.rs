@@ -1,5 +1,6 @@
-//! Helpers for the services' browser tests: Debian's headless Chromium, which `.ci/run`
-//! installs. Not used by any service at run time.
+//! Helpers for the services' tests: Debian's headless Chromium (which `.ci/run` installs),
+//! bounded waits, and where the workspace's binaries are. Not used by any service at run
+//! time.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -71,4 +72,19 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The directory the workspace's binaries are built in (`target/<profile>`), seen from a
+/// running test binary (`target/<profile>/deps/...`): for tests that run another package's
+/// binary (which `cargo build --workspace --bins` or `cargo test --workspace` builds).
+pub fn bin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
 }

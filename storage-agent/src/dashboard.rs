@@ -87,6 +87,11 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
             })
             .collect()
     };
+    let token_query = crate::owner::given_token(&req)
+        .filter(|_| req.query_string().contains("token="))
+        .map(|t| format!("&token={}", node::client::encode_query_value(&t)))
+        .unwrap_or_default();
+    let history = crate::history_page::section(&agent, req.query_string(), &token_query).await?;
     let me = agent.key.entity().to_string();
     let lines = agent
         .credit
@@ -113,6 +118,17 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 .card b {{ display: block; font-size: 1.4rem; }}
 table {{ border-collapse: collapse; margin-top: 1rem; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left; }}
+code {{ overflow-wrap: anywhere; }}
+#ranges a {{ margin-right: .6rem; }}
+#ranges a.current {{ font-weight: bold; text-decoration: none; color: #222; }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 30rem), 1fr)); gap: 1rem; }}
+figure.chart {{ margin: 0; border: 1px solid #ddd; border-radius: 8px; padding: .5rem; }}
+figure.chart svg {{ display: block; height: 12rem; }}
+figure.chart .axis {{ stroke: #999; }}
+figure.chart .scale {{ font-size: 11px; fill: #555; }}
+.legend {{ list-style: none; padding: 0; margin: .3rem 0 0; display: flex; flex-wrap: wrap; gap: .8rem; font-size: .9rem; }}
+.swatch {{ display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: middle; }}
+@media (max-width: 480px) {{ body {{ margin: .8rem; }} table {{ font-size: .85rem; }} }}
 </style></head>
 <body>
 <h1>Storage agent</h1>
@@ -125,6 +141,7 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left;
  <div class="card">Active contracts<b id="active">{active}</b></div>
  <div class="card">Audits answered<b id="audits">{audits}</b></div>
 </div>
+{history}
 <h2>Payments received</h2><p>Contract prices and the credit buyers paid ahead (some of it not yet used), per currency.</p><ul id="earnings">{earnings}</ul>
 <h2>Paywords</h2><p>Words buyers paid with (no issuer involved), what the issuers paid for them so far, and what is still to redeem, per currency.</p>
 <table id="paywords"><tr><th>issuer</th><th>held</th><th>redeemed</th><th>pending</th><th>chains</th></tr>{paywords}</table>

@@ -7,9 +7,11 @@
 //! buyer's library; [`config`] `DIR/config.toml`.
 
 pub mod agent;
+pub mod charts;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod history_page;
 pub mod owner;
 pub mod schema;
 pub mod serve;

@@ -102,6 +102,39 @@ enum Cmd {
     },
 }
 
+/// Days `status` shows.
+const STATUS_DAYS: i64 = 7;
+
+/// The last `days` UTC days of the history (today included), each with its rows by currency.
+async fn last_days(
+    database: &db::Database,
+    days: i64,
+) -> anyhow::Result<Vec<(String, Vec<protocol::agent::HistoryPeriod>)>> {
+    use storage_agent::agent::history::{periods, DAY_S};
+    let now = node::now_s();
+    let first = now - now.rem_euclid(DAY_S) - (days - 1) * DAY_S;
+    let rows = database
+        .run(move |conn| {
+            periods(conn, "day", first, now + 1).map_err(|e| anyhow::anyhow!("history: {e}"))
+        })
+        .await?;
+    Ok((0..days)
+        .map(|i| {
+            let start = first + i * DAY_S;
+            let day = protocol::market::format_rfc3339(start)
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned();
+            let of_day = rows
+                .iter()
+                .filter(|p| p.start_s as i64 == start)
+                .cloned()
+                .collect();
+            (day, of_day)
+        })
+        .collect())
+}
+
 fn main() {
     let cli = Cli::parse();
     let level = if matches!(cli.command, Cmd::Serve { .. }) {
@@ -254,14 +287,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => db::Location::sqlite_in(&data, "agent.sqlite"),
             };
             let rt = runtime()?;
-            let summary = rt.block_on(async {
+            let (summary, week) = rt.block_on(async {
                 let database = db::Database::open(location, storage_agent::migrations())?;
-                storage_agent::agent::summarize(&database, &config, key.entity())
-                    .await
-                    .map_err(anyhow::Error::from)
+                let summary =
+                    storage_agent::agent::summarize(&database, &config, key.entity()).await?;
+                let week = last_days(&database, STATUS_DAYS).await?;
+                Ok::<_, anyhow::Error>((summary, week))
             })?;
             if json {
-                node::outln!("{}", serde_json::to_string(&summary)?);
+                let mut value = serde_json::to_value(&summary)?;
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("history".into(), serde_json::to_value(&week)?);
+                }
+                node::outln!("{value}");
             } else {
                 node::outln!("agent     {}", summary.entity);
                 node::outln!(
@@ -287,6 +325,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 node::outln!("audits    {} answered", summary.audits_answered);
+                let urls: std::collections::HashMap<&str, &str> = summary
+                    .earnings
+                    .iter()
+                    .map(|e| (e.issuer.as_str(), e.issuer_url.as_str()))
+                    .collect();
+                node::outln!();
+                node::outln!("last {STATUS_DAYS} days (UTC)");
+                node::outln!(
+                    "{:<10}  {:>10}  {:>10}  {:>6}  earned",
+                    "day",
+                    "written",
+                    "read",
+                    "audits"
+                );
+                for (day, rows) in &week {
+                    let bytes = |f: fn(&protocol::agent::HistoryPeriod) -> u64| {
+                        rows.iter().map(f).fold(0u64, u64::saturating_add)
+                    };
+                    let mut earned = Vec::new();
+                    for p in rows.iter().filter(|p| !p.currency.is_empty()) {
+                        let shown = match urls.get(p.currency.as_str()) {
+                            Some(url) => rt.block_on(show_earning(url, p.earned.total)),
+                            None => format!("{} (minor units)", p.earned.total),
+                        };
+                        earned.push(shown);
+                    }
+                    node::outln!(
+                        "{:<10}  {:>10}  {:>10}  {:>6}  {}",
+                        day,
+                        node::cli::format_bytes(bytes(|p| p.bytes_written)),
+                        node::cli::format_bytes(bytes(|p| p.bytes_read)),
+                        bytes(|p| p.audits_answered),
+                        if earned.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            earned.join(", ")
+                        }
+                    );
+                }
             }
             Ok(())
         }

@@ -132,9 +132,7 @@ async fn metrics(req: HttpRequest, agent: State) -> Result<HttpResponse, Error> 
     // The history's totals (issue 22): counters since the agent began keeping history.
     let totals = agent.history("total", 0, 1).await?.periods;
     let money: Vec<_> = totals.iter().filter(|p| !p.currency.is_empty()).collect();
-    let sum = |f: Figure| -> u64 {
-        totals.iter().map(f).fold(0, u64::saturating_add)
-    };
+    let sum = |f: Figure| -> u64 { totals.iter().map(f).fold(0, u64::saturating_add) };
     let per_issuer = |f: Figure| {
         money
             .iter()

@@ -159,6 +159,19 @@ fn init_serve_status_and_heartbeat() {
         .find(|l| l.starts_with("earned"))
         .unwrap_or_else(|| panic!("an earned line: {text}"));
     assert!(earned.contains("0.00 "), "{earned}");
+    // The last 7 days as a table (issue 22): a header and a row per UTC day, today last.
+    let today = &protocol::market::format_rfc3339(node::now_s())[..10];
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("last 7 days"))
+        .collect();
+    assert_eq!(table.len(), 9, "a title, a header and 7 days: {text}");
+    assert!(table[8].starts_with(today), "{text}");
+    assert_eq!(
+        status["history"].as_array().map(Vec::len),
+        Some(7),
+        "--json carries the 7 days: {status}"
+    );
     // A market URL without its scheme, or every interface with no endpoint to advertise:
     // refused at start, not discovered in the logs later.
     one_line_error(

@@ -49,18 +49,8 @@ struct Net {
     _pg: Option<db::testing::PgTestSchema>,
 }
 
-/// The directory the workspace's binaries are built in (`target/<profile>`).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let mut dir = exe.parent().expect("dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir
-}
-
 fn lcp_bin() -> PathBuf {
-    let path = bin_dir().join("lcp");
+    let path = node::testing::bin_dir().join("lcp");
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` first",

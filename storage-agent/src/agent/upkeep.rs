@@ -246,7 +246,7 @@ pub async fn summarize(
     entity: &EntityId,
 ) -> Result<Summary, Error> {
     let now = now_s();
-    let (rows, objs, cursors, audits) = db
+    let (rows, objs, cursors, audits, used) = db
         .run(move |conn| {
             let rows: Vec<ContractRow> = contracts::table
                 .order(contracts::created_s.desc())
@@ -260,7 +260,12 @@ pub async fn summarize(
                 .select(stats::value)
                 .first(conn)
                 .optional()?;
-            Ok::<_, Error>((rows, objs, cursors, audits))
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let used = ids
+                .iter()
+                .map(|id| usage::of(conn, id).map(|u| (id.clone(), u)))
+                .collect::<Result<HashMap<String, usage::Usage>, _>>()?;
+            Ok::<_, Error>((rows, objs, cursors, audits, used))
         })
         .await?;
     let reserved = reserved_of(&rows, now);
@@ -301,14 +306,21 @@ pub async fn summarize(
         contracts: rows
             .iter()
             .map(|r| {
-                view(
-                    r,
-                    by_contract
-                        .get(r.id.as_str())
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]),
-                    now,
-                )
+                let u = used.get(&r.id).copied().unwrap_or_default();
+                ContractView {
+                    bytes_written: u.bytes_written,
+                    bytes_read: u.bytes_read,
+                    audits_answered: u.audits_answered,
+                    earned: u.earned,
+                    ..view(
+                        r,
+                        by_contract
+                            .get(r.id.as_str())
+                            .map(Vec::as_slice)
+                            .unwrap_or(&[]),
+                        now,
+                    )
+                }
             })
             .collect(),
     })
@@ -319,11 +331,11 @@ impl Agent {
     /// rating) and drop rows past their keeping. Run by the sampler task, and before the
     /// history is read, so it shows the present.
     pub async fn sample_history(&self) -> Result<(), Error> {
-        let s = self.summary().await?;
+        let (used_bytes, reserved_bytes) = self.space().await?;
         let probes = self.probes.swap(0, std::sync::atomic::Ordering::Relaxed);
         let sample = history::Sample {
-            used_bytes: s.used_bytes,
-            reserved_bytes: s.reserved_bytes,
+            used_bytes,
+            reserved_bytes,
             probes,
             rating: self
                 .standing()
@@ -345,6 +357,17 @@ impl Agent {
                 .fetch_add(probes, std::sync::atomic::Ordering::Relaxed);
         }
         written.map(|_| ())
+    }
+
+    /// Bytes used by objects and reserved by contracts now (the contracts only: no objects
+    /// are read).
+    async fn space(&self) -> Result<(u64, u64), Error> {
+        let rows: Vec<ContractRow> = self
+            .db
+            .run(|conn| Ok::<_, Error>(contracts::table.load(conn)?))
+            .await?;
+        let used = rows.iter().map(|r| r.used_bytes.unsigned_abs()).sum();
+        Ok((used, reserved_of(&rows, now_s())))
     }
 
     /// `GET /v1/history`: the `step` periods starting in [from_s, to_s), sampled first.
