@@ -82,6 +82,20 @@ async fn figures(http: &reqwest::Client, url: &str) -> (Figures, Figures, u64) {
         .expect("summary");
     let mut books = Figures::new();
     for c in &summary.contracts {
+        // The usage books against the contracts' own columns: charges are what was spent,
+        // and a contract paid for earned its price.
+        if c.paid >= c.contract_price {
+            let spent = c.paid as i64 - c.contract_price as i64 - c.credit;
+            assert_eq!(
+                c.earned.writes + c.earned.reads + c.earned.audits,
+                u64::try_from(spent).expect("spent"),
+                "{url}: contract {}",
+                c.id
+            );
+            assert_eq!(c.earned.contract, c.contract_price, "{url}: {}", c.id);
+        } else {
+            assert_eq!(c.earned, Default::default(), "{url}: unpaid {}", c.id);
+        }
         let b = books.entry(c.issuer.clone()).or_default();
         for (slot, v) in b.iter_mut().zip([
             c.earned.contract,

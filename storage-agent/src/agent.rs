@@ -149,6 +149,8 @@ pub struct Agent {
     /// Probes answered since the history's last sample: descriptor requests (how the
     /// market probes) and heartbeats the market took (issue 22).
     pub probes: std::sync::atomic::AtomicU64,
+    /// When the history was last sampled (Unix s).
+    last_sample_s: std::sync::atomic::AtomicI64,
 }
 
 /// Who sent a command and its idempotency key: the verified signer and counter, and a hash
@@ -210,6 +212,7 @@ impl Agent {
             payments_asked: std::sync::atomic::AtomicU64::new(0),
             payword_payments: std::sync::atomic::AtomicU64::new(0),
             probes: std::sync::atomic::AtomicU64::new(0),
+            last_sample_s: std::sync::atomic::AtomicI64::new(0),
             seen_reads: SeenReads::new(),
             free_audits: Mutex::new(HashMap::new()),
             read_cache: Arc::new(ReadCache {

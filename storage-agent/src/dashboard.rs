@@ -87,9 +87,13 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
             })
             .collect()
     };
-    let token_query = crate::owner::given_token(&req)
-        .filter(|_| req.query_string().contains("token="))
-        .map(|t| format!("&token={}", node::client::encode_query_value(&t)))
+    // The selector's links keep a token the page was opened with in its query (as it came,
+    // escaped for the attribute), never one from a header.
+    let token_query = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(|t| format!("&amp;token={}", esc(t)))
         .unwrap_or_default();
     let history = crate::history_page::section(&agent, req.query_string(), &token_query).await?;
     let me = agent.key.entity().to_string();
@@ -116,7 +120,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 .cards {{ display: flex; gap: 1rem; flex-wrap: wrap; }}
 .card {{ border: 1px solid #ccc; border-radius: 8px; padding: 1rem; min-width: 10rem; }}
 .card b {{ display: block; font-size: 1.4rem; }}
-table {{ border-collapse: collapse; margin-top: 1rem; }}
+table {{ border-collapse: collapse; margin-top: 1rem; display: block; max-width: 100%; overflow-x: auto; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: left; }}
 code {{ overflow-wrap: anywhere; }}
 #ranges a {{ margin-right: .6rem; }}

@@ -69,8 +69,8 @@ fn month_of(now_s: i64) -> (i64, i64) {
     (start, next)
 }
 
-/// The history section of the page, for the range in `query`; `token_query` is appended to
-/// the selector's links (`&token=...`) when the page was opened with a token.
+/// The history section of the page, for the range in `query`; `token_query` (HTML, escaped)
+/// is appended to the selector's links when the page was opened with a token.
 pub async fn section(agent: &Agent, query: &str, token_query: &str) -> Result<String, Error> {
     let (range, step, count) = range_of(query);
     let now = node::now_s();
@@ -108,19 +108,21 @@ pub async fn section(agent: &Agent, query: &str, token_query: &str) -> Result<St
             })
             .collect()
     };
-    // Levels carry forward over periods with no sample (the agent was down, say).
-    let level = |f: &dyn Fn(&HistoryPeriod) -> u64| -> Vec<u64> {
+    // Levels carry forward over periods with no sample (the agent was down, say), and, for
+    // the market's figures, over samples taken before any market rated the agent.
+    let level = |f: &dyn Fn(&HistoryPeriod) -> Option<u64>| -> Vec<u64> {
         let mut last = 0;
         starts
             .iter()
             .map(|s| {
-                if let Some(p) = rows.get(&(*s, "")) {
-                    last = f(p);
+                if let Some(v) = rows.get(&(*s, "")).and_then(|p| f(p)) {
+                    last = v;
                 }
                 last
             })
             .collect()
     };
+    let rated = |p: &HistoryPeriod| p.p_fail.is_some();
     let bytes = |n: u64| human(n);
     let mut out = String::new();
     out.push_str("<h2>History</h2><nav id=\"ranges\" aria-label=\"time range\">");
@@ -143,12 +145,12 @@ pub async fn section(agent: &Agent, query: &str, token_query: &str) -> Result<St
             Series {
                 name: "used",
                 color: "#2b8cbe",
-                values: level(&|p| p.used_bytes),
+                values: level(&|p| Some(p.used_bytes)),
             },
             Series {
                 name: "reserved",
                 color: "#9ecae1",
-                values: level(&|p| p.reserved_bytes),
+                values: level(&|p| Some(p.reserved_bytes)),
             },
         ],
         Style::Lines,
@@ -218,6 +220,12 @@ pub async fn section(agent: &Agent, query: &str, token_query: &str) -> Result<St
     if currencies.is_empty() {
         out.push_str("<p class=empty>Nothing earned in this range yet.</p>");
     }
+    if !history.periods.iter().any(rated) {
+        out.push_str(
+            "<p class=empty id=\"not-rated\">No market rated this agent in this range: start \
+             it with --market URL.</p>",
+        );
+    }
     out.push_str(&chart(
         "chart-rating",
         "The market's rating: chance of losing data over 30 days",
@@ -226,7 +234,7 @@ pub async fn section(agent: &Agent, query: &str, token_query: &str) -> Result<St
             name: "p_fail",
             color: "#de2d26",
             // In hundredths of a percent, so the chart's integers keep two decimals.
-            values: level(&|p| p.p_fail.map_or(0, |f| (f * 10_000.0).round() as u64)),
+            values: level(&|p| p.p_fail.map(|f| (f * 10_000.0).round() as u64)),
         }],
         Style::Lines,
         &|v| format!("{}.{:02}%", v / 100, v % 100),
@@ -239,12 +247,12 @@ pub async fn section(agent: &Agent, query: &str, token_query: &str) -> Result<St
             Series {
                 name: "passed",
                 color: "#31a354",
-                values: level(&|p| p.audits_passed),
+                values: level(&|p| rated(p).then_some(p.audits_passed)),
             },
             Series {
                 name: "failed",
                 color: "#de2d26",
-                values: level(&|p| p.audits_failed),
+                values: level(&|p| rated(p).then_some(p.audits_failed)),
             },
             Series {
                 name: "probes",
@@ -274,16 +282,22 @@ async fn month(agent: &Agent, now: i64) -> Result<String, Error> {
     let days = agent
         .history("day", start.unsigned_abs(), (now + 1).unsigned_abs())
         .await?;
-    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    // Per currency: (earned, of which writes, reads and audits).
+    let mut totals: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for p in days.periods.iter().filter(|p| !p.currency.is_empty()) {
         let t = totals.entry(p.currency.as_str()).or_default();
-        *t = t.saturating_add(p.earned.total);
+        t.0 = t.0.saturating_add(p.earned.total);
+        t.1 =
+            t.1.saturating_add(p.earned.writes + p.earned.reads + p.earned.audits);
     }
-    let elapsed = (now - start).max(1) as f64;
-    let length = (next - start).max(1) as f64;
+    // Contract prices come when contracts are bought: they are not projected. Writes, reads
+    // and audits go on at the month's pace so far, over at least a day (an hour's pace on
+    // the 1st would say little).
+    let elapsed = (now - start).max(DAY_S) as f64;
+    let remaining = (next - now).max(0) as f64;
     let mut rows = String::new();
-    for (cur, total) in &totals {
-        let estimate = (*total as f64 * length / elapsed).round() as u64;
+    for (cur, (total, usage)) in &totals {
+        let estimate = total.saturating_add((*usage as f64 * remaining / elapsed).round() as u64);
         rows.push_str(&format!(
             "<tr data-currency=\"{}\"><td><code>{}</code></td><td class=mtd>{}</td>\
              <td class=estimate>{}</td></tr>",
@@ -298,7 +312,9 @@ async fn month(agent: &Agent, now: i64) -> Result<String, Error> {
     }
     Ok(format!(
         "<h3>This month ({})</h3><table id=\"month\"><tr><th>currency</th><th>month to date\
-         </th><th>estimate for the month</th></tr>{rows}</table>",
+         </th><th>estimate for the month</th></tr>{rows}</table><p class=note>The estimate \
+         adds the month's pace of writes, reads and audits so far to what is earned; \
+         contract prices are counted as they come.</p>",
         esc(format_rfc3339(start).get(..7).unwrap_or(""))
     ))
 }

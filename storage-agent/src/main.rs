@@ -325,10 +325,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 node::outln!("audits    {} answered", summary.audits_answered);
-                let urls: std::collections::HashMap<&str, &str> = summary
+                // Each currency asked of its issuer once.
+                let currencies: std::collections::HashMap<&str, Option<_>> = summary
                     .earnings
                     .iter()
-                    .map(|e| (e.issuer.as_str(), e.issuer_url.as_str()))
+                    .map(|e| {
+                        let c = rt.block_on(clients::issuer::currency_at(&e.issuer_url));
+                        (e.issuer.as_str(), c)
+                    })
                     .collect();
                 node::outln!();
                 node::outln!("last {STATUS_DAYS} days (UTC)");
@@ -345,9 +349,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     let mut earned = Vec::new();
                     for p in rows.iter().filter(|p| !p.currency.is_empty()) {
-                        let shown = match urls.get(p.currency.as_str()) {
-                            Some(url) => rt.block_on(show_earning(url, p.earned.total)),
-                            None => format!("{} (minor units)", p.earned.total),
+                        let shown = match currencies.get(p.currency.as_str()) {
+                            Some(Some(c)) => c.show(p.earned.total),
+                            _ => format!("{} (minor units)", p.earned.total),
                         };
                         earned.push(shown);
                     }

@@ -165,7 +165,8 @@ impl Agent {
                 .values(&ContractRow { paid: 0, ..row })
                 .execute(conn)?;
             // Through the books: a contract paid for ahead earns its price now.
-            usage::credit_paid(conn, &id, to_i64(claimed)?, false)?;
+            let noted = usage::credit_paid(conn, &id, to_i64(claimed)?, false)?;
+            usage::note_paid(conn, noted)?;
             Ok(())
         })
         .await?;

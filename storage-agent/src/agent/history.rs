@@ -2,9 +2,11 @@
 //! kept), per hour (two days kept) and in total (never dropped: the Prometheus counters).
 //!
 //! - Events ([`note`]): bytes written and read, audits answered, earnings by kind and by
-//!   means of payment, paywords redeemed. Added to the period's row of the event's currency
-//!   in the transaction that earns or serves, so a figure commits with what it counts: one
-//!   `UPDATE` per step, the row made on first use ([`db::insert_unless_taken`]).
+//!   means of payment, paywords redeemed. Added to the day's and the hour's row of the
+//!   event's currency in the transaction that earns or serves, so a figure commits with what
+//!   it counts: one `UPDATE` per row, the row made on first use
+//!   ([`db::insert_unless_taken`]). Totals ([`totals`]) are the days kept plus what pruning
+//!   folded into a `total` row, so they never go down.
 //! - Samples ([`sample`]): used and reserved bytes, probes answered, the market's rating;
 //!   written to the row with currency "" by the sampler task and after each heartbeat.
 //! - [`prune`] drops what is past its keeping; [`periods`] reads a range back.
@@ -43,6 +45,8 @@ pub struct Delta {
     pub by_payword: i64,
     pub by_tab: i64,
     pub paywords_redeemed: i64,
+    /// Probes answered (samples, and days folded into the total by [`prune`]).
+    pub probes_answered: i64,
 }
 
 impl Delta {
@@ -52,15 +56,16 @@ impl Delta {
 }
 
 /// The periods an event at `now_s` belongs to.
-fn steps(now_s: i64) -> [(&'static str, i64); 3] {
+fn steps(now_s: i64) -> [(&'static str, i64); 2] {
     [
         ("day", now_s - now_s.rem_euclid(DAY_S)),
         ("hour", now_s - now_s.rem_euclid(HOUR_S)),
-        ("total", 0),
     ]
 }
 
-/// Add `d` to the day, hour and total rows of `currency` (inside the caller's transaction).
+/// Add `d` to the day and hour rows of `cur` (inside the caller's transaction; call it last
+/// in the transaction, after every contract and line row it changes: one lock order for
+/// every transaction, so PostgreSQL never deadlocks on the shared period rows).
 pub fn note(conn: &mut AnyConnection, now_s: i64, cur: &str, d: &Delta) -> QueryResult<()> {
     debug_assert_eq!(
         d.earned_contract + d.earned_writes + d.earned_reads + d.earned_audits,
@@ -71,10 +76,24 @@ pub fn note(conn: &mut AnyConnection, now_s: i64, cur: &str, d: &Delta) -> Query
         return Ok(());
     }
     for (period, start) in steps(now_s) {
-        let add = |conn: &mut AnyConnection| {
-            use history::*;
-            diesel::update(history::table.find((period, start, cur)))
-                .set((
+        add(conn, period, start, cur, d)?;
+    }
+    Ok(())
+}
+
+/// Add `d` to one row, made on first use.
+fn add(
+    conn: &mut AnyConnection,
+    period: &str,
+    start: i64,
+    cur: &str,
+    d: &Delta,
+) -> QueryResult<()> {
+    let update = |conn: &mut AnyConnection| {
+        use history::*;
+        diesel::update(history::table.find((period, start, cur)))
+            .set((
+                (
                     bytes_written.eq(bytes_written + d.bytes_written),
                     bytes_read.eq(bytes_read + d.bytes_read),
                     bytes_read_tokens.eq(bytes_read_tokens + d.bytes_read_tokens),
@@ -82,31 +101,32 @@ pub fn note(conn: &mut AnyConnection, now_s: i64, cur: &str, d: &Delta) -> Query
                     earned_contract.eq(earned_contract + d.earned_contract),
                     earned_writes.eq(earned_writes + d.earned_writes),
                     earned_reads.eq(earned_reads + d.earned_reads),
+                ),
+                (
                     earned_audits.eq(earned_audits + d.earned_audits),
                     by_deposit.eq(by_deposit + d.by_deposit),
                     by_payword.eq(by_payword + d.by_payword),
                     by_tab.eq(by_tab + d.by_tab),
                     paywords_redeemed.eq(paywords_redeemed + d.paywords_redeemed),
-                ))
-                .execute(conn)
-        };
-        if add(conn)? == 1 {
-            continue;
-        }
-        let made = db::insert_unless_taken(conn, |conn| {
-            diesel::insert_into(history::table)
-                .values((
-                    history::step.eq(period),
-                    history::start_s.eq(start),
-                    history::currency.eq(cur),
-                ))
-                .execute(conn)
-        })?;
-        // Made here or by another transaction just now: either way the row is there.
-        let _ = made;
-        add(conn)?;
+                    probes_answered.eq(probes_answered + d.probes_answered),
+                ),
+            ))
+            .execute(conn)
+    };
+    if update(conn)? == 1 {
+        return Ok(());
     }
-    Ok(())
+    // Made here, or by another transaction just now: either way the row is there after.
+    db::insert_unless_taken(conn, |conn| {
+        diesel::insert_into(history::table)
+            .values((
+                history::step.eq(period),
+                history::start_s.eq(start),
+                history::currency.eq(cur),
+            ))
+            .execute(conn)
+    })?;
+    update(conn).map(|_| ())
 }
 
 /// What the sampler saw: space, probes answered since the last sample, the market's rating.
@@ -119,60 +139,69 @@ pub struct Sample {
     pub rating: Option<(f64, u64, u64)>,
 }
 
-/// Write `s` to the day and hour rows with currency "" (probes also to the total).
+/// Write `s` to the day and hour rows with currency "" (inside the caller's transaction).
 pub fn sample(conn: &mut AnyConnection, now_s: i64, s: &Sample) -> QueryResult<()> {
     let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let probes = Delta {
+        probes_answered: big(s.probes),
+        ..Delta::default()
+    };
     for (period, start) in steps(now_s) {
-        let set = |conn: &mut AnyConnection| {
-            use history::*;
-            let row = history::table.find((period, start, ""));
-            let n = diesel::update(row)
-                .set(probes_answered.eq(probes_answered + big(s.probes)))
-                .execute(conn)?;
-            if period != "total" && n == 1 {
-                diesel::update(row)
-                    .set((
-                        used_bytes.eq(big(s.used_bytes)),
-                        reserved_bytes.eq(big(s.reserved_bytes)),
-                    ))
-                    .execute(conn)?;
-                if let Some((p, passed, failed)) = s.rating {
-                    diesel::update(row)
-                        .set((
-                            p_fail.eq(Some(p)),
-                            audits_passed.eq(big(passed)),
-                            audits_failed.eq(big(failed)),
-                        ))
-                        .execute(conn)?;
-                }
-            }
-            Ok::<_, diesel::result::Error>(n)
-        };
-        if set(conn)? == 1 {
-            continue;
-        }
-        db::insert_unless_taken(conn, |conn| {
-            diesel::insert_into(history::table)
-                .values((
-                    history::step.eq(period),
-                    history::start_s.eq(start),
-                    history::currency.eq(""),
+        // Makes the row when it is not there yet, whatever the probes.
+        add(conn, period, start, "", &probes)?;
+        use history::*;
+        let row = history::table.find((period, start, ""));
+        diesel::update(row)
+            .set((
+                used_bytes.eq(big(s.used_bytes)),
+                reserved_bytes.eq(big(s.reserved_bytes)),
+            ))
+            .execute(conn)?;
+        if let Some((p, passed, failed)) = s.rating {
+            diesel::update(row)
+                .set((
+                    p_fail.eq(Some(p)),
+                    audits_passed.eq(big(passed)),
+                    audits_failed.eq(big(failed)),
                 ))
-                .execute(conn)
-        })?;
-        set(conn)?;
+                .execute(conn)?;
+        }
     }
     Ok(())
 }
 
-/// Drop daily rows older than [`DAYS_KEPT`] and hourly ones older than [`HOURS_KEPT`].
+/// Drop daily rows older than [`DAYS_KEPT`] (their events folded into the currency's
+/// `total` row first, so totals never go down) and hourly ones older than [`HOURS_KEPT`].
 pub fn prune(conn: &mut AnyConnection, now_s: i64) -> QueryResult<usize> {
     let today = now_s - now_s.rem_euclid(DAY_S);
     let this_hour = now_s - now_s.rem_euclid(HOUR_S);
+    let old_before = today - DAYS_KEPT * DAY_S + 1;
+    let old = periods(conn, "day", i64::MIN, old_before)?;
+    let mut folded: std::collections::BTreeMap<String, Delta> = Default::default();
+    for p in &old {
+        let d = folded.entry(p.currency.clone()).or_default();
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        d.bytes_written += big(p.bytes_written);
+        d.bytes_read += big(p.bytes_read);
+        d.bytes_read_tokens += big(p.bytes_read_tokens);
+        d.audits_answered += big(p.audits_answered);
+        d.earned_contract += big(p.earned.contract);
+        d.earned_writes += big(p.earned.writes);
+        d.earned_reads += big(p.earned.reads);
+        d.earned_audits += big(p.earned.audits);
+        d.by_deposit += big(p.paid_by.deposit);
+        d.by_payword += big(p.paid_by.payword);
+        d.by_tab += big(p.paid_by.tab);
+        d.paywords_redeemed += big(p.paywords_redeemed);
+        d.probes_answered += big(p.probes_answered);
+    }
+    for (cur, d) in &folded {
+        add(conn, "total", 0, cur, d)?;
+    }
     let days = diesel::delete(
         history::table
             .filter(history::step.eq("day"))
-            .filter(history::start_s.le(today - DAYS_KEPT * DAY_S)),
+            .filter(history::start_s.lt(old_before)),
     )
     .execute(conn)?;
     let hours = diesel::delete(
@@ -184,14 +213,46 @@ pub fn prune(conn: &mut AnyConnection, now_s: i64) -> QueryResult<usize> {
     Ok(days + hours)
 }
 
+/// Everything since the agent began keeping history, per currency: the days kept plus what
+/// [`prune`] folded into the `total` rows (step `total`, start 0).
+pub fn totals(conn: &mut AnyConnection) -> QueryResult<Vec<HistoryPeriod>> {
+    let mut rows = periods(conn, "day", i64::MIN, i64::MAX)?;
+    rows.extend(periods(conn, "total", i64::MIN, i64::MAX)?);
+    let mut by: std::collections::BTreeMap<String, HistoryPeriod> = Default::default();
+    for p in rows {
+        let t = by
+            .entry(p.currency.clone())
+            .or_insert_with(|| HistoryPeriod {
+                step: "total".into(),
+                currency: p.currency.clone(),
+                ..HistoryPeriod::default()
+            });
+        t.bytes_written += p.bytes_written;
+        t.bytes_read += p.bytes_read;
+        t.bytes_read_tokens += p.bytes_read_tokens;
+        t.audits_answered += p.audits_answered;
+        t.earned.contract += p.earned.contract;
+        t.earned.writes += p.earned.writes;
+        t.earned.reads += p.earned.reads;
+        t.earned.audits += p.earned.audits;
+        t.earned.total += p.earned.total;
+        t.paid_by.deposit += p.paid_by.deposit;
+        t.paid_by.payword += p.paid_by.payword;
+        t.paid_by.tab += p.paid_by.tab;
+        t.paywords_redeemed += p.paywords_redeemed;
+        t.probes_answered += p.probes_answered;
+    }
+    Ok(by.into_values().collect())
+}
+
 type Row = (
     (String, i64, String, i64, i64, i64, i64),
     (i64, i64, i64, i64, i64, i64, i64),
     (i64, i64, i64, i64, i64, i64, Option<f64>),
 );
 
-/// The `step` periods starting in [from_s, to_s), by start then currency, at most
-/// [`PERIODS_MAX`].
+/// The `step` periods starting in [from, to), by start then currency, at most
+/// [`PERIODS_MAX`] (the newest).
 pub fn periods(
     conn: &mut AnyConnection,
     period: &str,
@@ -203,7 +264,8 @@ pub fn periods(
         .filter(step.eq(period))
         .filter(start_s.ge(from))
         .filter(start_s.lt(to))
-        .order((start_s, currency))
+        // Newest first, so a cut at PERIODS_MAX drops the oldest; answered oldest first.
+        .order((start_s.desc(), currency.desc()))
         .limit(PERIODS_MAX)
         .select((
             (
@@ -238,6 +300,7 @@ pub fn periods(
     let u = i64::unsigned_abs;
     Ok(rows
         .into_iter()
+        .rev()
         .map(
             |(
                 (st, start, cur, bw, br, brt, aa),
@@ -331,14 +394,15 @@ mod tests {
                 sample(conn, now, &seen).map_err(crate::Error::from)
             })
             .expect("note and sample");
-            prune(conn, now).expect("prune");
+            db::write_transaction(conn, |conn| prune(conn, now).map_err(crate::Error::from))
+                .expect("prune");
             let days = periods(conn, "day", 0, now + 1).expect("days");
             let hours = periods(conn, "hour", 0, now + 1).expect("hours");
             let money_days = days.iter().filter(|p| !p.currency.is_empty()).count() as i64;
             let money_hours = hours.iter().filter(|p| !p.currency.is_empty()).count() as i64;
             assert_eq!(money_days, DAYS_KEPT, "{backend}: a year of days");
             assert_eq!(money_hours, HOURS_KEPT, "{backend}: two days of hours");
-            let total = &periods(conn, "total", 0, 1).expect("total")[..];
+            let total = &totals(conn).expect("total")[..];
             let money = total
                 .iter()
                 .find(|p| p.currency == "ed25519:c")

@@ -67,7 +67,8 @@ impl Agent {
                     if accepted.value > 0 {
                         let value = i64::try_from(accepted.value)
                             .map_err(|_| Error::Db(db::DbError::Task("payword value".into())))?;
-                        super::usage::credit_paid(conn, &id, value, true)?;
+                        let noted = super::usage::credit_paid(conn, &id, value, true)?;
+                        super::usage::note_paid(conn, noted)?;
                     }
                     Ok::<_, Error>(accepted)
                 };

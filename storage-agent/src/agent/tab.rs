@@ -179,14 +179,15 @@ fn signed_state(tab: &TabRef, id: &str, debt: u64, seq: u64) -> Result<StateValu
 /// A deposit of `amount` in `issuer` with `transaction_id` = a tab line's id: pay the
 /// debtor's indebted contracts in that currency, oldest first, the rest to its newest
 /// contract. Answers the tab to [`mirror`] (after the page's other contract changes), or
-/// `None` when no such tab line is here.
+/// `None` when no such tab line is here; what the payments earned goes to `noted`, for the
+/// history (noted last in the transaction).
 pub(super) fn settle_deposit(
     conn: &mut AnyConnection,
-    key: &Arc<KeyPair>,
-    config: &AgentConfig,
+    (key, config): (&Arc<KeyPair>, &AgentConfig),
     line_id: &str,
     issuer: &str,
     amount: i64,
+    noted: &mut Vec<super::usage::Noted>,
 ) -> Result<Option<TabRef>, Error> {
     let line: Option<String> = credit_lines::table
         .find(line_id)
@@ -210,11 +211,11 @@ pub(super) fn settle_deposit(
         if pay == 0 {
             break;
         }
-        super::usage::credit_paid(conn, &row.id, pay, false)?;
+        noted.extend(super::usage::credit_paid(conn, &row.id, pay, false)?);
         left -= pay;
     }
     if let (true, Some(newest)) = (left > 0, rows.last()) {
-        super::usage::credit_paid(conn, &newest.id, left, false)?;
+        noted.extend(super::usage::credit_paid(conn, &newest.id, left, false)?);
     }
     Ok(Some(TabRef::of(key, config, buyer, issuer)))
 }

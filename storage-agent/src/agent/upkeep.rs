@@ -23,7 +23,7 @@ pub fn credit_payment_hook(key: Arc<KeyPair>, config: AgentConfig) -> node::cred
                         return Ok(Err(format!("no contract {t} in this currency here")));
                     }
                     if complete {
-                        usage::credit_paid(conn, t, amount, false)?;
+                        let noted = usage::credit_paid(conn, t, amount, false)?;
                         if config.tab_limit > 0 {
                             // Paying a contract down lowers the buyer's tab, as a deposit does.
                             let buyer: String = contracts::table
@@ -33,6 +33,8 @@ pub fn credit_payment_hook(key: Arc<KeyPair>, config: AgentConfig) -> node::cred
                             let tab = tab::TabRef::of(&key, &config, buyer, arrived.currency);
                             tab::mirror(conn, &tab, true)?;
                         }
+                        // The history's rows last: one lock order in every transaction.
+                        usage::note_paid(conn, noted)?;
                     }
                 }
                 if complete {
@@ -69,14 +71,21 @@ impl Agent {
                     // Tabs the page moved, mirrored once its contracts are paid (`tab::mirror`
                     // locks each line after every contract change, as a charge does).
                     let mut tabs: Vec<tab::TabRef> = Vec::new();
+                    // What the page earned, noted in the history last (after the tabs).
+                    let mut noted: Vec<usage::Noted> = Vec::new();
                     for d in &page.deposits {
                         let amount = to_i64(d.amount)?;
                         income = income.saturating_add(amount);
                         if let Some(t) = &d.transaction_id {
                             // A tab's settlement (transaction_id = the line id).
-                            if let Some(moved) =
-                                tab::settle_deposit(conn, &key, &config, t, &issuer, amount)?
-                            {
+                            if let Some(moved) = tab::settle_deposit(
+                                conn,
+                                (&key, &config),
+                                t,
+                                &issuer,
+                                amount,
+                                &mut noted,
+                            )? {
                                 tab::note_tab(&mut tabs, moved);
                                 credited += 1;
                                 continue;
@@ -87,7 +96,7 @@ impl Agent {
                                 .count()
                                 .get_result(conn)?;
                             if n > 0 {
-                                usage::credit_paid(conn, t, amount, false)?;
+                                noted.extend(usage::credit_paid(conn, t, amount, false)?);
                             }
                             credited += n as u64;
                             if n > 0 && config.tab_limit > 0 {
@@ -109,6 +118,9 @@ impl Agent {
                     }
                     for moved in &tabs {
                         tab::mirror(conn, moved, true)?;
+                    }
+                    for n in noted {
+                        usage::note_paid(conn, Some(n))?;
                     }
                     let next = to_i64(page.next)?;
                     let updated = diesel::update(payment_cursors::table.find(&issuer))
@@ -326,6 +338,9 @@ pub async fn summarize(
     })
 }
 
+/// How old the history's last sample may be when it is read before a new one is taken.
+pub const HISTORY_SAMPLE_FRESH_S: i64 = 5;
+
 impl Agent {
     /// Write the history's sample (space, probes answered since the last one, the market's
     /// rating) and drop rows past their keeping. Run by the sampler task, and before the
@@ -351,10 +366,15 @@ impl Agent {
                 })
             })
             .await;
-        if written.is_err() {
+        match &written {
+            Ok(_) => self
+                .last_sample_s
+                .store(node::now_s(), std::sync::atomic::Ordering::Relaxed),
             // Not lost: counted again at the next sample.
-            self.probes
-                .fetch_add(probes, std::sync::atomic::Ordering::Relaxed);
+            Err(_) => {
+                self.probes
+                    .fetch_add(probes, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         written.map(|_| ())
     }
@@ -370,14 +390,25 @@ impl Agent {
         Ok((used, reserved_of(&rows, now_s())))
     }
 
-    /// `GET /v1/history`: the `step` periods starting in [from_s, to_s), sampled first.
+    /// `GET /v1/history`: the `step` periods starting in [from_s, to_s) (`total`: one per
+    /// currency, everything since the agent began keeping history). Sampled first when the
+    /// last sample is older than [`HISTORY_SAMPLE_FRESH_S`], so the page shows the present
+    /// without a write per read; a failed sample is logged, and the history answered.
     pub async fn history(
         &self,
         step: &str,
         from_s: u64,
         to_s: u64,
     ) -> Result<protocol::agent::History, Error> {
-        self.sample_history().await?;
+        let now = node::now_s();
+        let last = self
+            .last_sample_s
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) > HISTORY_SAMPLE_FRESH_S {
+            if let Err(e) = self.sample_history().await {
+                tracing::warn!(error = %e, "history sample");
+            }
+        }
         let (step_c, from, to) = (
             step.to_owned(),
             i64::try_from(from_s).unwrap_or(i64::MAX),
@@ -385,7 +416,14 @@ impl Agent {
         );
         let periods = self
             .db
-            .run(move |conn| history::periods(conn, &step_c, from, to).map_err(Error::from))
+            .run(move |conn| {
+                if step_c == "total" {
+                    history::totals(conn)
+                } else {
+                    history::periods(conn, &step_c, from, to)
+                }
+                .map_err(Error::from)
+            })
             .await?;
         Ok(protocol::agent::History {
             step: step.to_owned(),

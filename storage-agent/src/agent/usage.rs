@@ -50,42 +50,6 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The contract's currency, paid, price and spent, and its words credited and drawn on.
-struct Funds {
-    issuer: String,
-    paid: i64,
-    price: i64,
-    spent: i64,
-    words_paid: i64,
-    words_used: i64,
-}
-
-fn funds(conn: &mut AnyConnection, id: &str) -> QueryResult<Funds> {
-    let (issuer, paid, price, spent): (String, i64, i64, i64) = contracts::table
-        .find(id)
-        .select((
-            contracts::issuer,
-            contracts::paid,
-            contracts::contract_price,
-            contracts::spent,
-        ))
-        .first(conn)?;
-    let words: Option<(i64, i64)> = contract_usage::table
-        .find(id)
-        .select((contract_usage::words_paid, contract_usage::words_used))
-        .first(conn)
-        .optional()?;
-    let (words_paid, words_used) = words.unwrap_or((0, 0));
-    Ok(Funds {
-        issuer,
-        paid,
-        price,
-        spent,
-        words_paid,
-        words_used,
-    })
-}
-
 /// Split `amount`, drawn when the contract's credit was `credit_before`, into (payword,
 /// deposit, tab), with `words_left` of paywords credited and not drawn on yet.
 fn split(amount: i64, credit_before: i64, words_left: i64) -> (i64, i64, i64) {
@@ -95,27 +59,44 @@ fn split(amount: i64, credit_before: i64, words_left: i64) -> (i64, i64, i64) {
     (words, deposit, amount - words - deposit)
 }
 
-/// Make the contract's usage row when it has none (inside the caller's transaction).
-fn ensure_row(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
-    let n: i64 = contract_usage::table
-        .filter(contract_usage::contract_id.eq(id))
-        .count()
-        .get_result(conn)?;
-    if n == 0 {
-        db::insert_unless_taken(conn, |conn| {
-            diesel::insert_into(contract_usage::table)
-                .values(contract_usage::contract_id.eq(id))
-                .execute(conn)
-        })?;
+/// The contract's words credited and drawn on, its usage row made when it has none (inside
+/// the caller's transaction).
+fn words_of(conn: &mut AnyConnection, id: &str) -> QueryResult<(i64, i64)> {
+    let words: Option<(i64, i64)> = contract_usage::table
+        .find(id)
+        .select((contract_usage::words_paid, contract_usage::words_used))
+        .first(conn)
+        .optional()?;
+    if let Some(w) = words {
+        return Ok(w);
     }
-    Ok(())
+    db::insert_unless_taken(conn, |conn| {
+        diesel::insert_into(contract_usage::table)
+            .values(contract_usage::contract_id.eq(id))
+            .execute(conn)
+    })?;
+    Ok((0, 0))
+}
+
+/// The contract's currency, paid, price and spent, as this transaction sees them.
+fn contract_funds(conn: &mut AnyConnection, id: &str) -> QueryResult<(String, i64, i64, i64)> {
+    contracts::table
+        .find(id)
+        .select((
+            contracts::issuer,
+            contracts::paid,
+            contracts::contract_price,
+            contracts::spent,
+        ))
+        .first(conn)
 }
 
 /// Count what `served` says on contract `id` (inside the caller's transaction, after its
-/// charge is applied to `spent`), in the books and the history.
+/// charge is applied to `spent` and the buyer's tab is mirrored), in the books and the
+/// history: the history's rows are the last the transaction changes (`history::note`).
 pub fn count(conn: &mut AnyConnection, id: &str, served: Served) -> QueryResult<()> {
-    ensure_row(conn, id)?;
-    let f = funds(conn, id)?;
+    let (issuer, paid, price, spent) = contract_funds(conn, id)?;
+    let (words_paid, words_used_before) = words_of(conn, id)?;
     let (w, r, a) = (
         to_i64(served.written),
         to_i64(served.read),
@@ -132,8 +113,8 @@ pub fn count(conn: &mut AnyConnection, id: &str, served: Served) -> QueryResult<
     let charge = to_i64(charge);
     let (by_words, deposit, tab) = if charge > 0 {
         // `spent` already holds the charge: the credit before it was `charge` more.
-        let credit_before = f.paid - f.price - f.spent + charge;
-        split(charge, credit_before, f.words_paid - f.words_used)
+        let credit_before = paid - price - spent + charge;
+        split(charge, credit_before, words_paid - words_used_before)
     } else {
         (0, 0, 0)
     };
@@ -158,42 +139,51 @@ pub fn count(conn: &mut AnyConnection, id: &str, served: Served) -> QueryResult<
             ))
             .execute(conn)?;
     }
-    history::note(conn, node::now_s(), &f.issuer, &delta)
+    history::note(conn, node::now_s(), &issuer, &delta)
 }
+
+/// What a payment to a contract adds to the history: (currency, events), to pass to
+/// `history::note` as the transaction's last change.
+pub type Noted = (String, Delta);
 
 /// Credit `amount` to contract `id`'s `paid` (inside the caller's transaction): by paywords
 /// (`by_words`) or by deposit. When it brings `paid` to the contract's price, the price is
-/// earned (in the books and the history).
+/// earned: in the books here, and in the answer for the history, which the caller notes once
+/// its other changes (the buyer's tab) are made.
+#[must_use = "note what it answers in the history (note_paid), last in the transaction"]
 pub fn credit_paid(
     conn: &mut AnyConnection,
     id: &str,
     amount: i64,
     by_words: bool,
-) -> QueryResult<()> {
+) -> QueryResult<Option<Noted>> {
     if amount <= 0 {
-        return Ok(());
+        return Ok(None);
     }
-    ensure_row(conn, id)?;
-    let before = funds(conn, id)?;
+    // The contract's row is locked first (PostgreSQL), so two payments to one contract take
+    // turns and each sees the other's `paid`: the price is earned once, by the one that
+    // reached it.
     diesel::update(contracts::table.find(id))
         .set(contracts::paid.eq(contracts::paid + amount))
         .execute(conn)?;
+    let (issuer, paid_after, price, spent) = contract_funds(conn, id)?;
+    let (words_paid_before, words_used_before) = words_of(conn, id)?;
+    let paid_before = paid_after - amount;
     let mut drawn = 0;
     let credited = if by_words { amount } else { 0 };
-    let active_before = before.paid >= before.price;
+    let active_before = paid_before >= price;
     if by_words && active_before {
         // Words paying a debt off: that debt was counted as tab when it was made.
-        let debt = (before.spent - (before.paid - before.price)).max(0);
+        let debt = (spent - (paid_before - price)).max(0);
         drawn += amount.min(debt);
     }
     let mut delta = Delta::default();
-    let paid_after = before.paid.saturating_add(amount);
-    if !active_before && paid_after >= before.price {
-        let words_left = before.words_paid + credited - before.words_used - drawn;
-        let (words, deposit, tab) = split(before.price, paid_after, words_left);
+    if !active_before && paid_after >= price {
+        let words_left = words_paid_before + credited - words_used_before - drawn;
+        let (words, deposit, tab) = split(price, paid_after, words_left);
         drawn += words;
         delta = Delta {
-            earned_contract: before.price,
+            earned_contract: price,
             by_payword: words,
             by_deposit: deposit,
             by_tab: tab,
@@ -210,7 +200,15 @@ pub fn credit_paid(
             ))
             .execute(conn)?;
     }
-    history::note(conn, node::now_s(), &before.issuer, &delta)
+    Ok(Some((issuer, delta)))
+}
+
+/// Note what [`credit_paid`] answered (`history::note`), last in the transaction.
+pub fn note_paid(conn: &mut AnyConnection, noted: Option<Noted>) -> QueryResult<()> {
+    match noted {
+        Some((currency, delta)) => history::note(conn, node::now_s(), &currency, &delta),
+        None => Ok(()),
+    }
 }
 
 /// Contract `id`'s figures (zeros when nothing was counted).
@@ -252,7 +250,7 @@ mod tests {
 
     #[test]
     fn an_amount_is_paid_by_words_first_then_credit_then_the_tab() {
-        // 10 words left, credit 25 in all: a charge of 30 takes 10 words, 15 credit, 15 tab.
+        // 10 words left, credit 25 in all: a charge of 30 takes 10 words, 15 credit, 5 tab.
         assert_eq!(split(30, 25, 10), (10, 15, 5));
         assert_eq!(split(30, 100, 0), (0, 30, 0));
         assert_eq!(split(30, 0, 0), (0, 0, 30));
