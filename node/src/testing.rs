@@ -43,6 +43,14 @@ pub fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> S
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromium");
+    // Read its output as it comes: a page larger than the pipe's buffer (64 KiB) would
+    // otherwise keep Chromium blocked on its write, and never exiting.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+        out
+    });
     let deadline = Instant::now() + Duration::from_millis(BROWSER_WAIT_MS_MAX);
     loop {
         match child.try_wait().expect("wait") {
@@ -54,8 +62,9 @@ pub fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> S
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
-    let out = child.wait_with_output().expect("output");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // Chromium exited: its end of the pipe is closed, so the reader ends.
+    let out = reader.join().expect("stdout reader");
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Poll `check` every 50 ms until it answers true, or panic after `wait_ms_max`.
