@@ -118,3 +118,6 @@ diesel::table! {
         p_fail -> Nullable<Double>,
     }
 }
+
+diesel::joinable!(contract_usage -> contracts (contract_id));
+diesel::allow_tables_to_appear_in_same_query!(contracts, contract_usage);

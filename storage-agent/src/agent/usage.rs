@@ -59,44 +59,62 @@ fn split(amount: i64, credit_before: i64, words_left: i64) -> (i64, i64, i64) {
     (words, deposit, amount - words - deposit)
 }
 
-/// The contract's words credited and drawn on, its usage row made when it has none (inside
-/// the caller's transaction).
-fn words_of(conn: &mut AnyConnection, id: &str) -> QueryResult<(i64, i64)> {
-    let words: Option<(i64, i64)> = contract_usage::table
-        .find(id)
-        .select((contract_usage::words_paid, contract_usage::words_used))
-        .first(conn)
-        .optional()?;
-    if let Some(w) = words {
-        return Ok(w);
-    }
-    db::insert_unless_taken(conn, |conn| {
-        diesel::insert_into(contract_usage::table)
-            .values(contract_usage::contract_id.eq(id))
-            .execute(conn)
-    })?;
-    Ok((0, 0))
+/// What a contract's books say now: its currency, paid, price and spent, and the paywords
+/// credited to it and drawn on.
+struct Funds {
+    issuer: String,
+    paid: i64,
+    price: i64,
+    spent: i64,
+    words_paid: i64,
+    words_used: i64,
 }
 
-/// The contract's currency, paid, price and spent, as this transaction sees them.
-fn contract_funds(conn: &mut AnyConnection, id: &str) -> QueryResult<(String, i64, i64, i64)> {
-    contracts::table
-        .find(id)
+/// The contract's [`Funds`] in one query, its usage row made when it has none (inside the
+/// caller's transaction).
+fn funds(conn: &mut AnyConnection, id: &str) -> QueryResult<Funds> {
+    type Row = (String, i64, i64, i64, Option<i64>, Option<i64>);
+    let (issuer, paid, price, spent, words_paid, words_used): Row = contracts::table
+        .left_join(contract_usage::table)
+        .filter(contracts::id.eq(id))
         .select((
             contracts::issuer,
             contracts::paid,
             contracts::contract_price,
             contracts::spent,
+            contract_usage::words_paid.nullable(),
+            contract_usage::words_used.nullable(),
         ))
-        .first(conn)
+        .first(conn)?;
+    if words_paid.is_none() {
+        db::insert_unless_taken(conn, |conn| {
+            diesel::insert_into(contract_usage::table)
+                .values(contract_usage::contract_id.eq(id))
+                .execute(conn)
+        })?;
+    }
+    Ok(Funds {
+        issuer,
+        paid,
+        price,
+        spent,
+        words_paid: words_paid.unwrap_or(0),
+        words_used: words_used.unwrap_or(0),
+    })
 }
 
 /// Count what `served` says on contract `id` (inside the caller's transaction, after its
 /// charge is applied to `spent` and the buyer's tab is mirrored), in the books and the
 /// history: the history's rows are the last the transaction changes (`history::note`).
 pub fn count(conn: &mut AnyConnection, id: &str, served: Served) -> QueryResult<()> {
-    let (issuer, paid, price, spent) = contract_funds(conn, id)?;
-    let (words_paid, words_used_before) = words_of(conn, id)?;
+    let Funds {
+        issuer,
+        paid,
+        price,
+        spent,
+        words_paid,
+        words_used: words_used_before,
+    } = funds(conn, id)?;
     let (w, r, a) = (
         to_i64(served.written),
         to_i64(served.read),
@@ -166,8 +184,14 @@ pub fn credit_paid(
     diesel::update(contracts::table.find(id))
         .set(contracts::paid.eq(contracts::paid + amount))
         .execute(conn)?;
-    let (issuer, paid_after, price, spent) = contract_funds(conn, id)?;
-    let (words_paid_before, words_used_before) = words_of(conn, id)?;
+    let Funds {
+        issuer,
+        paid: paid_after,
+        price,
+        spent,
+        words_paid: words_paid_before,
+        words_used: words_used_before,
+    } = funds(conn, id)?;
     let paid_before = paid_after - amount;
     let mut drawn = 0;
     let credited = if by_words { amount } else { 0 };
