@@ -46,10 +46,11 @@ pub fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> S
     // Read its output as it comes: a page larger than the pipe's buffer (64 KiB) would
     // otherwise keep Chromium blocked on its write, and never exiting.
     let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut out = Vec::new();
         let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
-        out
+        let _ = tx.send(out);
     });
     let deadline = Instant::now() + Duration::from_millis(BROWSER_WAIT_MS_MAX);
     loop {
@@ -62,8 +63,11 @@ pub fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> S
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
-    // Chromium exited: its end of the pipe is closed, so the reader ends.
-    let out = reader.join().expect("stdout reader");
+    // Chromium exited; its helpers may hold the pipe a moment longer, within the same bound.
+    let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    let out = rx
+        .recv_timeout(left)
+        .expect("chromium's output did not end after it exited");
     String::from_utf8_lossy(&out).into_owned()
 }
 

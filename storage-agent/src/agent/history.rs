@@ -63,9 +63,10 @@ fn steps(now_s: i64) -> [(&'static str, i64); 2] {
     ]
 }
 
-/// Add `d` to the day and hour rows of `cur` (inside the caller's transaction; call it last
-/// in the transaction, after every contract and line row it changes: one lock order for
-/// every transaction, so PostgreSQL never deadlocks on the shared period rows).
+/// Add `d` to the day and hour rows of `cur` (inside the caller's transaction, after every
+/// contract, tab line and usage row it changes; only rows always taken after these follow,
+/// such as the payment cursor, stats and the command log: one lock order for every
+/// transaction, so PostgreSQL never deadlocks on the shared period rows).
 pub fn note(conn: &mut AnyConnection, now_s: i64, cur: &str, d: &Delta) -> QueryResult<()> {
     debug_assert_eq!(
         d.earned_contract + d.earned_writes + d.earned_reads + d.earned_audits,
@@ -176,7 +177,8 @@ pub fn prune(conn: &mut AnyConnection, now_s: i64) -> QueryResult<usize> {
     let today = now_s - now_s.rem_euclid(DAY_S);
     let this_hour = now_s - now_s.rem_euclid(HOUR_S);
     let old_before = today - DAYS_KEPT * DAY_S + 1;
-    let old = periods(conn, "day", i64::MIN, old_before)?;
+    // Every old day, uncapped: each is folded once, in the transaction that deletes it.
+    let old = load(conn, &["day"], i64::MIN, old_before, None)?;
     let mut folded: std::collections::BTreeMap<String, Delta> = Default::default();
     for p in &old {
         let d = folded.entry(p.currency.clone()).or_default();
@@ -216,8 +218,9 @@ pub fn prune(conn: &mut AnyConnection, now_s: i64) -> QueryResult<usize> {
 /// Everything since the agent began keeping history, per currency: the days kept plus what
 /// [`prune`] folded into the `total` rows (step `total`, start 0).
 pub fn totals(conn: &mut AnyConnection) -> QueryResult<Vec<HistoryPeriod>> {
-    let mut rows = periods(conn, "day", i64::MIN, i64::MAX)?;
-    rows.extend(periods(conn, "total", i64::MIN, i64::MAX)?);
+    // One statement, uncapped: a prune committing between two reads cannot count a day
+    // twice (kept and folded).
+    let rows = load(conn, &["day", "total"], i64::MIN, i64::MAX, None)?;
     let mut by: std::collections::BTreeMap<String, HistoryPeriod> = Default::default();
     for p in rows {
         let t = by
@@ -259,14 +262,20 @@ pub fn periods(
     from: i64,
     to: i64,
 ) -> QueryResult<Vec<HistoryPeriod>> {
+    load(conn, &[period], from, to, Some(PERIODS_MAX))
+}
+
+/// The rows of `steps` starting in [from, to), by start then currency, in one statement; at
+/// most `cap` (the newest) when given.
+fn load(
+    conn: &mut AnyConnection,
+    steps: &[&str],
+    from: i64,
+    to: i64,
+    cap: Option<i64>,
+) -> QueryResult<Vec<HistoryPeriod>> {
     use history::*;
-    let rows: Vec<Row> = history::table
-        .filter(step.eq(period))
-        .filter(start_s.ge(from))
-        .filter(start_s.lt(to))
-        // Newest first, so a cut at PERIODS_MAX drops the oldest; answered oldest first.
-        .order((start_s.desc(), currency.desc()))
-        .limit(PERIODS_MAX)
+    let mut q = history::table
         .select((
             (
                 step,
@@ -296,7 +305,16 @@ pub fn periods(
                 p_fail,
             ),
         ))
-        .load(conn)?;
+        .filter(step.eq_any(steps.iter().map(|s| s.to_string()).collect::<Vec<_>>()))
+        .filter(start_s.ge(from))
+        .filter(start_s.lt(to))
+        // Newest first, so a cut drops the oldest; answered oldest first.
+        .order((start_s.desc(), currency.desc()))
+        .into_boxed();
+    if let Some(cap) = cap {
+        q = q.limit(cap);
+    }
+    let rows: Vec<Row> = q.load(conn)?;
     let u = i64::unsigned_abs;
     Ok(rows
         .into_iter()

@@ -39,6 +39,8 @@ impl Agent {
         let touchstone = headers.touchstone.clone();
         let cap = self.config.payword_unredeemed_max;
         let now = node::now_s();
+        // Words that pay a debt off bring the buyer's tab down, as a deposit does.
+        let tabs = (self.config.tab_limit > 0).then(|| (self.key.clone(), self.config.clone()));
         let accepted = self
             .db
             .run(move |conn| {
@@ -68,6 +70,11 @@ impl Agent {
                         let value = i64::try_from(accepted.value)
                             .map_err(|_| Error::Db(db::DbError::Task("payword value".into())))?;
                         let noted = super::usage::credit_paid(conn, &id, value, true)?;
+                        if let Some((key, config)) = &tabs {
+                            let tab =
+                                super::tab::TabRef::of(key, config, row.buyer.clone(), &row.issuer);
+                            super::tab::mirror(conn, &tab, true)?;
+                        }
                         super::usage::note_paid(conn, noted)?;
                     }
                     Ok::<_, Error>(accepted)
