@@ -539,7 +539,17 @@ async fn audit(
         .await
         .inspect_err(|e| agent.note_refusal(e));
     match answer {
-        Ok(a) => Ok(HttpResponse::Ok().json(a)),
+        Ok(a) => {
+            // A buyer's charged audit moves its tab, like a read: the agent's half of the new
+            // state goes with the answer (an auditor has no tab here, so gets none).
+            let line = match counted {
+                Some(_) => agent.tab_line_header(who.as_str()).await,
+                None => None,
+            };
+            let mut resp = HttpResponse::Ok().json(a);
+            with_line(&mut resp, line);
+            Ok(resp)
+        }
         Err(e @ Error::RateLimited { retry_after_s }) => Ok(HttpResponse::TooManyRequests()
             .insert_header(("retry-after", retry_after_s.to_string()))
             .json(e.body())),

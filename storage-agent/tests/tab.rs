@@ -330,6 +330,45 @@ async fn a_tab_is_a_line_settled_through_lcp_at_its_threshold() {
             .await
             .expect_err("not the buyer's to change");
         assert_eq!(refused.code(), Some("line_refused"));
+
+        // A charged audit of the buyer's own (past the free one) moves the tab too, and its
+        // answer carries the agent's half: seq 4, what the leaf's read costs.
+        let audit = |leaf: u64, counter: u64| {
+            let (client, id) = (&client, contract.id.clone());
+            async move {
+                client
+                    .signed()
+                    .send(
+                        "POST",
+                        &format!("/v1/contracts/{id}/audit"),
+                        serde_json::to_vec(&serde_json::json!({"object": "a", "leaf": leaf}))
+                            .expect("json"),
+                        Some(counter),
+                        &[("content-type", "application/json".to_owned())],
+                        0,
+                    )
+                    .await
+                    .expect("audit")
+            }
+        };
+        let free = audit(0, node::now_ms() * 1000).await;
+        assert_eq!(free.status(), 200);
+        let (_, seq_free, owed_free, _) = line_of(&free);
+        assert_eq!(
+            (seq_free, owed_free),
+            (3, 0),
+            "{backend}: a free audit shows the tab unmoved"
+        );
+        let charged = audit(0, node::now_ms() * 1000 + 1).await;
+        assert_eq!(charged.status(), 200);
+        let (id_a, seq_a, owed_a, _) = line_of(&charged);
+        assert_eq!(
+            (id_a.as_str(), seq_a),
+            (id.as_str(), 4),
+            "{backend}: the charged audit's answer carries the new state"
+        );
+        assert!(owed_a > 0, "{backend}: the leaf's read is owed");
+        assert_eq!(tab_line(&world, &buyer, &id).await.owed, owed_a);
     }
 }
 
