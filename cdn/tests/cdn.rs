@@ -12,6 +12,7 @@
 /// The body policy's tests: a module here, not a test binary of its own (one link less).
 #[path = "cdn/body.rs"]
 mod body;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use cdn::gateway::{Gateway, GatewayOptions};
 use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
+use common::publish;
 use devnet::{Devnet, Options, Which};
 use node::client::ClientOptions;
 use node::testing::eventually;
@@ -116,24 +118,6 @@ async fn balance(net: &Devnet, key: &Path) -> i64 {
         .await
         .expect("balance")
         .balance
-}
-
-fn publish(publisher: &str, key: &Path, file: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
-        .args(["publish"])
-        .arg(file)
-        .args(["--publisher", publisher, "--key"])
-        .arg(key)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run cdn publish");
-    assert!(
-        out.status.success(),
-        "cdn publish failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("publish --json")
 }
 
 fn gateway(publisher: &str, wallet: &Path) -> cdn::gateway::RunningGateway {

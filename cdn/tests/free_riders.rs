@@ -4,8 +4,9 @@
 //! `402 free_rider` with the view's read cost, and served once it paid that ahead (the gateway
 //! does so by itself). A viewer with no records watches for free.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,31 +19,6 @@ use protocol::book::MatchRequest;
 
 const REQUEST_WAIT_MS_MAX: u64 = 60_000;
 const THRESHOLD: u64 = 5;
-
-fn publish(publisher: &str, key: &Path, file: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
-        .args(["publish"])
-        .arg(file)
-        .args(["--publisher", publisher, "--key"])
-        .arg(key)
-        .args([
-            "--piece-kib",
-            "32",
-            "--replicas",
-            "2",
-            "--price-per-view",
-            "0",
-        ])
-        .arg("--json")
-        .output()
-        .expect("run cdn publish");
-    assert!(
-        out.status.success(),
-        "cdn publish failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("publish --json")
-}
 
 async fn watch(publisher: &str, wallet: &Path, content: &str) -> (u16, Vec<u8>, u64) {
     let gw =
@@ -94,7 +70,19 @@ async fn a_free_rider_pays_ahead_for_a_free_view() {
     let original: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let path = tmp.path().join("free.bin");
     std::fs::write(&path, &original).expect("write");
-    let content = publish(&publisher, &cdn_info.data.join("identity.key"), &path)["content"]
+    let content = common::publish(
+        &publisher,
+        &cdn_info.data.join("identity.key"),
+        &path,
+        &[
+            "--piece-kib",
+            "32",
+            "--replicas",
+            "2",
+            "--price-per-view",
+            "0",
+        ],
+    )["content"]
         .as_str()
         .expect("content")
         .to_owned();

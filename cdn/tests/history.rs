@@ -4,6 +4,8 @@
 //! counted serving. Real binaries (issuer, market, agents, publisher, `backup`); the gateway
 //! in-process; loopback only.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -40,31 +42,6 @@ fn backup(home: &Path, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("backup --json")
-}
-
-fn publish(publisher: &str, key: &Path, file: &Path) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
-        .args(["publish"])
-        .arg(file)
-        .args(["--publisher", publisher, "--key"])
-        .arg(key)
-        .args([
-            "--piece-kib",
-            "32",
-            "--replicas",
-            "2",
-            "--price-per-view",
-            "10",
-        ])
-        .arg("--json")
-        .output()
-        .expect("run cdn publish");
-    assert!(
-        out.status.success(),
-        "cdn publish failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("publish --json")
 }
 
 /// Every running agent's books (its contracts' figures, summed per currency) and its
@@ -203,7 +180,19 @@ async fn after_a_backup_and_a_view_every_agents_history_is_its_books() {
     let video: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let path = tmp.path().join("video.bin");
     std::fs::write(&path, &video).expect("write");
-    let content = publish(&cdn_info.url, &cdn_info.data.join("identity.key"), &path)["content"]
+    let content = common::publish(
+        &cdn_info.url,
+        &cdn_info.data.join("identity.key"),
+        &path,
+        &[
+            "--piece-kib",
+            "32",
+            "--replicas",
+            "2",
+            "--price-per-view",
+            "10",
+        ],
+    )["content"]
         .as_str()
         .expect("content")
         .to_owned();

@@ -71,6 +71,23 @@ pub fn run_chromium(binary: &str, profile: &std::path::Path, args: &[&str]) -> S
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A screenshot of `url` in a `width` x `height` window, written to `path`; whether a real
+/// image (over 1,000 bytes) was written. Blocking, like [`run_chromium`].
+pub fn screenshot(
+    binary: &str,
+    profile: &std::path::Path,
+    url: &str,
+    (width, height): (u32, u32),
+    path: &std::path::Path,
+) -> bool {
+    let window = format!("--window-size={width},{height}");
+    let shot = format!("--screenshot={}", path.display());
+    run_chromium(binary, profile, &[&window, &shot, url]);
+    std::fs::metadata(path)
+        .map(|m| m.len() > 1000)
+        .unwrap_or(false)
+}
+
 /// Poll `check` every 50 ms until it answers true, or panic after `wait_ms_max`.
 pub async fn eventually<F, Fut>(wait_ms_max: u64, what: &str, mut check: F)
 where

@@ -176,6 +176,28 @@ pub struct HistoryPeriod {
     pub p_fail: Option<f64>,
 }
 
+impl HistoryPeriod {
+    /// Add `other`'s events (what periods sum: bytes, audits, earnings, payments, redemptions
+    /// and probes) to these; the samples of levels (space, rating) are left as they are.
+    pub fn add_events(&mut self, other: &HistoryPeriod) {
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.bytes_written, other.bytes_written);
+        add(&mut self.bytes_read, other.bytes_read);
+        add(&mut self.bytes_read_tokens, other.bytes_read_tokens);
+        add(&mut self.audits_answered, other.audits_answered);
+        add(&mut self.earned.contract, other.earned.contract);
+        add(&mut self.earned.writes, other.earned.writes);
+        add(&mut self.earned.reads, other.earned.reads);
+        add(&mut self.earned.audits, other.earned.audits);
+        add(&mut self.earned.total, other.earned.total);
+        add(&mut self.paid_by.deposit, other.paid_by.deposit);
+        add(&mut self.paid_by.payword, other.paid_by.payword);
+        add(&mut self.paid_by.tab, other.paid_by.tab);
+        add(&mut self.paywords_redeemed, other.paywords_redeemed);
+        add(&mut self.probes_answered, other.probes_answered);
+    }
+}
+
 /// `GET /v1/history?from=&to=&step=day|hour`: the periods starting in [from, to).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct History {

@@ -89,10 +89,7 @@ pub async fn page(req: actix_web::HttpRequest, agent: State) -> Result<HttpRespo
     };
     // The selector's links keep a token the page was opened with in its query (as it came,
     // escaped for the attribute), never one from a header.
-    let token_query = req
-        .query_string()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
+    let token_query = crate::owner::query_token(req.query_string())
         .map(|t| format!("&amp;token={}", esc(t)))
         .unwrap_or_default();
     let history = crate::history_page::section(&agent, req.query_string(), &token_query).await?;

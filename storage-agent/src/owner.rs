@@ -91,10 +91,12 @@ pub fn given_token(req: &actix_web::HttpRequest) -> Option<String> {
             return Some(t.trim().to_owned());
         }
     }
-    req.query_string()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_owned)
+    query_token(req.query_string()).map(str::to_owned)
+}
+
+/// The `token=` value of a query string, as it came.
+pub fn query_token(query: &str) -> Option<&str> {
+    query.split('&').find_map(|kv| kv.strip_prefix("token="))
 }
 
 #[cfg(test)]

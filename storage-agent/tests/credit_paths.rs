@@ -541,29 +541,14 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
         .find(|n| n.entity == share.path[2])
         .expect("A's next hop is a node");
     let next_key = Arc::new(node::keyfile::load(&next.data.join("identity.key")).expect("key"));
-    let t_descriptor: serde_json::Value = net
-        .http
-        .get(format!("{}/.well-known/lcp", t.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    let secret = [7u8; protocol::credit::SECRET_BYTES];
-    let condition = protocol::credit::condition_of(&secret);
+    let (sealed_secret, condition) = sealed_to(&net, &t.url, &[7u8; 32]).await;
     let held_open = protocol::credit::Prepare {
         payment: uuid::Uuid::new_v4().to_string(),
         amount: 2,
         total: 3,
         currency: net.currency.clone(),
         path: share.path.clone(),
-        sealed_secret: protocol::credit::seal::seal(
-            &secret,
-            &condition,
-            t_descriptor["credit_key"].as_str().expect("credit_key"),
-        )
-        .expect("seal"),
+        sealed_secret,
         condition,
         expires_at: node::now_ms() + 3_000 + share.path.len() as u64 * 2_000,
         lines: Vec::new(),
@@ -671,28 +656,14 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
     assert_eq!(unknown.await.as_deref(), Some("unknown_payment"));
     // The same prepare again (a new counter, the same body): a replay, refused.
     let secret = [9u8; protocol::credit::SECRET_BYTES];
-    let condition = protocol::credit::condition_of(&secret);
-    let a_key: serde_json::Value = net
-        .http
-        .get(format!("{}/.well-known/lcp", a.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let (sealed_secret, condition) = sealed_to(&net, &a.url, &secret).await;
     let prepare = protocol::credit::Prepare {
         payment: uuid::Uuid::new_v4().to_string(),
         amount: 2,
         total: 2,
         currency: net.currency.clone(),
         path: vec![net.wallet.entity().to_string(), a.entity.clone()],
-        sealed_secret: protocol::credit::seal::seal(
-            &secret,
-            &condition,
-            a_key["credit_key"].as_str().expect("credit_key"),
-        )
-        .expect("seal"),
+        sealed_secret,
         condition,
         expires_at: node::now_ms() + 5_000,
         lines: Vec::new(),
@@ -739,6 +710,32 @@ async fn a_payment_no_single_path_carries_arrives_whole_split_over_paths() {
         "the replay and the forgery moved nothing"
     );
     drop(net);
+}
+
+/// `secret` sealed to the credit key the node at `url` shows in its descriptor, and the
+/// condition it fulfils.
+async fn sealed_to(
+    net: &Net,
+    url: &str,
+    secret: &[u8; protocol::credit::SECRET_BYTES],
+) -> (String, String) {
+    let descriptor: serde_json::Value = net
+        .http
+        .get(format!("{url}/.well-known/lcp"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let condition = protocol::credit::condition_of(secret);
+    let sealed = protocol::credit::seal::seal(
+        secret,
+        &condition,
+        descriptor["credit_key"].as_str().expect("credit_key"),
+    )
+    .expect("seal");
+    (sealed, condition)
 }
 
 /// Every copy of every line within its limit, holds included.

@@ -3,7 +3,7 @@
 
 mod util;
 
-use node::testing::{chromium, run_chromium};
+use node::testing::{chromium, run_chromium, screenshot};
 use util::World;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,22 +65,13 @@ async fn the_dashboard_renders_in_a_browser() {
 
     // A screenshot for people reviewing the page (not asserted beyond being written).
     let shot = world.dir.path().join("dashboard.png");
-    let shot_arg = format!("--screenshot={}", shot.display());
-    tokio::task::spawn_blocking(move || {
-        run_chromium(
-            binary,
-            &profile,
-            &["--window-size=1000,900", &shot_arg, &url],
-        )
+    let written = tokio::task::spawn_blocking({
+        let shot = shot.clone();
+        move || screenshot(binary, &profile, &url, (1000, 900), &shot)
     })
     .await
     .expect("chromium task");
-    assert!(
-        std::fs::metadata(&shot)
-            .map(|m| m.len() > 1000)
-            .unwrap_or(false),
-        "screenshot written"
-    );
+    assert!(written, "screenshot written");
     if let Ok(keep) = std::env::var("DASHBOARD_SCREENSHOT") {
         let _ = std::fs::copy(&shot, keep);
     }

@@ -5,7 +5,7 @@
 
 mod util;
 
-use node::testing::{chromium, run_chromium};
+use node::testing::{chromium, run_chromium, screenshot};
 use protocol::agent::{History, HistoryPeriod};
 use util::{World, PRICES};
 
@@ -24,17 +24,7 @@ async fn history(world: &World, query: &str) -> History {
 fn sum(periods: &[HistoryPeriod], currency: &str) -> HistoryPeriod {
     let mut out = HistoryPeriod::default();
     for p in periods.iter().filter(|p| p.currency == currency) {
-        out.bytes_written += p.bytes_written;
-        out.bytes_read += p.bytes_read;
-        out.audits_answered += p.audits_answered;
-        out.earned.contract += p.earned.contract;
-        out.earned.writes += p.earned.writes;
-        out.earned.reads += p.earned.reads;
-        out.earned.audits += p.earned.audits;
-        out.earned.total += p.earned.total;
-        out.paid_by.deposit += p.paid_by.deposit;
-        out.paid_by.payword += p.paid_by.payword;
-        out.paid_by.tab += p.paid_by.tab;
+        out.add_events(p);
     }
     out
 }
@@ -227,19 +217,13 @@ async fn in_chromium(world: &World, writes: u64) {
             "{width}px: the bars carry their figures"
         );
         let shot = world.dir.path().join(format!("history-{width}.png"));
-        let shot_arg = format!("--screenshot={}", shot.display());
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            run_chromium(binary, &profile, &[&window, &shot_arg, &url])
+        let written = tokio::task::spawn_blocking({
+            let (url, shot) = (url.clone(), shot.clone());
+            move || screenshot(binary, &profile, &url, (width, 2400), &shot)
         })
         .await
         .expect("chromium task");
-        assert!(
-            std::fs::metadata(&shot)
-                .map(|m| m.len() > 1000)
-                .unwrap_or(false),
-            "{width}px: screenshot written"
-        );
+        assert!(written, "{width}px: screenshot written");
         if let Ok(dir) = std::env::var("HISTORY_SCREENSHOTS") {
             let _ = std::fs::copy(
                 &shot,

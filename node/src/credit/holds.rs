@@ -328,8 +328,8 @@ pub struct Select<'a> {
 
 /// A hold still held: (route, line, kind, amount, condition).
 pub type HeldRow = (String, String, String, i64, String);
-/// A lapsed hold: (payment, route, peer, created_ms, expires_ms).
-pub type LapsedRow = (String, String, String, i64, i64);
+/// A lapsed hold: (payment, route, peer, expires_ms).
+pub type LapsedRow = (String, String, String, i64);
 
 /// Holds still held that `sel` takes.
 pub fn held(conn: &mut AnyConnection, sel: Select<'_>) -> Result<Vec<HeldRow>, CreditNodeError> {
@@ -553,7 +553,6 @@ pub fn lapsed(
             credit_holds::payment,
             credit_holds::route,
             credit_holds::peer,
-            credit_holds::created_ms,
             credit_holds::expires_ms,
         ))
         .distinct()

@@ -172,7 +172,7 @@ impl CreditBook {
                 },
                 _ => None,
             };
-            for (_, route, _, _, expires_ms) in rows {
+            for (_, route, _, expires_ms) in rows {
                 let word = match &status {
                     Some(s) => word_of(s, &route),
                     None => Word::Wait,

@@ -53,6 +53,26 @@ impl Delta {
     fn is_empty(&self) -> bool {
         *self == Delta::default()
     }
+
+    /// A period's events as a delta (pruning folds old days into the total with it).
+    fn events_of(p: &HistoryPeriod) -> Delta {
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Delta {
+            bytes_written: big(p.bytes_written),
+            bytes_read: big(p.bytes_read),
+            bytes_read_tokens: big(p.bytes_read_tokens),
+            audits_answered: big(p.audits_answered),
+            earned_contract: big(p.earned.contract),
+            earned_writes: big(p.earned.writes),
+            earned_reads: big(p.earned.reads),
+            earned_audits: big(p.earned.audits),
+            by_deposit: big(p.paid_by.deposit),
+            by_payword: big(p.paid_by.payword),
+            by_tab: big(p.paid_by.tab),
+            paywords_redeemed: big(p.paywords_redeemed),
+            probes_answered: big(p.probes_answered),
+        }
+    }
 }
 
 /// The periods an event at `now_s` belongs to.
@@ -179,26 +199,8 @@ pub fn prune(conn: &mut AnyConnection, now_s: i64) -> QueryResult<usize> {
     let old_before = today - DAYS_KEPT * DAY_S + 1;
     // Every old day, uncapped: each is folded once, in the transaction that deletes it.
     let old = load(conn, &["day"], i64::MIN, old_before, None)?;
-    let mut folded: std::collections::BTreeMap<String, Delta> = Default::default();
-    for p in &old {
-        let d = folded.entry(p.currency.clone()).or_default();
-        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        d.bytes_written += big(p.bytes_written);
-        d.bytes_read += big(p.bytes_read);
-        d.bytes_read_tokens += big(p.bytes_read_tokens);
-        d.audits_answered += big(p.audits_answered);
-        d.earned_contract += big(p.earned.contract);
-        d.earned_writes += big(p.earned.writes);
-        d.earned_reads += big(p.earned.reads);
-        d.earned_audits += big(p.earned.audits);
-        d.by_deposit += big(p.paid_by.deposit);
-        d.by_payword += big(p.paid_by.payword);
-        d.by_tab += big(p.paid_by.tab);
-        d.paywords_redeemed += big(p.paywords_redeemed);
-        d.probes_answered += big(p.probes_answered);
-    }
-    for (cur, d) in &folded {
-        add(conn, "total", 0, cur, d)?;
+    for p in totals_of(old) {
+        add(conn, "total", 0, &p.currency, &Delta::events_of(&p))?;
     }
     let days = diesel::delete(
         history::table
@@ -221,31 +223,22 @@ pub fn totals(conn: &mut AnyConnection) -> QueryResult<Vec<HistoryPeriod>> {
     // One statement, uncapped: a prune committing between two reads cannot count a day
     // twice (kept and folded).
     let rows = load(conn, &["day", "total"], i64::MIN, i64::MAX, None)?;
+    Ok(totals_of(rows))
+}
+
+/// `rows`' events summed per currency, as `total` periods.
+fn totals_of(rows: Vec<HistoryPeriod>) -> Vec<HistoryPeriod> {
     let mut by: std::collections::BTreeMap<String, HistoryPeriod> = Default::default();
     for p in rows {
-        let t = by
-            .entry(p.currency.clone())
+        by.entry(p.currency.clone())
             .or_insert_with(|| HistoryPeriod {
                 step: "total".into(),
                 currency: p.currency.clone(),
                 ..HistoryPeriod::default()
-            });
-        t.bytes_written += p.bytes_written;
-        t.bytes_read += p.bytes_read;
-        t.bytes_read_tokens += p.bytes_read_tokens;
-        t.audits_answered += p.audits_answered;
-        t.earned.contract += p.earned.contract;
-        t.earned.writes += p.earned.writes;
-        t.earned.reads += p.earned.reads;
-        t.earned.audits += p.earned.audits;
-        t.earned.total += p.earned.total;
-        t.paid_by.deposit += p.paid_by.deposit;
-        t.paid_by.payword += p.paid_by.payword;
-        t.paid_by.tab += p.paid_by.tab;
-        t.paywords_redeemed += p.paywords_redeemed;
-        t.probes_answered += p.probes_answered;
+            })
+            .add_events(&p);
     }
-    Ok(by.into_values().collect())
+    by.into_values().collect()
 }
 
 type Row = (

@@ -272,11 +272,7 @@ pub async fn summarize(
                 .select(stats::value)
                 .first(conn)
                 .optional()?;
-            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-            let used = ids
-                .iter()
-                .map(|id| usage::of(conn, id).map(|u| (id.clone(), u)))
-                .collect::<Result<HashMap<String, usage::Usage>, _>>()?;
+            let used = usage::all(conn)?;
             Ok::<_, Error>((rows, objs, cursors, audits, used))
         })
         .await?;

@@ -235,37 +235,61 @@ pub fn note_paid(conn: &mut AnyConnection, noted: Option<Noted>) -> QueryResult<
     }
 }
 
+/// The columns a contract's [`Usage`] is read from.
+type UsageRow = (String, i64, i64, i64, i64, i64, i64, i64);
+
+fn usage_of(row: UsageRow) -> (String, Usage) {
+    let (id, w, r, a, ec, ew, er, ea) = row;
+    let u = i64::unsigned_abs;
+    let usage = Usage {
+        bytes_written: u(w),
+        bytes_read: u(r),
+        audits_answered: u(a),
+        earned: protocol::agent::Earned {
+            contract: u(ec),
+            writes: u(ew),
+            reads: u(er),
+            audits: u(ea),
+            total: u(ec) + u(ew) + u(er) + u(ea),
+        },
+    };
+    (id, usage)
+}
+
+const USAGE_COLUMNS: (
+    contract_usage::contract_id,
+    contract_usage::bytes_written,
+    contract_usage::bytes_read,
+    contract_usage::audits_answered,
+    contract_usage::earned_contract,
+    contract_usage::earned_writes,
+    contract_usage::earned_reads,
+    contract_usage::earned_audits,
+) = (
+    contract_usage::contract_id,
+    contract_usage::bytes_written,
+    contract_usage::bytes_read,
+    contract_usage::audits_answered,
+    contract_usage::earned_contract,
+    contract_usage::earned_writes,
+    contract_usage::earned_reads,
+    contract_usage::earned_audits,
+);
+
 /// Contract `id`'s figures (zeros when nothing was counted).
 pub fn of(conn: &mut AnyConnection, id: &str) -> QueryResult<Usage> {
-    use contract_usage::*;
-    let row: Option<(i64, i64, i64, i64, i64, i64, i64)> = contract_usage::table
+    let row: Option<UsageRow> = contract_usage::table
         .find(id)
-        .select((
-            bytes_written,
-            bytes_read,
-            audits_answered,
-            earned_contract,
-            earned_writes,
-            earned_reads,
-            earned_audits,
-        ))
+        .select(USAGE_COLUMNS)
         .first(conn)
         .optional()?;
-    let u = i64::unsigned_abs;
-    Ok(
-        row.map_or(Usage::default(), |(w, r, a, ec, ew, er, ea)| Usage {
-            bytes_written: u(w),
-            bytes_read: u(r),
-            audits_answered: u(a),
-            earned: protocol::agent::Earned {
-                contract: u(ec),
-                writes: u(ew),
-                reads: u(er),
-                audits: u(ea),
-                total: u(ec) + u(ew) + u(er) + u(ea),
-            },
-        }),
-    )
+    Ok(row.map(usage_of).map(|(_, u)| u).unwrap_or_default())
+}
+
+/// Every contract's figures, by contract id, in one query (the owner's summary).
+pub fn all(conn: &mut AnyConnection) -> QueryResult<std::collections::HashMap<String, Usage>> {
+    let rows: Vec<UsageRow> = contract_usage::table.select(USAGE_COLUMNS).load(conn)?;
+    Ok(rows.into_iter().map(usage_of).collect())
 }
 
 #[cfg(test)]
