@@ -12,6 +12,7 @@
 //!   -> register with the market (backup, cdn, devnet).
 //! - [`pay`]: paying for a charged request, once: `402` -> pay -> retry within one bounded
 //!   wait.
+//! - [`peer`]: the overlay's peers (DESIGN 13): terms, solicit, accept, contest, retrieve.
 //! - [`paywords`]: paying a charged request with the words for its charge (a chain bought
 //!   when none is left).
 //! - [`records`]: a CLI's own record chain beside its key (propose, send, keep agreements).
@@ -27,6 +28,7 @@ pub mod issuer;
 pub mod market;
 pub mod pay;
 pub mod paywords;
+pub mod peer;
 pub mod procure;
 pub mod records;
 pub mod wallet;

@@ -327,6 +327,20 @@ impl SignedClient {
     ) -> Result<CommandAnswer<T>, ClientError> {
         self.command_full(method, path, body, content_type, counter, extra, 0)
             .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// A signed JSON command whose answer's headers matter too (a tab's `LCP-Line`); the
+    /// receipt is verified as for [`SignedClient::command`].
+    pub async fn command_and_headers<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        counter: u64,
+        extra: &[(&str, String)],
+    ) -> Result<(CommandAnswer<T>, reqwest::header::HeaderMap), ClientError> {
+        self.command_full("POST", path, body, "application/json", counter, extra, 0)
+            .await
     }
 
     /// A JSON command whose answer may take `extra_wait_ms` longer than usual (a credit
@@ -349,6 +363,7 @@ impl SignedClient {
             extra_wait_ms,
         )
         .await
+        .map(|(answer, _)| answer)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -361,7 +376,7 @@ impl SignedClient {
         counter: u64,
         extra: &[(&str, String)],
         extra_wait_ms: u64,
-    ) -> Result<CommandAnswer<T>, ClientError> {
+    ) -> Result<(CommandAnswer<T>, reqwest::header::HeaderMap), ClientError> {
         let audience = self.audience().await?.clone();
         let mut headers = vec![("content-type", content_type.to_owned())];
         headers.extend(extra.iter().cloned());
@@ -369,6 +384,7 @@ impl SignedClient {
             .send(method, path, body, Some(counter), &headers, extra_wait_ms)
             .await?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let receipt = resp
             .headers()
             .get(protocol::HEADER_SIGNATURE)
@@ -399,11 +415,14 @@ impl SignedClient {
         }
         let value =
             serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
-        Ok(CommandAnswer {
-            value,
-            counter,
-            receipt,
-        })
+        Ok((
+            CommandAnswer {
+                value,
+                counter,
+                receipt,
+            },
+            headers,
+        ))
     }
 
     /// Send a signed request (a command when `counter` is set) and answer the raw response;

@@ -1,0 +1,247 @@
+//! What `peer find` and `peer get` do, as a buyer through one peer (`--via`).
+//!
+//! With the via peer's own key (`--key DIR/identity.key`) the search is that peer's own: it
+//! asks its neighbours (secondaries too under policies 2 and 3), adds no commission, pays
+//! through its tabs and discovers the source. With any other key the CLI is a buyer of its
+//! own: the via peer is its neighbour, paid ahead by LCP transfer when it answers `402`.
+//!
+//! `get` checks the document's bytes against its name; a failed or wrong retrieval is
+//! contested at once (the via peer refunds and contests upstream) and the command fails.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clients::issuer::IssuerClient;
+use clients::peer::PeerClient;
+use node::client::{ClientError, ClockCounter, CounterStore};
+use protocol::overlay::{Bid, Instructions, Solicit, SOLICIT_HOPS_MAX};
+use protocol::{EntityId, KeyPair};
+use serde::Serialize;
+
+/// Longest the buyer keeps asking after paying ahead, for the peer to see the deposit.
+pub const PAY_WAIT_MS_MAX: u64 = 20_000;
+/// Pause between those attempts.
+pub const PAY_POLL_MS: u64 = 100;
+
+/// What to look for.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub document: String,
+    pub max_price: u64,
+    /// The issuer's entity id to pay in (default: the via peer's first currency).
+    pub currency: Option<String>,
+    pub hops: u32,
+    /// How long the peers may take to answer.
+    pub wait_ms: u64,
+}
+
+/// The best bid and the way it came.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub document: String,
+    pub bid: String,
+    pub price: u64,
+    pub expires_at: String,
+    pub currency: String,
+    /// The via peer, then (for the via peer's own searches) its neighbour the bid came by.
+    pub path: Vec<String>,
+    /// Bids answered in all.
+    pub bids: usize,
+}
+
+/// A document bought and checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Got {
+    #[serde(flatten)]
+    pub found: Found,
+    pub out: String,
+    pub bytes: usize,
+    /// The entity id of the peer that served it (the source, unless one on the way conceals).
+    pub served_by: String,
+    pub served_from: String,
+}
+
+/// A buyer: its key, its wallet (for paying ahead), its client of the via peer.
+pub struct Buyer {
+    key: Arc<KeyPair>,
+    key_path: std::path::PathBuf,
+    http: reqwest::Client,
+    via: PeerClient,
+    counters: ClockCounter,
+}
+
+impl Buyer {
+    pub fn new(key_path: &Path, via: &str) -> anyhow::Result<Buyer> {
+        node::client::check_url(via)?;
+        let key = Arc::new(node::keyfile::load(key_path)?);
+        let http = node::client::http_client(&node::client::ClientOptions::default())?;
+        Ok(Buyer {
+            via: PeerClient::new(http.clone(), via.trim_end_matches('/'), key.clone()),
+            key,
+            key_path: key_path.to_path_buf(),
+            http,
+            counters: ClockCounter::default(),
+        })
+    }
+
+    /// Send `call` until it is not a `402`: the first `402` is paid ahead by its
+    /// `amount_due`, then the call is repeated until the peer has seen the deposit.
+    async fn paying<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = Instant::now() + Duration::from_millis(PAY_WAIT_MS_MAX);
+        let mut paid = false;
+        loop {
+            match call(self.counters.next()).await {
+                Err(e) if clients::pay::payment_required(&e) && !paid => {
+                    self.pay_ahead(&e).await?;
+                    paid = true;
+                }
+                Err(e) if clients::pay::payment_required(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(PAY_POLL_MS)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn pay_ahead(&self, e: &ClientError) -> Result<(), ClientError> {
+        let ClientError::Api {
+            details: Some(d), ..
+        } = e
+        else {
+            return Err(ClientError::Config(format!(
+                "the peer asks for payment without saying how: {e}"
+            )));
+        };
+        let (Some(due), Some(to), Some(issuer_url)) = (
+            d["amount_due"].as_u64(),
+            d["pay_to"].as_str(),
+            d["issuer_url"].as_str(),
+        ) else {
+            return Err(ClientError::Config(format!(
+                "the peer's 402 lacks amount_due, pay_to or issuer_url: {e}"
+            )));
+        };
+        let to = EntityId::parse(to).map_err(|_| ClientError::Decode("pay_to".into()))?;
+        let wallet = IssuerClient::new(
+            self.http.clone(),
+            issuer_url,
+            self.key.clone(),
+            Some(CounterStore::beside_key(&self.key_path)),
+        );
+        wallet.transfer(&to, due, None).await?;
+        Ok(())
+    }
+
+    /// Solicit bids through the via peer; the cheapest, or `None` when nobody bid.
+    pub async fn find(&self, search: &Search) -> anyhow::Result<Option<Found>> {
+        let terms = self
+            .via
+            .terms()
+            .await
+            .with_context(|| format!("the peer at {} does not answer", self.via.base_url()))?;
+        let mut currency = match &search.currency {
+            Some(c) => c.clone(),
+            None => terms
+                .currencies
+                .first()
+                .map(|c| c.issuer.clone())
+                .context("the peer takes no currency")?,
+        };
+        let solicitation = uuid::Uuid::new_v4().to_string();
+        let mut retried = false;
+        let bids = loop {
+            let s = Solicit {
+                document: search.document.clone(),
+                max_price: search.max_price,
+                currency: currency.clone(),
+                hops_left: search.hops.min(SOLICIT_HOPS_MAX),
+                respond_by: node::now_ms() + search.wait_ms,
+                solicitation: Some(solicitation.clone()),
+            };
+            match self.paying(|counter| self.via.solicit(&s, counter)).await {
+                Ok(answer) => break answer.value.bids,
+                // Seed 001: the peer names the currencies it takes; ask again in one of them.
+                Err(ClientError::Api {
+                    code,
+                    details: Some(d),
+                    ..
+                }) if code == "currency_not_accepted" && !retried => {
+                    retried = true;
+                    currency = d["currencies"][0]["issuer"]
+                        .as_str()
+                        .context("the peer refused the currency and named none")?
+                        .to_owned();
+                }
+                Err(e) => return Err(e).context("the solicitation failed"),
+            }
+        };
+        let count = bids.len();
+        let Some(best) = bids.into_iter().min_by_key(|b| b.price) else {
+            return Ok(None);
+        };
+        Ok(Some(self.found(search, best, currency, count)))
+    }
+
+    fn found(&self, search: &Search, best: Bid, currency: String, bids: usize) -> Found {
+        let mut path = vec![self.via.base_url().to_owned()];
+        path.extend(best.via.clone());
+        Found {
+            document: search.document.clone(),
+            bid: best.bid,
+            price: best.price,
+            expires_at: best.expires_at,
+            currency,
+            path,
+            bids,
+        }
+    }
+
+    /// Find, accept, retrieve, check, write `out`; contest when the bytes do not come.
+    pub async fn get(&self, search: &Search, out: &Path) -> anyhow::Result<Got> {
+        let Some(found) = self.find(search).await? else {
+            bail!(
+                "no bid for {} within the maximum price {}",
+                search.document,
+                search.max_price
+            );
+        };
+        let me = self.key.entity().to_string();
+        let instructions: Instructions = self
+            .paying(|counter| self.via.accept(&found.bid, &me, counter))
+            .await
+            .context("accepting the bid failed")?
+            .value;
+        let fetched = clients::peer::retrieve(&self.http, self.key.clone(), &instructions).await;
+        let failure = match &fetched {
+            Ok(bytes) if protocol::overlay::document_matches(&search.document, bytes) => None,
+            Ok(_) => Some("the bytes served do not match the document's SHA-256".to_owned()),
+            Err(e) => Some(format!("the retrieval failed: {e}")),
+        };
+        if let Some(reason) = failure {
+            let refund = self
+                .via
+                .contest(&found.bid, &reason, self.counters.next())
+                .await;
+            match refund {
+                Ok(a) => bail!("{reason}; contested, {} refunded", a.value.refunded),
+                Err(e) => bail!("{reason}; the contest failed too: {e}"),
+            }
+        }
+        let bytes = fetched.context("retrieval")?;
+        node::client::write_durably(out, &bytes)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        Ok(Got {
+            found,
+            out: out.display().to_string(),
+            bytes: bytes.len(),
+            served_by: instructions.peer.clone(),
+            served_from: instructions.base_url().unwrap_or_default(),
+        })
+    }
+}

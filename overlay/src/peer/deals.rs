@@ -1,0 +1,418 @@
+//! Accepting a bid, retrieving by one-time token, and contests (seed 001 sections 2.2, 3
+//! and 4; DESIGN 13).
+//!
+//! - Accept: the bid's solicitor pays its price (in the transaction that marks it accepted).
+//!   A local bid answers this peer's own instructions. A bid on a neighbour's: a referring
+//!   peer accepts downstream for the same buyer and passes the source's instructions through;
+//!   a concealing peer accepts downstream for itself, retrieves and checks the document,
+//!   keeps the copy and answers its own instructions. Either way the source met in the
+//!   instructions is discovered. When the deal cannot be made, the price is refunded at once.
+//!   Accepting again answers the same instructions and charges nothing.
+//! - Retrieve: the token's buyer, once, before it expires.
+//! - Contest: the bid's buyer could not retrieve; it is refunded once, and the neighbour the
+//!   bid rested on is contested in turn (so the refund travels to the peer that failed);
+//!   an untrusted peer involved is distrusted (`neighbors::distrust`).
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use protocol::overlay::{Instructions, TOKEN_TTL_MS};
+
+use super::money::{Charge, PAID_OWN};
+use super::neighbors::SECONDARY;
+use super::{to_i64, Peer, Strategy};
+use crate::error::Error;
+use crate::schema::{peer_bids, peer_tokens};
+
+/// A bid as stored.
+#[derive(Debug, Clone, Queryable)]
+pub struct BidRow {
+    pub id: String,
+    pub solicitor: String,
+    pub document: String,
+    pub currency: String,
+    pub price: i64,
+    pub expires_ms: i64,
+    pub down_entity: Option<String>,
+    pub down_url: Option<String>,
+    pub down_bid: Option<String>,
+    pub down_price: Option<i64>,
+    pub accepted_ms: Option<i64>,
+    pub buyer: Option<String>,
+    pub paid_by: Option<String>,
+    pub instructions: Option<String>,
+    pub contested_ms: Option<i64>,
+    pub refunded: i64,
+    pub down_refunded: i64,
+    pub made_ms: i64,
+}
+
+impl BidRow {
+    fn charge(&self) -> Charge<'_> {
+        Charge {
+            buyer: &self.solicitor,
+            currency: &self.currency,
+            amount: self.price.unsigned_abs(),
+        }
+    }
+}
+
+/// A retrieval: the document's bytes, served once.
+pub struct Retrieved {
+    pub document: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Peer {
+    async fn bid_row(&self, bid: &str) -> Result<BidRow, Error> {
+        let id = bid.to_owned();
+        self.db
+            .run(move |conn| {
+                peer_bids::table
+                    .find(&id)
+                    .first::<BidRow>(conn)
+                    .optional()?
+                    .ok_or(Error::UnknownBid(id))
+            })
+            .await
+    }
+
+    /// `from` accepts `bid` for `buyer` (see the module documentation).
+    pub async fn accept(
+        self: &Arc<Self>,
+        from: &str,
+        bid: &str,
+        buyer: &str,
+    ) -> Result<Instructions, Error> {
+        protocol::EntityId::parse(buyer)
+            .map_err(|_| Error::InvalidRequest("buyer must be an entity id".into()))?;
+        let row = self.bid_row(bid).await?;
+        if row.solicitor != from {
+            return Err(Error::BidTaken);
+        }
+        if let (Some(i), Some(b)) = (&row.instructions, &row.buyer) {
+            if b == buyer {
+                return serde_json::from_str(i).map_err(|e| Error::InvalidRequest(e.to_string()));
+            }
+            return Err(Error::BidTaken);
+        }
+        if row.accepted_ms.is_some() {
+            return Err(Error::BidTaken);
+        }
+        if row.expires_ms.unsigned_abs() <= node::now_ms() {
+            return Err(Error::BidExpired);
+        }
+        let paid_by = self.mark_accepted(&row, buyer).await?;
+        match self.deliver(&row, buyer).await {
+            Ok(instructions) => {
+                let text = serde_json::to_string(&instructions)
+                    .map_err(|e| Error::InvalidRequest(e.to_string()))?;
+                let id = row.id.clone();
+                self.db
+                    .run(move |conn| {
+                        diesel::update(peer_bids::table.find(&id))
+                            .set(peer_bids::instructions.eq(Some(text)))
+                            .execute(conn)?;
+                        Ok::<_, Error>(())
+                    })
+                    .await?;
+                Ok(instructions)
+            }
+            Err(e) => {
+                // The deal failed before the buyer got anything: its money back at once.
+                let row = BidRow {
+                    paid_by: Some(paid_by.to_owned()),
+                    ..row
+                };
+                self.close_refunded(&row).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Mark the bid accepted by its solicitor for `buyer` and charge its price, together.
+    async fn mark_accepted(
+        self: &Arc<Self>,
+        row: &BidRow,
+        buyer: &str,
+    ) -> Result<&'static str, Error> {
+        let (peer, row, buyer) = (self.clone(), row.clone(), buyer.to_owned());
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let now = to_i64(node::now_ms())?;
+                    let marked = diesel::update(
+                        peer_bids::table
+                            .find(&row.id)
+                            .filter(peer_bids::accepted_ms.is_null()),
+                    )
+                    .set((
+                        peer_bids::accepted_ms.eq(Some(now)),
+                        peer_bids::buyer.eq(Some(&buyer)),
+                    ))
+                    .execute(conn)?;
+                    if marked == 0 {
+                        return Err(Error::BidTaken);
+                    }
+                    let paid_by = peer.charge(conn, &row.charge())?;
+                    diesel::update(peer_bids::table.find(&row.id))
+                        .set(peer_bids::paid_by.eq(Some(paid_by)))
+                        .execute(conn)?;
+                    Ok(paid_by)
+                })
+            })
+            .await
+    }
+
+    /// Refund an accepted bid that could not be delivered and close it.
+    async fn close_refunded(self: &Arc<Self>, row: &BidRow) -> Result<(), Error> {
+        let (peer, row) = (self.clone(), row.clone());
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let now = to_i64(node::now_ms())?;
+                    let closed = diesel::update(
+                        peer_bids::table
+                            .find(&row.id)
+                            .filter(peer_bids::contested_ms.is_null()),
+                    )
+                    .set((
+                        peer_bids::contested_ms.eq(Some(now)),
+                        peer_bids::refunded.eq(row.price),
+                    ))
+                    .execute(conn)?;
+                    if closed == 1 {
+                        peer.refund(
+                            conn,
+                            &row.charge(),
+                            row.paid_by.as_deref().unwrap_or(PAID_OWN),
+                        )?;
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+            .await
+    }
+
+    /// The instructions for an accepted bid: this peer's own, or the source's.
+    async fn deliver(self: &Arc<Self>, row: &BidRow, buyer: &str) -> Result<Instructions, Error> {
+        let (Some(down_entity), Some(down_url), Some(down_bid)) =
+            (&row.down_entity, &row.down_url, &row.down_bid)
+        else {
+            return self.own_instructions(row, buyer).await;
+        };
+        let own = row.solicitor == self.me();
+        let conceal = self.options.strategy == Strategy::Conceal && !own;
+        let for_whom = if conceal { self.me() } else { buyer.to_owned() };
+        let client = self.client_of(down_url);
+        let mut paid = false;
+        let answer = loop {
+            match client
+                .accept(down_bid, &for_whom, self.counters.next())
+                .await
+            {
+                Ok(a) => break a,
+                Err(e) if clients::pay::payment_required(&e) && !paid => {
+                    self.pay_ahead(&e, down_entity, &row.currency).await?;
+                    paid = true;
+                    self.wait_paid_ahead().await;
+                }
+                Err(e) if clients::pay::payment_required(&e) && self.still_waiting(row) => {
+                    self.wait_paid_ahead().await;
+                }
+                Err(e) => return Err(Error::Upstream(format!("{down_url}: {e}"))),
+            }
+        };
+        self.note_line(down_entity, &row.currency, answer.line)
+            .await;
+        let instructions = answer.value;
+        if let Some(base) = instructions.base_url() {
+            self.discover(&instructions.peer, &base).await?;
+        }
+        if !conceal {
+            return Ok(instructions);
+        }
+        // Concealment: fetch the document, check it, keep it, and sell this peer's copy.
+        let fetched = clients::peer::retrieve(&self.http, self.key.clone(), &instructions).await;
+        let good = match fetched {
+            Ok(bytes) if protocol::overlay::document_matches(&row.document, &bytes) => Some(bytes),
+            _ => None,
+        };
+        let Some(bytes) = good else {
+            if let Err(e) = self.contest_down(row, "the source did not deliver").await {
+                tracing::warn!(bid = %row.id, error = %e, "contest downstream failed");
+            }
+            return Err(Error::Upstream(
+                "the source did not deliver the document".into(),
+            ));
+        };
+        let peer = self.clone();
+        let document = row.document.clone();
+        tokio::task::spawn_blocking(move || peer.documents.keep_copy(&document, &bytes))
+            .await
+            .map_err(|e| Error::Upstream(e.to_string()))?
+            .map_err(|e| Error::Upstream(format!("cannot keep the copy: {e}")))?;
+        self.own_instructions(row, buyer).await
+    }
+
+    /// Keep asking after a payment ahead until the bid expires.
+    fn still_waiting(&self, row: &BidRow) -> bool {
+        node::now_ms() < row.expires_ms.unsigned_abs()
+    }
+
+    async fn wait_paid_ahead(&self) {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            super::solicit::PAID_AHEAD_POLL_MS,
+        ))
+        .await;
+    }
+
+    /// A one-time token for `buyer` to retrieve the document here.
+    async fn own_instructions(&self, row: &BidRow, buyer: &str) -> Result<Instructions, Error> {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| Error::Upstream("no randomness".into()))?;
+        let token = hex::encode(secret);
+        let (t, bid, doc, b) = (
+            token.clone(),
+            row.id.clone(),
+            row.document.clone(),
+            buyer.to_owned(),
+        );
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(peer_tokens::table)
+                    .values((
+                        peer_tokens::token.eq(&t),
+                        peer_tokens::bid.eq(&bid),
+                        peer_tokens::document.eq(&doc),
+                        peer_tokens::buyer.eq(&b),
+                        peer_tokens::expires_ms.eq(to_i64(node::now_ms() + TOKEN_TTL_MS)?),
+                    ))
+                    .execute(conn)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(Instructions {
+            url: format!("{}/v1/retrievals/{token}", self.base_url()),
+            token,
+            peer: self.me(),
+        })
+    }
+
+    /// Serve `token` to `buyer`, once.
+    pub async fn retrieve(self: &Arc<Self>, buyer: &str, token: &str) -> Result<Retrieved, Error> {
+        let (t, b) = (token.to_owned(), buyer.to_owned());
+        let document = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let row: Option<(String, String, i64, Option<i64>)> = peer_tokens::table
+                        .find(&t)
+                        .select((
+                            peer_tokens::document,
+                            peer_tokens::buyer,
+                            peer_tokens::expires_ms,
+                            peer_tokens::used_ms,
+                        ))
+                        .first(conn)
+                        .optional()?;
+                    let Some((document, owner, expires_ms, used_ms)) = row else {
+                        return Err(Error::UnknownToken);
+                    };
+                    if owner != b {
+                        return Err(Error::WrongBuyer);
+                    }
+                    if used_ms.is_some() {
+                        return Err(Error::TokenUsed);
+                    }
+                    let now = to_i64(node::now_ms())?;
+                    if expires_ms <= now {
+                        return Err(Error::TokenExpired);
+                    }
+                    let spent = diesel::update(
+                        peer_tokens::table
+                            .find(&t)
+                            .filter(peer_tokens::used_ms.is_null()),
+                    )
+                    .set(peer_tokens::used_ms.eq(Some(now)))
+                    .execute(conn)?;
+                    if spent == 0 {
+                        return Err(Error::TokenUsed);
+                    }
+                    Ok(document)
+                })
+            })
+            .await?;
+        let peer = self.clone();
+        let doc = document.clone();
+        let bytes = tokio::task::spawn_blocking(move || peer.documents.read_bytes(&doc))
+            .await
+            .map_err(|e| Error::Upstream(e.to_string()))?
+            .ok_or(Error::DocumentGone)?;
+        Ok(Retrieved { document, bytes })
+    }
+
+    /// `from` (the bid's solicitor) could not retrieve `bid`: refund once and contest
+    /// downstream. Answers what was refunded.
+    pub async fn contest(
+        self: &Arc<Self>,
+        from: &str,
+        bid: &str,
+        reason: &str,
+    ) -> Result<u64, Error> {
+        let row = self.bid_row(bid).await?;
+        if row.solicitor != from || row.accepted_ms.is_none() {
+            return Err(Error::NotAccepted);
+        }
+        if row.contested_ms.is_some() {
+            return Ok(row.refunded.unsigned_abs());
+        }
+        tracing::info!(bid, %from, reason, "deal contested");
+        self.close_refunded(&row).await?;
+        if from != self.me() && self.kind_of(from).await?.as_deref() == Some(SECONDARY) {
+            // An untrusted buyer contesting: it may be the cheater (seed 001 section 4).
+            self.distrust(from).await?;
+        }
+        if row.down_bid.is_some() && !self.documents.has(&row.document) {
+            if let Err(e) = self.contest_down(&row, reason).await {
+                tracing::warn!(bid, error = %e, "contest downstream failed");
+            }
+        }
+        Ok(row.price.unsigned_abs())
+    }
+
+    /// Contest the neighbour's bid `row` rested on, and distrust it when it is untrusted.
+    async fn contest_down(self: &Arc<Self>, row: &BidRow, reason: &str) -> Result<(), Error> {
+        let (Some(entity), Some(url), Some(down_bid)) =
+            (&row.down_entity, &row.down_url, &row.down_bid)
+        else {
+            return Ok(());
+        };
+        if self.kind_of(entity).await?.as_deref() == Some(SECONDARY) {
+            self.distrust(entity).await?;
+        }
+        let answer = self
+            .client_of(url)
+            .contest(down_bid, reason, self.counters.next())
+            .await
+            .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
+        self.note_line(entity, &row.currency, answer.line).await;
+        let (id, refunded) = (row.id.clone(), to_i64(answer.value.refunded)?);
+        self.db
+            .run(move |conn| {
+                diesel::update(peer_bids::table.find(&id))
+                    .set(peer_bids::down_refunded.eq(refunded))
+                    .execute(conn)?;
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+}
+
+impl Peer {
+    /// The currency of `bid`, when it is one of this peer's (for the answer's tab state).
+    pub async fn bid_currency(&self, bid: &str) -> Option<String> {
+        self.bid_row(bid).await.ok().map(|r| r.currency)
+    }
+}

@@ -1,0 +1,308 @@
+//! Answering a bid solicitation (seed 001 section 2.1, DESIGN 13).
+//!
+//! The fee is charged once per (solicitor, solicitation id), in the transaction that records
+//! the solicitation. A peer holding the document bids its price. One without it asks its
+//! neighbours (never the solicitor, never an undesirable peer; secondaries as the policy
+//! allows) with the maximum price lowered by its commission and one hop fewer, and bids the
+//! cheapest answer plus its commission; a solicitation met again (a loop) is not forwarded.
+//!
+//! The owner's own searches (signed by this peer's key) pay nothing here and add no
+//! commission; they ask near first: every neighbour with no hop left (only holders answer),
+//! and only when none bids, again with the hops asked for. Their answer names the neighbour
+//! each bid came through (`via`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use futures_util::future::join_all;
+use protocol::overlay::{Bid, Bids, Solicit, BIDS_MAX, BID_TTL_MS};
+
+use super::money::Charge;
+use super::neighbors::{Neighbor, UNDESIRABLE};
+use super::{to_i64, Peer};
+use crate::error::Error;
+use crate::schema::{peer_bids, peer_solicitations};
+
+/// A bid as this peer makes it, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewBid {
+    pub id: String,
+    pub price: u64,
+    pub expires_ms: u64,
+    /// The neighbour's bid it rests on: (entity, url, bid id, price); `None`: local.
+    pub down: Option<(String, String, String, u64)>,
+}
+
+impl NewBid {
+    fn wire(&self, own: bool) -> Bid {
+        Bid {
+            bid: self.id.clone(),
+            price: self.price,
+            expires_at: protocol::market::format_rfc3339((self.expires_ms / 1000) as i64),
+            via: if own {
+                self.down.as_ref().map(|d| d.1.clone())
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// What the solicitation's record says before any work.
+enum Recorded {
+    /// Answered before (the same solicitor repeating it): that answer again.
+    Again(Bids),
+    /// New here; `looped`: this peer met the same search from another solicitor already.
+    New { looped: bool },
+}
+
+impl Peer {
+    /// Answer `from`'s solicitation (see the module documentation).
+    pub async fn solicit(self: &Arc<Self>, from: &str, s: Solicit) -> Result<Bids, Error> {
+        let now = node::now_ms();
+        let mut s = s.checked(now).map_err(Error::InvalidRequest)?;
+        self.currency(&s.currency)?;
+        let own = from == self.me();
+        if !own && self.kind_of(from).await?.as_deref() == Some(UNDESIRABLE) {
+            return Err(Error::Undesirable);
+        }
+        let sid = s
+            .solicitation
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        s.solicitation = Some(sid.clone());
+        let looped = match self.record(from, &s).await? {
+            Recorded::Again(bids) => return Ok(bids),
+            Recorded::New { looped } => looped,
+        };
+        let mut forwarded = 0;
+        let bids = if self.documents.has(&s.document) {
+            let price = if own { 0 } else { self.options.price };
+            (price <= s.max_price)
+                .then(|| NewBid {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    price,
+                    expires_ms: now + BID_TTL_MS,
+                    down: None,
+                })
+                .into_iter()
+                .collect()
+        } else if looped {
+            Vec::new()
+        } else {
+            let (bids, asked) = self.forward(own, from, &s).await?;
+            forwarded = asked;
+            bids
+        };
+        let answer = Bids {
+            bids: bids.iter().map(|b| b.wire(own)).collect(),
+        };
+        self.store_bids(from, &s, &bids, forwarded, &answer).await?;
+        Ok(answer)
+    }
+
+    /// Record the solicitation and charge its fee, once per (solicitor, id).
+    async fn record(self: &Arc<Self>, from: &str, s: &Solicit) -> Result<Recorded, Error> {
+        let peer = self.clone();
+        let (from, s) = (from.to_owned(), s.clone());
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let sid = s.solicitation.clone().unwrap_or_default();
+                    let before: Option<Option<String>> = peer_solicitations::table
+                        .find((&from, &sid))
+                        .select(peer_solicitations::answer)
+                        .first(conn)
+                        .optional()?;
+                    if let Some(answer) = before {
+                        let bids = answer
+                            .and_then(|a| serde_json::from_str(&a).ok())
+                            .unwrap_or_default();
+                        return Ok(Recorded::Again(bids));
+                    }
+                    let looped = peer_solicitations::table
+                        .filter(peer_solicitations::id.eq(&sid))
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0;
+                    let fee = if from == peer.me() {
+                        0
+                    } else {
+                        peer.options.solicit_fee
+                    };
+                    let paid_by = peer.charge(
+                        conn,
+                        &Charge {
+                            buyer: &from,
+                            currency: &s.currency,
+                            amount: fee,
+                        },
+                    )?;
+                    diesel::insert_into(peer_solicitations::table)
+                        .values((
+                            peer_solicitations::solicitor.eq(&from),
+                            peer_solicitations::id.eq(&sid),
+                            peer_solicitations::document.eq(&s.document),
+                            peer_solicitations::currency.eq(&s.currency),
+                            peer_solicitations::fee.eq(to_i64(fee)?),
+                            peer_solicitations::paid_by.eq(paid_by),
+                            peer_solicitations::seen_ms.eq(to_i64(node::now_ms())?),
+                        ))
+                        .execute(conn)?;
+                    Ok::<_, Error>(Recorded::New { looped })
+                })
+            })
+            .await
+    }
+
+    async fn store_bids(
+        &self,
+        from: &str,
+        s: &Solicit,
+        bids: &[NewBid],
+        forwarded: usize,
+        answer: &Bids,
+    ) -> Result<(), Error> {
+        let (from, s, bids) = (from.to_owned(), s.clone(), bids.to_vec());
+        let answer =
+            serde_json::to_string(answer).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let now = to_i64(node::now_ms())?;
+                    for b in &bids {
+                        let down = b.down.clone();
+                        diesel::insert_into(peer_bids::table)
+                            .values((
+                                peer_bids::id.eq(&b.id),
+                                peer_bids::solicitor.eq(&from),
+                                peer_bids::document.eq(&s.document),
+                                peer_bids::currency.eq(&s.currency),
+                                peer_bids::price.eq(to_i64(b.price)?),
+                                peer_bids::expires_ms.eq(to_i64(b.expires_ms)?),
+                                peer_bids::down_entity.eq(down.as_ref().map(|d| d.0.clone())),
+                                peer_bids::down_url.eq(down.as_ref().map(|d| d.1.clone())),
+                                peer_bids::down_bid.eq(down.as_ref().map(|d| d.2.clone())),
+                                peer_bids::down_price
+                                    .eq(down.as_ref().map(|d| to_i64(d.3)).transpose()?),
+                                peer_bids::made_ms.eq(now),
+                            ))
+                            .execute(conn)?;
+                    }
+                    let sid = s.solicitation.clone().unwrap_or_default();
+                    diesel::update(peer_solicitations::table.find((&from, &sid)))
+                        .set((
+                            peer_solicitations::answer.eq(Some(&answer)),
+                            peer_solicitations::forwarded.eq(forwarded as i64),
+                        ))
+                        .execute(conn)?;
+                    Ok::<_, Error>(())
+                })
+            })
+            .await
+    }
+
+    /// Ask the neighbours; answers this peer's bids and how many solicitations it sent.
+    async fn forward(
+        self: &Arc<Self>,
+        own: bool,
+        from: &str,
+        s: &Solicit,
+    ) -> Result<(Vec<NewBid>, usize), Error> {
+        let commission = if own { 0 } else { self.options.commission };
+        let Some(next) = s.forwarded(commission, node::now_ms()) else {
+            return Ok((Vec::new(), 0));
+        };
+        let targets: Vec<Neighbor> = self
+            .askable(own)
+            .await?
+            .into_iter()
+            .filter(|n| n.entity != from && n.entity != self.me())
+            .collect();
+        let mut rings = vec![next.hops_left];
+        if own && next.hops_left > 0 {
+            rings.insert(0, 0);
+        }
+        let mut asked = 0;
+        for hops_left in rings {
+            let ring = Solicit {
+                hops_left,
+                ..next.clone()
+            };
+            asked += targets.len();
+            let answers = join_all(targets.iter().map(|n| self.ask(n, &ring))).await;
+            let mut found: Vec<(Neighbor, Bid)> = targets
+                .iter()
+                .cloned()
+                .zip(answers)
+                .filter_map(|(n, b)| b.map(|b| (n, b)))
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
+            found.sort_by_key(|(_, b)| b.price);
+            let now = node::now_ms();
+            let make = |(n, b): &(Neighbor, Bid)| {
+                let down_expiry = protocol::market::parse_rfc3339(&b.expires_at)
+                    .map(|s| (s.max(0) as u64).saturating_mul(1000))
+                    .unwrap_or(now);
+                NewBid {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    price: b.price.saturating_add(commission),
+                    expires_ms: (now + BID_TTL_MS).min(down_expiry),
+                    down: Some((n.entity.clone(), n.url.clone(), b.bid.clone(), b.price)),
+                }
+            };
+            let bids = if own {
+                found.iter().take(BIDS_MAX).map(make).collect()
+            } else {
+                found.first().map(make).into_iter().collect()
+            };
+            return Ok((bids, asked));
+        }
+        Ok((Vec::new(), asked))
+    }
+
+    /// One neighbour's cheapest bid within the price, if it answers in time; a `402` is
+    /// paid ahead once and asked again.
+    async fn ask(self: &Arc<Self>, n: &Neighbor, s: &Solicit) -> Option<Bid> {
+        let wait_ms = s.respond_by.saturating_sub(node::now_ms());
+        let client = self.client_of(&n.url);
+        let attempt = async {
+            let mut paid = false;
+            loop {
+                match client.solicit(s, self.counters.next()).await {
+                    Ok(answer) => {
+                        self.note_line(&n.entity, &s.currency, answer.line).await;
+                        return answer.value.bids.into_iter().min_by_key(|b| b.price);
+                    }
+                    Err(e) if clients::pay::payment_required(&e) && !paid => {
+                        if let Err(e) = self.pay_ahead(&e, &n.entity, &s.currency).await {
+                            tracing::warn!(neighbor = %n.url, error = %e, "cannot pay ahead");
+                            return None;
+                        }
+                        paid = true;
+                        // The neighbour sees the deposit within its long poll.
+                        tokio::time::sleep(Duration::from_millis(PAID_AHEAD_POLL_MS)).await;
+                    }
+                    Err(e) if clients::pay::payment_required(&e) => {
+                        tokio::time::sleep(Duration::from_millis(PAID_AHEAD_POLL_MS)).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(neighbor = %n.url, error = %e, "no bid");
+                        return None;
+                    }
+                }
+            }
+        };
+        let bid = tokio::time::timeout(Duration::from_millis(wait_ms), attempt)
+            .await
+            .ok()
+            .flatten()?;
+        (bid.price <= s.max_price).then_some(bid)
+    }
+}
+
+/// Pause between asking again after paying a neighbour ahead.
+pub const PAID_AHEAD_POLL_MS: u64 = 100;
