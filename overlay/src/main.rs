@@ -256,7 +256,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             node::client::check_url(&via)?;
             let url = format!("{}/v1/status", via.trim_end_matches('/'));
             let status: serde_json::Value = runtime()?.block_on(async {
-                let resp = reqwest::get(&url).await.with_context(|| format!("cannot reach {url}"))?;
+                let resp = reqwest::get(&url)
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?;
                 anyhow::ensure!(
                     resp.status().is_success(),
                     "{url} answered HTTP {}",

@@ -124,7 +124,13 @@ async fn solicit(req: HttpRequest, payload: web::Payload, p: State) -> Result<Ht
     let (bytes, v) = command(&req, payload, &p).await?;
     let parsed = service::parse_json::<Solicit, Error>(&bytes);
     let currency = parsed.as_ref().ok().map(|s| s.currency.clone());
-    let result = async { answer(&p.solicit(v.entity.as_str(), parsed?).await?) }.await;
+    let result = async {
+        answer(
+            &p.solicit(v.entity.as_str(), v.counter.unwrap_or(0), parsed?)
+                .await?,
+        )
+    }
+    .await;
     Ok(charged(&p, &v, currency.as_deref(), result).await)
 }
 

@@ -59,7 +59,15 @@ enum Recorded {
 
 impl Peer {
     /// Answer `from`'s solicitation (see the module documentation).
-    pub async fn solicit(self: &Arc<Self>, from: &str, s: Solicit) -> Result<Bids, Error> {
+    ///
+    /// `counter`: the request's; a solicitation without an id is named by it, so a replay
+    /// of the same signed request pays once.
+    pub async fn solicit(
+        self: &Arc<Self>,
+        from: &str,
+        counter: u64,
+        s: Solicit,
+    ) -> Result<Bids, Error> {
         let now = node::now_ms();
         let mut s = s.checked(now).map_err(Error::InvalidRequest)?;
         self.currency(&s.currency)?;
@@ -70,8 +78,8 @@ impl Peer {
         let sid = s
             .solicitation
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        s.solicitation = Some(sid.clone());
+            .unwrap_or_else(|| format!("counter-{counter}"));
+        s.solicitation = Some(sid);
         let looped = match self.record(from, &s).await? {
             Recorded::Again(bids) => return Ok(bids),
             Recorded::New { looped } => looped,
@@ -225,9 +233,16 @@ impl Peer {
             rings.insert(0, 0);
         }
         let mut asked = 0;
+        let several = rings.len() > 1;
         for hops_left in rings {
             let ring = Solicit {
                 hops_left,
+                // Each ring is a solicitation of its own to the neighbours (asked twice,
+                // they answer again rather than repeat the first answer).
+                solicitation: match (&next.solicitation, several) {
+                    (Some(id), true) => Some(format!("{id}/{hops_left}")),
+                    (id, _) => id.clone(),
+                },
                 ..next.clone()
             };
             asked += targets.len();

@@ -26,9 +26,10 @@ pub struct Net {
     pub issuer_dir: PathBuf,
     pub http: reqwest::Client,
     pub rt: tokio::runtime::Runtime,
-    /// The PostgreSQL URL peers use, when the test runs against it.
-    pub database: Option<String>,
-    next_schema: std::sync::atomic::AtomicUsize,
+    /// The PostgreSQL server peers use (each its own fresh schema), when the test runs
+    /// against it.
+    pub postgres: Option<String>,
+    schemas: std::sync::Mutex<Vec<db::testing::PgTestSchema>>,
 }
 
 /// A free loopback port (bound, then released for the peer that will listen on it: peers
@@ -42,10 +43,19 @@ pub fn free_port() -> u16 {
 
 impl Net {
     pub fn new() -> Net {
-        Net::with_database(None)
+        Net::with_postgres(None)
     }
 
-    pub fn with_database(database: Option<String>) -> Net {
+    /// Every backend to run a test on: SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set.
+    pub fn backends() -> Vec<(&'static str, Net)> {
+        let mut nets = vec![("sqlite", Net::new())];
+        if let Some(url) = db::testing::postgres_url() {
+            nets.push(("postgres", Net::with_postgres(Some(url))));
+        }
+        nets
+    }
+
+    pub fn with_postgres(postgres: Option<String>) -> Net {
         let tmp = tempfile::tempdir().expect("tempdir");
         let issuer_dir = tmp.path().join("issuer");
         let issuer = lcp::testing::start_issuer(&issuer_dir);
@@ -59,8 +69,8 @@ impl Net {
                 .enable_all()
                 .build()
                 .expect("runtime"),
-            database,
-            next_schema: Default::default(),
+            postgres,
+            schemas: Default::default(),
         }
     }
 
@@ -76,8 +86,11 @@ impl Net {
             .args(["--issuer", &self.issuer.url])
             .args(args)
             .env("RUST_LOG", "warn");
-        if let Some(db) = &self.database {
-            cmd.args(["--database", db]);
+        if let Some(base) = &self.postgres {
+            let schema = db::testing::fresh_postgres(base, &format!("peer_{name}"))
+                .expect("a PostgreSQL schema");
+            cmd.args(["--database", &schema.url]);
+            self.schemas.lock().expect("schemas").push(schema);
         }
         let (child, url) = node::process::spawn_server(cmd, START_MS_MAX)
             .unwrap_or_else(|e| panic!("peer {name}: {e}"));
