@@ -26,6 +26,10 @@ use node::process::ChildGuard;
 use protocol::book::MatchRequest;
 use serde::{Deserialize, Serialize};
 
+mod peers;
+pub use peers::{PEERS_MAX, PEER_FUNDS};
+pub use protocol::overlay::topology::Topology;
+
 /// Longest a service may take to print its address.
 pub const START_WAIT_MS_MAX: u64 = 30_000;
 /// Longest `up` waits for every offer to reach the book.
@@ -56,6 +60,11 @@ pub struct Options {
     pub cdn: bool,
     /// Extra flags for `cdn serve` (tests shorten its scaling rounds).
     pub cdn_args: Vec<String>,
+    /// Peers of the bid-solicitation overlay (`peer serve`), linked as `topology` says.
+    pub peers: usize,
+    pub topology: Topology,
+    /// Extra flags for every `peer serve`.
+    pub peer_args: Vec<String>,
 }
 
 impl Options {
@@ -70,6 +79,9 @@ impl Options {
             probe_interval_s: 10,
             cdn: false,
             cdn_args: Vec::new(),
+            peers: 0,
+            topology: Topology::Line,
+            peer_args: Vec::new(),
         })
     }
 }
@@ -116,6 +128,12 @@ pub struct DevnetFile {
     /// The publisher (`cdn serve`), when started with `--cdn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn: Option<ServiceInfo>,
+    /// The overlay's peers (`peer serve`), when started with `--peers N`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<ServiceInfo>,
+    /// How the peers are linked (`line`, `ring`, `random:DEGREE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<String>,
 }
 
 impl DevnetFile {
@@ -135,6 +153,7 @@ pub enum Which {
     Market,
     Agent(usize),
     Cdn,
+    Peer(usize),
 }
 
 /// A running (or stopped) service: how to start it again and what it is.
@@ -238,6 +257,9 @@ pub struct Devnet {
     pub wallet: WalletInfo,
     /// The publisher, with `--cdn`.
     pub cdn: Option<Service>,
+    /// The overlay's peers, with `--peers N`.
+    pub peers: Vec<Service>,
+    pub topology: Option<String>,
     http: reqwest::Client,
     _dir_lock: node::datadir::DirLock,
 }
@@ -392,6 +414,8 @@ impl Devnet {
             agents,
             wallet,
             cdn: None,
+            peers: Vec::new(),
+            topology: None,
             http,
             _dir_lock: dir_lock,
         };
@@ -431,6 +455,14 @@ impl Devnet {
             devnet.cdn = Some(cdn);
             rt.block_on(devnet.wait_ready())?;
         }
+        devnet.start_peers(
+            &options.bin_dir,
+            options.peers,
+            options.topology,
+            &options.peer_args,
+            previous.as_ref(),
+        )?;
+        rt.block_on(devnet.wait_ready())?;
         devnet.write_file()?;
         Ok(devnet)
     }
@@ -494,6 +526,7 @@ impl Devnet {
             .chain(std::iter::once(&self.market))
             .chain(self.agents.iter())
             .chain(self.cdn.iter())
+            .chain(self.peers.iter())
             .filter(|s| s.running());
         for s in running {
             let url = format!("{}/.well-known/lcp", s.url);
@@ -542,6 +575,10 @@ impl Devnet {
                 .get_mut(i)
                 .with_context(|| format!("no agent {i}"))?,
             Which::Cdn => self.cdn.as_mut().context("this devnet has no publisher")?,
+            Which::Peer(i) => self
+                .peers
+                .get_mut(i)
+                .with_context(|| format!("no peer {i}"))?,
         })
     }
 
@@ -553,7 +590,8 @@ impl Devnet {
         let services = std::iter::once(&mut self.issuer)
             .chain(std::iter::once(&mut self.market))
             .chain(self.agents.iter_mut())
-            .chain(self.cdn.iter_mut());
+            .chain(self.cdn.iter_mut())
+            .chain(self.peers.iter_mut());
         for s in services {
             if let Some(what) = s.reap_if_exited() {
                 died.push(format!(
@@ -598,6 +636,8 @@ impl Devnet {
             agents: self.agents.iter().map(Service::info).collect(),
             wallet: self.wallet.clone(),
             cdn: self.cdn.as_ref().map(Service::info),
+            peers: self.peers.iter().map(Service::info).collect(),
+            topology: self.topology.clone(),
         }
     }
 
@@ -612,6 +652,9 @@ impl Devnet {
 
     /// Stop every service, agents first.
     pub fn down(&mut self) {
+        for p in &mut self.peers {
+            p.stop();
+        }
         if let Some(c) = &mut self.cdn {
             c.stop();
         }

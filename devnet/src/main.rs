@@ -44,6 +44,14 @@ enum Cmd {
         /// devnet had one brings it back without this flag)
         #[arg(long)]
         cdn: bool,
+        /// Also start this many peers of the bid-solicitation overlay (`peer serve`), each
+        /// funded from the wallet and sharing its peers/peer-<i>/share/ directory (default:
+        /// as many as this directory's devnet had)
+        #[arg(long)]
+        peers: Option<usize>,
+        /// How the peers are linked: line, ring or random:DEGREE
+        #[arg(long, default_value = "line")]
+        topology: devnet::Topology,
     },
     /// As a buyer on a running devnet: match k-of-n agents, buy and pay a contract with each,
     /// store a shard on each, and register the contracts with the market for auditing
@@ -86,6 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat_s,
             audit_interval_s,
             cdn,
+            peers,
+            topology,
         } => {
             let mut options = Options::new(&dir)?;
             // Coming back, the same network: as many agents, and the publisher if it had one.
@@ -94,6 +104,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.agents = agents
                 .or(previous.as_ref().map(|p| p.agents.len()))
                 .unwrap_or(options.agents);
+            options.peers = peers
+                .or(previous.as_ref().map(|p| p.peers.len()))
+                .unwrap_or(0);
+            options.topology = match (&previous, peers) {
+                // Brought back without --peers: linked as before.
+                (Some(p), None) => p
+                    .topology
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(topology),
+                _ => topology,
+            };
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
             let mut devnet = Devnet::up(&options)?;
@@ -110,6 +132,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     c.url,
                     c.entity,
                     c.data.display()
+                );
+            }
+            for (i, p) in f.peers.iter().enumerate() {
+                eprintln!(
+                    "peer-{i}  {}  {}  (key {}/identity.key)",
+                    p.url,
+                    p.entity,
+                    p.data.display()
                 );
             }
             eprintln!("logs in {}/logs; Ctrl-C stops everything", dir.display());

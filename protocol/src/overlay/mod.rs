@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod topology;
+
 /// Most hops a solicitation may still travel; larger values are clamped to this.
 pub const SOLICIT_HOPS_MAX: u32 = 8;
 /// Furthest ahead a solicitation's `respond_by` may be; later values are clamped to this.
@@ -197,7 +199,10 @@ mod tests {
         Solicit {
             document: "ab".repeat(32),
             max_price: 100,
-            currency: crate::KeyPair::generate().expect("key").entity().to_string(),
+            currency: crate::KeyPair::generate()
+                .expect("key")
+                .entity()
+                .to_string(),
             hops_left: 50,
             respond_by: u64::MAX,
             solicitation: Some("s".into()),
