@@ -5,15 +5,18 @@
 //! Code map: the wire types are [`protocol::overlay`]; the client is [`clients::peer`].
 //! [`peer`] is the domain over the peer's database (its children: documents, neighbours,
 //! money, solicit, deals, status); [`server`] the thin HTTP layer; [`serve`] the wiring;
-//! [`page`] the status page; [`buyer`] what `peer find` and `peer get` do.
+//! [`page`] the status page; [`buyer`] what `peer find` and `peer get` do; [`decide`] the
+//! peer's decisions, pure, which [`sim`] runs on a simulated network of many peers.
 
 pub mod buyer;
+pub mod decide;
 pub mod error;
 pub mod page;
 pub mod peer;
 pub mod schema;
 pub mod serve;
 pub mod server;
+pub mod sim;
 
 pub use error::Error;
 

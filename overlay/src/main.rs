@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use node::outln;
 use overlay::buyer::{Buyer, Search};
 use overlay::peer::{PeerOptions, Strategy};
+use overlay::sim::SimOptions;
 
 #[derive(Parser)]
 #[command(
@@ -117,6 +118,41 @@ enum Cmd {
         /// Where to write the document
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Simulate a network of many peers in process (the peer's own decision code) against
+    /// TTL flooding at the same TTL: messages per successful search, success rate, and how
+    /// discovery changes both over the searches
+    Simulate {
+        /// Peers in the network
+        #[arg(long, default_value_t = SimOptions::default().peers)]
+        peers: usize,
+        /// Neighbours each peer links to at random
+        #[arg(long, default_value_t = SimOptions::default().degree)]
+        degree: usize,
+        /// Documents, each placed at --replicas random peers
+        #[arg(long, default_value_t = SimOptions::default().documents)]
+        documents: usize,
+        /// Copies of each document
+        #[arg(long, default_value_t = SimOptions::default().replicas)]
+        replicas: usize,
+        /// Searches, one after another, by random peers for random documents
+        #[arg(long, default_value_t = SimOptions::default().searches)]
+        searches: usize,
+        /// The searcher's hops (and the flooding TTL)
+        #[arg(long, default_value_t = SimOptions::default().hops)]
+        hops: u32,
+        /// The trust policy of every peer (1, 2 or 3)
+        #[arg(long, default_value_t = SimOptions::default().policy)]
+        policy: u8,
+        /// Searches per window of the report
+        #[arg(long, default_value_t = SimOptions::default().window)]
+        window: usize,
+        /// Seed of the network, placement and searches
+        #[arg(long, default_value_t = SimOptions::default().seed)]
+        seed: u64,
+        /// Print the JSON report instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// A peer's status: neighbours, tabs, solicitations, commissions, sales
     Status {
@@ -249,6 +285,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     got.found.price,
                     got.served_from
                 );
+            }
+            Ok(())
+        }
+        Cmd::Simulate {
+            peers,
+            degree,
+            documents,
+            replicas,
+            searches,
+            hops,
+            policy,
+            window,
+            seed,
+            json,
+        } => {
+            anyhow::ensure!(
+                peers >= 2 && documents >= 1,
+                "--peers must be 2 or more and --documents 1 or more"
+            );
+            anyhow::ensure!((1..=3).contains(&policy), "--policy must be 1, 2 or 3");
+            let o = SimOptions {
+                peers,
+                degree,
+                documents,
+                replicas,
+                searches,
+                hops,
+                policy,
+                window,
+                seed,
+                ..SimOptions::default()
+            };
+            let r = overlay::sim::simulate(&o);
+            if json {
+                outln!("{}", serde_json::to_string(&r)?);
+            } else {
+                for m in [&r.overlay, &r.flooding] {
+                    outln!(
+                        "{:<13} success {:>5.1}%  messages/success {:>8.1}  hops/success {:.2}",
+                        m.mode,
+                        m.success_rate * 100.0,
+                        m.messages_per_success,
+                        m.hops_per_success
+                    );
+                    for w in &m.windows {
+                        outln!(
+                            "    searches {:>5}..: success {:>5.1}%  messages/success {:>8.1}",
+                            w.first,
+                            w.success_rate * 100.0,
+                            w.messages_per_success
+                        );
+                    }
+                }
             }
             Ok(())
         }

@@ -61,19 +61,22 @@ impl Peer {
 
     /// The neighbours a search may ask: `own` for the owner's own searches.
     pub async fn askable(&self, own: bool) -> Result<Vec<Neighbor>, Error> {
-        let secondary_too = self.options.policy == 3 || (own && self.options.policy == 2);
+        let policy = self.options.policy;
         Ok(self
             .neighbors()
             .await?
             .into_iter()
-            .filter(|n| n.kind == PRIMARY || (secondary_too && n.kind == SECONDARY))
+            .filter(|n| crate::decide::may_ask(policy, own, &n.kind))
             .collect())
     }
 
     /// Node discovery: a peer met through retrieval instructions joins the secondary set
     /// (not under policy 1; never over a primary or undesirable one, never this peer).
     pub async fn discover(&self, entity: &str, url: &str) -> Result<(), Error> {
-        if self.options.policy < 2 || entity == self.me() || node::client::check_url(url).is_err() {
+        if !crate::decide::adds_discovered(self.options.policy)
+            || entity == self.me()
+            || node::client::check_url(url).is_err()
+        {
             return Ok(());
         }
         let (entity, url) = (entity.to_owned(), url.to_owned());

@@ -7,20 +7,21 @@
 //! cheapest answer plus its commission; a solicitation met again (a loop) is not forwarded.
 //!
 //! The owner's own searches (signed by this peer's key) pay nothing here and add no
-//! commission; they ask near first: every neighbour with no hop left (only holders answer),
-//! and only when none bids, again with the hops asked for. Their answer names the neighbour
-//! each bid came through (`via`).
+//! commission; they ask near first and widen a ring at a time until a bid comes
+//! (`decide::rings`: no hop left, then 1, 3, 7 up to the hops asked for). Their answer names
+//! the neighbour each bid came through (`via`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
 use futures_util::future::join_all;
-use protocol::overlay::{Bid, Bids, Solicit, BIDS_MAX, BID_TTL_MS};
+use protocol::overlay::{Bid, Bids, Solicit, BID_TTL_MS};
 
 use super::money::Charge;
 use super::neighbors::{Neighbor, UNDESIRABLE};
 use super::{to_i64, Peer};
+use crate::decide;
 use crate::error::Error;
 use crate::schema::{peer_bids, peer_solicitations};
 
@@ -86,9 +87,8 @@ impl Peer {
         };
         let mut forwarded = 0;
         let bids = if self.documents.has(&s.document) {
-            let price = if own { 0 } else { self.options.price };
-            (price <= s.max_price)
-                .then(|| NewBid {
+            decide::local_bid(own, self.options.price, s.max_price)
+                .map(|price| NewBid {
                     id: uuid::Uuid::new_v4().to_string(),
                     price,
                     expires_ms: now + BID_TTL_MS,
@@ -218,7 +218,7 @@ impl Peer {
         from: &str,
         s: &Solicit,
     ) -> Result<(Vec<NewBid>, usize), Error> {
-        let commission = if own { 0 } else { self.options.commission };
+        let commission = decide::commission(own, self.options.commission);
         let Some(next) = s.forwarded(commission, node::now_ms()) else {
             return Ok((Vec::new(), 0));
         };
@@ -228,10 +228,7 @@ impl Peer {
             .into_iter()
             .filter(|n| n.entity != from && n.entity != self.me())
             .collect();
-        let mut rings = vec![next.hops_left];
-        if own && next.hops_left > 0 {
-            rings.insert(0, 0);
-        }
+        let rings = decide::rings(own, next.hops_left);
         let mut asked = 0;
         let several = rings.len() > 1;
         for hops_left in rings {
@@ -247,33 +244,30 @@ impl Peer {
             };
             asked += targets.len();
             let answers = join_all(targets.iter().map(|n| self.ask(n, &ring))).await;
-            let mut found: Vec<(Neighbor, Bid)> = targets
+            let found: Vec<((Neighbor, Bid), u64)> = targets
                 .iter()
                 .cloned()
                 .zip(answers)
-                .filter_map(|(n, b)| b.map(|b| (n, b)))
+                .filter_map(|(n, b)| b.map(|b| ((n, b.clone()), b.price)))
                 .collect();
             if found.is_empty() {
                 continue;
             }
-            found.sort_by_key(|(_, b)| b.price);
             let now = node::now_ms();
-            let make = |(n, b): &(Neighbor, Bid)| {
-                let down_expiry = protocol::market::parse_rfc3339(&b.expires_at)
-                    .map(|s| (s.max(0) as u64).saturating_mul(1000))
-                    .unwrap_or(now);
-                NewBid {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    price: b.price.saturating_add(commission),
-                    expires_ms: (now + BID_TTL_MS).min(down_expiry),
-                    down: Some((n.entity.clone(), n.url.clone(), b.bid.clone(), b.price)),
-                }
-            };
-            let bids = if own {
-                found.iter().take(BIDS_MAX).map(make).collect()
-            } else {
-                found.first().map(make).into_iter().collect()
-            };
+            let bids = decide::bids_on(found, own, self.options.commission)
+                .into_iter()
+                .map(|((n, b), theirs, ours)| {
+                    let down_expiry = protocol::market::parse_rfc3339(&b.expires_at)
+                        .map(|s| (s.max(0) as u64).saturating_mul(1000))
+                        .unwrap_or(now);
+                    NewBid {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        price: ours,
+                        expires_ms: (now + BID_TTL_MS).min(down_expiry),
+                        down: Some((n.entity.clone(), n.url.clone(), b.bid.clone(), theirs)),
+                    }
+                })
+                .collect();
             return Ok((bids, asked));
         }
         Ok((Vec::new(), asked))
