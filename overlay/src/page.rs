@@ -11,12 +11,13 @@ use crate::peer::Peer;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:72em;padding:0 1em;color:#222}\
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}\
-.cards{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;min-width:9em}\
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5em,1fr));gap:.8em}\
+.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}\
 .card b{display:block;font-size:1.4em}.card span{color:#666;font-size:.85em}\
 table{border-collapse:collapse;margin:.6em 0;width:100%}td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left}\
 th{background:#f4f4f4}code{font-size:.85em;word-break:break-all}.none{color:#777}\
 .primary{color:#063}.secondary{color:#035}.undesirable{color:#a00}\
-@media (max-width:600px){.card{min-width:40%}td,th{font-size:.85em}}";
+@media (max-width:600px){.cards{grid-template-columns:1fr 1fr}td,th{font-size:.85em}}";
 
 /// `GET /` of a peer.
 pub async fn status_page(p: web::Data<Arc<Peer>>) -> HttpResponse {
@@ -117,7 +118,11 @@ pub fn render(s: &Status) -> String {
         h.push_str("</table>");
     }
     if !s.paid_ahead.is_empty() {
-        h.push_str("<h2>Paid ahead here</h2><table><tr><th>buyer</th><th>balance</th></tr>");
+        h.push_str(
+            "<h2>Paid ahead here</h2><p class=none>Transfers received from buyers without a \
+             tab here (and any other transfer): fees and prices are drawn from them.</p>\
+             <table><tr><th>buyer</th><th>balance</th></tr>",
+        );
         for c in &s.paid_ahead {
             h.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td></tr>",
