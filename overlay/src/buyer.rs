@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use clients::issuer::IssuerClient;
 use clients::peer::PeerClient;
 use node::client::{ClientError, ClockCounter, CounterStore};
-use protocol::overlay::{Bid, Instructions, Solicit, SOLICIT_HOPS_MAX};
+use protocol::overlay::{Bid, Instructions, Solicit, Terms, SOLICIT_HOPS_MAX};
 use protocol::{EntityId, KeyPair};
 use serde::Serialize;
 
@@ -88,7 +88,15 @@ impl Buyer {
 
     /// Send `call` until it is not a `402`: the first `402` is paid ahead by its
     /// `amount_due`, then the call is repeated until the peer has seen the deposit.
-    async fn paying<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    ///
+    /// The payment goes only to the via peer (`terms.peer`), through an issuer it stated, and
+    /// is at most `cap` (what the call may cost).
+    async fn paying<T, F, Fut>(
+        &self,
+        terms: &Terms,
+        cap: u64,
+        mut call: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(u64) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
@@ -98,7 +106,7 @@ impl Buyer {
         loop {
             match call(self.counters.next()).await {
                 Err(e) if clients::pay::payment_required(&e) && !paid => {
-                    self.pay_ahead(&e).await?;
+                    self.pay_ahead(&e, terms, cap).await?;
                     paid = true;
                 }
                 Err(e) if clients::pay::payment_required(&e) && Instant::now() < deadline => {
@@ -109,7 +117,7 @@ impl Buyer {
         }
     }
 
-    async fn pay_ahead(&self, e: &ClientError) -> Result<(), ClientError> {
+    async fn pay_ahead(&self, e: &ClientError, terms: &Terms, cap: u64) -> Result<(), ClientError> {
         let ClientError::Api {
             details: Some(d), ..
         } = e
@@ -127,6 +135,17 @@ impl Buyer {
                 "the peer's 402 lacks amount_due, pay_to or issuer_url: {e}"
             )));
         };
+        if to != terms.peer || !terms.currencies.iter().any(|c| c.issuer_url == issuer_url) {
+            return Err(ClientError::Config(format!(
+                "the peer asks to be paid as {to} through {issuer_url}, which its terms do not \
+                 name: not paid"
+            )));
+        }
+        if due > cap {
+            return Err(ClientError::Config(format!(
+                "the peer asks for {due} ahead, more than this call may cost ({cap}): not paid"
+            )));
+        }
         let to = EntityId::parse(to).map_err(|_| ClientError::Decode("pay_to".into()))?;
         let wallet = IssuerClient::new(
             self.http.clone(),
@@ -140,6 +159,11 @@ impl Buyer {
 
     /// Solicit bids through the via peer; the cheapest, or `None` when nobody bid.
     pub async fn find(&self, search: &Search) -> anyhow::Result<Option<Found>> {
+        Ok(self.find_with_terms(search).await?.map(|(found, _)| found))
+    }
+
+    /// [`Buyer::find`] and the via peer's terms.
+    async fn find_with_terms(&self, search: &Search) -> anyhow::Result<Option<(Found, Terms)>> {
         let terms = self
             .via
             .terms()
@@ -164,7 +188,11 @@ impl Buyer {
                 respond_by: node::now_ms() + search.wait_ms,
                 solicitation: Some(solicitation.clone()),
             };
-            match self.paying(|counter| self.via.solicit(&s, counter)).await {
+            let fee = terms.solicit_fee;
+            match self
+                .paying(&terms, fee, |counter| self.via.solicit(&s, counter))
+                .await
+            {
                 Ok(answer) => break answer.value.bids,
                 // Seed 001: the peer names the currencies it takes; ask again in one of them.
                 Err(ClientError::Api {
@@ -185,7 +213,7 @@ impl Buyer {
         let Some(best) = bids.into_iter().min_by_key(|b| b.price) else {
             return Ok(None);
         };
-        Ok(Some(self.found(search, best, currency, count)))
+        Ok(Some((self.found(search, best, currency, count), terms)))
     }
 
     fn found(&self, search: &Search, best: Bid, currency: String, bids: usize) -> Found {
@@ -204,7 +232,7 @@ impl Buyer {
 
     /// Find, accept, retrieve, check, write `out`; contest when the bytes do not come.
     pub async fn get(&self, search: &Search, out: &Path) -> anyhow::Result<Got> {
-        let Some(found) = self.find(search).await? else {
+        let Some((found, terms)) = self.find_with_terms(search).await? else {
             bail!(
                 "no bid for {} within the maximum price {}",
                 search.document,
@@ -213,7 +241,9 @@ impl Buyer {
         };
         let me = self.key.entity().to_string();
         let instructions: Instructions = self
-            .paying(|counter| self.via.accept(&found.bid, &me, counter))
+            .paying(&terms, found.price, |counter| {
+                self.via.accept(&found.bid, &me, counter)
+            })
             .await
             .context("accepting the bid failed")?
             .value;

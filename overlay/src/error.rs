@@ -35,6 +35,10 @@ pub enum Error {
     BidTaken,
     #[error("the bid was not accepted by you")]
     NotAccepted,
+    #[error("the deal is still being delivered; contest once its instructions arrive")]
+    NotDelivered,
+    #[error("too late to contest this deal")]
+    ContestTooLate,
     #[error("no such retrieval token")]
     UnknownToken,
     #[error("the retrieval token was used already")]
@@ -70,13 +74,17 @@ impl ServiceError for Error {
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Body(e) => e.status(),
             Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Error::CurrencyNotAccepted { .. } | Error::BidTaken => StatusCode::CONFLICT,
+            Error::CurrencyNotAccepted { .. } | Error::BidTaken | Error::NotDelivered => {
+                StatusCode::CONFLICT
+            }
             Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::Undesirable | Error::WrongBuyer | Error::NotAccepted => StatusCode::FORBIDDEN,
             Error::UnknownBid(_) | Error::UnknownToken => StatusCode::NOT_FOUND,
-            Error::BidExpired | Error::TokenUsed | Error::TokenExpired | Error::DocumentGone => {
-                StatusCode::GONE
-            }
+            Error::BidExpired
+            | Error::TokenUsed
+            | Error::TokenExpired
+            | Error::DocumentGone
+            | Error::ContestTooLate => StatusCode::GONE,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -94,6 +102,8 @@ impl ServiceError for Error {
             Error::BidExpired => "bid_expired",
             Error::BidTaken => "bid_taken",
             Error::NotAccepted => "not_accepted",
+            Error::NotDelivered => "not_delivered",
+            Error::ContestTooLate => "contest_too_late",
             Error::UnknownToken => "unknown_token",
             Error::TokenUsed => "token_used",
             Error::TokenExpired => "token_expired",

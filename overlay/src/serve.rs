@@ -46,6 +46,22 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
     if !(1..=3).contains(&options.peer.policy) {
         anyhow::bail!("--policy must be 1, 2 or 3");
     }
+    let p = &options.peer;
+    if p.tab_limit > 0 && (p.tab_threshold == 0 || p.tab_threshold > p.tab_limit) {
+        anyhow::bail!(
+            "--tab-threshold must be 1 to --tab-limit ({}), or tabs would never be settled",
+            p.tab_limit
+        );
+    }
+    if let Some(url) = &p.public_url {
+        node::client::check_url(url)?;
+    } else if options.listen.starts_with("0.0.0.0") || options.listen.starts_with("[::]") {
+        anyhow::bail!(
+            "listening on every interface ({}): pass --public-url with the address other \
+             peers reach this one at (it goes into retrieval instructions)",
+            options.listen
+        );
+    }
     for url in options.neighbors.iter().chain(&options.issuers) {
         node::client::check_url(url)?;
     }
@@ -80,6 +96,13 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
             .block_on(signed.audience())
             .with_context(|| format!("the issuer at {url} does not answer"))?
             .to_string();
+        if currencies
+            .iter()
+            .any(|c: &Currency| c.offer.issuer == issuer)
+        {
+            // The same issuer twice (two URLs): one currency, one deposit watcher.
+            continue;
+        }
         currencies.push(Currency {
             offer: CurrencyOffer {
                 issuer,

@@ -215,6 +215,28 @@ fn run(net: &Net) {
     assert_eq!(found["currency"], currency.as_str(), "{found}");
     assert!(found["price"].as_u64().is_some());
 
+    // `peer serve` refuses what would break it later, in one line.
+    let data = net.tmp.path().join("refused");
+    let data_s = data.display().to_string();
+    for (args, says) in [
+        (vec!["--listen", "0.0.0.0:0"], "--public-url"),
+        (
+            vec!["--listen", "127.0.0.1:0", "--tab-threshold", "0"],
+            "--tab-threshold",
+        ),
+        (vec!["--listen", "127.0.0.1:0", "--policy", "4"], "--policy"),
+    ] {
+        let mut all = vec!["serve", "--data", &data_s, "--issuer", &net.issuer.url];
+        all.extend(args);
+        let out = cli(&all);
+        assert!(!out.status.success(), "{all:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{all:?}: {err}"
+        );
+    }
+
     // The CLI: one line, non-zero.
     let out = cli(&[
         "find",

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use diesel::prelude::*;
+use node::client::ClientError;
 use protocol::overlay::{Instructions, TOKEN_TTL_MS};
 
 use super::money::{Charge, PAID_OWN};
@@ -23,6 +24,21 @@ use super::neighbors::SECONDARY;
 use super::{to_i64, Peer, Strategy};
 use crate::error::Error;
 use crate::schema::{peer_bids, peer_tokens};
+
+/// How long after acceptance a buyer may contest (the instructions' lifetime).
+pub const CONTEST_WINDOW_MS: u64 = TOKEN_TTL_MS;
+/// Times a downstream accept left unanswered is asked again.
+pub const ACCEPT_RETRIES_MAX: u32 = 2;
+
+/// A failure downstream, for the answer: logged in full here, told to the buyer without the
+/// neighbour's address (a concealing peer must not name its source).
+fn upstream(url: &str, e: ClientError) -> Error {
+    tracing::warn!(neighbor = %url, error = %e, "a neighbour failed");
+    match e.code() {
+        Some(code) => Error::Upstream(format!("the peer downstream refused: {code}")),
+        None => Error::Upstream("the peer downstream did not answer".into()),
+    }
+}
 
 /// A bid as stored.
 #[derive(Debug, Clone, Queryable)]
@@ -103,6 +119,21 @@ impl Peer {
             return Err(Error::BidExpired);
         }
         let paid_by = self.mark_accepted(&row, buyer).await?;
+        // From here on the deal runs to its end in a task of its own: a buyer that hangs up
+        // must not leave a bid charged with neither instructions nor a refund.
+        let (peer, buyer) = (self.clone(), buyer.to_owned());
+        tokio::spawn(async move { peer.finish_accept(row, paid_by, &buyer).await })
+            .await
+            .map_err(|e| Error::Upstream(format!("the deal's task failed: {e}")))?
+    }
+
+    /// Deliver an accepted bid and store its instructions, or refund it.
+    async fn finish_accept(
+        self: &Arc<Self>,
+        row: BidRow,
+        paid_by: &'static str,
+        buyer: &str,
+    ) -> Result<Instructions, Error> {
         match self.deliver(&row, buyer).await {
             Ok(instructions) => {
                 let text = serde_json::to_string(&instructions)
@@ -110,9 +141,13 @@ impl Peer {
                 let id = row.id.clone();
                 self.db
                     .run(move |conn| {
-                        diesel::update(peer_bids::table.find(&id))
-                            .set(peer_bids::instructions.eq(Some(text)))
-                            .execute(conn)?;
+                        diesel::update(
+                            peer_bids::table
+                                .find(&id)
+                                .filter(peer_bids::contested_ms.is_null()),
+                        )
+                        .set(peer_bids::instructions.eq(Some(text)))
+                        .execute(conn)?;
                         Ok::<_, Error>(())
                     })
                     .await?;
@@ -196,16 +231,19 @@ impl Peer {
 
     /// The instructions for an accepted bid: this peer's own, or the source's.
     async fn deliver(self: &Arc<Self>, row: &BidRow, buyer: &str) -> Result<Instructions, Error> {
-        let (Some(down_entity), Some(down_url), Some(down_bid)) =
-            (&row.down_entity, &row.down_url, &row.down_bid)
-        else {
+        let (Some(down_entity), Some(down_url), Some(down_bid), Some(down_price)) = (
+            &row.down_entity,
+            &row.down_url,
+            &row.down_bid,
+            row.down_price.map(i64::unsigned_abs),
+        ) else {
             return self.own_instructions(row, buyer).await;
         };
         let own = row.solicitor == self.me();
         let conceal = self.options.strategy == Strategy::Conceal && !own;
         let for_whom = if conceal { self.me() } else { buyer.to_owned() };
         let client = self.client_of(down_url);
-        let mut paid = false;
+        let (mut paid, mut retries) = (false, 0);
         let answer = loop {
             match client
                 .accept(down_bid, &for_whom, self.counters.next())
@@ -213,14 +251,22 @@ impl Peer {
             {
                 Ok(a) => break a,
                 Err(e) if clients::pay::payment_required(&e) && !paid => {
-                    self.pay_ahead(&e, down_entity, &row.currency).await?;
+                    self.pay_ahead(&e, down_entity, &row.currency, down_price)
+                        .await?;
                     paid = true;
                     self.wait_paid_ahead().await;
                 }
                 Err(e) if clients::pay::payment_required(&e) && self.still_waiting(row) => {
                     self.wait_paid_ahead().await;
                 }
-                Err(e) => return Err(Error::Upstream(format!("{down_url}: {e}"))),
+                // The answer may have been lost after the neighbour charged: accepting again
+                // is answered with the same instructions there, so ask again, a few times.
+                Err(e @ ClientError::Unreachable { .. }) if retries < ACCEPT_RETRIES_MAX => {
+                    tracing::warn!(neighbor = %down_url, error = %e, "accept unanswered; again");
+                    retries += 1;
+                    self.wait_paid_ahead().await;
+                }
+                Err(e) => return Err(upstream(down_url, e)),
             }
         };
         self.note_line(down_entity, &row.currency, answer.line)
@@ -365,21 +411,39 @@ impl Peer {
         if row.solicitor != from || row.accepted_ms.is_none() {
             return Err(Error::NotAccepted);
         }
+        let own = from == self.me();
+        let refunded_to_buyer = |row: &BidRow| if own { 0 } else { row.refunded.unsigned_abs() };
         if row.contested_ms.is_some() {
-            return Ok(row.refunded.unsigned_abs());
+            return Ok(refunded_to_buyer(&row));
+        }
+        // Only a delivered deal can have failed its buyer; one still under way cannot be
+        // refunded and then delivered too.
+        let Some(instructions) = &row.instructions else {
+            return Err(Error::NotDelivered);
+        };
+        let accepted_ms = row.accepted_ms.unwrap_or(0).unsigned_abs();
+        if node::now_ms() > accepted_ms.saturating_add(CONTEST_WINDOW_MS) {
+            return Err(Error::ContestTooLate);
         }
         tracing::info!(bid, %from, reason, "deal contested");
         self.close_refunded(&row).await?;
-        if from != self.me() && self.kind_of(from).await?.as_deref() == Some(SECONDARY) {
-            // An untrusted buyer contesting: it may be the cheater (seed 001 section 4).
+        let row = self.bid_row(bid).await?;
+        // Seed 001 section 4: the untrusted peers in a contested deal are distrusted: the
+        // buyer when it is one (it may be lying), and the source its instructions named.
+        if !own && self.kind_of(from).await?.as_deref() == Some(SECONDARY) {
             self.distrust(from).await?;
+        }
+        if let Ok(i) = serde_json::from_str::<Instructions>(instructions) {
+            if i.peer != self.me() && self.kind_of(&i.peer).await?.as_deref() == Some(SECONDARY) {
+                self.distrust(&i.peer).await?;
+            }
         }
         if row.down_bid.is_some() && !self.documents.has(&row.document) {
             if let Err(e) = self.contest_down(&row, reason).await {
                 tracing::warn!(bid, error = %e, "contest downstream failed");
             }
         }
-        Ok(row.price.unsigned_abs())
+        Ok(refunded_to_buyer(&row))
     }
 
     /// Contest the neighbour's bid `row` rested on, and distrust it when it is untrusted.
@@ -396,7 +460,7 @@ impl Peer {
             .client_of(url)
             .contest(down_bid, reason, self.counters.next())
             .await
-            .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
+            .map_err(|e| upstream(url, e))?;
         self.note_line(entity, &row.currency, answer.line).await;
         let (id, refunded) = (row.id.clone(), to_i64(answer.value.refunded)?);
         self.db

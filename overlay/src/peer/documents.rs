@@ -50,11 +50,20 @@ impl Documents {
         {
             for entry in std::fs::read_dir(dir)?.take(SHARED_FILES_MAX) {
                 let path = entry?.path();
-                let meta = std::fs::metadata(&path)?;
-                if !meta.is_file() || meta.len() > DOCUMENT_BYTES_MAX {
-                    continue;
+                // One unreadable file (a broken link, no permission) is skipped, not fatal.
+                let hashed = std::fs::metadata(&path).and_then(|meta| {
+                    if !meta.is_file() || meta.len() > DOCUMENT_BYTES_MAX {
+                        return Ok(None);
+                    }
+                    hash_file(&path).map(Some)
+                });
+                match hashed {
+                    Ok(Some(name)) => {
+                        by_name.insert(name, path);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "not shared"),
                 }
-                by_name.insert(hash_file(&path)?, path);
             }
         }
         Ok(Documents {

@@ -31,6 +31,9 @@ use super::{lock, neighbors, to_i64, Peer};
 use crate::error::Error;
 use crate::schema::{peer_credit, peer_cursors, peer_neighbors};
 
+/// Highest `seq` a neighbour's tab state may carry (room to grow for a very long time).
+pub const SEQ_MAX: u64 = 1 << 53;
+
 /// How a charge was paid, as stored with the solicitation or bid.
 pub const PAID_OWN: &str = "own";
 pub const PAID_TAB: &str = "tab";
@@ -101,7 +104,7 @@ impl Peer {
                 self.move_tab(conn, c.buyer, c.currency, after, false)?;
                 return Ok(PAID_TAB);
             }
-            return Err(self.payment_required(c, after - self.options.tab_limit));
+            // The tab is full: paying ahead (what is due) or settling the tab both work.
         }
         Err(self.payment_required(c, c.amount - ahead.max(0).unsigned_abs().min(c.amount)))
     }
@@ -310,6 +313,7 @@ impl Peer {
     pub async fn apply_deposits(
         self: &Arc<Self>,
         issuer: &str,
+        after: u64,
         page: DepositsPage,
     ) -> Result<(), Error> {
         let peer = self.clone();
@@ -342,10 +346,20 @@ impl Peer {
                         peer.add_credit(conn, &d.from, &issuer, left)?;
                     }
                     let next = to_i64(page.next)?;
-                    let moved = diesel::update(peer_cursors::table.find(&issuer))
-                        .set(peer_cursors::next.eq(next))
-                        .execute(conn)?;
-                    if moved == 0 {
+                    let was = peer_cursors::table
+                        .find(&issuer)
+                        .select(peer_cursors::next)
+                        .first::<i64>(conn)
+                        .optional()?;
+                    if was.is_some_and(|w| w.unsigned_abs() != after) {
+                        // Another reader applied this page first: count it once.
+                        return Err(Error::Upstream("deposit cursor moved meanwhile".into()));
+                    }
+                    if was.is_some() {
+                        diesel::update(peer_cursors::table.find(&issuer))
+                            .set(peer_cursors::next.eq(next))
+                            .execute(conn)?;
+                    } else {
                         diesel::insert_into(peer_cursors::table)
                             .values((
                                 peer_cursors::issuer.eq(&issuer),
@@ -381,6 +395,12 @@ impl Peer {
         let Some(terms) = self.terms_of(seller) else {
             return;
         };
+        // A state past the seller's stated limit, or a seq that leaves no room to grow, is
+        // not a tab this peer agreed to: kept nowhere, paid never.
+        if half.owed > terms.tab_limit || half.seq > SEQ_MAX {
+            tracing::warn!(%seller, owed = half.owed, "a tab state past its limit: ignored");
+            return;
+        }
         let state = LineState {
             id: half.id.clone(),
             creditor: seller.to_owned(),
@@ -433,11 +453,37 @@ impl Peer {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    let seq: Option<i64> = credit_lines::table
-                        .find(&state.id)
-                        .select(credit_lines::seq)
-                        .first(conn)
-                        .optional()?;
+                    let kept: Option<(String, String, String, Option<i64>, i64)> =
+                        credit_lines::table
+                            .find(&state.id)
+                            .select((
+                                credit_lines::creditor,
+                                credit_lines::debtor,
+                                credit_lines::currency,
+                                credit_lines::settle_threshold,
+                                credit_lines::seq,
+                            ))
+                            .first(conn)
+                            .optional()?;
+                    // Only this peer's tab at that seller may be moved by the seller's word: a
+                    // neighbour naming another line's id (one where it is the debtor, or a
+                    // path line) changes nothing.
+                    let seq = match kept {
+                        Some((creditor, debtor, currency, Some(_), seq))
+                            if creditor == state.creditor
+                                && debtor == state.debtor
+                                && currency == state.currency =>
+                        {
+                            Some(seq)
+                        }
+                        Some(_) => {
+                            return Err(Error::Upstream(format!(
+                                "line {} is not this peer's tab at {}",
+                                state.id, state.creditor
+                            )))
+                        }
+                        None => None,
+                    };
                     let values = (
                         credit_lines::credit_limit.eq(to_i64(state.limit)?),
                         credit_lines::owed.eq(to_i64(state.owed)?),
@@ -448,9 +494,14 @@ impl Peer {
                     match seq {
                         Some(s) if s.unsigned_abs() >= state.seq => {}
                         Some(_) => {
-                            diesel::update(credit_lines::table.find(&state.id))
-                                .set(values)
-                                .execute(conn)?;
+                            // Newer only, also against a concurrent keeper (PostgreSQL).
+                            diesel::update(
+                                credit_lines::table
+                                    .find(&state.id)
+                                    .filter(credit_lines::seq.lt(to_i64(state.seq)?)),
+                            )
+                            .set(values)
+                            .execute(conn)?;
                         }
                         None => {
                             diesel::insert_into(credit_lines::table)
@@ -489,13 +540,18 @@ impl Peer {
 
     /// Pay a neighbour ahead after its `402` (no tab for this peer there, or a full one):
     /// what it says is due, at least [`PAY_AHEAD_MIN`].
+    ///
+    /// `charge` is what this peer expects to owe there for the call (the fee or the bid's
+    /// price): a `402` may not make it pay more than that plus [`PAY_AHEAD_MIN`].
     pub(crate) async fn pay_ahead(
         &self,
         e: &ClientError,
         seller: &str,
         currency: &str,
+        charge: u64,
     ) -> Result<(), Error> {
-        let due = e.amount_due().unwrap_or(1).max(PAY_AHEAD_MIN);
+        let cap = charge.saturating_add(PAY_AHEAD_MIN);
+        let due = e.amount_due().unwrap_or(1).max(PAY_AHEAD_MIN).min(cap);
         let cur = self.currency(currency)?;
         let to = protocol::EntityId::parse(seller)
             .map_err(|_| Error::InvalidRequest("seller".into()))?;
@@ -522,7 +578,7 @@ pub async fn watch_deposits(peer: Arc<Peer>, issuer: String) {
                 .await
                 .map_err(|e| Error::Upstream(e.to_string()))?;
             if !page.deposits.is_empty() {
-                peer.apply_deposits(&issuer, page).await?;
+                peer.apply_deposits(&issuer, after, page).await?;
             }
             Ok::<_, Error>(())
         };

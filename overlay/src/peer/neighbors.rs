@@ -206,14 +206,20 @@ pub async fn resolve_primaries(peer: Arc<Peer>) {
     let mut left = peer.primary_urls.clone();
     let mut backoff_ms = 100;
     while !left.is_empty() {
-        let mut still = Vec::new();
-        for url in left {
-            if let Err(e) = peer.learn(&url, PRIMARY).await {
-                tracing::debug!(%url, error = %e, "neighbour not reachable yet");
-                still.push(url);
-            }
-        }
-        left = still;
+        // All at once: one neighbour that hangs does not keep the others unknown.
+        let tries = left.iter().map(|url| peer.learn(url, PRIMARY));
+        let results = futures_util::future::join_all(tries).await;
+        left = left
+            .into_iter()
+            .zip(results)
+            .filter_map(|(url, r)| match r {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(%url, error = %e, "neighbour not reachable yet");
+                    Some(url)
+                }
+            })
+            .collect();
         if !left.is_empty() {
             tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
             backoff_ms = (backoff_ms * 2).min(RESOLVE_BACKOFF_MS_MAX);

@@ -76,10 +76,17 @@ impl Peer {
         if !own && self.kind_of(from).await?.as_deref() == Some(UNDESIRABLE) {
             return Err(Error::Undesirable);
         }
-        let sid = s
-            .solicitation
-            .clone()
-            .unwrap_or_else(|| format!("counter-{counter}"));
+        // Named by its sender and counter when it has no id: a replay is the same
+        // solicitation, and two senders' never collide.
+        let sid = s.solicitation.clone().unwrap_or_else(|| {
+            protocol::sha256_hex(format!("{from}\n{counter}").as_bytes())[..32].to_owned()
+        });
+        // Room for the ring mark in an own search's rings (ids are at most 64 characters).
+        let sid = if own && sid.len() > 56 {
+            protocol::sha256_hex(sid.as_bytes())[..32].to_owned()
+        } else {
+            sid
+        };
         s.solicitation = Some(sid);
         let looped = match self.record(from, &s).await? {
             Recorded::Again(bids) => return Ok(bids),
@@ -129,8 +136,15 @@ impl Peer {
                             .unwrap_or_default();
                         return Ok(Recorded::Again(bids));
                     }
+                    // A loop: this solicitation met here before from someone else, or one
+                    // ring of this peer's own search come back to it.
+                    let base = sid.split(RING_MARK).next().unwrap_or(&sid);
                     let looped = peer_solicitations::table
-                        .filter(peer_solicitations::id.eq(&sid))
+                        .filter(
+                            peer_solicitations::id.eq(&sid).or(peer_solicitations::id
+                                .eq(base)
+                                .and(peer_solicitations::solicitor.eq(peer.me()))),
+                        )
                         .count()
                         .get_result::<i64>(conn)?
                         > 0;
@@ -231,13 +245,19 @@ impl Peer {
         let rings = decide::rings(own, next.hops_left);
         let mut asked = 0;
         let several = rings.len() > 1;
-        for hops_left in rings {
+        for (i, hops_left) in rings.iter().copied().enumerate() {
+            // Each ring gets a share of the time left (the last one all of it), so one slow
+            // neighbour in a near ring cannot use up the far ones' time.
+            let now = node::now_ms();
+            let left = next.respond_by.saturating_sub(now);
+            let rings_left = (rings.len() - i) as u64;
             let ring = Solicit {
                 hops_left,
+                respond_by: now + left / rings_left,
                 // Each ring is a solicitation of its own to the neighbours (asked twice,
                 // they answer again rather than repeat the first answer).
                 solicitation: match (&next.solicitation, several) {
-                    (Some(id), true) => Some(format!("{id}/{hops_left}")),
+                    (Some(id), true) => Some(format!("{id}{RING_MARK}{hops_left}")),
                     (id, _) => id.clone(),
                 },
                 ..next.clone()
@@ -287,7 +307,8 @@ impl Peer {
                         return answer.value.bids.into_iter().min_by_key(|b| b.price);
                     }
                     Err(e) if clients::pay::payment_required(&e) && !paid => {
-                        if let Err(e) = self.pay_ahead(&e, &n.entity, &s.currency).await {
+                        let fee = self.terms_of(&n.entity).map_or(0, |t| t.solicit_fee);
+                        if let Err(e) = self.pay_ahead(&e, &n.entity, &s.currency, fee).await {
                             tracing::warn!(neighbor = %n.url, error = %e, "cannot pay ahead");
                             return None;
                         }
@@ -312,6 +333,9 @@ impl Peer {
         (bid.price <= s.max_price).then_some(bid)
     }
 }
+
+/// Separates a search's id from its ring in the ids of an own search's rings.
+pub const RING_MARK: char = '/';
 
 /// Pause between asking again after paying a neighbour ahead.
 pub const PAID_AHEAD_POLL_MS: u64 = 100;

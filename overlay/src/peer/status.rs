@@ -68,7 +68,11 @@ type DealRow = (String, i64, Option<i64>, Option<i64>, i64);
 impl Peer {
     pub async fn status(&self) -> Result<Status, Error> {
         let me = self.me();
-        let neighbors = self.neighbors().await?;
+        let mut neighbors = self.neighbors().await?;
+        if self.options.strategy == super::Strategy::Conceal {
+            // The status is public: a concealing peer does not show the sources it found.
+            neighbors.retain(|n| n.kind == super::neighbors::PRIMARY);
+        }
         let (tabs, credit, sols, deals) = self
             .db
             .run(move |conn| {

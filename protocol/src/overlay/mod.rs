@@ -163,6 +163,8 @@ impl Solicit {
             }
         }
         self.hops_left = self.hops_left.min(SOLICIT_HOPS_MAX);
+        // Prices are stored as BIGINT: a larger maximum means "any price".
+        self.max_price = self.max_price.min(i64::MAX as u64);
         self.respond_by = self
             .respond_by
             .min(now_ms.saturating_add(RESPOND_BY_MS_MAX));
