@@ -82,7 +82,17 @@ impl PeerClient {
 
     /// `POST /v1/solicit`: this peer's bids, cheapest first.
     pub async fn solicit(&self, s: &Solicit, counter: u64) -> Result<Charged<Bids>, ClientError> {
-        self.charged("/v1/solicit", s, counter).await
+        self.charged("/v1/solicit", s, counter, &[]).await
+    }
+
+    /// [`PeerClient::solicit`] paid with the payment headers `pay` (paywords).
+    pub async fn solicit_paying(
+        &self,
+        s: &Solicit,
+        counter: u64,
+        pay: &[(&str, String)],
+    ) -> Result<Charged<Bids>, ClientError> {
+        self.charged("/v1/solicit", s, counter, pay).await
     }
 
     /// `POST /v1/accept`: the retrieval instructions for `bid`, usable by `buyer` once.
@@ -92,11 +102,22 @@ impl PeerClient {
         buyer: &str,
         counter: u64,
     ) -> Result<Charged<Instructions>, ClientError> {
+        self.accept_paying(bid, buyer, counter, &[]).await
+    }
+
+    /// [`PeerClient::accept`] paid with the payment headers `pay` (paywords).
+    pub async fn accept_paying(
+        &self,
+        bid: &str,
+        buyer: &str,
+        counter: u64,
+        pay: &[(&str, String)],
+    ) -> Result<Charged<Instructions>, ClientError> {
         let body = Accept {
             bid: bid.to_owned(),
             buyer: buyer.to_owned(),
         };
-        self.charged("/v1/accept", &body, counter).await
+        self.charged("/v1/accept", &body, counter, pay).await
     }
 
     /// `POST /v1/contest`: `bid` could not be retrieved; answers what was refunded.
@@ -110,7 +131,7 @@ impl PeerClient {
             bid: bid.to_owned(),
             reason: reason.to_owned(),
         };
-        self.charged("/v1/contest", &body, counter).await
+        self.charged("/v1/contest", &body, counter, &[]).await
     }
 
     /// `GET /v1/status` (public): the peer's status as JSON.
@@ -127,11 +148,12 @@ impl PeerClient {
         path: &str,
         body: &B,
         counter: u64,
+        extra: &[(&str, String)],
     ) -> Result<Charged<T>, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
         let (answer, headers) = self
             .signed
-            .command_and_headers(path, body, counter, &[])
+            .command_and_headers(path, body, counter, extra)
             .await?;
         let line = headers
             .get(LINE_HEADER)

@@ -71,6 +71,9 @@ impl Devnet {
                 self.issuer.url.clone(),
                 "--share".into(),
                 path_arg(&share),
+                // On a devnet, paywords are redeemed promptly, whatever they are worth.
+                "--payword-redeem-threshold".into(),
+                "1".into(),
             ];
             for &j in links {
                 args.push("--neighbor".into());

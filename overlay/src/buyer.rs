@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clients::issuer::IssuerClient;
+use clients::paywords::PaywordPayer;
 use clients::peer::PeerClient;
 use node::client::{ClientError, ClockCounter, CounterStore};
 use protocol::overlay::{Bid, Instructions, Solicit, Terms, SOLICIT_HOPS_MAX};
@@ -24,6 +25,12 @@ use serde::Serialize;
 pub const PAY_WAIT_MS_MAX: u64 = 20_000;
 /// Pause between those attempts.
 pub const PAY_POLL_MS: u64 = 100;
+/// A peer's `402` may ask for at most this much more than the call's own cost.
+pub const PAY_AHEAD_SLACK: u64 = 20;
+/// A chain bought for paying peers holds about this many purchases' worth of words...
+pub const CHAIN_PURCHASES: u64 = 20;
+/// ...and at least this many words.
+pub const CHAIN_WORDS_MIN: u64 = 256;
 
 /// What to look for.
 #[derive(Debug, Clone)]
@@ -86,27 +93,48 @@ impl Buyer {
         })
     }
 
-    /// Send `call` until it is not a `402`: the first `402` is paid ahead by its
-    /// `amount_due`, then the call is repeated until the peer has seen the deposit.
+    /// Send `call` paid for: by paywords when `payer` is given (words for `charge` with the
+    /// first request, more words once if the peer's `402` says more is due), else, or when
+    /// the peer still answers `402`, paid ahead by LCP transfer: the first `402` is paid by
+    /// its `amount_due`, then the call is repeated until the peer has seen the deposit.
     ///
-    /// The payment goes only to the via peer (`terms.peer`), through an issuer it stated, and
-    /// is at most `cap` (what the call may cost).
+    /// A transfer goes only to the via peer (`terms.peer`), through an issuer it stated, and
+    /// is at most `charge` plus [`PAY_AHEAD_SLACK`] (what the call may cost).
     async fn paying<T, F, Fut>(
         &self,
         terms: &Terms,
-        cap: u64,
+        payer: Option<&PaywordPayer>,
+        charge: u64,
         mut call: F,
     ) -> Result<T, ClientError>
     where
-        F: FnMut(u64) -> Fut,
+        F: FnMut(u64, Vec<(&'static str, String)>) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
+        if let (Some(payer), Ok(vendor)) = (payer, EntityId::parse(&terms.peer)) {
+            let mut amount = charge;
+            for _ in 0..2 {
+                let words = payer
+                    .pay(&vendor, amount)
+                    .await
+                    .map_err(|e| ClientError::Config(format!("paywords: {e}")))?;
+                let headers = words.map(|w| w.headers()).unwrap_or_default();
+                match call(self.counters.next(), headers).await {
+                    Err(e) if clients::pay::payment_required(&e) => match e.amount_due() {
+                        Some(due) if due <= charge.saturating_add(PAY_AHEAD_SLACK) => amount = due,
+                        _ => break,
+                    },
+                    other => return other,
+                }
+            }
+        }
         let deadline = Instant::now() + Duration::from_millis(PAY_WAIT_MS_MAX);
         let mut paid = false;
         loop {
-            match call(self.counters.next()).await {
+            match call(self.counters.next(), Vec::new()).await {
                 Err(e) if clients::pay::payment_required(&e) && !paid => {
-                    self.pay_ahead(&e, terms, cap).await?;
+                    self.pay_ahead(&e, terms, charge.saturating_add(PAY_AHEAD_SLACK))
+                        .await?;
                     paid = true;
                 }
                 Err(e) if clients::pay::payment_required(&e) && Instant::now() < deadline => {
@@ -115,6 +143,38 @@ impl Buyer {
                 other => return other,
             }
         }
+    }
+
+    /// The payer of paywords to the via peer in `currency`, when it takes them and this is
+    /// not its owner's own search (which costs nothing there); `PEER_PAYWORDS=0` pays by
+    /// transfer only. Chains are bought as needed, sized for about twenty such purchases.
+    fn payer(&self, terms: &Terms, currency: &str, search: &Search) -> Option<PaywordPayer> {
+        if !terms.paywords
+            || terms.peer == self.key.entity().as_str()
+            || !clients::paywords::enabled("PEER_PAYWORDS")
+        {
+            return None;
+        }
+        let offer = terms.currencies.iter().find(|c| c.issuer == currency)?;
+        let issuer = EntityId::parse(currency).ok()?;
+        let wallet = IssuerClient::new(
+            self.http.clone(),
+            &offer.issuer_url,
+            self.key.clone(),
+            Some(CounterStore::beside_key(&self.key_path)),
+        );
+        let mut payer = PaywordPayer::new(
+            self.key.clone(),
+            clients::wallet::Wallet::beside_key(&self.key_path),
+            wallet,
+        )
+        .with_issuer(issuer);
+        payer.chain_words = search
+            .max_price
+            .saturating_add(terms.solicit_fee)
+            .saturating_mul(CHAIN_PURCHASES)
+            .clamp(CHAIN_WORDS_MIN, clients::paywords::AUTO_CHAIN_WORDS_DEFAULT);
+        Some(payer)
     }
 
     async fn pay_ahead(&self, e: &ClientError, terms: &Terms, cap: u64) -> Result<(), ClientError> {
@@ -189,8 +249,12 @@ impl Buyer {
                 solicitation: Some(solicitation.clone()),
             };
             let fee = terms.solicit_fee;
+            let payer = self.payer(&terms, &currency, search);
             match self
-                .paying(&terms, fee, |counter| self.via.solicit(&s, counter))
+                .paying(&terms, payer.as_ref(), fee, |counter, pay| {
+                    let s = s.clone();
+                    async move { self.via.solicit_paying(&s, counter, &pay).await }
+                })
                 .await
             {
                 Ok(answer) => break answer.value.bids,
@@ -240,9 +304,11 @@ impl Buyer {
             );
         };
         let me = self.key.entity().to_string();
+        let payer = self.payer(&terms, &found.currency, search);
         let instructions: Instructions = self
-            .paying(&terms, found.price, |counter| {
-                self.via.accept(&found.bid, &me, counter)
+            .paying(&terms, payer.as_ref(), found.price, |counter, pay| {
+                let (bid, me) = (found.bid.clone(), me.clone());
+                async move { self.via.accept_paying(&bid, &me, counter, &pay).await }
             })
             .await
             .context("accepting the bid failed")?

@@ -25,6 +25,8 @@ pub enum Error {
         pay_to: String,
         issuer_url: String,
     },
+    #[error("{0}")]
+    Payword(#[from] node::paywords::Refusal),
     #[error("this peer does not deal with you (marked undesirable)")]
     Undesirable,
     #[error("no such bid: {0}")]
@@ -77,7 +79,7 @@ impl ServiceError for Error {
             Error::CurrencyNotAccepted { .. } | Error::BidTaken | Error::NotDelivered => {
                 StatusCode::CONFLICT
             }
-            Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Error::PaymentRequired { .. } | Error::Payword(_) => StatusCode::PAYMENT_REQUIRED,
             Error::Undesirable | Error::WrongBuyer | Error::NotAccepted => StatusCode::FORBIDDEN,
             Error::UnknownBid(_) | Error::UnknownToken => StatusCode::NOT_FOUND,
             Error::BidExpired
@@ -97,6 +99,7 @@ impl ServiceError for Error {
             Error::InvalidRequest(_) => "invalid_request",
             Error::CurrencyNotAccepted { .. } => "currency_not_accepted",
             Error::PaymentRequired { .. } => "payment_required",
+            Error::Payword(r) => r.code(),
             Error::Undesirable => "undesirable",
             Error::UnknownBid(_) => "unknown_bid",
             Error::BidExpired => "bid_expired",

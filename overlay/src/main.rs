@@ -99,6 +99,9 @@ enum Cmd {
         /// The base URL other peers reach this one at (default: the listening URL)
         #[arg(long)]
         public_url: Option<String>,
+        /// Redeem the paywords taken once an issuer's are worth this much (minor units)
+        #[arg(long, default_value_t = PeerOptions::default().payword_redeem_threshold)]
+        payword_redeem_threshold: u64,
         /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -216,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tab_threshold,
             issuers,
             public_url,
+            payword_redeem_threshold,
             tls_cert,
             tls_key,
         } => {
@@ -239,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tab_limit,
                     tab_threshold,
                     public_url,
+                    payword_redeem_threshold,
                 },
                 tls,
             })?;

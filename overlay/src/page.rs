@@ -132,6 +132,23 @@ pub fn render(s: &Status) -> String {
         }
         h.push_str("</table>");
     }
+    if !s.paywords.is_empty() {
+        h.push_str(
+            "<h2>Paywords</h2><table><tr><th>issuer</th><th>taken</th><th>redeemed</th>\
+             <th>pending</th><th>chains</th></tr>",
+        );
+        for w in &s.paywords {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                short(&w.issuer),
+                w.accepted,
+                w.redeemed,
+                w.pending,
+                w.chains
+            ));
+        }
+        h.push_str("</table>");
+    }
     if !s.copies.is_empty() {
         h.push_str("<h2>Copies kept (concealed sources)</h2><ul>");
         for c in &s.copies {

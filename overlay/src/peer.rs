@@ -75,6 +75,9 @@ pub struct PeerOptions {
     pub tab_threshold: u64,
     /// The base URL other peers reach this one at (default: the listening URL).
     pub public_url: Option<String>,
+    /// Paywords are redeemed once an issuer's are worth this much (and at the latest an hour
+    /// before their chain expires).
+    pub payword_redeem_threshold: u64,
 }
 
 impl Default for PeerOptions {
@@ -88,6 +91,7 @@ impl Default for PeerOptions {
             tab_limit: 10_000,
             tab_threshold: 1_000,
             public_url: None,
+            payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,
         }
     }
 }
@@ -154,6 +158,7 @@ impl Peer {
             policy: self.options.policy,
             tab_limit: self.options.tab_limit,
             tab_threshold: self.options.tab_threshold,
+            paywords: true,
         }
     }
 

@@ -151,6 +151,10 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
                     for_tasks.clone(),
                     c.offer.issuer.clone(),
                 ));
+                actix_web::rt::spawn(crate::peer::money::redeem_words(
+                    for_tasks.clone(),
+                    c.offer.issuer.clone(),
+                ));
             }
         },
     )?;

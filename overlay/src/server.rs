@@ -124,9 +124,10 @@ async fn solicit(req: HttpRequest, payload: web::Payload, p: State) -> Result<Ht
     let (bytes, v) = command(&req, payload, &p).await?;
     let parsed = service::parse_json::<Solicit, Error>(&bytes);
     let currency = parsed.as_ref().ok().map(|s| s.currency.clone());
+    let words = node::paywords::PaywordHeaders::of(&req);
     let result = async {
         answer(
-            &p.solicit(v.entity.as_str(), v.counter.unwrap_or(0), parsed?)
+            &p.solicit(v.entity.as_str(), v.counter.unwrap_or(0), parsed?, words)
                 .await?,
         )
     }
@@ -143,7 +144,11 @@ async fn accept(req: HttpRequest, payload: web::Payload, p: State) -> Result<Htt
     };
     let result = async {
         let a = parsed?;
-        answer(&p.accept(v.entity.as_str(), &a.bid, &a.buyer).await?)
+        let words = node::paywords::PaywordHeaders::of(&req);
+        answer(
+            &p.accept(v.entity.as_str(), &a.bid, &a.buyer, &words)
+                .await?,
+        )
     }
     .await;
     Ok(charged(&p, &v, currency.as_deref(), result).await)

@@ -267,3 +267,62 @@ fn contests(net: &Net) {
         "policy 1 never adds a neighbour: {sd:#}"
     );
 }
+
+#[test]
+fn a_stranger_pays_fees_and_prices_by_payword_and_the_peer_redeems_them() {
+    let net = Net::new();
+    let share = net.tmp.path().join("share");
+    let (doc, bytes) = document(&share, 4, 9_000);
+    let share_s = share.display().to_string();
+    // A - B (source); A redeems every word at once.
+    let peers = line(&net, 2, |i| {
+        let mut a = args(&["--payword-redeem-threshold", "1"]);
+        if i == 1 {
+            a.extend(["--share".to_string(), share_s.clone()]);
+        }
+        a
+    });
+    let (a, b) = (&peers[0], &peers[1]);
+    for p in &peers {
+        net.fund(&p.entity, 1_000);
+    }
+    settled(&net, &peers);
+    let (wallet, _) = net.wallet("payer", 2_000);
+    let out = net.tmp.path().join("got");
+    let got = cli_words(&[
+        "get",
+        "--key",
+        wallet.to_str().expect("path"),
+        "--via",
+        &a.url,
+        "--document",
+        &doc,
+        "--max-price",
+        "50",
+        "--out",
+        out.to_str().expect("path"),
+        "--json",
+    ]);
+    assert_eq!(std::fs::read(&out).expect("out"), bytes);
+    assert_eq!(got["price"], 12);
+    let chains = wallet.with_extension("key.chains");
+    assert!(chains.is_dir(), "the wallet bought a chain beside the key");
+    // A took words worth the fee and the price, no transfer came from the buyer, and it
+    // redeems them with the issuer.
+    let s = net.status_until(a, 20_000, "words redeemed", |s| {
+        s["paywords"][0]["redeemed"].as_u64() == Some(13)
+    });
+    assert_eq!(s["paywords"][0]["accepted"], 13, "{s:#}");
+    assert_eq!(n(&s, "fees_earned"), 1);
+    assert_eq!(n(&s, "commissions_earned"), 2);
+    let paid_ahead: u64 = s["paid_ahead"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["buyer"] != net.currency().as_str())
+        .map(|c| c["balance"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(paid_ahead, 0, "the words were drawn exactly: {s:#}");
+    // B was paid on A's tab as before.
+    assert_eq!(owed_to_me(&net.status(b), &a.entity), 11);
+}

@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use node::client::ClientError;
 use protocol::overlay::{Instructions, TOKEN_TTL_MS};
 
-use super::money::{Charge, PAID_OWN};
+use super::money::{Charge, Words, PAID_OWN};
 use super::neighbors::SECONDARY;
 use super::{to_i64, Peer, Strategy};
 use crate::error::Error;
@@ -99,6 +99,7 @@ impl Peer {
         from: &str,
         bid: &str,
         buyer: &str,
+        words: &Words,
     ) -> Result<Instructions, Error> {
         protocol::EntityId::parse(buyer)
             .map_err(|_| Error::InvalidRequest("buyer must be an entity id".into()))?;
@@ -118,7 +119,7 @@ impl Peer {
         if row.expires_ms.unsigned_abs() <= node::now_ms() {
             return Err(Error::BidExpired);
         }
-        let paid_by = self.mark_accepted(&row, buyer).await?;
+        let paid_by = self.mark_accepted(&row, buyer, words).await?;
         // From here on the deal runs to its end in a task of its own: a buyer that hangs up
         // must not leave a bid charged with neither instructions nor a refund.
         let (peer, buyer) = (self.clone(), buyer.to_owned());
@@ -170,8 +171,10 @@ impl Peer {
         self: &Arc<Self>,
         row: &BidRow,
         buyer: &str,
+        words: &Words,
     ) -> Result<&'static str, Error> {
         let (peer, row, buyer) = (self.clone(), row.clone(), buyer.to_owned());
+        let words = words.clone();
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
@@ -189,7 +192,7 @@ impl Peer {
                     if marked == 0 {
                         return Err(Error::BidTaken);
                     }
-                    let paid_by = peer.charge(conn, &row.charge())?;
+                    let paid_by = peer.charge(conn, &row.charge(), &words)?;
                     diesel::update(peer_bids::table.find(&row.id))
                         .set(peer_bids::paid_by.eq(Some(paid_by)))
                         .execute(conn)?;

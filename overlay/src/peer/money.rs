@@ -57,6 +57,9 @@ pub struct Charge<'a> {
     pub amount: u64,
 }
 
+/// The paywords a request carried (`LCP-Payword`, `LCP-Touchstone`), if any.
+pub type Words = node::paywords::PaywordHeaders;
+
 impl Peer {
     /// Charge `c` inside the caller's transaction; answers how it was paid (see the module
     /// documentation for the order).
@@ -64,9 +67,29 @@ impl Peer {
         &self,
         conn: &mut AnyConnection,
         c: &Charge<'_>,
+        words: &Words,
     ) -> Result<&'static str, Error> {
         if c.buyer == self.me() {
             return Ok(PAID_OWN);
+        }
+        // Paywords first: verified here by hashing, their value paid-ahead credit at once
+        // (in this transaction), then drawn like any other.
+        if let Some(header) = &words.payword {
+            let payer = protocol::EntityId::parse(c.buyer)
+                .map_err(|_| Error::InvalidRequest("buyer".into()))?;
+            let issuer = protocol::EntityId::parse(c.currency)
+                .map_err(|_| Error::InvalidRequest("currency".into()))?;
+            let accepted = node::paywords::accept(
+                conn,
+                node::now_s(),
+                &issuer,
+                &payer,
+                self.key.entity(),
+                header,
+                words.touchstone.as_deref(),
+                node::paywords::UNREDEEMED_PER_PAYER_MAX_DEFAULT,
+            )??;
+            self.add_credit(conn, c.buyer, c.currency, accepted.value)?;
         }
         if c.amount == 0 {
             return Ok(PAID_CREDIT);
@@ -322,6 +345,11 @@ impl Peer {
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
                     for d in &page.deposits {
+                        if protocol::EntityId::parse(&d.from).is_err() {
+                            // Not a buyer: a payword redemption paid from a chain's escrow
+                            // (`escrow:<chain>`), income already counted when taken.
+                            continue;
+                        }
                         let mut left = d.amount;
                         let line: Option<String> = match &d.transaction_id {
                             Some(t) => credit_lines::table
@@ -589,6 +617,46 @@ pub async fn watch_deposits(peer: Arc<Peer>, issuer: String) {
                 tokio::time::sleep(Duration::from_millis(backoff)).await;
                 backoff = (backoff * 2).min(DEPOSITS_BACKOFF_MS_MAX);
             }
+        }
+    }
+}
+
+/// How often the paywords held are looked at for redemption, and the issuer's fraud proofs
+/// read.
+pub const REDEEM_INTERVAL_MS: u64 = 2_000;
+
+/// Redeem the paywords taken in `issuer`'s currency when due, and follow the issuer's fraud
+/// proofs (a payer proven to double spend is refused from then on), forever.
+pub async fn redeem_words(peer: Arc<Peer>, issuer: String) {
+    let Ok(cur) = peer.currency(&issuer).cloned() else {
+        return;
+    };
+    let Ok(issuer_id) = protocol::EntityId::parse(&issuer) else {
+        return;
+    };
+    let client = cur.wallet.signed().clone();
+    loop {
+        tokio::time::sleep(Duration::from_millis(REDEEM_INTERVAL_MS)).await;
+        match node::paywords::follow_frauds(&peer.db, &issuer_id, &client).await {
+            Ok(payers) => {
+                for p in payers {
+                    tracing::warn!(payer = %p, "double spend proven: refused from now on");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "fraud proofs"),
+        }
+        let threshold = peer.options.payword_redeem_threshold;
+        let redeemed = node::paywords::redeem_due(
+            &peer.db,
+            &issuer_id,
+            &client,
+            peer.counters.next(),
+            threshold,
+            false,
+        )
+        .await;
+        if let Err(e) = redeemed {
+            tracing::warn!(error = %e, "payword redemption");
         }
     }
 }

@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use futures_util::future::join_all;
 use protocol::overlay::{Bid, Bids, Solicit, BID_TTL_MS};
 
-use super::money::Charge;
+use super::money::{Charge, Words};
 use super::neighbors::{Neighbor, UNDESIRABLE};
 use super::{to_i64, Peer};
 use crate::decide;
@@ -62,12 +62,13 @@ impl Peer {
     /// Answer `from`'s solicitation (see the module documentation).
     ///
     /// `counter`: the request's; a solicitation without an id is named by it, so a replay
-    /// of the same signed request pays once.
+    /// of the same signed request pays once. `words`: paywords it carried for the fee.
     pub async fn solicit(
         self: &Arc<Self>,
         from: &str,
         counter: u64,
         s: Solicit,
+        words: Words,
     ) -> Result<Bids, Error> {
         let now = node::now_ms();
         let mut s = s.checked(now).map_err(Error::InvalidRequest)?;
@@ -88,7 +89,7 @@ impl Peer {
             sid
         };
         s.solicitation = Some(sid);
-        let looped = match self.record(from, &s).await? {
+        let looped = match self.record(from, &s, words).await? {
             Recorded::Again(bids) => return Ok(bids),
             Recorded::New { looped } => looped,
         };
@@ -118,7 +119,12 @@ impl Peer {
     }
 
     /// Record the solicitation and charge its fee, once per (solicitor, id).
-    async fn record(self: &Arc<Self>, from: &str, s: &Solicit) -> Result<Recorded, Error> {
+    async fn record(
+        self: &Arc<Self>,
+        from: &str,
+        s: &Solicit,
+        words: Words,
+    ) -> Result<Recorded, Error> {
         let peer = self.clone();
         let (from, s) = (from.to_owned(), s.clone());
         self.db
@@ -160,6 +166,7 @@ impl Peer {
                             currency: &s.currency,
                             amount: fee,
                         },
+                        &words,
                     )?;
                     diesel::insert_into(peer_solicitations::table)
                         .values((

@@ -40,6 +40,8 @@ pub struct Status {
     pub refunds_given: u64,
     pub documents: usize,
     pub copies: Vec<String>,
+    /// Paywords taken, redeemed and pending, per currency.
+    pub paywords: Vec<node::paywords::Holdings>,
 }
 
 /// A tab: `owes_me` when the neighbour is the debtor here, `i_owe` when this peer is.
@@ -167,6 +169,7 @@ impl Peer {
             refunds_given: 0,
             documents: self.documents.count(),
             copies: self.documents.copies(),
+            paywords: self.db.run(node::paywords::holdings).await?,
         };
         for (solicitor, fee, forwarded) in sols {
             if solicitor == me {

@@ -211,12 +211,30 @@ pub fn document(dir: &Path, seed: u8, len: usize) -> (String, Vec<u8>) {
     (name, bytes)
 }
 
-/// Run the `peer` CLI.
+/// Run the `peer` CLI, paying ahead by LCP transfer (`PEER_PAYWORDS=0`: these tests count
+/// transfers; `cli_words` pays by payword, the default).
 pub fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_peer"))
         .args(args)
+        .env("PEER_PAYWORDS", "0")
         .output()
         .expect("run peer")
+}
+
+/// Run the `peer` CLI as users do (paying by payword where the peer takes them); its stdout
+/// as JSON, which must come.
+pub fn cli_words(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(args)
+        .env_remove("PEER_PAYWORDS")
+        .output()
+        .expect("run peer");
+    assert!(
+        out.status.success(),
+        "peer {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 /// Run the `peer` CLI, which must succeed; its stdout as JSON.

@@ -43,6 +43,9 @@ pub struct Terms {
     /// A neighbour settles its tab once it owes this much (DESIGN 12).
     #[serde(default)]
     pub tab_threshold: u64,
+    /// Takes paywords (`LCP-Payword`, DESIGN 10) for fees and prices.
+    #[serde(default)]
+    pub paywords: bool,
 }
 
 /// A currency a peer takes: its issuer's entity id and URL.

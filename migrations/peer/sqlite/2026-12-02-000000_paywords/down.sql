@@ -1,0 +1,4 @@
+DROP TABLE payword_cursors;
+DROP TABLE payword_frauds;
+DROP TABLE payword_blocks;
+DROP TABLE payword_touchstones;
