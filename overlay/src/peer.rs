@@ -110,6 +110,8 @@ pub struct Peer {
     pub options: PeerOptions,
     pub http: reqwest::Client,
     pub currencies: Vec<Currency>,
+    /// Paywords for neighbours without a tab for this peer, per currency (issuer entity).
+    pub payers: HashMap<String, clients::paywords::PaywordPayer>,
     pub documents: documents::Documents,
     pub credit_lines: Arc<node::credit::CreditBook>,
     /// The base URL peers reach this one at; set once the server listens.

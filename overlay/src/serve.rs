@@ -116,6 +116,20 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
             ),
         });
     }
+    let payers = currencies
+        .iter()
+        .filter_map(|c| {
+            let issuer = protocol::EntityId::parse(&c.offer.issuer).ok()?;
+            let mut payer = clients::paywords::PaywordPayer::new(
+                key.clone(),
+                clients::wallet::Wallet::beside_key(&key_path),
+                c.wallet.clone(),
+            )
+            .with_issuer(issuer);
+            payer.chain_words = crate::peer::money::PEER_CHAIN_WORDS;
+            Some((c.offer.issuer.clone(), payer))
+        })
+        .collect();
     let documents = Documents::open(options.share.as_deref(), &options.data_dir)
         .context("cannot index the shared documents")?;
     let credit_policy = node::credit::load_policy(&options.data_dir).map_err(anyhow::Error::msg)?;
@@ -126,6 +140,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
         options: options.peer.clone(),
         http,
         currencies,
+        payers,
         documents,
         credit_lines,
         url: OnceLock::new(),

@@ -43,7 +43,7 @@ fn eight_peers_in_a_line_sell_the_far_document_with_commissions_fees_and_referra
         a
     });
     for p in &peers {
-        net.fund(&p.entity, 1_000);
+        net.fund(&p.entity, 5_000);
     }
     settled(&net, &peers);
     let (wallet, wallet_key) = net.wallet("buyer", 1_000);
@@ -197,4 +197,8 @@ fn eight_peers_in_a_line_sell_the_far_document_with_commissions_fees_and_referra
         seen_third,
         "the search did not travel down the line"
     );
+    // The source has no tab for the first peer (not its primary neighbour): the first peer
+    // paid the fee and the price by payword, from a chain of its own.
+    let source = net.status(&peers[PEERS - 1]);
+    assert_eq!(source["paywords"][0]["accepted"], FEE + PRICE, "{source:#}");
 }

@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use node::client::ClientError;
 use protocol::overlay::{Instructions, TOKEN_TTL_MS};
 
-use super::money::{Charge, Words, PAID_OWN};
+use super::money::{Charge, Paid, Words, PAID_OWN};
 use super::neighbors::SECONDARY;
 use super::{to_i64, Peer, Strategy};
 use crate::error::Error;
@@ -246,18 +246,34 @@ impl Peer {
         let conceal = self.options.strategy == Strategy::Conceal && !own;
         let for_whom = if conceal { self.me() } else { buyer.to_owned() };
         let client = self.client_of(down_url);
-        let (mut paid, mut retries) = (false, 0);
+        let (mut pay, mut paid, mut words_tried, mut retries) = (Vec::new(), false, false, 0);
         let answer = loop {
             match client
-                .accept(down_bid, &for_whom, self.counters.next())
+                .accept_paying(down_bid, &for_whom, self.counters.next(), &pay)
                 .await
             {
                 Ok(a) => break a,
                 Err(e) if clients::pay::payment_required(&e) && !paid => {
-                    self.pay_ahead(&e, down_entity, &row.currency, down_price)
-                        .await?;
-                    paid = true;
-                    self.wait_paid_ahead().await;
+                    match self
+                        .pay_neighbor(
+                            &e,
+                            (down_entity, down_url),
+                            &row.currency,
+                            down_price,
+                            words_tried,
+                        )
+                        .await?
+                    {
+                        Paid::Words(headers) => {
+                            pay = headers;
+                            words_tried = true;
+                        }
+                        Paid::Transferred => {
+                            pay.clear();
+                            paid = true;
+                            self.wait_paid_ahead().await;
+                        }
+                    }
                 }
                 Err(e) if clients::pay::payment_required(&e) && self.still_waiting(row) => {
                     self.wait_paid_ahead().await;

@@ -50,6 +50,18 @@ pub const DEPOSITS_WAIT_MS: u64 = 3_000;
 pub const DEPOSITS_BACKOFF_MS_MIN: u64 = 200;
 pub const DEPOSITS_BACKOFF_MS_MAX: u64 = 10_000;
 
+/// How a neighbour's `402` was answered.
+pub(crate) enum Paid {
+    /// Paywords: the headers to send with the next attempt.
+    Words(Vec<(&'static str, String)>),
+    /// An LCP transfer ahead: the next attempts wait for the neighbour to see it.
+    Transferred,
+}
+
+/// Words in each chain a peer buys to pay neighbours without a tab for it (one minor unit
+/// each).
+pub const PEER_CHAIN_WORDS: u64 = 1_000;
+
 /// Who is charged, and for what, in one currency.
 pub struct Charge<'a> {
     pub buyer: &'a str,
@@ -564,6 +576,40 @@ impl Peer {
             .map_err(|e| Error::Upstream(format!("settling the tab at {}: {e}", state.creditor)))?;
         tracing::info!(line = %state.id, amount = state.owed, "tab settled through LCP");
         Ok(())
+    }
+
+    /// Pay a neighbour (entity, URL) after its `402` for a call costing `charge`: by
+    /// paywords when it takes
+    /// them and this peer's wallet can pay (sent with the next attempt, answered at once),
+    /// else ahead by LCP transfer (the next attempts wait for the neighbour to see it).
+    /// `words_tried`: words were sent already and still refused: transfer this time.
+    pub(crate) async fn pay_neighbor(
+        &self,
+        e: &ClientError,
+        (seller, url): (&str, &str),
+        currency: &str,
+        charge: u64,
+        words_tried: bool,
+    ) -> Result<Paid, Error> {
+        let takes_words = self.terms_at(seller, url).await.is_some_and(|t| t.paywords);
+        if let (false, true, Some(payer), Ok(vendor)) = (
+            words_tried,
+            takes_words,
+            self.payers.get(currency),
+            protocol::EntityId::parse(seller),
+        ) {
+            let due = e
+                .amount_due()
+                .unwrap_or(charge)
+                .clamp(1, charge.saturating_add(PAY_AHEAD_MIN));
+            match payer.pay(&vendor, due).await {
+                Ok(Some(words)) => return Ok(Paid::Words(words.headers())),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "no paywords; paying ahead by transfer"),
+            }
+        }
+        self.pay_ahead(e, seller, currency, charge).await?;
+        Ok(Paid::Transferred)
     }
 
     /// Pay a neighbour ahead after its `402` (no tab for this peer there, or a full one):

@@ -142,6 +142,20 @@ impl Peer {
             .await
     }
 
+    /// The terms of `entity` at `url`: as last stated, or asked now (a discovered peer's are
+    /// learned on first need) and kept when it answers as `entity`.
+    pub async fn terms_at(&self, entity: &str, url: &str) -> Option<protocol::overlay::Terms> {
+        if let Some(t) = self.terms_of(entity) {
+            return Some(t);
+        }
+        let terms = self.client_of(url).terms().await.ok()?;
+        if terms.peer != entity {
+            return None;
+        }
+        lock(&self.terms_seen).insert(entity.to_owned(), terms.clone());
+        Some(terms)
+    }
+
     /// The terms `entity` last stated (learned when it was resolved or asked).
     pub fn terms_of(&self, entity: &str) -> Option<protocol::overlay::Terms> {
         lock(&self.terms_seen).get(entity).cloned()

@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use futures_util::future::join_all;
 use protocol::overlay::{Bid, Bids, Solicit, BID_TTL_MS};
 
-use super::money::{Charge, Words};
+use super::money::{Charge, Paid, Words};
 use super::neighbors::{Neighbor, UNDESIRABLE};
 use super::{to_i64, Peer};
 use crate::decide;
@@ -306,22 +306,37 @@ impl Peer {
         let wait_ms = s.respond_by.saturating_sub(node::now_ms());
         let client = self.client_of(&n.url);
         let attempt = async {
-            let mut paid = false;
+            let (mut pay, mut paid, mut words_tried) = (Vec::new(), false, false);
             loop {
-                match client.solicit(s, self.counters.next()).await {
+                match client.solicit_paying(s, self.counters.next(), &pay).await {
                     Ok(answer) => {
                         self.note_line(&n.entity, &s.currency, answer.line).await;
                         return answer.value.bids.into_iter().min_by_key(|b| b.price);
                     }
                     Err(e) if clients::pay::payment_required(&e) && !paid => {
-                        let fee = self.terms_of(&n.entity).map_or(0, |t| t.solicit_fee);
-                        if let Err(e) = self.pay_ahead(&e, &n.entity, &s.currency, fee).await {
-                            tracing::warn!(neighbor = %n.url, error = %e, "cannot pay ahead");
-                            return None;
+                        let fee = self
+                            .terms_at(&n.entity, &n.url)
+                            .await
+                            .map_or(0, |t| t.solicit_fee);
+                        match self
+                            .pay_neighbor(&e, (&n.entity, &n.url), &s.currency, fee, words_tried)
+                            .await
+                        {
+                            Ok(Paid::Words(headers)) => {
+                                pay = headers;
+                                words_tried = true;
+                            }
+                            Ok(Paid::Transferred) => {
+                                pay.clear();
+                                paid = true;
+                                // The neighbour sees the deposit within its long poll.
+                                tokio::time::sleep(Duration::from_millis(PAID_AHEAD_POLL_MS)).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(neighbor = %n.url, error = %e, "cannot pay");
+                                return None;
+                            }
                         }
-                        paid = true;
-                        // The neighbour sees the deposit within its long poll.
-                        tokio::time::sleep(Duration::from_millis(PAID_AHEAD_POLL_MS)).await;
                     }
                     Err(e) if clients::pay::payment_required(&e) => {
                         tokio::time::sleep(Duration::from_millis(PAID_AHEAD_POLL_MS)).await;
