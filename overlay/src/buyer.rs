@@ -94,12 +94,12 @@ impl Buyer {
     }
 
     /// Send `call` paid for: by paywords when `payer` is given (words for `charge` with the
-    /// first request, more words once if the peer's `402` says more is due), else, or when
-    /// the peer still answers `402`, paid ahead by LCP transfer: the first `402` is paid by
-    /// its `amount_due`, then the call is repeated until the peer has seen the deposit.
+    /// first request), else, or when the peer still answers `402`, paid ahead by LCP
+    /// transfer: the first `402` is paid by its `amount_due`, then the call is repeated until
+    /// the peer has seen the deposit.
     ///
-    /// A transfer goes only to the via peer (`terms.peer`), through an issuer it stated, and
-    /// is at most `charge` plus [`PAY_AHEAD_SLACK`] (what the call may cost).
+    /// Words and transfer together are at most `charge` plus [`PAY_AHEAD_SLACK`]; a transfer
+    /// goes only to the via peer (`terms.peer`), through an issuer it stated.
     async fn paying<T, F, Fut>(
         &self,
         terms: &Terms,
@@ -111,21 +111,21 @@ impl Buyer {
         F: FnMut(u64, Vec<(&'static str, String)>) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
+        // One budget for the whole call, however it is paid: words, then a transfer.
+        let mut budget = charge.saturating_add(PAY_AHEAD_SLACK);
         if let (Some(payer), Ok(vendor)) = (payer, EntityId::parse(&terms.peer)) {
-            let mut amount = charge;
-            for _ in 0..2 {
-                let words = payer
-                    .pay(&vendor, amount)
-                    .await
-                    .map_err(|e| ClientError::Config(format!("paywords: {e}")))?;
-                let headers = words.map(|w| w.headers()).unwrap_or_default();
-                match call(self.counters.next(), headers).await {
-                    Err(e) if clients::pay::payment_required(&e) => match e.amount_due() {
-                        Some(due) if due <= charge.saturating_add(PAY_AHEAD_SLACK) => amount = due,
-                        _ => break,
-                    },
-                    other => return other,
+            match payer.pay(&vendor, charge).await {
+                Ok(words) => {
+                    let (value, headers) =
+                        words.map(|w| (w.value, w.headers())).unwrap_or_default();
+                    budget = budget.saturating_sub(value);
+                    match call(self.counters.next(), headers).await {
+                        Err(e) if clients::pay::payment_required(&e) => {}
+                        other => return other,
+                    }
                 }
+                // No words to give (no funds for a chain, say): the transfer below pays.
+                Err(e) => tracing::warn!(error = %e, "paywords unavailable; paying by transfer"),
             }
         }
         let deadline = Instant::now() + Duration::from_millis(PAY_WAIT_MS_MAX);
@@ -133,8 +133,7 @@ impl Buyer {
         loop {
             match call(self.counters.next(), Vec::new()).await {
                 Err(e) if clients::pay::payment_required(&e) && !paid => {
-                    self.pay_ahead(&e, terms, charge.saturating_add(PAY_AHEAD_SLACK))
-                        .await?;
+                    self.pay_ahead(&e, terms, budget).await?;
                     paid = true;
                 }
                 Err(e) if clients::pay::payment_required(&e) && Instant::now() < deadline => {
@@ -274,7 +273,12 @@ impl Buyer {
             }
         };
         let count = bids.len();
-        let Some(best) = bids.into_iter().min_by_key(|b| b.price) else {
+        // A bid above the maximum is not one this buyer asked for, whatever the peer says.
+        let Some(best) = bids
+            .into_iter()
+            .filter(|b| b.price <= search.max_price)
+            .min_by_key(|b| b.price)
+        else {
             return Ok(None);
         };
         Ok(Some((self.found(search, best, currency, count), terms)))

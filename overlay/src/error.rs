@@ -41,6 +41,8 @@ pub enum Error {
     NotDelivered,
     #[error("too late to contest this deal")]
     ContestTooLate,
+    #[error("the document was retrieved with this deal's token; not refunded")]
+    AlreadyRetrieved,
     #[error("no such retrieval token")]
     UnknownToken,
     #[error("the retrieval token was used already")]
@@ -76,9 +78,10 @@ impl ServiceError for Error {
             Error::Auth(_) => StatusCode::UNAUTHORIZED,
             Error::Body(e) => e.status(),
             Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Error::CurrencyNotAccepted { .. } | Error::BidTaken | Error::NotDelivered => {
-                StatusCode::CONFLICT
-            }
+            Error::CurrencyNotAccepted { .. }
+            | Error::BidTaken
+            | Error::NotDelivered
+            | Error::AlreadyRetrieved => StatusCode::CONFLICT,
             Error::PaymentRequired { .. } | Error::Payword(_) => StatusCode::PAYMENT_REQUIRED,
             Error::Undesirable | Error::WrongBuyer | Error::NotAccepted => StatusCode::FORBIDDEN,
             Error::UnknownBid(_) | Error::UnknownToken => StatusCode::NOT_FOUND,
@@ -107,6 +110,7 @@ impl ServiceError for Error {
             Error::NotAccepted => "not_accepted",
             Error::NotDelivered => "not_delivered",
             Error::ContestTooLate => "contest_too_late",
+            Error::AlreadyRetrieved => "already_retrieved",
             Error::UnknownToken => "unknown_token",
             Error::TokenUsed => "token_used",
             Error::TokenExpired => "token_expired",

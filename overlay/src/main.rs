@@ -99,6 +99,9 @@ enum Cmd {
         /// The base URL other peers reach this one at (default: the listening URL)
         #[arg(long)]
         public_url: Option<String>,
+        /// Neighbours asking more than this per solicitation are not asked (minor units)
+        #[arg(long, default_value_t = PeerOptions::default().neighbor_fee_max)]
+        neighbor_fee_max: u64,
         /// Redeem the paywords taken once an issuer's are worth this much (minor units)
         #[arg(long, default_value_t = PeerOptions::default().payword_redeem_threshold)]
         payword_redeem_threshold: u64,
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             issuers,
             public_url,
             payword_redeem_threshold,
+            neighbor_fee_max,
             tls_cert,
             tls_key,
         } => {
@@ -244,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tab_threshold,
                     public_url,
                     payword_redeem_threshold,
+                    neighbor_fee_max,
                 },
                 tls,
             })?;

@@ -75,6 +75,8 @@ pub struct PeerOptions {
     pub tab_threshold: u64,
     /// The base URL other peers reach this one at (default: the listening URL).
     pub public_url: Option<String>,
+    /// Neighbours asking more than this per solicitation are not asked.
+    pub neighbor_fee_max: u64,
     /// Paywords are redeemed once an issuer's are worth this much (and at the latest an hour
     /// before their chain expires).
     pub payword_redeem_threshold: u64,
@@ -92,6 +94,7 @@ impl Default for PeerOptions {
             tab_threshold: 1_000,
             public_url: None,
             payword_redeem_threshold: node::paywords::REDEEM_THRESHOLD_DEFAULT,
+            neighbor_fee_max: 10,
         }
     }
 }

@@ -7,8 +7,9 @@
 //! Model: `peers` peers linked `random:degree` (all primary), `documents` documents each at
 //! `replicas` random peers, `searches` searches by random peers for random documents, one
 //! after another. A solicitation reaches peers in breadth-first order (the first to arrive
-//! is the one a peer answers; later copies are answered with no bid, as the live peer's loop
-//! rule does), and bids travel back the tree it made. Messages are solicitations sent (each
+//! is the one a peer answers and forwards; the live peer's loop rule forwards a later copy
+//! no further either, though it would still bid on it when it holds the document), and bids
+//! travel back the tree it made. Messages are solicitations sent (each
 //! pays a fee). A successful search buys the cheapest bid; under referral the searcher and
 //! every peer on the way discover the source (policies 2 and 3), so later searches may ask
 //! it directly. Time, failures and concealment are not modelled.

@@ -127,6 +127,12 @@ fn run(net: &Net) {
         code(&twice.expect_err("reused")),
         (410, "token_used".into())
     );
+    // A stranger that got the document cannot take its price back by contesting.
+    let e = net
+        .rt
+        .block_on(c_client.contest(&bids[0].bid, "lying", counters.next()))
+        .expect_err("retrieved already");
+    assert_eq!(code(&e), (409, "already_retrieved".into()));
     // Accepting again answers the same instructions and charges nothing.
     let credit_before = net.status(c)["paid_ahead"].clone();
     let same = net

@@ -110,6 +110,7 @@ fn contests_refund_upstream_the_cheater_is_dropped_under_policy_3_and_policy_1_a
 fn contests(net: &Net) {
     let share = net.tmp.path().join("share");
     let (doc1, _) = document(&share, 1, 5_000);
+    let (doc2, _) = document(&share, 2, 5_000);
     let (doc3, _) = document(&share, 3, 5_000);
     let share_s = share.display().to_string();
     // D (policy 1) - A (policy 3) - B - C (source).
@@ -184,6 +185,36 @@ fn contests(net: &Net) {
     assert_eq!(n(&sc, "contests"), 1, "{sc:#}");
     assert_eq!(n(&sc, "documents_sold"), 0);
     assert_eq!(owed_to_me(&sc, &b.entity), 1, "B owes C the fee only");
+
+    // 1b. The source takes the payment and never serves (its file is gone): the stranger's
+    //     retrieval fails, it contests, and is refunded through the same chain.
+    std::fs::remove_file(share.join("doc-2")).expect("remove");
+    let out2 = net.tmp.path().join("got2");
+    let failed = cli(&[
+        "get",
+        "--key",
+        wallet.to_str().expect("path"),
+        "--via",
+        &a.url,
+        "--document",
+        &doc2,
+        "--max-price",
+        "50",
+        "--out",
+        out2.to_str().expect("path"),
+    ]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("retrieval failed") && err.contains("contested, 14 refunded"),
+        "{err}"
+    );
+    assert_eq!(n(&net.status(c), "contests"), 2, "C bears both");
+    assert_eq!(
+        owed_to_me(&net.status(b), &a.entity),
+        2,
+        "A owes B two fees, nothing more"
+    );
 
     // A (policy 3) met C through the instructions it passed on, an untrusted peer in a
     // contested deal: the cheater is dropped (marked undesirable).

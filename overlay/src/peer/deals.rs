@@ -20,7 +20,7 @@ use node::client::ClientError;
 use protocol::overlay::{Instructions, TOKEN_TTL_MS};
 
 use super::money::{Charge, Paid, Words, PAID_OWN};
-use super::neighbors::SECONDARY;
+use super::neighbors::{PRIMARY, SECONDARY};
 use super::{to_i64, Peer, Strategy};
 use crate::error::Error;
 use crate::schema::{peer_bids, peer_tokens};
@@ -119,13 +119,15 @@ impl Peer {
         if row.expires_ms.unsigned_abs() <= node::now_ms() {
             return Err(Error::BidExpired);
         }
-        let paid_by = self.mark_accepted(&row, buyer, words).await?;
-        // From here on the deal runs to its end in a task of its own: a buyer that hangs up
-        // must not leave a bid charged with neither instructions nor a refund.
-        let (peer, buyer) = (self.clone(), buyer.to_owned());
-        tokio::spawn(async move { peer.finish_accept(row, paid_by, &buyer).await })
-            .await
-            .map_err(|e| Error::Upstream(format!("the deal's task failed: {e}")))?
+        // The deal runs to its end in a task of its own, its charge included: a buyer that
+        // hangs up must not leave a bid charged with neither instructions nor a refund.
+        let (peer, buyer, words) = (self.clone(), buyer.to_owned(), words.clone());
+        tokio::spawn(async move {
+            let paid_by = peer.mark_accepted(&row, &buyer, &words).await?;
+            peer.finish_accept(row, paid_by, &buyer).await
+        })
+        .await
+        .map_err(|e| Error::Upstream(format!("the deal's task failed: {e}")))?
     }
 
     /// Deliver an accepted bid and store its instructions, or refund it.
@@ -160,7 +162,8 @@ impl Peer {
                     paid_by: Some(paid_by.to_owned()),
                     ..row
                 };
-                self.close_refunded(&row).await?;
+                let price = row.price.unsigned_abs();
+                self.close_refunded(&row, price).await?;
                 Err(e)
             }
         }
@@ -203,8 +206,12 @@ impl Peer {
     }
 
     /// Refund an accepted bid that could not be delivered and close it.
-    async fn close_refunded(self: &Arc<Self>, row: &BidRow) -> Result<(), Error> {
+    ///
+    /// `amount`: what is given back (the price, or less when an untrusted buyer's refund is
+    /// what the neighbour downstream refunded).
+    async fn close_refunded(self: &Arc<Self>, row: &BidRow, amount: u64) -> Result<(), Error> {
         let (peer, row) = (self.clone(), row.clone());
+        let amount = amount.min(row.price.unsigned_abs());
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
@@ -216,15 +223,15 @@ impl Peer {
                     )
                     .set((
                         peer_bids::contested_ms.eq(Some(now)),
-                        peer_bids::refunded.eq(row.price),
+                        peer_bids::refunded.eq(to_i64(amount)?),
                     ))
                     .execute(conn)?;
                     if closed == 1 {
-                        peer.refund(
-                            conn,
-                            &row.charge(),
-                            row.paid_by.as_deref().unwrap_or(PAID_OWN),
-                        )?;
+                        let charge = Charge {
+                            amount,
+                            ..row.charge()
+                        };
+                        peer.refund(conn, &charge, row.paid_by.as_deref().unwrap_or(PAID_OWN))?;
                     }
                     Ok::<_, Error>(())
                 })
@@ -288,7 +295,7 @@ impl Peer {
                 Err(e) => return Err(upstream(down_url, e)),
             }
         };
-        self.note_line(down_entity, &row.currency, answer.line)
+        self.note_line(down_entity, &row.currency, answer.line, down_price)
             .await;
         let instructions = answer.value;
         if let Some(base) = instructions.base_url() {
@@ -445,7 +452,39 @@ impl Peer {
             return Err(Error::ContestTooLate);
         }
         tracing::info!(bid, %from, reason, "deal contested");
-        self.close_refunded(&row).await?;
+        let price = row.price.unsigned_abs();
+        let local = row.down_bid.is_none() || self.documents.has(&row.document);
+        let trusted = own || self.kind_of(from).await?.as_deref() == Some(PRIMARY);
+        if trusted {
+            // Seed 001 section 4: a primary neighbour's contest is always refunded; the
+            // refund is then claimed downstream, so it ends with the peer that failed.
+            self.close_refunded(&row, price).await?;
+            if !local {
+                if let Err(e) = self.contest_down(&row, reason).await {
+                    tracing::warn!(bid, error = %e, "contest downstream failed");
+                }
+            }
+        } else if local {
+            // An untrusted buyer of this peer's own copy: refunded unless its token served
+            // the document (then its word is all there is against this peer's).
+            if self.token_used(&row.id).await? {
+                return Err(Error::AlreadyRetrieved);
+            }
+            self.close_refunded(&row, price).await?;
+        } else {
+            // An untrusted buyer of a referred deal: refunded what the neighbour refunds
+            // (all of the price when it refunds all of its own), so a lie costs nobody here.
+            let down = self.contest_down(&row, reason).await;
+            let amount = match (down, row.down_price) {
+                (Ok(r), Some(d)) if r >= d.unsigned_abs() => price,
+                (Ok(r), _) => r,
+                (Err(e), _) => {
+                    tracing::warn!(bid, error = %e, "contest downstream failed");
+                    0
+                }
+            };
+            self.close_refunded(&row, amount).await?;
+        }
         let row = self.bid_row(bid).await?;
         // Seed 001 section 4: the untrusted peers in a contested deal are distrusted: the
         // buyer when it is one (it may be lying), and the source its instructions named.
@@ -457,20 +496,31 @@ impl Peer {
                 self.distrust(&i.peer).await?;
             }
         }
-        if row.down_bid.is_some() && !self.documents.has(&row.document) {
-            if let Err(e) = self.contest_down(&row, reason).await {
-                tracing::warn!(bid, error = %e, "contest downstream failed");
-            }
-        }
         Ok(refunded_to_buyer(&row))
     }
 
+    /// Did a token of `bid` serve its document?
+    async fn token_used(&self, bid: &str) -> Result<bool, Error> {
+        let bid = bid.to_owned();
+        self.db
+            .run(move |conn| {
+                Ok(peer_tokens::table
+                    .filter(peer_tokens::bid.eq(&bid))
+                    .filter(peer_tokens::used_ms.is_not_null())
+                    .count()
+                    .get_result::<i64>(conn)?
+                    > 0)
+            })
+            .await
+    }
+
     /// Contest the neighbour's bid `row` rested on, and distrust it when it is untrusted.
-    async fn contest_down(self: &Arc<Self>, row: &BidRow, reason: &str) -> Result<(), Error> {
+    /// Answers what the neighbour refunded.
+    async fn contest_down(self: &Arc<Self>, row: &BidRow, reason: &str) -> Result<u64, Error> {
         let (Some(entity), Some(url), Some(down_bid)) =
             (&row.down_entity, &row.down_url, &row.down_bid)
         else {
-            return Ok(());
+            return Ok(0);
         };
         if self.kind_of(entity).await?.as_deref() == Some(SECONDARY) {
             self.distrust(entity).await?;
@@ -480,8 +530,9 @@ impl Peer {
             .contest(down_bid, reason, self.counters.next())
             .await
             .map_err(|e| upstream(url, e))?;
-        self.note_line(entity, &row.currency, answer.line).await;
-        let (id, refunded) = (row.id.clone(), to_i64(answer.value.refunded)?);
+        self.note_line(entity, &row.currency, answer.line, 0).await;
+        let refunded_u = answer.value.refunded;
+        let (id, refunded) = (row.id.clone(), to_i64(refunded_u)?);
         self.db
             .run(move |conn| {
                 diesel::update(peer_bids::table.find(&id))
@@ -489,7 +540,8 @@ impl Peer {
                     .execute(conn)?;
                 Ok::<_, Error>(())
             })
-            .await
+            .await?;
+        Ok(refunded_u)
     }
 }
 

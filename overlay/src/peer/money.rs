@@ -396,9 +396,16 @@ impl Peer {
                         return Err(Error::Upstream("deposit cursor moved meanwhile".into()));
                     }
                     if was.is_some() {
-                        diesel::update(peer_cursors::table.find(&issuer))
-                            .set(peer_cursors::next.eq(next))
-                            .execute(conn)?;
+                        let moved = diesel::update(
+                            peer_cursors::table
+                                .find(&issuer)
+                                .filter(peer_cursors::next.eq(to_i64(after)?)),
+                        )
+                        .set(peer_cursors::next.eq(next))
+                        .execute(conn)?;
+                        if moved != 1 {
+                            return Err(Error::Upstream("deposit cursor moved meanwhile".into()));
+                        }
                     } else {
                         diesel::insert_into(peer_cursors::table)
                             .values((
@@ -429,15 +436,28 @@ impl Peer {
     }
 
     /// As a buyer: keep `seller`'s signed state of this peer's tab there (checked), and
-    /// settle it through LCP once it owes the seller's threshold.
-    pub async fn note_line(self: &Arc<Self>, seller: &str, currency: &str, half: Option<LineHalf>) {
+    /// settle it through LCP once it owes the seller's threshold. `charge` is what the call
+    /// that brought it was to cost here (the fee, the price, 0 for a contest).
+    ///
+    /// A seller's word alone cannot make this peer pay: only a primary neighbour keeps a tab
+    /// for it; one tab per seller and currency (a state naming another line is refused); a
+    /// state may raise what is owed by at most `charge` over the state kept (a new tab starts
+    /// at most at `charge`), never past this peer's own `tab_limit` nor the seller's stated
+    /// one; an older `seq` changes nothing. What is settled is the state kept, not the one
+    /// received.
+    pub async fn note_line(
+        self: &Arc<Self>,
+        seller: &str,
+        currency: &str,
+        half: Option<LineHalf>,
+        charge: u64,
+    ) {
         let Some(half) = half else { return };
         let Some(terms) = self.terms_of(seller) else {
             return;
         };
-        // A state past the seller's stated limit, or a seq that leaves no room to grow, is
-        // not a tab this peer agreed to: kept nowhere, paid never.
-        if half.owed > terms.tab_limit || half.seq > SEQ_MAX {
+        let cap = terms.tab_limit.min(self.options.tab_limit);
+        if half.owed > cap || half.seq > SEQ_MAX {
             tracing::warn!(%seller, owed = half.owed, "a tab state past its limit: ignored");
             return;
         }
@@ -457,73 +477,65 @@ impl Peer {
             tracing::warn!(%seller, "a tab state whose signature does not verify: ignored");
             return;
         }
-        if let Err(e) = self
-            .keep_line(state.clone(), half.signature, terms.tab_threshold)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot keep a neighbour's tab state");
+        if self.kind_of(seller).await.ok().flatten().as_deref() != Some(neighbors::PRIMARY) {
+            tracing::warn!(%seller, "a tab state from a peer that is not a primary neighbour: ignored");
             return;
         }
-        if terms.tab_threshold > 0 && state.owed >= terms.tab_threshold {
+        let kept = match self
+            .keep_line(state, half.signature, terms.tab_threshold, charge)
+            .await
+        {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(error = %e, "a neighbour's tab state refused");
+                return;
+            }
+        };
+        if terms.tab_threshold > 0 && kept.owed >= terms.tab_threshold {
             let now = node::now_ms();
             {
                 let mut settling = lock(&self.settling);
-                if settling.get(&state.id).is_some_and(|until| *until > now) {
+                if settling.get(&kept.id).is_some_and(|until| *until > now) {
                     return;
                 }
-                settling.insert(state.id.clone(), now + SETTLE_WAIT_MS);
+                settling.insert(kept.id.clone(), now + SETTLE_WAIT_MS);
             }
             let peer = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = peer.settle(&state).await {
-                    tracing::warn!(line = %state.id, error = %e, "tab settlement failed");
-                    lock(&peer.settling).remove(&state.id);
+                if let Err(e) = peer.settle(&kept).await {
+                    tracing::warn!(line = %kept.id, error = %e, "tab settlement failed");
+                    lock(&peer.settling).remove(&kept.id);
                 }
             });
         }
     }
 
-    /// Store the newer of the state kept and `state` (the seller's signature over it).
+    /// Keep `state` under the rules of [`Peer::note_line`]; answers the state kept after it.
     async fn keep_line(
         &self,
         state: LineState,
         signature: String,
         threshold: u64,
-    ) -> Result<(), Error> {
+        charge: u64,
+    ) -> Result<LineState, Error> {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    let kept: Option<(String, String, String, Option<i64>, i64)> =
-                        credit_lines::table
-                            .find(&state.id)
-                            .select((
-                                credit_lines::creditor,
-                                credit_lines::debtor,
-                                credit_lines::currency,
-                                credit_lines::settle_threshold,
-                                credit_lines::seq,
-                            ))
-                            .first(conn)
-                            .optional()?;
-                    // Only this peer's tab at that seller may be moved by the seller's word: a
-                    // neighbour naming another line's id (one where it is the debtor, or a
-                    // path line) changes nothing.
-                    let seq = match kept {
-                        Some((creditor, debtor, currency, Some(_), seq))
-                            if creditor == state.creditor
-                                && debtor == state.debtor
-                                && currency == state.currency =>
-                        {
-                            Some(seq)
-                        }
-                        Some(_) => {
-                            return Err(Error::Upstream(format!(
-                                "line {} is not this peer's tab at {}",
-                                state.id, state.creditor
-                            )))
-                        }
-                        None => None,
-                    };
+                    let kept: Option<(String, i64, i64)> = credit_lines::table
+                        .filter(credit_lines::creditor.eq(&state.creditor))
+                        .filter(credit_lines::debtor.eq(&state.debtor))
+                        .filter(credit_lines::currency.eq(&state.currency))
+                        .filter(credit_lines::settle_threshold.is_not_null())
+                        .select((credit_lines::id, credit_lines::owed, credit_lines::seq))
+                        .first(conn)
+                        .optional()?;
+                    let taken = credit_lines::table
+                        .find(&state.id)
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0;
+                    let refuse =
+                        |why: &str| Err(Error::Upstream(format!("line {}: {why}", state.id)));
                     let values = (
                         credit_lines::credit_limit.eq(to_i64(state.limit)?),
                         credit_lines::owed.eq(to_i64(state.owed)?),
@@ -531,10 +543,20 @@ impl Peer {
                         credit_lines::creditor_signature.eq(&signature),
                         credit_lines::updated_ms.eq(to_i64(node::now_ms())?),
                     );
-                    match seq {
-                        Some(s) if s.unsigned_abs() >= state.seq => {}
-                        Some(_) => {
-                            // Newer only, also against a concurrent keeper (PostgreSQL).
+                    match kept {
+                        Some((id, _, _)) if id != state.id => refuse("another tab is kept there"),
+                        Some((_, owed, seq)) => {
+                            if seq.unsigned_abs() >= state.seq {
+                                // Older or the same: the state kept stands.
+                                return Ok(LineState {
+                                    owed: owed.unsigned_abs(),
+                                    seq: seq.unsigned_abs(),
+                                    ..state
+                                });
+                            }
+                            if state.owed > owed.unsigned_abs().saturating_add(charge) {
+                                return refuse("owes more than was charged");
+                            }
                             diesel::update(
                                 credit_lines::table
                                     .find(&state.id)
@@ -542,6 +564,11 @@ impl Peer {
                             )
                             .set(values)
                             .execute(conn)?;
+                            Ok(state)
+                        }
+                        None if taken => refuse("the id names another line"),
+                        None if state.owed > charge => {
+                            refuse("a new tab owing more than was charged")
                         }
                         None => {
                             diesel::insert_into(credit_lines::table)
@@ -556,9 +583,9 @@ impl Peer {
                                     values,
                                 ))
                                 .execute(conn)?;
+                            Ok(state)
                         }
                     }
-                    Ok::<_, Error>(())
                 })
             })
             .await

@@ -144,7 +144,7 @@ impl Peer {
                     }
                     // A loop: this solicitation met here before from someone else, or one
                     // ring of this peer's own search come back to it.
-                    let base = sid.split(RING_MARK).next().unwrap_or(&sid);
+                    let base = sid.rsplit_once(RING_MARK).map_or(sid.as_str(), |(b, _)| b);
                     let looped = peer_solicitations::table
                         .filter(
                             peer_solicitations::id.eq(&sid).or(peer_solicitations::id
@@ -305,19 +305,25 @@ impl Peer {
     async fn ask(self: &Arc<Self>, n: &Neighbor, s: &Solicit) -> Option<Bid> {
         let wait_ms = s.respond_by.saturating_sub(node::now_ms());
         let client = self.client_of(&n.url);
+        let fee = self
+            .terms_at(&n.entity, &n.url)
+            .await
+            .map_or(0, |t| t.solicit_fee);
+        if fee > self.options.neighbor_fee_max {
+            // A neighbour sets its own fee: past this peer's bound it is not worth asking.
+            tracing::debug!(neighbor = %n.url, fee, "fee above --neighbor-fee-max: not asked");
+            return None;
+        }
         let attempt = async {
             let (mut pay, mut paid, mut words_tried) = (Vec::new(), false, false);
             loop {
                 match client.solicit_paying(s, self.counters.next(), &pay).await {
                     Ok(answer) => {
-                        self.note_line(&n.entity, &s.currency, answer.line).await;
+                        self.note_line(&n.entity, &s.currency, answer.line, fee)
+                            .await;
                         return answer.value.bids.into_iter().min_by_key(|b| b.price);
                     }
                     Err(e) if clients::pay::payment_required(&e) && !paid => {
-                        let fee = self
-                            .terms_at(&n.entity, &n.url)
-                            .await
-                            .map_or(0, |t| t.solicit_fee);
                         match self
                             .pay_neighbor(&e, (&n.entity, &n.url), &s.currency, fee, words_tried)
                             .await
