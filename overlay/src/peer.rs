@@ -13,6 +13,7 @@
 //! - [`deals`]: acceptance (referral passes the source's instructions through, concealment
 //!   copies the document and sells its own), retrieval by one-time token, contests.
 //! - [`status`]: what the status page and `/v1/status` show.
+//! - [`upkeep`]: expired bids, tokens and stored answers dropped.
 //!
 //! Invariants: a bid is accepted at most once and its price charged in the same transaction
 //! that marks it; a contest refunds at most once, in the transaction that marks it; a token
@@ -36,6 +37,7 @@ pub mod money;
 pub mod neighbors;
 pub mod solicit;
 pub mod status;
+pub mod upkeep;
 
 /// How a peer sells what it found through a neighbour (seed 001 section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

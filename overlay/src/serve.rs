@@ -161,6 +161,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
         move || {
             for_tasks.credit_lines.start();
             actix_web::rt::spawn(crate::peer::neighbors::resolve_primaries(for_tasks.clone()));
+            actix_web::rt::spawn(crate::peer::upkeep::upkeep(for_tasks.clone()));
             for c in &for_tasks.currencies {
                 actix_web::rt::spawn(crate::peer::money::watch_deposits(
                     for_tasks.clone(),

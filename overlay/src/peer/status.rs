@@ -1,14 +1,16 @@
 //! What the status page and `GET /v1/status` show: neighbours, tabs both ways, paid-ahead
 //! credit, solicitations seen and forwarded, fees, commissions, documents sold, contests.
 
+use db::AnyConnection;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 use node::credit::credit_lines;
 use serde::Serialize;
 
 use super::neighbors::Neighbor;
 use super::Peer;
 use crate::error::Error;
-use crate::schema::{peer_bids, peer_credit, peer_solicitations};
+use crate::schema::peer_credit;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -65,7 +67,70 @@ pub struct CreditView {
 }
 
 type TabRow = (String, String, String, String, i64, i64, i64, Option<i64>);
-type DealRow = (String, i64, Option<i64>, Option<i64>, i64);
+
+/// Tabs and paid-ahead balances shown at most (the largest balances first).
+pub const ROWS_SHOWN_MAX: i64 = 200;
+
+/// The status's sums, computed by the database (the tables grow with every solicitation).
+#[derive(Debug, Default, QueryableByName)]
+struct Totals {
+    #[diesel(sql_type = BigInt)]
+    searches: i64,
+    #[diesel(sql_type = BigInt)]
+    seen: i64,
+    #[diesel(sql_type = BigInt)]
+    fees: i64,
+    #[diesel(sql_type = BigInt)]
+    forwarded: i64,
+    #[diesel(sql_type = BigInt)]
+    commissions: i64,
+    #[diesel(sql_type = BigInt)]
+    sold: i64,
+    #[diesel(sql_type = BigInt)]
+    income: i64,
+    #[diesel(sql_type = BigInt)]
+    contests: i64,
+    #[diesel(sql_type = BigInt)]
+    refunds: i64,
+}
+
+/// One query over solicitations and one over accepted bids. `me` is this peer's entity id
+/// (`ed25519:` and hex, checked here), written into the SQL, which is the same text on
+/// SQLite and PostgreSQL.
+fn totals(conn: &mut AnyConnection, me: &str) -> Result<Totals, Error> {
+    if protocol::EntityId::parse(me).is_err() {
+        return Err(Error::InvalidRequest("entity".into()));
+    }
+    let n = |expr: &str| format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)");
+    let sql = format!(
+        "SELECT {searches} AS searches, {seen} AS seen, {fees} AS fees, {fwd} AS forwarded, \
+         (SELECT {commissions} FROM peer_bids WHERE {accepted}) AS commissions, \
+         (SELECT {sold} FROM peer_bids WHERE {accepted}) AS sold, \
+         (SELECT {income} FROM peer_bids WHERE {accepted}) AS income, \
+         (SELECT {contests} FROM peer_bids WHERE {accepted}) AS contests, \
+         (SELECT {refunds} FROM peer_bids WHERE {accepted}) AS refunds \
+         FROM peer_solicitations",
+        searches = n(&format!("CASE WHEN solicitor = '{me}' THEN 1 ELSE 0 END")),
+        seen = n(&format!("CASE WHEN solicitor <> '{me}' THEN 1 ELSE 0 END")),
+        fees = n(&format!(
+            "CASE WHEN solicitor <> '{me}' THEN fee ELSE 0 END"
+        )),
+        fwd = n("forwarded"),
+        accepted = format!("accepted_ms IS NOT NULL AND solicitor <> '{me}'"),
+        commissions = n("CASE WHEN contested_ms IS NULL AND down_price IS NOT NULL \
+                         THEN price - down_price ELSE 0 END"),
+        sold = n("CASE WHEN contested_ms IS NULL AND down_price IS NULL THEN 1 ELSE 0 END"),
+        income = n("CASE WHEN contested_ms IS NULL AND down_price IS NULL THEN price ELSE 0 END"),
+        contests = n("CASE WHEN contested_ms IS NOT NULL THEN 1 ELSE 0 END"),
+        refunds = n("CASE WHEN contested_ms IS NOT NULL THEN refunded ELSE 0 END"),
+    );
+    let query = diesel::sql_query(sql);
+    let totals = match conn {
+        AnyConnection::Sqlite(c) => query.get_result::<Totals>(c),
+        AnyConnection::Postgresql(c) => query.get_result::<Totals>(c),
+    };
+    Ok(totals?)
+}
 
 impl Peer {
     pub async fn status(&self) -> Result<Status, Error> {
@@ -75,7 +140,7 @@ impl Peer {
             // The status is public: a concealing peer does not show the sources it found.
             neighbors.retain(|n| n.kind == super::neighbors::PRIMARY);
         }
-        let (tabs, credit, sols, deals) = self
+        let (tabs, credit, totals) = self
             .db
             .run(move |conn| {
                 let tabs: Vec<TabRow> = credit_lines::table
@@ -96,28 +161,14 @@ impl Peer {
                         credit_lines::settle_threshold,
                     ))
                     .order(credit_lines::id)
+                    .limit(ROWS_SHOWN_MAX)
                     .load(conn)?;
                 let credit: Vec<(String, String, i64)> = peer_credit::table
-                    .order((peer_credit::buyer, peer_credit::currency))
+                    .order(peer_credit::balance.desc())
+                    .limit(ROWS_SHOWN_MAX)
                     .load(conn)?;
-                let sols: Vec<(String, i64, i64)> = peer_solicitations::table
-                    .select((
-                        peer_solicitations::solicitor,
-                        peer_solicitations::fee,
-                        peer_solicitations::forwarded,
-                    ))
-                    .load(conn)?;
-                let deals: Vec<DealRow> = peer_bids::table
-                    .filter(peer_bids::accepted_ms.is_not_null())
-                    .select((
-                        peer_bids::solicitor,
-                        peer_bids::price,
-                        peer_bids::down_price,
-                        peer_bids::contested_ms,
-                        peer_bids::refunded,
-                    ))
-                    .load(conn)?;
-                Ok::<_, Error>((tabs, credit, sols, deals))
+                let totals = totals(conn, &me)?;
+                Ok::<_, Error>((tabs, credit, totals))
             })
             .await?;
         let me = self.me();
@@ -171,35 +222,16 @@ impl Peer {
             copies: self.documents.copies(),
             paywords: self.db.run(node::paywords::holdings).await?,
         };
-        for (solicitor, fee, forwarded) in sols {
-            if solicitor == me {
-                s.searches += 1;
-            } else {
-                s.solicitations_seen += 1;
-                s.fees_earned = s.fees_earned.saturating_add(u(fee));
-            }
-            s.solicitations_forwarded = s.solicitations_forwarded.saturating_add(u(forwarded));
-        }
-        for (solicitor, price, down_price, contested, refunded) in deals {
-            if solicitor == me {
-                // The owner's own purchases: neither commission nor sale.
-                continue;
-            }
-            if contested.is_some() {
-                s.contests += 1;
-                s.refunds_given = s.refunds_given.saturating_add(u(refunded));
-                continue;
-            }
-            match down_price {
-                Some(d) => {
-                    s.commissions_earned = s.commissions_earned.saturating_add(u(price - d));
-                }
-                None => {
-                    s.documents_sold += 1;
-                    s.sales_income = s.sales_income.saturating_add(u(price));
-                }
-            }
-        }
+        let u = |v: i64| v.unsigned_abs();
+        s.searches = u(totals.searches);
+        s.solicitations_seen = u(totals.seen);
+        s.fees_earned = u(totals.fees);
+        s.solicitations_forwarded = u(totals.forwarded);
+        s.commissions_earned = u(totals.commissions);
+        s.documents_sold = u(totals.sold);
+        s.sales_income = u(totals.income);
+        s.contests = u(totals.contests);
+        s.refunds_given = u(totals.refunds);
         Ok(s)
     }
 }
