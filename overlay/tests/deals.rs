@@ -357,3 +357,104 @@ fn a_stranger_pays_fees_and_prices_by_payword_and_the_peer_redeems_them() {
     // B was paid on A's tab as before.
     assert_eq!(owed_to_me(&net.status(b), &a.entity), 11);
 }
+
+#[test]
+fn a_contest_reaches_a_source_that_was_down_when_it_was_made() {
+    let net = Net::new();
+    let share = net.tmp.path().join("share");
+    let (doc, _) = document(&share, 8, 4_000);
+    let share_s = share.display().to_string();
+    // A - B - C (source).
+    let mut peers = line(&net, 3, |i| {
+        let mut a = args(&[]);
+        if i == 2 {
+            a.extend(["--share".to_string(), share_s.clone()]);
+        }
+        a
+    });
+    for p in &peers {
+        net.fund(&p.entity, 1_000);
+    }
+    settled(&net, &peers);
+    let (path, key) = net.wallet("buyer", 1_000);
+    let wallet = clients::issuer::IssuerClient::new(
+        net.http.clone(),
+        &net.issuer.url,
+        key.clone(),
+        Some(node::client::CounterStore::beside_key(&path)),
+    );
+    let a_id = protocol::EntityId::parse(&peers[0].entity).expect("id");
+    net.rt
+        .block_on(wallet.transfer(&a_id, 100, None))
+        .expect("pay A ahead");
+    net.status_until(&peers[0], 20_000, "payment ahead seen", |s| {
+        s["paid_ahead"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["buyer"] == key.entity().as_str()))
+    });
+    let client = clients::peer::PeerClient::new(net.http.clone(), &peers[0].url, key.clone());
+    let counters = node::client::ClockCounter::default();
+    let s = protocol::overlay::Solicit {
+        document: doc.clone(),
+        max_price: 50,
+        currency: net.currency(),
+        hops_left: 4,
+        respond_by: node::now_ms() + 10_000,
+        solicitation: None,
+    };
+    let bids = net
+        .rt
+        .block_on(client.solicit(&s, counters.next()))
+        .expect("solicit")
+        .value
+        .bids;
+    let bid = bids[0].bid.clone();
+    let instructions = net
+        .rt
+        .block_on(client.accept(&bid, key.entity().as_str(), counters.next()))
+        .expect("accept")
+        .value;
+    // The source goes down before the buyer retrieves.
+    let c = peers.pop().expect("C");
+    let c_port: u16 = c
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let c_entity = c.entity.clone();
+    drop(c);
+    let fetched = net.rt.block_on(clients::peer::retrieve(
+        &net.http,
+        key.clone(),
+        &instructions,
+    ));
+    assert!(fetched.is_err(), "the source is down");
+    let refunded = net
+        .rt
+        .block_on(client.contest(&bid, "the source does not answer", counters.next()))
+        .expect("contest")
+        .value
+        .refunded;
+    assert_eq!(
+        refunded, 14,
+        "A refunds the buyer what B refunded it: the whole price"
+    );
+    // B refunded A and could not reach C: it asks again, and C, back, refunds B.
+    let c = net.peer(
+        "p3",
+        c_port,
+        &[
+            args(&["--share", &share_s]),
+            vec!["--neighbor".into(), peers[1].url.clone()],
+        ]
+        .concat(),
+    );
+    assert_eq!(c.entity, c_entity, "the same peer");
+    let sc = net.status_until(&c, 30_000, "C refunds B", |s| s["contests"] == 1);
+    assert_eq!(
+        owed_to_me(&sc, &peers[1].entity),
+        1,
+        "B owes C the fee only"
+    );
+}

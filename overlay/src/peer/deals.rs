@@ -27,6 +27,9 @@ use crate::schema::{peer_bids, peer_tokens};
 
 /// How long after acceptance a buyer may contest (the instructions' lifetime).
 pub const CONTEST_WINDOW_MS: u64 = TOKEN_TTL_MS;
+/// How long a contest downstream left unanswered is asked again, and the longest pause.
+pub const CONTEST_RETRY_WINDOW_MS: u64 = 3_600_000;
+pub const CONTEST_RETRY_MS_MAX: u64 = 300_000;
 /// Times a downstream accept left unanswered is asked again.
 pub const ACCEPT_RETRIES_MAX: u32 = 2;
 
@@ -461,7 +464,8 @@ impl Peer {
             self.close_refunded(&row, price).await?;
             if !local {
                 if let Err(e) = self.contest_down(&row, reason).await {
-                    tracing::warn!(bid, error = %e, "contest downstream failed");
+                    tracing::warn!(bid, error = %e, "contest downstream failed; asking again later");
+                    self.contest_down_later(row.clone(), reason.to_owned());
                 }
             }
         } else if local {
@@ -497,6 +501,32 @@ impl Peer {
             }
         }
         Ok(refunded_to_buyer(&row))
+    }
+
+    /// Contest `row`'s neighbour again in the background, less and less often, until it
+    /// answers or [`CONTEST_RETRY_WINDOW_MS`] has passed: this peer refunded its buyer
+    /// already, and the refund belongs to the peer that failed, not to this one. (Kept in
+    /// memory: a restart ends the retries.)
+    fn contest_down_later(self: &Arc<Self>, row: BidRow, reason: String) {
+        let peer = self.clone();
+        tokio::spawn(async move {
+            let give_up = node::now_ms() + CONTEST_RETRY_WINDOW_MS;
+            let mut wait_ms = 1_000;
+            while node::now_ms() < give_up {
+                tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                match peer.contest_down(&row, &reason).await {
+                    Ok(refunded) => {
+                        tracing::info!(bid = %row.id, refunded, "contest downstream answered");
+                        return;
+                    }
+                    // A refusal is an answer: asking again would change nothing.
+                    Err(Error::Upstream(m)) if m.contains("refused") => return,
+                    Err(e) => tracing::debug!(bid = %row.id, error = %e, "contest again later"),
+                }
+                wait_ms = (wait_ms * 2).min(CONTEST_RETRY_MS_MAX);
+            }
+            tracing::warn!(bid = %row.id, "the neighbour never answered the contest");
+        });
     }
 
     /// Did a token of `bid` serve its document?
