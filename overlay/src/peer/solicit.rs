@@ -89,13 +89,10 @@ impl Peer {
             sid
         };
         s.solicitation = Some(sid);
-        let looped = match self.record(from, &s, words).await? {
-            Recorded::Again(bids) => return Ok(bids),
-            Recorded::New { looped } => looped,
-        };
-        let mut forwarded = 0;
-        let bids = if self.documents.has(&s.document) {
-            decide::local_bid(own, self.options.price, s.max_price)
+        if self.documents.has(&s.document) {
+            // Held here: the answer is known now, so recording, charging and bidding are
+            // one transaction.
+            let bids: Vec<NewBid> = decide::local_bid(own, self.options.price, s.max_price)
                 .map(|price| NewBid {
                     id: uuid::Uuid::new_v4().to_string(),
                     price,
@@ -103,13 +100,26 @@ impl Peer {
                     down: None,
                 })
                 .into_iter()
-                .collect()
-        } else if looped {
-            Vec::new()
+                .collect();
+            let answer = Bids {
+                bids: bids.iter().map(|b| b.wire(own)).collect(),
+            };
+            return match self
+                .record(from, &s, words, Some((bids, answer.clone())))
+                .await?
+            {
+                Recorded::Again(bids) => Ok(bids),
+                Recorded::New { .. } => Ok(answer),
+            };
+        }
+        let looped = match self.record(from, &s, words, None).await? {
+            Recorded::Again(bids) => return Ok(bids),
+            Recorded::New { looped } => looped,
+        };
+        let (bids, forwarded) = if looped {
+            (Vec::new(), 0)
         } else {
-            let (bids, asked) = self.forward(own, from, &s).await?;
-            forwarded = asked;
-            bids
+            self.forward(own, from, &s).await?
         };
         let answer = Bids {
             bids: bids.iter().map(|b| b.wire(own)).collect(),
@@ -119,11 +129,15 @@ impl Peer {
     }
 
     /// Record the solicitation and charge its fee, once per (solicitor, id).
+    ///
+    /// `ready`: the bids and answer when they are known already (a document held here):
+    /// stored in the same transaction.
     async fn record(
         self: &Arc<Self>,
         from: &str,
         s: &Solicit,
         words: Words,
+        ready: Option<(Vec<NewBid>, Bids)>,
     ) -> Result<Recorded, Error> {
         let peer = self.clone();
         let (from, s) = (from.to_owned(), s.clone());
@@ -179,6 +193,9 @@ impl Peer {
                             peer_solicitations::seen_ms.eq(to_i64(node::now_ms())?),
                         ))
                         .execute(conn)?;
+                    if let Some((bids, answer)) = &ready {
+                        store_bids_in(conn, &from, &s, bids, 0, answer)?;
+                    }
                     Ok::<_, Error>(Recorded::New { looped })
                 })
             })
@@ -193,40 +210,11 @@ impl Peer {
         forwarded: usize,
         answer: &Bids,
     ) -> Result<(), Error> {
-        let (from, s, bids) = (from.to_owned(), s.clone(), bids.to_vec());
-        let answer =
-            serde_json::to_string(answer).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let (from, s, bids, answer) = (from.to_owned(), s.clone(), bids.to_vec(), answer.clone());
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
-                    let now = to_i64(node::now_ms())?;
-                    for b in &bids {
-                        let down = b.down.clone();
-                        diesel::insert_into(peer_bids::table)
-                            .values((
-                                peer_bids::id.eq(&b.id),
-                                peer_bids::solicitor.eq(&from),
-                                peer_bids::document.eq(&s.document),
-                                peer_bids::currency.eq(&s.currency),
-                                peer_bids::price.eq(to_i64(b.price)?),
-                                peer_bids::expires_ms.eq(to_i64(b.expires_ms)?),
-                                peer_bids::down_entity.eq(down.as_ref().map(|d| d.0.clone())),
-                                peer_bids::down_url.eq(down.as_ref().map(|d| d.1.clone())),
-                                peer_bids::down_bid.eq(down.as_ref().map(|d| d.2.clone())),
-                                peer_bids::down_price
-                                    .eq(down.as_ref().map(|d| to_i64(d.3)).transpose()?),
-                                peer_bids::made_ms.eq(now),
-                            ))
-                            .execute(conn)?;
-                    }
-                    let sid = s.solicitation.clone().unwrap_or_default();
-                    diesel::update(peer_solicitations::table.find((&from, &sid)))
-                        .set((
-                            peer_solicitations::answer.eq(Some(&answer)),
-                            peer_solicitations::forwarded.eq(forwarded as i64),
-                        ))
-                        .execute(conn)?;
-                    Ok::<_, Error>(())
+                    store_bids_in(conn, &from, &s, &bids, forwarded, &answer)
                 })
             })
             .await
@@ -367,3 +355,43 @@ pub const RING_MARK: char = '/';
 
 /// Pause between asking again after paying a neighbour ahead.
 pub const PAID_AHEAD_POLL_MS: u64 = 100;
+
+/// Store `bids` made for `from`'s solicitation `s` and its answer, inside the caller's
+/// transaction.
+fn store_bids_in(
+    conn: &mut db::AnyConnection,
+    from: &str,
+    s: &Solicit,
+    bids: &[NewBid],
+    forwarded: usize,
+    answer: &Bids,
+) -> Result<(), Error> {
+    let answer = serde_json::to_string(answer).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    let now = to_i64(node::now_ms())?;
+    for b in bids {
+        let down = b.down.clone();
+        diesel::insert_into(peer_bids::table)
+            .values((
+                peer_bids::id.eq(&b.id),
+                peer_bids::solicitor.eq(from),
+                peer_bids::document.eq(&s.document),
+                peer_bids::currency.eq(&s.currency),
+                peer_bids::price.eq(to_i64(b.price)?),
+                peer_bids::expires_ms.eq(to_i64(b.expires_ms)?),
+                peer_bids::down_entity.eq(down.as_ref().map(|d| d.0.clone())),
+                peer_bids::down_url.eq(down.as_ref().map(|d| d.1.clone())),
+                peer_bids::down_bid.eq(down.as_ref().map(|d| d.2.clone())),
+                peer_bids::down_price.eq(down.as_ref().map(|d| to_i64(d.3)).transpose()?),
+                peer_bids::made_ms.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    let sid = s.solicitation.clone().unwrap_or_default();
+    diesel::update(peer_solicitations::table.find((from, &sid)))
+        .set((
+            peer_solicitations::answer.eq(Some(&answer)),
+            peer_solicitations::forwarded.eq(forwarded as i64),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
