@@ -45,7 +45,7 @@ enum Cmd {
         #[arg(long)]
         cdn: bool,
         /// Also start this many peers of the bid-solicitation overlay (`peer serve`), each
-        /// funded from the wallet and sharing its peers/peer-<i>/share/ directory (default:
+        /// funded by the mint and sharing its peers/peer-<i>/share/ directory (default:
         /// as many as this directory's devnet had)
         #[arg(long)]
         peers: Option<usize>,

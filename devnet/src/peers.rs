@@ -1,6 +1,6 @@
 //! The overlay's peers on a devnet (`devnet up --peers N --topology T`, issue 18): N `peer`
 //! processes, each the primary neighbour of the ones the topology links it to, taking the
-//! devnet's currency, funded from the wallet, each sharing `peers/peer-<i>/share/` (files
+//! devnet's currency, funded by the mint, each sharing `peers/peer-<i>/share/` (files
 //! put there are sold after the peer's next start).
 //!
 //! Peers name each other before they start, so their ports are chosen first (the ones
@@ -17,7 +17,7 @@ use super::{bin, entity_of_key, path_arg, port_of, Devnet, DevnetFile, Service};
 
 /// Peers a devnet may have.
 pub const PEERS_MAX: usize = 256;
-/// What each peer is funded with from the wallet on first start (it settles its tabs and
+/// What each peer is funded with by the mint on first start (it settles its tabs and
 /// pays ahead from this).
 pub const PEER_FUNDS: u64 = 1_000_000;
 /// The seed of random topologies: the same graph every time for the same size.
@@ -113,11 +113,19 @@ impl Devnet {
             if own.balance().await?.balance > 0 {
                 return Ok(());
             }
-            let wallet = IssuerClient::from_key_file(&self.issuer.url, &self.wallet.key, &options)?;
+            // From the mint, not the wallet: a transfer from the wallet would be the wallet's
+            // payment ahead at that peer, and the wallet's purchases would draw on it.
+            let mint_key = self.issuer.data.join("identity.key");
+            // A client of this runtime's own (the devnet's belongs to another runtime).
+            let mint = IssuerClient::new(
+                node::client::http_client(&options)?,
+                &self.issuer.url,
+                std::sync::Arc::new(node::keyfile::load(&mint_key)?),
+                Some(node::client::CounterStore::beside_key(&mint_key)),
+            );
             let to = protocol::EntityId::parse(entity)
                 .map_err(|_| anyhow::anyhow!("peer entity is malformed"))?;
-            wallet
-                .transfer(&to, PEER_FUNDS, Some("devnet-peer-funding"))
+            mint.transfer(&to, PEER_FUNDS, Some("devnet-peer-funding"))
                 .await?;
             Ok::<_, anyhow::Error>(())
         })

@@ -80,6 +80,16 @@ fn a_devnet_with_a_ring_of_peers_sells_a_shared_document() {
     // Three hops either way round the ring: the default price (10) plus the commissions
     // (2 each) of peer 0 and the two peers after it.
     assert_eq!(got["price"], 16, "{got}");
+    // The peers were funded by the mint: the wallet has no credit at them but what it paid.
+    let s0 = status(&file.peers[0].url);
+    let wallet_credit: u64 = s0["paid_ahead"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["buyer"] == file.wallet.entity.as_str())
+        .map(|c| c["balance"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(wallet_credit < 100, "the wallet's credit at peer 0: {s0:#}");
 
     // Brought back, the same peers at the same URLs.
     drop(net);

@@ -125,7 +125,7 @@ impl Buyer {
                     }
                 }
                 // No words to give (no funds for a chain, say): the transfer below pays.
-                Err(e) => tracing::warn!(error = %e, "paywords unavailable; paying by transfer"),
+                Err(e) => tracing::info!(error = %e, "paywords unavailable; paying by transfer"),
             }
         }
         let deadline = Instant::now() + Duration::from_millis(PAY_WAIT_MS_MAX);
@@ -223,11 +223,16 @@ impl Buyer {
 
     /// [`Buyer::find`] and the via peer's terms.
     async fn find_with_terms(&self, search: &Search) -> anyhow::Result<Option<(Found, Terms)>> {
-        let terms = self
-            .via
-            .terms()
-            .await
-            .with_context(|| format!("the peer at {} does not answer", self.via.base_url()))?;
+        let terms = self.via.terms().await.map_err(|e| match e {
+            ClientError::Api { status: 404, .. } => anyhow::anyhow!(
+                "{} is not a peer (it has no /v1/terms): pass a `peer serve` URL",
+                self.via.base_url()
+            ),
+            other => anyhow::anyhow!(
+                "the peer at {} does not answer: {other}",
+                self.via.base_url()
+            ),
+        })?;
         let mut currency = match &search.currency {
             Some(c) => c.clone(),
             None => terms
@@ -300,6 +305,8 @@ impl Buyer {
 
     /// Find, accept, retrieve, check, write `out`; contest when the bytes do not come.
     pub async fn get(&self, search: &Search, out: &Path) -> anyhow::Result<Got> {
+        // Before paying anything: the document must be writable where it was asked for.
+        check_writable(out)?;
         let Some((found, terms)) = self.find_with_terms(search).await? else {
             bail!(
                 "no bid for {} within the maximum price {}",
@@ -344,4 +351,21 @@ impl Buyer {
             served_from: instructions.base_url().unwrap_or_default(),
         })
     }
+}
+
+/// Can a file be written at `out` (its directory exists and takes a new file; `out` is not a
+/// directory)? Checked with a probe file, removed again.
+fn check_writable(out: &Path) -> anyhow::Result<()> {
+    if out.is_dir() {
+        bail!("--out {} is a directory: name a file", out.display());
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".peer-get-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--out {}: cannot write in {}", out.display(), dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }

@@ -25,7 +25,8 @@ struct Cli {
 #[derive(clap::Args)]
 struct SearchArgs {
     /// The buyer's key: the via peer's own DIR/identity.key makes it that peer's own search;
-    /// any other key buys as a stranger, paying the via peer ahead through LCP
+    /// any other key buys as a stranger, paying the via peer by payword (or, with
+    /// PEER_PAYWORDS=0 or no words to be had, ahead by LCP transfer)
     #[arg(long, env = "PEER_KEY")]
     key: PathBuf,
     /// The peer to search through, e.g. http://127.0.0.1:7500
@@ -182,6 +183,11 @@ fn main() {
     node::cli::exit_on_error(run(cli));
 }
 
+/// A number field of a JSON object, 0 when absent.
+fn n_of(v: &serde_json::Value, field: &str) -> u64 {
+    v[field].as_u64().unwrap_or(0)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -262,14 +268,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let found = runtime()?.block_on(buyer.find(&s))?;
             match (found, search.json) {
                 (Some(f), true) => outln!("{}", serde_json::to_string(&f)?),
-                (None, true) => outln!(
-                    "{}",
-                    serde_json::json!({"document": s.document, "bid": null})
-                ),
+                (None, true) => {
+                    // The JSON for scripts, and the exit code of a search that found nothing.
+                    outln!(
+                        "{}",
+                        serde_json::json!({"document": s.document, "bid": null})
+                    );
+                    anyhow::bail!(
+                        "no bid for {} within the maximum price {}",
+                        s.document,
+                        s.max_price
+                    );
+                }
                 (Some(f), false) => outln!(
-                    "best bid {} at {} (of {} bids), by {}",
+                    "best bid {} at {} in {} (of {} bids), by {}",
                     f.bid,
                     f.price,
+                    f.currency,
                     f.bids,
                     f.path.join(" -> ")
                 ),
@@ -289,10 +304,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 outln!("{}", serde_json::to_string(&got)?);
             } else {
                 outln!(
-                    "{} bytes written to {} for {}, served by {}",
+                    "{} bytes written to {} for {}, served by {} at {}",
                     got.bytes,
                     got.out,
                     got.found.price,
+                    got.served_by,
                     got.served_from
                 );
             }
@@ -331,7 +347,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 outln!("{}", serde_json::to_string(&r)?);
             } else {
-                for m in [&r.overlay, &r.flooding] {
+                outln!(
+                    "{} peers linked random:{}, {} documents x {}, {} searches, hops {}, policy {}",
+                    o.peers,
+                    o.degree,
+                    o.documents,
+                    o.replicas,
+                    o.searches,
+                    o.hops,
+                    o.policy
+                );
+                for m in [&r.overlay, &r.ttl_flooding] {
                     outln!(
                         "{:<13} success {:>5.1}%  messages/success {:>8.1}  hops/success {:.2}",
                         m.mode,
@@ -384,6 +410,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         nb["kind"].as_str().unwrap_or(""),
                         nb["entity"].as_str().unwrap_or(""),
                         nb["url"].as_str().unwrap_or("")
+                    );
+                }
+                for t in status["tabs"].as_array().into_iter().flatten() {
+                    let owes = if t["direction"] == "owes_me" {
+                        "owes this peer"
+                    } else {
+                        "is owed by this peer"
+                    };
+                    outln!(
+                        "tab: {} {owes} {} (limit {}, settled at {})",
+                        t["neighbor"].as_str().unwrap_or(""),
+                        n_of(t, "owed"),
+                        n_of(t, "limit"),
+                        n_of(t, "threshold")
                     );
                 }
             }

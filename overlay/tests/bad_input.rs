@@ -243,6 +243,26 @@ fn run(net: &Net) {
         );
     }
 
+    // `peer get` with an --out it cannot write fails before paying anything.
+    let sold = n(&net.status(c), "documents_sold");
+    let out = cli(&[
+        "get",
+        "--key",
+        a.dir.join("identity.key").to_str().expect("path"),
+        "--via",
+        &a.url,
+        "--document",
+        &doc,
+        "--max-price",
+        "100",
+        "--out",
+        "/nonexistent-dir/x",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write"), "{err}");
+    assert_eq!(n(&net.status(c), "documents_sold"), sold, "nothing bought");
+
     // The CLI: one line, non-zero.
     let out = cli(&[
         "find",

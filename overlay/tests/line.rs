@@ -53,7 +53,7 @@ fn eight_peers_in_a_line_sell_the_far_document_with_commissions_fees_and_referra
 
     // A maximum price below the chain of commissions: no bid, and the source never hears.
     let low = COMMISSION * (PEERS as u64 - 1) - 1;
-    let found = cli_json(&[
+    let none = cli(&[
         "find",
         "--key",
         &wallet_s,
@@ -65,6 +65,8 @@ fn eight_peers_in_a_line_sell_the_far_document_with_commissions_fees_and_referra
         &max(low),
         "--json",
     ]);
+    assert!(!none.status.success(), "nothing found is exit 1");
+    let found: serde_json::Value = serde_json::from_slice(&none.stdout).expect("JSON");
     assert!(found["bid"].is_null(), "no bid expected: {found}");
     let source = net.status(&peers[PEERS - 1]);
     assert_eq!(
