@@ -171,6 +171,31 @@ impl IssuerClient {
             .await
     }
 
+    /// `POST /lcp/v1/transfers/batch`: `items` from this wallet under one counter, each
+    /// answered on its own (issue 21).
+    pub async fn transfer_batch(
+        &self,
+        items: &[protocol::ledger::BatchItem],
+    ) -> Result<CommandAnswer<protocol::ledger::BatchAnswer>, ClientError> {
+        let counter = self.next_counter().await?;
+        self.transfer_batch_with_counter(counter, items).await
+    }
+
+    /// [`IssuerClient::transfer_batch`] with the counter given (a retry sends the same).
+    pub async fn transfer_batch_with_counter(
+        &self,
+        counter: u64,
+        items: &[protocol::ledger::BatchItem],
+    ) -> Result<CommandAnswer<protocol::ledger::BatchAnswer>, ClientError> {
+        let body = protocol::ledger::BatchRequest {
+            transfers: items.to_vec(),
+        };
+        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.signed
+            .command("POST", "/lcp/v1/transfers/batch", bytes, counter)
+            .await
+    }
+
     /// The issuer's currency from its descriptor; an error that says what the server is when
     /// it is not an issuer (a market, an agent), instead of a later "no such endpoint".
     pub async fn currency(&self) -> Result<Currency, ClientError> {

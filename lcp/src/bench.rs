@@ -1,6 +1,7 @@
 //! `lcp bench`: a load generator. Funds N fresh wallets from the issuer's key, then runs M signed
 //! transfers over HTTP from N concurrent clients (each waits for its answer before sending the
-//! next) and reports throughput and latency.
+//! next) and reports throughput and latency (per request: with `--batch B` each request is a
+//! batch command of B transfers).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use protocol::{fee_for, Amount, KeyPair};
 use serde::Serialize;
 
 use clients::issuer::IssuerClient;
-use node::client::{ClientError, ClientOptions};
+use node::client::ClientOptions;
 
 /// Amount of each benchmark transfer, in minor units.
 const BENCH_AMOUNT: u64 = 1;
@@ -25,11 +26,17 @@ pub struct BenchOptions {
     /// Check every receipt signature, as a wallet does. Off by default: on one machine the
     /// check's CPU comes out of the issuer being measured.
     pub verify_receipts: bool,
+    /// Transfers per request: 1 sends single transfers; more sends batch commands
+    /// (`POST /lcp/v1/transfers/batch`) of this many.
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub transfers: usize,
+    /// Transfers per request (1: single transfers), and the requests made.
+    pub batch: usize,
+    pub requests: usize,
     pub clients: usize,
     pub verify_receipts: bool,
     pub errors: usize,
@@ -91,35 +98,70 @@ pub async fn run(
         let to = wallets[(i + 1) % wallets.len()].entity().clone();
         // Spread M transfers over N clients as evenly as possible.
         let count = total / options.clients + usize::from(i < total % options.clients);
+        let batch = options
+            .batch
+            .clamp(1, protocol::ledger::BATCH_TRANSFERS_MAX);
         tasks.push(tokio::spawn(async move {
             // Counters as a wallet's CounterStore hands them out: the clock in microseconds,
             // or one more than the last when the clock has not moved.
             let mut counter = 0;
-            let mut latencies = Vec::with_capacity(count);
-            let mut errors: Vec<ClientError> = Vec::new();
-            for _ in 0..count {
+            let mut latencies = Vec::with_capacity(count.div_ceil(batch));
+            let mut errors: Vec<String> = Vec::new();
+            let mut done = 0usize;
+            let mut left = count;
+            while left > 0 {
+                let n = batch.min(left);
+                left -= n;
                 counter = (counter + 1).max(node::now_ms() * 1000);
                 let t = Instant::now();
+                if batch == 1 {
+                    match client
+                        .transfer_with_counter(counter, &to, BENCH_AMOUNT, None)
+                        .await
+                    {
+                        Ok(_) => {
+                            latencies.push(t.elapsed());
+                            done += 1;
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                    continue;
+                }
+                let item = protocol::ledger::BatchItem {
+                    recipient: to.to_string(),
+                    amount: BENCH_AMOUNT,
+                    transaction_id: None,
+                };
                 match client
-                    .transfer_with_counter(counter, &to, BENCH_AMOUNT, None)
+                    .transfer_batch_with_counter(counter, &vec![item; n])
                     .await
                 {
-                    Ok(_) => latencies.push(t.elapsed()),
-                    Err(e) => errors.push(e),
+                    Ok(a) => {
+                        latencies.push(t.elapsed());
+                        for r in &a.value.results {
+                            if r.succeeded() {
+                                done += 1;
+                            } else {
+                                errors.push(r.message.clone().unwrap_or_default());
+                            }
+                        }
+                    }
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
-            (latencies, errors)
+            (latencies, errors, done)
         }));
     }
     let mut latencies: Vec<Duration> = Vec::with_capacity(total);
-    let mut errors = 0;
+    let (mut errors, mut done) = (0, 0);
     let mut first_error = None;
     for task in tasks {
-        let (l, e) = tokio::time::timeout(Duration::from_secs(BENCH_S_MAX), task).await??;
+        let (l, e, d) = tokio::time::timeout(Duration::from_secs(BENCH_S_MAX), task).await??;
         latencies.extend(l);
         errors += e.len();
+        done += d;
         if first_error.is_none() {
-            first_error = e.first().map(|e| e.to_string());
+            first_error = e.first().cloned();
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -132,13 +174,17 @@ pub async fn run(
         latencies[i].as_secs_f64() * 1000.0
     };
     Ok(BenchReport {
-        transfers: latencies.len(),
+        transfers: done,
+        batch: options
+            .batch
+            .clamp(1, protocol::ledger::BATCH_TRANSFERS_MAX),
+        requests: latencies.len(),
         clients: options.clients,
         verify_receipts: options.verify_receipts,
         errors,
         first_error,
         elapsed_s: elapsed,
-        transfers_per_s: latencies.len() as f64 / elapsed.max(1e-9),
+        transfers_per_s: done as f64 / elapsed.max(1e-9),
         p50_ms: pct(0.50),
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),

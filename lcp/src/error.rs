@@ -22,6 +22,8 @@ pub enum Error {
     InvalidTransactionId { max: usize },
     #[error("{0}")]
     InvalidChain(String),
+    #[error("{0}")]
+    InvalidBatch(String),
     #[error("insufficient funds: balance {balance}, needed {needed}")]
     InsufficientFunds { balance: i64, needed: u64 },
     #[error("the supply cap of {cap} would be exceeded")]
@@ -51,6 +53,7 @@ impl Error {
             | Error::InvalidRecipient(_)
             | Error::InvalidTransactionId { .. }
             | Error::InvalidChain(_)
+            | Error::InvalidBatch(_)
             | Error::CounterTooLarge { .. } => StatusCode::BAD_REQUEST,
             Error::Body(e) => e.status(),
             Error::InsufficientFunds { .. } | Error::SupplyCapReached { .. } => {
@@ -72,6 +75,7 @@ impl Error {
             Error::InvalidRecipient(_) => "invalid_recipient",
             Error::InvalidTransactionId { .. } => "invalid_transaction_id",
             Error::InvalidChain(_) => "invalid_chain",
+            Error::InvalidBatch(_) => "invalid_batch",
             Error::InsufficientFunds { .. } => "insufficient_funds",
             Error::SupplyCapReached { .. } => "supply_cap_reached",
             Error::CounterReused { .. } => "counter_reused",

@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::schema::{accounts, transfers};
 
+mod batch;
 pub mod broker;
 use node::commands::CommandRow;
 pub use node::commands::StoredAnswer;
@@ -53,11 +54,30 @@ pub struct TransferOrder {
     pub transaction_id: Option<String>,
 }
 
-/// What the writer executes: a signed command (a transfer, a chain bought, redemptions) or
-/// the issuer's own upkeep (a chain's escrow returned).
+/// One checked transfer of a batch (the sender is the batch's).
 #[derive(Debug, Clone)]
+pub struct BatchTransfer {
+    pub recipient: EntityId,
+    pub amount: u64,
+    pub transaction_id: Option<String>,
+}
+
+/// A validated batch command: its items checked one by one (a bad item is answered with its
+/// error, the others go on).
+#[derive(Debug)]
+pub struct BatchOrder {
+    pub sender: EntityId,
+    pub counter: u64,
+    pub body_sha256: String,
+    pub items: Vec<Result<BatchTransfer, Error>>,
+}
+
+/// What the writer executes: a signed command (a transfer, a batch of transfers, a chain
+/// bought, redemptions) or the issuer's own upkeep (a chain's escrow returned).
+#[derive(Debug)]
 pub enum Order {
     Transfer(TransferOrder),
+    Batch(BatchOrder),
     BuyChain(broker::ChainOrder),
     Redeem(broker::RedeemOrder),
     /// Internal: return an expired chain's escrow to its payer (no command, no counter).
@@ -69,6 +89,7 @@ impl Order {
     fn command(&self) -> Option<(&EntityId, u64, &str)> {
         match self {
             Order::Transfer(o) => Some((&o.sender, o.counter, &o.body_sha256)),
+            Order::Batch(o) => Some((&o.sender, o.counter, &o.body_sha256)),
             Order::BuyChain(o) => Some((&o.payer, o.counter, &o.body_sha256)),
             Order::Redeem(o) => Some((&o.vendor, o.counter, &o.body_sha256)),
             Order::CloseChain(_) => None,
@@ -524,6 +545,7 @@ impl WriterState {
     ) -> Result<Outcome, db::DbError> {
         match order {
             Order::Transfer(o) => self.transfer(conn, o, now_ms, work),
+            Order::Batch(o) => self.batch(conn, o, now_ms, work),
             Order::BuyChain(o) => self.buy_chain(conn, o, now_ms, work),
             Order::Redeem(o) => self.redeem(conn, o, now_ms, work),
             Order::CloseChain(chain) => self.close_chain(conn, chain, now_ms, work),
@@ -550,19 +572,47 @@ impl WriterState {
         now_ms: u64,
         work: &mut BatchWork,
     ) -> Result<Outcome, db::DbError> {
-        let from_issuer = o.sender == self.issuer;
-        let fee = match self.fee_of(o.sender.as_str(), o.amount) {
-            Ok(fee) => fee,
+        let t = BatchTransfer {
+            recipient: o.recipient.clone(),
+            amount: o.amount,
+            transaction_id: o.transaction_id.clone(),
+        };
+        let (seq, fee) = match self.apply_transfer(conn, &o.sender, &t, now_ms, work)? {
+            Ok(done) => done,
             Err(e) => return Ok(Outcome::Failed(e)),
         };
-        let Ok(total) = Amount(o.amount).checked_add(fee) else {
-            return Ok(Outcome::Failed(Error::InvalidAmount {
+        let receipt = TransferReceipt {
+            result: "success".into(),
+            seq,
+            fee,
+            balance: self.balance_of(conn, o.sender.as_str(), &work.overlay)?,
+        };
+        self.answer(work, &o.sender, o.counter, &o.body_sha256, &receipt)
+    }
+
+    /// Check one transfer from `sender` against the batch so far and post it: its (seq, fee),
+    /// or the refusal a single transfer would answer (nothing posted).
+    fn apply_transfer(
+        &mut self,
+        conn: &mut AnyConnection,
+        sender: &EntityId,
+        t: &BatchTransfer,
+        now_ms: u64,
+        work: &mut BatchWork,
+    ) -> Result<Result<(u64, u64), Error>, db::DbError> {
+        let from_issuer = *sender == self.issuer;
+        let fee = match self.fee_of(sender.as_str(), t.amount) {
+            Ok(fee) => fee,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Ok(total) = Amount(t.amount).checked_add(fee) else {
+            return Ok(Err(Error::InvalidAmount {
                 max: self.config.max_amount,
             }));
         };
         // Config validation bounds max_amount and fees well inside i64 (see IssuerConfig::validate).
-        let (amount_i, fee_i, total_i) = (to_i64(o.amount)?, to_i64(fee.0)?, to_i64(total.0)?);
-        let sender_balance = self.balance_of(conn, o.sender.as_str(), &work.overlay)?;
+        let (amount_i, fee_i, total_i) = (to_i64(t.amount)?, to_i64(fee.0)?, to_i64(total.0)?);
+        let sender_balance = self.balance_of(conn, sender.as_str(), &work.overlay)?;
         let floor = if from_issuer {
             -to_i64(self.config.supply_cap)?
         } else {
@@ -570,7 +620,7 @@ impl WriterState {
         };
         let after = sender_balance.checked_sub(total_i).ok_or_else(overflow)?;
         if after < floor {
-            return Ok(Outcome::Failed(if from_issuer {
+            return Ok(Err(if from_issuer {
                 Error::SupplyCapReached {
                     cap: self.config.supply_cap,
                 }
@@ -585,25 +635,15 @@ impl WriterState {
             conn,
             work,
             Posting {
-                sender: o.sender.as_str(),
-                recipient: o.recipient.as_str(),
+                sender: sender.as_str(),
+                recipient: t.recipient.as_str(),
                 amount: amount_i,
                 fee: fee_i,
-                transaction_id: o.transaction_id.clone(),
+                transaction_id: t.transaction_id.clone(),
                 now_ms,
             },
         )?;
-        let receipt = TransferReceipt {
-            result: "success".into(),
-            seq: seq.unsigned_abs(),
-            fee: fee.0,
-            balance: work
-                .overlay
-                .get(o.sender.as_str())
-                .copied()
-                .unwrap_or(after),
-        };
-        self.answer(work, &o.sender, o.counter, &o.body_sha256, &receipt)
+        Ok(Ok((seq.unsigned_abs(), fee.0)))
     }
 
     /// Record a command's successful answer (in the batch's transaction).

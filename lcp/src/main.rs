@@ -54,14 +54,19 @@ enum Cmd {
         #[command(flatten)]
         wallet: WalletArgs,
         /// Recipient entity id
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "batch")]
+        to: Option<String>,
         /// Amount in whole minor units (with 2 decimals, 150 is 1.50)
-        #[arg(long, value_parser = node::cli::parse_minor_units)]
-        amount: u64,
+        #[arg(long, value_parser = node::cli::parse_minor_units, required_unless_present = "batch")]
+        amount: Option<u64>,
         /// A label for the payment (an order or contract id), shown in the recipient's deposits; not a uniqueness key
         #[arg(long)]
         transaction_id: Option<String>,
+        /// Send many transfers as one batch command instead: FILE holds one JSON object per
+        /// line, `{"recipient": ID, "amount": N, "transaction_id": T}` (at most 1,000; each
+        /// answered on its own; exit 1 when any failed)
+        #[arg(long, conflicts_with_all = ["to", "amount", "transaction_id"])]
+        batch: Option<PathBuf>,
         /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
@@ -121,6 +126,10 @@ enum Cmd {
         /// Check every receipt signature (costs client CPU on the machine being measured)
         #[arg(long)]
         verify_receipts: bool,
+        /// Transfers per request: more than 1 sends batch commands of this many (at most
+        /// 1,000)
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         /// Print one JSON object instead of text (amounts in minor units)
         #[arg(long)]
         json: bool,
@@ -281,6 +290,67 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// `lcp transfer --batch FILE`: the lines of FILE as one batch command.
+fn transfer_batch(wallet: &WalletArgs, file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut items = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let item: protocol::ledger::BatchItem = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{} line {}: expected {{\"recipient\": ID, \"amount\": N}}",
+                file.display(),
+                i + 1
+            )
+        })?;
+        items.push(item);
+    }
+    let max = protocol::ledger::BATCH_TRANSFERS_MAX;
+    anyhow::ensure!(
+        (1..=max).contains(&items.len()),
+        "{} holds {} transfers: a batch holds 1 to {max}",
+        file.display(),
+        items.len()
+    );
+    let client = wallet.client()?;
+    let rt = runtime()?;
+    let currency = rt.block_on(client.currency())?;
+    let answer = rt.block_on(client.transfer_batch(&items))?;
+    let a = &answer.value;
+    let failed = a.results.iter().filter(|r| !r.succeeded()).count();
+    if json {
+        print_json(&serde_json::json!({
+            "results": a.results, "balance": a.balance,
+            "counter": answer.counter, "receipt": answer.receipt,
+        }))?;
+    } else {
+        node::outln!(
+            "{} of {} transfers sent; balance {}",
+            a.results.len() - failed,
+            a.results.len(),
+            currency.show(a.balance)
+        );
+        for (i, r) in a.results.iter().enumerate().filter(|(_, r)| !r.succeeded()) {
+            node::outln!(
+                "  item {}: {} ({})",
+                i + 1,
+                r.code.as_deref().unwrap_or("error"),
+                r.message.as_deref().unwrap_or("")
+            );
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} transfers failed",
+        a.results.len()
+    );
+    Ok(())
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     node::outln!("{}", serde_json::to_string(value)?);
     Ok(())
@@ -311,11 +381,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => serve(args),
         Cmd::Transfer {
             wallet,
+            batch: Some(file),
+            json,
+            ..
+        } => transfer_batch(&wallet, &file, json),
+        Cmd::Transfer {
+            wallet,
             to,
             amount,
             transaction_id,
             json,
+            batch: None,
         } => {
+            // clap requires both without --batch.
+            let (Some(to), Some(amount)) = (to, amount) else {
+                anyhow::bail!("--to and --amount are required (or --batch FILE)");
+            };
             let to = EntityId::parse(&to).map_err(|_| {
                 anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}")
             })?;
@@ -395,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             transfers,
             ca_cert,
             verify_receipts,
+            batch,
             json,
         } => {
             node::client::check_url(&issuer)?;
@@ -408,6 +490,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..ClientOptions::default()
                 },
                 verify_receipts,
+                batch,
             };
             let report = runtime()?.block_on(lcp::bench::run(
                 options,
@@ -418,8 +501,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&report)
             } else {
                 node::outln!(
-                    "{} transfers from {} clients in {:.2} s: {:.0} transfers/s, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
-                    report.transfers, report.clients, report.elapsed_s, report.transfers_per_s, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms, report.errors
+                    "{} transfers from {} clients in {:.2} s ({} requests of {}): {:.0} transfers/s, per request p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+                    report.transfers, report.clients, report.elapsed_s, report.requests, report.batch, report.transfers_per_s, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms, report.errors
                 );
                 Ok(())
             }

@@ -141,6 +141,7 @@ fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
         .route("/.well-known/lcp", web::get().to(descriptor))
         .route("/lcp/v1/transfers", web::post().to(transfer))
+        .route("/lcp/v1/transfers/batch", web::post().to(transfer_batch))
         .route("/lcp/v1/deposits", web::get().to(deposits))
         .route("/lcp/v1/balance", web::get().to(balance))
         .route("/lcp/v1/chains", web::post().to(buy_chain))
@@ -202,6 +203,29 @@ fn parse_transfer(
     max_amount: u64,
 ) -> Result<TransferOrder, Error> {
     let parsed: TransferBody = node::service::parse_json::<_, Error>(body)?;
+    let item = check_item(parsed, verified, max_amount)?;
+    let counter = verified
+        .counter
+        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
+    if counter > COUNTER_MAX {
+        return Err(Error::CounterTooLarge { max: COUNTER_MAX });
+    }
+    Ok(TransferOrder {
+        sender: verified.entity.clone(),
+        counter,
+        body_sha256: request_key,
+        recipient: item.recipient,
+        amount: item.amount,
+        transaction_id: item.transaction_id,
+    })
+}
+
+/// One transfer's fields, checked: what a single transfer and each item of a batch refuse.
+fn check_item(
+    parsed: TransferBody,
+    verified: &VerifiedRequest,
+    max_amount: u64,
+) -> Result<crate::ledger::BatchTransfer, Error> {
     let amount = parsed
         .amount
         .as_u64()
@@ -227,20 +251,71 @@ fn parse_transfer(
         }
         other => other,
     };
-    let counter = verified
-        .counter
-        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
-    if counter > COUNTER_MAX {
-        return Err(Error::CounterTooLarge { max: COUNTER_MAX });
-    }
-    Ok(TransferOrder {
-        sender: verified.entity.clone(),
-        counter,
-        body_sha256: request_key,
+    Ok(crate::ledger::BatchTransfer {
         recipient,
         amount,
         transaction_id,
     })
+}
+
+/// The wire form of a batch: items parsed one by one, so a bad item is answered on its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    transfers: Vec<serde_json::Value>,
+}
+
+/// Largest batch body: [`protocol::ledger::BATCH_TRANSFERS_MAX`] items of up to about 300
+/// bytes each.
+const BATCH_BODY_BYTES_MAX: u64 = 512 * 1024;
+
+fn parse_batch(
+    body: &[u8],
+    verified: &VerifiedRequest,
+    request_key: String,
+    max_amount: u64,
+) -> Result<crate::ledger::BatchOrder, Error> {
+    let parsed: BatchBody = node::service::parse_json::<_, Error>(body)?;
+    let max = protocol::ledger::BATCH_TRANSFERS_MAX;
+    if parsed.transfers.is_empty() || parsed.transfers.len() > max {
+        return Err(Error::InvalidBatch(format!(
+            "a batch holds 1 to {max} transfers, not {}",
+            parsed.transfers.len()
+        )));
+    }
+    let counter = verified
+        .counter
+        .ok_or(Error::Auth(protocol::AuthError::MissingCounter))?;
+    let items = parsed
+        .transfers
+        .into_iter()
+        .map(|v| {
+            let item: TransferBody =
+                serde_json::from_value(v).map_err(|e| Error::InvalidJson(e.to_string()))?;
+            check_item(item, verified, max_amount)
+        })
+        .collect();
+    Ok(crate::ledger::BatchOrder {
+        sender: verified.entity.clone(),
+        counter,
+        body_sha256: request_key,
+        items,
+    })
+}
+
+/// `POST /lcp/v1/transfers/batch`: many transfers from the signer under one counter, each
+/// answered on its own; the whole answer is the command's stored receipt.
+async fn transfer_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let (body, verified, key) = command(&req, payload, &state, BATCH_BODY_BYTES_MAX).await?;
+    let answer = match parse_batch(&body, &verified, key, state.config.max_amount) {
+        Ok(order) => state.ledger.execute(Order::Batch(order)).await,
+        Err(e) => Err(e),
+    };
+    Ok(signed_answer(&state, &verified, answer))
 }
 
 async fn transfer(

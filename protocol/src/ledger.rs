@@ -49,3 +49,51 @@ impl Currency {
         crate::format_amount(amount.into(), self.decimals, &self.code)
     }
 }
+
+/// Transfers one `POST /lcp/v1/transfers/batch` carries at most.
+pub const BATCH_TRANSFERS_MAX: usize = 1_000;
+
+/// One transfer of a batch (the sender is the batch's signer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItem {
+    #[serde(alias = "to")]
+    pub recipient: String,
+    pub amount: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+}
+
+/// `POST /lcp/v1/transfers/batch`: up to [`BATCH_TRANSFERS_MAX`] transfers, one counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    pub transfers: Vec<BatchItem>,
+}
+
+/// What became of one transfer of a batch: `result` is `success` (with `seq` and `fee`) or
+/// `error` (with the stable `code` and a `message` the single transfer would have answered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemResult {
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl BatchItemResult {
+    pub fn succeeded(&self) -> bool {
+        self.result == "success"
+    }
+}
+
+/// The answer to a batch, item by item in order, and the sender's balance after it. Stored
+/// whatever the items' outcomes: a repeated batch is answered this again and pays nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchItemResult>,
+    pub balance: i64,
+}

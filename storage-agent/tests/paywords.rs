@@ -693,6 +693,7 @@ async fn payword_throughput() {
             transfers: (buyers as u64 * per_buyer) as usize,
             client: ClientOptions::default(),
             verify_receipts: false,
+            batch: 1,
         },
         Arc::new(node::keyfile::load(&s.dir.path().join("issuer/identity.key")).expect("key")),
         CounterStore::beside_key(&s.dir.path().join("issuer/identity.key")),
