@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the `lcp bench` figures in docs/BENCHMARKS.md: SQLite and PostgreSQL, each with
-# group commit on (the default batch of up to 2048) and off (--batch-max 1).
+# group commit on (the default batch of up to 2048) and off (--batch-max 1), then the batch
+# command (`lcp bench --batch 100` and `--batch 1000`, 16 clients, 200,000 transfers).
 # Usage: scripts/bench-lcp.sh [CLIENTS] [TRANSFERS]   (PostgreSQL part needs BENCH_DATABASE_URL,
 # default postgres://postgres@127.0.0.1:5432/test; it is skipped when unreachable.)
 set -euo pipefail
@@ -13,7 +14,7 @@ bin=target/release/lcp
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-run() { # label, extra serve args...
+run() { # label, extra serve args...  (BENCH_ARGS: extra bench args)
   local label=$1; shift
   local data="$work/$label"
   "$bin" issuer serve --data "$data" --listen 127.0.0.1:0 "$@" > "$work/$label.out" 2> "$work/$label.err" &
@@ -22,18 +23,28 @@ run() { # label, extra serve args...
   local url; url=$(sed -n 's/^listening on //p' "$work/$label.out")
   [ -n "$url" ] || { echo "issuer for $label did not start: $(cat "$work/$label.err")" >&2; return 1; }
   printf '%s\t' "$label"
-  "$bin" bench --issuer "$url" --key "$data/identity.key" --clients "$clients" --transfers "$transfers" --json
+  "$bin" bench --issuer "$url" --key "$data/identity.key" --clients "$clients" --transfers "$transfers" ${BENCH_ARGS:-} --json
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
 run sqlite-group-commit
 run sqlite-batch-of-one --batch-max 1
+for b in 100 1000; do
+  clients=16 transfers=200000 BENCH_ARGS="--batch $b" run "sqlite-batch-command-$b"
+done
 if command -v psql >/dev/null && psql "$pg" -Atc 'select 1' >/dev/null 2>&1; then
   for mode in group-commit batch-of-one; do
     schema="bench_$(date +%s%N)"
     psql "$pg" -qc "CREATE SCHEMA $schema" >/dev/null
     extra=(); [ "$mode" = batch-of-one ] && extra=(--batch-max 1)
     run "postgres-$mode" --database "$pg?options=-csearch_path%3D$schema" "${extra[@]}"
+    psql "$pg" -qc "DROP SCHEMA $schema CASCADE" >/dev/null
+  done
+  for b in 100 1000; do
+    schema="bench_$(date +%s%N)"
+    psql "$pg" -qc "CREATE SCHEMA $schema" >/dev/null
+    clients=16 transfers=200000 BENCH_ARGS="--batch $b" \
+      run "postgres-batch-command-$b" --database "$pg?options=-csearch_path%3D$schema"
     psql "$pg" -qc "DROP SCHEMA $schema CASCADE" >/dev/null
   done
 else
