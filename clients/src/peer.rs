@@ -16,33 +16,7 @@ pub const LINE_HEADER: &str = "lcp-line";
 /// Largest document `retrieve` reads (a peer serves no more either).
 pub const DOCUMENT_BYTES_MAX: usize = 256 << 20;
 
-/// The seller's half of a tab state, as `LCP-Line` carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineHalf {
-    pub id: String,
-    pub seq: u64,
-    pub owed: u64,
-    pub signature: String,
-}
-
-impl LineHalf {
-    /// Parse `<id>;<seq>;<owed>;<signature>`.
-    pub fn parse(text: &str) -> Option<LineHalf> {
-        let mut parts = text.split(';');
-        let half = LineHalf {
-            id: parts.next()?.to_owned(),
-            seq: parts.next()?.parse().ok()?,
-            owed: parts.next()?.parse().ok()?,
-            signature: parts.next()?.to_owned(),
-        };
-        parts.next().is_none().then_some(half)
-    }
-
-    /// The header value.
-    pub fn header(&self) -> String {
-        format!("{};{};{};{}", self.id, self.seq, self.owed, self.signature)
-    }
-}
+pub use protocol::credit::LineHalf;
 
 /// A charged call's answer and the tab state that came with it.
 #[derive(Debug, Clone)]
@@ -187,22 +161,4 @@ pub async fn retrieve(
 async fn decode<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
     let bytes = node::client::body_capped(resp, 1 << 20).await?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_headers_round_trip_and_refuse_junk() {
-        let half = LineHalf {
-            id: "l".into(),
-            seq: 3,
-            owed: 70,
-            signature: "sig".into(),
-        };
-        assert_eq!(LineHalf::parse(&half.header()), Some(half));
-        assert_eq!(LineHalf::parse("l;x;70;sig"), None);
-        assert_eq!(LineHalf::parse("l;3;70;sig;more"), None);
-    }
 }

@@ -58,6 +58,44 @@ diesel::table! {
 /// Lines one listing answers at most.
 pub const LINES_PAGE_MAX: i64 = 1_000;
 
+/// The creditor's half of the latest state of `debtor`'s tab with `creditor` (in `currency`,
+/// or the most recently changed one of any currency), for the `LCP-Line` header of the answers
+/// to charged requests (the storage agent's and a peer's).
+pub fn tab_half(
+    conn: &mut AnyConnection,
+    creditor: &str,
+    debtor: &str,
+    currency: Option<&str>,
+) -> diesel::QueryResult<Option<protocol::credit::LineHalf>> {
+    let mut query = credit_lines::table
+        .filter(credit_lines::creditor.eq(creditor))
+        .filter(credit_lines::debtor.eq(debtor))
+        .filter(credit_lines::settle_threshold.is_not_null())
+        .into_boxed();
+    if let Some(c) = currency {
+        query = query.filter(credit_lines::currency.eq(c));
+    }
+    let row: Option<(String, i64, i64, String)> = query
+        .order(credit_lines::updated_ms.desc())
+        .select((
+            credit_lines::id,
+            credit_lines::seq,
+            credit_lines::owed,
+            credit_lines::creditor_signature,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        row.map(|(id, seq, owed, signature)| protocol::credit::LineHalf {
+            id,
+            // Stored from u64s by their writers: never negative.
+            seq: seq.unsigned_abs(),
+            owed: owed.unsigned_abs(),
+            signature,
+        }),
+    )
+}
+
 /// What the node's operator allows and names (the `[credit]` section of a config file).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

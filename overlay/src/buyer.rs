@@ -44,6 +44,17 @@ pub struct Search {
     pub wait_ms: u64,
 }
 
+impl Search {
+    /// The error of a search nobody bid on within its maximum.
+    pub fn no_bid(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "no bid for {} within the maximum price {}",
+            self.document,
+            self.max_price
+        )
+    }
+}
+
 /// The best bid and the way it came.
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
@@ -308,11 +319,7 @@ impl Buyer {
         // Before paying anything: the document must be writable where it was asked for.
         check_writable(out)?;
         let Some((found, terms)) = self.find_with_terms(search).await? else {
-            bail!(
-                "no bid for {} within the maximum price {}",
-                search.document,
-                search.max_price
-            );
+            return Err(search.no_bid());
         };
         let me = self.key.entity().to_string();
         let payer = self.payer(&terms, &found.currency, search);

@@ -268,18 +268,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let found = runtime()?.block_on(buyer.find(&s))?;
             match (found, search.json) {
                 (Some(f), true) => outln!("{}", serde_json::to_string(&f)?),
-                (None, true) => {
-                    // The JSON for scripts, and the exit code of a search that found nothing.
-                    outln!(
-                        "{}",
-                        serde_json::json!({"document": s.document, "bid": null})
-                    );
-                    anyhow::bail!(
-                        "no bid for {} within the maximum price {}",
-                        s.document,
-                        s.max_price
-                    );
-                }
                 (Some(f), false) => outln!(
                     "best bid {} at {} in {} (of {} bids), by {}",
                     f.bid,
@@ -288,11 +276,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     f.bids,
                     f.path.join(" -> ")
                 ),
-                (None, false) => anyhow::bail!(
-                    "no bid for {} within the maximum price {}",
-                    s.document,
-                    s.max_price
-                ),
+                (None, json) => {
+                    if json {
+                        // The JSON for scripts; the exit code says nothing was found.
+                        outln!(
+                            "{}",
+                            serde_json::json!({"document": s.document, "bid": null})
+                        );
+                    }
+                    return Err(s.no_bid());
+                }
             }
             Ok(())
         }
@@ -331,6 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--peers must be 2 or more and --documents 1 or more"
             );
             anyhow::ensure!((1..=3).contains(&policy), "--policy must be 1, 2 or 3");
+            anyhow::ensure!((1..=64).contains(&degree), "--degree must be 1 to 64");
             let o = SimOptions {
                 peers,
                 degree,

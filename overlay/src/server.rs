@@ -60,22 +60,20 @@ fn answer<T: serde::Serialize>(v: &T) -> Result<(u16, String), Error> {
         .map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
-/// The signed answer, with the solicitor's tab state in `currency` when it has a tab here.
+/// The signed answer, with the solicitor's tab state here when it has a tab (the most
+/// recently changed: the one this request charged).
 async fn charged(
     p: &Peer,
     v: &VerifiedRequest,
-    currency: Option<&str>,
     result: Result<(u16, String), Error>,
 ) -> HttpResponse {
     let mut resp = service::signed_result(&p.key, v, result);
-    if let Some(currency) = currency {
-        if let Some(line) = p.tab_header(v.entity.as_str(), currency).await {
-            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&line) {
-                resp.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static(clients::peer::LINE_HEADER),
-                    value,
-                );
-            }
+    if let Some(line) = p.tab_header(v.entity.as_str()).await {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&line) {
+            resp.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(clients::peer::LINE_HEADER),
+                value,
+            );
         }
     }
     resp
@@ -123,7 +121,6 @@ async fn terms(p: State) -> HttpResponse {
 async fn solicit(req: HttpRequest, payload: web::Payload, p: State) -> Result<HttpResponse, Error> {
     let (bytes, v) = command(&req, payload, &p).await?;
     let parsed = service::parse_json::<Solicit, Error>(&bytes);
-    let currency = parsed.as_ref().ok().map(|s| s.currency.clone());
     let words = node::paywords::PaywordHeaders::of(&req);
     let result = async {
         answer(
@@ -132,16 +129,12 @@ async fn solicit(req: HttpRequest, payload: web::Payload, p: State) -> Result<Ht
         )
     }
     .await;
-    Ok(charged(&p, &v, currency.as_deref(), result).await)
+    Ok(charged(&p, &v, result).await)
 }
 
 async fn accept(req: HttpRequest, payload: web::Payload, p: State) -> Result<HttpResponse, Error> {
     let (bytes, v) = command(&req, payload, &p).await?;
     let parsed = service::parse_json::<Accept, Error>(&bytes);
-    let currency = match &parsed {
-        Ok(a) => p.bid_currency(&a.bid).await,
-        Err(_) => None,
-    };
     let result = async {
         let a = parsed?;
         let words = node::paywords::PaywordHeaders::of(&req);
@@ -151,16 +144,12 @@ async fn accept(req: HttpRequest, payload: web::Payload, p: State) -> Result<Htt
         )
     }
     .await;
-    Ok(charged(&p, &v, currency.as_deref(), result).await)
+    Ok(charged(&p, &v, result).await)
 }
 
 async fn contest(req: HttpRequest, payload: web::Payload, p: State) -> Result<HttpResponse, Error> {
     let (bytes, v) = command(&req, payload, &p).await?;
     let parsed = service::parse_json::<Contest, Error>(&bytes);
-    let currency = match &parsed {
-        Ok(c) => p.bid_currency(&c.bid).await,
-        Err(_) => None,
-    };
     let result = async {
         let c = parsed?;
         let refunded = p.contest(v.entity.as_str(), &c.bid, &c.reason).await?;
@@ -170,7 +159,7 @@ async fn contest(req: HttpRequest, payload: web::Payload, p: State) -> Result<Ht
         })
     }
     .await;
-    Ok(charged(&p, &v, currency.as_deref(), result).await)
+    Ok(charged(&p, &v, result).await)
 }
 
 async fn retrieve(

@@ -405,16 +405,25 @@ mod tests {
     }
 
     #[test]
-    fn a_line_finds_the_far_end_only_within_its_hops() {
-        // Two peers, one document at the far one: found in one hop.
-        let o = SimOptions {
+    fn hops_bound_the_search() {
+        // Two peers, one document: with no hop a search asks nobody and finds nothing; with
+        // hops, whoever does not hold it finds it at the other, the overlay as the flood.
+        let two = SimOptions {
             peers: 2,
             degree: 1,
             documents: 1,
             searches: 10,
             ..SimOptions::default()
         };
-        let r = simulate(&o);
-        assert!(r.overlay.successes + r.ttl_flooding.successes > 0);
+        let none = simulate(&SimOptions {
+            hops: 0,
+            ..two.clone()
+        });
+        for m in [&none.overlay, &none.ttl_flooding] {
+            assert_eq!((m.successes, m.messages), (0, 0), "{m:?}");
+        }
+        let r = simulate(&two);
+        assert!(r.overlay.successes > 0, "{:?}", r.overlay);
+        assert_eq!(r.overlay.successes, r.ttl_flooding.successes);
     }
 }

@@ -72,6 +72,35 @@ impl CreditError {
     }
 }
 
+/// A creditor's half of a tab state, as `LCP-Line: <id>;<seq>;<owed>;<signature>` carries it
+/// on the answers to charged requests (DESIGN 12): the storage agent's and a peer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineHalf {
+    pub id: String,
+    pub seq: u64,
+    pub owed: u64,
+    pub signature: String,
+}
+
+impl LineHalf {
+    /// Parse `<id>;<seq>;<owed>;<signature>`.
+    pub fn parse(text: &str) -> Option<LineHalf> {
+        let mut parts = text.split(';');
+        let half = LineHalf {
+            id: parts.next()?.to_owned(),
+            seq: parts.next()?.parse().ok()?,
+            owed: parts.next()?.parse().ok()?,
+            signature: parts.next()?.to_owned(),
+        };
+        parts.next().is_none().then_some(half)
+    }
+
+    /// The header value.
+    pub fn header(&self) -> String {
+        format!("{};{};{};{}", self.id, self.seq, self.owed, self.signature)
+    }
+}
+
 /// A line's state: the debtor owes the creditor `owed` (at most `limit`) units of `currency`
 /// (an issuer id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

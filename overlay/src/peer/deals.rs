@@ -574,10 +574,3 @@ impl Peer {
         Ok(refunded_u)
     }
 }
-
-impl Peer {
-    /// The currency of `bid`, when it is one of this peer's (for the answer's tab state).
-    pub async fn bid_currency(&self, bid: &str) -> Option<String> {
-        self.bid_row(bid).await.ok().map(|r| r.currency)
-    }
-}

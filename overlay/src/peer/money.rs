@@ -19,11 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clients::peer::LineHalf;
 use db::AnyConnection;
 use diesel::prelude::*;
 use node::client::ClientError;
 use node::credit::credit_lines;
+use protocol::credit::LineHalf;
 use protocol::credit::LineState;
 use protocol::ledger::DepositsPage;
 
@@ -308,38 +308,14 @@ impl Peer {
     }
 
     /// `LCP-Line` for `buyer`'s tab here in `currency`, when it has one.
-    pub async fn tab_header(&self, buyer: &str, currency: &str) -> Option<String> {
-        let (me, buyer, currency) = (self.me(), buyer.to_owned(), currency.to_owned());
-        let row: Option<(String, i64, i64, String)> = self
-            .db
-            .run(move |conn| {
-                credit_lines::table
-                    .filter(credit_lines::creditor.eq(&me))
-                    .filter(credit_lines::debtor.eq(&buyer))
-                    .filter(credit_lines::currency.eq(&currency))
-                    .filter(credit_lines::settle_threshold.is_not_null())
-                    .select((
-                        credit_lines::id,
-                        credit_lines::seq,
-                        credit_lines::owed,
-                        credit_lines::creditor_signature,
-                    ))
-                    .first(conn)
-                    .optional()
-                    .map_err(Error::from)
-            })
+    pub async fn tab_header(&self, buyer: &str) -> Option<String> {
+        let (me, buyer) = (self.me(), buyer.to_owned());
+        self.db
+            .run(move |conn| node::credit::tab_half(conn, &me, &buyer, None).map_err(Error::from))
             .await
             .ok()
-            .flatten();
-        row.map(|(id, seq, owed, signature)| {
-            LineHalf {
-                id,
-                seq: seq.unsigned_abs(),
-                owed: owed.unsigned_abs(),
-                signature,
-            }
-            .header()
-        })
+            .flatten()
+            .map(|half| half.header())
     }
 
     /// Apply one page of deposits from `issuer`: a settlement of a tab (transaction id = the

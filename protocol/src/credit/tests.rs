@@ -459,3 +459,16 @@ fn credit_path_finding_timing() {
     );
     assert!(split_ok > 0, "some payments found paths");
 }
+
+#[test]
+fn line_headers_round_trip_and_refuse_junk() {
+    let half = LineHalf {
+        id: "l".into(),
+        seq: 3,
+        owed: 70,
+        signature: "sig".into(),
+    };
+    assert_eq!(LineHalf::parse(&half.header()), Some(half));
+    assert_eq!(LineHalf::parse("l;x;70;sig"), None);
+    assert_eq!(LineHalf::parse("l;3;70;sig;more"), None);
+}

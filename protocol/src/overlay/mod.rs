@@ -174,11 +174,6 @@ impl Solicit {
         Ok(self)
     }
 
-    /// Has its time to answer passed at `now_ms`?
-    pub fn past(&self, now_ms: u64) -> bool {
-        self.respond_by <= now_ms
-    }
-
     /// The solicitation a peer forwards for this one, or `None` when it may not: no hop
     /// left, the time to answer passed, or the maximum price no longer covers `commission`.
     pub fn forwarded(&self, commission: u64, now_ms: u64) -> Option<Solicit> {

@@ -261,27 +261,11 @@ impl Agent {
             return None;
         }
         let (me, buyer) = (self.key.entity().to_string(), buyer.to_owned());
-        let row: Option<(String, i64, i64, String)> = self
-            .db
-            .run(move |conn| {
-                credit_lines::table
-                    .filter(credit_lines::creditor.eq(&me))
-                    .filter(credit_lines::debtor.eq(&buyer))
-                    .filter(credit_lines::settle_threshold.is_not_null())
-                    .order(credit_lines::updated_ms.desc())
-                    .select((
-                        credit_lines::id,
-                        credit_lines::seq,
-                        credit_lines::owed,
-                        credit_lines::creditor_signature,
-                    ))
-                    .first(conn)
-                    .optional()
-                    .map_err(Error::from)
-            })
+        self.db
+            .run(move |conn| node::credit::tab_half(conn, &me, &buyer, None).map_err(Error::from))
             .await
             .ok()
-            .flatten();
-        row.map(|(id, seq, owed, sig)| format!("{id};{seq};{owed};{sig}"))
+            .flatten()
+            .map(|half| half.header())
     }
 }
