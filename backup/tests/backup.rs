@@ -384,7 +384,10 @@ fn repair_renews_contracts_that_end_soon_and_an_exported_key_restores_without_th
     let mode = std::fs::metadata(&key).expect("key file").mode() & 0o777;
     assert_eq!(mode, 0o600, "the exported key is private");
 
-    // Within a day of their end: every contract is renewed, with the same agents.
+    // Within a day of their end: every contract is renewed, with the same agents. Contract
+    // times are whole seconds: let one pass since the first contracts, so a renewal that
+    // starts now ends later even when everything so far took less than a second.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
     let renewed = cli.ok(&home, &["repair", "--renew-within-days", "1", "--json"]);
     assert_eq!(
         renewed["slots_renewed"],
