@@ -129,6 +129,10 @@ pub struct Session {
     payer: Option<clients::paywords::PaywordPayer>,
     /// Per-piece sales: the pieces paid for so far (at most the content's piece count).
     paid_pieces: Mutex<std::collections::BTreeSet<u64>>,
+    /// Agents that were given up as too slow for a piece: tried after every other source of
+    /// later pieces, so a thin uplink costs the player one piece timeout, not one per piece
+    /// (at most the agents of the content's instructions).
+    slow_agents: Mutex<std::collections::HashSet<String>>,
 }
 
 pub struct Gateway {
@@ -457,6 +461,7 @@ impl Gateway {
             expires_s,
             payer,
             paid_pieces: Default::default(),
+            slow_agents: Default::default(),
         })
     }
 
@@ -515,12 +520,13 @@ impl Gateway {
         }
     }
 
+    /// The next source to try for piece `i`: the first not known to be slow, else the first.
     fn pop_source(s: &Session, i: u64) -> Option<Source> {
-        s.sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&i)
-            .and_then(VecDeque::pop_front)
+        let slow = s.slow_agents.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sources = s.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = sources.get_mut(&i)?;
+        let fast = queue.iter().position(|src| !slow.contains(&src.agent));
+        queue.remove(fast.unwrap_or(0))
     }
 
     fn has_instructions(s: &Session, i: u64) -> bool {
@@ -735,6 +741,10 @@ impl Gateway {
                 Err(_) => {
                     tracing::warn!(piece = i, agent = %src.agent, "a source was too slow");
                     fail(s, true, false);
+                    s.slow_agents
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(src.agent.clone());
                 }
             }
         }

@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clients::issuer::IssuerClient;
-use clients::market::MarketClient;
-use clients::procure;
 use node::client::{ClientOptions, CounterStore};
 use node::process::ChildGuard;
-use protocol::book::MatchRequest;
 use serde::{Deserialize, Serialize};
 
+mod buy;
+pub mod netns;
 mod peers;
+pub use buy::buy;
+pub use netns::Shape;
 pub use peers::{PEERS_MAX, PEER_FUNDS};
 pub use protocol::overlay::topology::Topology;
 
@@ -65,6 +66,11 @@ pub struct Options {
     pub topology: Topology,
     /// Extra flags for every `peer serve`.
     pub peer_args: Vec<String>,
+    /// Every service in its own network namespace (DESIGN 15; root and `ip` needed), the
+    /// market's one-agent-per-/24 rule on.
+    pub netns: bool,
+    /// With `netns`: agents per /24 (1, each its own network; more, to see the rule at work).
+    pub agents_per_network: usize,
 }
 
 impl Options {
@@ -82,6 +88,8 @@ impl Options {
             peers: 0,
             topology: Topology::Line,
             peer_args: Vec::new(),
+            netns: false,
+            agents_per_network: 1,
         })
     }
 }
@@ -110,6 +118,9 @@ pub struct ServiceInfo {
     pub entity: String,
     pub pid: u32,
     pub data: PathBuf,
+    /// Its network namespace, on a devnet started with `--netns` (its address is the URL's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -134,9 +145,36 @@ pub struct DevnetFile {
     /// How the peers are linked (`line`, `ring`, `random:DEGREE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<String>,
+    /// The namespaces' range and bridge, on a devnet started with `--netns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<netns::NetnsInfo>,
 }
 
 impl DevnetFile {
+    /// The namespace of the service named `name` as `devnet up` lists them (`issuer`,
+    /// `market`, `cdn`, `agent-<i>`, `peer-<i>`).
+    pub fn netns_of(&self, name: &str) -> anyhow::Result<String> {
+        let found = match name {
+            "issuer" => Some(&self.issuer),
+            "market" => Some(&self.market),
+            "cdn" => self.cdn.as_ref(),
+            _ => match name.split_once('-') {
+                Some(("agent", i)) => i.parse::<usize>().ok().and_then(|i| self.agents.get(i)),
+                Some(("peer", i)) => i.parse::<usize>().ok().and_then(|i| self.peers.get(i)),
+                _ => None,
+            },
+        };
+        let s = found.with_context(|| {
+            format!(
+                "no service {name:?} on this devnet (issuer, market, cdn, agent-0..{}, peer-0..)",
+                self.agents.len().saturating_sub(1)
+            )
+        })?;
+        s.netns.clone().with_context(|| {
+            format!("{name} has no namespace: this devnet was not started with --netns")
+        })
+    }
+
     pub fn load(dir: &Path) -> anyhow::Result<DevnetFile> {
         let path = dir.join("devnet.json");
         let text = std::fs::read_to_string(&path)
@@ -162,6 +200,8 @@ pub struct Service {
     pub url: String,
     pub entity: String,
     pub data: PathBuf,
+    /// Its network namespace (`--netns`), where it runs and can be cut off or slowed.
+    pub netns: Option<String>,
     program: PathBuf,
     args: Vec<String>,
     child: Option<ChildGuard>,
@@ -182,6 +222,7 @@ impl Service {
             entity: self.entity.clone(),
             pid: self.pid().unwrap_or(0),
             data: self.data.clone(),
+            netns: self.netns.clone(),
         }
     }
 
@@ -195,7 +236,10 @@ impl Service {
             .create(true)
             .append(true)
             .open(log_dir.join(format!("{}.log", self.name)))?;
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = match &self.netns {
+            Some(ns) => netns::command_in(ns, &self.program),
+            None => Command::new(&self.program),
+        };
         cmd.args(&self.args).stderr(Stdio::from(log)).env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -260,6 +304,8 @@ pub struct Devnet {
     /// The overlay's peers, with `--peers N`.
     pub peers: Vec<Service>,
     pub topology: Option<String>,
+    /// The namespaces and bridge (`--netns`); dropped after the services stop.
+    pub net: Option<netns::Net>,
     http: reqwest::Client,
     _dir_lock: node::datadir::DirLock,
 }
@@ -269,9 +315,14 @@ fn port_of(url: &str) -> Option<u16> {
     url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
 }
 
-fn listen_for(previous: Option<&ServiceInfo>) -> String {
-    let port = previous.and_then(|p| port_of(&p.url)).unwrap_or(0);
-    format!("127.0.0.1:{port}")
+/// Where a service listens: its host's address (loopback, or its namespace's), on the port
+/// it had (a new one on loopback, [`netns::PORT`] in a namespace of its own).
+fn listen_for(host: Option<&netns::Host>, previous: Option<&ServiceInfo>) -> String {
+    let port = previous.and_then(|p| port_of(&p.url));
+    match host {
+        Some(h) => format!("{}:{}", h.address, port.unwrap_or(netns::PORT)),
+        None => format!("127.0.0.1:{}", port.unwrap_or(0)),
+    }
 }
 
 fn bin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
@@ -322,6 +373,43 @@ impl Devnet {
         );
         let logs = dir.join("logs");
         let http = node::client::http_client(&ClientOptions::default())?;
+        let mut net = if options.netns {
+            anyhow::ensure!(
+                options.peers <= netns::NETNS_PEERS_MAX,
+                "--peers must be at most {} with --netns",
+                netns::NETNS_PEERS_MAX
+            );
+            Some(netns::Net::create(
+                dir,
+                previous.as_ref().and_then(|p| p.netns.as_ref()),
+                options.agents_per_network,
+            )?)
+        } else {
+            None
+        };
+        let mut host_for =
+            |name: &str, address: fn(&netns::Net, usize) -> std::net::Ipv4Addr, i| {
+                net.as_mut()
+                    .map(|n| {
+                        let a = address(n, i);
+                        n.add_host(name, a)
+                    })
+                    .transpose()
+            };
+        let issuer_host = host_for("issuer", |n, _| n.issuer_address(), 0)?;
+        let market_host = host_for("market", |n, _| n.market_address(), 0)?;
+        let agent_hosts = (0..options.agents)
+            .map(|i| host_for(&format!("agent-{i}"), netns::Net::agent_address, i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cdn_host = if options.cdn {
+            host_for("cdn", |n, _| n.cdn_address(), 0)?
+        } else {
+            None
+        };
+        let peer_hosts = (0..options.peers)
+            .map(|i| host_for(&format!("peer-{i}"), netns::Net::peer_address, i))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ns_of = |h: &Option<netns::Host>| h.as_ref().map(|h| h.netns.clone());
 
         let issuer_data = dir.join("issuer");
         let mut issuer = Service {
@@ -329,6 +417,7 @@ impl Devnet {
             url: String::new(),
             entity: entity_of_key(&issuer_data.join("identity.key"))?,
             data: issuer_data.clone(),
+            netns: ns_of(&issuer_host),
             program: lcp_bin.clone(),
             args: vec![
                 "issuer".into(),
@@ -336,7 +425,7 @@ impl Devnet {
                 "--data".into(),
                 path_arg(&issuer_data),
                 "--listen".into(),
-                listen_for(previous.as_ref().map(|p| &p.issuer)),
+                listen_for(issuer_host.as_ref(), previous.as_ref().map(|p| &p.issuer)),
             ],
             child: None,
         };
@@ -345,34 +434,41 @@ impl Devnet {
         pin_port(&mut issuer);
 
         let market_data = dir.join("market");
+        let mut market_args = vec![
+            "serve".into(),
+            "--data".into(),
+            path_arg(&market_data),
+            "--listen".into(),
+            listen_for(market_host.as_ref(), previous.as_ref().map(|p| &p.market)),
+        ];
+        // On loopback every agent is on one network; in namespaces the rule runs for real.
+        if !options.netns {
+            market_args.push("--allow-same-network".into());
+        }
         let mut market = Service {
             name: "market".into(),
             url: String::new(),
             entity: entity_of_key(&market_data.join("identity.key"))?,
             data: market_data.clone(),
+            netns: ns_of(&market_host),
             program: market_bin,
-            args: vec![
-                "serve".into(),
-                "--data".into(),
-                path_arg(&market_data),
-                "--listen".into(),
-                listen_for(previous.as_ref().map(|p| &p.market)),
-                "--allow-same-network".into(),
-                "--audit-interval-s".into(),
-                options.audit_interval_s.to_string(),
-                "--probe-interval-s".into(),
-                options.probe_interval_s.to_string(),
-                // The records crawl as often as the audits, so a walk-through sees them.
-                "--crawl-interval-s".into(),
-                options.audit_interval_s.to_string(),
-            ],
+            args: market_args,
             child: None,
         };
+        market.args.extend([
+            "--audit-interval-s".into(),
+            options.audit_interval_s.to_string(),
+            "--probe-interval-s".into(),
+            options.probe_interval_s.to_string(),
+            // The records crawl as often as the audits, so a walk-through sees them.
+            "--crawl-interval-s".into(),
+            options.audit_interval_s.to_string(),
+        ]);
         market.start(&logs)?;
         pin_port(&mut market);
 
         let mut agents = Vec::with_capacity(options.agents);
-        for i in 0..options.agents {
+        for (i, host) in agent_hosts.iter().enumerate() {
             let data = dir.join("agents").join(format!("agent-{i}"));
             if !data.join("config.toml").exists() {
                 init_agent(&agent_bin, &data, &issuer.url, i)?;
@@ -383,13 +479,14 @@ impl Devnet {
                 url: String::new(),
                 entity: entity_of_key(&data.join("identity.key"))?,
                 data: data.clone(),
+                netns: ns_of(host),
                 program: agent_bin.clone(),
                 args: vec![
                     "serve".into(),
                     "--data".into(),
                     path_arg(&data),
                     "--listen".into(),
-                    listen_for(prev),
+                    listen_for(host.as_ref(), prev),
                     "--market".into(),
                     market.url.clone(),
                     "--heartbeat-s".into(),
@@ -416,6 +513,7 @@ impl Devnet {
             cdn: None,
             peers: Vec::new(),
             topology: None,
+            net,
             http,
             _dir_lock: dir_lock,
         };
@@ -434,7 +532,10 @@ impl Devnet {
                 "--data".into(),
                 path_arg(&cdn_data),
                 "--listen".into(),
-                listen_for(previous.as_ref().and_then(|p| p.cdn.as_ref())),
+                listen_for(
+                    cdn_host.as_ref(),
+                    previous.as_ref().and_then(|p| p.cdn.as_ref()),
+                ),
                 "--market".into(),
                 devnet.market.url.clone(),
                 "--agents".into(),
@@ -446,6 +547,7 @@ impl Devnet {
                 url: String::new(),
                 entity,
                 data: cdn_data,
+                netns: ns_of(&cdn_host),
                 program: bin(&options.bin_dir, "cdn")?,
                 args,
                 child: None,
@@ -461,6 +563,7 @@ impl Devnet {
             options.topology,
             &options.peer_args,
             previous.as_ref(),
+            &peer_hosts,
         )?;
         rt.block_on(devnet.wait_ready())?;
         devnet.write_file()?;
@@ -638,6 +741,7 @@ impl Devnet {
             cdn: self.cdn.as_ref().map(Service::info),
             peers: self.peers.iter().map(Service::info).collect(),
             topology: self.topology.clone(),
+            netns: self.net.as_ref().map(|n| n.info.clone()),
         }
     }
 
@@ -648,6 +752,28 @@ impl Devnet {
         std::fs::write(&tmp, serde_json::to_string_pretty(&self.file())?)?;
         std::fs::rename(&tmp, &path)?;
         Ok(())
+    }
+
+    /// Cut a service's host off the network (`--netns` only; see [`netns::cut`]).
+    pub fn cut(&mut self, which: Which) -> anyhow::Result<()> {
+        netns::cut(&self.netns_of(which)?)
+    }
+
+    /// Undo [`Devnet::cut`] and [`Devnet::slow`].
+    pub fn heal(&mut self, which: Which) -> anyhow::Result<()> {
+        netns::heal(&self.netns_of(which)?)
+    }
+
+    /// Thin and delay what a service's host sends (see [`netns::slow`]).
+    pub fn slow(&mut self, which: Which, shape: Shape) -> anyhow::Result<()> {
+        netns::slow(&self.netns_of(which)?, shape)
+    }
+
+    fn netns_of(&mut self, which: Which) -> anyhow::Result<String> {
+        let s = self.service(which)?;
+        s.netns
+            .clone()
+            .with_context(|| format!("{} has no namespace: start the devnet with --netns", s.name))
     }
 
     /// Stop every service, agents first.
@@ -672,11 +798,16 @@ impl Drop for Devnet {
     }
 }
 
-/// After the first start on port 0, listen on the port it got from now on.
+/// After the first start on port 0, listen on the port it got from now on (on the same
+/// address).
 fn pin_port(s: &mut Service) {
     if let Some(port) = port_of(&s.url) {
         if let Some(i) = s.args.iter().position(|a| a == "--listen") {
-            s.args[i + 1] = format!("127.0.0.1:{port}");
+            let host = s.args[i + 1]
+                .rsplit_once(':')
+                .map_or("127.0.0.1", |(h, _)| h)
+                .to_string();
+            s.args[i + 1] = format!("{host}:{port}");
         }
     }
 }
@@ -709,91 +840,4 @@ fn init_agent(agent_bin: &Path, data: &Path, issuer_url: &str, i: usize) -> anyh
         );
     }
     Ok(())
-}
-
-/// The walk-through: match, then per agent form, pay, use and register a contract.
-pub async fn buy(
-    dir: &std::path::Path,
-    mut request: MatchRequest,
-) -> anyhow::Result<serde_json::Value> {
-    let f = DevnetFile::load(dir)?;
-    request.currency = f.issuer.entity.clone();
-    let http = node::client::http_client(&node::client::ClientOptions::default())?;
-    let key = Arc::new(node::keyfile::load(&f.wallet.key)?);
-    let wallet = clients::issuer::IssuerClient::from_key_file(
-        &f.issuer.url,
-        &f.wallet.key,
-        &node::client::ClientOptions::default(),
-    )?;
-    let market = MarketClient::new(http.clone(), &f.market.url, key.clone());
-    let answer = market
-        .match_agents(&request)
-        .await
-        .context("the market found no agents")?;
-    let market_entity = protocol::EntityId::parse(&f.market.entity)
-        .map_err(|_| anyhow::anyhow!("devnet.json: bad market entity"))?;
-    let issuer = protocol::EntityId::parse(&f.issuer.entity)
-        .map_err(|_| anyhow::anyhow!("devnet.json: bad issuer entity"))?;
-    let order = procure::Order {
-        issuer,
-        block_bytes: request.shard_bytes,
-        duration_s: request.duration_s,
-        auditors: vec![market_entity],
-    };
-    let mut contracts = Vec::new();
-    for (i, chosen) in answer.agents.iter().enumerate() {
-        let seller =
-            procure::Seller::open(&http, key.clone(), &chosen.agent, &chosen.endpoint).await?;
-        // Credit for writing the shard and reading it back once, on top of the contract price.
-        let credit = |terms: &protocol::market::Contract| {
-            let write = protocol::market::per_kib_charge(terms.write_per_kib, request.shard_bytes);
-            let read = protocol::market::per_kib_charge(terms.read_per_kib, request.shard_bytes);
-            match (write, read) {
-                (Ok(w), Ok(r)) => w.saturating_add(r),
-                // Too much to pay: the purchase stops at the overflow check.
-                _ => u64::MAX,
-            }
-        };
-        let bought = procure::buy(&seller, &order, credit, &wallet, &mut procure::NoJournal)
-            .await
-            .with_context(|| format!("buying from {}", chosen.endpoint))?;
-        let terms = &bought.terms;
-        let shard: Vec<u8> = (0..request.shard_bytes)
-            .map(|b| (b as u8) ^ (i as u8))
-            .collect();
-        let name = format!("shard-{i}");
-        let info = seller.client.put(&terms.id, &name, shard).await?;
-        let object = procure::object(&name, &info.merkle_root, info.size);
-        procure::register(&market, &bought.signed, vec![object]).await?;
-        // Recorded by both sides (DESIGN 11): the wallet's chain beside its key, the agent's.
-        let recorded = clients::records::record_deal(
-            &f.wallet.key,
-            key.clone(),
-            seller.client.signed(),
-            protocol::record::kinds::CONTRACT,
-            &clients::records::contract_active(terms),
-        )
-        .await;
-        contracts.push(serde_json::json!({
-            "recorded": matches!(recorded, clients::records::Agreed::Yes(_)),
-            "contract": terms.id,
-            "agent": chosen.agent,
-            "endpoint": chosen.endpoint,
-            "paid": bought.amount(),
-            "contract_price": terms.contract_price,
-            "prepaid_credit": bought.credit,
-            "object": name,
-            "merkle_root": info.merkle_root,
-        }));
-    }
-    let balance = wallet.balance().await?.balance;
-    let currency = wallet.currency().await?;
-    Ok(serde_json::json!({
-        "currency": currency,
-        "agents": answer.agents.iter().map(|a| &a.agent).collect::<Vec<_>>(),
-        "total_price": answer.total_price,
-        "failure_probability": answer.failure_probability,
-        "contracts": contracts,
-        "balance": balance,
-    }))
 }

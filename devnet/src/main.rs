@@ -52,6 +52,50 @@ enum Cmd {
         /// How the peers are linked: line, ring or random:DEGREE
         #[arg(long, default_value = "line")]
         topology: devnet::Topology,
+        /// Every service in a network namespace of its own (root and iproute2 needed): each
+        /// agent on its own /24 of a private 10.X.0.0/16 the devnet picks, the market's
+        /// one-agent-per-network rule on; `cut`, `heal` and `slow` then work (a directory
+        /// whose devnet had namespaces brings them back without this flag)
+        #[arg(long)]
+        netns: bool,
+        /// With --netns: agents per /24 network (1, each its own; more, to see the market
+        /// spread shards over networks)
+        #[arg(long, default_value_t = 1)]
+        agents_per_network: usize,
+    },
+    /// Cut a service of a running --netns devnet off the network (its link goes down)
+    Cut {
+        /// The running devnet's directory
+        #[arg(long)]
+        dir: PathBuf,
+        /// The service: issuer, market, cdn, agent-<i> or peer-<i>
+        service: String,
+    },
+    /// Undo `cut` and `slow`: the service's link is up and unshaped
+    Heal {
+        /// The running devnet's directory
+        #[arg(long)]
+        dir: PathBuf,
+        /// The service: issuer, market, cdn, agent-<i> or peer-<i>
+        service: String,
+    },
+    /// Make what a service sends slow: a thin uplink (tbf), delay and loss (netem, where the
+    /// kernel has it)
+    Slow {
+        /// The running devnet's directory
+        #[arg(long)]
+        dir: PathBuf,
+        /// The service: issuer, market, cdn, agent-<i> or peer-<i>
+        service: String,
+        /// Added to every packet the service sends, in milliseconds (needs netem)
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// The service's uplink, in kilobits per second
+        #[arg(long)]
+        rate_kbit: Option<u64>,
+        /// Share of the packets it sends that are lost, in percent (needs netem)
+        #[arg(long, default_value_t = 0.0)]
+        loss_pct: f64,
     },
     /// As a buyer on a running devnet: match k-of-n agents, buy and pay a contract with each,
     /// store a shard on each, and register the contracts with the market for auditing
@@ -96,6 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cdn,
             peers,
             topology,
+            netns,
+            agents_per_network,
         } => {
             let mut options = Options::new(&dir)?;
             // Coming back, the same network: as many agents, and the publisher if it had one.
@@ -116,6 +162,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(topology),
                 _ => topology,
             };
+            options.netns = netns || previous.as_ref().is_some_and(|p| p.netns.is_some());
+            options.agents_per_network = previous
+                .as_ref()
+                .and_then(|p| p.netns.as_ref())
+                .map_or(agents_per_network, |n| n.agents_per_network);
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
             let mut devnet = Devnet::up(&options)?;
@@ -140,6 +191,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     p.url,
                     p.entity,
                     p.data.display()
+                );
+            }
+            if let Some(n) = &f.netns {
+                eprintln!(
+                    "netns   {} on bridge {} (this machine is {}); namespaces lcpdev-{}-*",
+                    n.range, n.bridge, n.host_address, n.tag
                 );
             }
             eprintln!("logs in {}/logs; Ctrl-C stops everything", dir.display());
@@ -172,6 +229,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             eprintln!("stopping the devnet");
             drop(devnet);
+            Ok(())
+        }
+        Cmd::Cut { dir, service } => {
+            devnet::netns::cut(&devnet::DevnetFile::load(&dir)?.netns_of(&service)?)?;
+            node::outln!("{service} is cut off");
+            Ok(())
+        }
+        Cmd::Heal { dir, service } => {
+            devnet::netns::heal(&devnet::DevnetFile::load(&dir)?.netns_of(&service)?)?;
+            node::outln!("{service} is back, unshaped");
+            Ok(())
+        }
+        Cmd::Slow {
+            dir,
+            service,
+            delay_ms,
+            rate_kbit,
+            loss_pct,
+        } => {
+            let ns = devnet::DevnetFile::load(&dir)?.netns_of(&service)?;
+            let shape = devnet::Shape {
+                delay_ms,
+                rate_kbit,
+                loss_pct,
+            };
+            devnet::netns::slow(&ns, shape)?;
+            node::outln!("{service} now sends slowly: {shape:?}");
             Ok(())
         }
         Cmd::Buy {

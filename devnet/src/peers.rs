@@ -39,6 +39,7 @@ impl Devnet {
         topology: Topology,
         extra_args: &[String],
         previous: Option<&DevnetFile>,
+        hosts: &[Option<super::netns::Host>],
     ) -> anyhow::Result<()> {
         anyhow::ensure!(n <= PEERS_MAX, "--peers must be at most {PEERS_MAX}");
         if n == 0 {
@@ -51,10 +52,17 @@ impl Devnet {
             .unwrap_or_default();
         let ports: Vec<u16> = if recorded.len() == n {
             recorded
+        } else if hosts.iter().all(Option::is_some) && hosts.len() == n {
+            // Each peer has an address of its own.
+            vec![super::netns::PORT; n]
         } else {
             (0..n).map(|_| free_port()).collect::<anyhow::Result<_>>()?
         };
         let graph = topology.neighbors(n, TOPOLOGY_SEED);
+        let address = |i: usize| match hosts.get(i).and_then(Option::as_ref) {
+            Some(h) => format!("{}:{}", h.address, ports[i]),
+            None => format!("127.0.0.1:{}", ports[i]),
+        };
         let logs = self.dir.join("logs");
         for (i, links) in graph.iter().enumerate() {
             let data = self.dir.join("peers").join(format!("peer-{i}"));
@@ -66,7 +74,7 @@ impl Devnet {
                 "--data".into(),
                 path_arg(&data),
                 "--listen".into(),
-                format!("127.0.0.1:{}", ports[i]),
+                address(i),
                 "--issuer".into(),
                 self.issuer.url.clone(),
                 "--share".into(),
@@ -77,7 +85,7 @@ impl Devnet {
             ];
             for &j in links {
                 args.push("--neighbor".into());
-                args.push(format!("http://127.0.0.1:{}", ports[j]));
+                args.push(format!("http://{}", address(j)));
             }
             args.extend(extra_args.iter().cloned());
             let entity = entity_of_key(&data.join("identity.key"))?;
@@ -87,6 +95,7 @@ impl Devnet {
                 url: String::new(),
                 entity,
                 data,
+                netns: hosts.get(i).cloned().flatten().map(|h| h.netns),
                 program: peer_bin.clone(),
                 args,
                 child: None,
