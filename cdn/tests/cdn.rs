@@ -22,57 +22,13 @@ use std::time::{Duration, Instant};
 use cdn::gateway::{Gateway, GatewayOptions};
 use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
-use common::publish;
+use common::{ffmpeg, make_mp4, publish};
 use devnet::{Devnet, Options, Which};
 use node::client::ClientOptions;
 use node::testing::eventually;
 
 /// Longest a request in these tests may take.
 const REQUEST_WAIT_MS_MAX: u64 = 30_000;
-
-/// ffmpeg, or `None` (skip) when it is not installed; under `CI=true` a missing ffmpeg fails,
-/// since `.ci/run` installs it.
-fn ffmpeg() -> Option<()> {
-    let found = Path::new("/usr/bin/ffmpeg").exists() && Path::new("/usr/bin/ffprobe").exists();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but ffmpeg is not installed (.ci/run installs it)"
-        );
-        eprintln!("skipping: ffmpeg not installed (apt-get install -y ffmpeg)");
-        return None;
-    }
-    Some(())
-}
-
-/// An H.264 MP4 of `seconds` with the index up front (plays before it is all there).
-fn make_mp4(path: &Path, seconds: u32) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=duration={seconds}:size=640x360:rate=25"))
-        .args([
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            // About 3 MB for 6 s: enough pieces that a stream is still running when an agent
-            // is killed.
-            "-b:v",
-            "4M",
-            "-movflags",
-            "+faststart",
-        ])
-        .arg(path)
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 async fn devnet_up(opts: Options) -> Devnet {
     tokio::task::spawn_blocking(move || Devnet::up(&opts))

@@ -314,3 +314,30 @@ pub fn create_until_first_pack(home: &Path, src: &Path) -> std::process::Child {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A devnet of `agents` agents, each in a network namespace of its own on its own /24
+/// (`devnet up --netns`, the market's network rule on), and the CLI pointed at it; `None`
+/// (skip) without root or iproute2, except under `CI=true`, where that fails.
+pub fn netns_network(agents: usize) -> Option<(tempfile::TempDir, Devnet, Cli)> {
+    if let Err(e) = devnet::netns::check_can() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but namespaces cannot be made: {e}"
+        );
+        eprintln!("skipping: {e}");
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options::new(&tmp.path().join("net")).expect("options");
+    opts.agents = agents;
+    opts.heartbeat_s = 1;
+    opts.audit_interval_s = 1;
+    opts.netns = true;
+    let net = Devnet::up(&opts).expect("devnet --netns");
+    let file = net.file();
+    let cli = Cli {
+        wallet: file.wallet.key.clone(),
+        market: file.market.url.clone(),
+    };
+    Some((tmp, net, cli))
+}

@@ -1,4 +1,6 @@
 //! Helpers the cdn test binaries share.
+// Each test binary uses some of these.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
@@ -20,4 +22,48 @@ pub fn publish(publisher: &str, key: &Path, file: &Path, args: &[&str]) -> serde
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("publish --json")
+}
+
+/// ffmpeg, or `None` (skip) when it is not installed; under `CI=true` a missing ffmpeg fails,
+/// since `.ci/run` installs it.
+pub fn ffmpeg() -> Option<()> {
+    let found = Path::new("/usr/bin/ffmpeg").exists() && Path::new("/usr/bin/ffprobe").exists();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but ffmpeg is not installed (.ci/run installs it)"
+        );
+        eprintln!("skipping: ffmpeg not installed (apt-get install -y ffmpeg)");
+        return None;
+    }
+    Some(())
+}
+
+/// An H.264 MP4 of `seconds` with the index up front (plays before it is all there).
+pub fn make_mp4(path: &Path, seconds: u32) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=duration={seconds}:size=640x360:rate=25"))
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            // About 3 MB for 6 s: enough pieces that a stream is still running when an agent
+            // is killed.
+            "-b:v",
+            "4M",
+            "-movflags",
+            "+faststart",
+        ])
+        .arg(path)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
