@@ -221,3 +221,15 @@ async fn report(
     .await;
     Ok(service::signed_result(&p.key, &v, result))
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/publisher.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../docs/openapi/publisher.json"),
+            include_str!("server.rs"),
+        );
+    }
+}

@@ -472,3 +472,15 @@ async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/issuer.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../docs/openapi/issuer.json"),
+            include_str!("server.rs"),
+        );
+    }
+}

@@ -247,3 +247,15 @@ async fn report(
     .await;
     Ok(signed(&market, &v, result))
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/market.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../docs/openapi/market.json"),
+            include_str!("server.rs"),
+        );
+    }
+}

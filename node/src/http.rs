@@ -97,10 +97,16 @@ where
         .name(format!("{name}-http"))
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || App::new().configure(configure.clone()))
-                    .workers(workers)
-                    .backlog(BACKLOG_MAX)
-                    .max_connection_rate(4096);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(extractor_errors::query())
+                        .app_data(extractor_errors::path())
+                        .app_data(extractor_errors::json())
+                        .configure(configure.clone())
+                })
+                .workers(workers)
+                .backlog(BACKLOG_MAX)
+                .max_connection_rate(4096);
                 let bound = match tls {
                     Some(config) => server.bind_rustls_0_23(&listen_owned, config),
                     None => server.bind(&listen_owned),
@@ -346,4 +352,34 @@ pub fn signed_response(
         .insert_header((protocol::HEADER_SIGNATURE, signature))
         .content_type("application/json")
         .body(body)
+}
+
+/// Every server answers a query string, path segment or JSON body its extractor cannot read
+/// with `400 invalid_request` and a JSON error body (the stable form of every other error),
+/// not actix's plain-text default.
+mod extractor_errors {
+    use actix_web::{error, web, HttpResponse};
+
+    use protocol::ErrorBody;
+
+    fn invalid(what: &str, e: impl std::fmt::Display) -> error::Error {
+        let body = ErrorBody::new("invalid_request", &format!("{what}: {e}"));
+        error::InternalError::from_response(
+            format!("{what}: {e}"),
+            HttpResponse::BadRequest().json(body),
+        )
+        .into()
+    }
+
+    pub fn query() -> web::QueryConfig {
+        web::QueryConfig::default().error_handler(|e, _| invalid("bad query string", e))
+    }
+
+    pub fn path() -> web::PathConfig {
+        web::PathConfig::default().error_handler(|e, _| invalid("bad path", e))
+    }
+
+    pub fn json() -> web::JsonConfig {
+        web::JsonConfig::default().error_handler(|e, _| invalid("bad JSON body", e))
+    }
 }

@@ -118,3 +118,89 @@ pub fn bin_dir() -> std::path::PathBuf {
     }
     dir
 }
+
+/// The sources of the shared route modules a server may mount (`node::records::routes`,
+/// `node::credit::http::routes`), for [`assert_routes_described`].
+pub const RECORDS_ROUTES_SOURCE: &str = include_str!("records/http.rs");
+pub const CREDIT_ROUTES_SOURCE: &str = include_str!("credit/http.rs");
+
+/// Every `(method, path)` registered with `.route("PATH", web::METHOD()...)` in `source`.
+pub fn routes_in_source(source: &str) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find(".route(") {
+        rest = &rest[at + ".route(".len()..];
+        let Some(text) = rest.trim_start().strip_prefix('"') else {
+            continue;
+        };
+        let Some(end) = text.find('"') else { break };
+        let path = &text[..end];
+        let after = text[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+        if let Some(m) = after.strip_prefix("web::") {
+            let method: String = m.chars().take_while(char::is_ascii_alphabetic).collect();
+            out.insert((method, path.to_string()));
+        }
+    }
+    out
+}
+
+/// Every `(method, path)` an OpenAPI document describes.
+pub fn openapi_operations(doc: &str) -> std::collections::BTreeSet<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(doc).expect("the OpenAPI file is JSON");
+    let mut out = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "head", "patch", "options"] {
+            if item.get(method).is_some() {
+                out.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The routes registered in `server_source` (plus the shared modules it mounts) are exactly
+/// the operations of the OpenAPI document `doc`: none undescribed, none described that no
+/// route serves.
+pub fn assert_routes_described(doc: &str, server_source: &str) {
+    let mut registered = routes_in_source(server_source);
+    assert!(
+        !registered.is_empty(),
+        "no routes found in the server source"
+    );
+    if server_source.contains("records::routes(") {
+        registered.extend(routes_in_source(RECORDS_ROUTES_SOURCE));
+    }
+    if server_source.contains("credit::http::routes(") {
+        registered.extend(routes_in_source(CREDIT_ROUTES_SOURCE));
+    }
+    let described = openapi_operations(doc);
+    let missing: Vec<_> = registered.difference(&described).collect();
+    let extra: Vec<_> = described.difference(&registered).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "routes not in the OpenAPI file: {missing:?}; described but not served: {extra:?}"
+    );
+}
+
+#[cfg(test)]
+mod route_tests {
+    #[test]
+    fn routes_are_read_from_source_across_lines() {
+        let src = r#"cfg.route("/a", web::get().to(a))
+            .route(
+                "/b/{id}",
+                web::put().to(b),
+            )
+            .route("/a", web::post().to(c));"#;
+        let found = super::routes_in_source(src);
+        let want: std::collections::BTreeSet<(String, String)> =
+            [("get", "/a"), ("post", "/a"), ("put", "/b/{id}")]
+                .iter()
+                .map(|(m, p)| (m.to_string(), p.to_string()))
+                .collect();
+        assert_eq!(found, want);
+    }
+}

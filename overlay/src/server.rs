@@ -174,3 +174,15 @@ async fn retrieve(
         .insert_header(("lcp-document", got.document))
         .body(got.bytes))
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/peer.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../docs/openapi/peer.json"),
+            include_str!("server.rs"),
+        );
+    }
+}

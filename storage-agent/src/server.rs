@@ -556,3 +556,15 @@ async fn audit(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/agent.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../docs/openapi/agent.json"),
+            include_str!("server.rs"),
+        );
+    }
+}

@@ -218,3 +218,15 @@ pub fn start(options: GatewayOptions) -> anyhow::Result<RunningGateway> {
         http,
     })
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/gateway.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../../docs/openapi/gateway.json"),
+            include_str!("http.rs"),
+        );
+    }
+}
