@@ -1,6 +1,5 @@
 //! A video while one agent's uplink is thin (issue 20): on a namespaced devnet, the agent
-//! serving most of a video is slowed to a home uplink (2 Mbit/s, plus 80 ms where the kernel
-//! has netem); a new viewer's gateway gives it up once per piece in flight, fetches the rest
+//! serving most of a video is slowed to a home uplink (2 Mbit/s, 80 ms); a new viewer's gateway gives it up once per piece in flight, fetches the rest
 //! from the other replicas, and the stream is identical. Needs root, iproute2 and ffmpeg
 //! (skipped without them, except under `CI=true`).
 
@@ -135,7 +134,7 @@ async fn a_video_streams_whole_while_one_agent_has_a_home_uplink() {
 
     // Its uplink becomes a home user's.
     let shape = Shape {
-        delay_ms: if devnet::netns::has_netem() { 80 } else { 0 },
+        delay_ms: 80,
         rate_kbit: Some(2_000),
         loss_pct: 0.0,
     };

@@ -24,6 +24,7 @@ use node::process::ChildGuard;
 use serde::{Deserialize, Serialize};
 
 mod buy;
+pub mod delay;
 pub mod netns;
 mod peers;
 pub use buy::buy;
@@ -306,6 +307,8 @@ pub struct Devnet {
     pub topology: Option<String>,
     /// The namespaces and bridge (`--netns`); dropped after the services stop.
     pub net: Option<netns::Net>,
+    /// Where the binaries are (`devnet` itself runs the delay worker of `slow`).
+    bin_dir: PathBuf,
     http: reqwest::Client,
     _dir_lock: node::datadir::DirLock,
 }
@@ -514,6 +517,7 @@ impl Devnet {
             peers: Vec::new(),
             topology: None,
             net,
+            bin_dir: options.bin_dir.clone(),
             http,
             _dir_lock: dir_lock,
         };
@@ -766,7 +770,8 @@ impl Devnet {
 
     /// Thin and delay what a service's host sends (see [`netns::slow`]).
     pub fn slow(&mut self, which: Which, shape: Shape) -> anyhow::Result<()> {
-        netns::slow(&self.netns_of(which)?, shape)
+        let devnet = bin(&self.bin_dir, "devnet")?;
+        netns::slow(&self.netns_of(which)?, shape, &devnet)
     }
 
     fn netns_of(&mut self, which: Which) -> anyhow::Result<String> {

@@ -71,6 +71,20 @@ enum Cmd {
         /// The service: issuer, market, cdn, agent-<i> or peer-<i>
         service: String,
     },
+    /// Inside a namespace: hold each packet of a netfilter queue for a delay (what `slow`
+    /// runs where the kernel has no netem)
+    #[command(hide = true, name = "delay-worker")]
+    DelayWorker {
+        /// The netfilter queue number
+        #[arg(long)]
+        queue: u16,
+        /// Milliseconds each packet is held
+        #[arg(long)]
+        delay_ms: u64,
+        /// Share of packets dropped, in percent
+        #[arg(long, default_value_t = 0.0)]
+        loss_pct: f64,
+    },
     /// Undo `cut` and `slow`: the service's link is up and unshaped
     Heal {
         /// The running devnet's directory
@@ -231,6 +245,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop(devnet);
             Ok(())
         }
+        Cmd::DelayWorker {
+            queue,
+            delay_ms,
+            loss_pct,
+        } => devnet::delay::run(queue, delay_ms, loss_pct),
         Cmd::Cut { dir, service } => {
             devnet::netns::cut(&devnet::DevnetFile::load(&dir)?.netns_of(&service)?)?;
             node::outln!("{service} is cut off");
@@ -254,8 +273,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rate_kbit,
                 loss_pct,
             };
-            devnet::netns::slow(&ns, shape)?;
-            node::outln!("{service} now sends slowly: {shape:?}");
+            devnet::netns::slow(&ns, shape, &std::env::current_exe()?)?;
+            let mut how = Vec::new();
+            if let Some(r) = rate_kbit {
+                how.push(format!("at most {r} kbit/s"));
+            }
+            if delay_ms > 0 {
+                how.push(format!("{delay_ms} ms later"));
+            }
+            if loss_pct > 0.0 {
+                how.push(format!("{loss_pct}% lost"));
+            }
+            if how.is_empty() {
+                how.push("unshaped".into());
+            }
+            node::outln!("{service} now sends {}", how.join(", "));
             Ok(())
         }
         Cmd::Buy {

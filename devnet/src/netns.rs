@@ -347,13 +347,116 @@ pub fn cut(ns: &str) -> anyhow::Result<()> {
 /// Undo [`cut`] and [`slow`]: the link is up and unshaped.
 pub fn heal(ns: &str) -> anyhow::Result<()> {
     run("ip", &["-n", ns, "link", "set", IFACE, "up"])?;
-    // No shaping is not an error.
+    unshape(ns);
+    Ok(())
+}
+
+/// Remove every shaping of `ns`: the qdisc, the queue rule and its delay worker. Each may be
+/// absent (no shaping is not an error).
+fn unshape(ns: &str) {
     let _ = run(
         "ip",
         &[
             "netns", "exec", ns, "tc", "qdisc", "del", "dev", IFACE, "root",
         ],
     );
+    if has_iptables() {
+        let _ = run(
+            "ip",
+            &["netns", "exec", ns, "iptables", "-w", "-F", "OUTPUT"],
+        );
+    }
+    let Ok(pids) = run("ip", &["netns", "pids", ns]) else {
+        return;
+    };
+    for pid in pids.split_whitespace() {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(DELAY_WORKER) {
+            let _ = Command::new("kill")
+                .args(["-KILL", pid])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The `devnet` subcommand that holds queued packets (crate::delay).
+pub const DELAY_WORKER: &str = "delay-worker";
+/// The netfilter queue the delay worker binds (one per namespace: each has its own).
+const DELAY_QUEUE: &str = "0";
+/// Longest the delay worker may take to bind its queue.
+const DELAY_READY_WAIT_MS_MAX: u64 = 5_000;
+
+fn has_iptables() -> bool {
+    Command::new("iptables")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Delay and loss without netem: queue what the host sends to a worker in its namespace
+/// (`devnet delay-worker`, see crate::delay) that holds each packet `delay_ms`.
+fn delay_by_queue(ns: &str, shape: Shape, devnet_bin: &Path) -> anyhow::Result<()> {
+    if !has_iptables() {
+        bail!(
+            "this kernel has no netem, and delay or loss then needs iptables (its NFQUEUE \
+             target) to queue packets: apt-get install -y iptables; --rate-kbit alone works"
+        );
+    }
+    let mut worker = command_in(ns, devnet_bin)
+        .args([
+            DELAY_WORKER,
+            "--queue",
+            DELAY_QUEUE,
+            "--delay-ms",
+            &shape.delay_ms.to_string(),
+            "--loss-pct",
+            &shape.loss_pct.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", devnet_bin.display()))?;
+    let stdout = worker
+        .stdout
+        .take()
+        .context("the delay worker has no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let ready = rx.recv_timeout(Duration::from_millis(DELAY_READY_WAIT_MS_MAX));
+    if ready.as_deref().map(str::trim) != Ok("ready") {
+        let _ = worker.kill();
+        let _ = worker.wait();
+        bail!("the delay worker did not bind its queue within {DELAY_READY_WAIT_MS_MAX} ms");
+    }
+    // The worker runs on, detached; `heal`, a new `slow` or the namespace's removal kills it.
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "iptables",
+            "-w",
+            "-A",
+            "OUTPUT",
+            "-o",
+            IFACE,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            DELAY_QUEUE,
+            "--queue-bypass",
+        ],
+    )?;
     Ok(())
 }
 
@@ -373,8 +476,10 @@ fn zcat_config() -> Option<String> {
 }
 
 /// Shape what the host sends (its uplink): `netem` for delay, rate and loss where the kernel
-/// has it, `tbf` for the rate alone where it does not (delay or loss then fail, saying why).
-pub fn slow(ns: &str, shape: Shape) -> anyhow::Result<()> {
+/// has it; where it does not, `tbf` for the rate and a netfilter queue held by a worker
+/// (`devnet_bin delay-worker`, crate::delay) for delay and loss. A second `slow` replaces
+/// the first.
+pub fn slow(ns: &str, shape: Shape, devnet_bin: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=100.0).contains(&shape.loss_pct),
         "--loss-pct must be 0 to 100"
@@ -383,18 +488,20 @@ pub fn slow(ns: &str, shape: Shape) -> anyhow::Result<()> {
         shape.rate_kbit != Some(0),
         "--rate-kbit must be at least 1 (use `devnet cut` to stop traffic)"
     );
-    let qdisc_base = [
-        "netns", "exec", ns, "tc", "qdisc", "replace", "dev", IFACE, "root",
-    ];
+    unshape(ns);
     if shape.delay_ms > 0 || shape.loss_pct > 0.0 {
         if !has_netem() {
-            bail!(
-                "this kernel has no netem (CONFIG_NET_SCH_NETEM is not set), so delay and \
-                 loss cannot be added here; --rate-kbit alone works (tbf)"
-            );
+            delay_by_queue(ns, shape, devnet_bin)?;
+            return match shape.rate_kbit {
+                Some(rate) => thin(ns, rate),
+                None => Ok(()),
+            };
         }
-        let mut args: Vec<String> = qdisc_base.iter().map(|s| s.to_string()).collect();
-        args.push("netem".into());
+        let mut args: Vec<String> = ["netns", "exec", ns, "tc", "qdisc", "replace", "dev"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend([IFACE.into(), "root".into(), "netem".into()]);
         args.extend(["delay".into(), format!("{}ms", shape.delay_ms)]);
         if let Some(rate) = shape.rate_kbit {
             args.extend(["rate".into(), format!("{rate}kbit")]);
@@ -406,12 +513,17 @@ pub fn slow(ns: &str, shape: Shape) -> anyhow::Result<()> {
         run("ip", &args)?;
         return Ok(());
     }
-    let Some(rate) = shape.rate_kbit else {
+    match shape.rate_kbit {
+        Some(rate) => thin(ns, rate),
         // Nothing asked: unshaped.
-        return heal(ns);
-    };
-    // A bucket of at least one full-size packet, and a queue of about 400 ms at this rate
-    // (a home router's buffer), past which packets are dropped as there.
+        None => Ok(()),
+    }
+}
+
+/// A thin uplink of `rate` kbit/s (`tbf`): a bucket of 20 ms of rate (at least two
+/// full-size packets), and a queue of about 400 ms (a home router's buffer), past which
+/// packets are dropped as there.
+fn thin(ns: &str, rate: u64) -> anyhow::Result<()> {
     let burst_bytes = (rate * 1000 / 8 / 50).max(3_000);
     let limit_bytes = (rate * 1000 / 8 * 400 / 1000).max(burst_bytes * 2);
     let (rate_s, burst_s, limit_s) = (
@@ -419,9 +531,13 @@ pub fn slow(ns: &str, shape: Shape) -> anyhow::Result<()> {
         burst_bytes.to_string(),
         limit_bytes.to_string(),
     );
-    let mut args: Vec<&str> = qdisc_base.to_vec();
-    args.extend(["tbf", "rate", &rate_s, "burst", &burst_s, "limit", &limit_s]);
-    run("ip", &args)?;
+    run(
+        "ip",
+        &[
+            "netns", "exec", ns, "tc", "qdisc", "replace", "dev", IFACE, "root", "tbf", "rate",
+            &rate_s, "burst", &burst_s, "limit", &limit_s,
+        ],
+    )?;
     Ok(())
 }
 

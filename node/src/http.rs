@@ -363,7 +363,7 @@ mod extractor_errors {
     use protocol::ErrorBody;
 
     fn invalid(what: &str, e: impl std::fmt::Display) -> error::Error {
-        let body = ErrorBody::new("invalid_request", &format!("{what}: {e}"));
+        let body = ErrorBody::new("invalid_request", format!("{what}: {e}"));
         error::InternalError::from_response(
             format!("{what}: {e}"),
             HttpResponse::BadRequest().json(body),
