@@ -104,7 +104,12 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         finally:
             conn.close()
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_TRACE = forward
+    def __getattr__(self, name):
+        # Every method, the unusual ones a fuzzer tries included (TRACE, QUERY, ...), is
+        # passed on: the service, not the proxy, must answer them.
+        if name.startswith("do_"):
+            return self.forward
+        raise AttributeError(name)
 
 
 def main():
