@@ -57,15 +57,31 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def read_chunked(self):
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline()
+
     def forward(self):
         url = urllib.parse.urlsplit(self.path)
         path = url.path or "/"
         if url.query:
             path += "?" + url.query
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = self.read_chunked()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+        # The body goes on whole, with its length (it is hashed into the signature).
         headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("proxy-connection", "connection", "host")}
+                   if k.lower() not in ("proxy-connection", "connection", "host",
+                                        "transfer-encoding", "content-length")}
         method = self.command.upper()
         if method in ("GET", "HEAD"):
             counter = ""

@@ -18,6 +18,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:?usage: scripts/soak.sh MINUTES}
+if [ "$minutes" -lt 3 ]; then
+  echo "MINUTES must be at least 3 (memory is compared with its level at minute 2)" >&2
+  exit 2
+fi
 profile=${PROFILE:-debug}
 out=${OUT:-target/soak}
 mkdir -p "$out"
@@ -30,9 +34,14 @@ fi
 bin=$(pwd)/target/$profile
 work=$(mktemp -d)
 pids=()
+# Each workload runs in a process group of its own (job control), so stopping it stops what
+# it started too (a backup, a bench, a curl, the gateway).
+stop_workloads() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  [ -s "$work/gateway.pid" ] && kill "$(cat "$work/gateway.pid")" 2>/dev/null || true
+}
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "${gateway_pid:-}" ] && kill "$gateway_pid" 2>/dev/null || true
+  stop_workloads
   if [ -n "${devnet_pid:-}" ]; then
     kill -TERM "$devnet_pid" 2>/dev/null || true
     wait "$devnet_pid" 2>/dev/null || true
@@ -122,7 +131,7 @@ views() {
   while [ "$(date +%s)" -lt "$deadline" ]; do
     n=$((n + 1))
     [ $((n % 10)) -eq 0 ] && start_gateway
-    got=$(curl -sf -m 60 "$gateway/v/$content" | sha256sum | cut -d' ' -f1)
+    got=$(curl -sf -m 60 "$gateway/v/$content" | sha256sum | cut -d' ' -f1) || got="curl failed"
     if [ "$got" = "$want" ]; then note views ok; else note views "error: view $n: hash $got"; fi
   done
 }
@@ -160,14 +169,26 @@ PY
   done
 }
 
-backups & pids+=($!)
-views & pids+=($!)
-transfers & pids+=($!)
-memory & pids+=($!)
+# A workload that stops before the deadline (an unexpected failure) is an error too.
+run_workload() {
+  local name=$1
+  set +e
+  "$name"
+  local code=$?
+  [ "$(date +%s)" -lt "$deadline" ] && note "$name" "error: the $name workload stopped early (exit $code)"
+  return 0
+}
+# Job control: each background workload gets a process group of its own.
+set -m
+for w in backups views transfers memory; do
+  run_workload "$w" &
+  pids+=($!)
+done
+set +m
 echo "soaking for $minutes minutes ($profile binaries); samples in $out/memory.csv" >&2
 for p in "${pids[@]}"; do wait "$p" || true; done
+stop_workloads
 pids=()
-[ -n "${gateway_pid:-}" ] && kill "$(cat "$work/gateway.pid")" 2>/dev/null || true
 
 # The checks, with the load stopped (the agents' redemptions and sweeps settle first).
 sleep 5
@@ -191,6 +212,9 @@ rows = list(csv.DictReader(open(f"{out}/memory.csv")))
 by = {}
 for r in rows:
     by.setdefault(r["service"], []).append((int(r["elapsed_s"]), int(r["rss_kib"])))
+if not by:
+    lines.append("memory: no samples")
+    ok = False
 lines.append("resident memory (MiB): at minute 2 -> at the end (change)")
 for name, samples in sorted(by.items()):
     at2 = min(samples, key=lambda s: abs(s[0] - 120))[1]
@@ -207,7 +231,8 @@ for agent in sorted(glob.glob(f"{work}/net/agents/agent-*")):
     conn = sqlite3.connect(f"{agent}/agent.sqlite")
     (used,) = conn.execute("SELECT COALESCE(SUM(used_bytes), 0) FROM contracts").fetchone()
     (rows_bytes,) = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()
-    disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(f"{agent}/objects") for f in fs)
+    # Staging files of writes in flight (`#` in the name) are not objects.
+    disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(f"{agent}/objects") for f in fs if "#" not in f)
     same = used == rows_bytes == disk
     ok &= same
     lines.append(f"{os.path.basename(agent)}: used {used} bytes, objects {rows_bytes} in rows, {disk} on disk{'' if same else '  DIFFERENT'}")

@@ -194,8 +194,13 @@ pub fn run(queue: u16, delay_ms: u64, loss_pct: f64) -> anyhow::Result<()> {
     };
     let mut buf = vec![0u8; READ_BYTES];
     loop {
-        let (_, n) = rustix::net::recv(fd.as_fd(), &mut buf[..], RecvFlags::empty())
-            .context("reading the queue")?;
+        let n = match rustix::net::recv(fd.as_fd(), &mut buf[..], RecvFlags::empty()) {
+            Ok((_, n)) => n,
+            // The socket's buffer overflowed under a flood: the kernel dropped notices (and
+            // their packets stay queued until bypassed or dropped); carry on.
+            Err(rustix::io::Errno::NOBUFS) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e).context("reading the queue"),
+        };
         let read = parse(&buf[..n.min(buf.len())]);
         if read.packets.is_empty() {
             continue;
@@ -212,12 +217,7 @@ pub fn run(queue: u16, delay_ms: u64, loss_pct: f64) -> anyhow::Result<()> {
 }
 
 /// Give each held packet its verdict when it is due, in arrival order.
-fn release(
-    fd: &OwnedFd,
-    due: &Held,
-    queue: u16,
-    loss_pct: f64,
-) {
+fn release(fd: &OwnedFd, due: &Held, queue: u16, loss_pct: f64) {
     let (lock, ready) = due;
     let mut rng = (std::process::id() as u64) << 32 | 0x9e37_79b9;
     let mut seq = 3u32;

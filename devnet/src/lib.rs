@@ -376,7 +376,10 @@ impl Devnet {
         );
         let logs = dir.join("logs");
         let http = node::client::http_client(&ClientOptions::default())?;
-        let mut net = if options.netns {
+        // A directory whose devnet had namespaces has them again: its contracts name the
+        // agents' namespaced addresses.
+        let netns_on = options.netns || previous.as_ref().is_some_and(|p| p.netns.is_some());
+        let mut net = if netns_on {
             anyhow::ensure!(
                 options.peers <= netns::NETNS_PEERS_MAX,
                 "--peers must be at most {} with --netns",
@@ -385,7 +388,11 @@ impl Devnet {
             Some(netns::Net::create(
                 dir,
                 previous.as_ref().and_then(|p| p.netns.as_ref()),
-                options.agents_per_network,
+                // Addresses must come back the same: the recorded layout wins.
+                previous
+                    .as_ref()
+                    .and_then(|p| p.netns.as_ref())
+                    .map_or(options.agents_per_network, |n| n.agents_per_network),
             )?)
         } else {
             None
@@ -445,7 +452,7 @@ impl Devnet {
             listen_for(market_host.as_ref(), previous.as_ref().map(|p| &p.market)),
         ];
         // On loopback every agent is on one network; in namespaces the rule runs for real.
-        if !options.netns {
+        if !netns_on {
             market_args.push("--allow-same-network".into());
         }
         let mut market = Service {

@@ -183,6 +183,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_or(agents_per_network, |n| n.agents_per_network);
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
+            // Handlers first, so a Ctrl-C or SIGTERM during the start is held until the
+            // network is up, then stops it cleanly (namespaces included) instead of killing
+            // this process with its children left running.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            use tokio::signal::unix::{signal, SignalKind};
+            let (mut term, mut int) = {
+                let _inside = rt.enter();
+                (
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                )
+            };
             let mut devnet = Devnet::up(&options)?;
             let f = devnet.file();
             eprintln!("issuer  {}  {}", f.issuer.url, f.issuer.entity);
@@ -214,15 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             eprintln!("logs in {}/logs; Ctrl-C stops everything", dir.display());
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             rt.block_on(async {
-                // Handlers first, then the ready line: a signal sent as soon as a supervisor
-                // reads it must find them installed.
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut term = signal(SignalKind::terminate())?;
-                let mut int = signal(SignalKind::interrupt())?;
                 node::outln!("devnet ready: {}", dir.join("devnet.json").display());
                 use std::io::Write;
                 std::io::stdout().flush()?;

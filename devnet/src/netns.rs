@@ -43,7 +43,9 @@ pub const AGENTS_PER_NETWORK_MAX: usize = 200;
 /// Peers a namespaced devnet may have (one /24 each, from `10.X.100.0`).
 pub const NETNS_PEERS_MAX: usize = 150;
 /// The machine-wide lock under which ranges are chosen and bridges made.
-const RANGE_LOCK: &str = "/tmp/lcp-devnet-netns.lock";
+const RANGE_LOCK: &str = "/run/lcp-devnet-netns.lock";
+/// Longest a clean-up waits for killed processes to exit.
+const KILL_WAIT_MS_MAX: u64 = 5_000;
 
 /// What `devnet.json` records of a namespaced devnet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,6 +121,17 @@ pub fn check_can() -> anyhow::Result<()> {
     {
         bail!("devnet up --netns needs the `ip` command (iproute2), which is not installed");
     }
+    // Root without the capabilities (an unprivileged container) cannot make one: try.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let probe = format!(
+        "lcpdev-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    if let Err(e) = run("ip", &["netns", "add", &probe]) {
+        bail!("devnet up --netns cannot make network namespaces here ({e})");
+    }
+    let _ = run("ip", &["netns", "del", &probe]);
     Ok(())
 }
 
@@ -145,31 +158,97 @@ pub fn clean_up(tag: &str) -> anyhow::Result<()> {
         kill_all_in(ns);
         run("ip", &["netns", "del", ns])?;
     }
-    let bridge = format!("ld{tag}br");
-    if run("ip", &["link", "show", &bridge]).is_ok() {
-        run("ip", &["link", "del", &bridge])?;
+    // The veths' outer ends: gone with their namespaces once the kernel has torn them down
+    // (after the killed processes exit), or never moved in when a start failed half-way.
+    // Removed here, so names can be used again at once.
+    let links = run("ip", &["-o", "link", "show"])?;
+    let ours = format!("ld{tag}");
+    for name in links.lines().filter_map(|l| {
+        let name = l.split(": ").nth(1)?.split('@').next()?;
+        name.starts_with(&ours).then(|| name.to_string())
+    }) {
+        // Already gone with its peer: fine.
+        let _ = run("ip", &["link", "del", &name]);
     }
+    allow_bridged(&format!("ld{tag}br"), false);
     Ok(())
 }
 
-/// SIGKILL every process still in namespace `ns` (an earlier devnet's orphans).
+/// SIGKILL every process still in namespace `ns` (an earlier devnet's orphans) and wait
+/// until they are gone (at most [`KILL_WAIT_MS_MAX`]), so their data directories are free.
 fn kill_all_in(ns: &str) {
-    let Ok(pids) = run("ip", &["netns", "pids", ns]) else {
-        return;
+    let pids = || {
+        run("ip", &["netns", "pids", ns])
+            .map(|p| p.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
     };
-    for pid in pids.split_whitespace() {
+    for pid in pids() {
         let _ = Command::new("kill")
-            .args(["-KILL", pid])
+            .args(["-KILL", &pid])
             .stderr(Stdio::null())
             .status();
     }
+    let deadline = Instant::now() + Duration::from_millis(KILL_WAIT_MS_MAX);
+    while Instant::now() < deadline
+        && pids()
+            .iter()
+            .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists() && !zombie(p))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-/// Is any address or route of this machine inside `10.X.0.0/16`?
+fn zombie(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Where bridged frames pass the host's iptables (`br_netfilter` with
+/// `bridge-nf-call-iptables = 1`, as on Docker hosts whose FORWARD policy is DROP), traffic
+/// between two hosts of the devnet would be dropped: accept what stays on our bridge
+/// (`allow` true), or take that rule out again (false). Elsewhere, nothing to do.
+fn allow_bridged(bridge: &str, allow: bool) -> bool {
+    let filtered = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1");
+    if !filtered || !has_iptables() {
+        return !filtered;
+    }
+    let rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"];
+    if allow {
+        let mut args = vec!["-w", "-I"];
+        args.extend(rule);
+        return run("iptables", &args).is_ok();
+    }
+    // Every copy (a killed devnet's included).
+    let mut args = vec!["-w", "-D"];
+    args.extend(rule);
+    while run("iptables", &args).is_ok() {}
+    true
+}
+
+/// Does any address or route of this machine overlap `10.X.0.0/16` (a wider route such as a
+/// VPN's `10.0.0.0/8` included)? `seen` is `ip -4 addr` and `ip -4 route` output: every
+/// word that reads as `a.b.c.d` or `a.b.c.d/len` is a prefix.
 fn range_in_use(octet: u8, seen: &str) -> bool {
-    let prefix = format!("10.{octet}.");
-    seen.split(|c: char| c.is_whitespace() || c == '/')
-        .any(|w| w.starts_with(&prefix))
+    let ours = (u32::from(Ipv4Addr::new(10, octet, 0, 0)), 16u32);
+    seen.split_whitespace()
+        .filter_map(prefix_of)
+        .any(|theirs| overlap(ours, theirs))
+}
+
+/// `a.b.c.d[/len]` as (address, length); a bare address is a /32.
+fn prefix_of(word: &str) -> Option<(u32, u32)> {
+    let (addr, len) = match word.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u32>().ok().filter(|l| *l <= 32)?),
+        None => (word, 32),
+    };
+    Some((u32::from(addr.parse::<Ipv4Addr>().ok()?), len))
+}
+
+/// Two prefixes overlap when they agree on the shorter one's bits.
+fn overlap((a, a_len): (u32, u32), (b, b_len): (u32, u32)) -> bool {
+    let len = a_len.min(b_len);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    a & mask == b & mask
 }
 
 /// A blocking lock on the machine-wide range file, bounded by [`RANGE_LOCK_WAIT_MS_MAX`].
@@ -256,6 +335,14 @@ impl Net {
             &["addr", "add", &format!("{host_address}/16"), "dev", &bridge],
         )?;
         run("ip", &["link", "set", &bridge, "up"])?;
+        if !allow_bridged(&bridge, true) {
+            bail!(
+                "this machine filters bridged traffic through iptables \
+                 (net.bridge.bridge-nf-call-iptables = 1), and iptables is not installed to \
+                 let the devnet's own bridge through: apt-get install -y iptables, or \
+                 sysctl net.bridge.bridge-nf-call-iptables=0"
+            );
+        }
         Ok(net)
     }
 
@@ -437,7 +524,11 @@ fn delay_by_queue(ns: &str, shape: Shape, devnet_bin: &Path) -> anyhow::Result<(
         let _ = worker.wait();
         bail!("the delay worker did not bind its queue within {DELAY_READY_WAIT_MS_MAX} ms");
     }
-    // The worker runs on, detached; `heal`, a new `slow` or the namespace's removal kills it.
+    // The worker runs on; `heal`, a new `slow` or the namespace's removal kills it, and this
+    // thread reaps it then (no zombie is left while this process lives).
+    std::thread::spawn(move || {
+        let _ = worker.wait();
+    });
     run(
         "ip",
         &[
@@ -460,21 +551,6 @@ fn delay_by_queue(ns: &str, shape: Shape, devnet_bin: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// Does this kernel have `netem` (delay and loss)? Some (Firecracker's) build without it.
-pub fn has_netem() -> bool {
-    zcat_config().is_none_or(|c| !c.contains("# CONFIG_NET_SCH_NETEM is not set"))
-}
-
-fn zcat_config() -> Option<String> {
-    let out = Command::new("sh")
-        .args(["-c", "zcat /proc/config.gz 2>/dev/null"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Shape what the host sends (its uplink): `netem` for delay, rate and loss where the kernel
 /// has it; where it does not, `tbf` for the rate and a netfilter queue held by a worker
 /// (`devnet_bin delay-worker`, crate::delay) for delay and loss. A second `slow` replaces
@@ -490,13 +566,6 @@ pub fn slow(ns: &str, shape: Shape, devnet_bin: &Path) -> anyhow::Result<()> {
     );
     unshape(ns);
     if shape.delay_ms > 0 || shape.loss_pct > 0.0 {
-        if !has_netem() {
-            delay_by_queue(ns, shape, devnet_bin)?;
-            return match shape.rate_kbit {
-                Some(rate) => thin(ns, rate),
-                None => Ok(()),
-            };
-        }
         let mut args: Vec<String> = ["netns", "exec", ns, "tc", "qdisc", "replace", "dev"]
             .iter()
             .map(|s| s.to_string())
@@ -510,8 +579,19 @@ pub fn slow(ns: &str, shape: Shape, devnet_bin: &Path) -> anyhow::Result<()> {
             args.extend(["loss".into(), format!("{}%", shape.loss_pct)]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("ip", &args)?;
-        return Ok(());
+        return match run("ip", &args) {
+            Ok(_) => Ok(()),
+            // A kernel without netem (CONFIG_NET_SCH_NETEM unset, or no sch_netem module):
+            // "Specified qdisc kind is unknown".
+            Err(e) if e.to_string().contains("unknown") => {
+                delay_by_queue(ns, shape, devnet_bin)?;
+                match shape.rate_kbit {
+                    Some(rate) => thin(ns, rate),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => Err(e),
+        };
     }
     match shape.rate_kbit {
         Some(rate) => thin(ns, rate),
@@ -551,6 +631,10 @@ mod tests {
         assert!(super::range_in_use(70, seen));
         assert!(!super::range_in_use(7, seen));
         assert!(!super::range_in_use(65, seen));
+        // A wider route (a VPN's 10.0.0.0/8) covers every range; a default route none.
+        assert!(super::range_in_use(99, "10.0.0.0/8 dev tun0"));
+        assert!(!super::range_in_use(99, "default via 10.64.0.1 dev eth0"));
+        assert!(!super::range_in_use(99, "172.16.0.0/12 dev br0"));
     }
 
     #[test]
