@@ -119,9 +119,12 @@ pub struct ServiceInfo {
     pub entity: String,
     pub pid: u32,
     pub data: PathBuf,
-    /// Its network namespace, on a devnet started with `--netns` (its address is the URL's).
+    /// Its network namespace, on a devnet started with `--netns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Its host's address in that namespace (the URL's host), with `--netns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -224,6 +227,10 @@ impl Service {
             pid: self.pid().unwrap_or(0),
             data: self.data.clone(),
             netns: self.netns.clone(),
+            address: self.netns.as_ref().and_then(|_| {
+                let host = self.url.split("://").nth(1)?.split('/').next()?;
+                Some(host.rsplit_once(':').map_or(host, |(h, _)| h).to_string())
+            }),
         }
     }
 

@@ -124,6 +124,8 @@ async fn namespaced_hosts_keep_the_network_rule_and_can_be_cut_slowed_and_healed
         .collect();
     for s in &services {
         let ns = s.netns.as_deref().expect("a namespace per service");
+        let address = s.address.as_deref().expect("an address per host");
+        assert_eq!(s.url, format!("http://{address}:8080"));
         assert!(listed.contains(ns), "{ns} not in {listed}");
         assert!(s.url.starts_with(&format!("http://{range}.")), "{}", s.url);
         assert!(answers(&s.url).await, "{} does not answer", s.url);
@@ -326,4 +328,31 @@ async fn a_killed_namespaced_devnet_is_cleaned_up_by_the_next_start() {
     drop(net);
     assert!(!namespaces().contains(&format!("lcpdev-{}-", info.tag)));
     assert!(!link_exists(&info.bridge));
+}
+
+/// Without `ip` (or root), `devnet up --netns` says so in one line and exits 1, having made
+/// nothing.
+#[test]
+fn without_ip_netns_says_so_and_exits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("net");
+    let out = Command::new(env!("CARGO_BIN_EXE_devnet"))
+        .args(["up", "--dir"])
+        .arg(&dir)
+        .args(["--agents", "1", "--netns"])
+        .env("PATH", tmp.path())
+        .env(
+            "DEVNET_BIN_DIR",
+            devnet::default_bin_dir().expect("bin dir"),
+        )
+        .output()
+        .expect("run devnet");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        (err.contains("needs the `ip` command") || err.contains("needs root"))
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.join("devnet.json").exists());
 }
