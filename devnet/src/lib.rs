@@ -156,16 +156,30 @@ pub struct DevnetFile {
 
 impl DevnetFile {
     /// The namespace of the service named `name` as `devnet up` lists them (`issuer`,
-    /// `market`, `cdn`, `agent-<i>`, `peer-<i>`).
+    /// `market`, `cdn`, `agent-<i>`, `peer-<i>`), or by an agent's index alone, or by a
+    /// service's entity id or URL.
     pub fn netns_of(&self, name: &str) -> anyhow::Result<String> {
+        let every = || {
+            [&self.issuer, &self.market]
+                .into_iter()
+                .chain(self.cdn.iter())
+                .chain(self.agents.iter())
+                .chain(self.peers.iter())
+        };
         let found = match name {
             "issuer" => Some(&self.issuer),
             "market" => Some(&self.market),
-            "cdn" => self.cdn.as_ref(),
+            "cdn" | "publisher" => self.cdn.as_ref(),
             _ => match name.split_once('-') {
                 Some(("agent", i)) => i.parse::<usize>().ok().and_then(|i| self.agents.get(i)),
                 Some(("peer", i)) => i.parse::<usize>().ok().and_then(|i| self.peers.get(i)),
-                _ => None,
+                _ => name
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.agents.get(i))
+                    .or_else(|| {
+                        every().find(|s| s.entity == name || s.url.trim_end_matches('/') == name)
+                    }),
             },
         };
         let s = found.with_context(|| {

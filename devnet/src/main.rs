@@ -68,7 +68,8 @@ enum Cmd {
         /// The running devnet's directory
         #[arg(long)]
         dir: PathBuf,
-        /// The service: issuer, market, cdn, agent-<i> or peer-<i>
+        /// The service: issuer, market, cdn, agent-<i> (or just <i>), peer-<i>, or an entity id
+        /// or URL from devnet.json
         service: String,
     },
     /// Inside a namespace: hold each packet of a netfilter queue for a delay (what `slow`
@@ -90,7 +91,8 @@ enum Cmd {
         /// The running devnet's directory
         #[arg(long)]
         dir: PathBuf,
-        /// The service: issuer, market, cdn, agent-<i> or peer-<i>
+        /// The service: issuer, market, cdn, agent-<i> (or just <i>), peer-<i>, or an entity id
+        /// or URL from devnet.json
         service: String,
     },
     /// Make what a service sends slow: a thin uplink (tbf), delay and loss (netem, where the
@@ -99,7 +101,8 @@ enum Cmd {
         /// The running devnet's directory
         #[arg(long)]
         dir: PathBuf,
-        /// The service: issuer, market, cdn, agent-<i> or peer-<i>
+        /// The service: issuer, market, cdn, agent-<i> (or just <i>), peer-<i>, or an entity id
+        /// or URL from devnet.json
         service: String,
         /// Added to every packet the service sends, in milliseconds (needs netem)
         #[arg(long, default_value_t = 0)]

@@ -183,13 +183,14 @@ async fn namespaced_hosts_keep_the_network_rule_and_can_be_cut_slowed_and_healed
     assert_eq!(code, 0, "{err}");
     assert!(!answers(&a0).await, "a cut agent answered");
     assert!(answers(&a1).await, "an agent that was not cut went silent");
-    let (code, _, err) = devnet_cli(&["heal", "--dir", &dir_arg, "agent-0"]);
+    // An agent may also be named by its index or its entity id.
+    let (code, _, err) = devnet_cli(&["heal", "--dir", &dir_arg, &file.agents[0].entity]);
     assert_eq!(code, 0, "{err}");
     node::testing::eventually(10_000, "agent-0 answers after heal", || answers(&a0)).await;
 
     // Slow: a thin uplink (tbf) shapes what the agent sends; heal removes it.
     let ns1 = file.agents[1].netns.clone().expect("ns");
-    let (code, _, err) = devnet_cli(&["slow", "--dir", &dir_arg, "agent-1", "--rate-kbit", "800"]);
+    let (code, _, err) = devnet_cli(&["slow", "--dir", &dir_arg, "1", "--rate-kbit", "800"]);
     assert_eq!(code, 0, "{err}");
     let qdisc = || {
         let out = Command::new("ip")
