@@ -34,6 +34,16 @@ pub const SQLITE_BUSY_MS_MAX: u64 = 5_000;
 
 /// Page cache per SQLite connection, in KiB (SQLite's default is 2 MiB).
 pub const SQLITE_CACHE_KIB: u64 = 64 * 1024;
+
+/// The page cache per SQLite connection: [`SQLITE_CACHE_KIB`], or `LCP_SQLITE_CACHE_KIB` when
+/// set to a number (a soak sets it small, so caches filling as databases grow do not hide a
+/// leak; a small machine may too: each pooled connection may hold this much).
+pub fn sqlite_cache_kib() -> u64 {
+    std::env::var("LCP_SQLITE_CACHE_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SQLITE_CACHE_KIB)
+}
 /// How often the background checkpointer copies the WAL back into a SQLite database. Commits
 /// never checkpoint themselves (`wal_autocheckpoint = 0`): a checkpoint inside the ledger
 /// writer's commit stalled every transfer waiting on it.
@@ -144,8 +154,9 @@ impl Manager {
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA cache_size = -{SQLITE_CACHE_KIB};
-                     PRAGMA wal_autocheckpoint = 0;"
+                     PRAGMA cache_size = -{};
+                     PRAGMA wal_autocheckpoint = 0;",
+                    sqlite_cache_kib()
                 ))
                 .map_err(|e| DbError::Connect(format!("sqlite settings: {e}")))?;
                 Ok(AnyConnection::Sqlite(conn))

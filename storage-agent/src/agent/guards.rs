@@ -9,17 +9,32 @@ use super::*;
 pub(super) struct SeenReads {
     started_ms: u64,
     seen: Mutex<HashMap<(String, u64), u64>>,
+    /// Reads admitted since the last sweep of aged entries.
+    since_sweep: std::sync::atomic::AtomicU32,
 }
 
 /// Signed reads remembered at once; past it, new reads wait for old ones to age out (503).
 const SEEN_READS_MAX: usize = 200_000;
+/// Aged entries are swept every this many reads, so the set holds about one freshness
+/// window of reads instead of growing to [`SEEN_READS_MAX`] before anything leaves (a soak
+/// showed the agents' memory growing with it).
+const SEEN_READS_SWEEP_EVERY: u32 = 4_096;
+/// Kept past the freshness window, for a clock that stepped back.
+const SEEN_READS_MARGIN_MS: u64 = 60_000;
 
 impl SeenReads {
     pub(super) fn new() -> SeenReads {
         SeenReads {
             started_ms: node::now_ms(),
             seen: Mutex::new(HashMap::new()),
+            since_sweep: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Entries signed so long ago that verification refuses them now: a replay of one can
+    /// no longer get here, so it need not be remembered.
+    fn horizon_ms(now_ms: u64) -> u64 {
+        now_ms.saturating_sub(protocol::request::FRESHNESS_MS_MAX + SEEN_READS_MARGIN_MS)
     }
 
     pub(super) fn admit(&self, who: &EntityId, counter: u64, time_ms: u64) -> Result<(), Error> {
@@ -29,9 +44,14 @@ impl SeenReads {
         let now = node::now_ms();
         // The map stays usable after a panic elsewhere: entries are independent.
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= SEEN_READS_MAX {
-            // Older than the freshness window: verification refuses them before they get here.
-            let horizon = now.saturating_sub(2 * protocol::request::FRESHNESS_MS_MAX);
+        let sweep_due = self
+            .since_sweep
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            >= SEEN_READS_SWEEP_EVERY;
+        if sweep_due || seen.len() >= SEEN_READS_MAX {
+            self.since_sweep
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            let horizon = Self::horizon_ms(now);
             seen.retain(|_, t| *t >= horizon);
             if seen.len() >= SEEN_READS_MAX {
                 return Err(Error::Overloaded);
@@ -115,5 +135,43 @@ impl ContractLocks {
 
     pub(super) fn forget(&self, id: &str) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_reads_refuse_a_replay_and_forget_what_aged_out() {
+        let reads = SeenReads {
+            started_ms: 0,
+            seen: Mutex::new(HashMap::new()),
+            since_sweep: std::sync::atomic::AtomicU32::new(0),
+        };
+        let key = protocol::KeyPair::generate().expect("key");
+        let who = key.entity();
+        let now = node::now_ms();
+        let old = now - protocol::request::FRESHNESS_MS_MAX - SEEN_READS_MARGIN_MS - 1_000;
+        reads.admit(who, 1, old).expect("first");
+        reads.admit(who, 2, now).expect("second");
+        assert!(matches!(
+            reads.admit(who, 2, now),
+            Err(Error::CounterReused { counter: 2 })
+        ));
+        // A sweep comes within SEEN_READS_SWEEP_EVERY reads: the aged entry goes, the recent
+        // one stays.
+        for c in 0..u64::from(SEEN_READS_SWEEP_EVERY) + 1 {
+            reads.admit(who, 1_000 + c, now).expect("fresh read");
+        }
+        let seen = reads.seen.lock().expect("lock");
+        assert!(
+            !seen.contains_key(&(who.as_str().to_owned(), 1)),
+            "aged entry kept"
+        );
+        assert!(
+            seen.contains_key(&(who.as_str().to_owned(), 2)),
+            "recent entry lost"
+        );
     }
 }
