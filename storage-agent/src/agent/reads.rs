@@ -432,13 +432,24 @@ struct ReadBuf(Vec<u8>);
 static READ_BUFS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// Idle buffers kept at most; beyond it they are freed.
 const READ_BUFS_IDLE_MAX: usize = 64;
-/// Buffers larger than this are freed rather than kept (bounds idle memory to 256 MiB).
+/// Buffers larger than this are freed rather than kept.
 const READ_BUF_KEPT_BYTES_MAX: usize = 4 << 20;
+/// Bytes of idle buffers kept at most: a bound on the pool's memory (64 buffers of 4 MiB
+/// would be 256 MiB, too much for a home machine; a soak showed the pool filling slowly).
+const READ_BUFS_IDLE_BYTES_MAX: usize = 16 << 20;
 
 impl ReadBuf {
     fn take(len: usize) -> ReadBuf {
         let mut idle = READ_BUFS.lock().unwrap_or_else(|p| p.into_inner());
-        let mut buf = match idle.iter().position(|b| b.capacity() >= len) {
+        // The smallest buffer that fits: a small read must not take a large one, which the
+        // next large read would then have to allocate again.
+        let best = idle
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let mut buf = match best {
             Some(i) => idle.swap_remove(i),
             None => Vec::new(),
         };
@@ -461,8 +472,37 @@ impl Drop for ReadBuf {
             return;
         }
         let mut idle = READ_BUFS.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < READ_BUFS_IDLE_MAX {
+        let idle_bytes: usize = idle.iter().map(Vec::capacity).sum();
+        if idle.len() < READ_BUFS_IDLE_MAX
+            && idle_bytes + self.0.capacity() <= READ_BUFS_IDLE_BYTES_MAX
+        {
             idle.push(std::mem::take(&mut self.0));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_read_buffers_stay_within_their_byte_bound_and_small_reads_take_small_ones() {
+        let big: Vec<ReadBuf> = (0..16).map(|_| ReadBuf::take(3 << 20)).collect();
+        let small = ReadBuf::take(4096);
+        drop(big);
+        drop(small);
+        let idle_bytes: usize = READ_BUFS
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(Vec::capacity)
+            .sum();
+        assert!(
+            idle_bytes <= READ_BUFS_IDLE_BYTES_MAX,
+            "{idle_bytes} idle bytes kept"
+        );
+        // A small read takes the small idle buffer, not a 3 MiB one.
+        let again = ReadBuf::take(4096);
+        assert!(again.0.capacity() < 1 << 20, "{}", again.0.capacity());
     }
 }
