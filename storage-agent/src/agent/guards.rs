@@ -16,8 +16,8 @@ pub(super) struct SeenReads {
 /// Signed reads remembered at once; past it, new reads wait for old ones to age out (503).
 const SEEN_READS_MAX: usize = 200_000;
 /// Aged entries are swept every this many reads, so the set holds about one freshness
-/// window of reads instead of growing to [`SEEN_READS_MAX`] before anything leaves (a soak
-/// showed the agents' memory growing with it).
+/// window of reads instead of growing to [`SEEN_READS_MAX`] (tens of MiB) before anything
+/// leaves.
 const SEEN_READS_SWEEP_EVERY: u32 = 4_096;
 /// Kept past the freshness window, for a clock that stepped back.
 const SEEN_READS_MARGIN_MS: u64 = 60_000;

@@ -435,7 +435,7 @@ const READ_BUFS_IDLE_MAX: usize = 64;
 /// Buffers larger than this are freed rather than kept.
 const READ_BUF_KEPT_BYTES_MAX: usize = 4 << 20;
 /// Bytes of idle buffers kept at most: a bound on the pool's memory (64 buffers of 4 MiB
-/// would be 256 MiB, too much for a home machine; a soak showed the pool filling slowly).
+/// would be 256 MiB, too much for a home machine).
 const READ_BUFS_IDLE_BYTES_MAX: usize = 16 << 20;
 
 impl ReadBuf {
