@@ -151,36 +151,22 @@ pub fn run(queue: u16, delay_ms: u64, loss_pct: f64) -> anyhow::Result<()> {
         .context("cannot bind the netlink socket")?;
     // Best effort: a smaller buffer only means the kernel drops sooner under a flood.
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, RECV_BUFFER_BYTES);
+    let configure = |seq: u32, attrs: &[(u16, Vec<u8>)], what: &str| {
+        send_acked(
+            &fd,
+            &message(NFQNL_MSG_CONFIG, NLM_F_ACK, seq, queue, attrs),
+            what,
+        )
+    };
     let mut cmd = vec![NFQNL_CFG_CMD_BIND, 0];
     cmd.extend_from_slice(&AF_INET.to_be_bytes());
-    send_acked(
-        &fd,
-        &message(
-            NFQNL_MSG_CONFIG,
-            NLM_F_ACK,
-            1,
-            queue,
-            &[(NFQA_CFG_CMD, cmd)],
-        ),
-        "binding the queue",
-    )?;
+    configure(1, &[(NFQA_CFG_CMD, cmd)], "binding the queue")?;
     let mut params = 0u32.to_be_bytes().to_vec();
     params.push(NFQNL_COPY_META);
-    send_acked(
-        &fd,
-        &message(
-            NFQNL_MSG_CONFIG,
-            NLM_F_ACK,
-            2,
-            queue,
-            &[
-                (NFQA_CFG_PARAMS, params),
-                (
-                    NFQA_CFG_QUEUE_MAXLEN,
-                    QUEUE_PACKETS_MAX.to_be_bytes().to_vec(),
-                ),
-            ],
-        ),
+    let maxlen = QUEUE_PACKETS_MAX.to_be_bytes().to_vec();
+    configure(
+        2,
+        &[(NFQA_CFG_PARAMS, params), (NFQA_CFG_QUEUE_MAXLEN, maxlen)],
         "setting the copy mode",
     )?;
     node::outln!("ready");
@@ -223,12 +209,12 @@ fn release(fd: &OwnedFd, due: &Held, queue: u16, loss_pct: f64) {
     let mut seq = 3u32;
     loop {
         let mut q = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, id) = match q.front() {
+        let id = match q.front() {
             None => {
                 drop(ready.wait(q));
                 continue;
             }
-            Some(&(at, id)) if at <= Instant::now() => (at, id),
+            Some(&(at, id)) if at <= Instant::now() => id,
             Some(&(at, _)) => {
                 let wait = at.saturating_duration_since(Instant::now());
                 drop(ready.wait_timeout(q, wait));
@@ -237,7 +223,6 @@ fn release(fd: &OwnedFd, due: &Held, queue: u16, loss_pct: f64) {
         };
         q.pop_front();
         drop(q);
-        let _ = at;
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
