@@ -400,6 +400,10 @@ impl Devnet {
         // A directory whose devnet had namespaces has them again: its contracts name the
         // agents' namespaced addresses.
         let netns_on = options.netns || previous.as_ref().is_some_and(|p| p.netns.is_some());
+        anyhow::ensure!(
+            netns_on || options.agents_per_network == 1,
+            "--agents-per-network needs --netns (on loopback every agent shares one network)"
+        );
         let mut net = if netns_on {
             anyhow::ensure!(
                 options.peers <= netns::NETNS_PEERS_MAX,

@@ -179,11 +179,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(topology),
                 _ => topology,
             };
-            options.netns = netns || previous.as_ref().is_some_and(|p| p.netns.is_some());
-            options.agents_per_network = previous
-                .as_ref()
-                .and_then(|p| p.netns.as_ref())
-                .map_or(agents_per_network, |n| n.agents_per_network);
+            // A directory whose devnet had namespaces gets them back, with its recorded
+            // layout (Devnet::up reads that from devnet.json).
+            options.netns = netns;
+            options.agents_per_network = agents_per_network;
             options.heartbeat_s = heartbeat_s;
             options.audit_interval_s = audit_interval_s;
             // Handlers first, so a Ctrl-C or SIGTERM during the start is held until the

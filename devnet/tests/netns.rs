@@ -357,3 +357,23 @@ fn without_ip_netns_says_so_and_exits() {
     );
     assert!(!dir.join("devnet.json").exists());
 }
+
+/// `--agents-per-network` means nothing on loopback: refused in one line, nothing started.
+#[test]
+fn agents_per_network_without_netns_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("net");
+    let out = Command::new(env!("CARGO_BIN_EXE_devnet"))
+        .args(["up", "--dir"])
+        .arg(&dir)
+        .args(["--agents", "2", "--agents-per-network", "2"])
+        .output()
+        .expect("run devnet");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--agents-per-network needs --netns") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.join("devnet.json").exists());
+}
