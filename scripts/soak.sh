@@ -67,7 +67,7 @@ start_devnet() {
 # read cache off instead of 64 MiB), so memory that still grows is something else.
 # SOAK_CACHES=default keeps the shipped sizes.
 if [ "${SOAK_CACHES:-small}" = small ]; then
-  export LCP_SQLITE_CACHE_KIB=2048
+  export LCP_SQLITE_CACHE_KIB=${LCP_SQLITE_CACHE_KIB:-2048}
 fi
 start_devnet
 if [ "${SOAK_CACHES:-small}" = small ]; then
@@ -167,7 +167,7 @@ transfers() {
 }
 
 memory() {
-  echo "elapsed_s,service,rss_kib" >"$out/memory.csv"
+  echo "elapsed_s,service,rss_kib,anon_kib,file_kib" >"$out/memory.csv"
   while [ "$(date +%s)" -lt "$deadline" ]; do
     local t=$(( $(date +%s) - started ))
     python3 - "$work/net/devnet.json" "$t" "$work/gateway.pid" >>"$out/memory.csv" <<'PY'
@@ -176,12 +176,17 @@ d = json.load(open(sys.argv[1]))
 services = [("issuer", d["issuer"]), ("market", d["market"]), ("cdn", d["cdn"])]
 services += [(f"agent-{i}", a) for i, a in enumerate(d["agents"])]
 for name, s in services:
+    # VmRSS, and its two parts: anonymous memory (the heap, stacks: where a leak shows) and
+    # pages of mapped files (the binary's code, faulted in as new paths first run).
+    kib = {"VmRSS:": 0, "RssAnon:": 0, "RssFile:": 0}
     try:
         for line in open(f"/proc/{s['pid']}/status"):
-            if line.startswith("VmRSS:"):
-                print(f"{sys.argv[2]},{name},{line.split()[1]}")
+            field = line.split(":")[0] + ":"
+            if field in kib:
+                kib[field] = int(line.split()[1])
     except OSError:
-        print(f"{sys.argv[2]},{name},0")
+        pass
+    print(f"{sys.argv[2]},{name},{kib['VmRSS:']},{kib['RssAnon:']},{kib['RssFile:']}")
 PY
     sleep 30
   done
@@ -229,18 +234,22 @@ for name in ["backups", "restores", "views", "transfers"]:
 rows = list(csv.DictReader(open(f"{out}/memory.csv")))
 by = {}
 for r in rows:
-    by.setdefault(r["service"], []).append((int(r["elapsed_s"]), int(r["rss_kib"])))
+    by.setdefault(r["service"], []).append(
+        (int(r["elapsed_s"]), int(r["rss_kib"]), int(r["anon_kib"]), int(r["file_kib"])))
 if not by:
     lines.append("memory: no samples")
     ok = False
-lines.append("resident memory (MiB): at minute 2 -> at the end (change)")
+lines.append("resident memory (MiB): at minute 2 -> at the end (change) [anonymous; file pages]")
 for name, samples in sorted(by.items()):
-    at2 = min(samples, key=lambda s: abs(s[0] - 120))[1]
-    end = samples[-1][1]
+    _, at2, anon2, file2 = min(samples, key=lambda s: abs(s[0] - 120))
+    _, end, anon_end, file_end = samples[-1]
     change = (end - at2) / at2 * 100 if at2 else float("inf")
     within = abs(change) <= 20
     ok &= within
-    lines.append(f"  {name}: {at2 / 1024:.1f} -> {end / 1024:.1f} ({change:+.1f}%){'' if within else '  OVER 20%'}")
+    lines.append(
+        f"  {name}: {at2 / 1024:.1f} -> {end / 1024:.1f} ({change:+.1f}%) "
+        f"[{anon2 / 1024:.1f} -> {anon_end / 1024:.1f}; {file2 / 1024:.1f} -> {file_end / 1024:.1f}]"
+        f"{'' if within else '  OVER 20%'}")
 db = sqlite3.connect(f"{work}/net/issuer/issuer.sqlite")
 total, accounts = db.execute("SELECT COALESCE(SUM(balance), 0), COUNT(*) FROM accounts").fetchone()
 lines.append(f"ledger: {accounts} accounts, balances sum to {total}")

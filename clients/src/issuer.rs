@@ -161,9 +161,37 @@ impl IssuerClient {
         amount: u64,
         transaction_id: Option<&str>,
     ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
-        let mut body = serde_json::json!({"recipient": to.as_str(), "amount": amount});
+        let payee = crate::names::Payee::entity(to.clone());
+        self.transfer_to_with_counter(counter, &payee, amount, transaction_id)
+            .await
+    }
+
+    /// Pay a [`crate::names::Payee`]: an entity, or a bank's customer (`userid`, DESIGN 14).
+    pub async fn transfer_to(
+        &self,
+        payee: &crate::names::Payee,
+        amount: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let counter = self.next_counter().await?;
+        self.transfer_to_with_counter(counter, payee, amount, transaction_id)
+            .await
+    }
+
+    /// [`IssuerClient::transfer_to`] with the counter given (a retry sends the same).
+    pub async fn transfer_to_with_counter(
+        &self,
+        counter: u64,
+        payee: &crate::names::Payee,
+        amount: u64,
+        transaction_id: Option<&str>,
+    ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        let mut body = serde_json::json!({"recipient": payee.entity.as_str(), "amount": amount});
         if let Some(t) = transaction_id {
             body["transaction_id"] = serde_json::Value::from(t);
+        }
+        if let Some(u) = &payee.userid {
+            body["userid"] = serde_json::Value::from(u.as_str());
         }
         let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode(e.to_string()))?;
         self.signed

@@ -8,6 +8,7 @@
 //! - [`agent`]: a buyer's view of one storage agent (offer, contracts, objects, retrievals,
 //!   audits checked against the Merkle root).
 //! - [`market`]: the offer book, matches, registrations and reports.
+//! - [`names`]: payees by entity id or by name (`bob@bank.example`, DESIGN 14).
 //! - [`procure`]: buying a contract, once: a matched agent's offer -> terms -> pay -> propose
 //!   -> register with the market (backup, cdn, devnet).
 //! - [`pay`]: paying for a charged request, once: `402` -> pay -> retry within one bounded
@@ -26,6 +27,7 @@ pub mod credit;
 pub mod free_riders;
 pub mod issuer;
 pub mod market;
+pub mod names;
 pub mod pay;
 pub mod paywords;
 pub mod peer;

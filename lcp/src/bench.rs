@@ -131,6 +131,7 @@ pub async fn run(
                     recipient: to.to_string(),
                     amount: BENCH_AMOUNT,
                     transaction_id: None,
+                    userid: None,
                 };
                 match client
                     .transfer_batch_with_counter(counter, &vec![item; n])

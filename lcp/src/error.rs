@@ -20,6 +20,10 @@ pub enum Error {
     InvalidRecipient(String),
     #[error("transaction_id must be 1 to {max} printable ASCII characters")]
     InvalidTransactionId { max: usize },
+    #[error("userid must be 1 to 64 characters of a-z, 0-9, '.', '_' and '-'")]
+    InvalidUserid,
+    #[error("from_name: {0}")]
+    InvalidName(String),
     #[error("{0}")]
     InvalidChain(String),
     #[error("{0}")]
@@ -52,6 +56,8 @@ impl Error {
             | Error::InvalidAmount { .. }
             | Error::InvalidRecipient(_)
             | Error::InvalidTransactionId { .. }
+            | Error::InvalidUserid
+            | Error::InvalidName(_)
             | Error::InvalidChain(_)
             | Error::InvalidBatch(_)
             | Error::CounterTooLarge { .. } => StatusCode::BAD_REQUEST,
@@ -74,6 +80,8 @@ impl Error {
             Error::InvalidAmount { .. } => "invalid_amount",
             Error::InvalidRecipient(_) => "invalid_recipient",
             Error::InvalidTransactionId { .. } => "invalid_transaction_id",
+            Error::InvalidUserid => "invalid_userid",
+            Error::InvalidName(_) => "invalid_name",
             Error::InvalidChain(_) => "invalid_chain",
             Error::InvalidBatch(_) => "invalid_batch",
             Error::InsufficientFunds { .. } => "insufficient_funds",

@@ -52,6 +52,10 @@ pub struct TransferOrder {
     pub recipient: EntityId,
     pub amount: u64,
     pub transaction_id: Option<String>,
+    /// The recipient's customer (DESIGN 14), checked by `protocol::name::is_userid`.
+    pub userid: Option<String>,
+    /// The payer's name when a bank pays for its customer, checked by `protocol::name::Name`.
+    pub from_name: Option<String>,
 }
 
 /// One checked transfer of a batch (the sender is the batch's).
@@ -60,6 +64,8 @@ pub struct BatchTransfer {
     pub recipient: EntityId,
     pub amount: u64,
     pub transaction_id: Option<String>,
+    pub userid: Option<String>,
+    pub from_name: Option<String>,
 }
 
 /// A validated batch command: its items checked one by one (a bad item is answered with its
@@ -199,7 +205,7 @@ impl Ledger {
         entity: &EntityId,
         after: u64,
         wait_ms: u64,
-        transaction_id: Option<String>,
+        filter: DepositFilter,
     ) -> Result<DepositsPage, Error> {
         let wait = Duration::from_millis(wait_ms.min(self.config.wait_ms_max));
         let deadline = tokio::time::Instant::now() + wait;
@@ -214,10 +220,10 @@ impl Ledger {
             // Mark the current commit as seen before querying, so a commit racing the query wakes us.
             committed.borrow_and_update();
             let entity_text = entity.to_string();
-            let txid = transaction_id.clone();
+            let filter = filter.clone();
             let page = self
                 .db
-                .run(move |conn| read_deposits(conn, &entity_text, after, txid.as_deref()))
+                .run(move |conn| read_deposits(conn, &entity_text, after, &filter))
                 .await?;
             if !page.deposits.is_empty()
                 || permit.is_none()
@@ -255,13 +261,29 @@ pub(crate) fn read_balance(conn: &mut AnyConnection, entity: &str) -> Result<i64
         .unwrap_or(0))
 }
 
-type DepositRow = (i64, String, i64, Option<String>, i64);
+/// Which of an account's deposits a page holds: all, or those of one payment
+/// (`transaction_id`) or of one customer (`userid`), or both.
+#[derive(Debug, Clone, Default)]
+pub struct DepositFilter {
+    pub transaction_id: Option<String>,
+    pub userid: Option<String>,
+}
+
+type DepositRow = (
+    i64,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 fn read_deposits(
     conn: &mut AnyConnection,
     entity: &str,
     after: u64,
-    transaction_id: Option<&str>,
+    filter: &DepositFilter,
 ) -> Result<DepositsPage, Error> {
     let after_i =
         i64::try_from(after).map_err(|_| Error::InvalidQuery("after is too large".into()))?;
@@ -271,35 +293,38 @@ fn read_deposits(
         transfers::amount,
         transfers::transaction_id,
         transfers::time_ms,
+        transfers::userid,
+        transfers::from_name,
     );
-    let base = transfers::table
+    let mut query = transfers::table
         .filter(transfers::recipient.eq(entity))
-        .filter(transfers::seq.gt(after_i));
-    let rows: Vec<DepositRow> = match transaction_id {
-        Some(t) => base
-            .filter(transfers::transaction_id.eq(t))
-            .select(columns)
-            .order(transfers::seq.asc())
-            .limit(DEPOSITS_PAGE_MAX)
-            .load(conn),
-        None => base
-            .select(columns)
-            .order(transfers::seq.asc())
-            .limit(DEPOSITS_PAGE_MAX)
-            .load(conn),
+        .filter(transfers::seq.gt(after_i))
+        .select(columns)
+        .order(transfers::seq.asc())
+        .limit(DEPOSITS_PAGE_MAX)
+        .into_boxed();
+    if let Some(t) = &filter.transaction_id {
+        query = query.filter(transfers::transaction_id.eq(t.clone()));
     }
-    .map_err(db::DbError::from)?;
+    if let Some(u) = &filter.userid {
+        query = query.filter(transfers::userid.eq(u.clone()));
+    }
+    let rows: Vec<DepositRow> = query.load(conn).map_err(db::DbError::from)?;
     let balance = read_balance(conn, entity)?;
     let deposits: Vec<Deposit> = rows
         .into_iter()
-        .map(|(seq, from, amount, transaction_id, time_ms)| Deposit {
-            // Stored values were written from u64s by the writer; they are never negative.
-            seq: seq.unsigned_abs(),
-            from,
-            amount: amount.unsigned_abs(),
-            transaction_id,
-            time: time_ms.unsigned_abs(),
-        })
+        .map(
+            |(seq, from, amount, transaction_id, time_ms, userid, from_name)| Deposit {
+                // Stored values were written from u64s by the writer; they are never negative.
+                seq: seq.unsigned_abs(),
+                from,
+                amount: amount.unsigned_abs(),
+                transaction_id,
+                time: time_ms.unsigned_abs(),
+                userid,
+                from_name,
+            },
+        )
         .collect();
     let next = deposits.last().map(|d| d.seq).unwrap_or(after);
     Ok(DepositsPage {
@@ -319,6 +344,8 @@ struct NewTransfer {
     fee: i64,
     transaction_id: Option<String>,
     time_ms: i64,
+    userid: Option<String>,
+    from_name: Option<String>,
 }
 
 /// What became of one job in a batch, decided before the batch commits.
@@ -364,6 +391,8 @@ struct Posting<'a> {
     amount: i64,
     fee: i64,
     transaction_id: Option<String>,
+    userid: Option<String>,
+    from_name: Option<String>,
     now_ms: u64,
 }
 
@@ -576,6 +605,8 @@ impl WriterState {
             recipient: o.recipient.clone(),
             amount: o.amount,
             transaction_id: o.transaction_id.clone(),
+            userid: o.userid.clone(),
+            from_name: o.from_name.clone(),
         };
         let (seq, fee) = match self.apply_transfer(conn, &o.sender, &t, now_ms, work)? {
             Ok(done) => done,
@@ -640,6 +671,8 @@ impl WriterState {
                 amount: amount_i,
                 fee: fee_i,
                 transaction_id: t.transaction_id.clone(),
+                userid: t.userid.clone(),
+                from_name: t.from_name.clone(),
                 now_ms,
             },
         )?;
@@ -696,6 +729,8 @@ impl WriterState {
             fee: p.fee,
             transaction_id: p.transaction_id,
             time_ms: to_i64(p.now_ms)?,
+            userid: p.userid,
+            from_name: p.from_name,
         });
         Ok(seq)
     }

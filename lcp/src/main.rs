@@ -53,7 +53,8 @@ enum Cmd {
     Transfer {
         #[command(flatten)]
         wallet: WalletArgs,
-        /// Recipient entity id
+        /// Recipient: an entity id, or a bank customer's name (bob@bank.example), resolved at
+        /// the bank
         #[arg(long, required_unless_present = "batch")]
         to: Option<String>,
         /// Amount in whole minor units (with 2 decimals, 150 is 1.50)
@@ -214,14 +215,14 @@ struct WalletArgs {
 
 impl WalletArgs {
     fn client(&self) -> anyhow::Result<IssuerClient> {
-        IssuerClient::from_key_file(
-            &self.issuer,
-            &self.key,
-            &ClientOptions {
-                ca_cert: self.ca_cert.clone(),
-                ..ClientOptions::default()
-            },
-        )
+        IssuerClient::from_key_file(&self.issuer, &self.key, &self.client_options())
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            ca_cert: self.ca_cert.clone(),
+            ..ClientOptions::default()
+        }
     }
 }
 
@@ -397,13 +398,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (Some(to), Some(amount)) = (to, amount) else {
                 anyhow::bail!("--to and --amount are required (or --batch FILE)");
             };
-            let to = EntityId::parse(&to).map_err(|_| {
-                anyhow::anyhow!("--to must be an entity id (ed25519:<64 hex>), got {to:?}")
-            })?;
             let client = wallet.client()?;
             let rt = runtime()?;
+            if !protocol::name::Name::looks_like(&to) && EntityId::parse(&to).is_err() {
+                anyhow::bail!(
+                    "--to must be an entity id (ed25519:<64 hex>) or a name (user@host), got {to:?}"
+                );
+            }
+            let to = rt
+                .block_on(clients::names::resolve(&to, &wallet.client_options()))
+                .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
             let currency = rt.block_on(client.currency())?;
-            let answer = rt.block_on(client.transfer(&to, amount, transaction_id.as_deref()))?;
+            let answer = rt.block_on(client.transfer_to(&to, amount, transaction_id.as_deref()))?;
             let r = &answer.value;
             if json {
                 print_json(&serde_json::json!({
@@ -448,15 +454,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return print_json(&page);
             }
             if !page.deposits.is_empty() {
-                node::outln!("seq\tamount\tfrom\ttransaction\ttime (UTC)");
+                node::outln!("seq\tamount\tfrom\ttransaction\tuserid\ttime (UTC)");
             }
             for d in &page.deposits {
+                // A bank's payment names its customer: `alice@bank (ed25519:...)`.
+                let from = match &d.from_name {
+                    Some(name) => format!("{name} ({})", d.from),
+                    None => d.from.clone(),
+                };
                 node::outln!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     d.seq,
                     currency.show(d.amount),
-                    d.from,
+                    from,
                     d.transaction_id.as_deref().unwrap_or("-"),
+                    d.userid.as_deref().unwrap_or("-"),
                     protocol::market::format_rfc3339(
                         i64::try_from(d.time / 1000).unwrap_or(i64::MAX)
                     )

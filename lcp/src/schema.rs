@@ -16,6 +16,8 @@ diesel::table! {
         fee -> BigInt,
         transaction_id -> Nullable<Text>,
         time_ms -> BigInt,
+        userid -> Nullable<Text>,
+        from_name -> Nullable<Text>,
     }
 }
 

@@ -182,7 +182,7 @@ async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render() + &node::service::process_gauges())
 }
 
 /// The wire form of a transfer. `amount` is a raw JSON number so that negative or fractional
@@ -194,6 +194,12 @@ struct TransferBody {
     amount: serde_json::Number,
     #[serde(default)]
     transaction_id: Option<String>,
+    /// The recipient's customer (DESIGN 14).
+    #[serde(default)]
+    userid: Option<String>,
+    /// The payer by name, when a bank pays for its customer (DESIGN 14).
+    #[serde(default)]
+    from_name: Option<String>,
 }
 
 fn parse_transfer(
@@ -217,6 +223,8 @@ fn parse_transfer(
         recipient: item.recipient,
         amount: item.amount,
         transaction_id: item.transaction_id,
+        userid: item.userid,
+        from_name: item.from_name,
     })
 }
 
@@ -251,10 +259,20 @@ fn check_item(
         }
         other => other,
     };
+    if let Some(u) = &parsed.userid {
+        if !protocol::name::is_userid(u) {
+            return Err(Error::InvalidUserid);
+        }
+    }
+    if let Some(n) = &parsed.from_name {
+        protocol::name::Name::parse(n).map_err(|e| Error::InvalidName(e.to_string()))?;
+    }
     Ok(crate::ledger::BatchTransfer {
         recipient,
         amount,
         transaction_id,
+        userid: parsed.userid,
+        from_name: parsed.from_name,
     })
 }
 
@@ -454,6 +472,9 @@ struct DepositsQuery {
     wait_ms: u64,
     #[serde(default)]
     transaction_id: Option<String>,
+    /// Only the deposits naming this customer (a bank's page for one customer).
+    #[serde(default)]
+    userid: Option<String>,
 }
 
 async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
@@ -467,7 +488,10 @@ async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             &verified.entity,
             q.after,
             q.wait_ms,
-            q.transaction_id.clone(),
+            crate::ledger::DepositFilter {
+                transaction_id: q.transaction_id.clone(),
+                userid: q.userid.clone(),
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(page))

@@ -146,6 +146,27 @@ async fn bad_inputs_get_their_codes_and_move_no_money() {
                 "invalid_transaction_id",
             ),
             (
+                "userid with capitals",
+                format!(r#"{{"recipient":"{to}","amount":5,"userid":"Bob"}}"#),
+                400,
+                "invalid_userid",
+            ),
+            (
+                "userid too long",
+                format!(
+                    r#"{{"recipient":"{to}","amount":5,"userid":"{}"}}"#,
+                    "b".repeat(65)
+                ),
+                400,
+                "invalid_userid",
+            ),
+            (
+                "from_name that is no name",
+                format!(r#"{{"recipient":"{to}","amount":5,"from_name":"alice"}}"#),
+                400,
+                "invalid_name",
+            ),
+            (
                 "more than the balance",
                 format!(r#"{{"recipient":"{to}","amount":501}}"#),
                 402,

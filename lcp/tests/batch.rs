@@ -14,6 +14,7 @@ fn item(to: &str, amount: u64) -> BatchItem {
         recipient: to.to_owned(),
         amount,
         transaction_id: None,
+        userid: None,
     }
 }
 

@@ -185,6 +185,42 @@ fn transfer_balance_and_deposits_from_the_command_line() {
         ]),
         "invalid_amount",
     );
+    // Names (DESIGN 14): malformed, at a host that does not answer, at a host that is no
+    // bank. Each a clear error; no money moves (the balance is checked below).
+    assert_one_line_error(
+        &lcp(&[
+            "transfer", "--key", bob, "--issuer", &url, "--to", "bob@", "--amount", "1",
+        ]),
+        "is not a host",
+    );
+    assert_one_line_error(
+        &lcp(&[
+            "transfer",
+            "--key",
+            bob,
+            "--issuer",
+            &url,
+            "--to",
+            "Bob@127.0.0.1",
+            "--amount",
+            "1",
+        ]),
+        "is not a user name",
+    );
+    assert_one_line_error(
+        &lcp(&[
+            "transfer",
+            "--key",
+            bob,
+            "--issuer",
+            &url,
+            "--to",
+            "bob@127.0.0.1:1",
+            "--amount",
+            "1",
+        ]),
+        "cannot resolve bob@127.0.0.1:1",
+    );
     assert_one_line_error(
         &lcp(&["balance", "--key", bob, "--issuer", "http://127.0.0.1:1"]),
         "cannot reach",
@@ -199,6 +235,21 @@ fn transfer_balance_and_deposits_from_the_command_line() {
     assert_one_line_error(
         &lcp(&["balance", "--key", bob, "--issuer", &market_url]),
         "is a market, not an issuer",
+    );
+    let not_a_bank = format!("bob@{}", market_url.trim_start_matches("http://"));
+    assert_one_line_error(
+        &lcp(&[
+            "transfer",
+            "--key",
+            bob,
+            "--issuer",
+            &url,
+            "--to",
+            &not_a_bank,
+            "--amount",
+            "1",
+        ]),
+        "not a name answer",
     );
     assert_eq!(
         json(&lcp(&["balance", "--key", bob, "--issuer", &url, "--json"]))["balance"],

@@ -249,3 +249,87 @@ async fn fees_go_to_the_issuer_and_the_mint_is_capped() {
         issuer.assert_sum_zero().await;
     }
 }
+
+/// DESIGN 14: a transfer may name the recipient's customer (`userid`) and, when a bank pays
+/// for its customer, the payer (`from_name`); both show in the deposits, and `userid=`
+/// narrows a page to one customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_name_a_customer_and_deposits_show_and_filter_it() {
+    for (backend, database) in backends("userid") {
+        let issuer = TestIssuer::start(database.url(), IssuerConfig::default());
+        let payer = issuer.funded_wallet("payer", 100).await;
+        let (bank, _) = issuer.wallet("bank");
+        let bank_id = bank.signed().key().entity().clone();
+        let bob = clients::names::Payee {
+            entity: bank_id.clone(),
+            userid: Some("bob".into()),
+            name: None,
+        };
+        let carol = clients::names::Payee {
+            userid: Some("carol".into()),
+            ..bob.clone()
+        };
+        payer
+            .transfer_to(&bob, 7, Some("order-1"))
+            .await
+            .expect("pay bob");
+        payer.transfer_to(&carol, 5, None).await.expect("pay carol");
+        payer
+            .transfer(&bank_id, 3, None)
+            .await
+            .expect("pay the bank itself");
+
+        let all = bank.deposits(0, 0, None).await.expect("deposits");
+        let userids: Vec<_> = all.deposits.iter().map(|d| d.userid.clone()).collect();
+        assert_eq!(
+            userids,
+            vec![Some("bob".to_owned()), Some("carol".to_owned()), None],
+            "{backend}"
+        );
+        assert_eq!(all.balance, 15, "{backend}");
+        let only_bob: protocol::ledger::DepositsPage = bank
+            .signed()
+            .query("/lcp/v1/deposits?after=0&userid=bob", 0)
+            .await
+            .expect("bob's deposits");
+        assert_eq!(only_bob.deposits.len(), 1, "{backend}");
+        assert_eq!(only_bob.deposits[0].amount, 7);
+        assert_eq!(
+            only_bob.deposits[0].transaction_id.as_deref(),
+            Some("order-1")
+        );
+        let nobody: protocol::ledger::DepositsPage = bank
+            .signed()
+            .query("/lcp/v1/deposits?after=0&userid=dave", 0)
+            .await
+            .expect("an empty page");
+        assert!(nobody.deposits.is_empty(), "{backend}");
+
+        // from_name, as a bank sends it for its customer (the issuer records the payer's claim).
+        let body = serde_json::json!({
+            "recipient": bank_id.as_str(), "amount": 2, "from_name": "alice@bank.example",
+        });
+        let counter = payer.next_counter().await.expect("counter");
+        let _: node::client::CommandAnswer<protocol::ledger::TransferReceipt> = payer
+            .signed()
+            .command(
+                "POST",
+                "/lcp/v1/transfers",
+                serde_json::to_vec(&body).expect("json"),
+                counter,
+            )
+            .await
+            .expect("pay with a name");
+        let last = bank.deposits(all.next, 0, None).await.expect("deposits");
+        assert_eq!(last.deposits.len(), 1, "{backend}");
+        assert_eq!(
+            last.deposits[0].from_name.as_deref(),
+            Some("alice@bank.example")
+        );
+        assert_eq!(
+            last.deposits[0].from,
+            payer.signed().key().entity().as_str()
+        );
+        issuer.assert_sum_zero().await;
+    }
+}

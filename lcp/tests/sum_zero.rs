@@ -50,7 +50,7 @@ proptest! {
                     body_sha256: format!("{}-{}", s.to, s.amount),
                     recipient: keys[s.to].entity().clone(),
                     amount: s.amount,
-                    transaction_id: None,
+                    transaction_id: None, userid: None, from_name: None,
                 };
                 if ledger.transfer(order).await.is_ok() { executed += 1; }
                 assert_eq!(ledger.sum_of_balances().await.expect("sum"), 0);
@@ -136,7 +136,7 @@ proptest! {
             for (i, k) in keys[1..].iter().enumerate() {
                 let order = TransferOrder {
                     sender: keys[0].entity().clone(), counter: i as u64 + 1, body_sha256: format!("fund-{i}"),
-                    recipient: k.entity().clone(), amount: 500, transaction_id: None,
+                    recipient: k.entity().clone(), amount: 500, transaction_id: None, userid: None, from_name: None,
                 };
                 ledger.transfer(order).await.expect("funding");
             }
@@ -147,7 +147,7 @@ proptest! {
                 let order = match s {
                     ChainStep::Transfer { from, to, amount } if from != to => Order::Transfer(TransferOrder {
                         sender: keys[*from].entity().clone(), counter, body_sha256: format!("t{counter}"),
-                        recipient: keys[*to].entity().clone(), amount: *amount, transaction_id: None,
+                        recipient: keys[*to].entity().clone(), amount: *amount, transaction_id: None, userid: None, from_name: None,
                     }),
                     ChainStep::Transfer { .. } => continue,
                     ChainStep::Buy { payer, length, unit } => {

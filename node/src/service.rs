@@ -221,11 +221,31 @@ impl Metrics {
         &self.text
     }
 
+    /// The exposition, with the process's own gauges every service serves appended
+    /// ([`process_gauges`]).
     pub fn response(self) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
-            .body(self.text)
+            .body(self.text + &process_gauges())
     }
+}
+
+/// `process_resident_memory_bytes` (VmRSS, as Prometheus' own process collector names it),
+/// as exposition text: every service serves it, so memory can be watched from outside.
+pub fn process_gauges() -> String {
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!(
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+        rss_kib.saturating_mul(1024)
+    )
 }
 
 #[cfg(test)]

@@ -19,6 +19,12 @@ pub struct Deposit {
     pub transaction_id: Option<String>,
     /// Unix milliseconds when the transfer was executed.
     pub time: u64,
+    /// The recipient's customer the transfer names (DESIGN 14): a bank credits that customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userid: Option<String>,
+    /// Who paid, by name, when a bank paid for its customer (`alice@bank.example`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +67,9 @@ pub struct BatchItem {
     pub amount: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
+    /// The recipient's customer (DESIGN 14), as on a single transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userid: Option<String>,
 }
 
 /// `POST /lcp/v1/transfers/batch`: up to [`BATCH_TRANSFERS_MAX`] transfers, one counter.

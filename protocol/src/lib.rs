@@ -16,6 +16,7 @@ pub mod identity;
 pub mod ledger;
 pub mod market;
 pub mod merkle;
+pub mod name;
 pub mod overlay;
 pub mod payword;
 pub mod range;

@@ -131,6 +131,8 @@ impl WriterState {
                 amount: to_i64(escrow)?,
                 fee: to_i64(fee.0)?,
                 transaction_id: Some(chain_transaction_id(&o.chain)),
+                userid: None,
+                from_name: None,
                 now_ms,
             },
         )?;
@@ -331,6 +333,8 @@ impl WriterState {
                     amount: to_i64(amount - fee)?,
                     fee: to_i64(fee)?,
                     transaction_id: Some(chain_transaction_id(&p.chain)),
+                    userid: None,
+                    from_name: None,
                     now_ms,
                 },
             )?;
@@ -448,6 +452,8 @@ impl WriterState {
                         amount: rest,
                         fee: 0,
                         transaction_id: Some(chain_transaction_id(chain)),
+                        userid: None,
+                        from_name: None,
                         now_ms,
                     },
                 )?;

@@ -1,0 +1,316 @@
+//! The `bank` binary: `serve`, `customer add|list`, `token grant|list|revoke`. Exit codes: 0
+//! success, 1 any error (one line on stderr), 2 bad usage.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use node::outln;
+
+#[derive(Parser)]
+#[command(
+    name = "bank",
+    version,
+    about = "A bank for lightweight currencies: customers named user@host, app tokens with limits (seed 000 section 5.1)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Where the bank keeps its state, shared by every command.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Data directory (key, database)
+    #[arg(long, env = "BANK_DATA")]
+    data: PathBuf,
+    /// Database URL (postgres://... or sqlite://...); default: DIR/bank.sqlite
+    #[arg(long, env = "BANK_DATABASE")]
+    database: Option<String>,
+}
+
+impl DataArgs {
+    fn open(&self) -> anyhow::Result<db::Database> {
+        bank::serve::open_database(&self.data, self.database.as_deref())
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the bank; prints `listening on http://HOST:PORT`
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:7800")]
+        listen: String,
+        /// Issuer URL of a currency the bank takes (repeat for several)
+        #[arg(long = "issuer", required = true)]
+        issuers: Vec<String>,
+        /// The host customers' names carry (bob@HOST); default: the listening address
+        #[arg(long)]
+        name_host: Option<String>,
+        /// PEM certificate chain to serve HTTPS with (needs --tls-key)
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Customers: add one, list them
+    Customer {
+        #[command(subcommand)]
+        command: CustomerCmd,
+    },
+    /// App tokens: grant, list, revoke
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCmd {
+    /// Add a customer (an opaque account: NAME@bank-host); the password is read from stdin
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The customer's name: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (the first line)
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the customers
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Grant a customer's app a token to pay in one currency up to a limit; prints the token
+    /// (shown once)
+    Grant {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The customer
+        #[arg(long)]
+        customer: String,
+        /// The currency: its issuer's entity id (as the bank's descriptor lists it)
+        #[arg(long)]
+        issuer: String,
+        /// Most the app may spend in all, in minor units (fees included)
+        #[arg(long)]
+        limit: u64,
+        /// What the token is for (shown in lists)
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a customer's tokens (ids, limits, spent; never the secrets)
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The customer
+        #[arg(long)]
+        customer: String,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id: refused from the next call on
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The token's id (the part before the dot)
+        id: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if matches!(cli.command, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    node::cli::init_logging(level);
+    node::cli::exit_on_error(run(cli));
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Serve {
+            data,
+            listen,
+            issuers,
+            name_host,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
+                _ => None,
+            };
+            let running = bank::serve::start(bank::serve::ServeOptions {
+                data_dir: data.data,
+                listen,
+                database: data.database,
+                issuers,
+                name_host,
+                tls,
+            })?;
+            node::cli::announce_listening(&running.url)?;
+            running.wait()?;
+            Ok(())
+        }
+        Cmd::Customer {
+            command:
+                CustomerCmd::Add {
+                    data,
+                    name,
+                    password_stdin: _,
+                    json,
+                },
+        } => {
+            anyhow::ensure!(
+                protocol::name::is_userid(&name),
+                "--name {name:?}: a name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-'"
+            );
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("cannot read the password from stdin")?;
+            let password = input.lines().next().unwrap_or_default();
+            let hash = bank::password::hash(password)?;
+            let database = data.open()?;
+            let mut conn = database.get()?;
+            bank::store::add_customer(
+                &mut conn,
+                &name,
+                bank::store::OPAQUE,
+                &hash,
+                node::now_ms(),
+            )?;
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"name": name, "kind": bank::store::OPAQUE})
+                );
+            } else {
+                outln!("customer {name} added");
+            }
+            Ok(())
+        }
+        Cmd::Customer {
+            command: CustomerCmd::List { data, json },
+        } => {
+            let database = data.open()?;
+            let names = bank::store::customer_names(&mut database.connect()?)?;
+            if json {
+                outln!("{}", serde_json::json!({ "customers": names }));
+            } else {
+                for n in names {
+                    outln!("{n}");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Token {
+            command:
+                TokenCmd::Grant {
+                    data,
+                    customer,
+                    issuer,
+                    limit,
+                    label,
+                    json,
+                },
+        } => {
+            protocol::EntityId::parse(&issuer).map_err(|_| {
+                anyhow::anyhow!("--issuer must be the issuer's entity id (ed25519:<64 hex>)")
+            })?;
+            let database = data.open()?;
+            let (id, token) = bank::store::grant_token(
+                &mut database.connect()?,
+                &customer,
+                &issuer,
+                limit,
+                &label,
+                node::now_ms(),
+            )?;
+            if json {
+                outln!("{}", serde_json::json!({"id": id, "token": token}));
+            } else {
+                outln!("{token}");
+            }
+            Ok(())
+        }
+        Cmd::Token {
+            command:
+                TokenCmd::List {
+                    data,
+                    customer,
+                    json,
+                },
+        } => {
+            let database = data.open()?;
+            let tokens = bank::store::tokens_of(&mut database.connect()?, &customer)?;
+            let rows: Vec<_> = tokens
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "id": t.id, "issuer": t.issuer, "limit": t.spend_limit,
+                        "spent": t.spent, "label": t.label, "revoked": t.revoked != 0,
+                    })
+                })
+                .collect();
+            if json {
+                outln!("{}", serde_json::json!({ "tokens": rows }));
+            } else {
+                for t in &tokens {
+                    outln!(
+                        "{}\t{}\tspent {} of {}\t{}{}",
+                        t.id,
+                        t.issuer,
+                        t.spent,
+                        t.spend_limit,
+                        t.label,
+                        if t.revoked != 0 { "\trevoked" } else { "" }
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::Token {
+            command: TokenCmd::Revoke { data, id },
+        } => {
+            let database = data.open()?;
+            if !bank::store::revoke_token(&mut database.connect()?, &id)? {
+                anyhow::bail!("no token {id:?}");
+            }
+            outln!("token {id} revoked");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_has_help() {
+        node::cli::assert_every_flag_has_help(&<super::Cli as clap::CommandFactory>::command());
+    }
+}

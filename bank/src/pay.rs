@@ -1,0 +1,224 @@
+//! Payments a bank makes for its customers (DESIGN 14, seed 000 section 5.2 step 4).
+//!
+//! 1. The money (amount and the issuer's fee) is taken from the customer's balance and the
+//!    token's allowance, and the payment recorded `pending` with the command counter and the
+//!    exact body it will be sent with: one transaction (`store::reserve_payment`).
+//! 2. The bank's wallet sends the transfer to the issuer, naming the payer (`from_name`).
+//! 3. An answer settles it: done, or refused and refunded. No answer (the issuer is down, the
+//!    bank crashed) leaves it pending; [`resend_pending`] sends it again, byte for byte with
+//!    the same counter, so the issuer executes it at most once and answers the stored result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use node::client::{ClientError, CommandAnswer};
+use protocol::ledger::TransferReceipt;
+use protocol::{fee_for, Amount};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::serve::Bank;
+use crate::store::{self, Payment, Token};
+
+/// How often pending payments are looked at.
+pub const RESEND_INTERVAL_MS: u64 = 2_000;
+/// A pending payment younger than this is still being sent by its request: left alone.
+pub const RESEND_AGE_MS_MIN: u64 = 10_000;
+
+/// What an app asks the bank to pay.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub payee: clients::names::Payee,
+    pub amount: u64,
+    pub transaction_id: Option<String>,
+}
+
+/// The answer to an app's transfer, in the issuer's shape: `seq` is the issuer's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paid {
+    pub result: &'static str,
+    pub seq: u64,
+    pub fee: u64,
+    pub balance: i64,
+}
+
+#[derive(Serialize)]
+struct TransferBody<'a> {
+    recipient: &'a str,
+    amount: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userid: Option<&'a str>,
+    from_name: &'a str,
+}
+
+/// Pay `order` for the token's customer in the token's currency.
+pub async fn pay(bank: &Arc<Bank>, token: &Token, order: Order) -> Result<Paid, Error> {
+    let currency = bank
+        .currency(&token.issuer)
+        .ok_or_else(|| Error::UnknownCurrency(token.issuer.clone()))?;
+    if order.amount == 0 || order.amount > currency.max_amount {
+        return Err(Error::InvalidAmount {
+            max: currency.max_amount,
+        });
+    }
+    if order.payee.entity == *bank.key.entity() {
+        return Err(Error::InvalidRecipient(
+            "paying a customer of this same bank is not supported yet: pay from another wallet"
+                .into(),
+        ));
+    }
+    let fee = fee_for(Amount(order.amount), currency.fee_flat, currency.fee_bps)
+        .map_err(|_| Error::InvalidAmount {
+            max: currency.max_amount,
+        })?
+        .0;
+    let counter = currency
+        .wallet
+        .next_counter()
+        .await
+        .map_err(|e| Error::Internal(format!("cannot reserve a counter: {e}")))?;
+    let from_name = format!("{}@{}", token.customer, bank.name_host());
+    let request = serde_json::to_string(&TransferBody {
+        recipient: order.payee.entity.as_str(),
+        amount: order.amount,
+        transaction_id: order.transaction_id.as_deref(),
+        userid: order.payee.userid.as_deref(),
+        from_name: &from_name,
+    })
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let payment = Payment {
+        customer: token.customer.clone(),
+        issuer: token.issuer.clone(),
+        recipient: order.payee.entity.to_string(),
+        userid: order.payee.userid.clone(),
+        amount: order.amount,
+        fee,
+        transaction_id: order.transaction_id.clone(),
+        counter,
+        request: request.clone(),
+    };
+    let token_id = token.id.clone();
+    let now = node::now_ms();
+    let seq = bank
+        .db
+        .run(move |conn| store::reserve_payment(conn, &token_id, &payment, now))
+        .await?;
+    let sent = send(bank, &token.issuer, counter, &request).await;
+    let (customer, issuer) = (token.customer.clone(), token.issuer.clone());
+    match settle(bank, seq, sent).await? {
+        Settled::Done(receipt) => {
+            let balance = bank
+                .db
+                .run(move |conn| store::balance(conn, &customer, &issuer))
+                .await?;
+            Ok(Paid {
+                result: "success",
+                seq: receipt.seq,
+                fee: receipt.fee,
+                balance,
+            })
+        }
+        Settled::Refused(e) => Err(refusal(e)),
+        Settled::Unknown(e) => Err(Error::Upstream(format!(
+            "{e}; the payment stays pending and will be sent again"
+        ))),
+    }
+}
+
+async fn send(
+    bank: &Bank,
+    issuer: &str,
+    counter: u64,
+    request: &str,
+) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+    let Some(currency) = bank.currency(issuer) else {
+        return Err(ClientError::Config(format!("no currency {issuer}")));
+    };
+    currency
+        .wallet
+        .signed()
+        .command(
+            "POST",
+            "/lcp/v1/transfers",
+            request.as_bytes().to_vec(),
+            counter,
+        )
+        .await
+}
+
+enum Settled {
+    Done(TransferReceipt),
+    Refused(ClientError),
+    Unknown(ClientError),
+}
+
+/// Record what the issuer answered: done, refused (refunded), or no answer (left pending).
+async fn settle(
+    bank: &Bank,
+    seq: i64,
+    sent: Result<CommandAnswer<TransferReceipt>, ClientError>,
+) -> Result<Settled, Error> {
+    match sent {
+        Ok(answer) => {
+            let issuer_seq = answer.value.seq;
+            bank.db
+                .run(move |conn| store::complete_payment(conn, seq, issuer_seq))
+                .await?;
+            Ok(Settled::Done(answer.value))
+        }
+        // A 4xx is the issuer's final word on this command: refund it.
+        Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) => {
+            bank.db
+                .run(move |conn| store::refund_payment(conn, seq))
+                .await?;
+            Ok(Settled::Refused(e))
+        }
+        Err(e) => Ok(Settled::Unknown(e)),
+    }
+}
+
+/// The issuer's refusal as the bank's error: the recipient's fault keeps its code; anything
+/// else (the bank's own account short, a bad signature) is the bank's failure.
+fn refusal(e: ClientError) -> Error {
+    match (e.code(), &e) {
+        (Some("invalid_recipient"), ClientError::Api { message, .. }) => {
+            Error::InvalidRecipient(message.clone())
+        }
+        (Some("invalid_amount"), _) => Error::InvalidAmount { max: 0 },
+        (Some("invalid_transaction_id"), _) => Error::InvalidTransactionId,
+        _ => Error::Upstream(format!("the issuer refused the payment: {e}")),
+    }
+}
+
+/// Send pending payments again until each is settled, forever.
+pub async fn resend_pending(bank: Arc<Bank>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(RESEND_INTERVAL_MS)).await;
+        let pending = match bank.db.run(store::pending_payments).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pending payments");
+                continue;
+            }
+        };
+        let now = node::now_ms();
+        for p in pending
+            .into_iter()
+            .filter(|p| p.time_ms.saturating_add(RESEND_AGE_MS_MIN) <= now)
+        {
+            let sent = send(&bank, &p.issuer, p.counter, &p.request).await;
+            match settle(&bank, p.seq, sent).await {
+                Ok(Settled::Done(_)) => tracing::info!(seq = p.seq, "pending payment done"),
+                Ok(Settled::Refused(e)) => {
+                    tracing::warn!(seq = p.seq, error = %e, "pending payment refused; refunded")
+                }
+                Ok(Settled::Unknown(e)) => {
+                    tracing::debug!(seq = p.seq, error = %e, "pending payment: no answer yet")
+                }
+                Err(e) => tracing::warn!(seq = p.seq, error = %e, "pending payment"),
+            }
+        }
+    }
+}

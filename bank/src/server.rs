@@ -1,0 +1,236 @@
+//! The bank's HTTP API (DESIGN 14). Apps use the issuer's own calls here, authorised by
+//! `Authorization: Bearer <app token>` instead of a signature; answers have the issuer's
+//! shapes and codes, restricted to the token's customer and currency.
+//!
+//! | call | who | what |
+//! |---|---|---|
+//! | `GET /.well-known/lcp` | anyone | descriptor, role `bank`: entity, currencies, names host |
+//! | `GET /.well-known/lcp-names?name=bob` | anyone | `{entity, userid, currencies}`: pay `entity` naming `userid` |
+//! | `GET /lcp/v1/balance` | app token | `{balance, currency}` of the customer |
+//! | `GET /lcp/v1/deposits?after=S&wait_ms=W[&transaction_id=T]` | app token | the customer's deposits (long poll) |
+//! | `POST /lcp/v1/transfers` | app token | `{recipient (id or name), amount, transaction_id?, userid?}` -> `{result, seq, fee, balance}` |
+//! | `GET /metrics` | anyone | Prometheus text |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use node::service::{self, Metrics};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::serve::Bank;
+use crate::store::{self, Token};
+
+/// Largest transfer body.
+const BODY_BYTES_MAX: u64 = 4 * 1024;
+/// Longest long poll of an app's deposits.
+pub const WAIT_MS_MAX: u64 = 30_000;
+/// Longest transaction id (the issuer's bound).
+const TRANSACTION_ID_CHARS_MAX: usize = 128;
+
+type State = web::Data<Arc<Bank>>;
+
+pub fn routes(cfg: &mut web::ServiceConfig, bank: Arc<Bank>) {
+    cfg.app_data(web::Data::new(bank))
+        .route("/.well-known/lcp", web::get().to(descriptor))
+        .route("/.well-known/lcp-names", web::get().to(names))
+        .route("/lcp/v1/balance", web::get().to(balance))
+        .route("/lcp/v1/deposits", web::get().to(deposits))
+        .route("/lcp/v1/transfers", web::post().to(transfer))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(service::not_found_route));
+}
+
+async fn descriptor(bank: State) -> HttpResponse {
+    let currencies: Vec<_> = bank
+        .currencies
+        .iter()
+        .map(|c| serde_json::json!({"issuer": c.issuer, "url": c.url, "code": c.code}))
+        .collect();
+    service::descriptor(
+        "bank",
+        bank.key.entity(),
+        serde_json::json!({"currencies": currencies, "names_host": bank.name_host()}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameQuery {
+    name: String,
+}
+
+async fn names(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
+    let q = web::Query::<NameQuery>::from_query(req.query_string())
+        .map_err(|e| Error::InvalidQuery(e.to_string()))?;
+    // `bob` or `bob@this-host`: only the user part is looked up.
+    let user = q.name.split('@').next().unwrap_or_default().to_owned();
+    if !protocol::name::is_userid(&user) {
+        return Err(Error::InvalidName(format!(
+            "{:?} is not a user name: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'",
+            q.name
+        )));
+    }
+    let lookup = user.clone();
+    if !bank
+        .db
+        .run(move |conn| store::customer_exists(conn, &lookup))
+        .await?
+    {
+        return Err(Error::UnknownName(user));
+    }
+    Ok(HttpResponse::Ok().json(protocol::name::NameAnswer {
+        entity: bank.key.entity().to_string(),
+        userid: user,
+        currencies: bank.currencies.iter().map(|c| c.url.clone()).collect(),
+    }))
+}
+
+/// The live app token of `Authorization: Bearer <token>`.
+async fn app_token(req: &HttpRequest, bank: &Bank) -> Result<Token, Error> {
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_owned())
+        .ok_or(Error::MissingToken)?;
+    bank.db
+        .run(move |conn| store::token_for_bearer(conn, &bearer))
+        .await
+}
+
+async fn balance(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
+    let token = app_token(&req, &bank).await?;
+    let code = bank
+        .currency(&token.issuer)
+        .map(|c| c.code.clone())
+        .unwrap_or_default();
+    let balance = bank
+        .db
+        .run(move |conn| store::balance(conn, &token.customer, &token.issuer))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"balance": balance, "currency": code})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepositsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    wait_ms: u64,
+    #[serde(default)]
+    transaction_id: Option<String>,
+}
+
+/// The token's customer's deposits in the token's currency; with `wait_ms`, held until one
+/// is credited or the wait ends.
+async fn deposits(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
+    let token = app_token(&req, &bank).await?;
+    let q = web::Query::<DepositsQuery>::from_query(req.query_string())
+        .map_err(|e| Error::InvalidQuery(e.to_string()))?
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(WAIT_MS_MAX));
+    let mut credited = bank.credited.subscribe();
+    loop {
+        credited.borrow_and_update();
+        let (customer, issuer, txid) = (
+            token.customer.clone(),
+            token.issuer.clone(),
+            q.transaction_id.clone(),
+        );
+        let page = bank
+            .db
+            .run(move |conn| {
+                store::deposits_page(conn, &customer, &issuer, q.after, txid.as_deref())
+            })
+            .await?;
+        if !page.deposits.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(HttpResponse::Ok().json(page));
+        }
+        if tokio::time::timeout_at(deadline, credited.changed())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    recipient: String,
+    amount: serde_json::Number,
+    #[serde(default)]
+    transaction_id: Option<String>,
+    #[serde(default)]
+    userid: Option<String>,
+}
+
+async fn transfer(
+    req: HttpRequest,
+    payload: web::Payload,
+    bank: State,
+) -> Result<HttpResponse, Error> {
+    let token = app_token(&req, &bank).await?;
+    let body = service::body::<Error>(&req, payload, BODY_BYTES_MAX).await?;
+    let parsed: TransferBody = service::parse_json::<_, Error>(&body)?;
+    let amount = parsed
+        .amount
+        .as_u64()
+        .filter(|a| *a > 0)
+        .ok_or(Error::InvalidAmount {
+            max: i64::MAX as u64,
+        })?;
+    if let Some(t) = &parsed.transaction_id {
+        if t.is_empty()
+            || t.len() > TRANSACTION_ID_CHARS_MAX
+            || !t.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Error::InvalidTransactionId);
+        }
+    }
+    let mut payee = clients::names::resolve(&parsed.recipient, &Default::default())
+        .await
+        .map_err(|e| Error::InvalidRecipient(e.to_string()))?;
+    if let Some(u) = parsed.userid {
+        if !protocol::name::is_userid(&u) {
+            return Err(Error::InvalidName(format!("{u:?} is not a userid")));
+        }
+        payee.userid = Some(u);
+    }
+    let paid = crate::pay::pay(
+        &bank,
+        &token,
+        crate::pay::Order {
+            payee,
+            amount,
+            transaction_id: parsed.transaction_id,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(paid))
+}
+
+async fn metrics(bank: State) -> Result<HttpResponse, Error> {
+    let customers = bank.db.run(store::customer_names).await?.len();
+    Ok(Metrics::default()
+        .gauge("bank_customers", customers)
+        .gauge("bank_currencies", bank.currencies.len())
+        .response())
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    /// docs/openapi/bank.json describes every route this server registers, and no other.
+    #[test]
+    fn every_route_is_described() {
+        node::testing::assert_routes_described(
+            include_str!("../../docs/openapi/bank.json"),
+            include_str!("server.rs"),
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The bank end to end (issue 19, DESIGN 14), on SQLite and (with TEST_DATABASE_URL)
+//! PostgreSQL: a real issuer, the `bank` binary, customers added and tokens granted from its
+//! command line, payments by name through the issuer, and an app paying and reading
+//! deposits with a bearer token.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use clients::issuer::IssuerClient;
+use node::client::{ClientOptions, CounterStore};
+use node::process::ChildGuard;
+
+/// Longest wait for the bank to print its address, and for any long poll here.
+const WAIT_MS_MAX: u64 = 30_000;
+
+fn bank_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bank")
+}
+
+/// Run `bank ARGS` (with `stdin` fed in); print everything, for a failing test's log.
+fn bank(args: &[&str], database: Option<&str>, stdin: &str) -> Output {
+    let mut cmd = Command::new(bank_bin());
+    cmd.args(args).env("RUST_LOG", "warn");
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bank");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("bank output");
+    eprintln!(
+        "$ bank {}\n-> {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn assert_one_line_error(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "exit 1 on error");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
+    assert!(err.contains(needle), "{err} should mention {needle}");
+}
+
+fn serve(data: &Path, issuer_url: &str, database: Option<&str>) -> (ChildGuard, String) {
+    let mut cmd = Command::new(bank_bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer",
+        issuer_url,
+        "--data",
+    ])
+    .arg(data)
+    .env("RUST_LOG", "warn")
+    .stderr(Stdio::inherit());
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    node::process::spawn_server(cmd, WAIT_MS_MAX).expect("the bank printed its address")
+}
+
+struct App {
+    http: reqwest::Client,
+    bank: String,
+    token: String,
+}
+
+impl App {
+    async fn get(&self, pq: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .get(format!("{}{pq}", self.bank))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("send");
+        (resp.status().as_u16(), resp.json().await.expect("json"))
+    }
+
+    async fn pay(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}/lcp/v1/transfers", self.bank))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        (resp.status().as_u16(), resp.json().await.expect("json"))
+    }
+}
+
+fn code(v: &serde_json::Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_are_paid_by_name_and_apps_pay_within_their_tokens() {
+    for (backend, database) in db::testing::backends("bank") {
+        eprintln!("backend: {backend}");
+        run(database.url().as_deref()).await;
+    }
+}
+
+async fn run(database: Option<&str>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let issuer_dir = tmp.path().join("issuer");
+    let issuer = lcp::testing::start_issuer(&issuer_dir);
+    let http = node::client::http_client(&ClientOptions::default()).expect("http");
+    let mint = lcp::testing::mint(&issuer, &issuer_dir, &http);
+    let issuer_id = issuer.entity.to_string();
+    let wallet = |name: &str| {
+        let path = tmp.path().join(format!("{name}.key"));
+        let key = Arc::new(node::keyfile::load_or_create(&path).expect("key"));
+        IssuerClient::new(
+            http.clone(),
+            &issuer.url,
+            key,
+            Some(CounterStore::beside_key(&path)),
+        )
+    };
+    let payer = wallet("payer");
+    let alice = wallet("alice");
+    mint.transfer(payer.signed().key().entity(), 10_000, None)
+        .await
+        .expect("fund the payer");
+
+    // Customers from the command line; the bank then serves.
+    let data = tmp.path().join("bank");
+    let data_s = data.display().to_string();
+    for name in ["bob", "carol"] {
+        let added = bank(
+            &[
+                "customer",
+                "add",
+                "--data",
+                &data_s,
+                "--name",
+                name,
+                "--password-stdin",
+            ],
+            database,
+            "a long password\n",
+        );
+        assert!(added.status.success(), "customer add");
+    }
+    assert_one_line_error(
+        &bank(
+            &[
+                "customer",
+                "add",
+                "--data",
+                &data_s,
+                "--name",
+                "bob",
+                "--password-stdin",
+            ],
+            database,
+            "another password\n",
+        ),
+        "exists already",
+    );
+    assert_one_line_error(
+        &bank(
+            &[
+                "customer",
+                "add",
+                "--data",
+                &data_s,
+                "--name",
+                "Dave",
+                "--password-stdin",
+            ],
+            database,
+            "a long password\n",
+        ),
+        "--name",
+    );
+    let (_bank_process, bank_url) = serve(&data, &issuer.url, database);
+    let host = bank_url.trim_start_matches("http://").to_owned();
+
+    // Names: bob@host resolves to the bank's entity and userid bob.
+    let options = ClientOptions::default();
+    let bob = clients::names::resolve(&format!("bob@{host}"), &options)
+        .await
+        .expect("bob resolves");
+    assert_eq!(bob.userid.as_deref(), Some("bob"));
+    let descriptor: serde_json::Value = http
+        .get(format!("{bank_url}/.well-known/lcp"))
+        .send()
+        .await
+        .expect("descriptor")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(descriptor["role"], "bank");
+    assert_eq!(
+        bob.entity.as_str(),
+        descriptor["entity"].as_str().expect("entity")
+    );
+    let unknown = clients::names::resolve(&format!("nobody@{host}"), &options)
+        .await
+        .expect_err("an unknown name");
+    assert!(unknown.to_string().contains("no such name"), "{unknown}");
+    let malformed = http
+        .get(format!("{bank_url}/.well-known/lcp-names?name=Bad%20Name"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(malformed.status().as_u16(), 400);
+
+    // The payer pays bob@bank; a deposit to carol carries the same transaction id.
+    payer
+        .transfer_to(&bob, 1_000, Some("order-1"))
+        .await
+        .expect("pay bob");
+    let carol = clients::names::resolve(&format!("carol@{host}"), &options)
+        .await
+        .expect("carol resolves");
+    payer
+        .transfer_to(&carol, 50, Some("order-1"))
+        .await
+        .expect("pay carol");
+
+    // Bob's app: a token from the command line, 600 at most.
+    let granted = bank(
+        &[
+            "token",
+            "grant",
+            "--data",
+            &data_s,
+            "--customer",
+            "bob",
+            "--issuer",
+            &issuer_id,
+            "--limit",
+            "600",
+            "--label",
+            "backup",
+            "--json",
+        ],
+        database,
+        "",
+    );
+    assert!(granted.status.success(), "token grant");
+    let granted: serde_json::Value = serde_json::from_str(&stdout(&granted)).expect("json");
+    let app = App {
+        http: http.clone(),
+        bank: bank_url.clone(),
+        token: granted["token"].as_str().expect("token").to_owned(),
+    };
+    // The bank credits bob once its watcher sees the deposit: the long poll waits for it.
+    let (status, page) = app
+        .get(&format!("/lcp/v1/deposits?after=0&wait_ms={WAIT_MS_MAX}"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let deposits = page["deposits"].as_array().expect("deposits");
+    assert_eq!(deposits.len(), 1, "only bob's deposit: {page}");
+    assert_eq!(deposits[0]["amount"], 1_000);
+    assert_eq!(deposits[0]["transaction_id"], "order-1");
+    assert_eq!(deposits[0]["from"], payer.signed().key().entity().as_str());
+    assert_eq!(page["balance"], 1_000);
+    let (_, only) = app
+        .get("/lcp/v1/deposits?after=0&transaction_id=order-1")
+        .await;
+    assert_eq!(
+        only["deposits"].as_array().map(Vec::len),
+        Some(1),
+        "carol's deposit with the same transaction id is not bob's: {only}"
+    );
+    let (_, balance) = app.get("/lcp/v1/balance").await;
+    assert_eq!(balance["balance"], 1_000);
+
+    // The app pays alice 300 for bob; alice sees the bank paid, naming bob.
+    let alice_id = alice.signed().key().entity().to_string();
+    let (status, paid) = app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 300, "transaction_id": "t-1"}))
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    let fee = paid["fee"].as_u64().expect("fee");
+    assert_eq!(paid["balance"], 1_000 - 300 - fee as i64);
+    let at_alice = alice.deposits(0, 0, None).await.expect("alice's deposits");
+    assert_eq!(at_alice.deposits.len(), 1);
+    assert_eq!(at_alice.deposits[0].amount, 300);
+    assert_eq!(at_alice.deposits[0].from, bob.entity.as_str());
+    assert_eq!(
+        at_alice.deposits[0].from_name.as_deref(),
+        Some(format!("bob@{host}").as_str())
+    );
+
+    // Past the token's limit (300 + fee spent of 600): refused, nothing moves.
+    let (status, refused) = app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 400}))
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (403, "limit_reached"),
+        "{refused}"
+    );
+    // Bad input: the issuer's codes.
+    for (body, expected) in [
+        (
+            serde_json::json!({"recipient": alice_id, "amount": 0}),
+            "invalid_amount",
+        ),
+        (
+            serde_json::json!({"recipient": "nobody", "amount": 5}),
+            "invalid_recipient",
+        ),
+        (serde_json::json!({"recipient": alice_id}), "invalid_json"),
+    ] {
+        let (status, e) = app.pay(body).await;
+        assert_eq!((status, code(&e)), (400, expected), "{e}");
+    }
+    let (_, balance) = app.get("/lcp/v1/balance").await;
+    assert_eq!(balance["balance"], 1_000 - 300 - fee as i64);
+
+    // Every balance adds up: what the bank holds at the issuer is what its customers own.
+    let held = IssuerClient::new(
+        http.clone(),
+        &issuer.url,
+        Arc::new(node::keyfile::load(&data.join("identity.key")).expect("bank key")),
+        None,
+    )
+    .balance()
+    .await
+    .expect("the bank's balance");
+    assert_eq!(held.balance, (1_000 - 300 - fee as i64) + 50);
+
+    // Revoked: refused at once.
+    let id = granted["id"].as_str().expect("id");
+    assert!(
+        bank(&["token", "revoke", "--data", &data_s, id], database, "")
+            .status
+            .success()
+    );
+    let (status, e) = app.get("/lcp/v1/balance").await;
+    assert_eq!((status, code(&e)), (401, "invalid_token"));
+    let (status, e) = app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 1}))
+        .await;
+    assert_eq!((status, code(&e)), (401, "invalid_token"));
+    let forged = App {
+        token: "0123.abcd".into(),
+        ..app
+    };
+    let (status, _) = forged.get("/lcp/v1/balance").await;
+    assert_eq!(status, 401);
+}
