@@ -16,6 +16,8 @@
 //! - [`pay`]: payments for customers: money taken from the balance, sent to the issuer,
 //!   resent after a crash with the same counter, refunded when refused.
 //! - [`password`]: Argon2id hashes of customers' passwords.
+//! - [`page`] and [`session`]: the customers' web page (sign up, log in, balances, statement,
+//!   transfer, app tokens) with expiring sessions and a CSRF token on every form.
 //!
 //! Invariants:
 //! - For each currency, the customers' balances plus pending payments never exceed what the
@@ -24,11 +26,13 @@
 //! - A customer's balance never goes negative; a token never spends past its limit.
 
 pub mod error;
+pub mod page;
 pub mod password;
 pub mod pay;
 pub mod schema;
 pub mod serve;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod watch;
 

@@ -51,6 +51,9 @@ enum Cmd {
         /// The host customers' names carry (bob@HOST); default: the listening address
         #[arg(long)]
         name_host: Option<String>,
+        /// How long a web session lasts, in seconds
+        #[arg(long, default_value_t = bank::session::SESSION_TTL_MS_DEFAULT / 1000)]
+        session_ttl_s: u64,
         /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -141,6 +144,9 @@ enum TokenCmd {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Serve { .. }) {
+        node::cli::tune_malloc_for_service();
+    }
     let level = if matches!(cli.command, Cmd::Serve { .. }) {
         "info"
     } else {
@@ -157,6 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             issuers,
             name_host,
+            session_ttl_s,
             tls_cert,
             tls_key,
         } => {
@@ -170,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 database: data.database,
                 issuers,
                 name_host,
+                session_ttl_ms: session_ttl_s.saturating_mul(1000),
                 tls,
             })?;
             node::cli::announce_listening(&running.url)?;

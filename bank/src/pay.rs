@@ -53,8 +53,27 @@ struct TransferBody<'a> {
     from_name: &'a str,
 }
 
-/// Pay `order` for the token's customer in the token's currency.
-pub async fn pay(bank: &Arc<Bank>, token: &Token, order: Order) -> Result<Paid, Error> {
+/// Who pays: a customer in one currency, through an app's token or from the web page.
+#[derive(Debug, Clone)]
+pub struct Payer {
+    pub customer: String,
+    pub issuer: String,
+    /// The app token's id; `None` for the customer's own payment on the web page.
+    pub token: Option<String>,
+}
+
+impl From<&Token> for Payer {
+    fn from(t: &Token) -> Payer {
+        Payer {
+            customer: t.customer.clone(),
+            issuer: t.issuer.clone(),
+            token: Some(t.id.clone()),
+        }
+    }
+}
+
+/// Pay `order` for the payer's customer in the payer's currency.
+pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, Error> {
     let currency = bank
         .currency(&token.issuer)
         .ok_or_else(|| Error::UnknownCurrency(token.issuer.clone()))?;
@@ -99,11 +118,11 @@ pub async fn pay(bank: &Arc<Bank>, token: &Token, order: Order) -> Result<Paid, 
         counter,
         request: request.clone(),
     };
-    let token_id = token.id.clone();
+    let token_id = token.token.clone();
     let now = node::now_ms();
     let seq = bank
         .db
-        .run(move |conn| store::reserve_payment(conn, &token_id, &payment, now))
+        .run(move |conn| store::reserve_payment(conn, token_id.as_deref(), &payment, now))
         .await?;
     let sent = send(bank, &token.issuer, counter, &request).await;
     let (customer, issuer) = (token.customer.clone(), token.issuer.clone());

@@ -57,3 +57,12 @@ diesel::table! {
         created_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    sessions (id_sha256) {
+        id_sha256 -> Text,
+        customer -> Text,
+        csrf -> Text,
+        expires_ms -> BigInt,
+    }
+}

@@ -18,6 +18,8 @@ pub struct ServeOptions {
     pub issuers: Vec<String>,
     /// The host customers' names carry (`bob@HOST`); the listening address when not given.
     pub name_host: Option<String>,
+    /// How long a web session lasts.
+    pub session_ttl_ms: u64,
     pub tls: Option<node::http::TlsFiles>,
 }
 
@@ -43,6 +45,9 @@ pub struct Bank {
     pub name_host: OnceLock<String>,
     /// Bumped after deposits are credited: wakes the apps' long polls.
     pub credited: tokio::sync::watch::Sender<u64>,
+    pub session_ttl_ms: u64,
+    /// Session cookies are `Secure` when the bank serves HTTPS.
+    pub secure_cookies: bool,
 }
 
 impl Bank {
@@ -139,6 +144,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
         counters: CounterStore::beside_key(&key_path),
         name_host: OnceLock::new(),
         credited,
+        session_ttl_ms: options.session_ttl_ms,
+        secure_cookies: options.tls.is_some(),
     });
     let for_routes = bank.clone();
     let for_tasks = bank.clone();

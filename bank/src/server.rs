@@ -10,6 +10,7 @@
 //! | `GET /lcp/v1/deposits?after=S&wait_ms=W[&transaction_id=T]` | app token | the customer's deposits (long poll) |
 //! | `POST /lcp/v1/transfers` | app token | `{recipient (id or name), amount, transaction_id?, userid?}` -> `{result, seq, fee, balance}` |
 //! | `GET /metrics` | anyone | Prometheus text |
+//! | `GET /`, `/login`, `/signup`; `POST /login`, `/signup`, `/logout`, `/transfer`, `/tokens`, `/tokens/{id}/revoke` | a customer's browser | the web page ([`crate::page`]) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use node::service::{self, Metrics};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::page;
 use crate::serve::Bank;
 use crate::store::{self, Token};
 
@@ -33,6 +35,15 @@ type State = web::Data<Arc<Bank>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig, bank: Arc<Bank>) {
     cfg.app_data(web::Data::new(bank))
+        .route("/", web::get().to(page::account))
+        .route("/login", web::get().to(page::login_page))
+        .route("/login", web::post().to(page::login))
+        .route("/signup", web::get().to(page::signup_page))
+        .route("/signup", web::post().to(page::signup))
+        .route("/logout", web::post().to(page::logout))
+        .route("/transfer", web::post().to(page::transfer))
+        .route("/tokens", web::post().to(page::grant))
+        .route("/tokens/{id}/revoke", web::post().to(page::revoke))
         .route("/.well-known/lcp", web::get().to(descriptor))
         .route("/.well-known/lcp-names", web::get().to(names))
         .route("/lcp/v1/balance", web::get().to(balance))
@@ -204,7 +215,7 @@ async fn transfer(
     }
     let paid = crate::pay::pay(
         &bank,
-        &token,
+        &(&token).into(),
         crate::pay::Order {
             payee,
             amount,

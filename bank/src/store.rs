@@ -390,7 +390,7 @@ pub struct Pending {
 /// the balance, and record it pending with the command counter it will be sent with.
 pub fn reserve_payment(
     conn: &mut AnyConnection,
-    token_id: &str,
+    token_id: Option<&str>,
     p: &Payment,
     now_ms: u64,
 ) -> Result<i64, Error> {
@@ -400,21 +400,29 @@ pub fn reserve_payment(
     let total_i = to_i64(total)?;
     let _w = write_lock();
     conn.transaction(|conn| {
-        let token: Token = tokens::table
-            .find(token_id)
-            .first(conn)
-            .optional()?
-            .ok_or(Error::InvalidToken)?;
-        if token.revoked != 0 {
-            return Err(Error::InvalidToken);
-        }
-        let spent_after = token.spent.checked_add(total_i);
-        if spent_after.is_none_or(|s| s > token.spend_limit) {
-            return Err(Error::LimitReached {
-                limit: token.spend_limit.unsigned_abs(),
-                spent: token.spent.unsigned_abs(),
-                needed: total,
-            });
+        // An app pays within its token; the customer on the web page pays without one.
+        let token: Option<Token> = match token_id {
+            Some(id) => Some(
+                tokens::table
+                    .find(id)
+                    .first(conn)
+                    .optional()?
+                    .ok_or(Error::InvalidToken)?,
+            ),
+            None => None,
+        };
+        if let Some(token) = &token {
+            if token.revoked != 0 || token.customer != p.customer {
+                return Err(Error::InvalidToken);
+            }
+            let spent_after = token.spent.checked_add(total_i);
+            if spent_after.is_none_or(|s| s > token.spend_limit) {
+                return Err(Error::LimitReached {
+                    limit: token.spend_limit.unsigned_abs(),
+                    spent: token.spent.unsigned_abs(),
+                    needed: total,
+                });
+            }
         }
         let have = balance(conn, &p.customer, &p.issuer)?;
         if have < total_i {
@@ -424,9 +432,11 @@ pub fn reserve_payment(
             });
         }
         add_to_balance(conn, &p.customer, &p.issuer, -total_i)?;
-        diesel::update(tokens::table.find(token_id))
-            .set(tokens::spent.eq(token.spent + total_i))
-            .execute(conn)?;
+        if let Some(token) = &token {
+            diesel::update(tokens::table.find(&token.id))
+                .set(tokens::spent.eq(token.spent + total_i))
+                .execute(conn)?;
+        }
         let seq = next_seq(conn)?;
         diesel::insert_into(entries::table)
             .values((
@@ -522,4 +532,55 @@ pub fn pending_payments(conn: &mut AnyConnection) -> Result<Vec<Pending>, Error>
             })
         })
         .collect())
+}
+
+/// Every currency's balance of a customer (issuer, balance), by issuer.
+pub fn balances_of(conn: &mut AnyConnection, customer: &str) -> Result<Vec<(String, i64)>, Error> {
+    Ok(balances::table
+        .filter(balances::customer.eq(customer))
+        .select((balances::issuer, balances::balance))
+        .order(balances::issuer.asc())
+        .load(conn)?)
+}
+
+/// One line of a customer's statement.
+#[derive(Debug, Clone, Queryable)]
+pub struct Line {
+    pub seq: i64,
+    pub issuer: String,
+    pub amount: i64,
+    pub counterparty: String,
+    pub counterparty_name: Option<String>,
+    pub transaction_id: Option<String>,
+    pub state: String,
+    pub time_ms: i64,
+}
+
+/// A customer's latest statement lines, newest first.
+pub fn statement(conn: &mut AnyConnection, customer: &str, limit: i64) -> Result<Vec<Line>, Error> {
+    Ok(entries::table
+        .filter(entries::customer.eq(customer))
+        .select((
+            entries::seq,
+            entries::issuer,
+            entries::amount,
+            entries::counterparty,
+            entries::counterparty_name,
+            entries::transaction_id,
+            entries::state,
+            entries::time_ms,
+        ))
+        .order(entries::seq.desc())
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Revoke one of `customer`'s tokens (a customer cannot revoke another's): false when it
+/// has no such token.
+pub fn revoke_own_token(conn: &mut AnyConnection, customer: &str, id: &str) -> Result<bool, Error> {
+    let _w = write_lock();
+    let n = diesel::update(tokens::table.find(id).filter(tokens::customer.eq(customer)))
+        .set(tokens::revoked.eq(1))
+        .execute(conn)?;
+    Ok(n > 0)
 }

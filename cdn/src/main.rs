@@ -167,6 +167,9 @@ async fn publisher_status(publisher: &str) -> anyhow::Result<serde_json::Value> 
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Serve { .. } | Cmd::Gateway { .. }) {
+        node::cli::tune_malloc_for_service();
+    }
     let level = if matches!(cli.command, Cmd::Serve { .. } | Cmd::Gateway { .. }) {
         "info"
     } else {

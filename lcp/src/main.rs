@@ -280,6 +280,9 @@ struct ServeArgs {
 fn main() {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Cmd::Issuer { .. });
+    if serving {
+        node::cli::tune_malloc_for_service();
+    }
     let default_level = if serving { "info" } else { "warn" };
     node::cli::init_logging(default_level);
     node::cli::exit_on_error(run(cli));

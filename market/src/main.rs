@@ -177,6 +177,9 @@ fn open_database(data: &std::path::Path, database: Option<&str>) -> anyhow::Resu
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Serve { .. }) {
+        node::cli::tune_malloc_for_service();
+    }
     let level = if matches!(cli.command, Cmd::Serve { .. }) {
         "info"
     } else {

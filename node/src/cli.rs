@@ -70,6 +70,45 @@ macro_rules! outln {
     }};
 }
 
+/// glibc malloc settings for a long-running service, as environment variables:
+/// - `MALLOC_ARENA_MAX=2`: glibc gives each thread that allocates an arena of its own (up to
+///   8 per core), and memory freed in one is kept there for that arena's later use, so with
+///   actix's workers and tokio's blocking threads resident memory crept up for as long as a
+///   service ran while its live heap stayed flat (the soak, docs/BENCHMARKS.md);
+/// - `MALLOC_MMAP_THRESHOLD_=131072`: by default glibc raises the threshold to the size of
+///   each large block freed (up to 32 MiB), after which a service's piece and shard buffers
+///   come from the arenas and stay there when freed; under a fixed threshold they are mapped
+///   and given back to the system on free.
+pub const SERVICE_MALLOC_ENV: [(&str, &str); 2] = [
+    ("MALLOC_ARENA_MAX", "2"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+];
+
+/// Start a service under [`SERVICE_MALLOC_ENV`]: glibc reads it only when the process starts,
+/// so unless `MALLOC_ARENA_MAX` is set already (by the operator, or by this), the binary
+/// executes itself again: same pid, arguments and environment, plus those variables. Call
+/// first thing in `main` of a `serve` command. Where the re-execution cannot happen (no
+/// executable path), the service goes on with glibc's defaults. A no-op outside glibc.
+pub fn tune_malloc_for_service() {
+    use std::os::unix::process::CommandExt;
+    if !cfg!(all(target_os = "linux", target_env = "gnu"))
+        || std::env::var_os("MALLOC_ARENA_MAX").is_some()
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    // exec only returns when it failed; the service then runs with glibc's defaults.
+    let _failed = std::process::Command::new(exe)
+        .arg0(arg0)
+        .args(args)
+        .envs(SERVICE_MALLOC_ENV)
+        .exec();
+}
+
 /// Say where a server listens, the line `node::process::spawn_server` (and people, and
 /// scripts) wait for, and flush it at once: stdout is a pipe when a parent reads it.
 pub fn announce_listening(url: &str) -> std::io::Result<()> {

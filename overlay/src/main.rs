@@ -174,6 +174,9 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Serve { .. }) {
+        node::cli::tune_malloc_for_service();
+    }
     let level = if matches!(cli.command, Cmd::Serve { .. }) {
         "info"
     } else {

@@ -137,6 +137,9 @@ async fn last_days(
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Serve { .. }) {
+        node::cli::tune_malloc_for_service();
+    }
     let level = if matches!(cli.command, Cmd::Serve { .. }) {
         "info"
     } else {
