@@ -63,11 +63,12 @@ start_devnet() {
   grep -q "devnet ready" "$work/devnet.out" || { echo "the devnet was not ready in 120 s" >&2; exit 1; }
 }
 # Caches that fill as the soak runs are not leaks, but they would hide one: by default the
-# soak runs with small ones (SQLite 2 MiB of pages per connection instead of 64 MiB, agents'
-# read cache off instead of 64 MiB), so memory that still grows is something else.
+# soak runs with small ones (SQLite 512 KiB of pages per connection instead of 64 MiB: a
+# service has up to 10 connections, so at most 5 MiB; agents' read cache off instead of
+# 64 MiB), so memory that still grows is something else.
 # SOAK_CACHES=default keeps the shipped sizes.
 if [ "${SOAK_CACHES:-small}" = small ]; then
-  export LCP_SQLITE_CACHE_KIB=${LCP_SQLITE_CACHE_KIB:-2048}
+  export LCP_SQLITE_CACHE_KIB=${LCP_SQLITE_CACHE_KIB:-512}
 fi
 start_devnet
 if [ "${SOAK_CACHES:-small}" = small ]; then
