@@ -54,6 +54,10 @@ enum Cmd {
         /// How long a web session lasts, in seconds
         #[arg(long, default_value_t = bank::session::SESSION_TTL_MS_DEFAULT / 1000)]
         session_ttl_s: u64,
+        /// Mark session cookies Secure although this process serves plain HTTP: for a bank
+        /// behind a reverse proxy that terminates TLS (with --tls-cert they always are)
+        #[arg(long)]
+        behind_https: bool,
         /// PEM certificate chain to serve HTTPS with (needs --tls-key)
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -164,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             issuers,
             name_host,
             session_ttl_s,
+            behind_https,
             tls_cert,
             tls_key,
         } => {
@@ -178,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 issuers,
                 name_host,
                 session_ttl_ms: session_ttl_s.saturating_mul(1000),
+                secure_cookies: behind_https,
                 tls,
             })?;
             node::cli::announce_listening(&running.url)?;

@@ -20,6 +20,9 @@ pub struct ServeOptions {
     pub name_host: Option<String>,
     /// How long a web session lasts.
     pub session_ttl_ms: u64,
+    /// Mark session cookies `Secure` although this process serves plain HTTP (a reverse
+    /// proxy terminates TLS); they always are with `tls`.
+    pub secure_cookies: bool,
     pub tls: Option<node::http::TlsFiles>,
 }
 
@@ -145,7 +148,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
         name_host: OnceLock::new(),
         credited,
         session_ttl_ms: options.session_ttl_ms,
-        secure_cookies: options.tls.is_some(),
+        secure_cookies: options.secure_cookies || options.tls.is_some(),
     });
     let for_routes = bank.clone();
     let for_tasks = bank.clone();
