@@ -433,7 +433,7 @@ pub async fn transfer(
             .map_err(|_| Error::InvalidAmount {
                 max: i64::MAX as u64,
             })?;
-        let payee = clients::names::resolve(form.recipient.trim(), &Default::default())
+        let payee = clients::names::resolve_with(form.recipient.trim(), &bank.http)
             .await
             .map_err(|e| Error::InvalidRecipient(e.to_string()))?;
         let payer = crate::pay::Payer {

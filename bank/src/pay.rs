@@ -139,7 +139,7 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
                 balance,
             })
         }
-        Settled::Refused(e) => Err(refusal(e)),
+        Settled::Refused(e) => Err(refusal(e, currency.max_amount)),
         Settled::Unknown(e) => Err(Error::Upstream(format!(
             "{e}; the payment stays pending and will be sent again"
         ))),
@@ -200,12 +200,12 @@ async fn settle(
 
 /// The issuer's refusal as the bank's error: the recipient's fault keeps its code; anything
 /// else (the bank's own account short, a bad signature) is the bank's failure.
-fn refusal(e: ClientError) -> Error {
+fn refusal(e: ClientError, max_amount: u64) -> Error {
     match (e.code(), &e) {
         (Some("invalid_recipient"), ClientError::Api { message, .. }) => {
             Error::InvalidRecipient(message.clone())
         }
-        (Some("invalid_amount"), _) => Error::InvalidAmount { max: 0 },
+        (Some("invalid_amount"), _) => Error::InvalidAmount { max: max_amount },
         (Some("invalid_transaction_id"), _) => Error::InvalidTransactionId,
         _ => Error::Upstream(format!("the issuer refused the payment: {e}")),
     }

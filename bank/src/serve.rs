@@ -41,6 +41,8 @@ pub struct Currency {
 
 pub struct Bank {
     pub key: Arc<KeyPair>,
+    /// One HTTP client for everything the bank asks (names resolved per payment included).
+    pub http: reqwest::Client,
     pub db: db::Database,
     pub currencies: Vec<Currency>,
     pub counters: CounterStore,
@@ -142,6 +144,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
     let (credited, _) = tokio::sync::watch::channel(0u64);
     let bank = Arc::new(Bank {
         key,
+        http,
         db: database,
         currencies,
         counters: CounterStore::beside_key(&key_path),

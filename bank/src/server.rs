@@ -75,8 +75,18 @@ struct NameQuery {
 async fn names(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
     let q = web::Query::<NameQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?;
-    // `bob` or `bob@this-host`: only the user part is looked up.
-    let user = q.name.split('@').next().unwrap_or_default().to_owned();
+    // `bob`, or `bob@this-host`: a name at another host is not this bank's to answer.
+    let (user, host) = match q.name.split_once('@') {
+        Some((u, h)) => (u.to_owned(), Some(h.to_ascii_lowercase())),
+        None => (q.name.clone(), None),
+    };
+    if host.is_some_and(|h| h != bank.name_host().to_ascii_lowercase()) {
+        return Err(Error::InvalidName(format!(
+            "{:?} is not a name at this bank: its names end in @{}",
+            q.name,
+            bank.name_host()
+        )));
+    }
     if !protocol::name::is_userid(&user) {
         return Err(Error::InvalidName(format!(
             "{:?} is not a user name: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'",
@@ -161,12 +171,8 @@ async fn deposits(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> 
         if !page.deposits.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(HttpResponse::Ok().json(page));
         }
-        if tokio::time::timeout_at(deadline, credited.changed())
-            .await
-            .is_err()
-        {
-            continue;
-        }
+        // Woken by a credit or by the deadline; either way the page is read again.
+        let _ = tokio::time::timeout_at(deadline, credited.changed()).await;
     }
 }
 
@@ -204,7 +210,7 @@ async fn transfer(
             return Err(Error::InvalidTransactionId);
         }
     }
-    let mut payee = clients::names::resolve(&parsed.recipient, &Default::default())
+    let mut payee = clients::names::resolve_with(&parsed.recipient, &bank.http)
         .await
         .map_err(|e| Error::InvalidRecipient(e.to_string()))?;
     if let Some(u) = parsed.userid {

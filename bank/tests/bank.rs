@@ -3,21 +3,18 @@
 //! command line, payments by name through the issuer, and an app paying and reading
 //! deposits with a bearer token.
 
+mod common;
+
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use clients::issuer::IssuerClient;
-use node::client::{ClientOptions, CounterStore};
-use node::process::ChildGuard;
+use common::{bank_bin, serve, Net};
+use node::client::ClientOptions;
 
 /// Longest wait for the bank to print its address, and for any long poll here.
 const WAIT_MS_MAX: u64 = 30_000;
-
-fn bank_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_bank")
-}
 
 /// Run `bank ARGS` (with `stdin` fed in); print everything, for a failing test's log.
 fn bank(args: &[&str], database: Option<&str>, stdin: &str) -> Output {
@@ -58,25 +55,6 @@ fn assert_one_line_error(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
     assert!(err.contains(needle), "{err} should mention {needle}");
-}
-
-fn serve(data: &Path, issuer_url: &str, database: Option<&str>) -> (ChildGuard, String) {
-    let mut cmd = Command::new(bank_bin());
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--issuer",
-        issuer_url,
-        "--data",
-    ])
-    .arg(data)
-    .env("RUST_LOG", "warn")
-    .stderr(Stdio::inherit());
-    if let Some(url) = database {
-        cmd.args(["--database", url]);
-    }
-    node::process::spawn_server(cmd, WAIT_MS_MAX).expect("the bank printed its address")
 }
 
 struct App {
@@ -123,22 +101,10 @@ async fn customers_are_paid_by_name_and_apps_pay_within_their_tokens() {
 }
 
 async fn run(database: Option<&str>) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let issuer_dir = tmp.path().join("issuer");
-    let issuer = lcp::testing::start_issuer(&issuer_dir);
-    let http = node::client::http_client(&ClientOptions::default()).expect("http");
-    let mint = lcp::testing::mint(&issuer, &issuer_dir, &http);
+    let net = Net::start();
+    let (tmp, issuer, http, mint) = (&net.tmp, &net.issuer, &net.http, &net.mint);
     let issuer_id = issuer.entity.to_string();
-    let wallet = |name: &str| {
-        let path = tmp.path().join(format!("{name}.key"));
-        let key = Arc::new(node::keyfile::load_or_create(&path).expect("key"));
-        IssuerClient::new(
-            http.clone(),
-            &issuer.url,
-            key,
-            Some(CounterStore::beside_key(&path)),
-        )
-    };
+    let wallet = |name: &str| net.wallet(name);
     let payer = wallet("payer");
     let alice = wallet("alice");
     mint.transfer(payer.signed().key().entity(), 10_000, None)
@@ -196,7 +162,7 @@ async fn run(database: Option<&str>) {
         ),
         "--name",
     );
-    let (_bank_process, bank_url) = serve(&data, &issuer.url, database);
+    let (_bank_process, bank_url) = serve(&data, &issuer.url, database, &[]);
     let host = bank_url.trim_start_matches("http://").to_owned();
 
     // Names: bob@host resolves to the bank's entity and userid bob.
@@ -228,6 +194,12 @@ async fn run(database: Option<&str>) {
         .await
         .expect("send");
     assert_eq!(malformed.status().as_u16(), 400);
+    let elsewhere = http
+        .get(format!("{bank_url}/.well-known/lcp-names?name=bob@other.example"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(elsewhere.status().as_u16(), 400, "a name at another host is not ours");
 
     // The payer pays bob@bank; a deposit to carol carries the same transaction id.
     payer

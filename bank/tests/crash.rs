@@ -2,16 +2,17 @@
 //! is executed twice, and payments caught between the customer's balance and the issuer are
 //! sent again after the restart until what the bank holds equals what its customer owns.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use clients::issuer::IssuerClient;
-use node::client::{ClientOptions, CounterStore};
-use node::process::ChildGuard;
+use common::{add_customer, serve, Net};
+use node::client::ClientOptions;
 
 /// Longest wait for a start, for payments to be answered, and for pending ones to settle.
 const WAIT_MS_MAX: u64 = 60_000;
@@ -22,7 +23,7 @@ const PAYMENTS_PER_APP: usize = 50;
 const ANSWERED_BEFORE_KILL: usize = 12;
 
 fn bank_cmd(args: &[&str], data: &Path, database: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bank"));
+    let mut cmd = Command::new(common::bank_bin());
     cmd.args(args)
         .arg("--data")
         .arg(data)
@@ -31,16 +32,6 @@ fn bank_cmd(args: &[&str], data: &Path, database: Option<&str>) -> Command {
         cmd.args(["--database", url]);
     }
     cmd
-}
-
-fn serve(data: &Path, issuer: &str, database: Option<&str>) -> (ChildGuard, String) {
-    let mut cmd = bank_cmd(
-        &["serve", "--listen", "127.0.0.1:0", "--issuer", issuer],
-        data,
-        database,
-    );
-    cmd.stderr(Stdio::inherit());
-    node::process::spawn_server(cmd, WAIT_MS_MAX).expect("the bank printed its address")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -52,36 +43,14 @@ async fn a_killed_bank_loses_no_answered_payment_and_pays_none_twice() {
 }
 
 async fn run(database: Option<&str>) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let issuer_dir = tmp.path().join("issuer");
-    let issuer = lcp::testing::start_issuer(&issuer_dir);
-    let http = node::client::http_client(&ClientOptions::default()).expect("http");
-    let mint = lcp::testing::mint(&issuer, &issuer_dir, &http);
-    let alice_path = tmp.path().join("alice.key");
-    let alice = IssuerClient::new(
-        http.clone(),
-        &issuer.url,
-        Arc::new(node::keyfile::load_or_create(&alice_path).expect("key")),
-        Some(CounterStore::beside_key(&alice_path)),
-    );
+    let net = Net::start();
+    let (tmp, issuer, http, mint) = (&net.tmp, &net.issuer, &net.http, &net.mint);
+    let alice = net.wallet("alice");
     let alice_id = alice.signed().key().entity().to_string();
 
     let data = tmp.path().join("bank");
-    let mut add = bank_cmd(
-        &["customer", "add", "--name", "bob", "--password-stdin"],
-        &data,
-        database,
-    )
-    .stdin(Stdio::piped())
-    .spawn()
-    .expect("customer add");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"a long password\n")
-        .expect("password");
-    assert!(add.wait().expect("wait").success());
-    let (mut bank, url) = serve(&data, &issuer.url, database);
+    add_customer(&data, "bob", "a long password", database);
+    let (mut bank, url) = serve(&data, &issuer.url, database, &[]);
     let host = url.trim_start_matches("http://").to_owned();
     let bob = clients::names::resolve(&format!("bob@{host}"), &ClientOptions::default())
         .await
@@ -177,7 +146,7 @@ async fn run(database: Option<&str>) {
     assert!(answered_ok.len() >= ANSWERED_BEFORE_KILL);
 
     // Restarted on the same data: pending payments are sent again and settle.
-    let (_bank, url) = serve(&data, &issuer.url, database);
+    let (_bank, url) = serve(&data, &issuer.url, database, &[]);
     let bank_wallet = IssuerClient::new(
         http.clone(),
         &issuer.url,

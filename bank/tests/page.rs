@@ -3,55 +3,18 @@
 //! granted and revoked. Over HTTP: a forged form (wrong CSRF token) and an expired session
 //! are refused and move nothing.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use clients::issuer::IssuerClient;
-use node::client::{ClientOptions, CounterStore};
-use node::process::ChildGuard;
+use common::{add_customer, serve, Net};
+use node::client::ClientOptions;
 
 /// Longest wait for a process to start or a deposit to be credited.
 const WAIT_MS_MAX: u64 = 30_000;
 const PASSWORD: &str = "correct horse battery";
-
-fn bank_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_bank")
-}
-
-fn add_customer(data: &Path, name: &str) {
-    let mut child = Command::new(bank_bin())
-        .args([
-            "customer",
-            "add",
-            "--name",
-            name,
-            "--password-stdin",
-            "--data",
-        ])
-        .arg(data)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("bank customer add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("password");
-    assert!(child.wait().expect("wait").success(), "customer add");
-}
-
-fn serve(data: &Path, issuer_url: &str, session_ttl_s: u64) -> (ChildGuard, String) {
-    let mut cmd = Command::new(bank_bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--issuer", issuer_url])
-        .args(["--session-ttl-s", &session_ttl_s.to_string(), "--data"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    node::process::spawn_server(cmd, WAIT_MS_MAX).expect("the bank printed its address")
-}
 
 /// Run the browser steps; answers each step's result.
 fn browse(chromium: &str, profile: &Path, steps: serde_json::Value) -> Vec<serde_json::Value> {
@@ -114,23 +77,14 @@ async fn login(http: &reqwest::Client, bank: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_logs_in_pays_and_manages_tokens_and_refuses_forgeries() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let issuer_dir = tmp.path().join("issuer");
-    let issuer = lcp::testing::start_issuer(&issuer_dir);
-    let http = node::client::http_client(&ClientOptions::default()).expect("http");
-    let mint = lcp::testing::mint(&issuer, &issuer_dir, &http);
-    let alice_path = tmp.path().join("alice.key");
-    let alice = IssuerClient::new(
-        http.clone(),
-        &issuer.url,
-        Arc::new(node::keyfile::load_or_create(&alice_path).expect("key")),
-        Some(CounterStore::beside_key(&alice_path)),
-    );
+    let net = Net::start();
+    let (tmp, issuer, mint) = (&net.tmp, &net.issuer, &net.mint);
+    let alice = net.wallet("alice");
     let alice_id = alice.signed().key().entity().to_string();
 
     let data = tmp.path().join("bank");
-    add_customer(&data, "bob");
-    let (_bank, bank_url) = serve(&data, &issuer.url, 600);
+    add_customer(&data, "bob", PASSWORD, None);
+    let (_bank, bank_url) = serve(&data, &issuer.url, None, &["--session-ttl-s", "600"]);
     let host = bank_url.trim_start_matches("http://").to_owned();
     let bob = clients::names::resolve(&format!("bob@{host}"), &ClientOptions::default())
         .await
@@ -262,8 +216,8 @@ async fn the_page_logs_in_pays_and_manages_tokens_and_refuses_forgeries() {
 
     // An expired session: a bank whose sessions last one second.
     let short = tmp.path().join("short");
-    add_customer(&short, "carol");
-    let (_short_bank, short_url) = serve(&short, &issuer.url, 1);
+    add_customer(&short, "carol", PASSWORD, None);
+    let (_short_bank, short_url) = serve(&short, &issuer.url, None, &["--session-ttl-s", "1"]);
     let cookie = login(&raw, &short_url, "carol").await;
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     let expired = raw

@@ -41,8 +41,16 @@ impl std::fmt::Display for Payee {
 }
 
 /// An entity id as it is, or a name resolved at its bank. Errors say which: a malformed id or
-/// name, an unknown name, a bank that does not answer.
+/// name, an unknown name, a bank that does not answer. For a one-off (a CLI); a service that
+/// resolves names per request keeps one HTTP client and calls [`resolve_with`].
 pub async fn resolve(text: &str, options: &ClientOptions) -> Result<Payee, ClientError> {
+    let mut options = options.clone();
+    options.read_ms_max = Some(options.read_ms_max.unwrap_or(RESOLVE_MS_MAX));
+    resolve_with(text, &node::client::http_client(&options)?).await
+}
+
+/// [`resolve`] with the caller's HTTP client.
+pub async fn resolve_with(text: &str, http: &reqwest::Client) -> Result<Payee, ClientError> {
     if !Name::looks_like(text) {
         let entity = EntityId::parse(text).map_err(|_| {
             ClientError::Config(format!(
@@ -53,9 +61,6 @@ pub async fn resolve(text: &str, options: &ClientOptions) -> Result<Payee, Clien
     }
     let name = Name::parse(text).map_err(|e| ClientError::Config(e.to_string()))?;
     let url = name.resolve_url();
-    let mut options = options.clone();
-    options.read_ms_max = Some(options.read_ms_max.unwrap_or(RESOLVE_MS_MAX));
-    let http = node::client::http_client(&options)?;
     let resp = http
         .get(&url)
         .timeout(std::time::Duration::from_millis(RESOLVE_MS_MAX))
