@@ -195,11 +195,17 @@ async fn run(database: Option<&str>) {
         .expect("send");
     assert_eq!(malformed.status().as_u16(), 400);
     let elsewhere = http
-        .get(format!("{bank_url}/.well-known/lcp-names?name=bob@other.example"))
+        .get(format!(
+            "{bank_url}/.well-known/lcp-names?name=bob@other.example"
+        ))
         .send()
         .await
         .expect("send");
-    assert_eq!(elsewhere.status().as_u16(), 400, "a name at another host is not ours");
+    assert_eq!(
+        elsewhere.status().as_u16(),
+        400,
+        "a name at another host is not ours"
+    );
 
     // The payer pays bob@bank; a deposit to carol carries the same transaction id.
     payer
