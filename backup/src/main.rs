@@ -110,6 +110,19 @@ enum Cmd {
         /// currency most online agents accept)
         #[arg(long, env = "BACKUP_CURRENCY")]
         currency: Option<String>,
+        /// Pay from a bank account instead of the wallet (DESIGN 14): the bank's URL. The
+        /// wallet key still signs the backup's requests; the token's currency pays
+        #[arg(long, env = "BACKUP_BANK", requires = "bank_token")]
+        bank: Option<String>,
+        /// The app token the bank granted this backup (`bank token grant`): remembered in the
+        /// configuration directory, readable by its owner only
+        #[arg(
+            long,
+            env = "BACKUP_BANK_TOKEN",
+            requires = "bank",
+            hide_env_values = true
+        )]
+        bank_token: Option<String>,
         #[command(flatten)]
         out: JsonArg,
     },
@@ -327,7 +340,7 @@ async fn open_or_recover(dir: &Path, auth: &Auth, at: RecoverArgs) -> Result<Rep
     match (at.repo, at.market, at.wallet) {
         (Some(id), Some(market), Some(wallet)) if !dir.join("repo.json").exists() => {
             node::client::check_url(&market).map_err(|e| Error::Usage(format!("--market: {e}")))?;
-            let buyer = wallet_key(&wallet)?;
+            let buyer = wallet_key(dir, &wallet)?;
             let r = Repo::recover(dir, &id, &market, &secret(auth)?, &buyer, http()?).await?;
             remember_wallet(dir, &wallet)?;
             Ok(r)
@@ -381,8 +394,39 @@ fn password(file: &Option<PathBuf>) -> Result<String, Error> {
     })
 }
 
-fn wallet_key(path: &Path) -> Result<Wallet, Error> {
-    Wallet::load(path)
+/// The wallet key at `path`, paying through the bank `dir` remembers (`backup init --bank`),
+/// or on a new machine the one `BACKUP_BANK` and `BACKUP_BANK_TOKEN` name.
+fn wallet_key(dir: &Path, path: &Path) -> Result<Wallet, Error> {
+    let wallet = Wallet::load(path)?;
+    let file = dir.join(backup::repo::BANK_FILE);
+    let link = match std::fs::read(&file) {
+        Ok(bytes) => Some(
+            serde_json::from_slice::<backup::repo::BankLink>(&bytes)
+                .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match (
+                std::env::var("BACKUP_BANK"),
+                std::env::var("BACKUP_BANK_TOKEN"),
+            ) {
+                (Ok(url), Ok(token)) => Some(backup::repo::BankLink { url, token }),
+                _ => None,
+            }
+        }
+        Err(e) => return Err(Error::Usage(format!("{}: {e}", file.display()))),
+    };
+    match link {
+        Some(link) => wallet.with_bank(link),
+        None => Ok(wallet),
+    }
+}
+
+/// Remember the bank a repository pays through, for every later command.
+fn remember_bank(dir: &Path, link: &backup::repo::BankLink) -> Result<(), Error> {
+    use std::io::Write;
+    let bytes = serde_json::to_vec(link).map_err(|e| Error::Io(e.to_string()))?;
+    backup::repo::private_file(&dir.join(backup::repo::BANK_FILE))?.write_all(&bytes)?;
+    Ok(())
 }
 
 /// Longest a request waits for an agent's next bytes: one that hangs (a stopped process, a
@@ -432,7 +476,7 @@ fn secret(auth: &Auth) -> Result<Secret, Error> {
 
 async fn open(dir: &Path, auth: &Auth) -> Result<Repo, Error> {
     let wallet = remembered_wallet(dir)?;
-    let repo = Repo::open_local(dir, &secret(auth)?, &wallet_key(&wallet)?, http()?)?;
+    let repo = Repo::open_local(dir, &secret(auth)?, &wallet_key(dir, &wallet)?, http()?)?;
     if auth.key_file.is_some() {
         repo.verify_key().await?;
     }

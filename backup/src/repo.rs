@@ -206,7 +206,23 @@ pub struct Index {
 pub struct Wallet {
     pub key: Arc<KeyPair>,
     pub path: PathBuf,
+    /// Set: the key still signs the backup's requests, but payments come from this bank
+    /// account (DESIGN 14: `backup init --bank URL --bank-token T`), and no paywords are
+    /// used (a bank pays plain transfers only).
+    pub bank: Option<BankLink>,
 }
+
+/// A bank account that pays for a repository, as `init` remembered it (`<config>/bank`,
+/// readable by its owner only: the token spends money).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BankLink {
+    pub url: String,
+    pub token: String,
+}
+
+/// The file under the configuration directory a bank link is kept in.
+pub const BANK_FILE: &str = "bank";
 
 impl Wallet {
     pub fn load(path: &Path) -> Result<Wallet, Error> {
@@ -215,17 +231,35 @@ impl Wallet {
         Ok(Wallet {
             key: Arc::new(key),
             path: path.to_path_buf(),
+            bank: None,
         })
     }
 
-    /// A client of `issuer_url` paying with this key.
+    /// This wallet paying through `bank` (checked for form here; the bank checks the token).
+    pub fn with_bank(mut self, bank: BankLink) -> Result<Wallet, Error> {
+        clients::bank::BankAccess::new(reqwest::Client::new(), &bank.url, &bank.token)
+            .map_err(|e| Error::Usage(format!("--bank-token: {e}")))?;
+        self.bank = Some(bank);
+        Ok(self)
+    }
+
+    /// A client of `issuer_url` paying with this key, or through the bank when there is one.
     pub fn client(&self, http: &reqwest::Client, issuer_url: &str) -> IssuerClient {
-        IssuerClient::new(
+        let client = IssuerClient::new(
             http.clone(),
             issuer_url,
             self.key.clone(),
             Some(node::client::CounterStore::beside_key(&self.path)),
-        )
+        );
+        match self
+            .bank
+            .as_ref()
+            .and_then(|b| clients::bank::BankAccess::new(http.clone(), &b.url, &b.token).ok())
+        {
+            // `with_bank` checked the link's form, so `new` only fails on a link edited since.
+            Some(access) => client.through_bank(access),
+            None => client,
+        }
     }
 }
 
@@ -382,7 +416,7 @@ impl Repo {
     ) -> Repo {
         let buyer = payer.key.clone();
         let wallet = payer.client(&http, &config.issuer_url);
-        let words = paywords_on().then(|| {
+        let words = (paywords_on() && payer.bank.is_none()).then(|| {
             let words = clients::paywords::PaywordPayer::new(
                 buyer.clone(),
                 clients::wallet::Wallet::beside_key(&payer.path),

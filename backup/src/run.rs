@@ -27,10 +27,23 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
             duration_s,
             max_failure_probability,
             currency,
+            bank,
+            bank_token,
             out: JsonArg { json },
             ..
         } => {
-            let buyer = wallet_key(&wallet)?;
+            let mut buyer = Wallet::load(&wallet)?;
+            let mut currency = currency;
+            let link = bank
+                .zip(bank_token)
+                .map(|(url, token)| backup::repo::BankLink {
+                    url,
+                    token: token.trim().to_owned(),
+                });
+            if let Some(link) = &link {
+                buyer = buyer.with_bank(link.clone())?;
+                currency = Some(bank_currency(link, currency).await?);
+            }
             let pw = new_password(&cli.password_file)?;
             let options = InitOptions {
                 market,
@@ -43,6 +56,9 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
             };
             let s = commands::init(&dir, &options, &pw, &buyer, http()?).await?;
             remember_wallet(&dir, &wallet)?;
+            if let Some(link) = &link {
+                remember_bank(&dir, link)?;
+            }
             print(json, &s, || {
                 let money = |amount: u64| s.currency.show(amount);
                 out!("{}", s.repository);
@@ -342,7 +358,7 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Records {
             out: JsonArg { json },
         } => {
-            let wallet = wallet_key(&remembered_wallet(&dir)?)?;
+            let wallet = wallet_key(&dir, &remembered_wallet(&dir)?)?;
             let r = backup::records::show(&dir, &wallet).await?;
             print(json, &r, || {
                 for line in clients::records::shown_lines(&r) {
@@ -460,5 +476,26 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
                 )
             })
         }
+    }
+}
+
+/// The currency a bank token pays in (its issuer's id), which must be `--currency` when that
+/// is given too.
+async fn bank_currency(
+    link: &backup::repo::BankLink,
+    wanted: Option<String>,
+) -> Result<String, Error> {
+    let access = clients::bank::BankAccess::new(http()?, &link.url, &link.token)
+        .map_err(|e| Error::Usage(format!("--bank: {e}")))?;
+    let account = access
+        .account()
+        .await
+        .map_err(|e| Error::Usage(format!("the bank at {} refused the token: {e}", link.url)))?;
+    match wanted {
+        Some(w) if w != account.issuer => Err(Error::Usage(format!(
+            "--currency {w} is not the token's currency ({}, issuer {})",
+            account.issuer_url, account.issuer
+        ))),
+        _ => Ok(account.issuer),
     }
 }

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `GET /.well-known/lcp` | anyone | descriptor, role `bank`: entity, currencies, names host |
 //! | `GET /.well-known/lcp-names?name=bob` | anyone | `{entity, userid, currencies}`: pay `entity` naming `userid` |
+//! | `GET /lcp/v1/account` | app token | [`protocol::name::AccountAnswer`]: the customer's name, the bank's entity, the currency, the allowance left |
 //! | `GET /lcp/v1/balance` | app token | `{balance, currency}` of the customer |
 //! | `GET /lcp/v1/deposits?after=S&wait_ms=W[&transaction_id=T]` | app token | the customer's deposits (long poll) |
 //! | `POST /lcp/v1/transfers` | app token | `{recipient (id or name), amount, transaction_id?, userid?}` -> `{result, seq, fee, balance}` |
@@ -46,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, bank: Arc<Bank>) {
         .route("/tokens/{id}/revoke", web::post().to(page::revoke))
         .route("/.well-known/lcp", web::get().to(descriptor))
         .route("/.well-known/lcp-names", web::get().to(names))
+        .route("/lcp/v1/account", web::get().to(account))
         .route("/lcp/v1/balance", web::get().to(balance))
         .route("/lcp/v1/deposits", web::get().to(deposits))
         .route("/lcp/v1/transfers", web::post().to(transfer))
@@ -133,6 +135,33 @@ async fn balance(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
         .run(move |conn| store::balance(conn, &token.customer, &token.issuer))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"balance": balance, "currency": code})))
+}
+
+/// Whose token this is: what an app needs to be paid into the account (a storage agent's
+/// `pay_to`) and to know what it may still spend.
+async fn account(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
+    let token = app_token(&req, &bank).await?;
+    let currency = bank
+        .currency(&token.issuer)
+        .ok_or_else(|| Error::UnknownCurrency(token.issuer.clone()))?;
+    let (customer, issuer) = (token.customer.clone(), token.issuer.clone());
+    let balance = bank
+        .db
+        .run(move |conn| store::balance(conn, &customer, &issuer))
+        .await?;
+    Ok(HttpResponse::Ok().json(protocol::name::AccountAnswer {
+        name: format!("{}@{}", token.customer, bank.name_host()),
+        userid: token.customer.clone(),
+        bank: bank.key.entity().to_string(),
+        issuer: token.issuer.clone(),
+        issuer_url: currency.url.clone(),
+        balance,
+        allowance: token
+            .spend_limit
+            .saturating_sub(token.spent)
+            .max(0)
+            .unsigned_abs(),
+    }))
 }
 
 #[derive(Deserialize)]

@@ -126,7 +126,7 @@ impl AgentClient {
         terms: &Contract,
         extra: u64,
     ) -> Result<CommandAnswer<SignedContract>, ClientError> {
-        pay(wallet, terms, extra).await?;
+        pay(wallet, self.signed().base_url(), terms, extra).await?;
         let deadline = prepaid_deadline();
         let mut answer = self.propose_paid(terms, deadline).await?;
         self.wait_active(terms, &mut answer.value, deadline).await;
@@ -411,9 +411,12 @@ pub fn prepaid_deadline() -> std::time::Instant {
     std::time::Instant::now() + std::time::Duration::from_millis(PREPAID_WAIT_MS_MAX)
 }
 
-/// Pay a contract's price (or `extra` on top, as prepaid credit) with `transaction_id` = contract id.
+/// Pay a contract's price (or `extra` on top, as prepaid credit) with `transaction_id` =
+/// contract id, to the agent at `endpoint` or the account its descriptor names
+/// ([`crate::names::agent_payee`]).
 pub async fn pay(
     wallet: &IssuerClient,
+    endpoint: &str,
     contract: &Contract,
     extra: u64,
 ) -> Result<(), ClientError> {
@@ -421,8 +424,9 @@ pub async fn pay(
         .contract_price
         .checked_add(extra)
         .ok_or_else(|| ClientError::Config("amount overflows".into()))?;
+    let payee = crate::names::agent_payee(endpoint, &contract.agent, &contract.issuer).await?;
     wallet
-        .transfer(&contract.agent, amount, Some(&contract.id))
+        .transfer_to(&payee, amount, Some(&contract.id))
         .await?;
     Ok(())
 }

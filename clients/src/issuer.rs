@@ -38,6 +38,10 @@ pub async fn currency_at(issuer_url: &str) -> Option<Currency> {
 pub struct IssuerClient {
     signed: SignedClient,
     counters: Option<CounterStore>,
+    /// Set: payments, the balance and deposits go through the customer's bank with an app
+    /// token (DESIGN 14) instead of being signed by `signed`'s key, which still signs what is
+    /// not payment.
+    bank: Option<crate::bank::BankAccess>,
 }
 
 impl IssuerClient {
@@ -52,6 +56,38 @@ impl IssuerClient {
         IssuerClient {
             signed: SignedClient::new(http, issuer_url, key),
             counters,
+            bank: None,
+        }
+    }
+
+    /// This wallet paying through a bank: transfers, the balance and deposits are the
+    /// token's customer's at the bank (DESIGN 14); the key still signs everything else.
+    pub fn through_bank(mut self, bank: crate::bank::BankAccess) -> Self {
+        self.bank = Some(bank);
+        self
+    }
+
+    /// The bank this wallet pays through, if any.
+    pub fn bank(&self) -> Option<&crate::bank::BankAccess> {
+        self.bank.as_ref()
+    }
+
+    /// Refuse `what` through a bank, which offers plain transfers only.
+    fn key_needed(&self, what: &str) -> Result<(), ClientError> {
+        match &self.bank {
+            Some(b) => Err(ClientError::Config(format!(
+                "{what} needs a wallet key: the bank at {} pays plain transfers only",
+                b.base_url()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Who pays, for messages: the bank account's token, or the key's entity.
+    pub fn payer(&self) -> String {
+        match &self.bank {
+            Some(b) => format!("the account of token {} at {}", b.token_id(), b.base_url()),
+            None => self.signed.key().entity().to_string(),
         }
     }
 
@@ -80,6 +116,7 @@ impl IssuerClient {
         IssuerClient {
             signed: self.signed.without_receipt_checks(),
             counters: self.counters,
+            bank: self.bank,
         }
     }
 
@@ -89,9 +126,12 @@ impl IssuerClient {
         amount: u64,
         transaction_id: Option<&str>,
     ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
-        let counter = self.next_counter().await?;
-        self.transfer_with_counter(counter, to, amount, transaction_id)
-            .await
+        self.transfer_to(
+            &crate::names::Payee::entity(to.clone()),
+            amount,
+            transaction_id,
+        )
+        .await
     }
 
     /// The next counter for a command to this issuer, reserved durably beside the key.
@@ -112,6 +152,7 @@ impl IssuerClient {
         &self,
         purchase: &ChainPurchase,
     ) -> Result<CommandAnswer<ChainReceipt>, ClientError> {
+        self.key_needed("buying payword chains")?;
         let counter = self.next_counter().await?;
         let bytes = serde_json::to_vec(purchase).map_err(|e| ClientError::Decode(e.to_string()))?;
         self.signed
@@ -173,12 +214,20 @@ impl IssuerClient {
         amount: u64,
         transaction_id: Option<&str>,
     ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        if self.bank.is_some() {
+            // The bank numbers its own command to the issuer.
+            return self
+                .transfer_to_with_counter(0, payee, amount, transaction_id)
+                .await;
+        }
         let counter = self.next_counter().await?;
         self.transfer_to_with_counter(counter, payee, amount, transaction_id)
             .await
     }
 
     /// [`IssuerClient::transfer_to`] with the counter given (a retry sends the same).
+    /// Through a bank the counter is not used and the answer carries no receipt: the bank's
+    /// answer is over TLS, not signed, and the issuer's receipt is the bank's.
     pub async fn transfer_to_with_counter(
         &self,
         counter: u64,
@@ -186,6 +235,14 @@ impl IssuerClient {
         amount: u64,
         transaction_id: Option<&str>,
     ) -> Result<CommandAnswer<TransferReceipt>, ClientError> {
+        if let Some(bank) = &self.bank {
+            let value = bank.transfer_to(payee, amount, transaction_id).await?;
+            return Ok(CommandAnswer {
+                value,
+                counter,
+                receipt: String::new(),
+            });
+        }
         let mut body = serde_json::json!({"recipient": payee.entity.as_str(), "amount": amount});
         if let Some(t) = transaction_id {
             body["transaction_id"] = serde_json::Value::from(t);
@@ -215,6 +272,7 @@ impl IssuerClient {
         counter: u64,
         items: &[protocol::ledger::BatchItem],
     ) -> Result<CommandAnswer<protocol::ledger::BatchAnswer>, ClientError> {
+        self.key_needed("batch transfers")?;
         let body = protocol::ledger::BatchRequest {
             transfers: items.to_vec(),
         };
@@ -243,6 +301,9 @@ impl IssuerClient {
     }
 
     pub async fn balance(&self) -> Result<BalanceAnswer, ClientError> {
+        if let Some(bank) = &self.bank {
+            return bank.balance().await;
+        }
         self.signed.query("/lcp/v1/balance", 0).await
     }
 
@@ -252,6 +313,9 @@ impl IssuerClient {
         wait_ms: u64,
         transaction_id: Option<&str>,
     ) -> Result<DepositsPage, ClientError> {
+        if let Some(bank) = &self.bank {
+            return bank.deposits(after, wait_ms, transaction_id).await;
+        }
         let mut pq = format!("/lcp/v1/deposits?after={after}&wait_ms={wait_ms}");
         if let Some(t) = transaction_id {
             pq.push_str("&transaction_id=");

@@ -2,6 +2,8 @@
 //! these and `protocol` types; no client reaches into a server crate.
 //!
 //! Code map:
+//! - [`bank`]: an app's view of its customer's account at a bank (`Authorization: Bearer`),
+//!   which an [`issuer::IssuerClient`] pays through when made with `through_bank`.
 //! - [`free_riders`]: a vendor's check, by the market's records, that an entity does not
 //!   consume far more than it contributes (DESIGN 11).
 //! - [`issuer`]: a wallet's view of one issuer (transfers, balance, deposits, currency).
@@ -23,6 +25,7 @@
 //! shows no actix-web, diesel or object_store), so the CLIs that use it stay small.
 
 pub mod agent;
+pub mod bank;
 pub mod credit;
 pub mod free_riders;
 pub mod issuer;

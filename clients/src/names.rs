@@ -93,3 +93,102 @@ pub async fn resolve_with(text: &str, http: &reqwest::Client) -> Result<Payee, C
         name: Some(name),
     })
 }
+
+/// How long where to pay an agent is remembered ([`agent_payee`]): an agent that moves its
+/// account is paid at the new one within this.
+pub const AGENT_PAYEE_TTL_MS: u64 = 600_000;
+/// At most this many agents' payees are remembered; past it the memory starts again.
+const AGENT_PAYEES_MAX: usize = 4_096;
+
+type PayeeMemory = std::sync::Mutex<std::collections::HashMap<(String, String), (Payee, u64)>>;
+
+fn payee_memory() -> &'static PayeeMemory {
+    static MEMORY: std::sync::OnceLock<PayeeMemory> = std::sync::OnceLock::new();
+    MEMORY.get_or_init(Default::default)
+}
+
+/// One HTTP client for the payee lookups of a process (made at the first).
+fn shared_http() -> Result<reqwest::Client, ClientError> {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(h) = HTTP.get() {
+        return Ok(h.clone());
+    }
+    let made = node::client::http_client(&ClientOptions {
+        read_ms_max: Some(RESOLVE_MS_MAX),
+        ..Default::default()
+    })?;
+    Ok(HTTP.get_or_init(|| made).clone())
+}
+
+fn remember(agent: &EntityId, issuer: &EntityId, payee: &Payee) {
+    let mut m = payee_memory().lock().unwrap_or_else(|p| p.into_inner());
+    if m.len() >= AGENT_PAYEES_MAX {
+        m.clear();
+    }
+    m.insert(
+        (agent.to_string(), issuer.to_string()),
+        (payee.clone(), node::now_ms()),
+    );
+}
+
+/// Whom to pay for `agent` in `issuer`'s currency, by its offer's `pay_to` (DESIGN 14): the
+/// name resolved, or the agent itself when the offer names nobody. Remembered for
+/// [`agent_payee`].
+pub async fn offer_payee(
+    terms: &protocol::market::OfferCurrency,
+    agent: &EntityId,
+) -> Result<Payee, ClientError> {
+    let payee = match &terms.pay_to {
+        Some(to) => resolve_with(to, &shared_http()?).await?,
+        None => Payee::entity(agent.clone()),
+    };
+    remember(agent, &terms.issuer, &payee);
+    Ok(payee)
+}
+
+/// Whom to pay for `agent` (reached at `endpoint`) in `issuer`'s currency: the `pay_to` its
+/// descriptor names for that currency, resolved, or the agent itself. Asked once per
+/// [`AGENT_PAYEE_TTL_MS`]; an agent that does not answer is an error (paying its own entity
+/// instead could put the money where the agent never looks).
+pub async fn agent_payee(
+    endpoint: &str,
+    agent: &EntityId,
+    issuer: &EntityId,
+) -> Result<Payee, ClientError> {
+    let now = node::now_ms();
+    if let Some((payee, at)) = payee_memory()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(agent.to_string(), issuer.to_string()))
+    {
+        if at.saturating_add(AGENT_PAYEE_TTL_MS) > now {
+            return Ok(payee.clone());
+        }
+    }
+    let http = shared_http()?;
+    let probe = node::client::SignedClient::new(
+        http.clone(),
+        endpoint,
+        std::sync::Arc::new(
+            protocol::KeyPair::generate().map_err(|e| ClientError::Config(e.to_string()))?,
+        ),
+    );
+    let d = probe.descriptor().await?;
+    if d["entity"].as_str() != Some(agent.as_str()) {
+        return Err(ClientError::Decode(format!(
+            "{endpoint} is not agent {agent} (its descriptor names {})",
+            d["entity"]
+        )));
+    }
+    let pay_to = d["currencies"].as_array().and_then(|cs| {
+        cs.iter()
+            .find(|c| c["issuer"].as_str() == Some(issuer.as_str()))
+            .and_then(|c| c["pay_to"].as_str().map(str::to_owned))
+    });
+    let payee = match pay_to {
+        Some(to) => resolve_with(&to, &http).await?,
+        None => Payee::entity(agent.clone()),
+    };
+    remember(agent, issuer, &payee);
+    Ok(payee)
+}

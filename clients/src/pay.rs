@@ -10,7 +10,7 @@
 //! ```ignore
 //! let info = clients::pay::pay_on_402(
 //!     || async { agent.put(contract, name, bytes.clone()).await.map_err(Failure::Agent) },
-//!     Some(|| clients::pay::top_up(&wallet, &agent_id, contract, amount)),
+//!     Some(|| clients::pay::top_up(&wallet, agent_ref, contract, amount)),
 //! )
 //! .await?;
 //! ```
@@ -174,15 +174,26 @@ where
     pay_on_402(|| request(None), fallback).await
 }
 
+/// Which agent a top-up pays, and where it is reached.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentRef<'a> {
+    pub entity: &'a EntityId,
+    pub endpoint: &'a str,
+    /// The contract's currency.
+    pub issuer: &'a EntityId,
+}
+
 /// Pay `amount` to `agent` for contract `contract` (an LCP transfer whose transaction id is
-/// the contract id, which the agent credits to that contract).
+/// the contract id, which the agent credits to that contract), to the agent or to the bank
+/// account it is paid into ([`crate::names::agent_payee`], DESIGN 14).
 pub async fn top_up(
     wallet: &IssuerClient,
-    agent: &EntityId,
+    agent: AgentRef<'_>,
     contract: &str,
     amount: u64,
 ) -> Result<(), ClientError> {
-    wallet.transfer(agent, amount, Some(contract)).await?;
+    let payee = crate::names::agent_payee(agent.endpoint, agent.entity, agent.issuer).await?;
+    wallet.transfer_to(&payee, amount, Some(contract)).await?;
     Ok(())
 }
 

@@ -196,8 +196,16 @@ pub async fn buy<J: Journal>(
         .contract_price
         .checked_add(credit)
         .ok_or(BuyError::Overflow)?;
+    // The offer may name an account to pay instead of the agent (DESIGN 14); resolved
+    // before the journal hears of a payment.
+    let payee = match seller.offer.currency(&order.issuer) {
+        Some(c) => crate::names::offer_payee(c, &terms.agent)
+            .await
+            .map_err(BuyError::Pay)?,
+        None => crate::names::Payee::entity(terms.agent.clone()),
+    };
     journal.record(&terms, amount).map_err(BuyError::Journal)?;
-    match wallet.transfer(&terms.agent, amount, Some(&terms.id)).await {
+    match wallet.transfer_to(&payee, amount, Some(&terms.id)).await {
         Ok(_) => {}
         // Only a refusal (4xx) says the payment did not happen; after a 5xx (a proxy, an
         // issuer failing mid-way) it may have, so the record stays.

@@ -23,6 +23,7 @@ use node::client::{ClientOptions, CounterStore};
 use node::process::ChildGuard;
 use serde::{Deserialize, Serialize};
 
+pub mod bank;
 mod buy;
 pub mod delay;
 pub mod netns;
@@ -62,6 +63,9 @@ pub struct Options {
     pub cdn: bool,
     /// Extra flags for `cdn serve` (tests shorten its scaling rounds).
     pub cdn_args: Vec<String>,
+    /// Also start a bank (`bank serve`) and have every agent bank opaquely there, paid as
+    /// `agent-<i>@<bank host>` (seed 000 section 5.2; loopback only).
+    pub bank: bool,
     /// Peers of the bid-solicitation overlay (`peer serve`), linked as `topology` says.
     pub peers: usize,
     pub topology: Topology,
@@ -86,6 +90,7 @@ impl Options {
             probe_interval_s: 10,
             cdn: false,
             cdn_args: Vec::new(),
+            bank: false,
             peers: 0,
             topology: Topology::Line,
             peer_args: Vec::new(),
@@ -143,6 +148,9 @@ pub struct DevnetFile {
     /// The publisher (`cdn serve`), when started with `--cdn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn: Option<ServiceInfo>,
+    /// The bank the agents are paid into, when started with `--bank`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank: Option<ServiceInfo>,
     /// The overlay's peers (`peer serve`), when started with `--peers N`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<ServiceInfo>,
@@ -163,6 +171,7 @@ impl DevnetFile {
             [&self.issuer, &self.market]
                 .into_iter()
                 .chain(self.cdn.iter())
+                .chain(self.bank.iter())
                 .chain(self.agents.iter())
                 .chain(self.peers.iter())
         };
@@ -210,6 +219,7 @@ pub enum Which {
     Agent(usize),
     Cdn,
     Peer(usize),
+    Bank,
 }
 
 /// A running (or stopped) service: how to start it again and what it is.
@@ -323,6 +333,8 @@ pub struct Devnet {
     pub wallet: WalletInfo,
     /// The publisher, with `--cdn`.
     pub cdn: Option<Service>,
+    /// The bank the agents are paid into, with `--bank`.
+    pub bank: Option<Service>,
     /// The overlay's peers, with `--peers N`.
     pub peers: Vec<Service>,
     pub topology: Option<String>,
@@ -502,11 +514,33 @@ impl Devnet {
         market.start(&logs)?;
         pin_port(&mut market);
 
+        let bank = if options.bank {
+            anyhow::ensure!(!netns_on, "--bank runs on loopback only (not with --netns)");
+            let listen = listen_for(None, previous.as_ref().and_then(|p| p.bank.as_ref()));
+            let mut bank = bank::service(&options.bin_dir, dir, &issuer.url, listen)?;
+            bank.start(&logs)?;
+            pin_port(&mut bank);
+            Some(bank)
+        } else {
+            None
+        };
         let mut agents = Vec::with_capacity(options.agents);
         for (i, host) in agent_hosts.iter().enumerate() {
             let data = dir.join("agents").join(format!("agent-{i}"));
             if !data.join("config.toml").exists() {
-                init_agent(&agent_bin, &data, &issuer.url, i)?;
+                let account = match &bank {
+                    Some(b) => Some((
+                        b.url.clone(),
+                        bank::open_account(
+                            &options.bin_dir,
+                            dir,
+                            &bank::customer_of_agent(i),
+                            &issuer.entity,
+                        )?,
+                    )),
+                    None => None,
+                };
+                init_agent(&agent_bin, &data, &issuer.url, i, account)?;
             }
             let prev = previous.as_ref().and_then(|p| p.agents.get(i));
             let mut agent = Service {
@@ -546,6 +580,7 @@ impl Devnet {
             agents,
             wallet,
             cdn: None,
+            bank,
             peers: Vec::new(),
             topology: None,
             net,
@@ -665,6 +700,7 @@ impl Devnet {
             .chain(std::iter::once(&self.market))
             .chain(self.agents.iter())
             .chain(self.cdn.iter())
+            .chain(self.bank.iter())
             .chain(self.peers.iter())
             .filter(|s| s.running());
         for s in running {
@@ -714,6 +750,7 @@ impl Devnet {
                 .get_mut(i)
                 .with_context(|| format!("no agent {i}"))?,
             Which::Cdn => self.cdn.as_mut().context("this devnet has no publisher")?,
+            Which::Bank => self.bank.as_mut().context("this devnet has no bank")?,
             Which::Peer(i) => self
                 .peers
                 .get_mut(i)
@@ -730,6 +767,7 @@ impl Devnet {
             .chain(std::iter::once(&mut self.market))
             .chain(self.agents.iter_mut())
             .chain(self.cdn.iter_mut())
+            .chain(self.bank.iter_mut())
             .chain(self.peers.iter_mut());
         for s in services {
             if let Some(what) = s.reap_if_exited() {
@@ -775,6 +813,7 @@ impl Devnet {
             agents: self.agents.iter().map(Service::info).collect(),
             wallet: self.wallet.clone(),
             cdn: self.cdn.as_ref().map(Service::info),
+            bank: self.bank.as_ref().map(Service::info),
             peers: self.peers.iter().map(Service::info).collect(),
             topology: self.topology.clone(),
             netns: self.net.as_ref().map(|n| n.info.clone()),
@@ -824,6 +863,9 @@ impl Devnet {
         for a in &mut self.agents {
             a.stop();
         }
+        if let Some(b) = &mut self.bank {
+            b.stop();
+        }
         self.market.stop();
         self.issuer.stop();
     }
@@ -850,12 +892,19 @@ fn pin_port(s: &mut Service) {
 }
 
 /// `storage-agent init` with prices that vary by agent: storage from 100 to about 400 per
-/// GiB-day, writes 1 or 2 per KiB, reads 1 to 3 per KiB.
-fn init_agent(agent_bin: &Path, data: &Path, issuer_url: &str, i: usize) -> anyhow::Result<()> {
+/// GiB-day, writes 1 or 2 per KiB, reads 1 to 3 per KiB. With `bank` (its URL and agent
+/// `i`'s token) the agent is paid into its account there.
+fn init_agent(
+    agent_bin: &Path,
+    data: &Path,
+    issuer_url: &str,
+    i: usize,
+    bank: Option<(String, String)>,
+) -> anyhow::Result<()> {
     let storage = 100 + 61 * (i as u64 % 6) + 7 * (i as u64 / 6);
     let read = 1 + (i as u64 % 3);
-    let out = Command::new(agent_bin)
-        .args(["init", "--data"])
+    let mut cmd = Command::new(agent_bin);
+    cmd.args(["init", "--data"])
         .arg(data)
         .args(["--issuer", issuer_url])
         .args(["--capacity", &AGENT_CAPACITY_BYTES.to_string()])
@@ -866,9 +915,12 @@ fn init_agent(agent_bin: &Path, data: &Path, issuer_url: &str, i: usize) -> anyh
         .args(["--grace-s", "3600"])
         // On a devnet, agents redeem paywords promptly: every 2 s, whatever they hold.
         .args(["--payword-redeem-threshold", "1"])
-        .args(["--payword-redeem-interval-ms", "2000"])
-        .output()
-        .context("cannot run storage-agent init")?;
+        .args(["--payword-redeem-interval-ms", "2000"]);
+    if let Some((url, token)) = bank {
+        // The token by the environment: not on a command line others can read.
+        cmd.args(["--bank", &url]).env("AGENT_BANK_TOKEN", token);
+    }
+    let out = cmd.output().context("cannot run storage-agent init")?;
     if !out.status.success() {
         bail!(
             "storage-agent init failed for {}: {}",

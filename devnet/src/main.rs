@@ -44,6 +44,11 @@ enum Cmd {
         /// devnet had one brings it back without this flag)
         #[arg(long)]
         cdn: bool,
+        /// Also start a bank (`bank serve`, DESIGN 14) and have every agent paid into its
+        /// own account there (`agent-<i>@<bank host>`), as in seed 000 section 5.2 (a
+        /// directory whose devnet had one brings it back without this flag; loopback only)
+        #[arg(long)]
+        bank: bool,
         /// Also start this many peers of the bid-solicitation overlay (`peer serve`), each
         /// funded by the mint and sharing its peers/peer-<i>/share/ directory (default:
         /// as many as this directory's devnet had)
@@ -155,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat_s,
             audit_interval_s,
             cdn,
+            bank,
             peers,
             topology,
             netns,
@@ -164,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Coming back, the same network: as many agents, and the publisher if it had one.
             let previous = devnet::DevnetFile::load(&dir).ok();
             options.cdn = cdn || previous.as_ref().is_some_and(|p| p.cdn.is_some());
+            options.bank = bank || previous.as_ref().is_some_and(|p| p.bank.is_some());
             options.agents = agents
                 .or(previous.as_ref().map(|p| p.agents.len()))
                 .unwrap_or(options.agents);
@@ -213,6 +220,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     c.url,
                     c.entity,
                     c.data.display()
+                );
+            }
+            if let Some(b) = &f.bank {
+                eprintln!(
+                    "bank    {}  {}  (agents paid as agent-<i>@{}; customers: bank customer add --data {})",
+                    b.url,
+                    b.entity,
+                    b.url.trim_start_matches("http://"),
+                    b.data.display()
                 );
             }
             for (i, p) in f.peers.iter().enumerate() {

@@ -72,6 +72,7 @@ async fn book_match_audits_reports_and_outages() {
                 write_per_kib: 1,
                 read_per_kib: 1,
                 contract_min: 10,
+                pay_to: None,
             };
             let expected =
                 pm::request_price(&cur, REFERENCE_BYTES, REFERENCE_DURATION_S, 0).expect("price");

@@ -34,6 +34,7 @@ fn offer_for(net: &Net, key: &KeyPair, endpoint: &str) -> Offer {
             write_per_kib: 1,
             read_per_kib: 1,
             contract_min: 10,
+            pay_to: None,
         }],
     }
 }

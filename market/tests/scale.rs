@@ -147,6 +147,7 @@ fn check_answer(
             write_per_kib: a.write_per_kib,
             read_per_kib: a.read_per_kib,
             contract_min: a.contract_min,
+            pay_to: None,
         };
         let price = protocol::market::request_price(
             &terms,

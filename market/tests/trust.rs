@@ -105,6 +105,7 @@ fn reference_price(net: &Net, i: usize) -> u64 {
         write_per_kib: 1,
         read_per_kib: 1,
         contract_min: 10,
+        pay_to: None,
     };
     pm::request_price(&cur, REFERENCE_BYTES, REFERENCE_DURATION_S, 0).expect("price")
 }
@@ -454,6 +455,7 @@ async fn an_agent_refusing_the_auditor_fails_its_audit() {
                 write_per_kib: 1,
                 read_per_kib: 1,
                 contract_min: 10,
+                pay_to: None,
             }],
         };
         let envelope = Envelope::sign_json(&agent_key, pm::OFFER_TYPE, &offer).expect("sign");

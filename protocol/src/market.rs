@@ -29,6 +29,11 @@ pub struct OfferCurrency {
     pub write_per_kib: u64,
     pub read_per_kib: u64,
     pub contract_min: u64,
+    /// Where payments to this agent in this currency go when not to the agent's own entity
+    /// (DESIGN 14): an entity id, or a bank customer's name (`bob@bank.example`) that buyers
+    /// resolve. Absent: pay the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay_to: Option<String>,
 }
 
 /// The payload of a signed `offer` envelope.
@@ -291,6 +296,7 @@ mod tests {
                 write_per_kib: 1,
                 read_per_kib: 2,
                 contract_min: 50,
+                pay_to: None,
             }],
         }
     }

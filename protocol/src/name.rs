@@ -121,6 +121,24 @@ pub struct NameAnswer {
     pub currencies: Vec<String>,
 }
 
+/// The answer of a bank's `GET /lcp/v1/account` to an app (`Authorization: Bearer`): whose
+/// token it holds, in which currency, and how much of its limit is left. An app that is paid
+/// into its customer's account (a storage agent) offers `name` as where to pay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAnswer {
+    /// `user@host`: the customer's name.
+    pub name: String,
+    pub userid: String,
+    /// The bank's entity: transfers to the customer go there, naming `userid`.
+    pub bank: String,
+    /// The token's currency: its issuer's entity id and URL.
+    pub issuer: String,
+    pub issuer_url: String,
+    pub balance: i64,
+    /// What the token may still spend (amounts and fees), minor units.
+    pub allowance: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,24 @@ pub struct CurrencyConfig {
     pub write_per_kib: u64,
     pub read_per_kib: u64,
     pub contract_min: u64,
+    /// Paid into a bank account (DESIGN 14, seed 000 section 5.2): buyers pay the customer
+    /// named here, and the agent learns of payments from the bank, not from the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank: Option<BankAccount>,
+}
+
+/// A bank account the agent is paid into, in one currency: written by `init --bank URL
+/// --bank-token T` from the bank's answer to the token (`GET /lcp/v1/account`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BankAccount {
+    /// The bank's URL, where the agent asks for its deposits.
+    pub url: String,
+    /// The app token (`<id>.<secret>`) the customer granted this agent: it reads the
+    /// account's deposits. A secret: config.toml is then written readable by its owner only.
+    pub token: String,
+    /// `user@host`: what offers name as `pay_to`.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,7 +138,15 @@ impl AgentConfig {
 
     pub fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         let text = toml::to_string_pretty(self)?;
-        std::fs::write(dir.join(CONFIG_FILE), text)?;
+        let path = dir.join(CONFIG_FILE);
+        if self.currencies.iter().any(|c| c.bank.is_some()) {
+            // A bank token reads the owner's account: the file is the owner's alone.
+            use std::io::Write;
+            let mut file = node::keyfile::create_private(&path)?;
+            file.write_all(text.as_bytes())?;
+        } else {
+            std::fs::write(path, text)?;
+        }
         Ok(())
     }
 
@@ -148,6 +174,12 @@ impl AgentConfig {
             protocol::EntityId::parse(&c.issuer).map_err(|_| {
                 anyhow::anyhow!("currency {}: issuer is not an entity id", c.issuer_url)
             })?;
+            if let Some(b) = &c.bank {
+                node::client::check_url(&b.url)
+                    .map_err(|e| anyhow::anyhow!("currency {}: bank url: {e}", c.issuer_url))?;
+                protocol::name::Name::parse(&b.name)
+                    .map_err(|e| anyhow::anyhow!("currency {}: bank name: {e}", c.issuer_url))?;
+            }
             anyhow::ensure!(
                 [
                     c.storage_per_gib_day,

@@ -56,6 +56,20 @@ enum Cmd {
         /// How often paywords due for redemption are looked for, in milliseconds
         #[arg(long, default_value_t = storage_agent::config::PAYWORD_REDEEM_INTERVAL_MS_DEFAULT)]
         payword_redeem_interval_ms: u64,
+        /// Be paid into a bank account (seed 000 section 5.2): the bank's URL. Buyers then pay
+        /// your name at the bank (`you@bank`) in the token's currency, and the agent asks the
+        /// bank whether a payment arrived
+        #[arg(long, requires = "bank_token")]
+        bank: Option<String>,
+        /// The app token your bank granted this agent (`bank token grant`, or the bank's web
+        /// page): it names the account and the currency
+        #[arg(
+            long,
+            env = "AGENT_BANK_TOKEN",
+            requires = "bank",
+            hide_env_values = true
+        )]
+        bank_token: Option<String>,
         /// Replace an existing configuration
         #[arg(long)]
         force: bool,
@@ -164,6 +178,42 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Ask the bank whose `token` is and attach the account to the currency it is in (one of
+/// the `--issuer`s): offers then name it as `pay_to`.
+async fn bank_account(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    currencies: &mut [CurrencyConfig],
+) -> anyhow::Result<()> {
+    let access = clients::bank::BankAccess::new(http.clone(), url, token)?;
+    let account = access
+        .account()
+        .await
+        .with_context(|| format!("the bank at {url} does not accept this token"))?;
+    let currency = currencies
+        .iter_mut()
+        .find(|c| c.issuer == account.issuer)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the token is for the currency of {} ({}), which is not one of --issuer: add                  --issuer {}",
+                account.issuer_url,
+                account.issuer,
+                account.issuer_url
+            )
+        })?;
+    eprintln!(
+        "paid in the currency of {} into {} at {url}",
+        currency.issuer_url, account.name
+    );
+    currency.bank = Some(storage_agent::config::BankAccount {
+        url: access.base_url().to_owned(),
+        token: token.trim().to_owned(),
+        name: account.name,
+    });
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Init {
@@ -178,6 +228,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             payword_redeem_threshold,
             payword_redeem_interval_ms,
+            bank,
+            bank_token,
             force,
         } => {
             let config_path = data.join(storage_agent::config::CONFIG_FILE);
@@ -212,7 +264,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     write_per_kib,
                     read_per_kib,
                     contract_min,
+                    bank: None,
                 });
+            }
+            if let (Some(url), Some(token)) = (bank, bank_token) {
+                rt.block_on(bank_account(&http, &url, &token, &mut currencies))?;
             }
             let config = AgentConfig {
                 capacity_bytes: capacity,

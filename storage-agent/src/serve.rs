@@ -137,6 +137,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningAgent> {
                     a.clone(),
                     c.issuer.clone(),
                     c.issuer_url.clone(),
+                    c.bank.clone(),
                 ));
             }
             for c in &a.config.currencies {

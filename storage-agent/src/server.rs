@@ -119,6 +119,13 @@ async fn descriptor(agent: State) -> HttpResponse {
             // Secrets of credit payments to this agent are sealed to it (DESIGN 12).
             "credit_key": agent.credit.credit_key_hex(),
             "credit_key_signature": agent.credit.credit_key_signature(),
+            // Where to pay in each currency (DESIGN 14): `pay_to` when the agent is paid
+            // into a bank account, the agent's own entity otherwise.
+            "currencies": agent.config.currencies.iter().map(|c| serde_json::json!({
+                "issuer": c.issuer,
+                "issuer_url": c.issuer_url,
+                "pay_to": c.bank.as_ref().map(|b| b.name.clone()),
+            })).collect::<Vec<_>>(),
         }),
     )
 }

@@ -20,10 +20,24 @@ const ENDPOINT_WAIT_STEPS_MAX: u32 = 500;
 /// How often ended contracts are looked for.
 pub const REAP_INTERVAL_MS: u64 = 1_000;
 
-/// Follow `issuer`'s deposits to this agent and credit contracts, forever.
-pub async fn watch_payments(agent: Arc<Agent>, issuer: String, issuer_url: String) {
-    let http = match http_client(&ClientOptions::default()) {
-        Ok(h) => h,
+/// Follow `issuer`'s deposits to this agent and credit contracts, forever. With a bank
+/// account for the currency (`bank`), the deposits are the account's, asked of the bank
+/// (seed 000 section 5.2 step 5): the bank learns of them from the issuer.
+pub async fn watch_payments(
+    agent: Arc<Agent>,
+    issuer: String,
+    issuer_url: String,
+    bank: Option<crate::config::BankAccount>,
+) {
+    let started = http_client(&ClientOptions::default()).and_then(|http| {
+        let client = IssuerClient::new(http.clone(), &issuer_url, agent.key.clone(), None);
+        Ok(match &bank {
+            Some(b) => client.through_bank(clients::bank::BankAccess::new(http, &b.url, &b.token)?),
+            None => client,
+        })
+    });
+    let client = match started {
+        Ok(c) => c,
         Err(e) => {
             agent.note_error(format!(
                 "payment watcher for {issuer_url} cannot start: {e}"
@@ -31,7 +45,10 @@ pub async fn watch_payments(agent: Arc<Agent>, issuer: String, issuer_url: Strin
             return;
         }
     };
-    let client = IssuerClient::new(http, &issuer_url, agent.key.clone(), None);
+    let issuer_url = match &bank {
+        Some(b) => format!("{issuer_url} (through the bank at {})", b.url),
+        None => issuer_url,
+    };
     let mut backoff = BACKOFF_MS_MIN;
     loop {
         let step = async {

@@ -33,6 +33,7 @@ async fn kill_9_during_writes_loses_no_answered_write() {
                 write_per_kib: PRICES.write_per_kib,
                 read_per_kib: PRICES.read_per_kib,
                 contract_min: PRICES.contract_min,
+                bank: None,
             }],
             ..AgentConfig::default()
         }

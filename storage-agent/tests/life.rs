@@ -60,7 +60,9 @@ async fn a_contract_from_offer_to_expiry_on(database: Option<String>) {
     assert_eq!(err.code(), Some("payment_required"), "{err}");
 
     // Pay the price plus prepaid credit through the real issuer; the watcher activates it.
-    pay(&wallet, &terms, 10_000).await.expect("pay");
+    pay(&wallet, client.signed().base_url(), &terms, 10_000)
+        .await
+        .expect("pay");
     eventually(5_000, "the contract to turn active", || async {
         client
             .contract(&terms.id)

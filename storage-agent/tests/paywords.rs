@@ -518,6 +518,7 @@ fn agent_config(data: &Path, issuer: &lcp::server::RunningIssuer, threshold: u64
             write_per_kib: PRICES.write_per_kib,
             read_per_kib: PRICES.read_per_kib,
             contract_min: PRICES.contract_min,
+            bank: None,
         }],
         ..AgentConfig::default()
     }

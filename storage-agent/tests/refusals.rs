@@ -168,7 +168,9 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         .value
         .terms()
         .expect("terms");
-    pay(&wallet, &c, 100).await.expect("pay");
+    pay(&wallet, client.signed().base_url(), &c, 100)
+        .await
+        .expect("pay");
     let short = client
         .propose(&terms(1024, 1))
         .await
@@ -176,7 +178,9 @@ async fn refusals_have_codes_and_change_nothing_on(database: Option<String>) {
         .value
         .terms()
         .expect("terms");
-    pay(&wallet, &short, 100).await.expect("pay");
+    pay(&wallet, client.signed().base_url(), &short, 100)
+        .await
+        .expect("pay");
     eventually(5_000, "contracts active", || async {
         client
             .contract(&c.id)

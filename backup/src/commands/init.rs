@@ -402,6 +402,7 @@ mod tests {
                     write_per_kib: 1,
                     read_per_kib: 1,
                     contract_min: 1,
+                    pay_to: None,
                 })
                 .collect(),
         };

@@ -502,14 +502,26 @@ fn words_failed(e: clients::wallet::WalletError) -> Error {
 /// Pay `amount` to the slot's contract (LCP transfer with the contract id).
 async fn top_up(wallet: &IssuerClient, slot: &Slot, amount: u64) -> Result<(), Error> {
     let agent = EntityId::parse(&slot.agent).map_err(|_| Error::Corrupt("slot agent id".into()))?;
-    match clients::pay::top_up(wallet, &agent, &slot.contract, amount).await {
+    // The wallet's issuer is the contract's currency.
+    let issuer = wallet
+        .signed()
+        .audience()
+        .await
+        .map_err(remote("reading the issuer's id"))?
+        .clone();
+    let to = clients::pay::AgentRef {
+        entity: &agent,
+        endpoint: &slot.endpoint,
+        issuer: &issuer,
+    };
+    match clients::pay::top_up(wallet, to, &slot.contract, amount).await {
         Ok(_) => Ok(()),
         // Said as what to do: nothing is lost, the command can simply run again.
         Err(e) if e.code() == Some("insufficient_funds") => Err(Error::Io(format!(
             "the wallet cannot pay agent {} ({e}): fund the wallet ({}) and run the command \
              again; what is stored stays",
             slot.agent,
-            wallet.signed().key().entity()
+            wallet.payer()
         ))),
         Err(e) => Err(remote("paying the agent")(e)),
     }

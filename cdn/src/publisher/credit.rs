@@ -102,7 +102,18 @@ impl Publisher {
 
     pub(super) async fn top_up(&self, c: &ContractRow, amount: u64) -> Result<(), Error> {
         let agent = EntityId::parse(&c.agent).map_err(|_| Error::Upstream("agent id".into()))?;
-        clients::pay::top_up(&self.wallet, &agent, &c.id, amount)
+        let to = clients::pay::AgentRef {
+            entity: &agent,
+            endpoint: &c.endpoint,
+            // The publisher buys and pays in its wallet's currency only.
+            issuer: self
+                .wallet
+                .signed()
+                .audience()
+                .await
+                .map_err(upstream("the issuer's id"))?,
+        };
+        clients::pay::top_up(&self.wallet, to, &c.id, amount)
             .await
             .map_err(upstream("paying an agent"))?;
         let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());

@@ -116,6 +116,7 @@ impl Agent {
                 write_per_kib: self.write_per_kib,
                 read_per_kib: self.read_per_kib,
                 contract_min: self.contract_min,
+                pay_to: None,
             }],
         };
         Envelope::sign_json(&self.key, market::OFFER_TYPE, &offer)

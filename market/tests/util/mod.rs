@@ -91,6 +91,7 @@ impl Net {
                     write_per_kib: 1,
                     read_per_kib: 1,
                     contract_min: 10,
+                    bank: None,
                 }],
                 ..AgentConfig::default()
             };
@@ -361,6 +362,7 @@ impl Synth {
                 write_per_kib: a.write_per_kib,
                 read_per_kib: a.read_per_kib,
                 contract_min: a.contract_min,
+                pay_to: None,
             }],
         };
         change(&mut offer);

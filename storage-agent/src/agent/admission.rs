@@ -16,6 +16,7 @@ impl Agent {
                     write_per_kib: c.write_per_kib,
                     read_per_kib: c.read_per_kib,
                     contract_min: c.contract_min,
+                    pay_to: c.bank.as_ref().map(|b| b.name.clone()),
                 })
             })
             .collect()

@@ -116,6 +116,7 @@ impl World {
                 write_per_kib: PRICES.write_per_kib,
                 read_per_kib: PRICES.read_per_kib,
                 contract_min: PRICES.contract_min,
+                bank: None,
             }],
             ..AgentConfig::default()
         };
@@ -292,6 +293,7 @@ pub fn write_agent_config(data: &std::path::Path, issuer_url: &str, capacity_byt
             write_per_kib: PRICES.write_per_kib,
             read_per_kib: PRICES.read_per_kib,
             contract_min: PRICES.contract_min,
+            bank: None,
         }],
         ..AgentConfig::default()
     }

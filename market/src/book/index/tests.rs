@@ -28,6 +28,7 @@ mod tests_support {
                 write_per_kib: 0,
                 read_per_kib: 0,
                 contract_min: 1,
+                pay_to: None,
             }],
         };
         let env = Envelope::sign_json(&key, market::OFFER_TYPE, &offer).expect("sign");
@@ -261,6 +262,7 @@ mod unit {
                 write_per_kib: slot.write_per_kib,
                 read_per_kib: slot.read_per_kib,
                 contract_min: slot.contract_min,
+                pay_to: None,
             };
             let want = market::request_price(
                 &terms,
