@@ -82,11 +82,9 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
             max: currency.max_amount,
         });
     }
+    let from_name = format!("{}@{}", token.customer, bank.name_host());
     if order.payee.entity == *bank.key.entity() {
-        return Err(Error::InvalidRecipient(
-            "paying a customer of this same bank is not supported yet: pay from another wallet"
-                .into(),
-        ));
+        return pay_inside(bank, token, &order, &from_name).await;
     }
     let fee = fee_for(Amount(order.amount), currency.fee_flat, currency.fee_bps)
         .map_err(|_| Error::InvalidAmount {
@@ -98,7 +96,6 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
         .next_counter()
         .await
         .map_err(|e| Error::Internal(format!("cannot reserve a counter: {e}")))?;
-    let from_name = format!("{}@{}", token.customer, bank.name_host());
     let request = serde_json::to_string(&TransferBody {
         recipient: order.payee.entity.as_str(),
         amount: order.amount,
@@ -144,6 +141,61 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
             "{e}; the payment stays pending and will be sent again"
         ))),
     }
+}
+
+/// Pay another customer of this bank: a book entry, no issuer command, no fee
+/// ([`store::transfer_inside`]); `seq` in the answer is the bank's statement seq.
+async fn pay_inside(
+    bank: &Arc<Bank>,
+    token: &Payer,
+    order: &Order,
+    from_name: &str,
+) -> Result<Paid, Error> {
+    let Some(payee) = order.payee.userid.clone() else {
+        return Err(Error::InvalidRecipient(
+            "a payment to this bank must name one of its customers (userid)".into(),
+        ));
+    };
+    if payee == token.customer {
+        return Err(Error::InvalidRecipient(
+            "paying yourself moves nothing".into(),
+        ));
+    }
+    let (payer, issuer, token_id) = (
+        token.customer.clone(),
+        token.issuer.clone(),
+        token.token.clone(),
+    );
+    let (from_name, entity) = (from_name.to_owned(), bank.key.entity().to_string());
+    let (amount, transaction_id) = (order.amount, order.transaction_id.clone());
+    let (seq, balance) = bank
+        .db
+        .run(move |conn| {
+            let seq = store::transfer_inside(
+                conn,
+                token_id.as_deref(),
+                &store::Inside {
+                    payer: &payer,
+                    payer_name: &from_name,
+                    payee: &payee,
+                    issuer: &issuer,
+                    bank: &entity,
+                    amount,
+                    transaction_id: transaction_id.as_deref(),
+                },
+                node::now_ms(),
+            )?;
+            Ok::<_, Error>((seq, store::balance(conn, &payer, &issuer)?))
+        })
+        .await?;
+    // The payee's apps may be waiting on their deposits.
+    bank.credited.send_modify(|n| *n = n.wrapping_add(1));
+    Ok(Paid {
+        result: "success",
+        seq: seq.unsigned_abs(),
+        fee: 0,
+        balance,
+    })
 }
 
 async fn send(

@@ -400,43 +400,7 @@ pub fn reserve_payment(
     let total_i = to_i64(total)?;
     let _w = write_lock();
     conn.transaction(|conn| {
-        // An app pays within its token; the customer on the web page pays without one.
-        let token: Option<Token> = match token_id {
-            Some(id) => Some(
-                tokens::table
-                    .find(id)
-                    .first(conn)
-                    .optional()?
-                    .ok_or(Error::InvalidToken)?,
-            ),
-            None => None,
-        };
-        if let Some(token) = &token {
-            if token.revoked != 0 || token.customer != p.customer {
-                return Err(Error::InvalidToken);
-            }
-            let spent_after = token.spent.checked_add(total_i);
-            if spent_after.is_none_or(|s| s > token.spend_limit) {
-                return Err(Error::LimitReached {
-                    limit: token.spend_limit.unsigned_abs(),
-                    spent: token.spent.unsigned_abs(),
-                    needed: total,
-                });
-            }
-        }
-        let have = balance(conn, &p.customer, &p.issuer)?;
-        if have < total_i {
-            return Err(Error::InsufficientFunds {
-                balance: have,
-                needed: total,
-            });
-        }
-        add_to_balance(conn, &p.customer, &p.issuer, -total_i)?;
-        if let Some(token) = &token {
-            diesel::update(tokens::table.find(&token.id))
-                .set(tokens::spent.eq(token.spent + total_i))
-                .execute(conn)?;
-        }
+        take(conn, token_id, &p.customer, &p.issuer, total)?;
         let seq = next_seq(conn)?;
         diesel::insert_into(entries::table)
             .values((
@@ -455,6 +419,121 @@ pub fn reserve_payment(
             ))
             .execute(conn)?;
         Ok(seq)
+    })
+}
+
+/// Take `total` from `customer`'s balance in `issuer`'s currency, and from the allowance of
+/// the token it pays through (`token_id`; `None`: the customer's own payment on the web
+/// page). Refused, changing nothing, past the token's limit or the balance. Inside the
+/// caller's writing transaction.
+fn take(
+    conn: &mut AnyConnection,
+    token_id: Option<&str>,
+    customer: &str,
+    issuer: &str,
+    total: u64,
+) -> Result<(), Error> {
+    let total_i = to_i64(total)?;
+    // An app pays within its token; the customer on the web page pays without one.
+    let token: Option<Token> = match token_id {
+        Some(id) => Some(
+            tokens::table
+                .find(id)
+                .first(conn)
+                .optional()?
+                .ok_or(Error::InvalidToken)?,
+        ),
+        None => None,
+    };
+    if let Some(token) = &token {
+        if token.revoked != 0 || token.customer != customer {
+            return Err(Error::InvalidToken);
+        }
+        let spent_after = token.spent.checked_add(total_i);
+        if spent_after.is_none_or(|s| s > token.spend_limit) {
+            return Err(Error::LimitReached {
+                limit: token.spend_limit.unsigned_abs(),
+                spent: token.spent.unsigned_abs(),
+                needed: total,
+            });
+        }
+    }
+    let have = balance(conn, customer, issuer)?;
+    if have < total_i {
+        return Err(Error::InsufficientFunds {
+            balance: have,
+            needed: total,
+        });
+    }
+    add_to_balance(conn, customer, issuer, -total_i)?;
+    if let Some(token) = &token {
+        diesel::update(tokens::table.find(&token.id))
+            .set(tokens::spent.eq(token.spent + total_i))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A payment from one customer to another of this bank, in one currency: a book entry
+/// here, no issuer command and no fee (the money stays in the bank's account at the
+/// issuer). The payer's `total` comes out of its balance and token as for any payment; the
+/// payee's entry is a deposit naming the payer (`from_name`) and `transaction_id`, as an
+/// incoming transfer's would. Answers the payee's entry seq.
+pub struct Inside<'a> {
+    pub payer: &'a str,
+    pub payer_name: &'a str,
+    pub payee: &'a str,
+    pub issuer: &'a str,
+    /// The bank's own entity: the counterparty both entries name.
+    pub bank: &'a str,
+    pub amount: u64,
+    pub transaction_id: Option<&'a str>,
+}
+
+pub fn transfer_inside(
+    conn: &mut AnyConnection,
+    token_id: Option<&str>,
+    t: &Inside<'_>,
+    now_ms: u64,
+) -> Result<i64, Error> {
+    let amount = to_i64(t.amount)?;
+    let _w = write_lock();
+    conn.transaction(|conn| {
+        if !customer_exists(conn, t.payee)? {
+            return Err(Error::UnknownName(t.payee.to_owned()));
+        }
+        take(conn, token_id, t.payer, t.issuer, t.amount)?;
+        add_to_balance(conn, t.payee, t.issuer, amount)?;
+        let seq = next_seq(conn)?;
+        let now = to_i64(now_ms)?;
+        diesel::insert_into(entries::table)
+            .values((
+                entries::seq.eq(seq),
+                entries::customer.eq(t.payer),
+                entries::issuer.eq(t.issuer),
+                entries::amount.eq(-amount),
+                entries::counterparty.eq(t.bank),
+                entries::counterparty_name.eq(Some(t.payee)),
+                entries::transaction_id.eq(t.transaction_id),
+                entries::state.eq(DONE),
+                entries::token.eq(token_id),
+                entries::time_ms.eq(now),
+            ))
+            .execute(conn)?;
+        diesel::insert_into(entries::table)
+            .values((
+                entries::seq.eq(seq + 1),
+                entries::customer.eq(t.payee),
+                entries::issuer.eq(t.issuer),
+                entries::amount.eq(amount),
+                entries::counterparty.eq(t.bank),
+                entries::counterparty_name.eq(Some(t.payer_name)),
+                entries::transaction_id.eq(t.transaction_id),
+                entries::state.eq(DONE),
+                entries::time_ms.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(seq + 1)
     })
 }
 

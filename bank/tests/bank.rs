@@ -286,7 +286,61 @@ async fn run(database: Option<&str>) {
         Some(format!("bob@{host}").as_str())
     );
 
-    // Past the token's limit (300 + fee spent of 600): refused, nothing moves.
+    // Whose token this is, and what it may still spend.
+    let (status, account) = app.get("/lcp/v1/account").await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(account["name"], format!("bob@{host}"));
+    assert_eq!(account["bank"], bob.entity.as_str());
+    assert_eq!(account["issuer"], issuer_id.as_str());
+    assert_eq!(account["allowance"], 600 - 300 - fee);
+
+    // Bob pays carol, a customer of the same bank: a book entry, no fee, no issuer command.
+    let (status, inside) = app
+        .pay(serde_json::json!({"recipient": format!("carol@{host}"), "amount": 100, "transaction_id": "t-2"}))
+        .await;
+    assert_eq!(status, 200, "{inside}");
+    assert_eq!(inside["fee"], 0);
+    assert_eq!(inside["balance"], 1_000 - 300 - fee as i64 - 100);
+    let carol_token = bank(
+        &[
+            "token",
+            "grant",
+            "--data",
+            &data_s,
+            "--customer",
+            "carol",
+            "--issuer",
+            &issuer_id,
+            "--limit",
+            "0",
+        ],
+        database,
+        "",
+    );
+    let carol_app = App {
+        http: http.clone(),
+        bank: bank_url.clone(),
+        token: stdout(&carol_token),
+    };
+    let (_, page) = carol_app
+        .get(&format!(
+            "/lcp/v1/deposits?after=0&wait_ms={WAIT_MS_MAX}&transaction_id=t-2"
+        ))
+        .await;
+    let from_bob = &page["deposits"][0];
+    assert_eq!(from_bob["amount"], 100, "{page}");
+    assert_eq!(from_bob["from_name"], format!("bob@{host}"), "{page}");
+    let (_, carol_balance) = carol_app.get("/lcp/v1/balance").await;
+    assert_eq!(carol_balance["balance"], 150);
+    // A customer of the bank that does not exist: refused, nothing moves.
+    let (status, e) = app
+        .pay(serde_json::json!({"recipient": bob.entity.as_str(), "userid": "nobody", "amount": 5}))
+        .await;
+    assert_eq!(status / 100, 4, "{e}");
+    let (_, balance) = app.get("/lcp/v1/balance").await;
+    assert_eq!(balance["balance"], 1_000 - 300 - fee as i64 - 100);
+
+    // Past the token's limit (400 + fee spent of 600): refused, nothing moves.
     let (status, refused) = app
         .pay(serde_json::json!({"recipient": alice_id, "amount": 400}))
         .await;
@@ -311,7 +365,7 @@ async fn run(database: Option<&str>) {
         assert_eq!((status, code(&e)), (400, expected), "{e}");
     }
     let (_, balance) = app.get("/lcp/v1/balance").await;
-    assert_eq!(balance["balance"], 1_000 - 300 - fee as i64);
+    assert_eq!(balance["balance"], 1_000 - 300 - fee as i64 - 100);
 
     // Every balance adds up: what the bank holds at the issuer is what its customers own.
     let held = IssuerClient::new(
@@ -323,7 +377,7 @@ async fn run(database: Option<&str>) {
     .balance()
     .await
     .expect("the bank's balance");
-    assert_eq!(held.balance, (1_000 - 300 - fee as i64) + 50);
+    assert_eq!(held.balance, (1_000 - 300 - fee as i64 - 100) + 150);
 
     // Revoked: refused at once.
     let id = granted["id"].as_str().expect("id");
