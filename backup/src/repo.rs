@@ -214,12 +214,7 @@ pub struct Wallet {
 
 /// A bank account that pays for a repository, as `init` remembered it (`<config>/bank`,
 /// readable by its owner only: the token spends money).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BankLink {
-    pub url: String,
-    pub token: String,
-}
+pub use clients::bank::BankLink;
 
 /// The file under the configuration directory a bank link is kept in.
 pub const BANK_FILE: &str = "bank";
@@ -237,7 +232,7 @@ impl Wallet {
 
     /// This wallet paying through `bank` (checked for form here; the bank checks the token).
     pub fn with_bank(mut self, bank: BankLink) -> Result<Wallet, Error> {
-        clients::bank::BankAccess::new(reqwest::Client::new(), &bank.url, &bank.token)
+        bank.access(reqwest::Client::new())
             .map_err(|e| Error::Usage(format!("--bank-token: {e}")))?;
         self.bank = Some(bank);
         Ok(self)
@@ -251,11 +246,7 @@ impl Wallet {
             self.key.clone(),
             Some(node::client::CounterStore::beside_key(&self.path)),
         );
-        match self
-            .bank
-            .as_ref()
-            .and_then(|b| clients::bank::BankAccess::new(http.clone(), &b.url, &b.token).ok())
-        {
+        match self.bank.as_ref().and_then(|b| b.access(http.clone()).ok()) {
             // `with_bank` checked the link's form, so `new` only fails on a link edited since.
             Some(access) => client.through_bank(access),
             None => client,

@@ -62,6 +62,9 @@ pub struct GatewayOptions {
     pub cache_pieces: usize,
     /// A source slower than this for one piece is given up for the next replica.
     pub piece_timeout_ms: u64,
+    /// Pay from a bank account instead of the wallet (DESIGN 14): views by transfer through
+    /// the bank, naming the viewer's name there; no paywords. The key still signs.
+    pub bank: Option<clients::bank::BankLink>,
 }
 
 impl GatewayOptions {
@@ -73,6 +76,7 @@ impl GatewayOptions {
             ahead_pieces: 6,
             cache_pieces: 48,
             piece_timeout_ms: 3_000,
+            bank: None,
         }
     }
 }
@@ -151,6 +155,8 @@ pub struct Gateway {
     /// Where pieces are fetched and verified (see [`Gateway::piece`]).
     fetch: tokio::runtime::Handle,
     fetch_rt: Option<tokio::runtime::Runtime>,
+    /// With a bank: the viewer's name there, asked once.
+    payer_name: OnceCell<String>,
 }
 
 impl Drop for Gateway {
@@ -207,6 +213,7 @@ impl Gateway {
             publisher_bytes: AtomicU64::new(0),
             fetch: fetch_rt.handle().clone(),
             fetch_rt: Some(fetch_rt),
+            payer_name: OnceCell::new(),
         })
     }
 
@@ -334,13 +341,26 @@ impl Gateway {
             self.publisher.descriptor()
         );
         let show = |amount: u64| crate::page::show_amount(currency.as_ref(), amount);
-        let wallet = IssuerClient::from_key_file(
+        let mut wallet = IssuerClient::from_key_file(
             &manifest.issuer_url,
             &self.options.wallet_key,
             &ClientOptions::default(),
         )
         .map_err(|e| Error::Upstream(e.to_string()))?;
-        let payer = paywords_on().then(|| {
+        let mut payer_name = None;
+        if let Some(link) = &self.options.bank {
+            let access = link
+                .access(self.http.clone())
+                .map_err(|e| Error::Upstream(e.to_string()))?;
+            let name = self
+                .payer_name
+                .get_or_try_init(|| async { access.account().await.map(|a| a.name) })
+                .await
+                .map_err(|e| Error::Upstream(format!("the bank: {e}")))?;
+            payer_name = Some(name.clone());
+            wallet = wallet.through_bank(access);
+        }
+        let payer = (paywords_on() && self.options.bank.is_none()).then(|| {
             clients::paywords::PaywordPayer::new(
                 self.key.clone(),
                 clients::wallet::Wallet::beside_key(&self.options.wallet_key),
@@ -350,6 +370,7 @@ impl Gateway {
         let body = serde_json::to_vec(&BuyView {
             content: content.to_owned(),
             view: view.clone(),
+            payer: payer_name,
         })
         .map_err(|e| Error::InvalidRequest(e.to_string()))?;
         // By payword: the view's words go with the purchase, which the publisher checks on its

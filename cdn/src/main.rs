@@ -125,6 +125,18 @@ enum Cmd {
         /// Milliseconds before a slow replica is given up for another
         #[arg(long, default_value_t = 3000)]
         piece_timeout_ms: u64,
+        /// Pay for views from a bank account instead of the wallet: the bank's URL (the
+        /// wallet key still signs the gateway's requests)
+        #[arg(long, env = "CDN_BANK", requires = "bank_token")]
+        bank: Option<String>,
+        /// The app token the bank granted this gateway (`bank token grant`)
+        #[arg(
+            long,
+            env = "CDN_BANK_TOKEN",
+            requires = "bank",
+            hide_env_values = true
+        )]
+        bank_token: Option<String>,
     },
     /// The viewer's record chain (DESIGN 11): each view its gateways recorded with a
     /// publisher, and whether the publisher agreed (unanswered ones are sent again first when
@@ -298,8 +310,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ahead_pieces,
             cache_pieces,
             piece_timeout_ms,
+            bank,
+            bank_token,
         } => {
             let mut options = cdn::gateway::GatewayOptions::new(&publisher, wallet);
+            if let (Some(url), Some(token)) = (bank, bank_token) {
+                let link = clients::bank::BankLink {
+                    url,
+                    token: token.trim().to_owned(),
+                };
+                // Checked for form now: a typo is one line at start, not a failed view later.
+                link.access(reqwest::Client::new())?;
+                options.bank = Some(link);
+            }
             options.listen = listen;
             options.ahead_pieces = ahead_pieces.clamp(0, 64);
             options.cache_pieces = cache_pieces.clamp(2, 4096);

@@ -191,6 +191,14 @@ pub fn object_name(content: &str, i: u64) -> String {
     format!("c-{content}-{i}")
 }
 
+/// Who buys a view: the key that signed the request and, when a bank pays for it, the
+/// viewer's name there (DESIGN 14).
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub entity: &'a EntityId,
+    pub name: Option<&'a str>,
+}
+
 pub struct Publisher {
     pub key: Arc<KeyPair>,
     pub db: db::Database,

@@ -176,7 +176,11 @@ async fn buy_view(
     let result = async {
         let b: BuyView = service::parse_json::<_, Error>(&bytes)?;
         let words = node::paywords::PaywordHeaders::of(&req);
-        answer(&p.buy_view(&v.entity, &b.content, &b.view, &words).await?)
+        let viewer = crate::publisher::Viewer {
+            entity: &v.entity,
+            name: b.payer.as_deref(),
+        };
+        answer(&p.buy_view(viewer, &b.content, &b.view, &words).await?)
     }
     .await;
     Ok(service::signed_result(&p.key, &v, result))

@@ -162,6 +162,116 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
     );
     drop(gw);
 
+    // Dave has no funded key: his bank pays for his view (DESIGN 14), naming him, and the
+    // publisher sells it on the deposit from the bank that names him.
+    let bank_bin = devnet::default_bin_dir().expect("bins").join("bank");
+    let bank_data = devnet::bank::data_dir(&net.dir);
+    let run_bank = |args: &[&str], stdin: &str| -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&bank_bin)
+            .args(args)
+            .arg("--data")
+            .arg(&bank_data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("bank");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("stdin");
+        let out = child.wait_with_output().expect("bank");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    run_bank(
+        &["customer", "add", "--name", "dave", "--password-stdin"],
+        "a long password\n",
+    );
+    let dave_payee =
+        clients::names::resolve(&format!("dave@{bank_host}"), &ClientOptions::default())
+            .await
+            .expect("dave resolves");
+    IssuerClient::from_key_file(&net.issuer.url, &net.wallet.key, &ClientOptions::default())
+        .expect("wallet")
+        .transfer_to(&dave_payee, 5_000, None)
+        .await
+        .expect("pay dave");
+    let dave_token = run_bank(
+        &[
+            "token",
+            "grant",
+            "--customer",
+            "dave",
+            "--issuer",
+            &net.issuer.entity,
+            "--limit",
+            "1000",
+            "--label",
+            "gateway",
+        ],
+        "",
+    );
+    let dave_link = clients::bank::BankLink {
+        url: net.bank.as_ref().expect("bank").url.clone(),
+        token: dave_token.clone(),
+    };
+    let dave_access = dave_link.access(http.clone()).expect("token");
+    eventually(WAIT_MS_MAX, "dave's account to be credited", || async {
+        dave_access
+            .balance()
+            .await
+            .is_ok_and(|b| b.balance == 5_000)
+    })
+    .await;
+    let dave = tmp.path().join("dave.key");
+    node::keyfile::generate(&dave).expect("key");
+    let mut o = GatewayOptions::new(&publisher, dave.clone());
+    o.bank = Some(dave_link);
+    let gw = cdn::gateway::start(o).expect("gateway");
+    let got = http
+        .get(format!("{}/v/{content}", gw.url))
+        .timeout(Duration::from_millis(WAIT_MS_MAX))
+        .send()
+        .await
+        .expect("view");
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(
+        got.bytes().await.expect("body") == original,
+        "dave's video differs"
+    );
+    drop(gw);
+    assert_eq!(key_balance(&net, &dave).await, 0, "dave's key paid nothing");
+    let spent = 5_000 - dave_access.balance().await.expect("balance").balance;
+    let descriptor: serde_json::Value = http
+        .get(format!("{}/.well-known/lcp", net.issuer.url))
+        .send()
+        .await
+        .expect("descriptor")
+        .json()
+        .await
+        .expect("json");
+    let fees = |name: &str| descriptor["fees"][name].as_u64().unwrap_or(0);
+    let fee = protocol::fee_for(
+        protocol::Amount(250),
+        fees("transfer_flat"),
+        fees("transfer_bps"),
+    )
+    .expect("fee")
+    .0;
+    assert_eq!(
+        spent,
+        250 + fee as i64,
+        "the view's price and the issuer's fee"
+    );
+
     // Every balance adds up. Each agent was paid into its account, and its own books say
     // what the account holds (the agent credited what its bank reported, nothing else).
     let status: serde_json::Value = http
@@ -209,6 +319,8 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
         );
     }
     assert!(customers_total > 0, "the agents were paid");
+    // Dave is a customer too.
+    customers_total += dave_access.balance().await.expect("balance").balance;
     assert_eq!(
         key_balance(&net, &bank_key).await,
         customers_total,

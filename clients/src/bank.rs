@@ -19,6 +19,29 @@ use serde::de::DeserializeOwned;
 
 use crate::names::Payee;
 
+/// A bank account an app pays from, as its owner configured it: the bank's URL and the app
+/// token (`<id>.<secret>`). Kept readable by its owner only: the token spends money.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankLink {
+    pub url: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for BankLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.token.split_once('.').map(|(id, _)| id).unwrap_or("");
+        write!(f, "BankLink({}, token {id})", self.url)
+    }
+}
+
+impl BankLink {
+    /// Access to the account with `http`.
+    pub fn access(&self, http: reqwest::Client) -> Result<BankAccess, ClientError> {
+        BankAccess::new(http, &self.url, &self.token)
+    }
+}
+
 /// Largest answer read from a bank (a page of deposits is the largest).
 const ANSWER_BYTES_MAX: usize = 4 << 20;
 

@@ -179,6 +179,10 @@ pub struct Catalog {
 pub struct BuyView {
     pub content: String,
     pub view: String,
+    /// The viewer's name at its bank (`alice@bank.example`) when a bank pays for it
+    /// (DESIGN 14): the deposit then comes from the bank, naming this payer (`from_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
 }
 
 /// A bought view.

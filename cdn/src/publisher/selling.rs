@@ -10,14 +10,28 @@ impl Publisher {
     /// their instructions. Repeating the call answers the same view.
     pub async fn buy_view(
         &self,
-        viewer: &EntityId,
+        who: Viewer<'_>,
         content: &str,
         view: &str,
         words: &node::paywords::PaywordHeaders,
     ) -> Result<ViewAnswer, Error> {
+        let viewer = who.entity;
         if uuid::Uuid::parse_str(view).is_err() {
             return Err(Error::InvalidRequest("view must be a UUID".into()));
         }
+        // Paid through a bank: the deposit comes from the entity the payer's name resolves
+        // to (its bank), naming the payer.
+        let banked = match who.name {
+            Some(name) => Some((
+                clients::names::resolve_with(name, &self.http)
+                    .await
+                    .map_err(|e| Error::InvalidRequest(format!("payer {name:?}: {e}")))?
+                    .entity
+                    .to_string(),
+                name.to_owned(),
+            )),
+            None => None,
+        };
         let row = self.content(content).await?;
         if row.manifest.is_empty() {
             return Err(Error::UnknownContent(content.to_owned()));
@@ -73,7 +87,13 @@ impl Publisher {
                 .map_err(upstream("the issuer"))?;
             page.deposits
                 .iter()
-                .filter(|d| d.from == viewer.as_str() && d.transaction_id.as_deref() == Some(view))
+                .filter(|d| d.transaction_id.as_deref() == Some(view))
+                .filter(|d| {
+                    d.from == viewer.as_str()
+                        || banked.as_ref().is_some_and(|(bank, name)| {
+                            d.from == *bank && d.from_name.as_deref() == Some(name)
+                        })
+                })
                 .map(|d| d.amount)
                 .fold(0u64, u64::saturating_add)
         };
