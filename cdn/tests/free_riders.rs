@@ -137,6 +137,7 @@ async fn a_free_rider_pays_ahead_for_a_free_view() {
     let body = serde_json::to_vec(&protocol::cdn::BuyView {
         content: content.clone(),
         view: uuid::Uuid::new_v4().to_string(),
+        payer: None,
     })
     .expect("json");
     let e = SignedClient::new(http, &publisher, wallet_key.clone())
