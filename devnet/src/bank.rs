@@ -21,14 +21,24 @@ pub fn customer_of_agent(i: usize) -> String {
     format!("agent-{i}")
 }
 
-/// The bank's service (not started), taking `issuer_url`'s currency.
+/// The bank's service (not started), taking the currencies of `issuer_urls`.
 pub(crate) fn service(
     bin_dir: &Path,
     dir: &Path,
-    issuer_url: &str,
+    issuer_urls: &[String],
     listen: String,
 ) -> anyhow::Result<Service> {
     let data = data_dir(dir);
+    let mut args = vec![
+        "serve".into(),
+        "--data".into(),
+        path_arg(&data),
+        "--listen".into(),
+        listen,
+    ];
+    for url in issuer_urls {
+        args.extend(["--issuer".into(), url.clone()]);
+    }
     Ok(Service {
         name: "bank".into(),
         url: String::new(),
@@ -36,15 +46,7 @@ pub(crate) fn service(
         data: data.clone(),
         netns: None,
         program: bin(bin_dir, "bank")?,
-        args: vec![
-            "serve".into(),
-            "--data".into(),
-            path_arg(&data),
-            "--listen".into(),
-            listen,
-            "--issuer".into(),
-            issuer_url.to_owned(),
-        ],
+        args,
         child: None,
     })
 }

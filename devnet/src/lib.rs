@@ -13,25 +13,27 @@
 //!   [`STOP_WAIT_MS_MAX`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clients::issuer::IssuerClient;
-use node::client::{ClientOptions, CounterStore};
-use node::process::ChildGuard;
+use node::client::ClientOptions;
 use serde::{Deserialize, Serialize};
 
 pub mod bank;
 mod buy;
+pub mod currencies;
 pub mod delay;
 pub mod netns;
 mod peers;
+mod service;
+
 pub use buy::buy;
 pub use netns::Shape;
 pub use peers::{PEERS_MAX, PEER_FUNDS};
 pub use protocol::overlay::topology::Topology;
+pub use service::Service;
+use service::{bin, entity_of_key, listen_for, path_arg, pin_port, port_of};
 
 /// Longest a service may take to print its address.
 pub const START_WAIT_MS_MAX: u64 = 30_000;
@@ -63,6 +65,9 @@ pub struct Options {
     pub cdn: bool,
     /// Extra flags for `cdn serve` (tests shorten its scaling rounds).
     pub cdn_args: Vec<String>,
+    /// Currencies: the first issuer and `issuers - 1` more (`issuer-<k>`), every agent
+    /// accepting each at its own prices (loopback only).
+    pub issuers: usize,
     /// Also start a bank (`bank serve`) and have every agent bank opaquely there, paid as
     /// `agent-<i>@<bank host>` (seed 000 section 5.2; loopback only).
     pub bank: bool,
@@ -91,6 +96,7 @@ impl Options {
             cdn: false,
             cdn_args: Vec::new(),
             bank: false,
+            issuers: 1,
             peers: 0,
             topology: Topology::Line,
             peer_args: Vec::new(),
@@ -151,6 +157,9 @@ pub struct DevnetFile {
     /// The bank the agents are paid into, when started with `--bank`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bank: Option<ServiceInfo>,
+    /// The issuers after the first (`issuer-1`...), when started with `--issuers N`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_issuers: Vec<ServiceInfo>,
     /// The overlay's peers (`peer serve`), when started with `--peers N`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<ServiceInfo>,
@@ -222,109 +231,6 @@ pub enum Which {
     Bank,
 }
 
-/// A running (or stopped) service: how to start it again and what it is.
-pub struct Service {
-    pub name: String,
-    pub url: String,
-    pub entity: String,
-    pub data: PathBuf,
-    /// Its network namespace (`--netns`), where it runs and can be cut off or slowed.
-    pub netns: Option<String>,
-    program: PathBuf,
-    args: Vec<String>,
-    child: Option<ChildGuard>,
-}
-
-impl Service {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.0.id())
-    }
-
-    pub fn running(&self) -> bool {
-        self.child.is_some()
-    }
-
-    fn info(&self) -> ServiceInfo {
-        ServiceInfo {
-            url: self.url.clone(),
-            entity: self.entity.clone(),
-            pid: self.pid().unwrap_or(0),
-            data: self.data.clone(),
-            netns: self.netns.clone(),
-            address: self.netns.as_ref().and_then(|_| {
-                let host = self.url.split("://").nth(1)?.split('/').next()?;
-                Some(host.rsplit_once(':').map_or(host, |(h, _)| h).to_string())
-            }),
-        }
-    }
-
-    /// Start the process; its stderr goes to `logs/<name>.log` under the devnet directory.
-    fn start(&mut self, log_dir: &Path) -> anyhow::Result<()> {
-        if self.child.is_some() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(log_dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_dir.join(format!("{}.log", self.name)))?;
-        let mut cmd = match &self.netns {
-            Some(ns) => netns::command_in(ns, &self.program),
-            None => Command::new(&self.program),
-        };
-        cmd.args(&self.args).stderr(Stdio::from(log)).env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-        let (guard, url) =
-            node::process::spawn_server(cmd, START_WAIT_MS_MAX).with_context(|| {
-                format!(
-                    "{} did not start (see {}/{}.log)",
-                    self.name,
-                    log_dir.display(),
-                    self.name
-                )
-            })?;
-        self.url = url;
-        self.child = Some(guard);
-        Ok(())
-    }
-
-    /// SIGTERM, then SIGKILL if it has not exited within [`STOP_WAIT_MS_MAX`].
-    fn stop(&mut self) {
-        let Some(mut guard) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &guard.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_millis(STOP_WAIT_MS_MAX);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = guard.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        drop(guard); // SIGKILL and reap
-    }
-
-    /// If the process has exited on its own, reap it (no zombie is left) and say how it ended.
-    fn reap_if_exited(&mut self) -> Option<String> {
-        let guard = self.child.as_mut()?;
-        let pid = guard.0.id();
-        let status = guard.0.try_wait().ok()??;
-        // Reaped by try_wait; the guard's kill and wait on drop are harmless now.
-        self.child = None;
-        Some(format!("{} (pid {pid}) exited: {status}", self.name))
-    }
-
-    /// SIGKILL now, as a crash would.
-    fn kill(&mut self) {
-        drop(self.child.take());
-    }
-}
-
 pub struct Devnet {
     pub dir: PathBuf,
     pub issuer: Service,
@@ -335,6 +241,8 @@ pub struct Devnet {
     pub cdn: Option<Service>,
     /// The bank the agents are paid into, with `--bank`.
     pub bank: Option<Service>,
+    /// The issuers after the first, with `--issuers N`.
+    pub other_issuers: Vec<Service>,
     /// The overlay's peers, with `--peers N`.
     pub peers: Vec<Service>,
     pub topology: Option<String>,
@@ -344,41 +252,6 @@ pub struct Devnet {
     bin_dir: PathBuf,
     http: reqwest::Client,
     _dir_lock: node::datadir::DirLock,
-}
-
-/// The port of a recorded URL, to listen on again.
-fn port_of(url: &str) -> Option<u16> {
-    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
-}
-
-/// Where a service listens: its host's address (loopback, or its namespace's), on the port
-/// it had (a new one on loopback, [`netns::PORT`] in a namespace of its own).
-fn listen_for(host: Option<&netns::Host>, previous: Option<&ServiceInfo>) -> String {
-    let port = previous.and_then(|p| port_of(&p.url));
-    match host {
-        Some(h) => format!("{}:{}", h.address, port.unwrap_or(netns::PORT)),
-        None => format!("127.0.0.1:{}", port.unwrap_or(0)),
-    }
-}
-
-fn bin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build the services first (cargo build --release --workspace --bins), \
-             or set DEVNET_BIN_DIR",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-fn entity_of_key(path: &Path) -> anyhow::Result<String> {
-    Ok(node::keyfile::load_or_create(path)?.entity().to_string())
-}
-
-fn path_arg(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 impl Devnet {
@@ -479,6 +352,23 @@ impl Devnet {
         issuer.start(&logs)?;
         // The issuer's URL is now fixed; pin the port for restarts.
         pin_port(&mut issuer);
+        anyhow::ensure!(
+            (1..=currencies::ISSUERS_MAX).contains(&options.issuers),
+            "--issuers must be 1 to {}",
+            currencies::ISSUERS_MAX
+        );
+        anyhow::ensure!(
+            options.issuers == 1 || !netns_on,
+            "--issuers runs on loopback only (not with --netns)"
+        );
+        let mut other_issuers = Vec::new();
+        for k in 1..options.issuers {
+            let prev = previous.as_ref().and_then(|p| p.other_issuers.get(k - 1));
+            let mut other = currencies::issuer_service(&lcp_bin, dir, k, listen_for(None, prev))?;
+            other.start(&logs)?;
+            pin_port(&mut other);
+            other_issuers.push(other);
+        }
 
         let market_data = dir.join("market");
         let mut market_args = vec![
@@ -517,7 +407,11 @@ impl Devnet {
         let bank = if options.bank {
             anyhow::ensure!(!netns_on, "--bank runs on loopback only (not with --netns)");
             let listen = listen_for(None, previous.as_ref().and_then(|p| p.bank.as_ref()));
-            let mut bank = bank::service(&options.bin_dir, dir, &issuer.url, listen)?;
+            let urls: Vec<String> = std::iter::once(&issuer)
+                .chain(other_issuers.iter())
+                .map(|i| i.url.clone())
+                .collect();
+            let mut bank = bank::service(&options.bin_dir, dir, &urls, listen)?;
             bank.start(&logs)?;
             pin_port(&mut bank);
             Some(bank)
@@ -540,7 +434,10 @@ impl Devnet {
                     )),
                     None => None,
                 };
-                init_agent(&agent_bin, &data, &issuer.url, i, account)?;
+                currencies::init_agent(&agent_bin, &data, &issuer.url, i, account)?;
+                for (k, other) in other_issuers.iter().enumerate() {
+                    currencies::add_currency(&agent_bin, &data, &other.url, i, k + 1)?;
+                }
             }
             let prev = previous.as_ref().and_then(|p| p.agents.get(i));
             let mut agent = Service {
@@ -581,6 +478,7 @@ impl Devnet {
             wallet,
             cdn: None,
             bank,
+            other_issuers,
             peers: Vec::new(),
             topology: None,
             net,
@@ -641,27 +539,6 @@ impl Devnet {
         Ok(devnet)
     }
 
-    /// Fund the wallet from the issuer's mint once (first start: its balance is zero).
-    async fn fund_wallet(&self) -> anyhow::Result<()> {
-        let options = ClientOptions::default();
-        let wallet = IssuerClient::from_key_file(&self.issuer.url, &self.wallet.key, &options)?;
-        if wallet.balance().await?.balance > 0 {
-            return Ok(());
-        }
-        let mint_key = self.issuer.data.join("identity.key");
-        let mint = IssuerClient::new(
-            self.http.clone(),
-            &self.issuer.url,
-            Arc::new(node::keyfile::load(&mint_key)?),
-            Some(CounterStore::beside_key(&mint_key)),
-        );
-        let to = protocol::EntityId::parse(&self.wallet.entity)
-            .map_err(|_| anyhow::anyhow!("wallet entity is malformed"))?;
-        mint.transfer(&to, WALLET_FUNDS, Some("devnet-funding"))
-            .await?;
-        Ok(())
-    }
-
     /// Fund the publisher from the wallet once (first start: its balance is zero).
     async fn fund_publisher(&self, entity: &str) -> anyhow::Result<()> {
         let options = ClientOptions::default();
@@ -697,6 +574,7 @@ impl Devnet {
     /// What is not ready yet, if anything.
     async fn missing(&self) -> Option<String> {
         let running = std::iter::once(&self.issuer)
+            .chain(self.other_issuers.iter())
             .chain(std::iter::once(&self.market))
             .chain(self.agents.iter())
             .chain(self.cdn.iter())
@@ -764,6 +642,7 @@ impl Devnet {
         let logs = self.dir.join("logs");
         let mut died = Vec::new();
         let services = std::iter::once(&mut self.issuer)
+            .chain(self.other_issuers.iter_mut())
             .chain(std::iter::once(&mut self.market))
             .chain(self.agents.iter_mut())
             .chain(self.cdn.iter_mut())
@@ -814,6 +693,7 @@ impl Devnet {
             wallet: self.wallet.clone(),
             cdn: self.cdn.as_ref().map(Service::info),
             bank: self.bank.as_ref().map(Service::info),
+            other_issuers: self.other_issuers.iter().map(Service::info).collect(),
             peers: self.peers.iter().map(Service::info).collect(),
             topology: self.topology.clone(),
             netns: self.net.as_ref().map(|n| n.info.clone()),
@@ -867,6 +747,9 @@ impl Devnet {
             b.stop();
         }
         self.market.stop();
+        for i in &mut self.other_issuers {
+            i.stop();
+        }
         self.issuer.stop();
     }
 }
@@ -875,58 +758,4 @@ impl Drop for Devnet {
     fn drop(&mut self) {
         self.down();
     }
-}
-
-/// After the first start on port 0, listen on the port it got from now on (on the same
-/// address).
-fn pin_port(s: &mut Service) {
-    if let Some(port) = port_of(&s.url) {
-        if let Some(i) = s.args.iter().position(|a| a == "--listen") {
-            let host = s.args[i + 1]
-                .rsplit_once(':')
-                .map_or("127.0.0.1", |(h, _)| h)
-                .to_string();
-            s.args[i + 1] = format!("{host}:{port}");
-        }
-    }
-}
-
-/// `storage-agent init` with prices that vary by agent: storage from 100 to about 400 per
-/// GiB-day, writes 1 or 2 per KiB, reads 1 to 3 per KiB. With `bank` (its URL and agent
-/// `i`'s token) the agent is paid into its account there.
-fn init_agent(
-    agent_bin: &Path,
-    data: &Path,
-    issuer_url: &str,
-    i: usize,
-    bank: Option<(String, String)>,
-) -> anyhow::Result<()> {
-    let storage = 100 + 61 * (i as u64 % 6) + 7 * (i as u64 / 6);
-    let read = 1 + (i as u64 % 3);
-    let mut cmd = Command::new(agent_bin);
-    cmd.args(["init", "--data"])
-        .arg(data)
-        .args(["--issuer", issuer_url])
-        .args(["--capacity", &AGENT_CAPACITY_BYTES.to_string()])
-        .args(["--storage-per-gib-day", &storage.to_string()])
-        .args(["--write-per-kib", &(1 + i as u64 % 2).to_string()])
-        .args(["--read-per-kib", &read.to_string()])
-        .args(["--contract-min", "10"])
-        .args(["--grace-s", "3600"])
-        // On a devnet, agents redeem paywords promptly: every 2 s, whatever they hold.
-        .args(["--payword-redeem-threshold", "1"])
-        .args(["--payword-redeem-interval-ms", "2000"]);
-    if let Some((url, token)) = bank {
-        // The token by the environment: not on a command line others can read.
-        cmd.args(["--bank", &url]).env("AGENT_BANK_TOKEN", token);
-    }
-    let out = cmd.output().context("cannot run storage-agent init")?;
-    if !out.status.success() {
-        bail!(
-            "storage-agent init failed for {}: {}",
-            data.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }

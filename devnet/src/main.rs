@@ -49,6 +49,11 @@ enum Cmd {
         /// directory whose devnet had one brings it back without this flag; loopback only)
         #[arg(long)]
         bank: bool,
+        /// Currencies: run this many issuers (issuer, issuer-1, ...), every agent accepting
+        /// each at its own prices and the wallet funded in each (default: as many as this
+        /// directory's devnet had, else 1; loopback only)
+        #[arg(long)]
+        issuers: Option<usize>,
         /// Also start this many peers of the bid-solicitation overlay (`peer serve`), each
         /// funded by the mint and sharing its peers/peer-<i>/share/ directory (default:
         /// as many as this directory's devnet had)
@@ -161,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             audit_interval_s,
             cdn,
             bank,
+            issuers,
             peers,
             topology,
             netns,
@@ -171,6 +177,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let previous = devnet::DevnetFile::load(&dir).ok();
             options.cdn = cdn || previous.as_ref().is_some_and(|p| p.cdn.is_some());
             options.bank = bank || previous.as_ref().is_some_and(|p| p.bank.is_some());
+            options.issuers = issuers
+                .or(previous.as_ref().map(|p| 1 + p.other_issuers.len()))
+                .unwrap_or(1);
             options.agents = agents
                 .or(previous.as_ref().map(|p| p.agents.len()))
                 .unwrap_or(options.agents);
@@ -209,6 +218,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut devnet = Devnet::up(&options)?;
             let f = devnet.file();
             eprintln!("issuer  {}  {}", f.issuer.url, f.issuer.entity);
+            for (k, i) in f.other_issuers.iter().enumerate() {
+                eprintln!("issuer-{} {}  {}", k + 1, i.url, i.entity);
+            }
             eprintln!("market  {}  {}", f.market.url, f.market.entity);
             for (i, a) in f.agents.iter().enumerate() {
                 eprintln!("agent-{i} {}  {}", a.url, a.entity);

@@ -102,6 +102,11 @@ enum Cmd {
         #[arg(long, env = "AGENT_ENDPOINT")]
         endpoint: Option<String>,
     },
+    /// Accept one more currency, at its own prices (restart the agent to offer it)
+    Currency {
+        #[command(subcommand)]
+        command: CurrencyCmd,
+    },
     /// Space, contracts and earnings, read from the data directory
     Status {
         /// Data directory (key, configuration, database, objects)
@@ -114,6 +119,76 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum CurrencyCmd {
+    /// Add a currency to DIR/config.toml: its issuer, prices in it, and optionally the bank
+    /// account payments in it go to
+    Add {
+        /// Data directory (key, configuration, database, objects)
+        #[arg(long, env = "AGENT_DATA")]
+        data: PathBuf,
+        /// Issuer URL of the currency
+        #[arg(long)]
+        issuer: String,
+        /// Contract price for holding 1 GiB for one day, in minor units of this currency
+        #[arg(long, default_value_t = 100)]
+        storage_per_gib_day: u64,
+        /// Charge per KiB written, in minor units of this currency
+        #[arg(long, default_value_t = 1)]
+        write_per_kib: u64,
+        /// Charge per KiB read, in minor units of this currency
+        #[arg(long, default_value_t = 1)]
+        read_per_kib: u64,
+        /// Least any contract costs, in minor units of this currency
+        #[arg(long, default_value_t = 10)]
+        contract_min: u64,
+        /// Be paid in this currency into a bank account: the bank's URL
+        #[arg(long, requires = "bank_token")]
+        bank: Option<String>,
+        /// The app token the bank granted this agent for this currency
+        #[arg(
+            long,
+            env = "AGENT_BANK_TOKEN",
+            requires = "bank",
+            hide_env_values = true
+        )]
+        bank_token: Option<String>,
+    },
+}
+
+/// The currency of the issuer at `url` (its entity from its descriptor), at these prices.
+async fn probe_currency(
+    http: &reqwest::Client,
+    url: String,
+    prices: [u64; 4],
+) -> anyhow::Result<CurrencyConfig> {
+    node::client::check_url(&url)?;
+    let probe = node::client::SignedClient::new(
+        http.clone(),
+        &url,
+        std::sync::Arc::new(protocol::KeyPair::generate()?),
+    );
+    let d = probe
+        .descriptor()
+        .await
+        .with_context(|| format!("cannot read the issuer descriptor at {url}"))?;
+    anyhow::ensure!(
+        d["role"] == "issuer",
+        "{url} is not an LCP issuer (role {})",
+        d["role"]
+    );
+    let [storage_per_gib_day, write_per_kib, read_per_kib, contract_min] = prices;
+    Ok(CurrencyConfig {
+        issuer: d["entity"].as_str().unwrap_or_default().to_owned(),
+        issuer_url: url,
+        storage_per_gib_day,
+        write_per_kib,
+        read_per_kib,
+        contract_min,
+        bank: None,
+    })
 }
 
 /// Days `status` shows.
@@ -241,31 +316,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let http = node::client::http_client(&node::client::ClientOptions::default())?;
             let rt = runtime()?;
             let mut currencies = Vec::new();
+            let prices = [
+                storage_per_gib_day,
+                write_per_kib,
+                read_per_kib,
+                contract_min,
+            ];
             for url in issuer {
-                node::client::check_url(&url)?;
-                let probe = node::client::SignedClient::new(
-                    http.clone(),
-                    &url,
-                    std::sync::Arc::new(protocol::KeyPair::generate()?),
-                );
-                let d = rt
-                    .block_on(probe.descriptor())
-                    .with_context(|| format!("cannot read the issuer descriptor at {url}"))?;
-                anyhow::ensure!(
-                    d["role"] == "issuer",
-                    "{url} is not an LCP issuer (role {})",
-                    d["role"]
-                );
-                let entity = d["entity"].as_str().unwrap_or_default().to_owned();
-                currencies.push(CurrencyConfig {
-                    issuer_url: url,
-                    issuer: entity,
-                    storage_per_gib_day,
-                    write_per_kib,
-                    read_per_kib,
-                    contract_min,
-                    bank: None,
-                });
+                currencies.push(rt.block_on(probe_currency(&http, url, prices))?);
             }
             if let (Some(url), Some(token)) = (bank, bank_token) {
                 rt.block_on(bank_account(&http, &url, &token, &mut currencies))?;
@@ -332,6 +390,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .context("the agent could not start")?;
             node::cli::announce_listening(&running.url)?;
             running.wait()?;
+            Ok(())
+        }
+        Cmd::Currency {
+            command:
+                CurrencyCmd::Add {
+                    data,
+                    issuer,
+                    storage_per_gib_day,
+                    write_per_kib,
+                    read_per_kib,
+                    contract_min,
+                    bank,
+                    bank_token,
+                },
+        } => {
+            let mut config = AgentConfig::load(&data)?;
+            let http = node::client::http_client(&node::client::ClientOptions::default())?;
+            let rt = runtime()?;
+            let prices = [
+                storage_per_gib_day,
+                write_per_kib,
+                read_per_kib,
+                contract_min,
+            ];
+            let added = rt.block_on(probe_currency(&http, issuer, prices))?;
+            anyhow::ensure!(
+                !config.currencies.iter().any(|c| c.issuer == added.issuer),
+                "the agent accepts the currency of {} already (edit its prices in {})",
+                added.issuer_url,
+                data.join(storage_agent::config::CONFIG_FILE).display()
+            );
+            let url = added.issuer_url.clone();
+            config.currencies.push(added);
+            if let (Some(bank_url), Some(token)) = (bank, bank_token) {
+                rt.block_on(bank_account(
+                    &http,
+                    &bank_url,
+                    &token,
+                    &mut config.currencies,
+                ))?;
+            }
+            config.validate()?;
+            config.save(&data)?;
+            eprintln!("added the currency of {url}; restart the agent to offer it");
             Ok(())
         }
         Cmd::Status {

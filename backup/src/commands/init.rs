@@ -22,13 +22,36 @@ pub struct InitOptions {
     pub currency: Option<String>,
 }
 
-/// The currency a new repository pays in: `wanted` (an issuer id) when given, else the one
-/// the most online agents accept. (Not the cheapest offer's: one cheap agent in a currency
-/// nobody else takes would make every match fail.)
-fn choose_currency(
+/// The currency a new repository pays in: `wanted` (an issuer id) when given, else, of the
+/// currencies online agents accept, the most accepted one the wallet holds money in (or the
+/// most accepted one when it holds none). (Not the cheapest offer's: one cheap agent in a
+/// currency nobody else takes would make every match fail.)
+async fn choose_currency(
     offers: &[protocol::book::Listing],
     wanted: Option<&str>,
+    payer: &repo::Wallet,
+    http: &reqwest::Client,
 ) -> Result<protocol::market::OfferCurrency, Error> {
+    let candidates = currencies_by_acceptance(offers, wanted)?;
+    if candidates.len() > 1 {
+        for c in &candidates {
+            let held = payer.client(http, &c.issuer_url).balance().await;
+            if held.is_ok_and(|b| b.balance > 0) {
+                return Ok(c.clone());
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Io("the market has no online agents yet".into()))
+}
+
+/// The currencies online agents accept, the most accepted first (`wanted` alone when given).
+fn currencies_by_acceptance(
+    offers: &[protocol::book::Listing],
+    wanted: Option<&str>,
+) -> Result<Vec<protocol::market::OfferCurrency>, Error> {
     let mut counts: Vec<(protocol::market::OfferCurrency, usize)> = Vec::new();
     for listing in offers.iter().filter(|l| l.online) {
         let Ok((_, offer)) = listing
@@ -51,7 +74,7 @@ fn choose_currency(
         return counts
             .into_iter()
             .find(|(c, _)| c.issuer.as_str() == issuer)
-            .map(|(c, _)| c)
+            .map(|(c, _)| vec![c])
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "no online agent in the market accepts currency {issuer}"
@@ -59,12 +82,8 @@ fn choose_currency(
             });
     }
     // Stable: among equally common currencies, the one listed first (the cheapest offer's).
-    let most = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    counts
-        .into_iter()
-        .find(|(_, n)| *n == most && most > 0)
-        .map(|(c, _)| c)
-        .ok_or_else(|| Error::Io("the market has no online agents yet".into()))
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    Ok(counts.into_iter().map(|(c, _)| c).collect())
 }
 
 /// Times `init` asks the market again after a matched agent did not answer or had no room.
@@ -205,7 +224,7 @@ pub async fn init(
         .offers(None)
         .await
         .map_err(remote("reading the market's book"))?;
-    let currency = choose_currency(&offers, options.currency.as_deref())?;
+    let currency = choose_currency(&offers, options.currency.as_deref(), payer, &http).await?;
     let wallet = payer.client(&http, &currency.issuer_url);
     let money = wallet
         .currency()
@@ -440,15 +459,19 @@ mod tests {
             listing(&[&b], false),
             listing(&[&b], false),
         ];
-        let chosen = choose_currency(&book, None).expect("a currency");
-        assert_eq!(chosen.issuer, *a.entity());
-        let asked = choose_currency(&book, Some(b.entity().as_str())).expect("b");
-        assert_eq!(asked.issuer, *b.entity());
+        let ranked = currencies_by_acceptance(&book, None).expect("currencies");
+        assert_eq!(ranked[0].issuer, *a.entity(), "the most accepted first");
+        assert_eq!(ranked[1].issuer, *b.entity());
+        let asked = currencies_by_acceptance(&book, Some(b.entity().as_str())).expect("b");
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].issuer, *b.entity());
         let nobody = protocol::KeyPair::generate().expect("key");
         assert!(matches!(
-            choose_currency(&book, Some(nobody.entity().as_str())),
+            currencies_by_acceptance(&book, Some(nobody.entity().as_str())),
             Err(Error::Usage(_))
         ));
-        assert!(choose_currency(&[listing(&[&a], false)], None).is_err());
+        assert!(currencies_by_acceptance(&[listing(&[&a], false)], None)
+            .expect("none")
+            .is_empty());
     }
 }
