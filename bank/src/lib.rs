@@ -7,6 +7,9 @@
 //! token with a currency and a spending limit instead of a signature.
 //!
 //! Code map:
+//! - [`custody`]: the two kinds of account: opaque (held under the bank's entity, in the
+//!   bank's books) and transparent (the customer's own key, kept by the bank, used at the
+//!   issuers); what differs by kind is decided there.
 //! - [`serve`]: `bank serve` (open the database, learn the currencies, start HTTP and the
 //!   background tasks).
 //! - [`server`]: the HTTP API: the descriptor, `/.well-known/lcp-names`, and the app calls.
@@ -14,7 +17,8 @@
 //!   money is one transaction.
 //! - [`watch`]: follows the bank's deposits at each issuer and credits customers.
 //! - [`pay`]: payments for customers: money taken from the balance, sent to the issuer,
-//!   resent after a crash with the same counter, refunded when refused.
+//!   resent after a crash with the same counter, refunded when refused; between two
+//!   customers of the bank, a book entry; for a transparent customer, signed with its key.
 //! - [`password`]: Argon2id hashes of customers' passwords.
 //! - [`page`] and [`session`]: the customers' web page (sign up, log in, balances, statement,
 //!   transfer, app tokens) with expiring sessions and a CSRF token on every form.
@@ -25,6 +29,7 @@
 //!   deposit cursor moves in the crediting transaction).
 //! - A customer's balance never goes negative; a token never spends past its limit.
 
+pub mod custody;
 pub mod error;
 pub mod page;
 pub mod password;

@@ -79,13 +79,19 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CustomerCmd {
-    /// Add a customer (an opaque account: NAME@bank-host); the password is read from stdin
+    /// Add a customer, NAME@bank-host: an opaque account (held under the bank's key) or, with
+    /// --transparent, one with a key of its own that the bank keeps; the password is read
+    /// from stdin
     Add {
         #[command(flatten)]
         data: DataArgs,
         /// The customer's name: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'
         #[arg(long)]
         name: String,
+        /// A transparent account: the bank makes and keeps the customer's own key
+        /// (DATA/customers/NAME.key) and pays with it; payers pay that key, not the bank
+        #[arg(long)]
+        transparent: bool,
         /// Read the password from standard input (the first line)
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -195,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 CustomerCmd::Add {
                     data,
                     name,
+                    transparent,
                     password_stdin: _,
                     json,
                 },
@@ -211,20 +218,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let hash = bank::password::hash(password)?;
             let database = data.open()?;
             let mut conn = database.get()?;
-            bank::store::add_customer(
-                &mut conn,
-                &name,
-                bank::store::OPAQUE,
-                &hash,
-                node::now_ms(),
-            )?;
+            anyhow::ensure!(
+                !bank::store::customer_exists(&mut conn, &name)?,
+                "a customer named {name:?} exists already"
+            );
+            let (kind, entity) = if transparent {
+                let entity = bank::custody::create_key(&data.data, &name)?;
+                (bank::store::TRANSPARENT, Some(entity.to_string()))
+            } else {
+                (bank::store::OPAQUE, None)
+            };
+            bank::store::add_customer(&mut conn, &name, kind, &hash, node::now_ms())?;
             if json {
                 outln!(
                     "{}",
-                    serde_json::json!({"name": name, "kind": bank::store::OPAQUE})
+                    serde_json::json!({"name": name, "kind": kind, "entity": entity})
                 );
             } else {
-                outln!("customer {name} added");
+                match entity {
+                    Some(e) => outln!("customer {name} added (transparent: its key is {e})"),
+                    None => outln!("customer {name} added"),
+                }
             }
             Ok(())
         }

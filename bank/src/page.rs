@@ -124,6 +124,15 @@ pub struct Credentials {
     password: String,
 }
 
+#[derive(Deserialize)]
+pub struct SignUp {
+    name: String,
+    password: String,
+    /// The checkbox: `on` when the customer wants a key of its own kept by the bank.
+    #[serde(default)]
+    transparent: Option<String>,
+}
+
 fn session_cookie(bank: &Bank, value: &str, max_age_s: u64) -> String {
     format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
@@ -180,14 +189,20 @@ fn signup_form(bank: &Bank, notice: &str) -> String {
          <form class=box method=post action=/signup>\
          <label>Name (a-z, 0-9, . _ -)<input name=name required maxlength=64></label>\
          <label>Password (8 characters or more)<input name=password type=password autocomplete=new-password required></label>\
+         <label class=check><input type=checkbox name=transparent> Keep a key of my own (a transparent account: people pay my key, the bank keeps it and pays with it)</label>\
          <button type=submit>Sign up</button></form><p><a href=/login>Log in</a></p>",
         host = esc(bank.name_host())
     )
 }
 
-/// `POST /signup`: a new opaque customer, logged in.
-pub async fn signup(form: web::Form<Credentials>, bank: State) -> Result<HttpResponse, Error> {
-    let Credentials { name, password } = form.into_inner();
+/// `POST /signup`: a new customer (opaque, or transparent when asked), logged in.
+pub async fn signup(form: web::Form<SignUp>, bank: State) -> Result<HttpResponse, Error> {
+    let SignUp {
+        name,
+        password,
+        transparent,
+    } = form.into_inner();
+    let transparent = transparent.is_some();
     let refuse = |message: String| {
         html(
             actix_web::http::StatusCode::BAD_REQUEST,
@@ -201,11 +216,20 @@ pub async fn signup(form: web::Form<Credentials>, bank: State) -> Result<HttpRes
         ));
     }
     let added = {
-        let name = name.clone();
+        let (name, data_dir) = (name.clone(), bank.data_dir.clone());
         bank.db
             .run(move |conn| {
                 let hash = crate::password::hash(&password)?;
-                store::add_customer(conn, &name, store::OPAQUE, &hash, node::now_ms())
+                if store::customer_exists(conn, &name)? {
+                    return Err(Error::NameTaken(name));
+                }
+                let kind = if transparent {
+                    crate::custody::create_key(&data_dir, &name)?;
+                    store::TRANSPARENT
+                } else {
+                    store::OPAQUE
+                };
+                store::add_customer(conn, &name, kind, &hash, node::now_ms())
             })
             .await
     };
@@ -293,7 +317,7 @@ pub async fn account(
 
 async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String, Error> {
     let customer = s.customer.clone();
-    let (balances, lines, tokens) = bank
+    let (mut balances, lines, tokens) = bank
         .db
         .run(move |conn| {
             Ok::<_, Error>((
@@ -303,6 +327,15 @@ async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String
             ))
         })
         .await?;
+    // A transparent account's money is its own key's, at each issuer.
+    let (entity, own) = crate::custody::entity_of(bank, &s.customer).await?;
+    if own {
+        balances.clear();
+        for c in &bank.currencies {
+            let b = crate::custody::balance(bank, &s.customer, &c.issuer).await?;
+            balances.push((c.issuer.clone(), b));
+        }
+    }
     let code_of = |issuer: &str| {
         bank.currency(issuer)
             .map(|c| c.code.clone())
@@ -312,9 +345,18 @@ async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String
     let mut h = format!(
         "<h1>{name}@{host}</h1>{notice}\
          <form method=post action=/logout><input type=hidden name=csrf value=\"{csrf}\">\
-         <button type=submit>Log out</button></form><h2>Balances</h2><div class=cards>",
+         <button type=submit>Log out</button></form>{kind}<h2>Balances</h2><div class=cards>",
         name = esc(&s.customer),
         host = esc(bank.name_host()),
+        kind = if own {
+            format!(
+                "<p id=kind>A transparent account: your key is <code>{}</code>; the bank keeps \
+                 it and pays with it.</p>",
+                esc(entity.as_str())
+            )
+        } else {
+            "<p id=kind>An opaque account, held under the bank's key.</p>".to_owned()
+        },
     );
     for c in &bank.currencies {
         let balance = balances

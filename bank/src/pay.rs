@@ -83,14 +83,23 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
         });
     }
     let from_name = format!("{}@{}", token.customer, bank.name_host());
-    if order.payee.entity == *bank.key.entity() {
-        return pay_inside(bank, token, &order, &from_name).await;
-    }
     let fee = fee_for(Amount(order.amount), currency.fee_flat, currency.fee_bps)
         .map_err(|_| Error::InvalidAmount {
             max: currency.max_amount,
         })?
         .0;
+    if let Some(key) = crate::custody::own_key(bank, &token.customer).await? {
+        let own = Own {
+            key: &key,
+            fee,
+            from_name: &from_name,
+            max_amount: currency.max_amount,
+        };
+        return pay_own(bank, token, &order, own).await;
+    }
+    if order.payee.entity == *bank.key.entity() {
+        return pay_inside(bank, token, &order, &from_name).await;
+    }
     let counter = currency
         .wallet
         .next_counter()
@@ -139,6 +148,80 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
         Settled::Refused(e) => Err(refusal(e, currency.max_amount)),
         Settled::Unknown(e) => Err(Error::Upstream(format!(
             "{e}; the payment stays pending and will be sent again"
+        ))),
+    }
+}
+
+/// What a transparent customer's payment needs besides the order.
+struct Own<'a> {
+    key: &'a std::path::Path,
+    fee: u64,
+    from_name: &'a str,
+    max_amount: u64,
+}
+
+/// Pay from a transparent customer's own key: the token's allowance is charged first (and
+/// given back if the issuer refuses), then the transfer is signed with the customer's key
+/// and its own counters, naming the payer. No answer leaves the allowance charged: the
+/// payment may have happened (the issuer's deposits of the key tell).
+async fn pay_own(
+    bank: &Arc<Bank>,
+    token: &Payer,
+    order: &Order,
+    own: Own<'_>,
+) -> Result<Paid, Error> {
+    let total = order
+        .amount
+        .checked_add(own.fee)
+        .ok_or(Error::InvalidAmount {
+            max: own.max_amount,
+        })?;
+    let (token_id, customer) = (token.token.clone(), token.customer.clone());
+    bank.db
+        .run(move |conn| store::reserve_allowance(conn, token_id.as_deref(), &customer, total))
+        .await?;
+    let wallet = crate::custody::own_wallet(bank, own.key, &token.issuer)?;
+    let request = serde_json::to_vec(&TransferBody {
+        recipient: order.payee.entity.as_str(),
+        amount: order.amount,
+        transaction_id: order.transaction_id.as_deref(),
+        userid: order.payee.userid.as_deref(),
+        from_name: own.from_name,
+    })
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let counter = wallet
+        .next_counter()
+        .await
+        .map_err(|e| Error::Internal(format!("cannot reserve a counter: {e}")))?;
+    let sent: Result<CommandAnswer<TransferReceipt>, ClientError> = wallet
+        .signed()
+        .command("POST", "/lcp/v1/transfers", request, counter)
+        .await;
+    match sent {
+        Ok(answer) => Ok(Paid {
+            result: "success",
+            seq: answer.value.seq,
+            fee: answer.value.fee,
+            balance: answer.value.balance,
+        }),
+        Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) => {
+            if let Some(id) = token.token.clone() {
+                bank.db
+                    .run(move |conn| store::release_allowance(conn, &id, total))
+                    .await?;
+            }
+            if e.code() == Some("insufficient_funds") {
+                // The customer's own money is short, not the bank's.
+                let balance = wallet.balance().await.map(|b| b.balance).unwrap_or(0);
+                return Err(Error::InsufficientFunds {
+                    balance,
+                    needed: total,
+                });
+            }
+            Err(refusal(e, own.max_amount))
+        }
+        Err(e) => Err(Error::Upstream(format!(
+            "{e}; the payment may or may not have been made: see the deposits"
         ))),
     }
 }

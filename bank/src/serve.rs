@@ -41,6 +41,8 @@ pub struct Currency {
 
 pub struct Bank {
     pub key: Arc<KeyPair>,
+    /// The data directory: transparent customers' keys live under it (`crate::custody`).
+    pub data_dir: std::path::PathBuf,
     /// One HTTP client for everything the bank asks (names resolved per payment included).
     pub http: reqwest::Client,
     pub db: db::Database,
@@ -144,6 +146,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
     let (credited, _) = tokio::sync::watch::channel(0u64);
     let bank = Arc::new(Bank {
         key,
+        data_dir: options.data_dir.clone(),
         http,
         db: database,
         currencies,

@@ -103,9 +103,11 @@ async fn names(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
     {
         return Err(Error::UnknownName(user));
     }
+    // Opaque: pay the bank naming the customer; transparent: pay the customer's own key.
+    let (entity, own) = crate::custody::entity_of(&bank, &user).await?;
     Ok(HttpResponse::Ok().json(protocol::name::NameAnswer {
-        entity: bank.key.entity().to_string(),
-        userid: user,
+        entity: entity.to_string(),
+        userid: (!own).then_some(user),
         currencies: bank.currencies.iter().map(|c| c.url.clone()).collect(),
     }))
 }
@@ -130,10 +132,7 @@ async fn balance(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
         .currency(&token.issuer)
         .map(|c| c.code.clone())
         .unwrap_or_default();
-    let balance = bank
-        .db
-        .run(move |conn| store::balance(conn, &token.customer, &token.issuer))
-        .await?;
+    let balance = crate::custody::balance(&bank, &token.customer, &token.issuer).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"balance": balance, "currency": code})))
 }
 
@@ -144,15 +143,12 @@ async fn account(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
     let currency = bank
         .currency(&token.issuer)
         .ok_or_else(|| Error::UnknownCurrency(token.issuer.clone()))?;
-    let (customer, issuer) = (token.customer.clone(), token.issuer.clone());
-    let balance = bank
-        .db
-        .run(move |conn| store::balance(conn, &customer, &issuer))
-        .await?;
+    let balance = crate::custody::balance(&bank, &token.customer, &token.issuer).await?;
+    let (entity, _) = crate::custody::entity_of(&bank, &token.customer).await?;
     Ok(HttpResponse::Ok().json(protocol::name::AccountAnswer {
         name: format!("{}@{}", token.customer, bank.name_host()),
         userid: token.customer.clone(),
-        bank: bank.key.entity().to_string(),
+        bank: entity.to_string(),
         issuer: token.issuer.clone(),
         issuer_url: currency.url.clone(),
         balance,
@@ -182,6 +178,19 @@ async fn deposits(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> 
     let q = web::Query::<DepositsQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?
         .into_inner();
+    let wait_ms = q.wait_ms.min(WAIT_MS_MAX);
+    if let Some(page) = crate::custody::own_deposits(
+        &bank,
+        &token.customer,
+        &token.issuer,
+        q.after,
+        wait_ms,
+        q.transaction_id.as_deref(),
+    )
+    .await?
+    {
+        return Ok(HttpResponse::Ok().json(page));
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(WAIT_MS_MAX));
     let mut credited = bank.credited.subscribe();
     loop {

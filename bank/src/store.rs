@@ -22,6 +22,8 @@ pub const LABEL_CHARS_MAX: usize = 64;
 
 /// Kinds of customers (DESIGN 14).
 pub const OPAQUE: &str = "opaque";
+/// The bank keeps the customer's own key and acts for it at the issuers.
+pub const TRANSPARENT: &str = "transparent";
 /// Payment states.
 pub const PENDING: &str = "pending";
 pub const DONE: &str = "done";
@@ -434,7 +436,44 @@ fn take(
     total: u64,
 ) -> Result<(), Error> {
     let total_i = to_i64(total)?;
-    // An app pays within its token; the customer on the web page pays without one.
+    let spend = check_allowance(conn, token_id, customer, total)?;
+    let have = balance(conn, customer, issuer)?;
+    if have < total_i {
+        return Err(Error::InsufficientFunds {
+            balance: have,
+            needed: total,
+        });
+    }
+    add_to_balance(conn, customer, issuer, -total_i)?;
+    spend.commit(conn)
+}
+
+/// What a token is to be charged, once the payment is sure to go ahead.
+struct Spend {
+    token: Option<Token>,
+    total: i64,
+}
+
+impl Spend {
+    fn commit(self, conn: &mut AnyConnection) -> Result<(), Error> {
+        if let Some(token) = self.token {
+            diesel::update(tokens::table.find(&token.id))
+                .set(tokens::spent.eq(token.spent + self.total))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuse `total` past the limit of the token (`None`: no token, nothing to check), or a
+/// revoked token, or another customer's.
+fn check_allowance(
+    conn: &mut AnyConnection,
+    token_id: Option<&str>,
+    customer: &str,
+    total: u64,
+) -> Result<Spend, Error> {
+    let total_i = to_i64(total)?;
     let token: Option<Token> = match token_id {
         Some(id) => Some(
             tokens::table
@@ -458,20 +497,44 @@ fn take(
             });
         }
     }
-    let have = balance(conn, customer, issuer)?;
-    if have < total_i {
-        return Err(Error::InsufficientFunds {
-            balance: have,
-            needed: total,
-        });
-    }
-    add_to_balance(conn, customer, issuer, -total_i)?;
-    if let Some(token) = &token {
-        diesel::update(tokens::table.find(&token.id))
-            .set(tokens::spent.eq(token.spent + total_i))
-            .execute(conn)?;
-    }
+    Ok(Spend {
+        token,
+        total: total_i,
+    })
+}
+
+/// A transparent customer's payment (made with its own key at the issuer): charge `total` to
+/// the token's allowance before it is sent (`None`: the web page, no token).
+pub fn reserve_allowance(
+    conn: &mut AnyConnection,
+    token_id: Option<&str>,
+    customer: &str,
+    total: u64,
+) -> Result<(), Error> {
+    let _w = write_lock();
+    conn.transaction(|conn| check_allowance(conn, token_id, customer, total)?.commit(conn))
+}
+
+/// The issuer refused a transparent customer's payment: the token gets `total` back.
+pub fn release_allowance(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    total: u64,
+) -> Result<(), Error> {
+    let _w = write_lock();
+    diesel::update(tokens::table.find(token_id))
+        .set(tokens::spent.eq(tokens::spent - to_i64(total)?))
+        .execute(conn)?;
     Ok(())
+}
+
+/// A customer's kind ([`OPAQUE`] or [`TRANSPARENT`]), `None` for an unknown name.
+pub fn customer_kind(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, Error> {
+    Ok(customers::table
+        .find(name)
+        .select(customers::kind)
+        .first(conn)
+        .optional()?)
 }
 
 /// A payment from one customer to another of this bank, in one currency: a book entry

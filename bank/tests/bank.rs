@@ -367,7 +367,91 @@ async fn run(database: Option<&str>) {
     let (_, balance) = app.get("/lcp/v1/balance").await;
     assert_eq!(balance["balance"], 1_000 - 300 - fee as i64 - 100);
 
-    // Every balance adds up: what the bank holds at the issuer is what its customers own.
+    // Erin banks transparently: the bank keeps her own key. Her name resolves to that key
+    // (no userid), a payment to her lands on it, and her app pays with it, naming her.
+    let added = bank(
+        &[
+            "customer",
+            "add",
+            "--data",
+            &data_s,
+            "--name",
+            "erin",
+            "--transparent",
+            "--password-stdin",
+            "--json",
+        ],
+        database,
+        "a long password\n",
+    );
+    assert!(added.status.success(), "transparent customer add");
+    let added: serde_json::Value = serde_json::from_str(&stdout(&added)).expect("json");
+    assert_eq!(added["kind"], "transparent");
+    let erin = clients::names::resolve(&format!("erin@{host}"), &options)
+        .await
+        .expect("erin resolves");
+    assert_eq!(
+        erin.userid, None,
+        "a transparent account is paid at its own key"
+    );
+    assert_eq!(Some(erin.entity.as_str()), added["entity"].as_str());
+    assert_ne!(erin.entity, bob.entity, "not the bank's entity");
+    payer
+        .transfer_to(&erin, 500, Some("for-erin"))
+        .await
+        .expect("pay erin");
+    let erin_app = App {
+        http: http.clone(),
+        bank: bank_url.clone(),
+        token: stdout(&bank(
+            &[
+                "token",
+                "grant",
+                "--data",
+                &data_s,
+                "--customer",
+                "erin",
+                "--issuer",
+                &issuer_id,
+                "--limit",
+                "150",
+            ],
+            database,
+            "",
+        )),
+    };
+    let (_, b) = erin_app.get("/lcp/v1/balance").await;
+    assert_eq!(b["balance"], 500, "her key's balance at the issuer: {b}");
+    let (_, page) = erin_app.get("/lcp/v1/deposits?after=0").await;
+    assert_eq!(page["deposits"][0]["transaction_id"], "for-erin", "{page}");
+    let (_, account) = erin_app.get("/lcp/v1/account").await;
+    assert_eq!(account["bank"], erin.entity.as_str());
+    let before_alice = alice
+        .deposits(0, 0, None)
+        .await
+        .expect("deposits")
+        .deposits
+        .len();
+    let (status, paid) = erin_app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 100, "transaction_id": "t-3"}))
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    let at_alice = alice.deposits(0, 0, None).await.expect("deposits").deposits;
+    assert_eq!(at_alice.len(), before_alice + 1);
+    let last = at_alice.last().expect("erin's payment");
+    assert_eq!(last.from, erin.entity.as_str(), "paid from erin's own key");
+    assert_eq!(
+        last.from_name.as_deref(),
+        Some(format!("erin@{host}").as_str())
+    );
+    // Her token's limit holds for her own key's money too (100 + fee spent of 150).
+    let (status, e) = erin_app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 100}))
+        .await;
+    assert_eq!((status, code(&e)), (403, "limit_reached"), "{e}");
+
+    // Every balance adds up: what the bank holds at the issuer is what its customers own
+    // (erin's money is her own key's, not the bank's).
     let held = IssuerClient::new(
         http.clone(),
         &issuer.url,

@@ -111,11 +111,14 @@ impl std::fmt::Display for Name {
     }
 }
 
-/// The answer of `GET /.well-known/lcp-names?name=user`: pay `entity` with this `userid`.
+/// The answer of `GET /.well-known/lcp-names?name=user`: pay `entity` with this `userid`
+/// (an opaque account, held under the bank's entity), or pay `entity` alone (no `userid`: a
+/// transparent account, whose own key the bank keeps; seed 000 section 5.2's last paragraph).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameAnswer {
     pub entity: String,
-    pub userid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userid: Option<String>,
     /// Issuers (URLs) whose currency the bank takes for this customer.
     #[serde(default)]
     pub currencies: Vec<String>,
@@ -129,7 +132,8 @@ pub struct AccountAnswer {
     /// `user@host`: the customer's name.
     pub name: String,
     pub userid: String,
-    /// The bank's entity: transfers to the customer go there, naming `userid`.
+    /// Where transfers to the customer go: the bank's entity, naming `userid` (an opaque
+    /// account), or the customer's own key, which the bank keeps (a transparent one).
     pub bank: String,
     /// The token's currency: its issuer's entity id and URL.
     pub issuer: String,
