@@ -6,12 +6,24 @@
 use actix_web::http::StatusCode;
 use node::http::BodyError;
 use node::service::{InvalidJson, ServiceError};
-use protocol::ErrorBody;
+use protocol::{AuthError, ErrorBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Body(#[from] BodyError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("this bank runs no exchange (start it with --exchange)")]
+    NoExchange,
+    #[error("no order {0:?} of yours")]
+    UnknownOrder(String),
+    #[error("no trade {0:?}")]
+    UnknownTrade(String),
+    #[error("{0}")]
+    NotYourTurn(String),
+    #[error("trader {0} defaulted on a trade: the exchange takes no more orders from it")]
+    TraderDefaulted(String),
     #[error("{0}")]
     InvalidJson(String),
     #[error("{0}")]
@@ -66,6 +78,13 @@ impl ServiceError for Error {
     fn status(&self) -> StatusCode {
         match self {
             Error::Body(e) => e.status(),
+            Error::Auth(AuthError::InvalidHeader(_)) => StatusCode::BAD_REQUEST,
+            Error::Auth(_) => StatusCode::UNAUTHORIZED,
+            Error::NoExchange | Error::UnknownOrder(_) | Error::UnknownTrade(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Error::NotYourTurn(_) => StatusCode::CONFLICT,
+            Error::TraderDefaulted(_) => StatusCode::FORBIDDEN,
             Error::InvalidJson(_)
             | Error::InvalidQuery(_)
             | Error::InvalidAmount { .. }
@@ -88,6 +107,12 @@ impl ServiceError for Error {
     fn code(&self) -> &'static str {
         match self {
             Error::Body(e) => e.code(),
+            Error::Auth(e) => e.code(),
+            Error::NoExchange => "no_exchange",
+            Error::UnknownOrder(_) => "unknown_order",
+            Error::UnknownTrade(_) => "unknown_trade",
+            Error::NotYourTurn(_) => "not_your_turn",
+            Error::TraderDefaulted(_) => "trader_defaulted",
             Error::InvalidJson(_) => "invalid_json",
             Error::InvalidQuery(_) => "invalid_query",
             Error::InvalidAmount { .. } => "invalid_amount",

@@ -19,6 +19,8 @@
 //! - [`pay`]: payments for customers: money taken from the balance, sent to the issuer,
 //!   resent after a crash with the same counter, refunded when refused; between two
 //!   customers of the bank, a book entry; for a transparent customer, signed with its key.
+//! - [`exchange`]: `--exchange`: limit orders per currency pair, matching, and trades
+//!   settled in k steps that each party pays itself (seed 004); `bank orders|trade`.
 //! - [`password`]: Argon2id hashes of customers' passwords.
 //! - [`page`] and [`session`]: the customers' web page (sign up, log in, balances, statement,
 //!   transfer, app tokens) with expiring sessions and a CSRF token on every form.
@@ -31,6 +33,7 @@
 
 pub mod custody;
 pub mod error;
+pub mod exchange;
 pub mod page;
 pub mod password;
 pub mod pay;

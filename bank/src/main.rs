@@ -64,6 +64,64 @@ enum Cmd {
         /// PEM private key of --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Also run the exchange: limit orders per currency pair, trades settled in steps
+        #[arg(long)]
+        exchange: bool,
+        /// Steps (slices) a trade is settled in
+        #[arg(long, default_value_t = bank::exchange::STEPS_DEFAULT)]
+        exchange_steps: u32,
+        /// Milliseconds a trader has for its turn (pay, or confirm) before it is marked
+        #[arg(long, default_value_t = bank::exchange::STEP_TIMEOUT_MS_DEFAULT)]
+        exchange_step_timeout_ms: u64,
+    },
+    /// The exchange's book of a currency pair (open orders, best price first)
+    Orders {
+        /// The bank running the exchange
+        #[arg(long)]
+        exchange: String,
+        /// One currency: its issuer's URL or entity id
+        #[arg(long)]
+        a: String,
+        /// The other currency
+        #[arg(long)]
+        b: String,
+        /// The key to ask with (any key; reads are public)
+        #[arg(long)]
+        key: PathBuf,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sell AMOUNT of one currency for at least AMOUNT of another, then settle every trade
+    /// the order makes with this key's wallets (pay each slice, confirm each one received)
+    Trade {
+        /// The bank running the exchange
+        #[arg(long)]
+        exchange: String,
+        /// The trader's key: it signs the order and pays at each issuer
+        #[arg(long)]
+        key: PathBuf,
+        /// What to sell, in minor units
+        #[arg(long)]
+        sell: u64,
+        /// The currency sold: its issuer's URL or entity id
+        #[arg(long)]
+        sell_currency: String,
+        /// The least to get for it, in minor units
+        #[arg(long)]
+        buy: u64,
+        /// The currency bought
+        #[arg(long)]
+        buy_currency: String,
+        /// The order's id (default: a new one); the same id continues an order after a crash
+        #[arg(long)]
+        id: Option<String>,
+        /// Seconds to keep settling before answering what stands
+        #[arg(long, default_value_t = 600)]
+        wait_s: u64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Customers: add one, list them
     Customer {
@@ -177,7 +235,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             behind_https,
             tls_cert,
             tls_key,
+            exchange,
+            exchange_steps,
+            exchange_step_timeout_ms,
         } => {
+            anyhow::ensure!(
+                (1..=bank::exchange::STEPS_MAX).contains(&exchange_steps),
+                "--exchange-steps must be 1 to {}",
+                bank::exchange::STEPS_MAX
+            );
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
                 _ => None,
@@ -191,11 +257,99 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 session_ttl_ms: session_ttl_s.saturating_mul(1000),
                 secure_cookies: behind_https,
                 tls,
+                exchange: exchange.then_some(bank::exchange::server::ExchangeConfig {
+                    steps: exchange_steps,
+                    step_timeout_ms: exchange_step_timeout_ms.max(100),
+                }),
             })?;
             node::cli::announce_listening(&running.url)?;
             running.wait()?;
             Ok(())
         }
+        Cmd::Orders {
+            exchange,
+            a,
+            b,
+            key,
+            json,
+        } => runtime()?.block_on(async {
+            let trader = bank::exchange::trader::Trader::open(&exchange, &key).await?;
+            let (a, b) = (trader.issuer(&a)?, trader.issuer(&b)?);
+            let book = trader.book(&a, &b).await?;
+            if json {
+                outln!("{book}");
+            } else {
+                for o in book["orders"].as_array().into_iter().flatten() {
+                    outln!(
+                        "{}  sells {} of {} for {} of {} ({} left)  by {}",
+                        o["id"].as_str().unwrap_or(""),
+                        o["sell_amount"],
+                        o["sell_issuer"].as_str().unwrap_or(""),
+                        o["buy_amount"],
+                        o["buy_issuer"].as_str().unwrap_or(""),
+                        o["sell_left"],
+                        o["trader"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }),
+        Cmd::Trade {
+            exchange,
+            key,
+            sell,
+            sell_currency,
+            buy,
+            buy_currency,
+            id,
+            wait_s,
+            json,
+        } => runtime()?.block_on(async {
+            let trader = bank::exchange::trader::Trader::open(&exchange, &key).await?;
+            let order = bank::exchange::store::NewOrder {
+                id: id.unwrap_or_else(new_order_id),
+                sell_issuer: trader.issuer(&sell_currency)?,
+                sell_amount: sell,
+                buy_issuer: trader.issuer(&buy_currency)?,
+                buy_amount: buy,
+            };
+            eprintln!("order {}", order.id);
+            let outcome = trader
+                .trade(&order, std::time::Duration::from_secs(wait_s), |t| {
+                    if !json {
+                        eprintln!(
+                            "trade {}: {} of {} halves",
+                            t.id,
+                            t.halves_done + 1,
+                            2 * t.steps
+                        );
+                    }
+                })
+                .await?;
+            if json {
+                outln!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                for t in &outcome.trades {
+                    outln!(
+                        "trade {}: {} ({} for {}){}",
+                        t.id,
+                        t.state,
+                        t.taker_amount,
+                        t.maker_amount,
+                        t.defaulter
+                            .as_deref()
+                            .map(|d| format!(", {d} defaulted"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            let stopped = outcome
+                .trades
+                .iter()
+                .any(|t| t.state != bank::exchange::store::DONE);
+            anyhow::ensure!(!stopped, "not every trade settled (see above)");
+            Ok(())
+        }),
         Cmd::Customer {
             command:
                 CustomerCmd::Add {
@@ -333,6 +487,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A fresh order id: 32 hex digits.
+fn new_order_id() -> String {
+    let mut bytes = [0u8; 16];
+    // The system's randomness; without it, the clock (ids need only be unique per trader).
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        bytes[..8].copy_from_slice(&node::now_ms().to_be_bytes());
+    }
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

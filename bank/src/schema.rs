@@ -66,3 +66,59 @@ diesel::table! {
         expires_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    exchange_orders (id) {
+        id -> Text,
+        trader -> Text,
+        sell_issuer -> Text,
+        buy_issuer -> Text,
+        sell_amount -> BigInt,
+        buy_amount -> BigInt,
+        sell_left -> BigInt,
+        state -> Text,
+        seq -> BigInt,
+        created_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    exchange_trades (id) {
+        id -> Text,
+        taker -> Text,
+        maker -> Text,
+        taker_order -> Text,
+        maker_order -> Text,
+        taker_issuer -> Text,
+        taker_amount -> BigInt,
+        maker_issuer -> Text,
+        maker_amount -> BigInt,
+        steps -> Integer,
+        half -> Integer,
+        claimed -> Integer,
+        turn_ms -> BigInt,
+        state -> Text,
+        defaulter -> Nullable<Text>,
+        created_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    exchange_steps (trade, half) {
+        trade -> Text,
+        half -> Integer,
+        payer -> Text,
+        issuer -> Text,
+        amount -> BigInt,
+        claimed_ms -> BigInt,
+        confirmed_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    exchange_traders (entity) {
+        entity -> Text,
+        completed -> BigInt,
+        defaults -> BigInt,
+    }
+}

@@ -24,6 +24,8 @@ pub struct ServeOptions {
     /// proxy terminates TLS); they always are with `tls`.
     pub secure_cookies: bool,
     pub tls: Option<node::http::TlsFiles>,
+    /// Run the exchange (`--exchange`), settling trades this way.
+    pub exchange: Option<crate::exchange::server::ExchangeConfig>,
 }
 
 /// One currency the bank takes.
@@ -55,6 +57,8 @@ pub struct Bank {
     pub session_ttl_ms: u64,
     /// Session cookies are `Secure` when the bank serves HTTPS.
     pub secure_cookies: bool,
+    /// The exchange, when the bank runs one.
+    pub exchange: Option<crate::exchange::server::ExchangeConfig>,
 }
 
 impl Bank {
@@ -155,6 +159,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
         credited,
         session_ttl_ms: options.session_ttl_ms,
         secure_cookies: options.secure_cookies || options.tls.is_some(),
+        exchange: options.exchange.clone(),
     });
     let for_routes = bank.clone();
     let for_tasks = bank.clone();
@@ -172,6 +177,9 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
                 ));
             }
             actix_web::rt::spawn(crate::pay::resend_pending(for_tasks.clone()));
+            if for_tasks.exchange.is_some() {
+                actix_web::rt::spawn(crate::exchange::server::expire_forever(for_tasks.clone()));
+            }
         },
     )?;
     let host = options.name_host.clone().unwrap_or_else(|| {

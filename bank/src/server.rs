@@ -52,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, bank: Arc<Bank>) {
         .route("/lcp/v1/deposits", web::get().to(deposits))
         .route("/lcp/v1/transfers", web::post().to(transfer))
         .route("/metrics", web::get().to(metrics))
+        .configure(crate::exchange::server::routes)
         .default_service(web::to(service::not_found_route));
 }
 
@@ -64,7 +65,14 @@ async fn descriptor(bank: State) -> HttpResponse {
     service::descriptor(
         "bank",
         bank.key.entity(),
-        serde_json::json!({"currencies": currencies, "names_host": bank.name_host()}),
+        serde_json::json!({
+            "currencies": currencies,
+            "names_host": bank.name_host(),
+            "exchange": bank.exchange.as_ref().map(|e| serde_json::json!({
+                "steps": e.steps,
+                "step_timeout_ms": e.step_timeout_ms,
+            })),
+        }),
     )
 }
 
@@ -285,7 +293,10 @@ mod openapi_tests {
     fn every_route_is_described() {
         node::testing::assert_routes_described(
             include_str!("../../docs/openapi/bank.json"),
-            include_str!("server.rs"),
+            concat!(
+                include_str!("server.rs"),
+                include_str!("exchange/server.rs")
+            ),
         );
     }
 }
