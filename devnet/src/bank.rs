@@ -21,7 +21,8 @@ pub fn customer_of_agent(i: usize) -> String {
     format!("agent-{i}")
 }
 
-/// The bank's service (not started), taking the currencies of `issuer_urls`.
+/// The bank's service (not started), taking the currencies of `issuer_urls`, with its
+/// exchange when there are several.
 pub(crate) fn service(
     bin_dir: &Path,
     dir: &Path,
@@ -38,6 +39,10 @@ pub(crate) fn service(
     ];
     for url in issuer_urls {
         args.extend(["--issuer".into(), url.clone()]);
+    }
+    if issuer_urls.len() > 1 {
+        // Two currencies or more: one can be traded for another.
+        args.push("--exchange".into());
     }
     Ok(Service {
         name: "bank".into(),
