@@ -15,9 +15,11 @@
 //!   that does not confirm, within the step's time is marked as having defaulted and the
 //!   trade stops there: the other party has paid at most one slice it did not get back.
 //!
-//! The HTTP side is [`server`], the database [`store`], and the traders' side (what `bank
-//! orders` and `bank trade` run) [`trader`].
+//! The HTTP side is [`server`], the database [`store`], the traders' side (what `bank
+//! orders` and `bank trade` run) [`trader`], and the `trade` records each receiver proposes
+//! for each slice it got [`records`] (DESIGN 11).
 
+pub mod records;
 pub mod server;
 pub mod store;
 pub mod trader;

@@ -59,6 +59,8 @@ pub struct Bank {
     pub secure_cookies: bool,
     /// The exchange, when the bank runs one.
     pub exchange: Option<crate::exchange::server::ExchangeConfig>,
+    /// Records (DESIGN 11): the exchange's `trade` steps, agreed with the traders.
+    pub records: Arc<node::records::RecordBook>,
 }
 
 impl Bank {
@@ -148,6 +150,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
         });
     }
     let (credited, _) = tokio::sync::watch::channel(0u64);
+    let records = crate::exchange::records::book(database.clone(), key.clone());
     let bank = Arc::new(Bank {
         key,
         data_dir: options.data_dir.clone(),
@@ -160,6 +163,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningBank> {
         session_ttl_ms: options.session_ttl_ms,
         secure_cookies: options.secure_cookies || options.tls.is_some(),
         exchange: options.exchange.clone(),
+        records,
     });
     let for_routes = bank.clone();
     let for_tasks = bank.clone();

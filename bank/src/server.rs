@@ -11,6 +11,8 @@
 //! | `GET /lcp/v1/deposits?after=S&wait_ms=W[&transaction_id=T]` | app token | the customer's deposits (long poll) |
 //! | `POST /lcp/v1/transfers` | app token | `{recipient (id or name), amount, transaction_id?, userid?}` -> `{result, seq, fee, balance}` |
 //! | `GET /metrics` | anyone | Prometheus text |
+//! | `/v1/exchange/*` | traders | the exchange ([`crate::exchange::server`]) |
+//! | `POST /v1/records`, `GET /v1/records`, `GET /v1/frauds` | traders, anyone | `trade` records (DESIGN 11, [`crate::exchange::records`]) |
 //! | `GET /`, `/login`, `/signup`; `POST /login`, `/signup`, `/logout`, `/transfer`, `/tokens`, `/tokens/{id}/revoke` | a customer's browser | the web page ([`crate::page`]) |
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ const TRANSACTION_ID_CHARS_MAX: usize = 128;
 type State = web::Data<Arc<Bank>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig, bank: Arc<Bank>) {
+    let bank_records = bank.records.clone();
     cfg.app_data(web::Data::new(bank))
         .route("/", web::get().to(page::account))
         .route("/login", web::get().to(page::login_page))
@@ -53,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, bank: Arc<Bank>) {
         .route("/lcp/v1/transfers", web::post().to(transfer))
         .route("/metrics", web::get().to(metrics))
         .configure(crate::exchange::server::routes)
+        .configure(|cfg| node::records::routes(cfg, bank_records))
         .default_service(web::to(service::not_found_route));
 }
 

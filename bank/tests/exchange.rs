@@ -197,6 +197,18 @@ async fn run(database: Option<&str>) {
         get(&format!("{bank}/v1/exchange/traders/{alice_id}")).await["completed"],
         1
     );
+    // Each slice received is a `trade` record the exchange agreed to (DESIGN 11): alice
+    // received bob's STEPS slices, bob alice's.
+    for who in [&alice_id, &bob_id] {
+        let page = get(&format!("{bank}/v1/records?public_key={who}")).await;
+        let trades = page["blocks"]
+            .as_array()
+            .expect("blocks")
+            .iter()
+            .filter(|b| b["type"] == "trade")
+            .count();
+        assert_eq!(trades as u64, STEPS, "{who}'s trade records: {page}");
+    }
     assert!(
         get(&format!("{bank}/v1/exchange/book?a={x_id}&b={y_id}")).await["orders"]
             .as_array()

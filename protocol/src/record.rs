@@ -43,6 +43,23 @@ pub mod kinds {
     pub const TOKENS: &str = "tokens";
     /// Paywords redeemed (vendor <-> issuer).
     pub const REDEMPTION: &str = "redemption";
+    /// One half of an exchange trade's step: a slice received (trader <-> exchange).
+    pub const TRADE: &str = "trade";
+}
+
+/// The `trade` record's transaction (DESIGN 14): the receiver of one half of a trade's
+/// step says it got the slice; the exchange agrees when its own books show that half
+/// confirmed, paid by `from` to `to` in `issuer`'s currency for `amount`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradeRecord {
+    pub trade: String,
+    /// The half: 2 x step (the taker paid) or 2 x step + 1 (the maker paid).
+    pub half: u32,
+    pub from: String,
+    pub to: String,
+    pub issuer: String,
+    pub amount: u64,
 }
 
 /// The `tokens` record's transaction (DESIGN 11): bytes an agent served a gateway under

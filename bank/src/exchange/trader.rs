@@ -199,6 +199,28 @@ impl Trader {
             };
             if arrived {
                 self.turn(&t.id, turn.half, "confirm").await?;
+                // The slice received, as a record the exchange agrees to (DESIGN 11): never
+                // an error for the trade (an unanswered proposal is sent again later).
+                let record = protocol::record::TradeRecord {
+                    trade: t.id.clone(),
+                    half: turn.half,
+                    from: turn.payer.clone(),
+                    to: turn.receiver.clone(),
+                    issuer: turn.issuer.clone(),
+                    amount: turn.amount,
+                };
+                let tx = serde_json::to_value(&record)?;
+                if let clients::records::Agreed::Later(why) = clients::records::record_deal(
+                    &self.key_path,
+                    self.key.clone(),
+                    &self.exchange,
+                    protocol::record::kinds::TRADE,
+                    &tx,
+                )
+                .await
+                {
+                    tracing::warn!(trade = %t.id, half = turn.half, why, "trade record not agreed yet");
+                }
                 return Ok(true);
             }
         }

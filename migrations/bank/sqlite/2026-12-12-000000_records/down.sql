@@ -1,0 +1,2 @@
+DROP TABLE record_frauds;
+DROP TABLE record_blocks;
