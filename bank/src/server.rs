@@ -119,7 +119,8 @@ async fn names(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
     let (entity, own) = crate::custody::entity_of(&bank, &user).await?;
     Ok(HttpResponse::Ok().json(protocol::name::NameAnswer {
         entity: entity.to_string(),
-        userid: (!own).then_some(user),
+        userid: user,
+        transparent: own,
         currencies: bank.currencies.iter().map(|c| c.url.clone()).collect(),
     }))
 }

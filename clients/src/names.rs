@@ -81,7 +81,7 @@ pub async fn resolve_with(text: &str, http: &reqwest::Client) -> Result<Payee, C
         .map_err(|e| ClientError::Decode(format!("{url}: not a name answer: {e}")))?;
     let entity = EntityId::parse(&answer.entity)
         .map_err(|_| ClientError::Decode(format!("{url}: the answer's entity is not an id")))?;
-    if answer.userid.as_ref().is_some_and(|u| *u != name.user) {
+    if answer.userid != name.user {
         return Err(ClientError::Decode(format!(
             "{url}: asked for {:?}, the bank answered for {:?}",
             name.user, answer.userid
@@ -89,7 +89,8 @@ pub async fn resolve_with(text: &str, http: &reqwest::Client) -> Result<Payee, C
     }
     Ok(Payee {
         entity,
-        userid: answer.userid,
+        // A transparent account is its own key: a transfer to it names no customer.
+        userid: (!answer.transparent).then_some(answer.userid),
         name: Some(name),
     })
 }

@@ -111,14 +111,16 @@ impl std::fmt::Display for Name {
     }
 }
 
-/// The answer of `GET /.well-known/lcp-names?name=user`: pay `entity` with this `userid`
-/// (an opaque account, held under the bank's entity), or pay `entity` alone (no `userid`: a
-/// transparent account, whose own key the bank keeps; seed 000 section 5.2's last paragraph).
+/// The answer of `GET /.well-known/lcp-names?name=user`: pay `entity` naming this `userid`
+/// (an opaque account, held under the bank's entity), or, when `transparent`, pay `entity`
+/// alone (the customer's own key, which the bank keeps; seed 000 section 5.2's last
+/// paragraph: such a transfer names no userid).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameAnswer {
     pub entity: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub userid: Option<String>,
+    pub userid: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transparent: bool,
     /// Issuers (URLs) whose currency the bank takes for this customer.
     #[serde(default)]
     pub currencies: Vec<String>,
