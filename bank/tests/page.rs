@@ -212,6 +212,30 @@ async fn the_page_logs_in_pays_and_manages_tokens_and_refuses_forgeries() {
             401,
             "the revoked token is refused"
         );
+
+        // Erin signs up on the page for a transparent account: the bank makes her a key, the
+        // page shows it, and her name resolves to that key (no customer named).
+        let steps = serde_json::json!([
+            {"go": format!("{bank_url}/signup")},
+            {"fill": {"input[name=name]": "erin", "input[name=password]": PASSWORD}},
+            {"eval": "document.querySelector('input[name=transparent]').checked = true"},
+            {"submit": "form[action='/signup']"},
+            {"eval": "document.getElementById('kind').textContent"},
+        ]);
+        let profile = tmp.path().join("chromium-erin");
+        let done = tokio::task::spawn_blocking(move || browse(chromium, &profile, steps))
+            .await
+            .expect("browser task");
+        let kind = done[4].as_str().unwrap_or_default().to_owned();
+        assert!(kind.contains("transparent account"), "{kind}");
+        let erin = clients::names::resolve(&format!("erin@{host}"), &ClientOptions::default())
+            .await
+            .expect("erin resolves");
+        assert_eq!(erin.userid, None);
+        assert!(
+            kind.contains(erin.entity.as_str()),
+            "the page shows her key: {kind}"
+        );
     }
 
     // An expired session: a bank whose sessions last one second.

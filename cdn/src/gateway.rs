@@ -377,8 +377,16 @@ impl Gateway {
         // own (no deposit to wait for). A publisher that does not take them is paid below.
         // A publisher selling per piece sells the view itself for nothing.
         let per_piece = descriptor
+            .as_ref()
             .map(|d| d["price_per_piece"].as_u64().unwrap_or(0) > 0)
             .unwrap_or(false);
+        // Transfers go where the publisher is paid: its bank account when it names one.
+        let payee = match descriptor.as_ref().ok().and_then(|d| d["pay_to"].as_str()) {
+            Some(to) => clients::names::resolve_with(to, &self.http)
+                .await
+                .map_err(|e| Error::Upstream(format!("the publisher's pay_to: {e}")))?,
+            None => clients::names::Payee::entity(publisher.clone()),
+        };
         let view_price = if per_piece {
             0
         } else {
@@ -417,7 +425,7 @@ impl Gateway {
             }
         }
         if bought.is_none() && view_price > 0 {
-            match wallet.transfer(&publisher, view_price, Some(&view)).await {
+            match wallet.transfer_to(&payee, view_price, Some(&view)).await {
                 Ok(_) => {}
                 Err(ClientError::Api { code, message, .. })
                     if code == "insufficient_funds" || code == "not_found" =>
@@ -444,7 +452,7 @@ impl Gateway {
                     let due = e.amount_due().unwrap_or(0);
                     tracing::info!("the publisher asks {due} ahead for a free view (free rider)");
                     wallet
-                        .transfer(&publisher, due, Some(&view))
+                        .transfer_to(&payee, due, Some(&view))
                         .await
                         .map_err(|e| Error::CannotPay {
                             price: due,

@@ -75,6 +75,18 @@ enum Cmd {
         /// PEM private key of --tls-cert
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Pay agents from a bank account, and be paid for views into it: the bank's URL
+        /// (the key still signs; the token's currency must be the one views are sold in)
+        #[arg(long, env = "CDN_BANK", requires = "bank_token")]
+        bank: Option<String>,
+        /// The app token the bank granted this publisher (`bank token grant`)
+        #[arg(
+            long,
+            env = "CDN_BANK_TOKEN",
+            requires = "bank",
+            hide_env_values = true
+        )]
+        bank_token: Option<String>,
     },
     /// Publish FILE: pieces stored on several agents, a signed manifest
     Publish {
@@ -202,6 +214,23 @@ fn listening(url: &str) -> anyhow::Result<()> {
     Ok(node::cli::announce_listening(url)?)
 }
 
+/// `--bank URL --bank-token T`, checked for form now: a typo is one line at start, not a
+/// failed payment later.
+fn bank_link(
+    url: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<Option<clients::bank::BankLink>> {
+    let (Some(url), Some(token)) = (url, token) else {
+        return Ok(None);
+    };
+    let link = clients::bank::BankLink {
+        url,
+        token: token.trim().to_owned(),
+    };
+    link.access(reqwest::Client::new())?;
+    Ok(Some(link))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve {
@@ -221,8 +250,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             free_rider_threshold,
             tls_cert,
             tls_key,
+            bank,
+            bank_token,
         } => {
             anyhow::ensure!((1..=64).contains(&agents), "--agents must be 1 to 64");
+            let bank = bank_link(bank, bank_token)?;
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(node::http::TlsFiles { cert, key }),
                 _ => None,
@@ -248,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..PublisherOptions::default()
                 },
                 tls,
+                bank,
             })
             .context("the publisher could not start")?;
             listening(&running.url)?;
@@ -314,15 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bank_token,
         } => {
             let mut options = cdn::gateway::GatewayOptions::new(&publisher, wallet);
-            if let (Some(url), Some(token)) = (bank, bank_token) {
-                let link = clients::bank::BankLink {
-                    url,
-                    token: token.trim().to_owned(),
-                };
-                // Checked for form now: a typo is one line at start, not a failed view later.
-                link.access(reqwest::Client::new())?;
-                options.bank = Some(link);
-            }
+            options.bank = bank_link(bank, bank_token)?;
             options.listen = listen;
             options.ahead_pieces = ahead_pieces.clamp(0, 64);
             options.cache_pieces = cache_pieces.clamp(2, 4096);

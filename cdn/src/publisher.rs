@@ -217,6 +217,9 @@ pub struct Publisher {
     words: Option<clients::paywords::PaywordPayer>,
     pub currency: EntityId,
     pub issuer_url: String,
+    /// Paid into a bank account (`cdn serve --bank`, DESIGN 14): its name (`user@host`),
+    /// where viewers pay for views; `None`: the publisher's own entity.
+    pub pay_to: Option<String>,
     options: PublisherOptions,
     agents: Mutex<HashMap<String, Arc<AgentClient>>>,
     /// Estimated read/write credit per contract (the agent's figure when first needed, less
@@ -263,6 +266,7 @@ impl Publisher {
             wallet,
             currency,
             issuer_url,
+            pay_to: None,
             options,
             agents: Mutex::default(),
             credit: Mutex::default(),

@@ -25,6 +25,9 @@ pub struct ServeOptions {
     pub issuer_url: Option<String>,
     pub publisher: PublisherOptions,
     pub tls: Option<node::http::TlsFiles>,
+    /// Pay agents from a bank account and be paid for views into it (`--bank`, DESIGN 14);
+    /// the key still signs. The token's currency must be the one views are sold in.
+    pub bank: Option<clients::bank::BankLink>,
 }
 
 pub struct RunningPublisher {
@@ -143,15 +146,33 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         }
         None => rt.block_on(market_currency(&http_client, &options.market))?,
     };
-    let wallet = IssuerClient::new(
+    let mut wallet = IssuerClient::new(
         http_client.clone(),
         &issuer_url,
         key.clone(),
         Some(CounterStore::beside_key(&key_path)),
     );
+    let mut pay_to = None;
+    if let Some(link) = &options.bank {
+        let access = link.access(http_client.clone())?;
+        let account = rt
+            .block_on(access.account())
+            .with_context(|| format!("the bank at {} refused the token", link.url))?;
+        anyhow::ensure!(
+            account.issuer == currency.as_str(),
+            "the bank token is for the currency of {}, but views are sold in {issuer_url}'s: \
+             pass --issuer-url {}",
+            account.issuer_url,
+            account.issuer_url
+        );
+        pay_to = Some(account.name);
+        wallet = wallet.through_bank(access);
+    }
     let every = Duration::from_secs(options.publisher.scale_interval_s.max(1));
-    // Agents are paid by payword unless CDN_PAYWORDS=0 (then by transfer, as before).
-    let words = clients::paywords::enabled("CDN_PAYWORDS").then(|| {
+    // Agents are paid by payword unless CDN_PAYWORDS=0 (then by transfer, as before), or
+    // through a bank (which pays plain transfers only).
+    let paywords = clients::paywords::enabled("CDN_PAYWORDS") && options.bank.is_none();
+    let words = paywords.then(|| {
         clients::paywords::PaywordPayer::new(
             key.clone(),
             clients::wallet::Wallet::beside_key(&key_path),
@@ -171,6 +192,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPublisher> {
         issuer_url,
         options.publisher.clone(),
     );
+    publisher.pay_to = pay_to;
     // Lines and neighbours from DIR/credit.toml (DESIGN 12).
     publisher.credit_lines =
         node::credit::CreditBook::new(publisher.db.clone(), publisher.key.clone(), credit_policy);

@@ -86,6 +86,9 @@ async fn descriptor(p: State) -> HttpResponse {
             "issuer_url": p.issuer_url,
             // Sold per piece (paid with each window of instructions), or per view when 0.
             "price_per_piece": p.options().price_per_piece,
+            // Where views are paid by transfer (DESIGN 14): a bank customer's name when the
+            // publisher is paid into a bank account; absent: its own entity.
+            "pay_to": p.pay_to,
             "paywords": true,
             "credit_key": p.credit_lines.credit_key_hex(),
             "credit_key_signature": p.credit_lines.credit_key_signature(),

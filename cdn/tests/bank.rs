@@ -384,5 +384,140 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
         .await
         .expect("retrieval instructions");
     assert!(!r.token.is_empty());
+
+    // video.com banks there too (`cdn serve --bank`): it pays the agents from its account
+    // (book entries: they bank at the same bank) and is paid for views into it, so dave's
+    // view moves money inside the bank only.
+    run_bank(
+        &["customer", "add", "--name", "videocom", "--password-stdin"],
+        "a long password\n",
+    );
+    let videocom =
+        clients::names::resolve(&format!("videocom@{bank_host}"), &ClientOptions::default())
+            .await
+            .expect("videocom resolves");
+    IssuerClient::from_key_file(&net.issuer.url, &net.wallet.key, &ClientOptions::default())
+        .expect("wallet")
+        .transfer_to(&videocom, 20_000_000, None)
+        .await
+        .expect("fund video.com");
+    let videocom_link = clients::bank::BankLink {
+        url: net.bank.as_ref().expect("bank").url.clone(),
+        token: run_bank(
+            &[
+                "token",
+                "grant",
+                "--customer",
+                "videocom",
+                "--issuer",
+                &net.issuer.entity,
+                "--limit",
+                "20000000",
+                "--label",
+                "publisher",
+            ],
+            "",
+        ),
+    };
+    let videocom_access = videocom_link.access(http.clone()).expect("token");
+    eventually(
+        WAIT_MS_MAX,
+        "video.com's account to be credited",
+        || async {
+            videocom_access
+                .balance()
+                .await
+                .is_ok_and(|b| b.balance == 20_000_000)
+        },
+    )
+    .await;
+    let pub_dir = tmp.path().join("videocom");
+    let options = cdn::serve::ServeOptions {
+        data_dir: pub_dir.clone(),
+        listen: "127.0.0.1:0".into(),
+        market: net.market.url.clone(),
+        database: None,
+        issuer_url: Some(net.issuer.url.clone()),
+        publisher: cdn::publisher::PublisherOptions {
+            agents: 4,
+            block_bytes: 16 << 20,
+            contract_days: 1,
+            ..cdn::publisher::PublisherOptions::default()
+        },
+        tls: None,
+        bank: Some(videocom_link),
+    };
+    let running = tokio::task::spawn_blocking(move || cdn::serve::start(options))
+        .await
+        .expect("join")
+        .expect("a publisher paid through its bank");
+    let banked_publisher = running.url.clone();
+    let d: serde_json::Value = http
+        .get(format!("{banked_publisher}/.well-known/lcp"))
+        .send()
+        .await
+        .expect("descriptor")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(d["pay_to"], format!("videocom@{bank_host}"));
+    let published = publish(
+        &banked_publisher,
+        &pub_dir.join("identity.key"),
+        &video,
+        &[
+            "--piece-kib",
+            "32",
+            "--replicas",
+            "2",
+            "--price-per-view",
+            "300",
+        ],
+    );
+    let content = published["content"].as_str().expect("content").to_owned();
+    let publisher_paid = 20_000_000 - videocom_access.balance().await.expect("b").balance;
+    assert!(
+        publisher_paid > 0,
+        "video.com paid its agents from its account"
+    );
+    let dave_before = dave_access.balance().await.expect("balance").balance;
+    let mut o = GatewayOptions::new(&banked_publisher, dave.clone());
+    o.bank = Some(clients::bank::BankLink {
+        url: net.bank.as_ref().expect("bank").url.clone(),
+        token: dave_token.clone(),
+    });
+    let gw = cdn::gateway::start(o).expect("gateway");
+    let got = http
+        .get(format!("{}/v/{content}", gw.url))
+        .timeout(Duration::from_millis(WAIT_MS_MAX))
+        .send()
+        .await
+        .expect("view");
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(
+        got.bytes().await.expect("body") == original,
+        "the video differs"
+    );
+    drop(gw);
+    assert_eq!(
+        dave_before - dave_access.balance().await.expect("balance").balance,
+        300,
+        "the view's price, and no fee: a book entry inside the bank"
+    );
+    let pub_key = pub_dir.join("identity.key");
+    assert_eq!(
+        key_balance(&net, &pub_key).await,
+        0,
+        "video.com's key holds nothing"
+    );
+    drop(running);
+
+    // Still every balance adds up: the bank holds what its customers own.
+    let mut total = dave_access.balance().await.expect("b").balance
+        + videocom_access.balance().await.expect("b").balance;
+    for i in 0..net.agents.len() {
+        total += account(&net, i).await.balance;
+    }
+    assert_eq!(key_balance(&net, &bank_key).await, total);
     net.down();
 }

@@ -764,6 +764,7 @@ async fn scaling_on(net: &Devnet, dir: &Path, database: Option<String>) {
             ..cdn::publisher::PublisherOptions::default()
         },
         tls: None,
+        bank: None,
     };
     let running = tokio::task::spawn_blocking(move || cdn::serve::start(options))
         .await
@@ -904,6 +905,7 @@ async fn pieces_sold_by_payword_charge_only_what_is_watched() {
             ..cdn::publisher::PublisherOptions::default()
         },
         tls: None,
+        bank: None,
     };
     let running = tokio::task::spawn_blocking(move || cdn::serve::start(options))
         .await

@@ -100,7 +100,9 @@ impl Publisher {
         if paid < price {
             let (amount_due, pay_to, issuer_url, transaction_id) = (
                 price - paid,
-                self.key.entity().to_string(),
+                self.pay_to
+                    .clone()
+                    .unwrap_or_else(|| self.key.entity().to_string()),
                 self.issuer_url.clone(),
                 view.to_owned(),
             );
