@@ -8,39 +8,16 @@
 
 mod util;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use clients::issuer::IssuerClient;
 use devnet::{Devnet, Options};
 use node::client::ClientOptions;
 use util::{noise, Cli, PASSWORD};
 
-/// `bank ARGS --data DIR` on the devnet's bank; stdout, which must be a success.
+/// `bank ARGS` on the devnet's bank; stdout, which must be a success.
 fn bank(net: &Devnet, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(devnet::default_bin_dir().expect("bins").join("bank"))
-        .args(args)
-        .arg("--data")
-        .arg(devnet::bank::data_dir(&net.dir))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bank");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("stdin");
-    let out = child.wait_with_output().expect("bank");
-    assert!(
-        out.status.success(),
-        "bank {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    devnet::bank::cli(&net.dir, args, stdin).unwrap_or_else(|e| panic!("bank {args:?}: {e}"))
 }
 
 fn account(url: &str, token: &str, rt: &tokio::runtime::Runtime) -> protocol::name::AccountAnswer {

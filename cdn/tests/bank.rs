@@ -62,6 +62,19 @@ fn income(net: &Devnet, i: usize) -> u64 {
     v["earnings"][0]["income"].as_u64().expect("income")
 }
 
+/// Watch `content` through a gateway made with `o`: it must stream the file byte for byte.
+async fn watch(o: GatewayOptions, content: &str, original: &[u8], what: &str) {
+    let gw = cdn::gateway::start(o).expect("gateway");
+    let got = reqwest::Client::new()
+        .get(format!("{}/v/{content}", gw.url))
+        .timeout(Duration::from_millis(WAIT_MS_MAX))
+        .send()
+        .await
+        .expect("view");
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(got.bytes().await.expect("body") == original, "{what}");
+}
+
 async fn key_balance(net: &Devnet, key: &Path) -> i64 {
     IssuerClient::from_key_file(&net.issuer.url, key, &ClientOptions::default())
         .expect("wallet")
@@ -144,52 +157,17 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
         .expect("fund alice");
     let mut o = GatewayOptions::new(&publisher, alice.clone());
     o.ahead_pieces = 3;
-    let gw = cdn::gateway::start(o).expect("gateway");
-    let got = http
-        .get(format!("{}/v/{content}", gw.url))
-        .timeout(Duration::from_millis(WAIT_MS_MAX))
-        .send()
-        .await
-        .expect("view");
-    assert_eq!(got.status().as_u16(), 200);
-    assert!(
-        got.bytes().await.expect("body") == original,
-        "the video differs"
-    );
+    watch(o, &content, &original, "the video differs").await;
     assert!(
         key_balance(&net, &alice).await < 10_000,
         "alice paid for the view"
     );
-    drop(gw);
 
     // Dave has no funded key: his bank pays for his view (DESIGN 14), naming him, and the
     // publisher sells it on the deposit from the bank that names him.
-    let bank_bin = devnet::default_bin_dir().expect("bins").join("bank");
-    let bank_data = devnet::bank::data_dir(&net.dir);
+    let net_dir = net.dir.clone();
     let run_bank = |args: &[&str], stdin: &str| -> String {
-        use std::io::Write;
-        let mut child = std::process::Command::new(&bank_bin)
-            .args(args)
-            .arg("--data")
-            .arg(&bank_data)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("bank");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("stdin");
-        let out = child.wait_with_output().expect("bank");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        devnet::bank::cli(&net_dir, args, stdin).unwrap_or_else(|e| panic!("bank {args:?}: {e}"))
     };
     run_bank(
         &["customer", "add", "--name", "dave", "--password-stdin"],
@@ -235,19 +213,7 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
     node::keyfile::generate(&dave).expect("key");
     let mut o = GatewayOptions::new(&publisher, dave.clone());
     o.bank = Some(dave_link);
-    let gw = cdn::gateway::start(o).expect("gateway");
-    let got = http
-        .get(format!("{}/v/{content}", gw.url))
-        .timeout(Duration::from_millis(WAIT_MS_MAX))
-        .send()
-        .await
-        .expect("view");
-    assert_eq!(got.status().as_u16(), 200);
-    assert!(
-        got.bytes().await.expect("body") == original,
-        "dave's video differs"
-    );
-    drop(gw);
+    watch(o, &content, &original, "dave's video differs").await;
     assert_eq!(key_balance(&net, &dave).await, 0, "dave's key paid nothing");
     let spent = 5_000 - dave_access.balance().await.expect("balance").balance;
     let descriptor: serde_json::Value = http
@@ -486,19 +452,7 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
         url: net.bank.as_ref().expect("bank").url.clone(),
         token: dave_token.clone(),
     });
-    let gw = cdn::gateway::start(o).expect("gateway");
-    let got = http
-        .get(format!("{}/v/{content}", gw.url))
-        .timeout(Duration::from_millis(WAIT_MS_MAX))
-        .send()
-        .await
-        .expect("view");
-    assert_eq!(got.status().as_u16(), 200);
-    assert!(
-        got.bytes().await.expect("body") == original,
-        "the video differs"
-    );
-    drop(gw);
+    watch(o, &content, &original, "the video differs").await;
     assert_eq!(
         dave_before - dave_access.balance().await.expect("balance").balance,
         300,

@@ -99,6 +99,15 @@ pub(crate) fn open_account(
     Ok(token.trim().to_owned())
 }
 
+/// `bank ARGS --data <the devnet's bank>` with `stdin` on its input (tests and scripts add
+/// customers and grant tokens this way); its stdout, trimmed, or its error.
+pub fn cli(dir: &Path, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+    let bank_bin = bin(&crate::default_bin_dir()?, "bank")?;
+    Ok(run(&bank_bin, &data_dir(dir), args, Some(stdin))?
+        .trim()
+        .to_owned())
+}
+
 /// Run `bank ARGS --data DATA`, with `stdin` written to its input; its stdout.
 fn run(bank_bin: &Path, data: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     use std::io::Write;
