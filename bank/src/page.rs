@@ -317,7 +317,7 @@ pub async fn account(
 
 async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String, Error> {
     let customer = s.customer.clone();
-    let (mut balances, lines, tokens) = bank
+    let (mut balances, mut lines, tokens) = bank
         .db
         .run(move |conn| {
             Ok::<_, Error>((
@@ -335,6 +335,28 @@ async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String
             let b = crate::custody::balance(bank, &s.customer, &c.issuer).await?;
             balances.push((c.issuer.clone(), b));
         }
+        // Its statement is its key's deposits at each issuer (what it paid, the issuers
+        // list to no one but the payee).
+        lines.clear();
+        for c in &bank.currencies {
+            let Some(page) =
+                crate::custody::own_deposits(bank, &s.customer, &c.issuer, 0, 0, None).await?
+            else {
+                continue;
+            };
+            lines.extend(page.deposits.into_iter().map(|d| store::Line {
+                seq: i64::try_from(d.seq).unwrap_or(i64::MAX),
+                issuer: c.issuer.clone(),
+                amount: i64::try_from(d.amount).unwrap_or(i64::MAX),
+                counterparty: d.from,
+                counterparty_name: d.from_name,
+                transaction_id: d.transaction_id,
+                state: "received".into(),
+                time_ms: i64::try_from(d.time).unwrap_or(i64::MAX),
+            }));
+        }
+        lines.sort_by_key(|l| std::cmp::Reverse(l.time_ms));
+        lines.truncate(usize::try_from(STATEMENT_LINES_MAX).unwrap_or(usize::MAX));
     }
     let code_of = |issuer: &str| {
         bank.currency(issuer)

@@ -236,6 +236,24 @@ async fn the_page_logs_in_pays_and_manages_tokens_and_refuses_forgeries() {
             kind.contains(erin.entity.as_str()),
             "the page shows her key: {kind}"
         );
+        // Paid by name, the payment lands on her key and her page's statement shows it.
+        mint.transfer_to(&erin, 700, Some("for-erin"))
+            .await
+            .expect("pay erin");
+        let cookie = login(&raw, &bank_url, "erin").await;
+        let page = raw
+            .get(format!("{bank_url}/"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            page.contains("for-erin") && page.contains(">700<"),
+            "her statement and balance: {page}"
+        );
     }
 
     // An expired session: a bank whose sessions last one second.
