@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs schemathesis (property-based API testing from the OpenAPI files in docs/openapi/)
 # against every service of a fresh devnet: the issuer, the market, an agent, the publisher, a
-# viewer's gateway and an overlay peer, each twice: as sent (unsigned: the signature check's
+# viewer's gateway, an overlay peer and the bank (with its exchange), each twice: as sent (unsigned: the signature check's
 # answers) and through scripts/lcp-sign-proxy.py, which signs every request with a fresh key
 # (so the fuzzer reaches the parsing and logic behind the check). The check is
 # `not_a_server_error`: any 5xx, or a service that stops answering, fails the run. Each run's
 # verdict is printed; the full reports go to $OUT (default target/api-fuzz/).
 #
 # Usage: scripts/api-fuzz.sh [EXAMPLES]   (default 100 examples per operation)
+#        ONLY=bank scripts/api-fuzz.sh 50     (one service: issuer, market, agent, publisher,
+#                                              gateway, peer or bank)
 # Needs: python3 with venv (schemathesis and cryptography are installed into
 # target/api-fuzz/venv, pinned).
 set -euo pipefail
@@ -42,7 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/devnet" up --dir "$work/net" --agents 2 --cdn --peers 2 >"$work/devnet.out" 2>"$work/devnet.err" &
+"$bin/devnet" up --dir "$work/net" --agents 2 --cdn --peers 2 --bank --issuers 2 \
+  >"$work/devnet.out" 2>"$work/devnet.err" &
 devnet_pid=$!
 for _ in $(seq 1 120); do
   grep -q "devnet ready" "$work/devnet.out" 2>/dev/null && break
@@ -61,6 +64,7 @@ market=$(json "d['market']['url']")
 agent=$(json "d['agents'][0]['url']")
 publisher=$(json "d['cdn']['url']")
 peer=$(json "d['peers'][0]['url']")
+bank=$(json "d['bank']['url']")
 wallet=$(json "d['wallet']['key']")
 
 "$bin/cdn" gateway --publisher "$publisher" --wallet "$wallet" --listen 127.0.0.1:0 \
@@ -80,9 +84,10 @@ proxy="http://127.0.0.1:$(cat "$work/proxy.port")"
 
 failed=0
 for pair in "issuer=$issuer" "market=$market" "agent=$agent" "publisher=$publisher" \
-            "gateway=$gateway" "peer=$peer"; do
+            "gateway=$gateway" "peer=$peer" "bank=$bank"; do
   name=${pair%%=*}
   url=${pair#*=}
+  [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ] && continue
   for mode in unsigned signed; do
     # The gateway is the viewer's own and takes no signed requests.
     [ "$name" = gateway ] && [ "$mode" = signed ] && continue

@@ -11,9 +11,11 @@
 //! - **Settlement** ([`settle`]): a trade is paid in `k` steps; in each, the taker pays its
 //!   slice to the maker, then the maker pays its slice to the taker, each transfer made by
 //!   the payer itself at its currency's issuer (the exchange holds no money) and confirmed by
-//!   the receiver, who sees it in its own deposits. A payer that does not pay, or a receiver
-//!   that does not confirm, within the step's time is marked as having defaulted and the
-//!   trade stops there: the other party has paid at most one slice it did not get back.
+//!   the receiver, who sees it in its own deposits. A payer that does not pay within the
+//!   step's time is marked as having defaulted (and barred); a receiver that does not confirm
+//!   a slice its payer claims leaves the trade disputed (both count a dispute: the exchange
+//!   cannot tell which lies). Either way the trade stops there, and the other party has paid
+//!   at most one slice it did not get back.
 //!
 //! The HTTP side is [`server`], the database [`store`], the traders' side (what `bank
 //! orders` and `bank trade` run) [`trader`], and the `trade` records each receiver proposes
@@ -135,12 +137,13 @@ fn ceil_div(a: u128, b: u128) -> u128 {
     a.div_ceil(b)
 }
 
-/// The `k` slices `amount` is paid in: equal, the remainder spread over the first ones.
+/// The `k` slices `amount` is paid in: after `i` steps, `floor(amount x i / k)` is paid, for
+/// both sides of a trade alike, so the two sides' paid shares never drift more than one
+/// slice apart (a remainder given to the first slices of one side would let it run ahead).
 pub fn slices(amount: u64, k: u32) -> Vec<u64> {
-    let k = u64::from(k.max(1));
-    (0..k)
-        .map(|i| amount / k + u64::from(i < amount % k))
-        .collect()
+    let k = u128::from(k.max(1));
+    let paid = |i: u128| u64::try_from(u128::from(amount) * i / k).unwrap_or(u64::MAX);
+    (0..k).map(|i| paid(i + 1) - paid(i)).collect()
 }
 
 /// The transaction id of one half of a trade's step: `trade:step:t` (the taker's slice) or
@@ -211,8 +214,8 @@ mod tests {
 
     #[test]
     fn slices_add_up() {
-        assert_eq!(slices(10, 4), vec![3, 3, 2, 2]);
-        assert_eq!(slices(3, 4), vec![1, 1, 1, 0]);
+        assert_eq!(slices(10, 4), vec![2, 3, 2, 3]);
+        assert_eq!(slices(3, 4), vec![0, 1, 1, 1]);
         for (a, k) in [(1_000_003u64, 7u32), (0, 3), (u64::MAX, 64)] {
             let s = slices(a, k);
             assert_eq!(s.len(), k as usize);

@@ -31,8 +31,31 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// The bank's database, made there if there is none yet (`customer add` before the
+    /// first `bank serve`; said on stderr, since a mistyped --data would make one too).
     fn open(&self) -> anyhow::Result<db::Database> {
+        if !self.exists() {
+            eprintln!(
+                "note: no bank at {} yet: a new one is made there",
+                self.data.display()
+            );
+        }
         bank::serve::open_database(&self.data, self.database.as_deref())
+    }
+
+    /// The bank's database, which must exist: a mistyped --data is an error, not a new bank.
+    fn open_existing(&self) -> anyhow::Result<db::Database> {
+        anyhow::ensure!(
+            self.exists(),
+            "no bank at {}: give the --data directory of a bank (`bank serve --data DIR` \
+             makes one)",
+            self.data.display()
+        );
+        bank::serve::open_database(&self.data, self.database.as_deref())
+    }
+
+    fn exists(&self) -> bool {
+        self.database.is_some() || self.data.join("bank.sqlite").exists()
     }
 }
 
@@ -85,9 +108,7 @@ enum Cmd {
         /// The other currency
         #[arg(long)]
         b: String,
-        /// The key to ask with (any key; reads are public)
-        #[arg(long)]
-        key: PathBuf,
+
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -177,7 +198,7 @@ enum TokenCmd {
         /// The customer
         #[arg(long)]
         customer: String,
-        /// The currency: its issuer's entity id (as the bank's descriptor lists it)
+        /// The currency: its issuer's URL or entity id (one the bank takes)
         #[arg(long)]
         issuer: String,
         /// Most the app may spend in all, in minor units (fees included)
@@ -270,16 +291,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             exchange,
             a,
             b,
-            key,
             json,
         } => runtime()?.block_on(async {
-            let trader = bank::exchange::trader::Trader::open(&exchange, &key).await?;
+            let trader = bank::exchange::trader::Trader::reader(&exchange).await?;
             let (a, b) = (trader.issuer(&a)?, trader.issuer(&b)?);
             let book = trader.book(&a, &b).await?;
             if json {
                 outln!("{book}");
             } else {
-                for o in book["orders"].as_array().into_iter().flatten() {
+                let orders = book["orders"].as_array().cloned().unwrap_or_default();
+                if orders.is_empty() {
+                    outln!("no open orders in this pair");
+                }
+                for o in &orders {
                     outln!(
                         "{}  sells {} of {} for {} of {} ({} left)  by {}",
                         o["id"].as_str().unwrap_or(""),
@@ -313,33 +337,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 buy_issuer: trader.issuer(&buy_currency)?,
                 buy_amount: buy,
             };
-            eprintln!("order {}", order.id);
+            use bank::exchange::trader::Event;
             let outcome = trader
-                .trade(&order, std::time::Duration::from_secs(wait_s), |t| {
-                    if !json {
-                        eprintln!(
-                            "trade {}: {} of {} halves",
+                .trade(
+                    &order,
+                    std::time::Duration::from_secs(wait_s),
+                    |e| match e {
+                        Event::Placed(p) => eprintln!(
+                            "order {} placed: {} trade(s) at once, {} left to sell",
+                            p.order.id,
+                            p.trades.len(),
+                            p.order.sell_left
+                        ),
+                        Event::Step(t) if !json => eprintln!(
+                            "trade {}: step {} of {}",
                             t.id,
-                            t.halves_done + 1,
-                            2 * t.steps
-                        );
-                    }
-                })
+                            t.halves_done / 2 + 1,
+                            t.steps
+                        ),
+                        Event::Step(_) => {}
+                        Event::Retry(why) => eprintln!("warning: {why}; trying again"),
+                    },
+                )
                 .await?;
             if json {
                 outln!("{}", serde_json::to_string(&outcome)?);
             } else {
                 for t in &outcome.trades {
+                    let (gave, got) = t.amounts_for(&order.id);
+                    let (gave_in, got_in) = t.currencies_for(&order.id);
                     outln!(
-                        "trade {}: {} ({} for {}){}",
+                        "trade {}: {} (you give {gave} of {}, get {got} of {}){}",
                         t.id,
                         t.state,
-                        t.taker_amount,
-                        t.maker_amount,
+                        trader.shown(gave_in),
+                        trader.shown(got_in),
                         t.defaulter
                             .as_deref()
                             .map(|d| format!(", {d} defaulted"))
                             .unwrap_or_default()
+                    );
+                }
+                if outcome.trades.is_empty() {
+                    outln!("no trade: nothing crossed the order within --wait-s");
+                }
+                if outcome.cancelled_left > 0 {
+                    outln!(
+                        "the rest of the order ({} to sell) was cancelled",
+                        outcome.cancelled_left
                     );
                 }
             }
@@ -347,7 +392,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .trades
                 .iter()
                 .any(|t| t.state != bank::exchange::store::DONE);
-            anyhow::ensure!(!stopped, "not every trade settled (see above)");
+            anyhow::ensure!(
+                !stopped,
+                "not every trade settled (see above; a trade still settling goes on with \
+                 `bank trade --id {}` and the same amounts)",
+                order.id
+            );
             Ok(())
         }),
         Cmd::Customer {
@@ -399,7 +449,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Customer {
             command: CustomerCmd::List { data, json },
         } => {
-            let database = data.open()?;
+            let database = data.open_existing()?;
             let names = bank::store::customer_names(&mut database.connect()?)?;
             if json {
                 outln!("{}", serde_json::json!({ "customers": names }));
@@ -421,12 +471,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            protocol::EntityId::parse(&issuer).map_err(|_| {
-                anyhow::anyhow!("--issuer must be the issuer's entity id (ed25519:<64 hex>)")
+            let database = data.open_existing()?;
+            let mut conn = database.connect()?;
+            let issuer = bank::store::currency_of(&mut conn, &issuer)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--issuer {issuer:?} is not a currency this bank takes: give the issuer's \
+                     URL or entity id as `bank serve --issuer` has it"
+                )
             })?;
-            let database = data.open()?;
             let (id, token) = bank::store::grant_token(
-                &mut database.connect()?,
+                &mut conn,
                 &customer,
                 &issuer,
                 limit,
@@ -448,7 +502,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            let database = data.open()?;
+            let database = data.open_existing()?;
             let tokens = bank::store::tokens_of(&mut database.connect()?, &customer)?;
             let rows: Vec<_> = tokens
                 .iter()
@@ -479,7 +533,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Token {
             command: TokenCmd::Revoke { data, id },
         } => {
-            let database = data.open()?;
+            let database = data.open_existing()?;
             if !bank::store::revoke_token(&mut database.connect()?, &id)? {
                 anyhow::bail!("no token {id:?}");
             }

@@ -176,11 +176,16 @@ async fn pay_own(
         .ok_or(Error::InvalidAmount {
             max: own.max_amount,
         })?;
+    // The key and a counter first: a failure there charges nothing.
+    let wallet = crate::custody::own_wallet(bank, own.key, &token.issuer)?;
+    let counter = wallet
+        .next_counter()
+        .await
+        .map_err(|e| Error::Internal(format!("cannot reserve a counter: {e}")))?;
     let (token_id, customer) = (token.token.clone(), token.customer.clone());
     bank.db
         .run(move |conn| store::reserve_allowance(conn, token_id.as_deref(), &customer, total))
         .await?;
-    let wallet = crate::custody::own_wallet(bank, own.key, &token.issuer)?;
     let request = serde_json::to_vec(&TransferBody {
         recipient: order.payee.entity.as_str(),
         amount: order.amount,
@@ -189,10 +194,6 @@ async fn pay_own(
         from_name: own.from_name,
     })
     .map_err(|e| Error::Internal(e.to_string()))?;
-    let counter = wallet
-        .next_counter()
-        .await
-        .map_err(|e| Error::Internal(format!("cannot reserve a counter: {e}")))?;
     let sent: Result<CommandAnswer<TransferReceipt>, ClientError> = wallet
         .signed()
         .command("POST", "/lcp/v1/transfers", request, counter)
@@ -243,6 +244,11 @@ async fn pay_inside(
         return Err(Error::InvalidRecipient(
             "paying yourself moves nothing".into(),
         ));
+    }
+    if crate::custody::own_key(bank, &payee).await?.is_some() {
+        return Err(Error::InvalidRecipient(format!(
+            "{payee} has a transparent account: pay its own key (its name resolves to it)"
+        )));
     }
     let (payer, issuer, token_id) = (
         token.customer.clone(),

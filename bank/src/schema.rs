@@ -112,6 +112,7 @@ diesel::table! {
         amount -> BigInt,
         claimed_ms -> BigInt,
         confirmed_ms -> Nullable<BigInt>,
+        recorded -> Integer,
     }
 }
 
@@ -120,5 +121,6 @@ diesel::table! {
         entity -> Text,
         completed -> BigInt,
         defaults -> BigInt,
+        disputes -> BigInt,
     }
 }

@@ -112,6 +112,18 @@ pub fn upsert_currency(
     })
 }
 
+/// The issuer id of a currency the bank takes, given its id or its URL; `None` for another.
+pub fn currency_of(conn: &mut AnyConnection, id_or_url: &str) -> Result<Option<String>, Error> {
+    let wanted = id_or_url.trim_end_matches('/');
+    let all: Vec<(String, String)> = currencies::table
+        .select((currencies::issuer, currencies::url))
+        .load(conn)?;
+    Ok(all
+        .into_iter()
+        .find(|(id, url)| id == wanted || url.trim_end_matches('/') == wanted)
+        .map(|(id, _)| id))
+}
+
 pub fn deposits_cursor(conn: &mut AnyConnection, issuer: &str) -> Result<u64, Error> {
     let after: i64 = currencies::table
         .find(issuer)
@@ -180,7 +192,9 @@ pub fn credit_deposits(
         let mut seq = next_seq(conn)?;
         for d in deposits.iter().filter(|d| d.seq > after) {
             let Some(userid) = &d.userid else { continue };
-            if !customer_exists(conn, userid)? {
+            // A transparent customer's money is its own key's: a deposit to the bank naming
+            // it stays the bank's (and is logged), as one naming nobody does.
+            if customer_kind(conn, userid)?.as_deref() != Some(OPAQUE) {
                 tracing::warn!(
                     userid,
                     seq = d.seq,

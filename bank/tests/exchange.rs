@@ -237,9 +237,20 @@ async fn run(database: Option<&str>) {
     let outcome: serde_json::Value =
         serde_json::from_str(out.lines().next().expect("carol printed the outcome")).expect("json");
     let t = &outcome["trades"][0];
-    assert_eq!(t["state"], "defaulted");
-    assert_eq!(t["defaulter"], dave_id.as_str());
     let halves = t["halves_done"].as_u64().expect("halves");
+    // Killed when it was dave's turn to pay, he defaulted; killed when it was his turn to
+    // confirm carol's slice, the trade is disputed (the exchange cannot tell who lies).
+    let disputed = match t["state"].as_str() {
+        Some("defaulted") => {
+            assert_eq!(t["defaulter"], dave_id.as_str());
+            false
+        }
+        Some("disputed") => {
+            assert_eq!(halves % 2, 0, "a dispute over carol's slice");
+            true
+        }
+        other => panic!("the trade is {other:?}"),
+    };
     eprintln!(
         "dave killed: the trade stopped after {halves} of {} halves",
         2 * STEPS
@@ -247,18 +258,16 @@ async fn run(database: Option<&str>) {
     assert!(halves < 2 * STEPS, "stopped mid-trade at half {halves}");
     // Carol paid k slices of X and got back what dave paid: at most one slice short.
     let x_slices = protocol_slices(1000);
-    let carol_paid_x: i64 = x_slices
-        .iter()
-        .take(halves.div_ceil(2) as usize)
-        .map(|s| *s as i64)
-        .sum();
+    // Her slices paid: one per even half done, and the one under dispute.
+    let carol_slices = (halves.div_ceil(2) + u64::from(disputed)) as usize;
+    let carol_paid_x: i64 = x_slices.iter().take(carol_slices).map(|s| *s as i64).sum();
     assert_eq!(
         balance(&x, &carol).await,
         10_000
             - carol_paid_x
             - x_slices
                 .iter()
-                .take(halves.div_ceil(2) as usize)
+                .take(carol_slices)
                 .map(|s| x.fee(*s))
                 .sum::<i64>()
     );
@@ -270,12 +279,55 @@ async fn run(database: Option<&str>) {
         "carol is short {short_x} X, more than one slice ({})",
         x_slices[0]
     );
-    // Dave is marked and may trade no more.
+    // Dave is marked: a default bars him from trading; a dispute counts for both.
     let standing = get(&format!("{bank}/v1/exchange/traders/{dave_id}")).await;
-    assert_eq!(standing["defaults"], 1, "{standing}");
-    let (code, _, err) = finish(trade(&bank, &dave, (10, &y.issuer.url), (1, &x_id))).await;
-    assert_eq!(code, 1);
-    assert!(err.contains("trader_defaulted"), "{err}");
+    if disputed {
+        assert_eq!(standing["disputes"], 1, "{standing}");
+        let carol_standing = get(&format!("{bank}/v1/exchange/traders/{carol_id}")).await;
+        assert_eq!(carol_standing["disputes"], 1, "{carol_standing}");
+    } else {
+        assert_eq!(standing["defaults"], 1, "{standing}");
+        let (code, _, err) = finish(trade(&bank, &dave, (10, &y.issuer.url), (1, &x_id))).await;
+        assert_eq!(code, 1);
+        assert!(err.contains("trader_defaulted"), "{err}");
+    }
+
+    // A claim nobody confirms (the payer lies, or the receiver does): the trade is
+    // disputed, and neither side is barred. Erin takes frank's order and claims a slice she
+    // never paid; frank's trader sees nothing and does not confirm.
+    let (erin, _) = key(tmp.path(), "erin");
+    let (frank, frank_id) = key(tmp.path(), "frank");
+    y.mint
+        .transfer(&frank_id, 10_000, None)
+        .await
+        .expect("fund frank");
+    let maker = trade(&bank, &frank, (200, &y.issuer.url), (100, &x_id));
+    rested(&bank, &x_id, &y_id).await;
+    let liar = bank::exchange::trader::Trader::open(&bank, &erin)
+        .await
+        .expect("trader");
+    let placed = liar
+        .place(&bank::exchange::store::NewOrder {
+            id: "erin-1".into(),
+            sell_issuer: x_id.clone(),
+            sell_amount: 100,
+            buy_issuer: y_id.clone(),
+            buy_amount: 200,
+        })
+        .await
+        .expect("erin's order");
+    let trade_id = placed.trades.first().expect("a trade").clone();
+    liar.claim(&trade_id, 0).await.expect("erin's false claim");
+    let (code, out, _) = finish(maker).await;
+    assert_eq!(code, 1, "frank's trade did not settle");
+    assert!(out.contains("disputed"), "{out}");
+    let frank_standing = get(&format!("{bank}/v1/exchange/traders/{frank_id}")).await;
+    assert_eq!(
+        frank_standing["defaults"], 0,
+        "frank is not barred: {frank_standing}"
+    );
+    assert_eq!(frank_standing["disputes"], 1, "{frank_standing}");
+    assert_eq!(balance(&y, &frank).await, 10_000, "frank paid nothing");
 }
 
 /// The slices of `amount` in STEPS steps.

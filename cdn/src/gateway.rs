@@ -155,8 +155,8 @@ pub struct Gateway {
     /// Where pieces are fetched and verified (see [`Gateway::piece`]).
     fetch: tokio::runtime::Handle,
     fetch_rt: Option<tokio::runtime::Runtime>,
-    /// With a bank: the viewer's name there, asked once.
-    payer_name: OnceCell<String>,
+    /// With a bank: the viewer's name there and the token's currency (issuer URL), asked once.
+    payer_name: OnceCell<(String, String)>,
 }
 
 impl Drop for Gateway {
@@ -352,11 +352,25 @@ impl Gateway {
             let access = link
                 .access(self.http.clone())
                 .map_err(|e| Error::Upstream(e.to_string()))?;
-            let name = self
+            let (name, issuer_url) = self
                 .payer_name
-                .get_or_try_init(|| async { access.account().await.map(|a| a.name) })
+                .get_or_try_init(|| async {
+                    access.account().await.map(|a| (a.name, a.issuer_url))
+                })
                 .await
                 .map_err(|e| Error::Upstream(format!("the bank: {e}")))?;
+            // The token pays in one currency: it must be the one this content is sold in.
+            if issuer_url.trim_end_matches('/') != manifest.issuer_url.trim_end_matches('/') {
+                return Err(Error::CannotPay {
+                    price: manifest.price_per_view,
+                    shown: show(manifest.price_per_view),
+                    reason: format!(
+                        "the bank token pays in the currency of {issuer_url}, and this is sold \
+                         in the currency of {}",
+                        manifest.issuer_url
+                    ),
+                });
+            }
             payer_name = Some(name.clone());
             wallet = wallet.through_bank(access);
         }
@@ -380,8 +394,13 @@ impl Gateway {
             .as_ref()
             .map(|d| d["price_per_piece"].as_u64().unwrap_or(0) > 0)
             .unwrap_or(false);
-        // Transfers go where the publisher is paid: its bank account when it names one.
-        let payee = match descriptor.as_ref().ok().and_then(|d| d["pay_to"].as_str()) {
+        // Transfers go where the publisher is paid: its bank account when it names one. A
+        // publisher whose descriptor cannot be read is not paid blind (its own key may not be
+        // where it looks for payments).
+        let described = descriptor
+            .as_ref()
+            .map_err(|e| Error::Upstream(format!("the publisher's descriptor: {e}")))?;
+        let payee = match described["pay_to"].as_str() {
             Some(to) => clients::names::resolve_with(to, &self.http)
                 .await
                 .map_err(|e| Error::Upstream(format!("the publisher's pay_to: {e}")))?,

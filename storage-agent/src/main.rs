@@ -424,11 +424,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let url = added.issuer_url.clone();
             config.currencies.push(added);
             if let (Some(bank_url), Some(token)) = (bank, bank_token) {
+                // Only the currency added: an accepted currency moved to a bank would keep a
+                // deposit cursor numbered by its issuer (see ARCHITECTURE).
+                let added = config.currencies.len() - 1;
                 rt.block_on(bank_account(
                     &http,
                     &bank_url,
                     &token,
-                    &mut config.currencies,
+                    &mut config.currencies[added..],
                 ))?;
             }
             config.validate()?;

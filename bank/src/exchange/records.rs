@@ -28,22 +28,36 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
         return Err("a trade step is recorded by the one who received it".into());
     }
     let half = i32::try_from(tx.half).map_err(|_| "no such half".to_owned())?;
-    let row: Option<(String, String, i64, Option<i64>)> = exchange_steps::table
+    let row: Option<(String, String, i64, Option<i64>, i32)> = exchange_steps::table
         .find((&tx.trade, half))
         .select((
             exchange_steps::payer,
             exchange_steps::issuer,
             exchange_steps::amount,
             exchange_steps::confirmed_ms,
+            exchange_steps::recorded,
         ))
         .first(conn)
         .optional()
         .map_err(|e| format!("cannot read the step: {e}"))?;
-    let Some((payer, issuer, amount, confirmed)) = row else {
+    let Some((payer, issuer, amount, confirmed, recorded)) = row else {
         return Err(format!("no half {} of trade {} here", tx.half, tx.trade));
     };
     if confirmed.is_none() {
         return Err("that half is not confirmed yet".into());
+    }
+    if recorded != 0 {
+        return Err("that half is recorded already".into());
+    }
+    // The receiver: the maker for the taker's halves (even), the taker for the maker's.
+    let (taker, maker): (String, String) = exchange_trades::table
+        .find(&tx.trade)
+        .select((exchange_trades::taker, exchange_trades::maker))
+        .first(conn)
+        .map_err(|e| format!("cannot read the trade: {e}"))?;
+    let receiver = if tx.half % 2 == 0 { maker } else { taker };
+    if receiver != proposal.public_key {
+        return Err("only the slice's receiver records it".into());
     }
     if payer != tx.from || issuer != tx.issuer || amount.unsigned_abs() != tx.amount {
         return Err(format!(
@@ -66,7 +80,19 @@ fn is_trader(conn: &mut AnyConnection, entity: &str) -> bool {
         .is_ok_and(|n| n > 0)
 }
 
+/// Mark the half recorded in the agreeing transaction: one agreement per half.
+fn note_recorded(conn: &mut AnyConnection, agreed: &HalfBlock) -> diesel::QueryResult<()> {
+    let Ok(tx) = serde_json::from_str::<TradeRecord>(&agreed.transaction) else {
+        // check_books parsed it before agreeing: an agreement always has this shape.
+        return Ok(());
+    };
+    diesel::update(exchange_steps::table.find((tx.trade, i32::try_from(tx.half).unwrap_or(-1))))
+        .set(exchange_steps::recorded.eq(1))
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// The exchange's record book over the bank's database.
 pub fn book(db: db::Database, key: Arc<KeyPair>) -> Arc<RecordBook> {
-    node::records::book_checking(db, key, check_books, is_trader)
+    Arc::new(RecordBook::checking(db, key, check_books, is_trader).on_agree(note_recorded))
 }

@@ -10,7 +10,7 @@
 //! | `GET /v1/exchange/trades/{id}` | anyone | one trade |
 //! | `POST /v1/exchange/trades/{id}/claim` | the half's payer (signed) | `{"half"}`: I paid this slice |
 //! | `POST /v1/exchange/trades/{id}/confirm` | the half's receiver (signed) | `{"half"}`: I received it |
-//! | `GET /v1/exchange/traders/{id}` | anyone | `{"completed", "defaults"}` |
+//! | `GET /v1/exchange/traders/{id}` | anyone | `{"completed", "defaults", "disputes"}` |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,11 +83,11 @@ pub async fn expire(bank: &Bank) -> Result<(), Error> {
         .db
         .run(move |conn| store::expire(conn, node::now_ms(), timeout))
         .await?;
-    for (trade, who) in marked {
+    for (trade, what) in marked {
         tracing::warn!(
             trade,
-            defaulter = who,
-            "a trader did not take its turn: marked"
+            what,
+            "a trader did not take its turn: the trade stopped"
         );
     }
     Ok(())
@@ -280,9 +280,6 @@ async fn turn(
 async fn trader(path: web::Path<String>, bank: State) -> Result<HttpResponse, Error> {
     config(&bank)?;
     let id = path.into_inner();
-    let (completed, defaults) = bank.db.run(move |conn| store::standing(conn, &id)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "completed": completed,
-        "defaults": defaults,
-    })))
+    let standing = bank.db.run(move |conn| store::standing(conn, &id)).await?;
+    Ok(HttpResponse::Ok().json(standing))
 }

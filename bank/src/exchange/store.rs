@@ -16,6 +16,7 @@ pub const CANCELLED: &str = "cancelled";
 pub const SETTLING: &str = "settling";
 pub const DONE: &str = "done";
 pub const DEFAULTED: &str = "defaulted";
+pub const DISPUTED: &str = "disputed";
 
 /// Most open orders of one pair a book lists.
 pub const BOOK_ORDERS_MAX: i64 = 500;
@@ -105,6 +106,26 @@ pub struct TradeView {
     pub state: String,
     pub defaulter: Option<String>,
     pub turn: Option<Turn>,
+}
+
+impl TradeView {
+    /// What the trader of `order` gives and gets in this trade (its side's amounts).
+    pub fn amounts_for(&self, order: &str) -> (u64, u64) {
+        if self.taker_order == order {
+            (self.taker_amount, self.maker_amount)
+        } else {
+            (self.maker_amount, self.taker_amount)
+        }
+    }
+
+    /// The currencies the trader of `order` gives and gets.
+    pub fn currencies_for(&self, order: &str) -> (&str, &str) {
+        if self.taker_order == order {
+            (&self.taker_issuer, &self.maker_issuer)
+        } else {
+            (&self.maker_issuer, &self.taker_issuer)
+        }
+    }
 }
 
 #[derive(Queryable)]
@@ -240,34 +261,55 @@ macro_rules! order_columns {
     };
 }
 
-/// How many trades `entity` completed and defaulted on.
-pub fn standing(conn: &mut AnyConnection, entity: &str) -> Result<(u64, u64), Error> {
-    let row: Option<(i64, i64)> = exchange_traders::table
-        .find(entity)
-        .select((exchange_traders::completed, exchange_traders::defaults))
-        .first(conn)
-        .optional()?;
-    Ok(row.map_or((0, 0), |(c, d)| (c.unsigned_abs(), d.unsigned_abs())))
+/// A trader's record at the exchange.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    pub completed: u64,
+    /// Trades it stopped by not paying its slice in time: it may place no more orders.
+    pub defaults: u64,
+    /// Trades that stopped on a slice its payer said it paid and its receiver did not
+    /// confirm: the exchange cannot tell which of the two is right, so both count one.
+    pub disputes: u64,
 }
 
-fn bump(
-    conn: &mut AnyConnection,
-    entity: &str,
-    completed: i64,
-    defaults: i64,
-) -> Result<(), Error> {
+pub fn standing(conn: &mut AnyConnection, entity: &str) -> Result<Standing, Error> {
+    let row: Option<(i64, i64, i64)> = exchange_traders::table
+        .find(entity)
+        .select((
+            exchange_traders::completed,
+            exchange_traders::defaults,
+            exchange_traders::disputes,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map_or(Standing::default(), |(c, d, x)| Standing {
+        completed: c.unsigned_abs(),
+        defaults: d.unsigned_abs(),
+        disputes: x.unsigned_abs(),
+    }))
+}
+
+/// Add to a trader's standing.
+fn bump(conn: &mut AnyConnection, entity: &str, by: Standing) -> Result<(), Error> {
+    let (c, d, x) = (
+        i64_of(by.completed)?,
+        i64_of(by.defaults)?,
+        i64_of(by.disputes)?,
+    );
     let n = diesel::update(exchange_traders::table.find(entity))
         .set((
-            exchange_traders::completed.eq(exchange_traders::completed + completed),
-            exchange_traders::defaults.eq(exchange_traders::defaults + defaults),
+            exchange_traders::completed.eq(exchange_traders::completed + c),
+            exchange_traders::defaults.eq(exchange_traders::defaults + d),
+            exchange_traders::disputes.eq(exchange_traders::disputes + x),
         ))
         .execute(conn)?;
     if n == 0 {
         diesel::insert_into(exchange_traders::table)
             .values((
                 exchange_traders::entity.eq(entity),
-                exchange_traders::completed.eq(completed),
-                exchange_traders::defaults.eq(defaults),
+                exchange_traders::completed.eq(c),
+                exchange_traders::defaults.eq(d),
+                exchange_traders::disputes.eq(x),
             ))
             .execute(conn)?;
     }
@@ -305,7 +347,7 @@ pub fn place(
                 trades,
             });
         }
-        if standing(conn, trader)?.1 > 0 {
+        if standing(conn, trader)?.defaults > 0 {
             return Err(Error::TraderDefaulted(trader.to_owned()));
         }
         let seq: Option<i64> = exchange_orders::table
@@ -346,6 +388,12 @@ pub fn place(
             .execute(conn)?;
         let mut trades = Vec::new();
         for (n, fill) in fills.iter().enumerate() {
+            // No more slices than the smaller side has minor units: every slice of it is
+            // at least one, and both sides' paid shares stay within a slice of each other.
+            let steps = u64::from(steps)
+                .min(fill.taker_gives)
+                .min(fill.maker_gives)
+                .max(1);
             let maker = makers
                 .iter()
                 .find(|m| m.id == fill.maker_order)
@@ -554,16 +602,24 @@ pub fn confirm(
             ))
             .execute(conn)?;
         if done {
-            bump(conn, &t.taker, 1, 0)?;
-            bump(conn, &t.maker, 1, 0)?;
+            let one = Standing {
+                completed: 1,
+                ..Standing::default()
+            };
+            bump(conn, &t.taker, one)?;
+            bump(conn, &t.maker, one)?;
         }
         Ok(trade_row(conn, id)?.view(timeout_ms))
     })
 }
 
-/// Trades whose turn has waited past `timeout_ms`: the party whose turn it was (the payer
-/// before its claim, the receiver after) defaults; the trade stops and its open orders are
-/// cancelled. Answers (trade, defaulter) for each.
+/// Trades whose turn has waited past `timeout_ms` stop. A payer that did not pay (no claim)
+/// defaulted: it is marked, its open orders are cancelled and it may place no more. A
+/// receiver that did not confirm a claimed slice leaves the trade disputed: the exchange
+/// cannot see the receiver's deposits, so it cannot tell a payer that lies about paying from
+/// a receiver that lies about receiving; both count a dispute and neither is barred (else a
+/// trader could bar any honest counter-party by claiming a payment it never made). Answers
+/// (trade, what happened) for each.
 pub fn expire(
     conn: &mut AnyConnection,
     now_ms: u64,
@@ -579,22 +635,41 @@ pub fn expire(
         let mut out = Vec::new();
         for t in late {
             let (payer, receiver, _, _) = t.half(t.half.unsigned_abs());
-            let defaulter = if t.claimed == 0 { payer } else { receiver };
+            if t.claimed != 0 {
+                diesel::update(exchange_trades::table.find(&t.id))
+                    .set(exchange_trades::state.eq(DISPUTED))
+                    .execute(conn)?;
+                let one = Standing {
+                    disputes: 1,
+                    ..Standing::default()
+                };
+                bump(conn, &payer, one)?;
+                bump(conn, &receiver, one)?;
+                out.push((
+                    t.id,
+                    format!("disputed: {payer} says it paid, {receiver} did not confirm"),
+                ));
+                continue;
+            }
             diesel::update(exchange_trades::table.find(&t.id))
                 .set((
                     exchange_trades::state.eq(DEFAULTED),
-                    exchange_trades::defaulter.eq(Some(&defaulter)),
+                    exchange_trades::defaulter.eq(Some(&payer)),
                 ))
                 .execute(conn)?;
-            bump(conn, &defaulter, 0, 1)?;
+            let one = Standing {
+                defaults: 1,
+                ..Standing::default()
+            };
+            bump(conn, &payer, one)?;
             diesel::update(
                 exchange_orders::table
-                    .filter(exchange_orders::trader.eq(&defaulter))
+                    .filter(exchange_orders::trader.eq(&payer))
                     .filter(exchange_orders::state.eq(OPEN)),
             )
             .set(exchange_orders::state.eq(CANCELLED))
             .execute(conn)?;
-            out.push((t.id, defaulter));
+            out.push((t.id, format!("{payer} defaulted")));
         }
         Ok(out)
     })

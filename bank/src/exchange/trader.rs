@@ -13,7 +13,7 @@ use clients::issuer::IssuerClient;
 use node::client::{ClientError, ClockCounter, CounterStore, SignedClient};
 use protocol::{EntityId, KeyPair};
 
-use super::store::{NewOrder, Placed, TradeView};
+use super::store::{NewOrder, OrderView, Placed, TradeView};
 
 /// Pause between looks at the trader's trades.
 const POLL_MS: u64 = 200;
@@ -31,16 +31,36 @@ pub struct Trader {
     currencies: Vec<(String, String)>,
 }
 
-/// How a trade ended for this trader.
+/// How an order ended for this trader.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
     pub order: String,
+    /// What was left of the order to sell when it was cancelled at the end (0: filled).
+    pub cancelled_left: u64,
     pub trades: Vec<TradeView>,
 }
 
+/// What [`Trader::trade`] tells as it goes.
+pub enum Event<'a> {
+    Placed(&'a Placed),
+    /// This trader took its turn in a trade.
+    Step(&'a TradeView),
+    /// Something failed and is tried again.
+    Retry(&'a str),
+}
+
 impl Trader {
+    /// The exchange as a reader only (`bank orders`): a fresh key, which pays nothing.
+    pub async fn reader(url: &str) -> anyhow::Result<Trader> {
+        Trader::with_key(url, Path::new(""), Arc::new(KeyPair::generate()?)).await
+    }
+
     pub async fn open(url: &str, key_path: &Path) -> anyhow::Result<Trader> {
         let key = Arc::new(node::keyfile::load(key_path)?);
+        Trader::with_key(url, key_path, key).await
+    }
+
+    async fn with_key(url: &str, key_path: &Path, key: Arc<KeyPair>) -> anyhow::Result<Trader> {
         let http = node::client::http_client(&node::client::ClientOptions::default())?;
         let exchange = SignedClient::new(http.clone(), url, key.clone());
         let d = exchange.descriptor().await?;
@@ -86,6 +106,14 @@ impl Trader {
             .ok_or_else(|| anyhow::anyhow!("the exchange does not trade the currency {url_or_id}"))
     }
 
+    /// A currency as people know it: its issuer's URL (else its id).
+    pub fn shown<'a>(&'a self, issuer: &'a str) -> &'a str {
+        self.currencies
+            .iter()
+            .find(|(id, _)| id == issuer)
+            .map_or(issuer, |(_, url)| url.as_str())
+    }
+
     fn wallet(&self, issuer: &str) -> anyhow::Result<IssuerClient> {
         let (_, url) = self
             .currencies
@@ -125,6 +153,11 @@ impl Trader {
         );
         let v: serde_json::Value = self.exchange.query(&pq, 0).await?;
         serde_json::from_value(v["trades"].clone()).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Say this trader paid half `half` of `trade` (what [`Trader::trade`] does after paying).
+    pub async fn claim(&self, trade: &str, half: u32) -> Result<TradeView, ClientError> {
+        self.turn(trade, half, "claim").await
     }
 
     async fn turn(&self, trade: &str, half: u32, what: &str) -> Result<TradeView, ClientError> {
@@ -227,53 +260,88 @@ impl Trader {
         Ok(false)
     }
 
+    /// Cancel what is left of order `id`; answers it as it then stands.
+    pub async fn cancel(&self, id: &str) -> Result<OrderView, ClientError> {
+        Ok(self
+            .exchange
+            .command(
+                "POST",
+                &format!("/v1/exchange/orders/{id}/cancel"),
+                b"{}".to_vec(),
+                self.counters.next(),
+            )
+            .await?
+            .value)
+    }
+
+    /// This order's trades, as the exchange has them now.
+    async fn trades_of(&self, order: &str) -> Result<Vec<TradeView>, ClientError> {
+        Ok(self
+            .trades()
+            .await?
+            .into_iter()
+            .filter(|t| t.taker_order == order || t.maker_order == order)
+            .collect())
+    }
+
     /// Place `order` and settle every trade it makes, until the order is filled and its
-    /// trades are done or stopped, or `wait` has passed (what stands is answered then).
-    /// `progress` hears of each step taken.
+    /// trades are settled or stopped, or `wait` has passed. Then what is left of the order is
+    /// cancelled, so no trade is made that nobody is there to settle (the same `--id` again
+    /// continues trades still settling). A passing failure (an issuer or the exchange not
+    /// answering once) is said and tried again within `wait`. `event` hears of each step.
     pub async fn trade(
         &self,
         order: &NewOrder,
         wait: Duration,
-        mut progress: impl FnMut(&TradeView),
+        mut event: impl FnMut(Event<'_>),
     ) -> anyhow::Result<Outcome> {
         let placed = self.place(order).await?;
+        event(Event::Placed(&placed));
         let deadline = Instant::now() + wait;
+        let mut filled = placed.order.state == super::store::FILLED;
         loop {
-            let mine: Vec<TradeView> = self
-                .trades()
-                .await?
-                .into_iter()
-                .filter(|t| t.taker_order == order.id || t.maker_order == order.id)
-                .collect();
-            for t in &mine {
-                if self.step(t).await? {
-                    progress(t);
-                }
-            }
-            let settled = mine.iter().all(|t| t.state != super::store::SETTLING);
-            let sold: u64 = mine
-                .iter()
-                .map(|t| {
-                    if t.taker_order == order.id {
-                        t.taker_amount
-                    } else {
-                        t.maker_amount
+            let round = async {
+                let mine = self.trades_of(&order.id).await?;
+                for t in &mine {
+                    if self.step(t).await? {
+                        event(Event::Step(t));
                     }
-                })
-                .sum();
-            let filled = placed.order.state == super::store::FILLED || sold >= order.sell_amount;
-            if (settled && filled) || Instant::now() >= deadline {
-                return Ok(Outcome {
-                    order: order.id.clone(),
-                    trades: self
-                        .trades()
-                        .await?
-                        .into_iter()
-                        .filter(|t| t.taker_order == order.id || t.maker_order == order.id)
-                        .collect(),
-                });
+                }
+                Ok::<_, anyhow::Error>(mine)
+            };
+            match round.await {
+                Ok(mine) => {
+                    let settled = mine.iter().all(|t| t.state != super::store::SETTLING);
+                    let sold: u64 = mine.iter().map(|t| t.amounts_for(&order.id).0).sum();
+                    filled = filled || sold >= order.sell_amount;
+                    if settled && filled {
+                        break;
+                    }
+                }
+                Err(e) => event(Event::Retry(&e.to_string())),
+            }
+            if Instant::now() >= deadline {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         }
+        let left = if filled {
+            None
+        } else {
+            match self.cancel(&order.id).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    event(Event::Retry(&format!(
+                        "cancelling the rest of the order: {e}"
+                    )));
+                    None
+                }
+            }
+        };
+        Ok(Outcome {
+            order: order.id.clone(),
+            cancelled_left: left.map_or(0, |o| o.sell_left),
+            trades: self.trades_of(&order.id).await?,
+        })
     }
 }

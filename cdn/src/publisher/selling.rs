@@ -19,19 +19,6 @@ impl Publisher {
         if uuid::Uuid::parse_str(view).is_err() {
             return Err(Error::InvalidRequest("view must be a UUID".into()));
         }
-        // Paid through a bank: the deposit comes from the entity the payer's name resolves
-        // to (its bank), naming the payer.
-        let banked = match who.name {
-            Some(name) => Some((
-                clients::names::resolve_with(name, &self.http)
-                    .await
-                    .map_err(|e| Error::InvalidRequest(format!("payer {name:?}: {e}")))?
-                    .entity
-                    .to_string(),
-                name.to_owned(),
-            )),
-            None => None,
-        };
         let row = self.content(content).await?;
         if row.manifest.is_empty() {
             return Err(Error::UnknownContent(content.to_owned()));
@@ -80,6 +67,20 @@ impl Publisher {
         let paid = if price == 0 {
             0
         } else {
+            // Paid through a bank: the deposit comes from the entity the payer's name
+            // resolves to (its bank), naming the payer. Resolved only now, for a view that
+            // is to be paid by transfer.
+            let banked = match who.name {
+                Some(name) => Some((
+                    clients::names::resolve_with(name, &self.http)
+                        .await
+                        .map_err(|e| Error::InvalidRequest(format!("payer {name:?}: {e}")))?
+                        .entity
+                        .to_string(),
+                    name.to_owned(),
+                )),
+                None => None,
+            };
             let page = self
                 .wallet
                 .deposits(0, VIEW_PAYMENT_WAIT_MS, Some(view))

@@ -34,7 +34,8 @@ CREATE TABLE exchange_trades (
     half         INTEGER NOT NULL,
     claimed      INTEGER NOT NULL,
     turn_ms      BIGINT NOT NULL,
-    -- settling | done | defaulted
+    -- settling | done | defaulted (the payer did not pay) | disputed (the receiver did not
+    -- confirm a slice its payer says it paid: the exchange cannot tell who is right)
     state        TEXT NOT NULL,
     defaulter    TEXT,
     created_ms   BIGINT NOT NULL
@@ -51,11 +52,14 @@ CREATE TABLE exchange_steps (
     amount       BIGINT NOT NULL,
     claimed_ms   BIGINT NOT NULL,
     confirmed_ms BIGINT,
+    -- The receiver's `trade` record of this half was agreed (once per half).
+    recorded     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (trade, half)
 );
 
 CREATE TABLE exchange_traders (
     entity    TEXT PRIMARY KEY NOT NULL,
     completed BIGINT NOT NULL,
-    defaults  BIGINT NOT NULL
+    defaults  BIGINT NOT NULL,
+    disputes  BIGINT NOT NULL
 );
