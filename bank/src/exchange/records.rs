@@ -55,7 +55,11 @@ fn check_books(conn: &mut AnyConnection, proposal: &HalfBlock) -> Result<(), Str
         .select((exchange_trades::taker, exchange_trades::maker))
         .first(conn)
         .map_err(|e| format!("cannot read the trade: {e}"))?;
-    let receiver = if tx.half.is_multiple_of(2) { maker } else { taker };
+    let receiver = if tx.half.is_multiple_of(2) {
+        maker
+    } else {
+        taker
+    };
     if receiver != proposal.public_key {
         return Err("only the slice's receiver records it".into());
     }
