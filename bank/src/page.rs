@@ -509,6 +509,7 @@ pub async fn transfer(
             payee,
             amount,
             transaction_id: None,
+            request_id: None,
         };
         crate::pay::pay(&bank, &payer, order)
             .await

@@ -31,6 +31,9 @@ pub struct Order {
     pub payee: clients::names::Payee,
     pub amount: u64,
     pub transaction_id: Option<String>,
+    /// The app's own id for this payment: the same id again through the same token answers
+    /// the payment made and pays nothing more (an app retrying after a lost answer).
+    pub request_id: Option<String>,
 }
 
 /// The answer to an app's transfer, in the issuer's shape: `seq` is the issuer's.
@@ -82,6 +85,16 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
             max: currency.max_amount,
         });
     }
+    if let (Some(token_id), Some(request_id)) = (&token.token, &order.request_id) {
+        let (t, r) = (token_id.clone(), request_id.clone());
+        let earlier = bank
+            .db
+            .run(move |conn| store::earlier_payment(conn, &t, &r))
+            .await?;
+        if let Some(e) = earlier {
+            return answer_again(bank, token, &order, e).await;
+        }
+    }
     let from_name = format!("{}@{}", token.customer, bank.name_host());
     let fee = fee_for(Amount(order.amount), currency.fee_flat, currency.fee_bps)
         .map_err(|_| Error::InvalidAmount {
@@ -123,6 +136,7 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
         transaction_id: order.transaction_id.clone(),
         counter,
         request: request.clone(),
+        request_id: order.request_id.clone(),
     };
     let token_id = token.token.clone();
     let now = node::now_ms();
@@ -149,6 +163,56 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
         Settled::Unknown(e) => Err(Error::Upstream(format!(
             "{e}; the payment stays pending and will be sent again"
         ))),
+    }
+}
+
+/// The answer to a payment asked again with the `request_id` of one made before: the same
+/// payment (refused as a different one if it is not), as it stands now. Nothing is paid.
+async fn answer_again(
+    bank: &Arc<Bank>,
+    token: &Payer,
+    order: &Order,
+    e: store::Earlier,
+) -> Result<Paid, Error> {
+    // What the earlier payment sent: the amount from its body (a book entry has none: its
+    // total is the amount).
+    let amount = match &e.request {
+        Some(body) => serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["amount"].as_u64())
+            .unwrap_or(e.total),
+        None => e.total,
+    };
+    // A book entry's counterparty is the bank's entity, as its payee's is.
+    if amount != order.amount
+        || e.transaction_id != order.transaction_id
+        || e.counterparty != order.payee.entity.as_str()
+    {
+        return Err(Error::InvalidQuery(
+            "this request_id was used for another payment".into(),
+        ));
+    }
+    match e.state.as_str() {
+        store::DONE => {
+            let (customer, issuer) = (token.customer.clone(), token.issuer.clone());
+            let balance = bank
+                .db
+                .run(move |conn| store::balance(conn, &customer, &issuer))
+                .await?;
+            Ok(Paid {
+                result: "success",
+                seq: e.issuer_seq.unwrap_or(e.seq).unsigned_abs(),
+                fee: e.total - amount,
+                balance,
+            })
+        }
+        store::PENDING => Err(Error::Upstream(
+            "this payment is still pending: the issuer has not answered; it will be sent again"
+                .into(),
+        )),
+        _ => Err(Error::InvalidQuery(
+            "this request_id's payment was refused (and refunded): use a new request_id".into(),
+        )),
     }
 }
 
@@ -257,6 +321,7 @@ async fn pay_inside(
     );
     let (from_name, entity) = (from_name.to_owned(), bank.key.entity().to_string());
     let (amount, transaction_id) = (order.amount, order.transaction_id.clone());
+    let request_id = order.request_id.clone();
     let (seq, balance) = bank
         .db
         .run(move |conn| {
@@ -271,6 +336,7 @@ async fn pay_inside(
                     bank: &entity,
                     amount,
                     transaction_id: transaction_id.as_deref(),
+                    request_id: request_id.as_deref(),
                 },
                 node::now_ms(),
             )?;

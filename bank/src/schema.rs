@@ -41,6 +41,7 @@ diesel::table! {
         counter -> Nullable<BigInt>,
         request -> Nullable<Text>,
         time_ms -> BigInt,
+        request_id -> Nullable<Text>,
     }
 }
 

@@ -236,7 +236,14 @@ struct TransferBody {
     transaction_id: Option<String>,
     #[serde(default)]
     userid: Option<String>,
+    /// The app's own id for this payment (1 to 64 printable ASCII characters): the same id
+    /// again through the same token answers the payment made and pays nothing more.
+    #[serde(default)]
+    request_id: Option<String>,
 }
+
+/// Longest `request_id`.
+const REQUEST_ID_CHARS_MAX: usize = 64;
 
 async fn transfer(
     req: HttpRequest,
@@ -261,6 +268,16 @@ async fn transfer(
             return Err(Error::InvalidTransactionId);
         }
     }
+    if let Some(r) = &parsed.request_id {
+        if r.is_empty()
+            || r.len() > REQUEST_ID_CHARS_MAX
+            || !r.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Error::InvalidQuery(format!(
+                "request_id must be 1 to {REQUEST_ID_CHARS_MAX} printable ASCII characters"
+            )));
+        }
+    }
     let mut payee = clients::names::resolve_with(&parsed.recipient, &bank.http)
         .await
         .map_err(|e| Error::InvalidRecipient(e.to_string()))?;
@@ -277,6 +294,7 @@ async fn transfer(
             payee,
             amount,
             transaction_id: parsed.transaction_id,
+            request_id: parsed.request_id,
         },
     )
     .await?;

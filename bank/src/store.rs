@@ -389,6 +389,8 @@ pub struct Payment {
     pub counter: u64,
     /// The exact transfer body sent to the issuer (a resend must be byte for byte the same).
     pub request: String,
+    /// The app's own id for this payment (unique per token).
+    pub request_id: Option<String>,
 }
 
 /// A payment whose answer was never seen: sent again as it was.
@@ -432,10 +434,67 @@ pub fn reserve_payment(
                 entries::counter.eq(Some(to_i64(p.counter)?)),
                 entries::request.eq(Some(&p.request)),
                 entries::time_ms.eq(to_i64(now_ms)?),
+                entries::request_id.eq(&p.request_id),
             ))
             .execute(conn)?;
         Ok(seq)
     })
+}
+
+/// A payment an app made before with this `request_id` through this token, as recorded.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    pub seq: i64,
+    pub state: String,
+    /// What left the customer: the amount and the issuer's fee (none for a book entry).
+    pub total: u64,
+    pub counterparty: String,
+    pub transaction_id: Option<String>,
+    /// The issuer's seq for a payment it executed; `None` for a book entry.
+    pub issuer_seq: Option<i64>,
+    /// The body sent to the issuer (`None` for a book entry): what the amount was.
+    pub request: Option<String>,
+}
+
+pub fn earlier_payment(
+    conn: &mut AnyConnection,
+    token_id: &str,
+    request_id: &str,
+) -> Result<Option<Earlier>, Error> {
+    type Row = (
+        i64,
+        String,
+        i64,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    );
+    let row: Option<Row> = entries::table
+        .filter(entries::token.eq(token_id))
+        .filter(entries::request_id.eq(request_id))
+        .select((
+            entries::seq,
+            entries::state,
+            entries::amount,
+            entries::counterparty,
+            entries::transaction_id,
+            entries::issuer_seq,
+            entries::request,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(
+        |(seq, state, amount, counterparty, transaction_id, issuer_seq, request)| Earlier {
+            seq,
+            state,
+            total: amount.unsigned_abs(),
+            counterparty,
+            transaction_id,
+            issuer_seq,
+            request,
+        },
+    ))
 }
 
 /// Take `total` from `customer`'s balance in `issuer`'s currency, and from the allowance of
@@ -565,6 +624,8 @@ pub struct Inside<'a> {
     pub bank: &'a str,
     pub amount: u64,
     pub transaction_id: Option<&'a str>,
+    /// The app's own id for this payment (unique per token).
+    pub request_id: Option<&'a str>,
 }
 
 pub fn transfer_inside(
@@ -595,6 +656,7 @@ pub fn transfer_inside(
                 entries::state.eq(DONE),
                 entries::token.eq(token_id),
                 entries::time_ms.eq(now),
+                entries::request_id.eq(t.request_id),
             ))
             .execute(conn)?;
         diesel::insert_into(entries::table)

@@ -272,11 +272,26 @@ async fn run(database: Option<&str>) {
     // The app pays alice 300 for bob; alice sees the bank paid, naming bob.
     let alice_id = alice.signed().key().entity().to_string();
     let (status, paid) = app
-        .pay(serde_json::json!({"recipient": alice_id, "amount": 300, "transaction_id": "t-1"}))
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 300, "transaction_id": "t-1", "request_id": "r-1"}))
         .await;
     assert_eq!(status, 200, "{paid}");
     let fee = paid["fee"].as_u64().expect("fee");
     assert_eq!(paid["balance"], 1_000 - 300 - fee as i64);
+    // Asked again with its request_id (an app whose answer was lost): the same answer, and
+    // nothing more paid.
+    let (status, again) = app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 300, "transaction_id": "t-1", "request_id": "r-1"}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (again["seq"].clone(), again["fee"].clone()),
+        (paid["seq"].clone(), paid["fee"].clone())
+    );
+    assert_eq!(again["balance"], 1_000 - 300 - fee as i64, "paid once");
+    let (status, e) = app
+        .pay(serde_json::json!({"recipient": alice_id, "amount": 301, "request_id": "r-1"}))
+        .await;
+    assert_eq!((status, code(&e)), (400, "invalid_query"), "{e}");
     let at_alice = alice.deposits(0, 0, None).await.expect("alice's deposits");
     assert_eq!(at_alice.deposits.len(), 1);
     assert_eq!(at_alice.deposits[0].amount, 300);

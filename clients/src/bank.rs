@@ -150,13 +150,40 @@ impl BankAccess {
 
     /// `POST /lcp/v1/transfers`: the bank pays `payee` from the customer's account, within the
     /// token's allowance; the answer is the issuer's receipt's shape (`seq` is the issuer's).
+    /// The payment carries a fresh `request_id`, and a request the bank may have received
+    /// without its answer reaching here is sent once more with the same id: the bank pays it
+    /// once and answers it again.
     pub async fn transfer_to(
         &self,
         payee: &Payee,
         amount: u64,
         transaction_id: Option<&str>,
     ) -> Result<TransferReceipt, ClientError> {
-        let mut body = serde_json::json!({"recipient": payee.entity.as_str(), "amount": amount});
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        match self
+            .transfer_once(payee, amount, transaction_id, &request_id)
+            .await
+        {
+            Err(ClientError::Unreachable { .. }) => {
+                self.transfer_once(payee, amount, transaction_id, &request_id)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn transfer_once(
+        &self,
+        payee: &Payee,
+        amount: u64,
+        transaction_id: Option<&str>,
+        request_id: &str,
+    ) -> Result<TransferReceipt, ClientError> {
+        let mut body = serde_json::json!({
+            "recipient": payee.entity.as_str(),
+            "amount": amount,
+            "request_id": request_id,
+        });
         if let Some(t) = transaction_id {
             body["transaction_id"] = serde_json::Value::from(t);
         }
