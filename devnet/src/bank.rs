@@ -121,7 +121,12 @@ fn run(bank_bin: &Path, data: &Path, args: &[&str], stdin: Option<&str>) -> anyh
         .spawn()
         .context("cannot run bank")?;
     if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        input.write_all(text.as_bytes())?;
+        // A command refused before it reads its input has exited: its status says why.
+        if let Err(e) = input.write_all(text.as_bytes()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
+            }
+        }
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
