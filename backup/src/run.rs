@@ -91,10 +91,11 @@ pub(super) async fn run(cli: Cli) -> Result<(), Error> {
             repo.resend_records().await;
             print(json, &s, || {
                 out!(
-                    "snapshot {} saved: {} files, {} dirs, {:.1} MiB read, {:.1} MiB added ({} new chunks, {} known), {:.1} s",
+                    "snapshot {} saved: {} files, {} dirs, {} symlinks, {:.1} MiB read, {:.1} MiB added ({} new chunks, {} known), {:.1} s",
                     s.snapshot,
                     s.files,
                     s.dirs,
+                    s.symlinks,
                     s.bytes as f64 / 1048576.0,
                     s.data_added as f64 / 1048576.0,
                     s.chunks_new,

@@ -70,6 +70,7 @@ fn back_up_lose_two_agents_and_restore_on_a_fresh_machine() {
         "{first}"
     );
     assert_eq!(first["files"], 157);
+    assert_eq!(first["symlinks"], 2, "both links recorded: {first}");
     every_contract_is_recorded_by_both_sides(&cli, &home);
 
     // A small change: one note edited. Only its chunk (and the metadata) is new.

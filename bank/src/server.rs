@@ -87,8 +87,9 @@ struct NameQuery {
 }
 
 async fn names(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
-    let q = web::Query::<NameQuery>::from_query(req.query_string())
-        .map_err(|e| Error::InvalidQuery(e.to_string()))?;
+    let q = web::Query::<NameQuery>::from_query(req.query_string()).map_err(|_| {
+        Error::InvalidQuery("ask for one name: /.well-known/lcp-names?name=bob".into())
+    })?;
     // `bob`, or `bob@this-host`: a name at another host is not this bank's to answer.
     let (user, host) = match q.name.split_once('@') {
         Some((u, h)) => (u.to_owned(), Some(h.to_ascii_lowercase())),

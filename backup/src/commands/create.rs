@@ -9,6 +9,8 @@ pub struct CreateSummary {
     pub snapshot: String,
     pub files: u64,
     pub dirs: u64,
+    /// Symbolic links recorded (as links: their targets are not followed).
+    pub symlinks: u64,
     pub bytes: u64,
     /// Bytes of packs uploaded (after dedup, compression, encryption; before erasure coding).
     pub data_added: u64,
@@ -209,6 +211,7 @@ struct Chunked {
     nodes: Vec<Node>,
     files: u64,
     dirs: u64,
+    symlinks: u64,
     bytes: u64,
     chunks_new: u64,
     chunks_known: u64,
@@ -302,7 +305,7 @@ fn chunk_all(
             for (path, mut node) in found {
                 match node.kind {
                     Kind::Dir => out.dirs += 1,
-                    Kind::Symlink => {}
+                    Kind::Symlink => out.symlinks += 1,
                     Kind::File if node.link.is_some() => {
                         let first = node.link.as_deref().unwrap_or_default();
                         let Some(chunks) = linked_chunks.get(first) else {
@@ -459,6 +462,7 @@ async fn create_locked(
         snapshot: String::new(),
         files: 0,
         dirs: 0,
+        symlinks: 0,
         bytes: 0,
         data_added: 0,
         bytes_stored: 0,
@@ -509,6 +513,7 @@ async fn create_locked(
     progress.finish();
     summary.files = chunked.files;
     summary.dirs = chunked.dirs;
+    summary.symlinks = chunked.symlinks;
     summary.bytes = chunked.bytes;
     summary.chunks_new = chunked.chunks_new;
     summary.chunks_known = chunked.chunks_known;
