@@ -11,11 +11,12 @@
 //! to) asks here.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clients::issuer::IssuerClient;
 use node::client::CounterStore;
 use protocol::ledger::DepositsPage;
-use protocol::EntityId;
+use protocol::{EntityId, KeyPair};
 
 use crate::error::Error;
 use crate::serve::Bank;
@@ -38,46 +39,69 @@ pub fn create_key(data_dir: &Path, customer: &str) -> Result<EntityId, Error> {
     Ok(key.entity().clone())
 }
 
-/// A customer's own key, when the account is transparent.
-pub async fn own_key(bank: &Bank, customer: &str) -> Result<Option<PathBuf>, Error> {
-    let name = customer.to_owned();
-    let kind = bank
-        .db
-        .run(move |conn| store::customer_kind(conn, &name))
-        .await?;
-    Ok((kind.as_deref() == Some(store::TRANSPARENT)).then(|| key_path(&bank.data_dir, customer)))
+/// A customer's kind, resolved once per request: what every function below takes.
+pub enum Custody {
+    /// Held under the bank's entity, in the bank's books.
+    Opaque,
+    /// The customer's own key (loaded) and its file (its counters live beside it).
+    Transparent { key: Arc<KeyPair>, path: PathBuf },
 }
 
-/// The transparent customer's wallet at `issuer` (its key, its counters).
-pub fn own_wallet(bank: &Bank, key: &Path, issuer: &str) -> Result<IssuerClient, Error> {
-    let currency = bank
-        .currency(issuer)
-        .ok_or_else(|| Error::UnknownCurrency(issuer.to_owned()))?;
-    let loaded = node::keyfile::load(key).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(IssuerClient::new(
-        bank.http.clone(),
-        &currency.url,
-        std::sync::Arc::new(loaded),
-        Some(CounterStore::beside_key(key)),
-    ))
-}
+impl Custody {
+    /// `customer`'s kind, its key loaded when it has one (on the blocking pool, with the
+    /// kind's lookup).
+    pub async fn of(bank: &Bank, customer: &str) -> Result<Custody, Error> {
+        let (name, path) = (customer.to_owned(), key_path(&bank.data_dir, customer));
+        bank.db
+            .run(move |conn| {
+                if store::customer_kind(conn, &name)?.as_deref() != Some(store::TRANSPARENT) {
+                    return Ok(Custody::Opaque);
+                }
+                let key = node::keyfile::load(&path).map_err(|e| Error::Internal(e.to_string()))?;
+                Ok(Custody::Transparent {
+                    key: Arc::new(key),
+                    path,
+                })
+            })
+            .await
+    }
 
-/// The entity a customer is paid at: its own key's (transparent), or the bank's (opaque,
-/// naming the customer as `userid`).
-pub async fn entity_of(bank: &Bank, customer: &str) -> Result<(EntityId, bool), Error> {
-    match own_key(bank, customer).await? {
-        Some(path) => {
-            let key = node::keyfile::load(&path).map_err(|e| Error::Internal(e.to_string()))?;
-            Ok((key.entity().clone(), true))
+    /// The entity the customer is paid at: its own key's (transparent: true), or the bank's
+    /// (opaque, naming the customer as `userid`).
+    pub fn entity<'a>(&'a self, bank: &'a Bank) -> (&'a EntityId, bool) {
+        match self {
+            Custody::Transparent { key, .. } => (key.entity(), true),
+            Custody::Opaque => (bank.key.entity(), false),
         }
-        None => Ok((bank.key.entity().clone(), false)),
+    }
+
+    /// A transparent customer's wallet at `issuer` (its key, its counters); `None` for an
+    /// opaque one.
+    pub fn wallet(&self, bank: &Bank, issuer: &str) -> Result<Option<IssuerClient>, Error> {
+        let Custody::Transparent { key, path } = self else {
+            return Ok(None);
+        };
+        let currency = bank
+            .currency(issuer)
+            .ok_or_else(|| Error::UnknownCurrency(issuer.to_owned()))?;
+        Ok(Some(IssuerClient::new(
+            bank.http.clone(),
+            &currency.url,
+            key.clone(),
+            Some(CounterStore::beside_key(path)),
+        )))
     }
 }
 
 /// A customer's balance in `issuer`'s currency.
-pub async fn balance(bank: &Bank, customer: &str, issuer: &str) -> Result<i64, Error> {
-    if let Some(key) = own_key(bank, customer).await? {
-        return Ok(own_wallet(bank, &key, issuer)?
+pub async fn balance(
+    bank: &Bank,
+    custody: &Custody,
+    customer: &str,
+    issuer: &str,
+) -> Result<i64, Error> {
+    if let Some(wallet) = custody.wallet(bank, issuer)? {
+        return Ok(wallet
             .balance()
             .await
             .map_err(|e| Error::Upstream(format!("the issuer: {e}")))?
@@ -93,16 +117,16 @@ pub async fn balance(bank: &Bank, customer: &str, issuer: &str) -> Result<i64, E
 /// whose deposits are the bank's books').
 pub async fn own_deposits(
     bank: &Bank,
-    customer: &str,
+    custody: &Custody,
     issuer: &str,
     after: u64,
     wait_ms: u64,
     transaction_id: Option<&str>,
 ) -> Result<Option<DepositsPage>, Error> {
-    let Some(key) = own_key(bank, customer).await? else {
+    let Some(wallet) = custody.wallet(bank, issuer)? else {
         return Ok(None);
     };
-    own_wallet(bank, &key, issuer)?
+    wallet
         .deposits(after, wait_ms, transaction_id)
         .await
         .map(Some)

@@ -328,11 +328,12 @@ async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String
         })
         .await?;
     // A transparent account's money is its own key's, at each issuer.
-    let (entity, own) = crate::custody::entity_of(bank, &s.customer).await?;
+    let custody = crate::custody::Custody::of(bank, &s.customer).await?;
+    let (entity, own) = custody.entity(bank);
     if own {
         balances.clear();
         for c in &bank.currencies {
-            let b = crate::custody::balance(bank, &s.customer, &c.issuer).await?;
+            let b = crate::custody::balance(bank, &custody, &s.customer, &c.issuer).await?;
             balances.push((c.issuer.clone(), b));
         }
         // Its statement is its key's deposits at each issuer (what it paid, the issuers
@@ -340,7 +341,7 @@ async fn render_account(bank: &Bank, s: &Session, notice: &str) -> Result<String
         lines.clear();
         for c in &bank.currencies {
             let Some(page) =
-                crate::custody::own_deposits(bank, &s.customer, &c.issuer, 0, 0, None).await?
+                crate::custody::own_deposits(bank, &custody, &c.issuer, 0, 0, None).await?
             else {
                 continue;
             };

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clients::issuer::IssuerClient;
 use node::client::{ClientError, CommandAnswer};
 use protocol::ledger::TransferReceipt;
 use protocol::{fee_for, Amount};
@@ -101,9 +102,10 @@ pub async fn pay(bank: &Arc<Bank>, token: &Payer, order: Order) -> Result<Paid, 
             max: currency.max_amount,
         })?
         .0;
-    if let Some(key) = crate::custody::own_key(bank, &token.customer).await? {
+    let custody = crate::custody::Custody::of(bank, &token.customer).await?;
+    if let Some(wallet) = custody.wallet(bank, &token.issuer)? {
         let own = Own {
-            key: &key,
+            wallet,
             fee,
             from_name: &from_name,
             max_amount: currency.max_amount,
@@ -218,7 +220,8 @@ async fn answer_again(
 
 /// What a transparent customer's payment needs besides the order.
 struct Own<'a> {
-    key: &'a std::path::Path,
+    /// The customer's own wallet at the token's issuer.
+    wallet: IssuerClient,
     fee: u64,
     from_name: &'a str,
     max_amount: u64,
@@ -240,8 +243,8 @@ async fn pay_own(
         .ok_or(Error::InvalidAmount {
             max: own.max_amount,
         })?;
-    // The key and a counter first: a failure there charges nothing.
-    let wallet = crate::custody::own_wallet(bank, own.key, &token.issuer)?;
+    // A counter first: a failure there charges nothing.
+    let wallet = own.wallet;
     let counter = wallet
         .next_counter()
         .await
@@ -309,7 +312,9 @@ async fn pay_inside(
             "paying yourself moves nothing".into(),
         ));
     }
-    if crate::custody::own_key(bank, &payee).await?.is_some() {
+    if let crate::custody::Custody::Transparent { .. } =
+        crate::custody::Custody::of(bank, &payee).await?
+    {
         return Err(Error::InvalidRecipient(format!(
             "{payee} has a transparent account: pay its own key (its name resolves to it)"
         )));

@@ -22,6 +22,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use node::service::{self, Metrics};
 use serde::Deserialize;
 
+use crate::custody::{self, Custody};
 use crate::error::Error;
 use crate::page;
 use crate::serve::Bank;
@@ -117,7 +118,8 @@ async fn names(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
         return Err(Error::UnknownName(user));
     }
     // Opaque: pay the bank naming the customer; transparent: pay the customer's own key.
-    let (entity, own) = crate::custody::entity_of(&bank, &user).await?;
+    let custody = Custody::of(&bank, &user).await?;
+    let (entity, own) = custody.entity(&bank);
     Ok(HttpResponse::Ok().json(protocol::name::NameAnswer {
         entity: entity.to_string(),
         userid: user,
@@ -146,7 +148,8 @@ async fn balance(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
         .currency(&token.issuer)
         .map(|c| c.code.clone())
         .unwrap_or_default();
-    let balance = crate::custody::balance(&bank, &token.customer, &token.issuer).await?;
+    let custody = Custody::of(&bank, &token.customer).await?;
+    let balance = custody::balance(&bank, &custody, &token.customer, &token.issuer).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"balance": balance, "currency": code})))
 }
 
@@ -157,8 +160,9 @@ async fn account(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
     let currency = bank
         .currency(&token.issuer)
         .ok_or_else(|| Error::UnknownCurrency(token.issuer.clone()))?;
-    let balance = crate::custody::balance(&bank, &token.customer, &token.issuer).await?;
-    let (entity, _) = crate::custody::entity_of(&bank, &token.customer).await?;
+    let custody = Custody::of(&bank, &token.customer).await?;
+    let balance = custody::balance(&bank, &custody, &token.customer, &token.issuer).await?;
+    let (entity, _) = custody.entity(&bank);
     Ok(HttpResponse::Ok().json(protocol::name::AccountAnswer {
         name: format!("{}@{}", token.customer, bank.name_host()),
         userid: token.customer.clone(),
@@ -193,9 +197,10 @@ async fn deposits(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> 
         .map_err(|e| Error::InvalidQuery(e.to_string()))?
         .into_inner();
     let wait_ms = q.wait_ms.min(WAIT_MS_MAX);
-    if let Some(page) = crate::custody::own_deposits(
+    let custody = Custody::of(&bank, &token.customer).await?;
+    if let Some(page) = custody::own_deposits(
         &bank,
-        &token.customer,
+        &custody,
         &token.issuer,
         q.after,
         wait_ms,

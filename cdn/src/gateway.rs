@@ -157,7 +157,7 @@ pub struct Gateway {
     fetch: tokio::runtime::Handle,
     fetch_rt: Option<tokio::runtime::Runtime>,
     /// With a bank: the viewer's name there and the token's currency (issuer URL), asked once.
-    payer_name: OnceCell<(String, String)>,
+    bank_account: OnceCell<(String, String)>,
 }
 
 impl Drop for Gateway {
@@ -214,7 +214,7 @@ impl Gateway {
             publisher_bytes: AtomicU64::new(0),
             fetch: fetch_rt.handle().clone(),
             fetch_rt: Some(fetch_rt),
-            payer_name: OnceCell::new(),
+            bank_account: OnceCell::new(),
         })
     }
 

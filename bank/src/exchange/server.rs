@@ -18,7 +18,6 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use node::service;
-use protocol::{RequestKind, VerifiedRequest};
 use serde::Deserialize;
 
 use super::store::{self, NewOrder};
@@ -29,7 +28,7 @@ use crate::serve::Bank;
 const BODY_BYTES_MAX: u64 = 4 * 1024;
 /// Longest order id.
 const ORDER_ID_CHARS_MAX: usize = 64;
-/// How often late turns are looked for (defaults are also marked on every trade call).
+/// How often late turns are looked for (also before every claim and confirmation).
 pub const EXPIRE_INTERVAL_MS: u64 = 1_000;
 
 type State = web::Data<Arc<Bank>>;
@@ -56,17 +55,16 @@ fn config(bank: &Bank) -> Result<&ExchangeConfig, Error> {
     bank.exchange.as_ref().ok_or(Error::NoExchange)
 }
 
-async fn command(
-    req: &HttpRequest,
-    payload: web::Payload,
-    bank: &Bank,
-) -> Result<(bytes::Bytes, VerifiedRequest), Error> {
-    config(bank)?;
-    let bytes = service::body::<Error>(req, payload, BODY_BYTES_MAX).await?;
-    let v =
-        service::authenticate_body::<Error>(req, bytes.clone(), &bank.key, RequestKind::Command)
-            .await?;
-    Ok((bytes, v))
+/// The platform's signed command (body bounded, signature checked), once the exchange is
+/// known to run; `Err` is the answer to send as it is.
+macro_rules! command {
+    ($req:expr, $payload:expr, $bank:expr) => {{
+        config(&$bank)?;
+        match service::signed_command::<Error>(&$req, $payload, BODY_BYTES_MAX, &$bank.key).await {
+            Ok(signed) => signed,
+            Err(answer) => return Ok(answer),
+        }
+    }};
 }
 
 fn answer<T: serde::Serialize>(v: &T) -> Result<(u16, String), Error> {
@@ -75,8 +73,8 @@ fn answer<T: serde::Serialize>(v: &T) -> Result<(u16, String), Error> {
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Mark the parties of late turns (run before trade calls and every
-/// [`EXPIRE_INTERVAL_MS`]).
+/// Stop the trades whose turn is late (run before a claim or a confirmation, so none is taken
+/// past its time, and every [`EXPIRE_INTERVAL_MS`]; reads do not take the write lock for it).
 pub async fn expire(bank: &Bank) -> Result<(), Error> {
     let timeout = config(bank)?.step_timeout_ms;
     let marked = bank
@@ -138,7 +136,7 @@ async fn place(
     payload: web::Payload,
     bank: State,
 ) -> Result<HttpResponse, Error> {
-    let (bytes, v) = command(&req, payload, &bank).await?;
+    let (bytes, v) = command!(req, payload, bank);
     let result = async {
         let order: NewOrder = service::parse_json::<_, Error>(&bytes)?;
         check_order(&bank, &order)?;
@@ -160,7 +158,7 @@ async fn cancel(
     payload: web::Payload,
     bank: State,
 ) -> Result<HttpResponse, Error> {
-    let (_, v) = command(&req, payload, &bank).await?;
+    let (_, v) = command!(req, payload, bank);
     let (id, trader) = (path.into_inner(), v.entity.to_string());
     let result = async {
         let order = bank
@@ -199,7 +197,6 @@ struct TraderQuery {
 }
 
 async fn trades(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
-    expire(&bank).await?;
     let timeout = config(&bank)?.step_timeout_ms;
     let q = web::Query::<TraderQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?
@@ -212,7 +209,6 @@ async fn trades(req: HttpRequest, bank: State) -> Result<HttpResponse, Error> {
 }
 
 async fn trade(path: web::Path<String>, bank: State) -> Result<HttpResponse, Error> {
-    expire(&bank).await?;
     let timeout = config(&bank)?.step_timeout_ms;
     let id = path.into_inner();
     let t = bank
@@ -254,7 +250,7 @@ async fn turn(
     bank: State,
     paid: bool,
 ) -> Result<HttpResponse, Error> {
-    let (bytes, v) = command(&req, payload, &bank).await?;
+    let (bytes, v) = command!(req, payload, bank);
     let result = async {
         expire(&bank).await?;
         let timeout = config(&bank)?.step_timeout_ms;

@@ -58,7 +58,7 @@ impl Gateway {
                 .access(self.http.clone())
                 .map_err(|e| Error::Upstream(e.to_string()))?;
             let (name, issuer_url) = self
-                .payer_name
+                .bank_account
                 .get_or_try_init(|| async {
                     access.account().await.map(|a| (a.name, a.issuer_url))
                 })
