@@ -47,6 +47,29 @@ pub struct BenchReport {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The issuer's CPU (user + system, all threads, from its `/metrics`
+    /// `process_cpu_seconds_total`) over the measured phase, per transfer made; `None` when
+    /// its metrics could not be read.
+    pub issuer_cpu_us_per_transfer: Option<f64>,
+    /// The same as a share of the machine: cores the issuer kept busy on average.
+    pub issuer_cores: Option<f64>,
+    /// This load generator's own CPU over the measured phase, per transfer and in cores: on
+    /// one machine it comes out of what the issuer could have used.
+    pub bench_cpu_us_per_transfer: f64,
+    pub bench_cores: f64,
+}
+
+/// The issuer's `process_cpu_seconds_total`, or `None` when it does not answer one.
+async fn issuer_cpu_s(http: &reqwest::Client, issuer_url: &str) -> Option<f64> {
+    let url = format!("{}/metrics", issuer_url.trim_end_matches('/'));
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn own_cpu_s() -> f64 {
+    node::service::process_cpu_s(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
 pub async fn run(
@@ -87,6 +110,8 @@ pub async fn run(
             .await?;
     }
 
+    let issuer_cpu_before = issuer_cpu_s(&http, &options.issuer_url).await;
+    let bench_cpu_before = own_cpu_s();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(options.clients);
     let total = options.transfers;
@@ -166,6 +191,15 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let bench_cpu_s = own_cpu_s() - bench_cpu_before;
+    let issuer_cpu = match (
+        issuer_cpu_before,
+        issuer_cpu_s(&http, &options.issuer_url).await,
+    ) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    let per_transfer_us = |cpu_s: f64| cpu_s * 1e6 / (done.max(1) as f64);
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -190,5 +224,9 @@ pub async fn run(
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: pct(1.0),
+        issuer_cpu_us_per_transfer: issuer_cpu.map(per_transfer_us),
+        issuer_cores: issuer_cpu.map(|c| c / elapsed.max(1e-9)),
+        bench_cpu_us_per_transfer: per_transfer_us(bench_cpu_s),
+        bench_cores: bench_cpu_s / elapsed.max(1e-9),
     })
 }

@@ -519,6 +519,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "{} transfers from {} clients in {:.2} s ({} requests of {}): {:.0} transfers/s, per request p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
                     report.transfers, report.clients, report.elapsed_s, report.requests, report.batch, report.transfers_per_s, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms, report.errors
                 );
+                let issuer_cpu = match (report.issuer_cpu_us_per_transfer, report.issuer_cores) {
+                    (Some(us), Some(cores)) => {
+                        format!("{us:.0} us per transfer ({cores:.2} cores)")
+                    }
+                    _ => "unknown (no /metrics)".to_owned(),
+                };
+                node::outln!(
+                    "CPU: issuer {issuer_cpu}; this load generator {:.0} us per transfer ({:.2} cores)",
+                    report.bench_cpu_us_per_transfer, report.bench_cores
+                );
                 Ok(())
             }
         }

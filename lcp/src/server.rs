@@ -43,6 +43,8 @@ struct AppState {
     /// The identity's credit key (DESIGN 12), shown in the descriptor.
     credit_key: String,
     credit_key_signature: String,
+    /// Checks commands' signatures in batches (issue 21).
+    verifier: node::verifier::Verifier,
 }
 
 /// A running issuer. Dropping it stops the server.
@@ -104,6 +106,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         ledger: ledger.clone(),
         config: options.config.clone(),
         metrics,
+        verifier: node::verifier::Verifier::start("issuer-verifier")?,
     });
     let credit_for_tasks = credit.clone();
     let sweeper = (
@@ -182,7 +185,24 @@ async fn descriptor(state: web::Data<AppState>) -> HttpResponse {
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render() + &node::service::process_gauges())
+        .body(
+            state.metrics.render()
+                + &verifier_metrics(&state.verifier)
+                + &node::service::process_gauges(),
+        )
+}
+
+/// How many signatures the batch verifier checked, in how many batches.
+fn verifier_metrics(verifier: &node::verifier::Verifier) -> String {
+    let stats = verifier.stats();
+    format!(
+        "# HELP lcp_signatures_verified_total command signatures checked by the batch verifier\n\
+         # TYPE lcp_signatures_verified_total counter\nlcp_signatures_verified_total {}\n\
+         # HELP lcp_signature_batches_total batches those signatures were checked in\n\
+         # TYPE lcp_signature_batches_total counter\nlcp_signature_batches_total {}\n",
+        stats.signatures.load(Ordering::Relaxed),
+        stats.batches.load(Ordering::Relaxed)
+    )
 }
 
 /// The wire form of a transfer. `amount` is a raw JSON number so that negative or fractional
@@ -359,8 +379,14 @@ async fn command(
 ) -> Result<(bytes::Bytes, VerifiedRequest, String), Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let body: bytes::Bytes = node::service::body::<Error>(req, payload, body_max).await?;
-    let verified: VerifiedRequest =
-        node::service::authenticate::<Error>(req, &body, &state.key, RequestKind::Command)?;
+    let verified: VerifiedRequest = node::service::authenticate_batched::<Error>(
+        req,
+        &body,
+        &state.key,
+        RequestKind::Command,
+        &state.verifier,
+    )
+    .await?;
     if verified.counter.is_some_and(|c| c > COUNTER_MAX) {
         return Err(Error::CounterTooLarge { max: COUNTER_MAX });
     }

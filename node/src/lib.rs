@@ -19,6 +19,8 @@
 //!   caller's transaction, redeem in batches, follow the issuers' fraud proofs.
 //! - `records` (feature `server`): records (TrustChain half-blocks): the server's own chain,
 //!   others' blocks, fork proofs, agreeing to proposals, and the `/v1/records` routes.
+//! - `verifier` (feature `server`): request signatures checked in batches on a thread of
+//!   their own ([`protocol::ed25519::verify_batch`]).
 //! - `testing` (feature `testing`): headless Chromium and bounded waits for tests.
 //!
 //! Invariant: without the `server` feature this crate pulls in no server stack (no actix-web,
@@ -44,6 +46,8 @@ pub mod records;
 pub mod service;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "server")]
+pub mod verifier;
 
 /// The wall clock in Unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {

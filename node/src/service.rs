@@ -114,6 +114,17 @@ pub fn authenticate<E: From<AuthError>>(
     )?)
 }
 
+/// [`authenticate`] with the signature checked in a batch by `verifier` (issue 21).
+pub async fn authenticate_batched<E: From<AuthError>>(
+    req: &HttpRequest,
+    body: &[u8],
+    key: &KeyPair,
+    kind: RequestKind,
+    verifier: &crate::verifier::Verifier,
+) -> Result<VerifiedRequest, E> {
+    Ok(crate::http::authenticate_batched(req, body, key.entity().as_str(), kind, verifier).await?)
+}
+
 /// [`authenticate`] for bodies that may be large (uploads): the body is hashed off the async
 /// workers when it is over [`crate::http::BODY_HASH_INLINE_BYTES_MAX`].
 pub async fn authenticate_body<E: From<AuthError>>(
@@ -230,8 +241,10 @@ impl Metrics {
     }
 }
 
-/// `process_resident_memory_bytes` (VmRSS, as Prometheus' own process collector names it),
-/// as exposition text: every service serves it, so memory can be watched from outside.
+/// `process_resident_memory_bytes` (VmRSS) and `process_cpu_seconds_total` (user + system
+/// CPU of every thread), as Prometheus' own process collector names them, as exposition
+/// text: every service serves them, so memory and CPU per request can be watched from
+/// outside (`lcp bench` divides the issuer's CPU by the transfers it made).
 pub fn process_gauges() -> String {
     let rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -242,10 +255,33 @@ pub fn process_gauges() -> String {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .unwrap_or(0);
+    let cpu_s = process_cpu_s(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
     format!(
-        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
+         # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu_s:.2}\n",
         rss_kib.saturating_mul(1024)
     )
+}
+
+/// Linux's USER_HZ, the unit of `/proc/*/stat` CPU times: 100 on every architecture Linux
+/// exposes to user space (the kernel converts from its own tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds from a `/proc/PID/stat` line (fields 14 and 15, counted after
+/// the command name, which may itself hold spaces and parentheses); 0 when unreadable.
+pub fn process_cpu_s(stat: &str) -> f64 {
+    let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    // After the name: state (field 3) ... utime is field 14, stime field 15.
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    ticks(11).saturating_add(ticks(12)) as f64 / USER_HZ
 }
 
 #[cfg(test)]
@@ -275,6 +311,16 @@ mod tests {
             m.text(),
             "# TYPE x_total counter\nx_total{issuer=\"a\\\"b\"} 1\nx_total{issuer=\"c\"} 2\n"
         );
+    }
+
+    #[test]
+    fn cpu_seconds_come_from_fields_14_and_15() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3";
+        assert_eq!(process_cpu_s(stat), 3.25);
+        assert_eq!(process_cpu_s("garbage"), 0.0);
+        let own = process_cpu_s(&std::fs::read_to_string("/proc/self/stat").expect("stat"));
+        assert!(own >= 0.0);
+        assert!(process_gauges().contains("process_cpu_seconds_total "));
     }
 
     #[test]

@@ -2,12 +2,11 @@
 
 use std::fmt;
 
-use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use serde::{Deserialize, Serialize};
 
 pub const ENTITY_PREFIX: &str = "ed25519:";
 const PUBLIC_KEY_BYTES: usize = 32;
-const SIGNATURE_BYTES: usize = 64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
@@ -53,13 +52,20 @@ impl EntityId {
     }
 
     /// True when `signature` is this entity's Ed25519 signature of `message`.
+    /// Verified by [`crate::ed25519::verify`]: the same rule as a batch check.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        if signature.len() != SIGNATURE_BYTES {
+        let Ok(signature) = <[u8; 64]>::try_from(signature) else {
             return false;
-        }
-        UnparsedPublicKey::new(&ED25519, self.public_key())
-            .verify(message, signature)
-            .is_ok()
+        };
+        crate::ed25519::verify(&self.public_key_bytes(), message, &signature)
+    }
+
+    /// The public key's 32 bytes (the hex after the prefix, decoded).
+    pub fn public_key_bytes(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        // Invariant: `parse`/`from_public_key` only admit 64 hex digits after the prefix.
+        let _ = hex::decode_to_slice(&self.0[ENTITY_PREFIX.len()..], &mut key);
+        key
     }
 
     /// Verify a base64url signature.

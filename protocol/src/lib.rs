@@ -10,6 +10,7 @@ pub mod amount;
 pub mod book;
 pub mod cdn;
 pub mod credit;
+pub mod ed25519;
 pub mod envelope;
 pub mod error;
 pub mod identity;
@@ -28,10 +29,10 @@ pub use envelope::{Envelope, EnvelopeError};
 pub use error::{ErrorBody, ErrorDetail};
 pub use identity::{EntityId, IdentityError, KeyPair};
 pub use request::{
-    request_key, response_signing_string, sign_request, sign_response, signing_string,
-    verify_request, verify_request_prehashed, verify_response, AuthError, RequestAuth, RequestKind,
-    VerifiedRequest, FRESHNESS_MS_MAX, HEADER_CONTENT_SHA256, HEADER_COUNTER, HEADER_ENTITY,
-    HEADER_SIGNATURE, HEADER_TIME,
+    prepare_request, request_key, response_signing_string, sign_request, sign_response,
+    signing_string, verify_request, verify_request_prehashed, verify_response, AuthError,
+    PendingRequest, RequestAuth, RequestKind, VerifiedRequest, FRESHNESS_MS_MAX,
+    HEADER_CONTENT_SHA256, HEADER_COUNTER, HEADER_ENTITY, HEADER_SIGNATURE, HEADER_TIME,
 };
 
 /// Lowercase hex SHA-256 of `bytes`: the body hash of DESIGN section 3.

@@ -220,6 +220,67 @@ pub fn verify_request_prehashed(
     now_ms: u64,
     kind: RequestKind,
 ) -> Result<VerifiedRequest, AuthError> {
+    let pending = prepare_request(
+        auth,
+        audience,
+        method,
+        path_and_query,
+        body_sha256,
+        now_ms,
+        kind,
+    )?;
+    let signature_ok = pending.verify_signature();
+    pending.finish(signature_ok)
+}
+
+/// A request whose headers are read and whose signing string is built, with only the
+/// signature left to check: a server may check many together
+/// ([`crate::ed25519::verify_batch`]) and then [`PendingRequest::finish`] each.
+#[derive(Debug)]
+pub struct PendingRequest {
+    verified: VerifiedRequest,
+    /// The signing string, the message the signature covers.
+    pub message: Vec<u8>,
+    /// `None` when the header is not 64 bytes of base64url: refused without any check.
+    pub signature: Option<[u8; 64]>,
+    stale: bool,
+}
+
+impl PendingRequest {
+    /// The sender's public key.
+    pub fn key(&self) -> [u8; 32] {
+        self.verified.entity.public_key_bytes()
+    }
+
+    /// Check the signature now, alone.
+    pub fn verify_signature(&self) -> bool {
+        self.signature
+            .is_some_and(|s| crate::ed25519::verify(&self.key(), &self.message, &s))
+    }
+
+    /// The verdict once the signature is checked: a bad signature is refused before a stale
+    /// time (an unsigned request learns nothing about the server's clock).
+    pub fn finish(self, signature_ok: bool) -> Result<VerifiedRequest, AuthError> {
+        if !signature_ok {
+            return Err(AuthError::InvalidSignature);
+        }
+        if self.stale {
+            return Err(AuthError::StaleTime);
+        }
+        Ok(self.verified)
+    }
+}
+
+/// Everything [`verify_request_prehashed`] does except the signature check.
+pub fn prepare_request(
+    auth: &RequestAuth,
+    audience: &str,
+    method: &str,
+    path_and_query: &str,
+    body_sha256: &str,
+    now_ms: u64,
+    kind: RequestKind,
+) -> Result<PendingRequest, AuthError> {
     let entity =
         EntityId::parse(&auth.entity).map_err(|_| AuthError::InvalidHeader(HEADER_ENTITY))?;
     let time_ms: u64 = auth
@@ -249,17 +310,17 @@ pub fn verify_request_prehashed(
         &auth.counter,
         body_sha256,
     );
-    if !entity.verify_b64(text.as_bytes(), &auth.signature) {
-        return Err(AuthError::InvalidSignature);
-    }
-    if now_ms.abs_diff(time_ms) > FRESHNESS_MS_MAX {
-        return Err(AuthError::StaleTime);
-    }
-    Ok(VerifiedRequest {
-        entity,
-        time_ms,
-        counter,
-        body_sha256: body_sha256.to_owned(),
+    let signature = crate::b64_decode(&auth.signature).and_then(|s| <[u8; 64]>::try_from(s).ok());
+    Ok(PendingRequest {
+        verified: VerifiedRequest {
+            entity,
+            time_ms,
+            counter,
+            body_sha256: body_sha256.to_owned(),
+        },
+        message: text.into_bytes(),
+        signature,
+        stale: now_ms.abs_diff(time_ms) > FRESHNESS_MS_MAX,
     })
 }
 

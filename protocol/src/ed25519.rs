@@ -1,0 +1,306 @@
+//! Verifying Ed25519 signatures, one at a time or in batches, by one rule (issue 21).
+//!
+//! Ed25519 leaves implementations a choice the RFC does not settle: which encodings a verifier
+//! accepts and whether it checks the equation with the cofactor. A batch check must use the
+//! cofactor, so where single checks do not, a signature crafted by its own key's holder can pass
+//! in a batch and fail alone (or the other way round). Here both use the ZIP-215 rules
+//! (ed25519-zebra: cofactored, and a batch agrees with single checks on every input), and
+//! before any curve arithmetic this module refuses what ZIP-215 would accept but no honest
+//! signer produces:
+//!
+//! - a public key `A` or commitment `R` whose `y` is not reduced below p (a second encoding of
+//!   a point), or that encodes one of the eight points of small order (a key anyone can sign
+//!   for, or a commitment that leaks nothing);
+//! - a scalar `S` that is not reduced below the group order L (a malleated signature).
+//!
+//! So every signature gets the same answer alone and in any batch, and every answer for a
+//! signature made by a real key is the answer RFC 8032's strict verifiers give. Signing stays
+//! with ring ([`crate::KeyPair`]).
+
+use ed25519_zebra::{batch, Signature, VerificationKey, VerificationKeyBytes};
+
+pub const PUBLIC_KEY_BYTES: usize = 32;
+pub const SIGNATURE_BYTES: usize = 64;
+
+/// The `y` coordinates (sign bit cleared) of the eight points of small order: the identity
+/// (y = 1), the point of order 2 (y = p - 1), the two of order 4 (y = 0) and the four of order
+/// 8 (two values of y, each with both signs of x). The test `small_order_points_are_all_listed`
+/// derives the whole subgroup from one point of order 8 and checks it against this list.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    // y = 0
+    [0; 32],
+    // y = 1
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    // y = p - 1
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    // the points of order 8
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// The field's prime p = 2^255 - 19, little-endian.
+const P: [u8; 32] = [
+    0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+];
+
+/// `y` of an encoded point: the encoding with the sign bit of `x` cleared.
+fn y_of(point: &[u8; 32]) -> [u8; 32] {
+    let mut y = *point;
+    y[31] &= 0x7f;
+    y
+}
+
+/// Little-endian `a < b`.
+fn less_than(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    for i in (0..32).rev() {
+        if a[i] != b[i] {
+            return a[i] < b[i];
+        }
+    }
+    false
+}
+
+/// A point encoding this module accepts: `y` reduced and not a point of small order. (Whether
+/// it is on the curve at all is left to the curve arithmetic, which refuses it.)
+fn acceptable_point(point: &[u8; 32]) -> bool {
+    let y = y_of(point);
+    less_than(&y, &P) && !SMALL_ORDER_Y.contains(&y)
+}
+
+/// What a signature and key must pass before any curve arithmetic (see the module's notes).
+pub fn precheck(key: &[u8; 32], signature: &[u8; 64]) -> bool {
+    let (r, s) = signature.split_at(32);
+    let (Ok(r), Ok(s)) = (<[u8; 32]>::try_from(r), <[u8; 32]>::try_from(s)) else {
+        return false;
+    };
+    acceptable_point(key)
+        && acceptable_point(&r)
+        && bool::from(curve25519_dalek::Scalar::from_canonical_bytes(s).is_some())
+}
+
+/// Whether `signature` is `key`'s signature of `message`.
+pub fn verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    if !precheck(key, signature) {
+        return false;
+    }
+    let Ok(key) = VerificationKey::try_from(*key) else {
+        return false;
+    };
+    key.verify(&Signature::from_bytes(signature), message)
+        .is_ok()
+}
+
+/// One signature to check in a batch.
+#[derive(Debug, Clone)]
+pub struct Item<'a> {
+    pub key: [u8; 32],
+    pub message: &'a [u8],
+    pub signature: [u8; 64],
+}
+
+/// Check many signatures together: the answer for each is exactly what [`verify`] answers for
+/// it. Those that fail the [`precheck`] are refused up front; the rest are checked as one batch
+/// (about half the work per signature of single checks), and when the batch fails, one by one.
+pub fn verify_batch(items: &[Item<'_>]) -> Vec<bool> {
+    let mut answers: Vec<bool> = items
+        .iter()
+        .map(|i| precheck(&i.key, &i.signature))
+        .collect();
+    let candidates = answers.iter().filter(|ok| **ok).count();
+    if candidates <= 1 {
+        // Nothing to share: a batch of one costs more than a single check.
+        for (item, ok) in items.iter().zip(answers.iter_mut()) {
+            if *ok {
+                *ok = verify(&item.key, item.message, &item.signature);
+            }
+        }
+        return answers;
+    }
+    let mut verifier = batch::Verifier::new();
+    for (item, _) in items.iter().zip(&answers).filter(|(_, ok)| **ok) {
+        verifier.queue((
+            VerificationKeyBytes::from(item.key),
+            Signature::from_bytes(&item.signature),
+            &item.message,
+        ));
+    }
+    if verifier.verify(rand_core::OsRng).is_ok() {
+        return answers;
+    }
+    // At least one is bad: find which, one at a time.
+    for (item, ok) in items.iter().zip(answers.iter_mut()) {
+        if *ok {
+            *ok = verify(&item.key, item.message, &item.signature);
+        }
+    }
+    answers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::traits::IsIdentity;
+
+    fn signed(n: usize) -> Vec<([u8; 32], Vec<u8>, [u8; 64])> {
+        (0..n)
+            .map(|i| {
+                let key = crate::KeyPair::generate().expect("keygen");
+                let message = format!("message {i}").into_bytes();
+                let signature: [u8; 64] = key.sign(&message).try_into().expect("64 bytes");
+                let public: [u8; 32] = key.entity().public_key().try_into().expect("32 bytes");
+                (public, message, signature)
+            })
+            .collect()
+    }
+
+    fn items(v: &[([u8; 32], Vec<u8>, [u8; 64])]) -> Vec<Item<'_>> {
+        v.iter()
+            .map(|(key, message, signature)| Item {
+                key: *key,
+                message,
+                signature: *signature,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_order_points_are_all_listed() {
+        let order8 = CompressedEdwardsY(SMALL_ORDER_Y[3])
+            .decompress()
+            .expect("on the curve");
+        // Order exactly 8: 8T is the identity and 4T is not.
+        let four = order8 + order8 + order8 + order8;
+        assert!(!four.is_identity());
+        assert!(order8.mul_by_cofactor().is_identity());
+        let mut multiple = order8;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            assert!(multiple.is_small_order());
+            seen.insert(y_of(&multiple.compress().to_bytes()));
+            multiple += order8;
+        }
+        let listed: std::collections::BTreeSet<[u8; 32]> = SMALL_ORDER_Y.into_iter().collect();
+        assert_eq!(seen, listed, "the subgroup of order 8 has exactly these y");
+        for y in SMALL_ORDER_Y {
+            assert!(!acceptable_point(&y));
+            let mut negative = y;
+            negative[31] |= 0x80;
+            assert!(!acceptable_point(&negative), "either sign of x");
+        }
+    }
+
+    #[test]
+    fn good_signatures_pass_alone_and_together() {
+        let v = signed(40);
+        for (key, message, signature) in &v {
+            assert!(verify(key, message, signature));
+        }
+        assert!(verify_batch(&items(&v)).into_iter().all(|ok| ok));
+    }
+
+    /// Every kind of bad signature gets the same answer alone and inside a batch of good ones,
+    /// and never costs a good one its answer.
+    #[test]
+    fn bad_signatures_are_refused_alone_and_in_batches() {
+        let v = signed(12);
+        let mut bad = v.clone();
+        // A flipped bit in R, in S, in the message; another key; S + L (non-canonical).
+        bad[0].2[3] ^= 1;
+        bad[1].2[40] ^= 1;
+        bad[2].1.push(b'!');
+        bad[3].0 = v[4].0;
+        {
+            let s = curve25519_dalek::Scalar::from_canonical_bytes(
+                bad[5].2[32..].try_into().expect("32"),
+            )
+            .expect("canonical");
+            // L, little-endian: S + L encodes the same scalar mod L, non-canonically.
+            let l: [u8; 32] = [
+                0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+                0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ];
+            let mut sum = [0u8; 32];
+            let mut carry = 0u16;
+            let s_bytes = s.to_bytes();
+            for i in 0..32 {
+                let t = u16::from(s_bytes[i]) + u16::from(l[i]) + carry;
+                sum[i] = t as u8;
+                carry = t >> 8;
+            }
+            if carry == 0 && sum[31] & 0xe0 == 0 {
+                bad[5].2[32..].copy_from_slice(&sum);
+            } else {
+                bad[5].2[33] ^= 1;
+            }
+        }
+        // A non-canonical R (y >= p) and a small-order key and R.
+        bad[6].2[..32].copy_from_slice(&[0xff; 32]);
+        bad[7].0 = SMALL_ORDER_Y[1];
+        bad[8].2[..32].copy_from_slice(&SMALL_ORDER_Y[0]);
+        // A key that is not on the curve at all (y = 2 has no x).
+        bad[9].0 = {
+            let mut k = [0u8; 32];
+            k[0] = 2;
+            k
+        };
+        let bad_indexes = [0, 1, 2, 3, 5, 6, 7, 8, 9];
+        for (i, (key, message, signature)) in bad.iter().enumerate() {
+            assert_eq!(
+                verify(key, message, signature),
+                !bad_indexes.contains(&i),
+                "alone: {i}"
+            );
+        }
+        // Mixed with good ones, in every position of a batch.
+        let good = signed(20);
+        for (i, b) in bad.iter().enumerate() {
+            let mut mixed = good.clone();
+            mixed.insert(i % 20, b.clone());
+            let answers = verify_batch(&items(&mixed));
+            for (j, ok) in answers.iter().enumerate() {
+                let expected = if j == i % 20 {
+                    !bad_indexes.contains(&i)
+                } else {
+                    true
+                };
+                assert_eq!(*ok, expected, "bad {i} at {}, answer {j}", i % 20);
+            }
+        }
+        // All bad together.
+        let answers = verify_batch(&items(&bad));
+        for (i, ok) in answers.iter().enumerate() {
+            assert_eq!(*ok, !bad_indexes.contains(&i), "all bad: {i}");
+        }
+    }
+
+    #[test]
+    fn ring_agrees_on_honest_signatures_and_refuses_what_we_refuse() {
+        use ring::signature::{UnparsedPublicKey, ED25519};
+        let mut v = signed(8);
+        v[1].2[60] ^= 0x10;
+        v[2].2[..32].copy_from_slice(&[0xff; 32]);
+        for (key, message, signature) in &v {
+            let ring_ok = UnparsedPublicKey::new(&ED25519, key)
+                .verify(message, signature)
+                .is_ok();
+            assert_eq!(verify(key, message, signature), ring_ok);
+        }
+    }
+}
