@@ -3,6 +3,8 @@
 //! next) and reports throughput and latency (per request: with `--batch B` each request is a
 //! batch command of B transfers).
 
+mod wire;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +97,10 @@ pub async fn run(
     let per_transfer =
         Amount(BENCH_AMOUNT).checked_add(fee_for(Amount(BENCH_AMOUNT), fee_flat, fee_bps)?)?;
     let per_client = options.transfers.div_ceil(options.clients) as u64;
+    let issuer_entity = descriptor["entity"]
+        .as_str()
+        .and_then(|e| protocol::EntityId::parse(e).ok())
+        .ok_or_else(|| anyhow::anyhow!("the issuer's descriptor names no entity"))?;
 
     // Fund every wallet; each sends per_client transfers.
     let wallets: Vec<Arc<KeyPair>> = (0..options.clients)
@@ -126,6 +132,18 @@ pub async fn run(
         let batch = options
             .batch
             .clamp(1, protocol::ledger::BATCH_TRANSFERS_MAX);
+        // Single transfers over plain HTTP go through the lean client (see `wire`).
+        let mut wire = if batch == 1 {
+            wire::Wire::connect(&options.issuer_url, issuer_entity.as_str()).await?
+        } else {
+            None
+        };
+        let (verify, issuer_entity, key, url) = (
+            options.verify_receipts,
+            issuer_entity.clone(),
+            w.clone(),
+            options.issuer_url.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             // Counters as a wallet's CounterStore hands them out: the clock in microseconds,
             // or one more than the last when the clock has not moved.
@@ -139,6 +157,46 @@ pub async fn run(
                 left -= n;
                 counter = (counter + 1).max(node::now_ms() * 1000);
                 let t = Instant::now();
+                if let Some(wire) = wire.as_mut() {
+                    match wire
+                        .transfer(&key, counter, to.as_str(), BENCH_AMOUNT)
+                        .await
+                    {
+                        Ok(a) if a.status == 200 => {
+                            let receipt_ok = !verify
+                                || a.signature.as_deref().is_some_and(|sig| {
+                                    protocol::verify_response(
+                                        &issuer_entity,
+                                        key.entity().as_str(),
+                                        counter,
+                                        a.status,
+                                        &a.body,
+                                        sig,
+                                    )
+                                });
+                            if receipt_ok {
+                                latencies.push(t.elapsed());
+                                done += 1;
+                            } else {
+                                errors.push("receipt signature does not verify".into());
+                            }
+                        }
+                        Ok(a) => errors.push(format!(
+                            "{}: {}",
+                            a.status,
+                            String::from_utf8_lossy(&a.body)
+                        )),
+                        Err(e) => {
+                            errors.push(e.to_string());
+                            // The connection is in an unknown state: start a new one.
+                            *wire = match wire::Wire::connect(&url, issuer_entity.as_str()).await {
+                                Ok(Some(w)) => w,
+                                _ => break,
+                            };
+                        }
+                    }
+                    continue;
+                }
                 if batch == 1 {
                     match client
                         .transfer_with_counter(counter, &to, BENCH_AMOUNT, None)

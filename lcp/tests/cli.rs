@@ -308,6 +308,32 @@ fn bench_reports_figures() {
             "{field}: {report}"
         );
     }
+    // The CPU figures are read from the issuer's /metrics and this process.
+    for field in ["issuer_cpu_us_per_transfer", "issuer_cores", "bench_cores"] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v >= 0.0),
+            "{field}: {report}"
+        );
+    }
+    // The lean client checks every receipt when asked: all verify.
+    let checked = json(&lcp(&[
+        "bench",
+        "--issuer",
+        &url,
+        "--key",
+        key.to_str().expect("utf8"),
+        "--clients",
+        "3",
+        "--transfers",
+        "60",
+        "--verify-receipts",
+        "--json",
+    ]));
+    assert_eq!(
+        (&checked["transfers"], &checked["errors"]),
+        (&serde_json::json!(60), &serde_json::json!(0)),
+        "{checked}"
+    );
 }
 
 #[test]

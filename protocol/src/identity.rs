@@ -110,10 +110,45 @@ impl std::str::FromStr for EntityId {
 }
 
 /// An Ed25519 key pair with its PKCS#8 document (the key file's content).
+///
+/// ring parses, generates and checks the key; signatures are made with the same seed by
+/// ed25519-zebra when the document holds it where ring's own documents do (about a quarter
+/// less CPU per signature on this project's machines, issue 21). Ed25519 signatures are
+/// deterministic, so both make the same bytes; the two public keys are compared when the key
+/// is loaded, and ring signs when they could not be.
 pub struct KeyPair {
     pair: Ed25519KeyPair,
+    fast: Option<ed25519_zebra::SigningKey>,
     pkcs8: Vec<u8>,
     entity: EntityId,
+}
+
+/// The start of the PKCS#8 (RFC 8410) document of an Ed25519 key, up to its 32-byte seed:
+/// a SEQUENCE, version, the Ed25519 algorithm id, an OCTET STRING holding an OCTET STRING.
+/// ring's v2 documents (with the public key after the seed) begin with the v2 form, v1
+/// documents with the v1 form.
+const PKCS8_SEED_PREFIXES: [[u8; 16]; 2] = [
+    [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ],
+    [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ],
+];
+
+/// The zebra signing key for a PKCS#8 document's seed, if it is where ring puts it and
+/// derives the same public key as ring did.
+fn fast_signer(pkcs8: &[u8], public_key: &[u8]) -> Option<ed25519_zebra::SigningKey> {
+    let prefix = pkcs8.get(..16)?;
+    if !PKCS8_SEED_PREFIXES.iter().any(|p| p == prefix) {
+        return None;
+    }
+    let seed: [u8; 32] = pkcs8.get(16..48)?.try_into().ok()?;
+    let signer = ed25519_zebra::SigningKey::from(seed);
+    let derived: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&signer).into();
+    (derived.as_slice() == public_key).then_some(signer)
 }
 
 impl fmt::Debug for KeyPair {
@@ -134,6 +169,7 @@ impl KeyPair {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| IdentityError::InvalidKey)?;
         let entity = EntityId::from_public_key(pair.public_key().as_ref());
         Ok(KeyPair {
+            fast: fast_signer(pkcs8, pair.public_key().as_ref()),
             pair,
             pkcs8: pkcs8.to_vec(),
             entity,
@@ -149,17 +185,40 @@ impl KeyPair {
     }
 
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair.sign(message).as_ref().to_vec()
+        match &self.fast {
+            Some(signer) => <[u8; 64]>::from(signer.sign(message)).to_vec(),
+            None => self.pair.sign(message).as_ref().to_vec(),
+        }
     }
 
     pub fn sign_b64(&self, message: &[u8]) -> String {
-        crate::b64_encode(self.pair.sign(message).as_ref())
+        crate::b64_encode(&self.sign(message))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_signers_make_the_same_signature() {
+        for _ in 0..16 {
+            let key = KeyPair::generate().expect("keygen");
+            assert!(
+                key.fast.is_some(),
+                "ring's documents hold the seed where we look"
+            );
+            for message in [&b""[..], b"x", &[7u8; 300]] {
+                assert_eq!(key.sign(message), key.pair.sign(message).as_ref());
+            }
+        }
+        // A document whose seed is not where we look is signed by ring alone.
+        let key = KeyPair::generate().expect("keygen");
+        let mut other = key.pkcs8().to_vec();
+        other[1] ^= 0x01;
+        assert!(fast_signer(&other, key.entity().public_key().as_slice()).is_none());
+        assert!(fast_signer(key.pkcs8(), &[0u8; 32]).is_none());
+    }
 
     #[test]
     fn entity_ids_are_validated() {
