@@ -106,7 +106,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
         ledger: ledger.clone(),
         config: options.config.clone(),
         metrics,
-        verifier: node::verifier::Verifier::start("issuer-verifier")?,
+        verifier: node::verifier::Verifier::start("issuer-verifier"),
     });
     let credit_for_tasks = credit.clone();
     let sweeper = (

@@ -53,12 +53,13 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Start the thread (named `name`, as it shows in `top -H` and profiles).
-    pub fn start(name: &str) -> std::io::Result<Self> {
+    /// Start the thread (named `name`, as it shows in `top -H` and profiles). If the thread
+    /// cannot be started, every request is checked on the blocking pool instead (logged).
+    pub fn start(name: &str) -> Self {
         let (queue, mut jobs) = mpsc::channel::<Job>(VERIFY_QUEUE_MAX);
         let stats = Arc::new(VerifierStats::default());
         let thread_stats = stats.clone();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
                 let mut batch: Vec<Job> = Vec::with_capacity(VERIFY_BATCH_MAX);
@@ -73,8 +74,12 @@ impl Verifier {
                     }
                     check(&mut batch, &thread_stats);
                 }
-            })?;
-        Ok(Verifier { queue, stats })
+            });
+        if let Err(e) = started {
+            // The receiver went with the closure: sends fail and `verify` checks inline.
+            tracing::error!(error = %e, "no signature verifier thread; checking one by one");
+        }
+        Verifier { queue, stats }
     }
 
     /// The verdict on a prepared request: [`PendingRequest::finish`] with its signature

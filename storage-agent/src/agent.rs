@@ -105,6 +105,8 @@ pub type State = actix_web::web::Data<Arc<Agent>>;
 
 pub struct Agent {
     pub key: Arc<KeyPair>,
+    /// Checks requests' signatures in batches (issue 21): every signed read and command.
+    pub verifier: node::verifier::Verifier,
     pub config: AgentConfig,
     pub db: Database,
     /// Records (DESIGN 11): the agent's chain, buyers' blocks, proofs (`agent::records`).
@@ -179,6 +181,7 @@ impl Agent {
         let read_cache_bytes = config.read_cache_bytes;
         let free_riders = clients::free_riders::FreeRiders::new(config.free_rider_threshold);
         Agent {
+            verifier: node::verifier::Verifier::start("agent-verifier"),
             records: records::book(db.clone(), key.clone()),
             credit: node::credit::CreditBook::with_hook(
                 db.clone(),

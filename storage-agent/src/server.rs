@@ -258,7 +258,14 @@ async fn create_contract(
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = service::authenticate::<Error>(&req, &bytes, &agent.key, RequestKind::Command)?;
+    let v = service::authenticate_batched::<Error>(
+        &req,
+        &bytes,
+        &agent.key,
+        RequestKind::Command,
+        &agent.verifier,
+    )
+    .await?;
     let key = key_of(&req, &v);
     let result = async {
         let envelope: Envelope = service::parse_json::<_, Error>(&bytes)?;
@@ -273,7 +280,14 @@ async fn get_contract(
     path: web::Path<String>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Query)?;
+    let v = service::authenticate_batched::<Error>(
+        &req,
+        b"",
+        &agent.key,
+        RequestKind::Query,
+        &agent.verifier,
+    )
+    .await?;
     // Words sent with the view credit the contract: how a buyer pays ahead by payword.
     agent
         .take_payword(&path, &v.entity, &PaywordHeaders::of(&req), false)
@@ -371,7 +385,14 @@ async fn delete_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Command)?;
+    let v = service::authenticate_batched::<Error>(
+        &req,
+        b"",
+        &agent.key,
+        RequestKind::Command,
+        &agent.verifier,
+    )
+    .await?;
     let key = key_of(&req, &v);
     let (id, name) = path.into_inner();
     let result = async { agent.delete_object(&id, &name, cmd(&v, &key)?).await }.await;
@@ -422,7 +443,14 @@ async fn get_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate::<Error>(&req, b"", &agent.key, RequestKind::Command)?;
+    let v = service::authenticate_batched::<Error>(
+        &req,
+        b"",
+        &agent.key,
+        RequestKind::Command,
+        &agent.verifier,
+    )
+    .await?;
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
     let read = async {
@@ -482,7 +510,14 @@ async fn create_retrieval(
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = service::authenticate::<Error>(&req, &bytes, &agent.key, RequestKind::Command)?;
+    let v = service::authenticate_batched::<Error>(
+        &req,
+        &bytes,
+        &agent.key,
+        RequestKind::Command,
+        &agent.verifier,
+    )
+    .await?;
     let key = key_of(&req, &v);
     let result = async {
         let r: RetrievalRequest = service::parse_json::<_, Error>(&bytes)?;
@@ -532,7 +567,8 @@ async fn audit(
     } else {
         RequestKind::Query
     };
-    let v = service::authenticate::<Error>(&req, &bytes, &agent.key, kind)?;
+    let v = service::authenticate_batched::<Error>(&req, &bytes, &agent.key, kind, &agent.verifier)
+        .await?;
     let a: AuditRequest = service::parse_json::<_, Error>(&bytes)?;
     let who: &EntityId = &v.entity;
     let counted = v.counter.map(|c| (c, v.time_ms));
