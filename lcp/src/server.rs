@@ -483,7 +483,14 @@ fn signed_answer(
 
 async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = node::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
+    let verified = node::http::authenticate_batched(
+        &req,
+        b"",
+        &state.entity,
+        RequestKind::Query,
+        &state.verifier,
+    )
+    .await?;
     let balance = state.ledger.balance(&verified.entity).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"balance": balance, "currency": state.config.currency_code})))
@@ -505,7 +512,14 @@ struct DepositsQuery {
 
 async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = node::http::authenticate(&req, b"", &state.entity, RequestKind::Query)?;
+    let verified = node::http::authenticate_batched(
+        &req,
+        b"",
+        &state.entity,
+        RequestKind::Query,
+        &state.verifier,
+    )
+    .await?;
     let q = web::Query::<DepositsQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?;
     let page = state

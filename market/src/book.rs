@@ -171,6 +171,8 @@ pub struct AuditTarget {
 
 pub struct Market {
     pub key: Arc<KeyPair>,
+    /// Checks signed requests in batches (issue 21).
+    pub verifier: node::verifier::Verifier,
     pub db: Database,
     pub http: reqwest::Client,
     /// Choices may put two agents on one network (devnet, a LAN).
@@ -261,6 +263,7 @@ impl Market {
             node::credit::CreditPolicy::default(),
         );
         Market {
+            verifier: node::verifier::Verifier::start("market-verifier"),
             credit,
             key,
             db,

@@ -38,8 +38,15 @@ async fn body(req: &HttpRequest, payload: web::Payload, limit: u64) -> Result<by
     service::body(req, payload, limit).await
 }
 
-fn auth(req: &HttpRequest, body: &[u8], market: &Market) -> Result<VerifiedRequest, Error> {
-    service::authenticate(req, body, &market.key, RequestKind::Command)
+async fn auth(req: &HttpRequest, body: &[u8], market: &Market) -> Result<VerifiedRequest, Error> {
+    service::authenticate_batched(
+        req,
+        body,
+        &market.key,
+        RequestKind::Command,
+        &market.verifier,
+    )
+    .await
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
@@ -113,7 +120,7 @@ async fn post_offer(
     market: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &market)?;
+    let v = auth(&req, &bytes, &market).await?;
     let result = async {
         let envelope: Envelope = parse_json(&bytes)?;
         market.post_offer(&v.entity, envelope).await
@@ -225,7 +232,14 @@ async fn register(
 
 /// The sender's own registered contracts (a signed query).
 async fn contracts_of(req: HttpRequest, market: State) -> Result<HttpResponse, Error> {
-    let v = service::authenticate::<Error>(&req, b"", &market.key, RequestKind::Query)?;
+    let v = service::authenticate_batched::<Error>(
+        &req,
+        b"",
+        &market.key,
+        RequestKind::Query,
+        &market.verifier,
+    )
+    .await?;
     let contracts = market.contracts_of(&v.entity).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "contracts": contracts })))
 }
@@ -236,7 +250,7 @@ async fn report(
     market: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = body(&req, payload, BODY_BYTES_MAX).await?;
-    let v = auth(&req, &bytes, &market)?;
+    let v = auth(&req, &bytes, &market).await?;
     let result = async {
         let r: Report = parse_json(&bytes)?;
         let counter = v

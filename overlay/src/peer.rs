@@ -111,6 +111,8 @@ pub struct Currency {
 
 pub struct Peer {
     pub key: Arc<KeyPair>,
+    /// Checks signed requests in batches (issue 21).
+    pub verifier: node::verifier::Verifier,
     pub db: db::Database,
     pub options: PeerOptions,
     pub http: reqwest::Client,

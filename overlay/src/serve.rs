@@ -135,6 +135,7 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningPeer> {
     let credit_policy = node::credit::load_policy(&options.data_dir).map_err(anyhow::Error::msg)?;
     let credit_lines = node::credit::CreditBook::new(database.clone(), key.clone(), credit_policy);
     let peer = Arc::new(Peer {
+        verifier: node::verifier::Verifier::start("peer-verifier"),
         key,
         db: database,
         options: options.peer.clone(),

@@ -50,7 +50,14 @@ async fn command(
     p: &Peer,
 ) -> Result<(bytes::Bytes, VerifiedRequest), Error> {
     let bytes = service::body::<Error>(req, payload, BODY_BYTES_MAX).await?;
-    let v = service::authenticate::<Error>(req, &bytes, &p.key, RequestKind::Command)?;
+    let v = service::authenticate_batched::<Error>(
+        req,
+        &bytes,
+        &p.key,
+        RequestKind::Command,
+        &p.verifier,
+    )
+    .await?;
     Ok((bytes, v))
 }
 
@@ -167,7 +174,9 @@ async fn retrieve(
     path: web::Path<String>,
     p: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate::<Error>(&req, &[], &p.key, RequestKind::Query)?;
+    let v =
+        service::authenticate_batched::<Error>(&req, &[], &p.key, RequestKind::Query, &p.verifier)
+            .await?;
     let got = p.retrieve(v.entity.as_str(), &path).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
