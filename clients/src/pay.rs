@@ -197,6 +197,71 @@ pub async fn top_up(
     Ok(())
 }
 
+/// One top-up of [`top_up_many`]: `amount` for `contract` at `agent`.
+#[derive(Debug, Clone, Copy)]
+pub struct TopUp<'a> {
+    pub agent: AgentRef<'a>,
+    pub contract: &'a str,
+    pub amount: u64,
+}
+
+/// Pay several agents at once (issue 21): one batch command
+/// (`POST /lcp/v1/transfers/batch`) for up to [`protocol::ledger::BATCH_TRANSFERS_MAX`]
+/// top-ups, each answered on its own, instead of one command each. Answers each top-up's
+/// outcome in order (`Err` with the issuer's reason for one refused alone). A single top-up,
+/// or a wallet paying through a bank (which takes single transfers only), pays one by one.
+/// An error of the whole call (no answer) means nothing is known to be paid.
+pub async fn top_up_many(
+    wallet: &IssuerClient,
+    top_ups: &[TopUp<'_>],
+) -> Result<Vec<Result<(), String>>, ClientError> {
+    if top_ups.len() <= 1 || wallet.bank().is_some() {
+        let mut outcomes = Vec::with_capacity(top_ups.len());
+        for t in top_ups {
+            outcomes.push(
+                top_up(wallet, t.agent, t.contract, t.amount)
+                    .await
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        return Ok(outcomes);
+    }
+    let mut items = Vec::with_capacity(top_ups.len());
+    for t in top_ups {
+        let payee =
+            crate::names::agent_payee(t.agent.endpoint, t.agent.entity, t.agent.issuer).await?;
+        items.push(protocol::ledger::BatchItem {
+            recipient: payee.entity.to_string(),
+            amount: t.amount,
+            transaction_id: Some(t.contract.to_owned()),
+            userid: payee.userid,
+        });
+    }
+    let mut outcomes = Vec::with_capacity(items.len());
+    for chunk in items.chunks(protocol::ledger::BATCH_TRANSFERS_MAX) {
+        let answer = wallet.transfer_batch(chunk).await?;
+        if answer.value.results.len() != chunk.len() {
+            return Err(ClientError::Decode(format!(
+                "a batch of {} was answered with {} results",
+                chunk.len(),
+                answer.value.results.len()
+            )));
+        }
+        outcomes.extend(answer.value.results.iter().map(|r| {
+            if r.succeeded() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    r.code.as_deref().unwrap_or("refused"),
+                    r.message.as_deref().unwrap_or("")
+                ))
+            }
+        }));
+    }
+    Ok(outcomes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -542,7 +542,12 @@ impl Writer {
                 }
                 for (job, outcome) in batch.drain(..).zip(outcomes) {
                     let answer = match outcome {
-                        Outcome::Executed(a) => Ok(a),
+                        Outcome::Executed(a) => {
+                            if matches!(job.order, Order::Batch(_)) {
+                                self.metrics.batch_commands.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(a)
+                        }
                         Outcome::Replayed(a) => {
                             self.metrics.replayed.fetch_add(1, Ordering::Relaxed);
                             Ok(a)

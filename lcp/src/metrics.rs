@@ -14,6 +14,8 @@ pub struct Metrics {
     pub batches: AtomicU64,
     pub commit_us: AtomicU64,
     pub queued: AtomicU64,
+    /// Batch commands (`POST /lcp/v1/transfers/batch`) executed.
+    pub batch_commands: AtomicU64,
 }
 
 impl Metrics {
@@ -27,7 +29,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
-        let rows: [(&str, &str, &str, u64); 8] = [
+        let rows: [(&str, &str, &str, u64); 9] = [
             (
                 "lcp_http_requests_total",
                 "counter",
@@ -69,6 +71,12 @@ impl Metrics {
                 "counter",
                 "seconds the ledger writer spent applying and committing batches",
                 0,
+            ),
+            (
+                "lcp_batch_commands_total",
+                "counter",
+                "batch commands executed (each counts its transfers in lcp_transfers_total)",
+                get(&self.batch_commands),
             ),
             (
                 "lcp_ledger_queue_depth",

@@ -13,9 +13,14 @@
 //!   for, or a commitment that leaks nothing);
 //! - a scalar `S` that is not reduced below the group order L (a malleated signature).
 //!
-//! So every signature gets the same answer alone and in any batch, and every answer for a
-//! signature made by a real key is the answer RFC 8032's strict verifiers give. Signing stays
-//! with ring ([`crate::KeyPair`]).
+//! So every signature gets the same answer alone and in any batch. For a signature whose key
+//! and R have no small-order part (every honest signature: R = rB and A = aB) the answer is
+//! RFC 8032's. A key holder can still craft one that differs from a cofactorless verifier
+//! such as ring: with a small-order part added to R (or to its own key), the cofactored
+//! equation accepts what ring refuses. Outsiders cannot forge or alter anything this way; the
+//! difference only lets a signer make its own signatures that other verifiers refuse.
+//! Refusing them would cost a scalar multiplication per signature (a torsion check of R) and
+//! is not done. Signing stays with ring's keys ([`crate::KeyPair`]).
 
 use ed25519_zebra::{batch, Signature, VerificationKey, VerificationKeyBytes};
 
@@ -114,42 +119,47 @@ pub struct Item<'a> {
     pub signature: [u8; 64],
 }
 
+/// Below this many candidates a failed batch is checked one by one rather than halved.
+const BISECT_BELOW: usize = 4;
+
 /// Check many signatures together: the answer for each is exactly what [`verify`] answers for
 /// it. Those that fail the [`precheck`] are refused up front; the rest are checked as one batch
-/// (about half the work per signature of single checks), and when the batch fails, one by one.
+/// (about half the work per signature of single checks). A batch that fails is halved and each
+/// half checked again, down to a few checked one by one: one bad signature in a batch of 64
+/// then costs about a dozen small batches, not 64 single checks (anyone can send one, so it
+/// must not be a cheap way to slow every honest request down).
 pub fn verify_batch(items: &[Item<'_>]) -> Vec<bool> {
     let mut answers: Vec<bool> = items
         .iter()
         .map(|i| precheck(&i.key, &i.signature))
         .collect();
-    let candidates = answers.iter().filter(|ok| **ok).count();
-    if candidates <= 1 {
-        // Nothing to share: a batch of one costs more than a single check.
-        for (item, ok) in items.iter().zip(answers.iter_mut()) {
-            if *ok {
-                *ok = verify(&item.key, item.message, &item.signature);
-            }
+    let candidates: Vec<usize> = (0..items.len()).filter(|i| answers[*i]).collect();
+    check_group(items, &candidates, &mut answers);
+    answers
+}
+
+/// Settle `answers[i]` for every `i` in `group` (all passed the precheck).
+fn check_group(items: &[Item<'_>], group: &[usize], answers: &mut [bool]) {
+    if group.len() < BISECT_BELOW {
+        for &i in group {
+            answers[i] = verify(&items[i].key, items[i].message, &items[i].signature);
         }
-        return answers;
+        return;
     }
     let mut verifier = batch::Verifier::new();
-    for (item, _) in items.iter().zip(&answers).filter(|(_, ok)| **ok) {
+    for &i in group {
         verifier.queue((
-            VerificationKeyBytes::from(item.key),
-            Signature::from_bytes(&item.signature),
-            &item.message,
+            VerificationKeyBytes::from(items[i].key),
+            Signature::from_bytes(&items[i].signature),
+            &items[i].message,
         ));
     }
     if verifier.verify(rand_core::OsRng).is_ok() {
-        return answers;
+        return;
     }
-    // At least one is bad: find which, one at a time.
-    for (item, ok) in items.iter().zip(answers.iter_mut()) {
-        if *ok {
-            *ok = verify(&item.key, item.message, &item.signature);
-        }
-    }
-    answers
+    let (left, right) = group.split_at(group.len() / 2);
+    check_group(items, left, answers);
+    check_group(items, right, answers);
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ impl Publisher {
         need: &HashMap<String, (ContractRow, u64)>,
     ) -> Result<(), Error> {
         let _one = self.paying.lock().await;
+        let mut by_transfer = Vec::new();
         for (id, (c, amount)) in need {
             let known = self
                 .credit
@@ -176,20 +177,71 @@ impl Publisher {
                         *credit.entry(c.id.clone()).or_insert(0) +=
                             i64::try_from(bulk).unwrap_or(0);
                     }
-                    None => {
-                        self.top_up(c, bulk).await?;
-                        if after < 0 {
-                            // The tokens would bounce: wait until the agent has seen the
-                            // payment.
-                            self.wait_for_credit(c, *amount).await;
-                        }
-                    }
+                    // By transfer: gathered, and paid together below.
+                    None => by_transfer.push((c, bulk, *amount, after < 0)),
                 }
             }
             let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
             *credit.entry(id.clone()).or_insert(0) -= i64::try_from(*amount).unwrap_or(0);
         }
-        Ok(())
+        self.top_up_together(&by_transfer).await
+    }
+
+    /// Pay every top-up a window needs by transfer in one batch command (issue 21), then
+    /// wait, for those whose tokens would otherwise bounce, until the agent has seen it.
+    async fn top_up_together(
+        &self,
+        top_ups: &[(&ContractRow, u64, u64, bool)],
+    ) -> Result<(), Error> {
+        if top_ups.is_empty() {
+            return Ok(());
+        }
+        // The publisher buys and pays in its wallet's currency only.
+        let issuer = self
+            .wallet
+            .signed()
+            .audience()
+            .await
+            .map_err(upstream("the issuer's id"))?;
+        let agents = top_ups
+            .iter()
+            .map(|(c, ..)| agent_id(c))
+            .collect::<Result<Vec<EntityId>, Error>>()?;
+        let batch: Vec<clients::pay::TopUp<'_>> = top_ups
+            .iter()
+            .zip(&agents)
+            .map(|((c, bulk, ..), agent)| clients::pay::TopUp {
+                agent: clients::pay::AgentRef {
+                    entity: agent,
+                    endpoint: &c.endpoint,
+                    issuer,
+                },
+                contract: &c.id,
+                amount: *bulk,
+            })
+            .collect();
+        let outcomes = clients::pay::top_up_many(&self.wallet, &batch)
+            .await
+            .map_err(upstream("paying agents"))?;
+        let mut refused = None;
+        for ((c, bulk, ..), outcome) in top_ups.iter().zip(&outcomes) {
+            match outcome {
+                Ok(()) => {
+                    let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
+                    *credit.entry(c.id.clone()).or_insert(0) += i64::try_from(*bulk).unwrap_or(0);
+                }
+                Err(e) => refused = Some(format!("paying an agent: {e}")),
+            }
+        }
+        for ((c, _, amount, must_wait), outcome) in top_ups.iter().zip(&outcomes) {
+            if *must_wait && outcome.is_ok() {
+                self.wait_for_credit(c, *amount).await;
+            }
+        }
+        match refused {
+            Some(e) => Err(Error::Upstream(e)),
+            None => Ok(()),
+        }
     }
 
     pub(super) async fn wait_for_credit(&self, c: &ContractRow, amount: u64) {
