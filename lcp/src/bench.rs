@@ -158,10 +158,17 @@ pub async fn run(
                 counter = (counter + 1).max(node::now_ms() * 1000);
                 let t = Instant::now();
                 if let Some(wire) = wire.as_mut() {
-                    match wire
+                    let answer = wire
                         .transfer(&key, counter, to.as_str(), BENCH_AMOUNT)
-                        .await
-                    {
+                        .await;
+                    if answer.as_ref().is_ok_and(|a| a.closing) {
+                        // The server will close this connection: open the next one now.
+                        *wire = match wire::Wire::connect(&url, issuer_entity.as_str()).await {
+                            Ok(Some(w)) => w,
+                            _ => break,
+                        };
+                    }
+                    match answer {
                         Ok(a) if a.status == 200 => {
                             let receipt_ok = !verify
                                 || a.signature.as_deref().is_some_and(|sig| {

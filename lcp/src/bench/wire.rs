@@ -23,6 +23,8 @@ pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
     pub signature: Option<String>,
+    /// The server said `Connection: close`: the next request needs a new connection.
+    pub closing: bool,
 }
 
 /// One keep-alive connection to the issuer.
@@ -96,6 +98,7 @@ impl Wire {
         let mut status = None;
         let mut length = None;
         let mut signature = None;
+        let mut closing = false;
         loop {
             line.clear();
             let n = self.stream.read_line(&mut line).await?;
@@ -120,6 +123,8 @@ impl Wire {
                 length = value.parse::<usize>().ok();
             } else if name.eq_ignore_ascii_case(protocol::HEADER_SIGNATURE) {
                 signature = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("connection") {
+                closing = value.eq_ignore_ascii_case("close");
             }
         }
         let length = length.ok_or_else(|| anyhow::anyhow!("answer without content-length"))?;
@@ -130,6 +135,7 @@ impl Wire {
             status: status.unwrap_or(0),
             body,
             signature,
+            closing,
         })
     }
 }
