@@ -93,6 +93,9 @@ pub struct Location {
     pub backend: Backend,
     /// The URL for PostgreSQL; the file path for SQLite.
     pub target: String,
+    /// The page size a new SQLite file is created with; `None`: SQLite's default (4 KiB).
+    /// Ignored for PostgreSQL and for SQLite files that already exist.
+    pub sqlite_page_bytes: Option<u32>,
 }
 
 impl Location {
@@ -102,11 +105,13 @@ impl Location {
             Location {
                 backend: Backend::Postgres,
                 target: text.to_owned(),
+                sqlite_page_bytes: None,
             }
         } else {
             Location {
                 backend: Backend::Sqlite,
                 target: text.strip_prefix("sqlite://").unwrap_or(text).to_owned(),
+                sqlite_page_bytes: None,
             }
         }
     }
@@ -116,7 +121,16 @@ impl Location {
         Location {
             backend: Backend::Sqlite,
             target: data_dir.join(name).to_string_lossy().into_owned(),
+            sqlite_page_bytes: None,
         }
+    }
+
+    /// Create a new SQLite file with `bytes`-byte pages (a power of two from 512 to 65536).
+    /// Small pages suit a database whose commits each touch many pages a row at a time (the
+    /// ledger: [`LEDGER_SQLITE_PAGE_BYTES`]), since a commit writes every page it touched whole.
+    pub fn with_sqlite_page_bytes(mut self, bytes: u32) -> Location {
+        self.sqlite_page_bytes = Some(bytes);
+        self
     }
 
     /// For logs: the URL without any password.
@@ -139,8 +153,9 @@ pub struct Manager {
     location: Location,
 }
 
-/// The page size of SQLite files this crate creates (see [`Manager::open`]).
-pub const SQLITE_PAGE_BYTES: u32 = 1024;
+/// The page size of the issuer's ledger file (see [`Location::with_sqlite_page_bytes`]):
+/// a third of the bytes written per transfer of 4 KiB pages (issue 21, docs/BENCHMARKS.md).
+pub const LEDGER_SQLITE_PAGE_BYTES: u32 = 1024;
 
 impl Manager {
     fn open(&self) -> Result<AnyConnection, DbError> {
@@ -152,13 +167,17 @@ impl Manager {
                 let mut conn = SqliteConnection::establish(&self.location.target)
                     .map_err(|e| DbError::Connect(format!("{}: {e}", self.location.redacted())))?;
                 // WAL lets readers run beside the one writer; FULL sync makes every commit durable.
-                // A commit writes every page it changed to the WAL whole, and a ledger's
-                // commit changes many pages in one or two rows each (an account, an index's
-                // tail): 1 KiB pages write a third of the bytes 4 KiB ones do, for a few more
-                // pages on each lookup (issue 21's measure). It applies to new files only.
+                // The page size must come first: it applies to a new file only, and setting
+                // WAL writes the file's first page.
+                let page_size = match self.location.sqlite_page_bytes {
+                    Some(bytes) if bytes.is_power_of_two() && (512..=65_536).contains(&bytes) => {
+                        format!("PRAGMA page_size = {bytes};")
+                    }
+                    _ => String::new(),
+                };
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_MS_MAX};
-                     PRAGMA page_size = {SQLITE_PAGE_BYTES};
+                     {page_size}
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = FULL;
                      PRAGMA foreign_keys = ON;
@@ -540,5 +559,39 @@ mod tests {
             .get_result(&mut conn)
             .expect("pragma");
         assert_eq!(sync.synchronous, 2, "2 = FULL");
+    }
+
+    #[test]
+    fn a_new_file_takes_the_page_size_asked_and_an_old_one_keeps_its_own() {
+        use diesel::sql_types::BigInt;
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Page {
+            #[diesel(sql_type = BigInt)]
+            page_size: i64,
+        }
+        let page_size = |location: Location| {
+            let AnyConnection::Sqlite(mut conn) = (Manager { location }).open().expect("open")
+            else {
+                panic!("expected sqlite");
+            };
+            diesel::sql_query("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+                .execute(&mut conn)
+                .expect("create");
+            diesel::sql_query("PRAGMA page_size")
+                .get_result::<Page>(&mut conn)
+                .expect("pragma")
+                .page_size
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = Location::sqlite_in(dir.path(), "small.sqlite").with_sqlite_page_bytes(1024);
+        assert_eq!(page_size(small.clone()), 1024);
+        let plain = Location::sqlite_in(dir.path(), "plain.sqlite");
+        assert_eq!(page_size(plain.clone()), 4096, "SQLite's default");
+        // An existing file keeps its pages whatever is asked later (WAL cannot change them).
+        assert_eq!(page_size(plain.with_sqlite_page_bytes(1024)), 4096);
+        // Not a power of two: not asked at all.
+        let odd = Location::sqlite_in(dir.path(), "odd.sqlite").with_sqlite_page_bytes(1000);
+        assert_eq!(page_size(odd), 4096);
     }
 }

@@ -79,7 +79,8 @@ pub fn start(options: ServeOptions) -> anyhow::Result<RunningIssuer> {
     let location = match &options.database {
         Some(url) => db::Location::parse(url),
         None => db::Location::sqlite_in(&options.data_dir, "issuer.sqlite"),
-    };
+    }
+    .with_sqlite_page_bytes(db::LEDGER_SQLITE_PAGE_BYTES);
     tracing::info!(database = %location.redacted(), entity = %key.entity(), "starting issuer");
     let database = db::Database::open(location, crate::migrations())?;
     let metrics = Arc::new(Metrics::default());
