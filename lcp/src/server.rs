@@ -482,16 +482,21 @@ fn signed_answer(
     node::http::signed_response(&state.key, verified, answer.status, answer.body)
 }
 
-async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = node::http::authenticate_batched(
-        &req,
+/// Verify a signed query (a balance, a deposits page), its signature checked in a batch.
+async fn query(req: &HttpRequest, state: &AppState) -> Result<VerifiedRequest, Error> {
+    Ok(node::http::authenticate_batched(
+        req,
         b"",
         &state.entity,
         RequestKind::Query,
         &state.verifier,
     )
-    .await?;
+    .await?)
+}
+
+async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let verified = query(&req, &state).await?;
     let balance = state.ledger.balance(&verified.entity).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"balance": balance, "currency": state.config.currency_code})))
@@ -513,14 +518,7 @@ struct DepositsQuery {
 
 async fn deposits(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    let verified = node::http::authenticate_batched(
-        &req,
-        b"",
-        &state.entity,
-        RequestKind::Query,
-        &state.verifier,
-    )
-    .await?;
+    let verified = query(&req, &state).await?;
     let q = web::Query::<DepositsQuery>::from_query(req.query_string())
         .map_err(|e| Error::InvalidQuery(e.to_string()))?;
     let page = state

@@ -252,20 +252,23 @@ async fn history(
     Ok(HttpResponse::Ok().json(agent.history(&step, from, to).await?))
 }
 
+/// Verify a signed request to this agent, its signature checked in a batch (issue 21).
+async fn authenticate(
+    req: &HttpRequest,
+    body: &[u8],
+    agent: &Agent,
+    kind: RequestKind,
+) -> Result<VerifiedRequest, Error> {
+    service::authenticate_batched(req, body, &agent.key, kind, &agent.verifier).await
+}
+
 async fn create_contract(
     req: HttpRequest,
     payload: web::Payload,
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = service::authenticate_batched::<Error>(
-        &req,
-        &bytes,
-        &agent.key,
-        RequestKind::Command,
-        &agent.verifier,
-    )
-    .await?;
+    let v = authenticate(&req, &bytes, &agent, RequestKind::Command).await?;
     let key = key_of(&req, &v);
     let result = async {
         let envelope: Envelope = service::parse_json::<_, Error>(&bytes)?;
@@ -280,14 +283,7 @@ async fn get_contract(
     path: web::Path<String>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate_batched::<Error>(
-        &req,
-        b"",
-        &agent.key,
-        RequestKind::Query,
-        &agent.verifier,
-    )
-    .await?;
+    let v = authenticate(&req, b"", &agent, RequestKind::Query).await?;
     // Words sent with the view credit the contract: how a buyer pays ahead by payword.
     agent
         .take_payword(&path, &v.entity, &PaywordHeaders::of(&req), false)
@@ -385,14 +381,7 @@ async fn delete_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate_batched::<Error>(
-        &req,
-        b"",
-        &agent.key,
-        RequestKind::Command,
-        &agent.verifier,
-    )
-    .await?;
+    let v = authenticate(&req, b"", &agent, RequestKind::Command).await?;
     let key = key_of(&req, &v);
     let (id, name) = path.into_inner();
     let result = async { agent.delete_object(&id, &name, cmd(&v, &key)?).await }.await;
@@ -443,14 +432,7 @@ async fn get_object(
     path: web::Path<(String, String)>,
     agent: State,
 ) -> Result<HttpResponse, Error> {
-    let v = service::authenticate_batched::<Error>(
-        &req,
-        b"",
-        &agent.key,
-        RequestKind::Command,
-        &agent.verifier,
-    )
-    .await?;
+    let v = authenticate(&req, b"", &agent, RequestKind::Command).await?;
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
     let read = async {
@@ -510,14 +492,7 @@ async fn create_retrieval(
     agent: State,
 ) -> Result<HttpResponse, Error> {
     let bytes = service::body::<Error>(&req, payload, JSON_BODY_BYTES_MAX).await?;
-    let v = service::authenticate_batched::<Error>(
-        &req,
-        &bytes,
-        &agent.key,
-        RequestKind::Command,
-        &agent.verifier,
-    )
-    .await?;
+    let v = authenticate(&req, &bytes, &agent, RequestKind::Command).await?;
     let key = key_of(&req, &v);
     let result = async {
         let r: RetrievalRequest = service::parse_json::<_, Error>(&bytes)?;
@@ -567,8 +542,7 @@ async fn audit(
     } else {
         RequestKind::Query
     };
-    let v = service::authenticate_batched::<Error>(&req, &bytes, &agent.key, kind, &agent.verifier)
-        .await?;
+    let v = authenticate(&req, &bytes, &agent, kind).await?;
     let a: AuditRequest = service::parse_json::<_, Error>(&bytes)?;
     let who: &EntityId = &v.entity;
     let counted = v.counter.map(|c| (c, v.time_ms));
