@@ -300,6 +300,67 @@ mod tests {
         }
     }
 
+    /// The documented difference, made on purpose: a key holder adds a point of order 8 to
+    /// its R. The cofactored rule accepts it, alone and in every position of a batch (so the
+    /// two still agree); ring, cofactorless, refuses it. Nobody else could have made it.
+    #[test]
+    fn a_signer_crafted_small_order_part_in_r_passes_here_and_fails_ring() {
+        use curve25519_dalek::{EdwardsPoint, Scalar};
+        use ring::rand::SecureRandom;
+        let random_scalar = || {
+            let mut wide = [0u8; 64];
+            ring::rand::SystemRandom::new()
+                .fill(&mut wide)
+                .expect("random");
+            Scalar::from_bytes_mod_order_wide(&wide)
+        };
+        let (a, r) = (random_scalar(), random_scalar());
+        let key = EdwardsPoint::mul_base(&a).compress().to_bytes();
+        let torsion = CompressedEdwardsY(SMALL_ORDER_Y[3])
+            .decompress()
+            .expect("on the curve");
+        let big_r = (EdwardsPoint::mul_base(&r) + torsion).compress().to_bytes();
+        let message = b"signed by its own key, with a twist";
+        let mut hashed = ring::digest::Context::new(&ring::digest::SHA512);
+        hashed.update(&big_r);
+        hashed.update(&key);
+        hashed.update(message);
+        let k: [u8; 64] = hashed.finish().as_ref().try_into().expect("64 bytes");
+        let s = r + Scalar::from_bytes_mod_order_wide(&k) * a;
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&big_r);
+        signature[32..].copy_from_slice(&s.to_bytes());
+
+        assert!(
+            precheck(&key, &signature),
+            "nothing wrong with its encodings"
+        );
+        assert!(
+            verify(&key, message, &signature),
+            "the cofactored equation holds"
+        );
+        let ring_ok = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+            .verify(message, &signature)
+            .is_ok();
+        assert!(!ring_ok, "ring's cofactorless equation does not");
+        let good = signed(8);
+        for position in 0..=good.len() {
+            let mut mixed = items(&good);
+            mixed.insert(
+                position,
+                Item {
+                    key,
+                    message,
+                    signature,
+                },
+            );
+            assert!(
+                verify_batch(&mixed).into_iter().all(|ok| ok),
+                "at {position}"
+            );
+        }
+    }
+
     #[test]
     fn ring_agrees_on_honest_signatures_and_refuses_what_we_refuse() {
         use ring::signature::{UnparsedPublicKey, ED25519};
