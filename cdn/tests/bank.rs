@@ -64,15 +64,7 @@ fn income(net: &Devnet, i: usize) -> u64 {
 
 /// Watch `content` through a gateway made with `o`: it must stream the file byte for byte.
 async fn watch(o: GatewayOptions, content: &str, original: &[u8], what: &str) {
-    let gw = cdn::gateway::start(o).expect("gateway");
-    let got = reqwest::Client::new()
-        .get(format!("{}/v/{content}", gw.url))
-        .timeout(Duration::from_millis(WAIT_MS_MAX))
-        .send()
-        .await
-        .expect("view");
-    assert_eq!(got.status().as_u16(), 200);
-    assert!(got.bytes().await.expect("body") == original, "{what}");
+    common::watch(o, content, original, what, WAIT_MS_MAX).await;
 }
 
 async fn key_balance(net: &Devnet, key: &Path) -> i64 {

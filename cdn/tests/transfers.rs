@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use cdn::gateway::GatewayOptions;
 use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
-use common::{ffmpeg, make_mp4, publish};
+use common::{ffmpeg, make_mp4, publish, watch};
 use devnet::{Devnet, Options};
 use node::client::ClientOptions;
 use node::testing::eventually;
@@ -26,18 +24,9 @@ fn pub_signer(key: &std::path::Path) -> std::sync::Arc<protocol::KeyPair> {
 const WAIT_MS_MAX: u64 = 60_000;
 
 async fn metric(issuer: &str, name: &str) -> u64 {
-    let text = reqwest::Client::new()
-        .get(format!("{issuer}/metrics"))
-        .send()
+    node::client::metric(&reqwest::Client::new(), issuer, name)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the issuer's metrics"))
+        .unwrap_or_else(|| panic!("no {name} in the issuer's metrics")) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,19 +104,14 @@ async fn a_publisher_paying_by_transfer_tops_up_its_agents_in_one_batch() {
         .transfer(&viewer_id, 10_000, None)
         .await
         .expect("fund the viewer");
-    let gw = cdn::gateway::start(GatewayOptions::new(&running.url, viewer)).expect("gateway");
-    let got = reqwest::Client::new()
-        .get(format!("{}/v/{content}", gw.url))
-        .timeout(Duration::from_millis(WAIT_MS_MAX))
-        .send()
-        .await
-        .expect("view");
-    assert_eq!(got.status().as_u16(), 200);
-    assert!(
-        got.bytes().await.expect("body") == original,
-        "the video differs"
-    );
-    drop(gw);
+    watch(
+        GatewayOptions::new(&running.url, viewer),
+        &content,
+        &original,
+        "the video differs",
+        WAIT_MS_MAX,
+    )
+    .await;
 
     // The publisher's contracts, each topped up by a different amount in one batch.
     let status: serde_json::Value = reqwest::Client::new()

@@ -173,7 +173,12 @@ impl Manager {
                     Some(bytes) if bytes.is_power_of_two() && (512..=65_536).contains(&bytes) => {
                         format!("PRAGMA page_size = {bytes};")
                     }
-                    _ => String::new(),
+                    Some(bytes) => {
+                        // SQLite would ignore it too; say so rather than leave it unexplained.
+                        tracing::warn!(bytes, "not a SQLite page size (a power of two from 512 to 65536): SQLite's default kept");
+                        String::new()
+                    }
+                    None => String::new(),
                 };
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_MS_MAX};

@@ -63,11 +63,7 @@ pub struct BenchReport {
 
 /// The issuer's `process_cpu_seconds_total`, or `None` when it does not answer one.
 async fn issuer_cpu_s(http: &reqwest::Client, issuer_url: &str) -> Option<f64> {
-    let url = format!("{}/metrics", issuer_url.trim_end_matches('/'));
-    let text = http.get(url).send().await.ok()?.text().await.ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
-        .and_then(|v| v.trim().parse().ok())
+    node::client::metric(http, issuer_url, "process_cpu_seconds_total").await
 }
 
 fn own_cpu_s() -> f64 {

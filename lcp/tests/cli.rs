@@ -288,18 +288,23 @@ fn bench_reports_figures() {
     let data = dir.path().join("issuer");
     let (_issuer, url) = spawn_issuer(&data, None, &[]);
     let key = data.join("identity.key");
-    let report = json(&lcp(&[
-        "bench",
-        "--issuer",
-        &url,
-        "--key",
-        key.to_str().expect("utf8"),
-        "--clients",
-        "4",
-        "--transfers",
-        "200",
-        "--json",
-    ]));
+    let bench = |clients: &str, transfers: &str, extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--issuer",
+            &url,
+            "--key",
+            key.to_str().expect("utf8"),
+            "--clients",
+            clients,
+            "--transfers",
+            transfers,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&lcp(&args))
+    };
+    let report = bench("4", "200", &[]);
     assert_eq!(report["transfers"], 200);
     assert_eq!(report["errors"], 0);
     for field in ["transfers_per_s", "p50_ms", "p99_ms"] {
@@ -316,19 +321,7 @@ fn bench_reports_figures() {
         );
     }
     // The lean client checks every receipt when asked: all verify.
-    let checked = json(&lcp(&[
-        "bench",
-        "--issuer",
-        &url,
-        "--key",
-        key.to_str().expect("utf8"),
-        "--clients",
-        "3",
-        "--transfers",
-        "60",
-        "--verify-receipts",
-        "--json",
-    ]));
+    let checked = bench("3", "60", &["--verify-receipts"]);
     assert_eq!(
         (&checked["transfers"], &checked["errors"]),
         (&serde_json::json!(60), &serde_json::json!(0)),

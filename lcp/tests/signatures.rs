@@ -108,11 +108,10 @@ async fn send(
     )
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in metrics"))
+async fn metric(http: &reqwest::Client, issuer: &str, name: &str) -> u64 {
+    node::client::metric(http, issuer, name)
+        .await
+        .unwrap_or_else(|| panic!("no {name} in the issuer's metrics")) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,18 +173,9 @@ async fn bad_signatures_among_many_good_ones_are_refused_and_the_good_paid_once(
                     ),
                 }
             }
-            let text = issuer
-                .http
-                .get(format!("{}/metrics", issuer.url()))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
             let (signatures, batches) = (
-                metric(&text, "lcp_signatures_verified_total"),
-                metric(&text, "lcp_signature_batches_total"),
+                metric(&issuer.http, issuer.url(), "lcp_signatures_verified_total").await,
+                metric(&issuer.http, issuer.url(), "lcp_signature_batches_total").await,
             );
             assert!(batches <= signatures);
             eprintln!("round {round}: {signatures} signatures in {batches} batches");

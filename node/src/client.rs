@@ -546,6 +546,21 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Clien
 }
 
 /// Percent-encode a query value (everything but RFC 3986 unreserved characters).
+/// The value of the unlabelled sample `name` in Prometheus exposition `text`.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The value of the unlabelled sample `name` in the `/metrics` of the service at `base_url`,
+/// or `None` when it does not answer or has no such sample (`lcp bench` and tests read
+/// counters this way).
+pub async fn metric(http: &reqwest::Client, base_url: &str, name: &str) -> Option<f64> {
+    let url = format!("{}/metrics", base_url.trim_end_matches('/'));
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    metric_in(&text, name)
+}
+
 pub fn encode_query_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {

@@ -47,8 +47,7 @@ impl EntityId {
     }
 
     pub fn public_key(&self) -> Vec<u8> {
-        // Invariant: `parse`/`from_public_key` only admit valid hex after the prefix.
-        hex::decode(&self.0[ENTITY_PREFIX.len()..]).unwrap_or_default()
+        self.public_key_bytes().to_vec()
     }
 
     /// True when `signature` is this entity's Ed25519 signature of `message`.

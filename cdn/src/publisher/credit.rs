@@ -100,25 +100,9 @@ impl Publisher {
         .map_err(|e| paid_failure(e, "reading", name))
     }
 
+    /// Pay `amount` to one contract's agent by transfer and count it in the credit estimate.
     pub(super) async fn top_up(&self, c: &ContractRow, amount: u64) -> Result<(), Error> {
-        let agent = EntityId::parse(&c.agent).map_err(|_| Error::Upstream("agent id".into()))?;
-        let to = clients::pay::AgentRef {
-            entity: &agent,
-            endpoint: &c.endpoint,
-            // The publisher buys and pays in its wallet's currency only.
-            issuer: self
-                .wallet
-                .signed()
-                .audience()
-                .await
-                .map_err(upstream("the issuer's id"))?,
-        };
-        clients::pay::top_up(&self.wallet, to, &c.id, amount)
-            .await
-            .map_err(upstream("paying an agent"))?;
-        let mut credit = self.credit.lock().unwrap_or_else(|p| p.into_inner());
-        *credit.entry(c.id.clone()).or_insert(0) += i64::try_from(amount).unwrap_or(0);
-        Ok(())
+        self.top_up_together(&[(c, amount, amount, false)]).await
     }
 
     /// Make sure each contract's read credit covers `need` more; pay the agents ahead.

@@ -67,3 +67,23 @@ pub fn make_mp4(path: &Path, seconds: u32) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Watch `content` through a gateway made with `o`: it must answer 200 and stream `original`
+/// byte for byte within `wait_ms`.
+pub async fn watch(
+    o: cdn::gateway::GatewayOptions,
+    content: &str,
+    original: &[u8],
+    what: &str,
+    wait_ms: u64,
+) {
+    let gw = cdn::gateway::start(o).expect("gateway");
+    let got = reqwest::Client::new()
+        .get(format!("{}/v/{content}", gw.url))
+        .timeout(std::time::Duration::from_millis(wait_ms))
+        .send()
+        .await
+        .expect("view");
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(got.bytes().await.expect("body") == original, "{what}");
+}

@@ -264,16 +264,7 @@ impl Drop for MarketProcess {
 
 /// The value of the unlabelled metric `name` in the market's `/metrics`, if it is there.
 pub async fn metric(http: &reqwest::Client, market: &str, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("{market}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    node::client::metric(http, market, name).await
 }
 
 /// The entity id a market answers as (its descriptor), the audience of signed requests.
