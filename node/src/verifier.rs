@@ -63,6 +63,7 @@ impl Verifier {
             .name(name.to_owned())
             .spawn(move || {
                 let mut batch: Vec<Job> = Vec::with_capacity(VERIFY_BATCH_MAX);
+                let mut keys = protocol::ed25519::KeyCache::new();
                 // Blocks for the first; then takes what queued up meanwhile.
                 while let Some(first) = jobs.blocking_recv() {
                     batch.push(first);
@@ -72,7 +73,7 @@ impl Verifier {
                             Err(_) => break,
                         }
                     }
-                    check(&mut batch, &thread_stats);
+                    check(&mut batch, &mut keys, &thread_stats);
                 }
             });
         if let Err(e) = started {
@@ -111,7 +112,7 @@ impl Verifier {
 }
 
 /// Check one batch and answer each job.
-fn check(batch: &mut Vec<Job>, stats: &VerifierStats) {
+fn check(batch: &mut Vec<Job>, keys: &mut protocol::ed25519::KeyCache, stats: &VerifierStats) {
     let answers = {
         let items: Vec<protocol::ed25519::Item<'_>> = batch
             .iter()
@@ -122,7 +123,7 @@ fn check(batch: &mut Vec<Job>, stats: &VerifierStats) {
                 signature: job.pending.signature.unwrap_or([0; 64]),
             })
             .collect();
-        protocol::ed25519::verify_batch(&items)
+        protocol::ed25519::verify_batch_cached(&items, keys)
     };
     stats
         .signatures

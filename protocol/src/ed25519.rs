@@ -22,7 +22,10 @@
 //! Refusing them would cost a scalar multiplication per signature (a torsion check of R) and
 //! is not done. Signing stays with ring's keys ([`crate::KeyPair`]).
 
-use ed25519_zebra::{batch, Signature, VerificationKey, VerificationKeyBytes};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use curve25519_dalek::Scalar;
+use ed25519_zebra::{Signature, VerificationKey};
 
 pub const PUBLIC_KEY_BYTES: usize = 32;
 pub const SIGNATURE_BYTES: usize = 64;
@@ -96,7 +99,7 @@ pub fn precheck(key: &[u8; 32], signature: &[u8; 64]) -> bool {
     };
     acceptable_point(key)
         && acceptable_point(&r)
-        && bool::from(curve25519_dalek::Scalar::from_canonical_bytes(s).is_some())
+        && bool::from(Scalar::from_canonical_bytes(s).is_some())
 }
 
 /// Whether `signature` is `key`'s signature of `message`.
@@ -122,6 +125,45 @@ pub struct Item<'a> {
 /// Below this many candidates a failed batch is checked one by one rather than halved.
 const BISECT_BELOW: usize = 4;
 
+/// Most public keys a [`KeyCache`] holds; when full it starts again empty (a verifier sees the
+/// same few thousand senders over and over, and a cleared cache only costs decompressions).
+pub const KEY_CACHE_MAX: usize = 16_384;
+
+/// Public keys already decompressed, kept between batches by one verifier. Decompressing a key
+/// is a field square root, about a sixth of a batched check; senders repeat, so a verifier that
+/// keeps them saves it on every signature but a sender's first.
+#[derive(Default)]
+pub struct KeyCache {
+    points: std::collections::HashMap<[u8; 32], EdwardsPoint>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("keys", &self.points.len())
+            .finish()
+    }
+}
+
+impl KeyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The key's point, or `None` when the bytes are not a point on the curve (not kept).
+    fn point(&mut self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        if let Some(point) = self.points.get(key) {
+            return Some(*point);
+        }
+        let point = CompressedEdwardsY(*key).decompress()?;
+        if self.points.len() >= KEY_CACHE_MAX {
+            self.points.clear();
+        }
+        self.points.insert(*key, point);
+        Some(point)
+    }
+}
+
 /// Check many signatures together: the answer for each is exactly what [`verify`] answers for
 /// it. Those that fail the [`precheck`] are refused up front; the rest are checked as one batch
 /// (about half the work per signature of single checks). A batch that fails is halved and each
@@ -129,44 +171,131 @@ const BISECT_BELOW: usize = 4;
 /// then costs about a dozen small batches, not 64 single checks (anyone can send one, so it
 /// must not be a cheap way to slow every honest request down).
 pub fn verify_batch(items: &[Item<'_>]) -> Vec<bool> {
-    let mut answers: Vec<bool> = items
-        .iter()
-        .map(|i| precheck(&i.key, &i.signature))
-        .collect();
+    verify_batch_cached(items, &mut KeyCache::new())
+}
+
+/// [`verify_batch`] with the keys' points taken from (and added to) `keys`.
+pub fn verify_batch_cached(items: &[Item<'_>], keys: &mut KeyCache) -> Vec<bool> {
+    let mut prepared: Vec<Option<Prepared>> =
+        items.iter().map(|item| Prepared::new(item, keys)).collect();
+    let mut answers: Vec<bool> = prepared.iter().map(Option::is_some).collect();
     let candidates: Vec<usize> = (0..items.len()).filter(|i| answers[*i]).collect();
-    check_group(items, &candidates, &mut answers);
+    check_group(&mut prepared, &candidates, &mut answers);
     answers
 }
 
-/// Settle `answers[i]` for every `i` in `group` (all passed the precheck).
-fn check_group(items: &[Item<'_>], group: &[usize], answers: &mut [bool]) {
-    if group.len() < BISECT_BELOW {
-        for &i in group {
-            answers[i] = verify(&items[i].key, items[i].message, &items[i].signature);
+/// One signature's parts, decoded once for every group it is checked in.
+struct Prepared {
+    key: [u8; 32],
+    a: EdwardsPoint,
+    r: EdwardsPoint,
+    s: Scalar,
+    /// k = SHA-512(R || A || message) mod L.
+    k: Scalar,
+}
+
+impl Prepared {
+    /// `None` when the signature fails the [`precheck`] or R or the key is not on the curve:
+    /// what [`verify`] refuses before its equation.
+    fn new(item: &Item<'_>, keys: &mut KeyCache) -> Option<Prepared> {
+        if !precheck(&item.key, &item.signature) {
+            return None;
         }
-        return;
+        let mut r_bytes = [0u8; 32];
+        r_bytes.copy_from_slice(&item.signature[..32]);
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(&item.signature[32..]);
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+        let r = CompressedEdwardsY(r_bytes).decompress()?;
+        let a = keys.point(&item.key)?;
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA512);
+        hash.update(&r_bytes);
+        hash.update(&item.key);
+        hash.update(item.message);
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(hash.finish().as_ref());
+        Some(Prepared {
+            key: item.key,
+            a,
+            r,
+            s,
+            k: Scalar::from_bytes_mod_order_wide(&wide),
+        })
     }
-    let mut verifier = batch::Verifier::new();
-    for &i in group {
-        verifier.queue((
-            VerificationKeyBytes::from(items[i].key),
-            Signature::from_bytes(&items[i].signature),
-            &items[i].message,
-        ));
+
+    /// ZIP-215's single check, [8](R - ([s]B - [k]A)) = 0: what ed25519-zebra's `verify` does.
+    fn verify_alone(&self) -> bool {
+        let r_prime = EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &-self.a, &self.s);
+        (self.r - r_prime).mul_by_cofactor().is_identity()
     }
-    if verifier.verify(rand_core::OsRng).is_ok() {
+}
+
+/// Settle `answers[i]` for every `i` in `group` (all prepared).
+fn check_group(prepared: &mut [Option<Prepared>], group: &[usize], answers: &mut [bool]) {
+    let ok = match group.len() {
+        0 => return,
+        n if n < BISECT_BELOW => {
+            for &i in group {
+                answers[i] = prepared[i].as_ref().is_some_and(Prepared::verify_alone);
+            }
+            return;
+        }
+        _ => batch_holds(prepared, group),
+    };
+    if ok {
         return;
     }
     let (left, right) = group.split_at(group.len() / 2);
-    check_group(items, left, answers);
-    check_group(items, right, answers);
+    check_group(prepared, left, answers);
+    check_group(prepared, right, answers);
+}
+
+/// The cofactored batch equation over `group`, as ed25519-zebra's batch verifier states it:
+/// [8](-sum(z_i s_i) B + sum(z_i R_i) + sum_keys(sum(z_i k_i) A)) = 0, with each z_i a fresh
+/// random 128-bit scalar and the terms of one key gathered into one coefficient.
+fn batch_holds(prepared: &[Option<Prepared>], group: &[usize]) -> bool {
+    let mut random = vec![0u8; 16 * group.len()];
+    if rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random).is_err() {
+        // Without randomness a batch proves nothing: check one by one instead.
+        return group
+            .iter()
+            .all(|&i| prepared[i].as_ref().is_some_and(Prepared::verify_alone));
+    }
+    let mut b_coefficient = Scalar::ZERO;
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(2 * group.len() + 1);
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(2 * group.len() + 1);
+    // Per key: its index in `points`/`scalars` (a batch holds few keys twice; a scan is cheap).
+    let mut key_slots: Vec<([u8; 32], usize)> = Vec::with_capacity(group.len());
+    for (n, &i) in group.iter().enumerate() {
+        let Some(p) = prepared[i].as_ref() else {
+            return false;
+        };
+        let mut z_bytes = [0u8; 16];
+        z_bytes.copy_from_slice(&random[16 * n..16 * (n + 1)]);
+        let z = Scalar::from(u128::from_le_bytes(z_bytes));
+        b_coefficient -= z * p.s;
+        scalars.push(z);
+        points.push(p.r);
+        let zk = z * p.k;
+        match key_slots.iter().find(|(key, _)| *key == p.key) {
+            Some(&(_, slot)) => scalars[slot] += zk,
+            None => {
+                key_slots.push((p.key, scalars.len()));
+                scalars.push(zk);
+                points.push(p.a);
+            }
+        }
+    }
+    scalars.push(b_coefficient);
+    points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
+    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points)
+        .mul_by_cofactor()
+        .is_identity()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use curve25519_dalek::edwards::CompressedEdwardsY;
-    use curve25519_dalek::traits::IsIdentity;
 
     fn signed(n: usize) -> Vec<([u8; 32], Vec<u8>, [u8; 64])> {
         (0..n)
@@ -227,6 +356,40 @@ mod tests {
 
     /// Every kind of bad signature gets the same answer alone and inside a batch of good ones,
     /// and never costs a good one its answer.
+    /// A verifier keeps its keys between batches and gathers one key's signatures into one
+    /// term: the answers must still be each signature's own, whichever batch it comes in.
+    #[test]
+    fn kept_keys_and_one_key_signing_many_give_each_signature_its_own_answer() {
+        let key = crate::KeyPair::generate().expect("keygen");
+        let public: [u8; 32] = key.entity().public_key().try_into().expect("32 bytes");
+        let mut v: Vec<([u8; 32], Vec<u8>, [u8; 64])> = (0..16)
+            .map(|i| {
+                let message = format!("payment {i}").into_bytes();
+                let signature: [u8; 64] = key.sign(&message).try_into().expect("64 bytes");
+                (public, message, signature)
+            })
+            .collect();
+        v.extend(signed(8));
+        // Spoil one of the shared key's: its message no longer matches.
+        v[5].1 = b"another payment".to_vec();
+        let mut keys = KeyCache::new();
+        for round in 0..3 {
+            let answers = verify_batch_cached(&items(&v), &mut keys);
+            for (i, ok) in answers.iter().enumerate() {
+                assert_eq!(*ok, i != 5, "round {round}, signature {i}");
+                assert_eq!(*ok, verify(&v[i].0, &v[i].1, &v[i].2), "alone, {i}");
+            }
+        }
+        assert_eq!(keys.points.len(), 9, "one point per distinct key");
+        // A key that is not a point is refused and not kept.
+        let mut off_curve = v[0].clone();
+        off_curve.0 = [0xff; 32];
+        off_curve.0[31] = 0x0f;
+        let answers = verify_batch_cached(&items(&[off_curve, v[1].clone()]), &mut keys);
+        assert_eq!(answers, vec![false, true]);
+        assert_eq!(keys.points.len(), 9);
+    }
+
     #[test]
     fn bad_signatures_are_refused_alone_and_in_batches() {
         let v = signed(12);
