@@ -29,17 +29,16 @@ use crate::config::IssuerConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::schema::{accounts, transfers};
+use store::NewTransfer;
 
 mod batch;
 pub mod broker;
-mod set_balance;
+mod store;
 use node::commands::CommandRow;
 pub use node::commands::StoredAnswer;
 
 /// Deposits returned by one getDeposits call at most; `next` lets the caller page on.
 pub const DEPOSITS_PAGE_MAX: i64 = 1_000;
-/// Rows per INSERT statement (stays far below SQLite's and PostgreSQL's bound-parameter limits).
-const INSERT_ROWS_MAX: usize = 500;
 /// Cached balances the writer keeps before it starts over (bounds its memory).
 const BALANCE_CACHE_MAX: usize = 1_000_000;
 
@@ -335,20 +334,6 @@ fn read_deposits(
     })
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = transfers)]
-struct NewTransfer {
-    seq: i64,
-    sender: String,
-    recipient: String,
-    amount: i64,
-    fee: i64,
-    transaction_id: Option<String>,
-    time_ms: i64,
-    userid: Option<String>,
-    from_name: Option<String>,
-}
-
 /// What became of one job in a batch, decided before the batch commits.
 enum Outcome {
     Executed(StoredAnswer),
@@ -466,26 +451,7 @@ impl Writer {
                 }
                 outcomes.push(outcome);
             }
-            let new_transfers = &work.transfers;
-            match conn {
-                // One row per statement: a single-row INSERT needs no statement journal, which
-                // a multi-row one does (it costs more than the per-statement overhead saved).
-                AnyConnection::Sqlite(c) => {
-                    for row in new_transfers {
-                        diesel::insert_into(transfers::table)
-                            .values(row)
-                            .execute(c)?;
-                    }
-                }
-                // Multi-row statements: each statement is a network round trip.
-                AnyConnection::Postgresql(c) => {
-                    for chunk in new_transfers.chunks(INSERT_ROWS_MAX) {
-                        diesel::insert_into(transfers::table)
-                            .values(chunk)
-                            .execute(c)?;
-                    }
-                }
-            }
+            store::insert_transfers(conn, &work.transfers)?;
             // The answers go in the same transaction (the same group commit) as the transfers.
             node::commands::record(conn, &work.commands)?;
             // Invariant: a batch moves money, it never makes or destroys it. The balances it
@@ -508,24 +474,7 @@ impl Writer {
                     "ledger batch changes the sum of balances by {delta}: rolled back"
                 )));
             }
-            for (entity, balance) in &work.overlay {
-                if state.cache.contains_key(entity) {
-                    // On the backend's own connection, as a statement prepared once: see
-                    // `set_balance` (preparing it per account was a tenth of the writer's time).
-                    let update = set_balance::SetBalance {
-                        entity,
-                        balance: *balance,
-                    };
-                    match conn {
-                        AnyConnection::Sqlite(c) => update.execute(c)?,
-                        AnyConnection::Postgresql(c) => update.execute(c)?,
-                    };
-                } else {
-                    diesel::insert_into(accounts::table)
-                        .values((accounts::entity.eq(entity), accounts::balance.eq(balance)))
-                        .execute(conn)?;
-                }
-            }
+            store::write_balances(conn, &work.overlay, &state.cache)?;
             Ok(())
         });
         match result {
