@@ -73,7 +73,8 @@ pub fn write_balances(
     overlay: &HashMap<String, i64>,
     cached: &HashMap<String, i64>,
 ) -> Result<(), db::DbError> {
-    let (known, new): (Vec<(&String, &i64)>, Vec<(&String, &i64)>) = overlay
+    type Rows<'a> = Vec<(&'a String, &'a i64)>;
+    let (known, new): (Rows<'_>, Rows<'_>) = overlay
         .iter()
         .partition(|(entity, _)| cached.contains_key(*entity));
     match conn {
