@@ -13,6 +13,10 @@
 //! - SQLite connections are in WAL mode with `synchronous=FULL`, so a committed transaction
 //!   survives a crash or power loss (ledgers rely on it).
 
+mod cached;
+mod gate;
+pub use cached::{cached, Cached};
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -226,6 +230,8 @@ pub struct Database {
     pool: ::r2d2::Pool<Manager>,
     /// The SQLite checkpointer runs while any clone of this is alive.
     _alive: std::sync::Arc<()>,
+    /// Pooled writers take turns here rather than in SQLite's sleeping busy handler.
+    gate: std::sync::Arc<gate::WriteGate>,
 }
 
 impl std::fmt::Debug for Database {
@@ -257,6 +263,7 @@ impl Database {
             manager,
             pool,
             _alive: alive,
+            gate: std::sync::Arc::default(),
         })
     }
 
@@ -288,6 +295,8 @@ impl Database {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = db.get()?;
+            // Write transactions on this thread take turns at the database's gate (SQLite).
+            let _bound = (db.backend() == Backend::Sqlite).then(|| gate::bind(db.gate.clone()));
             work(&mut conn)
         })
         .await
@@ -306,9 +315,10 @@ pub fn write_transaction<T, E>(
 where
     E: From<DbError>,
 {
-    let begin = match conn {
-        AnyConnection::Sqlite(_) => "BEGIN IMMEDIATE",
-        AnyConnection::Postgresql(_) => "BEGIN",
+    let (begin, _pass) = match conn {
+        // Held until the transaction ends: see `gate`.
+        AnyConnection::Sqlite(_) => ("BEGIN IMMEDIATE", Some(gate::enter())),
+        AnyConnection::Postgresql(_) => ("BEGIN", None),
     };
     conn.batch_execute(begin)
         .map_err(|e| E::from(DbError::Query(e)))?;

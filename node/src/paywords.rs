@@ -257,12 +257,13 @@ pub fn accept(
         }));
     }
     if held.is_some() {
-        diesel::update(payword_blocks::table.find((&p.chain, from)))
-            .set((
+        db::cached(
+            diesel::update(payword_blocks::table.find((&p.chain, from))).set((
                 payword_blocks::held_to.eq(to),
                 payword_blocks::held_word.eq(p.word.hex()),
-            ))
-            .execute(conn)?;
+            )),
+        )
+        .execute(conn)?;
     } else {
         if blocks.is_empty() {
             store_touchstone(conn, &t)?;

@@ -518,13 +518,15 @@ fn charge_contract(conn: &mut AnyConnection, id: &str, drawn: &Drawn) -> Result<
     // credit + room >= charge, as credit >= charge - room: computed here, where it saturates,
     // rather than in SQL, where PostgreSQL would fail on a huge room.
     let need = charge.saturating_sub(i64::try_from(drawn.tab_room).unwrap_or(i64::MAX));
-    let charged = diesel::update(
-        contracts::table
-            .filter(contracts::id.eq(id))
-            .filter(contracts::paid.ge(contracts::contract_price))
-            .filter((contracts::paid - contracts::contract_price - contracts::spent).ge(need)),
+    let charged = db::cached(
+        diesel::update(
+            contracts::table
+                .filter(contracts::id.eq(id))
+                .filter(contracts::paid.ge(contracts::contract_price))
+                .filter((contracts::paid - contracts::contract_price - contracts::spent).ge(need)),
+        )
+        .set(contracts::spent.eq(contracts::spent + charge)),
     )
-    .set(contracts::spent.eq(contracts::spent + charge))
     .execute(conn)?;
     if charged == 0 {
         return Err(Error::PaymentRequired {

@@ -436,11 +436,9 @@ async fn get_object(
     let (id, name) = path.into_inner();
     let range = range_of(&req)?;
     let read = async {
+        let payword = agent.payword_work(&id, &v.entity, &PaywordHeaders::of(&req));
         agent
-            .take_payword(&id, &v.entity, &PaywordHeaders::of(&req), true)
-            .await?;
-        agent
-            .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range)
+            .read_object(&id, &name, cmd(&v, "")?, v.time_ms, range, payword)
             .await
     }
     .await

@@ -112,8 +112,8 @@ fn add(
 ) -> QueryResult<()> {
     let update = |conn: &mut AnyConnection| {
         use history::*;
-        diesel::update(history::table.find((period, start, cur)))
-            .set((
+        db::cached(
+            diesel::update(history::table.find((period, start, cur))).set((
                 (
                     bytes_written.eq(bytes_written + d.bytes_written),
                     bytes_read.eq(bytes_read + d.bytes_read),
@@ -131,8 +131,9 @@ fn add(
                     paywords_redeemed.eq(paywords_redeemed + d.paywords_redeemed),
                     probes_answered.eq(probes_answered + d.probes_answered),
                 ),
-            ))
-            .execute(conn)
+            )),
+        )
+        .execute(conn)
     };
     if update(conn)? == 1 {
         return Ok(());
@@ -172,20 +173,18 @@ pub fn sample(conn: &mut AnyConnection, now_s: i64, s: &Sample) -> QueryResult<(
         add(conn, period, start, "", &probes)?;
         use history::*;
         let row = history::table.find((period, start, ""));
-        diesel::update(row)
-            .set((
-                used_bytes.eq(big(s.used_bytes)),
-                reserved_bytes.eq(big(s.reserved_bytes)),
-            ))
-            .execute(conn)?;
+        db::cached(diesel::update(row).set((
+            used_bytes.eq(big(s.used_bytes)),
+            reserved_bytes.eq(big(s.reserved_bytes)),
+        )))
+        .execute(conn)?;
         if let Some((p, passed, failed)) = s.rating {
-            diesel::update(row)
-                .set((
-                    p_fail.eq(Some(p)),
-                    audits_passed.eq(big(passed)),
-                    audits_failed.eq(big(failed)),
-                ))
-                .execute(conn)?;
+            db::cached(diesel::update(row).set((
+                p_fail.eq(Some(p)),
+                audits_passed.eq(big(passed)),
+                audits_failed.eq(big(failed)),
+            )))
+            .execute(conn)?;
         }
     }
     Ok(())

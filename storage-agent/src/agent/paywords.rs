@@ -15,7 +15,103 @@ use super::Agent;
 use crate::error::Error;
 use crate::schema::contracts;
 
+/// The words one request carries for one contract, ready to be noted inside a transaction
+/// ([`PaywordWork::apply`]): what [`Agent::take_payword`] does in a transaction of its own,
+/// and a read does in the transaction that charges it (one trip to the database, not two).
+pub struct PaywordWork {
+    id: String,
+    payer: EntityId,
+    vendor: EntityId,
+    header: String,
+    touchstone: Option<String>,
+    cap: u64,
+    now: i64,
+    /// Words that pay a debt off bring the buyer's tab down, as a deposit does.
+    tabs: Option<(
+        std::sync::Arc<protocol::KeyPair>,
+        crate::config::AgentConfig,
+    )>,
+}
+
+impl PaywordWork {
+    /// The contract the words pay.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Check and note the words, and credit the contract, inside the caller's transaction.
+    /// Refused words change nothing (`402 invalid_payword`, `payword_cap_reached`,
+    /// `payer_fraud`); the caller's transaction then rolls back.
+    pub fn apply(&self, conn: &mut db::AnyConnection) -> Result<node::paywords::Accepted, Error> {
+        // The contract is read in the transaction that credits it.
+        let row = contracts::table
+            .find(&self.id)
+            .first::<super::rows::ContractRow>(conn)
+            .optional()?
+            .ok_or(Error::UnknownContract)?;
+        Agent::require_buyer(&row, &self.payer, false)?;
+        let issuer = EntityId::parse(&row.issuer)
+            .map_err(|_| Error::Db(db::DbError::Task("a contract's issuer is malformed".into())))?;
+        let accepted = node::paywords::accept(
+            conn,
+            self.now,
+            &issuer,
+            &self.payer,
+            &self.vendor,
+            &self.header,
+            self.touchstone.as_deref(),
+            self.cap,
+        )??;
+        if accepted.value > 0 {
+            let value = i64::try_from(accepted.value)
+                .map_err(|_| Error::Db(db::DbError::Task("payword value".into())))?;
+            let noted = super::usage::credit_paid(conn, &self.id, value, true)?;
+            if let Some((key, config)) = &self.tabs {
+                let tab = super::tab::TabRef::of(key, config, row.buyer.clone(), &row.issuer);
+                super::tab::mirror(conn, &tab, true)?;
+            }
+            super::usage::note_paid(conn, noted)?;
+        }
+        Ok(accepted)
+    }
+}
+
 impl Agent {
+    /// The words `headers` carry from `payer` (the request's signer, who must be contract
+    /// `id`'s buyer), to note with [`PaywordWork::apply`]; `None` without a payword.
+    pub fn payword_work(
+        &self,
+        id: &str,
+        payer: &EntityId,
+        headers: &PaywordHeaders,
+    ) -> Option<PaywordWork> {
+        let header = headers.payword.clone()?;
+        Some(PaywordWork {
+            id: id.to_owned(),
+            payer: payer.clone(),
+            vendor: self.key.entity().clone(),
+            header,
+            touchstone: headers.touchstone.clone(),
+            cap: self.config.payword_unredeemed_max,
+            now: node::now_s(),
+            tabs: (self.config.tab_limit > 0).then(|| (self.key.clone(), self.config.clone())),
+        })
+    }
+
+    /// Count words [`PaywordWork::apply`] accepted (after its transaction committed).
+    pub fn payword_taken(&self, id: &str, accepted: &node::paywords::Accepted) {
+        if accepted.value > 0 {
+            self.payword_payments
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                contract = id,
+                words = accepted.words,
+                value = accepted.value,
+                "paywords accepted"
+            );
+        }
+    }
+
     /// Credit contract `id` with the words `headers` carry from `payer` (the request's signer,
     /// who must be the contract's buyer). Nothing to do without a payword. Refused words leave
     /// the credit as it was (`402 invalid_payword`, `payword_cap_reached`, `payer_fraud`).
@@ -31,71 +127,26 @@ impl Agent {
         headers: &PaywordHeaders,
         for_read: bool,
     ) -> Result<u64, Error> {
-        let Some(header) = headers.payword.clone() else {
-            return Ok(0);
-        };
-        let (payer, vendor, id) = (payer.clone(), self.key.entity().clone(), id.to_owned());
-        let id_shown = id.clone();
-        let touchstone = headers.touchstone.clone();
-        let cap = self.config.payword_unredeemed_max;
-        let now = node::now_s();
-        // Words that pay a debt off bring the buyer's tab down, as a deposit does.
-        let tabs = (self.config.tab_limit > 0).then(|| (self.key.clone(), self.config.clone()));
-        let accepted = self
+        match self.payword_work(id, payer, headers) {
+            Some(work) => self.note_payword(work, for_read).await,
+            None => Ok(0),
+        }
+    }
+
+    /// [`Agent::take_payword`] for words already taken apart.
+    pub async fn note_payword(&self, work: PaywordWork, for_read: bool) -> Result<u64, Error> {
+        let (work, accepted) = self
             .db
             .run(move |conn| {
-                let work = |conn: &mut db::AnyConnection| {
-                    // The contract is read in the transaction that credits it: one trip to
-                    // the database per payment.
-                    let row = contracts::table
-                        .find(&id)
-                        .first::<super::rows::ContractRow>(conn)
-                        .optional()?
-                        .ok_or(Error::UnknownContract)?;
-                    Agent::require_buyer(&row, &payer, false)?;
-                    let issuer = EntityId::parse(&row.issuer).map_err(|_| {
-                        Error::Db(db::DbError::Task("a contract's issuer is malformed".into()))
-                    })?;
-                    let accepted = node::paywords::accept(
-                        conn,
-                        now,
-                        &issuer,
-                        &payer,
-                        &vendor,
-                        &header,
-                        touchstone.as_deref(),
-                        cap,
-                    )??;
-                    if accepted.value > 0 {
-                        let value = i64::try_from(accepted.value)
-                            .map_err(|_| Error::Db(db::DbError::Task("payword value".into())))?;
-                        let noted = super::usage::credit_paid(conn, &id, value, true)?;
-                        if let Some((key, config)) = &tabs {
-                            let tab =
-                                super::tab::TabRef::of(key, config, row.buyer.clone(), &row.issuer);
-                            super::tab::mirror(conn, &tab, true)?;
-                        }
-                        super::usage::note_paid(conn, noted)?;
-                    }
-                    Ok::<_, Error>(accepted)
-                };
-                if for_read {
-                    db::relaxed_write_transaction(conn, work)
+                let accepted = if for_read {
+                    db::relaxed_write_transaction(conn, |conn| work.apply(conn))
                 } else {
-                    db::write_transaction(conn, work)
-                }
+                    db::write_transaction(conn, |conn| work.apply(conn))
+                }?;
+                Ok::<_, Error>((work, accepted))
             })
             .await?;
-        if accepted.value > 0 {
-            self.payword_payments
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(
-                contract = id_shown,
-                words = accepted.words,
-                value = accepted.value,
-                "paywords accepted"
-            );
-        }
+        self.payword_taken(&work.id, &accepted);
         Ok(accepted.value)
     }
 

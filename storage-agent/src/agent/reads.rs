@@ -1,6 +1,7 @@
 //! Reads: a buyer's signed reads and reads through retrieval tokens, charged once each; the
 //! fast path that opens local files inside the charging transaction; retrieval tokens.
 
+use super::paywords::PaywordWork;
 use super::*;
 
 impl Agent {
@@ -18,16 +19,24 @@ impl Agent {
     /// open the file and charge in one transaction, then read from the open file. An open file
     /// keeps its bytes when a concurrent PUT, DELETE or reap unlinks it, so the bytes served are
     /// always those of the object the read was charged for.
+    ///
+    /// `payword`: the words the read carries, noted first in the same transaction (so they
+    /// and the charge they pay commit together; a read that fails leaves them unheld, and
+    /// the buyer's next words, which count from the last ones held, cover them).
     async fn local_read(
         &self,
         root: std::path::PathBuf,
         of: ReadOf,
         range: Option<RangeSpec>,
+        payword: Option<PaywordWork>,
     ) -> Result<Read, Error> {
         let now = now_s();
         let cache = self.read_cache.clone();
-        self.db
+        let (read, taken) = self
+            .db
             .run(move |conn| {
+                let mut payword = payword;
+                let mut taken = None;
                 // A retry happens only on PostgreSQL, when a PUT replaces the object between
                 // the row being read and the file being opened; the next try sees the new row.
                 for _ in 0..LOCAL_READ_TRIES_MAX {
@@ -35,14 +44,19 @@ impl Agent {
                     // buyer's favour; a kill -9 forgets none. Fsyncing every read's charge
                     // would bound reads by the disk's fsync rate.
                     let opened = db::relaxed_write_transaction(conn, |conn| {
+                        if let Some(work) = &payword {
+                            taken = Some((work.id().to_owned(), work.apply(conn)?));
+                        }
                         resolve_and_charge(conn, &root, &cache, &of, range, now)
                     })?;
+                    // Noted and committed: a retry must not count them again.
+                    payword = None;
                     match opened {
                         Some((Source::Cached(whole), mut read)) => {
                             let r = &read.range;
                             // Both ends are within the object's size: `resolve` checked them.
                             read.bytes = whole.slice(r.start as usize..r.end as usize);
-                            return Ok(read);
+                            return Ok((read, taken));
                         }
                         Some((Source::File(file, key), read)) => {
                             let whole = read.range.start == 0 && read.range.end == read.size;
@@ -50,14 +64,18 @@ impl Agent {
                             if whole {
                                 cache.insert(&key, &read.bytes);
                             }
-                            return Ok(read);
+                            return Ok((read, taken));
                         }
                         None => {}
                     }
                 }
                 Err(Error::Store("object kept changing during the read".into()))
             })
-            .await
+            .await?;
+        if let Some((id, accepted)) = taken {
+            self.payword_taken(&id, &accepted);
+        }
+        Ok(read)
     }
 
     /// Charge a read of `range` (and use up one use of `token`, when reading through one) in one
@@ -112,6 +130,9 @@ impl Agent {
 
     /// A buyer's signed read of `name`, or of `range` of it. Reads carry a counter like
     /// commands (their answers are not stored): each is charged, so each is served once.
+    ///
+    /// `payword`: the words the read carries ([`Agent::payword_work`]), noted before it is
+    /// charged: in the charging transaction on the fast path, in one of their own otherwise.
     pub async fn read_object(
         &self,
         id: &str,
@@ -119,6 +140,7 @@ impl Agent {
         cmd: Cmd<'_>,
         time_ms: u64,
         range: Option<RangeSpec>,
+        payword: Option<PaywordWork>,
     ) -> Result<Read, Error> {
         if !valid_name(name) {
             return Err(Error::InvalidName);
@@ -131,7 +153,10 @@ impl Agent {
                 name: name.to_owned(),
                 who: who.clone(),
             };
-            return self.local_read(root, of, range).await;
+            return self.local_read(root, of, range, payword).await;
+        }
+        if let Some(work) = payword {
+            self.note_payword(work, true).await?;
         }
         let lock = self.locks.get(id);
         let _guard = lock.lock().await;
@@ -243,7 +268,7 @@ impl Agent {
     pub async fn redeem(&self, token: &str, range: Option<RangeSpec>) -> Result<Read, Error> {
         if let Some(root) = self.fast_read_root() {
             return self
-                .local_read(root, ReadOf::Token(token.to_owned()), range)
+                .local_read(root, ReadOf::Token(token.to_owned()), range, None)
                 .await;
         }
         let t = token.to_owned();

@@ -145,17 +145,16 @@ pub fn count(conn: &mut AnyConnection, id: &str, served: Served) -> QueryResult<
     (delta.by_payword, delta.by_deposit, delta.by_tab) = (by_words, deposit, tab);
     {
         use contract_usage::*;
-        diesel::update(contract_usage::table.find(id))
-            .set((
-                bytes_written.eq(bytes_written + w),
-                bytes_read.eq(bytes_read + r),
-                audits_answered.eq(audits_answered + a),
-                earned_writes.eq(earned_writes + ew),
-                earned_reads.eq(earned_reads + er),
-                earned_audits.eq(earned_audits + ea),
-                words_used.eq(words_used + by_words),
-            ))
-            .execute(conn)?;
+        db::cached(diesel::update(contract_usage::table.find(id)).set((
+            bytes_written.eq(bytes_written + w),
+            bytes_read.eq(bytes_read + r),
+            audits_answered.eq(audits_answered + a),
+            earned_writes.eq(earned_writes + ew),
+            earned_reads.eq(earned_reads + er),
+            earned_audits.eq(earned_audits + ea),
+            words_used.eq(words_used + by_words),
+        )))
+        .execute(conn)?;
     }
     history::note(conn, node::now_s(), &issuer, &delta)
 }
@@ -181,9 +180,10 @@ pub fn credit_paid(
     // The contract's row is locked first (PostgreSQL), so two payments to one contract take
     // turns and each sees the other's `paid`: the price is earned once, by the one that
     // reached it.
-    diesel::update(contracts::table.find(id))
-        .set(contracts::paid.eq(contracts::paid + amount))
-        .execute(conn)?;
+    db::cached(
+        diesel::update(contracts::table.find(id)).set(contracts::paid.eq(contracts::paid + amount)),
+    )
+    .execute(conn)?;
     let Funds {
         issuer,
         paid: paid_after,
@@ -216,13 +216,12 @@ pub fn credit_paid(
     }
     {
         use contract_usage::*;
-        diesel::update(contract_usage::table.find(id))
-            .set((
-                words_paid.eq(words_paid + credited),
-                words_used.eq(words_used + drawn),
-                earned_contract.eq(earned_contract + delta.earned_contract),
-            ))
-            .execute(conn)?;
+        db::cached(diesel::update(contract_usage::table.find(id)).set((
+            words_paid.eq(words_paid + credited),
+            words_used.eq(words_used + drawn),
+            earned_contract.eq(earned_contract + delta.earned_contract),
+        )))
+        .execute(conn)?;
     }
     Ok(Some((issuer, delta)))
 }
