@@ -2,11 +2,6 @@
 //! to load one.
 //! Exit codes: 0 success, 1 any error (one line on stderr), 2 bad usage.
 
-/// mimalloc instead of glibc malloc: fewer locks and faster frees for a server that
-/// allocates per request on several threads (issue 21 measured 7% of the issuer's CPU).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 
 use anyhow::Context;
