@@ -15,6 +15,10 @@ use tokio::sync::OnceCell;
 pub const REQUEST_MS_MAX: u64 = 30_000;
 /// Longest a connection attempt may take.
 pub const CONNECT_MS_MAX: u64 = 5_000;
+/// Longest a client keeps an idle connection for reuse: below the servers' keep-alive
+/// (`http::KEEP_ALIVE_MS`, 5 s). A client that reused a connection the server was closing at
+/// that moment got "connection closed before message completed" (seen once in CI).
+pub const POOL_IDLE_MS_MAX: u64 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -88,6 +92,7 @@ pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientErr
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(CONNECT_MS_MAX))
         .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_millis(POOL_IDLE_MS_MAX))
         .tcp_nodelay(true);
     if let Some(ms) = options.read_ms_max {
         builder = builder.read_timeout(Duration::from_millis(ms));

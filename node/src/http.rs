@@ -13,6 +13,11 @@ use actix_web::{web, App, HttpServer};
 const BIND_WAIT_MS_MAX: u64 = 10_000;
 /// Connections waiting to be accepted, per listener.
 const BACKLOG_MAX: u32 = 4096;
+/// How long a server keeps an idle keep-alive connection open (actix's default, made
+/// explicit). Clients give theirs up sooner (`client::POOL_IDLE_MS_MAX`), so a client never
+/// reuses a connection the server is closing.
+pub const KEEP_ALIVE_MS: u64 = 5_000;
+const _: () = assert!(crate::client::POOL_IDLE_MS_MAX < KEEP_ALIVE_MS);
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -105,6 +110,7 @@ where
                         .configure(configure.clone())
                 })
                 .workers(workers)
+                .keep_alive(std::time::Duration::from_millis(KEEP_ALIVE_MS))
                 .backlog(BACKLOG_MAX)
                 .max_connection_rate(4096);
                 let bound = match tls {
