@@ -12,7 +12,7 @@ use clients::issuer::IssuerClient;
 use clients::paywords::{PaywordPayer, PaywordPayment};
 use clients::wallet::{self, Wallet};
 use node::client::{http_client, ClientOptions, CounterStore};
-use protocol::payword::{envelope_header_value, sign_block, Payword};
+use protocol::payword::{envelope_header_value, sign_block, Payword, Word};
 use protocol::KeyPair;
 use storage_agent::config::{AgentConfig, CurrencyConfig};
 use util::{eventually, spawn_agent, PRICES};
@@ -705,6 +705,86 @@ async fn payword_throughput() {
         "{{\"paywords\": {{\"payments\": {}, \"buyers\": {buyers}, \"per_s\": {per_s:.0}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}}}, \"transfers\": {{\"transfers\": {}, \"per_s\": {:.0}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}}}, \"ratio\": {:.2}}}",
         all.len(), pct(0.5), pct(0.99), transfers.transfers, transfers.transfers_per_s, transfers.p50_ms, transfers.p99_ms, per_s / transfers.transfers_per_s
     );
+}
+
+/// A vendor checks a new block's word against the deepest word it already holds of the chain
+/// (not against the root, which may be a million hashes away): the right word of a later
+/// block is accepted, a wrong one, a word one place off and another chain's word are refused,
+/// and a block between two held ones is checked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
+    let s = Setup::start(0);
+    let issuer = s.issuer.as_ref().expect("issuer");
+    let (key, wallet, chains) = s.buyer("payer", 1_000).await;
+    let file = wallet::buy(&wallet, &chains, 30, 1, None)
+        .await
+        .expect("chain");
+    let other = wallet::buy(&wallet, &chains, 30, 1, None)
+        .await
+        .expect("another chain");
+    let dir = s.dir.path().join("vendor");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = db::Database::open(
+        db::Location::sqlite_in(&dir, "v.sqlite"),
+        storage_agent::migrations(),
+    )
+    .expect("db");
+    let vendor = KeyPair::generate().expect("key").entity().clone();
+    let touchstone = envelope_header_value(&file.touchstone);
+    // Pay `to` of block from..=end with `word`: the value accepted, or the refusal's text.
+    let pay = |from: u64, end: u64, to: u64, word: Word| {
+        let (chain, touchstone, issuer_id, payer, vendor) = (
+            file.chain.clone(),
+            touchstone.clone(),
+            issuer.entity.clone(),
+            key.entity().clone(),
+            vendor.clone(),
+        );
+        let signature = sign_block(&key, &chain, &vendor, from, end);
+        let db = db.clone();
+        async move {
+            db.run(move |conn| {
+                let p = Payword {
+                    chain,
+                    from,
+                    end,
+                    to,
+                    word,
+                    signature,
+                };
+                db::write_transaction(conn, |conn| {
+                    node::paywords::accept(
+                        conn,
+                        node::now_s(),
+                        &issuer_id,
+                        &payer,
+                        &vendor,
+                        &p.header_value(),
+                        Some(&touchstone),
+                        u64::MAX,
+                    )
+                })
+            })
+            .await
+            .expect("db")
+            .map(|a| a.value)
+            .map_err(|r| format!("{r:?}"))
+        }
+    };
+    let w = |i: u64| file.word(i).expect("word");
+    assert_eq!(pay(1, 10, 5, w(5)).await, Ok(5), "first block, from the root");
+    // A later block: its word must hash down to word 5, the deepest held.
+    let refused = pay(21, 30, 25, w(24)).await;
+    assert!(refused.is_err(), "a word one place off: {refused:?}");
+    let refused = pay(21, 30, 25, other.word(25).expect("w")).await;
+    assert!(refused.is_err(), "another chain's word: {refused:?}");
+    assert_eq!(pay(21, 30, 25, w(25)).await, Ok(5), "words 21..=25");
+    // A block between the two held ones is checked against word 5, the deepest below it.
+    assert!(pay(11, 20, 12, w(13)).await.is_err(), "word 13 claimed as 12");
+    assert_eq!(pay(11, 20, 12, w(12)).await, Ok(2), "words 11..=12");
+    // Words already held change nothing; the next ones of a held block count from it.
+    assert_eq!(pay(21, 30, 25, w(25)).await, Ok(0));
+    assert_eq!(pay(21, 30, 27, w(27)).await, Ok(2));
 }
 
 /// Benchmark (ignored; `scripts/bench-paywords.sh`): the issuer commands that settle
