@@ -772,7 +772,11 @@ async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
         }
     };
     let w = |i: u64| file.word(i).expect("word");
-    assert_eq!(pay(1, 10, 5, w(5)).await, Ok(5), "first block, from the root");
+    assert_eq!(
+        pay(1, 10, 5, w(5)).await,
+        Ok(5),
+        "first block, from the root"
+    );
     // A later block: its word must hash down to word 5, the deepest held.
     let refused = pay(21, 30, 25, w(24)).await;
     assert!(refused.is_err(), "a word one place off: {refused:?}");
@@ -780,7 +784,10 @@ async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
     assert!(refused.is_err(), "another chain's word: {refused:?}");
     assert_eq!(pay(21, 30, 25, w(25)).await, Ok(5), "words 21..=25");
     // A block between the two held ones is checked against word 5, the deepest below it.
-    assert!(pay(11, 20, 12, w(13)).await.is_err(), "word 13 claimed as 12");
+    assert!(
+        pay(11, 20, 12, w(13)).await.is_err(),
+        "word 13 claimed as 12"
+    );
     assert_eq!(pay(11, 20, 12, w(12)).await, Ok(2), "words 11..=12");
     // Words already held change nothing; the next ones of a held block count from it.
     assert_eq!(pay(21, 30, 25, w(25)).await, Ok(0));
