@@ -130,13 +130,10 @@ async fn trades_settle_in_steps_and_a_defaulter_costs_at_most_one() {
 
 async fn run(database: Option<&str>) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // Idle connections are dropped well before the servers' 5 s keep-alive closes them, so a
-    // request never goes out on a connection the server is closing at that moment (seen once
-    // in CI as "connection closed before message completed").
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(2))
-        .build()
-        .expect("http client");
+    // The shared client gives idle connections up before the servers' keep-alive closes them
+    // (`node::client::POOL_IDLE_MS_MAX`).
+    let http =
+        node::client::http_client(&node::client::ClientOptions::default()).expect("http client");
     let x = Currency::start(&tmp.path().join("x"), &http).await;
     let y = Currency::start(&tmp.path().join("y"), &http).await;
     let (x_id, y_id) = (x.issuer.entity.to_string(), y.issuer.entity.to_string());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use cdn::gateway::GatewayOptions;
 use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
-use common::{ffmpeg, make_mp4, publish};
+use common::{ffmpeg, publish, publish_clip};
 use devnet::{Devnet, Options, Which};
 use node::client::ClientOptions;
 use node::testing::eventually;
@@ -119,21 +119,7 @@ async fn a_publisher_pays_bob_at_his_bank_and_alice_watches() {
     let publisher = cdn_info.url.clone();
     let publisher_key = cdn_info.data.join("identity.key");
     let video = tmp.path().join("clip.mp4");
-    make_mp4(&video, 3);
-    let original = std::fs::read(&video).expect("clip");
-    let published = publish(
-        &publisher,
-        &publisher_key,
-        &video,
-        &[
-            "--piece-kib",
-            "32",
-            "--replicas",
-            "2",
-            "--price-per-view",
-            "250",
-        ],
-    );
+    let (published, original) = publish_clip(&publisher, &publisher_key, &video, 3);
     let content = published["content"].as_str().expect("content").to_owned();
 
     // Alice, with a wallet of her own, plays it through her gateway.

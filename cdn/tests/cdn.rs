@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use cdn::gateway::{Gateway, GatewayOptions};
 use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
-use common::{ffmpeg, make_mp4, publish};
+use common::{ffmpeg, publish, publish_clip};
 use devnet::{Devnet, Options, Which};
 use node::client::ClientOptions;
 use node::testing::eventually;
@@ -175,25 +175,11 @@ async fn publish_stream_pay_verify_and_fail_over() {
 
     // A real MP4, in 32 KiB pieces on 2 agents each.
     let video = tmp.path().join("clip.mp4");
-    make_mp4(&video, 6);
-    let original = std::fs::read(&video).expect("read clip");
+    let (published, original) = publish_clip(&publisher, &publisher_key, &video, 6);
     assert!(
         original.len() > 1 << 20,
         "the clip is {} bytes",
         original.len()
-    );
-    let published = publish(
-        &publisher,
-        &publisher_key,
-        &video,
-        &[
-            "--piece-kib",
-            "32",
-            "--replicas",
-            "2",
-            "--price-per-view",
-            "250",
-        ],
     );
     let content = published["content"].as_str().expect("content").to_owned();
     assert_eq!(published["size"], original.len() as u64);

@@ -9,7 +9,7 @@ mod common;
 use cdn::gateway::GatewayOptions;
 use clients::agent::AgentClient;
 use clients::issuer::IssuerClient;
-use common::{ffmpeg, make_mp4, publish, watch};
+use common::{ffmpeg, publish_clip, watch};
 use devnet::{Devnet, Options};
 use node::client::ClientOptions;
 use node::testing::eventually;
@@ -78,21 +78,7 @@ async fn a_publisher_paying_by_transfer_tops_up_its_agents_in_one_batch() {
         .expect("fund the publisher");
 
     let video = tmp.path().join("clip.mp4");
-    make_mp4(&video, 3);
-    let original = std::fs::read(&video).expect("clip");
-    let published = publish(
-        &running.url,
-        &pub_key,
-        &video,
-        &[
-            "--piece-kib",
-            "32",
-            "--replicas",
-            "2",
-            "--price-per-view",
-            "250",
-        ],
-    );
+    let (published, original) = publish_clip(&running.url, &pub_key, &video, 3);
     let content = published["content"].as_str().expect("content").to_owned();
 
     let viewer = tmp.path().join("viewer.key");

@@ -235,7 +235,7 @@ pub fn accept(
             // root could be a million away.
             blocks
                 .iter()
-                .filter(|b| b.3 > 0 && b.3 < from)
+                .filter(|b| b.3 < from)
                 .max_by_key(|b| b.3)
                 .map(|b| {
                     Word::parse(&b.4)

@@ -707,6 +707,28 @@ async fn payword_throughput() {
     );
 }
 
+/// `p` accepted by `vendor` as an agent accepts it (`node::paywords::accept` inside the
+/// caller's transaction), with no cap on what it holds.
+fn vendor_accepts(
+    conn: &mut db::AnyConnection,
+    issuer: &protocol::EntityId,
+    payer: &protocol::EntityId,
+    vendor: &protocol::EntityId,
+    p: &Payword,
+    touchstone: &str,
+) -> Result<Result<node::paywords::Accepted, node::paywords::Refusal>, db::DbError> {
+    node::paywords::accept(
+        conn,
+        node::now_s(),
+        issuer,
+        payer,
+        vendor,
+        &p.header_value(),
+        Some(touchstone),
+        u64::MAX,
+    )
+}
+
 /// A vendor checks a new block's word against the deepest word it already holds of the chain
 /// (not against the root, which may be a million hashes away): the right word of a later
 /// block is accepted, a wrong one, a word one place off and another chain's word are refused,
@@ -753,16 +775,7 @@ async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
                     signature,
                 };
                 db::write_transaction(conn, |conn| {
-                    node::paywords::accept(
-                        conn,
-                        node::now_s(),
-                        &issuer_id,
-                        &payer,
-                        &vendor,
-                        &p.header_value(),
-                        Some(&touchstone),
-                        u64::MAX,
-                    )
+                    vendor_accepts(conn, &issuer_id, &payer, &vendor, &p, &touchstone)
                 })
             })
             .await
@@ -862,16 +875,7 @@ async fn issuer_commands_to_settle_a_million_payments() {
                         word,
                         signature: signature.clone(),
                     };
-                    let got = node::paywords::accept(
-                        conn,
-                        node::now_s(),
-                        &issuer_id,
-                        &payer,
-                        &vendor,
-                        &p.header_value(),
-                        Some(&touchstone),
-                        u64::MAX,
-                    )?;
+                    let got = vendor_accepts(conn, &issuer_id, &payer, &vendor, &p, &touchstone)?;
                     assert_eq!(got.expect("accepted").value, 1);
                 }
                 Ok::<_, db::DbError>(())

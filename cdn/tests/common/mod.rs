@@ -24,6 +24,27 @@ pub fn publish(publisher: &str, key: &Path, file: &Path, args: &[&str]) -> serde
     serde_json::from_slice(&out.stdout).expect("publish --json")
 }
 
+/// A clip of `seconds` made at `video` and published on `publisher` the way the tests sell
+/// views (32 KiB pieces, 2 replicas, 250 a view): the publish answer and the clip's bytes.
+pub fn publish_clip(
+    publisher: &str,
+    key: &Path,
+    video: &Path,
+    seconds: u32,
+) -> (serde_json::Value, Vec<u8>) {
+    make_mp4(video, seconds);
+    let original = std::fs::read(video).expect("read clip");
+    let args = [
+        "--piece-kib",
+        "32",
+        "--replicas",
+        "2",
+        "--price-per-view",
+        "250",
+    ];
+    (publish(publisher, key, video, &args), original)
+}
+
 /// ffmpeg, or `None` (skip) when it is not installed; under `CI=true` a missing ffmpeg fails,
 /// since `.ci/run` installs it.
 pub fn ffmpeg() -> Option<()> {

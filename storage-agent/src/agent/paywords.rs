@@ -135,18 +135,18 @@ impl Agent {
 
     /// [`Agent::take_payword`] for words already taken apart.
     pub async fn note_payword(&self, work: PaywordWork, for_read: bool) -> Result<u64, Error> {
-        let (work, accepted) = self
+        let id = work.id.clone();
+        let accepted = self
             .db
             .run(move |conn| {
-                let accepted = if for_read {
+                if for_read {
                     db::relaxed_write_transaction(conn, |conn| work.apply(conn))
                 } else {
                     db::write_transaction(conn, |conn| work.apply(conn))
-                }?;
-                Ok::<_, Error>((work, accepted))
+                }
             })
             .await?;
-        self.payword_taken(&work.id, &accepted);
+        self.payword_taken(&id, &accepted);
         Ok(accepted.value)
     }
 
