@@ -4,7 +4,8 @@
 //! accepts and whether it checks the equation with the cofactor. A batch check must use the
 //! cofactor, so where single checks do not, a signature crafted by its own key's holder can pass
 //! in a batch and fail alone (or the other way round). Here both use the ZIP-215 rules
-//! (ed25519-zebra: cofactored, and a batch agrees with single checks on every input), and
+//! (cofactored, as ed25519-zebra implements them; written out here over curve25519-dalek, so
+//! a single check and a batch share one set of parsed parts and agree on every input), and
 //! before any curve arithmetic this module refuses what ZIP-215 would accept but no honest
 //! signer produces:
 //!
@@ -25,7 +26,6 @@
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use curve25519_dalek::Scalar;
-use ed25519_zebra::{Signature, VerificationKey};
 
 pub const PUBLIC_KEY_BYTES: usize = 32;
 pub const SIGNATURE_BYTES: usize = 64;
@@ -102,16 +102,16 @@ pub fn precheck(key: &[u8; 32], signature: &[u8; 64]) -> bool {
         && bool::from(Scalar::from_canonical_bytes(s).is_some())
 }
 
-/// Whether `signature` is `key`'s signature of `message`.
+/// Whether `signature` is `key`'s signature of `message`: the [`precheck`], then ZIP-215's
+/// single check (on the same parsed parts as a batch's).
 pub fn verify(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    if !precheck(key, signature) {
-        return false;
-    }
-    let Ok(key) = VerificationKey::try_from(*key) else {
-        return false;
+    let item = Item {
+        key: *key,
+        message,
+        signature: *signature,
     };
-    key.verify(&Signature::from_bytes(signature), message)
-        .is_ok()
+    Prepared::new(&item, |key| CompressedEdwardsY(*key).decompress())
+        .is_some_and(|p| p.verify_alone())
 }
 
 /// One signature to check in a batch.
@@ -176,8 +176,10 @@ pub fn verify_batch(items: &[Item<'_>]) -> Vec<bool> {
 
 /// [`verify_batch`] with the keys' points taken from (and added to) `keys`.
 pub fn verify_batch_cached(items: &[Item<'_>], keys: &mut KeyCache) -> Vec<bool> {
-    let mut prepared: Vec<Option<Prepared>> =
-        items.iter().map(|item| Prepared::new(item, keys)).collect();
+    let mut prepared: Vec<Option<Prepared>> = items
+        .iter()
+        .map(|item| Prepared::new(item, |key| keys.point(key)))
+        .collect();
     let mut answers: Vec<bool> = prepared.iter().map(Option::is_some).collect();
     let candidates: Vec<usize> = (0..items.len()).filter(|i| answers[*i]).collect();
     check_group(&mut prepared, &candidates, &mut answers);
@@ -196,18 +198,23 @@ struct Prepared {
 
 impl Prepared {
     /// `None` when the signature fails the [`precheck`] or R or the key is not on the curve:
-    /// what [`verify`] refuses before its equation.
-    fn new(item: &Item<'_>, keys: &mut KeyCache) -> Option<Prepared> {
-        if !precheck(&item.key, &item.signature) {
-            return None;
-        }
+    /// what [`verify`] refuses before its equation. `key_point` decompresses the key (or
+    /// finds it in a verifier's [`KeyCache`]).
+    fn new(
+        item: &Item<'_>,
+        key_point: impl FnOnce(&[u8; 32]) -> Option<EdwardsPoint>,
+    ) -> Option<Prepared> {
         let mut r_bytes = [0u8; 32];
         r_bytes.copy_from_slice(&item.signature[..32]);
         let mut s_bytes = [0u8; 32];
         s_bytes.copy_from_slice(&item.signature[32..]);
+        // The precheck, with S parsed once.
+        if !acceptable_point(&item.key) || !acceptable_point(&r_bytes) {
+            return None;
+        }
         let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
         let r = CompressedEdwardsY(r_bytes).decompress()?;
-        let a = keys.point(&item.key)?;
+        let a = key_point(&item.key)?;
         let mut hash = ring::digest::Context::new(&ring::digest::SHA512);
         hash.update(&r_bytes);
         hash.update(&item.key);
@@ -223,7 +230,7 @@ impl Prepared {
         })
     }
 
-    /// ZIP-215's single check, [8](R - ([s]B - [k]A)) = 0: what ed25519-zebra's `verify` does.
+    /// ZIP-215's single check, [8](R - ([s]B - [k]A)) = 0 (ed25519-zebra's `verify`).
     fn verify_alone(&self) -> bool {
         let r_prime = EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &-self.a, &self.s);
         (self.r - r_prime).mul_by_cofactor().is_identity()
