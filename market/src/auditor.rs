@@ -77,6 +77,10 @@ pub const RECORDS_IN_FLIGHT_MAX: usize = 2;
 /// An agent's audits in a row it may put off (`429`) before that counts as a failed audit: an
 /// honest agent rate-limits a burst, an agent dodging audits does it every time.
 pub const AUDIT_DEFERRALS_MAX: u32 = 3;
+/// Longest wait an agent's `429` may ask of the auditor before it audits that agent again.
+/// An agent limits a listed auditor per contract per minute (the storage agent's
+/// `AUDIT_FREE_INTERVAL_S`); a wait past that would be a way to dodge audits.
+pub const RETRY_AFTER_HONOURED_S_MAX: u64 = 60;
 
 /// A uniformly random number below `bound` (> 0), from the OS source.
 pub fn random_below(bound: u64) -> u64 {
@@ -295,8 +299,11 @@ pub async fn audit_tick(
     from_ms: u64,
     to_ms: u64,
 ) -> Result<Audited, Error> {
-    let mut agents = targets::agents_with_contracts(market, now_s()).await?;
-    agents.retain(|a| schedule.due(a, from_ms, to_ms));
+    let now = now_s();
+    let mut agents = targets::agents_with_contracts(market, now).await?;
+    // An agent that put off its last audit is left alone for the wait it asked for: an
+    // auditor that came back every tick would turn an honest rate limit into failed audits.
+    agents.retain(|a| schedule.due(a, from_ms, to_ms) && !market.audit_put_off(a, now));
     Ok(audit_agents(market, agents, AUDITS_IN_FLIGHT_MAX).await)
 }
 
@@ -418,8 +425,12 @@ pub enum Answer {
     /// Any refusal but a rate limit: `402` included (an agent must not charge a listed
     /// auditor), unknown objects, errors, an answer that is not an audit answer.
     Refused { status: u16, code: String },
-    /// `429`: the agent asks the auditor to come back later.
-    Deferred(String),
+    /// `429`: the agent asks the auditor to come back later (after `retry_after_s`, when it
+    /// said).
+    Deferred {
+        reason: String,
+        retry_after_s: Option<u64>,
+    },
     /// No answer: a network failure or no answer within [`CHALLENGE_WAIT_MS_MAX`].
     Unreachable(String),
 }
@@ -452,8 +463,14 @@ pub async fn ask(
             status: 429,
             code,
             message,
-            ..
-        })) => Answer::Deferred(format!("{code}: {message}")),
+            details,
+        })) => Answer::Deferred {
+            reason: format!("{code}: {message}"),
+            retry_after_s: details
+                .as_ref()
+                .and_then(|d| d.get("retry_after_s"))
+                .and_then(serde_json::Value::as_u64),
+        },
         Ok(Err(ClientError::Api { status, code, .. })) => Answer::Refused { status, code },
         Ok(Err(ClientError::Unreachable { url, message })) => {
             Answer::Unreachable(format!("{url}: {message}"))
@@ -469,14 +486,18 @@ pub async fn ask(
 /// What an audit answer says about the agent: a passed or failed audit, the agent down, or
 /// (a deferral, up to [`AUDIT_DEFERRALS_MAX`] of its audits in a row) nothing yet.
 fn outcome_of(market: &Market, agent: &str, answer: &Answer) -> Option<Outcome> {
-    let deferred = matches!(answer, Answer::Deferred(_));
+    // A 429 without a wait is put off for one tick's worth at least.
+    let deferred = match answer {
+        Answer::Deferred { retry_after_s, .. } => Some(retry_after_s.unwrap_or(1)),
+        _ => None,
+    };
     let deferrals = market.count_deferral(agent, deferred);
     match answer {
         Answer::Verified => Some(Outcome::AuditPassed),
         // A wrong proof, or a refusal: it cannot (or will not) show what it contracted to keep.
         Answer::Mismatch | Answer::Refused { .. } => Some(Outcome::AuditFailed),
-        Answer::Deferred(_) if deferrals > AUDIT_DEFERRALS_MAX => Some(Outcome::AuditFailed),
-        Answer::Deferred(_) => None,
+        Answer::Deferred { .. } if deferrals > AUDIT_DEFERRALS_MAX => Some(Outcome::AuditFailed),
+        Answer::Deferred { .. } => None,
         // No answer at all: the agent is down.
         Answer::Unreachable(_) => Some(Outcome::ProbeUnanswered),
     }

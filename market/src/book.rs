@@ -204,8 +204,9 @@ pub struct Market {
     endpoint: std::sync::OnceLock<String>,
     /// When each agent last answered at its endpoint (and at which), for matches' re-checks.
     answers: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
-    /// Audits each agent put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`).
-    audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Per agent, the audits it put off (`429`) in a row (see `auditor::AUDIT_DEFERRALS_MAX`)
+    /// and until when (s since the epoch) the auditor leaves it alone, as it asked.
+    audit_deferrals: std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>,
     /// Currencies (code, decimals) by issuer URL, for the page. An issuer that did not answer
     /// is remembered too (with when), and asked again only after [`CURRENCY_RETRY_S`]: the
     /// URLs come from agents' offers, and a page view must not fan out to them each time.
@@ -293,21 +294,36 @@ impl Market {
         }
     }
 
-    /// Count an audit `agent` put off (`deferred`), or reset the count when it answered;
-    /// answers the deferrals in a row so far.
-    pub fn count_deferral(&self, agent: &str, deferred: bool) -> u32 {
+    /// Count an audit `agent` put off (`deferred`, with the wait it asked for, s), or reset the
+    /// count when it answered; answers the deferrals in a row so far. The auditor honours the
+    /// wait, at most `auditor::RETRY_AFTER_HONOURED_S_MAX` (see [`Market::audit_put_off`]).
+    pub fn count_deferral(&self, agent: &str, deferred: Option<u64>) -> u32 {
         let mut map = self
             .audit_deferrals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if deferred {
-            let n = map.entry(agent.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        } else {
-            map.remove(agent);
-            0
+        match deferred {
+            Some(retry_after_s) => {
+                let wait_s = retry_after_s.min(crate::auditor::RETRY_AFTER_HONOURED_S_MAX);
+                let until_s = now_s().saturating_add(i64::try_from(wait_s).unwrap_or(0));
+                let entry = map.entry(agent.to_owned()).or_insert((0, 0));
+                *entry = (entry.0.saturating_add(1), until_s);
+                entry.0
+            }
+            None => {
+                map.remove(agent);
+                0
+            }
         }
+    }
+
+    /// Whether `agent` asked the auditor (`429` with a wait) to come back after `now_s`.
+    pub fn audit_put_off(&self, agent: &str, now_s: i64) -> bool {
+        let map = self
+            .audit_deferrals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(agent).is_some_and(|(_, until_s)| now_s < *until_s)
     }
 
     pub fn set_endpoint(&self, url: &str) {

@@ -331,6 +331,8 @@ async fn a_repeated_registration_replays_its_answer() {
 const HONEST: u8 = 0;
 const PAYMENT_REQUIRED: u8 = 1;
 const RATE_LIMITED: u8 = 2;
+/// `429` with the wait (`retry_after_s`, 30) an honest agent's rate limit gives.
+const RATE_LIMITED_FOR_30_S: u8 = 3;
 
 /// Standard base64 with padding (what the agent's audit answer carries).
 fn base64(data: &[u8]) -> String {
@@ -397,6 +399,12 @@ fn scripted_agent(
                             RATE_LIMITED => {
                                 return HttpResponse::TooManyRequests().json(serde_json::json!({
                                     "error": {"code": "rate_limited", "message": "later"}
+                                }))
+                            }
+                            RATE_LIMITED_FOR_30_S => {
+                                return HttpResponse::TooManyRequests().json(serde_json::json!({
+                                    "error": {"code": "rate_limited", "message": "later",
+                                              "details": {"retry_after_s": 30}}
                                 }))
                             }
                             _ => {}
@@ -527,6 +535,26 @@ async fn an_agent_refusing_the_auditor_fails_its_audit() {
         mode.store(RATE_LIMITED, Ordering::SeqCst);
         market::auditor::audit_round(m).await.expect("round");
         assert_eq!(audits().await, (2, 2), "[{backend}]");
+
+        // The scheduled auditor honours the wait a 429 asks for: ticks every second (as on a
+        // test devnet) against an agent's per-minute limit put nothing off four times in a
+        // row, so the honest agent fails no audit.
+        mode.store(HONEST, Ordering::SeqCst);
+        market::auditor::audit_round(m).await.expect("round");
+        mode.store(RATE_LIMITED_FOR_30_S, Ordering::SeqCst);
+        let every_second = market::auditor::Schedule::every(Duration::from_secs(1));
+        for tick in 0..(market::auditor::AUDIT_DEFERRALS_MAX + 3) {
+            let done = market::auditor::audit_tick(m, &every_second, 0, node::now_ms())
+                .await
+                .expect("tick");
+            let expected = if tick == 0 {
+                vec![agent.clone()]
+            } else {
+                vec![]
+            };
+            assert_eq!(done.audited, expected, "[{backend}] tick {tick}");
+            assert_eq!(audits().await, (3, 2), "[{backend}] tick {tick}");
+        }
         drop(server);
     }
 }

@@ -251,7 +251,7 @@ impl Market {
             Answer::Refused { status, code } => Err(unverified(format!(
                 "the agent answered HTTP {status} {code}"
             ))),
-            Answer::Deferred(m) => Err(Error::AgentBusy(m)),
+            Answer::Deferred { reason, .. } => Err(Error::AgentBusy(reason)),
             Answer::Unreachable(m) => Err(Error::EndpointUnreachable(m)),
         }
     }
