@@ -158,6 +158,11 @@ pub struct Gateway {
     fetch_rt: Option<tokio::runtime::Runtime>,
     /// With a bank: the viewer's name there and the token's currency (issuer URL), asked once.
     bank_account: OnceCell<(String, String)>,
+    /// The publisher's descriptor and when it was read (see [`Gateway::publisher_descriptor`]).
+    descriptor: tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>,
+    /// Per issuer URL: the wallet's client, payword payer and currency (see
+    /// [`Gateway::paying`]); one entry per currency the publisher sells in.
+    paying: Mutex<HashMap<String, buy::Paying>>,
 }
 
 impl Drop for Gateway {
@@ -215,6 +220,8 @@ impl Gateway {
             fetch: fetch_rt.handle().clone(),
             fetch_rt: Some(fetch_rt),
             bank_account: OnceCell::new(),
+            descriptor: Default::default(),
+            paying: Default::default(),
         })
     }
 

@@ -142,27 +142,7 @@ impl PaywordPayer {
                 other => return other,
             }
         }
-        // The issuer's entity when known; otherwise chains bought at this issuer's URL are
-        // taken as its own (each touchstone says who signed it), so a payment from a chain
-        // held asks the issuer nothing.
-        let issuer = self.known_issuer.clone();
-        let url = self.issuer.signed().base_url().to_owned();
-        let (w, v) = (self.wallet.clone(), vendor.to_string());
-        let now = node::now_s();
-        let found = tokio::task::spawn_blocking(move || {
-            // The wallet holds chains of any unit: the words needed depend on it.
-            Ok::<_, WalletError>(w.chains()?.into_iter().find(|c| {
-                let of_issuer = match &issuer {
-                    Some(i) => c.touchstone.signer == i.as_str(),
-                    None => c.issuer_url == url,
-                };
-                of_issuer
-                    && c.expires_at_s > now.saturating_add(CHAIN_MARGIN_S)
-                    && c.payable_words(&v) >= amount.div_ceil(c.unit)
-            }))
-        })
-        .await
-        .map_err(|e| WalletError::Invalid(e.to_string()))??;
+        let found = self.chain_held(Some((vendor, amount))).await?;
         let file = match found {
             Some(f) => f,
             None => {
@@ -190,6 +170,53 @@ impl PaywordPayer {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(file);
         }
         paid
+    }
+
+    /// A chain of this issuer held in the wallet that has not expired (one scan of the chain
+    /// files); with `for_payment`, one that can pay that amount to that vendor.
+    async fn chain_held(
+        &self,
+        for_payment: Option<(&EntityId, u64)>,
+    ) -> Result<Option<wallet::ChainFile>, WalletError> {
+        // The issuer's entity when known; otherwise chains bought at this issuer's URL are
+        // taken as its own (each touchstone says who signed it), so a payment from a chain
+        // held asks the issuer nothing.
+        let issuer = self.known_issuer.clone();
+        let url = self.issuer.signed().base_url().to_owned();
+        let w = self.wallet.clone();
+        let payment = for_payment.map(|(v, amount)| (v.to_string(), amount));
+        let now = node::now_s();
+        tokio::task::spawn_blocking(move || {
+            // The wallet holds chains of any unit: the words needed depend on it.
+            Ok::<_, WalletError>(w.chains()?.into_iter().find(|c| {
+                let of_issuer = match &issuer {
+                    Some(i) => c.touchstone.signer == i.as_str(),
+                    None => c.issuer_url == url,
+                };
+                of_issuer
+                    && c.expires_at_s > now.saturating_add(CHAIN_MARGIN_S)
+                    && payment
+                        .as_ref()
+                        .is_none_or(|(v, amount)| c.payable_words(v) >= amount.div_ceil(c.unit))
+            }))
+        })
+        .await
+        .map_err(|e| WalletError::Invalid(e.to_string()))?
+    }
+
+    /// Find a chain to pay from before the first payment needs it (the first then costs one
+    /// wallet update, not a scan of every chain file). Buys nothing; a chain that cannot pay
+    /// the payment's vendor is passed over then, as any other.
+    pub async fn warm(&self) -> Result<(), WalletError> {
+        let held = self.chain_held(None).await?;
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.is_none() {
+            *current = held;
+        }
+        Ok(())
     }
 
     /// Words worth `amount` for `vendor` from the chain of `file`.

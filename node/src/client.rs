@@ -235,6 +235,19 @@ impl SignedClient {
         decode(resp).await
     }
 
+    /// `GET /.well-known/lcp`, unsigned, keeping the server's entity in it as the audience
+    /// when none is kept yet (so a caller that reads the descriptor anyway saves a request).
+    pub async fn describe(&self) -> Result<serde_json::Value, ClientError> {
+        let d = self.descriptor().await?;
+        if self.audience.get().is_none() {
+            if let Some(entity) = d["entity"].as_str().and_then(|e| EntityId::parse(e).ok()) {
+                // Another task may have set it meanwhile, from the same server.
+                let _ = self.audience.set(entity);
+            }
+        }
+        Ok(d)
+    }
+
     /// The server's entity id (the audience requests are signed for), fetched once.
     pub async fn audience(&self) -> Result<&EntityId, ClientError> {
         self.audience

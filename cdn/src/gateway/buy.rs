@@ -5,32 +5,134 @@
 
 use super::*;
 
+/// How long the publisher's descriptor (its price per piece, where it is paid by transfer, its
+/// currency) is used before it is read again.
+pub const DESCRIPTOR_FRESH_MS: u64 = 30_000;
+
+/// What paying in one currency takes, made once per issuer URL for the gateway's life: the
+/// wallet's client (counters beside the key), the payword payer (which keeps the chain it
+/// last paid from) and the currency's units for people.
+#[derive(Clone)]
+pub(super) struct Paying {
+    wallet: IssuerClient,
+    payer: Option<clients::paywords::PaywordPayer>,
+    currency: Arc<OnceCell<protocol::ledger::Currency>>,
+}
+
 impl Gateway {
+    /// The publisher's descriptor: read when the gateway starts, then again when older than
+    /// [`DESCRIPTOR_FRESH_MS`]; callers at once share one read.
+    pub(super) async fn publisher_descriptor(&self) -> Result<serde_json::Value, ClientError> {
+        let mut held = self.descriptor.lock().await;
+        if let Some((at, d)) = held.as_ref() {
+            if at.elapsed() < Duration::from_millis(DESCRIPTOR_FRESH_MS) {
+                return Ok(d.clone());
+            }
+        }
+        let d = self.publisher.describe().await?;
+        *held = Some((Instant::now(), d.clone()));
+        Ok(d)
+    }
+
+    /// The wallet's client, payword payer and currency for the issuer at `issuer_url` (a URL
+    /// already checked), made on first use.
+    fn paying(&self, issuer_url: &str) -> Paying {
+        let mut map = self.paying.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(issuer_url.trim_end_matches('/').to_owned())
+            .or_insert_with(|| {
+                let wallet = IssuerClient::new(
+                    self.http.clone(),
+                    issuer_url,
+                    self.key.clone(),
+                    Some(node::client::CounterStore::beside_key(
+                        &self.options.wallet_key,
+                    )),
+                );
+                let payer = (paywords_on() && self.options.bank.is_none()).then(|| {
+                    clients::paywords::PaywordPayer::new(
+                        self.key.clone(),
+                        clients::wallet::Wallet::beside_key(&self.options.wallet_key),
+                        wallet.clone(),
+                    )
+                });
+                Paying {
+                    wallet,
+                    payer,
+                    currency: Arc::default(),
+                }
+            })
+            .clone()
+    }
+
+    /// The currency's units for people, asked of its issuer once (at most
+    /// `CURRENCY_WAIT_MS_MAX` a try); `None` while it does not answer (then minor units
+    /// are shown, and it is asked again next time).
+    async fn currency(paying: &Paying) -> Option<protocol::ledger::Currency> {
+        let wait = Duration::from_millis(clients::issuer::CURRENCY_WAIT_MS_MAX);
+        paying
+            .currency
+            .get_or_try_init(|| async {
+                match tokio::time::timeout(wait, paying.wallet.currency()).await {
+                    Ok(Ok(c)) => Ok(c),
+                    _ => Err(()),
+                }
+            })
+            .await
+            .ok()
+            .cloned()
+    }
+
+    /// Read ahead what a first view needs and a viewer would otherwise wait for: the
+    /// publisher's descriptor (and a connection to it), its currency, and the wallet's chain
+    /// in that currency. Failures are left for the purchase to meet and report.
+    pub(super) async fn warm_up(&self) {
+        let Ok(d) = self.publisher_descriptor().await else {
+            return;
+        };
+        let Some(url) = d["issuer_url"].as_str() else {
+            return;
+        };
+        if node::client::check_url(url).is_err() {
+            return;
+        }
+        let paying = self.paying(url);
+        let chain = async {
+            if let Some(payer) = &paying.payer {
+                let _ = payer.warm().await;
+            }
+        };
+        tokio::join!(Self::currency(&paying), chain);
+    }
+
     pub(super) async fn buy(&self, content: &str) -> Result<Session, Error> {
+        // The descriptor (usually read at start-up) and the manifest at once.
+        let manifest_read = async {
+            let resp = self
+                .http
+                .get(format!(
+                    "{}/v1/contents/{content}",
+                    self.options.publisher_url
+                ))
+                .send()
+                .await
+                .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?;
+            if resp.status().as_u16() == 404 {
+                return Err(Error::UnknownContent(content.to_owned()));
+            }
+            resp.error_for_status()
+                .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?
+                .json::<Envelope>()
+                .await
+                .map_err(|e| Error::Upstream(format!("the publisher's manifest: {e}")))
+        };
+        let (descriptor, env) = tokio::join!(self.publisher_descriptor(), manifest_read);
+        let env = env?;
         let publisher = self
             .publisher
             .audience()
             .await
             .map_err(from_publisher)?
             .clone();
-        let resp = self
-            .http
-            .get(format!(
-                "{}/v1/contents/{content}",
-                self.options.publisher_url
-            ))
-            .send()
-            .await
-            .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?;
-        if resp.status().as_u16() == 404 {
-            return Err(Error::UnknownContent(content.to_owned()));
-        }
-        let env: Envelope = resp
-            .error_for_status()
-            .map_err(|e| Error::Upstream(format!("the publisher: {e}")))?
-            .json()
-            .await
-            .map_err(|e| Error::Upstream(format!("the publisher's manifest: {e}")))?;
         self.count_publisher(&env);
         let manifest = Manifest::open(&env, &publisher).map_err(Error::Upstream)?;
         if manifest.content != content {
@@ -39,19 +141,14 @@ impl Gateway {
             ));
         }
         let view = uuid::Uuid::new_v4().to_string();
-        // For people: the view's price and spend in the currency's units; and whether the
-        // publisher sells per piece (then the view itself is free). Asked at once.
-        let (currency, descriptor) = tokio::join!(
-            clients::issuer::currency_at(&manifest.issuer_url),
-            self.publisher.descriptor()
-        );
+        node::client::check_url(&manifest.issuer_url)
+            .map_err(|e| Error::Upstream(format!("the manifest's issuer: {e}")))?;
+        let paying = self.paying(&manifest.issuer_url);
+        // For people: the view's price and spend in the currency's units (usually known
+        // since start-up).
+        let currency = Self::currency(&paying).await;
         let show = |amount: u64| crate::page::show_amount(currency.as_ref(), amount);
-        let mut wallet = IssuerClient::from_key_file(
-            &manifest.issuer_url,
-            &self.options.wallet_key,
-            &ClientOptions::default(),
-        )
-        .map_err(|e| Error::Upstream(e.to_string()))?;
+        let mut wallet = paying.wallet.clone();
         let mut payer_name = None;
         if let Some(link) = &self.options.bank {
             let access = link
@@ -79,13 +176,7 @@ impl Gateway {
             payer_name = Some(name.clone());
             wallet = wallet.through_bank(access);
         }
-        let payer = (paywords_on() && self.options.bank.is_none()).then(|| {
-            clients::paywords::PaywordPayer::new(
-                self.key.clone(),
-                clients::wallet::Wallet::beside_key(&self.options.wallet_key),
-                wallet.clone(),
-            )
-        });
+        let payer = paying.payer.clone();
         let body = serde_json::to_vec(&BuyView {
             content: content.to_owned(),
             view: view.clone(),

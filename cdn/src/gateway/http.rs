@@ -203,6 +203,9 @@ impl RunningGateway {
 pub fn start(options: GatewayOptions) -> anyhow::Result<RunningGateway> {
     let listen = options.listen.clone();
     let gateway = Arc::new(Gateway::new(options)?);
+    // What the first view needs from the publisher is read now, not when a viewer waits.
+    let warming = gateway.clone();
+    gateway.fetch.spawn(async move { warming.warm_up().await });
     let for_routes = gateway.clone();
     let http = node::http::spawn(
         "cdn-gateway",
