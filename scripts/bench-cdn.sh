@@ -7,6 +7,10 @@
 # view bought by payword (the default; the wallet's chain is bought by the first run and reused
 # by the others, as a viewer's would be) and by LCP transfer (CDN_PAYWORDS=0, the way before
 # paywords). Gateway and publisher both see CDN_PAYWORDS from the environment of the run.
+# Also per run, cold: the first byte of the video itself (a new gateway asked for byte 0 only:
+# curl's time to first byte above counts the response's headers, which the gateway sends once
+# the view is bought, before its first piece has arrived). GATEWAY_BIN runs another build's
+# `cdn` as the gateway (to compare builds in alternating runs).
 # Needs ffmpeg, nginx and curl (Debian packages: apt-get install -y ffmpeg nginx-light curl).
 # Usage: scripts/bench-cdn.sh [RUNS]
 set -euo pipefail
@@ -15,6 +19,7 @@ runs=${1:-5}
 for t in ffmpeg nginx curl; do command -v $t >/dev/null || { echo "needs $t: apt-get install -y ffmpeg nginx-light curl" >&2; exit 1; }; done
 cargo build --release --workspace --bins >&2
 bin=$PWD/target/release
+gwbin=${GATEWAY_BIN:-$bin/cdn}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; sleep 1; rm -rf "$work"' EXIT
 wait_line() { for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && break; sleep 0.05; done; }
@@ -56,18 +61,18 @@ results=$work/results.txt
 : > "$results"
 # One chain bought ahead (by a gateway run not measured), so every measured payword run
 # finds one in the wallet.
-RUST_LOG=warn "$bin/cdn" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
+RUST_LOG=warn "$gwbin" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
 gw_pid=$!; wait_line "$work/gw.out" "listening on"
 curl -s -o /dev/null "$(sed -n 's/^listening on //p' "$work/gw.out")/v/$content"
 kill $gw_pid; wait $gw_pid 2>/dev/null || true
 for r in $(seq "$runs"); do
-  CDN_PAYWORDS=0 RUST_LOG=warn "$bin/cdn" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
+  CDN_PAYWORDS=0 RUST_LOG=warn "$gwbin" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
   gw_pid=$!
   wait_line "$work/gw.out" "listening on"
   gw=$(sed -n 's/^listening on //p' "$work/gw.out")
   transfer_cold=$(measure "$gw/v/$content" /dev/null)
   kill $gw_pid; wait $gw_pid 2>/dev/null || true
-  RUST_LOG=warn "$bin/cdn" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
+  RUST_LOG=warn "$gwbin" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
   gw_pid=$!
   wait_line "$work/gw.out" "listening on"
   gw=$(sed -n 's/^listening on //p' "$work/gw.out")
@@ -77,7 +82,13 @@ for r in $(seq "$runs"); do
   rss=$(awk '/VmHWM/ {print $2}' /proc/$gw_pid/status)
   kill $gw_pid; wait $gw_pid 2>/dev/null || true
   nginx_t=$(measure "http://127.0.0.1:18090/video.mp4" /dev/null)
-  echo "$cold $warm $nginx_t $rss $transfer_cold" >> "$results"
+  RUST_LOG=warn "$gwbin" gateway --listen 127.0.0.1:0 --publisher "$publisher" --wallet "$work/net/wallet.key" > "$work/gw.out" 2>"$work/gw.err" &
+  gw_pid=$!
+  wait_line "$work/gw.out" "listening on"
+  gw=$(sed -n 's/^listening on //p' "$work/gw.out")
+  first_byte=$(curl -s -r 0-0 -o /dev/null -w '%{time_total}' "$gw/v/$content")
+  kill $gw_pid; wait $gw_pid 2>/dev/null || true
+  echo "$cold $warm $nginx_t $rss $transfer_cold $first_byte" >> "$results"
 done
 python3 - "$results" "$size" <<'PY'
 import sys, statistics
@@ -92,5 +103,6 @@ print(f"| gateway, cold, view bought by payword | {med(0)*1000:.1f} ms | {mb/med
 print(f"| gateway, cold, view bought by LCP transfer | {med(7)*1000:.1f} ms | {mb/med(8):.0f} MB/s |")
 print(f"| gateway, warm | {med(2)*1000:.1f} ms | {mb/med(3):.0f} MB/s |")
 print(f"| nginx | {med(4)*1000:.2f} ms | {mb/med(5):.0f} MB/s |")
+print(f"gateway, cold, view bought by payword: the video's first byte (byte 0 alone) after {med(9)*1000:.1f} ms")
 print(f"cold throughput / nginx: {med(5)/med(1):.2f}x; warm: {med(5)/med(3):.2f}x; gateway peak RSS {med(6)/1024:.0f} MiB")
 PY

@@ -47,6 +47,8 @@ pub const REINSTRUCT_MAX: u32 = 2;
 pub const FETCH_THREADS: usize = 2;
 /// Upcoming pieces the stats list.
 pub const UPCOMING_MAX: usize = 16;
+/// Pieces fetched ahead while the reader's first piece is on its way (then `ahead_pieces`).
+pub const FIRST_PIECE_AHEAD: u64 = 1;
 /// Pieces asked for in the first instructions request (the first byte waits for it).
 pub const FIRST_WINDOW_PIECES: u64 = 4;
 /// Pieces asked for in later instructions requests (the publisher's `WINDOW_PIECES_MAX`).
@@ -609,8 +611,22 @@ impl Gateway {
             let pb = s.manifest.piece_bytes;
             let last_piece = manifest::piece_count(s.manifest.size, pb).saturating_sub(1);
             let (first, last) = (start / pb, end / pb);
+            // The reader's piece is instructed before any piece ahead: the fetches ahead
+            // would otherwise take the publisher's windows in turn (the first one small) and
+            // the reader's piece wait for all of them. A failure here is met, and reported,
+            // by the piece's own fetch.
+            if !Self::has_instructions(&s, first) {
+                let _ = g.instruct_window(&s, first).await;
+            }
             for p in first..=last {
-                g.prefetch(&s, p + 1, (p + g.options.ahead_pieces).min(last_piece));
+                // While the reader's first piece comes, one piece ahead only: six fetched and
+                // hashed at once would share the two cores and the link with it.
+                let ahead = if p == first {
+                    FIRST_PIECE_AHEAD.min(g.options.ahead_pieces)
+                } else {
+                    g.options.ahead_pieces
+                };
+                g.prefetch(&s, p + 1, (p + ahead).min(last_piece));
                 g.prefetch_instructions(&s, p + g.options.ahead_pieces + 1);
                 let piece = match g.piece(&s, p).await {
                     Ok(b) => b,
