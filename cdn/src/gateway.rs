@@ -242,7 +242,10 @@ impl Gateway {
         });
         let (key_path, key) = (self.options.wallet_key.clone(), self.key.clone());
         let (publisher, turn) = (self.publisher.clone(), self.records_turn.clone());
-        tokio::spawn(async move {
+        // On a blocking thread: the record chain's file is read, appended and fsynced by
+        // plain file calls, which must not hold up the worker that streams the view.
+        let runtime = tokio::runtime::Handle::current();
+        let record = async move {
             let _turn = turn.lock().await;
             let _ = clients::records::resend_unanswered(
                 &key_path,
@@ -261,7 +264,8 @@ impl Gateway {
             if let clients::records::Agreed::Later(why) = agreed {
                 tracing::warn!("the view's record is not agreed yet (sent again later): {why}");
             }
-        });
+        };
+        tokio::task::spawn_blocking(move || runtime.block_on(record));
     }
 
     /// Propose the `tokens` records of what was read so far now, rather than at the next
