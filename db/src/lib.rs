@@ -248,9 +248,15 @@ impl Database {
         let mut conn = manager.open()?;
         run_migrations(&mut conn, migrations)?;
         drop(conn);
+        // r2d2 checks a connection (`SELECT 1`) each time it is taken from the pool. A
+        // PostgreSQL connection can break (a server restart) and the check replaces it
+        // unseen; a SQLite connection is a file handle that does not, so there the check
+        // would only be one more statement parsed per `run`.
+        let check_connections = manager.location.backend != Backend::Sqlite;
         let pool = ::r2d2::Pool::builder()
             .max_size(POOL_SIZE_MAX)
             .min_idle(Some(1))
+            .test_on_check_out(check_connections)
             .connection_timeout(Duration::from_millis(POOL_WAIT_MS_MAX))
             .build(manager.clone())
             .map_err(|e| DbError::Pool(e.to_string()))?;
