@@ -23,14 +23,9 @@ pub const CURRENCY_WAIT_MS_MAX: u64 = 2_000;
 pub async fn currency_at(issuer_url: &str) -> Option<Currency> {
     let http = http_client(&ClientOptions::default()).ok()?;
     let key = Arc::new(KeyPair::generate().ok()?);
-    let issuer = IssuerClient::new(http, issuer_url, key, None);
-    tokio::time::timeout(
-        Duration::from_millis(CURRENCY_WAIT_MS_MAX),
-        issuer.currency(),
-    )
-    .await
-    .ok()?
-    .ok()
+    IssuerClient::new(http, issuer_url, key, None)
+        .currency_for_people()
+        .await
 }
 
 /// A wallet's view of one issuer.
@@ -284,6 +279,15 @@ impl IssuerClient {
 
     /// The issuer's currency from its descriptor; an error that says what the server is when
     /// it is not an issuer (a market, an agent), instead of a later "no such endpoint".
+    /// [`IssuerClient::currency`], or `None` when the issuer does not answer within
+    /// [`CURRENCY_WAIT_MS_MAX`] (callers then show minor units): for human output only.
+    pub async fn currency_for_people(&self) -> Option<Currency> {
+        tokio::time::timeout(Duration::from_millis(CURRENCY_WAIT_MS_MAX), self.currency())
+            .await
+            .ok()?
+            .ok()
+    }
+
     pub async fn currency(&self) -> Result<Currency, ClientError> {
         let d = self.signed.descriptor().await?;
         let role = d["role"].as_str().unwrap_or("unknown");

@@ -34,11 +34,14 @@ impl Gateway {
         Ok(d)
     }
 
-    /// The wallet's client, payword payer and currency for the issuer at `issuer_url` (a URL
-    /// already checked), made on first use.
-    fn paying(&self, issuer_url: &str) -> Paying {
+    /// The wallet's client, payword payer and currency for the issuer at `issuer_url`, made on
+    /// first use; an unusable URL is refused.
+    fn paying(&self, issuer_url: &str) -> Result<Paying, Error> {
+        node::client::check_url(issuer_url)
+            .map_err(|e| Error::Upstream(format!("the manifest's issuer: {e}")))?;
         let mut map = self.paying.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(issuer_url.trim_end_matches('/').to_owned())
+        Ok(map
+            .entry(issuer_url.trim_end_matches('/').to_owned())
             .or_insert_with(|| {
                 let wallet = IssuerClient::new(
                     self.http.clone(),
@@ -61,22 +64,16 @@ impl Gateway {
                     currency: Arc::default(),
                 }
             })
-            .clone()
+            .clone())
     }
 
     /// The currency's units for people, asked of its issuer once (at most
     /// `CURRENCY_WAIT_MS_MAX` a try); `None` while it does not answer (then minor units
     /// are shown, and it is asked again next time).
     async fn currency(paying: &Paying) -> Option<protocol::ledger::Currency> {
-        let wait = Duration::from_millis(clients::issuer::CURRENCY_WAIT_MS_MAX);
         paying
             .currency
-            .get_or_try_init(|| async {
-                match tokio::time::timeout(wait, paying.wallet.currency()).await {
-                    Ok(Ok(c)) => Ok(c),
-                    _ => Err(()),
-                }
-            })
+            .get_or_try_init(|| async { paying.wallet.currency_for_people().await.ok_or(()) })
             .await
             .ok()
             .cloned()
@@ -89,13 +86,9 @@ impl Gateway {
         let Ok(d) = self.publisher_descriptor().await else {
             return;
         };
-        let Some(url) = d["issuer_url"].as_str() else {
+        let Some(Ok(paying)) = d["issuer_url"].as_str().map(|url| self.paying(url)) else {
             return;
         };
-        if node::client::check_url(url).is_err() {
-            return;
-        }
-        let paying = self.paying(url);
         let chain = async {
             if let Some(payer) = &paying.payer {
                 let _ = payer.warm().await;
@@ -141,9 +134,7 @@ impl Gateway {
             ));
         }
         let view = uuid::Uuid::new_v4().to_string();
-        node::client::check_url(&manifest.issuer_url)
-            .map_err(|e| Error::Upstream(format!("the manifest's issuer: {e}")))?;
-        let paying = self.paying(&manifest.issuer_url);
+        let paying = self.paying(&manifest.issuer_url)?;
         // For people: the view's price and spend in the currency's units (usually known
         // since start-up).
         let currency = Self::currency(&paying).await;
