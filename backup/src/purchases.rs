@@ -251,7 +251,7 @@ pub async fn record_ended(
         return;
     }
     let recorded: std::collections::HashSet<String> =
-        match clients::records::RecordChain::open(key_path, key.clone()) {
+        match clients::records::RecordChain::open_async(key_path, key.clone()).await {
             Ok(chain) => chain
                 .own()
                 .iter()

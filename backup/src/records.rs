@@ -31,7 +31,8 @@ pub async fn show(dir: &Path, wallet: &Wallet) -> Result<Shown, Error> {
             .collect();
         crate::purchases::record_ended(&wallet.path, wallet.key.clone(), &http, &slots).await;
     }
-    let chain = RecordChain::open(&wallet.path, wallet.key.clone())
+    let chain = RecordChain::open_async(&wallet.path, wallet.key.clone())
+        .await
         .map_err(|e| Error::Usage(format!("the record chain: {e}")))?;
     Ok(chain.shown())
 }

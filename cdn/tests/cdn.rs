@@ -456,7 +456,10 @@ async fn publish_stream_pay_verify_and_fail_over() {
         held.blocks.contains(&proposal),
         "the publisher holds the viewer's half"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_cdn"))
+    // `cdn records` run while another process appends to the chain (the gateway's background
+    // records; here this test holds it) waits its turn rather than failing as busy.
+    let held = clients::records::RecordChain::open(&wallet, viewer_key.clone()).expect("chain");
+    let records = Command::new(env!("CARGO_BIN_EXE_cdn"))
         .args([
             "records",
             "--json",
@@ -465,8 +468,13 @@ async fn publish_stream_pay_verify_and_fail_over() {
             "--wallet",
         ])
         .arg(&wallet)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("cdn records");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(held);
+    let out = records.wait_with_output().expect("cdn records");
     assert!(
         out.status.success(),
         "{}",

@@ -14,7 +14,8 @@
 //!   at open, not extended.
 //! - On a machine with no chain file yet, the CLI first asks its counter-parties for its own
 //!   chain's head ([`RecordChain::continue_from`]) so that a restored key continues its chain.
-//! - One process appends at a time (a lock file in the directory).
+//! - One process appends at a time (a lock file in the directory); another that comes
+//!   meanwhile waits its turn, up to [`RECORDS_LOCK_WAIT_MS_MAX`].
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,6 +30,12 @@ use protocol::KeyPair;
 
 /// The chain file inside the records directory.
 const CHAIN_FILE: &str = "chain.jsonl";
+
+/// Longest [`RecordChain::open`] waits while another process holds the chain. Holders keep it
+/// for one record's exchanges (a gateway's background `tokens` records, a backup recording a
+/// deal), so `cdn records` run beside a gateway waits its turn instead of failing. One
+/// request's bound: a holder waiting on a slow counter-party lets go within it.
+pub const RECORDS_LOCK_WAIT_MS_MAX: u64 = node::client::REQUEST_MS_MAX;
 
 /// Where a sent proposal stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +68,35 @@ impl RecordChain {
         PathBuf::from(dir)
     }
 
-    /// Open (or start) the chain of `key` kept beside `key_path`.
+    /// Open (or start) the chain of `key` kept beside `key_path`, waiting up to
+    /// [`RECORDS_LOCK_WAIT_MS_MAX`] while another process appends to it. Blocks the calling
+    /// thread: async code calls [`RecordChain::open_async`].
     pub fn open(key_path: &Path, key: Arc<KeyPair>) -> Result<RecordChain, ClientError> {
+        Self::open_waiting(key_path, key, RECORDS_LOCK_WAIT_MS_MAX)
+    }
+
+    /// [`RecordChain::open`] on a blocking thread, for async callers (the open waits for the
+    /// lock and reads the whole file).
+    pub async fn open_async(
+        key_path: &Path,
+        key: Arc<KeyPair>,
+    ) -> Result<RecordChain, ClientError> {
+        let key_path = key_path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open(&key_path, key))
+            .await
+            .map_err(|e| ClientError::Config(format!("the record chain's open stopped: {e}")))?
+    }
+
+    /// [`RecordChain::open`] with its own bound on the wait for the lock (0: fail at once).
+    pub fn open_waiting(
+        key_path: &Path,
+        key: Arc<KeyPair>,
+        wait_ms_max: u64,
+    ) -> Result<RecordChain, ClientError> {
         let dir = Self::dir_of(key_path);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ClientError::Config(format!("cannot create {}: {e}", dir.display())))?;
-        let lock = node::datadir::lock(&dir, "records")
+        let lock = node::datadir::lock_waiting(&dir, "records", wait_ms_max)
             .map_err(|e| ClientError::Config(format!("the record chain is busy: {e}")))?;
         let path = dir.join(CHAIN_FILE);
         let known = path.exists();
@@ -433,7 +463,7 @@ pub async fn record_deal(
     transaction: &serde_json::Value,
 ) -> Agreed {
     let attempt = async {
-        let mut chain = RecordChain::open(key_path, key)?;
+        let mut chain = RecordChain::open_async(key_path, key).await?;
         chain
             .continue_from(std::slice::from_ref(counterparty))
             .await?;
@@ -472,7 +502,7 @@ pub async fn record_tokens(
         ));
     }
     let text = |e: ClientError| e.to_string();
-    let mut chain = RecordChain::open(key_path, key).map_err(text)?;
+    let mut chain = RecordChain::open_async(key_path, key).await.map_err(text)?;
     chain
         .continue_from(std::slice::from_ref(agent))
         .await
@@ -524,7 +554,7 @@ pub async fn resend_unanswered(
     key: Arc<KeyPair>,
     servers: &[SignedClient],
 ) -> Result<usize, ClientError> {
-    let mut chain = RecordChain::open(key_path, key)?;
+    let mut chain = RecordChain::open_async(key_path, key).await?;
     let mut agreed = 0;
     for proposal in chain.to_resend(node::now_ms()) {
         for server in servers {

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Held for as long as the server runs; dropping it releases the directory.
 #[derive(Debug)]
@@ -14,6 +15,18 @@ pub struct DirLock {
 }
 
 pub fn lock(dir: &Path, name: &str) -> anyhow::Result<DirLock> {
+    lock_waiting(dir, name, 0)
+}
+
+/// How often [`lock_waiting`] tries the lock again while another process holds it.
+pub const LOCK_POLL_MS: u64 = 5;
+
+/// [`lock`], but while another process holds the lock, try again every [`LOCK_POLL_MS`] for
+/// up to `wait_ms_max` before giving up. For locks held for moments (a record chain appended
+/// by a CLI or a gateway), where a caller that comes at the wrong moment should wait its turn
+/// rather than fail. Blocks the calling thread.
+pub fn lock_waiting(dir: &Path, name: &str, wait_ms_max: u64) -> anyhow::Result<DirLock> {
+    let deadline = Instant::now() + Duration::from_millis(wait_ms_max);
     let path = dir.join(format!("{name}.lock"));
     let file = OpenOptions::new()
         .create(true)
@@ -21,26 +34,35 @@ pub fn lock(dir: &Path, name: &str) -> anyhow::Result<DirLock> {
         .write(true)
         .open(&path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {
-            // The holder's pid, for the message a second start gets (best effort: the lock,
-            // not this text, is what keeps a second process out).
-            let mut f = &file;
-            let _ = f.set_len(0);
-            let _ = f.write_all(std::process::id().to_string().as_bytes());
-            Ok(DirLock { _file: file })
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(LOCK_POLL_MS));
+            }
+            Err(TryLockError::WouldBlock) => {
+                let pid = holder_pid(dir, name)
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default();
+                let waited = if wait_ms_max > 0 {
+                    format!(" after waiting {wait_ms_max} ms")
+                } else {
+                    String::new()
+                };
+                anyhow::bail!(
+                    "another {name} is already running on {}{pid}{waited} (stop it first, or use another --data directory)",
+                    dir.display()
+                )
+            }
+            Err(TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
         }
-        Err(TryLockError::WouldBlock) => {
-            let pid = holder_pid(dir, name)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            anyhow::bail!(
-                "another {name} is already running on {}{pid} (stop it first, or use another --data directory)",
-                dir.display()
-            )
-        }
-        Err(TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
     }
+    // The holder's pid, for the message a second start gets (best effort: the lock, not this
+    // text, is what keeps a second process out).
+    let mut f = &file;
+    let _ = f.set_len(0);
+    let _ = f.write_all(std::process::id().to_string().as_bytes());
+    Ok(DirLock { _file: file })
 }
 
 /// The pid recorded by the process that holds (or last held) `dir`'s lock `name`.
@@ -64,5 +86,19 @@ mod tests {
         assert!(err.to_string().contains(&pid), "{err} names {pid}");
         drop(first);
         super::lock(dir.path(), "issuer").expect("free again once released");
+    }
+
+    #[test]
+    fn a_waiting_lock_gets_its_turn_or_says_how_long_it_waited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = super::lock(dir.path(), "records").expect("first lock");
+        let err = super::lock_waiting(dir.path(), "records", 30).expect_err("held throughout");
+        assert!(err.to_string().contains("after waiting 30 ms"), "{err}");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(first);
+        });
+        super::lock_waiting(dir.path(), "records", 10_000).expect("the holder let go");
+        release.join().expect("thread");
     }
 }

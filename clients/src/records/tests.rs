@@ -28,7 +28,7 @@ fn proposals_link_persist_and_survive_a_torn_last_line() {
         assert_eq!(b.previous_hash, a.hash());
         assert_eq!(chain.unanswered().len(), 2);
         // A second process with the same key is kept out while this one holds the chain.
-        assert!(RecordChain::open(&key_path, key.clone()).is_err());
+        assert!(RecordChain::open_waiting(&key_path, key.clone(), 0).is_err());
     }
     // A crash mid-append: the torn line was never sent, and is dropped.
     let file = RecordChain::dir_of(&key_path).join(CHAIN_FILE);
