@@ -410,14 +410,21 @@ impl CreditBook {
                         route: None,
                         peer: Some(&peer),
                     };
-                    let open = holds::held(conn, sel)?;
-                    let Some((_, _, _, _, condition)) = open.first() else {
+                    let mut open = holds::held(conn, sel)?;
+                    if open.is_empty() {
+                        // Unknown or settled? On PostgreSQL each statement reads the latest
+                        // commit (READ COMMITTED), so a prepare's holds can commit between
+                        // the read above and this one: they are read again once seen, and a
+                        // payment is called settled only when its rows exist and none is held
+                        // (rows only go absent, held, settled, in that order).
                         let (seen, _) = holds::status(conn, &payment, Some(&peer))?;
-                        return Err(if seen.is_empty() {
-                            CreditError::UnknownPayment(payment.clone()).into()
-                        } else {
-                            CreditError::Settled.into()
-                        });
+                        if seen.is_empty() {
+                            return Err(CreditError::UnknownPayment(payment.clone()).into());
+                        }
+                        open = holds::held(conn, sel)?;
+                    }
+                    let Some((_, _, _, _, condition)) = open.first() else {
+                        return Err(CreditError::Settled.into());
                     };
                     check_secret(&secret, condition)?;
                     let (routes, _) = holds::settle(conn, sel, Some(&secret))?;
