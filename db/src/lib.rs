@@ -344,6 +344,23 @@ where
     }
 }
 
+/// Inside a write transaction: wait until no other transaction holds the turn named `name`,
+/// then hold it until this one ends. For decisions made from several reads that another
+/// transaction could change in between (an accept of a payword chain, a record chain's next
+/// block). On SQLite a write transaction already runs alone (`BEGIN IMMEDIATE`), so this
+/// does nothing; on PostgreSQL (READ COMMITTED, each statement reads the latest commit) it
+/// takes a transaction-scoped advisory lock on the name's hash (two names sharing a hash
+/// only take turns they did not need).
+pub fn take_turn(conn: &mut AnyConnection, name: &str) -> Result<(), DbError> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Run `insert` inside the caller's transaction, in a savepoint: `Ok(false)` when it hit a
 /// unique constraint (another transaction inserted the row first: the savepoint is rolled
 /// back and the caller's transaction goes on, to update that row instead), `Ok(true)` when

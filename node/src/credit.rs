@@ -594,6 +594,13 @@ impl CreditBook {
                         (String, String, String, i64, i64, i64),
                         (i64, String, Option<i64>),
                     );
+                    // A write that changes nothing takes the line's row lock before it is
+                    // read (PostgreSQL; SQLite's write transactions run alone): of two updates
+                    // racing, the second then reads the first's seq and a payment's new hold,
+                    // rather than writing an older seq or a limit below what is held.
+                    diesel::update(credit_lines::table.find(&s.id))
+                        .set(credit_lines::seq.eq(credit_lines::seq))
+                        .execute(conn)?;
                     let held: Option<Held> = credit_lines::table
                         .find(&s.id)
                         .select((

@@ -162,6 +162,7 @@ pub fn accept(
     if is_fraudster(conn, payer)? {
         return Ok(Err(Refusal::Fraud));
     }
+    take_turn_on_chain(conn, &p.chain)?;
     let t = match known_touchstone(conn, &p.chain)? {
         Some(t) => t,
         None => match touchstone {
@@ -276,13 +277,26 @@ pub fn accept(
         }));
     }
     if held.is_some() {
-        db::cached(
-            diesel::update(payword_blocks::table.find((&p.chain, from))).set((
+        // Conditional on the word read above: accepts of one chain take turns
+        // (`take_turn_on_chain`), so another accept never moved it in between.
+        let moved = db::cached(
+            diesel::update(
+                payword_blocks::table
+                    .find((&p.chain, from))
+                    .filter(payword_blocks::held_to.eq(held_to)),
+            )
+            .set((
                 payword_blocks::held_to.eq(to),
                 payword_blocks::held_word.eq(p.word.hex()),
             )),
         )
         .execute(conn)?;
+        if moved != 1 {
+            return Err(DbError::Task(format!(
+                "the held words of a block of chain {} moved during an accept",
+                p.chain
+            )));
+        }
     } else {
         if blocks.is_empty() {
             store_touchstone(conn, &t)?;
@@ -308,6 +322,14 @@ pub fn accept(
         words,
         value,
     }))
+}
+
+/// Accepts of one chain take turns ([`db::take_turn`]): on PostgreSQL two accepts of the
+/// same words would otherwise both read the same held word and both credit what follows it
+/// (a buyer firing one `LCP-Payword` header at a vendor in parallel), or both keep a new
+/// block of the chain. The blocks are read after the turn is taken.
+fn take_turn_on_chain(conn: &mut AnyConnection, chain: &str) -> Result<(), DbError> {
+    db::take_turn(conn, &format!("payword chain {chain}"))
 }
 
 /// A touchstone verified when it was first kept: its facts are read back from their columns,

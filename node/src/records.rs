@@ -208,6 +208,10 @@ pub enum Kept {
 /// Keep `block` (validated by the caller), unless it conflicts with a block held: then keep
 /// the proof instead.
 pub fn keep(conn: &mut AnyConnection, block: &HalfBlock) -> Result<Kept, RecordsError> {
+    // The chain's blocks around `seq` are read, then one is written: blocks of one chain kept
+    // at once (the crawl reads several agents together; market replicas share a database)
+    // must see each other, or two that conflict are both stored and no proof is made.
+    db::take_turn(conn, &format!("record chain {}", block.public_key))?;
     let seq = block.sequence_number;
     let mut neighbours = Vec::with_capacity(3);
     if let Some(same) = block_at(conn, &block.public_key, seq)? {
@@ -237,6 +241,8 @@ pub fn note_fraud(conn: &mut AnyConnection, proof: &RecordFraud) -> Result<bool,
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     let at = to_i64(proof.sequence_number, "sequence_number")?;
+    // Proofs are numbered MAX(seq) + 1: two noted at once must not take the same number.
+    db::take_turn(conn, "record frauds")?;
     let known: i64 = record_frauds::table
         .filter(record_frauds::public_key.eq(&proof.public_key))
         .filter(record_frauds::sequence_number.eq(at))

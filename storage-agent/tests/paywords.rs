@@ -729,6 +729,54 @@ fn vendor_accepts(
     )
 }
 
+/// A vendor's database and the chain a payer pays it from, for tests that call
+/// [`vendor_accepts`] the way an agent does, inside a write transaction.
+struct Vendor<'a> {
+    db: &'a db::Database,
+    issuer: &'a protocol::EntityId,
+    payer: &'a Arc<KeyPair>,
+    vendor: &'a protocol::EntityId,
+    file: &'a clients::wallet::ChainFile,
+}
+
+impl Vendor<'_> {
+    /// Pay `to` of block `from..=end` with `word`: the value accepted, or the refusal's text.
+    fn pay(
+        &self,
+        from: u64,
+        end: u64,
+        to: u64,
+        word: Word,
+    ) -> impl std::future::Future<Output = Result<u64, String>> + Send + 'static {
+        let touchstone = envelope_header_value(&self.file.touchstone);
+        let (issuer, payer, vendor) = (
+            self.issuer.clone(),
+            self.payer.entity().clone(),
+            self.vendor.clone(),
+        );
+        let p = Payword {
+            chain: self.file.chain.clone(),
+            from,
+            end,
+            to,
+            word,
+            signature: sign_block(self.payer, &self.file.chain, &vendor, from, end),
+        };
+        let db = self.db.clone();
+        async move {
+            db.run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    vendor_accepts(conn, &issuer, &payer, &vendor, &p, &touchstone)
+                })
+            })
+            .await
+            .map_err(|e| format!("database: {e}"))?
+            .map(|a| a.value)
+            .map_err(|r| format!("{r:?}"))
+        }
+    }
+}
+
 /// A vendor checks a new block's word against the deepest word it already holds of the chain
 /// (not against the root, which may be a million hashes away): the right word of a later
 /// block is accepted, a wrong one, a word one place off and another chain's word are refused,
@@ -752,38 +800,14 @@ async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
     )
     .expect("db");
     let vendor = KeyPair::generate().expect("key").entity().clone();
-    let touchstone = envelope_header_value(&file.touchstone);
-    // Pay `to` of block from..=end with `word`: the value accepted, or the refusal's text.
-    let pay = |from: u64, end: u64, to: u64, word: Word| {
-        let (chain, touchstone, issuer_id, payer, vendor) = (
-            file.chain.clone(),
-            touchstone.clone(),
-            issuer.entity.clone(),
-            key.entity().clone(),
-            vendor.clone(),
-        );
-        let signature = sign_block(&key, &chain, &vendor, from, end);
-        let db = db.clone();
-        async move {
-            db.run(move |conn| {
-                let p = Payword {
-                    chain,
-                    from,
-                    end,
-                    to,
-                    word,
-                    signature,
-                };
-                db::write_transaction(conn, |conn| {
-                    vendor_accepts(conn, &issuer_id, &payer, &vendor, &p, &touchstone)
-                })
-            })
-            .await
-            .expect("db")
-            .map(|a| a.value)
-            .map_err(|r| format!("{r:?}"))
-        }
+    let at = Vendor {
+        db: &db,
+        issuer: &issuer.entity,
+        payer: &key,
+        vendor: &vendor,
+        file: &file,
     };
+    let pay = |from: u64, end: u64, to: u64, word: Word| at.pay(from, end, to, word);
     let w = |i: u64| file.word(i).expect("word");
     assert_eq!(
         pay(1, 10, 5, w(5)).await,
@@ -805,6 +829,60 @@ async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
     // Words already held change nothing; the next ones of a held block count from it.
     assert_eq!(pay(21, 30, 25, w(25)).await, Ok(0));
     assert_eq!(pay(21, 30, 27, w(27)).await, Ok(2));
+}
+
+/// The same words sent on many requests at once are credited once, on SQLite and on
+/// PostgreSQL (where each statement of a transaction reads the latest commit, so two accepts
+/// reading the same held word would both credit the words after it unless one waits for the
+/// other): a buyer firing one `LCP-Payword` header at a vendor in parallel gains nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_words_sent_at_once_are_credited_once() {
+    const AT_ONCE: usize = 16;
+    let s = Setup::start(0);
+    let issuer = s.issuer.as_ref().expect("issuer");
+    let (key, wallet, chains) = s.buyer("payer", 1_000).await;
+    let file = wallet::buy(&wallet, &chains, 40, 1, None)
+        .await
+        .expect("chain");
+    let w = |i: u64| file.word(i).expect("word");
+    for (backend, database) in util::backends("paywordrace") {
+        let dir = s.dir.path().join(format!("vendor-{backend}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let location = match database.url() {
+            Some(url) => db::Location::parse(&url),
+            None => db::Location::sqlite_in(&dir, "v.sqlite"),
+        };
+        let db = db::Database::open(location, storage_agent::migrations()).expect("db");
+        let vendor = KeyPair::generate().expect("key").entity().clone();
+        let at = Vendor {
+            db: &db,
+            issuer: &issuer.entity,
+            payer: &key,
+            vendor: &vendor,
+            file: &file,
+        };
+        assert_eq!(
+            at.pay(1, 10, 3, w(3)).await,
+            Ok(3),
+            "{backend}: the block held"
+        );
+        let tasks: Vec<_> = (0..AT_ONCE)
+            .map(|_| tokio::spawn(at.pay(1, 10, 8, w(8))))
+            .collect();
+        let mut credited = 0;
+        for task in tasks {
+            credited += task.await.expect("task").unwrap_or_else(|e| {
+                panic!("{backend}: an accept of words already seen is no error: {e}")
+            });
+        }
+        assert_eq!(credited, 5, "{backend}: words 4..=8 credited once");
+        assert_eq!(at.pay(1, 10, 8, w(8)).await, Ok(0), "{backend}: held now");
+        assert_eq!(
+            at.pay(1, 10, 9, w(9)).await,
+            Ok(1),
+            "{backend}: the next word counts"
+        );
+    }
 }
 
 /// Benchmark (ignored; `scripts/bench-paywords.sh`): the issuer commands that settle

@@ -127,6 +127,13 @@ impl Publisher {
         self.db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
+                    // A write that changes nothing takes the view's row lock first
+                    // (PostgreSQL; SQLite's write transactions run alone): two windows of one
+                    // view charged at once would otherwise both read the same paid ranges,
+                    // and the later write would drop the other's.
+                    diesel::update(views::table.find(&view))
+                        .set(views::paid.eq(views::paid))
+                        .execute(conn)?;
                     let (paid_text, paid): (String, i64) = views::table
                         .find(&view)
                         .select((views::pieces_paid, views::paid))
