@@ -162,7 +162,7 @@ pub fn accept(
     if is_fraudster(conn, payer)? {
         return Ok(Err(Refusal::Fraud));
     }
-    take_turn_on_chain(conn, &p.chain)?;
+    take_payers_turn(conn, payer)?;
     let t = match known_touchstone(conn, &p.chain)? {
         Some(t) => t,
         None => match touchstone {
@@ -277,8 +277,8 @@ pub fn accept(
         }));
     }
     if held.is_some() {
-        // Conditional on the word read above: accepts of one chain take turns
-        // (`take_turn_on_chain`), so another accept never moved it in between.
+        // Conditional on the word read above: accepts of one payer take turns
+        // (`take_payers_turn`), so another accept never moved it in between.
         let moved = db::cached(
             diesel::update(
                 payword_blocks::table
@@ -324,12 +324,13 @@ pub fn accept(
     }))
 }
 
-/// Accepts of one chain take turns ([`db::take_turn`]): on PostgreSQL two accepts of the
-/// same words would otherwise both read the same held word and both credit what follows it
-/// (a buyer firing one `LCP-Payword` header at a vendor in parallel), or both keep a new
-/// block of the chain. The blocks are read after the turn is taken.
-fn take_turn_on_chain(conn: &mut AnyConnection, chain: &str) -> Result<(), DbError> {
-    db::take_turn(conn, &format!("payword chain {chain}"))
+/// A payer's accepts at this vendor take turns ([`db::take_turn`]): on PostgreSQL two accepts
+/// of the same words would otherwise both read the same held word and both credit what
+/// follows it (a buyer firing one `LCP-Payword` header at a vendor in parallel), both keep a
+/// new block of a chain, or both pass the cap on what the payer owes in words. The blocks and
+/// the payer's unredeemed value are read after the turn is taken.
+fn take_payers_turn(conn: &mut AnyConnection, payer: &EntityId) -> Result<(), DbError> {
+    db::take_turn(conn, &format!("payword payer {payer}"))
 }
 
 /// A touchstone verified when it was first kept: its facts are read back from their columns,

@@ -844,6 +844,9 @@ async fn the_same_words_sent_at_once_are_credited_once() {
     let file = wallet::buy(&wallet, &chains, 40, 1, None)
         .await
         .expect("chain");
+    let second = wallet::buy(&wallet, &chains, 40, 1, None)
+        .await
+        .expect("chain");
     let w = |i: u64| file.word(i).expect("word");
     for (backend, database) in util::backends("paywordrace") {
         let dir = s.dir.path().join(format!("vendor-{backend}"));
@@ -881,6 +884,25 @@ async fn the_same_words_sent_at_once_are_credited_once() {
             at.pay(1, 10, 9, w(9)).await,
             Ok(1),
             "{backend}: the next word counts"
+        );
+        // A chain's first block, sent at once: kept once, its words credited once.
+        let fresh = Vendor {
+            file: &second,
+            ..at
+        };
+        let tasks: Vec<_> = (0..AT_ONCE)
+            .map(|_| tokio::spawn(fresh.pay(1, 10, 4, second.word(4).expect("word"))))
+            .collect();
+        let mut credited = 0;
+        for task in tasks {
+            credited += task
+                .await
+                .expect("task")
+                .unwrap_or_else(|e| panic!("{backend}: a new block sent at once is no error: {e}"));
+        }
+        assert_eq!(
+            credited, 4,
+            "{backend}: the new block's words 1..=4 credited once"
         );
     }
 }
