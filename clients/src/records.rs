@@ -32,9 +32,11 @@ use protocol::KeyPair;
 const CHAIN_FILE: &str = "chain.jsonl";
 
 /// Longest [`RecordChain::open`] waits while another process holds the chain. Holders keep it
-/// for one record's exchanges (a gateway's background `tokens` records, a backup recording a
-/// deal), so `cdn records` run beside a gateway waits its turn instead of failing. One
-/// request's bound: a holder waiting on a slow counter-party lets go within it.
+/// for a record's exchanges (a gateway's background `tokens` records, a backup recording a
+/// deal), usually moments, so `cdn records` run beside a gateway waits its turn instead of
+/// failing. One request's bound: a holder sending to a counter-party that does not answer
+/// (or sending several unanswered proposals again) can keep it longer, and the waiter then
+/// says the chain is busy.
 pub const RECORDS_LOCK_WAIT_MS_MAX: u64 = node::client::REQUEST_MS_MAX;
 
 /// Where a sent proposal stands.
@@ -96,8 +98,11 @@ impl RecordChain {
         let dir = Self::dir_of(key_path);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ClientError::Config(format!("cannot create {}: {e}", dir.display())))?;
-        let lock = node::datadir::lock_waiting(&dir, "records", wait_ms_max)
-            .map_err(|e| ClientError::Config(format!("the record chain is busy: {e}")))?;
+        let lock = node::datadir::lock_waiting(&dir, "records", wait_ms_max).map_err(|e| {
+            ClientError::Config(format!(
+                "the record chain is busy: {e}; try again in a moment"
+            ))
+        })?;
         let path = dir.join(CHAIN_FILE);
         let known = path.exists();
         let mut chain = RecordChain {

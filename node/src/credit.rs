@@ -598,9 +598,11 @@ impl CreditBook {
                     // read (PostgreSQL; SQLite's write transactions run alone): of two updates
                     // racing, the second then reads the first's seq and a payment's new hold,
                     // rather than writing an older seq or a limit below what is held.
-                    diesel::update(credit_lines::table.find(&s.id))
-                        .set(credit_lines::seq.eq(credit_lines::seq))
-                        .execute(conn)?;
+                    if matches!(conn, AnyConnection::Postgresql(_)) {
+                        diesel::update(credit_lines::table.find(&s.id))
+                            .set(credit_lines::seq.eq(credit_lines::seq))
+                            .execute(conn)?;
+                    }
                     let held: Option<Held> = credit_lines::table
                         .find(&s.id)
                         .select((

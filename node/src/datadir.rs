@@ -15,7 +15,12 @@ pub struct DirLock {
 }
 
 pub fn lock(dir: &Path, name: &str) -> anyhow::Result<DirLock> {
-    lock_waiting(dir, name, 0)
+    lock_for(
+        dir,
+        name,
+        0,
+        " (stop it first, or use another --data directory)",
+    )
 }
 
 /// How often [`lock_waiting`] tries the lock again while another process holds it.
@@ -26,6 +31,11 @@ pub const LOCK_POLL_MS: u64 = 5;
 /// by a CLI or a gateway), where a caller that comes at the wrong moment should wait its turn
 /// rather than fail. Blocks the calling thread.
 pub fn lock_waiting(dir: &Path, name: &str, wait_ms_max: u64) -> anyhow::Result<DirLock> {
+    lock_for(dir, name, wait_ms_max, "")
+}
+
+/// [`lock_waiting`], with `hint` closing the message when the lock stays taken.
+fn lock_for(dir: &Path, name: &str, wait_ms_max: u64, hint: &str) -> anyhow::Result<DirLock> {
     let deadline = Instant::now() + Duration::from_millis(wait_ms_max);
     let path = dir.join(format!("{name}.lock"));
     let file = OpenOptions::new()
@@ -50,7 +60,7 @@ pub fn lock_waiting(dir: &Path, name: &str, wait_ms_max: u64) -> anyhow::Result<
                     String::new()
                 };
                 anyhow::bail!(
-                    "another {name} is already running on {}{pid}{waited} (stop it first, or use another --data directory)",
+                    "another {name} is already running on {}{pid}{waited}{hint}",
                     dir.display()
                 )
             }

@@ -211,7 +211,7 @@ pub fn keep(conn: &mut AnyConnection, block: &HalfBlock) -> Result<Kept, Records
     // The chain's blocks around `seq` are read, then one is written: blocks of one chain kept
     // at once (the crawl reads several agents together; market replicas share a database)
     // must see each other, or two that conflict are both stored and no proof is made.
-    db::take_turn(conn, &format!("record chain {}", block.public_key))?;
+    take_chains_turn(conn, &block.public_key)?;
     let seq = block.sequence_number;
     let mut neighbours = Vec::with_capacity(3);
     if let Some(same) = block_at(conn, &block.public_key, seq)? {
@@ -234,7 +234,14 @@ pub fn keep(conn: &mut AnyConnection, block: &HalfBlock) -> Result<Kept, Records
     Ok(Kept::New)
 }
 
-/// Keep `proof` (verified by the caller) unless one of its kind at its place is kept.
+/// The turn of `public_key`'s record chain ([`db::take_turn`]). Taken before the turn of the
+/// fraud proofs whenever a transaction takes both.
+fn take_chains_turn(conn: &mut AnyConnection, public_key: &str) -> Result<(), DbError> {
+    db::take_turn(conn, &format!("record chain {public_key}"))
+}
+
+/// Keep `proof` (verified by the caller) unless one of its kind at its place is kept. Inside
+/// a write transaction: the proof's number is read, then written.
 pub fn note_fraud(conn: &mut AnyConnection, proof: &RecordFraud) -> Result<bool, RecordsError> {
     let kind = serde_json::to_value(proof.kind)
         .ok()
@@ -581,6 +588,16 @@ impl RecordBook {
                     .filter(|b| b.validate().is_ok())
                     .collect();
                 db::write_transaction(conn, |conn| {
+                    // Every chain's turn at once, in one order (`keep` takes it again, which
+                    // PostgreSQL grants at once to the holder): two crawls holding each
+                    // other's counter-party chains would otherwise wait on each other.
+                    let mut chains: Vec<&str> =
+                        valid.iter().map(|b| b.public_key.as_str()).collect();
+                    chains.sort_unstable();
+                    chains.dedup();
+                    for chain in chains {
+                        take_chains_turn(conn, chain)?;
+                    }
                     let (mut new, mut proofs) = (0, Vec::new());
                     for b in &valid {
                         match keep(conn, b)? {

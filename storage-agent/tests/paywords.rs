@@ -251,15 +251,17 @@ async fn writes_and_reads_paid_by_paywords_while_the_issuer_is_away() {
         from_chain, paid,
         "no fee on this issuer: exactly the words x unit"
     );
-    let dash = s.agents[0]
-        .agent
-        .payword_holdings()
-        .await
-        .expect("holdings");
-    assert_eq!(
-        (dash[0].accepted, dash[0].redeemed, dash[0].pending),
-        (paid, paid, 0)
-    );
+    // The agent notes the redemption once the issuer's answer is in, a moment after the
+    // issuer shows it.
+    eventually(10_000, "the agent to note its redemption", || async {
+        let dash = s.agents[0]
+            .agent
+            .payword_holdings()
+            .await
+            .expect("holdings");
+        (dash[0].accepted, dash[0].redeemed, dash[0].pending) == (paid, paid, 0)
+    })
+    .await;
 
     // The redemption is recorded with the issuer (DESIGN 11): the agent's chain holds a
     // `redemption` proposal (the command's counter, the words, the value credited) and the

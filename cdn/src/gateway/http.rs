@@ -196,6 +196,11 @@ impl RunningGateway {
                 tracing::warn!("tokens read in the last seconds are not recorded");
             }
         });
+        // A record still waiting for the wallet's chain (another process holds it) runs on a
+        // blocking thread: the stop does not wait for it past the bound.
+        rt.shutdown_timeout(std::time::Duration::from_millis(
+            SHUTDOWN_RECORD_WAIT_MS_MAX,
+        ));
         served
     }
 }

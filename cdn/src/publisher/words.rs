@@ -131,9 +131,11 @@ impl Publisher {
                     // (PostgreSQL; SQLite's write transactions run alone): two windows of one
                     // view charged at once would otherwise both read the same paid ranges,
                     // and the later write would drop the other's.
-                    diesel::update(views::table.find(&view))
-                        .set(views::paid.eq(views::paid))
-                        .execute(conn)?;
+                    if matches!(conn, db::AnyConnection::Postgresql(_)) {
+                        diesel::update(views::table.find(&view))
+                            .set(views::paid.eq(views::paid))
+                            .execute(conn)?;
+                    }
                     let (paid_text, paid): (String, i64) = views::table
                         .find(&view)
                         .select((views::pieces_paid, views::paid))

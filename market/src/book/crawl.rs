@@ -172,13 +172,15 @@ impl Market {
             kept += self
                 .db
                 .run(move |conn| {
-                    let mut kept = 0;
-                    for p in &reported {
-                        if node::records::note_fraud(conn, p).map_err(records_error)? {
-                            kept += 1;
+                    db::write_transaction(conn, |conn| {
+                        let mut kept = 0;
+                        for p in &reported {
+                            if node::records::note_fraud(conn, p).map_err(records_error)? {
+                                kept += 1;
+                            }
                         }
-                    }
-                    Ok::<_, Error>(kept)
+                        Ok::<_, Error>(kept)
+                    })
                 })
                 .await?;
         }
