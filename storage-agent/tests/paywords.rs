@@ -82,6 +82,25 @@ impl Setup {
         (key, wallet, Wallet::beside_key(&path))
     }
 
+    /// A payer with two chains of `length` one-unit words.
+    async fn payer_with_two_chains(
+        &self,
+        length: u64,
+    ) -> (Arc<KeyPair>, wallet::ChainFile, wallet::ChainFile) {
+        let (key, wallet, chains) = self.buyer("payer", 1_000).await;
+        let mut two = Vec::new();
+        for _ in 0..2 {
+            two.push(
+                wallet::buy(&wallet, &chains, length, 1, None)
+                    .await
+                    .expect("chain"),
+            );
+        }
+        let second = two.pop().expect("two");
+        let first = two.pop().expect("two");
+        (key, first, second)
+    }
+
     fn client(&self, agent: usize, key: &Arc<KeyPair>) -> AgentClient {
         AgentClient::new(self.http.clone(), &self.agents[agent].url, key.clone())
     }
@@ -787,13 +806,7 @@ impl Vendor<'_> {
 async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
     let s = Setup::start(0);
     let issuer = s.issuer.as_ref().expect("issuer");
-    let (key, wallet, chains) = s.buyer("payer", 1_000).await;
-    let file = wallet::buy(&wallet, &chains, 30, 1, None)
-        .await
-        .expect("chain");
-    let other = wallet::buy(&wallet, &chains, 30, 1, None)
-        .await
-        .expect("another chain");
+    let (key, file, other) = s.payer_with_two_chains(30).await;
     let dir = s.dir.path().join("vendor");
     std::fs::create_dir_all(&dir).expect("dir");
     let db = db::Database::open(
@@ -833,6 +846,21 @@ async fn a_vendors_next_block_is_checked_against_the_word_it_holds() {
     assert_eq!(pay(21, 30, 27, w(27)).await, Ok(2));
 }
 
+/// Run `n` payments made by `pay` at once: the value credited over all, or the first error
+/// (an accept of words already seen, or of a block kept by another at the same moment, is no
+/// error: it credits nothing).
+async fn at_once<F>(n: usize, pay: impl Fn() -> F) -> Result<u64, String>
+where
+    F: std::future::Future<Output = Result<u64, String>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(pay())).collect();
+    let mut credited = 0;
+    for task in tasks {
+        credited += task.await.expect("task")?;
+    }
+    Ok(credited)
+}
+
 /// The same words sent on many requests at once are credited once, on SQLite and on
 /// PostgreSQL (where each statement of a transaction reads the latest commit, so two accepts
 /// reading the same held word would both credit the words after it unless one waits for the
@@ -842,13 +870,7 @@ async fn the_same_words_sent_at_once_are_credited_once() {
     const AT_ONCE: usize = 16;
     let s = Setup::start(0);
     let issuer = s.issuer.as_ref().expect("issuer");
-    let (key, wallet, chains) = s.buyer("payer", 1_000).await;
-    let file = wallet::buy(&wallet, &chains, 40, 1, None)
-        .await
-        .expect("chain");
-    let second = wallet::buy(&wallet, &chains, 40, 1, None)
-        .await
-        .expect("chain");
+    let (key, file, second) = s.payer_with_two_chains(40).await;
     let w = |i: u64| file.word(i).expect("word");
     for (backend, database) in util::backends("paywordrace") {
         let dir = s.dir.path().join(format!("vendor-{backend}"));
@@ -871,16 +893,8 @@ async fn the_same_words_sent_at_once_are_credited_once() {
             Ok(3),
             "{backend}: the block held"
         );
-        let tasks: Vec<_> = (0..AT_ONCE)
-            .map(|_| tokio::spawn(at.pay(1, 10, 8, w(8))))
-            .collect();
-        let mut credited = 0;
-        for task in tasks {
-            credited += task.await.expect("task").unwrap_or_else(|e| {
-                panic!("{backend}: an accept of words already seen is no error: {e}")
-            });
-        }
-        assert_eq!(credited, 5, "{backend}: words 4..=8 credited once");
+        let credited = at_once(AT_ONCE, || at.pay(1, 10, 8, w(8))).await;
+        assert_eq!(credited, Ok(5), "{backend}: words 4..=8 credited once");
         assert_eq!(at.pay(1, 10, 8, w(8)).await, Ok(0), "{backend}: held now");
         assert_eq!(
             at.pay(1, 10, 9, w(9)).await,
@@ -892,18 +906,10 @@ async fn the_same_words_sent_at_once_are_credited_once() {
             file: &second,
             ..at
         };
-        let tasks: Vec<_> = (0..AT_ONCE)
-            .map(|_| tokio::spawn(fresh.pay(1, 10, 4, second.word(4).expect("word"))))
-            .collect();
-        let mut credited = 0;
-        for task in tasks {
-            credited += task
-                .await
-                .expect("task")
-                .unwrap_or_else(|e| panic!("{backend}: a new block sent at once is no error: {e}"));
-        }
+        let credited = at_once(AT_ONCE, || fresh.pay(1, 10, 4, second.word(4).expect("w"))).await;
         assert_eq!(
-            credited, 4,
+            credited,
+            Ok(4),
             "{backend}: the new block's words 1..=4 credited once"
         );
     }
