@@ -144,7 +144,11 @@ impl Market {
     /// Answers (blocks kept new, proofs kept new).
     async fn crawl_agent(&self, agent: &str, endpoint: &str) -> Result<(usize, usize), Error> {
         let base = endpoint.trim_end_matches('/');
-        let own = self.read_chain(agent, base, agent).await?;
+        // Where each chain was read to; the cursors move only once its blocks are kept, so a
+        // batch that fails to be kept is read again on the next visit.
+        let mut read_to: Vec<(String, u64)> = Vec::new();
+        let (own, to) = self.read_chain(agent, base, agent).await?;
+        read_to.push((agent.to_owned(), to));
         let mut counterparties: Vec<String> = own
             .iter()
             .map(|b| b.link_public_key.clone())
@@ -156,7 +160,10 @@ impl Market {
         let mut blocks = own;
         for cp in &counterparties {
             match self.read_chain(agent, base, cp).await {
-                Ok(b) => blocks.extend(b),
+                Ok((b, to)) => {
+                    blocks.extend(b);
+                    read_to.push((cp.clone(), to));
+                }
                 Err(e) => tracing::debug!(agent, chain = cp, error = %e, "not crawled"),
             }
         }
@@ -166,6 +173,7 @@ impl Market {
             .keep_blocks(blocks)
             .await
             .map_err(records_error)?;
+        self.move_cursors(agent, read_to);
         let reported = self.read_proofs(agent, base).await.unwrap_or_default();
         let mut kept = found.len();
         if !reported.is_empty() {
@@ -188,13 +196,14 @@ impl Market {
     }
 
     /// The blocks of `chain` that the agent at `base` holds, from the last one read there on
-    /// (at most [`CRAWL_PAGES_PER_CHAIN_MAX`] pages).
+    /// (at most [`CRAWL_PAGES_PER_CHAIN_MAX`] pages), and the sequence number the next visit
+    /// reads from once they are kept ([`Self::move_cursors`]).
     async fn read_chain(
         &self,
         agent: &str,
         base: &str,
         chain: &str,
-    ) -> Result<Vec<protocol::record::HalfBlock>, Error> {
+    ) -> Result<(Vec<protocol::record::HalfBlock>, u64), Error> {
         let key = (agent.to_owned(), chain.to_owned());
         let mut from = self
             .crawl
@@ -227,18 +236,24 @@ impl Market {
             }
             from = last + 1;
         }
+        // The next visit reads again from the last block read, so a rewritten head shows.
+        let read_to = out.iter().map(|b| b.sequence_number).max().unwrap_or(from);
+        Ok((out, read_to.max(1)))
+    }
+
+    /// Move `agent`'s cursors to where its chains were read to (their blocks are kept).
+    fn move_cursors(&self, agent: &str, read_to: Vec<(String, u64)>) {
         let mut cursors = self
             .crawl
             .cursors
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cursors.len() >= CRAWL_CURSORS_MAX {
-            cursors.clear();
+        for (chain, to) in read_to {
+            if cursors.len() >= CRAWL_CURSORS_MAX {
+                cursors.clear();
+            }
+            cursors.insert((agent.to_owned(), chain), to);
         }
-        // The next visit reads again from the last block read, so a rewritten head shows.
-        let read_to = out.iter().map(|b| b.sequence_number).max().unwrap_or(from);
-        cursors.insert(key, read_to.max(1));
-        Ok(out)
     }
 
     /// The agent's own fraud proofs since the last read, those that verify.
