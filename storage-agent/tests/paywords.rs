@@ -88,16 +88,9 @@ impl Setup {
         length: u64,
     ) -> (Arc<KeyPair>, wallet::ChainFile, wallet::ChainFile) {
         let (key, wallet, chains) = self.buyer("payer", 1_000).await;
-        let mut two = Vec::new();
-        for _ in 0..2 {
-            two.push(
-                wallet::buy(&wallet, &chains, length, 1, None)
-                    .await
-                    .expect("chain"),
-            );
-        }
-        let second = two.pop().expect("two");
-        let first = two.pop().expect("two");
+        let buy = || wallet::buy(&wallet, &chains, length, 1, None);
+        let first = buy().await.expect("chain");
+        let second = buy().await.expect("another chain");
         (key, first, second)
     }
 
